@@ -1,0 +1,376 @@
+"""The wire contract of iotnotify: the one place that spells topics and ids.
+
+Everything that crosses a process boundary is defined here and nowhere else:
+user ids, client ids, the topic scheme and AWS IoT Core's topic limits, MQTT
+topic and topic-filter values with ``matches()``, IAM resource ARNs for IoT,
+and the JSON notification envelope. The publisher, the Lambda handlers, the
+CDK stack and the local emulator all import these, so a topic string is never
+assembled by hand anywhere else.
+
+Limits follow the AWS IoT Core quotas page: topics at most 256 UTF-8 bytes and
+7 forward slashes, payloads at most 128 KB, client ids at most 128 bytes and
+not starting with ``$``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from ulid import ULID
+
+from iotnotify.errors import (
+    InvalidClientId,
+    InvalidEnvelope,
+    InvalidTopic,
+    InvalidUserId,
+    PayloadTooLarge,
+)
+
+__all__ = [
+    "ENVELOPE_VERSION",
+    "MAX_CLIENT_ID_BYTES",
+    "MAX_PAYLOAD_BYTES",
+    "MAX_TOPIC_BYTES",
+    "MAX_TOPIC_SLASHES",
+    "Notification",
+    "Topic",
+    "TopicFilter",
+    "TopicScheme",
+    "client_id_for",
+    "client_id_prefix",
+    "iot_arn",
+    "new_notification_id",
+    "user_of_client_id",
+    "validate_name",
+    "validate_user_id",
+]
+
+MAX_TOPIC_BYTES: Final = 256
+MAX_TOPIC_SLASHES: Final = 7
+MAX_PAYLOAD_BYTES: Final = 128 * 1024
+MAX_CLIENT_ID_BYTES: Final = 128
+ENVELOPE_VERSION: Final = 1
+
+# A Cognito ``sub`` (a UUID) fits. Anything outside this alphabet could widen
+# an IAM pattern (``*`` ``?``), an MQTT filter (``+`` ``#``) or a topic level
+# (``/``), or reach a reserved topic (``$``); ``.`` is excluded because it
+# separates the user id from the device suffix in client ids.
+_USER_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# App, stage, game and room names share the user-id alphabet for the same reasons.
+_NAME_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_CLIENT_SUFFIX_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,63}")
+
+
+def validate_user_id(value: object) -> str:
+    """Return ``value`` if it is a valid user id, else raise :class:`InvalidUserId`."""
+    if not isinstance(value, str) or not _USER_ID_RE.fullmatch(value):
+        shown = value if isinstance(value, str) else type(value).__name__
+        raise InvalidUserId(
+            f"invalid user id {shown!r}: expected 1 to 64 characters from "
+            "A-Z a-z 0-9 _ -"
+        )
+    return value
+
+
+def validate_name(value: object, *, what: str) -> str:
+    """Validate an app, stage, game or room name (same alphabet as user ids)."""
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
+        raise InvalidTopic(
+            f"invalid {what} {value!r}: expected 1 to 64 characters from A-Z a-z 0-9 _ -"
+        )
+    return value
+
+
+def client_id_prefix(user_id: str) -> str:
+    """The prefix every client id of ``user_id`` starts with (``alice.``)."""
+    return f"{validate_user_id(user_id)}."
+
+
+def client_id_for(user_id: str, suffix: str | None = None) -> str:
+    """A client id ``{userId}.{suffix}``; a random suffix when none is given.
+
+    Each device of a user needs its own suffix: AWS IoT disconnects the older
+    of two connections that share a client id.
+    """
+    suffix = secrets.token_hex(6) if suffix is None else suffix
+    if not _CLIENT_SUFFIX_RE.fullmatch(suffix):
+        raise InvalidClientId(
+            f"invalid client id suffix {suffix!r}: expected 1 to 63 characters "
+            "from A-Z a-z 0-9 _ . -"
+        )
+    return f"{client_id_prefix(user_id)}{suffix}"
+
+
+def user_of_client_id(client_id: str) -> str:
+    """The user id a client id belongs to, or :class:`InvalidClientId`."""
+    user_id, dot, suffix = client_id.partition(".")
+    if not dot or not suffix:
+        raise InvalidClientId(f"client id {client_id!r} is not '{{userId}}.{{suffix}}'")
+    try:
+        return validate_user_id(user_id)
+    except InvalidUserId as exc:
+        raise InvalidClientId(f"client id {client_id!r}: {exc}") from exc
+
+
+def _check_topic_limits(text: str, *, what: str) -> None:
+    if not text:
+        raise InvalidTopic(f"{what} must not be empty")
+    if "\x00" in text:
+        raise InvalidTopic(f"{what} {text!r} contains a NUL character")
+    size = len(text.encode("utf-8"))
+    if size > MAX_TOPIC_BYTES:
+        raise InvalidTopic(f"{what} is {size} bytes; AWS IoT allows at most {MAX_TOPIC_BYTES}")
+    slashes = text.count("/")
+    if slashes > MAX_TOPIC_SLASHES:
+        raise InvalidTopic(
+            f"{what} {text!r} has {slashes} slashes; AWS IoT allows at most {MAX_TOPIC_SLASHES}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """An MQTT topic name (no wildcards) within AWS IoT Core's limits."""
+
+    value: str
+
+    def __post_init__(self) -> None:
+        _check_topic_limits(self.value, what="topic")
+        if "+" in self.value or "#" in self.value:
+            raise InvalidTopic(f"topic {self.value!r} must not contain the wildcards + or #")
+
+    @property
+    def is_reserved(self) -> bool:
+        """``$``-topics belong to the broker (``$aws/events/...``), not to clients."""
+        return self.value.startswith("$")
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        return tuple(self.value.split("/"))
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class TopicFilter:
+    """An MQTT 3.1.1 topic filter (``+`` one level, ``#`` the rest) with ``matches()``."""
+
+    value: str
+    _levels: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_topic_limits(self.value, what="topic filter")
+        levels = tuple(self.value.split("/"))
+        for index, level in enumerate(levels):
+            if "#" in level and (level != "#" or index != len(levels) - 1):
+                raise InvalidTopic(
+                    f"topic filter {self.value!r}: '#' must be a whole level and the last one"
+                )
+            if "+" in level and level != "+":
+                raise InvalidTopic(f"topic filter {self.value!r}: '+' must be a whole level")
+        object.__setattr__(self, "_levels", levels)
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        return self._levels
+
+    @property
+    def has_wildcards(self) -> bool:
+        return "+" in self._levels or "#" in self._levels
+
+    def matches(self, topic: Topic | str) -> bool:
+        """Whether a message published to ``topic`` is delivered to this filter."""
+        name = topic.value if isinstance(topic, Topic) else topic
+        # MQTT 3.1.1 section 4.7.2: a filter starting with a wildcard does not
+        # match topics starting with '$'.
+        if name.startswith("$") and self._levels[0] in ("+", "#"):
+            return False
+        topic_levels = name.split("/")
+        for index, level in enumerate(self._levels):
+            if level == "#":
+                return True
+            if index >= len(topic_levels):
+                return False
+            if level != "+" and level != topic_levels[index]:
+                return False
+        return len(topic_levels) == len(self._levels)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class TopicScheme:
+    """The topic layout of one deployment: ``{app}/{stage}/...``.
+
+    No leading slash: AWS counts it as a level, and IAM patterns would need it.
+    """
+
+    app: str
+    stage: str
+
+    def __post_init__(self) -> None:
+        validate_name(self.app, what="app name")
+        validate_name(self.stage, what="stage name")
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.app}/{self.stage}"
+
+    def user_notifications(self, user_id: str) -> Topic:
+        return Topic(f"{self.prefix}/user/{validate_user_id(user_id)}/notifications")
+
+    def broadcast(self) -> Topic:
+        return Topic(f"{self.prefix}/broadcast")
+
+    def game(self, game_id: str) -> Topic:
+        return Topic(f"{self.prefix}/game/{validate_name(game_id, what='game id')}")
+
+    def chat(self, room: str) -> Topic:
+        return Topic(f"{self.prefix}/chat/{validate_name(room, what='room name')}")
+
+    def chat_input(self, room: str) -> Topic:
+        return Topic(f"{self.prefix}/chat/{validate_name(room, what='room name')}/input")
+
+    def user_topics(self, user_id: str) -> tuple[Topic, ...]:
+        """The topics a plain subscriber listens to: their own and the broadcast."""
+        return (self.user_notifications(user_id), self.broadcast())
+
+
+def iot_arn(region: str, account: str, kind: str, name: str) -> str:
+    """An AWS IoT resource ARN: ``kind`` is client, topic or topicfilter."""
+    if kind not in ("client", "topic", "topicfilter"):
+        raise ValueError(f"unknown IoT resource kind {kind!r}")
+    return f"arn:aws:iot:{region}:{account}:{kind}/{name}"
+
+
+class _MonotonicUlid:
+    """ULIDs that strictly increase within this process.
+
+    Plain ULIDs are random within one millisecond, so two notifications sent
+    to a user in the same millisecond could sort in the wrong order and
+    ``since=`` would skip one; bumping the previous value keeps order.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = 0
+
+    def __call__(self) -> ULID:
+        with self._lock:
+            candidate = ULID.from_timestamp(time.time()).__int__()
+            if candidate <= self._last:
+                candidate = self._last + 1
+            self._last = candidate
+            return ULID.from_int(candidate)
+
+
+_next_ulid: Final = _MonotonicUlid()
+
+
+def new_notification_id() -> str:
+    """A new sortable notification id (a 26-character ULID)."""
+    return str(_next_ulid())
+
+
+def _iso_millis(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """The JSON envelope ``{"v":1,"id","type","title","body","data","ts"}``."""
+
+    id: str
+    title: str
+    body: str = ""
+    type: str = "notification"
+    data: Mapping[str, Any] = field(default_factory=dict)
+    ts: str = ""
+    v: int = ENVELOPE_VERSION
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        title: str,
+        body: str = "",
+        type: str = "notification",  # noqa: A002 - the envelope's field name
+        data: Mapping[str, Any] | None = None,
+    ) -> Notification:
+        """A new notification with a fresh sortable id and a timestamp from it."""
+        ulid = _next_ulid()
+        note = cls(
+            id=str(ulid),
+            title=title,
+            body=body,
+            type=type,
+            data=dict(data or {}),
+            ts=_iso_millis(ulid.datetime),
+        )
+        note.to_json()  # refuse an oversized or unserialisable envelope now, not at send time
+        return note
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": self.v,
+            "id": self.id,
+            "type": self.type,
+            "title": self.title,
+            "body": self.body,
+            "data": dict(self.data),
+            "ts": self.ts,
+        }
+
+    def to_json(self) -> bytes:
+        """Compact UTF-8 JSON; :class:`PayloadTooLarge` over 128 KB."""
+        try:
+            payload = json.dumps(
+                self.to_dict(), ensure_ascii=False, separators=(",", ":")
+            ).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise InvalidEnvelope(f"notification data is not JSON-serialisable: {exc}") from exc
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise PayloadTooLarge(
+                f"notification is {len(payload)} bytes; AWS IoT allows at most "
+                f"{MAX_PAYLOAD_BYTES} bytes per message"
+            )
+        return payload
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Notification:
+        try:
+            note = cls(
+                v=int(raw.get("v", ENVELOPE_VERSION)),
+                id=str(raw["id"]),
+                type=str(raw.get("type", "notification")),
+                title=str(raw.get("title", "")),
+                body=str(raw.get("body", "")),
+                data=dict(raw.get("data") or {}),
+                ts=str(raw.get("ts", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidEnvelope(f"not a notification envelope: {exc!r}") from exc
+        if note.v != ENVELOPE_VERSION:
+            raise InvalidEnvelope(f"unsupported envelope version {note.v}")
+        return note
+
+    @classmethod
+    def from_json(cls, payload: bytes | str) -> Notification:
+        if isinstance(payload, bytes) and len(payload) > MAX_PAYLOAD_BYTES:
+            raise PayloadTooLarge(f"payload is {len(payload)} bytes; at most {MAX_PAYLOAD_BYTES}")
+        try:
+            raw = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidEnvelope(f"payload is not JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise InvalidEnvelope("payload is not a JSON object")
+        return cls.from_dict(raw)

@@ -1,0 +1,71 @@
+"""The one exception hierarchy of the ``iotnotify`` package.
+
+Callers catch :class:`IotNotifyError` to handle anything this package raises;
+third-party errors (botocore, paho-mqtt, aiohttp) are translated at the
+boundary with ``raise ... from exc`` so their types never leak.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "ConnectionLost",
+    "ContractError",
+    "Forbidden",
+    "InvalidClientId",
+    "InvalidEnvelope",
+    "InvalidTopic",
+    "InvalidUserId",
+    "IotNotifyError",
+    "PayloadTooLarge",
+    "PublishError",
+    "Throttled",
+]
+
+
+class IotNotifyError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ContractError(IotNotifyError, ValueError):
+    """A value breaks the wire contract (user id, client id, topic, envelope)."""
+
+
+class InvalidUserId(ContractError):
+    """A user id outside ``^[A-Za-z0-9_-]{1,64}$``."""
+
+
+class InvalidClientId(ContractError):
+    """A client id that is not ``{userId}.{suffix}`` or breaks IoT's limits."""
+
+
+class InvalidTopic(ContractError):
+    """A topic or topic filter that MQTT or AWS IoT Core would refuse."""
+
+
+class InvalidEnvelope(ContractError):
+    """A payload that is not a valid notification envelope."""
+
+
+class PayloadTooLarge(ContractError):
+    """A payload over AWS IoT Core's 128 KB message limit."""
+
+
+class PublishError(IotNotifyError):
+    """Publishing to AWS IoT Core (or the inbox) failed."""
+
+
+class AuthError(IotNotifyError):
+    """Sign-in failed or credentials were refused."""
+
+
+class Forbidden(IotNotifyError):
+    """The service understood the request and refused it (HTTP 403 or MQTT refusal)."""
+
+
+class Throttled(IotNotifyError):
+    """The service asked us to slow down (HTTP 429 or throttling error)."""
+
+
+class ConnectionLost(IotNotifyError):
+    """An MQTT or HTTP connection dropped; callers reconnect on this."""
