@@ -74,8 +74,7 @@ def validate_user_id(value: object) -> str:
     if not isinstance(value, str) or not _USER_ID_RE.fullmatch(value):
         shown = value if isinstance(value, str) else type(value).__name__
         raise InvalidUserId(
-            f"invalid user id {shown!r}: expected 1 to 64 characters from "
-            "A-Z a-z 0-9 _ -"
+            f"invalid user id {shown!r}: expected 1 to 64 characters from A-Z a-z 0-9 _ -"
         )
     return value
 
@@ -303,7 +302,7 @@ class Notification:
         *,
         title: str,
         body: str = "",
-        type: str = "notification",  # noqa: A002 - the envelope's field name
+        type: str = "notification",
         data: Mapping[str, Any] | None = None,
     ) -> Notification:
         """A new notification with a fresh sortable id and a timestamp from it."""
@@ -333,9 +332,9 @@ class Notification:
     def to_json(self) -> bytes:
         """Compact UTF-8 JSON; :class:`PayloadTooLarge` over 128 KB."""
         try:
-            payload = json.dumps(
-                self.to_dict(), ensure_ascii=False, separators=(",", ":")
-            ).encode("utf-8")
+            payload = json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode(
+                "utf-8"
+            )
         except (TypeError, ValueError) as exc:
             raise InvalidEnvelope(f"notification data is not JSON-serialisable: {exc}") from exc
         if len(payload) > MAX_PAYLOAD_BYTES:

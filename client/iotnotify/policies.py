@@ -67,13 +67,13 @@ def subscriber_session_policy(
     }
     size = len(compact_json(policy))
     if size > MAX_SESSION_POLICY_CHARS:  # pragma: no cover - user ids are at most 64 chars
-        raise ValueError(f"session policy is {size} characters; STS allows {MAX_SESSION_POLICY_CHARS}")
+        raise ValueError(
+            f"session policy is {size} characters; STS allows {MAX_SESSION_POLICY_CHARS}"
+        )
     return policy
 
 
-def subscriber_ceiling_policy(
-    scheme: TopicScheme, *, region: str, account: str
-) -> PolicyDocument:
+def subscriber_ceiling_policy(scheme: TopicScheme, *, region: str, account: str) -> PolicyDocument:
     """The subscriber role's own policy: the most any session may ever do.
 
     Sessions are narrowed per user by :func:`subscriber_session_policy`; this

@@ -35,6 +35,8 @@ ENV: Final = {
     "task_queue_url": "IOTNOTIFY_TASK_QUEUE_URL",
     "iot_endpoint": "IOTNOTIFY_IOT_ENDPOINT",
     "iot_ws_scheme": "IOTNOTIFY_IOT_WS_SCHEME",
+    "iot_data_url": "IOTNOTIFY_IOT_DATA_URL",
+    "rooms_table": "IOTNOTIFY_ROOMS_TABLE",
     "token_duration": "IOTNOTIFY_TOKEN_DURATION_SECONDS",
     "keepalive": "IOTNOTIFY_KEEPALIVE_SECONDS",
     "inbox_ttl_days": "IOTNOTIFY_INBOX_TTL_DAYS",
@@ -55,6 +57,10 @@ class Settings:
     # endpoint; empty means "discover once with DescribeEndpoint".
     iot_endpoint: str = ""
     iot_ws_scheme: str = "wss"
+    # Full URL of the iot-data HTTP API when it is not https://{iot_endpoint}
+    # (the local emulator); empty on AWS.
+    iot_data_url: str = ""
+    rooms_table: str = ""
     # Role chaining (a Lambda assuming a role) caps sessions at one hour.
     token_duration_seconds: int = 3600
     keepalive_seconds: int = 600
@@ -104,6 +110,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         task_queue_url=env.get(ENV["task_queue_url"], ""),
         iot_endpoint=env.get(ENV["iot_endpoint"], ""),
         iot_ws_scheme=env.get(ENV["iot_ws_scheme"], "wss"),
+        iot_data_url=env.get(ENV["iot_data_url"], ""),
+        rooms_table=env.get(ENV["rooms_table"], ""),
         token_duration_seconds=_int(env, "token_duration", 3600),
         keepalive_seconds=_int(env, "keepalive", 600),
         inbox_ttl_days=_int(env, "inbox_ttl_days", 7),

@@ -1,0 +1,39 @@
+"""``GET /notifications?since=&limit=``: what the signed-in user missed."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+from iotnotify.inbox import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+
+from iotnotify_handlers import clients
+from iotnotify_handlers.errors import BadRequest
+from iotnotify_handlers.http import Request, api_handler
+
+__all__ = ["handler"]
+
+# A ULID: 26 characters of Crockford base32.
+_ID_RE: Final = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_PAGE_SIZE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+        raise BadRequest(f"limit must be an integer from 1 to {MAX_PAGE_SIZE}")
+    return int(raw)
+
+
+@api_handler
+def handler(request: Request) -> tuple[int, Any]:
+    # The user comes from the verified token only: no parameter can name another.
+    user_id = request.user_id()
+    since = request.query.get("since") or None
+    if since is not None and not _ID_RE.fullmatch(since):
+        raise BadRequest("since must be a notification id (a 26-character ULID)")
+    page = clients.inbox().since(user_id, since, limit=_limit(request.query.get("limit")))
+    return 200, {
+        "notifications": [note.to_dict() for note in page.notifications],
+        "next": page.next_since,
+    }

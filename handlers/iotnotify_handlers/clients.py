@@ -1,0 +1,88 @@
+"""AWS clients and domain services of this Lambda process, created once.
+
+Created lazily on first use (after settings are read) and kept for the life
+of the execution environment, as Lambda best practice says. Tests and
+``iotnotify local`` point them elsewhere through the standard endpoint
+settings (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_IOT_DATA_PLANE``), not by
+patching; :func:`reset` drops them so a test can start from a cold start.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.parameters import SSMProvider
+from iotnotify.endpoints import IotEndpoint
+from iotnotify.inbox import Inbox
+from iotnotify.publisher import Publisher
+
+from iotnotify_handlers.settings import settings
+
+__all__ = [
+    "inbox",
+    "iot_endpoint",
+    "publisher",
+    "reset",
+    "session",
+    "sqs",
+    "ssm_provider",
+    "sts",
+]
+
+
+@cache
+def session() -> boto3.session.Session:
+    return boto3.session.Session(region_name=settings().region)
+
+
+@cache
+def sts() -> Any:
+    return session().client("sts")
+
+
+@cache
+def sqs() -> Any:
+    return session().client("sqs")
+
+
+@cache
+def iot_endpoint() -> IotEndpoint:
+    configured = settings().iot_endpoint
+    iot_client = None if configured else session().client("iot")
+    return IotEndpoint(configured=configured, iot_client=iot_client)
+
+
+@cache
+def inbox() -> Inbox:
+    table = session().resource("dynamodb").Table(settings().inbox_table)
+    return Inbox(table, ttl_days=settings().inbox_ttl_days)
+
+
+@cache
+def publisher() -> Publisher:
+    s = settings()
+    return Publisher.create(
+        app=s.app,
+        stage=s.stage,
+        region=s.region,
+        # Local stacks name the emulator's HTTP URL; on AWS it is the same
+        # ATS host the subscribers connect to, over HTTPS.
+        endpoint=s.iot_data_url or s.iot_endpoint,
+        inbox_table=s.inbox_table,
+        inbox_ttl_days=s.inbox_ttl_days,
+        session=session(),
+    )
+
+
+@cache
+def ssm_provider() -> SSMProvider:
+    return SSMProvider(boto3_client=session().client("ssm"))
+
+
+def reset() -> None:
+    """Forget every client and the settings (a fresh cold start, for tests)."""
+    for factory in (session, sts, sqs, iot_endpoint, inbox, publisher, ssm_provider):
+        factory.cache_clear()
+    settings.cache_clear()

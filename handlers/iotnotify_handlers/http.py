@@ -1,0 +1,131 @@
+"""API Gateway REST proxy events in, JSON responses out, errors mapped once.
+
+Every HTTP handler is ``@api_handler``-wrapped: it receives a parsed
+:class:`Request` and returns ``(status, body)``; any :class:`HandlerError` or
+contract error becomes ``{"error": code, "message": text}`` with its status,
+and anything unexpected is logged with its traceback and answered with a
+generic 500 that leaks nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aws_lambda_powertools import Logger
+from iotnotify.contract import validate_user_id
+from iotnotify.errors import ContractError, InvalidUserId
+from iotnotify.errors import PayloadTooLarge as ContractPayloadTooLarge
+
+from iotnotify_handlers.errors import BadRequest, HandlerError, PayloadTooLarge, Unauthorized
+
+__all__ = ["MAX_BODY_BYTES", "Request", "Response", "api_handler", "json_response"]
+
+logger = Logger(service="iotnotify")
+
+# A notify body carries one envelope plus recipients; anything far larger is abuse.
+MAX_BODY_BYTES: Final = 256 * 1024
+
+Response = dict[str, Any]
+_JSON_HEADERS: Final = {
+    "Content-Type": "application/json",
+    "Cache-Control": "no-store",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """The parts of a REST proxy event the handlers use."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    raw_body: bytes
+    claims: Mapping[str, Any]
+    iam_user_arn: str | None
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> Request:
+        body = event.get("body") or ""
+        if event.get("isBase64Encoded"):
+            try:
+                raw = base64.b64decode(body)
+            except ValueError as exc:
+                raise BadRequest("body is not valid base64") from exc
+        else:
+            raw = body.encode("utf-8")
+        context = event.get("requestContext") or {}
+        authorizer = context.get("authorizer") or {}
+        identity = context.get("identity") or {}
+        headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+        return cls(
+            method=str(event.get("httpMethod", "")),
+            path=str(event.get("path", "")),
+            headers=headers,
+            query=dict(event.get("queryStringParameters") or {}),
+            raw_body=raw,
+            claims=dict(authorizer.get("claims") or {}),
+            iam_user_arn=identity.get("userArn") or None,
+        )
+
+    def user_id(self) -> str:
+        """The caller's user id: the ``sub`` claim the Cognito authorizer verified."""
+        if "sub" not in self.claims:
+            raise Unauthorized("no verified identity: the token carries no 'sub' claim")
+        try:
+            return validate_user_id(self.claims["sub"])
+        except InvalidUserId as exc:
+            raise BadRequest(str(exc)) from exc
+
+    def json(self) -> Any:
+        if len(self.raw_body) > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"request body is over {MAX_BODY_BYTES} bytes")
+        if not self.raw_body:
+            raise BadRequest("request body is empty; expected JSON")
+        try:
+            return json.loads(self.raw_body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+
+
+def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
+    return {
+        "statusCode": status,
+        "headers": {**_JSON_HEADERS, **(headers or {})},
+        "body": json.dumps(body, separators=(",", ":")),
+    }
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return json_response(status, {"error": code, "message": message})
+
+
+Handler = Callable[[Request], tuple[int, Any]]
+LambdaHandler = Callable[[Mapping[str, Any], Any], Response]
+
+
+def api_handler(func: Handler) -> LambdaHandler:
+    """Wrap a ``Request -> (status, body)`` function as a Lambda proxy handler."""
+
+    @functools.wraps(func)
+    def wrapper(event: Mapping[str, Any], context: Any = None) -> Response:
+        try:
+            status, body = func(Request.from_event(event))
+        except HandlerError as exc:
+            logger.info("request refused", extra={"status": exc.status, "error": exc.code})
+            return _error(exc.status, exc.code, exc.message)
+        except ContractPayloadTooLarge as exc:
+            return _error(413, "payload_too_large", str(exc))
+        except ContractError as exc:
+            return _error(400, "bad_request", str(exc))
+        except Exception:
+            logger.exception("unhandled error")
+            return _error(500, "internal_error", "internal error")
+        return json_response(status, body)
+
+    return wrapper

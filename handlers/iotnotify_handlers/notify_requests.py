@@ -1,0 +1,154 @@
+"""``POST /notify``: who may send, what a request may contain, and sending it.
+
+Game servers call this when they cannot use the Python publisher. Two ways
+in: API Gateway IAM auth (the request context then names the caller), or a
+shared API key sent as ``Authorization: Bearer <key>`` and compared in
+constant time with a SecureString SSM parameter. The key is fetched with a
+TTL cache so rotating it needs no redeploy, and it is never in the
+environment or a log line.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from botocore.exceptions import BotoCoreError, ClientError
+from iotnotify.contract import validate_name, validate_user_id
+from iotnotify.publisher import DeliveryResult, Publisher
+
+from iotnotify_handlers.errors import BadRequest, ServiceUnavailable, Unauthorized
+
+__all__ = ["MAX_RECIPIENTS", "ApiKeyVerifier", "NotifyRequest", "bearer_token", "send"]
+
+MAX_RECIPIENTS: Final = 1000
+MAX_TITLE_CHARS: Final = 512
+_ALLOWED_FIELDS: Final = frozenset(
+    {"user", "users", "broadcast", "game", "title", "body", "type", "data", "ephemeral"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyRequest:
+    title: str
+    body: str = ""
+    type: str = "notification"
+    data: Mapping[str, Any] = field(default_factory=dict)
+    users: tuple[str, ...] = ()
+    broadcast: bool = False
+    game: str | None = None
+    ephemeral: bool = False
+
+    @classmethod
+    def parse(cls, raw: Any) -> NotifyRequest:
+        if not isinstance(raw, dict):
+            raise BadRequest("body must be a JSON object")
+        unknown = sorted(set(raw) - _ALLOWED_FIELDS)
+        if unknown:
+            raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
+        title = raw.get("title")
+        if not isinstance(title, str) or not title.strip():
+            raise BadRequest("title is required and must be a non-empty string")
+        if len(title) > MAX_TITLE_CHARS:
+            raise BadRequest(f"title is longer than {MAX_TITLE_CHARS} characters")
+        body = raw.get("body", "")
+        kind = raw.get("type", "notification")
+        data = raw.get("data", {})
+        if not isinstance(body, str):
+            raise BadRequest("body must be a string")
+        if not isinstance(kind, str) or not kind:
+            raise BadRequest("type must be a non-empty string")
+        if not isinstance(data, dict):
+            raise BadRequest("data must be a JSON object")
+        ephemeral = raw.get("ephemeral", False)
+        broadcast = raw.get("broadcast", False)
+        if not isinstance(ephemeral, bool) or not isinstance(broadcast, bool):
+            raise BadRequest("ephemeral and broadcast must be booleans")
+        users = cls._users(raw)
+        game = raw.get("game")
+        if game is not None:
+            validate_name(game, what="game id")
+        targets = sum((bool(users), broadcast, game is not None))
+        if targets != 1:
+            raise BadRequest("name exactly one target: user, users, game or broadcast")
+        return cls(
+            title=title,
+            body=body,
+            type=kind,
+            data=data,
+            users=users,
+            broadcast=broadcast,
+            game=game,
+            ephemeral=ephemeral,
+        )
+
+    @staticmethod
+    def _users(raw: Mapping[str, Any]) -> tuple[str, ...]:
+        if "user" in raw and "users" in raw:
+            raise BadRequest("give either user or users, not both")
+        if "user" in raw:
+            listed: Any = [raw["user"]]
+        else:
+            listed = raw.get("users", [])
+        if not isinstance(listed, list):
+            raise BadRequest("users must be a list of user ids")
+        if len(listed) > MAX_RECIPIENTS:
+            raise BadRequest(f"at most {MAX_RECIPIENTS} recipients per request")
+        # Every id is checked before anything is sent: a bad id fails the
+        # whole request rather than half-sending it.
+        return tuple(dict.fromkeys(validate_user_id(user) for user in listed))
+
+
+class ApiKeyVerifier:
+    """Compares a presented key with the SSM SecureString, in constant time."""
+
+    def __init__(self, provider: Any, *, parameter: str, max_age_seconds: int) -> None:
+        self._provider = provider
+        self._parameter = parameter
+        self._max_age = max_age_seconds
+
+    def verify(self, presented: str) -> None:
+        if not presented:
+            raise Unauthorized("missing credentials: sign the request with IAM or send an API key")
+        expected = self._expected()
+        if not hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8")):
+            raise Unauthorized("invalid API key")
+
+    def _expected(self) -> str:
+        try:
+            value = self._provider.get(self._parameter, decrypt=True, max_age=self._max_age)
+        except (BotoCoreError, ClientError) as exc:
+            raise ServiceUnavailable("the notify API key cannot be read right now") from exc
+        except Exception as exc:  # powertools wraps SDK errors in GetParameterError
+            raise ServiceUnavailable("the notify API key is not configured") from exc
+        if not isinstance(value, str) or not value:
+            raise ServiceUnavailable("the notify API key is not configured")
+        return value
+
+
+def bearer_token(headers: Mapping[str, str]) -> str:
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def send(request: NotifyRequest, publisher: Publisher) -> dict[str, Any]:
+    """Send what ``request`` asks for; the response lists one result per user."""
+    common = {"title": request.title, "body": request.body, "data": request.data}
+    if request.broadcast:
+        note = publisher.broadcast(type=request.type, **common)
+        return {"id": note.id, "target": "broadcast"}
+    if request.game is not None:
+        note = publisher.notify_game(request.game, type=request.type, **common)
+        return {"id": note.id, "target": f"game:{request.game}"}
+    results: Sequence[DeliveryResult] = publisher.notify_many(
+        request.users, type=request.type, ephemeral=request.ephemeral, **common
+    )
+    return {
+        "id": results[0].notification_id if results else None,
+        "results": [
+            {"userId": r.user_id, "ok": r.ok, **({"error": r.error} if r.error else {})}
+            for r in results
+        ],
+    }

@@ -1,0 +1,188 @@
+"""The wire contract: user ids, client ids, topics, filters, envelope."""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from iotnotify.contract import (
+    MAX_PAYLOAD_BYTES,
+    Notification,
+    Topic,
+    TopicFilter,
+    TopicScheme,
+    client_id_for,
+    client_id_prefix,
+    new_notification_id,
+    user_of_client_id,
+    validate_user_id,
+)
+from iotnotify.errors import (
+    ContractError,
+    InvalidClientId,
+    InvalidEnvelope,
+    InvalidTopic,
+    InvalidUserId,
+    PayloadTooLarge,
+)
+
+USER_ALPHABET = string.ascii_letters + string.digits + "_-"
+user_ids = st.text(alphabet=USER_ALPHABET, min_size=1, max_size=64)
+SCHEME = TopicScheme("iotnotify", "dev")
+
+BAD_USER_IDS = ["a/b", "+", "#", "*", "?", "$x", "", "a" * 65, "élan", "al.ice", "a b", "a\x00"]
+
+
+@pytest.mark.parametrize("bad", BAD_USER_IDS)
+def test_invalid_user_ids_are_refused_with_a_clear_message(bad: str) -> None:
+    with pytest.raises(InvalidUserId, match="invalid user id"):
+        validate_user_id(bad)
+
+
+@pytest.mark.parametrize("good", ["alice", "a", "A" * 64, "0b1c-2d3e_4f", "f81d4fae-7dec-11d0"])
+def test_valid_user_ids_pass_unchanged(good: str) -> None:
+    assert validate_user_id(good) == good
+
+
+def test_non_string_user_id_is_refused() -> None:
+    with pytest.raises(InvalidUserId):
+        validate_user_id(None)
+
+
+def test_client_ids_carry_the_user_and_a_suffix() -> None:
+    assert client_id_prefix("alice") == "alice."
+    assert client_id_for("alice", "laptop") == "alice.laptop"
+    assert user_of_client_id("alice.laptop") == "alice"
+    random_one, other = client_id_for("alice"), client_id_for("alice")
+    assert random_one.startswith("alice.")
+    assert random_one != other
+
+
+@pytest.mark.parametrize("bad", ["alice", "alice.", ".x", "a/b.x", "$x.y"])
+def test_client_ids_without_a_valid_user_part_are_refused(bad: str) -> None:
+    with pytest.raises(InvalidClientId):
+        user_of_client_id(bad)
+
+
+def test_client_id_suffix_is_restricted() -> None:
+    with pytest.raises(InvalidClientId):
+        client_id_for("alice", "x/y")
+
+
+def test_topic_scheme_spells_every_topic() -> None:
+    assert str(SCHEME.user_notifications("alice")) == "iotnotify/dev/user/alice/notifications"
+    assert str(SCHEME.broadcast()) == "iotnotify/dev/broadcast"
+    assert str(SCHEME.game("g1")) == "iotnotify/dev/game/g1"
+    assert str(SCHEME.chat("lobby")) == "iotnotify/dev/chat/lobby"
+    assert str(SCHEME.chat_input("lobby")) == "iotnotify/dev/chat/lobby/input"
+
+
+@pytest.mark.parametrize("bad", ["a/b", "+", "$x", ""])
+def test_scheme_refuses_names_that_would_widen_a_topic(bad: str) -> None:
+    with pytest.raises(ContractError):
+        SCHEME.game(bad)
+    with pytest.raises(ContractError):
+        TopicScheme(bad, "dev")
+
+
+def test_topic_limits_follow_aws() -> None:
+    Topic("a/" * 7 + "b")  # 7 slashes is allowed
+    with pytest.raises(InvalidTopic, match="slashes"):
+        Topic("a/" * 8 + "b")
+    Topic("x" * 256)
+    with pytest.raises(InvalidTopic, match="bytes"):
+        Topic("x" * 257)
+    with pytest.raises(InvalidTopic, match="bytes"):
+        Topic("é" * 129)  # 258 UTF-8 bytes
+    for bad in ("", "a/+/b", "a/#", "a\x00b"):
+        with pytest.raises(InvalidTopic):
+            Topic(bad)
+    assert Topic("$aws/events/presence/connected/x").is_reserved
+    assert not Topic("iotnotify/dev/broadcast").is_reserved
+
+
+@pytest.mark.parametrize("bad", ["a/b#", "a/#/b", "a+/b", "#/a", "a/++"])
+def test_malformed_filters_are_refused(bad: str) -> None:
+    with pytest.raises(InvalidTopic):
+        TopicFilter(bad)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "topic", "expected"),
+    [
+        ("a/b", "a/b", True),
+        ("a/b", "a/c", False),
+        ("a/+", "a/b", True),
+        ("a/+", "a/b/c", False),
+        ("a/+", "a", False),
+        ("a/#", "a", True),
+        ("a/#", "a/b/c", True),
+        ("#", "a/b", True),
+        ("+/+", "/x", True),
+        ("+", "/x", False),
+        ("#", "$aws/events/x", False),
+        ("+/events/x", "$aws/events/x", False),
+        ("$aws/events/#", "$aws/events/x", True),
+        ("a/+/c", "a//c", True),
+    ],
+)
+def test_filter_matching_follows_mqtt_311(pattern: str, topic: str, expected: bool) -> None:
+    assert TopicFilter(pattern).matches(topic) is expected
+    assert TopicFilter(pattern).matches(Topic(topic)) is expected
+
+
+@given(user_ids, user_ids)
+def test_no_user_topic_is_matched_by_another_users_filter_or_pattern(a: str, b: str) -> None:
+    """Property: a valid user id never reaches another user's topic or client ids."""
+    if a == b:
+        return
+    topic_a = SCHEME.user_notifications(a)
+    topic_b = SCHEME.user_notifications(b)
+    assert topic_a != topic_b
+    assert not TopicFilter(str(topic_a)).matches(topic_b)
+    # The IAM patterns of the session policy: `client/{a}.*` and the exact topic.
+    client_pattern = re.compile(re.escape(client_id_prefix(a)) + ".*", re.DOTALL)
+    assert not client_pattern.fullmatch(client_id_for(b, "device"))
+    assert not client_pattern.fullmatch(client_id_for(b))
+
+
+@given(user_ids)
+def test_every_valid_user_id_yields_valid_topics_and_client_ids(user: str) -> None:
+    for topic in SCHEME.user_topics(user):
+        assert TopicFilter(str(topic)).matches(topic)
+        assert not TopicFilter(str(topic)).has_wildcards
+    assert user_of_client_id(client_id_for(user, "x")) == user
+
+
+def test_envelope_round_trip_and_shape() -> None:
+    note = Notification.create(title="Your turn", body="Game 7", data={"game": 7})
+    raw = json.loads(note.to_json())
+    assert set(raw) == {"v", "id", "type", "title", "body", "data", "ts"}
+    assert raw["v"] == 1
+    assert raw["type"] == "notification"
+    assert raw["ts"].endswith("Z")
+    assert Notification.from_json(note.to_json()) == note
+
+
+def test_ids_sort_in_creation_order_even_within_one_millisecond() -> None:
+    ids = [new_notification_id() for _ in range(2000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 26 for i in ids)
+
+
+def test_envelope_over_128_kb_is_refused() -> None:
+    overhead = len(Notification.create(title="t", body="").to_json())
+    Notification.create(title="t", body="x" * (MAX_PAYLOAD_BYTES - overhead))
+    with pytest.raises(PayloadTooLarge):
+        Notification.create(title="t", body="x" * (MAX_PAYLOAD_BYTES - overhead + 1))
+
+
+@pytest.mark.parametrize("bad", [b"not json", b"[1]", b'{"v":2,"id":"x"}', b'{"title":"t"}'])
+def test_malformed_envelopes_are_refused(bad: bytes) -> None:
+    with pytest.raises(InvalidEnvelope):
+        Notification.from_json(bad)
