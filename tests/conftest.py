@@ -21,7 +21,8 @@ from moto.core import DEFAULT_ACCOUNT_ID
 REGION = "us-east-1"
 APP = "iotnotify"
 STAGE = "test"
-IOT_ENDPOINT = "example-ats.iot.us-east-1.amazonaws.com"
+# moto intercepts iot-data only on the generic regional host.
+IOT_ENDPOINT = "data-ats.iot.us-east-1.amazonaws.com"
 API_KEY = "k3y-for-tests-only"  # a fake key inside moto, never a real secret
 
 

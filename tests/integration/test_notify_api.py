@@ -1,0 +1,100 @@
+"""POST /notify under moto: IAM or API key, validation, results per user."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from iotnotify_handlers import api_notify
+
+from tests.conftest import API_KEY, FakeAccount, rest_event
+
+GAME_SERVER_ARN = "arn:aws:iam::123456789012:user/game-server"
+
+
+def post(body: Any, *, headers: dict[str, str] | None = None, iam: bool = True) -> tuple[int, dict]:
+    event = rest_event(
+        method="POST",
+        path="/notify",
+        body=body,
+        headers=headers,
+        iam_user_arn=GAME_SERVER_ARN if iam else None,
+    )
+    response = api_notify.handler(event)
+    return response["statusCode"], json.loads(response["body"])
+
+
+def test_an_iam_caller_notifies_users_and_gets_one_result_each(account: FakeAccount) -> None:
+    status, body = post({"users": ["alice", "bob"], "title": "Your turn", "data": {"game": 3}})
+    assert status == 200
+    assert body["results"] == [{"userId": "alice", "ok": True}, {"userId": "bob", "ok": True}]
+    topics = sorted(t for t, _ in account.published())
+    assert topics == [
+        "iotnotify/test/user/alice/notifications",
+        "iotnotify/test/user/bob/notifications",
+    ]
+
+
+def test_the_api_key_alternative_is_checked_against_ssm(account: FakeAccount) -> None:
+    ok, _ = post(
+        {"user": "alice", "title": "hi"}, headers={"Authorization": f"Bearer {API_KEY}"}, iam=False
+    )
+    assert ok == 200
+    wrong, body = post(
+        {"user": "alice", "title": "hi"}, headers={"Authorization": "Bearer nope"}, iam=False
+    )
+    assert (wrong, body["error"]) == (401, "unauthorized")
+    missing, body = post({"user": "alice", "title": "hi"}, iam=False)
+    assert (missing, body["error"]) == (401, "unauthorized")
+    assert len(account.published()) == 1
+
+
+def test_the_api_key_is_cached_with_a_ttl(account: FakeAccount) -> None:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    assert post({"user": "alice", "title": "1"}, headers=headers, iam=False)[0] == 200
+    account.session.client("ssm").put_parameter(
+        Name="/iotnotify/test/notify-api-key", Value="rotated", Type="SecureString", Overwrite=True
+    )
+    # Within the cache TTL the old key still works: no SSM call per request.
+    assert post({"user": "alice", "title": "2"}, headers=headers, iam=False)[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"users": ["alice"]}, "title"),
+        ({"users": ["a/b"], "title": "t"}, "invalid user id"),
+        ({"users": ["alice"], "title": "t", "data": []}, "data"),
+        ({"title": "t"}, "exactly one target"),
+        ({"users": ["alice"], "broadcast": True, "title": "t"}, "exactly one target"),
+        ({"users": [f"u{i}" for i in range(1001)], "title": "t"}, "at most 1000"),
+        ({"user": "alice", "title": "t", "extra": 1}, "unknown field"),
+        ("not json", "not valid JSON"),
+        ([1, 2], "JSON object"),
+    ],
+)
+def test_bad_bodies_get_400_and_nothing_is_sent(
+    account: FakeAccount, body: Any, fragment: str
+) -> None:
+    status, answer = post(body)
+    assert status == 400
+    assert answer["error"] == "bad_request"
+    assert fragment in answer["message"]
+    assert account.published() == []
+
+
+def test_an_oversized_envelope_gets_413(account: FakeAccount) -> None:
+    status, answer = post({"user": "alice", "title": "t", "body": "x" * (130 * 1024)})
+    assert status == 413
+    assert answer["error"] == "payload_too_large"
+    assert account.published() == []
+
+
+def test_broadcast_and_game_targets(account: FakeAccount) -> None:
+    assert post({"broadcast": True, "title": "all"})[0] == 200
+    assert post({"game": "g42", "title": "move"})[0] == 200
+    assert [t for t, _ in account.published()] == [
+        "iotnotify/test/broadcast",
+        "iotnotify/test/game/g42",
+    ]

@@ -1,0 +1,88 @@
+"""POST /task and the SQS worker under moto: 202, partial batch failures."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from iotnotify.contract import Notification
+from iotnotify_handlers import api_task, task_worker
+
+from tests.conftest import FakeAccount, rest_event
+
+
+def submit(user: str, body: Any) -> tuple[int, dict]:
+    event = rest_event(method="POST", path="/task", claims={"sub": user}, body=body)
+    response = api_task.handler(event)
+    return response["statusCode"], json.loads(response["body"])
+
+
+def receive_batch(account: FakeAccount) -> dict[str, Any]:
+    """Read the queue the way Lambda's event source does and build its event."""
+    sqs = account.session.client("sqs")
+    messages = sqs.receive_message(QueueUrl=account.queue_url, MaxNumberOfMessages=10)
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {},
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:iotnotify-test-tasks",
+                "awsRegion": "us-east-1",
+            }
+            for m in messages.get("Messages", [])
+        ]
+    }
+
+
+def test_post_task_queues_the_task_and_answers_202(account: FakeAccount) -> None:
+    status, body = submit("alice", {"name": "resize photo", "payload": {"size": 3}})
+    assert status == 202
+    assert body["status"] == "queued"
+    [record] = receive_batch(account)["Records"]
+    queued = json.loads(record["body"])
+    assert queued == {
+        "taskId": body["taskId"],
+        "userId": "alice",
+        "name": "resize photo",
+        "payload": {"size": 3},
+    }
+
+
+def test_post_task_requires_a_user_and_a_json_object(account: FakeAccount) -> None:
+    response = api_task.handler(rest_event(method="POST", path="/task", body={"name": "x"}))
+    assert response["statusCode"] == 401
+    assert submit("alice", [1])[0] == 400
+    assert submit("alice", {"payload": "text"})[0] == 400
+
+
+def test_a_poisoned_record_is_the_only_failure_and_the_others_notify_owners(
+    account: FakeAccount,
+) -> None:
+    submit("alice", {"name": "one"})
+    submit("bob", {"name": "two", "payload": {"fail": True}})
+    submit("carol", {"name": "three"})
+    event = receive_batch(account)
+    event["Records"].append({**event["Records"][0], "messageId": "garbage", "body": "{not json"})
+    poisoned = [r["messageId"] for r in event["Records"] if '"fail":true' in r["body"]]
+    poisoned.append("garbage")
+
+    result = task_worker.handler(event)
+
+    assert sorted(f["itemIdentifier"] for f in result["batchItemFailures"]) == sorted(poisoned)
+    published = {topic: Notification.from_json(payload) for topic, payload in account.published()}
+    assert set(published) == {
+        "iotnotify/test/user/alice/notifications",
+        "iotnotify/test/user/carol/notifications",
+    }
+    assert published["iotnotify/test/user/alice/notifications"].title == "Finished task: one"
+    assert published["iotnotify/test/user/carol/notifications"].type == "task.finished"
+
+
+def test_a_clean_batch_reports_no_failures(account: FakeAccount) -> None:
+    submit("alice", {"name": "a"})
+    assert task_worker.handler(receive_batch(account)) == {"batchItemFailures": []}
