@@ -1,0 +1,481 @@
+"""An IAM policy evaluator for AWS IoT Core resources, written by hand.
+
+Why not reuse one: moto's IAM matcher turns ``*`` into ``.*`` without
+escaping the rest of the pattern, so an IoT topic such as ``a/+/b`` or
+``$aws/x`` (``+``, ``$``, ``.``, ``?`` are all regex metacharacters) either
+fails to match or matches far too much. Policy-as-code libraries either pull
+in a whole language runtime or do not implement IAM's string-pattern rules.
+The emulator's security story rests on this module, so it is small, strict
+and tested with property tests.
+
+What it implements (the IAM evaluation logic for identity policies plus
+session policies, without resource policies, permission boundaries or SCPs):
+
+* ``Effect`` Allow/Deny; an explicit Deny in any policy wins.
+* ``Action``/``NotAction`` matched case-insensitively, ``*`` and ``?`` wildcards.
+* ``Resource``/``NotResource`` matched case-sensitively: ``*`` is any run of
+  characters (including ``/``), ``?`` exactly one, everything else literal,
+  so MQTT ``+`` and ``#`` in a policy are plain characters. ARNs are matched
+  segment by segment (the first five ``:`` separate segments), so a ``*`` in
+  the region segment never swallows the account.
+* Policy variables (``${iot:ClientId}``, ``${iot:Connection.Thing.ThingName}``
+  or any key of ``context``) in policies with ``Version`` 2012-10-17; the
+  substituted value is literal (a client id ``a*`` does not become a
+  wildcard). ``${*}``, ``${?}`` and ``${$}`` are the literal characters. A
+  variable missing from ``context`` makes its pattern match nothing.
+* ``Condition`` with the String and Arn operators (``IfExists`` suffix
+  included) on keys present in ``context``. Anything else (another operator,
+  ``ForAnyValue:``/``ForAllValues:``, a key the emulator does not supply) is
+  *not evaluable*: an Allow statement with such a condition does not apply
+  and a Deny statement with one does, so the emulator fails closed rather
+  than granting what AWS might refuse.
+* Effective permission: at least one identity Allow, and (when session
+  policies are given, as for an ``AssumeRole`` session with ``Policy``) at
+  least one session Allow, and no applicable Deny anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from functools import lru_cache
+from typing import Any, Final, Literal
+
+__all__ = [
+    "Condition",
+    "Decision",
+    "Policy",
+    "PolicyError",
+    "Statement",
+    "action_matches",
+    "evaluate",
+    "resource_matches",
+]
+
+_VERSIONS: Final = frozenset({"2012-10-17", "2008-10-17"})
+# Only the 2012-10-17 language has policy variables; older documents treat
+# ``${...}`` as literal text (IAM user guide, "IAM policy elements: Variables").
+_VARIABLES_VERSION: Final = "2012-10-17"
+_STATEMENT_KEYS: Final = frozenset(
+    {"Sid", "Effect", "Action", "NotAction", "Resource", "NotResource", "Condition"}
+)
+_POLICY_KEYS: Final = frozenset({"Version", "Id", "Statement"})
+_VARIABLE_RE: Final = re.compile(r"\$\{([^}]*)\}")
+_SPECIAL_VARIABLES: Final = {"*": "*", "?": "?", "$": "$"}
+_ACTION_RE: Final = re.compile(r"\*|[A-Za-z0-9*?-]+:[A-Za-z0-9*?]+")
+
+
+class PolicyError(ValueError):
+    """A policy document that IAM would refuse to store."""
+
+
+class _Tri(Enum):
+    """Condition outcome: the emulator may be unable to evaluate a condition."""
+
+    TRUE = "true"
+    FALSE = "false"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One ``operator: {key: values}`` entry of a ``Condition`` block."""
+
+    operator: str
+    key: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One parsed statement; ``negated_*`` means NotAction / NotResource."""
+
+    sid: str
+    effect: Literal["Allow", "Deny"]
+    actions: tuple[str, ...]
+    negated_actions: bool
+    resources: tuple[str, ...]
+    negated_resources: bool
+    conditions: tuple[Condition, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A parsed policy document (identity or session policy)."""
+
+    name: str
+    statements: tuple[Statement, ...]
+    version: str | None = _VARIABLES_VERSION
+
+    @classmethod
+    def parse(cls, document: Mapping[str, Any] | str, *, name: str = "inline") -> Policy:
+        """Parse a policy document (a mapping or its JSON text).
+
+        Raises :class:`PolicyError` for anything IAM would reject: unknown
+        elements, missing Effect/Action/Resource, both Action and NotAction,
+        a Principal (not allowed in identity or session policies), ...
+        """
+        if isinstance(document, str):
+            try:
+                document = json.loads(document)
+            except json.JSONDecodeError as exc:
+                raise PolicyError(f"policy {name!r} is not JSON: {exc}") from exc
+        if not isinstance(document, Mapping):
+            raise PolicyError(f"policy {name!r} must be a JSON object")
+        unknown = set(document) - _POLICY_KEYS
+        if unknown:
+            raise PolicyError(f"policy {name!r} has unknown elements {sorted(unknown)}")
+        version = document.get("Version")
+        if version is not None and version not in _VERSIONS:
+            raise PolicyError(f"policy {name!r} has unsupported Version {version!r}")
+        raw_statements = document.get("Statement")
+        if isinstance(raw_statements, Mapping):
+            raw_statements = [raw_statements]
+        if not isinstance(raw_statements, list) or not raw_statements:
+            raise PolicyError(f"policy {name!r} needs a non-empty Statement")
+        statements = tuple(
+            _parse_statement(raw, index=index, policy=name)
+            for index, raw in enumerate(raw_statements)
+        )
+        return cls(name=name, statements=statements, version=version)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of :func:`evaluate`, with a reason fit for a refusal log."""
+
+    allowed: bool
+    reason: str
+    policy: str | None
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+def _string_list(value: object, *, what: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise PolicyError(f"{what} must be a string or a non-empty list of strings")
+
+
+def _pick(raw: Mapping[str, Any], plain: str, negated: str, *, where: str) -> tuple[Any, bool]:
+    if plain in raw and negated in raw:
+        raise PolicyError(f"{where}: {plain} and {negated} are mutually exclusive")
+    if plain in raw:
+        return raw[plain], False
+    if negated in raw:
+        return raw[negated], True
+    raise PolicyError(f"{where}: needs {plain} or {negated}")
+
+
+def _parse_statement(raw: object, *, index: int, policy: str) -> Statement:
+    where = f"policy {policy!r} statement {index}"
+    if not isinstance(raw, Mapping):
+        raise PolicyError(f"{where} must be a JSON object")
+    if "Principal" in raw or "NotPrincipal" in raw:
+        raise PolicyError(f"{where}: Principal is not allowed in identity or session policies")
+    unknown = set(raw) - _STATEMENT_KEYS
+    if unknown:
+        raise PolicyError(f"{where} has unknown elements {sorted(unknown)}")
+    sid = raw.get("Sid", f"statement[{index}]")
+    if not isinstance(sid, str):
+        raise PolicyError(f"{where}: Sid must be a string")
+    effect = raw.get("Effect")
+    if effect not in ("Allow", "Deny"):
+        raise PolicyError(f"{where}: Effect must be 'Allow' or 'Deny', not {effect!r}")
+    raw_actions, negated_actions = _pick(raw, "Action", "NotAction", where=where)
+    actions = _string_list(raw_actions, what=f"{where} Action")
+    for action in actions:
+        if not _ACTION_RE.fullmatch(action):
+            raise PolicyError(f"{where}: action {action!r} is not 'service:Action' or '*'")
+    raw_resources, negated_resources = _pick(raw, "Resource", "NotResource", where=where)
+    resources = _string_list(raw_resources, what=f"{where} Resource")
+    conditions = _parse_conditions(raw.get("Condition"), where=where)
+    return Statement(
+        sid=sid,
+        effect=effect,
+        actions=actions,
+        negated_actions=negated_actions,
+        resources=resources,
+        negated_resources=negated_resources,
+        conditions=conditions,
+    )
+
+
+def _parse_conditions(raw: object, *, where: str) -> tuple[Condition, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise PolicyError(f"{where}: Condition must be a JSON object")
+    conditions: list[Condition] = []
+    for operator, block in raw.items():
+        if not isinstance(block, Mapping) or not block:
+            raise PolicyError(f"{where}: Condition {operator!r} must map keys to values")
+        for key, value in block.items():
+            items = value if isinstance(value, list) else [value]
+            if not items or not all(isinstance(item, str | bool | int | float) for item in items):
+                raise PolicyError(f"{where}: Condition {operator}/{key} has invalid values")
+            # IAM compares condition values as strings; JSON true becomes "true".
+            values = tuple(
+                ("true" if item else "false") if isinstance(item, bool) else str(item)
+                for item in items
+            )
+            conditions.append(Condition(operator=str(operator), key=str(key), values=values))
+    return tuple(conditions)
+
+
+# --- pattern matching -------------------------------------------------------
+
+
+# A pattern after variable substitution: wildcard text plus literal text that
+# came from variable values, kept apart so values cannot act as wildcards.
+_Piece = tuple[str, bool]  # (text, is_literal)
+
+
+@lru_cache(maxsize=16384)
+def _compile(pieces: tuple[_Piece, ...], ignore_case: bool, arn: bool) -> re.Pattern[str]:
+    """A regex for an IAM pattern: ``*`` any run, ``?`` one char, all else literal.
+
+    With ``arn`` the wildcards in the first five colon-separated segments do
+    not cross a colon, so ``arn:aws:iot:*:123:topic/x`` cannot reach into
+    another account; in the sixth (the resource, where IoT topics may hold
+    colons) they match anything.
+    """
+    parts: list[str] = []
+    colons = 0
+    for text, literal in pieces:
+        if literal:
+            parts.append(re.escape(text))
+            colons += text.count(":")
+            continue
+        for char in text:
+            bounded = arn and colons < 5
+            if char == "*":
+                parts.append("[^:]*" if bounded else ".*")
+            elif char == "?":
+                parts.append("[^:]" if bounded else ".")
+            else:
+                parts.append(re.escape(char))
+                colons += char == ":"
+    flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
+    return re.compile("".join(parts), flags)
+
+
+def _pieces_match(pieces: Sequence[_Piece], value: str, *, ignore_case: bool = False) -> bool:
+    text = "".join(piece for piece, _ in pieces)
+    # IAM: "a wildcard can't span segments" of an ARN (policy elements: Resource).
+    arn = text.startswith("arn:")
+    return _compile(tuple(pieces), ignore_case, arn).fullmatch(value) is not None
+
+
+def action_matches(pattern: str, action: str) -> bool:
+    """Whether an IAM action pattern (``iot:*``, ``iot:Conn?ct``) covers ``action``."""
+    return _compile(((pattern, False),), True, False).fullmatch(action) is not None
+
+
+def resource_matches(pattern: str, resource: str) -> bool:
+    """Whether an IAM resource pattern (no variables) covers ``resource``."""
+    return _pieces_match([(pattern, False)], resource)
+
+
+# --- variables and conditions -----------------------------------------------
+
+
+def _lookup(context: Mapping[str, str], key: str) -> str | None:
+    # Condition keys and policy-variable names are case-insensitive in IAM.
+    if key in context:
+        return context[key]
+    lowered = key.lower()
+    for name, value in context.items():
+        if name.lower() == lowered:
+            return value
+    return None
+
+
+def _substitute(
+    pattern: str, context: Mapping[str, str], *, variables: bool
+) -> list[_Piece] | None:
+    """Split ``pattern`` into wildcard and literal pieces; None if a variable is missing."""
+    if not variables or "${" not in pattern:
+        return [(pattern, False)]
+    pieces: list[_Piece] = []
+    position = 0
+    for match in _VARIABLE_RE.finditer(pattern):
+        if match.start() > position:
+            pieces.append((pattern[position : match.start()], False))
+        name = match.group(1)
+        if name in _SPECIAL_VARIABLES:
+            pieces.append((_SPECIAL_VARIABLES[name], True))
+        else:
+            value = _lookup(context, name)
+            if value is None:
+                return None
+            pieces.append((value, True))
+        position = match.end()
+    if position < len(pattern):
+        pieces.append((pattern[position:], False))
+    return pieces or [("", True)]
+
+
+_STRING_OPERATORS: Final = {
+    # operator: (wildcards allowed, ignore case, negated)
+    "StringEquals": (False, False, False),
+    "StringNotEquals": (False, False, True),
+    "StringEqualsIgnoreCase": (False, True, False),
+    "StringNotEqualsIgnoreCase": (False, True, True),
+    "StringLike": (True, False, False),
+    "StringNotLike": (True, False, True),
+    "ArnEquals": (True, False, False),
+    "ArnLike": (True, False, False),
+    "ArnNotEquals": (True, False, True),
+    "ArnNotLike": (True, False, True),
+}
+
+
+def _condition(condition: Condition, context: Mapping[str, str], *, variables: bool) -> _Tri:
+    operator = condition.operator
+    if operator.endswith("IfExists"):
+        # With IfExists a missing key counts as a match; the emulator cannot
+        # tell "AWS would not send it" from "we do not model it", so a missing
+        # key stays not evaluable below either way.
+        operator = operator[: -len("IfExists")]
+    spec = _STRING_OPERATORS.get(operator)
+    if spec is None:
+        return _Tri.UNKNOWN
+    wildcards, ignore_case, negated = spec
+    actual = _lookup(context, condition.key)
+    if actual is None:
+        return _Tri.UNKNOWN
+    matched = False
+    for raw in condition.values:
+        pieces = _substitute(raw, context, variables=variables)
+        if pieces is None:
+            return _Tri.UNKNOWN
+        if wildcards:
+            # ArnLike is segment-aware like Resource; StringLike is not.
+            hit = (
+                _pieces_match(pieces, actual, ignore_case=ignore_case)
+                if operator.startswith("Arn")
+                else _compile(tuple(pieces), ignore_case, False).fullmatch(actual) is not None
+            )
+        else:
+            expected = "".join(text for text, _ in pieces)
+            hit = expected.lower() == actual.lower() if ignore_case else expected == actual
+        if hit:
+            matched = True
+            break
+    return _Tri.TRUE if matched != negated else _Tri.FALSE
+
+
+def _conditions(statement: Statement, context: Mapping[str, str], *, variables: bool) -> _Tri:
+    result = _Tri.TRUE
+    for condition in statement.conditions:
+        outcome = _condition(condition, context, variables=variables)
+        if outcome is _Tri.FALSE:
+            return _Tri.FALSE
+        if outcome is _Tri.UNKNOWN:
+            result = _Tri.UNKNOWN
+    return result
+
+
+def _statement_covers(
+    statement: Statement,
+    action: str,
+    resource: str,
+    context: Mapping[str, str],
+    *,
+    variables: bool,
+) -> bool:
+    """Action and resource match (conditions are checked by the caller)."""
+    action_hit = any(action_matches(pattern, action) for pattern in statement.actions)
+    if action_hit == statement.negated_actions:
+        return False
+    resource_hit = False
+    for pattern in statement.resources:
+        pieces = _substitute(pattern, context, variables=variables)
+        if pieces is None:
+            if statement.negated_resources:
+                # Cannot tell what is excluded, so the statement cannot apply.
+                return False
+            continue
+        if _pieces_match(pieces, resource):
+            resource_hit = True
+            break
+    return resource_hit != statement.negated_resources
+
+
+def _applicable(
+    policies: Iterable[Policy],
+    effect: str,
+    action: str,
+    resource: str,
+    context: Mapping[str, str],
+) -> tuple[Policy, Statement, _Tri] | None:
+    for policy in policies:
+        variables = policy.version == _VARIABLES_VERSION
+        for statement in policy.statements:
+            if statement.effect != effect:
+                continue
+            if not _statement_covers(statement, action, resource, context, variables=variables):
+                continue
+            outcome = _conditions(statement, context, variables=variables)
+            # Fail closed: an Allow needs its conditions proven, a Deny applies
+            # unless its conditions are proven false.
+            if outcome is _Tri.TRUE or (effect == "Deny" and outcome is _Tri.UNKNOWN):
+                return policy, statement, outcome
+    return None
+
+
+def evaluate(
+    action: str,
+    resource: str,
+    *,
+    identity_policies: Sequence[Policy],
+    session_policies: Sequence[Policy] = (),
+    context: Mapping[str, str] | None = None,
+) -> Decision:
+    """Decide whether ``action`` on ``resource`` is allowed.
+
+    Allowed means: no applicable Deny in any policy, an Allow in at least one
+    identity policy and, when ``session_policies`` is non-empty, an Allow in
+    at least one session policy too (a session policy only narrows).
+    """
+    context = context or {}
+    everything = (*identity_policies, *session_policies)
+    denied = _applicable(everything, "Deny", action, resource, context)
+    if denied is not None:
+        policy, statement, outcome = denied
+        suffix = " (condition not evaluable, failing closed)" if outcome is _Tri.UNKNOWN else ""
+        return Decision(
+            allowed=False,
+            reason=f"explicit deny in {policy.name}/{statement.sid}{suffix}",
+            policy=policy.name,
+        )
+    identity = _applicable(identity_policies, "Allow", action, resource, context)
+    if identity is None:
+        return Decision(allowed=False, reason="no allow in identity policies", policy=None)
+    if session_policies:
+        session = _applicable(session_policies, "Allow", action, resource, context)
+        if session is None:
+            names = ",".join(policy.name for policy in session_policies)
+            return Decision(
+                allowed=False, reason=f"no allow in session policy {names}", policy=names
+            )
+        return Decision(
+            allowed=True,
+            reason=(
+                f"allowed by {identity[0].name}/{identity[1].sid} "
+                f"and session {session[0].name}/{session[1].sid}"
+            ),
+            policy=session[0].name,
+        )
+    return Decision(
+        allowed=True,
+        reason=f"allowed by {identity[0].name}/{identity[1].sid}",
+        policy=identity[0].name,
+    )
