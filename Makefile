@@ -1,6 +1,10 @@
 # The two commands of the README: `make run` (the product, offline) and
 # `make test` (every test). Both do all set-up first, idempotently.
 SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+# This machine's pip config names local wheel folders that may not exist;
+# drop pip's warnings about them so real errors stay visible.
+PIP_QUIET := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,8 +16,8 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --upgrade pip $(PIP_QUIET)
+	$(BIN)/python -m pip install --quiet -e '.[dev]' $(PIP_QUIET)
 	@touch $(STAMP)
 
 run: setup

@@ -112,6 +112,12 @@ def account(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAcco
         )
         table_name = f"{APP}-{STAGE}-inbox"
         create_inbox_table(session, table_name)
+        session.client("dynamodb").create_table(
+            TableName=f"{APP}-{STAGE}-rooms",
+            KeySchema=[{"AttributeName": "room", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "room", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
         sqs = session.client("sqs")
         dlq_url = sqs.create_queue(QueueName=f"{APP}-{STAGE}-tasks-dlq")["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
@@ -130,6 +136,7 @@ def account(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAcco
             "IOTNOTIFY_APP": APP,
             "IOTNOTIFY_STAGE": STAGE,
             "IOTNOTIFY_INBOX_TABLE": table_name,
+            "IOTNOTIFY_ROOMS_TABLE": f"{APP}-{STAGE}-rooms",
             "IOTNOTIFY_SUBSCRIBER_ROLE_ARN": role["Arn"],
             "IOTNOTIFY_TASK_QUEUE_URL": queue_url,
             "IOTNOTIFY_IOT_ENDPOINT": IOT_ENDPOINT,

@@ -1,0 +1,1 @@
+"""``iotnotify local``: the whole product on one machine, offline."""

@@ -1,0 +1,201 @@
+"""Create, in moto, the same resources the CDK stack creates on AWS.
+
+Names come from :class:`iotnotify.naming.ResourceNames` and IAM documents
+from :mod:`iotnotify.policies`, the definitions ``infra/`` uses, so what is
+allowed offline is what is allowed on AWS. Locally one role stands in for
+the functions' roles (moto does not enforce IAM on DynamoDB, SQS or SSM; the
+IoT emulator does enforce the publish grant, which is the one that matters).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final
+
+import boto3
+
+from iotnotify.contract import TopicScheme
+from iotnotify.naming import ResourceNames
+from iotnotify.policies import compact_json, publisher_policy, subscriber_ceiling_policy
+
+__all__ = ["DEMO_USERS", "DemoUser", "LocalResources", "PublisherKeys", "provision"]
+
+DEMO_USERS: Final = ("alice", "bob")
+MAX_RECEIVE_COUNT: Final = 3
+
+
+@dataclass(frozen=True, slots=True)
+class DemoUser:
+    name: str
+    username: str  # the sign-in name (an e-mail address, as on the CDK pool)
+    password: str
+    sub: str  # the user id: topics and client ids are built from it
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherKeys:
+    accessKeyId: str  # noqa: N815 - the state file's field names
+    secretAccessKey: str  # noqa: N815
+
+
+@dataclass(frozen=True, slots=True)
+class LocalResources:
+    region: str
+    account: str
+    names: ResourceNames
+    user_pool_id: str
+    user_pool_client_id: str
+    subscriber_role_arn: str
+    functions_role_arn: str
+    task_queue_url: str
+    task_dlq_url: str
+    users: tuple[DemoUser, ...]
+    publisher: PublisherKeys
+    notify_api_key: str = field(repr=False)
+
+    def users_json(self) -> list[dict[str, Any]]:
+        return [asdict(user) for user in self.users]
+
+
+def _password() -> str:
+    # Meets Cognito's default policy: upper, lower, digit, symbol, length >= 8.
+    body = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(14))
+    return f"Aa1!{body}"
+
+
+def _trust(principal: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}],
+        }
+    )
+
+
+def provision(
+    session: boto3.session.Session, *, app: str, stage: str, ssm_stage: str | None = None
+) -> LocalResources:
+    """Create every resource in the moto account ``session`` points at."""
+    region = session.region_name or "us-east-1"
+    names = ResourceNames(app, stage, ssm_stage or stage)
+    scheme = TopicScheme(app, stage)
+    account = session.client("sts").get_caller_identity()["Account"]
+    iam = session.client("iam")
+
+    functions_role = iam.create_role(
+        RoleName=names.functions_role,
+        AssumeRolePolicyDocument=_trust({"Service": "lambda.amazonaws.com"}),
+    )["Role"]
+    iam.put_role_policy(
+        RoleName=names.functions_role,
+        PolicyName="publish",
+        PolicyDocument=compact_json(publisher_policy(scheme, region=region, account=account)),
+    )
+    subscriber_role = iam.create_role(
+        RoleName=names.subscriber_role,
+        AssumeRolePolicyDocument=_trust({"AWS": functions_role["Arn"]}),
+        MaxSessionDuration=3600,
+    )["Role"]
+    iam.put_role_policy(
+        RoleName=names.subscriber_role,
+        PolicyName="ceiling",
+        PolicyDocument=compact_json(
+            subscriber_ceiling_policy(scheme, region=region, account=account)
+        ),
+    )
+    iam.create_user(UserName=names.publisher_user)
+    iam.put_user_policy(
+        UserName=names.publisher_user,
+        PolicyName="publish",
+        PolicyDocument=compact_json(publisher_policy(scheme, region=region, account=account)),
+    )
+    key = iam.create_access_key(UserName=names.publisher_user)["AccessKey"]
+
+    dynamodb = session.client("dynamodb")
+    for table, keys in (
+        (names.inbox_table, (("userId", "HASH"), ("id", "RANGE"))),
+        (names.rooms_table, (("room", "HASH"),)),
+    ):
+        dynamodb.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": n, "KeyType": t} for n, t in keys],
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n, _ in keys],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    dynamodb.update_time_to_live(
+        TableName=names.inbox_table,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"},
+    )
+
+    sqs = session.client("sqs")
+    dlq_url = sqs.create_queue(QueueName=names.task_dlq)["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    queue_url = sqs.create_queue(
+        QueueName=names.task_queue,
+        Attributes={
+            "VisibilityTimeout": "2",
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
+            ),
+        },
+    )["QueueUrl"]
+
+    api_key = secrets.token_urlsafe(24)
+    session.client("ssm").put_parameter(
+        Name=names.notify_api_key_parameter, Value=api_key, Type="SecureString", Overwrite=True
+    )
+
+    cognito = session.client("cognito-idp")
+    pool_id = cognito.create_user_pool(
+        PoolName=names.user_pool,
+        UsernameAttributes=["email"],
+        AutoVerifiedAttributes=["email"],
+    )["UserPool"]["Id"]
+    client_id = cognito.create_user_pool_client(
+        UserPoolId=pool_id,
+        ClientName=names.user_pool_client,
+        GenerateSecret=False,
+        ExplicitAuthFlows=[
+            "ALLOW_USER_PASSWORD_AUTH",
+            "ALLOW_USER_SRP_AUTH",
+            "ALLOW_REFRESH_TOKEN_AUTH",
+        ],
+    )["UserPoolClient"]["ClientId"]
+    users = []
+    for name in DEMO_USERS:
+        username = f"{name}@example.com"
+        password = _password()
+        created = cognito.admin_create_user(
+            UserPoolId=pool_id,
+            Username=username,
+            UserAttributes=[
+                {"Name": "email", "Value": username},
+                {"Name": "email_verified", "Value": "true"},
+            ],
+            MessageAction="SUPPRESS",
+        )["User"]
+        cognito.admin_set_user_password(
+            UserPoolId=pool_id, Username=username, Password=password, Permanent=True
+        )
+        sub = next(a["Value"] for a in created["Attributes"] if a["Name"] == "sub")
+        users.append(DemoUser(name=name, username=username, password=password, sub=sub))
+
+    return LocalResources(
+        region=region,
+        account=account,
+        names=names,
+        user_pool_id=pool_id,
+        user_pool_client_id=client_id,
+        subscriber_role_arn=subscriber_role["Arn"],
+        functions_role_arn=functions_role["Arn"],
+        task_queue_url=queue_url,
+        task_dlq_url=dlq_url,
+        users=tuple(users),
+        publisher=PublisherKeys(key["AccessKeyId"], key["SecretAccessKey"]),
+        notify_api_key=api_key,
+    )

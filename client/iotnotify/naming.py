@@ -1,0 +1,69 @@
+"""Names of a deployment's resources, shared by ``infra/`` and ``iotnotify local``.
+
+Every name carries the stage so ephemeral stages (``feat-x``) live beside
+``dev`` in one account; SSM paths carry the *SSM* stage so an ephemeral stage
+can read ``dev``'s shared parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from iotnotify.contract import validate_name
+
+__all__ = ["ResourceNames"]
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceNames:
+    app: str
+    stage: str
+    ssm_stage: str
+
+    def __post_init__(self) -> None:
+        validate_name(self.app, what="app name")
+        validate_name(self.stage, what="stage name")
+        validate_name(self.ssm_stage, what="SSM stage name")
+
+    def _name(self, what: str) -> str:
+        return f"{self.app}-{self.stage}-{what}"
+
+    @property
+    def inbox_table(self) -> str:
+        return self._name("inbox")
+
+    @property
+    def rooms_table(self) -> str:
+        return self._name("rooms")
+
+    @property
+    def task_queue(self) -> str:
+        return self._name("tasks")
+
+    @property
+    def task_dlq(self) -> str:
+        return self._name("tasks-dlq")
+
+    @property
+    def subscriber_role(self) -> str:
+        return self._name("subscriber")
+
+    @property
+    def functions_role(self) -> str:
+        return self._name("functions")
+
+    @property
+    def publisher_user(self) -> str:
+        return self._name("publisher")
+
+    @property
+    def user_pool(self) -> str:
+        return self._name("users")
+
+    @property
+    def user_pool_client(self) -> str:
+        return self._name("web")
+
+    @property
+    def notify_api_key_parameter(self) -> str:
+        return f"/{self.app}/{self.ssm_stage}/notify-api-key"
