@@ -13,10 +13,11 @@ from typing import Any
 
 import boto3
 import pytest
-from iotnotify.contract import TopicScheme
-from iotnotify.policies import compact_json, subscriber_ceiling_policy
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
+
+from iotnotify.contract import TopicScheme
+from iotnotify.policies import compact_json, subscriber_ceiling_policy
 
 REGION = "us-east-1"
 APP = "iotnotify"

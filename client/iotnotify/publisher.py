@@ -194,6 +194,7 @@ class Publisher:
         inbox_ttl_days: int = 7,
         session: boto3.session.Session | None = None,
         max_workers: int = DEFAULT_FANOUT_WORKERS,
+        dynamodb_endpoint_url: str | None = None,
     ) -> Publisher:
         """A publisher wired to AWS (or to whatever the endpoints point at).
 
@@ -206,7 +207,8 @@ class Publisher:
         iot_data = _iot_data_client(session, endpoint)
         inbox = None
         if inbox_table:
-            table = session.resource("dynamodb").Table(inbox_table)
+            dynamodb = session.resource("dynamodb", endpoint_url=dynamodb_endpoint_url)
+            table = dynamodb.Table(inbox_table)
             inbox = Inbox(table, ttl_days=inbox_ttl_days)
         return cls(
             scheme=TopicScheme(app, stage), iot_data=iot_data, inbox=inbox, max_workers=max_workers

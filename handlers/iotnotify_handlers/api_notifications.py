@@ -6,7 +6,6 @@ import re
 from typing import Any, Final
 
 from iotnotify.inbox import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-
 from iotnotify_handlers import clients
 from iotnotify_handlers.errors import BadRequest
 from iotnotify_handlers.http import Request, api_handler

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
+
 from iotnotify.contract import TopicScheme, validate_name
 from iotnotify.errors import ContractError
-
 from iotnotify_handlers.errors import BadRequest, Conflict, ServiceUnavailable
 
 __all__ = ["MAX_ROOMS_LISTED", "ChatRooms"]

@@ -14,10 +14,10 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.parameters import SSMProvider
+
 from iotnotify.endpoints import IotEndpoint
 from iotnotify.inbox import Inbox
 from iotnotify.publisher import Publisher
-
 from iotnotify_handlers.settings import settings
 
 __all__ = [

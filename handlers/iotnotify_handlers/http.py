@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from aws_lambda_powertools import Logger
+
 from iotnotify.contract import validate_user_id
 from iotnotify.errors import ContractError, InvalidUserId
 from iotnotify.errors import PayloadTooLarge as ContractPayloadTooLarge
-
 from iotnotify_handlers.errors import BadRequest, HandlerError, PayloadTooLarge, Unauthorized
 
 __all__ = ["MAX_BODY_BYTES", "Request", "Response", "api_handler", "json_response"]

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
+
 from iotnotify.contract import validate_name, validate_user_id
 from iotnotify.publisher import DeliveryResult, Publisher
-
 from iotnotify_handlers.errors import BadRequest, ServiceUnavailable, Unauthorized
 
 __all__ = ["MAX_RECIPIENTS", "ApiKeyVerifier", "NotifyRequest", "bearer_token", "send"]

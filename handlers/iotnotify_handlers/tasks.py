@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
+
 from iotnotify.contract import new_notification_id, validate_user_id
 from iotnotify.errors import ContractError
 from iotnotify.publisher import Publisher
-
 from iotnotify_handlers.errors import BadRequest, ServiceUnavailable
 
 __all__ = [

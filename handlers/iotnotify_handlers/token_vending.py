@@ -14,11 +14,11 @@ from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+
 from iotnotify.contract import client_id_prefix, validate_user_id
 from iotnotify.endpoints import IotEndpoint
 from iotnotify.policies import compact_json, subscriber_session_policy
 from iotnotify.presign import presign_mqtt_url
-
 from iotnotify_handlers.errors import ServiceUnavailable
 from iotnotify_handlers.settings import Settings
 

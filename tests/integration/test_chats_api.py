@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from iotnotify_handlers import api_chats
-
 from tests.conftest import FakeAccount, rest_event
 
 

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from iotnotify_handlers import api_notify
 
+from iotnotify_handlers import api_notify
 from tests.conftest import API_KEY, FakeAccount, rest_event
 
 GAME_SERVER_ARN = "arn:aws:iam::123456789012:user/game-server"

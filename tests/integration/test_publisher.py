@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from iotnotify.contract import MAX_PAYLOAD_BYTES, Notification
 from iotnotify.errors import PayloadTooLarge
 from iotnotify.inbox import Inbox
 from iotnotify.publisher import Publisher
-
 from tests.conftest import APP, IOT_ENDPOINT, STAGE, FakeAccount
 
 

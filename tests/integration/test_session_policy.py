@@ -12,13 +12,13 @@ import string
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.sts.models import sts_backends
+
 from iotnotify.contract import TopicScheme, client_id_for, iot_arn
 from iotnotify.policies import subscriber_ceiling_policy, subscriber_session_policy
 from iotnotify_emulator.iam import Policy, evaluate
 from iotnotify_handlers import api_token
-from moto.core import DEFAULT_ACCOUNT_ID
-from moto.sts.models import sts_backends
-
 from tests.conftest import REGION, FakeAccount, rest_event
 
 ACCOUNT = DEFAULT_ACCOUNT_ID

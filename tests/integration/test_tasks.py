@@ -7,7 +7,6 @@ from typing import Any
 
 from iotnotify.contract import Notification
 from iotnotify_handlers import api_task, task_worker
-
 from tests.conftest import FakeAccount, rest_event
 
 

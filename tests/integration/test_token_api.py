@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from iotnotify_handlers import api_token
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sts.models import sts_backends
 
+from iotnotify_handlers import api_token
 from tests.conftest import IOT_ENDPOINT, REGION, FakeAccount, rest_event
 from tests.sigv4_rule import verifies_under_iot_rule
 

@@ -9,6 +9,7 @@ import string
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from iotnotify.contract import (
     MAX_PAYLOAD_BYTES,
     Notification,

@@ -8,6 +8,7 @@ import string
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from iotnotify.contract import TopicScheme, iot_arn
 from iotnotify.policies import (
     publisher_policy,
