@@ -58,11 +58,16 @@ def cli() -> None:
 )
 @click.option("--app", default="iotnotify", show_default=True)
 @click.option("--stage", default="local", show_default=True)
-def local(host: str, port: int, state_file: Path | None, app: str, stage: str) -> None:
+@click.option(
+    "--tls",
+    is_flag=True,
+    help="Vend wss:// URLs (clients must trust the generated CA) instead of ws://.",
+)
+def local(host: str, port: int, state_file: Path | None, app: str, stage: str, tls: bool) -> None:
     """Run the whole stack offline: moto, the IoT emulator, the API and the web page."""
     from iotnotify.local.stack import run_local
 
-    sys.exit(run_local(host=host, port=port, state_file=state_file, app=app, stage=stage))
+    sys.exit(run_local(host=host, port=port, state_file=state_file, app=app, stage=stage, tls=tls))
 
 
 @cli.command()

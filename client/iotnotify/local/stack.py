@@ -1,0 +1,374 @@
+"""``iotnotify local``: moto, the IoT emulator, the API, the worker and the page.
+
+Everything runs in one process so Ctrl-C stops it all. The handlers are the
+Lambda handlers, unchanged: like Lambda, this process gives them their
+settings and the functions role's session credentials in the environment,
+and points the AWS SDK at moto (``AWS_ENDPOINT_URL``) and at the emulator
+(``IOTNOTIFY_IOT_DATA_URL``). Nothing else differs from AWS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import signal
+import socket
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import boto3
+from aiohttp import web
+from rich.console import Console
+from rich.table import Table
+
+from iotnotify.local.api import LocalApi, Route, build_app
+from iotnotify.local.authorizer import CognitoAuthorizer
+from iotnotify.local.poller import SqsPoller
+from iotnotify.local.provision import LocalResources, provision
+from iotnotify.local.state import DEFAULT_STATE_FILE, LocalState
+
+__all__ = ["LocalStack", "PortInUse", "StackConfig", "run_local"]
+
+console = Console(stderr=True)
+
+# Moto accepts any key; these only have to look like credentials.
+_MOTO_ADMIN: Final = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+# Lambda refreshes its role credentials before they expire; so do we.
+_FUNCTION_SESSION_SECONDS: Final = 3600
+_FUNCTION_REFRESH_SECONDS: Final = 45 * 60
+_WEB_DIR: Final = Path(__file__).resolve().parents[3] / "web" / "dist"
+
+
+class PortInUse(Exception):
+    """A port the stack needs is taken (often: another ``iotnotify local``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StackConfig:
+    host: str = "127.0.0.1"
+    port: int = 8700  # API and web; moto, ws and wss use the next three; 0 = free ports
+    app: str = "iotnotify"
+    stage: str = "local"
+    region: str = "us-east-1"
+    url_scheme: str = "ws"  # what GET /token vends; wss needs the generated CA trusted
+    web_dir: Path = _WEB_DIR
+
+    def ports(self) -> tuple[int, int, int, int]:
+        if self.port == 0:
+            return (0, 0, 0, 0)
+        return (self.port, self.port + 1, self.port + 2, self.port + 3)
+
+
+def _check_free(host: str, ports: tuple[int, ...]) -> None:
+    for port in ports:
+        if port == 0:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise PortInUse(
+                        f"port {port} on {host} is already in use; is another "
+                        "`iotnotify local` running? Stop it, or pick other ports with "
+                        "--port N (or --port 0 for free ones)."
+                    ) from exc
+                raise
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+class LocalStack:
+    """Starts and stops every part; attributes say where each part listens."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.resources: LocalResources | None = None
+        self.state: LocalState | None = None
+        self._moto: Any = None
+        self._emulator: Any = None
+        self._poller: SqsPoller | None = None
+        self._runner: web.AppRunner | None = None
+        self._refresher: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._env_stack = contextlib.ExitStack()
+
+    # --- start ------------------------------------------------------------------
+
+    async def start(self) -> LocalState:
+        cfg = self.config
+        api_port, moto_port, ws_port, wss_port = cfg.ports()
+        _check_free(cfg.host, (api_port, moto_port, ws_port, wss_port))
+        from moto.server import ThreadedMotoServer
+
+        if moto_port == 0:
+            moto_port = _free_port(cfg.host)
+        self._moto = ThreadedMotoServer(ip_address=cfg.host, port=moto_port, verbose=False)
+        self._moto.start()
+        moto_url = f"http://{cfg.host}:{moto_port}"
+
+        admin = boto3.session.Session(region_name=cfg.region, **_MOTO_ADMIN)
+        # Provisioning talks to moto through the same endpoint setting the handlers use.
+        self._env_stack.enter_context(_environment({"AWS_ENDPOINT_URL": moto_url}))
+        resources = provision(admin, app=cfg.app, stage=cfg.stage)
+        self.resources = resources
+
+        from iotnotify_emulator.moto_credentials import MotoCredentialStore
+        from iotnotify_emulator.server import EmulatorConfig, EmulatorThread
+
+        store = MotoCredentialStore(account_id=resources.account, region=cfg.region)
+        self._emulator = EmulatorThread(
+            EmulatorConfig(
+                host=cfg.host,
+                ws_port=ws_port,
+                wss_port=wss_port,
+                region=cfg.region,
+                account_id=resources.account,
+            ),
+            credentials=store,
+        ).start()
+        emu = self._emulator
+        endpoint_port = emu.ws_port if cfg.url_scheme == "ws" else emu.wss_port
+        handler_env = {
+            "AWS_REGION": cfg.region,
+            "AWS_DEFAULT_REGION": cfg.region,
+            "AWS_ENDPOINT_URL": moto_url,
+            "IOTNOTIFY_APP": cfg.app,
+            "IOTNOTIFY_STAGE": cfg.stage,
+            "IOTNOTIFY_SSM_STAGE": resources.names.ssm_stage,
+            "IOTNOTIFY_INBOX_TABLE": resources.names.inbox_table,
+            "IOTNOTIFY_ROOMS_TABLE": resources.names.rooms_table,
+            "IOTNOTIFY_SUBSCRIBER_ROLE_ARN": resources.subscriber_role_arn,
+            "IOTNOTIFY_TASK_QUEUE_URL": resources.task_queue_url,
+            "IOTNOTIFY_IOT_ENDPOINT": f"{cfg.host}:{endpoint_port}",
+            "IOTNOTIFY_IOT_WS_SCHEME": cfg.url_scheme,
+            "IOTNOTIFY_IOT_DATA_URL": emu.data_url,
+            "POWERTOOLS_SERVICE_NAME": "iotnotify",
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+        }
+        self._env_stack.enter_context(_environment(handler_env))
+        self._assume_functions_role()
+        self._refresher = threading.Thread(
+            target=self._refresh_loop, name="functions-role-refresh", daemon=True
+        )
+        self._refresher.start()
+
+        from iotnotify_emulator.sigv4 import verify_header_signature
+
+        from iotnotify_handlers import (
+            api_chats,
+            api_notifications,
+            api_notify,
+            api_task,
+            api_token,
+            task_worker,
+        )
+
+        issuer = f"https://cognito-idp.{cfg.region}.amazonaws.com/{resources.user_pool_id}"
+        authorizer = CognitoAuthorizer(
+            jwks_url=f"{moto_url}/{resources.user_pool_id}/.well-known/jwks.json",
+            issuer=issuer,
+            audience=resources.user_pool_client_id,
+        )
+
+        def verify_iam(method: str, url: str, headers: Mapping[str, str], body: bytes) -> str:
+            from urllib.parse import parse_qsl, urlsplit
+
+            parts = urlsplit(url)
+            credential = verify_header_signature(
+                method=method,
+                raw_path=parts.path,
+                query=parse_qsl(parts.query, keep_blank_values=True),
+                headers=headers,
+                body=body,
+                store=store,
+                service="execute-api",
+                region=cfg.region,
+            )
+            return credential.principal_arn or credential.principal_id
+
+        api_url_port = api_port or _free_port(cfg.host)
+        api_url = f"http://{cfg.host}:{api_url_port}"
+        web_config = {
+            "apiUrl": api_url,
+            "region": cfg.region,
+            "iotEndpoint": f"{cfg.host}:{endpoint_port}",
+            "userPoolId": resources.user_pool_id,
+            "userPoolClientId": resources.user_pool_client_id,
+            "cognitoEndpoint": moto_url,
+            "stage": cfg.stage,
+        }
+        api = LocalApi(
+            routes=[
+                Route("GET", "/token", api_token.handler, "cognito"),
+                Route("GET", "/notifications", api_notifications.handler, "cognito"),
+                Route("POST", "/task", api_task.handler, "cognito"),
+                Route("GET", "/chats", api_chats.handler, "cognito"),
+                Route("POST", "/chats", api_chats.handler, "cognito"),
+                Route("POST", "/notify", api_notify.handler, "iam"),
+            ],
+            authorizer=authorizer,
+            iam_verifier=verify_iam,
+            stage=cfg.stage,
+            web_dir=cfg.web_dir,
+            config=web_config,
+        )
+        self._runner = web.AppRunner(build_app(api), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, cfg.host, api_url_port).start()
+
+        sqs = boto3.session.Session(region_name=cfg.region).client("sqs")
+        queue_arn = sqs.get_queue_attributes(
+            QueueUrl=resources.task_queue_url, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
+        self._poller = SqsPoller(
+            sqs=sqs,
+            queue_url=resources.task_queue_url,
+            queue_arn=queue_arn,
+            region=cfg.region,
+            handler=task_worker.handler,
+            on_error=lambda message: console.print(f"[yellow]worker:[/yellow] {message}"),
+        )
+        self._poller.start()
+
+        self.state = LocalState(
+            region=cfg.region,
+            app=cfg.app,
+            stage=cfg.stage,
+            apiUrl=api_url,
+            webUrl=f"{api_url}/",
+            iotWsUrl=emu.ws_url,
+            iotWssUrl=emu.wss_url or "",
+            iotDataUrl=emu.data_url,
+            caFile=str(emu.ca_file or ""),
+            awsEndpointUrl=moto_url,
+            userPoolId=resources.user_pool_id,
+            userPoolClientId=resources.user_pool_client_id,
+            users=resources.users_json(),
+            publisher={
+                "accessKeyId": resources.publisher.accessKeyId,
+                "secretAccessKey": resources.publisher.secretAccessKey,
+            },
+            extra={
+                "notifyApiKey": resources.notify_api_key,
+                "taskQueueUrl": resources.task_queue_url,
+                "taskDlqUrl": resources.task_dlq_url,
+                "emulatorStatsUrl": f"{emu.data_url}/_emulator/stats",
+            },
+        )
+        return self.state
+
+    def _assume_functions_role(self) -> None:
+        """Give the handlers the functions role's credentials, as Lambda does."""
+        assert self.resources is not None
+        sts = boto3.session.Session(region_name=self.config.region, **_MOTO_ADMIN).client("sts")
+        creds = sts.assume_role(
+            RoleArn=self.resources.functions_role_arn,
+            RoleSessionName=f"{self.config.app}-{self.config.stage}-functions",
+            DurationSeconds=_FUNCTION_SESSION_SECONDS,
+        )["Credentials"]
+        os.environ["AWS_ACCESS_KEY_ID"] = creds["AccessKeyId"]
+        os.environ["AWS_SECRET_ACCESS_KEY"] = creds["SecretAccessKey"]
+        os.environ["AWS_SESSION_TOKEN"] = creds["SessionToken"]
+        from iotnotify_handlers import clients
+
+        clients.reset()  # the next invocation is a "cold start" with the new credentials
+
+    def _refresh_loop(self) -> None:
+        while not self._stopping.wait(_FUNCTION_REFRESH_SECONDS):
+            self._assume_functions_role()
+
+    # --- stop -------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._poller is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._poller.stop)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._emulator is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._emulator.stop)
+        if self._moto is not None:
+            self._moto.stop()
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            os.environ.pop(key, None)
+        self._env_stack.close()
+
+
+def _summary(state: LocalState, state_file: Path) -> Table:
+    table = Table(title="iotnotify local", show_header=True)
+    table.add_column("what")
+    table.add_column("where")
+    table.add_row("web page", state.webUrl)
+    table.add_row("HTTP API", state.apiUrl)
+    table.add_row("IoT MQTT over WebSocket", state.iotWsUrl)
+    if state.iotWssUrl:
+        table.add_row("IoT MQTT over TLS", f"{state.iotWssUrl}  (CA: {state.caFile})")
+    table.add_row("IoT data (iot-data Publish)", state.iotDataUrl)
+    table.add_row("AWS APIs (moto)", state.awsEndpointUrl)
+    table.add_row("Cognito user pool", f"{state.userPoolId} / client {state.userPoolClientId}")
+    for user in state.users:
+        table.add_row(f"demo user {user['name']}", f"{user['username']}  {user['password']}")
+    table.add_row("state file", str(state_file))
+    return table
+
+
+async def _serve(config: StackConfig, state_file: Path) -> int:
+    stack = LocalStack(config)
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopped.set)
+    try:
+        with console.status("starting moto, the IoT emulator and the API..."):
+            state = await stack.start()
+        state.write(state_file)
+        Console().print(_summary(state, state_file))
+        console.print("ready. Ctrl-C stops everything.")
+        await stopped.wait()
+        console.print("stopping...")
+        return 0
+    finally:
+        await stack.stop()
+        if stack.state is not None:
+            # Nothing is listening any more: a stale file would mislead `send`.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(state_file)
+
+
+def run_local(
+    *, host: str, port: int, state_file: Path | None, app: str, stage: str, tls: bool = False
+) -> int:
+    """Entry point of ``iotnotify local``; returns the process exit status."""
+    config = StackConfig(
+        host=host, port=port, app=app, stage=stage, url_scheme="wss" if tls else "ws"
+    )
+    path = (state_file or DEFAULT_STATE_FILE).resolve()
+    try:
+        return asyncio.run(_serve(config, path))
+    except PortInUse as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
