@@ -1,0 +1,189 @@
+"""The subscriber's side of the HTTP API: ``GET /token`` and ``GET /notifications``.
+
+Plain ``urllib`` on purpose: both calls are rare (one per (re)connect), the
+subscriber's threads are synchronous, and an idle desktop app should not
+carry an HTTP stack it does not need. HTTP and network errors are mapped
+onto the package's hierarchy here, at the boundary.
+
+:class:`TokenProvider` and :class:`InboxReader` are the seams: a game that
+vends connection tokens its own way implements ``token()`` and hands that
+to :class:`~iotnotify.subscriber.Subscriber` instead of :class:`ApiClient`.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol, runtime_checkable
+
+from iotnotify.auth import IdTokenSource
+from iotnotify.contract import Notification
+from iotnotify.errors import (
+    AuthError,
+    ConnectionLost,
+    Forbidden,
+    InvalidEnvelope,
+    IotNotifyError,
+    Throttled,
+)
+
+__all__ = [
+    "ApiClient",
+    "ConnectionToken",
+    "InboxPage",
+    "InboxReader",
+    "TokenProvider",
+]
+
+_DEFAULT_TIMEOUT: Final = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionToken:
+    """The token response of ``GET /token`` (see DESIGN.md), typed."""
+
+    url: str
+    client_id_prefix: str
+    topics: tuple[str, ...]
+    keepalive: int | None = None
+    endpoint: str = ""
+    region: str = ""
+    expiration: str = ""
+    access_key_id: str = ""
+
+    @classmethod
+    def from_response(cls, raw: Mapping[str, Any]) -> ConnectionToken:
+        try:
+            credentials = raw.get("credentials") or {}
+            keepalive = raw.get("keepalive")
+            topics = raw["topics"]
+            if isinstance(topics, str) or not isinstance(topics, Sequence):
+                raise TypeError("topics is not a list")
+            return cls(
+                url=str(raw["url"]),
+                client_id_prefix=str(raw["clientIdPrefix"]),
+                topics=tuple(str(topic) for topic in topics),
+                keepalive=int(keepalive) if keepalive is not None else None,
+                endpoint=str(raw.get("endpoint", "")),
+                region=str(raw.get("region", "")),
+                expiration=str(credentials.get("expiration", "")),
+                access_key_id=str(credentials.get("accessKeyId", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AuthError(f"the token response is not usable: {exc!r}") from exc
+
+    @property
+    def user_id(self) -> str:
+        """The user the token is for: its client-id prefix without the dot."""
+        return self.client_id_prefix.removesuffix(".")
+
+
+@dataclass(frozen=True, slots=True)
+class InboxPage:
+    notifications: tuple[Notification, ...]
+    next: str | None
+
+
+@runtime_checkable
+class TokenProvider(Protocol):
+    """Returns a fresh connection token; called once per (re)connect."""
+
+    def token(self) -> ConnectionToken: ...
+
+
+@runtime_checkable
+class InboxReader(Protocol):
+    """Reads the signed-in user's inbox: ids greater than ``since``, oldest first."""
+
+    def notifications(self, *, since: str | None, limit: int) -> InboxPage: ...
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        raw = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return body[:200].decode("utf-8", "replace")
+    if isinstance(raw, dict):
+        return str(raw.get("message") or raw.get("error") or raw)
+    return str(raw)
+
+
+class ApiClient:
+    """``TokenProvider`` and ``InboxReader`` over the iotnotify HTTP API."""
+
+    def __init__(
+        self,
+        *,
+        api_url: str,
+        id_tokens: IdTokenSource,
+        timeout: float = _DEFAULT_TIMEOUT,
+        ca_file: str | None = None,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self._id_tokens = id_tokens
+        self._timeout = timeout
+        self._ssl = ssl.create_default_context(cafile=ca_file) if ca_file else None
+
+    def token(self) -> ConnectionToken:
+        return ConnectionToken.from_response(self._get("/token"))
+
+    def notifications(self, *, since: str | None, limit: int = 100) -> InboxPage:
+        query: dict[str, str] = {"limit": str(limit)}
+        if since:
+            query["since"] = since
+        raw = self._get("/notifications?" + urllib.parse.urlencode(query))
+        try:
+            notes = tuple(Notification.from_dict(item) for item in raw["notifications"])
+            next_since = raw.get("next")
+        except (KeyError, TypeError) as exc:
+            raise InvalidEnvelope(f"unexpected /notifications answer: {exc!r}") from exc
+        return InboxPage(notifications=notes, next=str(next_since) if next_since else None)
+
+    def _get(self, path: str) -> dict[str, Any]:
+        # One retry with a renewed ID token: the cached one may have expired
+        # between our freshness check and the authorizer's.
+        for attempt in (1, 2):
+            token = self._id_tokens.id_token(force_refresh=attempt == 2)
+            request = urllib.request.Request(  # noqa: S310 - the scheme comes from configuration
+                self.api_url + path,
+                headers={"Authorization": token, "Accept": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(  # noqa: S310
+                    request, timeout=self._timeout, context=self._ssl
+                ) as answer:
+                    body = answer.read()
+            except urllib.error.HTTPError as exc:
+                message = _error_message(exc.read())
+                if exc.code == 401 and attempt == 1:
+                    continue
+                raise _http_error(exc.code, path, message) from exc
+            except (urllib.error.URLError, TimeoutError, OSError) as exc:
+                raise ConnectionLost(f"GET {path.split('?')[0]} failed: {exc}") from exc
+            try:
+                raw = json.loads(body)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ConnectionLost(f"GET {path.split('?')[0]} answered non-JSON") from exc
+            if not isinstance(raw, dict):
+                raise ConnectionLost(f"GET {path.split('?')[0]} answered non-object JSON")
+            return raw
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _http_error(status: int, path: str, message: str) -> IotNotifyError:
+    route = path.split("?")[0]
+    if status == 401:
+        return AuthError(f"GET {route}: not signed in: {message}")
+    if status == 403:
+        return Forbidden(f"GET {route}: forbidden: {message}")
+    if status == 429:
+        return Throttled(f"GET {route}: throttled: {message}")
+    if status >= 500:
+        # Worth a retry with backoff, like a dropped connection.
+        return ConnectionLost(f"GET {route}: server error {status}: {message}")
+    return IotNotifyError(f"GET {route}: HTTP {status}: {message}")

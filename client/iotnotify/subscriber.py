@@ -1,0 +1,787 @@
+"""The subscriber: stay connected for weeks, deliver every notification once, in order.
+
+One supervisor thread owns the MQTT connection (paho-mqtt 2.x over
+WebSockets) and drives paho's ``loop()`` itself rather than ``loop_forever``,
+so that it can
+
+* sleep exactly until the next thing that is due (a PINGREQ, the watchdog,
+  the planned reconnect) instead of waking every second: an idle client
+  wakes a few times an hour;
+* detect a dead server within 1.5 x keepalive from the last inbound byte
+  (paho alone notices only after 2 x);
+* fetch a fresh token (new credentials, new presigned URL) before every
+  connect. Credentials may expire on an open connection (AWS does not close
+  it); only a new connection needs new ones, so there is no refresh timer;
+* reconnect before AWS closes WebSockets at 24 h, and after any failure
+  with exponential backoff and full jitter, forever.
+
+After every (re)connect the subscriber subscribes first, then reads
+``GET /notifications?since=<last id>`` page by page while live messages are
+buffered, and merges both in id order (ids are ULIDs, so string order is
+time order) without duplicates. Only the user's own topic is in the inbox;
+broadcast messages are delivered as they come and tracked separately.
+
+Notifications reach the caller on one dispatcher thread (``on_message``) or
+through ``async for note in sub.notifications``; a slow consumer never
+blocks the network loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import getpass
+import hashlib
+import logging
+import queue
+import socket
+import ssl
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from iotnotify.api_client import ConnectionToken, InboxReader, TokenProvider
+from iotnotify.backoff import Backoff
+from iotnotify.contract import Notification, TopicScheme, client_id_for
+from iotnotify.errors import (
+    AuthError,
+    ConnectionLost,
+    ContractError,
+    Forbidden,
+    IotNotifyError,
+    Throttled,
+)
+
+__all__ = [
+    "DEFAULT_KEEPALIVE",
+    "IOT_KEEPALIVE_MAX",
+    "IOT_KEEPALIVE_MIN",
+    "ConnectionState",
+    "StateChange",
+    "Subscriber",
+    "SubscriberStats",
+    "clamp_keepalive",
+    "device_suffix",
+]
+
+log = logging.getLogger("iotnotify.subscriber")
+
+IOT_KEEPALIVE_MIN: Final = 30
+IOT_KEEPALIVE_MAX: Final = 1200
+DEFAULT_KEEPALIVE: Final = 600
+# AWS closes WebSocket connections after 24 h; leave well before that so the
+# reconnect happens on our schedule (with catch-up) rather than as a drop.
+DEFAULT_MAX_CONNECTION_AGE: Final = 23.5 * 3600
+_WATCHDOG_FACTOR: Final = 1.5
+_SUBSCRIBE_BATCH: Final = 8  # AWS IoT: at most 8 filters per SUBSCRIBE
+_INBOX_PAGE: Final = 100
+_RECENT_IDS: Final = 4096
+# Forbidden right after fetching a fresh token is rarely transient; give up
+# after this many in a row instead of retrying a misconfiguration forever.
+_MAX_FORBIDDEN_STREAK: Final = 3
+_SLACK: Final = 0.02  # wake this much after a deadline so paho sees it as due
+
+
+def clamp_keepalive(seconds: int | None, *, floor: int = IOT_KEEPALIVE_MIN) -> int:
+    """Keepalive as AWS IoT applies it: 0 or over 1200 become 1200, below 30 become 30.
+
+    ``floor`` exists only so tests can run a keepalive of a few seconds
+    against a fake server; real IoT Core would raise it to 30 anyway.
+    """
+    if not 1 <= floor <= IOT_KEEPALIVE_MIN:
+        raise ValueError(f"keepalive floor must be 1..{IOT_KEEPALIVE_MIN}")
+    if seconds is None:
+        return DEFAULT_KEEPALIVE
+    if seconds <= 0 or seconds > IOT_KEEPALIVE_MAX:
+        return IOT_KEEPALIVE_MAX
+    return max(int(seconds), floor)
+
+
+def device_suffix(tag: str = "sdk") -> str:
+    """A client-id suffix stable for this machine, OS user and ``tag``.
+
+    Stable, so a reconnect takes over its own old session instead of
+    leaving a ghost; per-tag, so ``iotnotify listen`` and the tray app on
+    one desktop do not kick each other off (IoT drops the older of two
+    connections with the same client id).
+    """
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "user"
+    seed = f"{socket.gethostname()}|{uuid.getnode():012x}|{user}"
+    return f"{tag}-{hashlib.sha256(seed.encode()).hexdigest()[:12]}"
+
+
+class ConnectionState(enum.Enum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"  # subscribed; catch-up may still be running
+    CAUGHT_UP = "caught-up"  # everything missed while offline was delivered
+    DISCONNECTED = "disconnected"  # will retry after ``retry_in`` seconds
+    STOPPED = "stopped"  # for good: stop() or a fatal error
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    state: ConnectionState
+    error: IotNotifyError | None = None
+    retry_in: float | None = None
+    client_id: str | None = None
+
+    def describe(self) -> str:
+        text = self.state.value
+        if self.client_id and self.state is ConnectionState.CONNECTED:
+            text += f" as {self.client_id}"
+        if self.error is not None:
+            text += f": {self.error}"
+        if self.retry_in is not None:
+            text += f" (retrying in {self.retry_in:.1f} s)"
+        return text
+
+
+@dataclass
+class SubscriberStats:
+    """Counters for tests and ``bench/client_idle.py``; read, never reset."""
+
+    connects: int = 0
+    token_fetches: int = 0
+    loop_wakeups: int = 0
+    pings_sent: int = 0
+    delivered: int = 0
+    catch_up_fetched: int = 0
+    dead_server_detections: int = 0
+
+
+class _Sequencer:
+    """Merges live messages and catch-up pages into one ordered, duplicate-free stream."""
+
+    def __init__(self, *, since: str | None, emit: Callable[[Notification], None]) -> None:
+        self._lock = threading.Lock()
+        self._emit = emit
+        self.last_user_id = since
+        self.last_broadcast_id: str | None = None
+        self._catching_up = False
+        self._generation = 0
+        self._buffer: dict[str, Notification] = {}
+        self._recent: OrderedDict[str, None] = OrderedDict()
+
+    def _seen(self, note_id: str) -> bool:
+        if note_id in self._recent:
+            return True
+        self._recent[note_id] = None
+        if len(self._recent) > _RECENT_IDS:
+            self._recent.popitem(last=False)
+        return False
+
+    def begin(self) -> tuple[int, str | None]:
+        """A new connection is about to subscribe: buffer own-topic messages from now."""
+        with self._lock:
+            self._generation += 1
+            self._catching_up = True
+            return self._generation, self.last_user_id
+
+    def skip_catch_up(self) -> None:
+        """No inbox to read: deliver the buffer and go live."""
+        with self._lock:
+            self._catching_up = False
+            self._deliver_own(sorted(self._buffer.values(), key=lambda n: n.id))
+            self._buffer.clear()
+
+    def live(self, note: Notification, *, own: bool) -> None:
+        with self._lock:
+            if not own:
+                if not self._seen(note.id):
+                    if self.last_broadcast_id is None or note.id > self.last_broadcast_id:
+                        self.last_broadcast_id = note.id
+                    self._emit(note)
+                return
+            if self._catching_up:
+                self._buffer[note.id] = note
+                return
+            self._deliver_own([note])
+
+    def page(self, generation: int, notes: Iterable[Notification], *, last: bool) -> bool:
+        """Deliver one catch-up page; False when a newer connection took over."""
+        with self._lock:
+            if generation != self._generation:
+                return False
+            batch = {note.id: note for note in notes}
+            if last:
+                batch.update(self._buffer)
+                self._buffer.clear()
+                self._catching_up = False
+            elif batch:
+                # Buffered live messages older than this page's newest must go
+                # out with it, or they would be delivered out of order later.
+                newest = max(batch)
+                for note_id in [i for i in self._buffer if i <= newest]:
+                    batch[note_id] = self._buffer.pop(note_id)
+            self._deliver_own(sorted(batch.values(), key=lambda n: n.id))
+            return True
+
+    def _deliver_own(self, notes: list[Notification]) -> None:
+        for note in notes:
+            if self._seen(note.id):
+                continue
+            # A message older than the cursor that we never saw (concurrent
+            # publishers can interleave) is still delivered: a gap is worse
+            # than a late message. The cursor never moves back.
+            if self.last_user_id is None or note.id > self.last_user_id:
+                self.last_user_id = note.id
+            self._emit(note)
+
+
+@dataclass
+class _Connection:
+    """What the paho callbacks of one connection attempt report to the supervisor."""
+
+    client_id: str
+    keepalive: int
+    own_topic: str | None
+    started: float
+    last_in: float
+    last_out: float
+    connected: bool = False
+    subscribed: bool = False
+    pending_subacks: set[int] = field(default_factory=set)
+    error: IotNotifyError | None = None
+    closed: bool = False
+
+
+_STOP: Final = object()
+
+
+class Subscriber:
+    """Receives a user's notifications over MQTT, reconnecting forever.
+
+    ``tokens`` is called for every (re)connect (usually an
+    :class:`~iotnotify.api_client.ApiClient`); ``inbox`` reads missed
+    notifications (defaults to ``tokens`` when it can). Use it either way::
+
+        sub = Subscriber(tokens=api, on_message=print)
+        sub.run_forever()            # or start() ... stop()
+
+        async with Subscriber(tokens=api) as sub:
+            async for note in sub.notifications:
+                ...
+
+    ``since`` is the id of the last notification the caller already has
+    (None: everything still in the inbox). ``keepalive`` overrides the
+    token's recommendation and is clamped to IoT's 30..1200 s;
+    ``keepalive_floor`` is for tests only (see :func:`clamp_keepalive`).
+    """
+
+    def __init__(
+        self,
+        *,
+        tokens: TokenProvider,
+        inbox: InboxReader | None = None,
+        on_message: Callable[[Notification], None] | None = None,
+        on_state: Callable[[StateChange], None] | None = None,
+        since: str | None = None,
+        catch_up: bool = True,
+        keepalive: int | None = None,
+        keepalive_floor: int = IOT_KEEPALIVE_MIN,
+        client_id: str | None = None,
+        device_id: str | None = None,
+        ca_file: str | None = None,
+        connect_timeout: float = 10.0,
+        max_connection_age: float = DEFAULT_MAX_CONNECTION_AGE,
+        backoff: Backoff | None = None,
+    ) -> None:
+        clamp_keepalive(keepalive, floor=keepalive_floor)  # validate the floor now
+        self._tokens = tokens
+        if inbox is None and catch_up and isinstance(tokens, InboxReader):
+            inbox = tokens
+        self._inbox = inbox if catch_up else None
+        self._on_message = on_message
+        self._on_state = on_state
+        self._keepalive = keepalive
+        self._keepalive_floor = keepalive_floor
+        self._client_id = client_id
+        self._device_id = device_id or device_suffix()
+        self._ca_file = ca_file
+        self._connect_timeout = connect_timeout
+        self._max_age = max_connection_age
+        self._backoff = backoff or Backoff()
+        self.stats = SubscriberStats()
+        self._sequencer = _Sequencer(since=since, emit=self._enqueue)
+        self._deliveries: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._client: mqtt.Client | None = None
+        self._conn: _Connection | None = None
+        self._threads: list[threading.Thread] = []
+        self._catch_up_thread: threading.Thread | None = None
+        self._fatal: IotNotifyError | None = None
+        self._state: ConnectionState | None = None
+        self._aqueue: asyncio.Queue[object] | None = None
+        self._aloop: asyncio.AbstractEventLoop | None = None
+
+    # --- public API ----------------------------------------------------------------
+
+    @property
+    def last_id(self) -> str | None:
+        """The newest notification id delivered from the user's own topic."""
+        return self._sequencer.last_user_id
+
+    @property
+    def last_broadcast_id(self) -> str | None:
+        return self._sequencer.last_broadcast_id
+
+    @property
+    def state(self) -> ConnectionState | None:
+        return self._state
+
+    @property
+    def error(self) -> IotNotifyError | None:
+        """The fatal error that stopped the subscriber, if one did."""
+        return self._fatal
+
+    def start(self) -> Subscriber:
+        """Connect in the background; returns at once."""
+        with self._lock:
+            if self._threads:
+                raise RuntimeError("this Subscriber was already started")
+            self._threads = [
+                threading.Thread(target=self._supervise, name="iotnotify-mqtt", daemon=True),
+                threading.Thread(target=self._dispatch, name="iotnotify-dispatch", daemon=True),
+            ]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Disconnect and wait for the threads to end. Safe to call twice, from any thread."""
+        self._stopping.set()
+        with self._lock:
+            client = self._client
+        if client is not None:
+            # Queues DISCONNECT and wakes the supervisor out of select().
+            with contextlib.suppress(Exception):
+                client.disconnect()
+        current = threading.current_thread()
+        for thread in self._threads:
+            if thread is not current and thread.is_alive():
+                thread.join(timeout)
+
+    def run_forever(self) -> None:
+        """Start and block until :meth:`stop` (from a callback or another thread).
+
+        Raises the fatal error (:class:`AuthError`, :class:`Forbidden`...) if
+        one ended it. Ctrl-C stops cleanly and re-raises ``KeyboardInterrupt``.
+        """
+        if not self._threads:
+            self.start()
+        try:
+            self._stopped.wait()
+        finally:
+            self.stop()
+        if self._fatal is not None:
+            raise self._fatal
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> Subscriber:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Subscriber:
+        self._aloop = asyncio.get_running_loop()
+        self._aqueue = asyncio.Queue()
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.stop)
+
+    @property
+    def notifications(self) -> AsyncIterator[Notification]:
+        """Notifications in order; ends after stop(), raises a fatal error."""
+        if self._aqueue is None:
+            raise RuntimeError("use `async with Subscriber(...) as sub` to iterate notifications")
+        return self._aiter(self._aqueue)
+
+    async def _aiter(self, aqueue: asyncio.Queue[object]) -> AsyncIterator[Notification]:
+        while True:
+            item = await aqueue.get()
+            if item is _STOP:
+                aqueue.put_nowait(_STOP)  # a second iterator ends too
+                if self._fatal is not None:
+                    raise self._fatal
+                return
+            assert isinstance(item, Notification)
+            yield item
+
+    # --- delivery ------------------------------------------------------------------
+
+    def _enqueue(self, note: Notification) -> None:
+        self._deliveries.put(note)
+
+    def _dispatch(self) -> None:
+        while True:
+            item = self._deliveries.get()
+            if item is not _STOP:
+                assert isinstance(item, Notification)
+                self.stats.delivered += 1
+                if self._on_message is not None:
+                    try:
+                        self._on_message(item)
+                    except Exception:
+                        # The caller's bug must not stop notifications for weeks.
+                        log.exception("on_message raised; continuing")
+            if self._aqueue is not None and self._aloop is not None:
+                with contextlib.suppress(RuntimeError):  # the loop already closed
+                    self._aloop.call_soon_threadsafe(self._aqueue.put_nowait, item)
+            if item is _STOP:
+                return
+
+    def _set_state(self, change: StateChange) -> None:
+        self._state = change.state
+        log.info("%s", change.describe())
+        if self._on_state is not None:
+            try:
+                self._on_state(change)
+            except Exception:
+                log.exception("on_state raised; continuing")
+
+    # --- supervisor ------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        forbidden_streak = 0
+        try:
+            while not self._stopping.is_set():
+                self._set_state(StateChange(ConnectionState.CONNECTING))
+                error: IotNotifyError | None = None
+                healthy = False
+                try:
+                    healthy = self._connection_once()
+                except (ConnectionLost, Throttled) as exc:
+                    error = exc
+                except Forbidden as exc:
+                    forbidden_streak += 1
+                    if forbidden_streak >= _MAX_FORBIDDEN_STREAK:
+                        self._fatal = exc
+                        break
+                    error = exc
+                except IotNotifyError as exc:
+                    self._fatal = exc
+                    break
+                except Exception as exc:
+                    # Whatever a flaky network throws at paho (ssl, socket,
+                    # select errors) must lead to a reconnect, never to a
+                    # silently dead subscriber.
+                    log.debug("unexpected connection failure", exc_info=True)
+                    error = ConnectionLost(f"connection failed: {exc!r}")
+                if healthy:
+                    forbidden_streak = 0
+                    self._backoff.reset()
+                if self._stopping.is_set():
+                    break
+                if error is None:
+                    continue  # planned reconnect: at once, catch-up covers the gap
+                delay = self._backoff.next_delay()
+                self._set_state(
+                    StateChange(ConnectionState.DISCONNECTED, error=error, retry_in=delay)
+                )
+                self._stopping.wait(delay)
+        finally:
+            self._stopping.set()
+            self._set_state(StateChange(ConnectionState.STOPPED, error=self._fatal))
+            if self._catch_up_thread is not None:
+                self._catch_up_thread.join(self._connect_timeout)
+            self._deliveries.put(_STOP)
+            self._stopped.set()
+
+    def _connection_once(self) -> bool:
+        """One connection from token to close; True if it got as far as subscribed.
+
+        Returns normally for stop() and the planned reconnect; raises the
+        translated error otherwise.
+        """
+        self.stats.token_fetches += 1
+        token = self._tokens.token()
+        if self._stopping.is_set():
+            return False
+        parts = urlsplit(token.url)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise AuthError(f"the token's URL is not a ws:// or wss:// URL: {parts.scheme!r}")
+        tls = parts.scheme == "wss"
+        port = parts.port or (443 if tls else 80)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        client_id = self._client_id_of(token)
+        keepalive = clamp_keepalive(
+            self._keepalive if self._keepalive is not None else token.keepalive,
+            floor=self._keepalive_floor,
+        )
+        now = time.monotonic()
+        conn = _Connection(
+            client_id=client_id,
+            keepalive=keepalive,
+            own_topic=_own_topic(token),
+            started=now,
+            last_in=now,
+            last_out=now,
+        )
+        client = self._new_client(conn, path=path, tls=tls)
+        generation, since = self._sequencer.begin()
+        with self._lock:
+            if self._stopping.is_set():
+                return False
+            self._client, self._conn = client, conn
+        try:
+            self.stats.connects += 1
+            try:
+                client.connect(parts.hostname, port, keepalive=keepalive)
+            except (OSError, ssl.SSLError, mqtt.WebsocketConnectionError) as exc:
+                # paho reports an HTTP refusal of the upgrade (a bad
+                # signature's 403) and a refused TCP connect alike.
+                raise ConnectionLost(
+                    f"cannot connect to {parts.hostname}:{port}: {exc or type(exc).__name__}"
+                ) from exc
+            return self._serve(client, conn, token, generation, since)
+        finally:
+            with self._lock:
+                self._client, self._conn = None, None
+            self._close(client, conn)
+
+    def _serve(
+        self,
+        client: mqtt.Client,
+        conn: _Connection,
+        token: ConnectionToken,
+        generation: int,
+        since: str | None,
+    ) -> bool:
+        keepalive = conn.keepalive
+        connack_by = conn.started + self._connect_timeout
+        suback_by = 0.0
+        subscribe_sent = False
+        catch_up_started = False
+        planned_at = conn.started + self._max_age
+        while True:
+            if self._stopping.is_set():
+                return conn.subscribed
+            if conn.error is not None:
+                raise conn.error
+            now = time.monotonic()
+            if conn.connected and not subscribe_sent:
+                self._subscribe(client, conn, token)
+                subscribe_sent = True
+                suback_by = now + self._connect_timeout
+            if conn.subscribed and not catch_up_started:
+                catch_up_started = True
+                self._set_state(StateChange(ConnectionState.CONNECTED, client_id=conn.client_id))
+                self._begin_catch_up(client, conn, generation, since)
+            if not conn.connected and now >= connack_by:
+                raise ConnectionLost("no CONNACK from the server in time")
+            if subscribe_sent and not conn.subscribed and now >= suback_by:
+                raise ConnectionLost("no SUBACK from the server in time")
+            silent_for = now - conn.last_in
+            if silent_for >= _WATCHDOG_FACTOR * keepalive:
+                self.stats.dead_server_detections += 1
+                raise ConnectionLost(
+                    f"server silent for {silent_for:.1f} s (keepalive {keepalive} s): "
+                    "assuming the connection is dead"
+                )
+            if now >= planned_at:
+                log.info("planned reconnect before the 24 h WebSocket limit")
+                return conn.subscribed
+            due = [
+                conn.last_in + _WATCHDOG_FACTOR * keepalive,
+                # paho sends PINGREQ when either direction was quiet for keepalive.
+                min(conn.last_in, conn.last_out) + keepalive,
+                planned_at,
+            ]
+            if not conn.connected:
+                due.append(connack_by)
+            elif subscribe_sent and not conn.subscribed:
+                due.append(suback_by)
+            timeout = max(0.0, min(due) - now) + _SLACK
+            self.stats.loop_wakeups += 1
+            rc = client.loop(timeout=timeout)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and not self._stopping.is_set():
+                if conn.error is not None:
+                    raise conn.error
+                raise ConnectionLost(f"connection lost ({mqtt.error_string(rc)})")
+
+    def _begin_catch_up(
+        self, client: mqtt.Client, conn: _Connection, generation: int, since: str | None
+    ) -> None:
+        inbox = self._inbox
+        if inbox is None:
+            self._sequencer.skip_catch_up()
+            self._set_state(StateChange(ConnectionState.CAUGHT_UP, client_id=conn.client_id))
+            return
+
+        def run() -> None:
+            cursor = since
+            try:
+                while not self._stopping.is_set():
+                    page = inbox.notifications(since=cursor, limit=_INBOX_PAGE)
+                    self.stats.catch_up_fetched += len(page.notifications)
+                    last = page.next is None
+                    if not self._sequencer.page(generation, page.notifications, last=last):
+                        return
+                    if last:
+                        self._set_state(
+                            StateChange(ConnectionState.CAUGHT_UP, client_id=conn.client_id)
+                        )
+                        return
+                    cursor = page.next
+            except IotNotifyError as exc:
+                # Reconnect and try again later; the buffer is kept.
+                conn.error = (
+                    exc
+                    if isinstance(exc, ConnectionLost | Throttled | AuthError | Forbidden)
+                    else ConnectionLost(f"catch-up failed: {exc}")
+                )
+            except Exception as exc:
+                conn.error = ConnectionLost(f"catch-up failed: {exc!r}")
+            if conn.error is not None and not conn.closed:
+                with contextlib.suppress(Exception):
+                    client.disconnect()  # wakes the supervisor to act on the error
+
+        previous = self._catch_up_thread
+        if previous is not None and previous.is_alive():
+            previous.join(self._connect_timeout)
+        self._catch_up_thread = threading.Thread(target=run, name="iotnotify-catchup", daemon=True)
+        self._catch_up_thread.start()
+
+    def _subscribe(self, client: mqtt.Client, conn: _Connection, token: ConnectionToken) -> None:
+        topics = list(token.topics)
+        if not topics:
+            raise Forbidden("the token names no topics to subscribe to")
+        for start in range(0, len(topics), _SUBSCRIBE_BATCH):
+            batch = [(topic, 0) for topic in topics[start : start + _SUBSCRIBE_BATCH]]
+            rc, mid = client.subscribe(batch)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+                raise ConnectionLost(f"SUBSCRIBE failed ({mqtt.error_string(rc)})")
+            conn.pending_subacks.add(mid)
+
+    def _client_id_of(self, token: ConnectionToken) -> str:
+        if self._client_id is not None:
+            if not self._client_id.startswith(token.client_id_prefix):
+                raise Forbidden(
+                    f"client id {self._client_id!r} does not start with {token.client_id_prefix!r}"
+                    ": IoT would refuse it"
+                )
+            return self._client_id
+        try:
+            return client_id_for(token.user_id, self._device_id)
+        except ContractError as exc:
+            raise AuthError(f"cannot build a client id: {exc}") from exc
+
+    def _new_client(self, conn: _Connection, *, path: str, tls: bool) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=conn.client_id,
+            protocol=mqtt.MQTTv311,
+            transport="websockets",
+            clean_session=True,
+            reconnect_on_failure=False,
+        )
+        client.connect_timeout = self._connect_timeout
+        client.ws_set_options(path=path)
+        if tls:
+            try:
+                client.tls_set(ca_certs=self._ca_file)
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                raise AuthError(f"cannot set up TLS with CA file {self._ca_file!r}: {exc}") from exc
+
+        def on_log(_c: Any, _u: Any, level: int, text: str) -> None:
+            # paho logs every packet it receives or sends; the watchdog and the
+            # wake-up schedule need both times, which paho does not expose.
+            if level != mqtt.MQTT_LOG_DEBUG:
+                return
+            if text.startswith("Received "):
+                conn.last_in = time.monotonic()
+            elif text.startswith("Sending "):
+                conn.last_out = time.monotonic()
+                if text.startswith("Sending PINGREQ"):
+                    self.stats.pings_sent += 1
+
+        def on_connect(_c: Any, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
+            if reason.is_failure:
+                name = str(reason)
+                # MQTT 3.1.1 return code 4 is bad credentials, 5 not authorised.
+                if "user name or password" in name.lower():
+                    conn.error = AuthError(f"the server refused the credentials: {name}")
+                else:
+                    conn.error = Forbidden(f"the server refused the connection: {name}")
+                return
+            conn.connected = True
+
+        def on_subscribe(_c: Any, _u: Any, mid: int, reasons: list[Any], _props: Any) -> None:
+            refused = [str(r) for r in reasons if r.is_failure]
+            if refused:
+                conn.error = Forbidden(f"subscription refused: {', '.join(refused)}")
+                return
+            conn.pending_subacks.discard(mid)
+            if not conn.pending_subacks:
+                conn.subscribed = True
+
+        def on_message(_c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+            try:
+                note = Notification.from_json(bytes(message.payload))
+            except ContractError as exc:
+                log.warning("ignoring a message on %s: %s", message.topic, exc)
+                return
+            self._sequencer.live(note, own=message.topic == conn.own_topic)
+
+        def on_disconnect(_c: Any, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
+            if conn.error is None and not self._stopping.is_set():
+                conn.error = ConnectionLost(f"disconnected: {reason}")
+
+        client.on_log = on_log
+        client.on_connect = on_connect
+        client.on_subscribe = on_subscribe
+        client.on_message = on_message
+        client.on_disconnect = on_disconnect
+        return client
+
+    def _close(self, client: mqtt.Client, conn: _Connection) -> None:
+        conn.closed = True
+        try:
+            if conn.connected and conn.error is None:
+                # A clean DISCONNECT tells IoT this was intended (no last-will,
+                # CLIENT_INITIATED_DISCONNECT in the lifecycle event).
+                client.disconnect()
+                deadline = time.monotonic() + 1.0
+                while client.is_connected() and time.monotonic() < deadline:
+                    if client.loop(timeout=0.1) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                        break
+        except Exception:
+            log.debug("error while disconnecting", exc_info=True)
+        sock = client.socket()
+        if sock is not None:
+            with contextlib.suppress(Exception):
+                sock.close()
+
+
+def _own_topic(token: ConnectionToken) -> str | None:
+    """The user's own notifications topic among the token's topics."""
+    for topic in token.topics:
+        levels = topic.split("/")
+        if len(levels) < 2:
+            continue
+        try:
+            own = TopicScheme(levels[0], levels[1]).user_notifications(token.user_id)
+        except ContractError:
+            continue
+        if own.value == topic:
+            return topic
+    return None
