@@ -1,0 +1,292 @@
+"""The Subscriber against a fake MQTT-over-WebSocket service (no AWS, no emulator)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from iotnotify.api_client import ApiClient
+from iotnotify.auth import StaticIdToken
+from iotnotify.backoff import Backoff
+from iotnotify.contract import Notification, new_notification_id
+from iotnotify.errors import AuthError, Forbidden
+from iotnotify.subscriber import ConnectionState, Subscriber
+from tests.unit.sdk.conftest import Collector
+from tests.unit.sdk.fakes import BROADCAST_TOPIC, FakeService
+
+Make = Callable[..., Subscriber]
+
+
+def _notes(count: int, prefix: str = "n") -> list[Notification]:
+    return [Notification.create(title=f"{prefix}{i}") for i in range(count)]
+
+
+def _state_seen(collector: Collector, state: ConnectionState, count: int = 1) -> None:
+    collector.wait_for(lambda: sum(1 for _, c in collector.states if c.state is state) >= count)
+
+
+def test_live_notifications_arrive_in_order_with_a_stable_client_id(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    # Given a connected subscriber
+    sub = make_subscriber(since=new_notification_id()).start()
+    session = service.wait_connections(1)
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    # When five notifications are published
+    sent = _notes(5)
+    for note in sent:
+        service.send(note)
+    # Then they arrive once each, in order, as typed Notifications
+    assert [n.id for n in collector.wait_notes(5)] == [n.id for n in sent]
+    assert collector.notes[0].title == "n0"
+    assert session.client_id == "alice.test-device"
+    assert session.keepalive == 600  # the token's recommendation
+    assert sub.last_id == sent[-1].id
+
+
+def test_broadcast_is_delivered_but_tracked_apart_from_the_inbox_cursor(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    sub = make_subscriber(since=new_notification_id()).start()
+    service.wait_subscribed()
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    own, everyone = _notes(2)
+    service.send(own)
+    service.send(everyone, topic=BROADCAST_TOPIC)
+    collector.wait_notes(2)
+    assert sub.last_id == own.id
+    assert sub.last_broadcast_id == everyone.id
+
+
+def test_catch_up_pages_through_the_inbox_then_goes_live(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    # Given 250 notifications missed while offline (three inbox pages)
+    missed = _notes(250, "missed")
+    for note in missed:
+        service.send(note, live=False)
+    # When the subscriber connects from the beginning and one more arrives live
+    make_subscriber().start()
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    live = Notification.create(title="live")
+    service.send(live)
+    # Then it has all of them, once, in id order
+    got = collector.wait_notes(251)
+    assert [n.id for n in got] == [n.id for n in [*missed, live]]
+    assert service.inbox_calls == 3
+
+
+def test_reconnect_fetches_a_new_token_and_catches_up_without_duplicates(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    sub = make_subscriber(since=new_notification_id()).start()
+    first = service.wait_connections(1)
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    before = _notes(3, "before")
+    for note in before:
+        service.send(note)
+    collector.wait_notes(3)
+    # When the server drops us and two notifications are sent while we are away
+    service.refuse_connections = True
+    service.drop_all()
+    _state_seen(collector, ConnectionState.DISCONNECTED)
+    away = _notes(2, "away")
+    for note in away:
+        service.send(note)  # nobody is connected: only the inbox keeps them
+    service.refuse_connections = False
+    second = service.wait_connections(2)
+    _state_seen(collector, ConnectionState.CAUGHT_UP, 2)
+    after = Notification.create(title="after")
+    service.send(after)
+    # Then every notification arrives exactly once, in order
+    got = collector.wait_notes(6)
+    assert [n.id for n in got] == [n.id for n in [*before, *away, after]]
+    # and the second connection used a new token (a new presigned URL)
+    assert service.token_calls >= 2
+    assert first.credential != second.credential
+    assert sub.stats.connects >= 2
+
+
+def test_live_messages_during_catch_up_are_merged_in_order(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    # Inbox and live overlap: a message both in the inbox and delivered live
+    # while catch-up runs must appear once.
+    missed = _notes(120, "m")
+    for note in missed:
+        service.send(note, live=False)
+    make_subscriber().start()
+    service.wait_subscribed()
+    overlap = Notification.create(title="both")
+    service.send(overlap)  # into the inbox and live, racing the catch-up
+    got = collector.wait_notes(121)
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    assert [n.id for n in got] == [n.id for n in [*missed, overlap]]
+
+
+def test_failed_catch_up_reconnects_and_keeps_live_messages(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    service.fail_inbox = 2
+    missed = _notes(2, "m")
+    for note in missed:
+        service.send(note, live=False)
+    make_subscriber().start()
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    got = collector.wait_notes(2)
+    assert [n.id for n in got] == [n.id for n in missed]
+    assert service.token_calls >= 3
+
+
+@pytest.mark.parametrize(
+    ("requested", "token_keepalive", "on_the_wire"),
+    [(None, 5000, 1200), (None, 0, 1200), (10, 600, 30), (None, None, 600), (45, 600, 45)],
+)
+def test_keepalive_is_clamped_to_iot_limits(
+    service: FakeService,
+    make_subscriber: Make,
+    requested: int | None,
+    token_keepalive: int | None,
+    on_the_wire: int,
+) -> None:
+    service.keepalive = token_keepalive
+    make_subscriber(keepalive=requested).start()
+    assert service.wait_connections(1).keepalive == on_the_wire
+
+
+def test_a_server_that_stops_answering_pings_is_detected_within_1_5_keepalive(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    # Given a server that accepts and subscribes but then never answers PINGREQ
+    service.answer_pings = False
+    keepalive = 2
+    sub = make_subscriber(keepalive=keepalive, keepalive_floor=1, since=new_notification_id())
+    sub.start()
+    service.wait_subscribed()
+    subscribed_at = time.monotonic()  # the SUBACK was the last inbound packet
+    # When the client notices
+    _state_seen(collector, ConnectionState.DISCONNECTED)
+    detected_at = next(t for t, c in collector.states if c.state is ConnectionState.DISCONNECTED)
+    # Then it was after one unanswered ping, and within 1.5 x keepalive
+    silent = detected_at - subscribed_at
+    assert keepalive < silent <= 1.5 * keepalive + 0.3
+    assert sub.stats.pings_sent >= 1
+    assert sub.stats.dead_server_detections == 1
+    # and it reconnects by itself
+    service.wait_connections(2)
+
+
+def test_a_healthy_idle_connection_is_not_dropped_and_barely_wakes(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    keepalive = 1
+    sub = make_subscriber(keepalive=keepalive, keepalive_floor=1, since=new_notification_id())
+    sub.start()
+    service.wait_subscribed()
+    # Wait for four pings (answered) without a disconnect in between.
+    collector.wait_for(lambda: sub.stats.pings_sent >= 4, timeout=10)
+    assert not any(c.state is ConnectionState.DISCONNECTED for _, c in collector.states)
+    # A handful of wake-ups per ping, not a busy loop.
+    assert sub.stats.loop_wakeups <= 4 * sub.stats.pings_sent + 10
+
+
+def test_planned_reconnect_happens_without_an_error(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    make_subscriber(max_connection_age=0.5, since=new_notification_id()).start()
+    service.wait_connections(3)
+    assert not any(c.state is ConnectionState.DISCONNECTED for _, c in collector.states)
+
+
+def test_refused_subscription_is_fatal_after_retries(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    service.suback_code = 0x80
+    sub = make_subscriber()
+    with pytest.raises(Forbidden):
+        sub.run_forever()
+    assert service.token_calls == 3
+    assert collector.states[-1][1].state is ConnectionState.STOPPED
+
+
+def test_a_refused_id_token_is_an_auth_error(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    api = ApiClient(api_url=service.api_url, id_tokens=StaticIdToken("expired"))
+    sub = make_subscriber(tokens=api)
+    with pytest.raises(AuthError):
+        sub.run_forever()
+    assert isinstance(sub.error, AuthError)
+
+
+def test_unreachable_service_is_retried_with_backoff(collector: Collector) -> None:
+    # Nothing listens on the port: token fetches fail as network errors, forever.
+    with FakeService() as svc:
+        dead_url = svc.api_url
+    api = ApiClient(api_url=dead_url, id_tokens=StaticIdToken("good"), timeout=1)
+    sub = Subscriber(
+        tokens=api,
+        on_state=collector.on_state,
+        backoff=Backoff(initial=0.01, cap=0.02),
+    ).start()
+    try:
+        _state_seen(collector, ConnectionState.DISCONNECTED, 3)
+        assert sub.state is not ConnectionState.STOPPED
+    finally:
+        sub.stop()
+    assert sub.wait_stopped(1)
+
+
+def test_stop_is_prompt_on_an_idle_connection(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    sub = make_subscriber(since=new_notification_id()).start()
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    started = time.monotonic()
+    sub.stop()
+    assert time.monotonic() - started < 3
+    assert sub.wait_stopped(0)
+    assert collector.states[-1][1].state is ConnectionState.STOPPED
+
+
+def test_a_failing_callback_does_not_stop_delivery(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    def flaky(note: Notification) -> None:
+        collector.on_message(note)
+        if note.title == "n0":
+            raise RuntimeError("consumer bug")
+
+    make_subscriber(on_message=flaky, since=new_notification_id()).start()
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    for note in _notes(2):
+        service.send(note)
+    assert len(collector.wait_notes(2)) == 2
+
+
+async def test_async_api_iterates_notifications(service: FakeService) -> None:
+    api = ApiClient(api_url=service.api_url, id_tokens=StaticIdToken("good"))
+    sent = _notes(3)
+    for note in sent:
+        service.send(note, live=False)
+    got: list[str] = []
+    async with Subscriber(tokens=api, device_id="async") as sub:
+        async for note in sub.notifications:
+            got.append(note.id)
+            if len(got) == 3:
+                break
+    assert got == [n.id for n in sent]
+
+
+async def test_async_iteration_raises_a_fatal_error(service: FakeService) -> None:
+    api = ApiClient(api_url=service.api_url, id_tokens=StaticIdToken("expired"))
+
+    async def drain() -> None:
+        async with Subscriber(tokens=api) as sub:
+            async for _ in sub.notifications:
+                pass
+
+    with pytest.raises(AuthError):
+        await drain()
