@@ -237,10 +237,16 @@ class RawMqttClient:
         )
         if qos != 1:
             return None
-        reply = await self.receive()
-        if not isinstance(reply, Puback):
-            raise AssertionError(f"expected PUBACK, got {reply!r}")
-        return reply
+        # Deliveries of this very message may overtake the PUBACK; keep them.
+        others: list[Packet] = []
+        try:
+            while True:
+                reply = await self.receive()
+                if isinstance(reply, Puback) and reply.packet_id == packet_id:
+                    return reply
+                others.append(reply)
+        finally:
+            self._pending[:0] = others
 
     async def next_publish(self, within: float = 5.0) -> Publish:
         packet = await self.receive(within=within)
