@@ -297,6 +297,7 @@ class Harness:
     emulator: Emulator | EmulatorThread
     store: InMemoryCredentialStore
     scheme: TopicScheme = field(default_factory=lambda: TopicScheme("app", "test"))
+    clients: list[RawMqttClient] = field(default_factory=list)
 
     @property
     def region(self) -> str:
@@ -333,7 +334,15 @@ class Harness:
         return presign_url(base, credential, region=self.region, sign_token=sign_token)
 
     async def connect(self, credential: Credential, client_id: str, **kwargs: Any) -> RawMqttClient:
-        return await RawMqttClient.connect(self.url(credential), client_id=client_id, **kwargs)
+        """Connect a raw client; :meth:`aclose` closes every client still open."""
+        client = await RawMqttClient.connect(self.url(credential), client_id=client_id, **kwargs)
+        self.clients.append(client)
+        return client
+
+    async def aclose(self) -> None:
+        for client in self.clients:
+            await client.close()
+        self.clients.clear()
 
     def iot_data(self, credential: Credential, *, tls: bool = False) -> Any:
         """A boto3 ``iot-data`` client pointed at the emulator (http, or https on the wss port)."""

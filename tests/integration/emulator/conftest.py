@@ -18,4 +18,6 @@ def emulator_config() -> EmulatorConfig:
 async def world(emulator_config: EmulatorConfig) -> AsyncIterator[Harness]:
     store = InMemoryCredentialStore()
     async with start_emulator(emulator_config, credentials=store) as emulator:
-        yield Harness(emulator=emulator, store=store)
+        harness = Harness(emulator=emulator, store=store)
+        yield harness
+        await harness.aclose()

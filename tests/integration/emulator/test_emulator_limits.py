@@ -133,7 +133,9 @@ async def small_queue_world() -> AsyncIterator[Harness]:
     store = InMemoryCredentialStore()
     config = EmulatorConfig(outbound_queue_limit=8, wss_port=None)
     async with start_emulator(config, credentials=store) as emulator:
-        yield Harness(emulator=emulator, store=store)
+        harness = Harness(emulator=emulator, store=store)
+        yield harness
+        await harness.aclose()
 
 
 async def test_a_stalled_subscriber_does_not_slow_the_others(

@@ -109,7 +109,9 @@ async def fast_world() -> AsyncIterator[Harness]:
     config = EmulatorConfig(keepalive_min=1, keepalive_factor=1.5, websocket_ttl=30)
     store = InMemoryCredentialStore()
     async with start_emulator(config, credentials=store) as emulator:
-        yield Harness(emulator=emulator, store=store)
+        harness = Harness(emulator=emulator, store=store)
+        yield harness
+        await harness.aclose()
 
 
 async def test_silent_client_is_dropped_after_one_and_a_half_keepalives(
