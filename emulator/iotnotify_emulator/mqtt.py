@@ -420,7 +420,7 @@ def decode_packet(first_byte: int, body: bytes) -> Packet:
             while not reader.done:
                 topic = reader.string()
                 qos = reader.u8()
-                if qos & 0xFC:
+                if qos > 2:
                     raise MqttProtocolError(f"SUBSCRIBE requested QoS byte {qos:#x}")
                 topics.append((topic, qos))
             if not topics:
