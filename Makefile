@@ -12,7 +12,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup run test lint typecheck format clean
 
-setup: $(STAMP)
+# mqtt.js for tests/conformance (npm ci from the committed lock file).
+NODE_CONFORMANCE := tests/conformance/node
+NODE_STAMP := $(NODE_CONFORMANCE)/node_modules/.installed
+
+setup: $(STAMP) $(NODE_STAMP)
+
+$(NODE_STAMP): $(NODE_CONFORMANCE)/package-lock.json
+	npm ci --prefix $(NODE_CONFORMANCE) --no-audit --no-fund
+	@touch $(NODE_STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
