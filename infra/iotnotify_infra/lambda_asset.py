@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Final
 
 __all__ = [
+    "DONE_MARKER",
     "LAMBDA_PACKAGES",
     "LAMBDA_PLATFORM",
     "LAMBDA_PYTHON_VERSION",
@@ -47,7 +48,7 @@ LAMBDA_PACKAGES: Final = (
 LAMBDA_REQUIREMENTS: Final = ("python-ulid>=3.0,<4",)
 
 _IGNORE: Final = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".pytest_cache")
-_DONE: Final = ".iotnotify-complete"
+DONE_MARKER: Final = ".iotnotify-complete"
 
 
 class LambdaAssetError(RuntimeError):
@@ -78,18 +79,18 @@ def _digest(parts: Iterable[bytes]) -> str:
 def _atomic_build(final: Path, build: object) -> Path:
     """Build into a sibling temp dir and rename, so a crash or a concurrent
     synthesis never sees a half-written directory."""
-    if (final / _DONE).exists():
+    if (final / DONE_MARKER).exists():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=final.name + ".", dir=final.parent))
     try:
         build(tmp)  # type: ignore[operator]
-        (tmp / _DONE).write_text("ok\n")
+        (tmp / DONE_MARKER).write_text("ok\n")
         try:
             tmp.rename(final)
         except OSError:
             # Someone else finished first; theirs is identical by construction.
-            if not (final / _DONE).exists():
+            if not (final / DONE_MARKER).exists():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -162,7 +163,7 @@ def stage_lambda_code(
     )
 
     def build(tmp: Path) -> None:
-        shutil.copytree(deps, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(_DONE))
+        shutil.copytree(deps, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(DONE_MARKER))
         for package in packages:
             shutil.copytree(package, tmp / package.name, ignore=_IGNORE)
 
@@ -177,6 +178,6 @@ def _prune(cache: Path, *, keep: set[str]) -> None:
     # age check spares a directory another synthesis is staging right now.
     cutoff = time.time() - 3600
     for old in cache.glob("lambda-*"):
-        done = old / _DONE
+        done = old / DONE_MARKER
         if old.name not in keep and done.exists() and done.stat().st_mtime < cutoff:
             shutil.rmtree(old, ignore_errors=True)

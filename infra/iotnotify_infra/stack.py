@@ -20,7 +20,7 @@ from iotnotify_infra.config import StageConfig
 from iotnotify_infra.functions import WORKER_TIMEOUT_SECONDS, Functions
 from iotnotify_infra.identity import Identity
 from iotnotify_infra.iot import IotAccess, IotEndpoint
-from iotnotify_infra.lambda_asset import stage_lambda_code
+from iotnotify_infra.lambda_asset import DONE_MARKER, stage_lambda_code
 from iotnotify_infra.nag import suppress
 from iotnotify_infra.storage import Storage
 from iotnotify_infra.tasks import TaskQueue
@@ -91,7 +91,8 @@ class IotNotifyStack(Stack):
             self,
             "Functions",
             config=config,
-            code=lambda_code or lambda_.Code.from_asset(str(stage_lambda_code())),
+            code=lambda_code
+            or lambda_.Code.from_asset(str(stage_lambda_code()), exclude=[DONE_MARKER]),
             environment=self.environment_variables,
         )
         fn = self.functions
