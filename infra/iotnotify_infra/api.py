@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cognito as cognito
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -56,6 +57,7 @@ class Api(Construct):
     rest_api: apigw.RestApi
     authorizer: apigw.CognitoUserPoolsAuthorizer
     access_logs: logs.LogGroup
+    notify_caller_policy: iam.ManagedPolicy
     url: str
 
     def __init__(
@@ -175,6 +177,20 @@ class Api(Construct):
                 method, integrate(functions.chats), request_validator=validator, **cognito_auth
             )
         self.url = self.rest_api.url
+        # What a backend's role needs to call the IAM-authorised route: that
+        # one method of this stage, nothing else of the API.
+        self.notify_caller_policy = iam.ManagedPolicy(
+            self,
+            "NotifyCallerPolicy",
+            managed_policy_name=config.name("notify-caller"),
+            description=f"{config.stack_name}: call POST /notify (IAM auth)",
+            statements=[
+                iam.PolicyStatement(
+                    actions=["execute-api:Invoke"],
+                    resources=[self.rest_api.arn_for_execute_api("POST", "/notify", config.stage)],
+                )
+            ],
+        )
 
         suppress(
             self.rest_api,

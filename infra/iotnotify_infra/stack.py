@@ -191,6 +191,7 @@ class IotNotifyStack(Stack):
             "WebUrl": self.site.origin,
             "SubscriberRoleArn": self.iot.subscriber_role.role_arn,
             "PublisherPolicyArn": self.iot.publisher_policy.managed_policy_arn,
+            "NotifyCallerPolicyArn": self.api.notify_caller_policy.managed_policy_arn,
             "TaskQueueUrl": self.tasks.queue.queue_url,
             "TaskDeadLetterQueueUrl": self.tasks.dead_letter_queue.queue_url,
             "NotifyApiKeyParameter": notify_api_key.parameter_name,

@@ -87,16 +87,16 @@ def render(value: Any) -> Any:
     return value
 
 
-def _as_list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
 def normalise(statement: dict[str, Any]) -> dict[str, Any]:
     """Actions and resources as sorted lists of plain strings."""
     out = dict(statement)
-    out["Action"] = sorted(_as_list(statement.get("Action", [])))
+    out["Action"] = sorted(as_list(statement.get("Action", [])))
     if "Resource" in statement:
-        out["Resource"] = sorted(str(r) for r in _as_list(render(statement["Resource"])))
+        out["Resource"] = sorted(str(r) for r in as_list(render(statement["Resource"])))
     return out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 
 import pytest
-from infra_helpers import Synth, allowed, synth
+from infra_helpers import Synth, allowed, as_list, render, synth
 from iotnotify.contract import TopicScheme
 from iotnotify.policies import publisher_policy, subscriber_ceiling_policy
 
@@ -154,8 +154,11 @@ def test_chats_reads_and_creates_rooms_only(dev: Synth) -> None:
 
 
 def test_publisher_policy_is_policies_publisher_policy(dev: Synth) -> None:
-    (policy,) = dev.resources("AWS::IAM::ManagedPolicy").values()
-    props = policy["Properties"]
+    (props,) = [
+        r["Properties"]
+        for r in dev.resources("AWS::IAM::ManagedPolicy").values()
+        if r["Properties"]["ManagedPolicyName"] == "iotnotify-dev-publisher"
+    ]
     assert props["ManagedPolicyName"] == "iotnotify-dev-publisher"
     expected = publisher_policy(TopicScheme("iotnotify", "dev"), region=REGION, account=ACCOUNT)
     (statement,) = props["PolicyDocument"]["Statement"]
@@ -183,3 +186,17 @@ def test_queues_refuse_plain_http(dev: Synth) -> None:
         (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
         assert statement["Effect"] == "Deny"
         assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_notify_caller_policy_allows_only_post_notify(dev: Synth) -> None:
+    policies = {
+        r["Properties"]["ManagedPolicyName"]: r["Properties"]
+        for r in dev.resources("AWS::IAM::ManagedPolicy").values()
+    }
+    props = policies["iotnotify-dev-notify-caller"]
+    assert "Roles" not in props  # for the operator to attach to a backend
+    (statement,) = props["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "execute-api:Invoke"
+    (resource,) = [render(r) for r in as_list(statement["Resource"])]
+    assert resource.endswith("/dev/POST/notify")
+    assert "${ApiRestApi" in resource

@@ -31,7 +31,7 @@ def test_resource_counts(dev: Synth) -> None:
     t.resource_count_is("AWS::CloudFront::OriginAccessControl", 1)
     t.resource_count_is("Custom::CDKBucketDeployment", 1)
     t.resource_count_is("Custom::AWS", 1)  # the IoT endpoint lookup
-    t.resource_count_is("AWS::IAM::ManagedPolicy", 1)
+    t.resource_count_is("AWS::IAM::ManagedPolicy", 2)  # publisher, notify caller
     # No SSM parameter is created: the API key is referenced, set by hand.
     t.resource_count_is("AWS::SSM::Parameter", 0)
     functions = dev.resources("AWS::Lambda::Function").values()
