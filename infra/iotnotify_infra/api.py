@@ -133,49 +133,48 @@ class Api(Construct):
             authorizer_name=config.name("cognito"),
             cognito_user_pools=[user_pool],
         )
-        cognito_auth = {
-            "authorizer": self.authorizer,
-            "authorization_type": apigw.AuthorizationType.COGNITO,
-        }
+        authorizer = self.authorizer
 
-        def integrate(function: lambda_.IFunction) -> apigw.LambdaIntegration:
-            return apigw.LambdaIntegration(function, proxy=True)
+        def route(
+            resource: apigw.IResource,
+            method: str,
+            function: lambda_.IFunction,
+            *,
+            auth: apigw.AuthorizationType = apigw.AuthorizationType.COGNITO,
+            parameters: dict[str, bool] | None = None,
+        ) -> apigw.Method:
+            return resource.add_method(
+                method,
+                apigw.LambdaIntegration(function, proxy=True),
+                authorization_type=auth,
+                authorizer=authorizer if auth == apigw.AuthorizationType.COGNITO else None,
+                request_validator=validator,
+                request_parameters=parameters,
+            )
 
         root = self.rest_api.root
-        root.add_resource("token").add_method(
-            "GET", integrate(functions.token), request_validator=validator, **cognito_auth
-        )
+        route(root.add_resource("token"), "GET", functions.token)
         notify = root.add_resource("notify")
-        notify.add_method(
+        notify_iam = route(notify, "POST", functions.notify, auth=apigw.AuthorizationType.IAM)
+        key_route = route(
+            notify.add_resource("key"),
             "POST",
-            integrate(functions.notify),
-            request_validator=validator,
-            authorization_type=apigw.AuthorizationType.IAM,
-        )
-        key_route = notify.add_resource("key").add_method(
-            "POST",
-            integrate(functions.notify),
-            request_validator=validator,
-            authorization_type=apigw.AuthorizationType.NONE,
+            functions.notify,
+            auth=apigw.AuthorizationType.NONE,
             # API Gateway rejects a call without the header before the
             # function (and its SSM read) runs.
-            request_parameters={"method.request.header.x-api-key": True},
+            parameters={"method.request.header.x-api-key": True},
         )
-        root.add_resource("notifications").add_method(
+        route(
+            root.add_resource("notifications"),
             "GET",
-            integrate(functions.notifications),
-            request_validator=validator,
-            request_parameters={"method.request.querystring.since": False},
-            **cognito_auth,
+            functions.notifications,
+            parameters={"method.request.querystring.since": False},
         )
-        root.add_resource("task").add_method(
-            "POST", integrate(functions.task), request_validator=validator, **cognito_auth
-        )
+        route(root.add_resource("task"), "POST", functions.task)
         chats = root.add_resource("chats")
         for method in ("GET", "POST"):
-            chats.add_method(
-                method, integrate(functions.chats), request_validator=validator, **cognito_auth
-            )
+            route(chats, method, functions.chats)
         self.url = self.rest_api.url
         # What a backend's role needs to call the IAM-authorised route: that
         # one method of this stage, nothing else of the API.
@@ -229,14 +228,12 @@ class Api(Construct):
                 "AwsSolutions-COG4": "Server-to-server route; see APIG4.",
             },
         )
-        for method in notify.node.children:
-            if isinstance(method, apigw.Method) and method.http_method == "POST":
-                suppress(
-                    method,
-                    {
-                        "AwsSolutions-COG4": (
-                            "POST /notify is for backends, authorised with IAM (SigV4), "
-                            "not for signed-in users."
-                        )
-                    },
+        suppress(
+            notify_iam,
+            {
+                "AwsSolutions-COG4": (
+                    "POST /notify is for backends, authorised with IAM (SigV4), "
+                    "not for signed-in users."
                 )
+            },
+        )

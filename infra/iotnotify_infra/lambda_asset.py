@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -55,13 +55,14 @@ class LambdaAssetError(RuntimeError):
     """The Lambda code could not be staged (pip failed, a package is missing)."""
 
 
-def _source_files(packages: Iterable[Path]) -> list[Path]:
-    files: list[Path] = []
+def _source_files(packages: Iterable[Path]) -> list[tuple[str, Path]]:
+    """(path inside the asset, file) for every source file, in a stable order."""
+    files: list[tuple[str, Path]] = []
     for package in packages:
         if not package.is_dir():
             raise LambdaAssetError(f"Lambda package {package} does not exist")
         files.extend(
-            p
+            (f"{package.name}/{p.relative_to(package).as_posix()}", p)
             for p in sorted(package.rglob("*"))
             if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
         )
@@ -76,7 +77,7 @@ def _digest(parts: Iterable[bytes]) -> str:
     return h.hexdigest()[:20]
 
 
-def _atomic_build(final: Path, build: object) -> Path:
+def _atomic_build(final: Path, build: Callable[[Path], None]) -> Path:
     """Build into a sibling temp dir and rename, so a crash or a concurrent
     synthesis never sees a half-written directory."""
     if (final / DONE_MARKER).exists():
@@ -84,7 +85,7 @@ def _atomic_build(final: Path, build: object) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=final.name + ".", dir=final.parent))
     try:
-        build(tmp)  # type: ignore[operator]
+        build(tmp)
         (tmp / DONE_MARKER).write_text("ok\n")
         try:
             tmp.rename(final)
@@ -158,8 +159,7 @@ def stage_lambda_code(
 
     files = _source_files(packages)
     src_key = _digest(
-        [req_key.encode()]
-        + [part for f in files for part in (str(f.relative_to(REPO_ROOT)).encode(), f.read_bytes())]
+        [req_key.encode()] + [part for name, f in files for part in (name.encode(), f.read_bytes())]
     )
 
     def build(tmp: Path) -> None:
