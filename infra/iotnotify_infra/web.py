@@ -38,9 +38,11 @@ _PLACEHOLDER: Final = """<!doctype html>
 """
 
 
-def placeholder_site(outdir: Path, *, title: str) -> Path:
+def placeholder_site(outdir: Path, *, stage: str) -> Path:
     """Write a one-page site into the cloud assembly and return its folder."""
-    folder = outdir / "iotnotify-web-placeholder"
+    # One folder per stage: two stages may share one cloud assembly.
+    folder = outdir / f"iotnotify-web-placeholder-{stage}"
+    title = f"iotnotify ({stage})"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "index.html").write_text(_PLACEHOLDER.format(title=html.escape(title)))
     return folder
@@ -130,7 +132,7 @@ class WebHosting(Construct):
         self.uses_placeholder = not (dist / "index.html").is_file()
         if self.uses_placeholder:
             outdir = Path(Stage.of(self).outdir)  # type: ignore[union-attr]
-            dist = placeholder_site(outdir, title=f"iotnotify ({config.stage})")
+            dist = placeholder_site(outdir, stage=config.stage)
         self.deployment = s3deploy.BucketDeployment(
             self,
             "Deploy",

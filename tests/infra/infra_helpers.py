@@ -112,8 +112,11 @@ def allowed(statements: list[dict[str, Any]]) -> dict[str, set[str]]:
 
 
 def new_app(**context: str) -> App:
+    """An app with cdk.json's context (its feature flags shape the template),
+    as the CDK CLI would build it, plus ``context``."""
     outdir = tempfile.mkdtemp(prefix="iotnotify-cdk-")
-    return App(outdir=outdir, context=context)
+    defaults = json.loads((INFRA / "cdk.json").read_text())["context"]
+    return App(outdir=outdir, context={**defaults, **context})
 
 
 @cache

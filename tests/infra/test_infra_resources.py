@@ -342,5 +342,5 @@ def test_placeholder_page_is_generated_when_web_dist_is_missing(dev: Synth) -> N
 
     if (WEB_DIST / "index.html").exists():
         pytest.skip("web/dist is built here; the placeholder is not used")
-    page = dev.outdir / "iotnotify-web-placeholder" / "index.html"
+    page = dev.outdir / "iotnotify-web-placeholder-dev" / "index.html"
     assert "web/dist" in page.read_text()
