@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Protocol
 
 import aiohttp
+
 from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
 from iotnotify_emulator.mqtt import (
     Connack,

@@ -39,7 +39,6 @@ from iotnotify.contract import (
     iot_arn,
 )
 from iotnotify.errors import InvalidTopic
-
 from iotnotify_emulator.credentials import Credential
 from iotnotify_emulator.iam import Decision, evaluate
 from iotnotify_emulator.mqtt import (

@@ -33,9 +33,9 @@ from typing import Any, Final
 from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
+
 from iotnotify.contract import MAX_PAYLOAD_BYTES, Topic
 from iotnotify.errors import InvalidTopic
-
 from iotnotify_emulator.broker import Broker, BrokerSettings, MqttSession
 from iotnotify_emulator.credentials import CredentialStore
 from iotnotify_emulator.mqtt import MqttProtocolError, StreamDecoder

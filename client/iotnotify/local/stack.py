@@ -183,7 +183,6 @@ class LocalStack:
         self._refresher.start()
 
         from iotnotify_emulator.sigv4 import verify_header_signature
-
         from iotnotify_handlers import (
             api_chats,
             api_notifications,
@@ -235,6 +234,7 @@ class LocalStack:
                 Route("GET", "/chats", api_chats.handler, "cognito"),
                 Route("POST", "/chats", api_chats.handler, "cognito"),
                 Route("POST", "/notify", api_notify.handler, "iam"),
+                Route("POST", "/notify/key", api_notify.handler, "none"),
             ],
             authorizer=authorizer,
             iam_verifier=verify_iam,

@@ -7,6 +7,7 @@ import json
 
 import aiohttp
 import pytest
+
 from iotnotify_emulator.mqtt import Publish
 from iotnotify_emulator.testing import ALLOW_ALL, ConnectionRefused, Harness, RawMqttClient
 

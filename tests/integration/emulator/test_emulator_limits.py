@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from botocore.exceptions import ClientError
+
 from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
 from iotnotify_emulator.mqtt import SUBACK_FAILURE, Connect
 from iotnotify_emulator.testing import ALLOW_ALL, ConnectionRefused, Harness, RawMqttClient
