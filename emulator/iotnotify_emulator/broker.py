@@ -536,9 +536,11 @@ class MqttSession:
         broker = self.broker
         settings = broker.settings
         if any(qos == 2 for _, qos in packet.topics):
-            # AWS IoT developer guide, "MQTT > Quality of service": AWS IoT Core
-            # does not support QoS 2 and its broker does not send a PUBACK or
-            # SUBACK when QoS 2 is requested. The request is ignored whole.
+            # AWS IoT developer guide, MQTT, "AWS IoT differences from MQTT
+            # specifications": "AWS IoT Core does not support publishing or
+            # subscribing with QoS level 2. When QoS level 2 is requested, the
+            # AWS IoT message broker does not send a PUBACK or SUBACK." So the
+            # whole SUBSCRIBE is ignored: no SUBACK, no subscription.
             broker.stats.qos2_ignored += 1
             broker.refuse(
                 "SUBSCRIBE requesting QoS 2 is not acknowledged by AWS IoT Core",
