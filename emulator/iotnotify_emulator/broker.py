@@ -358,6 +358,11 @@ class MqttSession:
 
     def _send(self, frame: bytes) -> None:
         """Queue a frame regardless of the limit (acks must not be dropped)."""
+        if len(self._queue) >= 2 * self.broker.settings.outbound_queue_limit + 64:
+            # Only acks can get here past the delivery limit: a peer that keeps
+            # sending PINGREQ/SUBSCRIBE without reading would grow memory forever.
+            self._close_soon(DisconnectReason.CLIENT_ERROR)
+            return
         self._queue.append(frame)
         if self._writer is None:
             self._drained.clear()
