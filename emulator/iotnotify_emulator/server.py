@@ -87,6 +87,7 @@ class EmulatorConfig:
     connect_timeout: float = 10.0
     outbound_queue_limit: int = 1000
     max_subscriptions: int = 50
+    publish_rate_limit: float | None = 100.0
     signature_max_skew: timedelta = timedelta(minutes=15)
     extra_hosts: tuple[str, ...] = field(default=())
 
@@ -101,6 +102,7 @@ class EmulatorConfig:
             connect_timeout=self.connect_timeout,
             max_subscriptions=self.max_subscriptions,
             outbound_queue_limit=self.outbound_queue_limit,
+            publish_rate_limit=self.publish_rate_limit,
         )
 
 
