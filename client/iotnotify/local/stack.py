@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import signal
 import socket
@@ -130,6 +131,10 @@ class LocalStack:
         _check_free(cfg.host, (api_port, moto_port, ws_port, wss_port))
         from moto.server import ThreadedMotoServer
 
+        # moto's werkzeug server logs every request; the SQS poller alone
+        # would print a line a second.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
         if moto_port == 0:
             moto_port = _free_port(cfg.host)
         self._moto = ThreadedMotoServer(ip_address=cfg.host, port=moto_port, verbose=False)
@@ -145,7 +150,7 @@ class LocalStack:
         from iotnotify_emulator.moto_credentials import MotoCredentialStore
         from iotnotify_emulator.server import EmulatorConfig, EmulatorThread
 
-        store = MotoCredentialStore(account_id=resources.account, region=cfg.region)
+        store = MotoCredentialStore(accounts=[resources.account])
         self._emulator = EmulatorThread(
             EmulatorConfig(
                 host=cfg.host,

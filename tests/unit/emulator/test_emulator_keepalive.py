@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from iotnotify_emulator.broker import BrokerSettings, effective_keepalive
 
 
