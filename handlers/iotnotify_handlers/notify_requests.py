@@ -2,7 +2,7 @@
 
 Game servers call this when they cannot use the Python publisher. Two ways
 in: API Gateway IAM auth (the request context then names the caller), or a
-shared API key sent as ``Authorization: Bearer <key>`` and compared in
+shared API key sent as ``x-api-key`` to ``/notify/key`` and compared in
 constant time with a SecureString SSM parameter. The key is fetched with a
 TTL cache so rotating it needs no redeploy, and it is never in the
 environment or a log line.
@@ -21,7 +21,7 @@ from iotnotify.contract import validate_name, validate_user_id
 from iotnotify.publisher import DeliveryResult, Publisher
 from iotnotify_handlers.errors import BadRequest, ServiceUnavailable, Unauthorized
 
-__all__ = ["MAX_RECIPIENTS", "ApiKeyVerifier", "NotifyRequest", "bearer_token", "send"]
+__all__ = ["MAX_RECIPIENTS", "ApiKeyVerifier", "NotifyRequest", "send"]
 
 MAX_RECIPIENTS: Final = 1000
 MAX_TITLE_CHARS: Final = 512
@@ -128,22 +128,17 @@ class ApiKeyVerifier:
         return value
 
 
-def bearer_token(headers: Mapping[str, str]) -> str:
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
-
-
 def send(request: NotifyRequest, publisher: Publisher) -> dict[str, Any]:
     """Send what ``request`` asks for; the response lists one result per user."""
-    common = {"title": request.title, "body": request.body, "data": request.data}
+    title, body, kind, data = request.title, request.body, request.type, request.data
     if request.broadcast:
-        note = publisher.broadcast(type=request.type, **common)
+        note = publisher.broadcast(title=title, body=body, type=kind, data=data)
         return {"id": note.id, "target": "broadcast"}
     if request.game is not None:
-        note = publisher.notify_game(request.game, type=request.type, **common)
+        note = publisher.notify_game(request.game, title=title, body=body, type=kind, data=data)
         return {"id": note.id, "target": f"game:{request.game}"}
     results: Sequence[DeliveryResult] = publisher.notify_many(
-        request.users, type=request.type, ephemeral=request.ephemeral, **common
+        request.users, title=title, body=body, type=kind, data=data, ephemeral=request.ephemeral
     )
     return {
         "id": results[0].notification_id if results else None,
