@@ -15,7 +15,8 @@ import contextlib
 import itertools
 import struct
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from iotnotify.contract import Notification, TopicScheme
+from iotnotify.subscriber import StateChange
 
 APP, STAGE, USER = "iotnotify", "test", "alice"
 SCHEME = TopicScheme(APP, STAGE)
@@ -278,3 +280,34 @@ class FakeService:
         finally:
             self.sessions.remove(session)
         return ws
+
+
+class Collector:
+    """Records notifications and state changes; waits on a condition, never sleeps."""
+
+    def __init__(self) -> None:
+        self.notes: list[Notification] = []
+        self.states: list[tuple[float, StateChange]] = []
+        self._cond = threading.Condition()
+
+    def on_message(self, note: Notification) -> None:
+        with self._cond:
+            self.notes.append(note)
+            self._cond.notify_all()
+
+    def on_state(self, change: StateChange) -> None:
+        with self._cond:
+            self.states.append((time.monotonic(), change))
+            self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        with self._cond:
+            assert self._cond.wait_for(predicate, timeout), "timed out waiting"
+
+    def wait_notes(self, count: int, timeout: float = 10.0) -> list[Notification]:
+        self.wait_for(lambda: len(self.notes) >= count, timeout)
+        return list(self.notes)
+
+    def ids(self) -> list[str]:
+        with self._cond:
+            return [n.id for n in self.notes]

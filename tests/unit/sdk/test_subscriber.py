@@ -13,8 +13,7 @@ from iotnotify.backoff import Backoff
 from iotnotify.contract import Notification, new_notification_id
 from iotnotify.errors import AuthError, Forbidden
 from iotnotify.subscriber import ConnectionState, Subscriber
-from tests.unit.sdk.conftest import Collector
-from tests.unit.sdk.fakes import BROADCAST_TOPIC, FakeService
+from tests.unit.sdk.fakes import BROADCAST_TOPIC, Collector, FakeService
 
 Make = Callable[..., Subscriber]
 
