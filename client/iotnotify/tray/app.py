@@ -1,0 +1,232 @@
+"""The tray app: pystray renders :class:`TrayState`; a :class:`Subscriber` feeds it.
+
+Everything toolkit-specific is in this module. The app takes its notifier,
+keyring store and settings path as arguments, so a test can run the real
+app under Xvfb with a recording notifier and an in-memory keyring.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from iotnotify.api_client import ApiClient
+from iotnotify.auth import CognitoAuth, CognitoSession, Tokens
+from iotnotify.contract import Notification
+from iotnotify.errors import AuthError, IotNotifyError
+from iotnotify.subscriber import ConnectionState, StateChange, Subscriber, device_suffix
+from iotnotify.tray.icon import draw_icon
+from iotnotify.tray.keyring_store import RefreshTokenStore
+from iotnotify.tray.notifier import DesktopNotifierBackend, Notifier
+from iotnotify.tray.settings import TraySettings
+from iotnotify.tray.state import TrayState
+
+__all__ = ["TrayApp"]
+
+log = logging.getLogger("iotnotify.tray")
+
+
+class TrayApp:
+    """Construct, then :meth:`run` (blocks in the toolkit's loop until Quit)."""
+
+    def __init__(
+        self,
+        *,
+        settings: TraySettings,
+        settings_path: Path | None = None,
+        password: str | None = None,
+        notifier: Notifier | None = None,
+        token_store: RefreshTokenStore | None = None,
+        state: TrayState | None = None,
+        subscriber_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not settings.configured:
+            raise AuthError(
+                "the tray is not set up: run `iotnotify tray` once with --api-url, "
+                "--client-id and --user (or --state-file and --user for the local stack)"
+            )
+        self.settings = settings
+        self._settings_path = settings_path
+        self._password = password
+        self.notifier: Notifier = notifier or DesktopNotifierBackend()
+        self._token_store = token_store or RefreshTokenStore(api_url=settings.api_url)
+        self.state = state or TrayState()
+        self._subscriber_options = dict(subscriber_options or {})
+        self.subscriber: Subscriber | None = None
+        self.icon: Any = None
+        self.rendered_unread = 0  # the count drawn into the current icon image
+        self.ready = threading.Event()  # the icon is up and the subscriber started
+        self._lock = threading.Lock()
+        self.state.subscribe(self._redraw)
+
+    # --- sign-in and subscription --------------------------------------------------
+
+    def sign_in(self) -> CognitoSession:
+        """Sign in with the stored refresh token, or the password on first use."""
+        settings = self.settings
+        refresh = self._token_store.get(settings.username)
+        if not refresh and not self._password:
+            raise AuthError(
+                f"{settings.username} is not signed in on this computer: run "
+                "`iotnotify tray` once with --password (or from a terminal to be asked)"
+            )
+        auth = CognitoAuth(
+            client_id=settings.user_pool_client_id,
+            region=settings.region,
+            endpoint_url=settings.cognito_endpoint or None,
+        )
+
+        def keep(tokens: Tokens) -> None:
+            if tokens.refresh_token:
+                self._token_store.put(settings.username, tokens.refresh_token)
+
+        session = CognitoSession(
+            auth,
+            username=settings.username,
+            password=self._password,
+            refresh_token=refresh,
+            on_tokens=keep,
+        )
+        session.sign_in()  # fail now, in the terminal, rather than silently in the tray
+        self._password = None  # from here on only the keyring's refresh token is used
+        return session
+
+    def start(self) -> Subscriber:
+        session = self.sign_in()
+        api = ApiClient(
+            api_url=self.settings.api_url,
+            id_tokens=session,
+            ca_file=self.settings.ca_file or None,
+        )
+        options: dict[str, Any] = {
+            "tokens": api,
+            "on_message": self._on_notification,
+            "on_state": self._on_state,
+            "since": self.settings.last_id or None,
+            "device_id": device_suffix("tray"),
+            "ca_file": self.settings.ca_file or None,
+            **self._subscriber_options,
+        }
+        self.subscriber = Subscriber(**options).start()
+        return self.subscriber
+
+    def _on_notification(self, note: Notification) -> None:
+        alert = self.state.add(note)
+        if alert is not None:
+            try:
+                self.notifier.notify(alert.title, alert.body)
+            except Exception:
+                log.exception("the notifier failed")
+        if self.subscriber is not None and self.subscriber.last_id:
+            self._save(last_id=self.subscriber.last_id)
+
+    def _on_state(self, change: StateChange) -> None:
+        self.state.on_connection(change)
+        if change.state is ConnectionState.STOPPED and isinstance(change.error, AuthError):
+            # The refresh token was revoked or expired: a password is needed again.
+            log.error("signed out: %s", change.error)
+
+    def _save(self, **changes: Any) -> None:
+        with self._lock:
+            self.settings = self.settings.with_changes(**changes)
+            try:
+                self.settings.save(self._settings_path)
+            except OSError:
+                log.warning("could not save the tray settings", exc_info=True)
+
+    # --- menu actions --------------------------------------------------------------
+
+    def mark_all_read(self) -> None:
+        self.state.mark_all_read()
+
+    def toggle_pause(self) -> None:
+        self.state.toggle_pause()
+
+    def sign_out(self) -> None:
+        """Forget the refresh token and what was shown, then quit."""
+        self._stop_subscriber()
+        try:
+            self._token_store.delete(self.settings.username)
+        except IotNotifyError:
+            log.exception("could not remove the refresh token")
+        self._save(last_id="")
+        self.state.clear()
+        self.quit()
+
+    def quit(self) -> None:
+        self._stop_subscriber()
+        if self.icon is not None:
+            self.icon.stop()
+
+    def _stop_subscriber(self) -> None:
+        subscriber, self.subscriber = self.subscriber, None
+        if subscriber is not None:
+            subscriber.stop()
+
+    # --- toolkit -------------------------------------------------------------------
+
+    def _image(self) -> Any:
+        self.rendered_unread = self.state.unread
+        return draw_icon(
+            unread=self.state.unread, online=self.state.online, paused=self.state.paused
+        )
+
+    def _redraw(self) -> None:
+        icon = self.icon
+        if icon is None:
+            return
+        icon.icon = self._image()
+        icon.title = self.state.title()
+        try:
+            icon.update_menu()
+        except Exception:  # some backends have no menu to update
+            log.debug("menu update failed", exc_info=True)
+
+    def _menu(self) -> Any:
+        import pystray
+
+        state = self.state
+
+        def recent() -> Iterator[Any]:
+            for label in state.menu_labels():
+                yield pystray.MenuItem(label, None, enabled=False)
+
+        return pystray.Menu(
+            pystray.MenuItem(lambda _item: state.title(), None, enabled=False),
+            pystray.MenuItem("Recent notifications", pystray.Menu(recent)),
+            pystray.MenuItem("Mark all read", lambda: self.mark_all_read(), default=True),
+            pystray.MenuItem(
+                "Pause notifications",
+                lambda: self.toggle_pause(),
+                checked=lambda _item: state.paused,
+            ),
+            pystray.Menu.SEPARATOR,
+            pystray.MenuItem("Sign out", lambda: self.sign_out()),
+            pystray.MenuItem("Quit", lambda: self.quit()),
+        )
+
+    def run(self) -> None:
+        """Show the icon and block until Quit or Sign out."""
+        import pystray
+
+        self.icon = pystray.Icon("iotnotify", self._image(), self.state.title(), self._menu())
+
+        def setup(icon: Any) -> None:
+            icon.visible = True
+            try:
+                self.start()
+            except IotNotifyError:
+                log.exception("could not start")
+                icon.stop()
+                raise
+            finally:
+                self.ready.set()
+
+        try:
+            self.icon.run(setup=setup)
+        finally:
+            self._stop_subscriber()
+            self.notifier.close()

@@ -1,0 +1,73 @@
+"""OS notifications: a small seam over desktop-notifier.
+
+:class:`Notifier` is what the tray calls; tests inject a recorder. The
+desktop-notifier implementation runs the library's asyncio API on a private
+event-loop thread and never raises: a missing notification daemon must not
+take the tray down with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["DesktopNotifierBackend", "Notifier"]
+
+log = logging.getLogger("iotnotify.tray")
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    def notify(self, title: str, body: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class DesktopNotifierBackend:
+    """Shows notifications through desktop-notifier (DBus, macOS, Windows)."""
+
+    def __init__(self, *, app_name: str = "iotnotify") -> None:
+        self._app_name = app_name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._notifier: Any = None
+        self._lock = threading.Lock()
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=loop.run_forever, name="iotnotify-notifier", daemon=True
+                )
+                self._thread.start()
+                self._loop = loop
+            return self._loop
+
+    async def _send(self, title: str, body: str) -> None:
+        if self._notifier is None:
+            from desktop_notifier import DesktopNotifier
+
+            self._notifier = DesktopNotifier(app_name=self._app_name)
+        await self._notifier.send(title=title, message=body)
+
+    def notify(self, title: str, body: str) -> None:
+        loop = self._ensure_loop()
+        future = asyncio.run_coroutine_threadsafe(self._send(title, body), loop)
+
+        def report(done: Any) -> None:
+            if done.exception() is not None:
+                log.warning("could not show a desktop notification: %s", done.exception())
+
+        future.add_done_callback(report)
+
+    def close(self) -> None:
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(5)
+            loop.close()

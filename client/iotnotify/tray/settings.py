@@ -1,0 +1,62 @@
+"""The tray's settings: where to sign in, and the last notification seen.
+
+Kept as JSON in the platform's config directory (``platformdirs``). The
+refresh token is deliberately not here: it lives in the OS keyring
+(:mod:`iotnotify.tray.keyring_store`), never in a plain file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+__all__ = ["TraySettings", "default_settings_path"]
+
+
+def default_settings_path() -> Path:
+    return Path(platformdirs.user_config_dir("iotnotify", appauthor=False)) / "tray.json"
+
+
+@dataclass(frozen=True, slots=True)
+class TraySettings:
+    api_url: str = ""
+    user_pool_client_id: str = ""
+    region: str = "us-east-1"
+    cognito_endpoint: str = ""  # empty: the real Cognito endpoint of ``region``
+    username: str = ""
+    ca_file: str = ""
+    last_id: str = ""  # catch-up resumes from here after a restart of the app
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.api_url and self.user_pool_client_id and self.username)
+
+    def with_changes(self, **changes: Any) -> TraySettings:
+        return replace(self, **changes)
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> TraySettings:
+        path = path or default_settings_path()
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return cls()
+        except (OSError, json.JSONDecodeError):
+            return cls()  # a broken file means "not configured", not a crash at login
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: str(v) for k, v in raw.items() if k in known and v is not None})
+
+    def save(self, path: Path | None = None) -> Path:
+        path = path or default_settings_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(asdict(self), handle, indent=2)
+        tmp.replace(path)
+        return path
