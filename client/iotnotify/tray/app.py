@@ -56,6 +56,7 @@ class TrayApp:
         self.state = state or TrayState()
         self._subscriber_options = dict(subscriber_options or {})
         self.subscriber: Subscriber | None = None
+        self._session: CognitoSession | None = None
         self.icon: Any = None
         self.rendered_unread = 0  # the count drawn into the current icon image
         self.ready = threading.Event()  # the icon is up and the subscriber started
@@ -64,8 +65,14 @@ class TrayApp:
 
     # --- sign-in and subscription --------------------------------------------------
 
+    def has_refresh_token(self) -> bool:
+        """Whether this computer's keyring can sign the user in without a password."""
+        return self._token_store.get(self.settings.username) is not None
+
     def sign_in(self) -> CognitoSession:
         """Sign in with the stored refresh token, or the password on first use."""
+        if self._session is not None:
+            return self._session
         settings = self.settings
         refresh = self._token_store.get(settings.username)
         if not refresh and not self._password:
@@ -92,6 +99,7 @@ class TrayApp:
         )
         session.sign_in()  # fail now, in the terminal, rather than silently in the tray
         self._password = None  # from here on only the keyring's refresh token is used
+        self._session = session
         return session
 
     def start(self) -> Subscriber:
@@ -148,6 +156,7 @@ class TrayApp:
     def sign_out(self) -> None:
         """Forget the refresh token and what was shown, then quit."""
         self._stop_subscriber()
+        self._session = None
         try:
             self._token_store.delete(self.settings.username)
         except IotNotifyError:

@@ -1,0 +1,291 @@
+"""``iotnotify listen`` and ``iotnotify tray``: the subscriber side of the CLI.
+
+Registered on the main group by :mod:`iotnotify.cli`. Each command can also
+be run on its own (``python -m iotnotify.cli_client listen ...``). Both
+accept either a deployment (``--api-url --client-id --region --user``) or
+the local stack's state file with a demo user name (``--state-file F
+--user alice``), which supplies the API URL, the Cognito app client,
+Cognito's endpoint (moto), the region and the demo password.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from iotnotify.contract import Notification
+from iotnotify.errors import IotNotifyError
+
+__all__ = ["listen", "tray"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    api_url: str
+    user_pool_client_id: str
+    region: str
+    cognito_endpoint: str | None
+    username: str
+    password: str | None
+    ca_file: str | None
+
+
+def _target(
+    *,
+    user: str | None,
+    password: str | None,
+    api_url: str | None,
+    client_id: str | None,
+    region: str | None,
+    cognito_endpoint: str | None,
+    state_file: Path | None,
+    ca_file: str | None,
+    need_password: bool,
+) -> _Target:
+    if api_url:
+        if not client_id or not user:
+            raise click.UsageError("with --api-url, give --client-id and --user too")
+        if need_password and not password:
+            password = click.prompt(f"password for {user}", hide_input=True, err=True)
+        return _Target(
+            api_url=api_url,
+            user_pool_client_id=client_id,
+            region=region or "us-east-1",
+            cognito_endpoint=cognito_endpoint,
+            username=user,
+            password=password,
+            ca_file=ca_file,
+        )
+    from iotnotify.local.state import DEFAULT_STATE_FILE, LocalState, StateFileError
+
+    if not user:
+        raise click.UsageError("give --user (a demo user of the local stack, e.g. alice)")
+    try:
+        state = LocalState.read(state_file or DEFAULT_STATE_FILE)
+        demo = state.user(user)
+    except StateFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return _Target(
+        api_url=state.apiUrl,
+        user_pool_client_id=state.userPoolClientId,
+        region=region or state.region,
+        cognito_endpoint=cognito_endpoint or state.awsEndpointUrl,
+        username=str(demo["username"]),
+        password=password or str(demo["password"]),
+        ca_file=ca_file or (state.caFile if state.caFile else None),
+    )
+
+
+def _target_options(func: Any) -> Any:
+    options = [
+        click.option(
+            "--user", default=None, help="Sign-in e-mail, or a demo user name with a state file."
+        ),
+        click.option(
+            "--password",
+            envvar="IOTNOTIFY_PASSWORD",
+            default=None,
+            help="Password (or IOTNOTIFY_PASSWORD); asked for when needed.",
+        ),
+        click.option("--api-url", default=None, help="The deployment's API URL."),
+        click.option("--client-id", default=None, help="The Cognito user-pool app client id."),
+        click.option("--region", default=None, help="AWS region of the user pool."),
+        click.option(
+            "--cognito-endpoint", default=None, help="Cognito endpoint URL (tests, local)."
+        ),
+        click.option(
+            "--state-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="Local stack state file [default: .iotnotify/local.json].",
+        ),
+        click.option("--ca-file", default=None, help="CA bundle to trust for wss:// and https://."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _line(note: Notification) -> str:
+    when = note.ts or datetime.now(UTC).isoformat(timespec="seconds")
+    text = note.title if not note.body else f"{note.title}: {note.body}"
+    kind = "" if note.type == "notification" else f" [{note.type}]"
+    return f"{when}{kind} {text}"
+
+
+@click.command()
+@_target_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines (the envelopes).")
+@click.option(
+    "--since",
+    default="now",
+    show_default=True,
+    help="'now' (only new ones), 'all' (everything still in the inbox) or a notification id.",
+)
+@click.option(
+    "--keepalive",
+    type=int,
+    default=None,
+    help="MQTT keepalive in seconds (AWS clamps to 30..1200) [default: the token's].",
+)
+@click.option("--device", default=None, help="Client-id suffix [default: stable per machine].")
+def listen(
+    user: str | None,
+    password: str | None,
+    api_url: str | None,
+    client_id: str | None,
+    region: str | None,
+    cognito_endpoint: str | None,
+    state_file: Path | None,
+    ca_file: str | None,
+    as_json: bool,
+    since: str,
+    keepalive: int | None,
+    device: str | None,
+) -> None:
+    """Print notifications as they arrive; connection changes go to stderr. Ctrl-C stops."""
+    from iotnotify.api_client import ApiClient
+    from iotnotify.auth import CognitoAuth, CognitoSession
+    from iotnotify.contract import new_notification_id
+    from iotnotify.subscriber import StateChange, Subscriber, device_suffix
+
+    target = _target(
+        user=user,
+        password=password,
+        api_url=api_url,
+        client_id=client_id,
+        region=region,
+        cognito_endpoint=cognito_endpoint,
+        state_file=state_file,
+        ca_file=ca_file,
+        need_password=True,
+    )
+    start_after: str | None
+    if since == "now":
+        start_after = new_notification_id()
+    elif since == "all":
+        start_after = None
+    else:
+        start_after = since
+
+    def show(note: Notification) -> None:
+        click.echo(json.dumps(note.to_dict(), ensure_ascii=False) if as_json else _line(note))
+
+    def state(change: StateChange) -> None:
+        click.echo(f"iotnotify: {change.describe()}", err=True)
+
+    try:
+        auth = CognitoAuth(
+            client_id=target.user_pool_client_id,
+            region=target.region,
+            endpoint_url=target.cognito_endpoint,
+        )
+        session = CognitoSession(auth, username=target.username, password=target.password)
+        session.sign_in()
+        api = ApiClient(api_url=target.api_url, id_tokens=session, ca_file=target.ca_file)
+        subscriber = Subscriber(
+            tokens=api,
+            on_message=show,
+            on_state=state,
+            since=start_after,
+            keepalive=keepalive,
+            device_id=device or device_suffix("listen"),
+            ca_file=target.ca_file,
+        )
+        subscriber.run_forever()
+    except KeyboardInterrupt:
+        click.echo("iotnotify: stopped", err=True)
+    except IotNotifyError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.command()
+@_target_options
+@click.option(
+    "--settings",
+    "settings_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Settings file [default: the platform's config directory].",
+)
+def tray(
+    user: str | None,
+    password: str | None,
+    api_url: str | None,
+    client_id: str | None,
+    region: str | None,
+    cognito_endpoint: str | None,
+    state_file: Path | None,
+    ca_file: str | None,
+    settings_path: Path | None,
+) -> None:
+    """Run the desktop tray notifier (unread badge, OS notifications, recent list).
+
+    The first run needs the sign-in details; they are saved (the refresh
+    token in the OS keyring), so later runs, e.g. at login, need no options.
+    """
+    from iotnotify.tray.app import TrayApp
+    from iotnotify.tray.settings import TraySettings
+
+    settings = TraySettings.load(settings_path)
+    login_password: str | None = None
+    if api_url or state_file or user:
+        if not api_url and not state_file and settings.api_url and user:
+            # Only --user: switch accounts on the saved deployment.
+            target = _Target(
+                api_url=settings.api_url,
+                user_pool_client_id=settings.user_pool_client_id,
+                region=settings.region,
+                cognito_endpoint=settings.cognito_endpoint or None,
+                username=user,
+                password=password,
+                ca_file=settings.ca_file or None,
+            )
+        else:
+            target = _target(
+                user=user,
+                password=password,
+                api_url=api_url,
+                client_id=client_id,
+                region=region,
+                cognito_endpoint=cognito_endpoint,
+                state_file=state_file,
+                ca_file=ca_file,
+                need_password=False,
+            )
+        changed = (target.api_url, target.username) != (settings.api_url, settings.username)
+        settings = settings.with_changes(
+            api_url=target.api_url,
+            user_pool_client_id=target.user_pool_client_id,
+            region=target.region,
+            cognito_endpoint=target.cognito_endpoint or "",
+            username=target.username,
+            ca_file=target.ca_file or "",
+            last_id="" if changed else settings.last_id,
+        )
+        login_password = target.password
+    try:
+        app = TrayApp(settings=settings, settings_path=settings_path, password=login_password)
+        if login_password is None and not app.has_refresh_token():
+            login_password = click.prompt(
+                f"password for {settings.username}", hide_input=True, err=True
+            )
+            app = TrayApp(settings=settings, settings_path=settings_path, password=login_password)
+        app.sign_in()  # in the terminal: a wrong password is reported here
+        settings.save(settings_path)
+        app.run()
+    except KeyboardInterrupt:
+        pass
+    except IotNotifyError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+if __name__ == "__main__":
+    click.Group(commands={"listen": listen, "tray": tray})(prog_name="iotnotify")
+    sys.exit(0)
