@@ -1,0 +1,230 @@
+"""The SDK and ``iotnotify listen`` against ``iotnotify local`` (moto, the API, the emulator)."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from iotnotify.auth import CognitoAuth
+from iotnotify.backoff import Backoff
+from iotnotify.contract import Notification, new_notification_id
+from iotnotify.errors import AuthError, PublishError
+from iotnotify.publisher import Publisher
+from iotnotify.sending import publisher_for_local
+from iotnotify.subscriber import ConnectionState, Subscriber
+from tests.integration.sdk.conftest import REPO, RunningStack
+from tests.unit.sdk.fakes import Collector
+
+
+@pytest.fixture
+def publisher(local_stack: RunningStack) -> Iterator[tuple[Publisher, str]]:
+    pub, resolve = publisher_for_local(local_stack.state_file)
+    with pub:
+        yield pub, resolve("alice")
+
+
+def _wait_state(collector: Collector, state: ConnectionState, count: int = 1) -> None:
+    collector.wait_for(
+        lambda: sum(1 for _, c in collector.states if c.state is state) >= count, timeout=30
+    )
+
+
+def test_cognito_sign_in_refresh_and_wrong_password(local_stack: RunningStack) -> None:
+    state = local_stack.state
+    alice = local_stack.user("alice")
+    auth = CognitoAuth(
+        client_id=state.userPoolClientId, region=state.region, endpoint_url=state.awsEndpointUrl
+    )
+    tokens = auth.sign_in(alice["username"], alice["password"])
+    assert tokens.id_token
+    assert tokens.refresh_token
+    assert tokens.fresh()
+    renewed = auth.refresh(tokens.refresh_token)
+    assert renewed.id_token
+    assert renewed.refresh_token == tokens.refresh_token
+    with pytest.raises(AuthError):
+        auth.sign_in(alice["username"], "not-her-password")
+
+
+def test_token_and_inbox_through_the_api(
+    local_stack: RunningStack, publisher: tuple[Publisher, str]
+) -> None:
+    api = local_stack.api("alice")
+    token = api.token()
+    assert token.url.startswith("ws://")
+    assert token.client_id_prefix == f"{token.user_id}."
+    assert token.keepalive == 600
+    pub, alice_id = publisher
+    cursor = new_notification_id()
+    sent = [pub.notify(alice_id, title=f"inbox {i}") for i in range(3)]
+    page = api.notifications(since=cursor, limit=2)
+    assert [n.id for n in page.notifications] == [n.id for n in sent[:2]]
+    assert page.next is not None
+    rest = api.notifications(since=page.next, limit=2)
+    assert [n.id for n in rest.notifications] == [sent[2].id]
+
+
+def test_subscriber_receives_from_the_publisher(
+    local_stack: RunningStack, publisher: tuple[Publisher, str], collector: Collector
+) -> None:
+    pub, alice_id = publisher
+    sub = Subscriber(
+        tokens=local_stack.api("alice"),
+        on_message=collector.on_message,
+        on_state=collector.on_state,
+        since=new_notification_id(),
+        device_id="it-basic",
+    ).start()
+    try:
+        _wait_state(collector, ConnectionState.CAUGHT_UP)
+        sent = pub.notify(alice_id, title="your turn", body="game 7", data={"game": "7"})
+        everyone = pub.broadcast(title="maintenance tonight")
+        notes = collector.wait_notes(2, timeout=15)
+        assert {n.id for n in notes} == {sent.id, everyone.id}
+        assert sub.last_id == sent.id
+        assert sub.last_broadcast_id == everyone.id
+        mine = next(n for n in notes if n.id == sent.id)
+        assert (mine.title, mine.body, dict(mine.data)) == ("your turn", "game 7", {"game": "7"})
+    finally:
+        sub.stop()
+
+
+def _restart_emulator(local_stack: RunningStack, down_seconds: int) -> bool:
+    """The stack's restart hook; False when this build does not have it yet."""
+    url = f"{local_stack.state.iotDataUrl}/_emulator/restart?downSeconds={down_seconds}"
+    request = urllib.request.Request(url, method="POST", data=b"")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(answer.status) == 202
+    except urllib.error.HTTPError as exc:
+        if exc.code in (404, 405):
+            return False
+        raise
+
+
+@pytest.mark.slow
+def test_emulator_restart_while_200_notifications_are_sent(
+    local_stack: RunningStack, publisher: tuple[Publisher, str], collector: Collector
+) -> None:
+    pub, alice_id = publisher
+    sub = Subscriber(
+        tokens=local_stack.api("alice"),
+        on_message=collector.on_message,
+        on_state=collector.on_state,
+        since=new_notification_id(),
+        device_id="it-restart",
+        backoff=Backoff(initial=0.2, cap=2.0),
+    ).start()
+    sent: list[Notification] = []
+    failures: list[Exception] = []
+    midway = threading.Event()
+    resume = threading.Event()
+
+    def send_all() -> None:
+        for index in range(200):
+            try:
+                sent.append(pub.notify(alice_id, title=f"turn {index}"))
+            except PublishError as exc:
+                # The live publish was refused while the emulator was down; the
+                # inbox write comes first, so catch-up still delivers it.
+                failures.append(exc)
+            if index == 50:
+                midway.set()
+                resume.wait(30)
+        midway.set()
+
+    thread = threading.Thread(target=send_all)
+    try:
+        _wait_state(collector, ConnectionState.CAUGHT_UP)
+        thread.start()
+        assert midway.wait(60)
+        if not _restart_emulator(local_stack, down_seconds=2):
+            resume.set()
+            thread.join(60)
+            pytest.skip("this build's emulator has no /_emulator/restart hook yet")
+        # Keep sending while the emulator is down and after it is back.
+        resume.set()
+        thread.join(120)
+        got = collector.wait_notes(200, timeout=90)
+        # Titles are numbered in sending order; ids must be strictly increasing.
+        assert [n.title for n in got] == [f"turn {i}" for i in range(200)]
+        assert [n.id for n in got] == sorted({n.id for n in got})
+        assert {n.id for n in sent} <= {n.id for n in got}
+        assert sub.stats.connects >= 2
+        assert any(c.state is ConnectionState.DISCONNECTED for _, c in collector.states)
+    finally:
+        resume.set()
+        sub.stop()
+        thread.join(30)
+
+
+def test_listen_prints_json_lines_and_stops_on_ctrl_c(
+    local_stack: RunningStack, publisher: tuple[Publisher, str]
+) -> None:
+    pub, alice_id = publisher
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "iotnotify.cli_client",
+            "listen",
+            "--state-file",
+            str(local_stack.state_file),
+            "--user",
+            "alice",
+            "--json",
+            "--device",
+            "it-listen",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    events: queue.Queue[tuple[str, str | None]] = queue.Queue()
+
+    def pump(name: str, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            events.put((name, line))
+        events.put((name, None))
+
+    readers = [
+        threading.Thread(target=pump, args=("out", proc.stdout), daemon=True),
+        threading.Thread(target=pump, args=("err", proc.stderr), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+
+    def next_line(stream: str) -> str:
+        while True:
+            name, line = events.get(timeout=30)
+            assert line is not None or name != stream, f"{stream} closed"
+            if name == stream and line is not None:
+                return line
+
+    try:
+        while "caught-up" not in next_line("err"):
+            pass
+        sent = pub.notify(alice_id, title="your turn", body="game 12")
+        printed = json.loads(next_line("out"))
+        assert printed["id"] == sent.id
+        assert printed["title"] == "your turn"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for reader in readers:
+            reader.join(5)
