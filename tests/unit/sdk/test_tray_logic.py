@@ -1,0 +1,153 @@
+"""The tray's decisions, badge, settings and keyring store: no screen needed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import keyring
+import pytest
+from keyring.backend import KeyringBackend
+from keyring.errors import PasswordDeleteError
+
+from iotnotify.contract import Notification
+from iotnotify.subscriber import ConnectionState, StateChange
+from iotnotify.tray.icon import draw_icon
+from iotnotify.tray.keyring_store import RefreshTokenStore
+from iotnotify.tray.settings import TraySettings
+from iotnotify.tray.state import Alert, TrayState, badge_text
+
+
+class MemoryKeyring(KeyringBackend):
+    """An in-memory keyring backend for tests (set with ``keyring.set_keyring``)."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.entries.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.entries[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        if (service, username) not in self.entries:
+            raise PasswordDeleteError("not found")
+        del self.entries[(service, username)]
+
+
+@pytest.fixture
+def memory_keyring() -> Iterator[MemoryKeyring]:
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)
+
+
+@pytest.mark.parametrize(("unread", "text"), [(0, ""), (1, "1"), (9, "9"), (10, "9+"), (250, "9+")])
+def test_badge_text(unread: int, text: str) -> None:
+    assert badge_text(unread) == text
+
+
+def test_new_notifications_count_as_unread_and_pop_up() -> None:
+    state = TrayState()
+    note = Notification.create(title="Your turn", body="Game 7")
+    assert state.add(note) == Alert(title="Your turn", body="Game 7")
+    assert state.unread == 1
+    assert state.menu_labels() == ["\u2022 Your turn: Game 7"]
+    assert state.add(note) is None  # the same id again: not counted twice
+    assert state.unread == 1
+
+
+def test_mark_all_read_clears_the_badge_but_keeps_the_list() -> None:
+    state = TrayState()
+    for i in range(3):
+        state.add(Notification.create(title=f"t{i}"))
+    state.mark_all_read()
+    assert state.unread == 0
+    assert state.menu_labels() == ["t2", "t1", "t0"]  # newest first, no unread mark
+
+
+def test_pause_keeps_counting_but_does_not_pop_up() -> None:
+    state = TrayState()
+    assert state.toggle_pause() is True
+    assert state.add(Notification.create(title="quiet")) is None
+    assert state.unread == 1
+    assert "paused" in state.title()
+    assert state.toggle_pause() is False
+    assert state.add(Notification.create(title="loud")) is not None
+
+
+def test_recent_list_is_bounded_but_the_unread_count_is_not() -> None:
+    state = TrayState(max_recent=3)
+    for i in range(5):
+        state.add(Notification.create(title=f"t{i}"))
+    assert state.unread == 5
+    assert [item.note.title for item in state.recent] == ["t4", "t3", "t2"]
+
+
+def test_connection_changes_and_listeners() -> None:
+    state = TrayState()
+    changes: list[str] = []
+    state.subscribe(lambda: changes.append(state.connection))
+    state.on_connection(StateChange(ConnectionState.CAUGHT_UP))
+    assert state.online
+    state.on_connection(StateChange(ConnectionState.DISCONNECTED, retry_in=1.0))
+    assert not state.online
+    assert changes == ["caught up", "offline, reconnecting"]
+    assert "offline" in state.title()
+
+
+def test_sign_out_clears_everything() -> None:
+    state = TrayState()
+    state.add(Notification.create(title="private"))
+    state.clear()
+    assert state.unread == 0
+    assert state.menu_labels() == ["No notifications yet"]
+
+
+def test_badge_is_drawn_into_the_icon() -> None:
+    plain = draw_icon(unread=0)
+    badged = draw_icon(unread=3)
+    many = draw_icon(unread=42)
+    assert plain.size == badged.size == (64, 64)
+    assert plain.tobytes() != badged.tobytes() != many.tobytes()
+    # The badge is red in the top-right corner.
+    r, g, _b, a = badged.getpixel((48, 4))  # type: ignore[misc]
+    assert (r, a) == (220, 255)
+    assert g < 100
+    assert draw_icon(unread=0, online=False).tobytes() != plain.tobytes()
+    assert draw_icon(unread=0, paused=True).tobytes() != plain.tobytes()
+
+
+def test_settings_round_trip_without_secrets(tmp_path: Path) -> None:
+    path = tmp_path / "cfg" / "tray.json"
+    assert not TraySettings.load(path).configured
+    settings = TraySettings(
+        api_url="https://api.example", user_pool_client_id="abc", username="a@example.com"
+    )
+    settings.save(path)
+    loaded = TraySettings.load(path)
+    assert loaded == settings
+    assert loaded.configured
+    assert "token" not in path.read_text().lower()
+    assert path.stat().st_mode & 0o077 == 0
+    path.write_text("{not json")
+    assert TraySettings.load(path) == TraySettings()
+
+
+def test_refresh_token_lives_in_the_keyring(memory_keyring: MemoryKeyring) -> None:
+    store = RefreshTokenStore(api_url="https://api.example/")
+    assert store.get("a@example.com") is None
+    store.put("a@example.com", "refresh-1")
+    assert store.get("a@example.com") == "refresh-1"
+    assert memory_keyring.entries == {
+        ("iotnotify:https://api.example", "a@example.com"): "refresh-1"
+    }
+    store.delete("a@example.com")
+    store.delete("a@example.com")  # signing out twice is fine
+    assert store.get("a@example.com") is None
