@@ -123,13 +123,14 @@ class TrayApp:
 
     def _on_notification(self, note: Notification) -> None:
         alert = self.state.add(note)
+        # Remembered before the pop-up: a restart must not show it again.
+        if self.subscriber is not None and self.subscriber.last_id:
+            self._save(last_id=self.subscriber.last_id)
         if alert is not None:
             try:
                 self.notifier.notify(alert.title, alert.body)
             except Exception:
                 log.exception("the notifier failed")
-        if self.subscriber is not None and self.subscriber.last_id:
-            self._save(last_id=self.subscriber.last_id)
 
     def _on_state(self, change: StateChange) -> None:
         self.state.on_connection(change)
@@ -237,5 +238,6 @@ class TrayApp:
         try:
             self.icon.run(setup=setup)
         finally:
+            self.ready.set()  # never leave a waiter hanging when the toolkit failed
             self._stop_subscriber()
             self.notifier.close()

@@ -133,14 +133,14 @@ class TrayState:
         self._changed()
 
     def title(self) -> str:
-        """The tooltip."""
+        """The tooltip; ASCII, since X11's WM_NAME (pystray's xorg backend) is Latin-1."""
         with self._lock:
             parts = ["iotnotify", self.connection]
             if self._unread:
                 parts.append(f"{self._unread} unread")
             if self.paused:
                 parts.append("paused")
-            return " \u2014 ".join(parts)
+            return " - ".join(parts)
 
     def menu_labels(self) -> list[str]:
         """The recent-notifications entries, newest first."""

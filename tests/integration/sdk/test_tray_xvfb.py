@@ -1,0 +1,166 @@
+"""The real tray app (pystray, xorg backend) under Xvfb, against ``iotnotify local``.
+
+The notifier and the keyring are injected (a recorder, an in-memory
+backend): no notification daemon or Secret Service runs under Xvfb. A tiny
+fake system-tray manager owns ``_NET_SYSTEM_TRAY_S0`` so pystray docks and
+draws its icon as it would on a desktop.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iotnotify.publisher import Publisher
+from iotnotify.sending import publisher_for_local
+from iotnotify.subscriber import ConnectionState
+from iotnotify.tray.settings import TraySettings
+from iotnotify.tray.state import TrayState
+from tests.integration.sdk.conftest import RunningStack
+from tests.unit.sdk.test_tray_logic import MemoryKeyring, memory_keyring  # noqa: F401
+
+pytestmark = pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")
+
+
+@pytest.fixture
+def xvfb_display(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A private X server; ``-displayfd`` tells us its display once it is ready."""
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "640x480x24", "-nolisten", "tcp"],
+        pass_fds=(write_end,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as reader:
+            number = reader.readline().strip().decode()
+        assert number.isdigit(), "Xvfb did not report a display"
+        display = f":{number}"
+        monkeypatch.setenv("DISPLAY", display)
+        monkeypatch.setenv("PYSTRAY_BACKEND", "xorg")
+        yield display
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def tray_manager(xvfb_display: str) -> Iterator[None]:
+    """Owns the system-tray selection, as a desktop panel would."""
+    import Xlib.display
+    import Xlib.X
+
+    display = Xlib.display.Display(xvfb_display)
+    window = display.screen().root.create_window(0, 0, 1, 1, 0, Xlib.X.CopyFromParent)
+    selection = display.intern_atom("_NET_SYSTEM_TRAY_S0")
+    window.set_selection_owner(selection, Xlib.X.CurrentTime)
+    display.sync()
+    assert display.get_selection_owner(selection) == window
+    yield
+    window.destroy()
+    display.close()
+
+
+class RecordingNotifier:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.called = threading.Event()
+        self.closed = False
+
+    def notify(self, title: str, body: str) -> None:
+        self.calls.append((title, body))
+        self.called.set()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def publisher(local_stack: RunningStack) -> Iterator[tuple[Publisher, str]]:
+    pub, resolve = publisher_for_local(local_stack.state_file)
+    with pub:
+        yield pub, resolve("alice")
+
+
+def test_tray_shows_a_notification_and_updates_the_badge(
+    local_stack: RunningStack,
+    publisher: tuple[Publisher, str],
+    tray_manager: None,
+    memory_keyring: MemoryKeyring,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from iotnotify.tray.app import TrayApp
+
+    state = local_stack.state
+    alice = local_stack.user("alice")
+    settings = TraySettings(
+        api_url=state.apiUrl,
+        user_pool_client_id=state.userPoolClientId,
+        region=state.region,
+        cognito_endpoint=state.awsEndpointUrl,
+        username=alice["username"],
+    )
+    settings_path = tmp_path / "tray.json"
+    notifier = RecordingNotifier()
+    tray_state = TrayState()
+    caught_up = threading.Event()
+    tray_state.subscribe(lambda: caught_up.set() if tray_state.connection == "caught up" else None)
+    app = TrayApp(
+        settings=settings,
+        settings_path=settings_path,
+        password=alice["password"],
+        notifier=notifier,
+        state=tray_state,
+        subscriber_options={"device_id": "it-tray"},
+    )
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            app.run()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="tray-app")
+    thread.start()
+    try:
+        assert app.ready.wait(30), errors
+        assert caught_up.wait(30), tray_state.connection
+        # The refresh token went to the keyring, never to the settings file.
+        assert any(user == alice["username"] for _, user in memory_keyring.entries)
+        pub, alice_id = publisher
+        before = app.icon.icon.tobytes()
+        assert app.rendered_unread == 0
+        # When a notification is delivered
+        sent = pub.notify(alice_id, title="Your turn", body="Game 42")
+        # Then the OS notifier is called and the badge shows one unread
+        assert notifier.called.wait(15)
+        assert notifier.calls == [("Your turn", "Game 42")]
+        assert tray_state.unread == 1
+        assert app.rendered_unread == 1
+        assert app.icon.icon.tobytes() != before
+        assert "1 unread" in app.icon.title
+        # and the last id is remembered for the next start (no token in the file)
+        saved: Any = TraySettings.load(settings_path)
+        assert saved.last_id == sent.id
+        assert "refresh" not in settings_path.read_text().lower()
+        # Mark all read clears the badge
+        app.mark_all_read()
+        assert app.rendered_unread == 0
+        assert app.subscriber is not None
+        assert app.subscriber.state is ConnectionState.CAUGHT_UP
+    finally:
+        app.quit()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert not errors, errors
+    assert notifier.closed
