@@ -6,6 +6,8 @@ SHELL := /bin/bash
 # drop pip's warnings about them so real errors stay visible.
 PIP_QUIET := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 PYTHON ?= python3
+# apt-get runs unattended (CI has no stdin).
+export DEBIAN_FRONTEND := noninteractive
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
