@@ -158,6 +158,7 @@ class LocalStack:
                 wss_port=wss_port,
                 region=cfg.region,
                 account_id=resources.account,
+                fault_injection=True,  # POST {iotDataUrl}/_emulator/restart for demos and tests
             ),
             credentials=store,
         ).start()
