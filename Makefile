@@ -12,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup node-tools run test lint typecheck format clean
+.PHONY: setup node-tools xvfb run test lint typecheck format clean
 
 # Node.js packages from committed lock files: mqtt.js for tests/conformance,
 # the AWS CDK CLI for infra/ (iotnotify deploy/synth, tests/infra).
@@ -21,11 +21,15 @@ NODE_STAMP := $(NODE_CONFORMANCE)/node_modules/.installed
 CDK_STAMP := infra/node_modules/.installed
 NPM_CI := npm ci --no-audit --no-fund --loglevel=error
 
-setup: $(STAMP) $(NODE_STAMP) $(CDK_STAMP)
+setup: $(STAMP) $(NODE_STAMP) $(CDK_STAMP) xvfb
 
 # Debian's nodejs when the machine has none (skipped when npm is present).
 node-tools:
 	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+
+# A virtual screen for the tray app's test (pystray's xorg backend needs no GTK).
+xvfb:
+	@command -v Xvfb >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq xvfb; }
 
 $(NODE_STAMP): $(NODE_CONFORMANCE)/package-lock.json | node-tools
 	$(NPM_CI) --prefix $(NODE_CONFORMANCE)
