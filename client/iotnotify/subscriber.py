@@ -432,8 +432,17 @@ class Subscriber:
         self._deliveries.put(note)
 
     def _dispatch(self) -> None:
+        # State changes travel through the same queue as notifications, so a
+        # caller sees CAUGHT_UP only after every caught-up notification.
         while True:
             item = self._deliveries.get()
+            if isinstance(item, StateChange):
+                if self._on_state is not None:
+                    try:
+                        self._on_state(item)
+                    except Exception:
+                        log.exception("on_state raised; continuing")
+                continue
             if item is not _STOP:
                 assert isinstance(item, Notification)
                 self.stats.delivered += 1
@@ -452,11 +461,7 @@ class Subscriber:
     def _set_state(self, change: StateChange) -> None:
         self._state = change.state
         log.info("%s", change.describe())
-        if self._on_state is not None:
-            try:
-                self._on_state(change)
-            except Exception:
-                log.exception("on_state raised; continuing")
+        self._deliveries.put(change)
 
     # --- supervisor ------------------------------------------------------------------
 

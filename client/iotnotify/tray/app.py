@@ -127,13 +127,18 @@ class TrayApp:
         if self.subscriber is not None and self.subscriber.last_id:
             self._save(last_id=self.subscriber.last_id)
         if alert is not None:
-            try:
-                self.notifier.notify(alert.title, alert.body)
-            except Exception:
-                log.exception("the notifier failed")
+            self._notify(alert.title, alert.body)
+
+    def _notify(self, title: str, body: str) -> None:
+        try:
+            self.notifier.notify(title, body)
+        except Exception:
+            log.exception("the notifier failed")
 
     def _on_state(self, change: StateChange) -> None:
-        self.state.on_connection(change)
+        alert = self.state.on_connection(change)
+        if alert is not None:
+            self._notify(alert.title, alert.body)
         if change.state is ConnectionState.STOPPED and isinstance(change.error, AuthError):
             # The refresh token was revoked or expired: a password is needed again.
             log.error("signed out: %s", change.error)

@@ -53,6 +53,13 @@ class TrayItem:
         return mark + _shorten(text)
 
 
+def _summary(missed: list[Notification]) -> Alert:
+    latest = missed[-1]
+    if len(missed) == 1:
+        return Alert(title=latest.title, body=latest.body)
+    return Alert(title=f"{len(missed)} new notifications", body=f"Latest: {latest.title}")
+
+
 class TrayState:
     """Thread-safe: the subscriber's threads write, the toolkit's thread reads."""
 
@@ -64,6 +71,10 @@ class TrayState:
         self.paused = False
         self.connection = "connecting"
         self.online = False
+        # Between CONNECTED and CAUGHT_UP notifications come from the inbox
+        # (what was missed while offline): one summary pop-up, not fifty.
+        self._catching_up = False
+        self._missed: list[Notification] = []
         self._listeners: list[Callable[[], None]] = []
 
     def subscribe(self, listener: Callable[[], None]) -> None:
@@ -96,7 +107,11 @@ class TrayState:
             # The unread count is not capped by the recent list: ten shown,
             # 42 unread is a true statement after a long weekend offline.
             self._unread += 1
-            alert = None if self.paused else Alert(title=note.title, body=note.body)
+            if self._catching_up:
+                self._missed.append(note)
+                alert = None
+            else:
+                alert = None if self.paused else Alert(title=note.title, body=note.body)
         self._changed()
         return alert
 
@@ -123,14 +138,23 @@ class TrayState:
             self._unread = 0
         self._changed()
 
-    def on_connection(self, change: StateChange) -> None:
+    def on_connection(self, change: StateChange) -> Alert | None:
+        """Track the connection; after a catch-up, the one alert summarising it."""
+        alert: Alert | None = None
         with self._lock:
             self.online = change.state in (ConnectionState.CONNECTED, ConnectionState.CAUGHT_UP)
             if change.state is ConnectionState.DISCONNECTED:
                 self.connection = "offline, reconnecting"
             else:
                 self.connection = change.state.value.replace("-", " ")
+            if change.state is ConnectionState.CONNECTED:
+                self._catching_up, self._missed = True, []
+            elif change.state is ConnectionState.CAUGHT_UP:
+                missed, self._catching_up, self._missed = self._missed, False, []
+                if missed and not self.paused:
+                    alert = _summary(missed)
         self._changed()
+        return alert
 
     def title(self) -> str:
         """The tooltip; ASCII, since X11's WM_NAME (pystray's xorg backend) is Latin-1."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from iotnotify.contract import new_notification_id
 from iotnotify.publisher import Publisher
 from iotnotify.sending import publisher_for_local
 from iotnotify.subscriber import ConnectionState
@@ -108,7 +109,12 @@ def test_tray_shows_a_notification_and_updates_the_badge(
         region=state.region,
         cognito_endpoint=state.awsEndpointUrl,
         username=alice["username"],
+        last_id=new_notification_id(),  # where a previous run of the app left off
     )
+    pub, alice_id = publisher
+    # Two notifications arrive while the app is not running.
+    for index in range(2):
+        pub.notify(alice_id, title=f"missed {index}")
     settings_path = tmp_path / "tray.json"
     notifier = RecordingNotifier()
     tray_state = TrayState()
@@ -137,18 +143,22 @@ def test_tray_shows_a_notification_and_updates_the_badge(
         assert caught_up.wait(30), tray_state.connection
         # The refresh token went to the keyring, never to the settings file.
         assert any(user == alice["username"] for _, user in memory_keyring.entries)
-        pub, alice_id = publisher
-        before = app.icon.icon.tobytes()
-        assert app.rendered_unread == 0
-        # When a notification is delivered
-        sent = pub.notify(alice_id, title="Your turn", body="Game 42")
-        # Then the OS notifier is called and the badge shows one unread
+        # The missed ones are counted and summarised in one pop-up.
         assert notifier.called.wait(15)
-        assert notifier.calls == [("Your turn", "Game 42")]
-        assert tray_state.unread == 1
-        assert app.rendered_unread == 1
+        assert notifier.calls == [("2 new notifications", "Latest: missed 1")]
+        assert tray_state.unread == 2
+        assert app.rendered_unread == 2
+        before = app.icon.icon.tobytes()
+        notifier.called.clear()
+        # When a notification is delivered live
+        sent = pub.notify(alice_id, title="Your turn", body="Game 42")
+        # Then the OS notifier is called and the badge count changes
+        assert notifier.called.wait(15)
+        assert notifier.calls[-1] == ("Your turn", "Game 42")
+        assert tray_state.unread == 3
+        assert app.rendered_unread == 3
         assert app.icon.icon.tobytes() != before
-        assert "1 unread" in app.icon.title
+        assert "3 unread" in app.icon.title
         # and the last id is remembered for the next start (no token in the file)
         saved: Any = TraySettings.load(settings_path)
         assert saved.last_id == sent.id

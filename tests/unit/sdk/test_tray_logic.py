@@ -151,3 +151,24 @@ def test_refresh_token_lives_in_the_keyring(memory_keyring: MemoryKeyring) -> No
     store.delete("a@example.com")
     store.delete("a@example.com")  # signing out twice is fine
     assert store.get("a@example.com") is None
+
+
+def test_catch_up_is_summarised_in_one_alert() -> None:
+    state = TrayState()
+    assert state.on_connection(StateChange(ConnectionState.CONNECTED)) is None
+    for i in range(3):
+        assert state.add(Notification.create(title=f"missed {i}")) is None
+    alert = state.on_connection(StateChange(ConnectionState.CAUGHT_UP))
+    assert alert == Alert(title="3 new notifications", body="Latest: missed 2")
+    assert state.unread == 3
+    live = state.add(Notification.create(title="live"))
+    assert live == Alert(title="live", body="")
+
+
+def test_a_single_missed_notification_is_shown_as_itself() -> None:
+    state = TrayState()
+    state.on_connection(StateChange(ConnectionState.CONNECTED))
+    state.add(Notification.create(title="only", body="one"))
+    assert state.on_connection(StateChange(ConnectionState.CAUGHT_UP)) == Alert("only", "one")
+    state.on_connection(StateChange(ConnectionState.CONNECTED))
+    assert state.on_connection(StateChange(ConnectionState.CAUGHT_UP)) is None  # nothing missed
