@@ -41,6 +41,7 @@ class EmulatorTokens:
     emulator: EmulatorThread
     store: InMemoryCredentialStore
     expires_in: timedelta = timedelta(hours=1)
+    tls: bool = False
     issued: list[Credential] = field(default_factory=list)
 
     def token(self) -> ConnectionToken:
@@ -52,7 +53,11 @@ class EmulatorTokens:
         )
         self.issued.append(credential)
         return ConnectionToken(
-            url=presign_url(self.emulator.ws_url, credential, region=REGION),
+            url=presign_url(
+                (self.emulator.wss_url or "") if self.tls else self.emulator.ws_url,
+                credential,
+                region=REGION,
+            ),
             client_id_prefix=f"{USER}.",
             topics=tuple(str(t) for t in SCHEME.user_topics(USER)),
             keepalive=600,
@@ -244,3 +249,51 @@ def test_emulator_restart_during_200_notifications_loses_and_repeats_nothing(
         sub.stop()
         thread.join(10)
         emulators[-1].stop()
+
+
+def test_wss_with_the_emulators_ca(store: InMemoryCredentialStore, collector: Collector) -> None:
+    # Given an emulator with TLS and a token vending wss:// URLs
+    with EmulatorThread(
+        EmulatorConfig(account_id=ACCOUNT, region=REGION), credentials=store
+    ) as emu:
+        assert emu.ca_file is not None
+        tokens = EmulatorTokens(emu, store, tls=True)
+        inbox = MemoryInbox()
+        sub = Subscriber(
+            tokens=tokens,
+            inbox=inbox,
+            on_message=collector.on_message,
+            on_state=collector.on_state,
+            ca_file=str(emu.ca_file),
+            device_id="tls",
+        ).start()
+        try:
+            # When a notification is published
+            _wait_state(collector, ConnectionState.CAUGHT_UP)
+            sender = Sender(emu, store, inbox)
+            sender.send(Notification.create(title="over TLS"), sender._client())
+            # Then it arrives over the verified TLS connection
+            assert [n.title for n in collector.wait_notes(1)] == ["over TLS"]
+        finally:
+            sub.stop()
+
+
+def test_wss_without_trusting_the_ca_keeps_retrying(
+    store: InMemoryCredentialStore, collector: Collector
+) -> None:
+    with EmulatorThread(
+        EmulatorConfig(account_id=ACCOUNT, region=REGION), credentials=store
+    ) as emu:
+        sub = Subscriber(
+            tokens=EmulatorTokens(emu, store, tls=True),
+            inbox=MemoryInbox(),
+            on_state=collector.on_state,
+            device_id="tls-untrusted",
+            backoff=Backoff(initial=0.01, cap=0.05),
+        ).start()
+        try:
+            _wait_state(collector, ConnectionState.DISCONNECTED, 2)
+            errors = [c.error for _, c in collector.states if c.error is not None]
+            assert all("certificate" in str(e).lower() for e in errors), errors
+        finally:
+            sub.stop()
