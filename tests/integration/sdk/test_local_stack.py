@@ -12,6 +12,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -228,3 +229,35 @@ def test_listen_prints_json_lines_and_stops_on_ctrl_c(
             proc.wait()
         for reader in readers:
             reader.join(5)
+
+
+def test_tray_refuses_to_run_without_a_keyring(local_stack: RunningStack, tmp_path: Path) -> None:
+    # Given a machine with no usable OS keyring
+    import keyring
+    from click.testing import CliRunner
+    from keyring.backends.fail import Keyring as NoKeyring
+
+    from iotnotify.cli_client import tray
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(NoKeyring())
+    try:
+        settings = tmp_path / "tray.json"
+        # When the tray is started for the first time
+        result = CliRunner().invoke(
+            tray,
+            [
+                "--state-file",
+                str(local_stack.state_file),
+                "--user",
+                "alice",
+                "--settings",
+                str(settings),
+            ],
+        )
+    finally:
+        keyring.set_keyring(previous)
+    # Then it stops with a clear message rather than keeping the token in a file
+    assert result.exit_code == 1
+    assert "keyring" in result.output
+    assert not settings.exists() or "refresh" not in settings.read_text().lower()
