@@ -89,6 +89,18 @@ _RECENT_IDS: Final = 4096
 # after this many in a row instead of retrying a misconfiguration forever.
 _MAX_FORBIDDEN_STREAK: Final = 3
 _SLACK: Final = 0.02  # wake this much after a deadline so paho sees it as due
+# select() timeouts do not run during suspend; waking at least this often
+# notices a resume (and a connection that died meanwhile) within 5 minutes.
+_MAX_SLEEP: Final = 300.0
+
+
+def _boot_clock() -> float:
+    # CLOCK_BOOTTIME keeps counting while a laptop sleeps (CLOCK_MONOTONIC does
+    # not), so after a long suspend the watchdog sees the silence at once.
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+_clock: Callable[[], float] = _boot_clock if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic
 
 
 def clamp_keepalive(seconds: int | None, *, floor: int = IOT_KEEPALIVE_MIN) -> int:
@@ -532,7 +544,7 @@ class Subscriber:
             self._keepalive if self._keepalive is not None else token.keepalive,
             floor=self._keepalive_floor,
         )
-        now = time.monotonic()
+        now = _clock()
         conn = _Connection(
             client_id=client_id,
             keepalive=keepalive,
@@ -582,7 +594,7 @@ class Subscriber:
                 return conn.subscribed
             if conn.error is not None:
                 raise conn.error
-            now = time.monotonic()
+            now = _clock()
             if conn.connected and not subscribe_sent:
                 self._subscribe(client, conn, token)
                 subscribe_sent = True
@@ -615,7 +627,7 @@ class Subscriber:
                 due.append(connack_by)
             elif subscribe_sent and not conn.subscribed:
                 due.append(suback_by)
-            timeout = max(0.0, min(due) - now) + _SLACK
+            timeout = min(max(0.0, min(due) - now) + _SLACK, _MAX_SLEEP)
             self.stats.loop_wakeups += 1
             rc = client.loop(timeout=timeout)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and not self._stopping.is_set():
@@ -713,9 +725,9 @@ class Subscriber:
             if level != mqtt.MQTT_LOG_DEBUG:
                 return
             if text.startswith("Received "):
-                conn.last_in = time.monotonic()
+                conn.last_in = _clock()
             elif text.startswith("Sending "):
-                conn.last_out = time.monotonic()
+                conn.last_out = _clock()
                 if text.startswith("Sending PINGREQ"):
                     self.stats.pings_sent += 1
 

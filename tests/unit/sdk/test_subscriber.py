@@ -289,3 +289,26 @@ async def test_async_iteration_raises_a_fatal_error(service: FakeService) -> Non
 
     with pytest.raises(AuthError):
         await drain()
+
+
+def test_resume_from_a_long_suspend_reconnects_at_once(
+    service: FakeService,
+    collector: Collector,
+    make_subscriber: Make,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import iotnotify.subscriber as subscriber_module
+
+    # A clock that keeps counting through a (simulated) suspend, as CLOCK_BOOTTIME does,
+    # and short select() waits so the test need not wait the real 5 minutes.
+    offset = [0.0]
+    monkeypatch.setattr(subscriber_module, "_clock", lambda: time.monotonic() + offset[0])
+    monkeypatch.setattr(subscriber_module, "_MAX_SLEEP", 0.2)
+    sub = make_subscriber(since=new_notification_id()).start()
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    # When the machine "sleeps" for longer than 1.5 x keepalive
+    offset[0] += 1000.0
+    # Then the next wake-up treats the connection as dead and reconnects
+    _state_seen(collector, ConnectionState.DISCONNECTED)
+    assert sub.stats.dead_server_detections == 1
+    service.wait_connections(2)
