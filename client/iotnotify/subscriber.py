@@ -92,6 +92,7 @@ _SLACK: Final = 0.02  # wake this much after a deadline so paho sees it as due
 # select() timeouts do not run during suspend; waking at least this often
 # notices a resume (and a connection that died meanwhile) within 5 minutes.
 _MAX_SLEEP: Final = 300.0
+_STABLE_AFTER: Final = 30.0  # seconds subscribed before the backoff starts over
 
 
 def _boot_clock() -> float:
@@ -264,6 +265,7 @@ class _Connection:
     last_out: float
     connected: bool = False
     subscribed: bool = False
+    subscribed_at: float | None = None
     pending_subacks: set[int] = field(default_factory=set)
     error: IotNotifyError | None = None
     closed: bool = False
@@ -335,6 +337,7 @@ class Subscriber:
         self._conn: _Connection | None = None
         self._threads: list[threading.Thread] = []
         self._catch_up_thread: threading.Thread | None = None
+        self._last_conn: _Connection | None = None
         self._fatal: IotNotifyError | None = None
         self._state: ConnectionState | None = None
         self._aqueue: asyncio.Queue[object] | None = None
@@ -483,9 +486,9 @@ class Subscriber:
             while not self._stopping.is_set():
                 self._set_state(StateChange(ConnectionState.CONNECTING))
                 error: IotNotifyError | None = None
-                healthy = False
+                self._last_conn = None
                 try:
-                    healthy = self._connection_once()
+                    self._connection_once()
                 except (ConnectionLost, Throttled) as exc:
                     error = exc
                 except Forbidden as exc:
@@ -503,9 +506,15 @@ class Subscriber:
                     # silently dead subscriber.
                     log.debug("unexpected connection failure", exc_info=True)
                     error = ConnectionLost(f"connection failed: {exc!r}")
-                if healthy:
+                last = self._last_conn
+                if last is not None and last.subscribed_at is not None:
                     forbidden_streak = 0
-                    self._backoff.reset()
+                    # Only a connection that stayed up a while resets the delay:
+                    # a server that accepts and drops at once (or another copy
+                    # of this app with the same client id) must not cause a
+                    # reconnect storm.
+                    if _clock() - last.subscribed_at >= _STABLE_AFTER:
+                        self._backoff.reset()
                 if self._stopping.is_set():
                     break
                 if error is None:
@@ -523,8 +532,8 @@ class Subscriber:
             self._deliveries.put(_STOP)
             self._stopped.set()
 
-    def _connection_once(self) -> bool:
-        """One connection from token to close; True if it got as far as subscribed.
+    def _connection_once(self) -> None:
+        """One connection from token to close.
 
         Returns normally for stop() and the planned reconnect; raises the
         translated error otherwise.
@@ -532,7 +541,7 @@ class Subscriber:
         self.stats.token_fetches += 1
         token = self._tokens.token()
         if self._stopping.is_set():
-            return False
+            return
         parts = urlsplit(token.url)
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             raise AuthError(f"the token's URL is not a ws:// or wss:// URL: {parts.scheme!r}")
@@ -557,8 +566,9 @@ class Subscriber:
         generation, since = self._sequencer.begin()
         with self._lock:
             if self._stopping.is_set():
-                return False
+                return
             self._client, self._conn = client, conn
+        self._last_conn = conn
         try:
             self.stats.connects += 1
             try:
@@ -569,7 +579,7 @@ class Subscriber:
                 raise ConnectionLost(
                     f"cannot connect to {parts.hostname}:{port}: {exc or type(exc).__name__}"
                 ) from exc
-            return self._serve(client, conn, token, generation, since)
+            self._serve(client, conn, token, generation, since)
         finally:
             with self._lock:
                 self._client, self._conn = None, None
@@ -582,7 +592,7 @@ class Subscriber:
         token: ConnectionToken,
         generation: int,
         since: str | None,
-    ) -> bool:
+    ) -> None:
         keepalive = conn.keepalive
         connack_by = conn.started + self._connect_timeout
         suback_by = 0.0
@@ -591,7 +601,7 @@ class Subscriber:
         planned_at = conn.started + self._max_age
         while True:
             if self._stopping.is_set():
-                return conn.subscribed
+                return
             if conn.error is not None:
                 raise conn.error
             now = _clock()
@@ -601,6 +611,7 @@ class Subscriber:
                 suback_by = now + self._connect_timeout
             if conn.subscribed and not catch_up_started:
                 catch_up_started = True
+                conn.subscribed_at = now
                 self._set_state(StateChange(ConnectionState.CONNECTED, client_id=conn.client_id))
                 self._begin_catch_up(client, conn, generation, since)
             if not conn.connected and now >= connack_by:
@@ -616,7 +627,7 @@ class Subscriber:
                 )
             if now >= planned_at:
                 log.info("planned reconnect before the 24 h WebSocket limit")
-                return conn.subscribed
+                return
             due = [
                 conn.last_in + _WATCHDOG_FACTOR * keepalive,
                 # paho sends PINGREQ when either direction was quiet for keepalive.

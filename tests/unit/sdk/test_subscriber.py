@@ -312,3 +312,27 @@ def test_resume_from_a_long_suspend_reconnects_at_once(
     _state_seen(collector, ConnectionState.DISCONNECTED)
     assert sub.stats.dead_server_detections == 1
     service.wait_connections(2)
+
+
+@pytest.mark.parametrize(("stable_after", "attempts"), [(30.0, 3), (0.0, 1)])
+def test_backoff_starts_over_only_after_a_stable_connection(
+    service: FakeService,
+    collector: Collector,
+    make_subscriber: Make,
+    monkeypatch: pytest.MonkeyPatch,
+    stable_after: float,
+    attempts: int,
+) -> None:
+    import iotnotify.subscriber as subscriber_module
+
+    monkeypatch.setattr(subscriber_module, "_STABLE_AFTER", stable_after)
+    backoff = Backoff(initial=0.01, cap=0.05)
+    make_subscriber(backoff=backoff, since=new_notification_id()).start()
+    # Three drops right after subscribing
+    for count in (1, 2, 3):
+        service.wait_subscribed(count)
+        _state_seen(collector, ConnectionState.CAUGHT_UP, count)
+        service.drop_all()
+        _state_seen(collector, ConnectionState.DISCONNECTED, count)
+    # Quick drops keep growing the delay; after a stable one it starts over.
+    assert backoff.attempts == attempts
