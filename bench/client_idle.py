@@ -46,13 +46,24 @@ def _rss_mib(pid: int) -> float:
     return 0.0
 
 
-def _context_switches(pid: int) -> int:
-    total = 0
+def _context_switches(pid: int) -> dict[str, int]:
+    """Context switches per thread; a thread that ends drops out of the next snapshot."""
+    counts: dict[str, int] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
-        for line in (task / "status").read_text().splitlines():
-            if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
-                total += int(line.split()[1])
-    return total
+        try:
+            lines = (task / "status").read_text().splitlines()
+        except FileNotFoundError:
+            continue  # the thread ended while we looked
+        counts[task.name] = sum(
+            int(line.split()[1])
+            for line in lines
+            if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:"))
+        )
+    return counts
+
+
+def _switches_between(before: dict[str, int], after: dict[str, int]) -> int:
+    return sum(count - before.get(tid, 0) for tid, count in after.items())
 
 
 def _child(state_file: Path, keepalive: int | None, seconds: float) -> None:
@@ -174,7 +185,8 @@ def main() -> None:
     print(f"  RSS                      {rss:8.1f} MiB")
     cpu = cpu1 - cpu0
     print(f"  CPU                      {cpu:8.3f} s  ({100 * cpu / window:.3f} % of one core)")
-    print(f"  context switches/hour    {(switches1 - switches0) * per_hour:8.0f}  (all threads)")
+    switches = _switches_between(switches0, switches1)
+    print(f"  context switches/hour    {switches * per_hour:8.0f}  (all threads)")
     print(f"  loop wake-ups/hour       {stats['loop_wakeups'] * per_hour:8.0f}  (measured)")
     print(f"  PINGREQs/hour            {stats['pings_sent'] * per_hour:8.0f}  (measured)")
     print(f"  PINGREQs/hour, steady    {3600 / keepalive:8.0f}  (one per keepalive)")
