@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +200,12 @@ class TrayApp:
         except Exception:  # some backends have no menu to update
             log.debug("menu update failed", exc_info=True)
 
+    @staticmethod
+    def _off_toolkit(action: Callable[[], None]) -> None:
+        # Stopping joins the subscriber's threads, and they may be waiting for
+        # the toolkit's thread to redraw the icon: never block that thread.
+        threading.Thread(target=action, name="iotnotify-tray-action", daemon=True).start()
+
     def _menu(self) -> Any:
         import pystray
 
@@ -219,8 +225,8 @@ class TrayApp:
                 checked=lambda _item: state.paused,
             ),
             pystray.Menu.SEPARATOR,
-            pystray.MenuItem("Sign out", lambda: self.sign_out()),
-            pystray.MenuItem("Quit", lambda: self.quit()),
+            pystray.MenuItem("Sign out", lambda: self._off_toolkit(self.sign_out)),
+            pystray.MenuItem("Quit", lambda: self._off_toolkit(self.quit)),
         )
 
     def run(self) -> None:

@@ -163,11 +163,28 @@ def test_tray_shows_a_notification_and_updates_the_badge(
         saved: Any = TraySettings.load(settings_path)
         assert saved.last_id == sent.id
         assert "refresh" not in settings_path.read_text().lower()
-        # Mark all read clears the badge
-        app.mark_all_read()
-        assert app.rendered_unread == 0
         assert app.subscriber is not None
         assert app.subscriber.state is ConnectionState.CAUGHT_UP
+        # The menu lists it first, and a click (the default item) marks all read
+        labels = [str(item.text) for item in app.icon.menu.items]
+        assert labels[1:4] == ["Recent notifications", "Mark all read", "Pause notifications"]
+        recent = [str(item.text) for item in app.icon.menu.items[1].submenu.items]
+        assert recent[0] == "\u2022 Your turn: Game 42"
+        app.icon()
+        assert app.rendered_unread == 0
+        assert tray_state.unread == 0
+        # Pause from the menu: counted, no pop-up
+        next(i for i in app.icon.menu.items if i.text == "Pause notifications")(app.icon)
+        assert tray_state.paused
+        calls = len(notifier.calls)
+        pub.notify(alice_id, title="quiet please")
+        collector_done = threading.Event()
+        tray_state.subscribe(lambda: collector_done.set() if tray_state.unread else None)
+        assert collector_done.wait(15)
+        assert len(notifier.calls) == calls
+        # Quit from the menu ends the app
+        next(i for i in app.icon.menu.items if i.text == "Quit")(app.icon)
+        thread.join(30)
     finally:
         app.quit()
         thread.join(30)
