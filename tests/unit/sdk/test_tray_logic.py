@@ -172,3 +172,35 @@ def test_a_single_missed_notification_is_shown_as_itself() -> None:
     assert state.on_connection(StateChange(ConnectionState.CAUGHT_UP)) == Alert("only", "one")
     state.on_connection(StateChange(ConnectionState.CONNECTED))
     assert state.on_connection(StateChange(ConnectionState.CAUGHT_UP)) is None  # nothing missed
+
+
+def test_sign_out_forgets_the_refresh_token_and_the_cursor(
+    memory_keyring: MemoryKeyring, tmp_path: Path
+) -> None:
+    from iotnotify.tray.app import TrayApp
+
+    settings = TraySettings(
+        api_url="https://api.example",
+        user_pool_client_id="abc",
+        username="a@example.com",
+        last_id="01J0000000000000000000000A",
+    )
+    path = tmp_path / "tray.json"
+    store = RefreshTokenStore(api_url=settings.api_url)
+    store.put("a@example.com", "refresh-1")
+
+    class Quiet:
+        def notify(self, title: str, body: str) -> None:
+            raise AssertionError("nothing to show")
+
+        def close(self) -> None:
+            pass
+
+    app = TrayApp(settings=settings, settings_path=path, notifier=Quiet(), token_store=store)
+    assert app.has_refresh_token()
+    app.state.add(Notification.create(title="private"))
+    app.sign_out()
+    assert store.get("a@example.com") is None
+    assert not app.has_refresh_token()
+    assert TraySettings.load(path).last_id == ""
+    assert app.state.unread == 0
