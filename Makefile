@@ -20,6 +20,29 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]' $(PIP_QUIET)
 	@touch $(STAMP)
 
+# --- web page and its browser (web/, tests/e2e/) --------------------------------
+# `iotnotify local` serves web/dist; the e2e tests drive it in Debian's
+# Chromium (Playwright cannot download its own browser here).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+WEB_DEPS := web/node_modules/.package-lock.json
+WEB_BUILT := web/dist/.built
+CHROMIUM_STAMP := $(VENV)/.chromium
+
+setup: $(WEB_BUILT) $(CHROMIUM_STAMP)
+
+$(WEB_DEPS): web/package.json web/package-lock.json
+	npm ci --prefix web --no-audit --no-fund
+	@touch $@
+
+$(WEB_BUILT): $(WEB_DEPS) web/build.mjs $(wildcard web/src/*)
+	npm run build --prefix web
+	@touch $@
+
+$(CHROMIUM_STAMP): | $(STAMP)
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+	@touch $@
+# --- end web ----------------------------------------------------------------------
+
 run: setup
 	$(BIN)/iotnotify local
 

@@ -150,7 +150,9 @@ export class Connection {
     const generation = ++this.generation;
     this.#cancelRetry();
     this.#closeClient();
-    this.#setStatus(this.everLive ? Status.RECONNECTING : Status.CONNECTING);
+    const status = this.everLive ? Status.RECONNECTING : Status.CONNECTING;
+    // Keep the last failure as the detail while still trying: it says why.
+    this.#setStatus(status, status === this.status ? this.detail : "");
     /** @type {TokenResponse} */
     let token;
     try {
