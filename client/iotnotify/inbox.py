@@ -76,7 +76,7 @@ class Inbox:
         """Notifications of ``user_id`` with id greater than ``since``, oldest first."""
         validate_user_id(user_id)
         limit = max(1, min(limit, MAX_PAGE_SIZE))
-        condition = Key("userId").eq(user_id)
+        condition: Any = Key("userId").eq(user_id)
         if since:
             condition = condition & Key("id").gt(since)
         query: dict[str, Any] = {

@@ -135,15 +135,15 @@ def bearer_token(headers: Mapping[str, str]) -> str:
 
 def send(request: NotifyRequest, publisher: Publisher) -> dict[str, Any]:
     """Send what ``request`` asks for; the response lists one result per user."""
-    common = {"title": request.title, "body": request.body, "data": request.data}
+    title, body, kind, data = request.title, request.body, request.type, request.data
     if request.broadcast:
-        note = publisher.broadcast(type=request.type, **common)
+        note = publisher.broadcast(title=title, body=body, type=kind, data=data)
         return {"id": note.id, "target": "broadcast"}
     if request.game is not None:
-        note = publisher.notify_game(request.game, type=request.type, **common)
+        note = publisher.notify_game(request.game, title=title, body=body, type=kind, data=data)
         return {"id": note.id, "target": f"game:{request.game}"}
     results: Sequence[DeliveryResult] = publisher.notify_many(
-        request.users, type=request.type, ephemeral=request.ephemeral, **common
+        request.users, title=title, body=body, type=kind, data=data, ephemeral=request.ephemeral
     )
     return {
         "id": results[0].notification_id if results else None,

@@ -13,7 +13,7 @@ import json
 import secrets
 import string
 from dataclasses import asdict, dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import boto3
 
@@ -115,10 +115,11 @@ def provision(
     key = iam.create_access_key(UserName=names.publisher_user)["AccessKey"]
 
     dynamodb = session.client("dynamodb")
-    for table, keys in (
+    tables: tuple[tuple[str, tuple[tuple[str, Literal["HASH", "RANGE"]], ...]], ...] = (
         (names.inbox_table, (("userId", "HASH"), ("id", "RANGE"))),
         (names.rooms_table, (("room", "HASH"),)),
-    ):
+    )
+    for table, keys in tables:
         dynamodb.create_table(
             TableName=table,
             KeySchema=[{"AttributeName": n, "KeyType": t} for n, t in keys],

@@ -37,7 +37,7 @@ __all__ = ["LocalStack", "PortInUse", "StackConfig", "run_local"]
 console = Console(stderr=True)
 
 # Moto accepts any key; these only have to look like credentials.
-_MOTO_ADMIN: Final = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+_MOTO_KEY: Final = "testing"
 # Lambda refreshes its role credentials before they expire; so do we.
 _FUNCTION_SESSION_SECONDS: Final = 3600
 _FUNCTION_REFRESH_SECONDS: Final = 45 * 60
@@ -79,6 +79,12 @@ def _check_free(host: str, ports: tuple[int, ...]) -> None:
                         "--port N (or --port 0 for free ones)."
                     ) from exc
                 raise
+
+
+def _moto_admin(region: str) -> boto3.session.Session:
+    return boto3.session.Session(
+        region_name=region, aws_access_key_id=_MOTO_KEY, aws_secret_access_key=_MOTO_KEY
+    )
 
 
 def _free_port(host: str) -> int:
@@ -130,7 +136,7 @@ class LocalStack:
         self._moto.start()
         moto_url = f"http://{cfg.host}:{moto_port}"
 
-        admin = boto3.session.Session(region_name=cfg.region, **_MOTO_ADMIN)
+        admin = _moto_admin(cfg.region)
         # Provisioning talks to moto through the same endpoint setting the handlers use.
         self._env_stack.enter_context(_environment({"AWS_ENDPOINT_URL": moto_url}))
         resources = provision(admin, app=cfg.app, stage=cfg.stage)
@@ -208,7 +214,7 @@ class LocalStack:
                 service="execute-api",
                 region=cfg.region,
             )
-            return credential.principal_arn or credential.principal_id
+            return str(credential.principal_arn or credential.principal_id)
 
         api_url_port = api_port or _free_port(cfg.host)
         api_url = f"http://{cfg.host}:{api_url_port}"
@@ -284,7 +290,7 @@ class LocalStack:
     def _assume_functions_role(self) -> None:
         """Give the handlers the functions role's credentials, as Lambda does."""
         assert self.resources is not None
-        sts = boto3.session.Session(region_name=self.config.region, **_MOTO_ADMIN).client("sts")
+        sts = _moto_admin(self.config.region).client("sts")
         creds = sts.assume_role(
             RoleArn=self.resources.functions_role_arn,
             RoleSessionName=f"{self.config.app}-{self.config.stage}-functions",

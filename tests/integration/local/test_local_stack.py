@@ -1,0 +1,196 @@
+"""Acceptance of ``iotnotify local``, driving the real command as a subprocess."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import queue
+import re
+import shlex
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import jwt
+import moto
+import pytest
+
+from tests.integration.local.clients import MqttUser, api, sign_in
+from tests.integration.local.conftest import IOTNOTIFY, RunningStack, start_stack, stop_stack
+
+README = Path(__file__).resolve().parents[3] / "README.md"
+
+
+def quickstart_send_command() -> list[str]:
+    """The `iotnotify send` line of the README quickstart, as argv."""
+    text = README.read_text()
+    block = text.split("<!-- quickstart -->", 2)[1]
+    line = next(ln for ln in block.splitlines() if "iotnotify send" in ln)
+    argv = shlex.split(line.split("#", 1)[0])
+    return ["iotnotify", *argv[1:]] if argv[0].endswith("/iotnotify") else argv
+
+
+def connect(stack: RunningStack, name: str) -> tuple[MqttUser, dict[str, Any]]:
+    token_id = sign_in(stack.state, stack.user(name))
+    status, token = api(stack.state, "GET", "/token", token=token_id)
+    assert status == 200, token
+    client = MqttUser(token, suffix=f"{name}-test")
+    assert client.connected.wait(10), f"{name} could not connect"
+    assert [str(r) for r in client.connect_result] == ["Success"]
+    for topic in token["topics"]:
+        assert client.subscribe(topic) == [0]
+    return client, token
+
+
+def test_alice_receives_what_send_sent_and_bob_sees_nothing(local_stack: RunningStack) -> None:
+    alice, alice_token = connect(local_stack, "alice")
+    bob, _ = connect(local_stack, "bob")
+    try:
+        argv = quickstart_send_command()
+        assert argv[:2] == ["iotnotify", "send"]
+        started = time.monotonic()
+        subprocess.run(
+            [IOTNOTIFY, *argv[1:], "--state-file", str(local_stack.state_file)],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        topic, payload = alice.messages.get(timeout=2 + (time.monotonic() - started))
+        assert topic == alice_token["topics"][0]
+        note = json.loads(payload)
+        assert note["title"] == argv[argv.index("--title") + 1]
+        assert note["v"] == 1
+        # bob is refused on alice's topic and never receives alice's notification.
+        assert bob.subscribe(alice_token["topics"][0]) == [0x80]
+        with pytest.raises(queue.Empty):
+            bob.messages.get(timeout=1.0)
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_inbox_returns_what_alice_missed_while_disconnected(local_stack: RunningStack) -> None:
+    token_id = sign_in(local_stack.state, local_stack.user("alice"))
+    status, before = api(local_stack.state, "GET", "/notifications?limit=100", token=token_id)
+    assert status == 200
+    last_seen = before["notifications"][-1]["id"] if before["notifications"] else None
+    sent = []
+    for n in range(3):
+        out = subprocess.run(
+            [
+                IOTNOTIFY,
+                "send",
+                "--user",
+                "alice",
+                "--title",
+                f"missed {n}",
+                "--json",
+                "--state-file",
+                str(local_stack.state_file),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        sent.append(json.loads(out.stdout)["id"])
+    query = f"/notifications?since={last_seen}" if last_seen else "/notifications"
+    status, page = api(local_stack.state, "GET", query, token=token_id)
+    assert status == 200
+    assert [n["id"] for n in page["notifications"]][-3:] == sent
+    assert [n["title"] for n in page["notifications"]][-3:] == ["missed 0", "missed 1", "missed 2"]
+
+
+def receive_titles(client: MqttUser, wanted: set[str], timeout: float) -> set[str]:
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while not wanted <= seen and time.monotonic() < deadline:
+        try:
+            _, payload = client.messages.get(timeout=max(0.05, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        seen.add(json.loads(payload)["title"])
+    return seen
+
+
+def dlq_count(state: dict[str, Any]) -> int:
+    sqs = boto3.client(
+        "sqs",
+        region_name=state["region"],
+        endpoint_url=state["awsEndpointUrl"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=state["extra"]["taskDlqUrl"], AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+
+
+def test_tasks_finish_and_a_poisoned_one_ends_in_the_dlq(local_stack: RunningStack) -> None:
+    alice, _ = connect(local_stack, "alice")
+    try:
+        token_id = sign_in(local_stack.state, local_stack.user("alice"))
+        for body in (
+            {"name": "render"},
+            {"name": "poison", "payload": {"fail": True}},
+            {"name": "export"},
+        ):
+            status, answer = api(local_stack.state, "POST", "/task", token=token_id, body=body)
+            assert status == 202, answer
+        titles = receive_titles(alice, {"Finished task: render", "Finished task: export"}, 15)
+        assert {"Finished task: render", "Finished task: export"} <= titles
+        assert "Finished task: poison" not in titles
+        deadline = time.monotonic() + 30
+        while dlq_count(local_stack.state) < 1 and time.monotonic() < deadline:
+            time.sleep(0.5)  # SQS redrive happens on the queue's clock, not an event we get
+        assert dlq_count(local_stack.state) == 1
+    finally:
+        alice.close()
+
+
+def moto_private_jwk() -> dict[str, Any]:
+    path = Path(moto.__file__).parent / "cognitoidp" / "resources" / "jwks-private.json.gz"
+    return dict(json.loads(gzip.decompress(path.read_bytes()))["keys"][0])
+
+
+def test_tampered_and_expired_id_tokens_get_401(local_stack: RunningStack) -> None:
+    good = sign_in(local_stack.state, local_stack.user("alice"))
+    header, _payload, signature = good.split(".")
+    claims = jwt.decode(good, options={"verify_signature": False})
+    forged_claims = {**claims, "sub": local_stack.user("bob")["sub"]}
+    forged_payload = jwt.utils.base64url_encode(json.dumps(forged_claims).encode()).decode()
+    tampered = f"{header}.{forged_payload}.{signature}"
+    key = jwt.PyJWK(moto_private_jwk())
+    expired = jwt.encode(
+        {**claims, "iat": int(time.time()) - 7200, "exp": int(time.time()) - 3600},
+        key.key,
+        algorithm="RS256",
+        headers={"kid": jwt.get_unverified_header(good)["kid"]},
+    )
+    for bad in (tampered, expired, "not-a-jwt", ""):
+        status, body = api(local_stack.state, "GET", "/token", token=bad or None)
+        assert status == 401, bad
+        assert body["error"] == "unauthorized"
+    assert api(local_stack.state, "GET", "/token", token=good)[0] == 200
+
+
+def test_starting_twice_on_default_ports_gives_a_clear_error(tmp_path: Path) -> None:
+    first = start_stack(tmp_path / "first.json")
+    try:
+        second = subprocess.run(
+            [IOTNOTIFY, "local", "--state-file", str(tmp_path / "second.json")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 2
+        assert "already in use" in second.stderr
+        assert "Traceback" not in second.stderr + second.stdout
+    finally:
+        output = stop_stack(first)
+    assert first.process.returncode == 0, output
+    assert not (tmp_path / "first.json").exists()
+    assert re.search(r"stopping", output)
