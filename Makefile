@@ -10,15 +10,34 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint typecheck format clean
+.PHONY: setup node-tools run test lint typecheck format clean
 
-setup: $(STAMP)
+# Node.js packages from committed lock files: mqtt.js for tests/conformance,
+# the AWS CDK CLI for infra/ (iotnotify deploy/synth, tests/infra).
+NODE_CONFORMANCE := tests/conformance/node
+NODE_STAMP := $(NODE_CONFORMANCE)/node_modules/.installed
+CDK_STAMP := infra/node_modules/.installed
+NPM_CI := npm ci --no-audit --no-fund --loglevel=error
+
+setup: $(STAMP) $(NODE_STAMP) $(CDK_STAMP)
+
+# Debian's nodejs when the machine has none (skipped when npm is present).
+node-tools:
+	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+
+$(NODE_STAMP): $(NODE_CONFORMANCE)/package-lock.json | node-tools
+	$(NPM_CI) --prefix $(NODE_CONFORMANCE)
+	@touch $@
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip $(PIP_QUIET)
 	$(BIN)/python -m pip install --quiet -e '.[dev]' $(PIP_QUIET)
 	@touch $(STAMP)
+
+$(CDK_STAMP): infra/package.json infra/package-lock.json | node-tools
+	$(NPM_CI) --prefix infra
+	@touch $@
 
 # --- web page and its browser (web/, tests/e2e/) --------------------------------
 # `iotnotify local` serves web/dist; the e2e tests drive it in Debian's
@@ -30,8 +49,8 @@ CHROMIUM_STAMP := $(VENV)/.chromium
 
 setup: $(WEB_BUILT) $(CHROMIUM_STAMP)
 
-$(WEB_DEPS): web/package.json web/package-lock.json
-	npm ci --prefix web --no-audit --no-fund
+$(WEB_DEPS): web/package.json web/package-lock.json | node-tools
+	$(NPM_CI) --prefix web
 	@touch $@
 
 $(WEB_BUILT): $(WEB_DEPS) web/build.mjs $(wildcard web/src/*)

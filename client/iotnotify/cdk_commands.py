@@ -1,0 +1,179 @@
+"""``iotnotify deploy / destroy / synth``: the CDK app in ``infra/``, driven
+by the AWS CDK CLI that ``make setup`` installs into ``infra/node_modules``.
+
+The commands only translate options into CDK context (``stageName``,
+``ssmStageName``) and run ``npx cdk`` from ``infra/``, so what they deploy is
+exactly what ``npx cdk deploy`` deploys by hand (see ``infra/README.md``).
+The Python running this command also runs the CDK app (``--app``), so the
+stack is built with the same installed ``iotnotify`` as the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Final
+
+import click
+
+__all__ = [
+    "APP_NAME",
+    "cdk_command",
+    "deploy",
+    "destroy",
+    "find_infra_dir",
+    "run_cdk",
+    "synth",
+]
+
+APP_NAME: Final = "iotnotify"
+INFRA_DIR_ENV: Final = "IOTNOTIFY_INFRA_DIR"
+# The same rule infra/iotnotify_infra/config.py enforces (which stays the
+# authority); checked here too so a typo fails before Node and CDK start.
+_STAGE_RE: Final = re.compile(r"[a-z][a-z0-9-]{0,29}")
+
+
+def find_infra_dir() -> Path:
+    """``infra/`` of this checkout, or ``$IOTNOTIFY_INFRA_DIR``."""
+    configured = os.environ.get(INFRA_DIR_ENV)
+    infra = Path(configured) if configured else Path(__file__).resolve().parents[2] / "infra"
+    if not (infra / "app.py").is_file() or not (infra / "cdk.json").is_file():
+        raise click.ClickException(
+            f"no CDK app at {infra}: run iotnotify from a checkout of the repository "
+            f"or set {INFRA_DIR_ENV} to its infra/ folder"
+        )
+    return infra
+
+
+def _check_tools(infra: Path) -> str:
+    npx = shutil.which("npx")
+    if npx is None:
+        raise click.ClickException(
+            "npx was not found: install Node.js 18 or newer (it brings npm and npx), "
+            "then run `make setup`"
+        )
+    if not (infra / "node_modules" / ".bin" / "cdk").exists():
+        raise click.ClickException(
+            f"the AWS CDK CLI is not installed in {infra / 'node_modules'}: "
+            "run `make setup` (or `npm ci --prefix infra`)"
+        )
+    return npx
+
+
+def _stage(value: str, *, option: str) -> str:
+    if not _STAGE_RE.fullmatch(value):
+        raise click.BadParameter(
+            f"{value!r}: expected 1 to 30 characters from a-z 0-9 - starting with a letter",
+            param_hint=option,
+        )
+    return value
+
+
+def cdk_command(
+    action: str,
+    *,
+    stage: str,
+    ssm_stage: str | None = None,
+    npx: str = "npx",
+    python: str = sys.executable,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The ``npx cdk ...`` argv for one stage (run it from ``infra/``)."""
+    context = {"stageName": stage, "ssmStageName": ssm_stage or stage}
+    argv = [npx, "--no-install", "cdk", action, "--app", f"{shlex.quote(python)} app.py"]
+    for key, value in context.items():
+        argv += ["--context", f"{key}={value}"]
+    argv += ["--no-notices", *extra, f"{APP_NAME}-{stage}"]
+    return argv
+
+
+def run_cdk(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = None) -> int:
+    """Run the CDK CLI in the foreground; its exit status becomes ours."""
+    merged = {
+        **os.environ,
+        # jsii (under the CDK app) nags about the Node version on every run.
+        "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": os.environ.get(
+            "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "18,20"
+        ),
+        **(env or {}),
+    }
+    return subprocess.run(list(argv), cwd=cwd, env=merged, check=False).returncode  # noqa: S603
+
+
+def _run(action: str, *, stage: str, ssm_stage: str | None, extra: Sequence[str]) -> None:
+    infra = find_infra_dir()
+    npx = _check_tools(infra)
+    argv = cdk_command(action, stage=stage, ssm_stage=ssm_stage, npx=npx, extra=extra)
+    click.echo(f"$ (cd {infra} && {shlex.join(argv)})", err=True)
+    code = run_cdk(argv, cwd=infra)
+    if code != 0:
+        raise click.exceptions.Exit(code)
+
+
+def _optional_stage(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    return None if value is None else _stage(value, option="--ssm-stage")
+
+
+_ssm_stage_option = click.option(
+    "--ssm-stage",
+    default=None,
+    callback=_optional_stage,
+    help="Read SSM parameters of this stage (default: --stage), e.g. dev for a feature stage.",
+)
+
+_stage_option = click.option(
+    "--stage",
+    required=True,
+    callback=lambda _ctx, _param, value: _stage(value, option="--stage"),
+    help="Stage to act on (dev, prod, feat-x...); every resource name carries it.",
+)
+
+
+@click.command()
+@_stage_option
+@_ssm_stage_option
+@click.option("--yes", is_flag=True, help="Do not ask before IAM or security-group changes.")
+@click.option(
+    "--outputs-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the stack outputs (API URL, user pool ids, IoT endpoint) to this JSON file.",
+)
+def deploy(stage: str, ssm_stage: str | None, yes: bool, outputs_file: Path | None) -> None:
+    """Deploy (or update) one stage to the AWS account of your credentials."""
+    extra = ["--require-approval", "never"] if yes else []
+    if outputs_file is not None:
+        extra += ["--outputs-file", str(outputs_file.resolve())]
+    _run("deploy", stage=stage, ssm_stage=ssm_stage, extra=extra)
+
+
+@click.command()
+@_stage_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def destroy(stage: str, yes: bool) -> None:
+    """Delete one stage's stack (data too, unless the stage retains it)."""
+    _run("destroy", stage=stage, ssm_stage=None, extra=["--force"] if yes else [])
+
+
+@click.command()
+@_stage_option
+@_ssm_stage_option
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Cloud assembly folder (default: infra/cdk.out).",
+)
+def synth(stage: str, ssm_stage: str | None, out: Path | None) -> None:
+    """Synthesise one stage's CloudFormation template without deploying."""
+    extra = ["--quiet"]
+    if out is not None:
+        extra += ["--output", str(out.resolve())]
+    _run("synth", stage=stage, ssm_stage=ssm_stage, extra=extra)

@@ -1,0 +1,697 @@
+"""The MQTT 3.1.1 broker of the emulator, with AWS IoT Core's rules and limits.
+
+Hand-written for the same reason as :mod:`iotnotify_emulator.mqtt`: every
+packet has to pass through IAM (:mod:`iotnotify_emulator.iam`) the way AWS
+IoT Core evaluates it, and the refusals have to look like AWS's (CONNACK 5,
+SUBACK 0x80, a closed connection for an unauthorised PUBLISH, no ack at all
+for QoS 2). The transport (aiohttp WebSocket) lives in
+:mod:`iotnotify_emulator.server`; this module only sees bytes in and out.
+
+Design points:
+
+* Routing uses a topic trie, so a publish costs the topic's depth, not the
+  number of subscriptions.
+* Each connection has a bounded outbound queue drained by its own short-lived
+  writer task: a subscriber that stops reading fills only its own queue, its
+  excess deliveries are dropped and counted, and nobody else waits for it.
+* ``iot:Receive`` is evaluated on every delivery, as AWS does; the decision
+  is cached per connection and topic because a connection's policies cannot
+  change while it is open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final, Protocol
+
+from iotnotify.contract import (
+    MAX_CLIENT_ID_BYTES,
+    MAX_PAYLOAD_BYTES,
+    Topic,
+    TopicFilter,
+    iot_arn,
+)
+from iotnotify.errors import InvalidTopic
+
+from iotnotify_emulator.credentials import Credential
+from iotnotify_emulator.iam import Decision, evaluate
+from iotnotify_emulator.mqtt import (
+    SUBACK_FAILURE,
+    Connack,
+    ConnackCode,
+    Connect,
+    Disconnect,
+    Packet,
+    Pingreq,
+    Pingresp,
+    Puback,
+    Publish,
+    Suback,
+    Subscribe,
+    Unsuback,
+    Unsubscribe,
+    encode,
+)
+from iotnotify_emulator.trie import SubscriptionTrie
+
+__all__ = [
+    "Broker",
+    "BrokerSettings",
+    "DisconnectReason",
+    "MqttSession",
+    "Stats",
+    "Transport",
+]
+
+log = logging.getLogger("iotnotify_emulator")
+
+# Lifecycle topics (AWS IoT developer guide, "Lifecycle events").
+_CONNECTED_TOPIC: Final = "$aws/events/presence/connected/{}"
+_DISCONNECTED_TOPIC: Final = "$aws/events/presence/disconnected/{}"
+_RECEIVE_CACHE_SIZE: Final = 1024
+# One WebSocket frame may carry many MQTT packets; batching keeps fan-out
+# from paying one frame (and one syscall) per small message.
+_WRITE_BATCH_BYTES: Final = 64 * 1024
+
+
+class DisconnectReason:
+    """``disconnectReason`` values of AWS IoT lifecycle events."""
+
+    AUTH_ERROR = "AUTH_ERROR"
+    CLIENT_ERROR = "CLIENT_ERROR"
+    CLIENT_INITIATED_DISCONNECT = "CLIENT_INITIATED_DISCONNECT"
+    CONNECTION_LOST = "CONNECTION_LOST"
+    DUPLICATE_CLIENTID = "DUPLICATE_CLIENTID"
+    MQTT_KEEP_ALIVE_TIMEOUT = "MQTT_KEEP_ALIVE_TIMEOUT"
+    SERVER_INITIATED_DISCONNECT = "SERVER_INITIATED_DISCONNECT"
+    WEBSOCKET_TTL_EXPIRATION = "WEBSOCKET_TTL_EXPIRATION"
+
+
+class Transport(Protocol):
+    """What a session needs from its connection (an aiohttp WebSocket in practice)."""
+
+    async def send(self, data: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    """AWS IoT Core's defaults; tests shrink the timers."""
+
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+    keepalive_min: int = 30
+    keepalive_max: int = 1200
+    keepalive_factor: float = 1.5
+    websocket_ttl: float = 24 * 3600.0
+    connect_timeout: float = 10.0
+    max_subscriptions: int = 50
+    max_filters_per_subscribe: int = 8
+    outbound_queue_limit: int = 1000
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counters served at ``GET /_emulator/stats``."""
+
+    connections_total: int = 0
+    connections_current: int = 0
+    connects_refused: int = 0
+    handshakes_refused: int = 0
+    publishes_mqtt: int = 0
+    publishes_http: int = 0
+    deliveries: int = 0
+    drops: int = 0
+    denials: int = 0
+    denials_by_action: dict[str, int] = field(default_factory=dict)
+    disconnects_by_reason: dict[str, int] = field(default_factory=dict)
+    qos2_ignored: int = 0
+    protocol_errors: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def effective_keepalive(requested: int, settings: BrokerSettings) -> int:
+    """AWS clamps keepalive: 0 or above the max becomes the max, below the min the min."""
+    if requested == 0 or requested > settings.keepalive_max:
+        return settings.keepalive_max
+    return max(requested, settings.keepalive_min)
+
+
+class Broker:
+    """Sessions, subscriptions, retained messages and authorisation."""
+
+    def __init__(self, settings: BrokerSettings | None = None) -> None:
+        self.settings = settings or BrokerSettings()
+        self.stats = Stats()
+        self.trie: SubscriptionTrie[MqttSession] = SubscriptionTrie()
+        self.sessions: dict[str, MqttSession] = {}
+        self.retained: dict[str, Publish] = {}
+        self.refusals: deque[dict[str, Any]] = deque(maxlen=100)
+        self._versions: dict[str, int] = {}
+
+    # --- authorisation ---------------------------------------------------------
+
+    def arn(self, kind: str, name: str) -> str:
+        return iot_arn(self.settings.region, self.settings.account_id, kind, name)
+
+    def authorize(
+        self,
+        credential: Credential,
+        action: str,
+        kind: str,
+        name: str,
+        *,
+        client_id: str | None = None,
+    ) -> Decision:
+        resource = self.arn(kind, name)
+        context = {"iot:ClientId": client_id} if client_id is not None else {}
+        decision = evaluate(
+            action,
+            resource,
+            identity_policies=credential.identity_policies,
+            session_policies=credential.session_policies,
+            context=context,
+        )
+        if not decision.allowed:
+            self.refuse(
+                decision.reason,
+                action=action,
+                resource=resource,
+                policy=decision.policy,
+                principal=credential.principal_id,
+                client_id=client_id,
+            )
+        return decision
+
+    def refuse(self, reason: str, **fields: Any) -> None:
+        """Count and log a refusal with everything needed to understand it."""
+        action = fields.get("action")
+        if action:
+            self.stats.denials += 1
+            by_action = self.stats.denials_by_action
+            by_action[action] = by_action.get(action, 0) + 1
+        record = {"event": "refusal", "reason": reason, **fields, "ts": time.time()}
+        self.refusals.append(record)
+        log.info("refusal %s", json.dumps(record, default=str, sort_keys=True), extra=record)
+
+    # --- sessions --------------------------------------------------------------
+
+    def open(self, transport: Transport, credential: Credential, remote: str) -> MqttSession:
+        """A new connection whose upgrade was authenticated; CONNECT comes next."""
+        return MqttSession(self, transport, credential, remote)
+
+    async def register(self, session: MqttSession) -> None:
+        older = self.sessions.get(session.client_id)
+        if older is not None and older is not session:
+            await older.close(DisconnectReason.DUPLICATE_CLIENTID)
+        self.sessions[session.client_id] = session
+        self.stats.connections_total += 1
+        self.stats.connections_current = len(self.sessions)
+        version = self._versions.get(session.client_id, 0) + 1
+        self._versions[session.client_id] = version
+        session.version = version
+
+    def unregister(self, session: MqttSession) -> None:
+        if self.sessions.get(session.client_id) is session:
+            del self.sessions[session.client_id]
+        for topic_filter in session.subscriptions:
+            self.trie.remove(topic_filter, session)
+        session.subscriptions.clear()
+        self.stats.connections_current = len(self.sessions)
+
+    async def close_all(self) -> None:
+        for session in list(self.sessions.values()):
+            await session.close(DisconnectReason.SERVER_INITIATED_DISCONNECT)
+
+    # --- routing ---------------------------------------------------------------
+
+    def route(self, topic: str, payload: bytes, qos: int, retain: bool) -> int:
+        """Deliver a message (already authorised for its publisher); returns deliveries."""
+        if retain:
+            if payload:
+                self.retained[topic] = Publish(topic=topic, payload=payload, qos=qos, retain=True)
+            else:
+                # MQTT 3.1.1 section 3.3.1.3: an empty retained message clears the topic.
+                self.retained.pop(topic, None)
+        delivered = 0
+        shared_qos0: bytes | None = None
+        for session, granted in self.trie.match(topic).items():
+            if not session.may_receive(topic):
+                continue
+            if min(qos, granted) == 0:
+                # Forwarded messages carry retain=0 (section 3.3.1.3): they are live.
+                if shared_qos0 is None:
+                    shared_qos0 = encode(Publish(topic=topic, payload=payload))
+                frame = shared_qos0
+            else:
+                frame = encode(
+                    Publish(topic=topic, payload=payload, qos=1, packet_id=session.next_packet_id())
+                )
+            if session.deliver(frame):
+                delivered += 1
+        return delivered
+
+    def publish_event(self, topic: str, event: dict[str, Any]) -> None:
+        try:
+            Topic(topic)
+        except InvalidTopic:
+            return  # a client id with '+', '#' or over the limits has no event topic
+        self.route(topic, json.dumps(event, separators=(",", ":")).encode(), 0, False)
+
+
+class MqttSession:
+    """One WebSocket connection speaking MQTT: CONNECT first, then the rest."""
+
+    def __init__(
+        self, broker: Broker, transport: Transport, credential: Credential, remote: str
+    ) -> None:
+        self.broker = broker
+        self.transport = transport
+        self.credential = credential
+        self.remote = remote
+        self.client_id = ""
+        self.connected = False
+        self.closed = False
+        self.version = 0
+        self.keepalive = 0
+        self.session_identifier = str(uuid.uuid4())
+        self.subscriptions: dict[str, int] = {}
+        self.dropped = 0
+        self.will: Publish | None = None
+        self._queue: deque[bytes] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._packet_id = 0
+        self._receive_cache: dict[str, bool] = {}
+        self._last_activity = time.monotonic()
+        loop = asyncio.get_running_loop()
+        settings = broker.settings
+        self._timers: list[asyncio.TimerHandle] = [
+            loop.call_later(settings.websocket_ttl, self._expire_ttl),
+            loop.call_later(settings.connect_timeout, self._connect_timeout),
+        ]
+        self._closing: asyncio.Task[None] | None = None
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    # --- timers ----------------------------------------------------------------
+
+    def _close_soon(self, reason: str) -> None:
+        if not self.closed and self._closing is None:
+            self._closing = asyncio.ensure_future(self.close(reason))
+
+    def _expire_ttl(self) -> None:
+        self._close_soon(DisconnectReason.WEBSOCKET_TTL_EXPIRATION)
+
+    def _connect_timeout(self) -> None:
+        if not self.connected:
+            self.broker.refuse("no CONNECT before the timeout", remote=self.remote)
+            self._close_soon(DisconnectReason.CLIENT_ERROR)
+
+    def _check_keepalive(self) -> None:
+        limit = self.keepalive * self.broker.settings.keepalive_factor
+        idle = time.monotonic() - self._last_activity
+        if idle >= limit:
+            self._close_soon(DisconnectReason.MQTT_KEEP_ALIVE_TIMEOUT)
+        else:
+            self._timers.append(
+                asyncio.get_running_loop().call_later(limit - idle, self._check_keepalive)
+            )
+
+    # --- outbound --------------------------------------------------------------
+
+    def next_packet_id(self) -> int:
+        self._packet_id = self._packet_id % 0xFFFF + 1
+        return self._packet_id
+
+    def deliver(self, frame: bytes) -> bool:
+        """Queue a PUBLISH; False (and counted) when the queue is full."""
+        if self.closed:
+            return False
+        if len(self._queue) >= self.broker.settings.outbound_queue_limit:
+            self.dropped += 1
+            self.broker.stats.drops += 1
+            return False
+        self.broker.stats.deliveries += 1
+        self._send(frame)
+        return True
+
+    def _send(self, frame: bytes) -> None:
+        """Queue a frame regardless of the limit (acks must not be dropped)."""
+        self._queue.append(frame)
+        if self._writer is None:
+            self._drained.clear()
+            self._writer = asyncio.ensure_future(self._write())
+
+    async def _write(self) -> None:
+        try:
+            while self._queue:
+                batch = [self._queue.popleft()]
+                size = len(batch[0])
+                while self._queue and size + len(self._queue[0]) <= _WRITE_BATCH_BYTES:
+                    frame = self._queue.popleft()
+                    batch.append(frame)
+                    size += len(frame)
+                await self.transport.send(b"".join(batch))
+        except Exception:  # any transport failure means the peer is gone
+            self._queue.clear()
+            self._close_soon(DisconnectReason.CONNECTION_LOST)
+        finally:
+            self._writer = None
+            self._drained.set()
+
+    # --- authorisation helpers -------------------------------------------------
+
+    def may_receive(self, topic: str) -> bool:
+        cached = self._receive_cache.get(topic)
+        if cached is None:
+            cached = self.broker.authorize(
+                self.credential, "iot:Receive", "topic", topic, client_id=self.client_id
+            ).allowed
+            if len(self._receive_cache) >= _RECEIVE_CACHE_SIZE:
+                self._receive_cache.clear()
+            self._receive_cache[topic] = cached
+        elif not cached:
+            self.broker.refuse(
+                "iot:Receive denied (cached decision)",
+                action="iot:Receive",
+                resource=self.broker.arn("topic", topic),
+                principal=self.credential.principal_id,
+                client_id=self.client_id,
+            )
+        return cached
+
+    # --- inbound ---------------------------------------------------------------
+
+    async def handle(self, packet: Packet) -> None:
+        """Act on one packet from the client."""
+        if self.closed:
+            return
+        self._last_activity = time.monotonic()
+        if not self.connected:
+            if isinstance(packet, Connect):
+                await self._on_connect(packet)
+            else:
+                self.protocol_error(f"{type(packet).__name__} before CONNECT")
+            return
+        match packet:
+            case Publish():
+                await self._on_publish(packet)
+            case Subscribe():
+                self._on_subscribe(packet)
+            case Unsubscribe():
+                for topic_filter in packet.topics:
+                    if self.subscriptions.pop(topic_filter, None) is not None:
+                        self.broker.trie.remove(topic_filter, self)
+                self._send(encode(Unsuback(packet.packet_id)))
+            case Pingreq():
+                self._send(encode(Pingresp()))
+            case Puback():
+                pass  # no persistent sessions, so no in-flight state to clear
+            case Disconnect():
+                self.will = None  # section 3.14.4: a clean DISCONNECT discards the will
+                await self.close(DisconnectReason.CLIENT_INITIATED_DISCONNECT)
+            case Connect():
+                self.protocol_error("second CONNECT on one connection")
+            case _:
+                # PUBREC/PUBREL/PUBCOMP (QoS 2 flow) and server-to-client packets.
+                self.broker.stats.qos2_ignored += 1
+                log.debug("ignored %r from %s", packet, self.client_id)
+
+    def protocol_error(self, reason: str) -> None:
+        self.broker.stats.protocol_errors += 1
+        self.broker.refuse(reason, client_id=self.client_id or None, remote=self.remote)
+        self._close_soon(DisconnectReason.CLIENT_ERROR)
+
+    async def _refuse_connect(self, code: ConnackCode, reason: str) -> None:
+        self.broker.stats.connects_refused += 1
+        self.broker.refuse(reason, client_id=packet_id_safe(self.client_id), remote=self.remote)
+        self._send(encode(Connack(return_code=code)))
+        await self.close(None)
+
+    async def _on_connect(self, packet: Connect) -> None:
+        broker = self.broker
+        self.client_id = packet.client_id
+        if packet.protocol_name != "MQTT" or packet.protocol_level != 4:
+            await self._refuse_connect(
+                ConnackCode.UNACCEPTABLE_PROTOCOL_VERSION,
+                f"protocol {packet.protocol_name!r} level {packet.protocol_level} "
+                "(only MQTT 3.1.1 over this endpoint)",
+            )
+            return
+        size = len(packet.client_id.encode("utf-8"))
+        if not packet.client_id or size > MAX_CLIENT_ID_BYTES or packet.client_id[0] == "$":
+            await self._refuse_connect(
+                ConnackCode.IDENTIFIER_REJECTED,
+                f"client id of {size} bytes (1..{MAX_CLIENT_ID_BYTES}, no leading '$')",
+            )
+            return
+        # The username (``?SDK=...&Version=...`` from AWS SDKs) is metrics for
+        # AWS and carries no identity with SigV4: accepted and ignored.
+        decision = broker.authorize(
+            self.credential, "iot:Connect", "client", packet.client_id, client_id=packet.client_id
+        )
+        if not decision.allowed:
+            await self._refuse_connect(ConnackCode.NOT_AUTHORIZED, decision.reason)
+            return
+        if packet.will is not None and not await self._will_allowed(packet):
+            return
+        self.keepalive = effective_keepalive(packet.keepalive, broker.settings)
+        self.connected = True
+        await broker.register(self)
+        self._send(encode(Connack()))
+        self._timers.append(
+            asyncio.get_running_loop().call_later(
+                self.keepalive * broker.settings.keepalive_factor, self._check_keepalive
+            )
+        )
+        broker.publish_event(
+            _CONNECTED_TOPIC.format(self.client_id),
+            {
+                "clientId": self.client_id,
+                "timestamp": int(time.time() * 1000),
+                "eventType": "connected",
+                "sessionIdentifier": self.session_identifier,
+                "principalIdentifier": self.credential.principal_id,
+                "ipAddress": self.remote,
+                "versionNumber": self.version,
+            },
+        )
+
+    async def _will_allowed(self, packet: Connect) -> bool:
+        will = packet.will
+        assert will is not None
+        try:
+            topic = Topic(will.topic)
+        except InvalidTopic as exc:
+            await self._refuse_connect(ConnackCode.NOT_AUTHORIZED, f"invalid will topic: {exc}")
+            return False
+        actions = ["iot:Publish"] + (["iot:RetainPublish"] if will.retain else [])
+        for action in actions:
+            decision = self.broker.authorize(
+                self.credential, action, "topic", str(topic), client_id=packet.client_id
+            )
+            if not decision.allowed:
+                await self._refuse_connect(ConnackCode.NOT_AUTHORIZED, decision.reason)
+                return False
+        self.will = Publish(
+            topic=will.topic, payload=will.payload, qos=min(will.qos, 1), retain=will.retain
+        )
+        return True
+
+    def _on_subscribe(self, packet: Subscribe) -> None:
+        broker = self.broker
+        settings = broker.settings
+        if any(qos == 2 for _, qos in packet.topics):
+            # AWS IoT developer guide, "MQTT > Quality of service": AWS IoT Core
+            # does not support QoS 2 and its broker does not send a PUBACK or
+            # SUBACK when QoS 2 is requested. The request is ignored whole.
+            broker.stats.qos2_ignored += 1
+            broker.refuse(
+                "SUBSCRIBE requesting QoS 2 is not acknowledged by AWS IoT Core",
+                client_id=self.client_id,
+                filters=[name for name, _ in packet.topics],
+            )
+            return
+        codes: list[int] = []
+        granted: list[TopicFilter] = []
+        for index, (name, qos) in enumerate(packet.topics):
+            if index >= settings.max_filters_per_subscribe:
+                broker.refuse(
+                    f"more than {settings.max_filters_per_subscribe} filters in one SUBSCRIBE",
+                    client_id=self.client_id,
+                    filter=name,
+                )
+                codes.append(SUBACK_FAILURE)
+                continue
+            try:
+                topic_filter = TopicFilter(name)
+            except InvalidTopic as exc:
+                broker.refuse(str(exc), client_id=self.client_id, filter=name)
+                codes.append(SUBACK_FAILURE)
+                continue
+            decision = broker.authorize(
+                self.credential, "iot:Subscribe", "topicfilter", name, client_id=self.client_id
+            )
+            if not decision.allowed:
+                codes.append(SUBACK_FAILURE)
+                continue
+            if (
+                name not in self.subscriptions
+                and len(self.subscriptions) >= settings.max_subscriptions
+            ):
+                broker.refuse(
+                    f"more than {settings.max_subscriptions} subscriptions on one connection",
+                    client_id=self.client_id,
+                    filter=name,
+                )
+                codes.append(SUBACK_FAILURE)
+                continue
+            self.subscriptions[name] = qos
+            broker.trie.add(name, self, qos)
+            codes.append(qos)
+            granted.append(topic_filter)
+        self._send(encode(Suback(packet.packet_id, tuple(codes))))
+        self._send_retained(granted)
+
+    def _send_retained(self, filters: list[TopicFilter]) -> None:
+        for message in list(self.broker.retained.values()):
+            matching = [f for f in filters if f.matches(message.topic)]
+            if not matching or not self.may_receive(message.topic):
+                continue
+            qos = min(message.qos, max(self.subscriptions[f.value] for f in matching))
+            packet_id = self.next_packet_id() if qos else None
+            self.deliver(
+                encode(
+                    Publish(
+                        topic=message.topic,
+                        payload=message.payload,
+                        qos=qos,
+                        retain=True,
+                        packet_id=packet_id,
+                    )
+                )
+            )
+
+    async def _on_publish(self, packet: Publish) -> None:
+        broker = self.broker
+        broker.stats.publishes_mqtt += 1
+        if packet.qos == 2:
+            # Same documented behaviour as for SUBSCRIBE: no PUBACK/PUBREC for
+            # QoS 2; the message is not accepted.
+            broker.stats.qos2_ignored += 1
+            broker.refuse("PUBLISH with QoS 2 is not supported", client_id=self.client_id)
+            return
+        try:
+            topic = Topic(packet.topic)
+        except InvalidTopic as exc:
+            self.protocol_error(str(exc))
+            return
+        if topic.is_reserved:
+            broker.refuse(
+                "publishing to a reserved $ topic",
+                action="iot:Publish",
+                resource=broker.arn("topic", packet.topic),
+                client_id=self.client_id,
+            )
+            self._close_soon(DisconnectReason.AUTH_ERROR)
+            return
+        if len(packet.payload) > MAX_PAYLOAD_BYTES:
+            self.protocol_error(
+                f"payload of {len(packet.payload)} bytes exceeds {MAX_PAYLOAD_BYTES}"
+            )
+            return
+        actions = ["iot:Publish"] + (["iot:RetainPublish"] if packet.retain else [])
+        for action in actions:
+            decision = broker.authorize(
+                self.credential, action, "topic", packet.topic, client_id=self.client_id
+            )
+            if not decision.allowed:
+                # AWS IoT Core closes the connection on an unauthorised PUBLISH.
+                self._close_soon(DisconnectReason.AUTH_ERROR)
+                return
+        broker.route(packet.topic, packet.payload, packet.qos, packet.retain)
+        if packet.qos == 1 and packet.packet_id is not None:
+            self._send(encode(Puback(packet.packet_id)))
+
+    # --- closing ---------------------------------------------------------------
+
+    async def close(self, reason: str | None) -> None:
+        """Close once: flush what is queued, drop the socket, announce the disconnect.
+
+        ``reason`` None means the connection never completed CONNECT, so there
+        is no lifecycle event.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        for timer in self._timers:
+            timer.cancel()
+        broker = self.broker
+        was_connected = self.connected
+        if was_connected:
+            broker.unregister(self)
+            if reason is not None:
+                by_reason = broker.stats.disconnects_by_reason
+                by_reason[reason] = by_reason.get(reason, 0) + 1
+        if reason not in (
+            DisconnectReason.CLIENT_INITIATED_DISCONNECT,
+            DisconnectReason.CONNECTION_LOST,
+        ):
+            # Flush CONNACK/SUBACK refusals before dropping the socket; bounded
+            # so a stalled peer cannot hold the close.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), timeout=1.0)
+        if self._writer is not None:
+            self._writer.cancel()
+        self._queue.clear()
+        try:
+            await self.transport.close()
+        except Exception:  # the peer may already be gone
+            log.debug("transport close failed for %s", self.client_id, exc_info=True)
+        if not was_connected or reason is None:
+            return
+        if self.will is not None:
+            will, self.will = self.will, None
+            broker.route(will.topic, will.payload, will.qos, will.retain)
+        broker.publish_event(
+            _DISCONNECTED_TOPIC.format(self.client_id),
+            {
+                "clientId": self.client_id,
+                "timestamp": int(time.time() * 1000),
+                "eventType": "disconnected",
+                "sessionIdentifier": self.session_identifier,
+                "principalIdentifier": self.credential.principal_id,
+                "clientInitiatedDisconnect": reason == DisconnectReason.CLIENT_INITIATED_DISCONNECT,
+                "disconnectReason": reason,
+                "versionNumber": self.version,
+            },
+        )
+        log.info(
+            "disconnected %s",
+            json.dumps({"client_id": self.client_id, "reason": reason}),
+        )
+
+    async def connection_lost(self) -> None:
+        """The transport ended (read loop finished)."""
+        await self.close(DisconnectReason.CONNECTION_LOST)
+
+
+def packet_id_safe(client_id: str) -> str | None:
+    """Client ids go into logs; an empty one is shown as None."""
+    return client_id or None

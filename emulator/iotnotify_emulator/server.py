@@ -1,0 +1,495 @@
+"""The emulator's network side: one aiohttp app on a ws:// and a wss:// port.
+
+Endpoints (the same app on both ports, so ``https://`` publish works too):
+
+* ``GET /mqtt``: WebSocket upgrade, authenticated by the SigV4 presigned
+  query (service ``iotdevicegateway``) before the upgrade; subprotocols
+  ``mqtt`` and ``mqttv3.1``.
+* ``POST /topics/{topic}?qos=&retain=``: the iot-data ``Publish`` API
+  (SigV4 header auth, service ``iotdata``), so boto3's ``iot-data`` client
+  works with ``endpoint_url=emu.data_url``.
+* ``GET /_emulator/stats``: counters and the most recent refusals, as JSON.
+
+aiohttp serves WebSocket and HTTP from one app and an idle aiohttp WebSocket
+costs far less memory than one from the ``websockets`` library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import shutil
+import socket
+import tempfile
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import unquote
+
+from aiohttp import WSMsgType, web
+from iotnotify.contract import MAX_PAYLOAD_BYTES, Topic
+from iotnotify.errors import InvalidTopic
+
+from iotnotify_emulator.broker import Broker, BrokerSettings, MqttSession
+from iotnotify_emulator.credentials import CredentialStore
+from iotnotify_emulator.mqtt import MqttProtocolError, StreamDecoder
+from iotnotify_emulator.sigv4 import (
+    SignatureError,
+    verify_header_signature,
+    verify_query_signature,
+)
+from iotnotify_emulator.tls import CertificateFiles, generate_certificates, server_ssl_context
+
+__all__ = [
+    "Emulator",
+    "EmulatorConfig",
+    "EmulatorThread",
+    "create_emulator",
+    "start_emulator",
+]
+
+log = logging.getLogger("iotnotify_emulator")
+
+SUBPROTOCOLS: Final = ("mqtt", "mqttv3.1")
+_WS_SERVICE: Final = "iotdevicegateway"
+_DATA_SERVICE: Final = "iotdata"
+# A PUBLISH frame is the payload plus topic and header; anything much larger
+# is refused by the decoder before it is buffered.
+_MAX_PACKET: Final = MAX_PAYLOAD_BYTES + 1024
+_TOPICS_PREFIX: Final = "/topics/"
+
+
+@dataclass(frozen=True, slots=True)
+class EmulatorConfig:
+    """Where and how the emulator listens; AWS IoT Core's defaults otherwise.
+
+    Port 0 picks a free port. ``wss_port=None`` disables TLS (no certificate
+    is generated). ``cert_dir=None`` uses a temporary directory removed on
+    stop. The keepalive and TTL knobs exist so tests can shrink AWS's timers.
+    """
+
+    host: str = "127.0.0.1"
+    ws_port: int = 0
+    wss_port: int | None = 0
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+    websocket_ttl: float = 24 * 3600.0
+    cert_dir: Path | None = None
+    keepalive_min: int = 30
+    keepalive_max: int = 1200
+    keepalive_factor: float = 1.5
+    connect_timeout: float = 10.0
+    outbound_queue_limit: int = 1000
+    max_subscriptions: int = 50
+    signature_max_skew: timedelta = timedelta(minutes=15)
+    extra_hosts: tuple[str, ...] = field(default=())
+
+    def broker_settings(self) -> BrokerSettings:
+        return BrokerSettings(
+            region=self.region,
+            account_id=self.account_id,
+            keepalive_min=self.keepalive_min,
+            keepalive_max=self.keepalive_max,
+            keepalive_factor=self.keepalive_factor,
+            websocket_ttl=self.websocket_ttl,
+            connect_timeout=self.connect_timeout,
+            max_subscriptions=self.max_subscriptions,
+            outbound_queue_limit=self.outbound_queue_limit,
+        )
+
+
+class _WebSocketTransport:
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self._ws = ws
+
+    async def send(self, data: bytes) -> None:
+        await self._ws.send_bytes(data)
+
+    async def close(self) -> None:
+        # drain=False: a stalled peer must not hold the close.
+        await self._ws.close(drain=False)
+
+
+def _parse_query(raw_query: str) -> list[tuple[str, str]]:
+    """The query as received, in order, percent-decoded without '+'-to-space.
+
+    SigV4 encodes a space as %20 and a plus as %2B, so a bare '+' is a plus.
+    """
+    pairs: list[tuple[str, str]] = []
+    for part in raw_query.split("&"):
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        pairs.append((unquote(key), unquote(value)))
+    return pairs
+
+
+def _error(status: int, code: str, message: str, trace_id: str) -> web.Response:
+    return web.json_response(
+        {"message": message, "traceId": trace_id},
+        status=status,
+        headers={"x-amzn-ErrorType": code, "x-amzn-RequestId": trace_id},
+    )
+
+
+class Emulator:
+    """A running emulator. Build it with :func:`start_emulator` or :class:`EmulatorThread`."""
+
+    def __init__(self, config: EmulatorConfig, credentials: CredentialStore) -> None:
+        self.config = config
+        self.credentials = credentials
+        self.broker = Broker(config.broker_settings())
+        self.ws_port = 0
+        self.wss_port: int | None = None
+        self.certificates: CertificateFiles | None = None
+        self._runner: web.AppRunner | None = None
+        self._live: set[MqttSession] = set()
+        self._temp_dir: Path | None = None
+        self._stopped = False
+
+    # --- addresses ---------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self.config.host
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.ws_port}/mqtt"
+
+    @property
+    def wss_url(self) -> str | None:
+        return None if self.wss_port is None else f"wss://{self.host}:{self.wss_port}/mqtt"
+
+    @property
+    def data_url(self) -> str:
+        """HTTP base URL for iot-data (``boto3.client('iot-data', endpoint_url=...)``)."""
+        return f"http://{self.host}:{self.ws_port}"
+
+    @property
+    def data_url_tls(self) -> str | None:
+        return None if self.wss_port is None else f"https://{self.host}:{self.wss_port}"
+
+    @property
+    def ca_file(self) -> Path | None:
+        return None if self.certificates is None else self.certificates.ca_file
+
+    def stats(self) -> dict[str, Any]:
+        data = self.broker.stats.as_dict()
+        data["subscriptions_current"] = len(self.broker.trie)
+        data["retained_messages"] = len(self.broker.retained)
+        data["recent_refusals"] = list(self.broker.refusals)
+        return data
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        config = self.config
+        app = web.Application(client_max_size=4 * MAX_PAYLOAD_BYTES)
+        app.router.add_get("/mqtt", self._handle_mqtt)
+        app.router.add_post(_TOPICS_PREFIX + "{topic:.+}", self._handle_publish)
+        app.router.add_get("/_emulator/stats", self._handle_stats)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        await runner.setup()
+        self._runner = runner
+        try:
+            plain = socket.create_server((config.host, config.ws_port))
+            self.ws_port = plain.getsockname()[1]
+            await web.SockSite(runner, plain).start()
+            if config.wss_port is not None:
+                cert_dir = config.cert_dir
+                if cert_dir is None:
+                    self._temp_dir = Path(tempfile.mkdtemp(prefix="iotnotify-emulator-"))
+                    cert_dir = self._temp_dir
+                hosts = (config.host, *config.extra_hosts)
+                self.certificates = generate_certificates(cert_dir, hosts=hosts)
+                secure = socket.create_server((config.host, config.wss_port))
+                self.wss_port = secure.getsockname()[1]
+                ssl_context = server_ssl_context(self.certificates)
+                await web.SockSite(runner, secure, ssl_context=ssl_context).start()
+        except BaseException:
+            await self.stop()
+            raise
+        log.info(
+            "emulator listening %s",
+            json.dumps({"ws": self.ws_url, "wss": self.wss_url, "ca": str(self.ca_file)}),
+        )
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        await self.broker.close_all()
+        for session in list(self._live):
+            await session.close(None)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+
+    # --- handlers ----------------------------------------------------------------
+
+    async def _handle_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats(), dumps=lambda o: json.dumps(o, default=str))
+
+    async def _handle_mqtt(self, request: web.Request) -> web.StreamResponse:
+        raw_path, _, raw_query = request.raw_path.partition("?")
+        try:
+            credential = verify_query_signature(
+                method=request.method,
+                raw_path=raw_path,
+                query=_parse_query(raw_query),
+                headers=request.headers,
+                store=self.credentials,
+                service=_WS_SERVICE,
+                region=self.config.region,
+                max_skew=self.config.signature_max_skew,
+            )
+        except SignatureError as exc:
+            self.broker.stats.handshakes_refused += 1
+            self.broker.refuse(f"WebSocket upgrade refused: {exc.reason}", remote=request.remote)
+            return web.Response(status=403, text=f"Forbidden: {exc.reason}\n")
+        offered = [
+            item.strip()
+            for item in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+            if item.strip()
+        ]
+        if not any(item in SUBPROTOCOLS for item in offered):
+            self.broker.stats.handshakes_refused += 1
+            self.broker.refuse(
+                "WebSocket upgrade without an MQTT subprotocol", remote=request.remote
+            )
+            return web.Response(
+                status=426,
+                text="Upgrade Required: subprotocol 'mqtt' expected\n",
+                headers={"Upgrade": "websocket"},
+            )
+        ws = web.WebSocketResponse(
+            protocols=SUBPROTOCOLS,
+            autoping=True,
+            heartbeat=None,
+            compress=False,
+            max_msg_size=_MAX_PACKET * 2,
+            timeout=2.0,
+        )
+        if not ws.can_prepare(request).ok:
+            return web.Response(status=400, text="Bad Request: not a WebSocket upgrade\n")
+        await ws.prepare(request)
+        session = self.broker.open(_WebSocketTransport(ws), credential, request.remote or "")
+        self._live.add(session)
+        decoder = StreamDecoder(max_packet_size=_MAX_PACKET)
+        try:
+            async for message in ws:
+                if message.type != WSMsgType.BINARY:
+                    session.protocol_error("MQTT over WebSocket must use binary frames")
+                    break
+                try:
+                    packets = decoder.feed(message.data)
+                except MqttProtocolError as exc:
+                    session.protocol_error(str(exc))
+                    break
+                for packet in packets:
+                    await session.handle(packet)
+                    if session.closed:
+                        break
+                if session.closed:
+                    break
+        finally:
+            self._live.discard(session)
+            await session.connection_lost()
+        return ws
+
+    async def _handle_publish(self, request: web.Request) -> web.Response:
+        trace_id = str(uuid.uuid4())
+        raw_path, _, raw_query = request.raw_path.partition("?")
+        topic_name = unquote(raw_path[len(_TOPICS_PREFIX) :])
+        body = await request.read()
+        if len(body) > MAX_PAYLOAD_BYTES:
+            return _error(
+                413,
+                "RequestEntityTooLargeException",
+                f"Payload of {len(body)} bytes exceeds {MAX_PAYLOAD_BYTES}",
+                trace_id,
+            )
+        query = _parse_query(raw_query)
+        try:
+            credential = verify_header_signature(
+                method=request.method,
+                raw_path=raw_path,
+                query=query,
+                headers=request.headers,
+                body=body,
+                store=self.credentials,
+                service=_DATA_SERVICE,
+                region=self.config.region,
+                max_skew=self.config.signature_max_skew,
+            )
+        except SignatureError as exc:
+            self.broker.refuse(f"HTTP publish refused: {exc.reason}", remote=request.remote)
+            return _error(401, "UnauthorizedException", exc.reason, trace_id)
+        params = dict(query)
+        qos_text = params.get("qos", "0")
+        retain_text = params.get("retain", "false").lower()
+        if qos_text not in ("0", "1"):
+            return _error(400, "InvalidRequestException", f"Invalid qos {qos_text!r}", trace_id)
+        if retain_text not in ("true", "false"):
+            return _error(
+                400, "InvalidRequestException", f"Invalid retain {retain_text!r}", trace_id
+            )
+        try:
+            topic = Topic(topic_name)
+        except InvalidTopic as exc:
+            return _error(400, "InvalidRequestException", str(exc), trace_id)
+        retain = retain_text == "true"
+        if topic.is_reserved:
+            self.broker.refuse(
+                "HTTP publish to a reserved $ topic",
+                action="iot:Publish",
+                resource=self.broker.arn("topic", topic_name),
+                principal=credential.principal_id,
+            )
+            return _error(403, "ForbiddenException", "Reserved topic", trace_id)
+        actions = ("iot:Publish", "iot:RetainPublish") if retain else ("iot:Publish",)
+        for action in actions:
+            decision = self.broker.authorize(credential, action, "topic", topic_name)
+            if not decision.allowed:
+                return _error(403, "ForbiddenException", f"{action}: {decision.reason}", trace_id)
+        self.broker.stats.publishes_http += 1
+        self.broker.route(topic_name, body, int(qos_text), retain)
+        return web.json_response({"message": "OK", "traceId": trace_id})
+
+
+async def create_emulator(
+    config: EmulatorConfig | None = None, *, credentials: CredentialStore
+) -> Emulator:
+    """Start an emulator on the running loop; the caller must ``await emu.stop()``."""
+    emulator = Emulator(config or EmulatorConfig(), credentials)
+    await emulator.start()
+    return emulator
+
+
+@contextlib.asynccontextmanager
+async def start_emulator(
+    config: EmulatorConfig | None = None, *, credentials: CredentialStore
+) -> AsyncIterator[Emulator]:
+    """``async with start_emulator(config, credentials=store) as emu: ...``"""
+    emulator = await create_emulator(config, credentials=credentials)
+    try:
+        yield emulator
+    finally:
+        await emulator.stop()
+
+
+class EmulatorThread:
+    """The emulator on its own event loop in a daemon thread, for sync code and tests.
+
+    ``start()`` returns once the ports are bound; attributes mirror
+    :class:`Emulator`.
+    """
+
+    def __init__(
+        self, config: EmulatorConfig | None = None, *, credentials: CredentialStore
+    ) -> None:
+        self.config = config or EmulatorConfig()
+        self._credentials = credentials
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._emulator: Emulator | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self) -> EmulatorThread:
+        self._thread = threading.Thread(target=self._run, name="iotnotify-emulator", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise RuntimeError("emulator failed to start") from self._error
+        return self
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            self._emulator = loop.run_until_complete(
+                create_emulator(self.config, credentials=self._credentials)
+            )
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def stop(self) -> None:
+        loop, emulator, thread = self._loop, self._emulator, self._thread
+        if loop is None or emulator is None or thread is None or not thread.is_alive():
+            return
+        asyncio.run_coroutine_threadsafe(emulator.stop(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+
+    def __enter__(self) -> EmulatorThread:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def emulator(self) -> Emulator:
+        if self._emulator is None:
+            raise RuntimeError("EmulatorThread is not started")
+        return self._emulator
+
+    @property
+    def broker(self) -> Broker:
+        return self.emulator.broker
+
+    @property
+    def ws_url(self) -> str:
+        return self.emulator.ws_url
+
+    @property
+    def wss_url(self) -> str | None:
+        return self.emulator.wss_url
+
+    @property
+    def data_url(self) -> str:
+        return self.emulator.data_url
+
+    @property
+    def data_url_tls(self) -> str | None:
+        return self.emulator.data_url_tls
+
+    @property
+    def ca_file(self) -> Path | None:
+        return self.emulator.ca_file
+
+    @property
+    def ws_port(self) -> int:
+        return self.emulator.ws_port
+
+    @property
+    def wss_port(self) -> int | None:
+        return self.emulator.wss_port
+
+    def stats(self) -> dict[str, Any]:
+        """A consistent snapshot taken on the emulator's loop."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("EmulatorThread is not started")
+
+        async def snapshot() -> dict[str, Any]:
+            return self.emulator.stats()
+
+        return asyncio.run_coroutine_threadsafe(snapshot(), loop).result(timeout=10)

@@ -1,0 +1,298 @@
+"""SigV4 verification for the WebSocket upgrade (query) and iot-data publish (header).
+
+The canonical request and the HMAC chain come from botocore's own signer
+(:class:`botocore.auth.SigV4Auth`), so the emulator computes exactly what
+botocore clients compute. Two things are adapted, because real IoT clients
+rely on them (see DESIGN.md, "What real clients send"):
+
+* the canonical headers are rebuilt from ``X-Amz-SignedHeaders`` exactly as
+  received: awscrt signs ``connection;host`` (botocore's signer would drop
+  ``connection``) and sends ``Host`` without the port;
+* ``X-Amz-Security-Token`` is not part of the canonical query of a presigned
+  IoT URL (it is appended after signing), so a URL whose signature covers
+  the token does not verify, as on AWS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from botocore.auth import EMPTY_SHA256_HASH, UNSIGNED_PAYLOAD, SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.compat import HTTPHeaders
+from botocore.credentials import Credentials
+
+from iotnotify_emulator.credentials import Credential, CredentialStore
+
+__all__ = [
+    "SignatureError",
+    "verify_header_signature",
+    "verify_query_signature",
+]
+
+_ALGORITHM: Final = "AWS4-HMAC-SHA256"
+_TIMESTAMP_FORMAT: Final = "%Y%m%dT%H%M%SZ"
+# Presigned URLs may live at most 7 days (SigV4 query parameters reference).
+_MAX_EXPIRES: Final = 7 * 24 * 3600
+_AUTH_HEADER_RE: Final = re.compile(
+    r"AWS4-HMAC-SHA256\s+Credential=(?P<credential>[^,\s]+)\s*,\s*"
+    r"SignedHeaders=(?P<signed>[^,\s]+)\s*,\s*Signature=(?P<signature>[0-9a-fA-F]+)\s*$"
+)
+
+
+class SignatureError(Exception):
+    """A request that fails authentication; ``reason`` is for the refusal log."""
+
+    def __init__(self, reason: str, *, expired: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.expired = expired
+
+
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    access_key_id: str
+    scope_date: str
+    region: str
+    service: str
+    amz_date: str
+    signed_headers: tuple[str, ...]
+    signature: str
+
+
+class _Verifier(SigV4Auth):
+    """botocore's signer, fed with the headers and payload hash the client signed."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        service: str,
+        region: str,
+        signed: HTTPHeaders,
+        payload_hash: str,
+    ) -> None:
+        super().__init__(credentials, service, region)
+        self._signed = signed
+        self._payload_hash = payload_hash
+
+    def headers_to_sign(self, request: Any) -> HTTPHeaders:
+        return self._signed
+
+    def payload(self, request: Any) -> str:
+        return self._payload_hash
+
+
+def _split_credential(value: str) -> tuple[str, str, str, str]:
+    parts = value.split("/")
+    if len(parts) != 5 or parts[4] != "aws4_request" or not parts[0]:
+        raise SignatureError("malformed credential scope")
+    return parts[0], parts[1], parts[2], parts[3]
+
+
+def _check_time(amz_date: str, now: datetime, max_skew: timedelta, expires: int | None) -> None:
+    try:
+        signed_at = datetime.strptime(amz_date, _TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise SignatureError(f"malformed X-Amz-Date {amz_date!r}") from exc
+    if abs(now - signed_at) > max_skew:
+        raise SignatureError(
+            f"signature date {amz_date} is more than {int(max_skew.total_seconds())} s "
+            "from the server time"
+        )
+    if expires is not None and now > signed_at + timedelta(seconds=expires):
+        raise SignatureError(f"presigned URL expired at {signed_at + timedelta(seconds=expires)}")
+
+
+def _verify(
+    parts: _Parts,
+    *,
+    method: str,
+    raw_path: str,
+    params: Sequence[tuple[str, str]],
+    headers: Mapping[str, str],
+    payload_hash: str,
+    token: str | None,
+    store: CredentialStore,
+    service: str,
+    region: str,
+    now: datetime,
+) -> Credential:
+    if parts.service != service:
+        raise SignatureError(f"credential scope names service {parts.service!r}, not {service!r}")
+    if parts.region != region:
+        raise SignatureError(f"credential scope names region {parts.region!r}, not {region!r}")
+    if parts.scope_date != parts.amz_date[:8]:
+        raise SignatureError("credential scope date does not match X-Amz-Date")
+    credential = store.lookup(parts.access_key_id)
+    if credential is None:
+        raise SignatureError(f"unknown access key {parts.access_key_id}")
+    if credential.session_token != token:
+        what = "missing" if token is None else "does not match the access key"
+        raise SignatureError(f"security token {what}")
+    if credential.expired(now):
+        raise SignatureError(f"credentials of {parts.access_key_id} expired", expired=True)
+    signed = HTTPHeaders()
+    for name in parts.signed_headers:
+        value = headers.get(name)
+        if value is None:
+            raise SignatureError(f"signed header {name!r} is missing from the request")
+        signed[name] = value
+    signer = _Verifier(
+        Credentials(credential.access_key_id, credential.secret_access_key),
+        service,
+        region,
+        signed,
+        payload_hash,
+    )
+    # botocore accepts (key, value) pairs here, which keeps repeated keys.
+    request = AWSRequest(method=method, url=f"http://emulator{raw_path}", params=list(params))  # type: ignore[arg-type]
+    request.context["timestamp"] = parts.amz_date
+    canonical = signer.canonical_request(request)
+    expected = signer.signature(signer.string_to_sign(request, canonical), request)
+    if not hmac.compare_digest(expected, parts.signature.lower()):
+        raise SignatureError("signature does not match")
+    return credential
+
+
+def verify_query_signature(
+    *,
+    method: str,
+    raw_path: str,
+    query: Sequence[tuple[str, str]],
+    headers: Mapping[str, str],
+    store: CredentialStore,
+    service: str,
+    region: str,
+    max_skew: timedelta = timedelta(minutes=15),
+    now: datetime | None = None,
+) -> Credential:
+    """Verify a presigned URL (the IoT WebSocket upgrade); returns the credential.
+
+    ``query`` is the decoded query as received, in order; ``headers`` must be
+    case-insensitive (aiohttp's CIMultiDict is).
+    """
+    values: dict[str, str] = {}
+    for key, value in query:
+        if key.startswith("X-Amz-"):
+            if key in values:
+                raise SignatureError(f"repeated query parameter {key}")
+            values[key] = value
+    missing = [
+        name
+        for name in (
+            "X-Amz-Algorithm",
+            "X-Amz-Credential",
+            "X-Amz-Date",
+            "X-Amz-SignedHeaders",
+            "X-Amz-Signature",
+        )
+        if name not in values
+    ]
+    if missing:
+        raise SignatureError(f"missing query parameters {', '.join(missing)}")
+    if values["X-Amz-Algorithm"] != _ALGORITHM:
+        raise SignatureError(f"unsupported algorithm {values['X-Amz-Algorithm']!r}")
+    expires: int | None = None
+    if "X-Amz-Expires" in values:
+        try:
+            expires = int(values["X-Amz-Expires"])
+        except ValueError as exc:
+            raise SignatureError("X-Amz-Expires is not an integer") from exc
+        if not 0 < expires <= _MAX_EXPIRES:
+            raise SignatureError(f"X-Amz-Expires {expires} out of range")
+    moment = now or datetime.now(UTC)
+    _check_time(values["X-Amz-Date"], moment, max_skew, expires)
+    access_key_id, scope_date, region_name, service_name = _split_credential(
+        values["X-Amz-Credential"]
+    )
+    parts = _Parts(
+        access_key_id=access_key_id,
+        scope_date=scope_date,
+        region=region_name,
+        service=service_name,
+        amz_date=values["X-Amz-Date"],
+        signed_headers=tuple(values["X-Amz-SignedHeaders"].lower().split(";")),
+        signature=values["X-Amz-Signature"],
+    )
+    params = [
+        (key, value)
+        for key, value in query
+        if key not in ("X-Amz-Signature", "X-Amz-Security-Token")
+    ]
+    return _verify(
+        parts,
+        method=method,
+        raw_path=raw_path,
+        params=params,
+        headers=headers,
+        payload_hash=EMPTY_SHA256_HASH,
+        token=values.get("X-Amz-Security-Token"),
+        store=store,
+        service=service,
+        region=region,
+        now=moment,
+    )
+
+
+def verify_header_signature(
+    *,
+    method: str,
+    raw_path: str,
+    query: Sequence[tuple[str, str]],
+    headers: Mapping[str, str],
+    body: bytes,
+    store: CredentialStore,
+    service: str,
+    region: str,
+    max_skew: timedelta = timedelta(minutes=15),
+    now: datetime | None = None,
+) -> Credential:
+    """Verify an ``Authorization: AWS4-HMAC-SHA256 ...`` request (iot-data publish)."""
+    authorization = headers.get("Authorization")
+    if not authorization:
+        raise SignatureError("missing Authorization header")
+    match = _AUTH_HEADER_RE.match(authorization)
+    if match is None:
+        raise SignatureError("malformed Authorization header")
+    amz_date = headers.get("X-Amz-Date")
+    if not amz_date:
+        raise SignatureError("missing X-Amz-Date header")
+    moment = now or datetime.now(UTC)
+    _check_time(amz_date, moment, max_skew, None)
+    actual_hash = hashlib.sha256(body).hexdigest()
+    declared = headers.get("X-Amz-Content-SHA256")
+    if declared is not None and declared not in (actual_hash, UNSIGNED_PAYLOAD):
+        raise SignatureError("X-Amz-Content-SHA256 does not match the body")
+    access_key_id, scope_date, region_name, service_name = _split_credential(
+        match.group("credential")
+    )
+    parts = _Parts(
+        access_key_id=access_key_id,
+        scope_date=scope_date,
+        region=region_name,
+        service=service_name,
+        amz_date=amz_date,
+        signed_headers=tuple(match.group("signed").lower().split(";")),
+        signature=match.group("signature"),
+    )
+    if "host" not in parts.signed_headers:
+        raise SignatureError("the Host header must be signed")
+    return _verify(
+        parts,
+        method=method,
+        raw_path=raw_path,
+        params=list(query),
+        headers=headers,
+        payload_hash=declared or actual_hash,
+        token=headers.get("X-Amz-Security-Token"),
+        store=store,
+        service=service,
+        region=region,
+        now=moment,
+    )

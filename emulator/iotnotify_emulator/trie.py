@@ -1,0 +1,108 @@
+"""A subscription trie: routing cost follows the topic's depth, not the subscriber count.
+
+A publish walks one node per topic level (plus the ``+`` and ``#`` branches
+present at that level), so a million subscriptions to unrelated topics cost
+a publish nothing. Values are kept per node in a dict keyed by subscriber, so
+subscribe, unsubscribe and a subscriber's departure are O(depth).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+__all__ = ["SubscriptionTrie"]
+
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(slots=True)
+class _Node(Generic[K]):
+    children: dict[str, _Node[K]] = field(default_factory=dict)
+    subscribers: dict[K, int] = field(default_factory=dict)
+
+
+class SubscriptionTrie(Generic[K]):
+    """Topic filters (already validated) -> {subscriber: granted QoS}."""
+
+    def __init__(self) -> None:
+        self._root: _Node[K] = _Node()
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, topic_filter: str, subscriber: K, qos: int) -> None:
+        node = self._root
+        for level in topic_filter.split("/"):
+            node = node.children.setdefault(level, _Node())
+        if subscriber not in node.subscribers:
+            self._count += 1
+        node.subscribers[subscriber] = qos
+
+    def remove(self, topic_filter: str, subscriber: K) -> bool:
+        path: list[tuple[_Node[K], str]] = []
+        node = self._root
+        for level in topic_filter.split("/"):
+            child = node.children.get(level)
+            if child is None:
+                return False
+            path.append((node, level))
+            node = child
+        if node.subscribers.pop(subscriber, None) is None:
+            return False
+        self._count -= 1
+        # Prune empty branches so churn of unique topics does not leak nodes.
+        for parent, level in reversed(path):
+            child = parent.children[level]
+            if child.subscribers or child.children:
+                break
+            del parent.children[level]
+        return True
+
+    def match(self, topic: str) -> dict[K, int]:
+        """Subscribers whose filter matches ``topic``, each with its highest QoS."""
+        found: dict[K, int] = {}
+        levels = topic.split("/")
+        # MQTT 3.1.1 section 4.7.2: wildcards in the first level never match
+        # a topic starting with '$'.
+        dollar = topic.startswith("$")
+        self._walk(self._root, levels, 0, found, dollar)
+        return found
+
+    def _walk(
+        self, node: _Node[K], levels: list[str], index: int, found: dict[K, int], dollar: bool
+    ) -> None:
+        wildcards = not (dollar and index == 0)
+        if wildcards:
+            # '#' also matches the parent level: "a/#" matches "a".
+            hash_node = node.children.get("#")
+            if hash_node is not None:
+                _merge(found, hash_node.subscribers)
+        if index == len(levels):
+            _merge(found, node.subscribers)
+            return
+        exact = node.children.get(levels[index])
+        if exact is not None:
+            self._walk(exact, levels, index + 1, found, dollar)
+        if wildcards:
+            plus = node.children.get("+")
+            if plus is not None:
+                self._walk(plus, levels, index + 1, found, dollar)
+
+    def filters(self) -> Iterator[str]:
+        """Every filter with at least one subscriber (for stats and tests)."""
+        stack: list[tuple[_Node[K], tuple[str, ...]]] = [(self._root, ())]
+        while stack:
+            node, prefix = stack.pop()
+            if node.subscribers and prefix:
+                yield "/".join(prefix)
+            for level, child in node.children.items():
+                stack.append((child, (*prefix, level)))
+
+
+def _merge(found: dict[K, int], subscribers: dict[K, int]) -> None:
+    for subscriber, qos in subscribers.items():
+        if found.get(subscriber, -1) < qos:
+            found[subscriber] = qos

@@ -1,0 +1,239 @@
+"""API: the REST API in front of the functions.
+
+Routes (Lambda proxy integrations, so handlers receive REST proxy events):
+
+==========================  ================  ==========================
+route                       authorisation     function
+==========================  ================  ==========================
+``GET  /token``             Cognito ID token  token vending
+``POST /notify``            IAM (SigV4)       notify
+``POST /notify/key``        none at the edge  notify (checks the API key)
+``GET  /notifications``     Cognito ID token  inbox catch-up
+``POST /task``              Cognito ID token  enqueue a task
+``GET|POST /chats``         Cognito ID token  chat rooms
+==========================  ================  ==========================
+
+Why two notify routes: IAM auth is the right default for backends that have
+AWS credentials, but a game server on another host often has none. It can
+send ``x-api-key`` to ``POST /notify/key`` instead; that route has no API
+Gateway authoriser and the function itself compares the header with the
+SecureString ``/{service}/{ssmStage}/notify-api-key`` (constant-time, cached
+a few minutes). API Gateway's own API keys were not used: they are for usage
+plans, AWS documents them as not an authorisation mechanism, and their value
+would sit in the stack instead of in one rotatable parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cognito as cognito
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from iotnotify_infra.config import StageConfig
+from iotnotify_infra.functions import Functions, retention
+from iotnotify_infra.nag import suppress
+
+__all__ = ["CORS_ALLOW_HEADERS", "NOTIFY_KEY_PATH", "Api"]
+
+NOTIFY_KEY_PATH = "/notify/key"
+CORS_ALLOW_HEADERS = (
+    "Content-Type",
+    "Authorization",
+    "X-Amz-Date",
+    "X-Amz-Security-Token",
+    "X-Api-Key",
+)
+
+
+class Api(Construct):
+    """REST API with a Cognito authorizer, IAM auth on /notify, CORS and throttling."""
+
+    rest_api: apigw.RestApi
+    authorizer: apigw.CognitoUserPoolsAuthorizer
+    access_logs: logs.LogGroup
+    notify_caller_policy: iam.ManagedPolicy
+    url: str
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        user_pool: cognito.IUserPool,
+        functions: Functions,
+        web_origins: Sequence[str],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
+        self.access_logs = logs.LogGroup(
+            self,
+            "AccessLogs",
+            log_group_name=f"/aws/apigateway/{config.name('api')}",
+            retention=retention(config.log_retention_days),
+            removal_policy=removal,
+        )
+        self.rest_api = apigw.RestApi(
+            self,
+            "RestApi",
+            rest_api_name=config.name("api"),
+            description=f"{config.stack_name}: token vending, notify, inbox, tasks, chats",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            # The account-level CloudWatch role is a per-region singleton that
+            # every stage would fight over; access logs need no role.
+            cloud_watch_role=False,
+            deploy_options=apigw.StageOptions(
+                stage_name=config.stage,
+                throttling_rate_limit=config.throttling_rate_limit,
+                throttling_burst_limit=config.throttling_burst_limit,
+                tracing_enabled=True,
+                access_log_destination=apigw.LogGroupLogDestination(self.access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=True,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=True,
+                ),
+            ),
+            default_cors_preflight_options=apigw.CorsOptions(
+                allow_origins=list(web_origins),
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=list(CORS_ALLOW_HEADERS),
+            ),
+        )
+        # Errors produced by API Gateway itself (401 from the authorizer,
+        # 429 from throttling) must carry CORS headers too, or the browser
+        # reports an opaque network error instead of the status.
+        for response_type in (apigw.ResponseType.DEFAULT_4_XX, apigw.ResponseType.DEFAULT_5_XX):
+            self.rest_api.add_gateway_response(
+                f"Cors{response_type.response_type}",
+                type=response_type,
+                response_headers={
+                    "Access-Control-Allow-Origin": f"'{web_origins[0]}'",
+                    "Vary": "'Origin'",
+                },
+            )
+        validator = self.rest_api.add_request_validator(
+            "Validator", validate_request_parameters=True, validate_request_body=True
+        )
+        self.authorizer = apigw.CognitoUserPoolsAuthorizer(
+            self,
+            "Authorizer",
+            authorizer_name=config.name("cognito"),
+            cognito_user_pools=[user_pool],
+        )
+        authorizer = self.authorizer
+
+        def route(
+            resource: apigw.IResource,
+            method: str,
+            function: lambda_.IFunction,
+            *,
+            auth: apigw.AuthorizationType = apigw.AuthorizationType.COGNITO,
+            parameters: dict[str, bool] | None = None,
+        ) -> apigw.Method:
+            return resource.add_method(
+                method,
+                apigw.LambdaIntegration(function, proxy=True),
+                authorization_type=auth,
+                authorizer=authorizer if auth == apigw.AuthorizationType.COGNITO else None,
+                request_validator=validator,
+                request_parameters=parameters,
+            )
+
+        root = self.rest_api.root
+        route(root.add_resource("token"), "GET", functions.token)
+        notify = root.add_resource("notify")
+        notify_iam = route(notify, "POST", functions.notify, auth=apigw.AuthorizationType.IAM)
+        key_route = route(
+            notify.add_resource("key"),
+            "POST",
+            functions.notify,
+            auth=apigw.AuthorizationType.NONE,
+            # API Gateway rejects a call without the header before the
+            # function (and its SSM read) runs.
+            parameters={"method.request.header.x-api-key": True},
+        )
+        route(
+            root.add_resource("notifications"),
+            "GET",
+            functions.notifications,
+            parameters={"method.request.querystring.since": False},
+        )
+        route(root.add_resource("task"), "POST", functions.task)
+        chats = root.add_resource("chats")
+        for method in ("GET", "POST"):
+            route(chats, method, functions.chats)
+        self.url = self.rest_api.url
+        # What a backend's role needs to call the IAM-authorised route: that
+        # one method of this stage, nothing else of the API.
+        self.notify_caller_policy = iam.ManagedPolicy(
+            self,
+            "NotifyCallerPolicy",
+            managed_policy_name=config.name("notify-caller"),
+            description=f"{config.stack_name}: call POST /notify (IAM auth)",
+            statements=[
+                iam.PolicyStatement(
+                    actions=["execute-api:Invoke"],
+                    resources=[self.rest_api.arn_for_execute_api("POST", "/notify", config.stage)],
+                )
+            ],
+        )
+
+        suppress(
+            self.rest_api,
+            {
+                "AwsSolutions-APIG3": (
+                    "No WAF web ACL: it costs a fixed monthly fee per stage; stage "
+                    "throttling and Cognito/IAM auth bound abuse."
+                ),
+                "AwsSolutions-APIG6": (
+                    "Execution logging needs the account-wide API Gateway CloudWatch "
+                    "role (a regional singleton ephemeral stages must not own); access "
+                    "logging is on for every method."
+                ),
+            },
+        )
+        # The CORS preflight methods must answer without credentials (browsers
+        # send none on OPTIONS); the rest of the routes are covered below.
+        for resource in self.rest_api.root.node.find_all():
+            if isinstance(resource, apigw.Method) and resource.http_method == "OPTIONS":
+                suppress(
+                    resource,
+                    {
+                        "AwsSolutions-APIG4": "CORS preflight: browsers send OPTIONS "
+                        "without credentials, so it cannot require any.",
+                        "AwsSolutions-COG4": "CORS preflight: see APIG4.",
+                    },
+                )
+        suppress(
+            key_route,
+            {
+                "AwsSolutions-APIG4": (
+                    "The API-key alternative for servers without AWS credentials: the "
+                    "notify function authorises the x-api-key header against the SSM "
+                    "SecureString itself."
+                ),
+                "AwsSolutions-COG4": "Server-to-server route; see APIG4.",
+            },
+        )
+        suppress(
+            notify_iam,
+            {
+                "AwsSolutions-COG4": (
+                    "POST /notify is for backends, authorised with IAM (SigV4), "
+                    "not for signed-in users."
+                )
+            },
+        )

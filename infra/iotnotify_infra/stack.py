@@ -1,0 +1,252 @@
+"""The iotnotify stack: one per stage. It composes the capability constructs
+and grants each function exactly what its handler does, nothing more."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from aws_cdk import Aws, CfnOutput, Duration, Stack, Tags
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as events
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+from iotnotify_handlers.settings import ENV
+
+from iotnotify_infra.api import Api
+from iotnotify_infra.config import StageConfig
+from iotnotify_infra.functions import WORKER_TIMEOUT_SECONDS, Functions
+from iotnotify_infra.identity import Identity
+from iotnotify_infra.iot import IotAccess, IotEndpoint
+from iotnotify_infra.lambda_asset import DONE_MARKER, stage_lambda_code
+from iotnotify_infra.nag import suppress
+from iotnotify_infra.storage import Storage
+from iotnotify_infra.tasks import TaskQueue
+from iotnotify_infra.web import WEB_DIST, WebHosting, WebSite
+
+__all__ = ["ROOMS_TABLE_ENV", "IotNotifyStack"]
+
+# settings.ENV gains "rooms_table" on the handlers' side; until then the
+# stack still knows the variable's name.
+ROOMS_TABLE_ENV: Final = ENV.get("rooms_table", "IOTNOTIFY_ROOMS_TABLE")
+
+# Custom-resource handlers CDK adds at stack level; their code and roles are
+# CDK's, so their findings are explained here once.
+_CDK_SINGLETONS: Final = {
+    "AWS679f53fac002430cb0da5b7982bd2287": "the IoT endpoint lookup (AwsCustomResource)",
+    "Custom::CDKBucketDeployment": "the web upload (BucketDeployment)",
+    "Custom::S3AutoDeleteObjects": "emptying the web bucket on stack deletion",
+}
+
+
+class IotNotifyStack(Stack):
+    """Everything one stage of iotnotify needs on AWS."""
+
+    config: StageConfig
+    identity: Identity
+    storage: Storage
+    tasks: TaskQueue
+    endpoint: IotEndpoint
+    functions: Functions
+    iot: IotAccess
+    site: WebSite
+    api: Api
+    web: WebHosting
+    environment_variables: dict[str, str]
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        lambda_code: lambda_.Code | None = None,
+        web_dist: Path = WEB_DIST,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            description=f"iotnotify stage {config.stage} (parameters: {config.ssm_path('')})",
+            **kwargs,
+        )
+        self.config = config
+        for key, value in {"app": config.app, "stage": config.stage, **config.tags}.items():
+            Tags.of(self).add(key, value)
+
+        self.identity = Identity(self, "Identity", config=config)
+        self.storage = Storage(self, "Storage", config=config)
+        self.tasks = TaskQueue(
+            self, "Tasks", config=config, worker_timeout=Duration.seconds(WORKER_TIMEOUT_SECONDS)
+        )
+        self.endpoint = IotEndpoint(self, "IotEndpointLookup")
+        notify_api_key = ssm.StringParameter.from_secure_string_parameter_attributes(
+            self, "NotifyApiKey", parameter_name=config.notify_api_key_parameter
+        )
+
+        self.environment_variables = self._environment(config)
+        self.functions = Functions(
+            self,
+            "Functions",
+            config=config,
+            code=lambda_code
+            or lambda_.Code.from_asset(str(stage_lambda_code()), exclude=[DONE_MARKER]),
+            environment=self.environment_variables,
+        )
+        fn = self.functions
+        self.iot = IotAccess(self, "Iot", config=config, token_vendor=_role(fn.token))
+        self.environment_variables[ENV["subscriber_role_arn"]] = self.iot.subscriber_role.role_arn
+        for function in fn.all:
+            function.add_environment(ENV["subscriber_role_arn"], self.iot.subscriber_role.role_arn)
+
+        # --- grants: one block per function, mirroring what its handler does.
+        # GET /token: assume the subscriber role with a per-user session policy.
+        self.iot.subscriber_role.grant_assume_role(_role(fn.token))
+        # POST /notify: publish, keep a copy in the inbox, read the API key.
+        self.iot.publisher_policy.attach_to_role(_role(fn.notify))
+        self.storage.inbox.grant(fn.notify, "dynamodb:PutItem", "dynamodb:BatchWriteItem")
+        fn.notify.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["ssm:GetParameter"], resources=[notify_api_key.parameter_arn]
+            )
+        )
+        # The parameter uses the AWS managed key aws/ssm, whose key policy
+        # already lets account principals decrypt through SSM: no kms grant.
+        # GET /notifications: read the caller's inbox.
+        self.storage.inbox.grant(fn.notifications, "dynamodb:Query")
+        # POST /task: enqueue only.
+        self.tasks.queue.grant(fn.task, "sqs:SendMessage")
+        # Task worker: consume (granted by the event source), publish, inbox.
+        fn.worker.add_event_source(
+            events.SqsEventSource(
+                self.tasks.queue,
+                batch_size=10,
+                report_batch_item_failures=True,
+            )
+        )
+        self.iot.publisher_policy.attach_to_role(_role(fn.worker))
+        self.storage.inbox.grant(fn.worker, "dynamodb:PutItem", "dynamodb:BatchWriteItem")
+        # GET/POST /chats: list rooms, create one conditionally, read one.
+        self.storage.rooms.grant(
+            fn.chats, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan"
+        )
+
+        self.site = WebSite(self, "Site", config=config)
+        self.api = Api(
+            self,
+            "Api",
+            config=config,
+            user_pool=self.identity.user_pool,
+            functions=fn,
+            web_origins=[self.site.origin, *config.extra_web_origins],
+        )
+        runtime_config: Mapping[str, Any] = {
+            "apiUrl": self.api.url,
+            "region": Aws.REGION,
+            "iotEndpoint": self.endpoint.address,
+            "userPoolId": self.identity.user_pool.user_pool_id,
+            "userPoolClientId": self.identity.client.user_pool_client_id,
+            "stage": config.stage,
+        }
+        self.web = WebHosting(
+            self,
+            "Web",
+            config=config,
+            site=self.site,
+            runtime_config=runtime_config,
+            dist=web_dist,
+        )
+        self._outputs(notify_api_key)
+        self._explain_cdk_singletons()
+
+    def _environment(self, config: StageConfig) -> dict[str, str]:
+        """Names and ARNs only; the API key stays in SSM. AWS_REGION is set
+        by the Lambda runtime itself (and may not be set by a stack)."""
+        values = {
+            "app": config.app,
+            "stage": config.stage,
+            "ssm_stage": config.ssm_stage,
+            "inbox_table": self.storage.inbox.table_name,
+            "task_queue_url": self.tasks.queue.queue_url,
+            "iot_endpoint": self.endpoint.address,
+            "iot_ws_scheme": "wss",
+            "token_duration": "3600",
+            "keepalive": "600",
+            "inbox_ttl_days": "7",
+            "api_key_ttl": "300",
+        }
+        env = {ENV[key]: value for key, value in values.items() if key in ENV}
+        env[ROOMS_TABLE_ENV] = self.storage.rooms.table_name
+        return env
+
+    def _outputs(self, notify_api_key: ssm.IStringParameter) -> None:
+        outputs = {
+            "ApiUrl": self.api.url,
+            "Region": Aws.REGION,
+            "UserPoolId": self.identity.user_pool.user_pool_id,
+            "UserPoolClientId": self.identity.client.user_pool_client_id,
+            "IotEndpoint": self.endpoint.address,
+            "WebUrl": self.site.origin,
+            "SubscriberRoleArn": self.iot.subscriber_role.role_arn,
+            "PublisherPolicyArn": self.iot.publisher_policy.managed_policy_arn,
+            "NotifyCallerPolicyArn": self.api.notify_caller_policy.managed_policy_arn,
+            "TaskQueueUrl": self.tasks.queue.queue_url,
+            "TaskDeadLetterQueueUrl": self.tasks.dead_letter_queue.queue_url,
+            "NotifyApiKeyParameter": notify_api_key.parameter_name,
+        }
+        for name, value in outputs.items():
+            CfnOutput(self, name, value=value)
+
+    def _explain_cdk_singletons(self) -> None:
+        basic_execution = (
+            "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+        )
+        site_bucket = self.resolve(
+            self.get_logical_id(self.site.bucket.node.default_child)  # type: ignore[arg-type]
+        )
+        deployment_wildcards = [
+            "Action::s3:GetObject*",
+            "Action::s3:GetBucket*",
+            "Action::s3:List*",
+            "Action::s3:DeleteObject*",
+            "Action::s3:Abort*",
+            "Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-<AWS::Region>/*",
+            f"Resource::<{site_bucket}.Arn>/*",
+            # CloudFront invalidations have no resource-level permissions.
+            "Resource::*",
+        ]
+        for child in self.node.children:
+            what = next(
+                (w for p, w in _CDK_SINGLETONS.items() if child.node.id.startswith(p)), None
+            )
+            if what is None:
+                continue
+            suppress(
+                child,
+                {
+                    "AwsSolutions-IAM4": (
+                        f"CDK's handler for {what} uses AWSLambdaBasicExecutionRole "
+                        "(CloudWatch Logs only)."
+                    ),
+                    "AwsSolutions-IAM5": (
+                        f"CDK's handler for {what} is granted object-level wildcards on "
+                        "the asset and site buckets it copies between (CDK's own grant)."
+                    ),
+                    "AwsSolutions-L1": (
+                        f"CDK pins the runtime of its handler for {what}; it runs only "
+                        "during deployment."
+                    ),
+                },
+                applies_to={
+                    "AwsSolutions-IAM4": [basic_execution],
+                    "AwsSolutions-IAM5": deployment_wildcards,
+                },
+            )
+
+
+def _role(function: lambda_.Function) -> iam.IRole:
+    role = function.role
+    assert role is not None  # every function is built with its own role
+    return role

@@ -1,0 +1,49 @@
+"""Data: the notification inbox and the chat rooms.
+
+QoS 0 drops what is sent while a client is away, so every notification
+worth keeping is also written to the inbox (``userId`` + sortable ``id``),
+read back with ``GET /notifications?since=``. Entries expire through the
+``expiresAt`` TTL attribute, so the table does not grow without bound.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from constructs import Construct
+
+from iotnotify_infra.config import StageConfig
+
+__all__ = ["Storage"]
+
+
+class Storage(Construct):
+    """The inbox and rooms tables (on-demand, point-in-time recovery)."""
+
+    inbox: dynamodb.Table
+    rooms: dynamodb.Table
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig) -> None:
+        super().__init__(scope, construct_id)
+        removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
+        pitr = dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True)
+        self.inbox = dynamodb.Table(
+            self,
+            "Inbox",
+            table_name=config.name("inbox"),
+            partition_key=dynamodb.Attribute(name="userId", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            time_to_live_attribute="expiresAt",
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=pitr,
+            removal_policy=removal,
+        )
+        self.rooms = dynamodb.Table(
+            self,
+            "Rooms",
+            table_name=config.name("rooms"),
+            partition_key=dynamodb.Attribute(name="room", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=pitr,
+            removal_policy=removal,
+        )

@@ -1,0 +1,79 @@
+"""paho-mqtt (Eclipse) over ws:// and wss:// with a URL presigned the IoT way."""
+
+from __future__ import annotations
+
+import queue
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+import pytest
+from iotnotify_emulator.testing import Harness
+
+WAIT = 10.0
+
+
+def _paho(harness: Harness, url: str, client_id: str, *, tls: bool) -> tuple[mqtt.Client, Any]:
+    parts = urlsplit(url)
+    events: queue.Queue[tuple[str, Any]] = queue.Queue()
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        transport="websockets",
+        protocol=mqtt.MQTTv311,
+    )
+    client.ws_set_options(path=f"{parts.path}?{parts.query}")
+    if tls:
+        client.tls_set(ca_certs=str(harness.emulator.ca_file))
+    client.on_connect = lambda c, u, flags, rc, props: events.put(("connect", rc))
+    client.on_subscribe = lambda c, u, mid, rcs, props: events.put(("subscribe", rcs))
+    client.on_message = lambda c, u, msg: events.put(("message", msg))
+    client.on_disconnect = lambda c, u, flags, rc, props: events.put(("disconnect", rc))
+    assert parts.hostname is not None
+    assert parts.port is not None
+    client.connect(parts.hostname, parts.port, keepalive=60)
+    return client, events
+
+
+def _next(events: queue.Queue[tuple[str, Any]], kind: str) -> Any:
+    while True:
+        got, value = events.get(timeout=WAIT)
+        if got == kind:
+            return value
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
+def test_paho_subscribes_and_receives(harness: Harness, tls: bool) -> None:
+    # Given alice's presigned URL (token appended after signing)
+    url = harness.url(harness.subscriber("alice"), tls=tls)
+    client, events = _paho(harness, url, "alice.paho", tls=tls)
+    client.loop_start()
+    try:
+        assert _next(events, "connect") == 0
+        # When she subscribes to her topic and the backend publishes
+        client.subscribe(harness.topic_of("alice"), qos=1)
+        (granted,) = _next(events, "subscribe")
+        assert granted == 1
+        harness.iot_data(harness.publisher()).publish(
+            topic=harness.topic_of("alice"), qos=1, payload=b'{"v":1}'
+        )
+        # Then paho delivers the message
+        message = _next(events, "message")
+        assert message.topic == harness.topic_of("alice")
+        assert message.payload == b'{"v":1}'
+        # And a forbidden subscription is refused with 0x80
+        client.subscribe(harness.topic_of("bob"), qos=0)
+        (refused,) = _next(events, "subscribe")
+        assert refused.is_failure
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
+def test_paho_with_the_token_inside_the_signature_gets_403(harness: Harness, tls: bool) -> None:
+    url = harness.url(harness.subscriber("alice"), tls=tls, sign_token=True)
+    with pytest.raises(mqtt.WebsocketConnectionError):
+        _paho(harness, url, "alice.paho", tls=tls)
+    refusal = harness.emulator.stats()["recent_refusals"][-1]
+    assert "signature does not match" in refusal["reason"]

@@ -1,0 +1,159 @@
+"""The CDK CLI: the real ``npx cdk synth`` from infra/, and the
+``iotnotify deploy/destroy/synth`` commands that wrap it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from infra_helpers import INFRA
+from iotnotify import cdk_commands
+
+NODE_CDK = INFRA / "node_modules" / ".bin" / "cdk"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("npx") is None, reason="Node.js (npx) is not installed")
+def test_npx_cdk_synth_from_infra_produces_a_template(tmp_path: Path) -> None:
+    assert NODE_CDK.exists(), "make setup installs the CDK CLI into infra/node_modules"
+    out = tmp_path / "cdk.out"
+    env = {
+        **os.environ,
+        "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+        "CDK_DISABLE_CLI_TELEMETRY": "true",
+    }
+    # Exactly what infra/README.md tells a user to run (cdk.json names the app).
+    result = subprocess.run(
+        [
+            "npx",
+            "--no-install",
+            "cdk",
+            "synth",
+            "--context",
+            "stageName=clitest",
+            "--output",
+            str(out),
+            "--quiet",
+            "--no-notices",
+        ],
+        cwd=INFRA,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    template = json.loads((out / "iotnotify-clitest.template.json").read_text())
+    names = {
+        r["Properties"].get("FunctionName")
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Function"
+    }
+    assert "iotnotify-clitest-token" in names
+
+
+def test_cdk_command_carries_stage_context() -> None:
+    argv = cdk_commands.cdk_command(
+        "deploy", stage="feat-x", ssm_stage="dev", npx="npx", python="/py", extra=["--x"]
+    )
+    assert argv[:4] == ["npx", "--no-install", "cdk", "deploy"]
+    assert argv[argv.index("--app") + 1] == "/py app.py"
+    assert "stageName=feat-x" in argv
+    assert "ssmStageName=dev" in argv
+    assert argv[-2:] == ["--x", "iotnotify-feat-x"]
+
+
+def test_cdk_command_ssm_stage_defaults_to_stage() -> None:
+    argv = cdk_commands.cdk_command("synth", stage="dev")
+    assert "ssmStageName=dev" in argv
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], Path]]:
+    calls: list[tuple[list[str], Path]] = []
+
+    def fake_run(argv: list[str], *, cwd: Path, env: object = None) -> int:
+        calls.append((list(argv), cwd))
+        return 0
+
+    monkeypatch.setattr(cdk_commands, "run_cdk", fake_run)
+    monkeypatch.setattr(cdk_commands, "_check_tools", lambda infra: "npx")
+    return calls
+
+
+def test_deploy_runs_cdk_deploy_from_infra(recorded: list) -> None:
+    result = CliRunner().invoke(
+        cdk_commands.deploy, ["--stage", "feat-x", "--ssm-stage", "dev", "--yes"]
+    )
+    assert result.exit_code == 0, result.output
+    ((argv, cwd),) = recorded
+    assert cwd == INFRA
+    assert argv[3] == "deploy"
+    assert "ssmStageName=dev" in argv
+    assert argv[argv.index("--require-approval") + 1] == "never"
+    assert argv[argv.index("--app") + 1].endswith("app.py")
+    assert sys.executable in argv[argv.index("--app") + 1]
+
+
+def test_destroy_and_synth(recorded: list, tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cdk_commands.destroy, ["--stage", "feat-x", "--yes"]).exit_code == 0
+    out = tmp_path / "assembly"
+    assert runner.invoke(cdk_commands.synth, ["--stage", "dev", "--out", str(out)]).exit_code == 0
+    (destroy_argv, _), (synth_argv, _) = recorded
+    assert destroy_argv[3] == "destroy"
+    assert "--force" in destroy_argv
+    assert destroy_argv[-1] == "iotnotify-feat-x"
+    assert synth_argv[3] == "synth"
+    assert synth_argv[synth_argv.index("--output") + 1] == str(out.resolve())
+
+
+def test_cdk_exit_status_is_passed_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cdk_commands, "run_cdk", lambda argv, *, cwd, env=None: 3)
+    monkeypatch.setattr(cdk_commands, "_check_tools", lambda infra: "npx")
+    result = CliRunner().invoke(cdk_commands.synth, ["--stage", "dev"])
+    assert result.exit_code == 3
+
+
+def test_invalid_stage_is_refused_before_cdk_runs(recorded: list) -> None:
+    result = CliRunner().invoke(cdk_commands.deploy, ["--stage", "Feat_X"])
+    assert result.exit_code == 2
+    assert "--stage" in result.output
+    assert recorded == []
+
+
+def test_missing_node_modules_gives_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "app.py").write_text("")
+    (tmp_path / "cdk.json").write_text("{}")
+    monkeypatch.setenv("IOTNOTIFY_INFRA_DIR", str(tmp_path))
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/npx")
+    result = CliRunner().invoke(cdk_commands.synth, ["--stage", "dev"])
+    assert result.exit_code == 1
+    assert "make setup" in result.output
+    assert "node_modules" in result.output
+
+
+def test_missing_npx_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    result = CliRunner().invoke(cdk_commands.destroy, ["--stage", "dev"])
+    assert result.exit_code == 1
+    assert "Node.js" in result.output
+
+
+def test_missing_infra_dir_gives_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("IOTNOTIFY_INFRA_DIR", str(tmp_path / "nowhere"))
+    result = CliRunner().invoke(cdk_commands.deploy, ["--stage", "dev"])
+    assert result.exit_code == 1
+    assert "no CDK app" in result.output

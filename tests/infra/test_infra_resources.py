@@ -1,0 +1,346 @@
+"""Every resource of one stage, asserted on the synthesised template."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match
+from infra_helpers import Synth, render, synth
+from iotnotify_handlers.settings import ENV
+from iotnotify_infra.functions import FUNCTION_SPECS
+from iotnotify_infra.stack import ROOMS_TABLE_ENV
+
+
+@pytest.fixture(scope="module")
+def dev() -> Synth:
+    return synth("dev")
+
+
+def test_resource_counts(dev: Synth) -> None:
+    t = dev.template
+    t.resource_count_is("AWS::Cognito::UserPool", 1)
+    t.resource_count_is("AWS::Cognito::UserPoolClient", 1)
+    t.resource_count_is("AWS::DynamoDB::Table", 2)
+    t.resource_count_is("AWS::SQS::Queue", 2)
+    t.resource_count_is("AWS::ApiGateway::RestApi", 1)
+    t.resource_count_is("AWS::ApiGateway::Authorizer", 1)
+    t.resource_count_is("AWS::Lambda::EventSourceMapping", 1)
+    t.resource_count_is("AWS::S3::Bucket", 1)
+    t.resource_count_is("AWS::CloudFront::Distribution", 1)
+    t.resource_count_is("AWS::CloudFront::OriginAccessControl", 1)
+    t.resource_count_is("Custom::CDKBucketDeployment", 1)
+    t.resource_count_is("Custom::AWS", 1)  # the IoT endpoint lookup
+    t.resource_count_is("AWS::IAM::ManagedPolicy", 2)  # publisher, notify caller
+    # No SSM parameter is created: the API key is referenced, set by hand.
+    t.resource_count_is("AWS::SSM::Parameter", 0)
+    functions = dev.resources("AWS::Lambda::Function").values()
+    names = {r["Properties"].get("FunctionName") for r in functions}
+    assert {dev.config.name(s.suffix) for s in FUNCTION_SPECS} <= names
+
+
+def test_user_pool_email_sign_in_and_self_sign_up(dev: Synth) -> None:
+    dev.template.has_resource_properties(
+        "AWS::Cognito::UserPool",
+        {
+            "UserPoolName": "iotnotify-dev-users",
+            "UsernameAttributes": ["email"],
+            "AutoVerifiedAttributes": ["email"],
+            "AdminCreateUserConfig": {"AllowAdminCreateUserOnly": False},
+        },
+    )
+
+
+def test_public_client_allows_srp_password_and_refresh(dev: Synth) -> None:
+    dev.template.has_resource_properties(
+        "AWS::Cognito::UserPoolClient",
+        {
+            "GenerateSecret": False,
+            "ExplicitAuthFlows": Match.array_equals(
+                ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+            ),
+            "RefreshTokenValidity": Match.any_value(),
+        },
+    )
+
+
+def test_outputs_name_what_clients_need(dev: Synth) -> None:
+    outputs = dev.raw["Outputs"]
+    for key in ("UserPoolId", "UserPoolClientId", "ApiUrl", "IotEndpoint", "Region", "WebUrl"):
+        assert key in outputs, key
+    assert render(outputs["IotEndpoint"]["Value"]).endswith(".endpointAddress}")
+    assert outputs["NotifyApiKeyParameter"]["Value"] == "/iotnotify/dev/notify-api-key"
+
+
+def test_inbox_table(dev: Synth) -> None:
+    dev.template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "TableName": "iotnotify-dev-inbox",
+            "KeySchema": [
+                {"AttributeName": "userId", "KeyType": "HASH"},
+                {"AttributeName": "id", "KeyType": "RANGE"},
+            ],
+            "AttributeDefinitions": Match.array_equals(
+                [
+                    {"AttributeName": "userId", "AttributeType": "S"},
+                    {"AttributeName": "id", "AttributeType": "S"},
+                ]
+            ),
+            "BillingMode": "PAY_PER_REQUEST",
+            "TimeToLiveSpecification": {"AttributeName": "expiresAt", "Enabled": True},
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+        },
+    )
+
+
+def test_rooms_table(dev: Synth) -> None:
+    dev.template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "TableName": "iotnotify-dev-rooms",
+            "KeySchema": [{"AttributeName": "room", "KeyType": "HASH"}],
+            "BillingMode": "PAY_PER_REQUEST",
+        },
+    )
+
+
+def test_dev_stage_data_is_deleted_with_the_stack(dev: Synth) -> None:
+    for table in dev.resources("AWS::DynamoDB::Table").values():
+        assert table["DeletionPolicy"] == "Delete"
+
+
+def test_task_queue_has_dlq_after_three_receives(dev: Synth) -> None:
+    queues = dev.resources("AWS::SQS::Queue")
+    by_name = {q["Properties"]["QueueName"]: k for k, q in queues.items()}
+    dlq = by_name["iotnotify-dev-tasks-dlq"]
+    main = dev.props(by_name["iotnotify-dev-tasks"])
+    assert main["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]},
+        "maxReceiveCount": 3,
+    }
+    assert main["SqsManagedSseEnabled"] is True
+    # At least six times the worker's timeout (AWS guidance for SQS sources).
+    assert main["VisibilityTimeout"] >= 6 * dev.function("task-worker")["Timeout"]
+
+
+def test_worker_event_source_reports_batch_item_failures(dev: Synth) -> None:
+    dev.template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "FunctionName": {"Ref": dev.function_id("task-worker")},
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "EventSourceArn": {"Fn::GetAtt": [Match.string_like_regexp("TasksQueue"), "Arn"]},
+        },
+    )
+
+
+@pytest.mark.parametrize("spec", FUNCTION_SPECS, ids=lambda s: s.suffix)
+def test_function_runtime_tracing_logging(dev: Synth, spec) -> None:  # type: ignore[no-untyped-def]
+    fn = dev.function(spec.suffix)
+    assert fn["Handler"] == spec.handler
+    assert fn["Runtime"] == "python3.12"
+    assert fn["Architectures"] == ["arm64"]
+    assert fn["TracingConfig"] == {"Mode": "Active"}
+    layers = [render(layer) for layer in fn["Layers"]]
+    assert len(layers) == 1
+    assert ":017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-arm64:" in layers[0]
+    assert "${AWS::Region}" in layers[0]
+    env = fn["Environment"]["Variables"]
+    assert env["POWERTOOLS_SERVICE_NAME"] == "iotnotify"
+    assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
+    # The function logs to its own group, which has a retention.
+    group = dev.props(fn["LoggingConfig"]["LogGroup"]["Ref"])
+    assert group["LogGroupName"] == f"/aws/lambda/{dev.config.name(spec.suffix)}"
+    assert group["RetentionInDays"] == 30
+
+
+@pytest.mark.parametrize("spec", FUNCTION_SPECS, ids=lambda s: s.suffix)
+def test_function_environment_is_names_and_arns_only(dev: Synth, spec) -> None:  # type: ignore[no-untyped-def]
+    env = dev.function(spec.suffix)["Environment"]["Variables"]
+    ours = {k for k in env if not k.startswith("POWERTOOLS_")}
+    # Exactly the variables settings.ENV names (AWS_REGION comes from Lambda).
+    expected = {v for k, v in ENV.items() if k != "region"} | {ROOMS_TABLE_ENV}
+    assert ours == expected
+    assert env[ENV["app"]] == "iotnotify"
+    assert env[ENV["stage"]] == "dev"
+    assert env[ENV["ssm_stage"]] == "dev"
+    assert env[ENV["iot_endpoint"]] == {"Fn::GetAtt": [_lookup_id(dev), "endpointAddress"]}
+    assert render(env[ENV["subscriber_role_arn"]]).startswith("${IotSubscriberRole")
+    assert render(env[ENV["inbox_table"]]).startswith("${StorageInbox")
+    assert render(env[ROOMS_TABLE_ENV]).startswith("${StorageRooms")
+    assert render(env[ENV["task_queue_url"]]).startswith("${TasksQueue")
+    text = json.dumps(env).lower()
+    for secret_word in ("secret", "password", 'apikey":', 'api_key":'):
+        assert secret_word not in text
+
+
+def _lookup_id(dev: Synth) -> str:
+    (logical_id,) = dev.resources("Custom::AWS")
+    return logical_id
+
+
+def test_iot_endpoint_looked_up_at_deploy_time(dev: Synth) -> None:
+    (resource,) = dev.resources("Custom::AWS").values()
+    create = json.loads(render(resource["Properties"]["Create"]))
+    assert create["service"] == "Iot"
+    assert create["action"] == "describeEndpoint"
+    assert create["parameters"] == {"endpointType": "iot:Data-ATS"}
+    assert resource["Properties"]["InstallLatestAwsSdk"] is False
+
+
+ROUTES = {
+    ("/token", "GET"): ("COGNITO_USER_POOLS", "token"),
+    ("/notify", "POST"): ("AWS_IAM", "notify"),
+    ("/notify/key", "POST"): ("NONE", "notify"),
+    ("/notifications", "GET"): ("COGNITO_USER_POOLS", "notifications"),
+    ("/task", "POST"): ("COGNITO_USER_POOLS", "task"),
+    ("/chats", "GET"): ("COGNITO_USER_POOLS", "chats"),
+    ("/chats", "POST"): ("COGNITO_USER_POOLS", "chats"),
+}
+
+
+def _paths(dev: Synth) -> dict[str, str]:
+    """logical id of each API resource -> its full path."""
+    resources = dev.resources("AWS::ApiGateway::Resource")
+    paths: dict[str, str] = {}
+
+    def path_of(logical_id: str) -> str:
+        if logical_id not in paths:
+            props = resources[logical_id]["Properties"]
+            parent = props["ParentId"]
+            prefix = "" if "Fn::GetAtt" in parent else path_of(parent["Ref"])
+            paths[logical_id] = f"{prefix}/{props['PathPart']}"
+        return paths[logical_id]
+
+    for logical_id in resources:
+        path_of(logical_id)
+    return paths
+
+
+def test_routes_auth_and_proxy_integrations(dev: Synth) -> None:
+    paths = _paths(dev)
+    seen = {}
+    for method in dev.resources("AWS::ApiGateway::Method").values():
+        props = method["Properties"]
+        if props["HttpMethod"] == "OPTIONS":
+            continue
+        path = paths.get(props["ResourceId"].get("Ref", ""), "/")
+        seen[(path, props["HttpMethod"])] = props
+    assert set(seen) == set(ROUTES)
+    authorizer = next(iter(dev.resources("AWS::ApiGateway::Authorizer")))
+    for route, (auth, suffix) in ROUTES.items():
+        props = seen[route]
+        assert props["AuthorizationType"] == auth, route
+        if auth == "COGNITO_USER_POOLS":
+            assert props["AuthorizerId"] == {"Ref": authorizer}, route
+        integration = props["Integration"]
+        assert integration["Type"] == "AWS_PROXY", route
+        uri = render(integration["Uri"])
+        assert "${" + dev.function_id(suffix) + ".Arn}" in uri, route
+    # The key route makes API Gateway refuse calls without the header.
+    assert seen[("/notify/key", "POST")]["RequestParameters"] == {
+        "method.request.header.x-api-key": True
+    }
+
+
+def test_cognito_authorizer_uses_the_user_pool(dev: Synth) -> None:
+    (authorizer,) = dev.resources("AWS::ApiGateway::Authorizer").values()
+    assert authorizer["Properties"]["Type"] == "COGNITO_USER_POOLS"
+    assert render(authorizer["Properties"]["ProviderARNs"])[0].startswith("${IdentityUserPool")
+
+
+def test_api_stage_throttling_tracing_access_logs(dev: Synth) -> None:
+    dev.template.has_resource_properties(
+        "AWS::ApiGateway::Stage",
+        {
+            "StageName": "dev",
+            "TracingEnabled": True,
+            "AccessLogSetting": Match.object_like({"DestinationArn": Match.any_value()}),
+            "MethodSettings": Match.array_with(
+                [
+                    Match.object_like(
+                        {
+                            "HttpMethod": "*",
+                            "ResourcePath": "/*",
+                            "ThrottlingRateLimit": 50,
+                            "ThrottlingBurstLimit": 100,
+                        }
+                    )
+                ]
+            ),
+        },
+    )
+
+
+def test_cors_preflight_allows_the_web_origin(dev: Synth) -> None:
+    options = [
+        m["Properties"]
+        for m in dev.resources("AWS::ApiGateway::Method").values()
+        if m["Properties"]["HttpMethod"] == "OPTIONS"
+    ]
+    assert options, "CORS preflight methods"
+    for props in options:
+        assert props["AuthorizationType"] == "NONE"
+        headers = props["Integration"]["IntegrationResponses"][0]["ResponseParameters"]
+        origin = render(headers["method.response.header.Access-Control-Allow-Origin"])
+        assert origin.startswith("'https://${SiteDistribution")
+        assert origin.endswith(".DomainName}'")
+        assert "X-Api-Key" in headers["method.response.header.Access-Control-Allow-Headers"]
+
+
+def test_web_bucket_is_private_and_served_through_oac(dev: Synth) -> None:
+    dev.template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            }
+        },
+    )
+    (oac,) = dev.resources("AWS::CloudFront::OriginAccessControl")
+    (dist,) = dev.resources("AWS::CloudFront::Distribution").values()
+    config = dist["Properties"]["DistributionConfig"]
+    assert config["DefaultRootObject"] == "index.html"
+    assert config["DefaultCacheBehavior"]["ViewerProtocolPolicy"] == "redirect-to-https"
+    (origin,) = config["Origins"]
+    assert origin["OriginAccessControlId"] == {"Fn::GetAtt": [oac, "Id"]}
+    # The bucket policy lets CloudFront (this distribution only) read.
+    (policy,) = dev.resources("AWS::S3::BucketPolicy").values()
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    reads = [s for s in statements if s.get("Principal") == {"Service": "cloudfront.amazonaws.com"}]
+    assert reads
+    assert all(s["Effect"] == "Allow" for s in reads)
+
+
+def test_web_config_json_carries_the_runtime_settings(dev: Synth) -> None:
+    (deployment,) = dev.resources("Custom::CDKBucketDeployment").values()
+    props = deployment["Properties"]
+    assert render(props["DestinationBucketName"]).startswith("${SiteBucket")
+    assert props["DistributionPaths"] == ["/*"]  # invalidate on every deploy
+    _site_key, config_key = props["SourceObjectKeys"]
+    config_dir = dev.outdir / f"asset.{config_key.removesuffix('.zip')}"
+    text = (config_dir / "config.json").read_text()
+    # Deploy-time values are markers in the asset that the deployment
+    # handler replaces with JSON strings (quotes included).
+    for marker, value in props["SourceMarkers"][1].items():
+        text = text.replace(marker, render(value))
+    config = json.loads(text)
+    assert set(config) >= {"apiUrl", "region", "iotEndpoint", "userPoolId", "userPoolClientId"}
+    assert "${ApiRestApi" in config["apiUrl"]
+    assert config["region"] == "${AWS::Region}"
+    assert config["iotEndpoint"] == f"${{{_lookup_id(dev)}.endpointAddress}}"
+    assert config["userPoolId"].startswith("${IdentityUserPool")
+    assert config["userPoolClientId"].startswith("${IdentityUserPoolWebClient")
+
+
+def test_placeholder_page_is_generated_when_web_dist_is_missing(dev: Synth) -> None:
+    from iotnotify_infra.web import WEB_DIST
+
+    if (WEB_DIST / "index.html").exists():
+        pytest.skip("web/dist is built here; the placeholder is not used")
+    page = dev.outdir / "iotnotify-web-placeholder-dev" / "index.html"
+    assert "web/dist" in page.read_text()

@@ -1,0 +1,127 @@
+"""End-to-end through the emulator with the raw client and boto3 iot-data."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+from iotnotify_emulator.mqtt import Publish
+from iotnotify_emulator.testing import ALLOW_ALL, ConnectionRefused, Harness, RawMqttClient
+
+
+async def test_subscriber_receives_an_iot_data_publish(world: Harness) -> None:
+    # Given alice connected and subscribed to her topic
+    client = await world.connect(world.subscriber("alice"), "alice.tab1")
+    suback = await client.subscribe((world.topic_of("alice"), 1))
+    assert suback.return_codes == (1,)
+    # When the backend publishes with boto3 iot-data
+    iot = world.iot_data(world.publisher())
+    response = await asyncio.to_thread(
+        iot.publish, topic=world.topic_of("alice"), qos=1, payload=b'{"title":"hi"}'
+    )
+    # Then alice receives it, at QoS 1
+    message = await client.next_publish()
+    assert message.topic == world.topic_of("alice")
+    assert message.payload == b'{"title":"hi"}'
+    assert message.qos == 1
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
+    await client.disconnect()
+
+
+async def test_stats_endpoint_counts(world: Harness) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(world.emulator.data_url + "/_emulator/stats") as response,
+    ):
+        stats = await response.json()
+    assert stats["connections_current"] == 0
+    assert "deliveries" in stats
+
+
+async def test_bad_signature_is_refused_before_upgrade(world: Harness) -> None:
+    credential = world.subscriber("alice")
+    url = world.url(credential).replace("X-Amz-Signature=", "X-Amz-Signature=0")
+    with pytest.raises(ConnectionRefused) as refused:
+        await RawMqttClient.open(url)
+    assert refused.value.status == 403
+
+
+async def test_token_inside_signature_is_refused(world: Harness) -> None:
+    credential = world.subscriber("alice")
+    with pytest.raises(ConnectionRefused) as refused:
+        await RawMqttClient.open(world.url(credential, sign_token=True))
+    assert refused.value.status == 403
+
+
+async def test_missing_subprotocol_gets_426(world: Harness) -> None:
+    credential = world.subscriber("alice")
+    with pytest.raises(ConnectionRefused) as refused:
+        await RawMqttClient.open(world.url(credential), protocols=())
+    assert refused.value.status == 426
+
+
+async def test_mqttv31_subprotocol_is_accepted(world: Harness) -> None:
+    client = await RawMqttClient.connect(
+        world.url(world.subscriber("alice")), client_id="alice.x", protocols=("mqttv3.1",)
+    )
+    assert client.ws.protocol == "mqttv3.1"
+    await client.disconnect()
+
+
+async def test_lifecycle_events(world: Harness) -> None:
+    # Given a watcher allowed to read presence events
+    watcher_cred = world.store.issue([ALLOW_ALL], principal_id="AIDAWATCHER")
+    watcher = await world.connect(watcher_cred, "watcher")
+    await watcher.subscribe("$aws/events/presence/+/+")
+    # When alice connects and disconnects cleanly
+    alice = await world.connect(
+        world.subscriber("alice"), "alice.tab1", username="?SDK=x&Version=1"
+    )
+    await alice.disconnect()
+    connected = await watcher.next_publish()
+    disconnected = await watcher.next_publish()
+    # Then both events carry AWS's fields
+    assert connected.topic == "$aws/events/presence/connected/alice.tab1"
+    event = json.loads(connected.payload)
+    assert event["eventType"] == "connected"
+    assert event["clientId"] == "alice.tab1"
+    assert event["principalIdentifier"] == "AROATEST:alice"
+    assert event["ipAddress"] == "127.0.0.1"
+    assert {"timestamp", "sessionIdentifier", "versionNumber"} <= event.keys()
+    gone = json.loads(disconnected.payload)
+    assert disconnected.topic == "$aws/events/presence/disconnected/alice.tab1"
+    assert gone["clientInitiatedDisconnect"] is True
+    assert gone["disconnectReason"] == "CLIENT_INITIATED_DISCONNECT"
+    assert gone["sessionIdentifier"] == event["sessionIdentifier"]
+    assert gone["versionNumber"] == event["versionNumber"]
+    await watcher.disconnect()
+
+
+async def test_retained_message_is_delivered_on_subscribe(world: Harness) -> None:
+    publisher = world.store.issue(
+        [
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": ["iot:Publish", "iot:RetainPublish"],
+                        "Resource": world.emulator.broker.arn("topic", f"{world.scheme.prefix}/*"),
+                    }
+                ],
+            }
+        ],
+        with_token=False,
+    )
+    iot = world.iot_data(publisher)
+    broadcast = str(world.scheme.broadcast())
+    await asyncio.to_thread(iot.publish, topic=broadcast, qos=0, retain=True, payload=b"r")
+    client = await world.connect(world.subscriber("bob"), "bob.1")
+    await client.subscribe(broadcast)
+    message = await client.next_publish()
+    assert isinstance(message, Publish)
+    assert message.retain
+    assert message.payload == b"r"
+    await client.disconnect()

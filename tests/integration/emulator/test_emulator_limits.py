@@ -1,0 +1,173 @@
+"""AWS IoT Core's limits and delivery rules, and isolation of a stalled subscriber."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from botocore.exceptions import ClientError
+from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
+from iotnotify_emulator.mqtt import SUBACK_FAILURE, Connect
+from iotnotify_emulator.testing import ALLOW_ALL, ConnectionRefused, Harness, RawMqttClient
+
+
+async def test_client_id_rules(world: Harness) -> None:
+    credential = world.store.issue([ALLOW_ALL])
+    for client_id in ("$sys", "x" * 129, ""):
+        with pytest.raises(ConnectionRefused) as refused:
+            await world.connect(credential, client_id)
+        assert refused.value.return_code == 2, client_id
+    ok = await world.connect(credential, "x" * 128)
+    await ok.disconnect()
+
+
+async def test_only_mqtt_311_is_accepted(world: Harness) -> None:
+    client = await RawMqttClient.open(world.url(world.store.issue([ALLOW_ALL])))
+    await client.send(Connect(client_id="c", protocol_name="MQIsdp", protocol_level=3))
+    packets = await client.wait_closed()
+    assert [getattr(p, "return_code", None) for p in packets] == [1]
+    await client.close()
+
+
+async def test_subscribe_limits(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c1")
+    nine = [f"t/{i}" for i in range(9)]
+    codes = (await client.subscribe(*nine)).return_codes
+    assert codes == (0,) * 8 + (SUBACK_FAILURE,)
+    for start in range(8, 50, 8):
+        batch = [f"t/{i}" for i in range(start, min(start + 8, 50))]
+        assert set((await client.subscribe(*batch)).return_codes) == {0}
+    assert (await client.subscribe("t/50")).return_codes == (SUBACK_FAILURE,)
+    # Re-subscribing an existing filter is not a new subscription.
+    assert (await client.subscribe(("t/1", 1))).return_codes == (1,)
+    # Invalid filters fail individually.
+    assert (await client.subscribe("a/#/b")).return_codes == (SUBACK_FAILURE,)
+    await client.disconnect()
+
+
+async def test_qos_is_downgraded_to_the_subscription(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c1")
+    await client.subscribe(("q/0", 0), ("q/1", 1))
+    await client.publish("q/0", b"a", qos=1)
+    assert (await client.next_publish()).qos == 0
+    await client.publish("q/1", b"b", qos=1)
+    assert (await client.next_publish()).qos == 1
+    await client.publish("q/1", b"c", qos=0)
+    assert (await client.next_publish()).qos == 0
+    await client.disconnect()
+
+
+async def test_oversized_mqtt_payload_closes_the_connection(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c1")
+    await client.publish("big", b"x" * (128 * 1024 + 1))
+    await client.wait_closed()
+
+
+async def test_invalid_topics_close_the_connection(world: Harness) -> None:
+    for topic in ("a/+/b", "/".join("x" * 9)):
+        client = await world.connect(world.store.issue([ALLOW_ALL]), "c1")
+        await client.publish(topic, b"x")
+        await client.wait_closed()
+
+
+async def test_http_publish_errors(world: Harness) -> None:
+    publisher = world.iot_data(world.publisher())
+    topic = world.topic_of("alice")
+
+    def code_of(**kwargs: object) -> tuple[int, str]:
+        try:
+            publisher.publish(**kwargs)
+        except ClientError as exc:
+            return exc.response["ResponseMetadata"]["HTTPStatusCode"], exc.response["Error"]["Code"]
+        return 200, "OK"
+
+    assert await asyncio.to_thread(code_of, topic=topic, payload=b"x") == (200, "OK")
+    assert await asyncio.to_thread(code_of, topic=topic, payload=b"x" * (128 * 1024 + 1)) == (
+        413,
+        "RequestEntityTooLargeException",
+    )
+    assert await asyncio.to_thread(code_of, topic="a/+/b", payload=b"x") == (
+        400,
+        "InvalidRequestException",
+    )
+    assert await asyncio.to_thread(code_of, topic="other/app", payload=b"x") == (
+        403,
+        "ForbiddenException",
+    )
+    # Retained publish needs iot:RetainPublish, which the publisher policy lacks.
+    assert await asyncio.to_thread(code_of, topic=topic, payload=b"x", retain=True) == (
+        403,
+        "ForbiddenException",
+    )
+    subscriber = world.iot_data(world.subscriber("alice"))
+    status = await asyncio.to_thread(lambda: _status(subscriber, topic=topic, payload=b"x"))
+    assert status == 403
+    forged = world.publisher()
+    world.store.remove(forged.access_key_id)
+    status = await asyncio.to_thread(
+        lambda: _status(world.iot_data(forged), topic=topic, payload=b"x")
+    )
+    assert status == 401
+
+
+def _status(client: object, **kwargs: object) -> int:
+    try:
+        client.publish(**kwargs)  # type: ignore[attr-defined]
+    except ClientError as exc:
+        return int(exc.response["ResponseMetadata"]["HTTPStatusCode"])
+    return 200
+
+
+async def test_https_publish_on_the_wss_port(world: Harness) -> None:
+    client = await world.connect(world.subscriber("alice"), "alice.1")
+    await client.subscribe(world.topic_of("alice"))
+    iot = world.iot_data(world.publisher(), tls=True)
+    await asyncio.to_thread(iot.publish, topic=world.topic_of("alice"), payload=b"tls")
+    assert (await client.next_publish()).payload == b"tls"
+    await client.disconnect()
+
+
+@pytest.fixture
+async def small_queue_world() -> AsyncIterator[Harness]:
+    store = InMemoryCredentialStore()
+    config = EmulatorConfig(outbound_queue_limit=8, wss_port=None)
+    async with start_emulator(config, credentials=store) as emulator:
+        harness = Harness(emulator=emulator, store=store)
+        yield harness
+        await harness.aclose()
+
+
+async def test_a_stalled_subscriber_does_not_slow_the_others(
+    small_queue_world: Harness,
+) -> None:
+    world = small_queue_world
+    credential = world.store.issue([ALLOW_ALL])
+    # Given a subscriber that never reads, and one that does
+    stalled = await world.connect(credential, "stalled")
+    await stalled.subscribe("fan/out")
+    active = await world.connect(credential, "active")
+    await active.subscribe("fan/out")
+    publisher = await world.connect(credential, "publisher")
+    # When far more than the socket buffers can hold is published
+    payload = b"x" * 64 * 1024
+    count = 200
+    received = 0
+
+    async def consume() -> None:
+        nonlocal received
+        while received < count:
+            await active.next_publish(within=10)
+            received += 1
+
+    consumer = asyncio.create_task(consume())
+    for _ in range(count):
+        await publisher.publish("fan/out", payload, qos=1)
+    await asyncio.wait_for(consumer, timeout=30)
+    # Then the active subscriber got everything and the stalled one's excess was dropped
+    assert received == count
+    stats = world.emulator.stats()
+    assert stats["drops"] > 0
+    assert stats["deliveries"] + stats["drops"] == 2 * count
+    for client in (stalled, active, publisher):
+        await client.close()

@@ -1,0 +1,161 @@
+"""Who may do what: IAM enforcement on CONNECT, SUBSCRIBE, PUBLISH and every delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
+from iotnotify_emulator.mqtt import SUBACK_FAILURE, Pingreq, Pingresp
+from iotnotify_emulator.testing import ALLOW_ALL, ConnectionRefused, Harness
+
+
+async def test_bob_cannot_subscribe_to_alices_topic(world: Harness) -> None:
+    bob = await world.connect(world.subscriber("bob"), "bob.1")
+    suback = await bob.subscribe(world.topic_of("alice"), world.topic_of("bob"))
+    assert suback.return_codes == (SUBACK_FAILURE, 0)
+    refusal = world.emulator.stats()["recent_refusals"][-1]
+    assert refusal["action"] == "iot:Subscribe"
+    assert refusal["resource"].endswith("topicfilter/" + world.topic_of("alice"))
+    await bob.disconnect()
+
+
+async def test_bob_cannot_use_a_wildcard_filter_to_read_alices_topic(world: Harness) -> None:
+    # Given a sloppy identity policy that lets bob subscribe to anything,
+    # while Receive stays limited to his own topic
+    arn = world.emulator.broker.arn
+    sloppy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["iot:Connect", "iot:Subscribe"], "Resource": "*"},
+            {
+                "Effect": "Allow",
+                "Action": "iot:Receive",
+                "Resource": arn("topic", world.topic_of("bob")),
+            },
+        ],
+    }
+    bob = await world.connect(world.store.issue([sloppy]), "bob.1")
+    assert (await bob.subscribe("#", "app/test/user/+/notifications")).return_codes == (0, 0)
+    # When the backend publishes to alice, then to bob
+    iot = world.iot_data(world.publisher())
+    await asyncio.to_thread(iot.publish, topic=world.topic_of("alice"), payload=b"secret")
+    await asyncio.to_thread(iot.publish, topic=world.topic_of("bob"), payload=b"mine")
+    # Then bob only ever sees his own message
+    message = await bob.next_publish()
+    assert message.payload == b"mine"
+    assert world.emulator.stats()["denials_by_action"]["iot:Receive"] >= 1
+    await bob.disconnect()
+
+
+async def test_bob_cannot_connect_as_alice(world: Harness) -> None:
+    for client_id in ("alice.1", "bob", "bob-x.1", "alice"):
+        with pytest.raises(ConnectionRefused) as refused:
+            await world.connect(world.subscriber("bob"), client_id)
+        assert refused.value.return_code == 5, client_id
+
+
+async def test_subscriber_may_not_publish_and_is_disconnected(world: Harness) -> None:
+    alice = await world.connect(world.subscriber("alice"), "alice.1")
+    await alice.publish(world.topic_of("alice"), b"x")
+    await alice.wait_closed()
+    assert world.emulator.stats()["disconnects_by_reason"]["AUTH_ERROR"] == 1
+
+
+async def test_duplicate_client_id_kicks_the_older_connection(world: Harness) -> None:
+    watcher = await world.connect(world.store.issue([ALLOW_ALL]), "watcher")
+    await watcher.subscribe("$aws/events/presence/disconnected/+")
+    first = await world.connect(world.subscriber("alice"), "alice.1")
+    second = await world.connect(world.subscriber("alice"), "alice.1")
+    await first.wait_closed()
+    event = json.loads((await watcher.next_publish()).payload)
+    assert event["disconnectReason"] == "DUPLICATE_CLIENTID"
+    assert event["clientInitiatedDisconnect"] is False
+    # The newer connection still works
+    await second.ping()
+    assert isinstance(await second.receive(), Pingresp)
+    await second.disconnect()
+    await watcher.disconnect()
+
+
+async def test_expired_or_unknown_credentials_are_refused(world: Harness) -> None:
+    from datetime import timedelta
+
+    expired = world.store.issue([ALLOW_ALL], expires_in=timedelta(seconds=-1))
+    with pytest.raises(ConnectionRefused) as refused:
+        await world.connect(expired, "x")
+    assert refused.value.status == 403
+    gone = world.store.issue([ALLOW_ALL])
+    world.store.remove(gone.access_key_id)
+    with pytest.raises(ConnectionRefused) as refused:
+        await world.connect(gone, "x")
+    assert refused.value.status == 403
+
+
+async def test_wrong_session_token_is_refused(world: Harness) -> None:
+    from dataclasses import replace
+
+    real = world.subscriber("alice")
+    forged = replace(real, session_token="not-the-token")
+    with pytest.raises(ConnectionRefused) as refused:
+        await world.connect(forged, "alice.1")
+    assert refused.value.status == 403
+
+
+@pytest.fixture
+async def fast_world() -> AsyncIterator[Harness]:
+    config = EmulatorConfig(keepalive_min=1, keepalive_factor=1.5, websocket_ttl=30)
+    store = InMemoryCredentialStore()
+    async with start_emulator(config, credentials=store) as emulator:
+        harness = Harness(emulator=emulator, store=store)
+        yield harness
+        await harness.aclose()
+
+
+async def test_silent_client_is_dropped_after_one_and_a_half_keepalives(
+    fast_world: Harness,
+) -> None:
+    watcher = await fast_world.connect(fast_world.store.issue([ALLOW_ALL]), "watcher")
+    await watcher.subscribe("$aws/events/presence/disconnected/+")
+    silent = await fast_world.connect(fast_world.subscriber("alice"), "alice.1", keepalive=1)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await silent.wait_closed(within=5)
+    assert loop.time() - started >= 1.4
+    event = json.loads((await watcher.next_publish()).payload)
+    assert event["disconnectReason"] == "MQTT_KEEP_ALIVE_TIMEOUT"
+    await watcher.disconnect()
+
+
+async def test_pinging_client_stays_connected(fast_world: Harness) -> None:
+    client = await fast_world.connect(fast_world.subscriber("alice"), "alice.1", keepalive=1)
+    for _ in range(4):
+        await asyncio.sleep(0.5)  # the client's own ping schedule, nothing to await
+        await client.ping()
+        assert isinstance(await client.receive(), Pingresp)
+    await client.disconnect()
+
+
+async def test_websocket_ttl_expiry() -> None:
+    store = InMemoryCredentialStore()
+    async with start_emulator(EmulatorConfig(websocket_ttl=0.5), credentials=store) as emulator:
+        world = Harness(emulator=emulator, store=store)
+        client = await world.connect(world.subscriber("alice"), "alice.1")
+        await client.wait_closed(within=5)
+        reasons = emulator.stats()["disconnects_by_reason"]
+        assert reasons == {"WEBSOCKET_TTL_EXPIRATION": 1}
+
+
+async def test_qos2_requests_get_no_ack(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c1")
+    from iotnotify_emulator.mqtt import Publish, Subscribe
+
+    await client.send(Subscribe(packet_id=7, topics=(("a/b", 2),)))
+    await client.send(Publish(topic="a/b", payload=b"x", qos=2, packet_id=8))
+    await client.send(Pingreq())
+    # The next packet is the PINGRESP: neither SUBACK nor PUBREC/PUBACK came.
+    assert isinstance(await client.receive(), Pingresp)
+    assert world.emulator.stats()["qos2_ignored"] == 2
+    await client.disconnect()

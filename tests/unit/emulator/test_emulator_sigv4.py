@@ -1,0 +1,160 @@
+"""SigV4 verification against requests signed by botocore itself."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from iotnotify_emulator.credentials import InMemoryCredentialStore
+from iotnotify_emulator.sigv4 import (
+    SignatureError,
+    verify_header_signature,
+    verify_query_signature,
+)
+from iotnotify_emulator.testing import ALLOW_ALL, presign_url
+from multidict import CIMultiDict
+
+REGION = "us-east-1"
+
+
+def _query(url: str) -> tuple[str, list[tuple[str, str]]]:
+    parts = urlsplit(url)
+    pairs = [tuple(map(unquote, p.split("=", 1))) for p in parts.query.split("&")]
+    return parts.path, [(k, v) for k, v in pairs]
+
+
+@pytest.fixture
+def store() -> InMemoryCredentialStore:
+    return InMemoryCredentialStore()
+
+
+def _verify_url(url: str, store: InMemoryCredentialStore, **kwargs: object) -> object:
+    path, query = _query(url)
+    headers = CIMultiDict({"Host": urlsplit(url).netloc})
+    return verify_query_signature(
+        method="GET",
+        raw_path=path,
+        query=query,
+        headers=headers,
+        store=store,
+        service="iotdevicegateway",
+        region=REGION,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_presigned_url_verifies(store: InMemoryCredentialStore) -> None:
+    credential = store.issue([ALLOW_ALL])
+    url = presign_url("ws://127.0.0.1:8080/mqtt", credential, region=REGION)
+    assert _verify_url(url, store) == credential
+
+
+def test_expired_presigned_url_is_refused(store: InMemoryCredentialStore) -> None:
+    credential = store.issue([ALLOW_ALL])
+    url = presign_url("ws://127.0.0.1:8080/mqtt", credential, region=REGION, expires=60)
+    later = datetime.now(UTC) + timedelta(seconds=120)
+    with pytest.raises(SignatureError, match="expired"):
+        _verify_url(url, store, now=later)
+
+
+def test_clock_skew_beyond_fifteen_minutes_is_refused(store: InMemoryCredentialStore) -> None:
+    credential = store.issue([ALLOW_ALL])
+    url = presign_url("ws://127.0.0.1:8080/mqtt", credential, region=REGION, expires=86400)
+    with pytest.raises(SignatureError, match="from the server time"):
+        _verify_url(url, store, now=datetime.now(UTC) + timedelta(minutes=16))
+
+
+def test_wrong_host_service_or_region_is_refused(store: InMemoryCredentialStore) -> None:
+    credential = store.issue([ALLOW_ALL])
+    url = presign_url("ws://127.0.0.1:8080/mqtt", credential, region=REGION)
+    path, query = _query(url)
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_query_signature(
+            method="GET",
+            raw_path=path,
+            query=query,
+            headers=CIMultiDict({"Host": "127.0.0.1"}),  # signed with the port
+            store=store,
+            service="iotdevicegateway",
+            region=REGION,
+        )
+    other_service = presign_url("ws://h/mqtt", credential, region=REGION, service="iotdata")
+    with pytest.raises(SignatureError, match="service"):
+        _verify_url(other_service, store)
+    other_region = presign_url("ws://h/mqtt", credential, region="eu-west-1")
+    with pytest.raises(SignatureError, match="region"):
+        _verify_url(other_region, store)
+
+
+def test_missing_parameters_are_refused(store: InMemoryCredentialStore) -> None:
+    with pytest.raises(SignatureError, match="missing"):
+        verify_query_signature(
+            method="GET",
+            raw_path="/mqtt",
+            query=[("X-Amz-Algorithm", "AWS4-HMAC-SHA256")],
+            headers=CIMultiDict(),
+            store=store,
+            service="iotdevicegateway",
+            region=REGION,
+        )
+
+
+def _signed_publish(store: InMemoryCredentialStore, body: bytes) -> tuple[AWSRequest, object]:
+    credential = store.issue([ALLOW_ALL])
+    request = AWSRequest(
+        method="POST",
+        url="http://127.0.0.1:9000/topics/app%2Fdev%2Fx?qos=1",
+        data=body,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    SigV4Auth(
+        Credentials(
+            credential.access_key_id, credential.secret_access_key, credential.session_token
+        ),
+        "iotdata",
+        REGION,
+    ).add_auth(request)
+    return request, credential
+
+
+def _verify_request(request: AWSRequest, store: InMemoryCredentialStore, body: bytes) -> object:
+    parts = urlsplit(request.url)
+    headers = CIMultiDict(dict(request.headers.items()))
+    headers["Host"] = parts.netloc
+    return verify_header_signature(
+        method="POST",
+        raw_path=parts.path,
+        query=[("qos", "1")],
+        headers=headers,
+        body=body,
+        store=store,
+        service="iotdata",
+        region=REGION,
+    )
+
+
+def test_header_signature_verifies_and_binds_the_body(store: InMemoryCredentialStore) -> None:
+    request, credential = _signed_publish(store, b"payload")
+    assert _verify_request(request, store, b"payload") == credential
+    with pytest.raises(SignatureError):
+        _verify_request(request, store, b"tampered")
+
+
+def test_header_signature_without_authorization_is_refused(
+    store: InMemoryCredentialStore,
+) -> None:
+    with pytest.raises(SignatureError, match="Authorization"):
+        verify_header_signature(
+            method="POST",
+            raw_path="/topics/x",
+            query=[],
+            headers=CIMultiDict(),
+            body=b"",
+            store=store,
+            service="iotdata",
+            region=REGION,
+        )
