@@ -300,7 +300,7 @@ def toast(page: Page, title: str) -> Any:
 
 def unread_item(page: Page, title: str) -> Any:
     return (
-        page.get_by_role("list", name="Unread notifications")
+        page.get_by_role("list", name="Unread notifications", exact=True)
         .get_by_role("listitem")
         .filter(has=page.get_by_role("heading", name=title, exact=True))
     )

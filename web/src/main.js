@@ -256,7 +256,6 @@ function render() {
   ui.unreadList.replaceChildren(...unread.map((note) => noteItem(note, true)));
   ui.readList.replaceChildren(...read.map((note) => noteItem(note, false)));
   ui.unreadCount.textContent = String(unread.length);
-  ui.unreadCount.setAttribute("aria-label", `${unread.length} unread`);
   ui.readCount.textContent = String(read.length);
   ui.readSection.hidden = read.length === 0;
   ui.empty.hidden = unread.length > 0;
