@@ -72,7 +72,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-test: setup lint
+test: setup lint typecheck
 	$(BIN)/python -m pytest
 
 format: setup

@@ -22,6 +22,7 @@ for _path in (_HERE, _HERE.parent / "client", _HERE.parent / "handlers"):
         sys.path.append(str(_path))
 
 from aws_cdk import App  # noqa: E402
+
 from iotnotify_infra import build_app  # noqa: E402
 
 

@@ -197,5 +197,15 @@ def cost(users: int, per_day: float, connected_hours: float, message_bytes: int)
     Console().print(table)
 
 
+def _register_optional_commands() -> None:
+    from iotnotify.cdk_commands import deploy, destroy, synth
+
+    for command in (deploy, destroy, synth):
+        cli.add_command(command)
+
+
+_register_optional_commands()
+
+
 def main() -> None:
     cli()

@@ -39,7 +39,6 @@ from iotnotify.contract import (
     iot_arn,
 )
 from iotnotify.errors import InvalidTopic
-
 from iotnotify_emulator.credentials import Credential
 from iotnotify_emulator.iam import Decision, evaluate
 from iotnotify_emulator.mqtt import (
@@ -116,6 +115,8 @@ class BrokerSettings:
     max_subscriptions: int = 50
     max_filters_per_subscribe: int = 8
     outbound_queue_limit: int = 1000
+    # AWS IoT Core quota "publish requests per second per connection"; None disables.
+    publish_rate_limit: float | None = 100.0
 
 
 @dataclass(slots=True)
@@ -135,6 +136,7 @@ class Stats:
     disconnects_by_reason: dict[str, int] = field(default_factory=dict)
     qos2_ignored: int = 0
     protocol_errors: int = 0
+    throttled: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -295,6 +297,8 @@ class MqttSession:
         self._packet_id = 0
         self._receive_cache: dict[str, bool] = {}
         self._last_activity = time.monotonic()
+        self._tokens = broker.settings.publish_rate_limit or 0.0
+        self._tokens_at = self._last_activity
         loop = asyncio.get_running_loop()
         settings = broker.settings
         self._timers: list[asyncio.TimerHandle] = [
@@ -353,6 +357,11 @@ class MqttSession:
 
     def _send(self, frame: bytes) -> None:
         """Queue a frame regardless of the limit (acks must not be dropped)."""
+        if len(self._queue) >= 2 * self.broker.settings.outbound_queue_limit + 64:
+            # Only acks can get here past the delivery limit: a peer that keeps
+            # sending PINGREQ/SUBSCRIBE without reading would grow memory forever.
+            self._close_soon(DisconnectReason.CLIENT_ERROR)
+            return
         self._queue.append(frame)
         if self._writer is None:
             self._drained.clear()
@@ -374,6 +383,19 @@ class MqttSession:
         finally:
             self._writer = None
             self._drained.set()
+
+    def _take_publish_token(self) -> bool:
+        """Token bucket of ``publish_rate_limit`` per second, burst of one second."""
+        rate = self.broker.settings.publish_rate_limit
+        if rate is None:
+            return True
+        now = time.monotonic()
+        self._tokens = min(rate, self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
     # --- authorisation helpers -------------------------------------------------
 
@@ -518,9 +540,11 @@ class MqttSession:
         broker = self.broker
         settings = broker.settings
         if any(qos == 2 for _, qos in packet.topics):
-            # AWS IoT developer guide, "MQTT > Quality of service": AWS IoT Core
-            # does not support QoS 2 and its broker does not send a PUBACK or
-            # SUBACK when QoS 2 is requested. The request is ignored whole.
+            # AWS IoT developer guide, MQTT, "AWS IoT differences from MQTT
+            # specifications": "AWS IoT Core does not support publishing or
+            # subscribing with QoS level 2. When QoS level 2 is requested, the
+            # AWS IoT message broker does not send a PUBACK or SUBACK." So the
+            # whole SUBSCRIBE is ignored: no SUBACK, no subscription.
             broker.stats.qos2_ignored += 1
             broker.refuse(
                 "SUBSCRIBE requesting QoS 2 is not acknowledged by AWS IoT Core",
@@ -596,6 +620,15 @@ class MqttSession:
             # QoS 2; the message is not accepted.
             broker.stats.qos2_ignored += 1
             broker.refuse("PUBLISH with QoS 2 is not supported", client_id=self.client_id)
+            return
+        if not self._take_publish_token():
+            # Over the per-connection quota AWS throttles: the message is
+            # dropped (no PUBACK for QoS 1) and the connection stays open.
+            broker.stats.throttled += 1
+            broker.refuse(
+                f"more than {broker.settings.publish_rate_limit} publishes/s (throttled)",
+                client_id=self.client_id,
+            )
             return
         try:
             topic = Topic(packet.topic)

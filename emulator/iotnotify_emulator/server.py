@@ -33,9 +33,9 @@ from typing import Any, Final
 from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
+
 from iotnotify.contract import MAX_PAYLOAD_BYTES, Topic
 from iotnotify.errors import InvalidTopic
-
 from iotnotify_emulator.broker import Broker, BrokerSettings, MqttSession
 from iotnotify_emulator.credentials import CredentialStore
 from iotnotify_emulator.mqtt import MqttProtocolError, StreamDecoder
@@ -87,8 +87,13 @@ class EmulatorConfig:
     connect_timeout: float = 10.0
     outbound_queue_limit: int = 1000
     max_subscriptions: int = 50
+    publish_rate_limit: float | None = 100.0
     signature_max_skew: timedelta = timedelta(minutes=15)
     extra_hosts: tuple[str, ...] = field(default=())
+    # ``POST /_emulator/restart``: drop every connection and stop listening for
+    # a while, as an outage would. For tests and demos of reconnecting
+    # clients; off unless asked for (``iotnotify local`` turns it on).
+    fault_injection: bool = False
 
     def broker_settings(self) -> BrokerSettings:
         return BrokerSettings(
@@ -101,6 +106,7 @@ class EmulatorConfig:
             connect_timeout=self.connect_timeout,
             max_subscriptions=self.max_subscriptions,
             outbound_queue_limit=self.outbound_queue_limit,
+            publish_rate_limit=self.publish_rate_limit,
         )
 
 
@@ -152,6 +158,10 @@ class Emulator:
         self._live: set[MqttSession] = set()
         self._temp_dir: Path | None = None
         self._stopped = False
+        self._sites: list[web.SockSite] = []
+        self._ssl_context: Any = None
+        self._outage: asyncio.Task[None] | None = None
+        self.restarts = 0
 
     # --- addresses ---------------------------------------------------------------
 
@@ -195,13 +205,15 @@ class Emulator:
         app.router.add_get("/mqtt", self._handle_mqtt)
         app.router.add_post(_TOPICS_PREFIX + "{topic:.+}", self._handle_publish)
         app.router.add_get("/_emulator/stats", self._handle_stats)
+        if config.fault_injection:
+            app.router.add_post("/_emulator/restart", self._handle_restart)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
         self._runner = runner
         try:
             plain = socket.create_server((config.host, config.ws_port))
             self.ws_port = plain.getsockname()[1]
-            await web.SockSite(runner, plain).start()
+            await self._listen(plain)
             if config.wss_port is not None:
                 cert_dir = config.cert_dir
                 if cert_dir is None:
@@ -211,8 +223,8 @@ class Emulator:
                 self.certificates = generate_certificates(cert_dir, hosts=hosts)
                 secure = socket.create_server((config.host, config.wss_port))
                 self.wss_port = secure.getsockname()[1]
-                ssl_context = server_ssl_context(self.certificates)
-                await web.SockSite(runner, secure, ssl_context=ssl_context).start()
+                self._ssl_context = server_ssl_context(self.certificates)
+                await self._listen(secure, self._ssl_context)
         except BaseException:
             await self.stop()
             raise
@@ -221,10 +233,41 @@ class Emulator:
             json.dumps({"ws": self.ws_url, "wss": self.wss_url, "ca": str(self.ca_file)}),
         )
 
+    async def _listen(self, sock: socket.socket, ssl_context: Any = None) -> None:
+        assert self._runner is not None
+        site = web.SockSite(self._runner, sock, ssl_context=ssl_context)
+        await site.start()
+        self._sites.append(site)
+
+    async def outage(self, down_seconds: float) -> None:
+        """Drop every connection, refuse new ones for ``down_seconds``, then listen
+        again on the same ports (with the same certificate): a broker restart
+        as clients see it. Retained messages survive, as they do on AWS."""
+        sites, self._sites = self._sites, []
+        for site in sites:
+            await site.stop()
+        await self.broker.close_all()
+        for session in list(self._live):
+            await session.close(None)
+        # Pooled HTTP keep-alive connections (boto3 iot-data) must fail too.
+        if self._runner is not None and self._runner.server is not None:
+            await self._runner.server.shutdown(1.0)
+        await asyncio.sleep(down_seconds)
+        if self._stopped:
+            return
+        await self._listen(socket.create_server((self.config.host, self.ws_port)))
+        if self.wss_port is not None:
+            secure = socket.create_server((self.config.host, self.wss_port))
+            await self._listen(secure, self._ssl_context)
+        self.restarts += 1
+        log.info("emulator listening again after a %.1f s outage", down_seconds)
+
     async def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
+        if self._outage is not None:
+            self._outage.cancel()
         await self.broker.close_all()
         for session in list(self._live):
             await session.close(None)
@@ -234,6 +277,24 @@ class Emulator:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
 
     # --- handlers ----------------------------------------------------------------
+
+    async def _handle_restart(self, request: web.Request) -> web.Response:
+        try:
+            down = float(request.query.get("downSeconds", "1"))
+        except ValueError:
+            down = -1.0
+        if not 0 <= down <= 300:
+            return web.json_response(
+                {"message": "downSeconds must be a number from 0 to 300"}, status=400
+            )
+        if self._outage is not None and not self._outage.done():
+            return web.json_response({"message": "an outage is already running"}, status=409)
+        # Answer first: the outage closes the very connection this request came in on.
+        response = web.json_response({"message": "restarting", "downSeconds": down}, status=202)
+        await response.prepare(request)
+        await response.write_eof()
+        self._outage = asyncio.get_running_loop().create_task(self.outage(down))
+        return response
 
     async def _handle_stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats(), dumps=lambda o: json.dumps(o, default=str))

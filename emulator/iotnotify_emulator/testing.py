@@ -27,13 +27,13 @@ from botocore.auth import SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
+
 from iotnotify.contract import TopicScheme
 from iotnotify.policies import (
     publisher_policy,
     subscriber_ceiling_policy,
     subscriber_session_policy,
 )
-
 from iotnotify_emulator.credentials import Credential, InMemoryCredentialStore
 from iotnotify_emulator.mqtt import (
     Connack,
@@ -109,7 +109,7 @@ def ssl_context_for(ca_file: Path | str | None) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=str(ca_file))
 
 
-class ConnectionRefused(Exception):  # noqa: N818 - mirrors the MQTT term
+class ConnectionRefused(Exception):
     """The WebSocket upgrade failed (``status``) or CONNACK was not 0 (``return_code``)."""
 
     def __init__(self, message: str, *, status: int | None = None, return_code: int | None = None):

@@ -22,6 +22,7 @@ from iotnotify.contract import validate_user_id
 from iotnotify.errors import ContractError, InvalidUserId
 from iotnotify.errors import PayloadTooLarge as ContractPayloadTooLarge
 from iotnotify_handlers.errors import BadRequest, HandlerError, PayloadTooLarge, Unauthorized
+from iotnotify_handlers.settings import settings
 
 __all__ = ["MAX_BODY_BYTES", "Request", "Response", "api_handler", "json_response"]
 
@@ -48,6 +49,7 @@ class Request:
     raw_body: bytes
     claims: Mapping[str, Any]
     iam_user_arn: str | None
+    resource: str = ""
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any]) -> Request:
@@ -71,6 +73,7 @@ class Request:
             raw_body=raw,
             claims=dict(authorizer.get("claims") or {}),
             iam_user_arn=identity.get("userArn") or None,
+            resource=str(event.get("resource", "")),
         )
 
     def user_id(self) -> str:
@@ -94,9 +97,10 @@ class Request:
 
 
 def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
+    cors = {"Access-Control-Allow-Origin": settings().cors_origin}
     return {
         "statusCode": status,
-        "headers": {**_JSON_HEADERS, **(headers or {})},
+        "headers": {**_JSON_HEADERS, **cors, **(headers or {})},
         "body": json.dumps(body, separators=(",", ":")),
     }
 

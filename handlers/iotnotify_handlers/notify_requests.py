@@ -2,7 +2,7 @@
 
 Game servers call this when they cannot use the Python publisher. Two ways
 in: API Gateway IAM auth (the request context then names the caller), or a
-shared API key sent as ``Authorization: Bearer <key>`` and compared in
+shared API key sent as ``x-api-key`` to ``/notify/key`` and compared in
 constant time with a SecureString SSM parameter. The key is fetched with a
 TTL cache so rotating it needs no redeploy, and it is never in the
 environment or a log line.
@@ -21,7 +21,7 @@ from iotnotify.contract import validate_name, validate_user_id
 from iotnotify.publisher import DeliveryResult, Publisher
 from iotnotify_handlers.errors import BadRequest, ServiceUnavailable, Unauthorized
 
-__all__ = ["MAX_RECIPIENTS", "ApiKeyVerifier", "NotifyRequest", "bearer_token", "send"]
+__all__ = ["MAX_RECIPIENTS", "ApiKeyVerifier", "NotifyRequest", "send"]
 
 MAX_RECIPIENTS: Final = 1000
 MAX_TITLE_CHARS: Final = 512
@@ -126,11 +126,6 @@ class ApiKeyVerifier:
         if not isinstance(value, str) or not value:
             raise ServiceUnavailable("the notify API key is not configured")
         return value
-
-
-def bearer_token(headers: Mapping[str, str]) -> str:
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 def send(request: NotifyRequest, publisher: Publisher) -> dict[str, Any]:

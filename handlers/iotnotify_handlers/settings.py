@@ -37,6 +37,7 @@ ENV: Final = {
     "iot_ws_scheme": "IOTNOTIFY_IOT_WS_SCHEME",
     "iot_data_url": "IOTNOTIFY_IOT_DATA_URL",
     "rooms_table": "IOTNOTIFY_ROOMS_TABLE",
+    "cors_origin": "IOTNOTIFY_CORS_ORIGIN",
     "token_duration": "IOTNOTIFY_TOKEN_DURATION_SECONDS",
     "keepalive": "IOTNOTIFY_KEEPALIVE_SECONDS",
     "inbox_ttl_days": "IOTNOTIFY_INBOX_TTL_DAYS",
@@ -61,6 +62,9 @@ class Settings:
     # (the local emulator); empty on AWS.
     iot_data_url: str = ""
     rooms_table: str = ""
+    # The web page's origin, echoed in Access-Control-Allow-Origin (API
+    # Gateway answers preflights; responses must carry the header themselves).
+    cors_origin: str = "*"
     # Role chaining (a Lambda assuming a role) caps sessions at one hour.
     token_duration_seconds: int = 3600
     keepalive_seconds: int = 600
@@ -112,6 +116,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         iot_ws_scheme=env.get(ENV["iot_ws_scheme"], "wss"),
         iot_data_url=env.get(ENV["iot_data_url"], ""),
         rooms_table=env.get(ENV["rooms_table"], ""),
+        cors_origin=env.get(ENV["cors_origin"]) or "*",
         token_duration_seconds=_int(env, "token_duration", 3600),
         keepalive_seconds=_int(env, "keepalive", 600),
         inbox_ttl_days=_int(env, "inbox_ttl_days", 7),

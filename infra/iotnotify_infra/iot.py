@@ -21,9 +21,9 @@ from aws_cdk import Aws, Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import custom_resources as cr
 from constructs import Construct
+
 from iotnotify.contract import TopicScheme
 from iotnotify.policies import publisher_policy, subscriber_ceiling_policy
-
 from iotnotify_infra.config import StageConfig
 from iotnotify_infra.nag import suppress
 

@@ -13,8 +13,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as events
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
-from iotnotify_handlers.settings import ENV
 
+from iotnotify_handlers.settings import ENV
 from iotnotify_infra.api import Api
 from iotnotify_infra.config import StageConfig
 from iotnotify_infra.functions import WORKER_TIMEOUT_SECONDS, Functions
@@ -134,6 +134,9 @@ class IotNotifyStack(Stack):
         )
 
         self.site = WebSite(self, "Site", config=config)
+        # Function responses must carry the CORS header themselves.
+        for function in fn.all:
+            function.add_environment(ENV["cors_origin"], self.site.origin)
         self.api = Api(
             self,
             "Api",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from iotnotify_emulator import EmulatorConfig, EmulatorThread, InMemoryCredentialStore
 from iotnotify_emulator.testing import Harness
 

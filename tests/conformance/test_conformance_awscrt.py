@@ -11,6 +11,7 @@ from typing import Any
 
 from awscrt import auth, mqtt
 from awsiot import mqtt_connection_builder
+
 from iotnotify_emulator.testing import Harness
 
 WAIT = 15.0

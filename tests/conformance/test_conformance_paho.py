@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import pytest
+
 from iotnotify_emulator.testing import Harness
 
 WAIT = 10.0

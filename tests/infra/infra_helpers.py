@@ -20,6 +20,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from aws_cdk import App
 from aws_cdk.assertions import Template
+
 from iotnotify_infra import StageConfig, add_stage
 from iotnotify_infra.app_builder import add_nag_checks
 

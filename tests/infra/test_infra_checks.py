@@ -9,6 +9,7 @@ import pytest
 from aws_cdk import Stack
 from aws_cdk import aws_s3 as s3
 from infra_helpers import Synth, new_app, synth
+
 from iotnotify_infra import StageConfig, add_stage
 from iotnotify_infra.app_builder import add_nag_checks
 

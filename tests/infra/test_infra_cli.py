@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from infra_helpers import INFRA
+
 from iotnotify import cdk_commands
 
 NODE_CDK = INFRA / "node_modules" / ".bin" / "cdk"

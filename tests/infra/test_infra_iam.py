@@ -10,6 +10,7 @@ from fnmatch import fnmatchcase
 
 import pytest
 from infra_helpers import Synth, allowed, as_list, render, synth
+
 from iotnotify.contract import TopicScheme
 from iotnotify.policies import publisher_policy, subscriber_ceiling_policy
 

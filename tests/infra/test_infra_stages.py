@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aws_cdk import App
 from infra_helpers import Synth, new_app, render, synth
+
 from iotnotify_infra import StageConfig, StageConfigError, add_stage
 from iotnotify_infra.app_builder import add_nag_checks
 

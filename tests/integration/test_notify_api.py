@@ -14,9 +14,10 @@ GAME_SERVER_ARN = "arn:aws:iam::123456789012:user/game-server"
 
 
 def post(body: Any, *, headers: dict[str, str] | None = None, iam: bool = True) -> tuple[int, dict]:
+    path = "/notify" if iam else "/notify/key"
     event = rest_event(
         method="POST",
-        path="/notify",
+        path=path,
         body=body,
         headers=headers,
         iam_user_arn=GAME_SERVER_ARN if iam else None,
@@ -37,13 +38,9 @@ def test_an_iam_caller_notifies_users_and_gets_one_result_each(account: FakeAcco
 
 
 def test_the_api_key_alternative_is_checked_against_ssm(account: FakeAccount) -> None:
-    ok, _ = post(
-        {"user": "alice", "title": "hi"}, headers={"Authorization": f"Bearer {API_KEY}"}, iam=False
-    )
+    ok, _ = post({"user": "alice", "title": "hi"}, headers={"x-api-key": API_KEY}, iam=False)
     assert ok == 200
-    wrong, body = post(
-        {"user": "alice", "title": "hi"}, headers={"Authorization": "Bearer nope"}, iam=False
-    )
+    wrong, body = post({"user": "alice", "title": "hi"}, headers={"x-api-key": "nope"}, iam=False)
     assert (wrong, body["error"]) == (401, "unauthorized")
     missing, body = post({"user": "alice", "title": "hi"}, iam=False)
     assert (missing, body["error"]) == (401, "unauthorized")
@@ -51,7 +48,7 @@ def test_the_api_key_alternative_is_checked_against_ssm(account: FakeAccount) ->
 
 
 def test_the_api_key_is_cached_with_a_ttl(account: FakeAccount) -> None:
-    headers = {"Authorization": f"Bearer {API_KEY}"}
+    headers = {"x-api-key": API_KEY}
     assert post({"user": "alice", "title": "1"}, headers=headers, iam=False)[0] == 200
     account.session.client("ssm").put_parameter(
         Name="/iotnotify/test/notify-api-key", Value="rotated", Type="SecureString", Overwrite=True
@@ -98,3 +95,28 @@ def test_broadcast_and_game_targets(account: FakeAccount) -> None:
         "iotnotify/test/broadcast",
         "iotnotify/test/game/g42",
     ]
+
+
+def test_the_iam_route_refuses_a_request_without_a_verified_identity(
+    account: FakeAccount,
+) -> None:
+    event = rest_event(
+        method="POST",
+        path="/notify",
+        body={"user": "alice", "title": "hi"},
+        headers={"x-api-key": API_KEY},
+    )
+    response = api_notify.handler(event)
+    assert response["statusCode"] == 401
+    assert account.published() == []
+
+
+def test_responses_carry_the_cors_origin(
+    account: FakeAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from iotnotify_handlers import clients
+
+    monkeypatch.setenv("IOTNOTIFY_CORS_ORIGIN", "https://d111.cloudfront.net")
+    clients.reset()
+    response = api_notify.handler(rest_event(method="POST", path="/notify", body={}))
+    assert response["headers"]["Access-Control-Allow-Origin"] == "https://d111.cloudfront.net"

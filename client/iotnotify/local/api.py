@@ -30,7 +30,9 @@ IamVerifier = Callable[[str, str, Mapping[str, str], bytes], str]
 
 _CORS: Final = {
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Headers": "Authorization,Content-Type,X-Amz-Date,X-Amz-Security-Token",
+    "Access-Control-Allow-Headers": (
+        "Authorization,Content-Type,X-Amz-Date,X-Amz-Security-Token,X-Api-Key"
+    ),
     "Access-Control-Allow-Methods": "GET,POST,OPTIONS",
     "Access-Control-Max-Age": "600",
 }
@@ -41,7 +43,7 @@ class Route:
     method: str
     path: str
     handler: LambdaHandler
-    auth: str  # "cognito" or "iam"
+    auth: str  # "cognito", "iam" (SigV4, as API Gateway's AWS_IAM) or "none"
 
 
 @dataclass

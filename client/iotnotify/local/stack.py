@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import signal
 import socket
@@ -130,6 +131,10 @@ class LocalStack:
         _check_free(cfg.host, (api_port, moto_port, ws_port, wss_port))
         from moto.server import ThreadedMotoServer
 
+        # moto's werkzeug server logs every request; the SQS poller alone
+        # would print a line a second.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
         if moto_port == 0:
             moto_port = _free_port(cfg.host)
         self._moto = ThreadedMotoServer(ip_address=cfg.host, port=moto_port, verbose=False)
@@ -145,7 +150,7 @@ class LocalStack:
         from iotnotify_emulator.moto_credentials import MotoCredentialStore
         from iotnotify_emulator.server import EmulatorConfig, EmulatorThread
 
-        store = MotoCredentialStore(account_id=resources.account, region=cfg.region)
+        store = MotoCredentialStore(accounts=[resources.account])
         self._emulator = EmulatorThread(
             EmulatorConfig(
                 host=cfg.host,
@@ -153,6 +158,7 @@ class LocalStack:
                 wss_port=wss_port,
                 region=cfg.region,
                 account_id=resources.account,
+                fault_injection=True,  # POST {iotDataUrl}/_emulator/restart for demos and tests
             ),
             credentials=store,
         ).start()
@@ -183,7 +189,6 @@ class LocalStack:
         self._refresher.start()
 
         from iotnotify_emulator.sigv4 import verify_header_signature
-
         from iotnotify_handlers import (
             api_chats,
             api_notifications,
@@ -235,6 +240,7 @@ class LocalStack:
                 Route("GET", "/chats", api_chats.handler, "cognito"),
                 Route("POST", "/chats", api_chats.handler, "cognito"),
                 Route("POST", "/notify", api_notify.handler, "iam"),
+                Route("POST", "/notify/key", api_notify.handler, "none"),
             ],
             authorizer=authorizer,
             iam_verifier=verify_iam,

@@ -7,6 +7,7 @@ import json
 
 import aiohttp
 import pytest
+
 from iotnotify_emulator.mqtt import Publish
 from iotnotify_emulator.testing import ALLOW_ALL, ConnectionRefused, Harness, RawMqttClient
 
@@ -125,3 +126,53 @@ async def test_retained_message_is_delivered_on_subscribe(world: Harness) -> Non
     assert message.retain
     assert message.payload == b"r"
     await client.disconnect()
+
+
+async def test_will_is_published_when_the_connection_is_lost_not_on_disconnect(
+    world: Harness,
+) -> None:
+    from iotnotify_emulator.mqtt import Will
+
+    credential = world.store.issue([ALLOW_ALL])
+    watcher = await world.connect(credential, "watcher")
+    await watcher.subscribe("wills/#")
+    # A clean DISCONNECT discards the will
+    polite = await world.connect(credential, "polite", will=Will("wills/polite", b"gone"))
+    await polite.disconnect()
+    # A dropped connection publishes it
+    rude = await world.connect(credential, "rude", will=Will("wills/rude", b"gone"))
+    await rude.ws.close()  # WebSocket closed without an MQTT DISCONNECT
+    message = await watcher.next_publish()
+    assert (message.topic, message.payload) == ("wills/rude", b"gone")
+
+
+async def test_will_needs_publish_permission(world: Harness) -> None:
+    from iotnotify_emulator.mqtt import Will
+
+    with pytest.raises(ConnectionRefused) as refused:
+        await world.connect(
+            world.subscriber("alice"),
+            "alice.1",
+            will=Will(world.topic_of("alice"), b"gone"),
+        )
+    assert refused.value.return_code == 5
+
+
+async def test_retained_mqtt_publish_needs_retain_publish(world: Harness) -> None:
+    publish_only = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["iot:Connect", "iot:Publish"], "Resource": "*"}
+        ],
+    }
+    client = await world.connect(world.store.issue([publish_only]), "p1")
+    await client.publish("a/b", b"plain")  # allowed, stays connected
+    await client.publish("a/b", b"kept", retain=True)
+    await client.wait_closed()
+    assert world.emulator.stats()["denials_by_action"] == {"iot:RetainPublish": 1}
+
+
+async def test_clients_cannot_publish_to_reserved_topics(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c1")
+    await client.publish("$aws/events/presence/connected/fake", b"{}")
+    await client.wait_closed()

@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 from botocore.exceptions import ClientError
+
 from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
-from iotnotify_emulator.mqtt import SUBACK_FAILURE, Connect
+from iotnotify_emulator.mqtt import SUBACK_FAILURE, Connect, Pingresp
 from iotnotify_emulator.testing import ALLOW_ALL, ConnectionRefused, Harness, RawMqttClient
 
 
@@ -131,7 +132,7 @@ async def test_https_publish_on_the_wss_port(world: Harness) -> None:
 @pytest.fixture
 async def small_queue_world() -> AsyncIterator[Harness]:
     store = InMemoryCredentialStore()
-    config = EmulatorConfig(outbound_queue_limit=8, wss_port=None)
+    config = EmulatorConfig(outbound_queue_limit=8, wss_port=None, publish_rate_limit=None)
     async with start_emulator(config, credentials=store) as emulator:
         harness = Harness(emulator=emulator, store=store)
         yield harness
@@ -171,3 +172,21 @@ async def test_a_stalled_subscriber_does_not_slow_the_others(
     assert stats["deliveries"] + stats["drops"] == 2 * count
     for client in (stalled, active, publisher):
         await client.close()
+
+
+async def test_publishes_over_the_rate_limit_are_throttled_not_disconnected() -> None:
+    store = InMemoryCredentialStore()
+    config = EmulatorConfig(wss_port=None, publish_rate_limit=5)
+    async with start_emulator(config, credentials=store) as emulator:
+        world = Harness(emulator=emulator, store=store)
+        client = await world.connect(store.issue([ALLOW_ALL]), "c1")
+        await client.subscribe("r/t")
+        for _ in range(20):
+            await client.publish("r/t", b"x")
+        await client.ping()
+        received = 0
+        while not isinstance(await client.receive(), Pingresp):
+            received += 1
+        assert 5 <= received < 20
+        assert emulator.stats()["throttled"] == 20 - received
+        await world.aclose()

@@ -15,6 +15,8 @@ from typing import Any
 
 import boto3
 import pytest
+from moto.server import ThreadedMotoServer
+
 from iotnotify.contract import TopicScheme
 from iotnotify.policies import (
     compact_json,
@@ -26,7 +28,6 @@ from iotnotify_emulator import Credential, EmulatorConfig, start_emulator
 from iotnotify_emulator.moto_credentials import MotoCredentialStore
 from iotnotify_emulator.mqtt import SUBACK_FAILURE
 from iotnotify_emulator.testing import ConnectionRefused, RawMqttClient, presign_url
-from moto.server import ThreadedMotoServer
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account

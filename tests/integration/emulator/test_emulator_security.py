@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
+
 from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
 from iotnotify_emulator.mqtt import SUBACK_FAILURE, Pingreq, Pingresp
 from iotnotify_emulator.testing import ALLOW_ALL, ConnectionRefused, Harness

@@ -9,6 +9,8 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from multidict import CIMultiDict
+
 from iotnotify_emulator.credentials import InMemoryCredentialStore
 from iotnotify_emulator.sigv4 import (
     SignatureError,
@@ -16,7 +18,6 @@ from iotnotify_emulator.sigv4 import (
     verify_query_signature,
 )
 from iotnotify_emulator.testing import ALLOW_ALL, presign_url
-from multidict import CIMultiDict
 
 REGION = "us-east-1"
 

@@ -1,0 +1,129 @@
+"""``iotnotify local`` provisions what the CDK stack synthesises.
+
+The stage ``local`` is synthesised and provisioned into moto side by side;
+the IAM documents, names, keys and redrive settings must be equal once the
+template's ``${AWS::Region}``/``${AWS::AccountId}`` are resolved.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from infra_helpers import Synth, allowed, normalise, synth
+from moto import mock_aws
+
+from iotnotify.local.provision import LocalResources, provision
+
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="module")
+def template() -> Synth:
+    return synth("local")
+
+
+@pytest.fixture
+def local(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LocalResources, Any]]:
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        session = boto3.session.Session(region_name=REGION)
+        yield provision(session, app="iotnotify", stage="local"), session
+
+
+def resolved(grants: dict[str, set[str]], account: str) -> dict[str, set[str]]:
+    def fix(arn: str) -> str:
+        return arn.replace("${AWS::Region}", REGION).replace("${AWS::AccountId}", account)
+
+    return {action: {fix(r) for r in resources} for action, resources in grants.items()}
+
+
+def moto_grants(document: Any) -> dict[str, set[str]]:
+    if isinstance(document, str):
+        document = json.loads(document)
+    statements = []
+    for s in document["Statement"]:
+        actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+        resources = s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
+        statements.append({"Effect": s["Effect"], "Action": actions, "Resource": resources})
+    return allowed(statements)
+
+
+def logical(template: Synth, prefix: str, kind: str) -> str:
+    return next(k for k in template.resources(kind) if k.startswith(prefix))
+
+
+def test_subscriber_role_ceiling_is_identical(template: Synth, local: tuple) -> None:
+    resources, session = local
+    role_id = logical(template, "IotSubscriberRole", "AWS::IAM::Role")
+    synthesised = resolved(allowed(template.statements_of_role(role_id)), resources.account)
+    role_name = resources.subscriber_role_arn.rsplit("/", 1)[1]
+    document = session.client("iam").get_role_policy(RoleName=role_name, PolicyName="ceiling")
+    assert moto_grants(document["PolicyDocument"]) == synthesised
+    assert template.props(role_id)["MaxSessionDuration"] == 3600
+    role = session.client("iam").get_role(RoleName=role_name)["Role"]
+    assert role["MaxSessionDuration"] == 3600
+
+
+def test_publisher_grant_is_identical(template: Synth, local: tuple) -> None:
+    resources, session = local
+    policy_id = logical(template, "IotPublisherPolicy", "AWS::IAM::ManagedPolicy")
+    document = template.props(policy_id)["PolicyDocument"]
+    synthesised = resolved(
+        allowed([normalise(s) for s in document["Statement"]]), resources.account
+    )
+    iam = session.client("iam")
+    user_policy = iam.get_user_policy(UserName=resources.names.publisher_user, PolicyName="publish")
+    assert moto_grants(user_policy["PolicyDocument"]) == synthesised
+    role_name = resources.functions_role_arn.rsplit("/", 1)[1]
+    role_policy = iam.get_role_policy(RoleName=role_name, PolicyName="publish")
+    assert moto_grants(role_policy["PolicyDocument"]) == synthesised
+
+
+def test_names_keys_and_redrive_are_identical(template: Synth, local: tuple) -> None:
+    resources, session = local
+    names = resources.names
+    tables = {
+        r["Properties"]["TableName"]: r["Properties"]
+        for r in template.resources("AWS::DynamoDB::Table").values()
+    }
+    dynamodb = session.client("dynamodb")
+    for name in (names.inbox_table, names.rooms_table):
+        local_keys = dynamodb.describe_table(TableName=name)["Table"]["KeySchema"]
+        assert local_keys == tables[name]["KeySchema"]
+    assert tables[names.inbox_table]["TimeToLiveSpecification"] == {
+        "AttributeName": "expiresAt",
+        "Enabled": True,
+    }
+    ttl = dynamodb.describe_time_to_live(TableName=names.inbox_table)
+    assert ttl["TimeToLiveDescription"]["AttributeName"] == "expiresAt"
+    queues = {
+        r["Properties"]["QueueName"]: r["Properties"]
+        for r in template.resources("AWS::SQS::Queue").values()
+    }
+    assert set(queues) == {names.task_queue, names.task_dlq}
+    attributes = session.client("sqs").get_queue_attributes(
+        QueueUrl=resources.task_queue_url, AttributeNames=["RedrivePolicy"]
+    )["Attributes"]
+    local_redrive = json.loads(attributes["RedrivePolicy"])
+    assert (
+        local_redrive["maxReceiveCount"]
+        == queues[names.task_queue]["RedrivePolicy"]["maxReceiveCount"]
+    )
+    assert local_redrive["deadLetterTargetArn"].endswith(f":{names.task_dlq}")
+    pools = [r["Properties"] for r in template.resources("AWS::Cognito::UserPool").values()]
+    assert [p["UserPoolName"] for p in pools] == [names.user_pool]
+    assert pools[0]["UsernameAttributes"] == ["email"]
+    ssm = session.client("ssm").get_parameter(Name=names.notify_api_key_parameter)
+    assert ssm["Parameter"]["Type"] == "SecureString"
+    outputs = json.dumps(template.raw.get("Outputs", {}))
+    assert names.notify_api_key_parameter in outputs
