@@ -283,3 +283,96 @@ def test_sign_out_forgets_the_session_and_tokens_never_reach_local_storage(
     assert page.evaluate("sessionStorage.getItem('iotnotify.session')") is None
     page.reload()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
+def test_a_new_user_signs_up_confirms_and_gets_their_notifications(
+    stack: LocalStack, open_page: OpenPage
+) -> None:
+    # Given someone without an account (sign-in before confirming is a 400 from Cognito)
+    carol = open_page("carol")
+    carol.allow_network_errors(re.escape(stack.state["awsEndpointUrl"]))
+    page = carol.page
+    email = f"carol-{uuid.uuid4().hex[:8]}@example.com"
+    page.goto(stack.web_url)
+
+    # When she creates an account and confirms it with the e-mailed code
+    page.get_by_role("button", name="Create an account instead").click()
+    expect(page.get_by_role("heading", name="Create an account")).to_be_visible()
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill("short")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("alert")).to_contain_text("Choose another password")
+    page.get_by_label("Password").fill("Carol-Pa55word!")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("heading", name="Confirm your e-mail")).to_be_visible()
+    expect(page.get_by_label("Confirmation code")).to_be_focused()
+    page.get_by_label("Confirmation code").fill("123456")  # moto accepts any code
+    page.get_by_role("button", name="Confirm").click()
+
+    # Then she is signed in and live, and notifications to her user id reach her
+    expect(page.locator("#whoami")).to_have_text(email)
+    expect_status(page, "live")
+    sub = page.evaluate("JSON.parse(sessionStorage.getItem('iotnotify.session')).sub")
+    title = unique("Welcome, Carol")
+    stack.send(sub, title)
+    expect(toast(page, title)).to_be_visible(timeout=TOAST_WITHIN_MS)
+
+
+def test_an_expired_id_token_is_refreshed_without_signing_in_again(
+    stack: LocalStack, open_page: OpenPage
+) -> None:
+    alice = open_page("alice")
+    page = alice.page
+    sign_in(alice, stack, "alice")
+    before = page.evaluate("JSON.parse(sessionStorage.getItem('iotnotify.session'))")
+
+    # Given the ID token in the tab's session has (as far as the page knows) expired
+    page.evaluate(
+        """() => {
+          const s = JSON.parse(sessionStorage.getItem('iotnotify.session'));
+          s.expiresAt = 0;
+          sessionStorage.setItem('iotnotify.session', JSON.stringify(s));
+        }"""
+    )
+
+    # When the page comes back (a reload), it refreshes with the refresh token
+    page.reload()
+    expect_status(page, "live")
+    after = page.evaluate("JSON.parse(sessionStorage.getItem('iotnotify.session'))")
+    assert after["expiresAt"] > page.evaluate("Date.now()")
+    assert after["refreshToken"] == before["refreshToken"]
+    assert after["sub"] == before["sub"]
+    expect(page.get_by_role("heading", name="Sign in")).to_be_hidden()
+
+
+def test_offline_then_online_reconnects(stack: LocalStack, open_page: OpenPage) -> None:
+    alice = open_page("alice")
+    page = alice.page
+    sign_in(alice, stack, "alice")
+
+    # When the browser loses its network, the page says so instead of retrying
+    alice.context.set_offline(True)
+    expect_status(page, "offline")
+    missed = unique("Sent while offline")
+    stack.send("alice", missed)
+    alice.context.set_offline(False)
+
+    # Then it reconnects on its own, and catches up on what was sent meanwhile
+    expect_status(page, "live")
+    expect(unread_item(page, missed)).to_have_count(1)
+    title = unique("Back online")
+    stack.send("alice", title)
+    expect(toast(page, title)).to_be_visible(timeout=TOAST_WITHIN_MS)
+    expect(unread_item(page, missed)).to_have_count(1)
+
+
+def test_notification_text_is_never_markup(stack: LocalStack, open_page: OpenPage) -> None:
+    alice = open_page("alice")
+    page = alice.page
+    sign_in(alice, stack, "alice")
+    title = f'<img src=x onerror="window.__owned=1"> {uuid.uuid4().hex[:6]}'
+    stack.send("alice", title, "<script>window.__owned=2</script><b>bold?</b>")
+    expect(toast(page, title)).to_be_visible(timeout=TOAST_WITHIN_MS)
+    expect(unread_item(page, title)).to_contain_text("<b>bold?</b>")
+    assert page.evaluate("window.__owned") is None
+    assert page.locator("#main img, #toasts img, #main b, #toasts b").count() == 0

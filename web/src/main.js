@@ -5,7 +5,7 @@
 import mqtt from "mqtt";
 
 import { Api, fetchMissed } from "./api.js";
-import { CognitoClient, cognitoEndpoint } from "./cognito.js";
+import { AuthError, CognitoClient, cognitoEndpoint } from "./cognito.js";
 import { Connection, Status } from "./connection.js";
 import { Feed } from "./feed.js";
 import { Session } from "./session.js";
@@ -143,9 +143,14 @@ function wireAuthForm(cognito) {
       ui.code.value = "";
       enterFeed();
     } catch (err) {
+      if (err instanceof AuthError && err.code === "UserNotConfirmedException" && authMode !== "confirm") {
+        showAuth("confirm", err.message);
+        return;
+      }
       ui.authError.textContent = message(err);
-      ui.password.select();
-      ui.password.focus();
+      const field = authMode === "confirm" ? ui.code : ui.password;
+      field.select();
+      field.focus();
     } finally {
       ui.authSubmit.disabled = false;
       ui.authForm.removeAttribute("aria-busy");
