@@ -6,6 +6,8 @@ SHELL := /bin/bash
 # drop pip's warnings about them so real errors stay visible.
 PIP_QUIET := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 PYTHON ?= python3
+# apt-get runs unattended (CI has no stdin).
+export DEBIAN_FRONTEND := noninteractive
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -31,8 +33,9 @@ $(NODE_STAMP): $(NODE_CONFORMANCE)/package-lock.json | node-tools
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip $(PIP_QUIET)
-	$(BIN)/python -m pip install --quiet -e '.[dev]' $(PIP_QUIET)
+	@echo "installing Python packages into $(VENV) (pip install -e '.[dev]')"
+	@$(BIN)/python -m pip install --quiet --upgrade pip $(PIP_QUIET)
+	@$(BIN)/python -m pip install --quiet -e '.[dev]' $(PIP_QUIET)
 	@touch $(STAMP)
 
 $(CDK_STAMP): infra/package.json infra/package-lock.json | node-tools

@@ -54,6 +54,12 @@ class ResourceNames:
 
     @property
     def publisher_user(self) -> str:
+        """The local stand-in for a game server's IAM identity."""
+        return self._name("publisher")
+
+    @property
+    def publisher_policy(self) -> str:
+        """The managed policy granting publish within the stage (AWS)."""
         return self._name("publisher")
 
     @property

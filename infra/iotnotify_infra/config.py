@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from iotnotify.naming import ResourceNames
+
 __all__ = [
     "DEFAULT_APP",
     "DEFAULT_POWERTOOLS_LAYER_VERSION",
@@ -101,8 +103,13 @@ class StageConfig:
         return f"/{self.app}/{self.ssm_stage}/{name}"
 
     @property
+    def names(self) -> ResourceNames:
+        """The names ``iotnotify local`` provisions too: one definition for both."""
+        return ResourceNames(self.app, self.stage, self.ssm_stage)
+
+    @property
     def notify_api_key_parameter(self) -> str:
-        return self.ssm_path("notify-api-key")
+        return self.names.notify_api_key_parameter
 
     @classmethod
     def from_context(cls, get: Any) -> StageConfig:

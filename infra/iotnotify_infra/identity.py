@@ -29,7 +29,7 @@ class Identity(Construct):
         self.user_pool = cognito.UserPool(
             self,
             "UserPool",
-            user_pool_name=config.name("users"),
+            user_pool_name=config.names.user_pool,
             self_sign_up_enabled=True,
             sign_in_aliases=cognito.SignInAliases(email=True),
             auto_verify=cognito.AutoVerifiedAttrs(email=True),
@@ -45,7 +45,7 @@ class Identity(Construct):
         )
         self.client = self.user_pool.add_client(
             "WebClient",
-            user_pool_client_name=config.name("web"),
+            user_pool_client_name=config.names.user_pool_client,
             generate_secret=False,
             auth_flows=cognito.AuthFlow(user_srp=True, user_password=True),
             # Refresh tokens let the tray app and the page stay signed in for

@@ -119,7 +119,7 @@ class IotAccess(Construct):
         self.publisher_policy = iam.ManagedPolicy(
             self,
             "PublisherPolicy",
-            managed_policy_name=config.name("publisher"),
+            managed_policy_name=config.names.publisher_policy,
             description=f"{config.stack_name}: publish notifications within this stage",
             document=_document(
                 publisher_policy(self.scheme, region=Aws.REGION, account=Aws.ACCOUNT_ID)

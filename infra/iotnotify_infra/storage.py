@@ -30,7 +30,7 @@ class Storage(Construct):
         self.inbox = dynamodb.Table(
             self,
             "Inbox",
-            table_name=config.name("inbox"),
+            table_name=config.names.inbox_table,
             partition_key=dynamodb.Attribute(name="userId", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
             time_to_live_attribute="expiresAt",
@@ -41,7 +41,7 @@ class Storage(Construct):
         self.rooms = dynamodb.Table(
             self,
             "Rooms",
-            table_name=config.name("rooms"),
+            table_name=config.names.rooms_table,
             partition_key=dynamodb.Attribute(name="room", type=dynamodb.AttributeType.STRING),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             point_in_time_recovery_specification=pitr,

@@ -38,7 +38,7 @@ class TaskQueue(Construct):
         self.dead_letter_queue = sqs.Queue(
             self,
             "DeadLetters",
-            queue_name=config.name("tasks-dlq"),
+            queue_name=config.names.task_dlq,
             retention_period=Duration.days(14),
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
@@ -46,7 +46,7 @@ class TaskQueue(Construct):
         self.queue = sqs.Queue(
             self,
             "Queue",
-            queue_name=config.name("tasks"),
+            queue_name=config.names.task_queue,
             # AWS advises at least six times the function timeout so a
             # message is not redelivered while a throttled batch still runs.
             visibility_timeout=Duration.seconds(worker_timeout.to_seconds() * 6),
