@@ -45,7 +45,7 @@ $(CDK_STAMP): infra/package.json infra/package-lock.json | node-tools
 # --- web page and its browser (web/, tests/e2e/) --------------------------------
 # `iotnotify local` serves web/dist; the e2e tests drive it in Debian's
 # Chromium (Playwright cannot download its own browser here).
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT := $(shell [ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive apt-get
 WEB_DEPS := web/node_modules/.package-lock.json
 WEB_BUILT := web/dist/.built
 CHROMIUM_STAMP := $(VENV)/.chromium
@@ -61,7 +61,7 @@ $(WEB_BUILT): $(WEB_DEPS) web/build.mjs $(wildcard web/src/*)
 	@touch $@
 
 $(CHROMIUM_STAMP): | $(STAMP)
-	@command -v chromium >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+	@command -v chromium >/dev/null || { $(APT) update -qq && $(APT) install -y -qq chromium; }
 	@touch $@
 # --- end web ----------------------------------------------------------------------
 
