@@ -33,8 +33,10 @@ from playwright.sync_api import (
     BrowserContext,
     ConsoleMessage,
     Error,
+    Locator,
     Page,
     Playwright,
+    ViewportSize,
     expect,
     sync_playwright,
 )
@@ -253,11 +255,11 @@ def open_page(browser: Browser) -> Iterator[OpenPage]:
     def open_(
         name: str,
         *,
-        viewport: dict[str, int] | None = None,
+        viewport: ViewportSize | None = None,
         init_script: str | None = None,
     ) -> UserPage:
         context = browser.new_context(
-            viewport=viewport or {"width": 1100, "height": 720},  # type: ignore[arg-type]
+            viewport=viewport or {"width": 1100, "height": 720},
             locale="en-GB",
             timezone_id="UTC",
             color_scheme="light",
@@ -294,11 +296,11 @@ def expect_status(page: Page, state: str, timeout: float = 15_000) -> None:
     expect(page.locator("#status")).to_have_attribute("data-state", state, timeout=timeout)
 
 
-def toast(page: Page, title: str) -> Any:
+def toast(page: Page, title: str) -> Locator:
     return page.get_by_role("region", name="New notifications").locator(".toast", has_text=title)
 
 
-def unread_item(page: Page, title: str) -> Any:
+def unread_item(page: Page, title: str) -> Locator:
     return (
         page.get_by_role("list", name="Unread notifications", exact=True)
         .get_by_role("listitem")
