@@ -1,4 +1,4 @@
-"""The page's pure logic (merge by id, backoff, Cognito calls, reconnect flow).
+"""The page's pure logic (merge by id, backoff, Cognito calls, reconnect flow) and types.
 
 Those tests are JavaScript (``web/test/*.test.js``, ``node --test``); this
 runs them as part of ``make test`` so a broken merge or backoff fails CI
@@ -29,3 +29,20 @@ def test_node_unit_tests_pass() -> None:
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "# fail 0" in result.stdout
+
+
+def test_page_source_type_checks() -> None:
+    """``tsc --checkJs`` over web/src: the JSDoc types are checked, not decoration."""
+    node = shutil.which("node")
+    assert node is not None
+    tsc = WEB / "node_modules" / "typescript" / "bin" / "tsc"
+    assert tsc.is_file(), "web/node_modules is missing: run `make setup`"
+    result = subprocess.run(
+        [node, str(tsc), "-p", "."],
+        cwd=WEB,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

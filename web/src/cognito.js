@@ -86,6 +86,7 @@ export class CognitoClient {
       throw new AuthError("NetworkError", `Cannot reach the sign-in service (${errorText(err)}). Check your connection and try again.`);
     }
     const text = await response.text();
+    /** @type {Record<string, any>} */
     let data = {};
     try {
       data = text ? JSON.parse(text) : {};
@@ -150,7 +151,10 @@ export class CognitoClient {
     await this.call("ConfirmSignUp", { ClientId: this.clientId, Username: email, ConfirmationCode: code });
   }
 
-  /** Ends the session everywhere; the caller forgets the tokens whatever happens. */
+  /**
+   * Ends the session everywhere; the caller forgets the tokens whatever happens.
+   * @param {string} accessToken
+   */
   async signOut(accessToken) {
     await this.call("GlobalSignOut", { AccessToken: accessToken });
   }

@@ -56,6 +56,7 @@ export class Connection {
    */
   constructor(options) {
     this.options = options;
+    /** @type {string} */
     this.status = Status.OFFLINE;
     this.detail = "";
     this.attempt = 0;
@@ -96,7 +97,10 @@ export class Connection {
     this.#setStatus(Status.OFFLINE, "signed out");
   }
 
-  /** Browser online/offline events: no point in retrying without a network. */
+  /**
+   * Browser online/offline events: no point in retrying without a network.
+   * @param {boolean} online
+   */
   setOnline(online) {
     if (online === this.online) return;
     this.online = online;
@@ -232,7 +236,10 @@ export class Connection {
     return { ...this.options.backoff, random: this.options.random ?? Math.random };
   }
 
-  /** This attempt (or connection) is over: schedule the next one, once. */
+  /**
+   * This attempt (or connection) is over: schedule the next one, once.
+   * @param {number} generation  @param {string} reason
+   */
   #failed(generation, reason) {
     if (generation !== this.generation || this.stopped) return;
     this.generation += 1; // later events of this client are stale

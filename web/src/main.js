@@ -403,6 +403,7 @@ function notifyOs(notes) {
 
 // --- status and helpers ------------------------------------------------------------
 
+/** @type {Record<string, string>} */
 const STATUS_TEXT = {
   [Status.CONNECTING]: "Connecting…",
   [Status.LIVE]: "Live",
