@@ -69,6 +69,9 @@ export class Connection {
     this.client = null;
     /** @type {unknown} */
     this.retryTimer = null;
+    /** Fails an attempt that neither connects nor errors (a silent network). */
+    /** @type {unknown} */
+    this.watchdog = null;
     this.liveSince = 0;
     /** Retry delays chosen so far (for tests and the status tooltip). */
     this.delays = /** @type {number[]} */ ([]);
@@ -140,6 +143,10 @@ export class Connection {
   }
 
   #closeClient() {
+    if (this.watchdog !== null) {
+      this.timers.clear(this.watchdog);
+      this.watchdog = null;
+    }
     const client = this.client;
     this.client = null;
     if (client !== null) {
@@ -174,16 +181,21 @@ export class Connection {
     if (generation !== this.generation) return;
 
     const clientId = token.clientIdPrefix + (this.options.suffix ?? randomSuffix)();
+    const connectTimeout = this.options.connectTimeoutMs ?? 15000;
     const client = this.options.connect(token.url, {
       clientId,
       protocolVersion: 4,
       keepalive: token.keepalive,
       reconnectPeriod: 0,
       clean: true,
-      connectTimeout: this.options.connectTimeoutMs ?? 15000,
+      connectTimeout,
       resubscribe: false,
     });
     this.client = client;
+    this.watchdog = this.timers.set(() => {
+      this.watchdog = null;
+      this.#failed(generation, "timed out connecting");
+    }, connectTimeout + 5000);
     client.on("connect", () => {
       if (generation !== this.generation) return;
       client.subscribe(token.topics, { qos: 1 }, (err, granted) => {
@@ -192,6 +204,10 @@ export class Connection {
         if (err || refused.length) {
           this.#failed(generation, err ? `subscribe: ${describe(err)}` : `subscribe refused: ${refused.join(", ")}`);
           return;
+        }
+        if (this.watchdog !== null) {
+          this.timers.clear(this.watchdog);
+          this.watchdog = null;
         }
         this.everLive = true;
         this.liveSince = this.now;

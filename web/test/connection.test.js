@@ -195,3 +195,16 @@ test("stop closes the client and ignores its late events", async () => {
   assert.equal(h.timers.pending.length, 0);
   assert.equal(h.connection.status, Status.OFFLINE);
 });
+
+test("an attempt that never answers is given up by the watchdog and retried", async () => {
+  const h = harness();
+  h.connection.start();
+  await flush();
+  assert.equal(h.timers.pending.length, 1);
+  assert.equal(h.timers.runNext(), 20000); // connectTimeout 15 s + 5 s grace
+  assert.equal(h.clients[0].ended, true);
+  assert.equal(h.timers.pending.length, 1, "the retry");
+  h.timers.runNext();
+  await flush();
+  assert.equal(h.clients.length, 2);
+});
