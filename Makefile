@@ -46,6 +46,29 @@ $(CDK_STAMP): infra/package.json infra/package-lock.json | node-tools
 	$(NPM_CI) --prefix infra
 	@touch $@
 
+# --- web page and its browser (web/, tests/e2e/) --------------------------------
+# `iotnotify local` serves web/dist; the e2e tests drive it in Debian's
+# Chromium (Playwright cannot download its own browser here).
+APT := $(shell [ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive apt-get
+WEB_DEPS := web/node_modules/.package-lock.json
+WEB_BUILT := web/dist/.built
+CHROMIUM_STAMP := $(VENV)/.chromium
+
+setup: $(WEB_BUILT) $(CHROMIUM_STAMP)
+
+$(WEB_DEPS): web/package.json web/package-lock.json | node-tools
+	$(NPM_CI) --prefix web
+	@touch $@
+
+$(WEB_BUILT): $(WEB_DEPS) web/build.mjs $(wildcard web/src/*)
+	npm run build --prefix web
+	@touch $@
+
+$(CHROMIUM_STAMP): | $(STAMP)
+	@command -v chromium >/dev/null || { $(APT) update -qq && $(APT) install -y -qq chromium; }
+	@touch $@
+# --- end web ----------------------------------------------------------------------
+
 run: setup
 	$(BIN)/iotnotify local
 

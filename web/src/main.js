@@ -1,0 +1,451 @@
+// The page: sign-in, the live connection, toasts, the unread list and OS
+// notifications. Everything a notification carries is shown with
+// textContent, never as HTML: titles and bodies come from other people.
+
+import mqtt from "mqtt";
+
+import { Api, fetchMissed } from "./api.js";
+import { AuthError, CognitoClient, cognitoEndpoint } from "./cognito.js";
+import { Connection, Status } from "./connection.js";
+import { Feed } from "./feed.js";
+import { Session } from "./session.js";
+
+const TOAST_MS = 8000;
+const MAX_TOASTS = 4;
+const READ_KEY_PREFIX = "iotnotify.read.";
+
+/** @template {HTMLElement} T @param {string} id @returns {T} */
+const $ = (id) => /** @type {any} */ (document.getElementById(id));
+
+const ui = {
+  status: $("status"),
+  statusLabel: $("status-label"),
+  account: $("account"),
+  whoami: $("whoami"),
+  enableOs: /** @type {HTMLButtonElement} */ ($("enable-os")),
+  signOut: /** @type {HTMLButtonElement} */ ($("sign-out")),
+  bootError: $("boot-error"),
+  authView: $("auth-view"),
+  authTitle: $("auth-title"),
+  authForm: /** @type {HTMLFormElement} */ ($("auth-form")),
+  email: /** @type {HTMLInputElement} */ ($("email")),
+  password: /** @type {HTMLInputElement} */ ($("password")),
+  codeRow: $("code-row"),
+  code: /** @type {HTMLInputElement} */ ($("code")),
+  authError: $("auth-error"),
+  authInfo: $("auth-info"),
+  authSubmit: /** @type {HTMLButtonElement} */ ($("auth-submit")),
+  authSwitch: /** @type {HTMLButtonElement} */ ($("auth-switch")),
+  feedView: $("feed-view"),
+  unreadCount: $("unread-count"),
+  markAll: /** @type {HTMLButtonElement} */ ($("mark-all")),
+  empty: $("feed-empty"),
+  unreadList: $("unread-list"),
+  readSection: $("read-section"),
+  readCount: $("read-count"),
+  readList: $("read-list"),
+  toasts: $("toasts"),
+};
+
+/** @type {"signin" | "signup" | "confirm"} */
+let authMode = "signin";
+/** @type {Session} */
+let session;
+/** @type {Api} */
+let api;
+/** @type {Connection | null} */
+let connection = null;
+let feed = new Feed();
+let caughtUpOnce = false;
+
+boot().catch((err) => showBootError(`The page could not start: ${message(err)}`));
+
+async function boot() {
+  const config = await loadConfig();
+  const cognito = new CognitoClient({ endpoint: cognitoEndpoint(config), clientId: config.userPoolClientId });
+  session = new Session({ cognito });
+  api = new Api({ baseUrl: config.apiUrl, auth: session });
+  wireAuthForm(cognito);
+  wireFeed();
+  ui.signOut.addEventListener("click", () => signOut(""));
+  ui.enableOs.addEventListener("click", enableOsNotifications);
+  window.addEventListener("online", () => connection?.setOnline(true));
+  window.addEventListener("offline", () => connection?.setOnline(false));
+  if (session.signedIn) enterFeed();
+  else showAuth("signin");
+}
+
+/** @returns {Promise<{apiUrl: string, region: string, userPoolClientId: string, cognitoEndpoint?: string}>} */
+async function loadConfig() {
+  const url = new URL("config.json", document.baseURI);
+  let response;
+  try {
+    response = await fetch(url, { cache: "no-store" });
+  } catch (err) {
+    throw new Error(`cannot fetch ${url.pathname} (${message(err)})`);
+  }
+  if (!response.ok) throw new Error(`${url.pathname} answered ${response.status}`);
+  const config = await response.json();
+  for (const key of ["apiUrl", "region", "userPoolClientId"]) {
+    if (typeof config[key] !== "string" || !config[key]) throw new Error(`${url.pathname} has no ${key}`);
+  }
+  return config;
+}
+
+// --- sign-in / sign-up ---------------------------------------------------------
+
+/** @param {"signin" | "signup" | "confirm"} mode */
+function showAuth(mode, info = "") {
+  authMode = mode;
+  ui.feedView.hidden = true;
+  ui.account.hidden = true;
+  ui.authView.hidden = false;
+  setStatus(Status.OFFLINE, "signed out");
+  const titles = { signin: "Sign in", signup: "Create an account", confirm: "Confirm your e-mail" };
+  ui.authTitle.textContent = titles[mode];
+  ui.authSubmit.textContent = { signin: "Sign in", signup: "Create account", confirm: "Confirm" }[mode];
+  ui.authSwitch.textContent = mode === "signin" ? "Create an account instead" : "I already have an account";
+  ui.password.autocomplete = mode === "signup" ? "new-password" : "current-password";
+  ui.codeRow.hidden = mode !== "confirm";
+  ui.code.required = mode === "confirm";
+  ui.authError.textContent = "";
+  ui.authInfo.textContent = info;
+  (mode === "confirm" ? ui.code : ui.email.value ? ui.password : ui.email).focus();
+}
+
+/** @param {CognitoClient} cognito */
+function wireAuthForm(cognito) {
+  ui.authSwitch.addEventListener("click", () => showAuth(authMode === "signin" ? "signup" : "signin"));
+  ui.authForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const email = ui.email.value.trim();
+    const password = ui.password.value;
+    ui.authError.textContent = "";
+    if (!email || !password) {
+      ui.authError.textContent = "Enter your e-mail address and password.";
+      (email ? ui.password : ui.email).focus();
+      return;
+    }
+    ui.authSubmit.disabled = true;
+    ui.authForm.setAttribute("aria-busy", "true");
+    try {
+      if (authMode === "signup") {
+        const { confirmed } = await cognito.signUp(email, password);
+        if (!confirmed) {
+          showAuth("confirm", `We sent a confirmation code to ${email}.`);
+          return;
+        }
+      } else if (authMode === "confirm") {
+        await cognito.confirmSignUp(email, ui.code.value.trim());
+      }
+      await session.signIn(email, password);
+      ui.password.value = "";
+      ui.code.value = "";
+      enterFeed();
+    } catch (err) {
+      if (err instanceof AuthError && err.code === "UserNotConfirmedException" && authMode !== "confirm") {
+        showAuth("confirm", err.message);
+        return;
+      }
+      ui.authError.textContent = message(err);
+      const field = authMode === "confirm" ? ui.code : ui.password;
+      field.select();
+      field.focus();
+    } finally {
+      ui.authSubmit.disabled = false;
+      ui.authForm.removeAttribute("aria-busy");
+    }
+  });
+}
+
+/** @param {string} reason shown on the sign-in form */
+function signOut(reason) {
+  connection?.stop();
+  connection = null;
+  session.signOut();
+  clearToasts();
+  feed = new Feed();
+  caughtUpOnce = false;
+  render();
+  showAuth("signin", reason);
+}
+
+// --- the feed ----------------------------------------------------------------------
+
+function enterFeed() {
+  const current = session.current;
+  if (current === null) return;
+  ui.authView.hidden = true;
+  ui.bootError.hidden = true;
+  ui.feedView.hidden = false;
+  ui.account.hidden = false;
+  ui.whoami.textContent = current.email;
+  updateOsButton();
+  feed = new Feed({ readIds: loadReadIds() });
+  caughtUpOnce = false;
+  render();
+  connection = new Connection({
+    fetchToken: () => api.token(),
+    connect: (url, options) => mqtt.connect(url, options),
+    catchUp,
+    onMessage: (note) => receive([note], "live"),
+    onStatus: setStatus,
+    onFatal: () => signOut("Your session has expired. Sign in again."),
+    log: (text) => console.info(`iotnotify: ${text}`),
+  });
+  connection.start();
+}
+
+async function catchUp() {
+  const missed = await fetchMissed(api, feed.lastId);
+  receive(missed, caughtUpOnce ? "missed" : "history");
+  caughtUpOnce = true;
+}
+
+/**
+ * @param {unknown[]} items
+ * @param {"live" | "missed" | "history"} source
+ */
+function receive(items, source) {
+  const fresh = feed.add(items).filter((note) => !feed.isRead(note.id));
+  if (fresh.length === 0) return;
+  render();
+  if (source === "history") {
+    // A new tab: no toast per old item, one line saying there is something.
+    toast({ title: `${fresh.length} unread notification${fresh.length === 1 ? "" : "s"}`, body: "" }, null);
+  } else {
+    for (const note of fresh.slice(-MAX_TOASTS)) toast(note, note.id);
+  }
+  if (document.visibilityState === "hidden") notifyOs(fresh);
+}
+
+function wireFeed() {
+  ui.markAll.addEventListener("click", () => {
+    if (feed.markAllRead().length) {
+      saveReadIds();
+      clearToasts();
+      render();
+    }
+    ui.markAll.focus();
+  });
+  const onMarkRead = (/** @type {Event} */ event) => {
+    const button = /** @type {HTMLElement} */ (event.target).closest("button[data-read-id]");
+    if (!(button instanceof HTMLButtonElement)) return;
+    const item = button.closest("li");
+    const next = item?.nextElementSibling ?? item?.previousElementSibling;
+    markRead(button.dataset.readId ?? "");
+    // Keep the keyboard where the person was: the next unread item, else the heading.
+    const target = next?.querySelector("button[data-read-id]");
+    if (target instanceof HTMLButtonElement && target.isConnected) target.focus();
+    else ui.markAll.focus();
+  };
+  ui.unreadList.addEventListener("click", onMarkRead);
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && connection && connection.status !== Status.LIVE) {
+      connection.reconnectNow();
+    }
+  });
+}
+
+/** @param {string} id */
+function markRead(id) {
+  if (!feed.markRead(id)) return;
+  saveReadIds();
+  for (const el of ui.toasts.querySelectorAll(`[data-id="${CSS.escape(id)}"]`)) el.remove();
+  render();
+}
+
+function render() {
+  const unread = feed.unread();
+  const read = feed.list().filter((note) => feed.isRead(note.id));
+  ui.unreadList.replaceChildren(...unread.map((note) => noteItem(note, true)));
+  ui.readList.replaceChildren(...read.map((note) => noteItem(note, false)));
+  ui.unreadCount.textContent = String(unread.length);
+  ui.readCount.textContent = String(read.length);
+  ui.readSection.hidden = read.length === 0;
+  ui.empty.hidden = unread.length > 0;
+  ui.empty.textContent = read.length ? "All caught up." : "Nothing yet. New notifications appear here and as toasts.";
+  ui.markAll.disabled = unread.length === 0;
+  document.title = unread.length ? `(${unread.length}) iotnotify` : "iotnotify";
+}
+
+/** @param {import("./feed.js").Envelope} note  @param {boolean} unread */
+function noteItem(note, unread) {
+  const li = document.createElement("li");
+  li.className = "note";
+  li.dataset.id = note.id;
+  li.dataset.type = note.type;
+  const title = document.createElement("h3");
+  title.className = "note-title";
+  title.textContent = note.title;
+  li.append(title);
+  if (note.body) {
+    const body = document.createElement("p");
+    body.className = "note-body";
+    body.textContent = note.body;
+    li.append(body);
+  }
+  const meta = document.createElement("p");
+  meta.className = "note-meta";
+  const time = document.createElement("time");
+  if (note.ts) time.dateTime = note.ts;
+  time.textContent = formatTime(note.ts);
+  meta.append(time);
+  if (note.type !== "notification") meta.append(` · ${note.type}`);
+  li.append(meta);
+  if (unread) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "mark-read";
+    button.dataset.readId = note.id;
+    button.textContent = "Mark as read";
+    button.setAttribute("aria-label", `Mark “${note.title}” as read`);
+    li.append(button);
+  }
+  return li;
+}
+
+/** @param {string} ts */
+function formatTime(ts) {
+  const date = new Date(ts);
+  if (!ts || Number.isNaN(date.getTime())) return "";
+  const sameDay = date.toDateString() === new Date().toDateString();
+  return sameDay
+    ? date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })
+    : date.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+}
+
+// --- toasts ------------------------------------------------------------------------
+
+/** @param {{title: string, body: string}} note  @param {string | null} id */
+function toast(note, id) {
+  const el = document.createElement("div");
+  el.className = "toast";
+  if (id) el.dataset.id = id;
+  const text = document.createElement("div");
+  text.className = "toast-text";
+  const title = document.createElement("p");
+  title.className = "toast-title";
+  title.textContent = note.title;
+  text.append(title);
+  if (note.body) {
+    const body = document.createElement("p");
+    body.className = "toast-body";
+    body.textContent = note.body;
+    text.append(body);
+  }
+  el.append(text);
+  const close = document.createElement("button");
+  close.type = "button";
+  close.className = "toast-close";
+  close.textContent = "×";
+  close.setAttribute("aria-label", `Dismiss “${note.title}”`);
+  close.addEventListener("click", () => el.remove());
+  el.append(close);
+  ui.toasts.append(el);
+  while (ui.toasts.children.length > MAX_TOASTS) ui.toasts.firstElementChild?.remove();
+
+  // Not while the pointer or keyboard is on it: people read at their own pace.
+  let timer = setTimeout(() => el.remove(), TOAST_MS);
+  const hold = () => clearTimeout(timer);
+  const release = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => el.remove(), TOAST_MS / 2);
+  };
+  el.addEventListener("mouseenter", hold);
+  el.addEventListener("focusin", hold);
+  el.addEventListener("mouseleave", release);
+  el.addEventListener("focusout", release);
+}
+
+function clearToasts() {
+  ui.toasts.replaceChildren();
+}
+
+// --- OS notifications ------------------------------------------------------------
+
+function osSupported() {
+  return typeof window.Notification === "function";
+}
+
+function updateOsButton() {
+  ui.enableOs.hidden = !osSupported() || Notification.permission !== "default";
+}
+
+/** Only ever called from the button's click: browsers want a user gesture. */
+async function enableOsNotifications() {
+  if (!osSupported()) return;
+  try {
+    await Notification.requestPermission();
+  } catch (err) {
+    console.warn(`iotnotify: notification permission request failed: ${message(err)}`);
+  }
+  updateOsButton();
+  if (ui.enableOs.hidden) ui.signOut.focus();
+}
+
+/** @param {import("./feed.js").Envelope[]} notes */
+function notifyOs(notes) {
+  if (!osSupported() || Notification.permission !== "granted") return;
+  for (const note of notes.slice(-MAX_TOASTS)) {
+    try {
+      const shown = new Notification(note.title, { body: note.body, tag: note.id });
+      shown.addEventListener("click", () => {
+        window.focus();
+        markRead(note.id);
+        shown.close();
+      });
+    } catch (err) {
+      console.warn(`iotnotify: could not show an OS notification: ${message(err)}`);
+    }
+  }
+}
+
+// --- status and helpers ------------------------------------------------------------
+
+/** @type {Record<string, string>} */
+const STATUS_TEXT = {
+  [Status.CONNECTING]: "Connecting…",
+  [Status.LIVE]: "Live",
+  [Status.RECONNECTING]: "Reconnecting…",
+  [Status.OFFLINE]: "Offline",
+};
+
+/** @param {string} status  @param {string} [detail] */
+function setStatus(status, detail = "") {
+  ui.status.dataset.state = status;
+  ui.statusLabel.textContent = STATUS_TEXT[status] ?? status;
+  ui.status.title = detail;
+}
+
+function loadReadIds() {
+  try {
+    const raw = localStorage.getItem(READ_KEY_PREFIX + (session.current?.sub ?? ""));
+    const ids = raw ? JSON.parse(raw) : [];
+    return Array.isArray(ids) ? ids.filter((id) => typeof id === "string") : [];
+  } catch {
+    return [];
+  }
+}
+
+function saveReadIds() {
+  // Only ids (no content, no tokens): which notifications this person has read.
+  try {
+    localStorage.setItem(READ_KEY_PREFIX + (session.current?.sub ?? ""), JSON.stringify(feed.readIdsToKeep()));
+  } catch {
+    // Storage full or disabled: read state then lasts as long as the tab.
+  }
+}
+
+/** @param {string} text */
+function showBootError(text) {
+  ui.bootError.textContent = text;
+  ui.bootError.hidden = false;
+  ui.authView.hidden = true;
+  ui.feedView.hidden = true;
+}
+
+/** @param {unknown} err */
+function message(err) {
+  return err instanceof Error ? err.message : String(err);
+}
