@@ -61,6 +61,7 @@ class TrayApp:
         self.rendered_unread = 0  # the count drawn into the current icon image
         self.ready = threading.Event()  # the icon is up and the subscriber started
         self._lock = threading.Lock()
+        self._quitting = False
         self.state.subscribe(self._redraw)
 
     # --- sign-in and subscription --------------------------------------------------
@@ -172,8 +173,15 @@ class TrayApp:
         self.quit()
 
     def quit(self) -> None:
+        """Stop everything; safe from any thread, and only the first call acts."""
+        with self._lock:
+            if self._quitting:
+                return
+            self._quitting = True
         self._stop_subscriber()
         if self.icon is not None:
+            # Backends marshal stop() to their own thread and wait for it; two
+            # concurrent stops could wait for a window that is already gone.
             self.icon.stop()
 
     def _stop_subscriber(self) -> None:
@@ -191,7 +199,9 @@ class TrayApp:
 
     def _redraw(self) -> None:
         icon = self.icon
-        if icon is None:
+        # After quit() the toolkit's window may be gone, and a redraw marshalled
+        # to it would wait forever.
+        if icon is None or self._quitting:
             return
         icon.icon = self._image()
         icon.title = self.state.title()

@@ -71,6 +71,18 @@ def tray_manager(xvfb_display: str) -> Iterator[None]:
     display.close()
 
 
+def _thread_stacks() -> str:
+    """Every thread's stack, to diagnose a hang instead of just reporting it."""
+    import sys
+    import traceback
+
+    names = {t.ident: t.name for t in threading.enumerate()}
+    return "\n".join(
+        f"--- {names.get(ident, ident)}\n" + "".join(traceback.format_stack(frame))
+        for ident, frame in sys._current_frames().items()
+    )
+
+
 class RecordingNotifier:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
@@ -188,6 +200,6 @@ def test_tray_shows_a_notification_and_updates_the_badge(
     finally:
         app.quit()
         thread.join(30)
-    assert not thread.is_alive()
+    assert not thread.is_alive(), _thread_stacks()
     assert not errors, errors
     assert notifier.closed
