@@ -7,6 +7,7 @@ app under Xvfb with a recording notifier and an in-memory keyring.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -62,6 +63,8 @@ class TrayApp:
         self.ready = threading.Event()  # the icon is up and the subscriber started
         self._lock = threading.Lock()
         self._quitting = False
+        self._loop_thread: threading.Thread | None = None
+        self._loop_done = threading.Event()
         self.state.subscribe(self._redraw)
 
     # --- sign-in and subscription --------------------------------------------------
@@ -183,6 +186,21 @@ class TrayApp:
             # Backends marshal stop() to their own thread and wait for it; two
             # concurrent stops could wait for a window that is already gone.
             self.icon.stop()
+            self._nudge_x11_loop()
+
+    def _nudge_x11_loop(self) -> None:
+        # pystray's X11 loop ends on its window's DestroyNotify, but when
+        # another thread's X call reads that event first (python-xlib queues
+        # it), the loop sleeps in select() forever. A round trip wakes it so it
+        # finds the queued event. Other backends have no ``_display``.
+        display = getattr(self.icon, "_display", None)
+        if display is None or threading.current_thread() is self._loop_thread:
+            return
+        for _ in range(20):
+            if self._loop_done.wait(0.25):
+                return
+            with contextlib.suppress(Exception):
+                display.sync()
 
     def _stop_subscriber(self) -> None:
         subscriber, self.subscriber = self.subscriber, None
@@ -256,9 +274,11 @@ class TrayApp:
             finally:
                 self.ready.set()
 
+        self._loop_thread = threading.current_thread()
         try:
             self.icon.run(setup=setup)
         finally:
+            self._loop_done.set()
             self.ready.set()  # never leave a waiter hanging when the toolkit failed
             self._stop_subscriber()
             self.notifier.close()
