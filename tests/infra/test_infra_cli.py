@@ -20,7 +20,6 @@ NODE_CDK = INFRA / "node_modules" / ".bin" / "cdk"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("npx") is None, reason="Node.js (npx) is not installed")
 def test_npx_cdk_synth_from_infra_produces_a_template(tmp_path: Path) -> None:
     assert NODE_CDK.exists(), "make setup installs the CDK CLI into infra/node_modules"
     out = tmp_path / "cdk.out"

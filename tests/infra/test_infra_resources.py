@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from aws_cdk.assertions import Match
@@ -340,10 +341,16 @@ def test_web_config_json_carries_the_runtime_settings(dev: Synth) -> None:
     assert config["userPoolClientId"].startswith("${IdentityUserPoolWebClient")
 
 
-def test_placeholder_page_is_generated_when_web_dist_is_missing(dev: Synth) -> None:
-    from iotnotify_infra.web import WEB_DIST
+def test_placeholder_page_is_generated_when_web_dist_is_missing(tmp_path: Path) -> None:
+    from infra_helpers import new_app
 
-    if (WEB_DIST / "index.html").exists():
-        pytest.skip("web/dist is built here; the placeholder is not used")
-    page = dev.outdir / "iotnotify-web-placeholder-dev" / "index.html"
+    from iotnotify_infra import StageConfig
+    from iotnotify_infra.stack import IotNotifyStack
+
+    app = new_app(stageName="nodist")
+    config = StageConfig.from_context(app.node.try_get_context)
+    stack = IotNotifyStack(app, config.stack_name, config=config, web_dist=tmp_path / "empty")
+    assert stack.web.uses_placeholder
+    assembly = app.synth()
+    page = Path(assembly.directory) / "iotnotify-web-placeholder-nodist" / "index.html"
     assert "web/dist" in page.read_text()
