@@ -61,6 +61,7 @@ class TrayApp:
         self.icon: Any = None
         self.rendered_unread = 0  # the count drawn into the current icon image
         self.ready = threading.Event()  # the icon is up and the subscriber started
+        self.stopped = threading.Event()  # quit() has finished
         self._lock = threading.Lock()
         self._quitting = False
         self._loop_thread: threading.Thread | None = None
@@ -181,12 +182,15 @@ class TrayApp:
             if self._quitting:
                 return
             self._quitting = True
-        self._stop_subscriber()
-        if self.icon is not None:
-            # Backends marshal stop() to their own thread and wait for it; two
-            # concurrent stops could wait for a window that is already gone.
-            self.icon.stop()
-            self._nudge_x11_loop()
+        try:
+            self._stop_subscriber()
+            if self.icon is not None:
+                # Backends marshal stop() to their own thread and wait for it;
+                # two concurrent stops could wait for a window already gone.
+                self.icon.stop()
+                self._nudge_x11_loop()
+        finally:
+            self.stopped.set()
 
     def _nudge_x11_loop(self) -> None:
         # pystray's X11 loop ends on its window's DestroyNotify, but when

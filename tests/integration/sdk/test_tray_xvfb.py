@@ -200,6 +200,8 @@ def test_tray_shows_a_notification_and_updates_the_badge(
     finally:
         app.quit()
         thread.join(30)
+        # The menu's Quit runs on its own thread; let it finish before Xvfb goes.
+        assert app.stopped.wait(30)
     assert not thread.is_alive(), _thread_stacks()
     assert not errors, errors
     assert notifier.closed
