@@ -464,9 +464,13 @@ async def fanout(args: argparse.Namespace, target: Target) -> dict[str, Any]:
 
 async def idle(args: argparse.Namespace, target: Target) -> None:
     paths = [target.path(index) for index in range(args.count)]  # signed before the clock runs
+    broker_cpu = cpu_seconds(args.broker_pid)
+    own_cpu = time.process_time()
     started = time.perf_counter()
     clients, latencies, errors = await _open_many(target, paths, args.concurrency, None)
     seconds = time.perf_counter() - started
+    broker_cpu = cpu_seconds(args.broker_pid) - broker_cpu
+    own_cpu = time.process_time() - own_cpu
     result = {
         "connected": len(clients),
         "failed": len(errors),
@@ -475,6 +479,8 @@ async def idle(args: argparse.Namespace, target: Target) -> None:
         "rate": len(clients) / seconds,
         "p50_ms": statistics.median(latencies) if latencies else float("nan"),
         "p99_ms": _percentile(latencies, 0.99),
+        "broker_cpu": broker_cpu / seconds,
+        "loadgen_cpu": own_cpu / seconds,
     }
     print(json.dumps(result), flush=True)
     loop = asyncio.get_running_loop()

@@ -100,7 +100,7 @@ def _stop(process: subprocess.Popen[Any]) -> None:
 
 @contextmanager
 def _child(command: list[str], **kwargs: Any) -> Iterator[subprocess.Popen[Any]]:
-    process = subprocess.Popen(command, **kwargs)  # noqa: S603 (our own scripts and mosquitto)
+    process = subprocess.Popen(command, **kwargs)
     try:
         yield process
     finally:
@@ -145,9 +145,9 @@ def ensure_mosquitto() -> str | None:
         return None
     print("mosquitto missing: apt-get install -y mosquitto ...", flush=True)
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.STDOUT, "timeout": 600}
-    subprocess.run(["apt-get", "update", "-qq"], check=False, **quiet)  # noqa: S607
+    subprocess.run(["apt-get", "update", "-qq"], check=False, **quiet)
     result = subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "mosquitto"],  # noqa: S607
+        ["apt-get", "install", "-y", "-qq", "mosquitto"],
         check=False,
         env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
         **quiet,
@@ -219,7 +219,7 @@ def run_fanout(broker: Broker, args: argparse.Namespace) -> dict[str, Any]:
     options = ["--subscribers", str(args.subscribers), "--messages", str(args.messages)]
     options += ["--size", str(args.size), "--window", str(args.window)]
     try:
-        done = subprocess.run(  # noqa: S603
+        done = subprocess.run(
             _loadgen(broker, "fanout", *options),
             capture_output=True,
             text=True,
@@ -259,7 +259,8 @@ def run_idle(broker: Broker, args: argparse.Namespace) -> dict[str, Any]:
     with _child(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as process:
-        assert process.stdout is not None and process.stdin is not None
+        assert process.stdout is not None
+        assert process.stdin is not None
         result: dict[str, Any] = _read_json_line(process.stdout, process, args.phase_timeout)
         time.sleep(2.0)  # settle: writers finish, transient buffers are released
         after = rss_kb(broker.pid)
@@ -276,7 +277,7 @@ def run_idle(broker: Broker, args: argparse.Namespace) -> dict[str, Any]:
 
 def _emulator_stats(ws_url: str) -> dict[str, Any]:
     url = ws_url.replace("ws://", "http://").replace("/mqtt", "/_emulator/stats")
-    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 (loopback)
+    with urllib.request.urlopen(url, timeout=30) as response:
         stats: dict[str, Any] = json.load(response)
     return {
         "connections": stats["connections_current"],
@@ -406,7 +407,7 @@ def main() -> int:
     binary = None if args.no_mosquitto else ensure_mosquitto()
     version = "skipped"
     if binary:
-        done = subprocess.run([binary, "-h"], capture_output=True, text=True, check=False)  # noqa: S603
+        done = subprocess.run([binary, "-h"], capture_output=True, text=True, check=False)
         version = (done.stdout.splitlines() or ["mosquitto ?"])[0]
     print(
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {version}, "
