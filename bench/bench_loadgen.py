@@ -44,6 +44,7 @@ from benchlib import (
     KeyFile,
     client_id,
     cpu_seconds,
+    machine_busy_seconds,
     raise_fd_limit,
     topic,
 )
@@ -368,6 +369,27 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
+class _CpuMeter:
+    """CPU used by the broker, by this process and by everything else, over a window."""
+
+    def __init__(self, broker_pid: int) -> None:
+        self._pid = broker_pid
+        self._broker = cpu_seconds(broker_pid)
+        self._own = time.process_time()
+        self._machine = machine_busy_seconds()
+
+    def shares(self, seconds: float) -> dict[str, float]:
+        """Each share in cores (1.0 = one core busy all along)."""
+        broker = cpu_seconds(self._pid) - self._broker
+        own = time.process_time() - self._own
+        machine = machine_busy_seconds() - self._machine
+        return {
+            "broker_cpu": broker / seconds,
+            "loadgen_cpu": own / seconds,
+            "other_cpu": max(0.0, machine - broker - own) / seconds,
+        }
+
+
 class _Deliveries:
     """Counts deliveries and their latency; wakes the publisher when the window opens."""
 
@@ -437,13 +459,10 @@ async def fanout(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         )
         deliveries.count = 0
         deliveries.latencies_us.clear()
-        broker_cpu = cpu_seconds(args.broker_pid)
-        own_cpu = time.process_time()
+        meter = _CpuMeter(args.broker_pid)
         sent, started = await _publish_windowed(
             publisher, prefixes, padding, args.messages, args.window, deliveries, args.stall
         )
-        broker_cpu = cpu_seconds(args.broker_pid) - broker_cpu
-        own_cpu = time.process_time() - own_cpu
     finally:
         for client in [publisher, *clients]:
             client.abort()
@@ -457,20 +476,16 @@ async def fanout(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         "rate": deliveries.count / seconds,
         "p50_ms": statistics.median(latencies_ms) if latencies_ms else float("nan"),
         "p99_ms": _percentile(latencies_ms, 0.99),
-        "broker_cpu": broker_cpu / seconds,
-        "loadgen_cpu": own_cpu / seconds,
+        **meter.shares(seconds),
     }
 
 
 async def idle(args: argparse.Namespace, target: Target) -> None:
     paths = [target.path(index) for index in range(args.count)]  # signed before the clock runs
-    broker_cpu = cpu_seconds(args.broker_pid)
-    own_cpu = time.process_time()
+    meter = _CpuMeter(args.broker_pid)
     started = time.perf_counter()
     clients, latencies, errors = await _open_many(target, paths, args.concurrency, None)
     seconds = time.perf_counter() - started
-    broker_cpu = cpu_seconds(args.broker_pid) - broker_cpu
-    own_cpu = time.process_time() - own_cpu
     result = {
         "connected": len(clients),
         "failed": len(errors),
@@ -479,8 +494,7 @@ async def idle(args: argparse.Namespace, target: Target) -> None:
         "rate": len(clients) / seconds,
         "p50_ms": statistics.median(latencies) if latencies else float("nan"),
         "p99_ms": _percentile(latencies, 0.99),
-        "broker_cpu": broker_cpu / seconds,
-        "loadgen_cpu": own_cpu / seconds,
+        **meter.shares(seconds),
     }
     print(json.dumps(result), flush=True)
     loop = asyncio.get_running_loop()

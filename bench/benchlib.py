@@ -37,6 +37,7 @@ __all__ = [
     "KeyFile",
     "client_id",
     "cpu_seconds",
+    "machine_busy_seconds",
     "raise_fd_limit",
     "rss_kb",
     "topic",
@@ -194,3 +195,15 @@ def cpu_seconds(pid: int) -> float:
     fields = raw[raw.rindex(")") + 2 :].split()
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every core of the machine has spent busy so far (``/proc/stat``).
+
+    Minus the broker's and the load generator's own CPU time, it shows how
+    much else ran during a measurement (other work on a shared machine skews
+    every figure, so the bench reports it).
+    """
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / _TICKS

@@ -43,6 +43,7 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,7 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
 
-from benchlib import KeyFile, raise_fd_limit, rss_kb
+from benchlib import KeyFile, machine_busy_seconds, raise_fd_limit, rss_kb
 
 HERE: Final = Path(__file__).resolve().parent
 TARGET_RATIO: Final = 0.5
@@ -287,89 +288,123 @@ def _emulator_stats(ws_url: str) -> dict[str, Any]:
 
 # --- report -------------------------------------------------------------------------
 
+Runs = dict[str, list[dict[str, Any]]]  # broker name -> one result per run
+
 
 def _verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
-def report(
-    args: argparse.Namespace,
-    fan: dict[str, dict[str, Any]],
-    idle: dict[str, dict[str, Any]],
-    labels: dict[str, str],
-    problems: list[str],
-) -> None:
-    print()
+def _median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Column-wise median of the numeric figures of several runs."""
+    merged: dict[str, Any] = dict(rows[0])
+    for key, value in rows[0].items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            merged[key] = statistics.median(row[key] for row in rows)
+    return merged
+
+
+def _cores(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def _fan_table(args: argparse.Namespace, fan: Runs, labels: dict[str, str]) -> None:
     print(
         f"fan-out: 1 publisher -> {args.subscribers} WebSocket subscribers on distinct topics, "
         f"{args.messages} x {args.size}-byte QoS 0, round-robin, at most {args.window} in flight"
     )
     print(
-        f"  {'broker':<16}{'delivered':>13}{'msg/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'broker CPU':>12}{'loadgen CPU':>13}"
+        f"  {'broker':<22}{'delivered':>13}{'msg/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+        f"   CPU (cores): broker loadgen other"
     )
-    for name, row in fan.items():
-        print(
-            f"  {labels[name]:<16}{row['delivered']:>7}/{row['sent']:<5}{row['rate']:>10.0f}"
-            f"{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['broker_cpu']:>11.0%}"
-            f"{row['loadgen_cpu']:>13.0%}"
-        )
-    print()
-    print(
-        f"idle: {args.idle} WebSocket connections, CONNECT + SUBSCRIBE each "
-        f"({args.concurrency} at a time; emulator: SigV4 presigned, IAM-checked)"
-    )
-    print(
-        f"  {'broker':<16}{'held':>7}{'conn+sub/s':>12}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'RSS before':>12}{'RSS after':>12}{'KB/conn':>9}"
-    )
-    for name, row in idle.items():
-        print(
-            f"  {labels[name]:<16}{row['connected']:>7}{row['rate']:>12.0f}{row['p50_ms']:>9.2f}"
-            f"{row['p99_ms']:>9.2f}{row['rss_before_kb'] / 1024:>9.1f} MB"
-            f"{row['rss_after_kb'] / 1024:>9.1f} MB{row['kb_per_connection']:>9.2f}"
-        )
-        if row.get("failed"):
-            print(f"  {'':<16}{row['failed']} failed, first: {row['first_error']}")
-        if "broker_view" in row:
-            view = row["broker_view"]
+    for name, rows in fan.items():
+        numbered = [(f"run {i + 1}", row) for i, row in enumerate(rows)]
+        for tag, row in [*numbered, ("median", _median_row(rows))]:
             print(
-                f"  {'':<16}(the emulator reported {view['connections']} connections, "
-                f"{view['subscriptions']} subscriptions while they were held)"
+                f"  {labels[name] + ' ' + tag:<22}{row['delivered']:>7.0f}/{row['sent']:<5.0f}"
+                f"{row['rate']:>9.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+                f"{'':17}{_cores(row['broker_cpu']):>6}{_cores(row['loadgen_cpu']):>8}"
+                f"{_cores(row['other_cpu']):>6}"
             )
+
+
+def _idle_table(args: argparse.Namespace, idle: Runs, labels: dict[str, str]) -> None:
+    print(
+        f"idle: {args.idle} WebSocket connections, CONNECT + SUBSCRIBE each, "
+        f"{args.concurrency} at a time (emulator: SigV4-presigned URL and IAM per user)"
+    )
+    print(
+        f"  {'broker':<22}{'held':>6}{'conn+sub/s':>11}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'RSS before':>11}{'RSS after':>10}{'KB/conn':>8}   CPU: broker loadgen other"
+    )
+    for name, rows in idle.items():
+        numbered = [(f"run {i + 1}", row) for i, row in enumerate(rows)]
+        for tag, row in [*numbered, ("median", _median_row(rows))]:
+            print(
+                f"  {labels[name] + ' ' + tag:<22}{row['connected']:>6.0f}{row['rate']:>11.0f}"
+                f"{row['p50_ms']:>8.1f}{row['p99_ms']:>8.1f}"
+                f"{row['rss_before_kb'] / 1024:>8.1f} MB{row['rss_after_kb'] / 1024:>7.1f} MB"
+                f"{row['kb_per_connection']:>8.2f}{'':10}{_cores(row['broker_cpu']):>6}"
+                f"{_cores(row['loadgen_cpu']):>8}{_cores(row['other_cpu']):>6}"
+            )
+        for row in rows:
+            if row.get("failed"):
+                print(f"  {'':<22}{row['failed']} failed, first: {row['first_error']}")
+        views = {json.dumps(row["broker_view"]) for row in rows if "broker_view" in row}
+        for view in views:
+            data = json.loads(view)
+            print(
+                f"  {'':<22}(while held, the emulator reported {data['connections']} "
+                f"connections and {data['subscriptions']} subscriptions)"
+            )
+
+
+def report(
+    args: argparse.Namespace, fan: Runs, idle: Runs, labels: dict[str, str], problems: list[str]
+) -> None:
+    if fan:
+        print()
+        _fan_table(args, fan, labels)
+    if idle:
+        print()
+        _idle_table(args, idle, labels)
     print()
-    print("targets")
-    emu_fan, ref_fan = fan.get("emulator"), fan.get("mosquitto")
+    print(f"targets (medians of {args.repeat} runs; ratios from the same run of the bench)")
+    emu_fan = _median_row(fan["emulator"]) if fan.get("emulator") else None
+    ref_fan = _median_row(fan["mosquitto"]) if fan.get("mosquitto") else None
     if emu_fan and ref_fan:
         ratio = emu_fan["rate"] / ref_fan["rate"]
         print(
-            f"  delivered msg/s >= {TARGET_RATIO} x mosquitto "
-            f"({labels['mosquitto']})  {ratio:6.2f} x  {_verdict(ratio >= TARGET_RATIO)}"
+            f"  delivered msg/s >= {TARGET_RATIO} x {labels['mosquitto']:<12}"
+            f"{ratio:>12.2f} x    {_verdict(ratio >= TARGET_RATIO)}"
         )
         print(
             f"  latency vs mosquitto: p50 {emu_fan['p50_ms'] / ref_fan['p50_ms']:.2f} x, "
-            f"p99 {emu_fan['p99_ms'] / ref_fan['p99_ms']:.2f} x"
+            f"p99 {emu_fan['p99_ms'] / ref_fan['p99_ms']:.2f} x (informative, no target)"
         )
-    else:
-        print("  delivered msg/s >= 0.5 x mosquitto: not measured (no mosquitto figures)")
-    emu_idle = idle.get("emulator")
+    elif args.only != "idle":
+        print("  delivered msg/s >= 0.5 x mosquitto: NOT MEASURED (no figures for both brokers)")
+    emu_idle = _median_row(idle["emulator"]) if idle.get("emulator") else None
     if emu_idle:
         kb = emu_idle["kb_per_connection"]
         rate = emu_idle["rate"]
         print(
-            f"  idle memory <= {TARGET_KB_PER_CONNECTION:.0f} KB/connection"
-            f"{kb:16.2f} KB  {_verdict(kb <= TARGET_KB_PER_CONNECTION)}"
+            f"  idle RSS <= {TARGET_KB_PER_CONNECTION:.0f} KB per connection"
+            f"{kb:>17.2f} KB   {_verdict(kb <= TARGET_KB_PER_CONNECTION)}"
         )
         print(
             f"  SigV4 connect+subscribe >= {TARGET_CONNECTS_PER_SECOND:.0f}/s"
-            f"{rate:17.0f}/s  {_verdict(rate >= TARGET_CONNECTS_PER_SECOND)}"
+            f"{rate:>14.0f}/s    {_verdict(rate >= TARGET_CONNECTS_PER_SECOND)}"
         )
-        ref_idle = idle.get("mosquitto")
-        if ref_idle:
+        if idle.get("mosquitto"):
+            ref_idle = _median_row(idle["mosquitto"])
             print(
-                f"  vs mosquitto (anonymous): memory {kb / ref_idle['kb_per_connection']:.1f} x, "
-                f"connect rate {rate / ref_idle['rate']:.2f} x"
+                f"  vs mosquitto (anonymous, no auth): RSS per connection "
+                f"{kb / ref_idle['kb_per_connection']:.1f} x, "
+                f"connect rate {rate / ref_idle['rate']:.2f} x (informative)"
             )
+    elif args.only != "fan-out":
+        print("  idle RSS and connect rate: NOT MEASURED")
     for problem in problems:
         print(f"  NOT MEASURED: {problem}")
 
@@ -377,23 +412,56 @@ def report(
 # --- main ---------------------------------------------------------------------------
 
 
+def wait_quiet(max_seconds: float, threshold: float = 0.3) -> None:
+    """Wait (bounded) until the rest of the machine uses under ``threshold`` cores.
+
+    Other work on a 2-core machine halves what a broker gets; the figures
+    carry the "other" CPU column either way.
+    """
+    deadline = time.monotonic() + max_seconds
+    started = time.monotonic()
+    while True:
+        before = machine_busy_seconds()
+        time.sleep(0.5)
+        load = (machine_busy_seconds() - before) / 0.5
+        if load < threshold:
+            waited = time.monotonic() - started
+            if waited > 1:
+                print(f"  (waited {waited:.0f} s for other work on the machine to stop)")
+            return
+        if time.monotonic() > deadline:
+            print(
+                f"  (the machine stayed busy: {load:.2f} cores used by other work; running anyway)"
+            )
+            return
+
+
 def _options() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small counts (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="small counts, one run (smoke)")
     parser.add_argument("--subscribers", type=int, help="fan-out subscribers (1000)")
     parser.add_argument("--messages", type=int, help="fan-out messages (20000)")
     parser.add_argument("--idle", type=int, help="idle connections (10000)")
+    parser.add_argument("--repeat", type=int, help="runs per broker and phase (3); medians")
     parser.add_argument("--size", type=int, default=64, help="payload bytes")
     parser.add_argument("--window", type=int, default=256, help="messages in flight at most")
     parser.add_argument("--concurrency", type=int, default=100, help="connects in flight")
-    parser.add_argument("--phase-timeout", type=float, default=300.0, help="seconds per phase")
+    parser.add_argument("--phase-timeout", type=float, default=300.0, help="seconds per run")
+    parser.add_argument(
+        "--quiet-wait", type=float, default=20.0, help="seconds to wait for an idle machine"
+    )
     parser.add_argument("--no-mosquitto", action="store_true", help="emulator only")
+    parser.add_argument(
+        "--only", choices=("fan-out", "idle"), help="run one of the two measurements"
+    )
     args = parser.parse_args()
-    quick = {"subscribers": 50, "messages": 1000, "idle": 200}
-    full = {"subscribers": 1000, "messages": 20000, "idle": 10000}
+    quick = {"subscribers": 50, "messages": 1000, "idle": 200, "repeat": 1}
+    full = {"subscribers": 1000, "messages": 20000, "idle": 10000, "repeat": 3}
     for name, value in (quick if args.quick else full).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if args.quick:
+        args.quiet_wait = 0.0
     return args
 
 
@@ -405,7 +473,7 @@ def main() -> int:
         print(f"needs {needed} file descriptors per process; the hard limit is {limit}")
         return 2
     binary = None if args.no_mosquitto else ensure_mosquitto()
-    version = "skipped"
+    version = "mosquitto skipped"
     if binary:
         done = subprocess.run([binary, "-h"], capture_output=True, text=True, check=False)
         version = (done.stdout.splitlines() or ["mosquitto ?"])[0]
@@ -413,32 +481,36 @@ def main() -> int:
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {version}, "
         f"file descriptors {limit}"
     )
-    fan: dict[str, dict[str, Any]] = {}
-    idle: dict[str, dict[str, Any]] = {}
+    fan: Runs = {}
+    idle: Runs = {}
     labels = {"emulator": "emulator", "mosquitto": "mosquitto"}
     problems: list[str] = []
+    brokers = ["emulator"] + (["mosquitto"] if binary else [])
+    phases = [phase for phase in ("fan-out", "idle") if args.only in (None, phase)]
     with tempfile.TemporaryDirectory(prefix="iotnotify-bench-") as directory:
         work = Path(directory)
         keys = work / "keys.json"
         KeyFile.mint(max(args.idle, args.subscribers)).write(keys)
-        phases = [("fan-out", "emulator"), ("fan-out", "mosquitto")]
-        phases += [("idle", "emulator"), ("idle", "mosquitto")]
-        for phase, name in phases:
-            if name == "mosquitto" and binary is None:
-                continue
-            print(f"running {phase} against {name} ...", flush=True)
-            try:
-                with (
-                    emulator(keys, work) if name == "emulator" else mosquitto(binary or "", work)
-                ) as broker:
-                    labels[name] = broker.label
-                    if phase == "fan-out":
-                        fan[name] = run_fanout(broker, args)
-                    else:
-                        idle[name] = run_idle(broker, args)
-            except BenchError as exc:
-                problems.append(f"{phase} against {name}: {exc}")
-                print(f"  failed: {exc}", flush=True)
+        for phase in phases:
+            for run in range(args.repeat):
+                for name in brokers:  # alternated, so slow drifts hit both
+                    print(f"{phase} against {name}, run {run + 1}/{args.repeat} ...", flush=True)
+                    if args.quiet_wait:
+                        wait_quiet(args.quiet_wait)
+                    try:
+                        with (
+                            emulator(keys, work)
+                            if name == "emulator"
+                            else mosquitto(binary or "", work)
+                        ) as broker:
+                            labels[name] = broker.label
+                            if phase == "fan-out":
+                                fan.setdefault(name, []).append(run_fanout(broker, args))
+                            else:
+                                idle.setdefault(name, []).append(run_idle(broker, args))
+                    except BenchError as exc:
+                        problems.append(f"{phase} against {name}, run {run + 1}: {exc}")
+                        print(f"  failed: {exc}", flush=True)
     report(args, fan, idle, labels, problems)
     return 1 if problems else 0
 
