@@ -176,6 +176,19 @@ class MqttClient(asyncio.Protocol):
             self._transport.abort()
 
     def _feed_frames(self, data: bytes) -> None:
+        if not self._frames and not self._mqtt and self._on_publish is not None:
+            # Fast path, nearly every delivery: one unmasked binary frame
+            # (length < 126) holding one whole QoS 0 PUBLISH (length < 128).
+            size = len(data)
+            if (
+                size > 4
+                and data[0] == 0x82
+                and data[1] == size - 2
+                and data[2] == 0x30
+                and data[3] == size - 4
+            ):
+                self._on_publish(data[6 + int.from_bytes(data[4:6], "big") :])
+                return
         buf = self._frames
         buf += data
         pos, size = 0, len(buf)
@@ -398,14 +411,15 @@ class _Deliveries:
         self.latencies_us: list[float] = []
         self.last_ns = 0
         self.progress = asyncio.Event()
+        self.waiting = False  # the publisher waits for the window to open
 
     def __call__(self, payload: bytes) -> None:
         now = time.monotonic_ns()
-        sent, _ = _STAMP.unpack_from(payload)
-        self.latencies_us.append((now - sent) / 1000)
+        self.latencies_us.append((now - _STAMP.unpack_from(payload)[0]) / 1000)
         self.count += 1
         self.last_ns = now
-        self.progress.set()
+        if self.waiting:
+            self.progress.set()
 
 
 async def _publish_windowed(
@@ -425,18 +439,23 @@ async def _publish_windowed(
     while sent < messages:
         while sent - (deliveries.count - expected_base) >= window:
             deliveries.progress.clear()
+            deliveries.waiting = True
             try:
                 await asyncio.wait_for(deliveries.progress.wait(), stall)
             except TimeoutError:
                 return sent, started  # messages were lost (QoS 0): stop, report
+            finally:
+                deliveries.waiting = False
         stamp = _STAMP.pack(time.monotonic_ns(), sent)
         publisher.send(prefixes[sent % count] + stamp + padding)
         sent += 1
     deadline = time.monotonic() + stall
+    deliveries.waiting = True
     while deliveries.count - expected_base < sent and time.monotonic() < deadline:
         deliveries.progress.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(deliveries.progress.wait(), stall)
+    deliveries.waiting = False
     return sent, started
 
 

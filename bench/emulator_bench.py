@@ -145,13 +145,15 @@ def ensure_mosquitto() -> str | None:
         print("  apt-get update && apt-get install -y mosquitto")
         return None
     print("mosquitto missing: apt-get install -y mosquitto ...", flush=True)
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.STDOUT, "timeout": 600}
-    subprocess.run(["apt-get", "update", "-qq"], check=False, **quiet)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     result = subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "mosquitto"],
+        "apt-get update -qq && apt-get install -y -qq mosquitto",
+        shell=True,
         check=False,
-        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        **quiet,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        timeout=900,
     )
     found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/sbin")
     if result.returncode != 0 or not found:
@@ -253,7 +255,7 @@ def _read_json_line(stream: IO[str], process: subprocess.Popen[str], timeout: fl
 
 
 def run_idle(broker: Broker, args: argparse.Namespace) -> dict[str, Any]:
-    time.sleep(1.0)  # let the fresh broker finish starting up before the baseline
+    time.sleep(args.settle / 2)  # let the fresh broker finish starting up before the baseline
     before = rss_kb(broker.pid)
     command = _loadgen(broker, "idle", "--count", str(args.idle))
     command += ["--concurrency", str(args.concurrency)]
@@ -263,7 +265,7 @@ def run_idle(broker: Broker, args: argparse.Namespace) -> dict[str, Any]:
         assert process.stdout is not None
         assert process.stdin is not None
         result: dict[str, Any] = _read_json_line(process.stdout, process, args.phase_timeout)
-        time.sleep(2.0)  # settle: writers finish, transient buffers are released
+        time.sleep(args.settle)  # writers finish, transient buffers are released
         after = rss_kb(broker.pid)
         if broker.name == "emulator":
             result["broker_view"] = _emulator_stats(broker.url)
@@ -450,13 +452,16 @@ def _options() -> argparse.Namespace:
     parser.add_argument(
         "--quiet-wait", type=float, default=20.0, help="seconds to wait for an idle machine"
     )
+    parser.add_argument(
+        "--settle", type=float, help="seconds before reading RSS after connecting (2)"
+    )
     parser.add_argument("--no-mosquitto", action="store_true", help="emulator only")
     parser.add_argument(
         "--only", choices=("fan-out", "idle"), help="run one of the two measurements"
     )
     args = parser.parse_args()
-    quick = {"subscribers": 50, "messages": 1000, "idle": 200, "repeat": 1}
-    full = {"subscribers": 1000, "messages": 20000, "idle": 10000, "repeat": 3}
+    quick = {"subscribers": 50, "messages": 1000, "idle": 200, "repeat": 1, "settle": 0.5}
+    full = {"subscribers": 1000, "messages": 20000, "idle": 10000, "repeat": 3, "settle": 2.0}
     for name, value in (quick if args.quick else full).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
