@@ -486,6 +486,11 @@ def main() -> int:
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {version}, "
         f"file descriptors {limit}"
     )
+    if binary:
+        print(
+            "mosquitto: WebSocket listener on 127.0.0.1, anonymous (2.0 starts it only beside "
+            "a plain MQTT listener, so one is configured and never used)"
+        )
     fan: Runs = {}
     idle: Runs = {}
     labels = {"emulator": "emulator", "mosquitto": "mosquitto"}
