@@ -297,6 +297,10 @@ class MqttSession:
         self._writer: asyncio.Task[None] | None = None
         self._packet_id = 0
         self._receive_cache: dict[str, bool] = {}
+        # (action, topic) pairs this connection may publish to, made on its
+        # first publish (most connections never publish). Only grants are
+        # kept: a denial closes the connection.
+        self._publish_grants: set[tuple[str, str]] | None = None
         self._last_activity = time.monotonic()
         self._tokens = broker.settings.publish_rate_limit or 0.0
         self._tokens_at = self._last_activity
@@ -657,7 +661,13 @@ class MqttSession:
             )
             return
         actions = ["iot:Publish"] + (["iot:RetainPublish"] if packet.retain else [])
+        grants = self._publish_grants
+        if grants is None:
+            grants = self._publish_grants = set()
         for action in actions:
+            # Cached like iot:Receive: a connection's policies cannot change.
+            if (action, packet.topic) in grants:
+                continue
             decision = broker.authorize(
                 self.credential, action, "topic", packet.topic, client_id=self.client_id
             )
@@ -665,6 +675,9 @@ class MqttSession:
                 # AWS IoT Core closes the connection on an unauthorised PUBLISH.
                 self._close_soon(DisconnectReason.AUTH_ERROR)
                 return
+            if len(grants) >= _RECEIVE_CACHE_SIZE:
+                grants.clear()
+            grants.add((action, packet.topic))
         broker.route(packet.topic, packet.payload, packet.qos, packet.retain)
         if packet.qos == 1 and packet.packet_id is not None:
             self._send(encode(Puback(packet.packet_id)))
