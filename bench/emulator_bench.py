@@ -384,6 +384,14 @@ def report(
             f"  latency vs mosquitto: p50 {emu_fan['p50_ms'] / ref_fan['p50_ms']:.2f} x, "
             f"p99 {emu_fan['p99_ms'] / ref_fan['p99_ms']:.2f} x (informative, no target)"
         )
+        emu_per_cpu = emu_fan["rate"] / max(emu_fan["broker_cpu"], 1e-9)
+        ref_per_cpu = ref_fan["rate"] / max(ref_fan["broker_cpu"], 1e-9)
+        print(
+            f"  msg/s per broker CPU-second: emulator {emu_per_cpu:.0f}, mosquitto "
+            f"{ref_per_cpu:.0f}, ratio {emu_per_cpu / ref_per_cpu:.2f} (informative: less "
+            "sensitive to other load; mosquitto is not CPU-bound here, so its figure is a "
+            "ceiling)"
+        )
     elif args.only != "idle":
         print("  delivered msg/s >= 0.5 x mosquitto: NOT MEASURED (no figures for both brokers)")
     emu_idle = _median_row(idle["emulator"]) if idle.get("emulator") else None
@@ -407,6 +415,13 @@ def report(
             )
     elif args.only != "fan-out":
         print("  idle RSS and connect rate: NOT MEASURED")
+    others = [row["other_cpu"] for rows in (*fan.values(), *idle.values()) for row in rows]
+    if others and statistics.median(others) > 0.25:
+        print(
+            f"  WARNING: other work on this machine used {statistics.median(others):.2f} cores "
+            f"(median) during the runs, out of {os.cpu_count()}: every figure is skewed, the "
+            "CPU-bound emulator's most"
+        )
     for problem in problems:
         print(f"  NOT MEASURED: {problem}")
 
