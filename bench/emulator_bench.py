@@ -386,12 +386,15 @@ def report(
         )
         emu_per_cpu = emu_fan["rate"] / max(emu_fan["broker_cpu"], 1e-9)
         ref_per_cpu = ref_fan["rate"] / max(ref_fan["broker_cpu"], 1e-9)
-        print(
-            f"  msg/s per broker CPU-second: emulator {emu_per_cpu:.0f}, mosquitto "
-            f"{ref_per_cpu:.0f}, ratio {emu_per_cpu / ref_per_cpu:.2f} (informative: less "
-            "sensitive to other load; mosquitto is not CPU-bound here, so its figure is a "
-            "ceiling)"
-        )
+        # /proc counts CPU in 10 ms ticks: short runs give no usable figure.
+        measurable = all(row["broker_cpu"] * row["seconds"] >= 0.2 for row in (emu_fan, ref_fan))
+        if measurable:
+            print(
+                f"  msg/s per broker CPU-second: emulator {emu_per_cpu:.0f}, mosquitto "
+                f"{ref_per_cpu:.0f}, ratio {emu_per_cpu / ref_per_cpu:.2f} (informative: less "
+                "sensitive to other load; mosquitto is not CPU-bound here, so its figure is a "
+                "ceiling)"
+            )
     elif args.only != "idle":
         print("  delivered msg/s >= 0.5 x mosquitto: NOT MEASURED (no figures for both brokers)")
     emu_idle = _median_row(idle["emulator"]) if idle.get("emulator") else None
