@@ -12,7 +12,8 @@ queue) with its clients:
 * this orchestrator, which starts and stops them, reads the brokers' RSS and
   CPU time from /proc, and prints the figures.
 
-Measured, in this order, each broker freshly started:
+Measured ``--repeat`` times (3), the two brokers alternating, each run on a
+freshly started broker; the summary rows and the verdicts are column medians:
 
 1. fan-out: 1 publisher, ``--subscribers`` WebSocket subscribers on distinct
    topics (``iotnotify/bench/user/u{i}/notifications``), ``--messages``
@@ -31,7 +32,18 @@ WebSocket one). A plain MQTT listener beside it, never used, lets it start;
 address. Were the WebSocket listener still to fail, the bench falls back to
 plain MQTT/TCP and says so on every mosquitto row.
 
-Bounded: every phase is aborted after ``--phase-timeout`` seconds; every
+The publisher keeps at most ``--window`` (256) messages in flight: the
+brokers are saturated while latency stays a property of the broker, not of
+a backlog the publisher piled up. mosquitto's rate grows with the window (its
+libwebsockets integration is latency-bound, not CPU-bound); the emulator's,
+CPU-bound on one core, does not.
+
+Other work on the machine skews everything on 2 cores: each row shows the CPU
+used by the broker, the load generator and everything else ("other"), the
+bench waits (``--quiet-wait``, bounded) for a quiet machine before each run,
+and warns when the runs were disturbed anyway.
+
+Bounded: every run is aborted after ``--phase-timeout`` seconds; every
 process started here is stopped (by pid) at the end, whatever happens.
 """
 
