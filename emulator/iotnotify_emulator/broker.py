@@ -310,6 +310,9 @@ class MqttSession:
             loop.call_later(settings.websocket_ttl, self._expire_ttl),
             loop.call_later(settings.connect_timeout, self._connect_timeout),
         ]
+        # One handle, replaced on every check: a list would grow by one entry
+        # per keepalive period for the life of the connection.
+        self._keepalive_timer: asyncio.TimerHandle | None = None
         self._closing: asyncio.Task[None] | None = None
 
     def __hash__(self) -> int:
@@ -338,9 +341,10 @@ class MqttSession:
         if idle >= limit:
             self._close_soon(DisconnectReason.MQTT_KEEP_ALIVE_TIMEOUT)
         else:
-            self._timers.append(
-                asyncio.get_running_loop().call_later(limit - idle, self._check_keepalive)
-            )
+            self._schedule_keepalive(limit - idle)
+
+    def _schedule_keepalive(self, delay: float) -> None:
+        self._keepalive_timer = asyncio.get_running_loop().call_later(delay, self._check_keepalive)
 
     # --- outbound --------------------------------------------------------------
 
@@ -508,11 +512,7 @@ class MqttSession:
         self.connected = True
         await broker.register(self)
         self._send(encode(Connack()))
-        self._timers.append(
-            asyncio.get_running_loop().call_later(
-                self.keepalive * broker.settings.keepalive_factor, self._check_keepalive
-            )
-        )
+        self._schedule_keepalive(self.keepalive * broker.settings.keepalive_factor)
         broker.publish_event(
             _CONNECTED_TOPIC.format(self.client_id),
             {
@@ -695,6 +695,8 @@ class MqttSession:
         self.closed = True
         for timer in self._timers:
             timer.cancel()
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
         broker = self.broker
         was_connected = self.connected
         if was_connected:
