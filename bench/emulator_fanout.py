@@ -9,8 +9,10 @@ delivery latency (p50/p99) seen by the active subscribers. Clients and
 server share this process (one event loop), so figures are conservative.
 When ``mosquitto`` is on PATH (``apt-get install -y mosquitto``), the same
 run against mosquitto gives a reference ratio. mosquitto is driven over
-plain MQTT/TCP (its libwebsockets listener does not start in every
-environment), so the emulator pays WebSocket framing the reference does not.
+plain MQTT/TCP here, so the emulator pays WebSocket framing the reference
+does not; ``bench/emulator_bench.py`` (issue 3's benchmark, separate
+processes) drives mosquitto's WebSocket listener, which mosquitto 2.0 starts
+only beside a plain listener (see its docstring).
 Everything binds 127.0.0.1 and is stopped at the end; runs are bounded.
 """
 

@@ -22,7 +22,6 @@ Design points:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -290,12 +289,18 @@ class MqttSession:
         self.subscriptions: dict[str, int] = {}
         self.dropped = 0
         self.will: Publish | None = None
-        self._queue: deque[bytes] = deque()
+        # Created with the first frame and dropped once written: an empty
+        # deque holds a 0.5 KB block, and most connections are idle. For the
+        # same reason there is no asyncio.Event for "drained": close() waits
+        # for the writer task itself.
+        self._queue: deque[bytes] | None = None
         self._writer: asyncio.Task[None] | None = None
-        self._drained = asyncio.Event()
-        self._drained.set()
         self._packet_id = 0
         self._receive_cache: dict[str, bool] = {}
+        # (action, topic) pairs this connection may publish to, made on its
+        # first publish (most connections never publish). Only grants are
+        # kept: a denial closes the connection.
+        self._publish_grants: set[tuple[str, str]] | None = None
         self._last_activity = time.monotonic()
         self._tokens = broker.settings.publish_rate_limit or 0.0
         self._tokens_at = self._last_activity
@@ -305,6 +310,9 @@ class MqttSession:
             loop.call_later(settings.websocket_ttl, self._expire_ttl),
             loop.call_later(settings.connect_timeout, self._connect_timeout),
         ]
+        # One handle, replaced on every check: a list would grow by one entry
+        # per keepalive period for the life of the connection.
+        self._keepalive_timer: asyncio.TimerHandle | None = None
         self._closing: asyncio.Task[None] | None = None
 
     def __hash__(self) -> int:
@@ -333,9 +341,10 @@ class MqttSession:
         if idle >= limit:
             self._close_soon(DisconnectReason.MQTT_KEEP_ALIVE_TIMEOUT)
         else:
-            self._timers.append(
-                asyncio.get_running_loop().call_later(limit - idle, self._check_keepalive)
-            )
+            self._schedule_keepalive(limit - idle)
+
+    def _schedule_keepalive(self, delay: float) -> None:
+        self._keepalive_timer = asyncio.get_running_loop().call_later(delay, self._check_keepalive)
 
     # --- outbound --------------------------------------------------------------
 
@@ -347,7 +356,8 @@ class MqttSession:
         """Queue a PUBLISH; False (and counted) when the queue is full."""
         if self.closed:
             return False
-        if len(self._queue) >= self.broker.settings.outbound_queue_limit:
+        queue = self._queue
+        if queue is not None and len(queue) >= self.broker.settings.outbound_queue_limit:
             self.dropped += 1
             self.broker.stats.drops += 1
             return False
@@ -357,32 +367,37 @@ class MqttSession:
 
     def _send(self, frame: bytes) -> None:
         """Queue a frame regardless of the limit (acks must not be dropped)."""
-        if len(self._queue) >= 2 * self.broker.settings.outbound_queue_limit + 64:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        if len(queue) >= 2 * self.broker.settings.outbound_queue_limit + 64:
             # Only acks can get here past the delivery limit: a peer that keeps
             # sending PINGREQ/SUBSCRIBE without reading would grow memory forever.
             self._close_soon(DisconnectReason.CLIENT_ERROR)
             return
-        self._queue.append(frame)
+        queue.append(frame)
         if self._writer is None:
-            self._drained.clear()
             self._writer = asyncio.ensure_future(self._write())
 
     async def _write(self) -> None:
+        queue = self._queue
+        assert queue is not None  # _send creates it before starting the writer
         try:
-            while self._queue:
-                batch = [self._queue.popleft()]
+            while queue:
+                batch = [queue.popleft()]
                 size = len(batch[0])
-                while self._queue and size + len(self._queue[0]) <= _WRITE_BATCH_BYTES:
-                    frame = self._queue.popleft()
+                while queue and size + len(queue[0]) <= _WRITE_BATCH_BYTES:
+                    frame = queue.popleft()
                     batch.append(frame)
                     size += len(frame)
                 await self.transport.send(b"".join(batch))
         except Exception:  # any transport failure means the peer is gone
-            self._queue.clear()
+            queue.clear()
             self._close_soon(DisconnectReason.CONNECTION_LOST)
         finally:
             self._writer = None
-            self._drained.set()
+            if not queue and self._queue is queue:
+                self._queue = None
 
     def _take_publish_token(self) -> bool:
         """Token bucket of ``publish_rate_limit`` per second, burst of one second."""
@@ -497,11 +512,7 @@ class MqttSession:
         self.connected = True
         await broker.register(self)
         self._send(encode(Connack()))
-        self._timers.append(
-            asyncio.get_running_loop().call_later(
-                self.keepalive * broker.settings.keepalive_factor, self._check_keepalive
-            )
-        )
+        self._schedule_keepalive(self.keepalive * broker.settings.keepalive_factor)
         broker.publish_event(
             _CONNECTED_TOPIC.format(self.client_id),
             {
@@ -650,7 +661,13 @@ class MqttSession:
             )
             return
         actions = ["iot:Publish"] + (["iot:RetainPublish"] if packet.retain else [])
+        grants = self._publish_grants
+        if grants is None:
+            grants = self._publish_grants = set()
         for action in actions:
+            # Cached like iot:Receive: a connection's policies cannot change.
+            if (action, packet.topic) in grants:
+                continue
             decision = broker.authorize(
                 self.credential, action, "topic", packet.topic, client_id=self.client_id
             )
@@ -658,6 +675,9 @@ class MqttSession:
                 # AWS IoT Core closes the connection on an unauthorised PUBLISH.
                 self._close_soon(DisconnectReason.AUTH_ERROR)
                 return
+            if len(grants) >= _RECEIVE_CACHE_SIZE:
+                grants.clear()
+            grants.add((action, packet.topic))
         broker.route(packet.topic, packet.payload, packet.qos, packet.retain)
         if packet.qos == 1 and packet.packet_id is not None:
             self._send(encode(Puback(packet.packet_id)))
@@ -675,6 +695,8 @@ class MqttSession:
         self.closed = True
         for timer in self._timers:
             timer.cancel()
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
         broker = self.broker
         was_connected = self.connected
         if was_connected:
@@ -688,11 +710,12 @@ class MqttSession:
         ):
             # Flush CONNACK/SUBACK refusals before dropping the socket; bounded
             # so a stalled peer cannot hold the close.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), timeout=1.0)
+            writer = self._writer
+            if writer is not None:
+                await asyncio.wait((writer,), timeout=1.0)
         if self._writer is not None:
             self._writer.cancel()
-        self._queue.clear()
+        self._queue = None
         try:
             await self.transport.close()
         except Exception:  # the peer may already be gone

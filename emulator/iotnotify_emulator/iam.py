@@ -270,6 +270,32 @@ def _pieces_match(pieces: Sequence[_Piece], value: str, *, ignore_case: bool = F
     text = "".join(piece for piece, _ in pieces)
     # IAM: "a wildcard can't span segments" of an ARN (policy elements: Resource).
     arn = text.startswith("arn:")
+    if not ignore_case:
+        # Every user's session policy brings new patterns, nearly all of them
+        # literal (a topic) or a literal prefix and one trailing '*' (its
+        # client ids). Compiling those to regexes cost most of a connect's
+        # CPU and a cached pattern per user, so they are compared directly;
+        # the result is the one the regex would give.
+        wild = [
+            index
+            for index, (piece, literal) in enumerate(pieces)
+            if not literal and ("*" in piece or "?" in piece)
+        ]
+        if not wild:
+            return text == value
+        last_piece, last_literal = pieces[-1]
+        if (
+            wild == [len(pieces) - 1]
+            and not last_literal
+            and last_piece.endswith("*")
+            and "*" not in last_piece[:-1]
+            and "?" not in last_piece
+        ):
+            prefix = text[:-1]
+            if not value.startswith(prefix):
+                return False
+            # Within the first five ARN segments a wildcard stops at ':'.
+            return not arn or prefix.count(":") >= 5 or ":" not in value[len(prefix) :]
     return _compile(tuple(pieces), ignore_case, arn).fullmatch(value) is not None
 
 

@@ -331,6 +331,9 @@ class Emulator:
                 text="Upgrade Required: subprotocol 'mqtt' expected\n",
                 headers={"Upgrade": "websocket"},
             )
+        # This frame lives as long as the connection: drop the copy of the
+        # presigned query (most of a KB) now that it is verified.
+        del raw_path, raw_query, offered
         ws = web.WebSocketResponse(
             protocols=SUBPROTOCOLS,
             autoping=True,

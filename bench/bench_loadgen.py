@@ -1,0 +1,554 @@
+"""The load generator of ``emulator_bench.py``: one process, the same code for every broker.
+
+Run by the orchestrator, never by hand (it prints one JSON line per result):
+
+* ``fanout``: N subscribers, each CONNECT + SUBSCRIBE to its own topic, one
+  publisher sending M QoS 0 messages round-robin over those topics. Every
+  payload starts with the send time (CLOCK_MONOTONIC, shared by all
+  processes of the machine), so each subscriber measures publish-to-delivery
+  latency. The publisher keeps at most ``--window`` messages in flight (sent,
+  not yet delivered): the broker is saturated, and latency is measured with a
+  bounded queue instead of the depth of a backlog the publisher piled up.
+* ``idle``: N connections, CONNECT + SUBSCRIBE each, ``--concurrency`` at a
+  time; prints the time it took, then holds them open until a line arrives on
+  stdin (the orchestrator reads the broker's RSS meanwhile).
+
+The client is a small asyncio Protocol speaking WebSocket (RFC 6455, masked
+client frames, subprotocol ``mqtt``) and the few MQTT 3.1.1 packets needed,
+because aiohttp's client costs several times more CPU per message and this
+process must not be what limits the broker. ``--transport tcp`` drops the
+WebSocket layer (plain MQTT), for a broker without a WebSocket listener.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import statistics
+import struct
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from benchlib import (
+    PUBLISHER_CLIENT_ID,
+    REGION,
+    KeyFile,
+    client_id,
+    cpu_seconds,
+    machine_busy_seconds,
+    raise_fd_limit,
+    topic,
+)
+
+from iotnotify_emulator.testing import presign_url
+
+_CONNECT: Final = 0x10
+_CONNACK: Final = 2
+_PUBLISH: Final = 3
+_SUBACK: Final = 9
+_STAMP: Final = struct.Struct(">qI")  # send time (ns), sequence number
+KEEPALIVE: Final = 600
+
+
+class ProtocolFailure(Exception):
+    """The broker refused or closed a connection."""
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value % 128, value // 128
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _string(text: str) -> bytes:
+    raw = text.encode()
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def connect_packet(client: str) -> bytes:
+    body = _string("MQTT") + bytes([4, 0x02]) + KEEPALIVE.to_bytes(2, "big") + _string(client)
+    return bytes([_CONNECT]) + _varint(len(body)) + body
+
+
+def subscribe_packet(topic_filter: str, packet_id: int = 1) -> bytes:
+    body = packet_id.to_bytes(2, "big") + _string(topic_filter) + b"\x00"
+    return b"\x82" + _varint(len(body)) + body
+
+
+def publish_prefix(topic_name: str, payload_size: int) -> bytes:
+    """Everything of a QoS 0 PUBLISH before its payload (fixed for a topic and size)."""
+    name = _string(topic_name)
+    return b"\x30" + _varint(len(name) + payload_size) + name
+
+
+def _masked(data: bytes, key: bytes) -> bytes:
+    size = len(data)
+    mask = (key * (size // 4 + 1))[:size]
+    return (int.from_bytes(data, "little") ^ int.from_bytes(mask, "little")).to_bytes(
+        size, "little"
+    )
+
+
+class MqttClient(asyncio.Protocol):
+    """One MQTT 3.1.1 connection, over WebSocket (``ws=True``) or plain TCP."""
+
+    def __init__(
+        self, *, ws: bool, host: str, path: str, on_publish: Callable[[bytes], None] | None
+    ) -> None:
+        self._ws = ws
+        self._host = host
+        self._path = path
+        self._on_publish = on_publish
+        self._transport: asyncio.Transport | None = None
+        self._upgraded = not ws
+        self._frames = bytearray()
+        self._mqtt = bytearray()
+        self._control: deque[tuple[int, bytes]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        loop = asyncio.get_running_loop()
+        self.ready: asyncio.Future[None] = loop.create_future()
+        self.closed = False
+
+    # --- asyncio.Protocol ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        if not self._ws:
+            self.ready.set_result(None)
+            return
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(
+            (
+                f"GET {self._path} HTTP/1.1\r\nHost: {self._host}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                "Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+            ).encode()
+        )
+
+    def data_received(self, data: bytes) -> None:
+        if not self._ws:
+            self._feed_mqtt(data)
+            return
+        if not self._upgraded:
+            self._frames += data
+            end = self._frames.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(self._frames[: self._frames.find(b"\r\n")])
+            rest = bytes(self._frames[end + 4 :])
+            self._frames.clear()
+            if b" 101 " not in status:
+                self._fail(ProtocolFailure(f"upgrade refused: {status.decode(errors='replace')}"))
+                return
+            self._upgraded = True
+            self.ready.set_result(None)
+            if not rest:
+                return
+            data = rest
+        self._feed_frames(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(ProtocolFailure(f"connection closed by the broker ({exc})"))
+
+    # --- parsing -------------------------------------------------------------------
+
+    def _fail(self, error: Exception) -> None:
+        self.closed = True
+        if not self.ready.done():
+            self.ready.set_exception(error)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(error)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _feed_frames(self, data: bytes) -> None:
+        if not self._frames and not self._mqtt and self._on_publish is not None:
+            # Fast path, nearly every delivery: one unmasked binary frame
+            # (length < 126) holding one whole QoS 0 PUBLISH (length < 128).
+            size = len(data)
+            if (
+                size > 4
+                and data[0] == 0x82
+                and data[1] == size - 2
+                and data[2] == 0x30
+                and data[3] == size - 4
+            ):
+                self._on_publish(data[6 + int.from_bytes(data[4:6], "big") :])
+                return
+        buf = self._frames
+        buf += data
+        pos, size = 0, len(buf)
+        while size - pos >= 2:
+            first, second = buf[pos], buf[pos + 1]
+            length, header = second & 0x7F, 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length, header = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length, header = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+            if second & 0x80:
+                self._fail(ProtocolFailure("masked frame from the server"))
+                return
+            if size - pos < header + length:
+                break
+            start = pos + header
+            pos = start + length
+            opcode = first & 0x0F
+            if opcode in (0, 2):
+                self._feed_mqtt(bytes(buf[start:pos]))
+            elif opcode == 9:
+                self._send_frame(0xA, bytes(buf[start:pos]))
+            elif opcode == 8:
+                self._fail(ProtocolFailure("WebSocket closed by the broker"))
+                return
+        del buf[:pos]
+
+    def _feed_mqtt(self, data: bytes) -> None:
+        buf = self._mqtt
+        buf += data
+        pos, size = 0, len(buf)
+        while size - pos >= 2:
+            length, multiplier, index = 0, 1, pos + 1
+            while True:
+                if index >= size:
+                    del buf[:pos]
+                    return
+                byte = buf[index]
+                index += 1
+                length += (byte & 0x7F) * multiplier
+                multiplier *= 128
+                if not byte & 0x80:
+                    break
+            if size - index < length:
+                break
+            kind = buf[pos] >> 4
+            flags = buf[pos] & 0x0F
+            body = bytes(buf[index : index + length])
+            pos = index + length
+            if kind == _PUBLISH:
+                offset = 2 + int.from_bytes(body[:2], "big") + (2 if flags & 0x06 else 0)
+                if self._on_publish is not None:
+                    self._on_publish(body[offset:])
+            else:
+                self._control.append((kind, body))
+                if self._waiter is not None and not self._waiter.done():
+                    self._waiter.set_result(None)
+        del buf[:pos]
+
+    # --- sending -------------------------------------------------------------------
+
+    def _send_frame(self, opcode: int, payload: bytes) -> None:
+        assert self._transport is not None
+        size = len(payload)
+        if size < 126:
+            header = bytes([0x80 | opcode, 0x80 | size])
+        elif size < 65536:
+            header = bytes([0x80 | opcode, 0x80 | 126]) + size.to_bytes(2, "big")
+        else:
+            header = bytes([0x80 | opcode, 0x80 | 127]) + size.to_bytes(8, "big")
+        key = os.urandom(4)
+        self._transport.write(header + key + _masked(payload, key))
+
+    def send(self, packet: bytes) -> None:
+        if self.closed:
+            raise ProtocolFailure("send on a closed connection")
+        if self._ws:
+            self._send_frame(0x2, packet)
+        else:
+            assert self._transport is not None
+            self._transport.write(packet)
+
+    async def expect(self, kind: int, within: float) -> bytes:
+        async with asyncio.timeout(within):
+            while not self._control:
+                if self.closed:
+                    raise ProtocolFailure("connection closed by the broker")
+                self._waiter = asyncio.get_running_loop().create_future()
+                await self._waiter
+        got, body = self._control.popleft()
+        if got != kind:
+            raise ProtocolFailure(f"expected packet type {kind}, got {got}")
+        return body
+
+    def abort(self) -> None:
+        self.closed = True
+        if self._transport is not None:
+            self._transport.abort()
+
+
+class Target:
+    """Where to connect and how each client signs its URL."""
+
+    def __init__(self, url: str, transport: str, keys: KeyFile | None) -> None:
+        parts = urlsplit(url)
+        self.url = url
+        self.ws = transport == "ws"
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 80
+        self.netloc = parts.netloc
+        self.keys = keys
+
+    def path(self, index: int | None) -> str:
+        """The request target; presigned (SigV4) when the broker has keys."""
+        if self.keys is None:
+            return urlsplit(self.url).path or "/mqtt"
+        key = self.keys.publisher if index is None else self.keys.subscribers[index]
+        signed = urlsplit(presign_url(self.url, key.bare_credential(), region=REGION))
+        return f"{signed.path}?{signed.query}"
+
+    async def open(
+        self,
+        path: str,
+        client: str,
+        *,
+        subscribe: str | None,
+        on_publish: Callable[[bytes], None] | None = None,
+        within: float = 30.0,
+    ) -> MqttClient:
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_connection(
+            lambda: MqttClient(ws=self.ws, host=self.netloc, path=path, on_publish=on_publish),
+            self.host,
+            self.port,
+        )
+        try:
+            async with asyncio.timeout(within):
+                await protocol.ready
+            protocol.send(connect_packet(client))
+            connack = await protocol.expect(_CONNACK, within)
+            if connack[1:2] != b"\x00":
+                raise ProtocolFailure(f"CONNACK return code {connack[1:2].hex()}")
+            if subscribe is not None:
+                protocol.send(subscribe_packet(subscribe))
+                suback = await protocol.expect(_SUBACK, within)
+                if suback[2:] != b"\x00":
+                    raise ProtocolFailure(f"SUBACK {suback[2:].hex()}")
+        except BaseException:
+            protocol.abort()
+            raise
+        return protocol
+
+
+async def _open_many(
+    target: Target,
+    paths: list[str],
+    concurrency: int,
+    on_publish: Callable[[bytes], None] | None,
+) -> tuple[list[MqttClient], list[float], list[str]]:
+    """Open ``len(paths)`` subscribers, ``concurrency`` at a time; clients, latencies, errors."""
+    gate = asyncio.Semaphore(concurrency)
+    clients: list[MqttClient] = []
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    async def one(index: int) -> None:
+        async with gate:
+            started = time.perf_counter()
+            try:
+                client = await target.open(
+                    paths[index], client_id(index), subscribe=topic(index), on_publish=on_publish
+                )
+            except (OSError, ProtocolFailure, TimeoutError) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                return
+            latencies.append((time.perf_counter() - started) * 1000)
+            clients.append(client)
+
+    await asyncio.gather(*(one(index) for index in range(len(paths))))
+    return clients, latencies, errors
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+class _CpuMeter:
+    """CPU used by the broker, by this process and by everything else, over a window."""
+
+    def __init__(self, broker_pid: int) -> None:
+        self._pid = broker_pid
+        self._broker = cpu_seconds(broker_pid)
+        self._own = time.process_time()
+        self._machine = machine_busy_seconds()
+
+    def shares(self, seconds: float) -> dict[str, float]:
+        """Each share in cores (1.0 = one core busy all along)."""
+        broker = cpu_seconds(self._pid) - self._broker
+        own = time.process_time() - self._own
+        machine = machine_busy_seconds() - self._machine
+        return {
+            "broker_cpu": broker / seconds,
+            "loadgen_cpu": own / seconds,
+            "other_cpu": max(0.0, machine - broker - own) / seconds,
+        }
+
+
+class _Deliveries:
+    """Counts deliveries and their latency; wakes the publisher when the window opens."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.latencies_us: list[float] = []
+        self.last_ns = 0
+        self.progress = asyncio.Event()
+        self.waiting = False  # the publisher waits for the window to open
+
+    def __call__(self, payload: bytes) -> None:
+        now = time.monotonic_ns()
+        self.latencies_us.append((now - _STAMP.unpack_from(payload)[0]) / 1000)
+        self.count += 1
+        self.last_ns = now
+        if self.waiting:
+            self.progress.set()
+
+
+async def _publish_windowed(
+    publisher: MqttClient,
+    prefixes: list[bytes],
+    padding: bytes,
+    messages: int,
+    window: int,
+    deliveries: _Deliveries,
+    stall: float,
+) -> tuple[int, int]:
+    """Send ``messages`` round-robin, at most ``window`` undelivered; (sent, start ns)."""
+    expected_base = deliveries.count
+    started = time.monotonic_ns()
+    sent = 0
+    count = len(prefixes)
+    while sent < messages:
+        while sent - (deliveries.count - expected_base) >= window:
+            deliveries.progress.clear()
+            deliveries.waiting = True
+            try:
+                await asyncio.wait_for(deliveries.progress.wait(), stall)
+            except TimeoutError:
+                return sent, started  # messages were lost (QoS 0): stop, report
+            finally:
+                deliveries.waiting = False
+        stamp = _STAMP.pack(time.monotonic_ns(), sent)
+        publisher.send(prefixes[sent % count] + stamp + padding)
+        sent += 1
+    deadline = time.monotonic() + stall
+    deliveries.waiting = True
+    while deliveries.count - expected_base < sent and time.monotonic() < deadline:
+        deliveries.progress.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(deliveries.progress.wait(), stall)
+    deliveries.waiting = False
+    return sent, started
+
+
+async def fanout(args: argparse.Namespace, target: Target) -> dict[str, Any]:
+    subscribers: int = args.subscribers
+    paths = [target.path(index) for index in range(subscribers)]
+    deliveries = _Deliveries()
+    clients, _, errors = await _open_many(target, paths, args.concurrency, deliveries)
+    if errors:
+        for client in clients:
+            client.abort()
+        return {"error": f"{len(errors)} subscribers failed, first: {errors[0]}"}
+    publisher = await target.open(target.path(None), PUBLISHER_CLIENT_ID, subscribe=None)
+    prefixes = [publish_prefix(topic(index), args.size) for index in range(subscribers)]
+    padding = b"x" * (args.size - _STAMP.size)
+    try:
+        # Warm-up: one message to every subscriber (caches, code paths), not measured.
+        await _publish_windowed(
+            publisher, prefixes, padding, subscribers, args.window, deliveries, args.stall
+        )
+        deliveries.count = 0
+        deliveries.latencies_us.clear()
+        meter = _CpuMeter(args.broker_pid)
+        sent, started = await _publish_windowed(
+            publisher, prefixes, padding, args.messages, args.window, deliveries, args.stall
+        )
+    finally:
+        for client in [publisher, *clients]:
+            client.abort()
+    seconds = max(deliveries.last_ns - started, 1) / 1e9
+    latencies_ms = [value / 1000 for value in deliveries.latencies_us]
+    return {
+        "subscribers": len(clients),
+        "sent": sent,
+        "delivered": deliveries.count,
+        "seconds": seconds,
+        "rate": deliveries.count / seconds,
+        "p50_ms": statistics.median(latencies_ms) if latencies_ms else float("nan"),
+        "p99_ms": _percentile(latencies_ms, 0.99),
+        **meter.shares(seconds),
+    }
+
+
+async def idle(args: argparse.Namespace, target: Target) -> None:
+    paths = [target.path(index) for index in range(args.count)]  # signed before the clock runs
+    meter = _CpuMeter(args.broker_pid)
+    started = time.perf_counter()
+    clients, latencies, errors = await _open_many(target, paths, args.concurrency, None)
+    seconds = time.perf_counter() - started
+    result = {
+        "connected": len(clients),
+        "failed": len(errors),
+        "first_error": errors[0] if errors else None,
+        "seconds": seconds,
+        "rate": len(clients) / seconds,
+        "p50_ms": statistics.median(latencies) if latencies else float("nan"),
+        "p99_ms": _percentile(latencies, 0.99),
+        **meter.shares(seconds),
+    }
+    print(json.dumps(result), flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.readline)  # hold until told to let go
+    closed = sum(not client.closed for client in clients)
+    for client in clients:
+        client.abort()
+    print(json.dumps({"closed": closed}), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=("fanout", "idle"))
+    parser.add_argument("--url", required=True, help="ws://host:port/mqtt or tcp://host:port")
+    parser.add_argument("--transport", choices=("ws", "tcp"), default="ws")
+    parser.add_argument("--keys", type=Path, help="sign URLs with these keys (SigV4)")
+    parser.add_argument("--broker-pid", type=int, default=0)
+    parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--window", type=int, default=256)
+    parser.add_argument("--stall", type=float, default=5.0, help="seconds without progress")
+    parser.add_argument("--count", type=int, default=10000)
+    parser.add_argument("--concurrency", type=int, default=100)
+    args = parser.parse_args()
+    if args.size < _STAMP.size:
+        parser.error(f"--size must be at least {_STAMP.size}")
+    raise_fd_limit()
+    keys = KeyFile.read(args.keys) if args.keys else None
+    target = Target(args.url, args.transport, keys)
+    if args.mode == "fanout":
+        print(json.dumps(asyncio.run(fanout(args, target))), flush=True)
+    else:
+        asyncio.run(idle(args, target))
+
+
+if __name__ == "__main__":
+    main()

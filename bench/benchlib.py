@@ -1,0 +1,209 @@
+"""What the bench's three processes share: the key file, topic names, /proc readings.
+
+The orchestrator (``emulator_bench.py``) writes one JSON key file; the
+emulator launcher (``bench_server.py``) seeds its credential store from it and
+the load generator (``bench_loadgen.py``) presigns its URLs with the same keys.
+Subscriber ``i`` is user ``u{i}``: a role session with the product's
+subscriber ceiling policy AND its per-user session policy, as the
+token-vending Lambda hands out; the publisher is an IAM user with the
+publisher policy plus ``iot:Connect`` for its one client id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import secrets
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from iotnotify.contract import TopicScheme, iot_arn
+from iotnotify.policies import (
+    publisher_policy,
+    subscriber_ceiling_policy,
+    subscriber_session_policy,
+)
+from iotnotify_emulator.credentials import Credential, policies_from
+
+__all__ = [
+    "ACCOUNT",
+    "PUBLISHER_CLIENT_ID",
+    "REGION",
+    "SCHEME",
+    "BenchKey",
+    "KeyFile",
+    "client_id",
+    "cpu_seconds",
+    "machine_busy_seconds",
+    "raise_fd_limit",
+    "rss_kb",
+    "topic",
+    "user_id",
+]
+
+SCHEME: Final = TopicScheme("iotnotify", "bench")
+REGION: Final = "us-east-1"
+ACCOUNT: Final = "123456789012"
+PUBLISHER_CLIENT_ID: Final = "bench-publisher"
+
+
+def user_id(index: int) -> str:
+    return f"u{index}"
+
+
+def client_id(index: int) -> str:
+    return f"{user_id(index)}.bench"  # the product's {userId}.{suffix} rule
+
+
+def topic(index: int) -> str:
+    return str(SCHEME.user_notifications(user_id(index)))
+
+
+def _random(alphabet: str, length: int) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+@dataclass(frozen=True, slots=True)
+class BenchKey:
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None
+
+    @classmethod
+    def mint(cls, *, with_token: bool) -> BenchKey:
+        upper = string.ascii_uppercase + string.digits
+        return cls(
+            access_key_id=("ASIA" if with_token else "AKIA") + _random(upper, 16),
+            secret_access_key=_random(string.ascii_letters + string.digits, 40),
+            session_token=_random(string.ascii_letters + string.digits, 64) if with_token else None,
+        )
+
+    def bare_credential(self) -> Credential:
+        """Enough of a Credential for ``presign_url`` (which only signs)."""
+        return Credential(
+            access_key_id=self.access_key_id,
+            secret_access_key=self.secret_access_key,
+            principal_id="bench",
+            identity_policies=(),
+            session_token=self.session_token,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class KeyFile:
+    publisher: BenchKey
+    subscribers: tuple[BenchKey, ...]
+
+    @classmethod
+    def mint(cls, subscribers: int) -> KeyFile:
+        return cls(
+            publisher=BenchKey.mint(with_token=False),
+            subscribers=tuple(BenchKey.mint(with_token=True) for _ in range(subscribers)),
+        )
+
+    def write(self, path: Path) -> None:
+        data = {
+            "publisher": _key_json(self.publisher),
+            "subscribers": [_key_json(key) for key in self.subscribers],
+        }
+        path.write_text(json.dumps(data))
+
+    @classmethod
+    def read(cls, path: Path) -> KeyFile:
+        data = json.loads(path.read_text())
+        return cls(
+            publisher=BenchKey(**data["publisher"]),
+            subscribers=tuple(BenchKey(**item) for item in data["subscribers"]),
+        )
+
+    def credentials(self) -> list[Credential]:
+        """The store's view: who each key is and what it may do (IAM, as on AWS)."""
+        ceiling = policies_from(
+            [subscriber_ceiling_policy(SCHEME, region=REGION, account=ACCOUNT)],
+            prefix="identity",
+        )
+        publisher_connect = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": "iot:Connect",
+                    "Resource": iot_arn(REGION, ACCOUNT, "client", PUBLISHER_CLIENT_ID),
+                }
+            ],
+        }
+        result = [
+            Credential(
+                access_key_id=self.publisher.access_key_id,
+                secret_access_key=self.publisher.secret_access_key,
+                principal_id="AIDABENCHPUBLISHER",
+                identity_policies=policies_from(
+                    [publisher_policy(SCHEME, region=REGION, account=ACCOUNT), publisher_connect],
+                    prefix="identity",
+                ),
+            )
+        ]
+        for index, key in enumerate(self.subscribers):
+            session = subscriber_session_policy(
+                SCHEME, user_id(index), region=REGION, account=ACCOUNT
+            )
+            result.append(
+                Credential(
+                    access_key_id=key.access_key_id,
+                    secret_access_key=key.secret_access_key,
+                    principal_id=f"AROABENCH:{user_id(index)}",
+                    identity_policies=ceiling,
+                    session_policies=policies_from([session], prefix="session"),
+                    session_token=key.session_token,
+                )
+            )
+        return result
+
+
+def _key_json(key: BenchKey) -> dict[str, Any]:
+    return {
+        "access_key_id": key.access_key_id,
+        "secret_access_key": key.secret_access_key,
+        "session_token": key.session_token,
+    }
+
+
+def raise_fd_limit() -> int:
+    """Soft RLIMIT_NOFILE up to the hard limit; returns the new soft limit."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def rss_kb(pid: int) -> int:
+    """VmRSS of a process, in KB (``/proc/<pid>/status``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+_TICKS: Final = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/<pid>/stat``)."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    fields = raw[raw.rindex(")") + 2 :].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every core of the machine has spent busy so far (``/proc/stat``).
+
+    Minus the broker's and the load generator's own CPU time, it shows how
+    much else ran during a measurement (other work on a shared machine skews
+    every figure, so the bench reports it).
+    """
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / _TICKS

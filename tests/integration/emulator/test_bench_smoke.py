@@ -1,0 +1,35 @@
+"""The benchmark runs end to end on tiny counts and prints every figure row.
+
+Behaviour only (bench/ prints timings; tests never assert them): the three
+processes start and stop, every SigV4 subscriber connects and subscribes,
+every message is delivered, and the table has its rows and verdicts.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_bench_quick_run_prints_every_row() -> None:
+    # Given the bench with tiny counts and no mosquitto (not needed for a smoke run)
+    command = [sys.executable, str(ROOT / "bench" / "emulator_bench.py"), "--quick"]
+    command += ["--no-mosquitto", "--subscribers", "5", "--messages", "50", "--idle", "20"]
+    command += ["--settle", "0.2"]
+
+    # When it runs
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+    # Then it succeeds and prints both measurements and the targets it can judge
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert re.search(r"^  emulator run 1 +50/50 ", out, re.MULTILINE), out
+    assert re.search(r"^  emulator run 1 +20 ", out, re.MULTILINE), out
+    assert "the emulator reported 20 connections and 20 subscriptions" in out
+    assert re.search(r"idle RSS <= 20 KB per connection .* (PASS|MISS)$", out, re.MULTILINE)
+    assert re.search(r"SigV4 connect\+subscribe >= 1000/s .* (PASS|MISS)$", out, re.MULTILINE)
+    assert "delivered msg/s >= 0.5 x mosquitto: NOT MEASURED" in out
