@@ -23,7 +23,15 @@ broadcast messages are delivered as they come and tracked separately.
 
 Notifications reach the caller on one dispatcher thread (``on_message``) or
 through ``async for note in sub.notifications``; a slow consumer never
-blocks the network loop.
+blocks the network loop. State changes (``on_state``) go through the same
+thread, so CAUGHT_UP is seen after the notifications it covers.
+
+Typical use, signed in with Cognito::
+
+    auth = CognitoAuth(client_id=APP_CLIENT_ID, region="eu-west-1")
+    session = CognitoSession(auth, username="you@example.com", password=PASSWORD)
+    api = ApiClient(api_url=API_URL, id_tokens=session)
+    Subscriber(tokens=api, on_message=lambda note: print(note.title)).run_forever()
 """
 
 from __future__ import annotations
