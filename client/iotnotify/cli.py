@@ -199,8 +199,9 @@ def cost(users: int, per_day: float, connected_hours: float, message_bytes: int)
 
 def _register_optional_commands() -> None:
     from iotnotify.cdk_commands import deploy, destroy, synth
+    from iotnotify.cli_client import listen, tray
 
-    for command in (deploy, destroy, synth):
+    for command in (deploy, destroy, synth, listen, tray):
         cli.add_command(command)
 
 

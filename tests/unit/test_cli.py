@@ -41,4 +41,6 @@ def test_cost_prints_a_monthly_table() -> None:
 
 
 def test_every_documented_command_is_registered() -> None:
-    assert {"local", "send", "cost", "deploy", "destroy", "synth"} <= set(cli.commands)
+    assert {"local", "send", "listen", "tray", "cost", "deploy", "destroy", "synth"} <= set(
+        cli.commands
+    )
