@@ -21,6 +21,7 @@ from iotnotify.publisher import Publisher
 from iotnotify_handlers.settings import settings
 
 __all__ = [
+    "configure",
     "inbox",
     "iot_endpoint",
     "publisher",
@@ -32,8 +33,24 @@ __all__ = [
 ]
 
 
+_configured_session: boto3.session.Session | None = None
+
+
+def configure(*, session: boto3.session.Session | None) -> None:
+    """Build every client from ``session`` (None: the default credential chain).
+
+    ``iotnotify local`` passes a session acting as the functions role, which
+    is what the Lambda runtime provides on AWS.
+    """
+    global _configured_session
+    _configured_session = session
+    reset()
+
+
 @cache
 def session() -> boto3.session.Session:
+    if _configured_session is not None:
+        return _configured_session
     return boto3.session.Session(region_name=settings().region)
 
 

@@ -2,8 +2,9 @@
 
 Everything runs in one process so Ctrl-C stops it all. The handlers are the
 Lambda handlers, unchanged: like Lambda, this process gives them their
-settings and the functions role's session credentials in the environment,
-and points the AWS SDK at moto (``AWS_ENDPOINT_URL``) and at the emulator
+settings in the environment and a session acting as the functions role
+(through ``clients.configure``; credentials stay in memory), and points the
+AWS SDK at moto (``AWS_ENDPOINT_URL``) and at the emulator
 (``IOTNOTIFY_IOT_DATA_URL``). Nothing else differs from AWS.
 """
 
@@ -16,7 +17,6 @@ import logging
 import os
 import signal
 import socket
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +39,7 @@ console = Console(stderr=True)
 
 # Moto accepts any key; these only have to look like credentials.
 _MOTO_KEY: Final = "testing"
-# Lambda refreshes its role credentials before they expire; so do we.
 _FUNCTION_SESSION_SECONDS: Final = 3600
-_FUNCTION_REFRESH_SECONDS: Final = 45 * 60
 _WEB_DIR: Final = Path(__file__).resolve().parents[3] / "web" / "dist"
 
 
@@ -119,8 +117,6 @@ class LocalStack:
         self._emulator: Any = None
         self._poller: SqsPoller | None = None
         self._runner: web.AppRunner | None = None
-        self._refresher: threading.Thread | None = None
-        self._stopping = threading.Event()
         self._env_stack = contextlib.ExitStack()
 
     # --- start ------------------------------------------------------------------
@@ -182,11 +178,7 @@ class LocalStack:
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
         }
         self._env_stack.enter_context(_environment(handler_env))
-        self._assume_functions_role()
-        self._refresher = threading.Thread(
-            target=self._refresh_loop, name="functions-role-refresh", daemon=True
-        )
-        self._refresher.start()
+        self._use_functions_role()
 
         from iotnotify_emulator.sigv4 import verify_header_signature
         from iotnotify_handlers import (
@@ -252,7 +244,8 @@ class LocalStack:
         await self._runner.setup()
         await web.TCPSite(self._runner, cfg.host, api_url_port).start()
 
-        sqs = boto3.session.Session(region_name=cfg.region).client("sqs")
+        # The event source mapping is AWS's side of Lambda, not the function's role.
+        sqs = _moto_admin(cfg.region).client("sqs")
         queue_arn = sqs.get_queue_attributes(
             QueueUrl=resources.task_queue_url, AttributeNames=["QueueArn"]
         )["Attributes"]["QueueArn"]
@@ -293,30 +286,26 @@ class LocalStack:
         )
         return self.state
 
-    def _assume_functions_role(self) -> None:
-        """Give the handlers the functions role's credentials, as Lambda does."""
+    def _use_functions_role(self) -> None:
+        """Give the handlers the functions role's credentials, as Lambda does
+        (in a session, renewed before expiry; never in the environment)."""
         assert self.resources is not None
-        sts = _moto_admin(self.config.region).client("sts")
-        creds = sts.assume_role(
-            RoleArn=self.resources.functions_role_arn,
-            RoleSessionName=f"{self.config.app}-{self.config.stage}-functions",
-            DurationSeconds=_FUNCTION_SESSION_SECONDS,
-        )["Credentials"]
-        os.environ["AWS_ACCESS_KEY_ID"] = creds["AccessKeyId"]
-        os.environ["AWS_SECRET_ACCESS_KEY"] = creds["SecretAccessKey"]
-        os.environ["AWS_SESSION_TOKEN"] = creds["SessionToken"]
+        from iotnotify.local.role_session import assumed_role_session
         from iotnotify_handlers import clients
 
-        clients.reset()  # the next invocation is a "cold start" with the new credentials
-
-    def _refresh_loop(self) -> None:
-        while not self._stopping.wait(_FUNCTION_REFRESH_SECONDS):
-            self._assume_functions_role()
+        clients.configure(
+            session=assumed_role_session(
+                sts=_moto_admin(self.config.region).client("sts"),
+                role_arn=self.resources.functions_role_arn,
+                session_name=f"{self.config.app}-{self.config.stage}-functions",
+                region=self.config.region,
+                duration=_FUNCTION_SESSION_SECONDS,
+            )
+        )
 
     # --- stop -------------------------------------------------------------------
 
     async def stop(self) -> None:
-        self._stopping.set()
         if self._poller is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._poller.stop)
         if self._runner is not None:
@@ -325,8 +314,6 @@ class LocalStack:
             await asyncio.get_running_loop().run_in_executor(None, self._emulator.stop)
         if self._moto is not None:
             self._moto.stop()
-        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-            os.environ.pop(key, None)
         self._env_stack.close()
 
 
