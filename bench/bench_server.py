@@ -24,6 +24,7 @@ from pathlib import Path
 from benchlib import REGION, KeyFile, raise_fd_limit
 
 from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
+from iotnotify_emulator.runtime import tune_gc_for_serving
 
 
 async def _serve(keys: Path, info_file: Path) -> None:
@@ -32,6 +33,7 @@ async def _serve(keys: Path, info_file: Path) -> None:
         store.add(credential)
     config = EmulatorConfig(wss_port=None, region=REGION, publish_rate_limit=None)
     async with start_emulator(config, credentials=store) as emulator:
+        tune_gc_for_serving()  # as python -m iotnotify_emulator does
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

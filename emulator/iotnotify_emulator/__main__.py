@@ -17,6 +17,7 @@ import signal
 from pathlib import Path
 
 from iotnotify_emulator.moto_credentials import MotoCredentialStore
+from iotnotify_emulator.runtime import tune_gc_for_serving
 from iotnotify_emulator.server import EmulatorConfig, start_emulator
 
 __all__ = ["main"]
@@ -55,6 +56,7 @@ async def _serve(args: argparse.Namespace) -> None:
             cert_dir=args.cert_dir,
         )
         async with start_emulator(config, credentials=MotoCredentialStore()) as emulator:
+            tune_gc_for_serving()
             info = {
                 "ws_url": emulator.ws_url,
                 "wss_url": emulator.wss_url,

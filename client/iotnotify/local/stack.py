@@ -344,6 +344,9 @@ async def _serve(config: StackConfig, state_file: Path) -> int:
     try:
         with console.status("starting moto, the IoT emulator and the API..."):
             state = await stack.start()
+        from iotnotify_emulator.runtime import tune_gc_for_serving
+
+        tune_gc_for_serving()
         state.write(state_file)
         Console().print(_summary(state, state_file))
         console.print("ready. Ctrl-C stops everything.")
