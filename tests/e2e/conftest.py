@@ -13,19 +13,15 @@ emulator is down); a test that expects those names them with
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
 import pytest
 from playwright.sync_api import (
@@ -41,11 +37,12 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from tests.local_process import IOTNOTIFY, LocalProcess, start_local
+
 ROOT: Final = Path(__file__).resolve().parents[2]
 ARTIFACTS: Final = Path(__file__).resolve().parent / "artifacts"
 README_SCREENSHOT: Final = ROOT / "docs" / "screenshot-web.png"
 WEB_DIST: Final = ROOT / "web" / "dist"
-IOTNOTIFY: Final = str(Path(sys.executable).with_name("iotnotify"))
 CHROMIUM: Final = "/usr/bin/chromium"
 # Playwright cannot download its own browser here; these make Debian's
 # Chromium quiet and self-contained (no sandbox: tests may run as root).
@@ -59,27 +56,16 @@ CHROMIUM_ARGS: Final = [
     "--disable-component-update",
     "--disable-sync",
 ]
-START_TIMEOUT_S: Final = 120.0
-STOP_TIMEOUT_S: Final = 30.0
 # Chromium's own lines for a failed request: no JS arguments, fixed prefixes.
 _NETWORK_LINE: Final = re.compile(r"^(Failed to load resource|WebSocket connection to )")
 
 
-class LocalStack:
+class LocalStack(LocalProcess):
     """A running ``iotnotify local`` and what its state file says."""
-
-    def __init__(self, process: subprocess.Popen[bytes], state_file: Path, log: Path) -> None:
-        self.process = process
-        self.state_file = state_file
-        self.log = log
-        self.state: dict[str, Any] = {}
 
     @property
     def web_url(self) -> str:
         return str(self.state["webUrl"])
-
-    def user(self, name: str) -> dict[str, Any]:
-        return next(u for u in self.state["users"] if u["name"] == name)
 
     def send(self, user: str, title: str, body: str = "") -> dict[str, Any]:
         """``iotnotify send --user ... --json``, as a game server would run it."""
@@ -126,64 +112,21 @@ class LocalStack:
                 f"{exc.code} {exc.read()[:300]!r}"
             ) from exc
 
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-
-def _pump(
-    stream: IO[bytes], sink: IO[bytes], ready: threading.Event, done: threading.Event
-) -> None:
-    """Copies the stack's stderr to the log; flags "ready." and end of output."""
-    for line in iter(stream.readline, b""):
-        sink.write(line)
-        sink.flush()
-        if line.startswith(b"ready."):
-            ready.set()
-            done.set()
-    done.set()
-
 
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     assert (WEB_DIST / "index.html").is_file(), "web/dist is not built: run `make setup`"
     workdir = tmp_path_factory.mktemp("e2e-stack")
-    state_file = workdir / "state.json"
-    log = workdir / "iotnotify-local.log"
-    sink = log.open("wb")
-    process = subprocess.Popen(
-        [IOTNOTIFY, "local", "--port", "0", "--state-file", str(state_file)],
-        stdout=sink,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"},
-        cwd=workdir,
-    )
-    assert process.stderr is not None
-    ready, done = threading.Event(), threading.Event()
-    pump = threading.Thread(
-        target=_pump, args=(process.stderr, sink, ready, done), name="stack-log", daemon=True
-    )
-    pump.start()
-    running = LocalStack(process, state_file, log)
+    running = start_local(workdir / "state.json", "--port", "0", cwd=workdir, kind=LocalStack)
     try:
-        # "ready." is printed after the state file is written and everything listens.
-        done.wait(START_TIMEOUT_S)
-        if not ready.is_set():
+        if not running.wait_ready():
             raise RuntimeError(
-                f"iotnotify local did not become ready (exit code {process.poll()}):\n"
+                f"iotnotify local did not become ready (exit code {running.process.poll()}):\n"
                 + running.output()[-4000:]
             )
-        running.state = json.loads(state_file.read_text(encoding="utf-8"))
         yield running
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        pump.join(timeout=10)
-        sink.close()
+        running.stop()
 
 
 @pytest.fixture(scope="package")

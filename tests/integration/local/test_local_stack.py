@@ -18,7 +18,8 @@ import moto
 import pytest
 
 from tests.integration.local.clients import MqttUser, api, sign_in
-from tests.integration.local.conftest import IOTNOTIFY, RunningStack, start_stack, stop_stack
+from tests.integration.local.conftest import start_stack
+from tests.local_process import IOTNOTIFY, LocalProcess
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 
@@ -32,7 +33,7 @@ def quickstart_send_command() -> list[str]:
     return ["iotnotify", *argv[1:]] if argv[0].endswith("/iotnotify") else argv
 
 
-def connect(stack: RunningStack, name: str) -> tuple[MqttUser, dict[str, Any]]:
+def connect(stack: LocalProcess, name: str) -> tuple[MqttUser, dict[str, Any]]:
     token_id = sign_in(stack.state, stack.user(name))
     status, token = api(stack.state, "GET", "/token", token=token_id)
     assert status == 200, token
@@ -44,7 +45,7 @@ def connect(stack: RunningStack, name: str) -> tuple[MqttUser, dict[str, Any]]:
     return client, token
 
 
-def test_alice_receives_what_send_sent_and_bob_sees_nothing(local_stack: RunningStack) -> None:
+def test_alice_receives_what_send_sent_and_bob_sees_nothing(local_stack: LocalProcess) -> None:
     alice, alice_token = connect(local_stack, "alice")
     bob, _ = connect(local_stack, "bob")
     try:
@@ -71,7 +72,7 @@ def test_alice_receives_what_send_sent_and_bob_sees_nothing(local_stack: Running
         bob.close()
 
 
-def test_inbox_returns_what_alice_missed_while_disconnected(local_stack: RunningStack) -> None:
+def test_inbox_returns_what_alice_missed_while_disconnected(local_stack: LocalProcess) -> None:
     token_id = sign_in(local_stack.state, local_stack.user("alice"))
     status, before = api(local_stack.state, "GET", "/notifications?limit=100", token=token_id)
     assert status == 200
@@ -129,7 +130,7 @@ def dlq_count(state: dict[str, Any]) -> int:
     return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
 
 
-def test_tasks_finish_and_a_poisoned_one_ends_in_the_dlq(local_stack: RunningStack) -> None:
+def test_tasks_finish_and_a_poisoned_one_ends_in_the_dlq(local_stack: LocalProcess) -> None:
     alice, _ = connect(local_stack, "alice")
     try:
         token_id = sign_in(local_stack.state, local_stack.user("alice"))
@@ -157,7 +158,7 @@ def moto_private_jwk() -> dict[str, Any]:
     return dict(document["keys"][0] if "keys" in document else document)
 
 
-def test_tampered_and_expired_id_tokens_get_401(local_stack: RunningStack) -> None:
+def test_tampered_and_expired_id_tokens_get_401(local_stack: LocalProcess) -> None:
     good = sign_in(local_stack.state, local_stack.user("alice"))
     header, _payload, signature = good.split(".")
     claims = jwt.decode(good, options={"verify_signature": False})
@@ -191,7 +192,7 @@ def test_starting_twice_on_default_ports_gives_a_clear_error(tmp_path: Path) -> 
         assert "already in use" in second.stderr
         assert "Traceback" not in second.stderr + second.stdout
     finally:
-        output = stop_stack(first)
+        output = first.stop()
     assert first.process.returncode == 0, output
     assert not (tmp_path / "first.json").exists()
     assert re.search(r"stopping", output)
