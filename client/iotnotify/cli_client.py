@@ -78,7 +78,7 @@ def _target(
         cognito_endpoint=cognito_endpoint or state.awsEndpointUrl,
         username=str(demo["username"]),
         password=password or str(demo["password"]),
-        ca_file=ca_file or (state.caFile if state.caFile else None),
+        ca_file=ca_file or state.caFile or None,
     )
 
 

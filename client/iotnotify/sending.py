@@ -8,7 +8,7 @@ from pathlib import Path
 import boto3
 
 from iotnotify.contract import validate_user_id
-from iotnotify.local.state import DEFAULT_STATE_FILE, LocalState
+from iotnotify.local.state import DEFAULT_STATE_FILE, LocalState, StateFileError
 from iotnotify.naming import ResourceNames
 from iotnotify.publisher import Publisher
 
@@ -36,9 +36,10 @@ def publisher_for_local(state_file: Path | None) -> tuple[Publisher, Resolver]:
 
     def resolve(user: str) -> str:
         # Demo names (alice) map to their Cognito sub; anything else is a user id.
-        if any(user in (u.get("name"), u.get("username")) for u in state.users):
+        try:
             return str(state.user(user)["sub"])
-        return validate_user_id(user)
+        except StateFileError:
+            return validate_user_id(user)
 
     return publisher, resolve
 
