@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from iotnotify_handlers import clients
-from iotnotify_handlers.chat_rooms import ChatRooms
 from iotnotify_handlers.errors import BadRequest
 from iotnotify_handlers.http import Request, api_handler
-from iotnotify_handlers.settings import settings
 
 __all__ = ["handler"]
 
@@ -16,8 +14,7 @@ __all__ = ["handler"]
 @api_handler
 def handler(request: Request) -> tuple[int, Any]:
     user_id = request.user_id()
-    table = clients.session().resource("dynamodb").Table(settings().rooms_table)
-    rooms = ChatRooms(table, settings().scheme)
+    rooms = clients.chat_rooms()
     if request.method == "GET":
         return 200, {"rooms": rooms.list()}
     if request.method == "POST":

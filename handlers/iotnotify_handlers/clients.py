@@ -18,9 +18,11 @@ from aws_lambda_powertools.utilities.parameters import SSMProvider
 from iotnotify.endpoints import IotEndpoint
 from iotnotify.inbox import Inbox
 from iotnotify.publisher import Publisher
+from iotnotify_handlers.chat_rooms import ChatRooms
 from iotnotify_handlers.settings import settings
 
 __all__ = [
+    "chat_rooms",
     "configure",
     "inbox",
     "iot_endpoint",
@@ -78,6 +80,12 @@ def inbox() -> Inbox:
 
 
 @cache
+def chat_rooms() -> ChatRooms:
+    table = session().resource("dynamodb").Table(settings().rooms_table)
+    return ChatRooms(table, settings().scheme)
+
+
+@cache
 def publisher() -> Publisher:
     s = settings()
     return Publisher.create(
@@ -100,6 +108,6 @@ def ssm_provider() -> SSMProvider:
 
 def reset() -> None:
     """Forget every client and the settings (a fresh cold start, for tests)."""
-    for factory in (session, sts, sqs, iot_endpoint, inbox, publisher, ssm_provider):
+    for factory in (session, sts, sqs, iot_endpoint, inbox, chat_rooms, publisher, ssm_provider):
         factory.cache_clear()
     settings.cache_clear()
