@@ -239,6 +239,12 @@ class Emulator:
         await site.start()
         self._sites.append(site)
 
+    async def _close_sessions(self) -> None:
+        """Disconnect every MQTT client (registered or still connecting)."""
+        await self.broker.close_all()
+        for session in list(self._live):
+            await session.close(None)
+
     async def outage(self, down_seconds: float) -> None:
         """Drop every connection, refuse new ones for ``down_seconds``, then listen
         again on the same ports (with the same certificate): a broker restart
@@ -246,9 +252,7 @@ class Emulator:
         sites, self._sites = self._sites, []
         for site in sites:
             await site.stop()
-        await self.broker.close_all()
-        for session in list(self._live):
-            await session.close(None)
+        await self._close_sessions()
         # Pooled HTTP keep-alive connections (boto3 iot-data) must fail too.
         if self._runner is not None and self._runner.server is not None:
             await self._runner.server.shutdown(1.0)
@@ -268,9 +272,7 @@ class Emulator:
         self._stopped = True
         if self._outage is not None:
             self._outage.cancel()
-        await self.broker.close_all()
-        for session in list(self._live):
-            await session.close(None)
+        await self._close_sessions()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._temp_dir is not None:
