@@ -10,6 +10,7 @@ pool and never block the event loop.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -70,8 +71,6 @@ async def _event(request: web.Request, route: Route, context: dict[str, Any]) ->
         text = body.decode("utf-8") if body else None
         encoded = False
     except UnicodeDecodeError:
-        import base64
-
         text, encoded = base64.b64encode(body).decode("ascii"), True
     return {
         "resource": route.path,
