@@ -73,7 +73,7 @@ def _child(state_file: Path, keepalive: int | None, seconds: float) -> None:
     from iotnotify.api_client import ApiClient
     from iotnotify.auth import CognitoAuth, CognitoSession
     from iotnotify.contract import new_notification_id
-    from iotnotify.local.state import LocalState
+    from iotnotify.state_file import LocalState
     from iotnotify.subscriber import ConnectionState, StateChange, Subscriber
 
     state = LocalState.read(state_file)

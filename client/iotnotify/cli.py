@@ -26,7 +26,7 @@ class _Group(click.Group):
     """Turns this package's errors into one clear line and exit status 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from iotnotify.local.state import StateFileError
+        from iotnotify.state_file import StateFileError
 
         try:
             return super().invoke(ctx)
@@ -65,7 +65,14 @@ def cli() -> None:
 )
 def local(host: str, port: int, state_file: Path | None, app: str, stage: str, tls: bool) -> None:
     """Run the whole stack offline: moto, the IoT emulator, the API and the web page."""
-    from iotnotify.local.stack import run_local
+    try:
+        from iotnotify_local.stack import run_local
+    except ImportError as exc:
+        # The offline stack is a layer above the SDK, shipped with the [local] extra.
+        raise click.ClickException(
+            f"the offline stack is not installed ({exc.name} is missing): "
+            "pip install 'iotnotify[local]'"
+        ) from exc
 
     sys.exit(run_local(host=host, port=port, state_file=state_file, app=app, stage=stage, tls=tls))
 

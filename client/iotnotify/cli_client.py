@@ -62,7 +62,7 @@ def _target(
             password=password,
             ca_file=ca_file,
         )
-    from iotnotify.local.state import DEFAULT_STATE_FILE, LocalState, StateFileError
+    from iotnotify.state_file import DEFAULT_STATE_FILE, LocalState, StateFileError
 
     if not user:
         raise click.UsageError("give --user (a demo user of the local stack, e.g. alice)")

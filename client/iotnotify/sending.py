@@ -8,9 +8,9 @@ from pathlib import Path
 import boto3
 
 from iotnotify.contract import validate_user_id
-from iotnotify.local.state import DEFAULT_STATE_FILE, LocalState, StateFileError
 from iotnotify.naming import ResourceNames
 from iotnotify.publisher import Publisher
+from iotnotify.state_file import DEFAULT_STATE_FILE, LocalState, StateFileError
 
 __all__ = ["publisher_for_aws", "publisher_for_local"]
 

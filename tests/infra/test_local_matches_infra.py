@@ -16,7 +16,7 @@ import pytest
 from infra_helpers import Synth, allowed, normalise, synth
 from moto import mock_aws
 
-from iotnotify.local.provision import LocalResources, provision
+from iotnotify_local.provision import LocalResources, provision
 
 REGION = "us-east-1"
 

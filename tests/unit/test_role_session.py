@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from iotnotify.local.role_session import assumed_role_session
+from iotnotify_local.role_session import assumed_role_session
 
 
 def test_the_session_acts_as_the_role_without_touching_the_environment(

@@ -11,7 +11,7 @@ import pytest
 
 from iotnotify.api_client import ApiClient
 from iotnotify.auth import CognitoAuth, CognitoSession
-from iotnotify.local.state import LocalState
+from iotnotify.state_file import LocalState
 from tests.local_process import start_local
 from tests.unit.sdk.fakes import Collector
 

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from iotnotify.local.authorizer import CognitoAuthorizer, TokenRejected
+from iotnotify_local.authorizer import CognitoAuthorizer, TokenRejected
 
 __all__ = ["IamVerifier", "LocalApi", "Route", "build_app"]
 

@@ -27,11 +27,11 @@ from aiohttp import web
 from rich.console import Console
 from rich.table import Table
 
-from iotnotify.local.api import LocalApi, Route, build_app
-from iotnotify.local.authorizer import CognitoAuthorizer
-from iotnotify.local.poller import SqsPoller
-from iotnotify.local.provision import LocalResources, provision
-from iotnotify.local.state import DEFAULT_STATE_FILE, LocalState
+from iotnotify.state_file import DEFAULT_STATE_FILE, LocalState
+from iotnotify_local.api import LocalApi, Route, build_app
+from iotnotify_local.authorizer import CognitoAuthorizer
+from iotnotify_local.poller import SqsPoller
+from iotnotify_local.provision import LocalResources, provision
 
 __all__ = ["LocalStack", "PortInUse", "StackConfig", "run_local"]
 
@@ -290,8 +290,8 @@ class LocalStack:
         """Give the handlers the functions role's credentials, as Lambda does
         (in a session, renewed before expiry; never in the environment)."""
         assert self.resources is not None
-        from iotnotify.local.role_session import assumed_role_session
         from iotnotify_handlers import clients
+        from iotnotify_local.role_session import assumed_role_session
 
         clients.configure(
             session=assumed_role_session(
