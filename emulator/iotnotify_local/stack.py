@@ -30,6 +30,7 @@ from rich.table import Table
 from iotnotify.state_file import DEFAULT_STATE_FILE, LocalState
 from iotnotify_local.api import LocalApi, Route, build_app
 from iotnotify_local.authorizer import CognitoAuthorizer
+from iotnotify_local.cognito_keys import use_fresh_signing_key
 from iotnotify_local.poller import SqsPoller
 from iotnotify_local.provision import LocalResources, provision
 
@@ -153,6 +154,10 @@ class LocalStack:
         self._env_stack.enter_context(_environment({"AWS_ENDPOINT_URL": moto_url}))
         resources = provision(admin, app=cfg.app, stage=cfg.stage)
         self.resources = resources
+        # Before any user signs in: tokens signed with moto's bundled key must not verify.
+        use_fresh_signing_key(
+            account=resources.account, region=cfg.region, pool_id=resources.user_pool_id
+        )
 
         from iotnotify_emulator.moto_credentials import MotoCredentialStore
         from iotnotify_emulator.server import EmulatorConfig, EmulatorThread
