@@ -36,7 +36,6 @@ Typical use, signed in with Cognito::
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import enum
 import getpass
@@ -51,7 +50,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -68,6 +67,11 @@ from iotnotify.errors import (
     IotNotifyError,
     Throttled,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    # asyncio is imported where the async API is used: it is ~4 MiB of RSS
+    # that a callback-style subscriber (`iotnotify listen`, the tray) never needs.
+    import asyncio
 
 __all__ = [
     "DEFAULT_KEEPALIVE",
@@ -423,12 +427,16 @@ class Subscriber:
         self.stop()
 
     async def __aenter__(self) -> Subscriber:
+        import asyncio
+
         self._aloop = asyncio.get_running_loop()
         self._aqueue = asyncio.Queue()
         self.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        import asyncio
+
         await asyncio.get_running_loop().run_in_executor(None, self.stop)
 
     @property
