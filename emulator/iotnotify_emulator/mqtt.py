@@ -385,8 +385,13 @@ def _decode_connect(reader: _Reader) -> Connect:
     )
 
 
-def decode_packet(first_byte: int, body: bytes) -> Packet:
-    """Decode one packet from its first byte and its body (after the length)."""
+def decode_packet(first_byte: int, body: bytes, *, max_filters: int | None = None) -> Packet:
+    """Decode one packet from its first byte and its body (after the length).
+
+    ``max_filters``: a SUBSCRIBE is decoded only up to ``max_filters + 1``
+    filters, enough for the broker to see it is over its limit; a 128 KB
+    SUBSCRIBE of 32,000 filters would otherwise cost ~50 ms of decoding.
+    """
     try:
         kind = PacketType(first_byte >> 4)
     except ValueError as exc:
@@ -418,6 +423,8 @@ def decode_packet(first_byte: int, body: bytes) -> Packet:
             packet_id = reader.packet_id()
             topics: list[tuple[str, int]] = []
             while not reader.done:
+                if max_filters is not None and len(topics) > max_filters:
+                    break  # over the limit already: the rest is never looked at
                 topic = reader.string()
                 qos = reader.u8()
                 if qos > 2:
@@ -463,10 +470,12 @@ class StreamDecoder:
     """Splits a byte stream into packets; WebSocket frames need not align with them.
 
     ``max_packet_size`` bounds memory: a peer announcing a larger packet is
-    cut off before its bytes are buffered.
+    cut off before its bytes are buffered. ``max_subscribe_filters`` bounds
+    the work spent on one SUBSCRIBE (see :func:`decode_packet`).
     """
 
     max_packet_size: int = MAX_REMAINING_LENGTH
+    max_subscribe_filters: int | None = None
     _buffer: bytearray = field(default_factory=bytearray)
 
     def feed(self, data: bytes) -> list[Packet]:
@@ -481,7 +490,7 @@ class StreamDecoder:
                 return packets
             body = bytes(self._buffer[offset : offset + length])
             del self._buffer[: offset + length]
-            packets.append(decode_packet(first, body))
+            packets.append(decode_packet(first, body, max_filters=self.max_subscribe_filters))
 
     def _header(self) -> tuple[int, int, int] | None:
         buffer = self._buffer

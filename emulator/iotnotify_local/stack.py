@@ -41,7 +41,7 @@ console = Console(stderr=True)
 # Moto accepts any key; these only have to look like credentials.
 _MOTO_KEY: Final = "testing"
 _FUNCTION_SESSION_SECONDS: Final = 3600
-_WEB_DIR: Final = Path(__file__).resolve().parents[3] / "web" / "dist"
+_WEB_DIR: Final = Path(__file__).resolve().parents[2] / "web" / "dist"
 
 
 class PortInUse(Exception):
