@@ -71,7 +71,8 @@ class EmulatorConfig:
 
     Port 0 picks a free port. ``wss_port=None`` disables TLS (no certificate
     is generated). ``cert_dir=None`` uses a temporary directory removed on
-    stop; a CA already in ``cert_dir`` is kept (``tls.generate_certificates``). The keepalive and TTL knobs exist so tests can shrink AWS's timers.
+    stop; a CA already in ``cert_dir`` is kept (``tls.generate_certificates``).
+    The keepalive and TTL knobs exist so tests can shrink AWS's timers.
     """
 
     host: str = "127.0.0.1"

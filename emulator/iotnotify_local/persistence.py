@@ -44,7 +44,7 @@ import shutil
 import stat
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -120,14 +120,14 @@ class _MotoPickler(pickle.Pickler):
             return _new_rlock, ()
         if isinstance(obj, threading.Condition):
             return threading.Condition, ()
-        if isinstance(obj, PrivateKeyTypes):  # type: ignore[misc, arg-type]
+        if isinstance(obj, PrivateKeyTypes):  # type: ignore[arg-type]
             pem = obj.private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
             )
             return _load_private_key, (pem,)
-        if isinstance(obj, PublicKeyTypes):  # type: ignore[misc, arg-type]
+        if isinstance(obj, PublicKeyTypes):  # type: ignore[arg-type]
             pem = obj.public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
@@ -168,7 +168,7 @@ def _snapshot() -> bytes:
     for attempt in range(_SNAPSHOT_TRIES):
         state: dict[str, dict[str, dict[str, Any]]] = {}
         for service in PERSISTED_SERVICES:
-            backends = get_backend(service)  # type: ignore[call-overload]
+            backends: Any = get_backend(service)
             state[service] = {
                 account: dict(dict.items(regions)) for account, regions in dict.items(backends)
             }
@@ -188,11 +188,24 @@ def _restore(state: dict[str, dict[str, dict[str, Any]]]) -> None:
     from moto.backends import get_backend
 
     for service, accounts in state.items():
-        backends = get_backend(service)  # type: ignore[call-overload]
+        backends: Any = get_backend(service)  # type: ignore[call-overload]
         for account, regions in accounts.items():
             live = backends[account]  # creates the AccountSpecificBackend
             for region, backend in regions.items():
+                _drop_expired_sessions(backend)
                 live[region] = backend
+
+
+def _drop_expired_sessions(backend: Any) -> None:
+    # Every GET /token assumes the subscriber role, and moto's STS keeps every
+    # session forever; expired ones would only make the kept state (and the
+    # emulator's credential lookups) grow from run to run.
+    sessions = getattr(backend, "assumed_roles", None)
+    if isinstance(sessions, list):
+        from moto.core.utils import utcnow
+
+        now = utcnow()
+        sessions[:] = [s for s in sessions if getattr(s, "expiration", now) > now]
 
 
 def _resources_json(resources: LocalResources) -> dict[str, Any]:
@@ -314,9 +327,7 @@ class DataDir:
         wanted = {"format": _FORMAT, "app": app, "stage": stage, "region": region}
         found = {key: header.get(key) for key in wanted}
         if found != wanted:
-            raise DataDirError(
-                f"the data in {self.path} is for {found}, not {wanted}; {hint}"
-            )
+            raise DataDirError(f"the data in {self.path} is for {found}, not {wanted}; {hint}")
         try:
             resources = _resources_from_json(raw)
             state = pickle.loads(moto_file.read_bytes())  # noqa: S301 - our own file, checked above
@@ -369,13 +380,3 @@ class DataDir:
         if self._autosave is not None:
             self._autosave.join(timeout=30)
             self._autosave = None
-
-
-@contextlib.contextmanager
-def opened(path: Path, *, fresh: bool = False) -> Iterator[DataDir]:
-    """:meth:`DataDir.open` as a context manager that closes it."""
-    data = DataDir.open(path, fresh=fresh)
-    try:
-        yield data
-    finally:
-        data.close()
