@@ -440,8 +440,13 @@ def _decode_connect(reader: _Reader) -> Connect:
     )
 
 
-def decode_packet(first_byte: int, body: bytes) -> Packet:
-    """Decode one packet from its first byte and its body (after the length)."""
+def decode_packet(first_byte: int, body: bytes, *, max_filters: int | None = None) -> Packet:
+    """Decode one packet from its first byte and its body (after the length).
+
+    ``max_filters``: a SUBSCRIBE is decoded only up to ``max_filters + 1``
+    filters, enough for the broker to see it is over its limit; a 128 KB
+    SUBSCRIBE of 32,000 filters would otherwise cost ~50 ms of decoding.
+    """
     try:
         kind = PacketType(first_byte >> 4)
     except ValueError as exc:
@@ -473,6 +478,8 @@ def decode_packet(first_byte: int, body: bytes) -> Packet:
             packet_id = reader.packet_id()
             topics: list[tuple[str, int]] = []
             while not reader.done:
+                if max_filters is not None and len(topics) > max_filters:
+                    break  # over the limit already: the rest is never looked at
                 topic = reader.string()
                 qos = reader.u8()
                 if qos > 2:
@@ -521,6 +528,8 @@ class StreamDecoder:
 
     ``max_packet_size`` bounds memory: a peer announcing a larger packet is
     cut off before its bytes are buffered (reason code 0x95 for MQTT 5).
+    ``max_subscribe_filters`` bounds the work spent on one SUBSCRIBE (see
+    :func:`decode_packet`).
 
     ``protocol_level`` picks the body codec: 4 (3.1.1) until a CONNECT for
     level 5 goes through the decoder, which switches it to 5 for every
@@ -528,6 +537,7 @@ class StreamDecoder:
     """
 
     max_packet_size: int = MAX_REMAINING_LENGTH
+    max_subscribe_filters: int | None = None
     protocol_level: int = 4
     _buffer: bytearray = field(default_factory=bytearray)
 
@@ -543,12 +553,13 @@ class StreamDecoder:
                 return packets
             body = bytes(self._buffer[offset : offset + length])
             del self._buffer[: offset + length]
+            limit = self.max_subscribe_filters
             if self.protocol_level == 5:
                 from iotnotify_emulator.mqtt5 import decode_packet as decode_v5
 
-                packet = decode_v5(first, body)
+                packet = decode_v5(first, body, max_filters=limit)
             else:
-                packet = decode_packet(first, body)
+                packet = decode_packet(first, body, max_filters=limit)
                 if isinstance(packet, Connect) and packet.protocol_level == 5:
                     self.protocol_level = 5
             packets.append(packet)

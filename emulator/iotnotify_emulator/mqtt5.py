@@ -579,12 +579,14 @@ def _reason_and_properties(reader: _Reader, kind: PacketType) -> tuple[int, Prop
     return reason, decode_properties(reader, kind)
 
 
-def _subscribe(reader: _Reader) -> Subscribe:
+def _subscribe(reader: _Reader, max_filters: int | None) -> Subscribe:
     packet_id = reader.packet_id()
     properties = decode_properties(reader, PacketType.SUBSCRIBE)
     topics: list[tuple[str, int]] = []
     options: list[int] = []
     while not reader.done:
+        if max_filters is not None and len(topics) > max_filters:
+            break  # over the broker's limit already (see mqtt.decode_packet)
         name = reader.string()
         byte = reader.u8()
         # Section 3.8.3.1: bits 6-7 reserved; QoS 3 and Retain Handling 3 malformed.
@@ -597,8 +599,11 @@ def _subscribe(reader: _Reader) -> Subscribe:
     return Subscribe(packet_id, tuple(topics), tuple(options), properties)
 
 
-def decode_packet(first_byte: int, body: bytes) -> Packet:
-    """Decode one MQTT 5 packet from its first byte and its body (after the length)."""
+def decode_packet(first_byte: int, body: bytes, *, max_filters: int | None = None) -> Packet:
+    """Decode one MQTT 5 packet from its first byte and its body (after the length).
+
+    ``max_filters`` as in :func:`iotnotify_emulator.mqtt.decode_packet`.
+    """
     kind = PacketType(first_byte >> 4) if first_byte >> 4 else None
     if kind is None:
         raise MqttProtocolError("reserved packet type 0")
@@ -632,7 +637,7 @@ def decode_packet(first_byte: int, body: bytes) -> Packet:
                 properties=properties,
             )
         case PacketType.SUBSCRIBE:
-            return _subscribe(reader)
+            return _subscribe(reader, max_filters)
         case PacketType.UNSUBSCRIBE:
             packet_id = reader.packet_id()
             properties = decode_properties(reader, PacketType.UNSUBSCRIBE)

@@ -30,6 +30,7 @@ from rich.table import Table
 from iotnotify.state_file import DEFAULT_STATE_FILE, LocalState
 from iotnotify_local.api import LocalApi, Route, build_app
 from iotnotify_local.authorizer import CognitoAuthorizer
+from iotnotify_local.cognito_keys import use_fresh_signing_key
 from iotnotify_local.poller import SqsPoller
 from iotnotify_local.provision import LocalResources, provision
 
@@ -40,7 +41,7 @@ console = Console(stderr=True)
 # Moto accepts any key; these only have to look like credentials.
 _MOTO_KEY: Final = "testing"
 _FUNCTION_SESSION_SECONDS: Final = 3600
-_WEB_DIR: Final = Path(__file__).resolve().parents[3] / "web" / "dist"
+_WEB_DIR: Final = Path(__file__).resolve().parents[2] / "web" / "dist"
 
 
 class PortInUse(Exception):
@@ -64,10 +65,21 @@ class StackConfig:
 
 
 def _check_free(host: str, ports: tuple[int, ...]) -> None:
+    """Raise :class:`PortInUse` if a live socket holds one of ``ports``.
+
+    The probe sets ``SO_REUSEADDR``, as every listener of the stack does
+    (aiohttp's ``create_server``, ``socket.create_server`` in the emulator,
+    werkzeug's ``HTTPServer`` under moto): on Linux that lets a bind succeed
+    over connections left in TIME_WAIT by the previous run (for 60 s after
+    it stops), and still fails while another socket is bound or listening
+    there (socket(7), "SO_REUSEADDR"). Without it a restart on the same
+    ports was refused for a minute.
+    """
     for port in ports:
         if port == 0:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((host, port))
             except OSError as exc:
@@ -142,6 +154,10 @@ class LocalStack:
         self._env_stack.enter_context(_environment({"AWS_ENDPOINT_URL": moto_url}))
         resources = provision(admin, app=cfg.app, stage=cfg.stage)
         self.resources = resources
+        # Before any user signs in: tokens signed with moto's bundled key must not verify.
+        use_fresh_signing_key(
+            account=resources.account, region=cfg.region, pool_id=resources.user_pool_id
+        )
 
         from iotnotify_emulator.moto_credentials import MotoCredentialStore
         from iotnotify_emulator.server import EmulatorConfig, EmulatorThread
