@@ -42,7 +42,7 @@ console = Console(stderr=True)
 # Moto accepts any key; these only have to look like credentials.
 _MOTO_KEY: Final = "testing"
 _FUNCTION_SESSION_SECONDS: Final = 3600
-_WEB_DIR: Final = Path(__file__).resolve().parents[3] / "web" / "dist"
+_WEB_DIR: Final = Path(__file__).resolve().parents[2] / "web" / "dist"
 
 
 class PortInUse(Exception):
@@ -66,10 +66,21 @@ class StackConfig:
 
 
 def _check_free(host: str, ports: tuple[int, ...]) -> None:
+    """Raise :class:`PortInUse` if a live socket holds one of ``ports``.
+
+    The probe sets ``SO_REUSEADDR``, as every listener of the stack does
+    (aiohttp's ``create_server``, ``socket.create_server`` in the emulator,
+    werkzeug's ``HTTPServer`` under moto): on Linux that lets a bind succeed
+    over connections left in TIME_WAIT by the previous run (for 60 s after
+    it stops), and still fails while another socket is bound or listening
+    there (socket(7), "SO_REUSEADDR"). Without it a restart on the same
+    ports was refused for a minute.
+    """
     for port in ports:
         if port == 0:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((host, port))
             except OSError as exc:
