@@ -31,6 +31,7 @@ from iotnotify.state_file import DEFAULT_STATE_FILE, LocalState
 from iotnotify_local.api import LocalApi, Route, build_app
 from iotnotify_local.authorizer import CognitoAuthorizer
 from iotnotify_local.cognito_keys import use_fresh_signing_key
+from iotnotify_local.iam_auth import IamAuthorizer
 from iotnotify_local.poller import SqsPoller
 from iotnotify_local.provision import LocalResources, provision
 
@@ -196,7 +197,6 @@ class LocalStack:
         self._env_stack.enter_context(_environment(handler_env))
         self._use_functions_role()
 
-        from iotnotify_emulator.sigv4 import verify_header_signature
         from iotnotify_handlers import (
             api_chats,
             api_notifications,
@@ -213,21 +213,13 @@ class LocalStack:
             audience=resources.user_pool_client_id,
         )
 
-        def verify_iam(method: str, url: str, headers: Mapping[str, str], body: bytes) -> str:
-            from urllib.parse import parse_qsl, urlsplit
-
-            parts = urlsplit(url)
-            credential = verify_header_signature(
-                method=method,
-                raw_path=parts.path,
-                query=parse_qsl(parts.query, keep_blank_values=True),
-                headers=headers,
-                body=body,
-                store=store,
-                service="execute-api",
-                region=cfg.region,
-            )
-            return str(credential.principal_arn or credential.principal_id)
+        verify_iam = IamAuthorizer(
+            store=store,
+            region=cfg.region,
+            account=resources.account,
+            api_id=resources.api_id,
+            stage=cfg.stage,
+        )
 
         api_url_port = api_port or _free_port(cfg.host)
         api_url = f"http://{cfg.host}:{api_url_port}"
