@@ -360,14 +360,15 @@ class Emulator:
                     session.protocol_error("MQTT over WebSocket must use binary frames")
                     break
                 try:
-                    packets = decoder.feed(message.data)
+                    # One at a time: what precedes a malformed packet in the
+                    # same frame is still acted on, as on a byte stream.
+                    for packet in decoder.packets(message.data):
+                        await session.handle(packet)
+                        if session.closed:
+                            break
                 except MqttProtocolError as exc:
                     session.protocol_error(str(exc))
                     break
-                for packet in packets:
-                    await session.handle(packet)
-                    if session.closed:
-                        break
                 if session.closed:
                     break
         finally:
