@@ -11,9 +11,13 @@ Design points:
 
 * Routing uses a topic trie, so a publish costs the topic's depth, not the
   number of subscriptions.
-* Each connection has a bounded outbound queue drained by its own short-lived
+* Each connection has an outbound queue bounded in bytes (a frame count would
+  let 1,000 frames of 128 KB each pile up), drained by its own short-lived
   writer task: a subscriber that stops reading fills only its own queue, its
   excess deliveries are dropped and counted, and nobody else waits for it.
+* Refusals are counted and kept (the last 100) in full, but logged at most
+  ``refusal_log_rate`` per second: a client that provokes refusals in a loop
+  must not make the broker spend its time writing logs.
 * ``iot:Receive`` is evaluated on every delivery, as AWS does; the decision
   is cached per connection and topic because a connection's policies cannot
   change while it is open.
@@ -113,7 +117,12 @@ class BrokerSettings:
     connect_timeout: float = 10.0
     max_subscriptions: int = 50
     max_filters_per_subscribe: int = 8
-    outbound_queue_limit: int = 1000
+    # Bytes of frames waiting for one connection's socket; deliveries beyond
+    # it are dropped and counted (``Stats.drops``). Not an AWS quota: AWS
+    # does not document its buffer, this only bounds the emulator's memory.
+    outbound_queue_bytes: int = 2 * 1024 * 1024
+    # Refusal log lines per second (the records themselves are all kept).
+    refusal_log_rate: float = 20.0
     # AWS IoT Core quota "publish requests per second per connection"; None disables.
     publish_rate_limit: float | None = 100.0
 
@@ -159,6 +168,9 @@ class Broker:
         self.retained: dict[str, Publish] = {}
         self.refusals: deque[dict[str, Any]] = deque(maxlen=100)
         self._versions: dict[str, int] = {}
+        self._log_tokens = self.settings.refusal_log_rate
+        self._log_tokens_at = time.monotonic()
+        self._logs_suppressed = 0
 
     # --- authorisation ---------------------------------------------------------
 
@@ -203,7 +215,24 @@ class Broker:
             by_action[action] = by_action.get(action, 0) + 1
         record = {"event": "refusal", "reason": reason, **fields, "ts": time.time()}
         self.refusals.append(record)
+        if not self._may_log_refusal():
+            self._logs_suppressed += 1
+            return
+        if self._logs_suppressed:
+            record = {**record, "suppressed_before": self._logs_suppressed}
+            self._logs_suppressed = 0
         log.info("refusal %s", json.dumps(record, default=str, sort_keys=True), extra=record)
+
+    def _may_log_refusal(self) -> bool:
+        """Token bucket: ``refusal_log_rate`` lines per second, a burst of one second."""
+        rate = self.settings.refusal_log_rate
+        now = time.monotonic()
+        self._log_tokens = min(rate, self._log_tokens + (now - self._log_tokens_at) * rate)
+        self._log_tokens_at = now
+        if self._log_tokens < 1.0:
+            return False
+        self._log_tokens -= 1.0
+        return True
 
     # --- sessions --------------------------------------------------------------
 
@@ -212,15 +241,22 @@ class Broker:
         return MqttSession(self, transport, credential, remote)
 
     async def register(self, session: MqttSession) -> None:
+        """Make ``session`` the one live connection of its client id.
+
+        The map is updated before the older connection is closed: closing
+        can stall (a peer that does not read), and a third CONNECT arriving
+        meanwhile must find, and kick, this session rather than an empty
+        slot, or two connections would stay live with one client id.
+        """
         older = self.sessions.get(session.client_id)
-        if older is not None and older is not session:
-            await older.close(DisconnectReason.DUPLICATE_CLIENTID)
         self.sessions[session.client_id] = session
         self.stats.connections_total += 1
         self.stats.connections_current = len(self.sessions)
         version = self._versions.get(session.client_id, 0) + 1
         self._versions[session.client_id] = version
         session.version = version
+        if older is not None and older is not session:
+            await older.close(DisconnectReason.DUPLICATE_CLIENTID)
 
     def unregister(self, session: MqttSession) -> None:
         if self.sessions.get(session.client_id) is session:
@@ -294,7 +330,12 @@ class MqttSession:
         # same reason there is no asyncio.Event for "drained": close() waits
         # for the writer task itself.
         self._queue: deque[bytes] | None = None
+        self._queued_bytes = 0
         self._writer: asyncio.Task[None] | None = None
+        # Set by _close_soon: the reason the close that is under way will
+        # announce, so that the read loop ending meanwhile (it stops reading
+        # on a protocol error) does not announce CONNECTION_LOST instead.
+        self._close_reason: str | None = None
         self._packet_id = 0
         self._receive_cache: dict[str, bool] = {}
         # (action, topic) pairs this connection may publish to, made on its
@@ -325,6 +366,7 @@ class MqttSession:
 
     def _close_soon(self, reason: str) -> None:
         if not self.closed and self._closing is None:
+            self._close_reason = reason
             self._closing = asyncio.ensure_future(self.close(reason))
 
     def _expire_ttl(self) -> None:
@@ -352,12 +394,17 @@ class MqttSession:
         self._packet_id = self._packet_id % 0xFFFF + 1
         return self._packet_id
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of frames waiting for this connection's socket."""
+        return self._queued_bytes
+
     def deliver(self, frame: bytes) -> bool:
-        """Queue a PUBLISH; False (and counted) when the queue is full."""
+        """Queue a PUBLISH; False (and counted in ``Stats.drops``) when it would
+        take the queue over ``outbound_queue_bytes``."""
         if self.closed:
             return False
-        queue = self._queue
-        if queue is not None and len(queue) >= self.broker.settings.outbound_queue_limit:
+        if self._queued_bytes + len(frame) > self.broker.settings.outbound_queue_bytes:
             self.dropped += 1
             self.broker.stats.drops += 1
             return False
@@ -366,16 +413,17 @@ class MqttSession:
         return True
 
     def _send(self, frame: bytes) -> None:
-        """Queue a frame regardless of the limit (acks must not be dropped)."""
+        """Queue a frame regardless of the delivery limit (acks must not be dropped)."""
         queue = self._queue
         if queue is None:
             queue = self._queue = deque()
-        if len(queue) >= 2 * self.broker.settings.outbound_queue_limit + 64:
+        if self._queued_bytes + len(frame) > 2 * self.broker.settings.outbound_queue_bytes:
             # Only acks can get here past the delivery limit: a peer that keeps
             # sending PINGREQ/SUBSCRIBE without reading would grow memory forever.
             self._close_soon(DisconnectReason.CLIENT_ERROR)
             return
         queue.append(frame)
+        self._queued_bytes += len(frame)
         if self._writer is None:
             self._writer = asyncio.ensure_future(self._write())
 
@@ -390,9 +438,13 @@ class MqttSession:
                     frame = queue.popleft()
                     batch.append(frame)
                     size += len(frame)
+                # Counted as queued until written: a batch stuck in send() is
+                # memory held for a peer that does not read.
                 await self.transport.send(b"".join(batch))
+                self._queued_bytes -= size
         except Exception:  # any transport failure means the peer is gone
             queue.clear()
+            self._queued_bytes = 0
             self._close_soon(DisconnectReason.CONNECTION_LOST)
         finally:
             self._writer = None
@@ -511,6 +563,8 @@ class MqttSession:
         self.keepalive = effective_keepalive(packet.keepalive, broker.settings)
         self.connected = True
         await broker.register(self)
+        if self.closed:
+            return  # a newer CONNECT with this client id took over meanwhile
         self._send(encode(Connack()))
         self._schedule_keepalive(self.keepalive * broker.settings.keepalive_factor)
         broker.publish_event(
@@ -549,7 +603,8 @@ class MqttSession:
 
     def _on_subscribe(self, packet: Subscribe) -> None:
         broker = self.broker
-        settings = broker.settings
+        if self._subscribe_over_limits(packet):
+            return
         if any(qos == 2 for _, qos in packet.topics):
             # AWS IoT developer guide, MQTT, "AWS IoT differences from MQTT
             # specifications": "AWS IoT Core does not support publishing or
@@ -565,15 +620,7 @@ class MqttSession:
             return
         codes: list[int] = []
         granted: list[TopicFilter] = []
-        for index, (name, qos) in enumerate(packet.topics):
-            if index >= settings.max_filters_per_subscribe:
-                broker.refuse(
-                    f"more than {settings.max_filters_per_subscribe} filters in one SUBSCRIBE",
-                    client_id=self.client_id,
-                    filter=name,
-                )
-                codes.append(SUBACK_FAILURE)
-                continue
+        for name, qos in packet.topics:
             try:
                 topic_filter = TopicFilter(name)
             except InvalidTopic as exc:
@@ -586,23 +633,55 @@ class MqttSession:
             if not decision.allowed:
                 codes.append(SUBACK_FAILURE)
                 continue
-            if (
-                name not in self.subscriptions
-                and len(self.subscriptions) >= settings.max_subscriptions
-            ):
-                broker.refuse(
-                    f"more than {settings.max_subscriptions} subscriptions on one connection",
-                    client_id=self.client_id,
-                    filter=name,
-                )
-                codes.append(SUBACK_FAILURE)
-                continue
             self.subscriptions[name] = qos
             broker.trie.add(name, self, qos)
             codes.append(qos)
             granted.append(topic_filter)
         self._send(encode(Suback(packet.packet_id, tuple(codes))))
         self._send_retained(granted)
+
+    def _subscribe_over_limits(self, packet: Subscribe) -> bool:
+        """Refuse, as a whole and with one refusal record, a SUBSCRIBE over AWS's limits.
+
+        Limits (AWS general reference, "AWS IoT Core endpoints and quotas",
+        message broker): 8 topic filters per SUBSCRIBE, 50 subscriptions per
+        connection. Nothing of an over-limit SUBSCRIBE is evaluated, so a
+        128 KB SUBSCRIBE of 32,000 filters costs one check, not 32,000 IAM
+        evaluations and log lines.
+
+        * More than 8 filters: AWS closes the connection (the client sees a
+          hang-up and, in lifecycle events, ``CLIENT_ERROR``; reported in
+          dotnet/MQTTnet issue 1427 and aws-iot-device-sdk-js-v2 issue 567,
+          and why aws-iot-device-sdk-js splits its resubscribe, issue 147).
+        * Filters that would take the connection past 50 subscriptions: a
+          SUBACK failure (0x80) for every filter of the packet and no new
+          subscription (aws-greengrass-lite issue 1176).
+
+        Returns True when the packet was refused.
+        """
+        settings = self.broker.settings
+        count = len(packet.topics)
+        if count > settings.max_filters_per_subscribe:
+            self.broker.stats.protocol_errors += 1
+            self.broker.refuse(
+                f"SUBSCRIBE with {count} filters (at most "
+                f"{settings.max_filters_per_subscribe}); connection closed",
+                client_id=self.client_id,
+                filters=count,
+            )
+            self._close_soon(DisconnectReason.CLIENT_ERROR)
+            return True
+        new = {name for name, _ in packet.topics if name not in self.subscriptions}
+        if len(self.subscriptions) + len(new) > settings.max_subscriptions:
+            self.broker.refuse(
+                f"SUBSCRIBE would exceed {settings.max_subscriptions} subscriptions "
+                f"on one connection ({len(self.subscriptions)} + {len(new)})",
+                client_id=self.client_id,
+                filters=count,
+            )
+            self._send(encode(Suback(packet.packet_id, (SUBACK_FAILURE,) * count)))
+            return True
+        return False
 
     def _send_retained(self, filters: list[TopicFilter]) -> None:
         for message in list(self.broker.retained.values()):
@@ -716,6 +795,7 @@ class MqttSession:
         if self._writer is not None:
             self._writer.cancel()
         self._queue = None
+        self._queued_bytes = 0
         try:
             await self.transport.close()
         except Exception:  # the peer may already be gone
@@ -744,8 +824,13 @@ class MqttSession:
         )
 
     async def connection_lost(self) -> None:
-        """The transport ended (read loop finished)."""
-        await self.close(DisconnectReason.CONNECTION_LOST)
+        """The transport ended (read loop finished).
+
+        If a close was already decided (a protocol error stops the read loop
+        right after scheduling it), its reason is the one announced: AWS
+        reports a malformed packet as ``CLIENT_ERROR``, not ``CONNECTION_LOST``.
+        """
+        await self.close(self._close_reason or DisconnectReason.CONNECTION_LOST)
 
 
 def packet_id_safe(client_id: str) -> str | None:

@@ -71,7 +71,8 @@ class EmulatorConfig:
 
     Port 0 picks a free port. ``wss_port=None`` disables TLS (no certificate
     is generated). ``cert_dir=None`` uses a temporary directory removed on
-    stop. The keepalive and TTL knobs exist so tests can shrink AWS's timers.
+    stop; a CA already in ``cert_dir`` is kept (``tls.generate_certificates``).
+    The keepalive and TTL knobs exist so tests can shrink AWS's timers.
     """
 
     host: str = "127.0.0.1"
@@ -85,7 +86,7 @@ class EmulatorConfig:
     keepalive_max: int = 1200
     keepalive_factor: float = 1.5
     connect_timeout: float = 10.0
-    outbound_queue_limit: int = 1000
+    outbound_queue_bytes: int = 2 * 1024 * 1024
     max_subscriptions: int = 50
     publish_rate_limit: float | None = 100.0
     signature_max_skew: timedelta = timedelta(minutes=15)
@@ -105,7 +106,7 @@ class EmulatorConfig:
             websocket_ttl=self.websocket_ttl,
             connect_timeout=self.connect_timeout,
             max_subscriptions=self.max_subscriptions,
-            outbound_queue_limit=self.outbound_queue_limit,
+            outbound_queue_bytes=self.outbound_queue_bytes,
             publish_rate_limit=self.publish_rate_limit,
         )
 
@@ -349,21 +350,25 @@ class Emulator:
         await ws.prepare(request)
         session = self.broker.open(_WebSocketTransport(ws), credential, request.remote or "")
         self._live.add(session)
-        decoder = StreamDecoder(max_packet_size=_MAX_PACKET)
+        decoder = StreamDecoder(
+            max_packet_size=_MAX_PACKET,
+            max_subscribe_filters=self.broker.settings.max_filters_per_subscribe,
+        )
         try:
             async for message in ws:
                 if message.type != WSMsgType.BINARY:
                     session.protocol_error("MQTT over WebSocket must use binary frames")
                     break
                 try:
-                    packets = decoder.feed(message.data)
+                    # One at a time: what precedes a malformed packet in the
+                    # same frame is still acted on, as on a byte stream.
+                    for packet in decoder.packets(message.data):
+                        await session.handle(packet)
+                        if session.closed:
+                            break
                 except MqttProtocolError as exc:
                     session.protocol_error(str(exc))
                     break
-                for packet in packets:
-                    await session.handle(packet)
-                    if session.closed:
-                        break
                 if session.closed:
                     break
         finally:
