@@ -75,7 +75,8 @@ class EmulatorConfig:
 
     Port 0 picks a free port. ``wss_port=None`` disables TLS (no certificate
     is generated). ``cert_dir=None`` uses a temporary directory removed on
-    stop. The keepalive and TTL knobs exist so tests can shrink AWS's timers.
+    stop; a CA already in ``cert_dir`` is kept (``tls.generate_certificates``).
+    The keepalive and TTL knobs exist so tests can shrink AWS's timers.
     """
 
     host: str = "127.0.0.1"
@@ -367,14 +368,15 @@ class Emulator:
                     session.protocol_error("MQTT over WebSocket must use binary frames")
                     break
                 try:
-                    packets = decoder.feed(message.data)
+                    # One at a time: what precedes a malformed packet in the
+                    # same frame is still acted on, as on a byte stream.
+                    for packet in decoder.packets(message.data):
+                        await session.handle(packet)
+                        if session.closed:
+                            break
                 except MqttProtocolError as exc:
                     session.protocol_error(str(exc), exc.reason_code)
                     break
-                for packet in packets:
-                    await session.handle(packet)
-                    if session.closed:
-                        break
                 if session.closed:
                     break
         finally:
