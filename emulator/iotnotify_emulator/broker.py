@@ -631,8 +631,8 @@ class MqttSession:
                 self.credential, "iot:Subscribe", "topicfilter", name, client_id=self.client_id
             )
             if not decision.allowed:
-                codes.append(SUBACK_FAILURE)
-                continue
+                self._subscribe_denied()
+                return
             self.subscriptions[name] = qos
             broker.trie.add(name, self, qos)
             codes.append(qos)
@@ -683,12 +683,34 @@ class MqttSession:
             return True
         return False
 
+    def _subscribe_denied(self) -> None:
+        """MQTT 3.1.1: an unauthorised filter closes the connection, SUBACK unsent.
+
+        AWS IoT Core drops the connection (aws-iot-device-sdk-js issues 125
+        and 191: "the server will close the connection if client does not have
+        authorized action"; AWS's MQTT 5 migration notes contrast this with
+        the v5 SUBACK reason "Not authorized", where the connection stays).
+        Filters of the same SUBSCRIBE granted before the denied one are
+        dropped with the connection.
+        """
+        self._close_soon(DisconnectReason.AUTH_ERROR)
+
     def _send_retained(self, filters: list[TopicFilter]) -> None:
-        for message in list(self.broker.retained.values()):
-            matching = [f for f in filters if f.matches(message.topic)]
-            if not matching or not self.may_receive(message.topic):
+        """Retained messages for the filters just granted: exact topics only.
+
+        AWS IoT developer guide, "MQTT" -> "AWS IoT differences from MQTT
+        version 3.1.1": "Subscription to topic filters that contain a
+        wildcard character can't receive retained messages. To receive a
+        retained message, the subscribe request must contain a topic filter
+        that matches the retained message topic exactly."
+        """
+        for topic_filter in filters:
+            if topic_filter.has_wildcards:
                 continue
-            qos = min(message.qos, max(self.subscriptions[f.value] for f in matching))
+            message = self.broker.retained.get(topic_filter.value)
+            if message is None or not self.may_receive(message.topic):
+                continue
+            qos = min(message.qos, self.subscriptions[topic_filter.value])
             packet_id = self.next_packet_id() if qos else None
             self.deliver(
                 encode(
