@@ -63,10 +63,38 @@ def cli() -> None:
     is_flag=True,
     help="Vend wss:// URLs (clients must trust the generated CA) instead of ws://.",
 )
-def local(host: str, port: int, state_file: Path | None, app: str, stage: str, tls: bool) -> None:
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep users, passwords, ids, inbox, rooms, the API key and the CA here across "
+    "restarts [default: .iotnotify/data].",
+)
+@click.option("--fresh", is_flag=True, help="Empty the data directory first: start clean.")
+def local(
+    host: str,
+    port: int,
+    state_file: Path | None,
+    app: str,
+    stage: str,
+    tls: bool,
+    data_dir: Path | None,
+    fresh: bool,
+) -> None:
     """Run the whole stack offline: moto, the IoT emulator, the API and the web page."""
     run_local = _offline_stack()
-    sys.exit(run_local(host=host, port=port, state_file=state_file, app=app, stage=stage, tls=tls))
+    sys.exit(
+        run_local(
+            host=host,
+            port=port,
+            state_file=state_file,
+            app=app,
+            stage=stage,
+            tls=tls,
+            data_dir=data_dir,
+            fresh=fresh,
+        )
+    )
 
 
 # The offline stack (emulator/iotnotify_local) is a layer above the SDK and
