@@ -63,18 +63,64 @@ def cli() -> None:
     is_flag=True,
     help="Vend wss:// URLs (clients must trust the generated CA) instead of ws://.",
 )
-def local(host: str, port: int, state_file: Path | None, app: str, stage: str, tls: bool) -> None:
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep users, passwords, ids, inbox, rooms, the API key and the CA here across "
+    "restarts [default: .iotnotify/data].",
+)
+@click.option("--fresh", is_flag=True, help="Empty the data directory first: start clean.")
+def local(
+    host: str,
+    port: int,
+    state_file: Path | None,
+    app: str,
+    stage: str,
+    tls: bool,
+    data_dir: Path | None,
+    fresh: bool,
+) -> None:
     """Run the whole stack offline: moto, the IoT emulator, the API and the web page."""
+    run_local = _offline_stack()
+    sys.exit(
+        run_local(
+            host=host,
+            port=port,
+            state_file=state_file,
+            app=app,
+            stage=stage,
+            tls=tls,
+            data_dir=data_dir,
+            fresh=fresh,
+        )
+    )
+
+
+# The offline stack (emulator/iotnotify_local) is a layer above the SDK and
+# wires the emulator and the handlers; the SDK must not import it. It plugs
+# itself in through this entry point (pyproject.toml), loaded only when
+# `iotnotify local` runs.
+OFFLINE_STACK_ENTRY_POINT = "iotnotify.offline_stack"
+
+
+def _offline_stack() -> Any:
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=OFFLINE_STACK_ENTRY_POINT, name="run_local")
+    if not found:
+        raise click.ClickException(
+            f"no offline stack is registered (entry point group {OFFLINE_STACK_ENTRY_POINT!r}): "
+            "reinstall iotnotify with the [local] extra: pip install -e '.[local]' "
+            "(or `make setup` in a checkout)"
+        )
     try:
-        from iotnotify_local.stack import run_local
+        return next(iter(found)).load()
     except ImportError as exc:
-        # The offline stack is a layer above the SDK, shipped with the [local] extra.
         raise click.ClickException(
             f"the offline stack is not installed ({exc.name} is missing): "
             "pip install 'iotnotify[local]'"
         ) from exc
-
-    sys.exit(run_local(host=host, port=port, state_file=state_file, app=app, stage=stage, tls=tls))
 
 
 @cli.command()

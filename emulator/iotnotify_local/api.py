@@ -22,12 +22,14 @@ from typing import Any, Final
 from aiohttp import web
 
 from iotnotify_local.authorizer import CognitoAuthorizer, TokenRejected
+from iotnotify_local.iam_auth import IamRejected
 
 __all__ = ["IamVerifier", "LocalApi", "Route", "build_app"]
 
 LambdaHandler = Callable[[Mapping[str, Any], Any], Mapping[str, Any]]
-# Returns the caller's ARN for a valid SigV4-signed request, raises otherwise.
-IamVerifier = Callable[[str, str, Mapping[str, str], bytes], str]
+# (method, url, headers, body, route path) -> the caller's ARN for a SigV4-signed
+# request allowed to invoke the route; raises IamRejected otherwise.
+IamVerifier = Callable[[str, str, Mapping[str, str], bytes, str], str]
 
 _CORS: Final = {
     "Access-Control-Allow-Origin": "*",
@@ -111,11 +113,12 @@ def _lambda_view(api: LocalApi, route: Route) -> Callable[[web.Request], Awaitab
                 return _error(403, "forbidden", "IAM authorisation is not available locally")
             body = await request.read()
             try:
+                # The headers as received (case-insensitive), never a plain dict copy.
                 identity["userArn"] = api.iam_verifier(
-                    request.method, str(request.url), dict(request.headers), body
+                    request.method, str(request.url), request.headers, body, route.path
                 )
-            except Exception as exc:  # the verifier's refusal, whatever its type
-                return _error(403, "forbidden", f"signature rejected: {exc}")
+            except IamRejected as exc:
+                return _error(403, "forbidden", str(exc))
         event = await _event(request, route, context)
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(api.executor, route.handler, event, None)
