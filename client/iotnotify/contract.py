@@ -196,7 +196,12 @@ class TopicFilter:
         topic_levels = name.split("/")
         for index, level in enumerate(self._levels):
             if level == "#":
-                return True
+                # AWS IoT developer guide, "AWS IoT differences from MQTT
+                # version 3.1.1": "the parent topic is not matched": `sensor/#`
+                # receives `sensor/`, `sensor/temperature`, but not `sensor`
+                # (MQTT 3.1.1 would match it). The topic needs a level where
+                # '#' stands.
+                return index < len(topic_levels)
             if index >= len(topic_levels):
                 return False
             if level != "+" and level != topic_levels[index]:

@@ -794,6 +794,9 @@ class MqttSession:
                 self.credential, "iot:Subscribe", "topicfilter", name, client_id=self.client_id
             )
             if not decision.allowed:
+                if v5 is None:
+                    self._subscribe_denied()
+                    return
                 # MQTT 5: reason 0x87 and the connection stays (AWS IoT
                 # developer guide, "MQTT reason codes").
                 codes.append(self._failure(ReasonCode.NOT_AUTHORIZED))
@@ -861,11 +864,33 @@ class MqttSession:
             return True
         return False
 
+    def _subscribe_denied(self) -> None:
+        """MQTT 3.1.1: an unauthorised filter closes the connection, SUBACK unsent.
+
+        AWS IoT Core drops the connection (aws-iot-device-sdk-js issues 125
+        and 191: "the server will close the connection if client does not have
+        authorized action"; AWS's MQTT 5 migration notes contrast this with
+        the v5 SUBACK reason "Not authorized", where the connection stays).
+        Filters of the same SUBSCRIBE granted before the denied one are
+        dropped with the connection.
+        """
+        self._close_soon(DisconnectReason.AUTH_ERROR)
+
     def _send_retained(self, filters: list[TopicFilter]) -> None:
+        """Retained messages for the filters just granted: exact topics only.
+
+        AWS IoT developer guide, "MQTT" -> "AWS IoT differences from MQTT
+        version 3.1.1": "Subscription to topic filters that contain a
+        wildcard character can't receive retained messages. To receive a
+        retained message, the subscribe request must contain a topic filter
+        that matches the retained message topic exactly."
+        """
         broker = self.broker
-        for message in list(broker.retained.values()):
-            matching = [f for f in filters if f.matches(message.topic)]
-            if not matching or not self.may_receive(message.topic):
+        for topic_filter in filters:
+            if topic_filter.has_wildcards:
+                continue
+            message = broker.retained.get(topic_filter.value)
+            if message is None or not self.may_receive(message.topic):
                 continue
             properties = message.properties
             if properties is not None and properties.message_expiry_interval is not None:
@@ -876,7 +901,7 @@ class MqttSession:
                     broker.retained.pop(message.topic, None)
                     broker.retained_at.pop(message.topic, None)
                     continue
-            qos = min(message.qos, max(self.subscriptions[f.value] for f in matching))
+            qos = min(message.qos, self.subscriptions[topic_filter.value])
             packet_id = self.next_packet_id() if qos else None
             self.deliver(
                 self.encode(
