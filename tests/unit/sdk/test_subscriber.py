@@ -141,7 +141,7 @@ def test_failed_catch_up_reconnects_and_keeps_live_messages(
 
 @pytest.mark.parametrize(
     ("requested", "token_keepalive", "on_the_wire"),
-    [(None, 5000, 1200), (None, 0, 1200), (10, 600, 30), (None, None, 600), (45, 600, 45)],
+    [(None, 5000, 1200), (None, 0, 1200), (10, 600, 30), (None, None, 50), (45, 600, 45)],
 )
 def test_keepalive_is_clamped_to_iot_limits(
     service: FakeService,
