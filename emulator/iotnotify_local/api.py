@@ -21,15 +21,23 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from iotnotify_emulator.http_guard import (
+    GuardedRunner,
+    ServerLimits,
+    error_middleware,
+    read_body,
+)
 from iotnotify_local.authorizer import CognitoAuthorizer, TokenRejected
 from iotnotify_local.iam_auth import IamRejected
 
-__all__ = ["IamVerifier", "LocalApi", "Route", "build_app"]
+__all__ = ["IamVerifier", "LocalApi", "Route", "build_app", "build_runner"]
 
 LambdaHandler = Callable[[Mapping[str, Any], Any], Mapping[str, Any]]
 # (method, url, headers, body, route path) -> the caller's ARN for a SigV4-signed
 # request allowed to invoke the route; raises IamRejected otherwise.
 IamVerifier = Callable[[str, str, Mapping[str, str], bytes, str], str]
+
+MAX_REQUEST_BYTES: Final = 1024 * 1024
 
 _CORS: Final = {
     "Access-Control-Allow-Origin": "*",
@@ -60,14 +68,18 @@ class LocalApi:
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=8, thread_name_prefix="lambda")
     )
+    limits: ServerLimits = field(default_factory=ServerLimits)
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
+    """The API's one error shape, ``{"error", "message"}`` with CORS headers, for every status."""
     return web.json_response({"error": code, "message": message}, status=status, headers=_CORS)
 
 
-async def _event(request: web.Request, route: Route, context: dict[str, Any]) -> dict[str, Any]:
-    body = await request.read()
+async def _event(
+    request: web.Request, route: Route, context: dict[str, Any], body_timeout: float
+) -> dict[str, Any]:
+    body = await read_body(request, body_timeout, MAX_REQUEST_BYTES)
     text: str | None
     try:
         text = body.decode("utf-8") if body else None
@@ -98,6 +110,10 @@ async def _event(request: web.Request, route: Route, context: dict[str, Any]) ->
 
 def _lambda_view(api: LocalApi, route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def view(request: web.Request) -> web.Response:
+        # The size limit comes before any authorisation, as on API Gateway.
+        length = request.content_length
+        if length is not None and length > MAX_REQUEST_BYTES:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_REQUEST_BYTES, actual_size=length)
         identity: dict[str, Any] = {"sourceIp": request.remote, "userArn": None}
         context: dict[str, Any] = {"stage": api.stage, "identity": identity}
         if route.auth == "cognito":
@@ -111,7 +127,7 @@ def _lambda_view(api: LocalApi, route: Route) -> Callable[[web.Request], Awaitab
         ):
             if api.iam_verifier is None:
                 return _error(403, "forbidden", "IAM authorisation is not available locally")
-            body = await request.read()
+            body = await read_body(request, api.limits.body_timeout, MAX_REQUEST_BYTES)
             try:
                 # The headers as received (case-insensitive), never a plain dict copy.
                 identity["userArn"] = api.iam_verifier(
@@ -119,7 +135,7 @@ def _lambda_view(api: LocalApi, route: Route) -> Callable[[web.Request], Awaitab
                 )
             except IamRejected as exc:
                 return _error(403, "forbidden", str(exc))
-        event = await _event(request, route, context)
+        event = await _event(request, route, context, api.limits.body_timeout)
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(api.executor, route.handler, event, None)
         headers = {**_CORS, **dict(result.get("headers") or {})}
@@ -135,7 +151,9 @@ async def _preflight(_: web.Request) -> web.Response:
 
 
 def build_app(api: LocalApi) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)
+    # Every error, from a handler or from aiohttp's router (404, 405, 413),
+    # leaves through _error; the runner renders parser errors (400, 431) alike.
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[error_middleware(_error)])
     for route in api.routes:
         app.router.add_route(route.method, route.path, _lambda_view(api, route))
     paths = {route.path for route in api.routes}
@@ -156,8 +174,18 @@ def build_app(api: LocalApi) -> web.Application:
         async def index(_: web.Request) -> web.FileResponse:
             return web.FileResponse(web_dir / "index.html")
 
+        root = web_dir.resolve()
+
+        async def static(request: web.Request) -> web.FileResponse:
+            # Not add_static: its misses are an empty octet-stream 404 that
+            # bypasses the error middleware; here a miss raises like any route.
+            target = (root / request.match_info["path"]).resolve()
+            if not target.is_relative_to(root) or not target.is_file():
+                raise web.HTTPNotFound(reason=f"no such page or route: {request.path}")
+            return web.FileResponse(target)
+
         app.router.add_get("/", index)
-        app.router.add_static("/", web_dir, show_index=False)
+        app.router.add_get("/{path:.+}", static)
     else:
 
         async def placeholder(_: web.Request) -> web.Response:
@@ -174,3 +202,8 @@ def build_app(api: LocalApi) -> web.Application:
 
     app.on_cleanup.append(close_executor)
     return app
+
+
+def build_runner(api: LocalApi) -> GuardedRunner:
+    """The app in a runner bounded by ``api.limits`` whose parser errors are JSON too."""
+    return GuardedRunner(build_app(api), limits=api.limits, render_error=_error, access_log=None)
