@@ -23,9 +23,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
-
-from ulid import ULID
+from typing import TYPE_CHECKING, Any, Final
 
 from iotnotify.errors import (
     InvalidClientId,
@@ -35,6 +33,9 @@ from iotnotify.errors import (
     InvalidUserId,
     PayloadTooLarge,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ulid import ULID
 
 __all__ = [
     "ENVELOPE_VERSION",
@@ -205,7 +206,12 @@ class TopicFilter:
         topic_levels = name.split("/")
         for index, level in enumerate(self._levels):
             if level == "#":
-                return True
+                # AWS IoT developer guide, "AWS IoT differences from MQTT
+                # version 3.1.1": "the parent topic is not matched": `sensor/#`
+                # receives `sensor/`, `sensor/temperature`, but not `sensor`
+                # (MQTT 3.1.1 would match it). The topic needs a level where
+                # '#' stands.
+                return index < len(topic_levels)
             if index >= len(topic_levels):
                 return False
             if level != "+" and level != topic_levels[index]:
@@ -274,6 +280,10 @@ class _MonotonicUlid:
         self._last = 0
 
     def __call__(self) -> ULID:
+        # Imported on first use: only senders make ids, and python-ulid (with
+        # what it imports) is several MiB a subscriber does not need.
+        from ulid import ULID
+
         with self._lock:
             candidate = ULID.from_timestamp(time.time()).__int__()
             if candidate <= self._last:

@@ -19,6 +19,7 @@ every packet let tests and benchmarks speak raw MQTT to the emulator.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Final
@@ -542,15 +543,21 @@ class StreamDecoder:
     _buffer: bytearray = field(default_factory=bytearray)
 
     def feed(self, data: bytes) -> list[Packet]:
+        """Every complete packet in the buffer after ``data``; raises on the first bad one."""
+        return list(self.packets(data))
+
+    def packets(self, data: bytes) -> Iterator[Packet]:
+        """Like :meth:`feed`, one packet at a time: the packets before a malformed
+        one are acted on (a stream broker reads them first, AWS included), and
+        nothing after a packet that ends the connection is decoded."""
         self._buffer.extend(data)
-        packets: list[Packet] = []
         while True:
             header = self._header()
             if header is None:
-                return packets
+                return
             first, length, offset = header
             if len(self._buffer) < offset + length:
-                return packets
+                return
             body = bytes(self._buffer[offset : offset + length])
             del self._buffer[: offset + length]
             limit = self.max_subscribe_filters
@@ -562,7 +569,7 @@ class StreamDecoder:
                 packet = decode_packet(first, body, max_filters=limit)
                 if isinstance(packet, Connect) and packet.protocol_level == 5:
                     self.protocol_level = 5
-            packets.append(packet)
+            yield packet
 
     def _header(self) -> tuple[int, int, int] | None:
         buffer = self._buffer

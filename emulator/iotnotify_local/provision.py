@@ -173,6 +173,8 @@ def provision(
         PoolName=names.user_pool,
         UsernameAttributes=["email"],
         AutoVerifiedAttributes=["email"],
+        # As the CDK pool; moto 5 stores it without enforcing it (clients lower-case).
+        UsernameConfiguration={"CaseSensitive": False},
     )["UserPool"]["Id"]
     client_id = cognito.create_user_pool_client(
         UserPoolId=pool_id,

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
-from iotnotify_emulator.mqtt import Pingresp, Subscribe, encode
-from iotnotify_emulator.testing import ALLOW_ALL, Harness
+from iotnotify_emulator.mqtt import Connack, Connect, Pingreq, Pingresp, Subscribe, encode
+from iotnotify_emulator.testing import ALLOW_ALL, Harness, RawMqttClient
 
 
 async def test_a_subscribe_with_32000_filters_is_refused_whole_with_one_record(
@@ -105,4 +105,17 @@ async def test_a_client_that_sends_without_reading_cannot_grow_its_queue(
     session = world.emulator.broker.sessions.get("pinger")
     if session is not None:
         assert session.queued_bytes <= 2 * world.emulator.broker.settings.outbound_queue_bytes
+    await client.close()
+
+
+async def test_packets_before_a_malformed_one_in_the_same_frame_are_acted_on(
+    world: Harness,
+) -> None:
+    client = await RawMqttClient.open(world.url(world.store.issue([ALLOW_ALL])))
+    # When one WebSocket frame carries CONNECT, PINGREQ and then a malformed packet
+    await client.send_raw(encode(Connect(client_id="c1")) + encode(Pingreq()) + b"\xf0\x00")
+    # Then the first two are answered before the connection closes
+    packets = await client.wait_closed()
+    assert [type(p) for p in packets] == [Connack, Pingresp]
+    assert world.emulator.stats()["disconnects_by_reason"] == {"CLIENT_ERROR": 1}
     await client.close()
