@@ -51,11 +51,13 @@ __all__ = [
     "client_id_for",
     "client_id_prefix",
     "dumps_strict",
+    "id_floor",
     "iot_arn",
     "loads_strict",
     "new_notification_id",
     "user_of_client_id",
     "validate_name",
+    "validate_notification_id",
     "validate_user_id",
 ]
 
@@ -293,6 +295,40 @@ class _MonotonicUlid:
 
 
 _next_ulid: Final = _MonotonicUlid()
+
+
+_CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_ULID_MAX_MS: Final = (1 << 48) - 1
+
+
+_NOTIFICATION_ID_RE: Final = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+
+
+def validate_notification_id(value: object) -> str:
+    """A notification id (a 26-character ULID, Crockford base32, upper case); returned as is.
+
+    Raises :class:`InvalidEnvelope` otherwise.
+    """
+    if not isinstance(value, str) or not _NOTIFICATION_ID_RE.fullmatch(value):
+        raise InvalidEnvelope(
+            f"not a notification id: {value!r} (expected a 26-character ULID such as "
+            "01JD5Z3Q8W9V4X2Y6Z7A8B9C0D)"
+        )
+    return value
+
+
+def id_floor(epoch_seconds: float) -> str:
+    """The smallest notification id at ``epoch_seconds``: every id made later sorts after it.
+
+    A ULID is a 48-bit millisecond timestamp and 80 random bits, in 26
+    Crockford base32 characters (ulid/spec); this is the timestamp with the
+    random part zero. ``listen --since now`` uses it with the *server's*
+    time, so a client whose clock is wrong neither skips nor replays.
+    """
+    millis = min(max(int(epoch_seconds * 1000), 0), _ULID_MAX_MS)
+    value = millis << 80
+    chars = [_CROCKFORD[(value >> (5 * shift)) & 31] for shift in range(25, -1, -1)]
+    return "".join(chars)
 
 
 def new_notification_id() -> str:

@@ -59,7 +59,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from iotnotify.api_client import ConnectionToken, InboxReader, TokenProvider
 from iotnotify.backoff import Backoff
-from iotnotify.contract import Notification, TopicScheme, client_id_for
+from iotnotify.contract import Notification, TopicScheme, client_id_for, id_floor
 from iotnotify.errors import (
     AuthError,
     ConnectionLost,
@@ -79,6 +79,7 @@ __all__ = [
     "DEFAULT_KEEPALIVE",
     "IOT_KEEPALIVE_MAX",
     "IOT_KEEPALIVE_MIN",
+    "SINCE_NOW",
     "ConnectionState",
     "StateChange",
     "Subscriber",
@@ -95,6 +96,9 @@ DEFAULT_KEEPALIVE: Final = 600
 # AWS closes WebSocket connections after 24 h; leave well before that so the
 # reconnect happens on our schedule (with catch-up) rather than as a drop.
 DEFAULT_MAX_CONNECTION_AGE: Final = 23.5 * 3600
+# ``since=SINCE_NOW``: start after the newest notification sent before the
+# first connect, by the *server's* clock (the token response's Date header).
+SINCE_NOW: Final = "now"
 _WATCHDOG_FACTOR: Final = 1.5
 _SUBSCRIBE_BATCH: Final = 8  # AWS IoT: at most 8 filters per SUBSCRIBE
 _INBOX_PAGE: Final = 100
@@ -310,7 +314,9 @@ class Subscriber:
                 ...
 
     ``since`` is the id of the last notification the caller already has
-    (None: everything still in the inbox). ``keepalive`` overrides the
+    (None: everything still in the inbox; :data:`SINCE_NOW`: only what is
+    sent from the first connect on, by the server's clock, so a wrong local
+    clock neither skips notifications nor replays old ones). ``keepalive`` overrides the
     token's recommendation and is clamped to IoT's 30..1200 s;
     ``keepalive_floor`` is for tests only (see :func:`clamp_keepalive`).
     """
@@ -349,7 +355,8 @@ class Subscriber:
         self._max_age = max_connection_age
         self._backoff = backoff or Backoff()
         self.stats = SubscriberStats()
-        self._sequencer = _Sequencer(since=since, emit=self._enqueue)
+        self._since_now = since == SINCE_NOW
+        self._sequencer = _Sequencer(since=None if self._since_now else since, emit=self._enqueue)
         self._deliveries: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -588,6 +595,9 @@ class Subscriber:
             last_out=now,
         )
         client = self._new_client(conn, path=path, tls=tls)
+        if self._since_now:
+            self._since_now = False
+            self._sequencer.last_user_id = id_floor(_server_now(token))
         generation, since = self._sequencer.begin()
         with self._lock:
             if self._stopping.is_set():
@@ -853,6 +863,13 @@ def _disconnect_error(conn: _Connection, reason: Any) -> ConnectionLost:
         )
     detail = conn.socket_error or str(reason)
     return ConnectionLost(f"connection of {conn.client_id!r} lost: {detail}")
+
+
+def _server_now(token: ConnectionToken) -> float:
+    if token.server_time is not None:
+        return token.server_time
+    log.warning("the token response has no server time; --since now uses the local clock")
+    return time.time()
 
 
 def _own_topic(token: ConnectionToken) -> str | None:
