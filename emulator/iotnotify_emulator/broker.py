@@ -110,6 +110,7 @@ class DisconnectReason:
     CLIENT_ERROR = "CLIENT_ERROR"
     CLIENT_INITIATED_DISCONNECT = "CLIENT_INITIATED_DISCONNECT"
     CONNECTION_LOST = "CONNECTION_LOST"
+    API_INITIATED_DISCONNECT = "API_INITIATED_DISCONNECT"
     DUPLICATE_CLIENTID = "DUPLICATE_CLIENTID"
     MQTT_KEEP_ALIVE_TIMEOUT = "MQTT_KEEP_ALIVE_TIMEOUT"
     SERVER_INITIATED_DISCONNECT = "SERVER_INITIATED_DISCONNECT"
@@ -194,6 +195,8 @@ class Broker:
         self.retained_at: dict[str, float] = {}
         # MQTT 5 wills waiting out their Will Delay Interval, by client id.
         self._delayed_wills: dict[str, tuple[asyncio.TimerHandle, Publish]] = {}
+        # Epoch milliseconds of each retained message (iot-data lastModifiedTime).
+        self.retained_modified: dict[str, int] = {}
         self.refusals: deque[dict[str, Any]] = deque(maxlen=100)
         self._versions: dict[str, int] = {}
         self._log_tokens = self.settings.refusal_log_rate
@@ -214,7 +217,19 @@ class Broker:
         *,
         client_id: str | None = None,
     ) -> Decision:
-        resource = self.arn(kind, name)
+        return self.authorize_resource(
+            credential, action, self.arn(kind, name), client_id=client_id
+        )
+
+    def authorize_resource(
+        self,
+        credential: Credential,
+        action: str,
+        resource: str,
+        *,
+        client_id: str | None = None,
+    ) -> Decision:
+        """Evaluate ``action`` on a full resource ARN (or ``*``); refusals are recorded."""
         context = {"iot:ClientId": client_id} if client_id is not None else {}
         decision = evaluate(
             action,
@@ -294,6 +309,28 @@ class Broker:
         session.subscriptions.clear()
         self.stats.connections_current = len(self.sessions)
 
+    async def delete_connection(
+        self, client_id: str, *, clean_session: bool, prevent_will: bool
+    ) -> bool:
+        """iot-data ``DeleteConnection``: close ``client_id``'s connection.
+
+        Announced as ``API_INITIATED_DISCONNECT`` (AWS IoT developer guide,
+        "Lifecycle events"); the will is published unless ``prevent_will``.
+        False when no such client is connected.
+        """
+        session = self.sessions.get(client_id)
+        if session is None:
+            return False
+        if prevent_will:
+            session.will = None
+        if clean_session:
+            self.discard_persistent_session(client_id)
+        await session.close(DisconnectReason.API_INITIATED_DISCONNECT)
+        return True
+
+    def discard_persistent_session(self, client_id: str) -> None:
+        """Forget a client's persistent session (none are kept yet)."""
+
     async def close_all(self) -> None:
         for session in list(self.sessions.values()):
             await session.close(DisconnectReason.SERVER_INITIATED_DISCONNECT)
@@ -346,6 +383,7 @@ class Broker:
         properties = forwarded(properties)
         if retain:
             self.retained_at.pop(topic, None)
+            self.retained_modified[topic] = int(time.time() * 1000)
             if payload:
                 self.retained[topic] = Publish(
                     topic=topic, payload=payload, qos=qos, retain=True, properties=properties
@@ -355,6 +393,7 @@ class Broker:
             else:
                 # MQTT 3.1.1 section 3.3.1.3: an empty retained message clears the topic.
                 self.retained.pop(topic, None)
+                self.retained_modified.pop(topic, None)
         delivered = 0
         # One encoding of a QoS 0 delivery per protocol version, shared by all.
         shared_qos0: dict[bool, bytes] = {}
