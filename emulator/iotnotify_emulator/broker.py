@@ -197,6 +197,8 @@ class Broker:
         # When a retained message with a Message Expiry Interval arrived
         # (time.monotonic()), so that it expires while retained (MQTT 5 3.3.2.3.3).
         self.retained_at: dict[str, float] = {}
+        # MQTT 5 wills waiting out their Will Delay Interval, by client id.
+        self._delayed_wills: dict[str, tuple[asyncio.TimerHandle, Publish]] = {}
         # Epoch milliseconds of each retained message (iot-data lastModifiedTime).
         self.retained_modified: dict[str, int] = {}
         self.refusals: deque[dict[str, Any]] = deque(maxlen=100)
@@ -364,6 +366,31 @@ class Broker:
     async def close_all(self) -> None:
         for session in list(self.sessions.values()):
             await session.close(DisconnectReason.SERVER_INITIATED_DISCONNECT)
+        for handle, _ in self._delayed_wills.values():
+            handle.cancel()
+        self._delayed_wills.clear()
+
+    # --- MQTT 5 delayed wills (MQTT 5 section 3.1.3.2.2) -------------------------
+
+    def delay_will(self, client_id: str, will: Publish, delay: float) -> None:
+        """Publish ``will`` after ``delay`` seconds unless the session resumes first."""
+        self.fire_will(client_id)  # an older pending will of this id goes first
+        handle = asyncio.get_running_loop().call_later(delay, self.fire_will, client_id)
+        self._delayed_wills[client_id] = (handle, will)
+
+    def fire_will(self, client_id: str) -> None:
+        """Publish the pending will of ``client_id`` now (its delay passed or its session ended)."""
+        pending = self._delayed_wills.pop(client_id, None)
+        if pending is not None:
+            handle, will = pending
+            handle.cancel()
+            self.route(will.topic, will.payload, will.qos, will.retain, properties=will.properties)
+
+    def drop_will(self, client_id: str) -> None:
+        """The session resumed within the Will Delay Interval: the will is not sent."""
+        pending = self._delayed_wills.pop(client_id, None)
+        if pending is not None:
+            pending[0].cancel()
 
     # --- routing ---------------------------------------------------------------
 
@@ -457,6 +484,7 @@ class MqttSession:
         self.v5: State5 | None = None
         # The reason code of the DISCONNECT a v5 client gets when the server closes.
         self._v5_disconnect: int | None = None
+        self._will_delay = 0  # MQTT 5 Will Delay Interval, seconds
         self.closed = False
         self.version = 0
         self.keepalive = 0
@@ -695,6 +723,9 @@ class MqttSession:
             case Puback():
                 pass  # no persistent sessions, so no in-flight state to clear
             case Disconnect():
+                if self.v5 is not None and not self.v5.disconnect_allowed(packet):
+                    self.protocol_error("DISCONNECT sets a Session Expiry Interval after 0")
+                    return
                 # 3.1.1 section 3.14.4: a clean DISCONNECT discards the will; MQTT 5
                 # keeps it for reason 0x04 "Disconnect with Will Message" (3.14.2.1).
                 if packet.reason_code != ReasonCode.DISCONNECT_WITH_WILL or self.v5 is None:
@@ -780,6 +811,12 @@ class MqttSession:
         await broker.register(self)
         if self.closed:
             return  # a newer CONNECT with this client id took over meanwhile
+        # A will still waiting out its MQTT 5 delay: a resumed session (Clean
+        # Start 0) cancels it, a new session ends the old one, which sends it.
+        if packet.clean_session:
+            broker.fire_will(self.client_id)
+        else:
+            broker.drop_will(self.client_id)
         if self.v5 is None:
             self._send(encode(Connack()))
         else:
@@ -819,6 +856,7 @@ class MqttSession:
                 return False
         # Will Delay Interval is a will property, not a PUBLISH one.
         properties = replace(will.properties, will_delay_interval=None) if will.properties else None
+        self._will_delay = (will.properties.will_delay_interval or 0) if will.properties else 0
         self.will = Publish(
             topic=will.topic,
             payload=will.payload,
@@ -1164,9 +1202,15 @@ class MqttSession:
             return
         if self.will is not None:
             will, self.will = self.will, None
-            broker.route(
-                will.topic, will.payload, will.qos, will.retain, properties=will.properties
-            )
+            # MQTT 5: sent after the Will Delay Interval or when the session
+            # ends, whichever is first (section 3.1.3.2.2).
+            delay = min(self._will_delay, self.v5.session_expiry) if self.v5 else 0
+            if delay > 0:
+                broker.delay_will(self.client_id, will, delay)
+            else:
+                broker.route(
+                    will.topic, will.payload, will.qos, will.retain, properties=will.properties
+                )
         broker.publish_event(
             _DISCONNECTED_TOPIC.format(self.client_id),
             {
