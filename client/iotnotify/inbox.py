@@ -10,7 +10,7 @@ HTTP handler takes it from the verified token, never from the query.
 
 from __future__ import annotations
 
-import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -20,13 +20,14 @@ from typing import Any, Final
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import BotoCoreError, ClientError
 
-from iotnotify.contract import Notification, validate_user_id
+from iotnotify.contract import Notification, loads_strict, validate_user_id
 from iotnotify.errors import ContractError, InvalidEnvelope, PublishError
 
 __all__ = ["BATCH_WRITE_LIMIT", "DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "Inbox", "InboxPage"]
 
 DEFAULT_PAGE_SIZE: Final = 50
 MAX_PAGE_SIZE: Final = 100
+log = logging.getLogger("iotnotify.inbox")
 # DynamoDB BatchWriteItem takes at most 25 put/delete requests (and 16 MB)
 # per call (DynamoDB API reference, BatchWriteItem).
 BATCH_WRITE_LIMIT: Final = 25
@@ -183,7 +184,12 @@ class Inbox:
             while True:
                 answer = self._table.query(**query)
                 for item in answer.get("Items", []):
-                    found.append(self._parse(item))
+                    try:
+                        found.append(self._parse(item))
+                    except InvalidEnvelope as exc:
+                        # One corrupt item (written before envelopes were strict)
+                        # must not make the whole page unreadable.
+                        log.warning("skipping inbox item of %s: %s", user_id, exc)
                 last_key = answer.get("LastEvaluatedKey")
                 # A filtered page can come back short; keep reading until the
                 # page is full or the partition is exhausted.
@@ -201,6 +207,7 @@ class Inbox:
     @staticmethod
     def _parse(item: dict[str, Any]) -> Notification:
         try:
-            return Notification.from_dict(json.loads(str(item["envelope"])))
-        except (KeyError, json.JSONDecodeError) as exc:
+            # Strict: an envelope holding NaN would make the whole page non-JSON.
+            return Notification.from_dict(loads_strict(str(item["envelope"]), what="envelope"))
+        except (KeyError, ContractError) as exc:
             raise InvalidEnvelope(f"corrupt inbox item {item.get('id')!r}") from exc
