@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from iotnotify.errors import IotNotifyError
 
 __all__ = ["cli", "main"]
 
-console = Console(stderr=True)
+
+def _error_line(label: str, text: str) -> None:
+    # click's own styling, not rich: rich costs ~7 MiB in every always-on
+    # `iotnotify listen`, and only `cost` draws a table.
+    click.echo(f"{click.style(label, fg='red')} {text}", err=True)
 
 
 class _Group(click.Group):
@@ -31,7 +33,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except (IotNotifyError, StateFileError) as exc:
-            console.print(f"[red]error:[/red] {exc}")
+            _error_line("error:", str(exc))
             ctx.exit(1)
 
 
@@ -191,7 +193,7 @@ def send(
         return
     failed = [r for r in result.get("results", []) if not r["ok"]]
     for entry in failed:
-        console.print(f"[red]failed[/red] {entry['userId']}: {entry['error']}")
+        _error_line("failed", f"{entry['userId']}: {entry['error']}")
     click.echo(f"sent {result['id']}")
     if failed:
         sys.exit(1)
@@ -216,6 +218,9 @@ def send(
 @click.option("--message-bytes", type=click.IntRange(min=1), default=512, show_default=True)
 def cost(users: int, per_day: float, connected_hours: float, message_bytes: int) -> None:
     """Estimate the monthly AWS bill for a load, from list prices."""
+    from rich.console import Console
+    from rich.table import Table
+
     from iotnotify.cost import Load, estimate
 
     figures = estimate(

@@ -22,9 +22,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
-
-from ulid import ULID
+from typing import TYPE_CHECKING, Any, Final
 
 from iotnotify.errors import (
     InvalidClientId,
@@ -33,6 +31,9 @@ from iotnotify.errors import (
     InvalidUserId,
     PayloadTooLarge,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ulid import ULID
 
 __all__ = [
     "ENVELOPE_VERSION",
@@ -46,10 +47,12 @@ __all__ = [
     "TopicScheme",
     "client_id_for",
     "client_id_prefix",
+    "id_floor",
     "iot_arn",
     "new_notification_id",
     "user_of_client_id",
     "validate_name",
+    "validate_notification_id",
     "validate_user_id",
 ]
 
@@ -195,7 +198,12 @@ class TopicFilter:
         topic_levels = name.split("/")
         for index, level in enumerate(self._levels):
             if level == "#":
-                return True
+                # AWS IoT developer guide, "AWS IoT differences from MQTT
+                # version 3.1.1": "the parent topic is not matched": `sensor/#`
+                # receives `sensor/`, `sensor/temperature`, but not `sensor`
+                # (MQTT 3.1.1 would match it). The topic needs a level where
+                # '#' stands.
+                return index < len(topic_levels)
             if index >= len(topic_levels):
                 return False
             if level != "+" and level != topic_levels[index]:
@@ -264,6 +272,10 @@ class _MonotonicUlid:
         self._last = 0
 
     def __call__(self) -> ULID:
+        # Imported on first use: only senders make ids, and python-ulid (with
+        # what it imports) is several MiB a subscriber does not need.
+        from ulid import ULID
+
         with self._lock:
             candidate = ULID.from_timestamp(time.time()).__int__()
             if candidate <= self._last:
@@ -273,6 +285,40 @@ class _MonotonicUlid:
 
 
 _next_ulid: Final = _MonotonicUlid()
+
+
+_CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_ULID_MAX_MS: Final = (1 << 48) - 1
+
+
+_NOTIFICATION_ID_RE: Final = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+
+
+def validate_notification_id(value: object) -> str:
+    """A notification id (a 26-character ULID, Crockford base32, upper case); returned as is.
+
+    Raises :class:`InvalidEnvelope` otherwise.
+    """
+    if not isinstance(value, str) or not _NOTIFICATION_ID_RE.fullmatch(value):
+        raise InvalidEnvelope(
+            f"not a notification id: {value!r} (expected a 26-character ULID such as "
+            "01JD5Z3Q8W9V4X2Y6Z7A8B9C0D)"
+        )
+    return value
+
+
+def id_floor(epoch_seconds: float) -> str:
+    """The smallest notification id at ``epoch_seconds``: every id made later sorts after it.
+
+    A ULID is a 48-bit millisecond timestamp and 80 random bits, in 26
+    Crockford base32 characters (ulid/spec); this is the timestamp with the
+    random part zero. ``listen --since now`` uses it with the *server's*
+    time, so a client whose clock is wrong neither skips nor replays.
+    """
+    millis = min(max(int(epoch_seconds * 1000), 0), _ULID_MAX_MS)
+    value = millis << 80
+    chars = [_CROCKFORD[(value >> (5 * shift)) & 31] for shift in range(25, -1, -1)]
+    return "".join(chars)
 
 
 def new_notification_id() -> str:

@@ -110,6 +110,7 @@ class DisconnectReason:
     CLIENT_ERROR = "CLIENT_ERROR"
     CLIENT_INITIATED_DISCONNECT = "CLIENT_INITIATED_DISCONNECT"
     CONNECTION_LOST = "CONNECTION_LOST"
+    API_INITIATED_DISCONNECT = "API_INITIATED_DISCONNECT"
     DUPLICATE_CLIENTID = "DUPLICATE_CLIENTID"
     MQTT_KEEP_ALIVE_TIMEOUT = "MQTT_KEEP_ALIVE_TIMEOUT"
     SERVER_INITIATED_DISCONNECT = "SERVER_INITIATED_DISCONNECT"
@@ -192,6 +193,8 @@ class Broker:
         # When a retained message with a Message Expiry Interval arrived
         # (time.monotonic()), so that it expires while retained (MQTT 5 3.3.2.3.3).
         self.retained_at: dict[str, float] = {}
+        # Epoch milliseconds of each retained message (iot-data lastModifiedTime).
+        self.retained_modified: dict[str, int] = {}
         self.refusals: deque[dict[str, Any]] = deque(maxlen=100)
         self._versions: dict[str, int] = {}
         self._log_tokens = self.settings.refusal_log_rate
@@ -212,7 +215,19 @@ class Broker:
         *,
         client_id: str | None = None,
     ) -> Decision:
-        resource = self.arn(kind, name)
+        return self.authorize_resource(
+            credential, action, self.arn(kind, name), client_id=client_id
+        )
+
+    def authorize_resource(
+        self,
+        credential: Credential,
+        action: str,
+        resource: str,
+        *,
+        client_id: str | None = None,
+    ) -> Decision:
+        """Evaluate ``action`` on a full resource ARN (or ``*``); refusals are recorded."""
         context = {"iot:ClientId": client_id} if client_id is not None else {}
         decision = evaluate(
             action,
@@ -292,6 +307,28 @@ class Broker:
         session.subscriptions.clear()
         self.stats.connections_current = len(self.sessions)
 
+    async def delete_connection(
+        self, client_id: str, *, clean_session: bool, prevent_will: bool
+    ) -> bool:
+        """iot-data ``DeleteConnection``: close ``client_id``'s connection.
+
+        Announced as ``API_INITIATED_DISCONNECT`` (AWS IoT developer guide,
+        "Lifecycle events"); the will is published unless ``prevent_will``.
+        False when no such client is connected.
+        """
+        session = self.sessions.get(client_id)
+        if session is None:
+            return False
+        if prevent_will:
+            session.will = None
+        if clean_session:
+            self.discard_persistent_session(client_id)
+        await session.close(DisconnectReason.API_INITIATED_DISCONNECT)
+        return True
+
+    def discard_persistent_session(self, client_id: str) -> None:
+        """Forget a client's persistent session (none are kept yet)."""
+
     async def close_all(self) -> None:
         for session in list(self.sessions.values()):
             await session.close(DisconnectReason.SERVER_INITIATED_DISCONNECT)
@@ -319,6 +356,7 @@ class Broker:
         properties = forwarded(properties)
         if retain:
             self.retained_at.pop(topic, None)
+            self.retained_modified[topic] = int(time.time() * 1000)
             if payload:
                 self.retained[topic] = Publish(
                     topic=topic, payload=payload, qos=qos, retain=True, properties=properties
@@ -328,6 +366,7 @@ class Broker:
             else:
                 # MQTT 3.1.1 section 3.3.1.3: an empty retained message clears the topic.
                 self.retained.pop(topic, None)
+                self.retained_modified.pop(topic, None)
         delivered = 0
         # One encoding of a QoS 0 delivery per protocol version, shared by all.
         shared_qos0: dict[bool, bytes] = {}
@@ -794,6 +833,9 @@ class MqttSession:
                 self.credential, "iot:Subscribe", "topicfilter", name, client_id=self.client_id
             )
             if not decision.allowed:
+                if v5 is None:
+                    self._subscribe_denied()
+                    return
                 # MQTT 5: reason 0x87 and the connection stays (AWS IoT
                 # developer guide, "MQTT reason codes").
                 codes.append(self._failure(ReasonCode.NOT_AUTHORIZED))
@@ -861,11 +903,33 @@ class MqttSession:
             return True
         return False
 
+    def _subscribe_denied(self) -> None:
+        """MQTT 3.1.1: an unauthorised filter closes the connection, SUBACK unsent.
+
+        AWS IoT Core drops the connection (aws-iot-device-sdk-js issues 125
+        and 191: "the server will close the connection if client does not have
+        authorized action"; AWS's MQTT 5 migration notes contrast this with
+        the v5 SUBACK reason "Not authorized", where the connection stays).
+        Filters of the same SUBSCRIBE granted before the denied one are
+        dropped with the connection.
+        """
+        self._close_soon(DisconnectReason.AUTH_ERROR)
+
     def _send_retained(self, filters: list[TopicFilter]) -> None:
+        """Retained messages for the filters just granted: exact topics only.
+
+        AWS IoT developer guide, "MQTT" -> "AWS IoT differences from MQTT
+        version 3.1.1": "Subscription to topic filters that contain a
+        wildcard character can't receive retained messages. To receive a
+        retained message, the subscribe request must contain a topic filter
+        that matches the retained message topic exactly."
+        """
         broker = self.broker
-        for message in list(broker.retained.values()):
-            matching = [f for f in filters if f.matches(message.topic)]
-            if not matching or not self.may_receive(message.topic):
+        for topic_filter in filters:
+            if topic_filter.has_wildcards:
+                continue
+            message = broker.retained.get(topic_filter.value)
+            if message is None or not self.may_receive(message.topic):
                 continue
             properties = message.properties
             if properties is not None and properties.message_expiry_interval is not None:
@@ -876,7 +940,7 @@ class MqttSession:
                     broker.retained.pop(message.topic, None)
                     broker.retained_at.pop(message.topic, None)
                     continue
-            qos = min(message.qos, max(self.subscriptions[f.value] for f in matching))
+            qos = min(message.qos, self.subscriptions[topic_filter.value])
             packet_id = self.next_packet_id() if qos else None
             self.deliver(
                 self.encode(

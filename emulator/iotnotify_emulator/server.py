@@ -10,6 +10,9 @@ Endpoints (the same app on both ports, so ``https://`` publish works too):
   works with ``endpoint_url=emu.data_url``; its MQTT 5 fields (content
   type, user properties, response topic, correlation data, message expiry,
   payload format indicator) reach MQTT 5 subscribers.
+* ``GET /retainedMessage[/{topic}]``, ``DELETE /connections/{clientId}``:
+  iot-data ``ListRetainedMessages``, ``GetRetainedMessage`` and
+  ``DeleteConnection`` (:mod:`iotnotify_emulator.data_api`).
 * ``GET /_emulator/stats``: counters and the most recent refusals, as JSON.
 
 aiohttp serves WebSocket and HTTP from one app and an idle aiohttp WebSocket
@@ -40,6 +43,7 @@ from iotnotify.contract import MAX_PAYLOAD_BYTES, Topic
 from iotnotify.errors import InvalidTopic
 from iotnotify_emulator.broker import Broker, BrokerSettings, MqttSession
 from iotnotify_emulator.credentials import CredentialStore
+from iotnotify_emulator.data_api import DataApi
 from iotnotify_emulator.mqtt import MqttProtocolError, StreamDecoder
 from iotnotify_emulator.session5 import MAX_PACKET_SIZE, HttpPropertiesError, properties_from_http
 from iotnotify_emulator.sigv4 import (
@@ -214,6 +218,7 @@ class Emulator:
         app.router.add_get("/mqtt", self._handle_mqtt)
         app.router.add_post(_TOPICS_PREFIX + "{topic:.+}", self._handle_publish)
         app.router.add_get("/_emulator/stats", self._handle_stats)
+        DataApi(self.broker, self.credentials, config).register(app)
         if config.fault_injection:
             app.router.add_post("/_emulator/restart", self._handle_restart)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)

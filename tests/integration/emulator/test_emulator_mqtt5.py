@@ -364,3 +364,33 @@ async def test_3_1_1_clients_are_unchanged_beside_v5_ones(world: Harness) -> Non
     suback = await v3.subscribe("a/+/#/b")  # invalid filter
     assert suback.return_codes == (0x80,)
     assert await v3.publish("a/1", b"x", qos=1) == Puback(2)
+
+
+@pytest.mark.parametrize(
+    ("config", "reason"),
+    [
+        (EmulatorConfig(wss_port=None, keepalive_min=1), ReasonCode.KEEP_ALIVE_TIMEOUT),
+        (EmulatorConfig(wss_port=None, websocket_ttl=0.5), ReasonCode.MAXIMUM_CONNECT_TIME),
+    ],
+    ids=["keepalive", "websocket-ttl"],
+)
+async def test_server_timeouts_send_disconnect_with_a_reason(
+    config: EmulatorConfig, reason: ReasonCode
+) -> None:
+    store = InMemoryCredentialStore()
+    async with start_emulator(config, credentials=store) as emulator:
+        harness = Harness(emulator=emulator, store=store)
+        # A silent client (keepalive 1 s) or one outliving the WebSocket TTL
+        client = await harness.connect(harness.subscriber("alice"), "alice.1", keepalive=1, **V5)
+        assert await client.wait_closed() == [Disconnect(reason)]
+        await harness.aclose()
+
+
+async def test_emulator_shutdown_sends_server_shutting_down() -> None:
+    store = InMemoryCredentialStore()
+    async with start_emulator(EmulatorConfig(wss_port=None), credentials=store) as emulator:
+        harness = Harness(emulator=emulator, store=store)
+        client = await harness.connect(harness.subscriber("alice"), "alice.1", **V5)
+        await emulator.stop()
+        assert await client.wait_closed() == [Disconnect(ReasonCode.SERVER_SHUTTING_DOWN)]
+        await harness.aclose()

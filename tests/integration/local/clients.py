@@ -87,6 +87,7 @@ class MqttUser:
         self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.suback: queue.Queue[list[int]] = queue.Queue()
         self.connected = threading.Event()
+        self.disconnected = threading.Event()
         self.connect_result: list[Any] = []
         url = urlsplit(token["url"])
         self.client = mqtt.Client(
@@ -99,6 +100,7 @@ class MqttUser:
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda _c, _u, msg: self.messages.put((msg.topic, msg.payload))
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_disconnect = lambda *_args: self.disconnected.set()
         self.client.connect(url.hostname or "127.0.0.1", url.port or 80, keepalive=60)
         self.client.loop_start()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import itertools
 import struct
 import threading
@@ -93,6 +94,8 @@ class FakeService:
         self.token_calls = 0
         self.inbox_calls = 0
         self.fail_inbox = 0  # answer 500 to this many inbox requests
+        # The service's clock minus ours (seconds): its HTTP Date header says so.
+        self.clock_offset = 0.0
         self.id_tokens_seen: list[str] = []
         self.sessions: list[Session] = []
         self.connect_log: list[Session] = []
@@ -208,7 +211,14 @@ class FakeService:
             return web.json_response({"error": "unauthorized", "message": "expired"}, status=401)
         if auth == "nobody":
             return web.json_response({"error": "forbidden", "message": "no"}, status=403)
-        return web.json_response(self.token_response())
+        date = email.utils.formatdate(time.time() + self.clock_offset, usegmt=True)
+        return web.json_response(self.token_response(), headers={"Date": date})
+
+    def server_id(self) -> str:
+        """A new notification id made by the service's clock (a publisher beside it)."""
+        from ulid import ULID
+
+        return str(ULID.from_timestamp(time.time() + self.clock_offset))
 
     async def _notifications(self, request: web.Request) -> web.Response:
         self.inbox_calls += 1

@@ -323,9 +323,13 @@ def test_keepalive_floor_cannot_be_raised_or_zeroed() -> None:
         clamp_keepalive(600, floor=31)
 
 
-def test_device_suffix_is_stable_and_per_tag() -> None:
-    assert device_suffix("tray") == device_suffix("tray")
-    assert device_suffix("tray") != device_suffix("listen")
+def test_device_suffix_is_unique_per_call_and_keeps_the_machine_part() -> None:
+    # Issue 12 item 1: two processes (two Subscribers) never share a client id.
+    first, second = device_suffix("listen"), device_suffix("listen")
+    assert first != second
+    assert first.rsplit("-", 1)[0] == second.rsplit("-", 1)[0]  # same tag and machine
+    assert first.startswith("listen-")
+    assert device_suffix("tray").startswith("tray-")
 
 
 def _seq() -> tuple[_Sequencer, list[str]]:

@@ -10,9 +10,9 @@ import pytest
 from iotnotify.api_client import ApiClient
 from iotnotify.auth import StaticIdToken
 from iotnotify.backoff import Backoff
-from iotnotify.contract import Notification, new_notification_id
+from iotnotify.contract import Notification, id_floor, new_notification_id
 from iotnotify.errors import AuthError, Forbidden
-from iotnotify.subscriber import ConnectionState, Subscriber
+from iotnotify.subscriber import SINCE_NOW, ConnectionState, Subscriber
 from tests.unit.sdk.fakes import BROADCAST_TOPIC, Collector, FakeService
 
 Make = Callable[..., Subscriber]
@@ -344,3 +344,38 @@ def test_backoff_starts_over_only_after_a_stable_connection(
         _state_seen(collector, ConnectionState.DISCONNECTED, count)
     # Quick drops keep growing the delay; after a stable one it starts over.
     assert backoff.attempts == attempts
+
+
+def test_since_now_with_a_fast_local_clock_still_gets_what_was_sent_during_an_outage(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    # Issue 12 item 2. Given this machine's clock is an hour fast
+    service.clock_offset = -3600.0
+    make_subscriber(since=SINCE_NOW).start()
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    # When a notification is sent (by the service's clock) while the client is offline
+    service.refuse_connections = True
+    service.drop_all()
+    _state_seen(collector, ConnectionState.DISCONNECTED)
+    missed = Notification(id=service.server_id(), title="sent during the outage")
+    service.send(missed, live=False)
+    service.refuse_connections = False
+    # Then the catch-up after the reconnect delivers it
+    assert [n.title for n in collector.wait_notes(1)] == ["sent during the outage"]
+
+
+def test_since_now_with_a_slow_local_clock_replays_nothing_old(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    # Given this machine's clock is an hour slow and the inbox holds older ones
+    service.clock_offset = 3600.0
+    for minutes in (30, 10, 1):
+        old = id_floor(time.time() + 3600 - 60 * minutes)
+        service.send(Notification(id=old[:10] + "0123456789ABCDEF", title="old"), live=False)
+    # When listening from "now"
+    make_subscriber(since=SINCE_NOW).start()
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    service.send(Notification(id=service.server_id(), title="new"))
+    # Then only the new one arrives
+    collector.wait_notes(1)
+    assert [n.title for n in collector.notes] == ["new"]
