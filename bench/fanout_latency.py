@@ -106,6 +106,8 @@ def local_stack(work: Path) -> Iterator[tuple[LocalState, int]]:
         "0",
         "--state-file",
         str(state_file),
+        "--data-dir",
+        str(work / "data"),  # a fresh stack, not the one a developer keeps
     ]
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)

@@ -10,7 +10,7 @@ HTTP handler takes it from the verified token, never from the query.
 
 from __future__ import annotations
 
-import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -20,7 +20,7 @@ from typing import Any, Final
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import BotoCoreError, ClientError
 
-from iotnotify.contract import Notification, validate_user_id
+from iotnotify.contract import Notification, loads_strict, validate_user_id
 from iotnotify.errors import ContractError, InvalidEnvelope, PublishError
 
 __all__ = [
@@ -42,6 +42,7 @@ MAX_PAGE_SIZE: Final = 100
 # runtime encodes that body as a JSON string), so 1 MiB stays under 3.5 MiB
 # plus framing: well inside 6 MB whatever the text.
 MAX_PAGE_BYTES: Final = 1024 * 1024
+log = logging.getLogger("iotnotify.inbox")
 # DynamoDB BatchWriteItem takes at most 25 put/delete requests (and 16 MB)
 # per call (DynamoDB API reference, BatchWriteItem).
 BATCH_WRITE_LIMIT: Final = 25
@@ -217,7 +218,13 @@ class Inbox:
                     if found and used + size > max_bytes:
                         full = True
                         break
-                    found.append(self._parse(item))
+                    try:
+                        found.append(self._parse(item))
+                    except InvalidEnvelope as exc:
+                        # One corrupt item (written before envelopes were strict)
+                        # must not make the whole page unreadable.
+                        log.warning("skipping inbox item of %s: %s", user_id, exc)
+                        continue
                     used += size
                 last_key = answer.get("LastEvaluatedKey")
                 # A filtered page can come back short; keep reading until the
@@ -236,6 +243,7 @@ class Inbox:
     @staticmethod
     def _parse(item: dict[str, Any]) -> Notification:
         try:
-            return Notification.from_dict(json.loads(str(item["envelope"])))
-        except (KeyError, json.JSONDecodeError) as exc:
+            # Strict: an envelope holding NaN would make the whole page non-JSON.
+            return Notification.from_dict(loads_strict(str(item["envelope"]), what="envelope"))
+        except (KeyError, ContractError) as exc:
             raise InvalidEnvelope(f"corrupt inbox item {item.get('id')!r}") from exc

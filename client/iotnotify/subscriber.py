@@ -72,6 +72,7 @@ from iotnotify.errors import (
     Forbidden,
     IotNotifyError,
     SessionTakenOver,
+    SubscriptionRefused,
     Throttled,
 )
 
@@ -105,7 +106,6 @@ DEFAULT_MAX_CONNECTION_AGE: Final = 23.5 * 3600
 # first connect, by the *server's* clock (the token response's Date header).
 SINCE_NOW: Final = "now"
 _WATCHDOG_FACTOR: Final = 1.5
-_SUBSCRIBE_BATCH: Final = 8  # AWS IoT: at most 8 filters per SUBSCRIBE
 _INBOX_PAGE: Final = 100
 # A failed catch-up is retried on the same connection, never by reconnecting:
 # a page the API cannot serve (over Lambda's 6 MB response limit it is a 502
@@ -188,11 +188,15 @@ class StateChange:
     error: IotNotifyError | None = None
     retry_in: float | None = None
     client_id: str | None = None
+    # Topics of the token the server refused (kept out of every later SUBSCRIBE).
+    refused: tuple[str, ...] = ()
 
     def describe(self) -> str:
         text = self.state.value
         if self.client_id and self.state is ConnectionState.CONNECTED:
             text += f" as {self.client_id}"
+        if self.refused:
+            text += f" (not authorised to subscribe to {', '.join(self.refused)})"
         if self.error is not None:
             text += f": {self.error}"
         if self.retry_in is not None:
@@ -325,7 +329,9 @@ class _Connection:
     connected: bool = False
     subscribed: bool = False
     subscribed_at: float | None = None
-    pending_subacks: set[int] = field(default_factory=set)
+    # SUBSCRIBE packet id -> its one topic, in the order sent.
+    pending_topics: dict[int, str] = field(default_factory=dict)
+    granted: list[str] = field(default_factory=list)
     error: IotNotifyError | None = None
     closed: bool = False
     gone: threading.Event = field(default_factory=threading.Event)  # set once closed
@@ -391,6 +397,8 @@ class Subscriber:
         self._connect_timeout = connect_timeout
         self._max_age = max_connection_age
         self._backoff = backoff or Backoff()
+        self._refused: list[str] = []
+        self._nothing_granted = False
         self.stats = SubscriberStats()
         self._since_now = since == SINCE_NOW
         self._sequencer = _Sequencer(since=None if self._since_now else since, emit=self._enqueue)
@@ -560,9 +568,15 @@ class Subscriber:
                     self._connection_once()
                 except (ConnectionLost, Throttled) as exc:
                     error = exc
+                except SubscriptionRefused as exc:
+                    # Recorded in self._refused: the next connection leaves the
+                    # topic out, so this is progress, not a refusal streak.
+                    error = exc
                 except Forbidden as exc:
                     forbidden_streak += 1
-                    if forbidden_streak >= _MAX_FORBIDDEN_STREAK:
+                    # Every topic refused is permanent for this deployment:
+                    # retrying would only be refused again (and cost messages).
+                    if self._nothing_granted or forbidden_streak >= _MAX_FORBIDDEN_STREAK:
                         self._fatal = exc
                         break
                     error = exc
@@ -684,7 +698,13 @@ class Subscriber:
             if conn.subscribed and not catch_up_started:
                 catch_up_started = True
                 conn.subscribed_at = now
-                self._set_state(StateChange(ConnectionState.CONNECTED, client_id=conn.client_id))
+                self._set_state(
+                    StateChange(
+                        ConnectionState.CONNECTED,
+                        client_id=conn.client_id,
+                        refused=self.refused_topics,
+                    )
+                )
                 self._begin_catch_up(client, conn, generation, since)
             if not conn.connected and now >= connack_by:
                 raise ConnectionLost("no CONNACK from the server in time")
@@ -782,15 +802,39 @@ class Subscriber:
         self._catch_up_thread.start()
 
     def _subscribe(self, client: mqtt.Client, conn: _Connection, token: ConnectionToken) -> None:
-        topics = list(token.topics)
+        """One SUBSCRIBE per topic the token names, pipelined, minus refused ones.
+
+        Only topics the token names are asked for: on MQTT 3.1.1 AWS IoT
+        answers an unauthorised SUBSCRIBE by closing the connection (AWS IoT
+        developer guide, "MQTT 5 vs MQTT 3": "...disconnects the client" for
+        3.1.1; aws-iot-device-sdk-js issue 125). One topic per packet means
+        a close names its culprit (the first topic without a SUBACK, since
+        the server handles packets in order) and a SUBACK 0x80 refuses one
+        topic, never its neighbours. A few topics per connect, so the extra
+        packets stay far below IoT's 100 requests per second per connection.
+        """
+        topics = [topic for topic in token.topics if topic not in self._refused]
         if not topics:
-            raise Forbidden("the token names no topics to subscribe to")
-        for start in range(0, len(topics), _SUBSCRIBE_BATCH):
-            batch = [(topic, 0) for topic in topics[start : start + _SUBSCRIBE_BATCH]]
-            rc, mid = client.subscribe(batch)
+            self._nothing_granted = True
+            raise Forbidden(
+                "not authorised to subscribe to any topic of the token: "
+                + ", ".join(token.topics or ("(the token names none)",))
+            )
+        for topic in topics:
+            rc, mid = client.subscribe(topic, 0)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
                 raise ConnectionLost(f"SUBSCRIBE failed ({mqtt.error_string(rc)})")
-            conn.pending_subacks.add(mid)
+            conn.pending_topics[mid] = topic
+
+    @property
+    def refused_topics(self) -> tuple[str, ...]:
+        """Topics the server refused; the subscriber no longer asks for them."""
+        return tuple(self._refused)
+
+    def _refuse(self, topic: str) -> None:
+        if topic not in self._refused:
+            self._refused.append(topic)
+            log.warning("not authorised to subscribe to %s; continuing without it", topic)
 
     def _client_id_of(self, token: ConnectionToken) -> str:
         if self._client_id is not None:
@@ -849,13 +893,23 @@ class Subscriber:
             conn.connected = True
 
         def on_subscribe(_c: Any, _u: Any, mid: int, reasons: list[Any], _props: Any) -> None:
-            refused = [str(r) for r in reasons if r.is_failure]
-            if refused:
-                conn.error = Forbidden(f"subscription refused: {', '.join(refused)}")
+            topic = conn.pending_topics.pop(mid, None)
+            if topic is None:
                 return
-            conn.pending_subacks.discard(mid)
-            if not conn.pending_subacks:
+            if any(r.is_failure for r in reasons):
+                self._refuse(topic)  # SUBACK 0x80: the connection stays; keep the rest
+            else:
+                conn.granted.append(topic)
+            if conn.pending_topics:
+                return
+            if conn.granted:
                 conn.subscribed = True
+            else:
+                self._nothing_granted = True
+                conn.error = Forbidden(
+                    "not authorised to subscribe to any topic of the token: "
+                    + ", ".join(self._refused)
+                )
 
         def on_message(_c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
             try:
@@ -869,6 +923,9 @@ class Subscriber:
             if conn.error is not None or self._stopping.is_set():
                 return
             conn.error = _disconnect_error(conn, reason)
+            if isinstance(conn.error, SubscriptionRefused):
+                for topic in conn.error.topics:
+                    self._refuse(topic)
 
         client.on_log = on_log
         client.on_connect = on_connect
@@ -903,7 +960,7 @@ class Subscriber:
 _SESSION_TAKEN_OVER: Final = 0x8E
 
 
-def _disconnect_error(conn: _Connection, reason: Any) -> ConnectionLost:
+def _disconnect_error(conn: _Connection, reason: Any) -> ConnectionLost | Forbidden:
     """Why a connection ended that we did not end, in words a user can act on.
 
     MQTT 3.1.1 has no server DISCONNECT, so paho can only say "Unspecified
@@ -913,6 +970,16 @@ def _disconnect_error(conn: _Connection, reason: Any) -> ConnectionLost:
     (DUPLICATE_CLIENTID). MQTT 5 says so explicitly (reason 0x8E).
     """
     code = getattr(reason, "value", None)
+    if conn.connected and conn.pending_topics and conn.socket_error is None:
+        # AWS IoT closes an MQTT 3.1.1 connection on an unauthorised SUBSCRIBE;
+        # it handles packets in order, so the culprit is the oldest unanswered.
+        topic = next(iter(conn.pending_topics.values()))
+        return SubscriptionRefused(
+            f"the server closed the connection on SUBSCRIBE to {topic}: not authorised "
+            "(AWS IoT closes MQTT 3.1.1 connections on an unauthorised SUBSCRIBE); "
+            "reconnecting without it",
+            (topic,),
+        )
     if code == _SESSION_TAKEN_OVER or (conn.connected and conn.socket_error is None):
         return SessionTakenOver(
             f"the server closed the connection of client id {conn.client_id!r}: "

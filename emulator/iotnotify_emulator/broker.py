@@ -81,6 +81,7 @@ from iotnotify_emulator.session5 import (
     forwarded,
     retain_handling,
 )
+from iotnotify_emulator.shared import SharedSubscriptions, split_shared
 from iotnotify_emulator.trie import SubscriptionTrie
 
 __all__ = [
@@ -97,6 +98,8 @@ log = logging.getLogger("iotnotify_emulator")
 # Lifecycle topics (AWS IoT developer guide, "Lifecycle events").
 _CONNECTED_TOPIC: Final = "$aws/events/presence/connected/{}"
 _DISCONNECTED_TOPIC: Final = "$aws/events/presence/disconnected/{}"
+# Subscribe/Unsubscribe events (AWS IoT developer guide, "Lifecycle events").
+_SUBSCRIPTION_TOPIC: Final = "$aws/events/subscriptions/{}/{}"
 _RECEIVE_CACHE_SIZE: Final = 1024
 # One WebSocket frame may carry many MQTT packets; batching keeps fan-out
 # from paying one frame (and one syscall) per small message.
@@ -188,11 +191,14 @@ class Broker:
         self.settings = settings or BrokerSettings()
         self.stats = Stats()
         self.trie: SubscriptionTrie[MqttSession] = SubscriptionTrie()
+        self.shared: SharedSubscriptions[MqttSession] = SharedSubscriptions()
         self.sessions: dict[str, MqttSession] = {}
         self.retained: dict[str, Publish] = {}
         # When a retained message with a Message Expiry Interval arrived
         # (time.monotonic()), so that it expires while retained (MQTT 5 3.3.2.3.3).
         self.retained_at: dict[str, float] = {}
+        # MQTT 5 wills waiting out their Will Delay Interval, by client id.
+        self._delayed_wills: dict[str, tuple[asyncio.TimerHandle, Publish]] = {}
         # Epoch milliseconds of each retained message (iot-data lastModifiedTime).
         self.retained_modified: dict[str, int] = {}
         self.refusals: deque[dict[str, Any]] = deque(maxlen=100)
@@ -303,9 +309,37 @@ class Broker:
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
         for topic_filter in session.subscriptions:
-            self.trie.remove(topic_filter, session)
+            self.remove_subscription(topic_filter, session)
         session.subscriptions.clear()
         self.stats.connections_current = len(self.sessions)
+
+    def add_subscription(self, name: str, session: MqttSession, qos: int) -> None:
+        """Route ``name`` (validated, authorised) to ``session``: a plain or a shared filter."""
+        if split_shared(name) is not None:
+            self.shared.add(name, session, qos)
+        else:
+            self.trie.add(name, session, qos)
+
+    def remove_subscription(self, name: str, session: MqttSession) -> None:
+        if name.startswith("$share/"):
+            self.shared.remove(name, session)
+        else:
+            self.trie.remove(name, session)
+
+    @property
+    def subscription_count(self) -> int:
+        """Subscriptions in place, plain and shared."""
+        return len(self.trie) + len(self.shared)
+
+    def recipients(self, topic: str) -> dict[MqttSession, int]:
+        """Who gets a message on ``topic``, with the QoS granted: every plain
+        subscriber, plus one random member per matching share group
+        (:mod:`iotnotify_emulator.shared`)."""
+        found = self.trie.match(topic)
+        for member, qos in self.shared.pick(topic, lambda s: s.may_receive(topic)):
+            if found.get(member, -1) < qos:
+                found[member] = qos
+        return found
 
     async def delete_connection(
         self, client_id: str, *, clean_session: bool, prevent_will: bool
@@ -332,6 +366,31 @@ class Broker:
     async def close_all(self) -> None:
         for session in list(self.sessions.values()):
             await session.close(DisconnectReason.SERVER_INITIATED_DISCONNECT)
+        for handle, _ in self._delayed_wills.values():
+            handle.cancel()
+        self._delayed_wills.clear()
+
+    # --- MQTT 5 delayed wills (MQTT 5 section 3.1.3.2.2) -------------------------
+
+    def delay_will(self, client_id: str, will: Publish, delay: float) -> None:
+        """Publish ``will`` after ``delay`` seconds unless the session resumes first."""
+        self.fire_will(client_id)  # an older pending will of this id goes first
+        handle = asyncio.get_running_loop().call_later(delay, self.fire_will, client_id)
+        self._delayed_wills[client_id] = (handle, will)
+
+    def fire_will(self, client_id: str) -> None:
+        """Publish the pending will of ``client_id`` now (its delay passed or its session ended)."""
+        pending = self._delayed_wills.pop(client_id, None)
+        if pending is not None:
+            handle, will = pending
+            handle.cancel()
+            self.route(will.topic, will.payload, will.qos, will.retain, properties=will.properties)
+
+    def drop_will(self, client_id: str) -> None:
+        """The session resumed within the Will Delay Interval: the will is not sent."""
+        pending = self._delayed_wills.pop(client_id, None)
+        if pending is not None:
+            pending[0].cancel()
 
     # --- routing ---------------------------------------------------------------
 
@@ -370,7 +429,7 @@ class Broker:
         delivered = 0
         # One encoding of a QoS 0 delivery per protocol version, shared by all.
         shared_qos0: dict[bool, bytes] = {}
-        for session, granted in self.trie.match(topic).items():
+        for session, granted in self.recipients(topic).items():
             if not session.may_receive(topic):
                 continue
             v5 = session.v5 is not None
@@ -425,6 +484,7 @@ class MqttSession:
         self.v5: State5 | None = None
         # The reason code of the DISCONNECT a v5 client gets when the server closes.
         self._v5_disconnect: int | None = None
+        self._will_delay = 0  # MQTT 5 Will Delay Interval, seconds
         self.closed = False
         self.version = 0
         self.keepalive = 0
@@ -650,18 +710,22 @@ class MqttSession:
                     if self.v5 is not None:
                         self.v5.options.pop(topic_filter, None)
                     if self.subscriptions.pop(topic_filter, None) is not None:
-                        self.broker.trie.remove(topic_filter, self)
+                        self.broker.remove_subscription(topic_filter, self)
                         reasons.append(ReasonCode.SUCCESS)
                     else:
                         reasons.append(ReasonCode.NO_SUBSCRIPTION_EXISTED)
                 # MQTT 5 UNSUBACK has a reason code per filter (section 3.11.3).
                 codes = tuple(reasons) if self.v5 is not None else ()
                 self._send(self.encode(Unsuback(packet.packet_id, codes)))
+                self._announce_subscriptions("unsubscribed", list(packet.topics))
             case Pingreq():
                 self._send(self.encode(Pingresp()))
             case Puback():
                 pass  # no persistent sessions, so no in-flight state to clear
             case Disconnect():
+                if self.v5 is not None and not self.v5.disconnect_allowed(packet):
+                    self.protocol_error("DISCONNECT sets a Session Expiry Interval after 0")
+                    return
                 # 3.1.1 section 3.14.4: a clean DISCONNECT discards the will; MQTT 5
                 # keeps it for reason 0x04 "Disconnect with Will Message" (3.14.2.1).
                 if packet.reason_code != ReasonCode.DISCONNECT_WITH_WILL or self.v5 is None:
@@ -747,6 +811,12 @@ class MqttSession:
         await broker.register(self)
         if self.closed:
             return  # a newer CONNECT with this client id took over meanwhile
+        # A will still waiting out its MQTT 5 delay: a resumed session (Clean
+        # Start 0) cancels it, a new session ends the old one, which sends it.
+        if packet.clean_session:
+            broker.fire_will(self.client_id)
+        else:
+            broker.drop_will(self.client_id)
         if self.v5 is None:
             self._send(encode(Connack()))
         else:
@@ -786,6 +856,7 @@ class MqttSession:
                 return False
         # Will Delay Interval is a will property, not a PUBLISH one.
         properties = replace(will.properties, will_delay_interval=None) if will.properties else None
+        self._will_delay = (will.properties.will_delay_interval or 0) if will.properties else 0
         self.will = Publish(
             topic=will.topic,
             payload=will.payload,
@@ -825,6 +896,7 @@ class MqttSession:
         for index, (name, qos) in enumerate(packet.topics):
             try:
                 topic_filter = TopicFilter(name)
+                split_shared(name)  # a "$share/..." filter must be well formed
             except InvalidTopic as exc:
                 broker.refuse(str(exc), client_id=self.client_id, filter=name)
                 codes.append(self._failure(ReasonCode.TOPIC_FILTER_INVALID))
@@ -851,12 +923,35 @@ class MqttSession:
                 handling = retain_handling(options)
                 send_retained = handling == 0 or (handling == 1 and is_new)
             self.subscriptions[name] = qos
-            broker.trie.add(name, self, qos)
+            broker.add_subscription(name, self, qos)
             codes.append(qos)
             if send_retained:
                 granted.append(topic_filter)
         self._send(self.encode(Suback(packet.packet_id, tuple(codes))))
         self._send_retained(granted)
+        names = [name for (name, _), code in zip(packet.topics, codes, strict=True) if code < 0x80]
+        self._announce_subscriptions("subscribed", names)
+
+    def _announce_subscriptions(self, event_type: str, topics: list[str]) -> None:
+        """``$aws/events/subscriptions/{subscribed|unsubscribed}/{clientId}``.
+
+        Payload fields from the AWS IoT developer guide, "Lifecycle events"
+        -> "Subscribe/Unsubscribe events": clientId, timestamp (ms),
+        eventType, sessionIdentifier, principalIdentifier, topics.
+        """
+        if not topics:
+            return
+        self.broker.publish_event(
+            _SUBSCRIPTION_TOPIC.format(event_type, self.client_id),
+            {
+                "clientId": self.client_id,
+                "timestamp": int(time.time() * 1000),
+                "eventType": event_type,
+                "sessionIdentifier": self.session_identifier,
+                "principalIdentifier": self.credential.principal_id,
+                "topics": topics,
+            },
+        )
 
     def _subscribe_over_limits(self, packet: Subscribe) -> bool:
         """Refuse, as a whole and with one refusal record, a SUBSCRIBE over AWS's limits.
@@ -1107,9 +1202,15 @@ class MqttSession:
             return
         if self.will is not None:
             will, self.will = self.will, None
-            broker.route(
-                will.topic, will.payload, will.qos, will.retain, properties=will.properties
-            )
+            # MQTT 5: sent after the Will Delay Interval or when the session
+            # ends, whichever is first (section 3.1.3.2.2).
+            delay = min(self._will_delay, self.v5.session_expiry) if self.v5 else 0
+            if delay > 0:
+                broker.delay_will(self.client_id, will, delay)
+            else:
+                broker.route(
+                    will.topic, will.payload, will.qos, will.retain, properties=will.properties
+                )
         broker.publish_event(
             _DISCONNECTED_TOPIC.format(self.client_id),
             {

@@ -31,7 +31,7 @@ from typing import Final
 
 from iotnotify.contract import Topic
 from iotnotify.errors import InvalidTopic
-from iotnotify_emulator.mqtt import Connect, Publish
+from iotnotify_emulator.mqtt import Connect, Disconnect, Publish
 from iotnotify_emulator.mqtt5 import Properties, ReasonCode
 
 __all__ = [
@@ -100,6 +100,20 @@ class State5:
             problem_info=props.request_problem_information != 0,
             session_expiry=min(props.session_expiry_interval or 0, MAX_SESSION_EXPIRY),
         )
+
+    def disconnect_allowed(self, packet: Disconnect) -> bool:
+        """Apply a client DISCONNECT's Session Expiry Interval (section 3.14.2.2.2).
+
+        False when it is a Protocol Error: the CONNECT's interval was 0 and
+        the DISCONNECT sets a non-zero one.
+        """
+        expiry = packet.properties.session_expiry_interval if packet.properties else None
+        if expiry is None:
+            return True
+        if expiry and not self.session_expiry:
+            return False
+        self.session_expiry = min(expiry, MAX_SESSION_EXPIRY)
+        return True
 
     def reason(self, text: str) -> Properties | None:
         """A Reason String for an ack, if the client did not turn them off."""

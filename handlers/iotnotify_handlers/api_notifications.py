@@ -20,12 +20,15 @@ __all__ = ["handler"]
 
 # A ULID: 26 characters of Crockford base32.
 _ID_RE: Final = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+_DIGITS_RE: Final = re.compile(r"[0-9]{1,6}", re.ASCII)
 
 
 def _limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_PAGE_SIZE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+    # ASCII digits only: str.isdigit() also accepts "²" and "①" (int() then
+    # fails) and int() reads Arabic-Indic "١٢" as 12.
+    if not _DIGITS_RE.fullmatch(raw) or not 1 <= int(raw) <= MAX_PAGE_SIZE:
         raise BadRequest(f"limit must be an integer from 1 to {MAX_PAGE_SIZE}")
     return int(raw)
 

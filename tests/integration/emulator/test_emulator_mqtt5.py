@@ -394,3 +394,45 @@ async def test_emulator_shutdown_sends_server_shutting_down() -> None:
         await emulator.stop()
         assert await client.wait_closed() == [Disconnect(ReasonCode.SERVER_SHUTTING_DOWN)]
         await harness.aclose()
+
+
+async def _reconnect(world: Harness, client_id: str, *, clean_start: bool) -> RawMqttClient:
+    client = await RawMqttClient.open(world.url(world.store.issue([ALLOW_ALL])), **V5)
+    world.clients.append(client)
+    await client.send(Connect(client_id=client_id, clean_session=clean_start, protocol_level=5))
+    connack = await client.receive()
+    assert isinstance(connack, Connack)
+    assert connack.return_code == 0
+    return client
+
+
+@pytest.mark.parametrize("clean_start", [False, True], ids=["resumed", "new-session"])
+async def test_will_delay_interval(world: Harness, clean_start: bool) -> None:
+    credential = world.store.issue([ALLOW_ALL])
+    watcher = await world.connect(credential, "watcher", **V5)
+    await watcher.subscribe("wills/#", "$aws/events/presence/disconnected/+")
+    # Given a client whose will waits 30 s and whose session outlives it
+    will = Will("wills/w", b"bye", properties=Properties(will_delay_interval=30))
+    client = await world.connect(
+        credential, "w1", will=will, properties=Properties(session_expiry_interval=60), **V5
+    )
+    # When its connection drops: the disconnect event comes, the will does not yet
+    await client.ws.close()
+    event = await watcher.next_publish()
+    assert event.topic == "$aws/events/presence/disconnected/w1"
+    # Then reconnecting within the delay resumes the session (no will) or,
+    # with Clean Start, ends it (the will is sent at once)
+    await _reconnect(world, "w1", clean_start=clean_start)
+    if clean_start:
+        message = await watcher.next_publish()
+        assert (message.topic, message.payload) == ("wills/w", b"bye")
+        assert message.properties == Properties()  # the delay is not a PUBLISH property
+    else:
+        await _still_connected(watcher)  # the PINGRESP is the next packet: no will
+        assert "w1" not in world.emulator.broker._delayed_wills
+
+
+async def test_disconnect_may_not_set_session_expiry_after_0(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c", **V5)
+    await client.send(Disconnect(0, Properties(session_expiry_interval=10)))
+    assert await client.wait_closed() == [Disconnect(ReasonCode.PROTOCOL_ERROR)]

@@ -90,6 +90,11 @@ class FakeService:
         self.refuse_connections = False
         self.connack_code = 0
         self.suback_code = 0
+        # Topics this service does not authorise, and how it says so: "suback"
+        # (0x80, MQTT 5 style) or "close" (AWS IoT on MQTT 3.1.1).
+        self.refuse_topics: set[str] = set()
+        self.refusal = "close"
+        self.subscribe_requests: list[str] = []
         self.inbox: list[Notification] = []
         self.token_calls = 0
         self.inbox_calls = 0
@@ -270,14 +275,22 @@ class FakeService:
                             self.connected.notify_all()
                     elif kind == 8:  # SUBSCRIBE
                         pid = body[:2]
-                        offset, codes = 2, bytearray()
+                        offset, codes, closed = 2, bytearray(), False
                         while offset < len(body):
                             size = struct.unpack("!H", body[offset : offset + 2])[0]
                             topic = body[offset + 2 : offset + 2 + size].decode()
                             offset += 2 + size + 1
-                            codes.append(self.suback_code)
-                            if not self.suback_code:
+                            self.subscribe_requests.append(topic)
+                            if topic in self.refuse_topics and self.refusal == "close":
+                                closed = True
+                                break
+                            code = 0x80 if topic in self.refuse_topics else self.suback_code
+                            codes.append(code)
+                            if not code:
                                 session.topics.add(topic)
+                        if closed:
+                            await ws.close()
+                            break
                         next(packet_ids)
                         await ws.send_bytes(_packet(0x90, pid + bytes(codes)))
                         with self.connected:

@@ -13,7 +13,7 @@ from iotnotify.backoff import Backoff
 from iotnotify.contract import Notification, id_floor, new_notification_id
 from iotnotify.errors import AuthError, Forbidden
 from iotnotify.subscriber import SINCE_NOW, ConnectionState, Subscriber
-from tests.unit.sdk.fakes import BROADCAST_TOPIC, Collector, FakeService
+from tests.unit.sdk.fakes import BROADCAST_TOPIC, OWN_TOPIC, Collector, FakeService
 
 Make = Callable[..., Subscriber]
 
@@ -207,15 +207,52 @@ def test_planned_reconnect_happens_without_an_error(
     assert not any(c.state is ConnectionState.DISCONNECTED for _, c in collector.states)
 
 
-def test_refused_subscription_is_fatal_after_retries(
+def test_a_token_whose_every_topic_is_refused_stops_at_once_naming_them(
     service: FakeService, collector: Collector, make_subscriber: Make
 ) -> None:
     service.suback_code = 0x80
     sub = make_subscriber()
-    with pytest.raises(Forbidden):
+    with pytest.raises(Forbidden) as refused:
         sub.run_forever()
-    assert service.token_calls == 3
+    assert service.token_calls == 1  # a permanent refusal is not retried
+    assert OWN_TOPIC in str(refused.value)
     assert collector.states[-1][1].state is ConnectionState.STOPPED
+
+
+CHANNEL_TOPIC = "iotnotify/test/chat/lobby"
+
+
+@pytest.mark.parametrize("refusal", ["close", "suback"])
+def test_a_refused_topic_is_named_and_dropped_and_the_rest_keeps_working(
+    collector: Collector,
+    make_service_subscriber: Callable[..., tuple[FakeService, Subscriber]],
+    refusal: str,
+) -> None:
+    # Issue 12 item 3. Given a token naming a channel the server does not authorise
+    # (AWS IoT on MQTT 3.1.1 closes the connection; MQTT 5 answers SUBACK 0x80)
+    service, sub = make_service_subscriber(topics=(OWN_TOPIC, BROADCAST_TOPIC, CHANNEL_TOPIC))
+    service.refuse_topics = {CHANNEL_TOPIC}
+    service.refusal = refusal
+    missed = Notification.create(title="missed")
+    service.send(missed, live=False)
+    # When it connects
+    sub.start()
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    # Then what was granted works: the catch-up and live notifications arrive
+    live = Notification.create(title="live")
+    service.send(live)
+    assert [n.title for n in collector.wait_notes(2)] == ["missed", "live"]
+    # the refused topic is named to the user, and asked for once only
+    connected = [c for _, c in collector.states if c.state is ConnectionState.CONNECTED]
+    assert connected[-1].refused == (CHANNEL_TOPIC,)
+    assert CHANNEL_TOPIC in connected[-1].describe()
+    assert sub.refused_topics == (CHANNEL_TOPIC,)
+    assert service.subscribe_requests.count(CHANNEL_TOPIC) == 1
+    # and a refusal by close costs one reconnect, a SUBACK refusal none
+    assert sub.stats.connects == (2 if refusal == "close" else 1)
+    service.drop_all()
+    _state_seen(collector, ConnectionState.CAUGHT_UP, 2)
+    assert service.subscribe_requests.count(CHANNEL_TOPIC) == 1
 
 
 def test_a_refused_id_token_is_an_auth_error(
