@@ -64,7 +64,13 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from iotnotify.api_client import ConnectionToken, InboxReader, TokenProvider
 from iotnotify.backoff import Backoff
-from iotnotify.contract import Notification, TopicScheme, client_id_for, id_floor
+from iotnotify.contract import (
+    DEFAULT_KEEPALIVE_SECONDS,
+    Notification,
+    TopicScheme,
+    client_id_for,
+    id_floor,
+)
 from iotnotify.errors import (
     AuthError,
     ConnectionLost,
@@ -98,7 +104,9 @@ log = logging.getLogger("iotnotify.subscriber")
 
 IOT_KEEPALIVE_MIN: Final = 30
 IOT_KEEPALIVE_MAX: Final = 1200
-DEFAULT_KEEPALIVE: Final = 600
+# Why 50 s (below NAT, proxy and load-balancer idle timeouts; PINGREQ is
+# not billed): see iotnotify.contract.DEFAULT_KEEPALIVE_SECONDS.
+DEFAULT_KEEPALIVE: Final = DEFAULT_KEEPALIVE_SECONDS
 # AWS closes WebSocket connections after 24 h; leave well before that so the
 # reconnect happens on our schedule (with catch-up) rather than as a drop.
 DEFAULT_MAX_CONNECTION_AGE: Final = 23.5 * 3600

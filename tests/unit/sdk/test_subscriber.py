@@ -149,7 +149,7 @@ def test_failed_catch_up_is_retried_on_the_same_connection_and_live_messages_flo
 
 @pytest.mark.parametrize(
     ("requested", "token_keepalive", "on_the_wire"),
-    [(None, 5000, 1200), (None, 0, 1200), (10, 600, 30), (None, None, 600), (45, 600, 45)],
+    [(None, 5000, 1200), (None, 0, 1200), (10, 600, 30), (None, None, 50), (45, 600, 45)],
 )
 def test_keepalive_is_clamped_to_iot_limits(
     service: FakeService,
