@@ -14,6 +14,7 @@ __all__ = [
     "Forbidden",
     "InvalidClientId",
     "InvalidEnvelope",
+    "InvalidJson",
     "InvalidTopic",
     "InvalidUserId",
     "IotNotifyError",
@@ -47,6 +48,10 @@ class InvalidTopic(ContractError):
 
 class InvalidEnvelope(ContractError):
     """A payload that is not a valid notification envelope."""
+
+
+class InvalidJson(ContractError):
+    """Text that is not strict JSON: NaN/Infinity, lone surrogates, too deep, malformed."""
 
 
 class PayloadTooLarge(ContractError):

@@ -81,6 +81,7 @@ from iotnotify_emulator.session5 import (
     forwarded,
     retain_handling,
 )
+from iotnotify_emulator.shared import SharedSubscriptions, split_shared
 from iotnotify_emulator.trie import SubscriptionTrie
 
 __all__ = [
@@ -97,6 +98,8 @@ log = logging.getLogger("iotnotify_emulator")
 # Lifecycle topics (AWS IoT developer guide, "Lifecycle events").
 _CONNECTED_TOPIC: Final = "$aws/events/presence/connected/{}"
 _DISCONNECTED_TOPIC: Final = "$aws/events/presence/disconnected/{}"
+# Subscribe/Unsubscribe events (AWS IoT developer guide, "Lifecycle events").
+_SUBSCRIPTION_TOPIC: Final = "$aws/events/subscriptions/{}/{}"
 _RECEIVE_CACHE_SIZE: Final = 1024
 # One WebSocket frame may carry many MQTT packets; batching keeps fan-out
 # from paying one frame (and one syscall) per small message.
@@ -188,6 +191,7 @@ class Broker:
         self.settings = settings or BrokerSettings()
         self.stats = Stats()
         self.trie: SubscriptionTrie[MqttSession] = SubscriptionTrie()
+        self.shared: SharedSubscriptions[MqttSession] = SharedSubscriptions()
         self.sessions: dict[str, MqttSession] = {}
         self.retained: dict[str, Publish] = {}
         # When a retained message with a Message Expiry Interval arrived
@@ -305,9 +309,37 @@ class Broker:
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
         for topic_filter in session.subscriptions:
-            self.trie.remove(topic_filter, session)
+            self.remove_subscription(topic_filter, session)
         session.subscriptions.clear()
         self.stats.connections_current = len(self.sessions)
+
+    def add_subscription(self, name: str, session: MqttSession, qos: int) -> None:
+        """Route ``name`` (validated, authorised) to ``session``: a plain or a shared filter."""
+        if split_shared(name) is not None:
+            self.shared.add(name, session, qos)
+        else:
+            self.trie.add(name, session, qos)
+
+    def remove_subscription(self, name: str, session: MqttSession) -> None:
+        if name.startswith("$share/"):
+            self.shared.remove(name, session)
+        else:
+            self.trie.remove(name, session)
+
+    @property
+    def subscription_count(self) -> int:
+        """Subscriptions in place, plain and shared."""
+        return len(self.trie) + len(self.shared)
+
+    def recipients(self, topic: str) -> dict[MqttSession, int]:
+        """Who gets a message on ``topic``, with the QoS granted: every plain
+        subscriber, plus one random member per matching share group
+        (:mod:`iotnotify_emulator.shared`)."""
+        found = self.trie.match(topic)
+        for member, qos in self.shared.pick(topic, lambda s: s.may_receive(topic)):
+            if found.get(member, -1) < qos:
+                found[member] = qos
+        return found
 
     async def delete_connection(
         self, client_id: str, *, clean_session: bool, prevent_will: bool
@@ -397,7 +429,7 @@ class Broker:
         delivered = 0
         # One encoding of a QoS 0 delivery per protocol version, shared by all.
         shared_qos0: dict[bool, bytes] = {}
-        for session, granted in self.trie.match(topic).items():
+        for session, granted in self.recipients(topic).items():
             if not session.may_receive(topic):
                 continue
             v5 = session.v5 is not None
@@ -678,13 +710,14 @@ class MqttSession:
                     if self.v5 is not None:
                         self.v5.options.pop(topic_filter, None)
                     if self.subscriptions.pop(topic_filter, None) is not None:
-                        self.broker.trie.remove(topic_filter, self)
+                        self.broker.remove_subscription(topic_filter, self)
                         reasons.append(ReasonCode.SUCCESS)
                     else:
                         reasons.append(ReasonCode.NO_SUBSCRIPTION_EXISTED)
                 # MQTT 5 UNSUBACK has a reason code per filter (section 3.11.3).
                 codes = tuple(reasons) if self.v5 is not None else ()
                 self._send(self.encode(Unsuback(packet.packet_id, codes)))
+                self._announce_subscriptions("unsubscribed", list(packet.topics))
             case Pingreq():
                 self._send(self.encode(Pingresp()))
             case Puback():
@@ -863,6 +896,7 @@ class MqttSession:
         for index, (name, qos) in enumerate(packet.topics):
             try:
                 topic_filter = TopicFilter(name)
+                split_shared(name)  # a "$share/..." filter must be well formed
             except InvalidTopic as exc:
                 broker.refuse(str(exc), client_id=self.client_id, filter=name)
                 codes.append(self._failure(ReasonCode.TOPIC_FILTER_INVALID))
@@ -889,12 +923,35 @@ class MqttSession:
                 handling = retain_handling(options)
                 send_retained = handling == 0 or (handling == 1 and is_new)
             self.subscriptions[name] = qos
-            broker.trie.add(name, self, qos)
+            broker.add_subscription(name, self, qos)
             codes.append(qos)
             if send_retained:
                 granted.append(topic_filter)
         self._send(self.encode(Suback(packet.packet_id, tuple(codes))))
         self._send_retained(granted)
+        names = [name for (name, _), code in zip(packet.topics, codes, strict=True) if code < 0x80]
+        self._announce_subscriptions("subscribed", names)
+
+    def _announce_subscriptions(self, event_type: str, topics: list[str]) -> None:
+        """``$aws/events/subscriptions/{subscribed|unsubscribed}/{clientId}``.
+
+        Payload fields from the AWS IoT developer guide, "Lifecycle events"
+        -> "Subscribe/Unsubscribe events": clientId, timestamp (ms),
+        eventType, sessionIdentifier, principalIdentifier, topics.
+        """
+        if not topics:
+            return
+        self.broker.publish_event(
+            _SUBSCRIPTION_TOPIC.format(event_type, self.client_id),
+            {
+                "clientId": self.client_id,
+                "timestamp": int(time.time() * 1000),
+                "eventType": event_type,
+                "sessionIdentifier": self.session_identifier,
+                "principalIdentifier": self.credential.principal_id,
+                "topics": topics,
+            },
+        )
 
     def _subscribe_over_limits(self, packet: Subscribe) -> bool:
         """Refuse, as a whole and with one refusal record, a SUBSCRIBE over AWS's limits.

@@ -206,7 +206,7 @@ class Emulator:
 
     def stats(self) -> dict[str, Any]:
         data = self.broker.stats.as_dict()
-        data["subscriptions_current"] = len(self.broker.trie)
+        data["subscriptions_current"] = self.broker.subscription_count
         data["retained_messages"] = len(self.broker.retained)
         data["recent_refusals"] = list(self.broker.refusals)
         return data
