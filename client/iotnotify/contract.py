@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ulid import ULID
 
 __all__ = [
+    "DEFAULT_KEEPALIVE_SECONDS",
     "ENVELOPE_VERSION",
     "MAX_CLIENT_ID_BYTES",
     "MAX_JSON_DEPTH",
@@ -66,6 +67,19 @@ MAX_TOPIC_SLASHES: Final = 7
 MAX_PAYLOAD_BYTES: Final = 128 * 1024
 MAX_CLIENT_ID_BYTES: Final = 128
 ENVELOPE_VERSION: Final = 1
+# The MQTT keepalive clients use unless told otherwise (the token response's
+# ``keepalive``; the SDK's default). A connection must never sit idle longer
+# than the shortest idle timeout on its path, or a middlebox forgets it and
+# notifications pile up unseen until the next ping fails (field report: a
+# 120 s proxy made notifications 400-700 s late at keepalive 600). Common
+# timeouts: 60 s (nginx's default proxy_read_timeout, AWS ALB's default idle
+# timeout), 120 s (corporate proxies), 350 s (AWS NAT Gateway, "Timeout
+# behavior" in the VPC user guide). 50 s stays below all of them. A short
+# keepalive costs wake-ups, not money: AWS IoT Core does not meter
+# PINGREQ/PINGRESP ("AWS IoT Core pricing", additional metering details),
+# and IoT accepts 30..1200 s. Override per client (``listen --keepalive``,
+# ``Subscriber(keepalive=)``) or per deployment (IOTNOTIFY_KEEPALIVE_SECONDS).
+DEFAULT_KEEPALIVE_SECONDS: Final = 50
 # Arrays and objects nest at most this deep in anything we accept: the
 # depth DynamoDB allows for a document attribute (DynamoDB developer guide,
 # "Quotas": nested attributes up to 32 levels), and far below what would

@@ -23,10 +23,25 @@ from botocore.exceptions import BotoCoreError, ClientError
 from iotnotify.contract import Notification, loads_strict, validate_user_id
 from iotnotify.errors import ContractError, InvalidEnvelope, PublishError
 
-__all__ = ["BATCH_WRITE_LIMIT", "DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "Inbox", "InboxPage"]
+__all__ = [
+    "BATCH_WRITE_LIMIT",
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_BYTES",
+    "MAX_PAGE_SIZE",
+    "Inbox",
+    "InboxPage",
+]
 
 DEFAULT_PAGE_SIZE: Final = 50
 MAX_PAGE_SIZE: Final = 100
+# A page is also capped by bytes: 60 notifications of 120 KB would make a
+# 7.2 MB answer, over Lambda's 6 MB response limit (a 502 from API Gateway).
+# Counted as the envelopes' stored UTF-8 JSON. On the way out each byte can
+# grow up to 3.5 times (a 4-byte emoji stored raw becomes "\ud83d\ude00" in
+# the handler's ASCII JSON, then gains a backslash per escape when the Lambda
+# runtime encodes that body as a JSON string), so 1 MiB stays under 3.5 MiB
+# plus framing: well inside 6 MB whatever the text.
+MAX_PAGE_BYTES: Final = 1024 * 1024
 log = logging.getLogger("iotnotify.inbox")
 # DynamoDB BatchWriteItem takes at most 25 put/delete requests (and 16 MB)
 # per call (DynamoDB API reference, BatchWriteItem).
@@ -164,9 +179,22 @@ class Inbox:
         return failed
 
     def since(
-        self, user_id: str, since: str | None = None, *, limit: int = DEFAULT_PAGE_SIZE
+        self,
+        user_id: str,
+        since: str | None = None,
+        *,
+        limit: int = DEFAULT_PAGE_SIZE,
+        max_bytes: int = MAX_PAGE_BYTES,
     ) -> InboxPage:
-        """Notifications of ``user_id`` with id greater than ``since``, oldest first."""
+        """Notifications of ``user_id`` with id greater than ``since``, oldest first.
+
+        A page holds at most ``limit`` notifications (1..``MAX_PAGE_SIZE``) and
+        at most ``max_bytes`` bytes of envelopes (UTF-8 JSON), but always at
+        least one notification when there is one (an envelope is at most
+        128 KB). ``next_since`` is set whenever more may follow, whichever
+        cap ended the page. Raises ``PublishError`` if DynamoDB fails and
+        ``InvalidEnvelope`` for a corrupt item.
+        """
         validate_user_id(user_id)
         limit = max(1, min(limit, MAX_PAGE_SIZE))
         condition: Any = Key("userId").eq(user_id)
@@ -180,16 +208,24 @@ class Inbox:
             "Limit": limit,
         }
         found: list[Notification] = []
+        used = 0
+        full = False  # the byte cap ended the page: an item was left for the next one
         try:
-            while True:
+            while not full:
                 answer = self._table.query(**query)
                 for item in answer.get("Items", []):
+                    size = len(str(item.get("envelope", "")).encode("utf-8"))
+                    if found and used + size > max_bytes:
+                        full = True
+                        break
                     try:
                         found.append(self._parse(item))
                     except InvalidEnvelope as exc:
                         # One corrupt item (written before envelopes were strict)
                         # must not make the whole page unreadable.
                         log.warning("skipping inbox item of %s: %s", user_id, exc)
+                        continue
+                    used += size
                 last_key = answer.get("LastEvaluatedKey")
                 # A filtered page can come back short; keep reading until the
                 # page is full or the partition is exhausted.
@@ -199,7 +235,7 @@ class Inbox:
                 query["Limit"] = limit - len(found)
         except (BotoCoreError, ClientError) as exc:
             raise PublishError(f"inbox read for {user_id!r} failed: {exc}") from exc
-        more = last_key is not None
+        more = full or last_key is not None
         page = tuple(found[:limit])
         next_since = page[-1].id if more and page else None
         return InboxPage(notifications=page, next_since=next_since)

@@ -19,7 +19,12 @@ After every (re)connect the subscriber subscribes first, then reads
 ``GET /notifications?since=<last id>`` page by page while live messages are
 buffered, and merges both in id order (ids are ULIDs, so string order is
 time order) without duplicates. Only the user's own topic is in the inbox;
-broadcast messages are delivered as they come and tracked separately.
+broadcast messages are delivered as they come and tracked separately. If
+the inbox cannot be read (a page over Lambda's 6 MB response limit is a 502
+on AWS), the subscriber asks for smaller pages, then stays live, reports
+``CATCH_UP_FAILED`` and retries the read with backoff on the same
+connection: a failed catch-up never causes a reconnect loop, and the next
+catch-up starts where the failed one stopped, so nothing is skipped.
 
 Notifications reach the caller on one dispatcher thread (``on_message``) or
 through ``async for note in sub.notifications``; a slow consumer never
@@ -59,7 +64,13 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from iotnotify.api_client import ConnectionToken, InboxReader, TokenProvider
 from iotnotify.backoff import Backoff
-from iotnotify.contract import Notification, TopicScheme, client_id_for, id_floor
+from iotnotify.contract import (
+    DEFAULT_KEEPALIVE_SECONDS,
+    Notification,
+    TopicScheme,
+    client_id_for,
+    id_floor,
+)
 from iotnotify.errors import (
     AuthError,
     ConnectionLost,
@@ -93,7 +104,9 @@ log = logging.getLogger("iotnotify.subscriber")
 
 IOT_KEEPALIVE_MIN: Final = 30
 IOT_KEEPALIVE_MAX: Final = 1200
-DEFAULT_KEEPALIVE: Final = 600
+# Why 50 s (below NAT, proxy and load-balancer idle timeouts; PINGREQ is
+# not billed): see iotnotify.contract.DEFAULT_KEEPALIVE_SECONDS.
+DEFAULT_KEEPALIVE: Final = DEFAULT_KEEPALIVE_SECONDS
 # AWS closes WebSocket connections after 24 h; leave well before that so the
 # reconnect happens on our schedule (with catch-up) rather than as a drop.
 DEFAULT_MAX_CONNECTION_AGE: Final = 23.5 * 3600
@@ -102,6 +115,14 @@ DEFAULT_MAX_CONNECTION_AGE: Final = 23.5 * 3600
 SINCE_NOW: Final = "now"
 _WATCHDOG_FACTOR: Final = 1.5
 _INBOX_PAGE: Final = 100
+# A failed catch-up is retried on the same connection, never by reconnecting:
+# a page the API cannot serve (over Lambda's 6 MB response limit it is a 502
+# on AWS) fails the same way after every reconnect, and live messages would
+# wait behind it. Smaller pages first (100, 25, 6, 1: one envelope is at most
+# 128 KB), then retries with these delays.
+_PAGE_SHRINK: Final = 4
+_CATCH_UP_RETRY_INITIAL: Final = 5.0
+_CATCH_UP_RETRY_CAP: Final = 300.0
 _RECENT_IDS: Final = 4096
 # Forbidden right after fetching a fresh token is rarely transient; give up
 # after this many in a row instead of retrying a misconfiguration forever.
@@ -162,6 +183,9 @@ class ConnectionState(enum.Enum):
     CONNECTING = "connecting"
     CONNECTED = "connected"  # subscribed; catch-up may still be running
     CAUGHT_UP = "caught-up"  # everything missed while offline was delivered
+    # Live, but the inbox could not be read (``error`` says why): live messages
+    # flow, what was missed follows when a retry (``retry_in``) succeeds.
+    CATCH_UP_FAILED = "catch-up-failed"
     DISCONNECTED = "disconnected"  # will retry after ``retry_in`` seconds
     STOPPED = "stopped"  # for good: stop() or a fatal error
 
@@ -213,6 +237,9 @@ class _Sequencer:
         self._generation = 0
         self._buffer: dict[str, Notification] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
+        # Where an abandoned catch-up stopped: the next one starts there, not at
+        # the newest live id, so nothing in between is skipped.
+        self._resume_from: tuple[str | None] | None = None
 
     def _seen(self, note_id: str) -> bool:
         if note_id in self._recent:
@@ -227,7 +254,23 @@ class _Sequencer:
         with self._lock:
             self._generation += 1
             self._catching_up = True
-            return self._generation, self.last_user_id
+            since = self.last_user_id if self._resume_from is None else self._resume_from[0]
+            return self._generation, since
+
+    def give_up(self, generation: int, cursor: str | None) -> bool:
+        """Catch-up failed at ``cursor``: deliver the buffer, go live, remember the gap.
+
+        False when a newer connection took over.
+        """
+        with self._lock:
+            if generation != self._generation:
+                return False
+            if self._catching_up:
+                self._catching_up = False
+                self._deliver_own(sorted(self._buffer.values(), key=lambda n: n.id))
+                self._buffer.clear()
+            self._resume_from = (cursor,)
+            return True
 
     def skip_catch_up(self) -> None:
         """No inbox to read: deliver the buffer and go live."""
@@ -259,6 +302,7 @@ class _Sequencer:
                 batch.update(self._buffer)
                 self._buffer.clear()
                 self._catching_up = False
+                self._resume_from = None
             elif batch:
                 # Buffered live messages older than this page's newest must go
                 # out with it, or they would be delivered out of order later.
@@ -298,6 +342,7 @@ class _Connection:
     granted: list[str] = field(default_factory=list)
     error: IotNotifyError | None = None
     closed: bool = False
+    gone: threading.Event = field(default_factory=threading.Event)  # set once closed
     # The last socket error paho logged; none means the server closed cleanly.
     socket_error: str | None = None
 
@@ -712,28 +757,48 @@ class Subscriber:
 
         def run() -> None:
             cursor = since
-            try:
-                while not self._stopping.is_set():
-                    page = inbox.notifications(since=cursor, limit=_INBOX_PAGE)
-                    self.stats.catch_up_fetched += len(page.notifications)
-                    last = page.next is None
-                    if not self._sequencer.page(generation, page.notifications, last=last):
+            limit = _INBOX_PAGE
+            retry = Backoff(initial=_CATCH_UP_RETRY_INITIAL, cap=_CATCH_UP_RETRY_CAP)
+            while not self._stopping.is_set() and not conn.gone.is_set():
+                try:
+                    page = inbox.notifications(since=cursor, limit=limit)
+                except (AuthError, Forbidden) as exc:
+                    conn.error = exc  # a fresh token is the cure: reconnect
+                    break
+                except Exception as exc:
+                    if isinstance(exc, ConnectionLost) and limit > 1:
+                        limit = max(1, limit // _PAGE_SHRINK)
+                        continue
+                    error = (
+                        exc
+                        if isinstance(exc, IotNotifyError)
+                        else ConnectionLost(f"catch-up failed: {exc!r}")
+                    )
+                    if not self._sequencer.give_up(generation, cursor):
                         return
-                    if last:
-                        self._set_state(
-                            StateChange(ConnectionState.CAUGHT_UP, client_id=conn.client_id)
+                    delay = retry.next_delay()
+                    self._set_state(
+                        StateChange(
+                            ConnectionState.CATCH_UP_FAILED,
+                            error=error,
+                            retry_in=delay,
+                            client_id=conn.client_id,
                         )
+                    )
+                    if conn.gone.wait(delay):
                         return
-                    cursor = page.next
-            except IotNotifyError as exc:
-                # Reconnect and try again later; the buffer is kept.
-                conn.error = (
-                    exc
-                    if isinstance(exc, ConnectionLost | Throttled | AuthError | Forbidden)
-                    else ConnectionLost(f"catch-up failed: {exc}")
-                )
-            except Exception as exc:
-                conn.error = ConnectionLost(f"catch-up failed: {exc!r}")
+                    limit = _INBOX_PAGE
+                    continue
+                self.stats.catch_up_fetched += len(page.notifications)
+                last = page.next is None
+                if not self._sequencer.page(generation, page.notifications, last=last):
+                    return
+                if last:
+                    self._set_state(
+                        StateChange(ConnectionState.CAUGHT_UP, client_id=conn.client_id)
+                    )
+                    return
+                cursor = page.next
             if conn.error is not None and not conn.closed:
                 with contextlib.suppress(Exception):
                     client.disconnect()  # wakes the supervisor to act on the error
@@ -879,6 +944,7 @@ class Subscriber:
 
     def _close(self, client: mqtt.Client, conn: _Connection) -> None:
         conn.closed = True
+        conn.gone.set()  # ends a catch-up retry waiting on this connection
         try:
             if conn.connected and conn.error is None:
                 # A clean DISCONNECT tells IoT this was intended (no last-will,

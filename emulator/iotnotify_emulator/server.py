@@ -55,6 +55,7 @@ from iotnotify_emulator.credentials import CredentialStore
 from iotnotify_emulator.data_api import DataApi
 from iotnotify_emulator.http_guard import GuardedRunner, ServerLimits, error_middleware
 from iotnotify_emulator.mqtt import MqttProtocolError, StreamDecoder
+from iotnotify_emulator.runtime import new_event_loop
 from iotnotify_emulator.session5 import MAX_PACKET_SIZE, HttpPropertiesError, properties_from_http
 from iotnotify_emulator.sigv4 import (
     SignatureError,
@@ -553,7 +554,7 @@ class EmulatorThread:
         return self
 
     def _run(self) -> None:
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()  # uvloop when installed (runtime.py says why)
         self._loop = loop
         try:
             self._emulator = loop.run_until_complete(

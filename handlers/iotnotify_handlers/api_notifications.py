@@ -1,4 +1,10 @@
-"""``GET /notifications?since=&limit=``: what the signed-in user missed."""
+"""``GET /notifications?since=&limit=``: what the signed-in user missed.
+
+A page holds at most ``limit`` notifications and at most
+``iotnotify.inbox.MAX_PAGE_BYTES`` of envelopes, so its response stays under
+Lambda's 6 MB limit whatever the notifications' sizes; ``next`` is set
+whenever more may follow, whichever cap ended the page.
+"""
 
 from __future__ import annotations
 

@@ -32,6 +32,31 @@ def sign_in(state: dict[str, Any], user: dict[str, Any]) -> str:
     return str(answer["AuthenticationResult"]["IdToken"])
 
 
+def sign_up(state: dict[str, Any], email: str, password: str) -> str:
+    """What the page's "Sign up" does (SignUp), confirmed by the pool's admin; the sub."""
+    cognito = boto3.client(
+        "cognito-idp",
+        region_name=state["region"],
+        endpoint_url=state["awsEndpointUrl"],
+        config=Config(signature_version=UNSIGNED),
+    )
+    answer = cognito.sign_up(
+        ClientId=state["userPoolClientId"],
+        Username=email,
+        Password=password,
+        UserAttributes=[{"Name": "email", "Value": email}],
+    )
+    admin = boto3.client(
+        "cognito-idp",
+        region_name=state["region"],
+        endpoint_url=state["awsEndpointUrl"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    admin.admin_confirm_sign_up(UserPoolId=state["userPoolId"], Username=email)
+    return str(answer["UserSub"])
+
+
 def api(
     state: dict[str, Any],
     method: str,

@@ -14,12 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
 import jwt
-from botocore import UNSIGNED
-from botocore.config import Config
 
-from tests.integration.local.clients import api, sign_in
+from tests.integration.local.clients import api, sign_in, sign_up
 from tests.integration.local.conftest import start_stack
 from tests.local_process import IOTNOTIFY, LocalProcess
 
@@ -116,31 +113,6 @@ def test_commands_say_the_stack_is_not_running_after_a_crash(tmp_path: Path) -> 
         assert "not running" in result.stderr, result.stderr
         assert "Could not connect" not in result.stderr + result.stdout
         assert "Traceback" not in result.stderr + result.stdout
-
-
-def sign_up(state: dict[str, Any], email: str, password: str) -> str:
-    """What the page's "Sign up" does (SignUp), confirmed by the pool's admin; the sub."""
-    cognito = boto3.client(
-        "cognito-idp",
-        region_name=state["region"],
-        endpoint_url=state["awsEndpointUrl"],
-        config=Config(signature_version=UNSIGNED),
-    )
-    answer = cognito.sign_up(
-        ClientId=state["userPoolClientId"],
-        Username=email,
-        Password=password,
-        UserAttributes=[{"Name": "email", "Value": email}],
-    )
-    admin = boto3.client(
-        "cognito-idp",
-        region_name=state["region"],
-        endpoint_url=state["awsEndpointUrl"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    admin.admin_confirm_sign_up(UserPoolId=state["userPoolId"], Username=email)
-    return str(answer["UserSub"])
 
 
 def send(stack: LocalProcess, title: str) -> str:

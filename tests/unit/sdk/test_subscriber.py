@@ -125,23 +125,31 @@ def test_live_messages_during_catch_up_are_merged_in_order(
     assert [n.id for n in got] == [n.id for n in [*missed, overlap]]
 
 
-def test_failed_catch_up_reconnects_and_keeps_live_messages(
+def test_failed_catch_up_is_retried_on_the_same_connection_and_live_messages_flow(
     service: FakeService, collector: Collector, make_subscriber: Make
 ) -> None:
-    service.fail_inbox = 2
+    # Given an inbox that answers 500 to the first four reads (pages of 100, 25, 6, 1)
+    service.fail_inbox = 4
     missed = _notes(2, "m")
     for note in missed:
         service.send(note, live=False)
     make_subscriber().start()
+    # Then the failure is reported, and a live message is delivered meanwhile
+    _state_seen(collector, ConnectionState.CATCH_UP_FAILED)
+    live = _notes(1, "l")[0]
+    service.send(live)
+    assert [n.id for n in collector.wait_notes(1)] == [live.id]
+    # And the retry on the same connection delivers what was missed: no reconnect
     _state_seen(collector, ConnectionState.CAUGHT_UP)
-    got = collector.wait_notes(2)
-    assert [n.id for n in got] == [n.id for n in missed]
-    assert service.token_calls >= 3
+    got = collector.wait_notes(3)
+    assert sorted(n.id for n in got) == sorted([live.id, *(n.id for n in missed)])
+    assert service.inbox_calls >= 5
+    assert service.token_calls == 1
 
 
 @pytest.mark.parametrize(
     ("requested", "token_keepalive", "on_the_wire"),
-    [(None, 5000, 1200), (None, 0, 1200), (10, 600, 30), (None, None, 600), (45, 600, 45)],
+    [(None, 5000, 1200), (None, 0, 1200), (10, 600, 30), (None, None, 50), (45, 600, 45)],
 )
 def test_keepalive_is_clamped_to_iot_limits(
     service: FakeService,
