@@ -103,7 +103,10 @@ def test_subscriber_receives_from_the_publisher(
 def _restart_emulator(local_stack: RunningStack, down_seconds: int) -> None:
     """The stack's fault-injection hook: drop everyone, listen again later."""
     url = f"{local_stack.state.iotDataUrl}/_emulator/restart?downSeconds={down_seconds}"
-    request = urllib.request.Request(url, method="POST", data=b"")
+    secret = local_stack.state.extra["emulatorAdminSecret"]
+    request = urllib.request.Request(
+        url, method="POST", data=b"", headers={"X-Emulator-Secret": secret}
+    )
     with urllib.request.urlopen(request, timeout=10) as answer:
         assert int(answer.status) == 202
 
