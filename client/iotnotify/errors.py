@@ -14,11 +14,14 @@ __all__ = [
     "Forbidden",
     "InvalidClientId",
     "InvalidEnvelope",
+    "InvalidJson",
     "InvalidTopic",
     "InvalidUserId",
     "IotNotifyError",
     "PayloadTooLarge",
     "PublishError",
+    "SessionTakenOver",
+    "SubscriptionRefused",
     "Throttled",
 ]
 
@@ -47,6 +50,10 @@ class InvalidEnvelope(ContractError):
     """A payload that is not a valid notification envelope."""
 
 
+class InvalidJson(ContractError):
+    """Text that is not strict JSON: NaN/Infinity, lone surrogates, too deep, malformed."""
+
+
 class PayloadTooLarge(ContractError):
     """A payload over AWS IoT Core's 128 KB message limit."""
 
@@ -69,3 +76,21 @@ class Throttled(IotNotifyError):
 
 class ConnectionLost(IotNotifyError):
     """An MQTT or HTTP connection dropped; callers reconnect on this."""
+
+
+class SessionTakenOver(ConnectionLost):
+    """The server dropped us for a newer connection with our client id (DUPLICATE_CLIENTID).
+
+    Subscribers draw a client id per process, so this means another program
+    was given the same ``client_id``/``device_id`` explicitly.
+    """
+
+
+class SubscriptionRefused(Forbidden):
+    """The server refused a SUBSCRIBE to ``topics`` (SUBACK 0x80, or on MQTT 3.1.1
+    AWS IoT closes the connection). The subscriber keeps the other topics and
+    stops asking for these."""
+
+    def __init__(self, message: str, topics: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.topics = topics

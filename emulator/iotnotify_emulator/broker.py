@@ -1,4 +1,10 @@
-"""The MQTT 3.1.1 broker of the emulator, with AWS IoT Core's rules and limits.
+"""The MQTT 3.1.1 and 5 broker of the emulator, with AWS IoT Core's rules and limits.
+
+Both versions share this module (IAM, limits, routing); what MQTT 5 adds
+(CONNACK properties, topic aliases, subscription options, reason codes,
+server DISCONNECT) lives in :mod:`iotnotify_emulator.session5`, and a
+session's ``v5`` is None for a 3.1.1 connection. On MQTT 5 an unauthorised
+SUBSCRIBE or PUBLISH gets reason 0x87 and the connection stays.
 
 Hand-written for the same reason as :mod:`iotnotify_emulator.mqtt`: every
 packet has to pass through IAM (:mod:`iotnotify_emulator.iam`) the way AWS
@@ -31,7 +37,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final, Protocol
 
 from iotnotify.contract import (
@@ -42,10 +48,12 @@ from iotnotify.contract import (
     iot_arn,
 )
 from iotnotify.errors import InvalidTopic
+from iotnotify_emulator import mqtt5
 from iotnotify_emulator.credentials import Credential
 from iotnotify_emulator.iam import Decision, evaluate
 from iotnotify_emulator.mqtt import (
     SUBACK_FAILURE,
+    Auth,
     Connack,
     ConnackCode,
     Connect,
@@ -61,6 +69,19 @@ from iotnotify_emulator.mqtt import (
     Unsubscribe,
     encode,
 )
+from iotnotify_emulator.mqtt5 import Properties, ReasonCode
+from iotnotify_emulator.session5 import (
+    NO_LOCAL,
+    RETAIN_AS_PUBLISHED,
+    ProtocolViolation,
+    State5,
+    check_publish,
+    connack_properties,
+    disconnect_reason,
+    forwarded,
+    retain_handling,
+)
+from iotnotify_emulator.shared import SharedSubscriptions, split_shared
 from iotnotify_emulator.trie import SubscriptionTrie
 
 __all__ = [
@@ -77,6 +98,8 @@ log = logging.getLogger("iotnotify_emulator")
 # Lifecycle topics (AWS IoT developer guide, "Lifecycle events").
 _CONNECTED_TOPIC: Final = "$aws/events/presence/connected/{}"
 _DISCONNECTED_TOPIC: Final = "$aws/events/presence/disconnected/{}"
+# Subscribe/Unsubscribe events (AWS IoT developer guide, "Lifecycle events").
+_SUBSCRIPTION_TOPIC: Final = "$aws/events/subscriptions/{}/{}"
 _RECEIVE_CACHE_SIZE: Final = 1024
 # One WebSocket frame may carry many MQTT packets; batching keeps fan-out
 # from paying one frame (and one syscall) per small message.
@@ -90,6 +113,7 @@ class DisconnectReason:
     CLIENT_ERROR = "CLIENT_ERROR"
     CLIENT_INITIATED_DISCONNECT = "CLIENT_INITIATED_DISCONNECT"
     CONNECTION_LOST = "CONNECTION_LOST"
+    API_INITIATED_DISCONNECT = "API_INITIATED_DISCONNECT"
     DUPLICATE_CLIENTID = "DUPLICATE_CLIENTID"
     MQTT_KEEP_ALIVE_TIMEOUT = "MQTT_KEEP_ALIVE_TIMEOUT"
     SERVER_INITIATED_DISCONNECT = "SERVER_INITIATED_DISCONNECT"
@@ -125,6 +149,9 @@ class BrokerSettings:
     refusal_log_rate: float = 20.0
     # AWS IoT Core quota "publish requests per second per connection"; None disables.
     publish_rate_limit: float | None = 100.0
+    # Speak MQTT 5 (as AWS IoT Core does since 2022). Off: a v5 CONNECT gets
+    # CONNACK 0x84 Unsupported Protocol Version in the v5 form.
+    mqtt5: bool = True
 
 
 @dataclass(slots=True)
@@ -164,8 +191,16 @@ class Broker:
         self.settings = settings or BrokerSettings()
         self.stats = Stats()
         self.trie: SubscriptionTrie[MqttSession] = SubscriptionTrie()
+        self.shared: SharedSubscriptions[MqttSession] = SharedSubscriptions()
         self.sessions: dict[str, MqttSession] = {}
         self.retained: dict[str, Publish] = {}
+        # When a retained message with a Message Expiry Interval arrived
+        # (time.monotonic()), so that it expires while retained (MQTT 5 3.3.2.3.3).
+        self.retained_at: dict[str, float] = {}
+        # MQTT 5 wills waiting out their Will Delay Interval, by client id.
+        self._delayed_wills: dict[str, tuple[asyncio.TimerHandle, Publish]] = {}
+        # Epoch milliseconds of each retained message (iot-data lastModifiedTime).
+        self.retained_modified: dict[str, int] = {}
         self.refusals: deque[dict[str, Any]] = deque(maxlen=100)
         self._versions: dict[str, int] = {}
         self._log_tokens = self.settings.refusal_log_rate
@@ -186,7 +221,19 @@ class Broker:
         *,
         client_id: str | None = None,
     ) -> Decision:
-        resource = self.arn(kind, name)
+        return self.authorize_resource(
+            credential, action, self.arn(kind, name), client_id=client_id
+        )
+
+    def authorize_resource(
+        self,
+        credential: Credential,
+        action: str,
+        resource: str,
+        *,
+        client_id: str | None = None,
+    ) -> Decision:
+        """Evaluate ``action`` on a full resource ARN (or ``*``); refusals are recorded."""
         context = {"iot:ClientId": client_id} if client_id is not None else {}
         decision = evaluate(
             action,
@@ -262,37 +309,152 @@ class Broker:
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
         for topic_filter in session.subscriptions:
-            self.trie.remove(topic_filter, session)
+            self.remove_subscription(topic_filter, session)
         session.subscriptions.clear()
         self.stats.connections_current = len(self.sessions)
+
+    def add_subscription(self, name: str, session: MqttSession, qos: int) -> None:
+        """Route ``name`` (validated, authorised) to ``session``: a plain or a shared filter."""
+        if split_shared(name) is not None:
+            self.shared.add(name, session, qos)
+        else:
+            self.trie.add(name, session, qos)
+
+    def remove_subscription(self, name: str, session: MqttSession) -> None:
+        if name.startswith("$share/"):
+            self.shared.remove(name, session)
+        else:
+            self.trie.remove(name, session)
+
+    @property
+    def subscription_count(self) -> int:
+        """Subscriptions in place, plain and shared."""
+        return len(self.trie) + len(self.shared)
+
+    def recipients(self, topic: str) -> dict[MqttSession, int]:
+        """Who gets a message on ``topic``, with the QoS granted: every plain
+        subscriber, plus one random member per matching share group
+        (:mod:`iotnotify_emulator.shared`)."""
+        found = self.trie.match(topic)
+        for member, qos in self.shared.pick(topic, lambda s: s.may_receive(topic)):
+            if found.get(member, -1) < qos:
+                found[member] = qos
+        return found
+
+    async def delete_connection(
+        self, client_id: str, *, clean_session: bool, prevent_will: bool
+    ) -> bool:
+        """iot-data ``DeleteConnection``: close ``client_id``'s connection.
+
+        Announced as ``API_INITIATED_DISCONNECT`` (AWS IoT developer guide,
+        "Lifecycle events"); the will is published unless ``prevent_will``.
+        False when no such client is connected.
+        """
+        session = self.sessions.get(client_id)
+        if session is None:
+            return False
+        if prevent_will:
+            session.will = None
+        if clean_session:
+            self.discard_persistent_session(client_id)
+        await session.close(DisconnectReason.API_INITIATED_DISCONNECT)
+        return True
+
+    def discard_persistent_session(self, client_id: str) -> None:
+        """Forget a client's persistent session (none are kept yet)."""
 
     async def close_all(self) -> None:
         for session in list(self.sessions.values()):
             await session.close(DisconnectReason.SERVER_INITIATED_DISCONNECT)
+        for handle, _ in self._delayed_wills.values():
+            handle.cancel()
+        self._delayed_wills.clear()
+
+    # --- MQTT 5 delayed wills (MQTT 5 section 3.1.3.2.2) -------------------------
+
+    def delay_will(self, client_id: str, will: Publish, delay: float) -> None:
+        """Publish ``will`` after ``delay`` seconds unless the session resumes first."""
+        self.fire_will(client_id)  # an older pending will of this id goes first
+        handle = asyncio.get_running_loop().call_later(delay, self.fire_will, client_id)
+        self._delayed_wills[client_id] = (handle, will)
+
+    def fire_will(self, client_id: str) -> None:
+        """Publish the pending will of ``client_id`` now (its delay passed or its session ended)."""
+        pending = self._delayed_wills.pop(client_id, None)
+        if pending is not None:
+            handle, will = pending
+            handle.cancel()
+            self.route(will.topic, will.payload, will.qos, will.retain, properties=will.properties)
+
+    def drop_will(self, client_id: str) -> None:
+        """The session resumed within the Will Delay Interval: the will is not sent."""
+        pending = self._delayed_wills.pop(client_id, None)
+        if pending is not None:
+            pending[0].cancel()
 
     # --- routing ---------------------------------------------------------------
 
-    def route(self, topic: str, payload: bytes, qos: int, retain: bool) -> int:
-        """Deliver a message (already authorised for its publisher); returns deliveries."""
+    def route(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        *,
+        properties: Properties | None = None,
+        origin: MqttSession | None = None,
+    ) -> int:
+        """Deliver a message (already authorised for its publisher); returns deliveries.
+
+        ``properties`` (MQTT 5 PUBLISH properties, from a v5 client or
+        iot-data) reach v5 subscribers only; 3.1.1 subscribers get the
+        message without them (AWS IoT developer guide, "MQTT": an MQTT 5
+        publisher's message reaches an MQTT 3 subscriber). ``origin`` is the
+        publishing session, for MQTT 5's No Local option.
+        """
+        properties = forwarded(properties)
         if retain:
+            self.retained_at.pop(topic, None)
+            self.retained_modified[topic] = int(time.time() * 1000)
             if payload:
-                self.retained[topic] = Publish(topic=topic, payload=payload, qos=qos, retain=True)
+                self.retained[topic] = Publish(
+                    topic=topic, payload=payload, qos=qos, retain=True, properties=properties
+                )
+                if properties is not None and properties.message_expiry_interval is not None:
+                    self.retained_at[topic] = time.monotonic()
             else:
                 # MQTT 3.1.1 section 3.3.1.3: an empty retained message clears the topic.
                 self.retained.pop(topic, None)
+                self.retained_modified.pop(topic, None)
         delivered = 0
-        shared_qos0: bytes | None = None
-        for session, granted in self.trie.match(topic).items():
+        # One encoding of a QoS 0 delivery per protocol version, shared by all.
+        shared_qos0: dict[bool, bytes] = {}
+        for session, granted in self.recipients(topic).items():
             if not session.may_receive(topic):
                 continue
-            if min(qos, granted) == 0:
-                # Forwarded messages carry retain=0 (section 3.3.1.3): they are live.
-                if shared_qos0 is None:
-                    shared_qos0 = encode(Publish(topic=topic, payload=payload))
-                frame = shared_qos0
+            v5 = session.v5 is not None
+            # Forwarded messages carry retain=0 (section 3.3.1.3): they are live,
+            # unless an MQTT 5 subscription asked for Retain As Published.
+            keep_retain = v5 and retain and session.subscribed_with(topic, RETAIN_AS_PUBLISHED)
+            if v5 and session is origin and session.subscribed_with(topic, NO_LOCAL, every=True):
+                continue  # MQTT 5 section 3.8.3.1: No Local
+            if min(qos, granted) == 0 and not keep_retain:
+                frame = shared_qos0.get(v5)
+                if frame is None:
+                    frame = shared_qos0[v5] = session.encode(
+                        Publish(topic=topic, payload=payload, properties=properties)
+                    )
             else:
-                frame = encode(
-                    Publish(topic=topic, payload=payload, qos=1, packet_id=session.next_packet_id())
+                packet_id = session.next_packet_id() if min(qos, granted) else None
+                frame = session.encode(
+                    Publish(
+                        topic=topic,
+                        payload=payload,
+                        qos=min(qos, granted),
+                        retain=keep_retain,
+                        packet_id=packet_id,
+                        properties=properties,
+                    )
                 )
             if session.deliver(frame):
                 delivered += 1
@@ -318,6 +480,11 @@ class MqttSession:
         self.remote = remote
         self.client_id = ""
         self.connected = False
+        # MQTT 5 state; None for a 3.1.1 connection (session5.py holds the v5 rules).
+        self.v5: State5 | None = None
+        # The reason code of the DISCONNECT a v5 client gets when the server closes.
+        self._v5_disconnect: int | None = None
+        self._will_delay = 0  # MQTT 5 Will Delay Interval, seconds
         self.closed = False
         self.version = 0
         self.keepalive = 0
@@ -404,6 +571,12 @@ class MqttSession:
         take the queue over ``outbound_queue_bytes``."""
         if self.closed:
             return False
+        v5 = self.v5
+        if v5 is not None and v5.max_packet_size is not None and len(frame) > v5.max_packet_size:
+            # MQTT 5 section 3.1.2.11.4: a packet over the client's Maximum
+            # Packet Size is discarded as if delivered.
+            self.broker.stats.drops += 1
+            return False
         if self._queued_bytes + len(frame) > self.broker.settings.outbound_queue_bytes:
             self.dropped += 1
             self.broker.stats.drops += 1
@@ -464,6 +637,34 @@ class MqttSession:
         self._tokens -= 1.0
         return True
 
+    # --- protocol version ------------------------------------------------------
+
+    def encode(self, packet: Packet) -> bytes:
+        """Wire bytes of ``packet`` in this connection's protocol version."""
+        return mqtt5.encode(packet) if self.v5 is not None else encode(packet)
+
+    def _failure(self, reason: ReasonCode) -> int:
+        """A SUBACK failure: 0x80 on 3.1.1, the specific reason code on MQTT 5."""
+        return SUBACK_FAILURE if self.v5 is None else int(reason)
+
+    def subscribed_with(self, topic: str, option: int, *, every: bool = False) -> bool:
+        """Whether a matching MQTT 5 subscription of this connection has ``option``
+        (with ``every``: whether all matching ones do)."""
+        v5 = self.v5
+        if v5 is None:
+            return False
+        matching = [bits for name, bits in v5.options.items() if TopicFilter(name).matches(topic)]
+        if not matching:
+            return False
+        test = all if every else any
+        return test(bits & option for bits in matching)
+
+    def _v5_ack(self, packet: Publish, reason: ReasonCode, text: str) -> None:
+        """An MQTT 5 PUBACK with a failure reason (QoS 1 only; QoS 0 has no ack)."""
+        assert self.v5 is not None
+        if packet.qos == 1 and packet.packet_id is not None:
+            self._send(self.encode(Puback(packet.packet_id, reason, self.v5.reason(text))))
+
     # --- authorisation helpers -------------------------------------------------
 
     def may_receive(self, topic: str) -> bool:
@@ -504,17 +705,37 @@ class MqttSession:
             case Subscribe():
                 self._on_subscribe(packet)
             case Unsubscribe():
+                reasons: list[int] = []
                 for topic_filter in packet.topics:
+                    if self.v5 is not None:
+                        self.v5.options.pop(topic_filter, None)
                     if self.subscriptions.pop(topic_filter, None) is not None:
-                        self.broker.trie.remove(topic_filter, self)
-                self._send(encode(Unsuback(packet.packet_id)))
+                        self.broker.remove_subscription(topic_filter, self)
+                        reasons.append(ReasonCode.SUCCESS)
+                    else:
+                        reasons.append(ReasonCode.NO_SUBSCRIPTION_EXISTED)
+                # MQTT 5 UNSUBACK has a reason code per filter (section 3.11.3).
+                codes = tuple(reasons) if self.v5 is not None else ()
+                self._send(self.encode(Unsuback(packet.packet_id, codes)))
+                self._announce_subscriptions("unsubscribed", list(packet.topics))
             case Pingreq():
-                self._send(encode(Pingresp()))
+                self._send(self.encode(Pingresp()))
             case Puback():
                 pass  # no persistent sessions, so no in-flight state to clear
             case Disconnect():
-                self.will = None  # section 3.14.4: a clean DISCONNECT discards the will
+                if self.v5 is not None and not self.v5.disconnect_allowed(packet):
+                    self.protocol_error("DISCONNECT sets a Session Expiry Interval after 0")
+                    return
+                # 3.1.1 section 3.14.4: a clean DISCONNECT discards the will; MQTT 5
+                # keeps it for reason 0x04 "Disconnect with Will Message" (3.14.2.1).
+                if packet.reason_code != ReasonCode.DISCONNECT_WITH_WILL or self.v5 is None:
+                    self.will = None
                 await self.close(DisconnectReason.CLIENT_INITIATED_DISCONNECT)
+            case Auth():
+                # AWS IoT Core has no MQTT 5 enhanced authentication (SigV4 is
+                # the authentication), and AUTH without an Authentication Method
+                # in CONNECT is a Protocol Error (section 4.12).
+                self.protocol_error("AUTH without enhanced authentication")
             case Connect():
                 self.protocol_error("second CONNECT on one connection")
             case _:
@@ -522,27 +743,52 @@ class MqttSession:
                 self.broker.stats.qos2_ignored += 1
                 log.debug("ignored %r from %s", packet, self.client_id)
 
-    def protocol_error(self, reason: str) -> None:
+    def protocol_error(self, reason: str, code: int = ReasonCode.PROTOCOL_ERROR) -> None:
+        """Close for a protocol error; an MQTT 5 client first gets DISCONNECT ``code``."""
         self.broker.stats.protocol_errors += 1
         self.broker.refuse(reason, client_id=self.client_id or None, remote=self.remote)
+        self._v5_disconnect = code
         self._close_soon(DisconnectReason.CLIENT_ERROR)
 
     async def _refuse_connect(self, code: ConnackCode, reason: str) -> None:
         self.broker.stats.connects_refused += 1
         self.broker.refuse(reason, client_id=packet_id_safe(self.client_id), remote=self.remote)
-        self._send(encode(Connack(return_code=code)))
+        if self.v5 is None:
+            self._send(encode(Connack(return_code=code)))
+        else:
+            self._send(mqtt5.encode(Connack(_CONNACK_V5[code], properties=self.v5.reason(reason))))
         await self.close(None)
 
     async def _on_connect(self, packet: Connect) -> None:
         broker = self.broker
         self.client_id = packet.client_id
-        if packet.protocol_name != "MQTT" or packet.protocol_level != 4:
+        level = packet.protocol_level
+        if level >= 5:
+            # Answered in the v5 form even when refused (MQTT 5 section 3.1.2.2).
+            self.v5 = State5.from_connect(packet)
+        if packet.protocol_name != "MQTT" or level not in (
+            (4, 5) if broker.settings.mqtt5 else (4,)
+        ):
             await self._refuse_connect(
                 ConnackCode.UNACCEPTABLE_PROTOCOL_VERSION,
-                f"protocol {packet.protocol_name!r} level {packet.protocol_level} "
-                "(only MQTT 3.1.1 over this endpoint)",
+                f"protocol {packet.protocol_name!r} level {level} (this endpoint speaks "
+                f"{'MQTT 3.1.1 and 5' if broker.settings.mqtt5 else 'MQTT 3.1.1 only'})",
             )
             return
+        assigned: str | None = None
+        if self.v5 is not None:
+            if packet.properties is not None and packet.properties.authentication_method:
+                await self._refuse_connect(
+                    ConnackCode.BAD_USERNAME_OR_PASSWORD,  # 0x8C in the v5 form
+                    "MQTT 5 enhanced authentication is not supported (SigV4 only)",
+                )
+                return
+            if not packet.client_id:
+                # MQTT 5 section 3.1.3.1: the server may assign an id and
+                # returns it in CONNACK (awsiot mqtt5_client_builder: "AWS IoT
+                # server will assign a unique ID"); IAM still decides below.
+                assigned = self.client_id = f"{uuid.uuid4()}"
+                packet = replace(packet, client_id=assigned)
         size = len(packet.client_id.encode("utf-8"))
         if not packet.client_id or size > MAX_CLIENT_ID_BYTES or packet.client_id[0] == "$":
             await self._refuse_connect(
@@ -565,7 +811,19 @@ class MqttSession:
         await broker.register(self)
         if self.closed:
             return  # a newer CONNECT with this client id took over meanwhile
-        self._send(encode(Connack()))
+        # A will still waiting out its MQTT 5 delay: a resumed session (Clean
+        # Start 0) cancels it, a new session ends the old one, which sends it.
+        if packet.clean_session:
+            broker.fire_will(self.client_id)
+        else:
+            broker.drop_will(self.client_id)
+        if self.v5 is None:
+            self._send(encode(Connack()))
+        else:
+            properties = connack_properties(
+                packet, keepalive=self.keepalive, assigned_client_id=assigned
+            )
+            self._send(mqtt5.encode(Connack(properties=properties)))
         self._schedule_keepalive(self.keepalive * broker.settings.keepalive_factor)
         broker.publish_event(
             _CONNECTED_TOPIC.format(self.client_id),
@@ -596,16 +854,31 @@ class MqttSession:
             if not decision.allowed:
                 await self._refuse_connect(ConnackCode.NOT_AUTHORIZED, decision.reason)
                 return False
+        # Will Delay Interval is a will property, not a PUBLISH one.
+        properties = replace(will.properties, will_delay_interval=None) if will.properties else None
+        self._will_delay = (will.properties.will_delay_interval or 0) if will.properties else 0
         self.will = Publish(
-            topic=will.topic, payload=will.payload, qos=min(will.qos, 1), retain=will.retain
+            topic=will.topic,
+            payload=will.payload,
+            qos=min(will.qos, 1),
+            retain=will.retain,
+            properties=properties,
         )
         return True
 
     def _on_subscribe(self, packet: Subscribe) -> None:
         broker = self.broker
+        v5 = self.v5
+        if v5 is not None and packet.properties and packet.properties.subscription_identifiers:
+            # CONNACK said Subscription Identifier Available = 0 (section 3.8.2.1.2).
+            self.protocol_error(
+                "Subscription Identifiers are not supported by AWS IoT Core",
+                ReasonCode.SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
+            )
+            return
         if self._subscribe_over_limits(packet):
             return
-        if any(qos == 2 for _, qos in packet.topics):
+        if v5 is None and any(qos == 2 for _, qos in packet.topics):
             # AWS IoT developer guide, MQTT, "AWS IoT differences from MQTT
             # specifications": "AWS IoT Core does not support publishing or
             # subscribing with QoS level 2. When QoS level 2 is requested, the
@@ -620,25 +893,65 @@ class MqttSession:
             return
         codes: list[int] = []
         granted: list[TopicFilter] = []
-        for name, qos in packet.topics:
+        for index, (name, qos) in enumerate(packet.topics):
             try:
                 topic_filter = TopicFilter(name)
+                split_shared(name)  # a "$share/..." filter must be well formed
             except InvalidTopic as exc:
                 broker.refuse(str(exc), client_id=self.client_id, filter=name)
-                codes.append(SUBACK_FAILURE)
+                codes.append(self._failure(ReasonCode.TOPIC_FILTER_INVALID))
                 continue
             decision = broker.authorize(
                 self.credential, "iot:Subscribe", "topicfilter", name, client_id=self.client_id
             )
             if not decision.allowed:
-                codes.append(SUBACK_FAILURE)
+                if v5 is None:
+                    self._subscribe_denied()
+                    return
+                # MQTT 5: reason 0x87 and the connection stays (AWS IoT
+                # developer guide, "MQTT reason codes").
+                codes.append(self._failure(ReasonCode.NOT_AUTHORIZED))
                 continue
+            is_new = name not in self.subscriptions
+            send_retained = True
+            if v5 is not None:
+                # Maximum QoS 1 in CONNACK: a QoS 2 request is granted QoS 1
+                # (MQTT 5 section 3.2.2.3.4).
+                qos = min(qos, 1)
+                options = packet.options[index] if packet.options else 0
+                v5.options[name] = options
+                handling = retain_handling(options)
+                send_retained = handling == 0 or (handling == 1 and is_new)
             self.subscriptions[name] = qos
-            broker.trie.add(name, self, qos)
+            broker.add_subscription(name, self, qos)
             codes.append(qos)
-            granted.append(topic_filter)
-        self._send(encode(Suback(packet.packet_id, tuple(codes))))
+            if send_retained:
+                granted.append(topic_filter)
+        self._send(self.encode(Suback(packet.packet_id, tuple(codes))))
         self._send_retained(granted)
+        names = [name for (name, _), code in zip(packet.topics, codes, strict=True) if code < 0x80]
+        self._announce_subscriptions("subscribed", names)
+
+    def _announce_subscriptions(self, event_type: str, topics: list[str]) -> None:
+        """``$aws/events/subscriptions/{subscribed|unsubscribed}/{clientId}``.
+
+        Payload fields from the AWS IoT developer guide, "Lifecycle events"
+        -> "Subscribe/Unsubscribe events": clientId, timestamp (ms),
+        eventType, sessionIdentifier, principalIdentifier, topics.
+        """
+        if not topics:
+            return
+        self.broker.publish_event(
+            _SUBSCRIPTION_TOPIC.format(event_type, self.client_id),
+            {
+                "clientId": self.client_id,
+                "timestamp": int(time.time() * 1000),
+                "eventType": event_type,
+                "sessionIdentifier": self.session_identifier,
+                "principalIdentifier": self.credential.principal_id,
+                "topics": topics,
+            },
+        )
 
     def _subscribe_over_limits(self, packet: Subscribe) -> bool:
         """Refuse, as a whole and with one refusal record, a SUBSCRIBE over AWS's limits.
@@ -669,6 +982,7 @@ class MqttSession:
                 client_id=self.client_id,
                 filters=count,
             )
+            self._v5_disconnect = ReasonCode.QUOTA_EXCEEDED
             self._close_soon(DisconnectReason.CLIENT_ERROR)
             return True
         new = {name for name, _ in packet.topics if name not in self.subscriptions}
@@ -679,25 +993,59 @@ class MqttSession:
                 client_id=self.client_id,
                 filters=count,
             )
-            self._send(encode(Suback(packet.packet_id, (SUBACK_FAILURE,) * count)))
+            failure = self._failure(ReasonCode.QUOTA_EXCEEDED)
+            self._send(self.encode(Suback(packet.packet_id, (failure,) * count)))
             return True
         return False
 
+    def _subscribe_denied(self) -> None:
+        """MQTT 3.1.1: an unauthorised filter closes the connection, SUBACK unsent.
+
+        AWS IoT Core drops the connection (aws-iot-device-sdk-js issues 125
+        and 191: "the server will close the connection if client does not have
+        authorized action"; AWS's MQTT 5 migration notes contrast this with
+        the v5 SUBACK reason "Not authorized", where the connection stays).
+        Filters of the same SUBSCRIBE granted before the denied one are
+        dropped with the connection.
+        """
+        self._close_soon(DisconnectReason.AUTH_ERROR)
+
     def _send_retained(self, filters: list[TopicFilter]) -> None:
-        for message in list(self.broker.retained.values()):
-            matching = [f for f in filters if f.matches(message.topic)]
-            if not matching or not self.may_receive(message.topic):
+        """Retained messages for the filters just granted: exact topics only.
+
+        AWS IoT developer guide, "MQTT" -> "AWS IoT differences from MQTT
+        version 3.1.1": "Subscription to topic filters that contain a
+        wildcard character can't receive retained messages. To receive a
+        retained message, the subscribe request must contain a topic filter
+        that matches the retained message topic exactly."
+        """
+        broker = self.broker
+        for topic_filter in filters:
+            if topic_filter.has_wildcards:
                 continue
-            qos = min(message.qos, max(self.subscriptions[f.value] for f in matching))
+            message = broker.retained.get(topic_filter.value)
+            if message is None or not self.may_receive(message.topic):
+                continue
+            properties = message.properties
+            if properties is not None and properties.message_expiry_interval is not None:
+                properties = forwarded(
+                    properties, received_at=broker.retained_at.get(message.topic)
+                )
+                if properties is None:  # expired while retained (MQTT 5 3.3.2.3.3)
+                    broker.retained.pop(message.topic, None)
+                    broker.retained_at.pop(message.topic, None)
+                    continue
+            qos = min(message.qos, self.subscriptions[topic_filter.value])
             packet_id = self.next_packet_id() if qos else None
             self.deliver(
-                encode(
+                self.encode(
                     Publish(
                         topic=message.topic,
                         payload=message.payload,
                         qos=qos,
                         retain=True,
                         packet_id=packet_id,
+                        properties=properties,
                     )
                 )
             )
@@ -705,12 +1053,21 @@ class MqttSession:
     async def _on_publish(self, packet: Publish) -> None:
         broker = self.broker
         broker.stats.publishes_mqtt += 1
+        if packet.qos == 2 and self.v5 is not None:
+            # CONNACK said Maximum QoS 1 (MQTT 5 section 3.2.2.3.4).
+            self.protocol_error("PUBLISH with QoS 2", ReasonCode.QOS_NOT_SUPPORTED)
+            return
         if packet.qos == 2:
             # Same documented behaviour as for SUBSCRIBE: no PUBACK/PUBREC for
             # QoS 2; the message is not accepted.
             broker.stats.qos2_ignored += 1
             broker.refuse("PUBLISH with QoS 2 is not supported", client_id=self.client_id)
             return
+        if self.v5 is not None:
+            resolved = self._resolve_v5_publish(packet)
+            if resolved is None:
+                return
+            packet = resolved
         if not self._take_publish_token():
             # Over the per-connection quota AWS throttles: the message is
             # dropped (no PUBACK for QoS 1) and the connection stays open.
@@ -719,11 +1076,13 @@ class MqttSession:
                 f"more than {broker.settings.publish_rate_limit} publishes/s (throttled)",
                 client_id=self.client_id,
             )
+            if self.v5 is not None:
+                self._v5_ack(packet, ReasonCode.QUOTA_EXCEEDED, "publish rate limit")
             return
         try:
             topic = Topic(packet.topic)
         except InvalidTopic as exc:
-            self.protocol_error(str(exc))
+            self.protocol_error(str(exc), ReasonCode.TOPIC_NAME_INVALID)
             return
         if topic.is_reserved:
             broker.refuse(
@@ -732,11 +1091,15 @@ class MqttSession:
                 resource=broker.arn("topic", packet.topic),
                 client_id=self.client_id,
             )
+            if self.v5 is not None:
+                self._v5_ack(packet, ReasonCode.NOT_AUTHORIZED, "reserved topic")
+                return
             self._close_soon(DisconnectReason.AUTH_ERROR)
             return
         if len(packet.payload) > MAX_PAYLOAD_BYTES:
             self.protocol_error(
-                f"payload of {len(packet.payload)} bytes exceeds {MAX_PAYLOAD_BYTES}"
+                f"payload of {len(packet.payload)} bytes exceeds {MAX_PAYLOAD_BYTES}",
+                ReasonCode.PACKET_TOO_LARGE,
             )
             return
         actions = ["iot:Publish"] + (["iot:RetainPublish"] if packet.retain else [])
@@ -751,15 +1114,48 @@ class MqttSession:
                 self.credential, action, "topic", packet.topic, client_id=self.client_id
             )
             if not decision.allowed:
+                if self.v5 is not None:
+                    # MQTT 5: PUBACK 0x87 Not authorized, the connection stays
+                    # (AWS IoT developer guide, "MQTT reason codes").
+                    self._v5_ack(packet, ReasonCode.NOT_AUTHORIZED, f"{action} denied")
+                    return
                 # AWS IoT Core closes the connection on an unauthorised PUBLISH.
                 self._close_soon(DisconnectReason.AUTH_ERROR)
                 return
             if len(grants) >= _RECEIVE_CACHE_SIZE:
                 grants.clear()
             grants.add((action, packet.topic))
-        broker.route(packet.topic, packet.payload, packet.qos, packet.retain)
+        broker.route(
+            packet.topic,
+            packet.payload,
+            packet.qos,
+            packet.retain,
+            properties=packet.properties,
+            origin=self,
+        )
         if packet.qos == 1 and packet.packet_id is not None:
-            self._send(encode(Puback(packet.packet_id)))
+            self._send(self.encode(Puback(packet.packet_id)))
+
+    def _resolve_v5_publish(self, packet: Publish) -> Publish | None:
+        """Apply the Topic Alias and check the properties of an MQTT 5 PUBLISH.
+
+        Returns the packet with its full topic, or None when it was refused:
+        by PUBACK (Payload format invalid, Quota exceeded: the connection
+        stays) or by DISCONNECT (alias and property errors).
+        """
+        v5 = self.v5
+        assert v5 is not None
+        try:
+            topic = v5.resolve_topic(packet)
+            check_publish(packet, topic)
+        except ProtocolViolation as exc:
+            if exc.reason_code in (ReasonCode.PAYLOAD_FORMAT_INVALID, ReasonCode.QUOTA_EXCEEDED):
+                self.broker.refuse(str(exc), client_id=self.client_id)
+                self._v5_ack(packet, ReasonCode(exc.reason_code), str(exc))
+            else:
+                self.protocol_error(str(exc), exc.reason_code)
+            return None
+        return packet if topic == packet.topic else replace(packet, topic=topic)
 
     # --- closing ---------------------------------------------------------------
 
@@ -778,6 +1174,8 @@ class MqttSession:
             self._keepalive_timer.cancel()
         broker = self.broker
         was_connected = self.connected
+        if was_connected and self.v5 is not None and reason is not None:
+            self._send_v5_disconnect(reason)
         if was_connected:
             broker.unregister(self)
             if reason is not None:
@@ -804,7 +1202,15 @@ class MqttSession:
             return
         if self.will is not None:
             will, self.will = self.will, None
-            broker.route(will.topic, will.payload, will.qos, will.retain)
+            # MQTT 5: sent after the Will Delay Interval or when the session
+            # ends, whichever is first (section 3.1.3.2.2).
+            delay = min(self._will_delay, self.v5.session_expiry) if self.v5 else 0
+            if delay > 0:
+                broker.delay_will(self.client_id, will, delay)
+            else:
+                broker.route(
+                    will.topic, will.payload, will.qos, will.retain, properties=will.properties
+                )
         broker.publish_event(
             _DISCONNECTED_TOPIC.format(self.client_id),
             {
@@ -823,6 +1229,23 @@ class MqttSession:
             json.dumps({"client_id": self.client_id, "reason": reason}),
         )
 
+    def _send_v5_disconnect(self, reason: str) -> None:
+        """MQTT 5 section 4.13: the server says why it closes (DISCONNECT + reason code)."""
+        code = self._v5_disconnect
+        if code is None:
+            code = disconnect_reason(reason)
+        if code is None:
+            return  # the client left, or its socket is gone
+        # Bypasses the queue bound: the connection is closing anyway.
+        frame = mqtt5.encode(Disconnect(code))
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        queue.append(frame)
+        self._queued_bytes += len(frame)
+        if self._writer is None:
+            self._writer = asyncio.ensure_future(self._write())
+
     async def connection_lost(self) -> None:
         """The transport ended (read loop finished).
 
@@ -831,6 +1254,16 @@ class MqttSession:
         reports a malformed packet as ``CLIENT_ERROR``, not ``CONNECTION_LOST``.
         """
         await self.close(self._close_reason or DisconnectReason.CONNECTION_LOST)
+
+
+# The MQTT 5 reason code of each refusal CONNACK (MQTT 5 section 3.2.2.2).
+_CONNACK_V5: Final = {
+    ConnackCode.UNACCEPTABLE_PROTOCOL_VERSION: ReasonCode.UNSUPPORTED_PROTOCOL_VERSION,
+    ConnackCode.IDENTIFIER_REJECTED: ReasonCode.CLIENT_IDENTIFIER_NOT_VALID,
+    ConnackCode.SERVER_UNAVAILABLE: ReasonCode.SERVER_UNAVAILABLE,
+    ConnackCode.BAD_USERNAME_OR_PASSWORD: ReasonCode.BAD_AUTHENTICATION_METHOD,
+    ConnackCode.NOT_AUTHORIZED: ReasonCode.NOT_AUTHORIZED,
+}
 
 
 def packet_id_safe(client_id: str) -> str | None:

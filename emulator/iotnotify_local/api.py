@@ -5,6 +5,22 @@ same authorisation API Gateway would do (a Cognito authorizer on user
 routes, SigV4 on the IAM route), and calls the very handler function that
 runs on Lambda. Handlers are synchronous (boto3), so they run in a thread
 pool and never block the event loop.
+
+The limits of the real path hold here too, so a test sees what AWS would do:
+
+* a request body over 10 MB (API Gateway REST "API payload size") -> 413;
+* a function that runs past the 29 s integration timeout -> 504 (API
+  Gateway gives up; the function itself runs on, as on Lambda);
+* a function response over 6 MB, measured as the JSON document the Lambda
+  runtime sends back (Lambda Invoke API: "For synchronous invocations, the
+  maximum payload size is 6 MB") -> 502, API Gateway's answer when the
+  invocation fails.
+
+Sources: API Gateway developer guide, "Quotas for configuring and running a
+REST API" (api-gateway-execution-service-limits-table.html), and the Lambda
+developer guide, "Lambda quotas" (gettingstarted-limits.html). All three
+answer with this API's JSON error shape (``{"error", "message"}``) and CORS
+headers, where AWS would answer ``{"message": ...}``.
 """
 
 from __future__ import annotations
@@ -21,10 +37,29 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from iotnotify_emulator.http_guard import (
+    GuardedRunner,
+    ServerLimits,
+    error_middleware,
+    read_body,
+)
 from iotnotify_local.authorizer import CognitoAuthorizer, TokenRejected
 from iotnotify_local.iam_auth import IamRejected
 
-__all__ = ["IamVerifier", "LocalApi", "Route", "build_app"]
+__all__ = [
+    "INTEGRATION_TIMEOUT_S",
+    "MAX_LAMBDA_RESPONSE_BYTES",
+    "MAX_REQUEST_BYTES",
+    "IamVerifier",
+    "LocalApi",
+    "Route",
+    "build_app",
+    "build_runner",
+]
+
+MAX_REQUEST_BYTES: Final = 10 * 1024 * 1024  # API Gateway REST API payload size
+MAX_LAMBDA_RESPONSE_BYTES: Final = 6 * 1024 * 1024  # Lambda synchronous response payload
+INTEGRATION_TIMEOUT_S: Final = 29.0  # API Gateway REST integration timeout (default maximum)
 
 LambdaHandler = Callable[[Mapping[str, Any], Any], Mapping[str, Any]]
 # (method, url, headers, body, route path) -> the caller's ARN for a SigV4-signed
@@ -60,14 +95,61 @@ class LocalApi:
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=8, thread_name_prefix="lambda")
     )
+    limits: ServerLimits = field(default_factory=ServerLimits)
+    # AWS's limits (module docstring); tests may shrink them.
+    max_request_bytes: int = MAX_REQUEST_BYTES
+    max_response_bytes: int = MAX_LAMBDA_RESPONSE_BYTES
+    integration_timeout: float = INTEGRATION_TIMEOUT_S
+
+
+class _GatewayError(Exception):
+    """What API Gateway answers instead of the function's response."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+async def _invoke(api: LocalApi, route: Route, event: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Run the handler as Lambda behind API Gateway would: timeout and size limits."""
+    loop = asyncio.get_running_loop()
+    call = loop.run_in_executor(api.executor, route.handler, event, None)
+    try:
+        # shield: on timeout the thread runs on (it cannot be stopped), as a
+        # Lambda function does after API Gateway has given up on it.
+        result = await asyncio.wait_for(asyncio.shield(call), api.integration_timeout)
+    except TimeoutError as exc:
+        raise _GatewayError(
+            504,
+            "gateway_timeout",
+            f"the function did not answer within API Gateway's {api.integration_timeout:g} s "
+            "integration timeout (Endpoint request timed out)",
+        ) from exc
+    size = len(json.dumps(result, separators=(",", ":")).encode("utf-8"))
+    if size > api.max_response_bytes:
+        raise _GatewayError(
+            502,
+            "bad_gateway",
+            f"the function's response is {size} bytes, over Lambda's limit of "
+            f"{api.max_response_bytes} bytes for a synchronous invocation; on AWS API Gateway "
+            "answers 502",
+        )
+    return result
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
+    """The API's one error shape, ``{"error", "message"}`` with CORS headers, for every status."""
     return web.json_response({"error": code, "message": message}, status=status, headers=_CORS)
 
 
-async def _event(request: web.Request, route: Route, context: dict[str, Any]) -> dict[str, Any]:
-    body = await request.read()
+async def _event(
+    request: web.Request,
+    route: Route,
+    context: dict[str, Any],
+    body_timeout: float,
+    max_bytes: int,
+) -> dict[str, Any]:
+    body = await read_body(request, body_timeout, max_bytes)
     text: str | None
     try:
         text = body.decode("utf-8") if body else None
@@ -98,6 +180,21 @@ async def _event(request: web.Request, route: Route, context: dict[str, Any]) ->
 
 def _lambda_view(api: LocalApi, route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def view(request: web.Request) -> web.Response:
+        too_large = _error(
+            413,
+            "payload_too_large",
+            f"the request body is over API Gateway's limit of {api.max_request_bytes} bytes",
+        )
+        if (request.content_length or 0) > api.max_request_bytes:
+            return too_large
+        try:
+            return await invoke(request)
+        except web.HTTPRequestEntityTooLarge:  # a chunked body that grew past the limit
+            return too_large
+        except _GatewayError as exc:
+            return _error(exc.status, exc.code, exc.message)
+
+    async def invoke(request: web.Request) -> web.Response:
         identity: dict[str, Any] = {"sourceIp": request.remote, "userArn": None}
         context: dict[str, Any] = {"stage": api.stage, "identity": identity}
         if route.auth == "cognito":
@@ -111,7 +208,7 @@ def _lambda_view(api: LocalApi, route: Route) -> Callable[[web.Request], Awaitab
         ):
             if api.iam_verifier is None:
                 return _error(403, "forbidden", "IAM authorisation is not available locally")
-            body = await request.read()
+            body = await read_body(request, api.limits.body_timeout, api.max_request_bytes)
             try:
                 # The headers as received (case-insensitive), never a plain dict copy.
                 identity["userArn"] = api.iam_verifier(
@@ -119,9 +216,10 @@ def _lambda_view(api: LocalApi, route: Route) -> Callable[[web.Request], Awaitab
                 )
             except IamRejected as exc:
                 return _error(403, "forbidden", str(exc))
-        event = await _event(request, route, context)
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(api.executor, route.handler, event, None)
+        event = await _event(
+            request, route, context, api.limits.body_timeout, api.max_request_bytes
+        )
+        result = await _invoke(api, route, event)
         headers = {**_CORS, **dict(result.get("headers") or {})}
         return web.Response(
             status=int(result["statusCode"]), text=str(result.get("body") or ""), headers=headers
@@ -135,7 +233,11 @@ async def _preflight(_: web.Request) -> web.Response:
 
 
 def build_app(api: LocalApi) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)
+    # Every error, from a handler or from aiohttp's router (404, 405, 413),
+    # leaves through _error; the runner renders parser errors (400, 431) alike.
+    app = web.Application(
+        client_max_size=api.max_request_bytes, middlewares=[error_middleware(_error)]
+    )
     for route in api.routes:
         app.router.add_route(route.method, route.path, _lambda_view(api, route))
     paths = {route.path for route in api.routes}
@@ -156,8 +258,18 @@ def build_app(api: LocalApi) -> web.Application:
         async def index(_: web.Request) -> web.FileResponse:
             return web.FileResponse(web_dir / "index.html")
 
+        root = web_dir.resolve()
+
+        async def static(request: web.Request) -> web.FileResponse:
+            # Not add_static: its misses are an empty octet-stream 404 that
+            # bypasses the error middleware; here a miss raises like any route.
+            target = (root / request.match_info["path"]).resolve()
+            if not target.is_relative_to(root) or not target.is_file():
+                raise web.HTTPNotFound(reason=f"no such page or route: {request.path}")
+            return web.FileResponse(target)
+
         app.router.add_get("/", index)
-        app.router.add_static("/", web_dir, show_index=False)
+        app.router.add_get("/{path:.+}", static)
     else:
 
         async def placeholder(_: web.Request) -> web.Response:
@@ -174,3 +286,8 @@ def build_app(api: LocalApi) -> web.Application:
 
     app.on_cleanup.append(close_executor)
     return app
+
+
+def build_runner(api: LocalApi) -> GuardedRunner:
+    """The app in a runner bounded by ``api.limits`` whose parser errors are JSON too."""
+    return GuardedRunner(build_app(api), limits=api.limits, render_error=_error, access_log=None)

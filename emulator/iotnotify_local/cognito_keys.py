@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-__all__ = ["KEY_ID", "use_fresh_signing_key"]
+__all__ = ["KEY_ID", "publish_signing_key", "use_fresh_signing_key"]
 
 # moto's ``create_jwt`` writes ``"kid": "dummy"`` into every token header; the
 # published key must carry the same id for a verifier to pick it.
@@ -39,14 +39,27 @@ def use_fresh_signing_key(*, account: str, region: str, pool_id: str) -> dict[st
     """
     from joserfc import jwk
     from moto.cognitoidp.models import cognitoidp_backends
-    from moto.cognitoidp.responses import CognitoIdpJsonWebKeyResponse
 
     pool = cognitoidp_backends[account][region].user_pools[pool_id]
     key = jwk.RSAKey.generate_key(
         _RSA_BITS, parameters={"kid": KEY_ID, "use": "sig", "alg": "RS256"}, private=True
     )
-    public = key.as_dict(private=False)
-    jwks = {"keys": [public]}
     pool.json_web_key = key
+    return publish_signing_key(account=account, region=region, pool_id=pool_id)
+
+
+def publish_signing_key(*, account: str, region: str, pool_id: str) -> dict[str, Any]:
+    """Make moto's JWKS endpoint publish the public half of ``pool_id``'s current key.
+
+    For a pool restored from a data directory (``iotnotify local
+    --data-dir``), whose key was made by :func:`use_fresh_signing_key` in an
+    earlier run and kept with the pool, so ID and refresh tokens issued
+    before a restart stay valid, as they do on AWS. Returns the JWKS.
+    """
+    from moto.cognitoidp.models import cognitoidp_backends
+    from moto.cognitoidp.responses import CognitoIdpJsonWebKeyResponse
+
+    key = cognitoidp_backends[account][region].user_pools[pool_id].json_web_key
+    jwks = {"keys": [key.as_dict(private=False)]}
     CognitoIdpJsonWebKeyResponse.json_web_key = json.dumps(jwks).encode("utf-8")
     return jwks

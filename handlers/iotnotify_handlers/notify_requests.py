@@ -112,6 +112,10 @@ class ApiKeyVerifier:
     def verify(self, presented: str) -> None:
         if not presented:
             raise Unauthorized("missing credentials: sign the request with IAM or send an API key")
+        # Keys are URL-safe ASCII; anything else (header bytes decoded with
+        # surrogateescape included) cannot match and must not reach encode().
+        if not presented.isascii():
+            raise Unauthorized("invalid API key")
         expected = self._expected()
         if not hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8")):
             raise Unauthorized("invalid API key")

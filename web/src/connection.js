@@ -301,6 +301,10 @@ export class Connection {
       clean: true,
       connectTimeout,
       resubscribe: false,
+      // AWS IoT Core takes at most 8 filters per SUBSCRIBE and closes the
+      // connection on more (quotas page; aws-iot-device-sdk-js-v2 issue 567):
+      // a token naming more topics is subscribed in batches.
+      subscribeBatchSize: 8,
     });
     this.client = client;
     this.watchdog = this.timers.set(() => {

@@ -139,7 +139,7 @@ test("connects with the token's URL as-is, its keepalive, protocol 4 and no buil
   assert.equal(client.url, "ws://emu/mqtt?sig=1");
   assert.deepEqual(
     { ...client.options, connectTimeout: undefined },
-    { clientId: "u.web-1", protocolVersion: 4, keepalive: 600, reconnectPeriod: 0, clean: true, connectTimeout: undefined, resubscribe: false },
+    { clientId: "u.web-1", protocolVersion: 4, keepalive: 600, reconnectPeriod: 0, clean: true, connectTimeout: undefined, resubscribe: false, subscribeBatchSize: 8 },
   );
   client.connack();
   await flush();
