@@ -45,13 +45,14 @@ export const Status = Object.freeze({
  */
 
 /**
- * Keepalive when the token response has none, in seconds. Below the idle
+ * Keepalive when the token response has none, in seconds: the deployment
+ * default (iotnotify.contract.DEFAULT_KEEPALIVE_SECONDS). Below the idle
  * timeouts that forget quiet connections (120 s in common proxies, 350 s in
  * AWS NAT Gateway); AWS IoT does not bill PINGREQ/PINGRESP (AWS IoT Core
  * pricing, "additional metering details"), so a shorter keepalive costs
  * wake-ups, not money.
  */
-export const DEFAULT_KEEPALIVE_S = 60;
+export const DEFAULT_KEEPALIVE_S = 50;
 
 /**
  * The keepalive to ask for: the vended one (the deployment's setting) when it
