@@ -45,6 +45,7 @@ from iotnotify_emulator.broker import Broker, BrokerSettings, MqttSession
 from iotnotify_emulator.credentials import CredentialStore
 from iotnotify_emulator.data_api import DataApi
 from iotnotify_emulator.mqtt import MqttProtocolError, StreamDecoder
+from iotnotify_emulator.runtime import new_event_loop
 from iotnotify_emulator.session5 import MAX_PACKET_SIZE, HttpPropertiesError, properties_from_http
 from iotnotify_emulator.sigv4 import (
     SignatureError,
@@ -502,7 +503,7 @@ class EmulatorThread:
         return self
 
     def _run(self) -> None:
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()  # uvloop when installed (runtime.py says why)
         self._loop = loop
         try:
             self._emulator = loop.run_until_complete(
