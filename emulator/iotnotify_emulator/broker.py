@@ -636,7 +636,14 @@ class MqttSession:
     @property
     def inflight_full(self) -> bool:
         inflight = self._inflight
-        return inflight is not None and len(inflight) >= self.broker.settings.max_inflight_qos1
+        if inflight is None:
+            return False
+        limit = self.broker.settings.max_inflight_qos1
+        if self.v5 is not None and self.v5.receive_maximum is not None:
+            # MQTT 5 section 3.1.2.11.3: no more unacknowledged QoS 1
+            # PUBLISHes than the client's Receive Maximum.
+            limit = min(limit, self.v5.receive_maximum)
+        return len(inflight) >= limit
 
     @property
     def held_messages(self) -> int:
@@ -839,9 +846,12 @@ class MqttSession:
             case Puback():
                 self._acknowledged(packet.packet_id)
             case Disconnect():
-                if self.v5 is not None and not self.v5.disconnect_allowed(packet):
-                    self.protocol_error("DISCONNECT sets a Session Expiry Interval after 0")
-                    return
+                if self.v5 is not None:
+                    if not self.v5.disconnect_allowed(packet):
+                        self.protocol_error("DISCONNECT sets a Session Expiry Interval after 0")
+                        return
+                    limit = self.broker.settings.persistent_session_expiry
+                    self.session_expiry = float(min(self.v5.session_expiry, limit))
                 # 3.1.1 section 3.14.4: a clean DISCONNECT discards the will; MQTT 5
                 # keeps it for reason 0x04 "Disconnect with Will Message" (3.14.2.1).
                 if packet.reason_code != ReasonCode.DISCONNECT_WITH_WILL or self.v5 is None:
