@@ -24,6 +24,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -298,6 +299,17 @@ class Publisher:
         return cls(
             scheme=TopicScheme(app, stage), iot_data=iot_data, inbox=inbox, max_workers=max_workers
         )
+
+    @classmethod
+    def from_state_file(cls, path: str | Path | None = None) -> Publisher:
+        """A publisher for a running ``iotnotify local`` (its state file, default
+        ``.iotnotify/local.json``), signing as the stack's publisher identity.
+
+        Raises ``StateFileError`` when the stack is not running.
+        """
+        from iotnotify.sending import publisher_for_local
+
+        return publisher_for_local(Path(path) if path else None)[0]
 
     def close(self) -> None:
         """Stop the fan-out pool's threads (idle ones; a running fan-out finishes first)."""

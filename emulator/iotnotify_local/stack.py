@@ -309,6 +309,9 @@ class LocalStack:
                 "taskQueueUrl": resources.task_queue_url,
                 "taskDlqUrl": resources.task_dlq_url,
                 "emulatorStatsUrl": f"{emu.data_url}/_emulator/stats",
+                # POST .../_emulator/restart and the stats' refusal records need
+                # this per-start value in the X-Emulator-Secret header.
+                "emulatorAdminSecret": emu.admin_secret,
             },
         )
         return self.state
