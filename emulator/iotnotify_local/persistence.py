@@ -10,8 +10,10 @@ What is kept, and how:
   :func:`~iotnotify_local.provision.provision` uses) is moto's own backend
   objects, pickled. moto keeps each service's state in memory in a
   ``BackendDict`` (account -> region -> backend object; ``moto.backends.get_backend``)
-  and has no persistence of its own; pickling those objects is what
-  LocalStack's persistence does with moto, and it keeps everything moto
+  and has no persistence of its own; pickling those objects is what moto's
+  maintainers suggest for it (getmoto/moto issue 1069; issue 9755 discusses
+  pickled ``BackendDict`` snapshots tagged with the moto version, as here)
+  and what LocalStack's persistence did with moto, and it keeps everything moto
   knows (users who signed up on the page, their passwords, refresh tokens,
   the pool's signing key, DynamoDB items and their TTLs, queues and their
   messages) without a dump format per service. moto's objects hold a few
