@@ -21,9 +21,17 @@ from iotnotify.contract import TopicScheme
 from iotnotify.naming import ResourceNames
 from iotnotify.policies import compact_json, publisher_policy, subscriber_ceiling_policy
 
-__all__ = ["DEMO_USERS", "DemoUser", "LocalResources", "PublisherKeys", "provision"]
+__all__ = [
+    "DEMO_DENYLIST",
+    "DEMO_USERS",
+    "DemoUser",
+    "LocalResources",
+    "PublisherKeys",
+    "provision",
+]
 
 DEMO_USERS: Final = ("alice", "bob")
+DEMO_DENYLIST: Final = ("darn", "heck")
 MAX_RECEIVE_COUNT: Final = 3
 
 
@@ -118,6 +126,7 @@ def provision(
     tables: tuple[tuple[str, tuple[tuple[str, Literal["HASH", "RANGE"]], ...]], ...] = (
         (names.inbox_table, (("userId", "HASH"), ("id", "RANGE"))),
         (names.rooms_table, (("room", "HASH"),)),
+        (names.chat_history_table, (("room", "HASH"), ("id", "RANGE"))),
     )
     for table, keys in tables:
         dynamodb.create_table(
@@ -126,10 +135,11 @@ def provision(
             AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n, _ in keys],
             BillingMode="PAY_PER_REQUEST",
         )
-    dynamodb.update_time_to_live(
-        TableName=names.inbox_table,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"},
-    )
+    for table in (names.inbox_table, names.chat_history_table):
+        dynamodb.update_time_to_live(
+            TableName=table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"},
+        )
 
     sqs = session.client("sqs")
     dlq_url = sqs.create_queue(QueueName=names.task_dlq)["QueueUrl"]
@@ -146,6 +156,14 @@ def provision(
         },
     )["QueueUrl"]
 
+    # On AWS this parameter is created beside the API key (it is shared by
+    # ephemeral stages); locally a short demo list stands in.
+    session.client("ssm").put_parameter(
+        Name=names.chat_denylist_parameter,
+        Value=",".join(DEMO_DENYLIST),
+        Type="StringList",
+        Overwrite=True,
+    )
     api_key = secrets.token_urlsafe(24)
     session.client("ssm").put_parameter(
         Name=names.notify_api_key_parameter, Value=api_key, Type="SecureString", Overwrite=True

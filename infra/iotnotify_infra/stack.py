@@ -128,10 +128,20 @@ class IotNotifyStack(Stack):
         )
         self.iot.publisher_policy.attach_to_role(_role(fn.worker))
         self.storage.inbox.grant(fn.worker, "dynamodb:PutItem", "dynamodb:BatchWriteItem")
-        # GET/POST /chats: list rooms, create one conditionally, read one.
+        # /chats: list rooms (scan), create one with its owner's quota counter
+        # (one transaction: conditional put + conditional update), read one,
+        # add members (conditional update); read a room's history.
         self.storage.rooms.grant(
-            fn.chats, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan"
+            fn.chats,
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:ConditionCheckItem",
+            "dynamodb:Scan",
         )
+        self.storage.chat_history.grant(fn.chats, "dynamodb:Query")
+        # GET /token?rooms=: check each room exists and the caller may use it.
+        self.storage.rooms.grant(fn.token, "dynamodb:GetItem")
 
         self.site = WebSite(self, "Site", config=config)
         # Function responses must carry the CORS header themselves.
@@ -179,6 +189,12 @@ class IotNotifyStack(Stack):
             "keepalive": "600",
             "inbox_ttl_days": "7",
             "api_key_ttl": "300",
+            "history_table": self.storage.chat_history.table_name,
+            "max_rooms_per_user": "10",
+            "chat_rate_messages": "5",
+            "chat_rate_window": "5",
+            "chat_history_ttl_days": "30",
+            "denylist_ttl": "60",
         }
         env = {ENV[key]: value for key, value in values.items() if key in ENV}
         env[ROOMS_TABLE_ENV] = self.storage.rooms.table_name

@@ -97,15 +97,16 @@ def test_names_keys_and_redrive_are_identical(template: Synth, local: tuple) -> 
         for r in template.resources("AWS::DynamoDB::Table").values()
     }
     dynamodb = session.client("dynamodb")
-    for name in (names.inbox_table, names.rooms_table):
+    for name in (names.inbox_table, names.rooms_table, names.chat_history_table):
         local_keys = dynamodb.describe_table(TableName=name)["Table"]["KeySchema"]
         assert local_keys == tables[name]["KeySchema"]
-    assert tables[names.inbox_table]["TimeToLiveSpecification"] == {
-        "AttributeName": "expiresAt",
-        "Enabled": True,
-    }
-    ttl = dynamodb.describe_time_to_live(TableName=names.inbox_table)
-    assert ttl["TimeToLiveDescription"]["AttributeName"] == "expiresAt"
+    for name in (names.inbox_table, names.chat_history_table):
+        assert tables[name]["TimeToLiveSpecification"] == {
+            "AttributeName": "expiresAt",
+            "Enabled": True,
+        }
+        ttl = dynamodb.describe_time_to_live(TableName=name)
+        assert ttl["TimeToLiveDescription"]["AttributeName"] == "expiresAt"
     queues = {
         r["Properties"]["QueueName"]: r["Properties"]
         for r in template.resources("AWS::SQS::Queue").values()
