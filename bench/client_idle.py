@@ -1,37 +1,42 @@
-"""What an idle subscriber costs: RSS, CPU and wake-ups, measured against ``iotnotify local``.
+"""Idle cost of the always-on clients: RSS and CPU of ``iotnotify listen`` and ``tray``.
 
-Starts the local stack (or uses a running one with ``--state-file``), starts
-a subscriber for demo user alice in a child process, lets it connect and
-catch up, then watches it for ``--seconds`` (60 by default) without sending
-anything. Linux only: figures come from ``/proc``.
+Starts ``iotnotify local`` (or uses a running one with ``--state-file``),
+then runs each client as a user would, as its own process: ``iotnotify
+listen --user alice`` and ``iotnotify tray --user alice`` (the tray under a
+private Xvfb with a stand-in system-tray manager that owns
+``_NET_SYSTEM_TRAY_S0``, keyring backend ``keyring.backends.null`` since
+Xvfb has no Secret Service). Each is measured once it says "caught-up" on
+stderr, for ``--seconds`` (60 by default) with nothing sent. Linux only:
+figures come from ``/proc``.
 
-Printed figures:
+Printed per client: RSS at the end of the window (MiB; target <= 30,
+issue 11 §2), CPU time used in the window, and context switches per hour
+over all its threads (the kernel's count of wake-ups).
 
-* RSS of the subscriber process (MiB) at the end of the window;
-* CPU time used during the window and as a percentage of one core;
-* wake-ups per hour: context switches of all its threads (kernel view),
-  the subscriber's own network-loop iterations, and PINGREQs sent; the
-  last two are also given as the steady-state rate the keepalive implies,
-  since a 60 s window can hold no ping at all at a 600 s keepalive.
-
-    .venv/bin/python bench/client_idle.py [--seconds 60] [--keepalive 600]
+    .venv/bin/python bench/client_idle.py [--seconds 60] [--keepalive 600] [--only listen|tray]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import queue
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+IOTNOTIFY = str(Path(sys.executable).with_name("iotnotify"))
+TARGET_MIB = 30.0
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -62,134 +67,170 @@ def _context_switches(pid: int) -> dict[str, int]:
     return counts
 
 
-def _switches_between(before: dict[str, int], after: dict[str, int]) -> int:
-    return sum(count - before.get(tid, 0) for tid, count in after.items())
+@dataclass
+class Figures:
+    name: str
+    window: float
+    rss_mib: float
+    cpu_seconds: float
+    switches_per_hour: float
 
 
-def _child(state_file: Path, keepalive: int | None, seconds: float) -> None:
-    """The measured process: a plain subscriber, as ``iotnotify listen`` runs it."""
-    import threading
-
-    from iotnotify.api_client import ApiClient
-    from iotnotify.auth import CognitoAuth, CognitoSession
-    from iotnotify.contract import new_notification_id
-    from iotnotify.state_file import LocalState
-    from iotnotify.subscriber import ConnectionState, StateChange, Subscriber
-
-    state = LocalState.read(state_file)
-    alice = state.user("alice")
-    auth = CognitoAuth(
-        client_id=state.userPoolClientId, region=state.region, endpoint_url=state.awsEndpointUrl
-    )
-    session = CognitoSession(auth, username=alice["username"], password=alice["password"])
-    caught_up = threading.Event()
-
-    def on_state(change: StateChange) -> None:
-        if change.state is ConnectionState.CAUGHT_UP:
-            caught_up.set()
-
-    sub = Subscriber(
-        tokens=ApiClient(api_url=state.apiUrl, id_tokens=session),
-        on_message=lambda note: None,
-        on_state=on_state,
-        since=new_notification_id(),
-        keepalive=keepalive,
-        device_id="bench-idle",
-    ).start()
-    if not caught_up.wait(60):
-        raise SystemExit("the subscriber did not connect")
-    start = sub.stats.loop_wakeups, sub.stats.pings_sent
-    print("ready", flush=True)
-    sys.stdin.readline()  # the parent says when the window ends
-    print(
-        json.dumps(
-            {
-                "loop_wakeups": sub.stats.loop_wakeups - start[0],
-                "pings_sent": sub.stats.pings_sent - start[1],
-                "keepalive": keepalive or 600,
-                "connects": sub.stats.connects,
-            }
-        ),
-        flush=True,
-    )
-    sub.stop()
-
-
-def _start_stack(state_file: Path) -> subprocess.Popen[str]:
+@contextmanager
+def _stack(state_file: Path | None, tmp: Path) -> Iterator[Path]:
+    if state_file is not None:
+        yield state_file
+        return
+    state_file = tmp / "state.json"
     proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "iotnotify"),
-            *("local", "--port", "0", "--state-file", str(state_file)),
-        ],
-        cwd=REPO,
+        [IOTNOTIFY, "local", "--port", "0", "--state-file", str(state_file)],
+        cwd=tmp,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if line.startswith("ready."):
-            return proc
-    raise SystemExit("iotnotify local did not start")
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if line.startswith("ready."):
+                break
+        else:
+            raise SystemExit("iotnotify local did not start")
+        # Keep draining its log so it never blocks on a full pipe.
+        threading.Thread(target=proc.stderr.read, daemon=True).start()
+        yield state_file
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+
+
+@contextmanager
+def _xvfb_with_tray_host() -> Iterator[str]:
+    """A private X server and a window owning the system-tray selection."""
+    if not shutil.which("Xvfb"):
+        raise SystemExit("Xvfb is missing: make setup (apt-get install xvfb)")
+    read_end, write_end = os.pipe()
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "640x480x24", "-nolisten", "tcp"],
+        pass_fds=(write_end,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as reader:
+            display_name = ":" + reader.readline().strip().decode()
+        import Xlib.display
+        import Xlib.X
+
+        display = Xlib.display.Display(display_name)
+        owner = display.screen().root.create_window(0, 0, 1, 1, 0, Xlib.X.CopyFromParent)
+        owner.set_selection_owner(display.intern_atom("_NET_SYSTEM_TRAY_S0"), Xlib.X.CurrentTime)
+        display.sync()
+        try:
+            yield display_name
+        finally:
+            owner.destroy()
+            display.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _measure(
+    name: str, command: list[str], *, env: dict[str, str], cwd: Path, seconds: float
+) -> Figures:
+    proc = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        deadline = time.monotonic() + 60
+        log: list[str] = []
+        while True:
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise SystemExit(f"{name} did not catch up:\n{''.join(log)}") from None
+            log.append(line)
+            if "caught-up" in line:
+                break
+        time.sleep(2)  # let the start-up garbage settle before the window opens
+        cpu0, sw0, t0 = _cpu_seconds(proc.pid), _context_switches(proc.pid), time.time()
+        time.sleep(seconds)
+        cpu1, sw1, t1 = _cpu_seconds(proc.pid), _context_switches(proc.pid), time.time()
+        rss = _rss_mib(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    window = t1 - t0
+    switches = sum(count - sw0.get(tid, 0) for tid, count in sw1.items())
+    return Figures(name, window, rss, cpu1 - cpu0, switches * 3600 / window)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--keepalive", type=int, default=None)
+    parser.add_argument("--keepalive", type=int, default=None, help="listen's --keepalive")
     parser.add_argument("--state-file", type=Path, default=None, help="use a running stack")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--only", choices=("listen", "tray"), default=None)
     args = parser.parse_args()
-    if args.child:
-        _child(args.state_file, args.keepalive, args.seconds)
-        return
 
-    stack = None
-    with tempfile.TemporaryDirectory() as tmp:
-        state_file = args.state_file
-        if state_file is None:
-            state_file = Path(tmp) / "state.json"
-            stack = _start_stack(state_file)
-        child_args = [sys.executable, __file__, "--child", "--state-file", str(state_file)]
-        if args.keepalive is not None:
-            child_args += ["--keepalive", str(args.keepalive)]
-        child = subprocess.Popen(
-            child_args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO
+    results: list[Figures] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        with _stack(args.state_file, tmp) as state_file:
+            base_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            target = ["--state-file", str(state_file), "--user", "alice"]
+            if args.only in (None, "listen"):
+                listen = [IOTNOTIFY, "listen", *target]
+                if args.keepalive is not None:
+                    listen += ["--keepalive", str(args.keepalive)]
+                figures = _measure(
+                    "iotnotify listen", listen, env=base_env, cwd=tmp, seconds=args.seconds
+                )
+                results.append(figures)
+            if args.only in (None, "tray"):
+                with _xvfb_with_tray_host() as display:
+                    env = {
+                        **base_env,
+                        "DISPLAY": display,
+                        "PYSTRAY_BACKEND": "xorg",
+                        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+                        "XDG_CONFIG_HOME": str(tmp / "config"),
+                    }
+                    tray = [IOTNOTIFY, "tray", *target, "--settings", str(tmp / "tray.json")]
+                    results.append(
+                        _measure("iotnotify tray", tray, env=env, cwd=tmp, seconds=args.seconds)
+                    )
+
+    print(f"idle clients, connected and caught up, {args.seconds:.0f} s window each")
+    print(f"{'client':<18} {'RSS MiB':>8} {'CPU s':>8} {'% core':>8} {'ctx sw/h':>9}  target")
+    for fig in results:
+        verdict = "PASS" if fig.rss_mib <= TARGET_MIB and fig.cpu_seconds < 0.01 else "FAIL"
+        print(
+            f"{fig.name:<18} {fig.rss_mib:8.1f} {fig.cpu_seconds:8.3f} "
+            f"{100 * fig.cpu_seconds / fig.window:8.3f} {fig.switches_per_hour:9.0f}  "
+            f"<= {TARGET_MIB:.0f} MiB, 0 CPU: {verdict}"
         )
-        try:
-            assert child.stdout is not None
-            assert child.stdin is not None
-            if child.stdout.readline().strip() != "ready":
-                raise SystemExit("the subscriber did not become ready")
-            cpu0, switches0, t0 = _cpu_seconds(child.pid), _context_switches(child.pid), time.time()
-            time.sleep(args.seconds)  # the measurement window itself
-            cpu1, switches1, t1 = _cpu_seconds(child.pid), _context_switches(child.pid), time.time()
-            rss = _rss_mib(child.pid)
-            child.stdin.write("done\n")
-            child.stdin.flush()
-            stats: dict[str, Any] = json.loads(child.stdout.readline())
-            child.wait(30)
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-            if stack is not None:
-                stack.send_signal(signal.SIGINT)
-                stack.wait(30)
-
-    window = t1 - t0
-    per_hour = 3600 / window
-    keepalive = int(stats["keepalive"])
-    print(f"idle subscriber, {window:.0f} s window, keepalive {keepalive} s")
-    print(f"  RSS                      {rss:8.1f} MiB")
-    cpu = cpu1 - cpu0
-    print(f"  CPU                      {cpu:8.3f} s  ({100 * cpu / window:.3f} % of one core)")
-    switches = _switches_between(switches0, switches1)
-    print(f"  context switches/hour    {switches * per_hour:8.0f}  (all threads)")
-    print(f"  loop wake-ups/hour       {stats['loop_wakeups'] * per_hour:8.0f}  (measured)")
-    print(f"  PINGREQs/hour            {stats['pings_sent'] * per_hour:8.0f}  (measured)")
-    print(f"  PINGREQs/hour, steady    {3600 / keepalive:8.0f}  (one per keepalive)")
 
 
 if __name__ == "__main__":

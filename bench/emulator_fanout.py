@@ -189,7 +189,7 @@ async def _run(
 async def _emulator() -> AsyncIterator[Connector]:
     store = InMemoryCredentialStore()
     credential = store.issue([ALLOW_ALL], expires_in=None)
-    config = EmulatorConfig(wss_port=None, outbound_queue_limit=100_000, publish_rate_limit=None)
+    config = EmulatorConfig(wss_port=None, outbound_queue_bytes=1 << 30, publish_rate_limit=None)
     async with (
         start_emulator(config, credentials=store) as emulator,
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,

@@ -88,8 +88,13 @@ def start_local(
 ) -> P:
     """``iotnotify local --state-file F ARGS`` with stdout and stderr in ``F.log``.
 
-    ``kind`` lets a suite wrap the process in its own subclass (extra helpers).
+    Unless ARGS name one, the data directory is ``F.data`` beside the state
+    file, so a test never reads or writes the checkout's ``.iotnotify/data``
+    and two stacks never share one. ``kind`` lets a suite wrap the process in
+    its own subclass (extra helpers).
     """
+    if "--data-dir" not in args:
+        args = (*args, "--data-dir", str(state_file.with_suffix(".data")))
     log = state_file.with_suffix(".log")
     sink = log.open("wb")
     process = subprocess.Popen(

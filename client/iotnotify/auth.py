@@ -1,11 +1,23 @@
-"""Signing in: Cognito user-pool tokens, and the ID-token seam.
+"""Signing in: Cognito user-pool tokens over Cognito's JSON API, and the ID-token seam.
 
-:class:`CognitoAuth` talks to ``cognito-idp`` (USER_PASSWORD_AUTH and the
-refresh-token flow) without AWS credentials: these calls are public, so the
-client is built with ``signature_version=UNSIGNED``; ``endpoint_url`` points
-it at moto locally. :class:`CognitoSession` keeps the tokens and renews the
-ID token lazily when it is asked for one, never on a timer: an idle tray app
-must not wake up just to refresh tokens nobody uses.
+:class:`CognitoAuth` speaks the user-pool API directly over HTTPS with the
+standard library, not through boto3: InitiateAuth, RespondToAuthChallenge,
+SignUp and ConfirmSignUp are *unsigned* operations (Amazon Cognito developer
+guide, "Signed versus unsigned APIs"), so a player's desktop needs neither
+AWS credentials nor botocore (about 30 MiB of RSS) to sign in. Each call is
+one ``POST /`` to ``https://cognito-idp.{region}.amazonaws.com/`` with
+``X-Amz-Target: AWSCognitoIdentityProviderService.<Operation>`` and
+``Content-Type: application/x-amz-json-1.1`` (the protocol botocore's
+``cognito-idp`` service model declares: ``"protocol": "json"``,
+``"jsonVersion": "1.1"``, ``"targetPrefix": "AWSCognitoIdentityProviderService"``).
+Errors come back as HTTP 4xx/5xx with a JSON body ``{"__type": code,
+"message": text}`` (the code may carry a ``namespace#`` prefix) and the same
+code in the ``x-amzn-ErrorType`` header. ``endpoint_url`` points it at moto
+locally (moto's server routes unsigned requests by ``X-Amz-Target``).
+
+:class:`CognitoSession` keeps the tokens and renews the ID token lazily when
+it is asked for one, never on a timer: an idle tray app must not wake up
+just to refresh tokens nobody uses.
 
 Anything with an ``id_token()`` method (:class:`IdTokenSource`) can stand in,
 so a game with its own sign-in can hand its tokens to the SDK.
@@ -13,30 +25,41 @@ so a game with its own sign-in can hand its tokens to the SDK.
 
 from __future__ import annotations
 
+import json
+import ssl
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final, Protocol, runtime_checkable
-
-import boto3
-import botocore
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from iotnotify.errors import AuthError, ConnectionLost, Forbidden, IotNotifyError, Throttled
 
 __all__ = [
+    "Challenge",
+    "ChallengeRequired",
     "CognitoAuth",
     "CognitoSession",
     "IdTokenSource",
+    "SignUpResult",
     "StaticIdToken",
     "Tokens",
+    "cognito_endpoint",
 ]
 
 # Renew this long before the ID token's expiry, so a token is never sent
 # that expires in flight or on a slightly fast server clock.
 _EXPIRY_MARGIN_SECONDS: Final = 60.0
+_TARGET_PREFIX: Final = "AWSCognitoIdentityProviderService"
+_CONTENT_TYPE: Final = "application/x-amz-json-1.1"
+_DEFAULT_TIMEOUT: Final = 20.0
+# Transient failures (connection refused/reset, 5xx, throttling) are retried
+# this many times in all, like botocore's "standard" retry mode did.
+_ATTEMPTS: Final = 3
+_RETRY_BASE_SECONDS: Final = 0.25
 _AUTH_ERRORS: Final = frozenset(
     {
         "NotAuthorizedException",
@@ -44,11 +67,23 @@ _AUTH_ERRORS: Final = frozenset(
         "UserNotConfirmedException",
         "PasswordResetRequiredException",
         "InvalidPasswordException",
+        "UsernameExistsException",
+        "CodeMismatchException",
+        "ExpiredCodeException",
+        "InvalidParameterException",
+        "ResourceNotFoundException",
     }
 )
 _THROTTLE_ERRORS: Final = frozenset(
     {"TooManyRequestsException", "LimitExceededException", "TooManyFailedAttemptsException"}
 )
+
+
+def cognito_endpoint(region: str) -> str:
+    """The public user-pool endpoint of ``region`` (AWS general reference, Cognito endpoints)."""
+    if not region or "/" in region:
+        raise AuthError(f"not an AWS region: {region!r}")
+    return f"https://cognito-idp.{region}.amazonaws.com/"
 
 
 @runtime_checkable
@@ -87,28 +122,67 @@ class Tokens:
         return (now if now is not None else time.time()) < self.expires_at - _EXPIRY_MARGIN_SECONDS
 
 
-def _translate(exc: Exception, *, what: str) -> IotNotifyError:
-    """One place that maps botocore's errors onto this package's hierarchy."""
-    if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        message = str(exc.response.get("Error", {}).get("Message", "")) or code
-        if code in _AUTH_ERRORS:
-            return AuthError(f"{what} refused: {message}")
-        if code in _THROTTLE_ERRORS:
-            return Throttled(f"{what} throttled: {message}")
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        if status == 403:
-            return Forbidden(f"{what} forbidden: {message}")
-        if status >= 500:
-            return ConnectionLost(f"{what} failed on the server ({status}): {message}")
-        return AuthError(f"{what} failed: {code}: {message}")
-    if isinstance(exc, EndpointConnectionError | BotoCoreError):
-        return ConnectionLost(f"{what} failed: {exc}")
-    return IotNotifyError(f"{what} failed: {exc}")
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """A challenge Cognito answered instead of tokens (e.g. ``NEW_PASSWORD_REQUIRED``).
+
+    Answer it with :meth:`CognitoAuth.respond_to_challenge`, passing
+    ``session`` back unchanged.
+    """
+
+    name: str
+    session: str
+    parameters: Mapping[str, str] = field(default_factory=dict)
+
+
+class ChallengeRequired(AuthError):
+    """Sign-in needs one more step; ``challenge`` says which."""
+
+    def __init__(self, message: str, challenge: Challenge) -> None:
+        super().__init__(message)
+        self.challenge = challenge
+
+
+@dataclass(frozen=True, slots=True)
+class SignUpResult:
+    """SignUp's answer: the new user's ``sub`` and whether it still needs a code."""
+
+    user_sub: str
+    confirmed: bool
+
+
+def _error_code(raw: Mapping[str, Any], header: str | None) -> str:
+    # "__type" is "NotAuthorizedException" or "ns#NotAuthorizedException";
+    # the header is "NotAuthorizedException:http://internal.amazon.com/...".
+    code = str(raw.get("__type") or raw.get("code") or "")
+    if not code and header:
+        code = header.split(":", 1)[0]
+    return code.rsplit("#", 1)[-1]
+
+
+def _translate(status: int, code: str, message: str, *, what: str) -> IotNotifyError:
+    """One place that maps Cognito's error codes onto this package's hierarchy."""
+    message = message or code or f"HTTP {status}"
+    if code in _THROTTLE_ERRORS or status == 429:
+        return Throttled(f"{what} throttled: {message}")
+    if code in _AUTH_ERRORS:
+        return AuthError(f"{what} refused: {message}")
+    if status == 403:
+        return Forbidden(f"{what} forbidden: {message}")
+    if status >= 500:
+        return ConnectionLost(f"{what} failed on the server ({status}): {message}")
+    return AuthError(f"{what} failed: {code or status}: {message}")
 
 
 class CognitoAuth:
-    """The two Cognito flows the SDK needs, for one user-pool app client."""
+    """The user-pool calls the SDK needs, for one app client (no AWS credentials).
+
+    ``endpoint_url`` overrides the regional endpoint (moto, a VPC endpoint);
+    ``ca_file`` is a CA bundle to trust for an ``https://`` override.
+    Raises :class:`AuthError` for refusals, :class:`Throttled`,
+    :class:`ConnectionLost` for network or server failures (after
+    ``_ATTEMPTS`` tries).
+    """
 
     def __init__(
         self,
@@ -116,53 +190,152 @@ class CognitoAuth:
         client_id: str,
         region: str,
         endpoint_url: str | None = None,
-        client: Any = None,
         clock: Callable[[], float] = time.time,
+        timeout: float = _DEFAULT_TIMEOUT,
+        ca_file: str | None = None,
     ) -> None:
+        if not client_id:
+            raise AuthError("no user-pool app client id")
         self.client_id = client_id
+        self.region = region
+        self.endpoint_url = endpoint_url or cognito_endpoint(region)
         self._clock = clock
-        # InitiateAuth is unauthenticated; UNSIGNED also means a machine with
-        # no AWS credentials at all (a player's desktop) can sign in.
-        self._client = client or boto3.session.Session().client(
-            "cognito-idp",
-            region_name=region,
-            endpoint_url=endpoint_url,
-            config=Config(
-                signature_version=botocore.UNSIGNED,
-                retries={"max_attempts": 3, "mode": "standard"},
-                connect_timeout=10,
-                read_timeout=20,
-            ),
+        self._timeout = timeout
+        self._ssl = ssl.create_default_context(cafile=ca_file) if ca_file else None
+
+    @classmethod
+    def from_state_file(cls, path: str | Path | None = None) -> CognitoAuth:
+        """The app client of a running ``iotnotify local`` (its state file; default
+        ``.iotnotify/local.json``). Raises ``StateFileError`` when there is none."""
+        from iotnotify.state_file import DEFAULT_STATE_FILE, LocalState
+
+        state = LocalState.read(Path(path) if path else DEFAULT_STATE_FILE)
+        return cls(
+            client_id=state.userPoolClientId,
+            region=state.region,
+            endpoint_url=state.awsEndpointUrl,
         )
 
-    def _initiate(self, flow: Any, parameters: dict[str, str], *, what: str) -> dict[str, Any]:
-        try:
-            answer: Any = self._client.initiate_auth(
-                ClientId=self.client_id, AuthFlow=flow, AuthParameters=parameters
-            )
-        except (BotoCoreError, ClientError) as exc:
-            raise _translate(exc, what=what) from exc
-        result = answer.get("AuthenticationResult")
-        if not result:
-            challenge = answer.get("ChallengeName", "unknown")
-            raise AuthError(f"{what} needs a challenge this client cannot answer: {challenge}")
-        return dict(result)
+    # --- the wire ------------------------------------------------------------------
+
+    def _call(self, operation: str, body: Mapping[str, Any], *, what: str) -> dict[str, Any]:
+        data = json.dumps(body).encode("utf-8")
+        request = urllib.request.Request(  # noqa: S310 - the scheme comes from configuration
+            self.endpoint_url,
+            data=data,
+            method="POST",
+            headers={
+                "Content-Type": _CONTENT_TYPE,
+                "X-Amz-Target": f"{_TARGET_PREFIX}.{operation}",
+                "Accept": "application/json",
+            },
+        )
+        last: IotNotifyError | None = None
+        for attempt in range(1, _ATTEMPTS + 1):
+            if attempt > 1:
+                time.sleep(_RETRY_BASE_SECONDS * 2 ** (attempt - 2))
+            try:
+                with urllib.request.urlopen(  # noqa: S310
+                    request, timeout=self._timeout, context=self._ssl
+                ) as answer:
+                    payload = answer.read()
+            except urllib.error.HTTPError as exc:
+                raw = _json_object(exc.read())
+                code = _error_code(raw, exc.headers.get("x-amzn-ErrorType"))
+                error = _translate(exc.code, code, str(raw.get("message", "")), what=what)
+                if not isinstance(error, ConnectionLost | Throttled):
+                    raise error from exc
+                last = error
+                continue
+            except (urllib.error.URLError, TimeoutError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                last = ConnectionLost(f"{what} failed: cannot reach {self.endpoint_url}: {reason}")
+                last.__cause__ = exc
+                continue
+            return _json_object(payload)
+        assert last is not None
+        raise last
+
+    # --- operations ----------------------------------------------------------------
+
+    def _initiate(self, flow: str, parameters: dict[str, str], *, what: str) -> Tokens:
+        answer = self._call(
+            "InitiateAuth",
+            {"ClientId": self.client_id, "AuthFlow": flow, "AuthParameters": parameters},
+            what=what,
+        )
+        return self._tokens_or_challenge(answer, refresh_token=parameters.get("REFRESH_TOKEN"))
 
     def sign_in(self, username: str, password: str) -> Tokens:
-        """USER_PASSWORD_AUTH; the pool uses e-mail addresses as usernames."""
-        result = self._initiate(
+        """USER_PASSWORD_AUTH; the pool uses e-mail addresses as usernames.
+
+        Raises :class:`ChallengeRequired` when Cognito wants another step
+        (``NEW_PASSWORD_REQUIRED`` after an admin-created account).
+        """
+        return self._initiate(
             "USER_PASSWORD_AUTH", {"USERNAME": username, "PASSWORD": password}, what="sign-in"
         )
-        return self._tokens(result, refresh_token=None)
 
     def refresh(self, refresh_token: str) -> Tokens:
         """REFRESH_TOKEN_AUTH: new ID and access tokens, same refresh token."""
-        result = self._initiate(
+        return self._initiate(
             "REFRESH_TOKEN_AUTH", {"REFRESH_TOKEN": refresh_token}, what="token refresh"
         )
-        return self._tokens(result, refresh_token=refresh_token)
 
-    def _tokens(self, result: dict[str, Any], *, refresh_token: str | None) -> Tokens:
+    def respond_to_challenge(self, challenge: Challenge, responses: Mapping[str, str]) -> Tokens:
+        """RespondToAuthChallenge, e.g. ``{"USERNAME": u, "NEW_PASSWORD": p}``."""
+        answer = self._call(
+            "RespondToAuthChallenge",
+            {
+                "ClientId": self.client_id,
+                "ChallengeName": challenge.name,
+                "Session": challenge.session,
+                "ChallengeResponses": dict(responses),
+            },
+            what=f"{challenge.name} challenge",
+        )
+        return self._tokens_or_challenge(answer, refresh_token=None)
+
+    def sign_up(
+        self, username: str, password: str, *, attributes: Mapping[str, str] | None = None
+    ) -> SignUpResult:
+        """SignUp; a pool with e-mail usernames gets ``email`` set from ``username``."""
+        attrs = dict(attributes or {})
+        if "@" in username:
+            attrs.setdefault("email", username)
+        answer = self._call(
+            "SignUp",
+            {
+                "ClientId": self.client_id,
+                "Username": username,
+                "Password": password,
+                "UserAttributes": [{"Name": k, "Value": v} for k, v in attrs.items()],
+            },
+            what="sign-up",
+        )
+        return SignUpResult(
+            user_sub=str(answer.get("UserSub", "")), confirmed=bool(answer.get("UserConfirmed"))
+        )
+
+    def confirm_sign_up(self, username: str, code: str) -> None:
+        """ConfirmSignUp with the code Cognito sent."""
+        self._call(
+            "ConfirmSignUp",
+            {"ClientId": self.client_id, "Username": username, "ConfirmationCode": code},
+            what="sign-up confirmation",
+        )
+
+    def _tokens_or_challenge(self, answer: dict[str, Any], *, refresh_token: str | None) -> Tokens:
+        result = answer.get("AuthenticationResult")
+        if not isinstance(result, dict) or not result:
+            name = str(answer.get("ChallengeName") or "unknown")
+            params = answer.get("ChallengeParameters") or {}
+            challenge = Challenge(
+                name=name,
+                session=str(answer.get("Session", "")),
+                parameters={str(k): str(v) for k, v in dict(params).items()},
+            )
+            raise ChallengeRequired(f"sign-in needs the {name} challenge answered", challenge)
         try:
             return Tokens(
                 id_token=str(result["IdToken"]),
@@ -173,6 +346,14 @@ class CognitoAuth:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise AuthError(f"Cognito answered without usable tokens: {exc!r}") from exc
+
+
+def _json_object(payload: bytes) -> dict[str, Any]:
+    try:
+        raw = json.loads(payload) if payload else {}
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return {"message": payload[:200].decode("utf-8", "replace")}
+    return raw if isinstance(raw, dict) else {}
 
 
 class CognitoSession:

@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from iotnotify.errors import IotNotifyError
 
 __all__ = ["cli", "main"]
 
-console = Console(stderr=True)
+
+def _error_line(label: str, text: str) -> None:
+    # click's own styling, not rich: rich costs ~7 MiB in every always-on
+    # `iotnotify listen`, and only `cost` draws a table.
+    click.echo(f"{click.style(label, fg='red')} {text}", err=True)
 
 
 class _Group(click.Group):
@@ -31,7 +33,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except (IotNotifyError, StateFileError) as exc:
-            console.print(f"[red]error:[/red] {exc}")
+            _error_line("error:", str(exc))
             ctx.exit(1)
 
 
@@ -63,18 +65,64 @@ def cli() -> None:
     is_flag=True,
     help="Vend wss:// URLs (clients must trust the generated CA) instead of ws://.",
 )
-def local(host: str, port: int, state_file: Path | None, app: str, stage: str, tls: bool) -> None:
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep users, passwords, ids, inbox, rooms, the API key and the CA here across "
+    "restarts [default: .iotnotify/data].",
+)
+@click.option("--fresh", is_flag=True, help="Empty the data directory first: start clean.")
+def local(
+    host: str,
+    port: int,
+    state_file: Path | None,
+    app: str,
+    stage: str,
+    tls: bool,
+    data_dir: Path | None,
+    fresh: bool,
+) -> None:
     """Run the whole stack offline: moto, the IoT emulator, the API and the web page."""
+    run_local = _offline_stack()
+    sys.exit(
+        run_local(
+            host=host,
+            port=port,
+            state_file=state_file,
+            app=app,
+            stage=stage,
+            tls=tls,
+            data_dir=data_dir,
+            fresh=fresh,
+        )
+    )
+
+
+# The offline stack (emulator/iotnotify_local) is a layer above the SDK and
+# wires the emulator and the handlers; the SDK must not import it. It plugs
+# itself in through this entry point (pyproject.toml), loaded only when
+# `iotnotify local` runs.
+OFFLINE_STACK_ENTRY_POINT = "iotnotify.offline_stack"
+
+
+def _offline_stack() -> Any:
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=OFFLINE_STACK_ENTRY_POINT, name="run_local")
+    if not found:
+        raise click.ClickException(
+            f"no offline stack is registered (entry point group {OFFLINE_STACK_ENTRY_POINT!r}): "
+            "reinstall iotnotify with the [local] extra: pip install -e '.[local]' "
+            "(or `make setup` in a checkout)"
+        )
     try:
-        from iotnotify_local.stack import run_local
+        return next(iter(found)).load()
     except ImportError as exc:
-        # The offline stack is a layer above the SDK, shipped with the [local] extra.
         raise click.ClickException(
             f"the offline stack is not installed ({exc.name} is missing): "
             "pip install 'iotnotify[local]'"
         ) from exc
-
-    sys.exit(run_local(host=host, port=port, state_file=state_file, app=app, stage=stage, tls=tls))
 
 
 @cli.command()
@@ -145,7 +193,7 @@ def send(
         return
     failed = [r for r in result.get("results", []) if not r["ok"]]
     for entry in failed:
-        console.print(f"[red]failed[/red] {entry['userId']}: {entry['error']}")
+        _error_line("failed", f"{entry['userId']}: {entry['error']}")
     click.echo(f"sent {result['id']}")
     if failed:
         sys.exit(1)
@@ -170,6 +218,9 @@ def send(
 @click.option("--message-bytes", type=click.IntRange(min=1), default=512, show_default=True)
 def cost(users: int, per_day: float, connected_hours: float, message_bytes: int) -> None:
     """Estimate the monthly AWS bill for a load, from list prices."""
+    from rich.console import Console
+    from rich.table import Table
+
     from iotnotify.cost import Load, estimate
 
     figures = estimate(

@@ -230,9 +230,18 @@ def tray(
     The first run needs the sign-in details; they are saved (the refresh
     token in the OS keyring), so later runs, e.g. at login, need no options.
     """
+    import logging
+
     from iotnotify.tray.app import TrayApp
     from iotnotify.tray.settings import TraySettings
 
+    # Connection changes and problems go to stderr (the terminal, or the
+    # journal when started at login), one line each.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("iotnotify: %(message)s"))
+    package_log = logging.getLogger("iotnotify")
+    package_log.addHandler(handler)
+    package_log.setLevel(logging.INFO)
     settings = TraySettings.load(settings_path)
     login_password: str | None = None
     if api_url or state_file or user:

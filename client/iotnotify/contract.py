@@ -22,9 +22,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
-
-from ulid import ULID
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from iotnotify.errors import (
     InvalidClientId,
@@ -33,6 +31,9 @@ from iotnotify.errors import (
     InvalidUserId,
     PayloadTooLarge,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ulid import ULID
 
 __all__ = [
     "CHAT_MESSAGE_TYPE",
@@ -325,6 +326,10 @@ class _MonotonicUlid:
         self._last = 0
 
     def __call__(self) -> ULID:
+        # Imported on first use: only senders make ids, and python-ulid (with
+        # what it imports) is several MiB a subscriber does not need.
+        from ulid import ULID
+
         with self._lock:
             candidate = ULID.from_timestamp(time.time()).__int__()
             if candidate <= self._last:

@@ -19,6 +19,7 @@ __all__ = [
     "IotNotifyError",
     "PayloadTooLarge",
     "PublishError",
+    "SessionTakenOver",
     "Throttled",
 ]
 
@@ -69,3 +70,11 @@ class Throttled(IotNotifyError):
 
 class ConnectionLost(IotNotifyError):
     """An MQTT or HTTP connection dropped; callers reconnect on this."""
+
+
+class SessionTakenOver(ConnectionLost):
+    """The server dropped us for a newer connection with our client id (DUPLICATE_CLIENTID).
+
+    Subscribers draw a client id per process, so this means another program
+    was given the same ``client_id``/``device_id`` explicitly.
+    """

@@ -35,6 +35,7 @@ __all__ = [
     "PolicyDocument",
     "TooManyChannels",
     "compact_json",
+    "notify_caller_policy",
     "publisher_policy",
     "subscriber_ceiling_policy",
     "subscriber_session_policy",
@@ -211,6 +212,36 @@ def publisher_policy(scheme: TopicScheme, *, region: str, account: str) -> Polic
                 "Effect": "Allow",
                 "Action": "iot:Publish",
                 "Resource": iot_arn(region, account, "topic", f"{scheme.prefix}/*"),
+            }
+        ],
+    }
+
+
+def notify_caller_policy(
+    *,
+    region: str,
+    account: str,
+    api_id: str,
+    stage: str,
+    method: str = "POST",
+    path: str = "notify",
+) -> PolicyDocument:
+    """What a backend needs to call the IAM route ``POST /notify``: that one method.
+
+    The resource is the method's ``execute-api`` ARN (API Gateway developer
+    guide, "Control access for invoking an API"):
+    ``arn:aws:execute-api:{region}:{account}:{api_id}/{stage}/{method}/{path}``.
+    The CDK stack builds the same statement with ``RestApi.arn_for_execute_api``.
+    """
+    resource = f"arn:aws:execute-api:{region}:{account}:{api_id}/{stage}/{method}/{path}"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "InvokeNotify",
+                "Effect": "Allow",
+                "Action": "execute-api:Invoke",
+                "Resource": resource,
             }
         ],
     }

@@ -4,23 +4,61 @@ Other commands (``send``, ``listen``, tests) read it instead of guessing
 ports. It holds the demo users' passwords and the local publisher's key,
 which are meaningful only to this machine's moto; it is still written
 owner-readable only.
+
+``iotnotify local`` removes the file when it stops; after a crash (or
+``kill -9``) the file stays behind. :meth:`LocalState.read` therefore checks
+that the stack it describes is alive (its process exists and its HTTP API
+accepts connections) and raises :class:`StackNotRunning` otherwise, so every
+command says "not running" instead of botocore's "Could not connect to the
+endpoint URL".
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
-__all__ = ["DEFAULT_STATE_FILE", "LocalState", "StateFileError"]
+__all__ = ["DEFAULT_STATE_FILE", "LocalState", "StackNotRunning", "StateFileError"]
 
 DEFAULT_STATE_FILE: Final = Path(".iotnotify") / "local.json"
+# A local API that is up accepts a TCP connection at once; this only bounds
+# the wait for an address that silently drops packets.
+_PROBE_TIMEOUT_S: Final = 2.0
 
 
 class StateFileError(Exception):
     """The state file is missing or unreadable: is ``iotnotify local`` running?"""
+
+
+class StackNotRunning(StateFileError):
+    """The state file is left over from a stack that is no longer running."""
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: existence and permission check only
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by someone else
+    return True
+
+
+def _accepts_connections(url: str) -> bool:
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return False
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=_PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +97,29 @@ class LocalState:
             handle.write("\n")
         tmp.replace(path)
 
+    def ensure_running(self, path: Path) -> None:
+        """Raise :class:`StackNotRunning` unless the stack that wrote ``path`` is up.
+
+        Two checks, either of which proves a stale file: the process id the
+        stack recorded no longer exists on this machine, or nothing accepts a
+        TCP connection at ``apiUrl``.
+        """
+        hint = (
+            f"the local stack is not running (the state file {path} is left over from "
+            "a stack that stopped without cleaning up). Start it with `iotnotify local`."
+        )
+        if self.pid > 0 and not _process_exists(self.pid):
+            raise StackNotRunning(f"{hint} (process {self.pid} has exited)")
+        if not _accepts_connections(self.apiUrl):
+            raise StackNotRunning(f"{hint} (nothing listens at {self.apiUrl})")
+
     @classmethod
-    def read(cls, path: Path) -> LocalState:
+    def read(cls, path: Path, *, check_running: bool = True) -> LocalState:
+        """Parse ``path``; with ``check_running``, also :meth:`ensure_running`.
+
+        Raises :class:`StateFileError` (missing, unreadable, incomplete) or
+        :class:`StackNotRunning` (stale).
+        """
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
@@ -71,6 +130,9 @@ class LocalState:
             raise StateFileError(f"cannot read state file {path}: {exc}") from exc
         known = set(cls.__dataclass_fields__)
         try:
-            return cls(**{k: v for k, v in raw.items() if k in known})
+            state = cls(**{k: v for k, v in raw.items() if k in known})
         except TypeError as exc:
             raise StateFileError(f"state file {path} is incomplete: {exc}") from exc
+        if check_running:
+            state.ensure_running(path)
+        return state

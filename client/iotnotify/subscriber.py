@@ -36,13 +36,13 @@ Typical use, signed in with Cognito::
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import enum
 import getpass
 import hashlib
 import logging
 import queue
+import secrets
 import socket
 import ssl
 import threading
@@ -51,7 +51,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -66,8 +66,14 @@ from iotnotify.errors import (
     ContractError,
     Forbidden,
     IotNotifyError,
+    SessionTakenOver,
     Throttled,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    # asyncio is imported where the async API is used: it is ~4 MiB of RSS
+    # that a callback-style subscriber (`iotnotify listen`, the tray) never needs.
+    import asyncio
 
 __all__ = [
     "DEFAULT_KEEPALIVE",
@@ -128,19 +134,24 @@ def clamp_keepalive(seconds: int | None, *, floor: int = IOT_KEEPALIVE_MIN) -> i
 
 
 def device_suffix(tag: str = "sdk") -> str:
-    """A client-id suffix stable for this machine, OS user and ``tag``.
+    """A new client-id suffix: ``{tag}-{machine}-{random}``, unique per call.
 
-    Stable, so a reconnect takes over its own old session instead of
-    leaving a ghost; per-tag, so ``iotnotify listen`` and the tray app on
-    one desktop do not kick each other off (IoT drops the older of two
-    connections with the same client id).
+    A :class:`Subscriber` draws one when it is built and keeps it for all its
+    reconnects, so a reconnect takes over its own old session instead of
+    leaving a ghost. Unique per process (per Subscriber, in fact), because AWS
+    IoT keeps only the newest connection per client id: two ``iotnotify
+    listen`` of one user on one machine that shared an id kicked each other
+    off in a loop (DUPLICATE_CLIENTID). The machine part (a hash of host
+    name, MAC address and OS user) only helps a human reading lifecycle
+    events; the 8 random hex digits make it unique.
     """
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "user"
     seed = f"{socket.gethostname()}|{uuid.getnode():012x}|{user}"
-    return f"{tag}-{hashlib.sha256(seed.encode()).hexdigest()[:12]}"
+    machine = hashlib.sha256(seed.encode()).hexdigest()[:8]
+    return f"{tag}-{machine}-{secrets.token_hex(4)}"
 
 
 class ConnectionState(enum.Enum):
@@ -277,6 +288,8 @@ class _Connection:
     pending_subacks: set[int] = field(default_factory=set)
     error: IotNotifyError | None = None
     closed: bool = False
+    # The last socket error paho logged; none means the server closed cleanly.
+    socket_error: str | None = None
 
 
 _STOP: Final = object()
@@ -423,12 +436,16 @@ class Subscriber:
         self.stop()
 
     async def __aenter__(self) -> Subscriber:
+        import asyncio
+
         self._aloop = asyncio.get_running_loop()
         self._aqueue = asyncio.Queue()
         self.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        import asyncio
+
         await asyncio.get_running_loop().run_in_executor(None, self.stop)
 
     @property
@@ -741,6 +758,9 @@ class Subscriber:
         def on_log(_c: Any, _u: Any, level: int, text: str) -> None:
             # paho logs every packet it receives or sends; the watchdog and the
             # wake-up schedule need both times, which paho does not expose.
+            if level == mqtt.MQTT_LOG_ERR:
+                conn.socket_error = text
+                return
             if level != mqtt.MQTT_LOG_DEBUG:
                 return
             if text.startswith("Received "):
@@ -779,8 +799,9 @@ class Subscriber:
             self._sequencer.live(note, own=message.topic == conn.own_topic)
 
         def on_disconnect(_c: Any, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
-            if conn.error is None and not self._stopping.is_set():
-                conn.error = ConnectionLost(f"disconnected: {reason}")
+            if conn.error is not None or self._stopping.is_set():
+                return
+            conn.error = _disconnect_error(conn, reason)
 
         client.on_log = on_log
         client.on_connect = on_connect
@@ -806,6 +827,32 @@ class Subscriber:
         if sock is not None:
             with contextlib.suppress(Exception):
                 sock.close()
+
+
+# MQTT 5 DISCONNECT reason 0x8E; AWS IoT sends it to an MQTT 5 client whose
+# client id another connection took (AWS IoT developer guide, "MQTT 5
+# reason codes"; lifecycle disconnectReason DUPLICATE_CLIENTID).
+_SESSION_TAKEN_OVER: Final = 0x8E
+
+
+def _disconnect_error(conn: _Connection, reason: Any) -> ConnectionLost:
+    """Why a connection ended that we did not end, in words a user can act on.
+
+    MQTT 3.1.1 has no server DISCONNECT, so paho can only say "Unspecified
+    error". When the server closed the stream cleanly (no socket error, no
+    watchdog) on an established connection, the usual cause on AWS IoT is
+    another connection with the same client id: IoT keeps only the newest
+    (DUPLICATE_CLIENTID). MQTT 5 says so explicitly (reason 0x8E).
+    """
+    code = getattr(reason, "value", None)
+    if code == _SESSION_TAKEN_OVER or (conn.connected and conn.socket_error is None):
+        return SessionTakenOver(
+            f"the server closed the connection of client id {conn.client_id!r}: "
+            "another connection with the same client id took over (DUPLICATE_CLIENTID: AWS IoT "
+            "keeps only the newest), or the server shut down"
+        )
+    detail = conn.socket_error or str(reason)
+    return ConnectionLost(f"connection of {conn.client_id!r} lost: {detail}")
 
 
 def _own_topic(token: ConnectionToken) -> str | None:

@@ -1,4 +1,10 @@
-"""The MQTT 3.1.1 broker of the emulator, with AWS IoT Core's rules and limits.
+"""The MQTT 3.1.1 and 5 broker of the emulator, with AWS IoT Core's rules and limits.
+
+Both versions share this module (IAM, limits, routing); what MQTT 5 adds
+(CONNACK properties, topic aliases, subscription options, reason codes,
+server DISCONNECT) lives in :mod:`iotnotify_emulator.session5`, and a
+session's ``v5`` is None for a 3.1.1 connection. On MQTT 5 an unauthorised
+SUBSCRIBE or PUBLISH gets reason 0x87 and the connection stays.
 
 Hand-written for the same reason as :mod:`iotnotify_emulator.mqtt`: every
 packet has to pass through IAM (:mod:`iotnotify_emulator.iam`) the way AWS
@@ -11,9 +17,13 @@ Design points:
 
 * Routing uses a topic trie, so a publish costs the topic's depth, not the
   number of subscriptions.
-* Each connection has a bounded outbound queue drained by its own short-lived
+* Each connection has an outbound queue bounded in bytes (a frame count would
+  let 1,000 frames of 128 KB each pile up), drained by its own short-lived
   writer task: a subscriber that stops reading fills only its own queue, its
   excess deliveries are dropped and counted, and nobody else waits for it.
+* Refusals are counted and kept (the last 100) in full, but logged at most
+  ``refusal_log_rate`` per second: a client that provokes refusals in a loop
+  must not make the broker spend its time writing logs.
 * ``iot:Receive`` is evaluated on every delivery, as AWS does; the decision
   is cached per connection and topic because a connection's policies cannot
   change while it is open.
@@ -27,7 +37,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final, Protocol
 
 from iotnotify.contract import (
@@ -38,10 +48,12 @@ from iotnotify.contract import (
     iot_arn,
 )
 from iotnotify.errors import InvalidTopic
+from iotnotify_emulator import mqtt5
 from iotnotify_emulator.credentials import Credential
 from iotnotify_emulator.iam import Decision, evaluate
 from iotnotify_emulator.mqtt import (
     SUBACK_FAILURE,
+    Auth,
     Connack,
     ConnackCode,
     Connect,
@@ -56,6 +68,18 @@ from iotnotify_emulator.mqtt import (
     Unsuback,
     Unsubscribe,
     encode,
+)
+from iotnotify_emulator.mqtt5 import Properties, ReasonCode
+from iotnotify_emulator.session5 import (
+    NO_LOCAL,
+    RETAIN_AS_PUBLISHED,
+    ProtocolViolation,
+    State5,
+    check_publish,
+    connack_properties,
+    disconnect_reason,
+    forwarded,
+    retain_handling,
 )
 from iotnotify_emulator.trie import SubscriptionTrie
 
@@ -113,9 +137,17 @@ class BrokerSettings:
     connect_timeout: float = 10.0
     max_subscriptions: int = 50
     max_filters_per_subscribe: int = 8
-    outbound_queue_limit: int = 1000
+    # Bytes of frames waiting for one connection's socket; deliveries beyond
+    # it are dropped and counted (``Stats.drops``). Not an AWS quota: AWS
+    # does not document its buffer, this only bounds the emulator's memory.
+    outbound_queue_bytes: int = 2 * 1024 * 1024
+    # Refusal log lines per second (the records themselves are all kept).
+    refusal_log_rate: float = 20.0
     # AWS IoT Core quota "publish requests per second per connection"; None disables.
     publish_rate_limit: float | None = 100.0
+    # Speak MQTT 5 (as AWS IoT Core does since 2022). Off: a v5 CONNECT gets
+    # CONNACK 0x84 Unsupported Protocol Version in the v5 form.
+    mqtt5: bool = True
 
 
 @dataclass(slots=True)
@@ -157,8 +189,14 @@ class Broker:
         self.trie: SubscriptionTrie[MqttSession] = SubscriptionTrie()
         self.sessions: dict[str, MqttSession] = {}
         self.retained: dict[str, Publish] = {}
+        # When a retained message with a Message Expiry Interval arrived
+        # (time.monotonic()), so that it expires while retained (MQTT 5 3.3.2.3.3).
+        self.retained_at: dict[str, float] = {}
         self.refusals: deque[dict[str, Any]] = deque(maxlen=100)
         self._versions: dict[str, int] = {}
+        self._log_tokens = self.settings.refusal_log_rate
+        self._log_tokens_at = time.monotonic()
+        self._logs_suppressed = 0
 
     # --- authorisation ---------------------------------------------------------
 
@@ -203,7 +241,24 @@ class Broker:
             by_action[action] = by_action.get(action, 0) + 1
         record = {"event": "refusal", "reason": reason, **fields, "ts": time.time()}
         self.refusals.append(record)
+        if not self._may_log_refusal():
+            self._logs_suppressed += 1
+            return
+        if self._logs_suppressed:
+            record = {**record, "suppressed_before": self._logs_suppressed}
+            self._logs_suppressed = 0
         log.info("refusal %s", json.dumps(record, default=str, sort_keys=True), extra=record)
+
+    def _may_log_refusal(self) -> bool:
+        """Token bucket: ``refusal_log_rate`` lines per second, a burst of one second."""
+        rate = self.settings.refusal_log_rate
+        now = time.monotonic()
+        self._log_tokens = min(rate, self._log_tokens + (now - self._log_tokens_at) * rate)
+        self._log_tokens_at = now
+        if self._log_tokens < 1.0:
+            return False
+        self._log_tokens -= 1.0
+        return True
 
     # --- sessions --------------------------------------------------------------
 
@@ -212,15 +267,22 @@ class Broker:
         return MqttSession(self, transport, credential, remote)
 
     async def register(self, session: MqttSession) -> None:
+        """Make ``session`` the one live connection of its client id.
+
+        The map is updated before the older connection is closed: closing
+        can stall (a peer that does not read), and a third CONNECT arriving
+        meanwhile must find, and kick, this session rather than an empty
+        slot, or two connections would stay live with one client id.
+        """
         older = self.sessions.get(session.client_id)
-        if older is not None and older is not session:
-            await older.close(DisconnectReason.DUPLICATE_CLIENTID)
         self.sessions[session.client_id] = session
         self.stats.connections_total += 1
         self.stats.connections_current = len(self.sessions)
         version = self._versions.get(session.client_id, 0) + 1
         self._versions[session.client_id] = version
         session.version = version
+        if older is not None and older is not session:
+            await older.close(DisconnectReason.DUPLICATE_CLIENTID)
 
     def unregister(self, session: MqttSession) -> None:
         if self.sessions.get(session.client_id) is session:
@@ -236,27 +298,65 @@ class Broker:
 
     # --- routing ---------------------------------------------------------------
 
-    def route(self, topic: str, payload: bytes, qos: int, retain: bool) -> int:
-        """Deliver a message (already authorised for its publisher); returns deliveries."""
+    def route(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        *,
+        properties: Properties | None = None,
+        origin: MqttSession | None = None,
+    ) -> int:
+        """Deliver a message (already authorised for its publisher); returns deliveries.
+
+        ``properties`` (MQTT 5 PUBLISH properties, from a v5 client or
+        iot-data) reach v5 subscribers only; 3.1.1 subscribers get the
+        message without them (AWS IoT developer guide, "MQTT": an MQTT 5
+        publisher's message reaches an MQTT 3 subscriber). ``origin`` is the
+        publishing session, for MQTT 5's No Local option.
+        """
+        properties = forwarded(properties)
         if retain:
+            self.retained_at.pop(topic, None)
             if payload:
-                self.retained[topic] = Publish(topic=topic, payload=payload, qos=qos, retain=True)
+                self.retained[topic] = Publish(
+                    topic=topic, payload=payload, qos=qos, retain=True, properties=properties
+                )
+                if properties is not None and properties.message_expiry_interval is not None:
+                    self.retained_at[topic] = time.monotonic()
             else:
                 # MQTT 3.1.1 section 3.3.1.3: an empty retained message clears the topic.
                 self.retained.pop(topic, None)
         delivered = 0
-        shared_qos0: bytes | None = None
+        # One encoding of a QoS 0 delivery per protocol version, shared by all.
+        shared_qos0: dict[bool, bytes] = {}
         for session, granted in self.trie.match(topic).items():
             if not session.may_receive(topic):
                 continue
-            if min(qos, granted) == 0:
-                # Forwarded messages carry retain=0 (section 3.3.1.3): they are live.
-                if shared_qos0 is None:
-                    shared_qos0 = encode(Publish(topic=topic, payload=payload))
-                frame = shared_qos0
+            v5 = session.v5 is not None
+            # Forwarded messages carry retain=0 (section 3.3.1.3): they are live,
+            # unless an MQTT 5 subscription asked for Retain As Published.
+            keep_retain = v5 and retain and session.subscribed_with(topic, RETAIN_AS_PUBLISHED)
+            if v5 and session is origin and session.subscribed_with(topic, NO_LOCAL, every=True):
+                continue  # MQTT 5 section 3.8.3.1: No Local
+            if min(qos, granted) == 0 and not keep_retain:
+                frame = shared_qos0.get(v5)
+                if frame is None:
+                    frame = shared_qos0[v5] = session.encode(
+                        Publish(topic=topic, payload=payload, properties=properties)
+                    )
             else:
-                frame = encode(
-                    Publish(topic=topic, payload=payload, qos=1, packet_id=session.next_packet_id())
+                packet_id = session.next_packet_id() if min(qos, granted) else None
+                frame = session.encode(
+                    Publish(
+                        topic=topic,
+                        payload=payload,
+                        qos=min(qos, granted),
+                        retain=keep_retain,
+                        packet_id=packet_id,
+                        properties=properties,
+                    )
                 )
             if session.deliver(frame):
                 delivered += 1
@@ -282,6 +382,10 @@ class MqttSession:
         self.remote = remote
         self.client_id = ""
         self.connected = False
+        # MQTT 5 state; None for a 3.1.1 connection (session5.py holds the v5 rules).
+        self.v5: State5 | None = None
+        # The reason code of the DISCONNECT a v5 client gets when the server closes.
+        self._v5_disconnect: int | None = None
         self.closed = False
         self.version = 0
         self.keepalive = 0
@@ -294,7 +398,12 @@ class MqttSession:
         # same reason there is no asyncio.Event for "drained": close() waits
         # for the writer task itself.
         self._queue: deque[bytes] | None = None
+        self._queued_bytes = 0
         self._writer: asyncio.Task[None] | None = None
+        # Set by _close_soon: the reason the close that is under way will
+        # announce, so that the read loop ending meanwhile (it stops reading
+        # on a protocol error) does not announce CONNECTION_LOST instead.
+        self._close_reason: str | None = None
         self._packet_id = 0
         self._receive_cache: dict[str, bool] = {}
         # (action, topic) pairs this connection may publish to, made on its
@@ -325,6 +434,7 @@ class MqttSession:
 
     def _close_soon(self, reason: str) -> None:
         if not self.closed and self._closing is None:
+            self._close_reason = reason
             self._closing = asyncio.ensure_future(self.close(reason))
 
     def _expire_ttl(self) -> None:
@@ -352,12 +462,23 @@ class MqttSession:
         self._packet_id = self._packet_id % 0xFFFF + 1
         return self._packet_id
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of frames waiting for this connection's socket."""
+        return self._queued_bytes
+
     def deliver(self, frame: bytes) -> bool:
-        """Queue a PUBLISH; False (and counted) when the queue is full."""
+        """Queue a PUBLISH; False (and counted in ``Stats.drops``) when it would
+        take the queue over ``outbound_queue_bytes``."""
         if self.closed:
             return False
-        queue = self._queue
-        if queue is not None and len(queue) >= self.broker.settings.outbound_queue_limit:
+        v5 = self.v5
+        if v5 is not None and v5.max_packet_size is not None and len(frame) > v5.max_packet_size:
+            # MQTT 5 section 3.1.2.11.4: a packet over the client's Maximum
+            # Packet Size is discarded as if delivered.
+            self.broker.stats.drops += 1
+            return False
+        if self._queued_bytes + len(frame) > self.broker.settings.outbound_queue_bytes:
             self.dropped += 1
             self.broker.stats.drops += 1
             return False
@@ -366,16 +487,17 @@ class MqttSession:
         return True
 
     def _send(self, frame: bytes) -> None:
-        """Queue a frame regardless of the limit (acks must not be dropped)."""
+        """Queue a frame regardless of the delivery limit (acks must not be dropped)."""
         queue = self._queue
         if queue is None:
             queue = self._queue = deque()
-        if len(queue) >= 2 * self.broker.settings.outbound_queue_limit + 64:
+        if self._queued_bytes + len(frame) > 2 * self.broker.settings.outbound_queue_bytes:
             # Only acks can get here past the delivery limit: a peer that keeps
             # sending PINGREQ/SUBSCRIBE without reading would grow memory forever.
             self._close_soon(DisconnectReason.CLIENT_ERROR)
             return
         queue.append(frame)
+        self._queued_bytes += len(frame)
         if self._writer is None:
             self._writer = asyncio.ensure_future(self._write())
 
@@ -390,9 +512,13 @@ class MqttSession:
                     frame = queue.popleft()
                     batch.append(frame)
                     size += len(frame)
+                # Counted as queued until written: a batch stuck in send() is
+                # memory held for a peer that does not read.
                 await self.transport.send(b"".join(batch))
+                self._queued_bytes -= size
         except Exception:  # any transport failure means the peer is gone
             queue.clear()
+            self._queued_bytes = 0
             self._close_soon(DisconnectReason.CONNECTION_LOST)
         finally:
             self._writer = None
@@ -411,6 +537,34 @@ class MqttSession:
             return False
         self._tokens -= 1.0
         return True
+
+    # --- protocol version ------------------------------------------------------
+
+    def encode(self, packet: Packet) -> bytes:
+        """Wire bytes of ``packet`` in this connection's protocol version."""
+        return mqtt5.encode(packet) if self.v5 is not None else encode(packet)
+
+    def _failure(self, reason: ReasonCode) -> int:
+        """A SUBACK failure: 0x80 on 3.1.1, the specific reason code on MQTT 5."""
+        return SUBACK_FAILURE if self.v5 is None else int(reason)
+
+    def subscribed_with(self, topic: str, option: int, *, every: bool = False) -> bool:
+        """Whether a matching MQTT 5 subscription of this connection has ``option``
+        (with ``every``: whether all matching ones do)."""
+        v5 = self.v5
+        if v5 is None:
+            return False
+        matching = [bits for name, bits in v5.options.items() if TopicFilter(name).matches(topic)]
+        if not matching:
+            return False
+        test = all if every else any
+        return test(bits & option for bits in matching)
+
+    def _v5_ack(self, packet: Publish, reason: ReasonCode, text: str) -> None:
+        """An MQTT 5 PUBACK with a failure reason (QoS 1 only; QoS 0 has no ack)."""
+        assert self.v5 is not None
+        if packet.qos == 1 and packet.packet_id is not None:
+            self._send(self.encode(Puback(packet.packet_id, reason, self.v5.reason(text))))
 
     # --- authorisation helpers -------------------------------------------------
 
@@ -452,17 +606,33 @@ class MqttSession:
             case Subscribe():
                 self._on_subscribe(packet)
             case Unsubscribe():
+                reasons: list[int] = []
                 for topic_filter in packet.topics:
+                    if self.v5 is not None:
+                        self.v5.options.pop(topic_filter, None)
                     if self.subscriptions.pop(topic_filter, None) is not None:
                         self.broker.trie.remove(topic_filter, self)
-                self._send(encode(Unsuback(packet.packet_id)))
+                        reasons.append(ReasonCode.SUCCESS)
+                    else:
+                        reasons.append(ReasonCode.NO_SUBSCRIPTION_EXISTED)
+                # MQTT 5 UNSUBACK has a reason code per filter (section 3.11.3).
+                codes = tuple(reasons) if self.v5 is not None else ()
+                self._send(self.encode(Unsuback(packet.packet_id, codes)))
             case Pingreq():
-                self._send(encode(Pingresp()))
+                self._send(self.encode(Pingresp()))
             case Puback():
                 pass  # no persistent sessions, so no in-flight state to clear
             case Disconnect():
-                self.will = None  # section 3.14.4: a clean DISCONNECT discards the will
+                # 3.1.1 section 3.14.4: a clean DISCONNECT discards the will; MQTT 5
+                # keeps it for reason 0x04 "Disconnect with Will Message" (3.14.2.1).
+                if packet.reason_code != ReasonCode.DISCONNECT_WITH_WILL or self.v5 is None:
+                    self.will = None
                 await self.close(DisconnectReason.CLIENT_INITIATED_DISCONNECT)
+            case Auth():
+                # AWS IoT Core has no MQTT 5 enhanced authentication (SigV4 is
+                # the authentication), and AUTH without an Authentication Method
+                # in CONNECT is a Protocol Error (section 4.12).
+                self.protocol_error("AUTH without enhanced authentication")
             case Connect():
                 self.protocol_error("second CONNECT on one connection")
             case _:
@@ -470,27 +640,52 @@ class MqttSession:
                 self.broker.stats.qos2_ignored += 1
                 log.debug("ignored %r from %s", packet, self.client_id)
 
-    def protocol_error(self, reason: str) -> None:
+    def protocol_error(self, reason: str, code: int = ReasonCode.PROTOCOL_ERROR) -> None:
+        """Close for a protocol error; an MQTT 5 client first gets DISCONNECT ``code``."""
         self.broker.stats.protocol_errors += 1
         self.broker.refuse(reason, client_id=self.client_id or None, remote=self.remote)
+        self._v5_disconnect = code
         self._close_soon(DisconnectReason.CLIENT_ERROR)
 
     async def _refuse_connect(self, code: ConnackCode, reason: str) -> None:
         self.broker.stats.connects_refused += 1
         self.broker.refuse(reason, client_id=packet_id_safe(self.client_id), remote=self.remote)
-        self._send(encode(Connack(return_code=code)))
+        if self.v5 is None:
+            self._send(encode(Connack(return_code=code)))
+        else:
+            self._send(mqtt5.encode(Connack(_CONNACK_V5[code], properties=self.v5.reason(reason))))
         await self.close(None)
 
     async def _on_connect(self, packet: Connect) -> None:
         broker = self.broker
         self.client_id = packet.client_id
-        if packet.protocol_name != "MQTT" or packet.protocol_level != 4:
+        level = packet.protocol_level
+        if level >= 5:
+            # Answered in the v5 form even when refused (MQTT 5 section 3.1.2.2).
+            self.v5 = State5.from_connect(packet)
+        if packet.protocol_name != "MQTT" or level not in (
+            (4, 5) if broker.settings.mqtt5 else (4,)
+        ):
             await self._refuse_connect(
                 ConnackCode.UNACCEPTABLE_PROTOCOL_VERSION,
-                f"protocol {packet.protocol_name!r} level {packet.protocol_level} "
-                "(only MQTT 3.1.1 over this endpoint)",
+                f"protocol {packet.protocol_name!r} level {level} (this endpoint speaks "
+                f"{'MQTT 3.1.1 and 5' if broker.settings.mqtt5 else 'MQTT 3.1.1 only'})",
             )
             return
+        assigned: str | None = None
+        if self.v5 is not None:
+            if packet.properties is not None and packet.properties.authentication_method:
+                await self._refuse_connect(
+                    ConnackCode.BAD_USERNAME_OR_PASSWORD,  # 0x8C in the v5 form
+                    "MQTT 5 enhanced authentication is not supported (SigV4 only)",
+                )
+                return
+            if not packet.client_id:
+                # MQTT 5 section 3.1.3.1: the server may assign an id and
+                # returns it in CONNACK (awsiot mqtt5_client_builder: "AWS IoT
+                # server will assign a unique ID"); IAM still decides below.
+                assigned = self.client_id = f"{uuid.uuid4()}"
+                packet = replace(packet, client_id=assigned)
         size = len(packet.client_id.encode("utf-8"))
         if not packet.client_id or size > MAX_CLIENT_ID_BYTES or packet.client_id[0] == "$":
             await self._refuse_connect(
@@ -511,7 +706,15 @@ class MqttSession:
         self.keepalive = effective_keepalive(packet.keepalive, broker.settings)
         self.connected = True
         await broker.register(self)
-        self._send(encode(Connack()))
+        if self.closed:
+            return  # a newer CONNECT with this client id took over meanwhile
+        if self.v5 is None:
+            self._send(encode(Connack()))
+        else:
+            properties = connack_properties(
+                packet, keepalive=self.keepalive, assigned_client_id=assigned
+            )
+            self._send(mqtt5.encode(Connack(properties=properties)))
         self._schedule_keepalive(self.keepalive * broker.settings.keepalive_factor)
         broker.publish_event(
             _CONNECTED_TOPIC.format(self.client_id),
@@ -542,15 +745,30 @@ class MqttSession:
             if not decision.allowed:
                 await self._refuse_connect(ConnackCode.NOT_AUTHORIZED, decision.reason)
                 return False
+        # Will Delay Interval is a will property, not a PUBLISH one.
+        properties = replace(will.properties, will_delay_interval=None) if will.properties else None
         self.will = Publish(
-            topic=will.topic, payload=will.payload, qos=min(will.qos, 1), retain=will.retain
+            topic=will.topic,
+            payload=will.payload,
+            qos=min(will.qos, 1),
+            retain=will.retain,
+            properties=properties,
         )
         return True
 
     def _on_subscribe(self, packet: Subscribe) -> None:
         broker = self.broker
-        settings = broker.settings
-        if any(qos == 2 for _, qos in packet.topics):
+        v5 = self.v5
+        if v5 is not None and packet.properties and packet.properties.subscription_identifiers:
+            # CONNACK said Subscription Identifier Available = 0 (section 3.8.2.1.2).
+            self.protocol_error(
+                "Subscription Identifiers are not supported by AWS IoT Core",
+                ReasonCode.SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
+            )
+            return
+        if self._subscribe_over_limits(packet):
+            return
+        if v5 is None and any(qos == 2 for _, qos in packet.topics):
             # AWS IoT developer guide, MQTT, "AWS IoT differences from MQTT
             # specifications": "AWS IoT Core does not support publishing or
             # subscribing with QoS level 2. When QoS level 2 is requested, the
@@ -566,59 +784,109 @@ class MqttSession:
         codes: list[int] = []
         granted: list[TopicFilter] = []
         for index, (name, qos) in enumerate(packet.topics):
-            if index >= settings.max_filters_per_subscribe:
-                broker.refuse(
-                    f"more than {settings.max_filters_per_subscribe} filters in one SUBSCRIBE",
-                    client_id=self.client_id,
-                    filter=name,
-                )
-                codes.append(SUBACK_FAILURE)
-                continue
             try:
                 topic_filter = TopicFilter(name)
             except InvalidTopic as exc:
                 broker.refuse(str(exc), client_id=self.client_id, filter=name)
-                codes.append(SUBACK_FAILURE)
+                codes.append(self._failure(ReasonCode.TOPIC_FILTER_INVALID))
                 continue
             decision = broker.authorize(
                 self.credential, "iot:Subscribe", "topicfilter", name, client_id=self.client_id
             )
             if not decision.allowed:
-                codes.append(SUBACK_FAILURE)
+                # MQTT 5: reason 0x87 and the connection stays (AWS IoT
+                # developer guide, "MQTT reason codes").
+                codes.append(self._failure(ReasonCode.NOT_AUTHORIZED))
                 continue
-            if (
-                name not in self.subscriptions
-                and len(self.subscriptions) >= settings.max_subscriptions
-            ):
-                broker.refuse(
-                    f"more than {settings.max_subscriptions} subscriptions on one connection",
-                    client_id=self.client_id,
-                    filter=name,
-                )
-                codes.append(SUBACK_FAILURE)
-                continue
+            is_new = name not in self.subscriptions
+            send_retained = True
+            if v5 is not None:
+                # Maximum QoS 1 in CONNACK: a QoS 2 request is granted QoS 1
+                # (MQTT 5 section 3.2.2.3.4).
+                qos = min(qos, 1)
+                options = packet.options[index] if packet.options else 0
+                v5.options[name] = options
+                handling = retain_handling(options)
+                send_retained = handling == 0 or (handling == 1 and is_new)
             self.subscriptions[name] = qos
             broker.trie.add(name, self, qos)
             codes.append(qos)
-            granted.append(topic_filter)
-        self._send(encode(Suback(packet.packet_id, tuple(codes))))
+            if send_retained:
+                granted.append(topic_filter)
+        self._send(self.encode(Suback(packet.packet_id, tuple(codes))))
         self._send_retained(granted)
 
+    def _subscribe_over_limits(self, packet: Subscribe) -> bool:
+        """Refuse, as a whole and with one refusal record, a SUBSCRIBE over AWS's limits.
+
+        Limits (AWS general reference, "AWS IoT Core endpoints and quotas",
+        message broker): 8 topic filters per SUBSCRIBE, 50 subscriptions per
+        connection. Nothing of an over-limit SUBSCRIBE is evaluated, so a
+        128 KB SUBSCRIBE of 32,000 filters costs one check, not 32,000 IAM
+        evaluations and log lines.
+
+        * More than 8 filters: AWS closes the connection (the client sees a
+          hang-up and, in lifecycle events, ``CLIENT_ERROR``; reported in
+          dotnet/MQTTnet issue 1427 and aws-iot-device-sdk-js-v2 issue 567,
+          and why aws-iot-device-sdk-js splits its resubscribe, issue 147).
+        * Filters that would take the connection past 50 subscriptions: a
+          SUBACK failure (0x80) for every filter of the packet and no new
+          subscription (aws-greengrass-lite issue 1176).
+
+        Returns True when the packet was refused.
+        """
+        settings = self.broker.settings
+        count = len(packet.topics)
+        if count > settings.max_filters_per_subscribe:
+            self.broker.stats.protocol_errors += 1
+            self.broker.refuse(
+                f"SUBSCRIBE with {count} filters (at most "
+                f"{settings.max_filters_per_subscribe}); connection closed",
+                client_id=self.client_id,
+                filters=count,
+            )
+            self._v5_disconnect = ReasonCode.QUOTA_EXCEEDED
+            self._close_soon(DisconnectReason.CLIENT_ERROR)
+            return True
+        new = {name for name, _ in packet.topics if name not in self.subscriptions}
+        if len(self.subscriptions) + len(new) > settings.max_subscriptions:
+            self.broker.refuse(
+                f"SUBSCRIBE would exceed {settings.max_subscriptions} subscriptions "
+                f"on one connection ({len(self.subscriptions)} + {len(new)})",
+                client_id=self.client_id,
+                filters=count,
+            )
+            failure = self._failure(ReasonCode.QUOTA_EXCEEDED)
+            self._send(self.encode(Suback(packet.packet_id, (failure,) * count)))
+            return True
+        return False
+
     def _send_retained(self, filters: list[TopicFilter]) -> None:
-        for message in list(self.broker.retained.values()):
+        broker = self.broker
+        for message in list(broker.retained.values()):
             matching = [f for f in filters if f.matches(message.topic)]
             if not matching or not self.may_receive(message.topic):
                 continue
+            properties = message.properties
+            if properties is not None and properties.message_expiry_interval is not None:
+                properties = forwarded(
+                    properties, received_at=broker.retained_at.get(message.topic)
+                )
+                if properties is None:  # expired while retained (MQTT 5 3.3.2.3.3)
+                    broker.retained.pop(message.topic, None)
+                    broker.retained_at.pop(message.topic, None)
+                    continue
             qos = min(message.qos, max(self.subscriptions[f.value] for f in matching))
             packet_id = self.next_packet_id() if qos else None
             self.deliver(
-                encode(
+                self.encode(
                     Publish(
                         topic=message.topic,
                         payload=message.payload,
                         qos=qos,
                         retain=True,
                         packet_id=packet_id,
+                        properties=properties,
                     )
                 )
             )
@@ -626,12 +894,21 @@ class MqttSession:
     async def _on_publish(self, packet: Publish) -> None:
         broker = self.broker
         broker.stats.publishes_mqtt += 1
+        if packet.qos == 2 and self.v5 is not None:
+            # CONNACK said Maximum QoS 1 (MQTT 5 section 3.2.2.3.4).
+            self.protocol_error("PUBLISH with QoS 2", ReasonCode.QOS_NOT_SUPPORTED)
+            return
         if packet.qos == 2:
             # Same documented behaviour as for SUBSCRIBE: no PUBACK/PUBREC for
             # QoS 2; the message is not accepted.
             broker.stats.qos2_ignored += 1
             broker.refuse("PUBLISH with QoS 2 is not supported", client_id=self.client_id)
             return
+        if self.v5 is not None:
+            resolved = self._resolve_v5_publish(packet)
+            if resolved is None:
+                return
+            packet = resolved
         if not self._take_publish_token():
             # Over the per-connection quota AWS throttles: the message is
             # dropped (no PUBACK for QoS 1) and the connection stays open.
@@ -640,11 +917,13 @@ class MqttSession:
                 f"more than {broker.settings.publish_rate_limit} publishes/s (throttled)",
                 client_id=self.client_id,
             )
+            if self.v5 is not None:
+                self._v5_ack(packet, ReasonCode.QUOTA_EXCEEDED, "publish rate limit")
             return
         try:
             topic = Topic(packet.topic)
         except InvalidTopic as exc:
-            self.protocol_error(str(exc))
+            self.protocol_error(str(exc), ReasonCode.TOPIC_NAME_INVALID)
             return
         if topic.is_reserved:
             broker.refuse(
@@ -653,11 +932,15 @@ class MqttSession:
                 resource=broker.arn("topic", packet.topic),
                 client_id=self.client_id,
             )
+            if self.v5 is not None:
+                self._v5_ack(packet, ReasonCode.NOT_AUTHORIZED, "reserved topic")
+                return
             self._close_soon(DisconnectReason.AUTH_ERROR)
             return
         if len(packet.payload) > MAX_PAYLOAD_BYTES:
             self.protocol_error(
-                f"payload of {len(packet.payload)} bytes exceeds {MAX_PAYLOAD_BYTES}"
+                f"payload of {len(packet.payload)} bytes exceeds {MAX_PAYLOAD_BYTES}",
+                ReasonCode.PACKET_TOO_LARGE,
             )
             return
         actions = ["iot:Publish"] + (["iot:RetainPublish"] if packet.retain else [])
@@ -672,15 +955,48 @@ class MqttSession:
                 self.credential, action, "topic", packet.topic, client_id=self.client_id
             )
             if not decision.allowed:
+                if self.v5 is not None:
+                    # MQTT 5: PUBACK 0x87 Not authorized, the connection stays
+                    # (AWS IoT developer guide, "MQTT reason codes").
+                    self._v5_ack(packet, ReasonCode.NOT_AUTHORIZED, f"{action} denied")
+                    return
                 # AWS IoT Core closes the connection on an unauthorised PUBLISH.
                 self._close_soon(DisconnectReason.AUTH_ERROR)
                 return
             if len(grants) >= _RECEIVE_CACHE_SIZE:
                 grants.clear()
             grants.add((action, packet.topic))
-        broker.route(packet.topic, packet.payload, packet.qos, packet.retain)
+        broker.route(
+            packet.topic,
+            packet.payload,
+            packet.qos,
+            packet.retain,
+            properties=packet.properties,
+            origin=self,
+        )
         if packet.qos == 1 and packet.packet_id is not None:
-            self._send(encode(Puback(packet.packet_id)))
+            self._send(self.encode(Puback(packet.packet_id)))
+
+    def _resolve_v5_publish(self, packet: Publish) -> Publish | None:
+        """Apply the Topic Alias and check the properties of an MQTT 5 PUBLISH.
+
+        Returns the packet with its full topic, or None when it was refused:
+        by PUBACK (Payload format invalid, Quota exceeded: the connection
+        stays) or by DISCONNECT (alias and property errors).
+        """
+        v5 = self.v5
+        assert v5 is not None
+        try:
+            topic = v5.resolve_topic(packet)
+            check_publish(packet, topic)
+        except ProtocolViolation as exc:
+            if exc.reason_code in (ReasonCode.PAYLOAD_FORMAT_INVALID, ReasonCode.QUOTA_EXCEEDED):
+                self.broker.refuse(str(exc), client_id=self.client_id)
+                self._v5_ack(packet, ReasonCode(exc.reason_code), str(exc))
+            else:
+                self.protocol_error(str(exc), exc.reason_code)
+            return None
+        return packet if topic == packet.topic else replace(packet, topic=topic)
 
     # --- closing ---------------------------------------------------------------
 
@@ -699,6 +1015,8 @@ class MqttSession:
             self._keepalive_timer.cancel()
         broker = self.broker
         was_connected = self.connected
+        if was_connected and self.v5 is not None and reason is not None:
+            self._send_v5_disconnect(reason)
         if was_connected:
             broker.unregister(self)
             if reason is not None:
@@ -716,6 +1034,7 @@ class MqttSession:
         if self._writer is not None:
             self._writer.cancel()
         self._queue = None
+        self._queued_bytes = 0
         try:
             await self.transport.close()
         except Exception:  # the peer may already be gone
@@ -724,7 +1043,9 @@ class MqttSession:
             return
         if self.will is not None:
             will, self.will = self.will, None
-            broker.route(will.topic, will.payload, will.qos, will.retain)
+            broker.route(
+                will.topic, will.payload, will.qos, will.retain, properties=will.properties
+            )
         broker.publish_event(
             _DISCONNECTED_TOPIC.format(self.client_id),
             {
@@ -743,9 +1064,41 @@ class MqttSession:
             json.dumps({"client_id": self.client_id, "reason": reason}),
         )
 
+    def _send_v5_disconnect(self, reason: str) -> None:
+        """MQTT 5 section 4.13: the server says why it closes (DISCONNECT + reason code)."""
+        code = self._v5_disconnect
+        if code is None:
+            code = disconnect_reason(reason)
+        if code is None:
+            return  # the client left, or its socket is gone
+        # Bypasses the queue bound: the connection is closing anyway.
+        frame = mqtt5.encode(Disconnect(code))
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        queue.append(frame)
+        self._queued_bytes += len(frame)
+        if self._writer is None:
+            self._writer = asyncio.ensure_future(self._write())
+
     async def connection_lost(self) -> None:
-        """The transport ended (read loop finished)."""
-        await self.close(DisconnectReason.CONNECTION_LOST)
+        """The transport ended (read loop finished).
+
+        If a close was already decided (a protocol error stops the read loop
+        right after scheduling it), its reason is the one announced: AWS
+        reports a malformed packet as ``CLIENT_ERROR``, not ``CONNECTION_LOST``.
+        """
+        await self.close(self._close_reason or DisconnectReason.CONNECTION_LOST)
+
+
+# The MQTT 5 reason code of each refusal CONNACK (MQTT 5 section 3.2.2.2).
+_CONNACK_V5: Final = {
+    ConnackCode.UNACCEPTABLE_PROTOCOL_VERSION: ReasonCode.UNSUPPORTED_PROTOCOL_VERSION,
+    ConnackCode.IDENTIFIER_REJECTED: ReasonCode.CLIENT_IDENTIFIER_NOT_VALID,
+    ConnackCode.SERVER_UNAVAILABLE: ReasonCode.SERVER_UNAVAILABLE,
+    ConnackCode.BAD_USERNAME_OR_PASSWORD: ReasonCode.BAD_AUTHENTICATION_METHOD,
+    ConnackCode.NOT_AUTHORIZED: ReasonCode.NOT_AUTHORIZED,
+}
 
 
 def packet_id_safe(client_id: str) -> str | None:

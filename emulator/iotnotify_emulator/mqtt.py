@@ -19,13 +19,18 @@ every packet let tests and benchmarks speak raw MQTT to the emulator.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:  # mqtt5 imports this module; the property type is only annotated here
+    from iotnotify_emulator.mqtt5 import Properties
 
 __all__ = [
     "MAX_REMAINING_LENGTH",
     "SUBACK_FAILURE",
+    "Auth",
     "Connack",
     "ConnackCode",
     "Connect",
@@ -53,7 +58,16 @@ SUBACK_FAILURE: Final = 0x80
 
 
 class MqttProtocolError(Exception):
-    """The peer sent something MQTT 3.1.1 calls malformed; close the connection."""
+    """The peer sent something MQTT calls malformed; close the connection.
+
+    ``reason_code`` is the MQTT 5 reason code a v5 peer is told in DISCONNECT
+    before the close (0x81 Malformed Packet, 0x82 Protocol Error, 0x95 Packet
+    too large, ...); a 3.1.1 peer is just disconnected.
+    """
+
+    def __init__(self, message: str, reason_code: int = 0x81) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
 
 
 class PacketType(IntEnum):
@@ -71,6 +85,7 @@ class PacketType(IntEnum):
     PINGREQ = 12
     PINGRESP = 13
     DISCONNECT = 14
+    AUTH = 15  # MQTT 5 only
 
 
 class ConnackCode(IntEnum):
@@ -88,6 +103,7 @@ class Will:
     payload: bytes
     qos: int = 0
     retain: bool = False
+    properties: Properties | None = None  # MQTT 5 will properties
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +116,17 @@ class Connect:
     will: Will | None = None
     protocol_name: str = "MQTT"
     protocol_level: int = 4
+    # MQTT 5: ``clean_session`` carries the Clean Start bit (same flag bit).
+    properties: Properties | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Connack:
+    """``return_code`` is the 3.1.1 return code, or the MQTT 5 reason code."""
+
     return_code: int = ConnackCode.ACCEPTED
     session_present: bool = False
+    properties: Properties | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,34 +137,49 @@ class Publish:
     retain: bool = False
     dup: bool = False
     packet_id: int | None = None
+    properties: Properties | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Puback:
     packet_id: int
+    reason_code: int = 0  # MQTT 5
+    properties: Properties | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
+    """``topics`` are (filter, QoS); MQTT 5 puts the other option bits
+    (No Local 0x04, Retain As Published 0x08, Retain Handling 0x30) in
+    ``options``, one int per filter (empty for 3.1.1)."""
+
     packet_id: int
     topics: tuple[tuple[str, int], ...]
+    options: tuple[int, ...] = ()
+    properties: Properties | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Suback:
+    """``return_codes``: 3.1.1 return codes, or MQTT 5 reason codes."""
+
     packet_id: int
     return_codes: tuple[int, ...]
+    properties: Properties | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Unsubscribe:
     packet_id: int
     topics: tuple[str, ...]
+    properties: Properties | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Unsuback:
     packet_id: int
+    reason_codes: tuple[int, ...] = ()  # MQTT 5 only
+    properties: Properties | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +194,16 @@ class Pingresp:
 
 @dataclass(frozen=True, slots=True)
 class Disconnect:
-    pass
+    reason_code: int = 0  # MQTT 5 only (both directions there)
+    properties: Properties | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """MQTT 5 enhanced authentication; decoded only so the broker can refuse it."""
+
+    reason_code: int = 0
+    properties: Properties | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +226,7 @@ Packet = (
     | Pingreq
     | Pingresp
     | Disconnect
+    | Auth
     | _QosTwoFlow
 )
 
@@ -353,6 +399,16 @@ class _Reader:
 def _decode_connect(reader: _Reader) -> Connect:
     protocol_name = reader.string()
     protocol_level = reader.u8()
+    if protocol_level == 5:
+        from iotnotify_emulator.mqtt5 import decode_connect_after_level
+
+        return decode_connect_after_level(reader, protocol_name)
+    if protocol_level not in (3, 4):
+        # A level this codec does not know may lay out the rest differently:
+        # keep what is needed to answer it (CONNACK 0x01 or reason 0x84, MQTT
+        # 3.1.1 section 3.1.2.2 / MQTT 5 section 3.1.2.2) rather than failing
+        # to decode, which would be a silent close.
+        return Connect(client_id="", protocol_name=protocol_name, protocol_level=protocol_level)
     flags = reader.u8()
     if flags & 0x01:
         raise MqttProtocolError("CONNECT reserved flag is set")
@@ -385,8 +441,13 @@ def _decode_connect(reader: _Reader) -> Connect:
     )
 
 
-def decode_packet(first_byte: int, body: bytes) -> Packet:
-    """Decode one packet from its first byte and its body (after the length)."""
+def decode_packet(first_byte: int, body: bytes, *, max_filters: int | None = None) -> Packet:
+    """Decode one packet from its first byte and its body (after the length).
+
+    ``max_filters``: a SUBSCRIBE is decoded only up to ``max_filters + 1``
+    filters, enough for the broker to see it is over its limit; a 128 KB
+    SUBSCRIBE of 32,000 filters would otherwise cost ~50 ms of decoding.
+    """
     try:
         kind = PacketType(first_byte >> 4)
     except ValueError as exc:
@@ -418,6 +479,8 @@ def decode_packet(first_byte: int, body: bytes) -> Packet:
             packet_id = reader.packet_id()
             topics: list[tuple[str, int]] = []
             while not reader.done:
+                if max_filters is not None and len(topics) > max_filters:
+                    break  # over the limit already: the rest is never looked at
                 topic = reader.string()
                 qos = reader.u8()
                 if qos > 2:
@@ -454,6 +517,8 @@ def decode_packet(first_byte: int, body: bytes) -> Packet:
             packet = Pingresp()
         case PacketType.DISCONNECT:
             packet = Disconnect()
+        case PacketType.AUTH:
+            raise MqttProtocolError("AUTH is an MQTT 5 packet")
     reader.finish()
     return packet
 
@@ -463,25 +528,48 @@ class StreamDecoder:
     """Splits a byte stream into packets; WebSocket frames need not align with them.
 
     ``max_packet_size`` bounds memory: a peer announcing a larger packet is
-    cut off before its bytes are buffered.
+    cut off before its bytes are buffered (reason code 0x95 for MQTT 5).
+    ``max_subscribe_filters`` bounds the work spent on one SUBSCRIBE (see
+    :func:`decode_packet`).
+
+    ``protocol_level`` picks the body codec: 4 (3.1.1) until a CONNECT for
+    level 5 goes through the decoder, which switches it to 5 for every
+    later packet (a client-side decoder is built with 5).
     """
 
     max_packet_size: int = MAX_REMAINING_LENGTH
+    max_subscribe_filters: int | None = None
+    protocol_level: int = 4
     _buffer: bytearray = field(default_factory=bytearray)
 
     def feed(self, data: bytes) -> list[Packet]:
+        """Every complete packet in the buffer after ``data``; raises on the first bad one."""
+        return list(self.packets(data))
+
+    def packets(self, data: bytes) -> Iterator[Packet]:
+        """Like :meth:`feed`, one packet at a time: the packets before a malformed
+        one are acted on (a stream broker reads them first, AWS included), and
+        nothing after a packet that ends the connection is decoded."""
         self._buffer.extend(data)
-        packets: list[Packet] = []
         while True:
             header = self._header()
             if header is None:
-                return packets
+                return
             first, length, offset = header
             if len(self._buffer) < offset + length:
-                return packets
+                return
             body = bytes(self._buffer[offset : offset + length])
             del self._buffer[: offset + length]
-            packets.append(decode_packet(first, body))
+            limit = self.max_subscribe_filters
+            if self.protocol_level == 5:
+                from iotnotify_emulator.mqtt5 import decode_packet as decode_v5
+
+                packet = decode_v5(first, body, max_filters=limit)
+            else:
+                packet = decode_packet(first, body, max_filters=limit)
+                if isinstance(packet, Connect) and packet.protocol_level == 5:
+                    self.protocol_level = 5
+            yield packet
 
     def _header(self) -> tuple[int, int, int] | None:
         buffer = self._buffer
@@ -497,7 +585,8 @@ class StreamDecoder:
             if not byte & 0x80:
                 if length > self.max_packet_size:
                     raise MqttProtocolError(
-                        f"packet of {length} bytes exceeds the limit of {self.max_packet_size}"
+                        f"packet of {length} bytes exceeds the limit of {self.max_packet_size}",
+                        reason_code=0x95,
                     )
                 return buffer[0], length, index + 1
             multiplier *= 128

@@ -7,7 +7,9 @@ Endpoints (the same app on both ports, so ``https://`` publish works too):
   ``mqtt`` and ``mqttv3.1``.
 * ``POST /topics/{topic}?qos=&retain=``: the iot-data ``Publish`` API
   (SigV4 header auth, service ``iotdata``), so boto3's ``iot-data`` client
-  works with ``endpoint_url=emu.data_url``.
+  works with ``endpoint_url=emu.data_url``; its MQTT 5 fields (content
+  type, user properties, response topic, correlation data, message expiry,
+  payload format indicator) reach MQTT 5 subscribers.
 * ``GET /_emulator/stats``: counters and the most recent refusals, as JSON.
 
 aiohttp serves WebSocket and HTTP from one app and an idle aiohttp WebSocket
@@ -39,6 +41,7 @@ from iotnotify.errors import InvalidTopic
 from iotnotify_emulator.broker import Broker, BrokerSettings, MqttSession
 from iotnotify_emulator.credentials import CredentialStore
 from iotnotify_emulator.mqtt import MqttProtocolError, StreamDecoder
+from iotnotify_emulator.session5 import MAX_PACKET_SIZE, HttpPropertiesError, properties_from_http
 from iotnotify_emulator.sigv4 import (
     SignatureError,
     verify_header_signature,
@@ -59,9 +62,10 @@ log = logging.getLogger("iotnotify_emulator")
 SUBPROTOCOLS: Final = ("mqtt", "mqttv3.1")
 _WS_SERVICE: Final = "iotdevicegateway"
 _DATA_SERVICE: Final = "iotdata"
-# A PUBLISH frame is the payload plus topic and header; anything much larger
-# is refused by the decoder before it is buffered.
-_MAX_PACKET: Final = MAX_PAYLOAD_BYTES + 1024
+# A PUBLISH frame is the payload plus topic and header (and, in MQTT 5,
+# properties: AWS's Maximum Packet Size is 146 KB); anything larger is
+# refused by the decoder before it is buffered.
+_MAX_PACKET: Final = max(MAX_PAYLOAD_BYTES + 1024, MAX_PACKET_SIZE)
 _TOPICS_PREFIX: Final = "/topics/"
 
 
@@ -71,7 +75,8 @@ class EmulatorConfig:
 
     Port 0 picks a free port. ``wss_port=None`` disables TLS (no certificate
     is generated). ``cert_dir=None`` uses a temporary directory removed on
-    stop. The keepalive and TTL knobs exist so tests can shrink AWS's timers.
+    stop; a CA already in ``cert_dir`` is kept (``tls.generate_certificates``).
+    The keepalive and TTL knobs exist so tests can shrink AWS's timers.
     """
 
     host: str = "127.0.0.1"
@@ -85,9 +90,12 @@ class EmulatorConfig:
     keepalive_max: int = 1200
     keepalive_factor: float = 1.5
     connect_timeout: float = 10.0
-    outbound_queue_limit: int = 1000
+    outbound_queue_bytes: int = 2 * 1024 * 1024
     max_subscriptions: int = 50
     publish_rate_limit: float | None = 100.0
+    # MQTT 5 on /mqtt (AWS IoT Core speaks it); False answers a v5 CONNECT
+    # with CONNACK 0x84, for clients' fallback tests.
+    mqtt5: bool = True
     signature_max_skew: timedelta = timedelta(minutes=15)
     extra_hosts: tuple[str, ...] = field(default=())
     # ``POST /_emulator/restart``: drop every connection and stop listening for
@@ -105,8 +113,9 @@ class EmulatorConfig:
             websocket_ttl=self.websocket_ttl,
             connect_timeout=self.connect_timeout,
             max_subscriptions=self.max_subscriptions,
-            outbound_queue_limit=self.outbound_queue_limit,
+            outbound_queue_bytes=self.outbound_queue_bytes,
             publish_rate_limit=self.publish_rate_limit,
+            mqtt5=self.mqtt5,
         )
 
 
@@ -349,21 +358,25 @@ class Emulator:
         await ws.prepare(request)
         session = self.broker.open(_WebSocketTransport(ws), credential, request.remote or "")
         self._live.add(session)
-        decoder = StreamDecoder(max_packet_size=_MAX_PACKET)
+        decoder = StreamDecoder(
+            max_packet_size=_MAX_PACKET,
+            max_subscribe_filters=self.broker.settings.max_filters_per_subscribe,
+        )
         try:
             async for message in ws:
                 if message.type != WSMsgType.BINARY:
                     session.protocol_error("MQTT over WebSocket must use binary frames")
                     break
                 try:
-                    packets = decoder.feed(message.data)
+                    # One at a time: what precedes a malformed packet in the
+                    # same frame is still acted on, as on a byte stream.
+                    for packet in decoder.packets(message.data):
+                        await session.handle(packet)
+                        if session.closed:
+                            break
                 except MqttProtocolError as exc:
-                    session.protocol_error(str(exc))
+                    session.protocol_error(str(exc), exc.reason_code)
                     break
-                for packet in packets:
-                    await session.handle(packet)
-                    if session.closed:
-                        break
                 if session.closed:
                     break
         finally:
@@ -413,6 +426,11 @@ class Emulator:
         except InvalidTopic as exc:
             return _error(400, "InvalidRequestException", str(exc), trace_id)
         retain = retain_text == "true"
+        try:
+            # The MQTT 5 fields of iot-data Publish, for v5 subscribers.
+            properties = properties_from_http(request.headers, params)
+        except HttpPropertiesError as exc:
+            return _error(400, "InvalidRequestException", str(exc), trace_id)
         if topic.is_reserved:
             self.broker.refuse(
                 "HTTP publish to a reserved $ topic",
@@ -427,7 +445,7 @@ class Emulator:
             if not decision.allowed:
                 return _error(403, "ForbiddenException", f"{action}: {decision.reason}", trace_id)
         self.broker.stats.publishes_http += 1
-        self.broker.route(topic_name, body, int(qos_text), retain)
+        self.broker.route(topic_name, body, int(qos_text), retain, properties=properties)
         return web.json_response({"message": "OK", "traceId": trace_id})
 
 

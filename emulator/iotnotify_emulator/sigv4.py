@@ -27,6 +27,7 @@ from botocore.auth import EMPTY_SHA256_HASH, UNSIGNED_PAYLOAD, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
+from multidict import CIMultiDict
 
 from iotnotify_emulator.credentials import Credential, CredentialStore
 
@@ -88,6 +89,16 @@ class _Verifier(SigV4Auth):
         return self._payload_hash
 
 
+def _case_insensitive(headers: Mapping[str, str]) -> CIMultiDict[str]:
+    """HTTP header names are case-insensitive (RFC 9110, 5.1); so is this lookup.
+
+    Callers pass aiohttp's CIMultiDict, a plain ``dict`` with the names as
+    sent, or one with the names lower-cased (API Gateway events): all must
+    verify alike. Repeated headers keep every value.
+    """
+    return CIMultiDict(headers)
+
+
 def _split_credential(value: str) -> tuple[str, str, str, str]:
     parts = value.split("/")
     if len(parts) != 5 or parts[4] != "aws4_request" or not parts[0]:
@@ -115,7 +126,7 @@ def _verify(
     method: str,
     raw_path: str,
     params: Sequence[tuple[str, str]],
-    headers: Mapping[str, str],
+    headers: CIMultiDict[str],
     payload_hash: str,
     token: str | None,
     store: CredentialStore,
@@ -139,10 +150,11 @@ def _verify(
         raise SignatureError(f"credentials of {parts.access_key_id} expired", expired=True)
     signed = HTTPHeaders()
     for name in parts.signed_headers:
-        value = headers.get(name)
-        if value is None:
+        values = headers.getall(name, [])
+        if not values:
             raise SignatureError(f"signed header {name!r} is missing from the request")
-        signed[name] = value
+        # SigV4 joins a repeated header's values with commas.
+        signed[name] = ",".join(values)
     signer = _Verifier(
         Credentials(credential.access_key_id, credential.secret_access_key),
         service,
@@ -174,8 +186,8 @@ def verify_query_signature(
 ) -> Credential:
     """Verify a presigned URL (the IoT WebSocket upgrade); returns the credential.
 
-    ``query`` is the decoded query as received, in order; ``headers`` must be
-    case-insensitive (aiohttp's CIMultiDict is).
+    ``query`` is the decoded query as received, in order; ``headers`` may be
+    any mapping (names are matched case-insensitively).
     """
     values: dict[str, str] = {}
     for key, value in query:
@@ -220,6 +232,11 @@ def verify_query_signature(
         signed_headers=tuple(values["X-Amz-SignedHeaders"].lower().split(";")),
         signature=values["X-Amz-Signature"],
     )
+    # A signature that does not cover Host could be replayed against any
+    # host; AWS requires it in every SigV4 request (SigV4 reference, "Create a
+    # canonical request": host is always signed), as the header path does.
+    if "host" not in parts.signed_headers:
+        raise SignatureError("the Host header must be signed (X-Amz-SignedHeaders omits host)")
     params = [
         (key, value)
         for key, value in query
@@ -230,7 +247,7 @@ def verify_query_signature(
         method=method,
         raw_path=raw_path,
         params=params,
-        headers=headers,
+        headers=_case_insensitive(headers),
         payload_hash=EMPTY_SHA256_HASH,
         token=values.get("X-Amz-Security-Token"),
         store=store,
@@ -253,20 +270,24 @@ def verify_header_signature(
     max_skew: timedelta = timedelta(minutes=15),
     now: datetime | None = None,
 ) -> Credential:
-    """Verify an ``Authorization: AWS4-HMAC-SHA256 ...`` request (iot-data publish)."""
-    authorization = headers.get("Authorization")
+    """Verify an ``Authorization: AWS4-HMAC-SHA256 ...`` request (iot-data publish).
+
+    ``headers`` may be any mapping: names are matched case-insensitively.
+    """
+    received = _case_insensitive(headers)
+    authorization = received.get("Authorization")
     if not authorization:
         raise SignatureError("missing Authorization header")
     match = _AUTH_HEADER_RE.match(authorization)
     if match is None:
         raise SignatureError("malformed Authorization header")
-    amz_date = headers.get("X-Amz-Date")
+    amz_date = received.get("X-Amz-Date")
     if not amz_date:
         raise SignatureError("missing X-Amz-Date header")
     moment = now or datetime.now(UTC)
     _check_time(amz_date, moment, max_skew, None)
     actual_hash = hashlib.sha256(body).hexdigest()
-    declared = headers.get("X-Amz-Content-SHA256")
+    declared = received.get("X-Amz-Content-SHA256")
     if declared is not None and declared not in (actual_hash, UNSIGNED_PAYLOAD):
         raise SignatureError("X-Amz-Content-SHA256 does not match the body")
     access_key_id, scope_date, region_name, service_name = _split_credential(
@@ -288,9 +309,9 @@ def verify_header_signature(
         method=method,
         raw_path=raw_path,
         params=list(query),
-        headers=headers,
+        headers=received,
         payload_hash=declared or actual_hash,
-        token=headers.get("X-Amz-Security-Token"),
+        token=received.get("X-Amz-Security-Token"),
         store=store,
         service=service,
         region=region,

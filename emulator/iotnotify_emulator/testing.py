@@ -6,8 +6,9 @@ service ``iotdevicegateway``, then ``X-Amz-Security-Token`` appended. With
 ``sign_token=True`` it produces the URL AWS rejects (token inside the
 signature), for negative tests.
 
-:class:`RawMqttClient` speaks MQTT through :mod:`iotnotify_emulator.mqtt`
-over an aiohttp WebSocket; tests use it where a packet-level view matters
+:class:`RawMqttClient` speaks MQTT 3.1.1 (:mod:`iotnotify_emulator.mqtt`) or
+MQTT 5 (:mod:`iotnotify_emulator.mqtt5`, ``protocol_level=5``) over an
+aiohttp WebSocket; tests use it where a packet-level view matters
 (SUBACK codes, being disconnected, going silent to trip the keepalive).
 """
 
@@ -34,6 +35,7 @@ from iotnotify.policies import (
     subscriber_ceiling_policy,
     subscriber_session_policy,
 )
+from iotnotify_emulator import mqtt5
 from iotnotify_emulator.credentials import Credential, InMemoryCredentialStore
 from iotnotify_emulator.mqtt import (
     Connack,
@@ -50,6 +52,7 @@ from iotnotify_emulator.mqtt import (
     Will,
     encode,
 )
+from iotnotify_emulator.mqtt5 import Properties
 
 __all__ = [
     "ALLOW_ALL",
@@ -110,17 +113,30 @@ def ssl_context_for(ca_file: Path | str | None) -> ssl.SSLContext | None:
 
 
 class ConnectionRefused(Exception):
-    """The WebSocket upgrade failed (``status``) or CONNACK was not 0 (``return_code``)."""
+    """The WebSocket upgrade failed (``status``) or CONNACK was not 0 (``return_code``,
+    the whole CONNACK in ``connack``)."""
 
-    def __init__(self, message: str, *, status: int | None = None, return_code: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        return_code: int | None = None,
+        connack: Connack | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.return_code = return_code
+        self.connack = connack
 
 
 @dataclass
 class RawMqttClient:
-    """A minimal MQTT 3.1.1 client over WebSocket, for tests."""
+    """A minimal MQTT 3.1.1 or 5 client over WebSocket, for tests.
+
+    ``protocol_level`` 5 encodes and decodes MQTT 5; ``connack`` is the
+    server's CONNACK once connected.
+    """
 
     ws: aiohttp.ClientWebSocketResponse
     session: aiohttp.ClientSession
@@ -128,6 +144,8 @@ class RawMqttClient:
     _decoder: StreamDecoder = field(default_factory=StreamDecoder)
     _pending: list[Packet] = field(default_factory=list)
     _next_id: int = 0
+    protocol_level: int = 4
+    connack: Connack | None = None
 
     @classmethod
     async def open(
@@ -137,6 +155,7 @@ class RawMqttClient:
         protocols: Sequence[str] = ("mqtt",),
         ca_file: Path | str | None = None,
         session: aiohttp.ClientSession | None = None,
+        protocol_level: int = 4,
     ) -> RawMqttClient:
         """Open the WebSocket only (no CONNECT yet)."""
         owns = session is None
@@ -157,7 +176,13 @@ class RawMqttClient:
             if owns:
                 await http.close()
             raise
-        return cls(ws=ws, session=http, _owns_session=owns)
+        return cls(
+            ws=ws,
+            session=http,
+            _owns_session=owns,
+            _decoder=StreamDecoder(protocol_level=5 if protocol_level == 5 else 4),
+            protocol_level=protocol_level,
+        )
 
     @classmethod
     async def connect(
@@ -172,20 +197,36 @@ class RawMqttClient:
         ca_file: Path | str | None = None,
         session: aiohttp.ClientSession | None = None,
         within: float = 10.0,
+        protocol_level: int = 4,
+        properties: Properties | None = None,
     ) -> RawMqttClient:
         """Open and CONNECT; raises :class:`ConnectionRefused` unless CONNACK is 0."""
-        client = await cls.open(url, protocols=protocols, ca_file=ca_file, session=session)
+        client = await cls.open(
+            url,
+            protocols=protocols,
+            ca_file=ca_file,
+            session=session,
+            protocol_level=protocol_level,
+        )
         try:
             await client.send(
-                Connect(client_id=client_id, keepalive=keepalive, will=will, username=username)
+                Connect(
+                    client_id=client_id,
+                    keepalive=keepalive,
+                    will=will,
+                    username=username,
+                    protocol_level=protocol_level,
+                    properties=properties,
+                )
             )
             reply = await client.receive(within=within)
             if not isinstance(reply, Connack):
                 raise ConnectionRefused(f"expected CONNACK, got {reply!r}")
             if reply.return_code != 0:
                 raise ConnectionRefused(
-                    f"CONNACK {reply.return_code}", return_code=reply.return_code
+                    f"CONNACK {reply.return_code}", return_code=reply.return_code, connack=reply
                 )
+            client.connack = reply
         except BaseException:
             await client.close()
             raise
@@ -196,7 +237,8 @@ class RawMqttClient:
         return self._next_id
 
     async def send(self, packet: Packet) -> None:
-        await self.ws.send_bytes(encode(packet))
+        wire = mqtt5.encode(packet) if self.protocol_level == 5 else encode(packet)
+        await self.ws.send_bytes(wire)
 
     async def send_raw(self, data: bytes) -> None:
         await self.ws.send_bytes(data)
@@ -219,21 +261,37 @@ class RawMqttClient:
                     raise MqttProtocolError(f"unexpected WebSocket message {message.type}")
             return self._pending.pop(0)
 
-    async def subscribe(self, *filters: tuple[str, int] | str) -> Suback:
+    async def subscribe(
+        self, *filters: tuple[str, int] | str, options: tuple[int, ...] = ()
+    ) -> Suback:
+        """SUBSCRIBE and wait for its SUBACK; ``options``: MQTT 5 option bits per filter."""
         topics = tuple((f, 0) if isinstance(f, str) else f for f in filters)
         packet_id = self.packet_id()
-        await self.send(Subscribe(packet_id=packet_id, topics=topics))
+        await self.send(Subscribe(packet_id=packet_id, topics=topics, options=options))
         reply = await self.receive()
         if not isinstance(reply, Suback) or reply.packet_id != packet_id:
             raise AssertionError(f"expected SUBACK {packet_id}, got {reply!r}")
         return reply
 
     async def publish(
-        self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties | None = None,
     ) -> Puback | None:
         packet_id = self.packet_id() if qos else None
         await self.send(
-            Publish(topic=topic, payload=payload, qos=qos, retain=retain, packet_id=packet_id)
+            Publish(
+                topic=topic,
+                payload=payload,
+                qos=qos,
+                retain=retain,
+                packet_id=packet_id,
+                properties=properties,
+            )
         )
         if qos != 1:
             return None

@@ -1,17 +1,21 @@
-"""A throw-away CA and server certificate for the emulator's ``wss://`` endpoint.
+"""A local CA and server certificate for the emulator's ``wss://`` endpoint.
 
 Generated at start-up with ``cryptography`` so nothing secret is committed and
 nothing depends on the host's trust store: clients trust the published
 ``ca.pem`` explicitly, as they would Amazon's root CA for the ATS endpoint.
+A CA found in the certificate directory is kept (a persistent data
+directory), so a restart does not make clients distrust the endpoint.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -37,10 +41,13 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def generate_certificates(directory: Path, *, hosts: tuple[str, ...] = ()) -> CertificateFiles:
-    """Write ``ca.pem``, ``server.pem`` and ``server.key`` into ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.now(UTC) - timedelta(minutes=5)  # tolerate small clock skew
+_CA_DAYS: Final = 365
+_SERVER_DAYS: Final = 30
+# A kept CA closer to expiry than this is replaced (clients must trust the new one).
+_CA_RENEW_BEFORE: Final = timedelta(days=7)
+
+
+def _new_ca(now: datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("iotnotify emulator local CA")
     ca_cert = (
@@ -50,7 +57,7 @@ def generate_certificates(directory: Path, *, hosts: tuple[str, ...] = ()) -> Ce
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now)
-        .not_valid_after(now + timedelta(days=30))
+        .not_valid_after(now + timedelta(days=_CA_DAYS))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -71,6 +78,47 @@ def generate_certificates(directory: Path, *, hosts: tuple[str, ...] = ()) -> Ce
         )
         .sign(ca_key, hashes.SHA256())
     )
+    return ca_key, ca_cert
+
+
+def _kept_ca(
+    ca_file: Path, key_file: Path, now: datetime
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate] | None:
+    """The CA already in the directory, if it is complete and not about to expire."""
+    try:
+        ca_cert = x509.load_pem_x509_certificate(ca_file.read_bytes())
+        ca_key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        return None
+    if ca_cert.public_key() != ca_key.public_key():
+        return None
+    if ca_cert.not_valid_after_utc - _CA_RENEW_BEFORE < now:
+        return None
+    return ca_key, ca_cert
+
+
+def generate_certificates(directory: Path, *, hosts: tuple[str, ...] = ()) -> CertificateFiles:
+    """Write ``ca.pem``, ``ca.key``, ``server.pem`` and ``server.key`` into ``directory``.
+
+    A CA already in ``directory`` (``ca.pem`` with its ``ca.key``, valid for
+    more than a week) is kept and only the server certificate is issued
+    again, so clients that trust ``ca.pem`` keep trusting a restarted
+    emulator (``iotnotify local --data-dir``). Otherwise a new CA is made,
+    valid for a year. Keys are written owner-readable only.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC) - timedelta(minutes=5)  # tolerate small clock skew
+    ca_file, ca_key_file = directory / "ca.pem", directory / "ca.key"
+    kept = _kept_ca(ca_file, ca_key_file, now)
+    if kept is None:
+        ca_key, ca_cert = _new_ca(now)
+        _write_key(ca_key_file, ca_key)
+        ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    else:
+        ca_key, ca_cert = kept
+    ca_name = ca_cert.subject
     server_key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = [
         x509.DNSName("localhost"),
@@ -91,7 +139,7 @@ def generate_certificates(directory: Path, *, hosts: tuple[str, ...] = ()) -> Ce
         .public_key(server_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now)
-        .not_valid_after(now + timedelta(days=30))
+        .not_valid_after(now + timedelta(days=_SERVER_DAYS))
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -106,17 +154,21 @@ def generate_certificates(directory: Path, *, hosts: tuple[str, ...] = ()) -> Ce
         cert_file=directory / "server.pem",
         key_file=directory / "server.key",
     )
-    files.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     files.cert_file.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
-    files.key_file.write_bytes(
-        server_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    files.key_file.chmod(0o600)
+    _write_key(files.key_file, server_key)
     return files
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    path.chmod(0o600)
 
 
 def server_ssl_context(files: CertificateFiles) -> ssl.SSLContext:

@@ -5,6 +5,22 @@ same authorisation API Gateway would do (a Cognito authorizer on user
 routes, SigV4 on the IAM route), and calls the very handler function that
 runs on Lambda. Handlers are synchronous (boto3), so they run in a thread
 pool and never block the event loop.
+
+The limits of the real path hold here too, so a test sees what AWS would do:
+
+* a request body over 10 MB (API Gateway REST "API payload size") -> 413;
+* a function that runs past the 29 s integration timeout -> 504 (API
+  Gateway gives up; the function itself runs on, as on Lambda);
+* a function response over 6 MB, measured as the JSON document the Lambda
+  runtime sends back (Lambda Invoke API: "For synchronous invocations, the
+  maximum payload size is 6 MB") -> 502, API Gateway's answer when the
+  invocation fails.
+
+Sources: API Gateway developer guide, "Quotas for configuring and running a
+REST API" (api-gateway-execution-service-limits-table.html), and the Lambda
+developer guide, "Lambda quotas" (gettingstarted-limits.html). All three
+answer with this API's JSON error shape (``{"error", "message"}``) and CORS
+headers, where AWS would answer ``{"message": ...}``.
 """
 
 from __future__ import annotations
@@ -22,12 +38,26 @@ from typing import Any, Final
 from aiohttp import web
 
 from iotnotify_local.authorizer import CognitoAuthorizer, TokenRejected
+from iotnotify_local.iam_auth import IamRejected
 
-__all__ = ["IamVerifier", "LocalApi", "Route", "build_app"]
+__all__ = [
+    "INTEGRATION_TIMEOUT_S",
+    "MAX_LAMBDA_RESPONSE_BYTES",
+    "MAX_REQUEST_BYTES",
+    "IamVerifier",
+    "LocalApi",
+    "Route",
+    "build_app",
+]
+
+MAX_REQUEST_BYTES: Final = 10 * 1024 * 1024  # API Gateway REST API payload size
+MAX_LAMBDA_RESPONSE_BYTES: Final = 6 * 1024 * 1024  # Lambda synchronous response payload
+INTEGRATION_TIMEOUT_S: Final = 29.0  # API Gateway REST integration timeout (default maximum)
 
 LambdaHandler = Callable[[Mapping[str, Any], Any], Mapping[str, Any]]
-# Returns the caller's ARN for a valid SigV4-signed request, raises otherwise.
-IamVerifier = Callable[[str, str, Mapping[str, str], bytes], str]
+# (method, url, headers, body, route path) -> the caller's ARN for a SigV4-signed
+# request allowed to invoke the route; raises IamRejected otherwise.
+IamVerifier = Callable[[str, str, Mapping[str, str], bytes, str], str]
 
 _CORS: Final = {
     "Access-Control-Allow-Origin": "*",
@@ -58,6 +88,45 @@ class LocalApi:
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=8, thread_name_prefix="lambda")
     )
+    # AWS's limits (module docstring); tests may shrink them.
+    max_request_bytes: int = MAX_REQUEST_BYTES
+    max_response_bytes: int = MAX_LAMBDA_RESPONSE_BYTES
+    integration_timeout: float = INTEGRATION_TIMEOUT_S
+
+
+class _GatewayError(Exception):
+    """What API Gateway answers instead of the function's response."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+async def _invoke(api: LocalApi, route: Route, event: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Run the handler as Lambda behind API Gateway would: timeout and size limits."""
+    loop = asyncio.get_running_loop()
+    call = loop.run_in_executor(api.executor, route.handler, event, None)
+    try:
+        # shield: on timeout the thread runs on (it cannot be stopped), as a
+        # Lambda function does after API Gateway has given up on it.
+        result = await asyncio.wait_for(asyncio.shield(call), api.integration_timeout)
+    except TimeoutError as exc:
+        raise _GatewayError(
+            504,
+            "gateway_timeout",
+            f"the function did not answer within API Gateway's {api.integration_timeout:g} s "
+            "integration timeout (Endpoint request timed out)",
+        ) from exc
+    size = len(json.dumps(result, separators=(",", ":")).encode("utf-8"))
+    if size > api.max_response_bytes:
+        raise _GatewayError(
+            502,
+            "bad_gateway",
+            f"the function's response is {size} bytes, over Lambda's limit of "
+            f"{api.max_response_bytes} bytes for a synchronous invocation; on AWS API Gateway "
+            "answers 502",
+        )
+    return result
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -97,6 +166,21 @@ async def _event(request: web.Request, route: Route, context: dict[str, Any]) ->
 
 def _lambda_view(api: LocalApi, route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def view(request: web.Request) -> web.Response:
+        too_large = _error(
+            413,
+            "payload_too_large",
+            f"the request body is over API Gateway's limit of {api.max_request_bytes} bytes",
+        )
+        if (request.content_length or 0) > api.max_request_bytes:
+            return too_large
+        try:
+            return await invoke(request)
+        except web.HTTPRequestEntityTooLarge:  # a chunked body that grew past the limit
+            return too_large
+        except _GatewayError as exc:
+            return _error(exc.status, exc.code, exc.message)
+
+    async def invoke(request: web.Request) -> web.Response:
         identity: dict[str, Any] = {"sourceIp": request.remote, "userArn": None}
         context: dict[str, Any] = {"stage": api.stage, "identity": identity}
         if route.auth == "cognito":
@@ -112,14 +196,14 @@ def _lambda_view(api: LocalApi, route: Route) -> Callable[[web.Request], Awaitab
                 return _error(403, "forbidden", "IAM authorisation is not available locally")
             body = await request.read()
             try:
+                # The headers as received (case-insensitive), never a plain dict copy.
                 identity["userArn"] = api.iam_verifier(
-                    request.method, str(request.url), dict(request.headers), body
+                    request.method, str(request.url), request.headers, body, route.path
                 )
-            except Exception as exc:  # the verifier's refusal, whatever its type
-                return _error(403, "forbidden", f"signature rejected: {exc}")
+            except IamRejected as exc:
+                return _error(403, "forbidden", str(exc))
         event = await _event(request, route, context)
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(api.executor, route.handler, event, None)
+        result = await _invoke(api, route, event)
         headers = {**_CORS, **dict(result.get("headers") or {})}
         return web.Response(
             status=int(result["statusCode"]), text=str(result.get("body") or ""), headers=headers
@@ -133,7 +217,7 @@ async def _preflight(_: web.Request) -> web.Response:
 
 
 def build_app(api: LocalApi) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=api.max_request_bytes)
     for route in api.routes:
         app.router.add_route(route.method, route.path, _lambda_view(api, route))
     paths = {route.path for route in api.routes}

@@ -19,7 +19,12 @@ import boto3
 
 from iotnotify.contract import TopicScheme
 from iotnotify.naming import ResourceNames
-from iotnotify.policies import compact_json, publisher_policy, subscriber_ceiling_policy
+from iotnotify.policies import (
+    compact_json,
+    notify_caller_policy,
+    publisher_policy,
+    subscriber_ceiling_policy,
+)
 
 __all__ = [
     "DEMO_DENYLIST",
@@ -63,6 +68,7 @@ class LocalResources:
     users: tuple[DemoUser, ...]
     publisher: PublisherKeys
     notify_api_key: str = field(repr=False)
+    api_id: str = "local"  # the REST API id in execute-api ARNs
 
     def users_json(self) -> list[dict[str, Any]]:
         return [asdict(user) for user in self.users]
@@ -121,6 +127,17 @@ def provision(
         PolicyDocument=compact_json(publisher_policy(scheme, region=region, account=account)),
     )
     key = iam.create_access_key(UserName=names.publisher_user)["AccessKey"]
+    # API Gateway ids are 10 lower-case letters and digits.
+    api_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(10))
+    # As on AWS, only an identity granted execute-api:Invoke on the route may
+    # call POST /notify with SigV4; the publisher user is that backend here.
+    caller = iam.create_policy(
+        PolicyName=f"{names.app}-{names.stage}-notify-caller",
+        PolicyDocument=compact_json(
+            notify_caller_policy(region=region, account=account, api_id=api_id, stage=stage)
+        ),
+    )["Policy"]
+    iam.attach_user_policy(UserName=names.publisher_user, PolicyArn=caller["Arn"])
 
     dynamodb = session.client("dynamodb")
     tables: tuple[tuple[str, tuple[tuple[str, Literal["HASH", "RANGE"]], ...]], ...] = (
@@ -174,6 +191,8 @@ def provision(
         PoolName=names.user_pool,
         UsernameAttributes=["email"],
         AutoVerifiedAttributes=["email"],
+        # As the CDK pool; moto 5 stores it without enforcing it (clients lower-case).
+        UsernameConfiguration={"CaseSensitive": False},
     )["UserPool"]["Id"]
     client_id = cognito.create_user_pool_client(
         UserPoolId=pool_id,
@@ -217,4 +236,5 @@ def provision(
         users=tuple(users),
         publisher=PublisherKeys(key["AccessKeyId"], key["SecretAccessKey"]),
         notify_api_key=api_key,
+        api_id=api_id,
     )

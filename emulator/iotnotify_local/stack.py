@@ -30,6 +30,9 @@ from rich.table import Table
 from iotnotify.state_file import DEFAULT_STATE_FILE, LocalState
 from iotnotify_local.api import LocalApi, Route, build_app
 from iotnotify_local.authorizer import CognitoAuthorizer
+from iotnotify_local.cognito_keys import publish_signing_key, use_fresh_signing_key
+from iotnotify_local.iam_auth import IamAuthorizer
+from iotnotify_local.persistence import AUTOSAVE_SECONDS, DEFAULT_DATA_DIR, DataDir, DataDirError
 from iotnotify_local.poller import SqsPoller
 from iotnotify_local.provision import LocalResources, provision
 
@@ -40,7 +43,7 @@ console = Console(stderr=True)
 # Moto accepts any key; these only have to look like credentials.
 _MOTO_KEY: Final = "testing"
 _FUNCTION_SESSION_SECONDS: Final = 3600
-_WEB_DIR: Final = Path(__file__).resolve().parents[3] / "web" / "dist"
+_WEB_DIR: Final = Path(__file__).resolve().parents[2] / "web" / "dist"
 
 
 class PortInUse(Exception):
@@ -56,6 +59,10 @@ class StackConfig:
     region: str = "us-east-1"
     url_scheme: str = "ws"  # what GET /token vends; wss needs the generated CA trusted
     web_dir: Path = _WEB_DIR
+    # Where users, inbox, rooms, ids and the CA are kept across restarts
+    # (iotnotify_local.persistence); None keeps nothing.
+    data_dir: Path | None = None
+    fresh: bool = False  # empty data_dir before starting
 
     def ports(self) -> tuple[int, int, int, int]:
         if self.port == 0:
@@ -64,10 +71,21 @@ class StackConfig:
 
 
 def _check_free(host: str, ports: tuple[int, ...]) -> None:
+    """Raise :class:`PortInUse` if a live socket holds one of ``ports``.
+
+    The probe sets ``SO_REUSEADDR``, as every listener of the stack does
+    (aiohttp's ``create_server``, ``socket.create_server`` in the emulator,
+    werkzeug's ``HTTPServer`` under moto): on Linux that lets a bind succeed
+    over connections left in TIME_WAIT by the previous run (for 60 s after
+    it stops), and still fails while another socket is bound or listening
+    there (socket(7), "SO_REUSEADDR"). Without it a restart on the same
+    ports was refused for a minute.
+    """
     for port in ports:
         if port == 0:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((host, port))
             except OSError as exc:
@@ -118,6 +136,7 @@ class LocalStack:
         self._poller: SqsPoller | None = None
         self._runner: web.AppRunner | None = None
         self._env_stack = contextlib.ExitStack()
+        self._data: DataDir | None = None
 
     # --- start ------------------------------------------------------------------
 
@@ -125,6 +144,11 @@ class LocalStack:
         cfg = self.config
         api_port, moto_port, ws_port, wss_port = cfg.ports()
         _check_free(cfg.host, (api_port, moto_port, ws_port, wss_port))
+        saved: LocalResources | None = None
+        if cfg.data_dir is not None:
+            self._data = DataDir.open(cfg.data_dir, fresh=cfg.fresh)
+            # Into moto's in-process backends, before its server answers anything.
+            saved = self._data.load(app=cfg.app, stage=cfg.stage, region=cfg.region)
         from moto.server import ThreadedMotoServer
 
         # moto's werkzeug server logs every request; the SQS poller alone
@@ -140,7 +164,18 @@ class LocalStack:
         admin = _moto_admin(cfg.region)
         # Provisioning talks to moto through the same endpoint setting the handlers use.
         self._env_stack.enter_context(_environment({"AWS_ENDPOINT_URL": moto_url}))
-        resources = provision(admin, app=cfg.app, stage=cfg.stage)
+        if saved is None:
+            resources = provision(admin, app=cfg.app, stage=cfg.stage)
+            # Before any user signs in: tokens signed with moto's bundled key must not verify.
+            use_fresh_signing_key(
+                account=resources.account, region=cfg.region, pool_id=resources.user_pool_id
+            )
+        else:
+            resources = saved
+            # The pool kept the key an earlier run made; publish it again.
+            publish_signing_key(
+                account=resources.account, region=cfg.region, pool_id=resources.user_pool_id
+            )
         self.resources = resources
 
         from iotnotify_emulator.moto_credentials import MotoCredentialStore
@@ -155,6 +190,7 @@ class LocalStack:
                 region=cfg.region,
                 account_id=resources.account,
                 fault_injection=True,  # POST {iotDataUrl}/_emulator/restart for demos and tests
+                cert_dir=None if self._data is None else self._data.ca_dir,
             ),
             credentials=store,
         ).start()
@@ -181,7 +217,6 @@ class LocalStack:
         self._env_stack.enter_context(_environment(handler_env))
         self._use_functions_role()
 
-        from iotnotify_emulator.sigv4 import verify_header_signature
         from iotnotify_handlers import (
             api_chats,
             api_notifications,
@@ -198,21 +233,13 @@ class LocalStack:
             audience=resources.user_pool_client_id,
         )
 
-        def verify_iam(method: str, url: str, headers: Mapping[str, str], body: bytes) -> str:
-            from urllib.parse import parse_qsl, urlsplit
-
-            parts = urlsplit(url)
-            credential = verify_header_signature(
-                method=method,
-                raw_path=parts.path,
-                query=parse_qsl(parts.query, keep_blank_values=True),
-                headers=headers,
-                body=body,
-                store=store,
-                service="execute-api",
-                region=cfg.region,
-            )
-            return str(credential.principal_arn or credential.principal_id)
+        verify_iam = IamAuthorizer(
+            store=store,
+            region=cfg.region,
+            account=resources.account,
+            api_id=resources.api_id,
+            stage=cfg.stage,
+        )
 
         api_url_port = api_port or _free_port(cfg.host)
         api_url = f"http://{cfg.host}:{api_url_port}"
@@ -289,6 +316,21 @@ class LocalStack:
         )
         return self.state
 
+    def save(self) -> None:
+        """Write moto's state and the resources to the data directory (if any)."""
+        if self._data is not None and self.resources is not None:
+            cfg = self.config
+            self._data.save(self.resources, app=cfg.app, stage=cfg.stage, region=cfg.region)
+
+    def start_autosave(self) -> None:
+        """Save every ``AUTOSAVE_SECONDS`` so a crash loses at most that much."""
+        if self._data is not None:
+            self._data.start_autosave(
+                self.save,
+                lambda message: console.print(f"[yellow]data:[/yellow] {message}"),
+                every=AUTOSAVE_SECONDS,
+            )
+
     def _use_functions_role(self) -> None:
         """Give the handlers the functions role's credentials, as Lambda does
         (in a session, renewed before expiry; never in the environment)."""
@@ -317,6 +359,13 @@ class LocalStack:
             await asyncio.get_running_loop().run_in_executor(None, self._emulator.stop)
         if self._moto is not None:
             self._moto.stop()
+        if self._data is not None:
+            self._data.stop_autosave()
+            try:
+                # Everything above has stopped: nothing changes moto's state any more.
+                self.save()
+            finally:
+                self._data.close()
         self._env_stack.close()
 
 
@@ -338,6 +387,12 @@ def _summary(state: LocalState, state_file: Path) -> Table:
     return table
 
 
+def _data_row(config: StackConfig) -> str:
+    if config.data_dir is None:
+        return "nothing is kept after Ctrl-C"
+    return f"{config.data_dir}  (kept across restarts; --fresh starts clean)"
+
+
 async def _serve(config: StackConfig, state_file: Path) -> int:
     stack = LocalStack(config)
     stopped = asyncio.Event()
@@ -350,8 +405,12 @@ async def _serve(config: StackConfig, state_file: Path) -> int:
         from iotnotify_emulator.runtime import tune_gc_for_serving
 
         tune_gc_for_serving()
+        stack.save()
+        stack.start_autosave()
         state.write(state_file)
-        Console().print(_summary(state, state_file))
+        table = _summary(state, state_file)
+        table.add_row("data directory", _data_row(config))
+        Console().print(table)
         console.print("ready. Ctrl-C stops everything.")
         await stopped.wait()
         console.print("stopping...")
@@ -365,15 +424,35 @@ async def _serve(config: StackConfig, state_file: Path) -> int:
 
 
 def run_local(
-    *, host: str, port: int, state_file: Path | None, app: str, stage: str, tls: bool = False
+    *,
+    host: str,
+    port: int,
+    state_file: Path | None,
+    app: str,
+    stage: str,
+    tls: bool = False,
+    data_dir: Path | None = None,
+    fresh: bool = False,
 ) -> int:
-    """Entry point of ``iotnotify local``; returns the process exit status."""
+    """Entry point of ``iotnotify local``; returns the process exit status.
+
+    ``data_dir`` (default ``.iotnotify/data``) keeps users, inbox, rooms,
+    ids, the API key and the CA across restarts; ``fresh`` empties it first.
+    Exit status 2: a port or the data directory is in use, or the data
+    directory cannot be restored.
+    """
     config = StackConfig(
-        host=host, port=port, app=app, stage=stage, url_scheme="wss" if tls else "ws"
+        host=host,
+        port=port,
+        app=app,
+        stage=stage,
+        url_scheme="wss" if tls else "ws",
+        data_dir=(data_dir or DEFAULT_DATA_DIR).resolve(),
+        fresh=fresh,
     )
     path = (state_file or DEFAULT_STATE_FILE).resolve()
     try:
         return asyncio.run(_serve(config, path))
-    except PortInUse as exc:
+    except (PortInUse, DataDirError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2

@@ -32,6 +32,9 @@ class Identity(Construct):
             user_pool_name=config.names.user_pool,
             self_sign_up_enabled=True,
             sign_in_aliases=cognito.SignInAliases(email=True),
+            # ALICE@example.com is alice@example.com (the page also lower-cases).
+            # CloudFormation replaces a pool whose UsernameConfiguration changes.
+            sign_in_case_sensitive=False,
             auto_verify=cognito.AutoVerifiedAttrs(email=True),
             account_recovery=cognito.AccountRecovery.EMAIL_ONLY,
             password_policy=cognito.PasswordPolicy(

@@ -53,6 +53,14 @@ def test_user_pool_email_sign_in_and_self_sign_up(dev: Synth) -> None:
     )
 
 
+def test_user_pool_sign_in_ignores_the_case_of_the_e_mail(dev: Synth) -> None:
+    # Issue 12 item 8: ALICE@example.com must sign in as alice@example.com.
+    dev.template.has_resource_properties(
+        "AWS::Cognito::UserPool",
+        {"UsernameConfiguration": {"CaseSensitive": False}},
+    )
+
+
 def test_public_client_allows_srp_password_and_refresh(dev: Synth) -> None:
     dev.template.has_resource_properties(
         "AWS::Cognito::UserPoolClient",

@@ -124,6 +124,10 @@ def test_names_keys_and_redrive_are_identical(template: Synth, local: tuple) -> 
     pools = [r["Properties"] for r in template.resources("AWS::Cognito::UserPool").values()]
     assert [p["UserPoolName"] for p in pools] == [names.user_pool]
     assert pools[0]["UsernameAttributes"] == ["email"]
+    local_pool = session.client("cognito-idp").describe_user_pool(
+        UserPoolId=resources.user_pool_id
+    )["UserPool"]
+    assert local_pool["UsernameConfiguration"] == pools[0]["UsernameConfiguration"]
     ssm = session.client("ssm").get_parameter(Name=names.notify_api_key_parameter)
     assert ssm["Parameter"]["Type"] == "SecureString"
     outputs = json.dumps(template.raw.get("Outputs", {}))

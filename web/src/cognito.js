@@ -24,6 +24,52 @@ export function cognitoEndpoint(config) {
 }
 
 /**
+ * The user name for an e-mail address: trimmed and lower-cased, so that
+ * `ALICE@example.com` signs in as `alice@example.com`. Every call that sends
+ * a user name goes through this, sign-up included, so accounts made here are
+ * always lower-case; the CDK pool is also case-insensitive
+ * (`UsernameConfiguration.CaseSensitive: false`) for accounts made elsewhere.
+ * @param {string} email
+ */
+export function normalizeEmail(email) {
+  return email.trim().toLowerCase();
+}
+
+/**
+ * @typedef {{minLength: number, requireLowercase: boolean, requireUppercase: boolean,
+ *            requireDigits: boolean, requireSymbols: boolean}} PasswordPolicy
+ */
+
+/**
+ * The CDK user pool's password policy (infra/iotnotify_infra/identity.py).
+ * `iotnotify local`'s pool (moto's default) asks for less, so a password
+ * that follows these rules is accepted by both.
+ * @type {PasswordPolicy}
+ */
+export const PASSWORD_POLICY = Object.freeze({
+  minLength: 10,
+  requireLowercase: true,
+  requireUppercase: true,
+  requireDigits: true,
+  requireSymbols: true,
+});
+
+/**
+ * The policy as one sentence a person can follow, e.g. "Use at least 10
+ * characters, with a lower-case letter, an upper-case letter, a digit and a symbol."
+ * @param {PasswordPolicy} [policy]
+ */
+export function passwordRules(policy = PASSWORD_POLICY) {
+  const needs = [];
+  if (policy.requireLowercase) needs.push("a lower-case letter");
+  if (policy.requireUppercase) needs.push("an upper-case letter");
+  if (policy.requireDigits) needs.push("a digit");
+  if (policy.requireSymbols) needs.push("a symbol such as ! or #");
+  const list = needs.length > 1 ? `${needs.slice(0, -1).join(", ")} and ${needs.at(-1)}` : needs.join("");
+  return `Use at least ${policy.minLength} characters${list ? `, with ${list}` : ""}.`;
+}
+
+/**
  * A sentence for the person at the keyboard, from Cognito's error.
  * @param {string} code  @param {string} message  @param {string} target
  */
@@ -41,7 +87,9 @@ export function friendlyMessage(code, message, target) {
     case "UsernameExistsException":
       return "An account with this e-mail already exists. Sign in instead.";
     case "InvalidPasswordException":
-      return message ? `Choose another password: ${message}` : "Choose a stronger password.";
+      // Cognito's (and moto's) text names one failed check in its own terms
+      // ("Password did not conform with policy: ..."); the rules say what to do.
+      return `Choose another password. ${passwordRules()}`;
     case "CodeMismatchException":
     case "ExpiredCodeException":
       return "That confirmation code is wrong or expired.";
@@ -110,7 +158,7 @@ export class CognitoClient {
     const data = await this.call("InitiateAuth", {
       AuthFlow: "USER_PASSWORD_AUTH",
       ClientId: this.clientId,
-      AuthParameters: { USERNAME: email, PASSWORD: password },
+      AuthParameters: { USERNAME: normalizeEmail(email), PASSWORD: password },
     });
     if (data.ChallengeName) {
       throw new AuthError(data.ChallengeName, `This account needs a step this page does not support yet (${data.ChallengeName}).`);
@@ -137,18 +185,19 @@ export class CognitoClient {
    * @returns {Promise<{confirmed: boolean}>}
    */
   async signUp(email, password) {
+    const username = normalizeEmail(email);
     const data = await this.call("SignUp", {
       ClientId: this.clientId,
-      Username: email,
+      Username: username,
       Password: password,
-      UserAttributes: [{ Name: "email", Value: email }],
+      UserAttributes: [{ Name: "email", Value: username }],
     });
     return { confirmed: Boolean(data.UserConfirmed) };
   }
 
   /** @param {string} email  @param {string} code */
   async confirmSignUp(email, code) {
-    await this.call("ConfirmSignUp", { ClientId: this.clientId, Username: email, ConfirmationCode: code });
+    await this.call("ConfirmSignUp", { ClientId: this.clientId, Username: normalizeEmail(email), ConfirmationCode: code });
   }
 
   /**

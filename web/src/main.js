@@ -5,14 +5,18 @@
 import mqtt from "mqtt";
 
 import { Api, fetchMissed } from "./api.js";
-import { AuthError, CognitoClient, cognitoEndpoint } from "./cognito.js";
+import { AuthError, CognitoClient, cognitoEndpoint, normalizeEmail, passwordRules } from "./cognito.js";
 import { Connection, Status } from "./connection.js";
 import { Feed } from "./feed.js";
 import { Session } from "./session.js";
+import { clampText } from "./text.js";
 
 const TOAST_MS = 8000;
 const MAX_TOASTS = 4;
 const READ_KEY_PREFIX = "iotnotify.read.";
+// Bodies longer than this are clamped in the list ("Show more") and in toasts.
+const LIST_CLAMP = { maxChars: 320, maxLines: 6 };
+const TOAST_CLAMP = { maxChars: 200, maxLines: 3 };
 
 /** @template {HTMLElement} T @param {string} id @returns {T} */
 const $ = (id) => /** @type {any} */ (document.getElementById(id));
@@ -30,6 +34,7 @@ const ui = {
   authForm: /** @type {HTMLFormElement} */ ($("auth-form")),
   email: /** @type {HTMLInputElement} */ ($("email")),
   password: /** @type {HTMLInputElement} */ ($("password")),
+  passwordRules: $("password-rules"),
   codeRow: $("code-row"),
   code: /** @type {HTMLInputElement} */ ($("code")),
   authError: $("auth-error"),
@@ -57,6 +62,8 @@ let api;
 let connection = null;
 let feed = new Feed();
 let caughtUpOnce = false;
+/** Ids whose long body the person expanded ("Show more"); survives re-renders. */
+const expanded = new Set();
 
 boot().catch((err) => showBootError(`The page could not start: ${message(err)}`));
 
@@ -106,6 +113,8 @@ function showAuth(mode, info = "") {
   ui.authSubmit.textContent = { signin: "Sign in", signup: "Create account", confirm: "Confirm" }[mode];
   ui.authSwitch.textContent = mode === "signin" ? "Create an account instead" : "I already have an account";
   ui.password.autocomplete = mode === "signup" ? "new-password" : "current-password";
+  ui.passwordRules.textContent = passwordRules();
+  ui.passwordRules.hidden = mode !== "signup";
   ui.codeRow.hidden = mode !== "confirm";
   ui.code.required = mode === "confirm";
   ui.authError.textContent = "";
@@ -118,7 +127,7 @@ function wireAuthForm(cognito) {
   ui.authSwitch.addEventListener("click", () => showAuth(authMode === "signin" ? "signup" : "signin"));
   ui.authForm.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const email = ui.email.value.trim();
+    const email = normalizeEmail(ui.email.value);
     const password = ui.password.value;
     ui.authError.textContent = "";
     if (!email || !password) {
@@ -166,6 +175,8 @@ function signOut(reason) {
   clearToasts();
   feed = new Feed();
   caughtUpOnce = false;
+  expanded.clear();
+  ui.whoami.textContent = "";
   render();
   showAuth("signin", reason);
 }
@@ -207,9 +218,12 @@ async function catchUp() {
  * @param {"live" | "missed" | "history"} source
  */
 function receive(items, source) {
-  const fresh = feed.add(items).filter((note) => !feed.isRead(note.id));
+  const added = feed.add(items);
+  // Render even when everything added was read before (a reload after "Mark
+  // all as read"): the read list is rebuilt from the inbox, not from storage.
+  if (added.length) render();
+  const fresh = added.filter((note) => !feed.isRead(note.id));
   if (fresh.length === 0) return;
-  render();
   if (source === "history") {
     // A new tab: no toast per old item, one line saying there is something.
     toast({ title: `${fresh.length} unread notification${fresh.length === 1 ? "" : "s"}`, body: "" }, null);
@@ -279,12 +293,7 @@ function noteItem(note, unread) {
   title.className = "note-title";
   title.textContent = note.title;
   li.append(title);
-  if (note.body) {
-    const body = document.createElement("p");
-    body.className = "note-body";
-    body.textContent = note.body;
-    li.append(body);
-  }
+  if (note.body) li.append(noteBody(note));
   const meta = document.createElement("p");
   meta.className = "note-meta";
   const time = document.createElement("time");
@@ -303,6 +312,43 @@ function noteItem(note, unread) {
     li.append(button);
   }
   return li;
+}
+
+/**
+ * The body, clamped when long, with a "Show more" / "Show less" toggle.
+ * @param {import("./feed.js").Envelope} note
+ */
+function noteBody(note) {
+  const wrap = document.createElement("div");
+  wrap.className = "note-body-wrap";
+  const body = document.createElement("p");
+  body.className = "note-body";
+  body.id = `body-${note.id}`;
+  wrap.append(body);
+  const short = clampText(note.body, LIST_CLAMP);
+  if (!short.clamped) {
+    body.textContent = note.body;
+    return wrap;
+  }
+  const toggle = document.createElement("button");
+  toggle.type = "button";
+  toggle.className = "link more";
+  toggle.setAttribute("aria-controls", body.id);
+  const show = (/** @type {boolean} */ full) => {
+    body.textContent = full ? note.body : short.text;
+    body.classList.toggle("expanded", full);
+    toggle.textContent = full ? "Show less" : "Show more";
+    toggle.setAttribute("aria-expanded", String(full));
+  };
+  toggle.addEventListener("click", () => {
+    const full = !expanded.has(note.id);
+    if (full) expanded.add(note.id);
+    else expanded.delete(note.id);
+    show(full);
+  });
+  show(expanded.has(note.id));
+  wrap.append(toggle);
+  return wrap;
 }
 
 /** @param {string} ts */
@@ -331,7 +377,7 @@ function toast(note, id) {
   if (note.body) {
     const body = document.createElement("p");
     body.className = "toast-body";
-    body.textContent = note.body;
+    body.textContent = clampText(note.body, TOAST_CLAMP).text;
     text.append(body);
   }
   el.append(text);
@@ -389,7 +435,7 @@ function notifyOs(notes) {
   if (!osSupported() || Notification.permission !== "granted") return;
   for (const note of notes.slice(-MAX_TOASTS)) {
     try {
-      const shown = new Notification(note.title, { body: note.body, tag: note.id });
+      const shown = new Notification(note.title, { body: clampText(note.body, TOAST_CLAMP).text, tag: note.id });
       shown.addEventListener("click", () => {
         window.focus();
         markRead(note.id);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { AuthError, CognitoClient, cognitoEndpoint, decodeJwt } from "../src/cognito.js";
+import { AuthError, CognitoClient, cognitoEndpoint, decodeJwt, normalizeEmail, passwordRules } from "../src/cognito.js";
 
 const b64url = (obj) => Buffer.from(JSON.stringify(obj)).toString("base64url");
 const jwt = (claims) => `${b64url({ alg: "RS256" })}.${b64url(claims)}.sig`;
@@ -70,4 +70,37 @@ test("no network is an error a person can act on", async () => {
 test("decodeJwt reads base64url claims, and garbage gives {}", () => {
   assert.deepEqual(decodeJwt(jwt({ sub: "ü-1" })), { sub: "ü-1" });
   assert.deepEqual(decodeJwt("nope"), {});
+});
+
+test("the e-mail is the user name in lower case, whatever was typed", async () => {
+  const id = jwt({ sub: "abc", email: "alice@example.com", exp: 2000000000 });
+  const { fn, calls } = fakeFetch({ body: { AuthenticationResult: { IdToken: id, AccessToken: "a", RefreshToken: "r" }, UserConfirmed: false } });
+  const client = new CognitoClient({ endpoint: "http://cognito/", clientId: "c", fetch: fn });
+  await client.signIn("  ALICE@Example.COM ", "pw");
+  await client.signUp("Carol@Example.com", "Pw-123456789!");
+  await client.confirmSignUp("CAROL@example.com", "123456");
+  assert.equal(calls[0].body.AuthParameters.USERNAME, "alice@example.com");
+  assert.equal(calls[1].body.Username, "carol@example.com");
+  assert.deepEqual(calls[1].body.UserAttributes, [{ Name: "email", Value: "carol@example.com" }]);
+  assert.equal(calls[2].body.Username, "carol@example.com");
+  assert.equal(normalizeEmail(" Bob@X.org"), "bob@x.org");
+});
+
+test("a refused password shows the pool's rules, not Cognito's raw text", async () => {
+  const raw = "Password did not conform with policy: Password not long enough";
+  const { fn } = fakeFetch({ status: 400, body: { __type: "InvalidPasswordException", message: raw } });
+  const client = new CognitoClient({ endpoint: "http://cognito/", clientId: "c", fetch: fn });
+  await assert.rejects(client.signUp("a@example.com", "short"), (err) => {
+    assert.equal(err.code, "InvalidPasswordException");
+    assert.ok(!err.message.includes("did not conform"), err.message);
+    assert.equal(
+      err.message,
+      "Choose another password. Use at least 10 characters, with a lower-case letter, an upper-case letter, a digit and a symbol such as ! or #.",
+    );
+    return true;
+  });
+  assert.equal(
+    passwordRules({ minLength: 8, requireLowercase: false, requireUppercase: false, requireDigits: true, requireSymbols: false }),
+    "Use at least 8 characters, with a digit.",
+  );
 });

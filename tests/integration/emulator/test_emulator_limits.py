@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
-from iotnotify_emulator.mqtt import SUBACK_FAILURE, Connect, Pingresp
+from iotnotify_emulator.mqtt import SUBACK_FAILURE, Connect, Pingresp, Subscribe
 from iotnotify_emulator.testing import ALLOW_ALL, ConnectionRefused, Harness, RawMqttClient
 
 
@@ -31,14 +31,24 @@ async def test_only_mqtt_311_is_accepted(world: Harness) -> None:
     await client.close()
 
 
+async def test_more_than_8_filters_in_one_subscribe_close_the_connection(
+    world: Harness,
+) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c1")
+    await client.send(Subscribe(packet_id=1, topics=tuple((f"t/{i}", 0) for i in range(9))))
+    assert await client.wait_closed() == []
+    assert world.emulator.stats()["subscriptions_current"] == 0
+
+
 async def test_subscribe_limits(world: Harness) -> None:
     client = await world.connect(world.store.issue([ALLOW_ALL]), "c1")
-    nine = [f"t/{i}" for i in range(9)]
-    codes = (await client.subscribe(*nine)).return_codes
-    assert codes == (0,) * 8 + (SUBACK_FAILURE,)
-    for start in range(8, 50, 8):
-        batch = [f"t/{i}" for i in range(start, min(start + 8, 50))]
+    for start in range(0, 48, 8):
+        batch = [f"t/{i}" for i in range(start, start + 8)]
         assert set((await client.subscribe(*batch)).return_codes) == {0}
+    # A SUBSCRIBE that would pass 50 subscriptions is refused as a whole.
+    assert (await client.subscribe("t/48", "t/49", "t/50")).return_codes == (SUBACK_FAILURE,) * 3
+    assert world.emulator.stats()["subscriptions_current"] == 48
+    assert set((await client.subscribe("t/48", "t/49")).return_codes) == {0}
     assert (await client.subscribe("t/50")).return_codes == (SUBACK_FAILURE,)
     # Re-subscribing an existing filter is not a new subscription.
     assert (await client.subscribe(("t/1", 1))).return_codes == (1,)
@@ -132,7 +142,7 @@ async def test_https_publish_on_the_wss_port(world: Harness) -> None:
 @pytest.fixture
 async def small_queue_world() -> AsyncIterator[Harness]:
     store = InMemoryCredentialStore()
-    config = EmulatorConfig(outbound_queue_limit=8, wss_port=None, publish_rate_limit=None)
+    config = EmulatorConfig(outbound_queue_bytes=256 * 1024, wss_port=None, publish_rate_limit=None)
     async with start_emulator(config, credentials=store) as emulator:
         harness = Harness(emulator=emulator, store=store)
         yield harness

@@ -21,6 +21,7 @@ import pytest
 from iotnotify.api_client import ConnectionToken, InboxPage
 from iotnotify.backoff import Backoff
 from iotnotify.contract import Notification, TopicScheme, new_notification_id
+from iotnotify.errors import SessionTakenOver
 from iotnotify.policies import subscriber_ceiling_policy, subscriber_session_policy
 from iotnotify.subscriber import ConnectionState, Subscriber
 from iotnotify_emulator.credentials import Credential, InMemoryCredentialStore
@@ -184,6 +185,75 @@ def test_expired_credentials_keep_the_session_and_the_reconnect_gets_new_ones(
         sender.send(Notification.create(title="after reconnect"), publish)
         notes = collector.wait_notes(2)
         assert [n.title for n in notes] == ["after expiry", "after reconnect"]
+    finally:
+        sub.stop()
+
+
+def test_two_subscribers_of_one_user_do_not_kick_each_other_off(
+    emulator: EmulatorThread, store: InMemoryCredentialStore
+) -> None:
+    # Issue 12 item 1: two `iotnotify listen` (two SDK programs) of one user
+    # on one machine, each with the default client id.
+    tokens = EmulatorTokens(emulator, store)
+    inbox = MemoryInbox()
+    sender = Sender(emulator, store, inbox)
+    collectors = [Collector(), Collector()]
+    subs = [
+        Subscriber(tokens=tokens, inbox=inbox, on_message=c.on_message, on_state=c.on_state)
+        for c in collectors
+    ]
+    try:
+        for sub, collector in zip(subs, collectors, strict=True):
+            sub.start()
+            _wait_state(collector, ConnectionState.CAUGHT_UP)
+        publish = sender._client()
+        for index in range(3):
+            sender.send(Notification.create(title=f"n{index}"), publish)
+        for collector in collectors:
+            assert [n.title for n in collector.wait_notes(3)] == ["n0", "n1", "n2"]
+        ids = {
+            c.client_id
+            for collector in collectors
+            for _, c in collector.states
+            if c.state is ConnectionState.CONNECTED
+        }
+        assert len(ids) == 2  # one client id per process
+        for sub, collector in zip(subs, collectors, strict=True):
+            assert sub.stats.connects == 1
+            assert not [c for _, c in collector.states if c.state is ConnectionState.DISCONNECTED]
+    finally:
+        for sub in subs:
+            sub.stop()
+
+
+def test_a_takeover_is_reported_as_a_takeover(
+    emulator: EmulatorThread, store: InMemoryCredentialStore, collector: Collector
+) -> None:
+    tokens = EmulatorTokens(emulator, store)
+    sub = Subscriber(
+        tokens=tokens,
+        inbox=MemoryInbox(),
+        on_state=collector.on_state,
+        device_id="shared",
+        backoff=Backoff(initial=0.05, cap=0.2),
+    ).start()
+    try:
+        _wait_state(collector, ConnectionState.CAUGHT_UP)
+
+        # When another program connects with the same client id
+        async def kick() -> None:
+            client = await RawMqttClient.connect(tokens.token().url, client_id=f"{USER}.shared")
+            await client.close()
+
+        asyncio.run(kick())
+        _wait_state(collector, ConnectionState.DISCONNECTED)
+        # Then the user reads "taken over" and the client id, not "Unspecified error"
+        change = next(c for _, c in collector.states if c.state is ConnectionState.DISCONNECTED)
+        assert isinstance(change.error, SessionTakenOver)
+        text = change.describe()
+        assert "alice.shared" in text
+        assert "same client id" in text
+        assert "Unspecified" not in text
     finally:
         sub.stop()
 

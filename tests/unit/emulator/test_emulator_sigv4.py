@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from botocore.auth import SigV4Auth
+from botocore.auth import SigV4Auth, SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
+from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
 from multidict import CIMultiDict
 
@@ -157,5 +158,67 @@ def test_header_signature_without_authorization_is_refused(
             body=b"",
             store=store,
             service="iotdata",
+            region=REGION,
+        )
+
+
+@pytest.mark.parametrize("case", [str.lower, str.title, str])
+def test_header_signature_verifies_whatever_the_header_names_case(
+    store: InMemoryCredentialStore, case: object
+) -> None:
+    # Given a request signed by botocore, handed over as a *plain dict* whose
+    # names are lower-cased (API Gateway events), title-cased or as sent
+    request, credential = _signed_publish(store, b"payload")
+    parts = urlsplit(request.url)
+    sent = {**dict(request.headers.items()), "Host": parts.netloc}
+    headers = {case(name): value for name, value in sent.items()}  # type: ignore[operator]
+    # When it is verified, Then the names match case-insensitively, as HTTP says
+    assert (
+        verify_header_signature(
+            method="POST",
+            raw_path=parts.path,
+            query=[("qos", "1")],
+            headers=headers,
+            body=b"payload",
+            store=store,
+            service="iotdata",
+            region=REGION,
+        )
+        == credential
+    )
+
+
+class _SignsWithoutHost(SigV4QueryAuth):
+    """A presigner whose X-Amz-SignedHeaders names only a header of its choosing."""
+
+    def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
+        signed = HTTPHeaders()
+        signed["x-amz-meta"] = "anything"
+        return signed
+
+
+def test_presigned_url_whose_signed_headers_omit_host_is_refused(
+    store: InMemoryCredentialStore,
+) -> None:
+    # Given a URL that is validly signed but does not bind the Host header
+    credential = store.issue([ALLOW_ALL], with_token=False)
+    request = AWSRequest(method="GET", url="http://127.0.0.1:8080/mqtt")
+    _SignsWithoutHost(
+        Credentials(credential.access_key_id, credential.secret_access_key),
+        "iotdevicegateway",
+        REGION,
+        expires=3600,
+    ).add_auth(request)
+    path, query = _query(str(request.url))
+    assert dict(query)["X-Amz-SignedHeaders"] == "x-amz-meta"
+    # When it is presented (with the header it did sign), Then it is refused
+    with pytest.raises(SignatureError, match="omits host"):
+        verify_query_signature(
+            method="GET",
+            raw_path=path,
+            query=query,
+            headers=CIMultiDict({"Host": "127.0.0.1:8080", "x-amz-meta": "anything"}),
+            store=store,
+            service="iotdevicegateway",
             region=REGION,
         )

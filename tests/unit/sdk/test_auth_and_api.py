@@ -1,16 +1,25 @@
-"""Sign-in (moto's Cognito, in-process), the API client's error mapping, backoff, ordering."""
+"""Sign-in (moto's Cognito server), the API client's error mapping, backoff, ordering."""
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Iterator
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
 import boto3
 import pytest
-from moto import mock_aws
+from moto.server import ThreadedMotoServer
 
 from iotnotify.api_client import ApiClient, ConnectionToken
-from iotnotify.auth import CognitoAuth, CognitoSession, StaticIdToken, Tokens
+from iotnotify.auth import (
+    ChallengeRequired,
+    CognitoAuth,
+    CognitoSession,
+    StaticIdToken,
+    Tokens,
+)
 from iotnotify.backoff import Backoff
 from iotnotify.contract import Notification
 from iotnotify.errors import AuthError, ConnectionLost, Forbidden, IotNotifyError
@@ -20,30 +29,40 @@ from tests.unit.sdk.fakes import FakeService
 PASSWORD = "Correct-horse-1"  # a moto-only demo password
 
 
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    """moto's server on a free port: CognitoAuth speaks HTTP, so in-process mocks cannot see it."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-def pool(aws_env: None) -> Iterator[tuple[str, Any]]:
-    with mock_aws():
-        cognito = boto3.client("cognito-idp", region_name="us-east-1")
-        pool_id = cognito.create_user_pool(PoolName="p", UsernameAttributes=["email"])["UserPool"][
-            "Id"
-        ]
-        client_id = cognito.create_user_pool_client(
-            UserPoolId=pool_id,
-            ClientName="c",
-            ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
-        )["UserPoolClient"]["ClientId"]
-        cognito.admin_create_user(
-            UserPoolId=pool_id, Username="a@example.com", MessageAction="SUPPRESS"
-        )
-        cognito.admin_set_user_password(
-            UserPoolId=pool_id, Username="a@example.com", Password=PASSWORD, Permanent=True
-        )
-        yield client_id, cognito
+def pool(aws_env: None, moto_url: str) -> Iterator[tuple[str, Any]]:
+    cognito = boto3.client("cognito-idp", region_name="us-east-1", endpoint_url=moto_url)
+    pool_id = cognito.create_user_pool(PoolName="p", UsernameAttributes=["email"])["UserPool"]["Id"]
+    client_id = cognito.create_user_pool_client(
+        UserPoolId=pool_id,
+        ClientName="c",
+        ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+    )["UserPoolClient"]["ClientId"]
+    cognito.admin_create_user(
+        UserPoolId=pool_id, Username="a@example.com", MessageAction="SUPPRESS"
+    )
+    cognito.admin_set_user_password(
+        UserPoolId=pool_id, Username="a@example.com", Password=PASSWORD, Permanent=True
+    )
+    yield client_id, cognito
+    cognito.delete_user_pool(UserPoolId=pool_id)
 
 
-def test_sign_in_and_refresh(pool: tuple[str, Any]) -> None:
+def test_sign_in_and_refresh(pool: tuple[str, Any], moto_url: str) -> None:
     client_id, _ = pool
-    auth = CognitoAuth(client_id=client_id, region="us-east-1")
+    auth = CognitoAuth(client_id=client_id, region="us-east-1", endpoint_url=moto_url)
     tokens = auth.sign_in("a@example.com", PASSWORD)
     assert tokens.id_token.count(".") == 2
     assert tokens.fresh()
@@ -51,12 +70,112 @@ def test_sign_in_and_refresh(pool: tuple[str, Any]) -> None:
     assert again.refresh_token == tokens.refresh_token
 
 
-def test_wrong_password_is_an_auth_error(pool: tuple[str, Any]) -> None:
+def test_wrong_password_is_an_auth_error(pool: tuple[str, Any], moto_url: str) -> None:
     client_id, _ = pool
-    auth = CognitoAuth(client_id=client_id, region="us-east-1")
+    auth = CognitoAuth(client_id=client_id, region="us-east-1", endpoint_url=moto_url)
     with pytest.raises(AuthError) as error:
         auth.sign_in("a@example.com", "wrong-Password-1")
     assert error.value.__cause__ is not None  # translated at the boundary, cause kept
+
+
+def test_sign_up_confirm_and_sign_in(pool: tuple[str, Any], moto_url: str) -> None:
+    client_id, cognito = pool
+    auth = CognitoAuth(client_id=client_id, region="us-east-1", endpoint_url=moto_url)
+    result = auth.sign_up("new@example.com", PASSWORD)
+    assert result.user_sub
+    pool_id = cognito.list_user_pools(MaxResults=10)["UserPools"][0]["Id"]
+    cognito.admin_confirm_sign_up(UserPoolId=pool_id, Username="new@example.com")
+    tokens = auth.sign_in("new@example.com", PASSWORD)
+    assert tokens.refresh_token
+    with pytest.raises(AuthError, match="sign-up refused"):
+        auth.sign_up("new@example.com", PASSWORD)  # UsernameExistsException
+
+
+def test_new_password_challenge_is_answered(pool: tuple[str, Any], moto_url: str) -> None:
+    client_id, cognito = pool
+    pool_id = cognito.list_user_pools(MaxResults=10)["UserPools"][0]["Id"]
+    cognito.admin_create_user(
+        UserPoolId=pool_id,
+        Username="temp@example.com",
+        TemporaryPassword="Temporary-pass-1",
+        MessageAction="SUPPRESS",
+    )
+    auth = CognitoAuth(client_id=client_id, region="us-east-1", endpoint_url=moto_url)
+    with pytest.raises(ChallengeRequired) as needed:
+        auth.sign_in("temp@example.com", "Temporary-pass-1")
+    challenge = needed.value.challenge
+    assert challenge.name == "NEW_PASSWORD_REQUIRED"
+    tokens = auth.respond_to_challenge(
+        challenge, {"USERNAME": "temp@example.com", "NEW_PASSWORD": PASSWORD}
+    )
+    assert tokens.id_token.count(".") == 2
+    assert auth.sign_in("temp@example.com", PASSWORD).id_token
+
+
+class _CognitoWire(BaseHTTPRequestHandler):
+    """Records what CognitoAuth sends and answers with the queued (status, body)."""
+
+    seen: ClassVar[list[tuple[str, str, dict[str, Any]]]] = []
+    answers: ClassVar[list[tuple[int, dict[str, Any]]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.seen.append((self.headers["X-Amz-Target"], self.headers["Content-Type"], body))
+        status, answer = self.answers.pop(0)
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def cognito_wire() -> Iterator[tuple[str, type[_CognitoWire]]]:
+    _CognitoWire.seen, _CognitoWire.answers = [], []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _CognitoWire)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", _CognitoWire
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_the_wire_is_cognitos_json_api(cognito_wire: tuple[str, type[_CognitoWire]]) -> None:
+    url, wire = cognito_wire
+    wire.answers = [
+        (200, {"AuthenticationResult": {"IdToken": "a.b.c", "ExpiresIn": 60, "RefreshToken": "r"}}),
+        (400, {"__type": "com.amazonaws.cognito#NotAuthorizedException", "message": "nope"}),
+        (400, {"__type": "TooManyRequestsException", "message": "slow down"}),
+        (500, {"__type": "InternalErrorException", "message": "x"}),
+        (500, {"__type": "InternalErrorException", "message": "x"}),
+    ]
+    auth = CognitoAuth(client_id="app", region="eu-west-1", endpoint_url=url, clock=lambda: 100.0)
+    tokens = auth.sign_in("u@example.com", "pw")
+    assert (tokens.id_token, tokens.refresh_token, tokens.expires_at) == ("a.b.c", "r", 160.0)
+    target, content_type, body = wire.seen[0]
+    assert target == "AWSCognitoIdentityProviderService.InitiateAuth"
+    assert content_type == "application/x-amz-json-1.1"
+    assert body == {
+        "ClientId": "app",
+        "AuthFlow": "USER_PASSWORD_AUTH",
+        "AuthParameters": {"USERNAME": "u@example.com", "PASSWORD": "pw"},
+    }
+    with pytest.raises(AuthError, match="nope"):
+        auth.refresh("r")
+    # Throttling and 5xx are retried; the third failure in a row is ConnectionLost.
+    with pytest.raises(ConnectionLost, match="500"):
+        auth.refresh("r")
+    assert len(wire.seen) == 5
+    assert CognitoAuth(client_id="app", region="eu-west-1").endpoint_url == (
+        "https://cognito-idp.eu-west-1.amazonaws.com/"
+    )
 
 
 class FakeAuth:
@@ -204,9 +323,13 @@ def test_keepalive_floor_cannot_be_raised_or_zeroed() -> None:
         clamp_keepalive(600, floor=31)
 
 
-def test_device_suffix_is_stable_and_per_tag() -> None:
-    assert device_suffix("tray") == device_suffix("tray")
-    assert device_suffix("tray") != device_suffix("listen")
+def test_device_suffix_is_unique_per_call_and_keeps_the_machine_part() -> None:
+    # Issue 12 item 1: two processes (two Subscribers) never share a client id.
+    first, second = device_suffix("listen"), device_suffix("listen")
+    assert first != second
+    assert first.rsplit("-", 1)[0] == second.rsplit("-", 1)[0]  # same tag and machine
+    assert first.startswith("listen-")
+    assert device_suffix("tray").startswith("tray-")
 
 
 def _seq() -> tuple[_Sequencer, list[str]]:

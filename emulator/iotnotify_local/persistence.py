@@ -1,0 +1,382 @@
+"""``iotnotify local --data-dir DIR``: what survives a restart of the offline stack.
+
+An app built on the offline stack keeps its users, their passwords and
+``sub`` ids, the pool and client ids, the inbox, the rooms, the API key and
+the CA that clients trust from one run to the next, as it would on AWS.
+
+What is kept, and how:
+
+* **moto's state** (Cognito, IAM, STS, DynamoDB, SQS, SSM: every service
+  :func:`~iotnotify_local.provision.provision` uses) is moto's own backend
+  objects, pickled. moto keeps each service's state in memory in a
+  ``BackendDict`` (account -> region -> backend object; ``moto.backends.get_backend``)
+  and has no persistence of its own; pickling those objects is what
+  LocalStack's persistence does with moto, and it keeps everything moto
+  knows (users who signed up on the page, their passwords, refresh tokens,
+  the pool's signing key, DynamoDB items and their TTLs, queues and their
+  messages) without a dump format per service. moto's objects hold a few
+  things ``pickle`` refuses (locks and conditions, RSA keys, a
+  ``defaultdict`` with a lambda factory); :class:`_MotoPickler` replaces
+  them by equivalent picklable recipes.
+* **what ``provision`` returned** (:class:`~iotnotify_local.provision.LocalResources`:
+  ids, ARNs, queue URLs, the demo users and the publisher's key) as JSON,
+  so a restored stack does not provision again.
+* **the CA** of the emulator's ``wss://`` endpoint (``DIR/ca``): the
+  emulator reuses a CA it finds there (see ``iotnotify_emulator.tls``).
+
+State is saved after start-up and on a clean stop, and every
+:data:`AUTOSAVE_SECONDS` in between, so a crash loses at most that much.
+``--fresh`` empties the directory first. One stack at a time may use a
+directory (an ``flock`` on ``DIR/lock``). Files are created owner-only, and
+a pickle is loaded only if this user owns it and nobody else can write it:
+loading a pickle runs code, so it must come from this user's own stack.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import os
+import pickle
+import shutil
+import stat
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict
+from functools import partial
+from pathlib import Path
+from typing import Any, Final
+
+from iotnotify.naming import ResourceNames
+from iotnotify_local.provision import DemoUser, LocalResources, PublisherKeys
+
+__all__ = [
+    "AUTOSAVE_SECONDS",
+    "DEFAULT_DATA_DIR",
+    "PERSISTED_SERVICES",
+    "DataDir",
+    "DataDirError",
+]
+
+DEFAULT_DATA_DIR: Final = Path(".iotnotify") / "data"
+# moto service names (``moto.backends.get_backend``) whose state is kept. A
+# service that provision() starts using must be added here.
+PERSISTED_SERVICES: Final = ("cognito-idp", "iam", "sts", "dynamodb", "sqs", "ssm")
+AUTOSAVE_SECONDS: Final = 30.0
+_FORMAT: Final = 1
+_MOTO_FILE: Final = "moto.pickle"
+_RESOURCES_FILE: Final = "resources.json"
+_LOCK_FILE: Final = "lock"
+# A snapshot taken while a request mutates a dict can fail with RuntimeError
+# ("dictionary changed size during iteration"); the next try usually passes.
+_SNAPSHOT_TRIES: Final = 5
+
+
+class DataDirError(Exception):
+    """The data directory is in use, unsafe, or holds state this version cannot load."""
+
+
+def _new_lock() -> Any:
+    return threading.Lock()
+
+
+def _new_rlock() -> Any:
+    return threading.RLock()
+
+
+def _load_private_key(pem: bytes) -> Any:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    return load_pem_private_key(pem, password=None)
+
+
+def _load_public_key(pem: bytes) -> Any:
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    return load_pem_public_key(pem)
+
+
+_LOCK_TYPE: Final = type(threading.Lock())
+_RLOCK_TYPE: Final = type(threading.RLock())
+
+
+class _MotoPickler(pickle.Pickler):
+    """A pickler for moto's backend objects (see the module docstring)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.types import (
+            PrivateKeyTypes,
+            PublicKeyTypes,
+        )
+
+        # Locks guard in-process access only: a restored object gets new ones.
+        if isinstance(obj, _LOCK_TYPE):
+            return _new_lock, ()
+        if isinstance(obj, _RLOCK_TYPE):
+            return _new_rlock, ()
+        if isinstance(obj, threading.Condition):
+            return threading.Condition, ()
+        if isinstance(obj, PrivateKeyTypes):  # type: ignore[arg-type]
+            pem = obj.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            return _load_private_key, (pem,)
+        if isinstance(obj, PublicKeyTypes):  # type: ignore[arg-type]
+            pem = obj.public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            return _load_public_key, (pem,)
+        if isinstance(obj, defaultdict):
+            # Two things pickle's own defaultdict recipe gets wrong in moto: a
+            # lambda factory (SSM's ``defaultdict(lambda: defaultdict(dict))``)
+            # cannot be pickled, and a subclass with its own __init__ (SSM's
+            # ParameterDict(account_id, region_name)) cannot be rebuilt by
+            # calling the class with the factory.
+            factory = obj.default_factory
+            if factory is not None and "<locals>" in getattr(factory, "__qualname__", ""):
+                factory = _describe_factory(factory)
+            state = dict(vars(obj)) if hasattr(obj, "__dict__") else None
+            return _new_defaultdict, (type(obj), factory), state, None, iter(obj.items())
+        return NotImplemented
+
+
+def _new_defaultdict(cls: type[defaultdict[Any, Any]], factory: Any) -> defaultdict[Any, Any]:
+    obj = cls.__new__(cls)
+    defaultdict.__init__(obj, factory)
+    return obj
+
+
+def _describe_factory(factory: Callable[[], Any]) -> Callable[[], Any]:
+    """A picklable factory that builds what the lambda ``factory`` builds."""
+    sample = factory()
+    if isinstance(sample, defaultdict) and sample.default_factory is not None:
+        return partial(defaultdict, _describe_factory(sample.default_factory))
+    if type(sample) in (dict, list, set, int, str):
+        return type(sample)
+    raise DataDirError(f"cannot persist a defaultdict whose factory builds {type(sample)!r}")
+
+
+def _snapshot() -> bytes:
+    from moto.backends import get_backend
+
+    for attempt in range(_SNAPSHOT_TRIES):
+        state: dict[str, dict[str, dict[str, Any]]] = {}
+        for service in PERSISTED_SERVICES:
+            backends: Any = get_backend(service)
+            state[service] = {
+                account: dict(dict.items(regions)) for account, regions in dict.items(backends)
+            }
+        buffer = io.BytesIO()
+        try:
+            # One pickle for all services keeps objects shared between them shared.
+            _MotoPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(state)
+        except RuntimeError:
+            if attempt == _SNAPSHOT_TRIES - 1:
+                raise
+            continue
+        return buffer.getvalue()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _restore(state: dict[str, dict[str, dict[str, Any]]]) -> None:
+    from moto.backends import get_backend
+
+    for service, accounts in state.items():
+        backends: Any = get_backend(service)  # type: ignore[call-overload]
+        for account, regions in accounts.items():
+            live = backends[account]  # creates the AccountSpecificBackend
+            for region, backend in regions.items():
+                _drop_expired_sessions(backend)
+                live[region] = backend
+
+
+def _drop_expired_sessions(backend: Any) -> None:
+    # Every GET /token assumes the subscriber role, and moto's STS keeps every
+    # session forever; expired ones would only make the kept state (and the
+    # emulator's credential lookups) grow from run to run.
+    sessions = getattr(backend, "assumed_roles", None)
+    if isinstance(sessions, list):
+        from moto.core.utils import utcnow
+
+        now = utcnow()
+        sessions[:] = [s for s in sessions if getattr(s, "expiration", now) > now]
+
+
+def _resources_json(resources: LocalResources) -> dict[str, Any]:
+    raw = asdict(resources)
+    raw["names"] = {
+        "app": resources.names.app,
+        "stage": resources.names.stage,
+        "ssm_stage": resources.names.ssm_stage,
+    }
+    return raw
+
+
+def _resources_from_json(raw: dict[str, Any]) -> LocalResources:
+    values = dict(raw)
+    values["names"] = ResourceNames(**values["names"])
+    values["users"] = tuple(DemoUser(**user) for user in values["users"])
+    values["publisher"] = PublisherKeys(**values["publisher"])
+    return LocalResources(**values)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)  # atomic: a crash mid-save leaves the previous snapshot
+
+
+def _check_owned(path: Path) -> None:
+    info = path.stat()
+    if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise DataDirError(
+            f"{path} is not owned by this user or is writable by others; it is not "
+            "loaded (a pickle runs code). Use --fresh or another --data-dir."
+        )
+
+
+class DataDir:
+    """One stack's data directory: locked while open, saved on demand."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock_handle: Any = None
+        self._save_lock = threading.Lock()
+        self._autosave_stop = threading.Event()
+        self._autosave: threading.Thread | None = None
+
+    @property
+    def ca_dir(self) -> Path:
+        """Where the emulator keeps its CA (``ca.pem``, ``ca.key``) and server certificate."""
+        return self.path / "ca"
+
+    # --- open / close ---------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path, *, fresh: bool = False) -> DataDir:
+        """Create (0700) and lock ``path``; with ``fresh``, empty it first.
+
+        Raises :class:`DataDirError` if another stack holds the directory.
+        """
+        data = cls(path)
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handle = (path / _LOCK_FILE).open("a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise DataDirError(
+                f"the data directory {path} is in use by another `iotnotify local` "
+                f"(pid {holder}); stop it, or give this one its own --data-dir"
+            ) from exc
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        data._lock_handle = handle
+        if fresh:
+            for child in path.iterdir():
+                if child.name == _LOCK_FILE:
+                    continue
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        return data
+
+    def close(self) -> None:
+        """Stop autosaving and release the lock (does not save)."""
+        self.stop_autosave()
+        if self._lock_handle is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_handle.fileno(), fcntl.LOCK_UN)
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    # --- load / save ----------------------------------------------------------------
+
+    def load(self, *, app: str, stage: str, region: str) -> LocalResources | None:
+        """Restore moto's state into this process; the saved resources, or None if empty.
+
+        Call before moto serves anything. Raises :class:`DataDirError` if the
+        saved state is for another app/stage/region or cannot be loaded.
+        """
+        moto_file = self.path / _MOTO_FILE
+        resources_file = self.path / _RESOURCES_FILE
+        if not moto_file.exists() or not resources_file.exists():
+            return None
+        hint = f"start with --fresh to discard it, or use another --data-dir than {self.path}"
+        _check_owned(moto_file)
+        try:
+            saved = json.loads(resources_file.read_text(encoding="utf-8"))
+            header, raw = saved["header"], saved["resources"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DataDirError(f"cannot read {resources_file}: {exc}; {hint}") from exc
+        wanted = {"format": _FORMAT, "app": app, "stage": stage, "region": region}
+        found = {key: header.get(key) for key in wanted}
+        if found != wanted:
+            raise DataDirError(f"the data in {self.path} is for {found}, not {wanted}; {hint}")
+        try:
+            resources = _resources_from_json(raw)
+            state = pickle.loads(moto_file.read_bytes())  # noqa: S301 - our own file, checked above
+            _restore(state)
+        except Exception as exc:  # whatever an older moto's objects raise when unpickled
+            raise DataDirError(
+                f"cannot restore the saved state in {self.path} (saved with moto "
+                f"{header.get('moto')}): {exc!r}; {hint}"
+            ) from exc
+        return resources
+
+    def save(self, resources: LocalResources, *, app: str, stage: str, region: str) -> None:
+        """Write moto's state and ``resources`` (each file replaced atomically)."""
+        import moto
+
+        with self._save_lock:
+            blob = _snapshot()
+            header = {
+                "format": _FORMAT,
+                "app": app,
+                "stage": stage,
+                "region": region,
+                "moto": moto.__version__,
+            }
+            document = {"header": header, "resources": _resources_json(resources)}
+            _write_private(self.path / _MOTO_FILE, blob)
+            _write_private(
+                self.path / _RESOURCES_FILE, json.dumps(document, indent=2).encode("utf-8")
+            )
+
+    # --- autosave -------------------------------------------------------------------
+
+    def start_autosave(
+        self, save: Callable[[], None], on_error: Callable[[str], None], *, every: float
+    ) -> None:
+        """Call ``save`` every ``every`` seconds on a daemon thread until stopped."""
+
+        def run() -> None:
+            while not self._autosave_stop.wait(every):
+                try:
+                    save()
+                except Exception as exc:  # keep serving; say why the save failed
+                    on_error(f"saving {self.path} failed: {exc!r}")
+
+        self._autosave = threading.Thread(target=run, name="iotnotify-autosave", daemon=True)
+        self._autosave.start()
+
+    def stop_autosave(self) -> None:
+        self._autosave_stop.set()
+        if self._autosave is not None:
+            self._autosave.join(timeout=30)
+            self._autosave = None

@@ -1,0 +1,366 @@
+"""MQTT 5 through the emulator with the raw client: CONNACK, reason codes,
+properties, topic aliases, subscription options, iot-data forwarding."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import pytest
+
+from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
+from iotnotify_emulator.mqtt import (
+    Auth,
+    Connack,
+    Connect,
+    Disconnect,
+    Pingreq,
+    Pingresp,
+    Puback,
+    Publish,
+    StreamDecoder,
+    Subscribe,
+    Unsuback,
+    Unsubscribe,
+    Will,
+)
+from iotnotify_emulator.mqtt import encode as encode_v3
+from iotnotify_emulator.mqtt5 import Properties, ReasonCode
+from iotnotify_emulator.session5 import MAX_PACKET_SIZE, NO_LOCAL, RETAIN_AS_PUBLISHED
+from iotnotify_emulator.testing import ALLOW_ALL, ConnectionRefused, Harness, RawMqttClient
+
+V5 = {"protocol_level": 5}
+
+
+async def _still_connected(client: RawMqttClient) -> None:
+    """A PINGREQ answered proves the server kept the connection."""
+    await client.send(Pingreq())
+    assert await client.receive() == Pingresp()
+
+
+async def test_connack_carries_aws_iot_cores_mqtt5_properties(world: Harness) -> None:
+    # Given a v5 client asking for keepalive 5 s and a 2-hour session
+    client = await world.connect(
+        world.subscriber("alice"),
+        "alice.v5",
+        keepalive=5,
+        properties=Properties(session_expiry_interval=7200),
+        **V5,
+    )
+    # Then CONNACK is v5-shaped with AWS's limits
+    connack = client.connack
+    assert connack is not None
+    assert connack.return_code == ReasonCode.SUCCESS
+    props = connack.properties
+    assert props is not None
+    assert props.server_keep_alive == 30  # AWS clamps keepalive to 30..1200 s
+    assert props.session_expiry_interval == 3600
+    assert props.topic_alias_maximum == 8
+    assert props.maximum_packet_size == MAX_PACKET_SIZE == 149_504
+    assert props.maximum_qos == 1
+    assert props.retain_available == 1
+    assert props.subscription_identifier_available == 0
+    assert props.wildcard_subscription_available == 1
+    assert props.shared_subscription_available == 1
+    await client.disconnect()
+
+
+async def test_unauthorised_subscribe_gets_0x87_and_the_connection_stays(world: Harness) -> None:
+    # Given bob on MQTT 5
+    bob = await world.connect(world.subscriber("bob"), "bob.v5", **V5)
+    # When he subscribes to alice's topic and to his own in one packet
+    suback = await bob.subscribe((world.topic_of("alice"), 1), (world.topic_of("bob"), 1))
+    # Then alice's is refused with Not authorized, his own is granted
+    assert suback.return_codes == (ReasonCode.NOT_AUTHORIZED, 1)
+    # And the connection stays usable
+    await _still_connected(bob)
+    assert world.emulator.stats()["denials_by_action"] == {"iot:Subscribe": 1}
+    await bob.disconnect()
+
+
+async def test_unauthorised_publish_gets_puback_0x87_and_the_connection_stays(
+    world: Harness,
+) -> None:
+    alice = await world.connect(world.subscriber("alice"), "alice.v5", **V5)
+    # A subscriber may not publish (QoS 1 gets PUBACK Not authorized) ...
+    puback = await alice.publish(world.topic_of("bob"), b"x", qos=1)
+    assert puback is not None
+    assert puback.reason_code == ReasonCode.NOT_AUTHORIZED
+    assert puback.properties is not None
+    assert "iot:Publish" in (puback.properties.reason_string or "")
+    # ... QoS 0 is dropped without an answer, and she is still connected
+    await alice.publish(world.topic_of("bob"), b"y")
+    await _still_connected(alice)
+    await alice.disconnect()
+
+
+async def test_iot_data_publish_forwards_its_mqtt5_fields(world: Harness) -> None:
+    # Given alice on MQTT 5 and on 3.1.1, both subscribed to her topic
+    topic = world.topic_of("alice")
+    v5 = await world.connect(world.subscriber("alice"), "alice.v5", **V5)
+    v3 = await world.connect(world.subscriber("alice"), "alice.v3")
+    await v5.subscribe((topic, 1))
+    await v3.subscribe((topic, 1))
+    # When the backend publishes with boto3 iot-data and every MQTT 5 field
+    iot = world.iot_data(world.publisher())
+    await asyncio.to_thread(
+        iot.publish,
+        topic=topic,
+        qos=1,
+        payload=b'{"v":1}',
+        contentType="application/json",
+        responseTopic="app/test/replies/1",
+        correlationData=base64.b64encode(b"\x00\x01req").decode(),
+        messageExpiry=600,
+        payloadFormatIndicator="UTF8_DATA",
+        # botocore JSON-encodes and base64-encodes this header value itself
+        userProperties=[{"kind": "turn"}, {"game": "g1"}, {"kind": "again"}],
+    )
+    # Then the v5 subscriber gets them as PUBLISH properties, in order
+    message = await v5.next_publish()
+    assert message.payload == b'{"v":1}'
+    assert message.properties == Properties(
+        payload_format_indicator=1,
+        message_expiry_interval=600,
+        content_type="application/json",
+        response_topic="app/test/replies/1",
+        correlation_data=b"\x00\x01req",
+        user_properties=(("kind", "turn"), ("game", "g1"), ("kind", "again")),
+    )
+    # And the 3.1.1 subscriber gets the same message without them
+    plain = await v3.next_publish()
+    assert (plain.topic, plain.payload, plain.properties) == (topic, b'{"v":1}', None)
+
+
+async def test_iot_data_rejects_undecodable_mqtt5_fields(world: Harness) -> None:
+    import botocore.exceptions
+
+    iot = world.iot_data(world.publisher())
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        await asyncio.to_thread(
+            iot.publish, topic=world.topic_of("alice"), payload=b"x", responseTopic="a/+/b"
+        )
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+async def test_v5_publish_properties_and_topic_alias_reach_v5_subscribers(world: Harness) -> None:
+    credential = world.store.issue([ALLOW_ALL])
+    sub = await world.connect(credential, "sub", **V5)
+    await sub.subscribe(("room/1", 0))
+    pub = await world.connect(credential, "pub", **V5)
+    # When a publisher sets topic alias 3, then publishes by alias only
+    properties = Properties(topic_alias=3, user_properties=(("k", "v"),), content_type="text/plain")
+    await pub.publish("room/1", b"first", properties=properties)
+    await pub.publish("", b"second", properties=Properties(topic_alias=3))
+    # Then both arrive on the full topic, the alias itself not forwarded
+    first = await sub.next_publish()
+    second = await sub.next_publish()
+    assert (first.topic, first.payload) == ("room/1", b"first")
+    assert first.properties == Properties(user_properties=(("k", "v"),), content_type="text/plain")
+    assert (second.topic, second.payload, second.properties) == ("room/1", b"second", Properties())
+
+
+@pytest.mark.parametrize(
+    ("topic", "alias", "reason"),
+    [
+        ("room/1", 9, ReasonCode.TOPIC_ALIAS_INVALID),  # over the Topic Alias Maximum of 8
+        ("", 2, ReasonCode.PROTOCOL_ERROR),  # alias never set
+    ],
+)
+async def test_bad_topic_alias_gets_disconnect_with_its_reason(
+    world: Harness, topic: str, alias: int, reason: ReasonCode
+) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "pub", **V5)
+    await client.publish(topic, b"x", properties=Properties(topic_alias=alias))
+    assert await client.wait_closed() == [Disconnect(reason)]
+
+
+async def test_malformed_property_gets_disconnect_0x82_then_close(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c", **V5)
+    # PUBLISH "t" with Content Type twice
+    props = b"\x03\x00\x01a\x03\x00\x01a"
+    body = b"\x00\x01t" + bytes([len(props)]) + props
+    await client.send_raw(bytes([0x30, len(body)]) + body)
+    assert await client.wait_closed() == [Disconnect(ReasonCode.PROTOCOL_ERROR)]
+
+
+async def test_duplicate_client_id_sends_session_taken_over(world: Harness) -> None:
+    credential = world.subscriber("alice")
+    first = await world.connect(credential, "alice.1", **V5)
+    await world.connect(credential, "alice.1", **V5)
+    assert await first.wait_closed() == [Disconnect(ReasonCode.SESSION_TAKEN_OVER)]
+
+
+async def test_no_local_and_retain_as_published(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "me", **V5)
+    # Given subscriptions with No Local on a/1 and Retain As Published on b/1
+    await client.subscribe(("a/1", 0), ("b/1", 0), options=(NO_LOCAL, RETAIN_AS_PUBLISHED))
+    # When it publishes to both, b/1 retained
+    await client.publish("a/1", b"own")
+    await client.publish("b/1", b"kept", retain=True)
+    # Then only b/1 comes back, with its retain flag
+    message = await client.next_publish()
+    assert (message.topic, message.retain) == ("b/1", True)
+    await _still_connected(client)  # nothing else was queued before the PINGRESP
+
+
+async def test_retain_handling_2_sends_no_retained_message(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "me", **V5)
+    await client.publish("r/1", b"retained", retain=True, qos=1)
+    await client.subscribe(("r/1", 0), options=(0x20,))  # Retain Handling 2
+    await _still_connected(client)  # no retained PUBLISH before the PINGRESP
+    await client.subscribe(("r/1", 0), options=(0x00,))  # Retain Handling 0
+    message = await client.next_publish()
+    assert (message.payload, message.retain) == (b"retained", True)
+
+
+async def test_client_maximum_packet_size_is_respected(world: Harness) -> None:
+    credential = world.store.issue([ALLOW_ALL])
+    small = await world.connect(
+        credential, "small", properties=Properties(maximum_packet_size=64), **V5
+    )
+    await small.subscribe("big/#")
+    pub = await world.connect(credential, "pub", **V5)
+    await pub.publish("big/1", b"x" * 100)
+    await pub.publish("big/1", b"tiny")
+    message = await small.next_publish()
+    assert message.payload == b"tiny"
+
+
+async def test_disconnect_with_will_message_keeps_the_will(world: Harness) -> None:
+    credential = world.store.issue([ALLOW_ALL])
+    watcher = await world.connect(credential, "watcher", **V5)
+    await watcher.subscribe("wills/#")
+    will = Will("wills/w", b"bye", properties=Properties(content_type="text/plain"))
+    leaving = await world.connect(credential, "leaving", will=will, **V5)
+    await leaving.send(Disconnect(ReasonCode.DISCONNECT_WITH_WILL))
+    message = await watcher.next_publish()
+    assert (message.topic, message.payload) == ("wills/w", b"bye")
+    assert message.properties == Properties(content_type="text/plain")
+
+
+async def test_empty_client_id_is_assigned_one(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "", **V5)
+    assert client.connack is not None
+    assert client.connack.properties is not None
+    assigned = client.connack.properties.assigned_client_identifier
+    assert assigned
+    assert assigned in world.emulator.broker.sessions
+
+
+async def test_empty_client_id_still_needs_iot_connect(world: Harness) -> None:
+    # The subscriber policy allows client/alice.* only: an assigned id is refused.
+    with pytest.raises(ConnectionRefused) as refused:
+        await world.connect(world.subscriber("alice"), "", **V5)
+    assert refused.value.return_code == ReasonCode.NOT_AUTHORIZED
+
+
+async def test_unauthorised_connect_gets_v5_connack_0x87(world: Harness) -> None:
+    with pytest.raises(ConnectionRefused) as refused:
+        await world.connect(world.subscriber("bob"), "alice.1", **V5)
+    assert refused.value.return_code == ReasonCode.NOT_AUTHORIZED
+    assert refused.value.connack is not None
+    assert refused.value.connack.properties is not None
+    assert refused.value.connack.properties.reason_string
+
+
+async def test_enhanced_authentication_is_refused(world: Harness) -> None:
+    with pytest.raises(ConnectionRefused) as refused:
+        await world.connect(
+            world.store.issue([ALLOW_ALL]),
+            "c",
+            properties=Properties(authentication_method="SCRAM-SHA-1"),
+            **V5,
+        )
+    assert refused.value.return_code == ReasonCode.BAD_AUTHENTICATION_METHOD
+
+
+async def test_auth_packet_is_a_protocol_error(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c", **V5)
+    await client.send(Auth(0x18))
+    assert await client.wait_closed() == [Disconnect(ReasonCode.PROTOCOL_ERROR)]
+
+
+async def test_qos2_publish_gets_disconnect_qos_not_supported(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c", **V5)
+    await client.send(Publish(topic="a", payload=b"x", qos=2, packet_id=1))
+    assert await client.wait_closed() == [Disconnect(ReasonCode.QOS_NOT_SUPPORTED)]
+
+
+async def test_qos2_subscribe_is_granted_qos1(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c", **V5)
+    suback = await client.subscribe(("a/b", 2))
+    assert suback.return_codes == (1,)
+
+
+async def test_subscription_identifier_is_not_supported(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c", **V5)
+    await client.send(Subscribe(1, (("a", 0),), (0,), Properties(subscription_identifiers=(7,))))
+    assert await client.wait_closed() == [
+        Disconnect(ReasonCode.SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED)
+    ]
+
+
+async def test_unsuback_has_a_reason_per_filter(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c", **V5)
+    await client.subscribe("a/1")
+    await client.send(Unsubscribe(5, ("a/1", "never")))
+    assert await client.receive() == Unsuback(
+        5, (ReasonCode.SUCCESS, ReasonCode.NO_SUBSCRIPTION_EXISTED), Properties()
+    )
+
+
+async def test_payload_marked_utf8_that_is_not_gets_puback_0x99(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c", **V5)
+    puback = await client.publish(
+        "a/1", b"\xff\xfe", qos=1, properties=Properties(payload_format_indicator=1)
+    )
+    assert puback is not None
+    assert puback.reason_code == ReasonCode.PAYLOAD_FORMAT_INVALID
+    await _still_connected(client)
+
+
+# --- protocol levels ------------------------------------------------------------
+
+
+async def _connack_for(world: Harness, connect: bytes, *, v5_reply: bool) -> Connack:
+    client = await RawMqttClient.open(world.url(world.store.issue([ALLOW_ALL])))
+    world.clients.append(client)
+    if v5_reply:
+        client._decoder = StreamDecoder(protocol_level=5)
+    await client.send_raw(connect)
+    packets = await client.wait_closed()
+    assert len(packets) == 1
+    assert isinstance(packets[0], Connack)
+    return packets[0]
+
+
+async def test_mqtt_3_1_gets_connack_0x01_in_the_3_1_1_form(world: Harness) -> None:
+    wire = encode_v3(Connect(client_id="c", protocol_name="MQIsdp", protocol_level=3))
+    connack = await _connack_for(world, wire, v5_reply=False)
+    assert connack.return_code == 0x01
+
+
+async def test_unknown_higher_level_gets_reason_0x84_in_the_v5_form(world: Harness) -> None:
+    wire = bytes([0x10, 0x0A, 0x00, 0x04]) + b"MQTT" + bytes([6, 0x02, 0x00, 0x3C])
+    connack = await _connack_for(world, wire, v5_reply=True)
+    assert connack.return_code == ReasonCode.UNSUPPORTED_PROTOCOL_VERSION
+
+
+async def test_mqtt5_disabled_answers_a_v5_connect_with_0x84() -> None:
+    store = InMemoryCredentialStore()
+    config = EmulatorConfig(wss_port=None, mqtt5=False)
+    async with start_emulator(config, credentials=store) as emulator:
+        harness = Harness(emulator=emulator, store=store)
+        with pytest.raises(ConnectionRefused) as refused:
+            await harness.connect(harness.store.issue([ALLOW_ALL]), "c", **V5)
+        assert refused.value.return_code == ReasonCode.UNSUPPORTED_PROTOCOL_VERSION
+        await harness.aclose()
+
+
+async def test_3_1_1_clients_are_unchanged_beside_v5_ones(world: Harness) -> None:
+    # A 3.1.1 client still gets SUBACK 0x80 (not 0x87) and a 2-byte PUBACK
+    v3 = await world.connect(world.store.issue([ALLOW_ALL]), "v3")
+    suback = await v3.subscribe("a/+/#/b")  # invalid filter
+    assert suback.return_codes == (0x80,)
+    assert await v3.publish("a/1", b"x", qos=1) == Puback(2)

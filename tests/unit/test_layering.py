@@ -1,0 +1,96 @@
+"""The SDK is the bottom layer: what a subscriber installs carries no server code.
+
+Issue 11 §1: ``client/iotnotify`` imports nothing from the handlers, the
+emulator or the offline stack, and importing the subscriber or the CLI
+loads neither boto3/botocore (about 30 MiB of RSS) nor moto, aiohttp's
+server, the emulator or the handlers.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SDK = REPO / "client" / "iotnotify"
+UPPER_LAYERS = ("iotnotify_handlers", "iotnotify_emulator", "iotnotify_local")
+HEAVY = (
+    "boto3",
+    "botocore",
+    "moto",
+    "aiohttp.web",
+    "iotnotify_emulator",
+    "iotnotify_local",
+    "iotnotify_handlers",
+)
+
+
+def _imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_the_sdk_source_never_imports_an_upper_layer() -> None:
+    sources = sorted(SDK.rglob("*.py"))
+    assert len(sources) > 10  # the walk really found the package
+    offenders = {
+        f"{path.relative_to(REPO)}: {name}"
+        for path in sources
+        for name in _imported_modules(path)
+        if name.split(".")[0] in UPPER_LAYERS
+    }
+    assert offenders == set()
+
+
+def test_the_static_check_sees_imports_inside_functions(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from iotnotify_local.stack import run_local\n")
+    assert "iotnotify_local.stack" in _imported_modules(module)
+
+
+@pytest.mark.parametrize(
+    "modules",
+    [
+        ("iotnotify.subscriber",),
+        ("iotnotify.cli",),
+        ("iotnotify.api_client", "iotnotify.auth", "iotnotify.subscriber", "iotnotify.cli"),
+    ],
+)
+def test_importing_the_subscriber_side_loads_no_heavy_module(modules: tuple[str, ...]) -> None:
+    # A fresh interpreter: this test process has boto3 and moto loaded already.
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {list(modules)!r}:\n"
+        "    importlib.import_module(name)\n"
+        f"print(json.dumps(sorted(m for m in {list(HEAVY)!r} if m in sys.modules)))\n"
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert json.loads(answer.stdout) == []
+
+
+def test_listen_and_tray_help_load_no_heavy_module() -> None:
+    # Running a command (not just importing) must not pull the layers in either.
+    code = (
+        "import json, sys\n"
+        "from click.testing import CliRunner\n"
+        "from iotnotify.cli import cli\n"
+        "for args in (['listen', '--help'], ['tray', '--help'], ['--help']):\n"
+        "    assert CliRunner().invoke(cli, args).exit_code == 0, args\n"
+        f"print(json.dumps(sorted(m for m in {list(HEAVY)!r} if m in sys.modules)))\n"
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert json.loads(answer.stdout) == []

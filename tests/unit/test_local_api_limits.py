@@ -1,0 +1,93 @@
+"""The local HTTP API answers as API Gateway + Lambda would at their limits."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from iotnotify_local.api import (
+    MAX_LAMBDA_RESPONSE_BYTES,
+    MAX_REQUEST_BYTES,
+    LocalApi,
+    Route,
+    build_app,
+)
+from iotnotify_local.authorizer import CognitoAuthorizer
+
+release = threading.Event()
+
+
+def sized(event: Mapping[str, Any], _context: Any) -> Mapping[str, Any]:
+    """A function whose JSON response has the number of bytes the query asks for."""
+    wanted = int(event["queryStringParameters"]["bytes"])
+    empty = {"statusCode": 200, "headers": {"Content-Type": "text/plain"}, "body": ""}
+    overhead = len(json.dumps(empty, separators=(",", ":")))
+    return {**empty, "body": "x" * (wanted - overhead)}
+
+
+def echo_length(event: Mapping[str, Any], _context: Any) -> Mapping[str, Any]:
+    return {"statusCode": 200, "body": json.dumps({"length": len(event["body"] or "")})}
+
+
+def slow(_event: Mapping[str, Any], _context: Any) -> Mapping[str, Any]:
+    release.wait(30)
+    return {"statusCode": 200, "body": "{}"}
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[TestClient[Any, Any]]:
+    api = LocalApi(
+        routes=[
+            Route("GET", "/sized", sized, "none"),
+            Route("POST", "/echo", echo_length, "none"),
+            Route("GET", "/slow", slow, "none"),
+        ],
+        authorizer=CognitoAuthorizer(
+            jwks_url="http://127.0.0.1:9/jwks.json", issuer="https://issuer", audience="client"
+        ),
+        integration_timeout=0.5,  # AWS's is 29 s; the behaviour is the same
+    )
+    release.clear()
+    async with TestClient(TestServer(build_app(api))) as test_client:
+        yield test_client
+    release.set()
+
+
+async def assert_json_error(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status == status
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    body = await response.json()
+    assert body["error"] == code
+    assert body["message"]
+    return dict(body)
+
+
+async def test_a_response_over_6_mb_is_a_502_json_error(client: TestClient[Any, Any]) -> None:
+    at_limit = await client.get(f"/sized?bytes={MAX_LAMBDA_RESPONSE_BYTES}")
+    assert at_limit.status == 200
+    assert len(await at_limit.read()) > 6_000_000
+
+    over = await client.get(f"/sized?bytes={MAX_LAMBDA_RESPONSE_BYTES + 1}")
+    body = await assert_json_error(over, 502, "bad_gateway")
+    assert "6291456" in body["message"]
+
+
+async def test_a_request_over_10_mb_is_a_413_json_error(client: TestClient[Any, Any]) -> None:
+    nine_mb = await client.post("/echo", data=b"a" * (9 * 1024 * 1024))
+    assert nine_mb.status == 200
+    assert json.loads(await nine_mb.read())["length"] == 9 * 1024 * 1024
+
+    over = await client.post("/echo", data=b"a" * (MAX_REQUEST_BYTES + 1))
+    await assert_json_error(over, 413, "payload_too_large")
+
+
+async def test_a_function_past_the_integration_timeout_is_a_504_json_error(
+    client: TestClient[Any, Any],
+) -> None:
+    response = await client.get("/slow")
+    await assert_json_error(response, 504, "gateway_timeout")
