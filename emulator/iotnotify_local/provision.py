@@ -69,6 +69,7 @@ class LocalResources:
     publisher: PublisherKeys
     notify_api_key: str = field(repr=False)
     api_id: str = "local"  # the REST API id in execute-api ARNs
+    chat_dlq_url: str = ""  # the chat rule's error action and the moderator's failures
 
     def users_json(self) -> list[dict[str, Any]]:
         return [asdict(user) for user in self.users]
@@ -159,6 +160,7 @@ def provision(
         )
 
     sqs = session.client("sqs")
+    chat_dlq_url = sqs.create_queue(QueueName=names.chat_dlq)["QueueUrl"]
     dlq_url = sqs.create_queue(QueueName=names.task_dlq)["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
@@ -233,6 +235,7 @@ def provision(
         functions_role_arn=functions_role["Arn"],
         task_queue_url=queue_url,
         task_dlq_url=dlq_url,
+        chat_dlq_url=chat_dlq_url,
         users=tuple(users),
         publisher=PublisherKeys(key["AccessKeyId"], key["SecretAccessKey"]),
         notify_api_key=api_key,

@@ -20,7 +20,7 @@ import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import boto3
 from aiohttp import web
@@ -35,6 +35,9 @@ from iotnotify_local.iam_auth import IamAuthorizer
 from iotnotify_local.persistence import AUTOSAVE_SECONDS, DEFAULT_DATA_DIR, DataDir, DataDirError
 from iotnotify_local.poller import SqsPoller
 from iotnotify_local.provision import LocalResources, provision
+
+if TYPE_CHECKING:  # imported where the stack starts the emulator
+    from iotnotify_emulator.rules import RulesEngine
 
 __all__ = ["LocalStack", "PortInUse", "StackConfig", "run_local"]
 
@@ -134,6 +137,7 @@ class LocalStack:
         self._moto: Any = None
         self._emulator: Any = None
         self._poller: SqsPoller | None = None
+        self._rules: RulesEngine | None = None
         self._runner: web.AppRunner | None = None
         self._env_stack = contextlib.ExitStack()
         self._data: DataDir | None = None
@@ -223,6 +227,7 @@ class LocalStack:
             api_notify,
             api_task,
             api_token,
+            chat_moderator,
             task_worker,
         )
 
@@ -289,6 +294,27 @@ class LocalStack:
         )
         self._poller.start()
 
+        # Topic rules are IoT Core's side: the rule invokes the moderator and its
+        # error action writes to the chat DLQ, as the rule's own role would on AWS.
+        from iotnotify.contract import TopicScheme
+        from iotnotify_emulator.rules import RulesEngine
+        from iotnotify_local.topic_rules import emulator_rules
+
+        chat_dlq_url = (
+            resources.chat_dlq_url
+            # A data directory saved before the chat DLQ existed: create it now.
+            or sqs.create_queue(QueueName=resources.names.chat_dlq)["QueueUrl"]
+        )
+        self._rules = RulesEngine(
+            emulator_rules(
+                TopicScheme(cfg.app, cfg.stage),
+                handlers={"moderator": chat_moderator.handler},
+                sqs=sqs,
+                dead_letter_queue_url=chat_dlq_url,
+            )
+        )
+        emu.install_rules(self._rules)
+
         self.state = LocalState(
             region=cfg.region,
             app=cfg.app,
@@ -311,6 +337,7 @@ class LocalStack:
                 "notifyApiKey": resources.notify_api_key,
                 "taskQueueUrl": resources.task_queue_url,
                 "taskDlqUrl": resources.task_dlq_url,
+                "chatDlqUrl": chat_dlq_url,
                 "emulatorStatsUrl": f"{emu.data_url}/_emulator/stats",
             },
         )
@@ -357,6 +384,8 @@ class LocalStack:
             await self._runner.cleanup()
         if self._emulator is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._emulator.stop)
+        if self._rules is not None:
+            self._rules.close()
         if self._moto is not None:
             self._moto.stop()
         if self._data is not None:

@@ -19,6 +19,7 @@ from iotnotify.endpoints import IotEndpoint
 from iotnotify.inbox import Inbox
 from iotnotify.publisher import Publisher
 from iotnotify_handlers.chat_history import ChatHistory
+from iotnotify_handlers.chat_moderation import Denylist, Moderator
 from iotnotify_handlers.chat_rooms import ChatRooms
 from iotnotify_handlers.settings import settings
 
@@ -29,6 +30,7 @@ __all__ = [
     "inbox",
     "iot_data",
     "iot_endpoint",
+    "moderator",
     "publisher",
     "reset",
     "session",
@@ -103,6 +105,22 @@ def iot_data() -> Any:
 
 
 @cache
+def moderator() -> Moderator:
+    s = settings()
+    denylist = Denylist(
+        ssm_provider(), parameter=s.chat_denylist_parameter, ttl_seconds=s.denylist_cache_seconds
+    )
+    return Moderator(
+        scheme=s.scheme,
+        history=chat_history(),
+        iot_data=iot_data(),
+        denylist=denylist.words,
+        rate_messages=s.chat_rate_messages,
+        rate_window_seconds=s.chat_rate_window_seconds,
+    )
+
+
+@cache
 def publisher() -> Publisher:
     s = settings()
     return Publisher.create(
@@ -134,6 +152,7 @@ def reset() -> None:
         chat_rooms,
         chat_history,
         iot_data,
+        moderator,
         publisher,
         ssm_provider,
     ):

@@ -16,6 +16,7 @@ from constructs import Construct
 
 from iotnotify_handlers.settings import ENV
 from iotnotify_infra.api import Api
+from iotnotify_infra.chat import ChatModeration
 from iotnotify_infra.config import StageConfig
 from iotnotify_infra.functions import WORKER_TIMEOUT_SECONDS, Functions
 from iotnotify_infra.identity import Identity
@@ -53,6 +54,7 @@ class IotNotifyStack(Stack):
     iot: IotAccess
     site: WebSite
     api: Api
+    chat: ChatModeration
     web: WebHosting
     environment_variables: dict[str, str]
 
@@ -142,6 +144,19 @@ class IotNotifyStack(Stack):
         self.storage.chat_history.grant(fn.chats, "dynamodb:Query")
         # GET /token?rooms=: check each room exists and the caller may use it.
         self.storage.rooms.grant(fn.token, "dynamodb:GetItem")
+        # Chat moderator (invoked by the topic rule): count the sender's rate
+        # and append to history, read the denylist, publish to the room.
+        self.chat = ChatModeration(self, "Chat", config=config, moderator=fn.moderator)
+        self.storage.chat_history.grant(fn.moderator, "dynamodb:PutItem", "dynamodb:UpdateItem")
+        self.iot.publisher_policy.attach_to_role(_role(fn.moderator))
+        # Like the API key, the denylist is set by hand and shared by ephemeral
+        # stages (its path carries the SSM stage); a missing one masks nothing.
+        denylist = ssm.StringListParameter.from_string_list_parameter_name(
+            self, "ChatDenylist", config.names.chat_denylist_parameter
+        )
+        fn.moderator.add_to_role_policy(
+            iam.PolicyStatement(actions=["ssm:GetParameter"], resources=[denylist.parameter_arn])
+        )
 
         self.site = WebSite(self, "Site", config=config)
         # Function responses must carry the CORS header themselves.

@@ -176,9 +176,9 @@ def test_publisher_policy_is_policies_publisher_policy(dev: Synth) -> None:
     (statement,) = props["PolicyDocument"]["Statement"]
     assert statement["Sid"] == expected["Statement"][0]["Sid"]
     assert statement["Action"] == "iot:Publish"
-    # Attached to the two publishing functions and nothing else.
+    # Attached to the three publishing functions and nothing else.
     assert sorted(r["Ref"] for r in props["Roles"]) == sorted(
-        [dev.role_of("notify"), dev.role_of("task-worker")]
+        [dev.role_of("notify"), dev.role_of("task-worker"), dev.role_of("chat-moderator")]
     )
 
 
@@ -193,7 +193,7 @@ def test_endpoint_lookup_may_only_describe_the_endpoint(dev: Synth) -> None:
 
 def test_queues_refuse_plain_http(dev: Synth) -> None:
     policies = dev.resources("AWS::SQS::QueuePolicy").values()
-    assert len(policies) == 2
+    assert len(policies) == 3  # tasks, tasks DLQ, chat DLQ
     for policy in policies:
         (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
         assert statement["Effect"] == "Deny"

@@ -24,7 +24,8 @@ def test_resource_counts(dev: Synth) -> None:
     t.resource_count_is("AWS::Cognito::UserPool", 1)
     t.resource_count_is("AWS::Cognito::UserPoolClient", 1)
     t.resource_count_is("AWS::DynamoDB::Table", 3)  # inbox, rooms, chat history
-    t.resource_count_is("AWS::SQS::Queue", 2)
+    t.resource_count_is("AWS::SQS::Queue", 3)  # tasks, tasks DLQ, chat DLQ
+    t.resource_count_is("AWS::IoT::TopicRule", 1)
     t.resource_count_is("AWS::ApiGateway::RestApi", 1)
     t.resource_count_is("AWS::ApiGateway::Authorizer", 1)
     t.resource_count_is("AWS::Lambda::EventSourceMapping", 1)
