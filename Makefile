@@ -12,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup node-tools xvfb run test lint typecheck format clean
+.PHONY: setup node-tools xvfb cli-tools run test lint typecheck format clean
 
 # Node.js packages from committed lock files: mqtt.js for tests/conformance,
 # the AWS CDK CLI for infra/ (iotnotify deploy/synth, tests/infra).
@@ -21,7 +21,7 @@ NODE_STAMP := $(NODE_CONFORMANCE)/node_modules/.installed
 CDK_STAMP := infra/node_modules/.installed
 NPM_CI := npm ci --no-audit --no-fund --loglevel=error
 
-setup: $(STAMP) $(NODE_STAMP) $(CDK_STAMP) xvfb
+setup: $(STAMP) $(NODE_STAMP) $(CDK_STAMP) xvfb cli-tools
 
 # Debian's nodejs when the machine has none (skipped when npm is present).
 node-tools:
@@ -30,6 +30,10 @@ node-tools:
 # A virtual screen for the tray app's test (pystray's xorg backend needs no GTK).
 xvfb:
 	@command -v Xvfb >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq xvfb; }
+
+# curl and jq: the README's `POST /notify/key` line uses them, and a test runs it.
+cli-tools:
+	@{ command -v curl && command -v jq; } >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq curl jq; }
 
 $(NODE_STAMP): $(NODE_CONFORMANCE)/package-lock.json | node-tools
 	$(NPM_CI) --prefix $(NODE_CONFORMANCE)

@@ -12,6 +12,14 @@ Run by the orchestrator, never by hand (it prints one JSON line per result):
 * ``idle``: N connections, CONNECT + SUBSCRIBE each, ``--concurrency`` at a
   time; prints the time it took, then holds them open until a line arrives on
   stdin (the orchestrator reads the broker's RSS meanwhile).
+* ``fixed``: a fixed offered load, open loop: N subscribers on distinct
+  topics, P publisher connections, ``--rate`` messages/s in all for
+  ``--duration`` seconds after a warm-up; message m goes out on publisher
+  m mod P to subscriber m mod N at its scheduled time, whatever the broker
+  does, so each publisher sends rate/P per second, evenly spaced (at most 90
+  here: AWS allows 100 publishes/s per connection). Latency is measured from
+  the scheduled send time, so a generator or broker that falls behind shows
+  up as latency, not as a lower rate.
 
 The client is a small asyncio Protocol speaking WebSocket (RFC 6455, masked
 client frames, subprotocol ``mqtt``) and the few MQTT 3.1.1 packets needed,
@@ -49,6 +57,7 @@ from benchlib import (
     topic,
 )
 
+from iotnotify.contract import TopicScheme
 from iotnotify_emulator.testing import presign_url
 
 _CONNECT: Final = 0x10
@@ -57,6 +66,7 @@ _PUBLISH: Final = 3
 _SUBACK: Final = 9
 _STAMP: Final = struct.Struct(">qI")  # send time (ns), sequence number
 KEEPALIVE: Final = 600
+MAX_RATE_PER_PUBLISHER: Final = 90.0  # AWS: 100 publishes/s per connection
 
 
 class ProtocolFailure(Exception):
@@ -351,6 +361,7 @@ async def _open_many(
     paths: list[str],
     concurrency: int,
     on_publish: Callable[[bytes], None] | None,
+    topic_of: Callable[[int], str] = topic,
 ) -> tuple[list[MqttClient], list[float], list[str]]:
     """Open ``len(paths)`` subscribers, ``concurrency`` at a time; clients, latencies, errors."""
     gate = asyncio.Semaphore(concurrency)
@@ -363,7 +374,10 @@ async def _open_many(
             started = time.perf_counter()
             try:
                 client = await target.open(
-                    paths[index], client_id(index), subscribe=topic(index), on_publish=on_publish
+                    paths[index],
+                    client_id(index),
+                    subscribe=topic_of(index),
+                    on_publish=on_publish,
                 )
             except (OSError, ProtocolFailure, TimeoutError) as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
@@ -524,9 +538,102 @@ async def idle(args: argparse.Namespace, target: Target) -> None:
     print(json.dumps({"closed": closed}), flush=True)
 
 
+async def fixed(args: argparse.Namespace, target: Target) -> dict[str, Any]:
+    """Open-loop fixed load: ``--rate`` msg/s over ``--publishers`` connections."""
+    scheme = TopicScheme("iotnotify", args.stage)
+
+    def topic_of(index: int) -> str:
+        return str(scheme.user_notifications(f"u{index}"))
+
+    subscribers: int = args.subscribers
+    publishers: int = args.publishers
+    if args.rate / publishers > MAX_RATE_PER_PUBLISHER:
+        return {"error": f"{args.rate / publishers:.0f} msg/s per publisher is over 90"}
+    paths = [target.path(index) for index in range(subscribers)]
+    deliveries = _Deliveries()
+    clients, _, errors = await _open_many(
+        target, paths, args.concurrency, deliveries, topic_of=topic_of
+    )
+    pubs: list[MqttClient] = []
+    try:
+        if errors:
+            return {"error": f"{len(errors)} subscribers failed, first: {errors[0]}"}
+        publisher_path = target.path(None)
+        gate = asyncio.Semaphore(args.concurrency)
+
+        async def open_publisher(index: int) -> MqttClient:
+            async with gate:
+                return await target.open(
+                    publisher_path, f"{PUBLISHER_CLIENT_ID}-{index}", subscribe=None
+                )
+
+        pubs.extend(await asyncio.gather(*(open_publisher(j) for j in range(publishers))))
+        prefixes = [publish_prefix(topic_of(index), args.size) for index in range(subscribers)]
+        padding = b"x" * (args.size - _STAMP.size)
+        loop = asyncio.get_running_loop()
+        interval_ns = int(1e9 / args.rate)
+
+        async def offer(seconds: float) -> tuple[int, int]:
+            """Send on schedule for ``seconds``; (messages sent, start ns)."""
+            total = int(seconds * args.rate)
+            started = time.monotonic_ns()
+            sent = 0
+            while sent < total:
+                now = time.monotonic_ns()
+                due = min(total, (now - started) // interval_ns + 1)
+                while sent < due:
+                    scheduled = started + sent * interval_ns
+                    stamp = _STAMP.pack(scheduled, sent)
+                    pubs[sent % publishers].send(prefixes[sent % subscribers] + stamp + padding)
+                    sent += 1
+                next_at = started + sent * interval_ns
+                delay = (next_at - time.monotonic_ns()) / 1e9
+                # Sleeps under a millisecond are not honoured by the loop's
+                # selector anyway: yield and send what is due next time.
+                await asyncio.sleep(max(0.0, delay))
+            return sent, started
+
+        async def drain(expected: int) -> None:
+            deadline = loop.time() + args.stall
+            deliveries.waiting = True
+            while deliveries.count < expected and loop.time() < deadline:
+                deliveries.progress.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(deliveries.progress.wait(), args.stall)
+            deliveries.waiting = False
+
+        warm, _ = await offer(args.warmup)
+        await drain(warm)
+        deliveries.count = 0
+        deliveries.latencies_us.clear()
+        meter = _CpuMeter(args.broker_pid)
+        sent, started = await offer(args.duration)
+        await drain(sent)
+    finally:
+        for client in [*pubs, *clients]:
+            client.abort()
+    seconds = max(deliveries.last_ns - started, 1) / 1e9
+    latencies_ms = sorted(value / 1000 for value in deliveries.latencies_us)
+    return {
+        "subscribers": len(clients),
+        "publishers": len(pubs),
+        "offered_rate": args.rate,
+        "sent": sent,
+        "delivered": deliveries.count,
+        "seconds": seconds,
+        "rate": deliveries.count / seconds,
+        "p50_ms": statistics.median(latencies_ms) if latencies_ms else float("nan"),
+        "p90_ms": _percentile(latencies_ms, 0.90),
+        "p99_ms": _percentile(latencies_ms, 0.99),
+        "p999_ms": _percentile(latencies_ms, 0.999),
+        "max_ms": latencies_ms[-1] if latencies_ms else float("nan"),
+        **meter.shares(args.duration),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("fanout", "idle"))
+    parser.add_argument("mode", choices=("fanout", "idle", "fixed"))
     parser.add_argument("--url", required=True, help="ws://host:port/mqtt or tcp://host:port")
     parser.add_argument("--transport", choices=("ws", "tcp"), default="ws")
     parser.add_argument("--keys", type=Path, help="sign URLs with these keys (SigV4)")
@@ -538,6 +645,11 @@ def main() -> None:
     parser.add_argument("--stall", type=float, default=5.0, help="seconds without progress")
     parser.add_argument("--count", type=int, default=10000)
     parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--publishers", type=int, default=400, help="fixed: connections")
+    parser.add_argument("--rate", type=float, default=10000.0, help="fixed: msg/s offered")
+    parser.add_argument("--duration", type=float, default=10.0, help="fixed: seconds measured")
+    parser.add_argument("--warmup", type=float, default=2.0, help="fixed: seconds not measured")
+    parser.add_argument("--stage", default="bench", help="fixed: topics iotnotify/{stage}/...")
     args = parser.parse_args()
     if args.size < _STAMP.size:
         parser.error(f"--size must be at least {_STAMP.size}")
@@ -546,6 +658,8 @@ def main() -> None:
     target = Target(args.url, args.transport, keys)
     if args.mode == "fanout":
         print(json.dumps(asyncio.run(fanout(args, target))), flush=True)
+    elif args.mode == "fixed":
+        print(json.dumps(asyncio.run(fixed(args, target))), flush=True)
     else:
         asyncio.run(idle(args, target))
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from benchlib import REGION, KeyFile, raise_fd_limit
 
 from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
-from iotnotify_emulator.runtime import tune_gc_for_serving
+from iotnotify_emulator.runtime import run, tune_gc_for_serving
 
 
 async def _serve(keys: Path, info_file: Path) -> None:
@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     raise_fd_limit()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.keys, args.info_file))
+        run(_serve(args.keys, args.info_file))
 
 
 if __name__ == "__main__":

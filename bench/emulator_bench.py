@@ -21,7 +21,17 @@ freshly started broker; the summary rows and the verdicts are column medians:
    publish-to-delivery latency p50/p99;
 2. idle: ``--idle`` WebSocket connections, CONNECT + SUBSCRIBE each (SigV4
    presigned URLs, one role session per user, for the emulator); RSS growth
-   per connection and connects+subscribes per second.
+   per connection and connects+subscribes per second;
+3. fixed load (issue 11 section 4): ``--fixed-rate`` (10,000) msg/s offered
+   for ``--fixed-duration`` seconds by ``--fixed-publishers`` (400)
+   connections, at most 90/s each (AWS allows 100), to ``--subscribers``
+   WebSocket subscribers on distinct topics, open loop; delivered msg/s and
+   latency p50/p90/p99/p99.9 from each message's scheduled send time. Here
+   the emulator is the one ``iotnotify local`` runs (``--port 0``, its own
+   moto, API and SQS poller beside it): subscribers are moto STS role
+   sessions with the token Lambda's session policy, the publishers an IAM
+   user with the publisher policy plus ``iot:Connect``, all checked by the
+   emulator as on AWS.
 
 About mosquitto's WebSocket listener: Debian's mosquitto 2.0.11 has one
 (libwebsockets 4.1), but a configuration whose only listeners are WebSocket
@@ -67,12 +77,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
 
-from benchlib import KeyFile, machine_busy_seconds, raise_fd_limit, rss_kb
+import boto3
+from benchlib import (
+    PUBLISHER_CLIENT_ID,
+    BenchKey,
+    KeyFile,
+    machine_busy_seconds,
+    raise_fd_limit,
+    rss_kb,
+)
+
+from iotnotify.contract import TopicScheme, iot_arn
+from iotnotify.naming import ResourceNames
+from iotnotify.policies import compact_json, publisher_policy, subscriber_session_policy
+from iotnotify.state_file import LocalState
 
 HERE: Final = Path(__file__).resolve().parent
 TARGET_RATIO: Final = 0.5
 TARGET_KB_PER_CONNECTION: Final = 20.0
 TARGET_CONNECTS_PER_SECOND: Final = 1000.0
+TARGET_FIXED_P99_RATIO: Final = 2.0
+TARGET_FIXED_P50_MS: Final = 1.0
 
 
 class BenchError(Exception):
@@ -145,6 +170,84 @@ def emulator(keys: Path, work: Path) -> Iterator[Broker]:
             time.sleep(0.05)  # a file written by another process: polling is the only signal
         data = json.loads(info.read_text())
         yield Broker("emulator", data["pid"], data["ws_url"], "ws", keys, log)
+
+
+def _wait_for_file(path: Path, process: subprocess.Popen[Any], what: str, log: Path) -> None:
+    deadline = time.monotonic() + 180
+    while not path.exists():
+        if process.poll() is not None:
+            raise BenchError(f"{what} exited at start-up: {log.read_text()[-2000:]}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"{what} did not start within 180 s")
+        time.sleep(0.1)  # a file written by another process: polling is the only signal
+
+
+def _mint_local_keys(state: LocalState, subscribers: int, keys: Path) -> None:
+    """Role sessions as ``GET /token`` mints them, and one MQTT publisher user, in moto."""
+    admin = boto3.session.Session(
+        region_name=state.region, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    iam = admin.client("iam", endpoint_url=state.awsEndpointUrl)
+    sts = admin.client("sts", endpoint_url=state.awsEndpointUrl)
+    account = sts.get_caller_identity()["Account"]
+    names = ResourceNames(state.app, state.stage, state.stage)
+    role_arn = iam.get_role(RoleName=names.subscriber_role)["Role"]["Arn"]
+    scheme = TopicScheme(state.app, state.stage)
+    sessions = []
+    for index in range(subscribers):
+        policy = subscriber_session_policy(
+            scheme, f"u{index}", region=state.region, account=account
+        )
+        answer = sts.assume_role(
+            RoleArn=role_arn, RoleSessionName=f"u{index}", Policy=compact_json(policy)
+        )["Credentials"]
+        sessions.append(
+            BenchKey(answer["AccessKeyId"], answer["SecretAccessKey"], answer["SessionToken"])
+        )
+    user = "bench-mqtt-publisher"
+    iam.create_user(UserName=user)
+    connect = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "iot:Connect",
+                "Resource": iot_arn(state.region, account, "client", f"{PUBLISHER_CLIENT_ID}-*"),
+            }
+        ],
+    }
+    for name, document in (
+        ("publish", publisher_policy(scheme, region=state.region, account=account)),
+        ("connect", connect),
+    ):
+        iam.put_user_policy(UserName=user, PolicyName=name, PolicyDocument=compact_json(document))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    publisher = BenchKey(key["AccessKeyId"], key["SecretAccessKey"], None)
+    KeyFile(publisher=publisher, subscribers=tuple(sessions)).write(keys)
+
+
+@contextmanager
+def local_emulator(subscribers: int, work: Path) -> Iterator[Broker]:
+    """The emulator as ``iotnotify local`` runs it, with bench credentials minted in its moto."""
+    tag = time.monotonic_ns()
+    state_file = work / f"local-{tag}.json"
+    log = work / "local.log"
+    keys = work / f"keys-local-{tag}.json"
+    command = [sys.executable, "-c", "from iotnotify.cli import main; main()", "local"]
+    command += ["--port", "0", "--state-file", str(state_file)]
+    command += ["--data-dir", str(work / f"data-{tag}")]  # a fresh stack every run
+    with (
+        log.open("ab") as sink,
+        _child(command, stdout=sink, stderr=subprocess.STDOUT) as process,
+    ):
+        _wait_for_file(state_file, process, "iotnotify local", log)
+        state = LocalState.read(state_file)
+        _mint_local_keys(state, subscribers, keys)
+        stats_url = state.iotWsUrl.replace("ws://", "http://").replace("/mqtt", "/_emulator/stats")
+        with urllib.request.urlopen(stats_url, timeout=30) as response:
+            # The emulator says which process serves it (iotnotify local may run it apart).
+            pid = int(json.load(response).get("pid", process.pid))
+        yield Broker("emulator", pid, state.iotWsUrl, "ws", keys, log)
 
 
 def ensure_mosquitto() -> str | None:
@@ -248,6 +351,35 @@ def run_fanout(broker: Broker, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     if "error" in result:
         raise BenchError(f"fan-out against {broker.name}: {result['error']}")
+    return result
+
+
+def run_fixed(broker: Broker, args: argparse.Namespace) -> dict[str, Any]:
+    options = ["--subscribers", str(args.subscribers), "--publishers", str(args.fixed_publishers)]
+    options += ["--rate", str(args.fixed_rate), "--duration", str(args.fixed_duration)]
+    options += [
+        "--size",
+        str(args.size),
+        "--stage",
+        "local" if broker.name == "emulator" else "bench",
+    ]
+    try:
+        done = subprocess.run(
+            _loadgen(broker, "fixed", *options),
+            capture_output=True,
+            text=True,
+            timeout=args.phase_timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(
+            f"fixed load against {broker.name} ran over {args.phase_timeout} s"
+        ) from exc
+    if done.returncode != 0:
+        raise BenchError(f"load generator failed against {broker.name}: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    if "error" in result:
+        raise BenchError(f"fixed load against {broker.name}: {result['error']}")
     return result
 
 
@@ -373,8 +505,36 @@ def _idle_table(args: argparse.Namespace, idle: Runs, labels: dict[str, str]) ->
             )
 
 
+def _fixed_table(args: argparse.Namespace, fixed: Runs, labels: dict[str, str]) -> None:
+    print(
+        f"fixed load: {args.fixed_rate:,.0f} msg/s offered for {args.fixed_duration:g} s by "
+        f"{args.fixed_publishers} publishers ({args.fixed_rate / args.fixed_publishers:.0f}/s "
+        f"each) -> {args.subscribers} WebSocket subscribers on distinct topics, "
+        f"{args.size}-byte QoS 0, open loop (emulator: as `iotnotify local` runs it)"
+    )
+    print(
+        f"  {'broker':<22}{'delivered':>15}{'msg/s':>9}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}"
+        f"{'p99.9 ms':>9}{'max ms':>8}   CPU (cores): broker loadgen other"
+    )
+    for name, rows in fixed.items():
+        numbered = [(f"run {i + 1}", row) for i, row in enumerate(rows)]
+        for tag, row in [*numbered, ("median", _median_row(rows))]:
+            print(
+                f"  {labels[name] + ' ' + tag:<22}{row['delivered']:>8.0f}/{row['sent']:<6.0f}"
+                f"{row['rate']:>9.0f}{row['p50_ms']:>8.2f}{row['p90_ms']:>8.2f}"
+                f"{row['p99_ms']:>8.2f}{row['p999_ms']:>9.2f}{row['max_ms']:>8.1f}"
+                f"{'':17}{_cores(row['broker_cpu']):>6}{_cores(row['loadgen_cpu']):>8}"
+                f"{_cores(row['other_cpu']):>6}"
+            )
+
+
 def report(
-    args: argparse.Namespace, fan: Runs, idle: Runs, labels: dict[str, str], problems: list[str]
+    args: argparse.Namespace,
+    fan: Runs,
+    idle: Runs,
+    fixed: Runs,
+    labels: dict[str, str],
+    problems: list[str],
 ) -> None:
     if fan:
         print()
@@ -382,6 +542,9 @@ def report(
     if idle:
         print()
         _idle_table(args, idle, labels)
+    if fixed:
+        print()
+        _fixed_table(args, fixed, labels)
     print()
     print(f"targets (medians of {args.repeat} runs; ratios from the same run of the bench)")
     emu_fan = _median_row(fan["emulator"]) if fan.get("emulator") else None
@@ -407,7 +570,7 @@ def report(
                 "sensitive to other load; mosquitto is not CPU-bound here, so its figure is a "
                 "ceiling)"
             )
-    elif args.only != "idle":
+    elif args.only in (None, "fan-out"):
         print("  delivered msg/s >= 0.5 x mosquitto: NOT MEASURED (no figures for both brokers)")
     emu_idle = _median_row(idle["emulator"]) if idle.get("emulator") else None
     if emu_idle:
@@ -428,9 +591,14 @@ def report(
                 f"{kb / ref_idle['kb_per_connection']:.1f} x, "
                 f"connect rate {rate / ref_idle['rate']:.2f} x (informative)"
             )
-    elif args.only != "fan-out":
+    elif args.only in (None, "idle"):
         print("  idle RSS and connect rate: NOT MEASURED")
-    others = [row["other_cpu"] for rows in (*fan.values(), *idle.values()) for row in rows]
+    _fixed_verdicts(fixed)
+    others = [
+        row["other_cpu"]
+        for rows in (*fan.values(), *idle.values(), *fixed.values())
+        for row in rows
+    ]
     if others and statistics.median(others) > 0.25:
         print(
             f"  WARNING: other work on this machine used {statistics.median(others):.2f} cores "
@@ -439,6 +607,35 @@ def report(
         )
     for problem in problems:
         print(f"  NOT MEASURED: {problem}")
+
+
+def _fixed_verdicts(fixed: Runs) -> None:
+    emu = _median_row(fixed["emulator"]) if fixed.get("emulator") else None
+    ref = _median_row(fixed["mosquitto"]) if fixed.get("mosquitto") else None
+    if emu is None:
+        return
+    print(
+        f"  fixed load: emulator p50 <= {TARGET_FIXED_P50_MS:g} ms{emu['p50_ms']:>18.2f} ms   "
+        f"{_verdict(emu['p50_ms'] <= TARGET_FIXED_P50_MS)}"
+    )
+    lost = emu["sent"] - emu["delivered"]
+    print(
+        f"  fixed load: emulator delivered {emu['delivered']:.0f}/{emu['sent']:.0f} "
+        f"({lost:.0f} lost)"
+    )
+    if ref is None:
+        print("  fixed load: p99 <= 2 x mosquitto: NOT MEASURED (no mosquitto figures)")
+        return
+    ratio = emu["p99_ms"] / ref["p99_ms"]
+    print(
+        f"  fixed load: emulator p99 <= {TARGET_FIXED_P99_RATIO:g} x mosquitto's"
+        f"{ratio:>12.2f} x ({emu['p99_ms']:.2f} vs {ref['p99_ms']:.2f} ms)   "
+        f"{_verdict(ratio <= TARGET_FIXED_P99_RATIO)}"
+    )
+    print(
+        f"  fixed load: mosquitto p50 {ref['p50_ms']:.2f} ms, p99.9 {ref['p999_ms']:.2f} ms; "
+        f"emulator p99.9 {emu['p999_ms']:.2f} ms (informative)"
+    )
 
 
 # --- main ---------------------------------------------------------------------------
@@ -487,11 +684,32 @@ def _options() -> argparse.Namespace:
     )
     parser.add_argument("--no-mosquitto", action="store_true", help="emulator only")
     parser.add_argument(
-        "--only", choices=("fan-out", "idle"), help="run one of the two measurements"
+        "--only", choices=("fan-out", "idle", "fixed-load"), help="run one measurement"
     )
+    parser.add_argument("--fixed-rate", type=float, help="fixed load: msg/s offered (10000)")
+    parser.add_argument("--fixed-publishers", type=int, help="fixed load: publishers (400)")
+    parser.add_argument("--fixed-duration", type=float, help="fixed load: seconds (10)")
     args = parser.parse_args()
-    quick = {"subscribers": 50, "messages": 1000, "idle": 200, "repeat": 1, "settle": 0.5}
-    full = {"subscribers": 1000, "messages": 20000, "idle": 10000, "repeat": 3, "settle": 2.0}
+    quick = {
+        "subscribers": 50,
+        "messages": 1000,
+        "idle": 200,
+        "repeat": 1,
+        "settle": 0.5,
+        "fixed_rate": 400.0,
+        "fixed_publishers": 10,
+        "fixed_duration": 2.0,
+    }
+    full = {
+        "subscribers": 1000,
+        "messages": 20000,
+        "idle": 10000,
+        "repeat": 3,
+        "settle": 2.0,
+        "fixed_rate": 10000.0,
+        "fixed_publishers": 400,
+        "fixed_duration": 10.0,
+    }
     for name, value in (quick if args.quick else full).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -503,7 +721,7 @@ def _options() -> argparse.Namespace:
 def main() -> int:
     args = _options()
     limit = raise_fd_limit()  # the children inherit it
-    needed = max(args.idle, args.subscribers) + 200
+    needed = max(args.idle, args.subscribers + (args.fixed_publishers or 0)) + 200
     if needed > limit:
         print(f"needs {needed} file descriptors per process; the hard limit is {limit}")
         return 2
@@ -523,39 +741,46 @@ def main() -> int:
         )
     fan: Runs = {}
     idle: Runs = {}
+    fixed: Runs = {}
     labels = {"emulator": "emulator", "mosquitto": "mosquitto"}
     problems: list[str] = []
     brokers = ["emulator"] + (["mosquitto"] if binary else [])
-    phases = [phase for phase in ("fan-out", "idle") if args.only in (None, phase)]
+    phases = [phase for phase in ("fan-out", "idle", "fixed-load") if args.only in (None, phase)]
     with tempfile.TemporaryDirectory(prefix="iotnotify-bench-") as directory:
         work = Path(directory)
         # One key file per measurement, sized to it: the emulator's store then
         # holds exactly the users of the run (a bigger heap lengthens CPython's
         # full collections, which are what the fan-out p99 latency shows).
         key_files = {"fan-out": work / "keys-fan-out.json", "idle": work / "keys-idle.json"}
-        KeyFile.mint(args.subscribers).write(key_files["fan-out"])
-        KeyFile.mint(args.idle).write(key_files["idle"])
+        if "fan-out" in phases:
+            KeyFile.mint(args.subscribers).write(key_files["fan-out"])
+        if "idle" in phases:
+            KeyFile.mint(args.idle).write(key_files["idle"])
         for phase in phases:
             for run in range(args.repeat):
                 for name in brokers:  # alternated, so slow drifts hit both
                     print(f"{phase} against {name}, run {run + 1}/{args.repeat} ...", flush=True)
                     if args.quiet_wait:
                         wait_quiet(args.quiet_wait)
+                    if name == "mosquitto":
+                        context = mosquitto(binary or "", work)
+                    elif phase == "fixed-load":
+                        context = local_emulator(args.subscribers, work)
+                    else:
+                        context = emulator(key_files[phase], work)
                     try:
-                        with (
-                            emulator(key_files[phase], work)
-                            if name == "emulator"
-                            else mosquitto(binary or "", work)
-                        ) as broker:
+                        with context as broker:
                             labels[name] = broker.label
                             if phase == "fan-out":
                                 fan.setdefault(name, []).append(run_fanout(broker, args))
-                            else:
+                            elif phase == "idle":
                                 idle.setdefault(name, []).append(run_idle(broker, args))
+                            else:
+                                fixed.setdefault(name, []).append(run_fixed(broker, args))
                     except BenchError as exc:
                         problems.append(f"{phase} against {name}, run {run + 1}: {exc}")
                         print(f"  failed: {exc}", flush=True)
-    report(args, fan, idle, labels, problems)
+    report(args, fan, idle, fixed, labels, problems)
     return 1 if problems else 0
 
 

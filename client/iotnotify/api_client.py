@@ -12,6 +12,7 @@ to :class:`~iotnotify.subscriber.Subscriber` instead of :class:`ApiClient`.
 
 from __future__ import annotations
 
+import email.utils
 import json
 import ssl
 import urllib.error
@@ -55,9 +56,14 @@ class ConnectionToken:
     region: str = ""
     expiration: str = ""
     access_key_id: str = ""
+    # The API's clock when it answered (its HTTP ``Date`` header, RFC 9110
+    # 6.6.1, whole seconds), as a ``time.time()`` value; None if it sent none.
+    server_time: float | None = None
 
     @classmethod
-    def from_response(cls, raw: Mapping[str, Any]) -> ConnectionToken:
+    def from_response(
+        cls, raw: Mapping[str, Any], *, server_time: float | None = None
+    ) -> ConnectionToken:
         try:
             credentials = raw.get("credentials") or {}
             keepalive = raw.get("keepalive")
@@ -73,6 +79,7 @@ class ConnectionToken:
                 region=str(raw.get("region", "")),
                 expiration=str(credentials.get("expiration", "")),
                 access_key_id=str(credentials.get("accessKeyId", "")),
+                server_time=server_time,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise AuthError(f"the token response is not usable: {exc!r}") from exc
@@ -130,7 +137,9 @@ class ApiClient:
         self._ssl = ssl.create_default_context(cafile=ca_file) if ca_file else None
 
     def token(self) -> ConnectionToken:
-        return ConnectionToken.from_response(self._get("/token"))
+        headers: dict[str, str] = {}
+        raw = self._get("/token", headers=headers)
+        return ConnectionToken.from_response(raw, server_time=_http_date(headers.get("date")))
 
     def notifications(self, *, since: str | None, limit: int = 100) -> InboxPage:
         query: dict[str, str] = {"limit": str(limit)}
@@ -144,7 +153,7 @@ class ApiClient:
             raise InvalidEnvelope(f"unexpected /notifications answer: {exc!r}") from exc
         return InboxPage(notifications=notes, next=str(next_since) if next_since else None)
 
-    def _get(self, path: str) -> dict[str, Any]:
+    def _get(self, path: str, *, headers: dict[str, str] | None = None) -> dict[str, Any]:
         # One retry with a renewed ID token: the cached one may have expired
         # between our freshness check and the authorizer's.
         for attempt in (1, 2):
@@ -158,6 +167,8 @@ class ApiClient:
                     request, timeout=self._timeout, context=self._ssl
                 ) as answer:
                     body = answer.read()
+                    if headers is not None:
+                        headers.update({k.lower(): v for k, v in answer.headers.items()})
             except urllib.error.HTTPError as exc:
                 message = _error_message(exc.read())
                 if exc.code == 401 and attempt == 1:
@@ -173,6 +184,15 @@ class ApiClient:
                 raise ConnectionLost(f"GET {path.split('?')[0]} answered non-object JSON")
             return raw
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _http_date(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 def _http_error(status: int, path: str, message: str) -> IotNotifyError:

@@ -125,11 +125,31 @@ def _offline_stack() -> Any:
         ) from exc
 
 
+def _title(value: str) -> str:
+    from iotnotify.contract import validate_title
+    from iotnotify.errors import ContractError
+
+    try:
+        return validate_title(value)  # the same rule as the publisher and POST /notify
+    except ContractError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
 @cli.command()
-@click.option("--user", "users", multiple=True, help="Recipient (demo name or user id); repeat.")
+@click.option(
+    "--user",
+    "users",
+    multiple=True,
+    help="Recipient: a demo name (local), a sign-in e-mail or a user id; repeat.",
+)
 @click.option("--broadcast", is_flag=True, help="Send to everyone instead.")
-@click.option("--title", required=True)
-@click.option("--type", "kind", default="notification", show_default=True)
+@click.option("--title", required=True, callback=lambda _c, _p, value: _title(value))
+@click.option(
+    "--type",
+    "kind",
+    default=None,
+    help="Notification type [default: notification; broadcast with --broadcast].",
+)
 @click.option("--data", default=None, help="JSON object attached to the notification.")
 @click.option("--ephemeral", is_flag=True, help="Do not keep it in the inbox.")
 @click.option(
@@ -147,7 +167,7 @@ def send(
     users: tuple[str, ...],
     broadcast: bool,
     title: str,
-    kind: str,
+    kind: str | None,
     data: str | None,
     ephemeral: bool,
     state_file: Path | None,
@@ -160,8 +180,11 @@ def send(
     """Send a notification to users (or everyone) through the local stack or AWS."""
     from iotnotify.sending import publisher_for_aws, publisher_for_local
 
-    if bool(users) == broadcast:
+    if users and broadcast:
+        raise click.UsageError("give --user or --broadcast, not both")
+    if not users and not broadcast:
         raise click.UsageError("give --user (one or more) or --broadcast")
+    kind = kind or ("broadcast" if broadcast else "notification")
     try:
         payload = json.loads(data) if data else {}
     except json.JSONDecodeError as exc:

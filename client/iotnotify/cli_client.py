@@ -112,6 +112,18 @@ def _target_options(func: Any) -> Any:
     return func
 
 
+def _since(value: str) -> str:
+    if value in ("now", "all"):
+        return value
+    from iotnotify.contract import validate_notification_id
+    from iotnotify.errors import ContractError
+
+    try:
+        return validate_notification_id(value.upper())
+    except ContractError as exc:
+        raise click.BadParameter(f"'now', 'all' or a notification id; {exc}") from exc
+
+
 def _line(note: Notification) -> str:
     when = note.ts or datetime.now(UTC).isoformat(timespec="seconds")
     text = note.title if not note.body else f"{note.title}: {note.body}"
@@ -126,7 +138,9 @@ def _line(note: Notification) -> str:
     "--since",
     default="now",
     show_default=True,
-    help="'now' (only new ones), 'all' (everything still in the inbox) or a notification id.",
+    callback=lambda _ctx, _param, value: _since(value),
+    help="'now' (only new ones, by the server's clock), 'all' (everything still in the inbox) "
+    "or a notification id.",
 )
 @click.option(
     "--keepalive",
@@ -152,8 +166,7 @@ def listen(
     """Print notifications as they arrive; connection changes go to stderr. Ctrl-C stops."""
     from iotnotify.api_client import ApiClient
     from iotnotify.auth import CognitoAuth, CognitoSession
-    from iotnotify.contract import new_notification_id
-    from iotnotify.subscriber import StateChange, Subscriber, device_suffix
+    from iotnotify.subscriber import SINCE_NOW, StateChange, Subscriber, device_suffix
 
     target = _target(
         user=user,
@@ -168,7 +181,7 @@ def listen(
     )
     start_after: str | None
     if since == "now":
-        start_after = new_notification_id()
+        start_after = SINCE_NOW  # the server's clock decides, not this machine's
     elif since == "all":
         start_after = None
     else:

@@ -15,6 +15,7 @@ not starting with ``$``.
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 import threading
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from iotnotify.errors import (
     InvalidClientId,
     InvalidEnvelope,
+    InvalidJson,
     InvalidTopic,
     InvalidUserId,
     PayloadTooLarge,
@@ -37,10 +39,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "CHAT_MESSAGE_TYPE",
+    "DEFAULT_KEEPALIVE_SECONDS",
     "ENVELOPE_VERSION",
     "MAX_CHAT_TEXT_CHARS",
     "MAX_CLIENT_ID_BYTES",
+    "MAX_JSON_DEPTH",
     "MAX_PAYLOAD_BYTES",
+    "MAX_TITLE_CHARS",
     "MAX_TOPIC_BYTES",
     "MAX_TOPIC_SLASHES",
     "Channel",
@@ -52,10 +57,15 @@ __all__ = [
     "TopicScheme",
     "client_id_for",
     "client_id_prefix",
+    "dumps_strict",
+    "id_floor",
     "iot_arn",
+    "loads_strict",
     "new_notification_id",
     "user_of_client_id",
     "validate_name",
+    "validate_notification_id",
+    "validate_title",
     "validate_user_id",
 ]
 
@@ -68,6 +78,24 @@ ENVELOPE_VERSION: Final = 1
 # a room's history page (50 lines) stays far below Lambda's 6 MB response.
 MAX_CHAT_TEXT_CHARS: Final = 1000
 CHAT_MESSAGE_TYPE: Final = "chat.message"
+# The MQTT keepalive clients use unless told otherwise (the token response's
+# ``keepalive``; the SDK's default). A connection must never sit idle longer
+# than the shortest idle timeout on its path, or a middlebox forgets it and
+# notifications pile up unseen until the next ping fails (field report: a
+# 120 s proxy made notifications 400-700 s late at keepalive 600). Common
+# timeouts: 60 s (nginx's default proxy_read_timeout, AWS ALB's default idle
+# timeout), 120 s (corporate proxies), 350 s (AWS NAT Gateway, "Timeout
+# behavior" in the VPC user guide). 50 s stays below all of them. A short
+# keepalive costs wake-ups, not money: AWS IoT Core does not meter
+# PINGREQ/PINGRESP ("AWS IoT Core pricing", additional metering details),
+# and IoT accepts 30..1200 s. Override per client (``listen --keepalive``,
+# ``Subscriber(keepalive=)``) or per deployment (IOTNOTIFY_KEEPALIVE_SECONDS).
+DEFAULT_KEEPALIVE_SECONDS: Final = 50
+# Arrays and objects nest at most this deep in anything we accept: the
+# depth DynamoDB allows for a document attribute (DynamoDB developer guide,
+# "Quotas": nested attributes up to 32 levels), and far below what would
+# exhaust Python's recursion limit in json or boto3.
+MAX_JSON_DEPTH: Final = 32
 
 # A Cognito ``sub`` (a UUID) fits. Anything outside this alphabet could widen
 # an IAM pattern (``*`` ``?``), an MQTT filter (``+`` ``#``) or a topic level
@@ -205,7 +233,12 @@ class TopicFilter:
         topic_levels = name.split("/")
         for index, level in enumerate(self._levels):
             if level == "#":
-                return True
+                # AWS IoT developer guide, "AWS IoT differences from MQTT
+                # version 3.1.1": "the parent topic is not matched": `sensor/#`
+                # receives `sensor/`, `sensor/temperature`, but not `sensor`
+                # (MQTT 3.1.1 would match it). The topic needs a level where
+                # '#' stands.
+                return index < len(topic_levels)
             if index >= len(topic_levels):
                 return False
             if level != "+" and level != topic_levels[index]:
@@ -341,6 +374,57 @@ class _MonotonicUlid:
 _next_ulid: Final = _MonotonicUlid()
 
 
+_CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_ULID_MAX_MS: Final = (1 << 48) - 1
+
+
+# A notification's title is what a toast or tray pop-up shows; one rule for
+# the CLI, the publisher and POST /notify.
+MAX_TITLE_CHARS: Final = 512
+
+
+def validate_title(value: object) -> str:
+    """A title: a string with at least one non-space character, at most 512 characters.
+
+    Raises :class:`InvalidEnvelope` otherwise; returns the title unchanged.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidEnvelope("title is required and must be a non-empty string")
+    if len(value) > MAX_TITLE_CHARS:
+        raise InvalidEnvelope(f"title is longer than {MAX_TITLE_CHARS} characters")
+    return value
+
+
+_NOTIFICATION_ID_RE: Final = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+
+
+def validate_notification_id(value: object) -> str:
+    """A notification id (a 26-character ULID, Crockford base32, upper case); returned as is.
+
+    Raises :class:`InvalidEnvelope` otherwise.
+    """
+    if not isinstance(value, str) or not _NOTIFICATION_ID_RE.fullmatch(value):
+        raise InvalidEnvelope(
+            f"not a notification id: {value!r} (expected a 26-character ULID such as "
+            "01JD5Z3Q8W9V4X2Y6Z7A8B9C0D)"
+        )
+    return value
+
+
+def id_floor(epoch_seconds: float) -> str:
+    """The smallest notification id at ``epoch_seconds``: every id made later sorts after it.
+
+    A ULID is a 48-bit millisecond timestamp and 80 random bits, in 26
+    Crockford base32 characters (ulid/spec); this is the timestamp with the
+    random part zero. ``listen --since now`` uses it with the *server's*
+    time, so a client whose clock is wrong neither skips nor replays.
+    """
+    millis = min(max(int(epoch_seconds * 1000), 0), _ULID_MAX_MS)
+    value = millis << 80
+    chars = [_CROCKFORD[(value >> (5 * shift)) & 31] for shift in range(25, -1, -1)]
+    return "".join(chars)
+
+
 def new_notification_id() -> str:
     """A new sortable notification id (a 26-character ULID)."""
     return str(_next_ulid())
@@ -348,6 +432,73 @@ def new_notification_id() -> str:
 
 def _iso_millis(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses to inf
+        raise InvalidJson(f"number {text[:32]} is out of range: JSON has no Infinity")
+    return value
+
+
+def _non_json_constant(name: str) -> Any:
+    raise InvalidJson(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
+def _check_tree(value: Any, what: str) -> None:
+    """Depth and lone-surrogate check, iteratively (no recursion on hostile input)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise InvalidJson(
+                        f"{what} contains a lone surrogate (\\u{ord(item[exc.start]):04x}); "
+                        "text must be valid Unicode"
+                    ) from exc
+        elif isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise InvalidJson(f"{what} nests deeper than {MAX_JSON_DEPTH} levels")
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+
+
+def loads_strict(payload: bytes | str, *, what: str = "payload") -> Any:
+    """Parse RFC 8259 JSON and nothing more; raises :class:`InvalidJson`.
+
+    Python's ``json`` also accepts ``NaN``, ``Infinity`` and ``-Infinity``
+    (and turns ``1e999`` into ``inf``), which no other JSON parser reads
+    back: a browser's ``JSON.parse`` fails on the whole document. Refused
+    as well: lone UTF-16 surrogates (``"\\ud800"``, which cannot be encoded
+    as UTF-8 and so fail later, far from the sender), nesting deeper than
+    :data:`MAX_JSON_DEPTH`, and bytes that are not UTF-8.
+    """
+    try:
+        value = json.loads(payload, parse_constant=_non_json_constant, parse_float=_finite)
+    except InvalidJson:
+        raise
+    except RecursionError as exc:
+        raise InvalidJson(f"{what} nests deeper than {MAX_JSON_DEPTH} levels") from exc
+    except ValueError as exc:  # malformed, not UTF-8, or an integer over 4,300 digits
+        raise InvalidJson(f"{what} is not valid JSON: {exc}") from exc
+    _check_tree(value, what)
+    return value
+
+
+def dumps_strict(value: Any) -> str:
+    """Compact JSON that any parser reads back; raises :class:`InvalidJson` for NaN,
+    Infinity, lone surrogates, too deep nesting or values JSON cannot hold."""
+    _check_tree(value, "value")
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidJson(f"not JSON-serialisable: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +522,12 @@ class Notification:
         type: str = "notification",
         data: Mapping[str, Any] | None = None,
     ) -> Notification:
-        """A new notification with a fresh sortable id and a timestamp from it."""
+        """A new notification with a fresh sortable id and a timestamp from it.
+
+        Raises :class:`InvalidEnvelope` for a blank or over-long title
+        (:func:`validate_title`), :class:`PayloadTooLarge` over 128 KB.
+        """
+        validate_title(title)
         ulid = _next_ulid()
         note = cls(
             id=str(ulid),
@@ -398,11 +554,9 @@ class Notification:
     def to_json(self) -> bytes:
         """Compact UTF-8 JSON; :class:`PayloadTooLarge` over 128 KB."""
         try:
-            payload = json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode(
-                "utf-8"
-            )
-        except (TypeError, ValueError) as exc:
-            raise InvalidEnvelope(f"notification data is not JSON-serialisable: {exc}") from exc
+            payload = dumps_strict(self.to_dict()).encode("utf-8")
+        except InvalidJson as exc:
+            raise InvalidEnvelope(f"notification is not valid JSON: {exc}") from exc
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise PayloadTooLarge(
                 f"notification is {len(payload)} bytes; AWS IoT allows at most "
@@ -433,9 +587,9 @@ class Notification:
         if isinstance(payload, bytes) and len(payload) > MAX_PAYLOAD_BYTES:
             raise PayloadTooLarge(f"payload is {len(payload)} bytes; at most {MAX_PAYLOAD_BYTES}")
         try:
-            raw = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidEnvelope(f"payload is not JSON: {exc}") from exc
+            raw = loads_strict(payload)
+        except InvalidJson as exc:
+            raise InvalidEnvelope(str(exc)) from exc
         if not isinstance(raw, dict):
             raise InvalidEnvelope("payload is not a JSON object")
         return cls.from_dict(raw)

@@ -14,13 +14,16 @@ __all__ = [
     "Forbidden",
     "InvalidClientId",
     "InvalidEnvelope",
+    "InvalidJson",
     "InvalidTopic",
     "InvalidUserId",
     "IotNotifyError",
     "PayloadTooLarge",
     "PublishError",
     "SessionTakenOver",
+    "SubscriptionRefused",
     "Throttled",
+    "UnknownUser",
 ]
 
 
@@ -46,6 +49,10 @@ class InvalidTopic(ContractError):
 
 class InvalidEnvelope(ContractError):
     """A payload that is not a valid notification envelope."""
+
+
+class InvalidJson(ContractError):
+    """Text that is not strict JSON: NaN/Infinity, lone surrogates, too deep, malformed."""
 
 
 class PayloadTooLarge(ContractError):
@@ -78,3 +85,17 @@ class SessionTakenOver(ConnectionLost):
     Subscribers draw a client id per process, so this means another program
     was given the same ``client_id``/``device_id`` explicitly.
     """
+
+
+class SubscriptionRefused(Forbidden):
+    """The server refused a SUBSCRIBE to ``topics`` (SUBACK 0x80, or on MQTT 3.1.1
+    AWS IoT closes the connection). The subscriber keeps the other topics and
+    stops asking for these."""
+
+    def __init__(self, message: str, topics: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.topics = topics
+
+
+class UnknownUser(IotNotifyError):
+    """A recipient nobody in the user pool has (no such name, e-mail or user id)."""

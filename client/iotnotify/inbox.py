@@ -10,23 +10,47 @@ HTTP handler takes it from the verified token, never from the query.
 
 from __future__ import annotations
 
-import json
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import BotoCoreError, ClientError
 
-from iotnotify.contract import Notification, validate_user_id
-from iotnotify.errors import InvalidEnvelope, PublishError
+from iotnotify.contract import Notification, loads_strict, validate_user_id
+from iotnotify.errors import ContractError, InvalidEnvelope, PublishError
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "Inbox", "InboxPage"]
+__all__ = [
+    "BATCH_WRITE_LIMIT",
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_BYTES",
+    "MAX_PAGE_SIZE",
+    "Inbox",
+    "InboxPage",
+]
 
 DEFAULT_PAGE_SIZE: Final = 50
 MAX_PAGE_SIZE: Final = 100
+# A page is also capped by bytes: 60 notifications of 120 KB would make a
+# 7.2 MB answer, over Lambda's 6 MB response limit (a 502 from API Gateway).
+# Counted as the envelopes' stored UTF-8 JSON. On the way out each byte can
+# grow up to 3.5 times (a 4-byte emoji stored raw becomes "\ud83d\ude00" in
+# the handler's ASCII JSON, then gains a backslash per escape when the Lambda
+# runtime encodes that body as a JSON string), so 1 MiB stays under 3.5 MiB
+# plus framing: well inside 6 MB whatever the text.
+MAX_PAGE_BYTES: Final = 1024 * 1024
+log = logging.getLogger("iotnotify.inbox")
+# DynamoDB BatchWriteItem takes at most 25 put/delete requests (and 16 MB)
+# per call (DynamoDB API reference, BatchWriteItem).
+BATCH_WRITE_LIMIT: Final = 25
 _DAY: Final = 86_400
+# UnprocessedItems are retried with exponential backoff, as the BatchWriteItem
+# reference asks: 50 ms, 100 ms, 200 ms, 400 ms, then the rest fail.
+_UNPROCESSED_ATTEMPTS: Final = 5
+_UNPROCESSED_BACKOFF: Final = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +63,23 @@ class InboxPage:
 class Inbox:
     """Reads and writes one DynamoDB inbox table (a boto3 ``Table`` resource)."""
 
-    def __init__(self, table: Any, *, ttl_days: int = 7, clock: Any = time.time) -> None:
+    def __init__(
+        self,
+        table: Any,
+        *,
+        ttl_days: int = 7,
+        clock: Any = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._table = table
         self._ttl_seconds = ttl_days * _DAY
         self._clock = clock
+        self._sleep = sleep
+
+    @property
+    def client(self) -> Any:
+        """The low-level DynamoDB client under the table (its HTTP pool bounds concurrency)."""
+        return self._table.meta.client
 
     def _item(self, user_id: str, note: Notification) -> dict[str, Any]:
         return {
@@ -61,19 +98,103 @@ class Inbox:
         except (BotoCoreError, ClientError) as exc:
             raise PublishError(f"inbox write for {user_id!r} failed: {exc}") from exc
 
-    def put_many(self, entries: Iterable[tuple[str, Notification]]) -> None:
-        """Batch writes (25 per request; boto3 retries unprocessed items)."""
+    def put_batch(self, entries: Sequence[tuple[str, Notification]]) -> dict[str, str]:
+        """Write at most :data:`BATCH_WRITE_LIMIT` notifications in one BatchWriteItem.
+
+        Returns the user ids whose item was not written, with the reason
+        (empty when all were). Items DynamoDB hands back as
+        ``UnprocessedItems`` (throttling) are resent with exponential
+        backoff, 5 attempts in all; botocore itself retries throttled and
+        transient errors per its retry configuration; a call that still
+        fails fails the whole batch. Raises
+        :class:`~iotnotify.errors.InvalidUserId` for a bad user id (before
+        any AWS call) and ``ValueError`` for more than 25 entries.
+        """
+        if len(entries) > BATCH_WRITE_LIMIT:
+            raise ValueError(f"a batch holds at most {BATCH_WRITE_LIMIT} items")
+        # One item per key: BatchWriteItem refuses a batch that names a key twice.
+        items = {
+            (user_id, note.id): self._item(validate_user_id(user_id), note)
+            for user_id, note in entries
+        }
+        if not items:
+            return {}
+        requests: list[Any] = [{"PutRequest": {"Item": item}} for item in items.values()]
+        # The resource's client serialises plain Python values (boto3's
+        # TransformationInjector), as ``batch_writer`` relies on too.
+        name = self._table.name
         try:
-            with self._table.batch_writer(overwrite_by_pkeys=["userId", "id"]) as batch:
-                for user_id, note in entries:
-                    batch.put_item(Item=self._item(validate_user_id(user_id), note))
+            for attempt in range(_UNPROCESSED_ATTEMPTS):
+                if attempt:
+                    self._sleep(_UNPROCESSED_BACKOFF * 2 ** (attempt - 1))
+                answer = self.client.batch_write_item(RequestItems={name: requests})
+                requests = list(answer.get("UnprocessedItems", {}).get(name, []))
+                if not requests:
+                    return {}
         except (BotoCoreError, ClientError) as exc:
-            raise PublishError(f"inbox batch write failed: {exc}") from exc
+            reason = f"inbox batch write failed: {exc}"
+            return {user_id: reason for user_id, _ in items}
+        reason = f"inbox write unprocessed after {_UNPROCESSED_ATTEMPTS} attempts (throttled)"
+        return {str(r["PutRequest"]["Item"]["userId"]): reason for r in requests}
+
+    def put_many(
+        self,
+        entries: Iterable[tuple[str, Notification]],
+        *,
+        executor: Executor | None = None,
+        max_workers: int = 8,
+    ) -> dict[str, str]:
+        """Write many notifications, batches of 25 in parallel; returns the failures.
+
+        The result maps each user id whose item was not written to the
+        reason (empty when everything was written), so a failed batch costs
+        only its own recipients. Batches run on ``executor`` when given,
+        else on a pool of ``max_workers`` threads; each batch in flight
+        holds one HTTP connection, so the DynamoDB client's
+        ``max_pool_connections`` should be at least the concurrency.
+        """
+        failed: dict[str, str] = {}
+        batches: list[list[tuple[str, Notification]]] = []
+        for user_id, note in entries:
+            try:
+                validate_user_id(user_id)
+            except ContractError as exc:
+                failed[user_id] = str(exc)
+                continue
+            if not batches or len(batches[-1]) == BATCH_WRITE_LIMIT:
+                batches.append([])
+            batches[-1].append((user_id, note))
+        if len(batches) <= 1:
+            return failed | (self.put_batch(batches[0]) if batches else {})
+        own = executor is None
+        pool = executor or ThreadPoolExecutor(
+            max_workers=min(max_workers, len(batches)), thread_name_prefix="iotnotify-inbox"
+        )
+        try:
+            for outcome in [pool.submit(self.put_batch, batch) for batch in batches]:
+                failed |= outcome.result()
+        finally:
+            if own:
+                pool.shutdown(wait=True)
+        return failed
 
     def since(
-        self, user_id: str, since: str | None = None, *, limit: int = DEFAULT_PAGE_SIZE
+        self,
+        user_id: str,
+        since: str | None = None,
+        *,
+        limit: int = DEFAULT_PAGE_SIZE,
+        max_bytes: int = MAX_PAGE_BYTES,
     ) -> InboxPage:
-        """Notifications of ``user_id`` with id greater than ``since``, oldest first."""
+        """Notifications of ``user_id`` with id greater than ``since``, oldest first.
+
+        A page holds at most ``limit`` notifications (1..``MAX_PAGE_SIZE``) and
+        at most ``max_bytes`` bytes of envelopes (UTF-8 JSON), but always at
+        least one notification when there is one (an envelope is at most
+        128 KB). ``next_since`` is set whenever more may follow, whichever
+        cap ended the page. Raises ``PublishError`` if DynamoDB fails and
+        ``InvalidEnvelope`` for a corrupt item.
+        """
         validate_user_id(user_id)
         limit = max(1, min(limit, MAX_PAGE_SIZE))
         condition: Any = Key("userId").eq(user_id)
@@ -87,11 +208,24 @@ class Inbox:
             "Limit": limit,
         }
         found: list[Notification] = []
+        used = 0
+        full = False  # the byte cap ended the page: an item was left for the next one
         try:
-            while True:
+            while not full:
                 answer = self._table.query(**query)
                 for item in answer.get("Items", []):
-                    found.append(self._parse(item))
+                    size = len(str(item.get("envelope", "")).encode("utf-8"))
+                    if found and used + size > max_bytes:
+                        full = True
+                        break
+                    try:
+                        found.append(self._parse(item))
+                    except InvalidEnvelope as exc:
+                        # One corrupt item (written before envelopes were strict)
+                        # must not make the whole page unreadable.
+                        log.warning("skipping inbox item of %s: %s", user_id, exc)
+                        continue
+                    used += size
                 last_key = answer.get("LastEvaluatedKey")
                 # A filtered page can come back short; keep reading until the
                 # page is full or the partition is exhausted.
@@ -101,7 +235,7 @@ class Inbox:
                 query["Limit"] = limit - len(found)
         except (BotoCoreError, ClientError) as exc:
             raise PublishError(f"inbox read for {user_id!r} failed: {exc}") from exc
-        more = last_key is not None
+        more = full or last_key is not None
         page = tuple(found[:limit])
         next_since = page[-1].id if more and page else None
         return InboxPage(notifications=page, next_since=next_since)
@@ -109,6 +243,7 @@ class Inbox:
     @staticmethod
     def _parse(item: dict[str, Any]) -> Notification:
         try:
-            return Notification.from_dict(json.loads(str(item["envelope"])))
-        except (KeyError, json.JSONDecodeError) as exc:
+            # Strict: an envelope holding NaN would make the whole page non-JSON.
+            return Notification.from_dict(loads_strict(str(item["envelope"]), what="envelope"))
+        except (KeyError, ContractError) as exc:
             raise InvalidEnvelope(f"corrupt inbox item {item.get('id')!r}") from exc

@@ -6,30 +6,44 @@ unless the caller marks it ephemeral, the notification is written to the
 user's inbox *before* it is published, so anything a client sees live is
 also there when it catches up: no gaps.
 
-Fan-out (:meth:`Publisher.notify_many`) runs publishes concurrently on a
-bounded thread pool (boto3 clients are thread-safe) and reports one result
-per recipient instead of failing the whole batch on one error.
+Fan-out (:meth:`Publisher.notify_many`) is built for AWS's round trip
+(10-20 ms per call from outside the region, a few ms from Lambda), not for
+CPU: inbox items go out in BatchWriteItem calls of 25 running in parallel,
+and each batch, once stored, releases the publishes of its 25 recipients,
+all on one bounded thread pool (boto3 clients are thread-safe). The pool is
+no larger than the clients' HTTP connection pools (botocore keeps 10
+connections per client unless ``max_pool_connections`` says otherwise; a
+thread beyond that would open and drop a connection per call), and it lives
+as long as the publisher, as do the clients. One result per recipient
+instead of failing the whole batch on one error.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from iotnotify.contract import Notification, Topic, TopicScheme, validate_user_id
 from iotnotify.endpoints import IotEndpoint
 from iotnotify.errors import ContractError, IotNotifyError, PublishError, Throttled
-from iotnotify.inbox import Inbox
+from iotnotify.inbox import BATCH_WRITE_LIMIT, Inbox
 
 __all__ = ["DEFAULT_FANOUT_WORKERS", "DeliveryResult", "Publisher"]
 
-DEFAULT_FANOUT_WORKERS: Final = 16
+# AWS calls in flight during a fan-out. At a 15 ms round trip, 64 calls in
+# flight allow about 4,000 calls/s, beyond what one Python process can sign
+# and parse (bench/fanout_latency.py); create() sizes both clients' HTTP
+# connection pools to match.
+DEFAULT_FANOUT_WORKERS: Final = 64
 _THROTTLING_CODES: Final = frozenset(
     {"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"}
 )
@@ -75,7 +89,24 @@ class Publisher:
         self._scheme = scheme
         self._iot_data = iot_data
         self._inbox = inbox
-        self._max_workers = max_workers
+        # More threads than pooled connections only churns connections
+        # (urllib3 opens one per extra caller and discards it afterwards).
+        pools = [_pool_size(iot_data)]
+        if inbox is not None:
+            pools.append(_pool_size(inbox.client))
+        self._concurrency = min([max_workers, *(size for size in pools if size)])
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
+
+    @property
+    def inbox(self) -> Inbox | None:
+        return self._inbox
+
+    @property
+    def concurrency(self) -> int:
+        """AWS calls a fan-out keeps in flight at most: ``max_workers``, capped
+        by the smallest HTTP connection pool of the clients it was given."""
+        return self._concurrency
 
     @property
     def scheme(self) -> TopicScheme:
@@ -83,7 +114,9 @@ class Publisher:
 
     def publish(self, topic: Topic, note: Notification) -> None:
         """Publish one envelope to one topic, QoS 0."""
-        payload = note.to_json()  # raises PayloadTooLarge before any AWS call
+        self._publish_payload(topic, note.to_json())  # PayloadTooLarge before any AWS call
+
+    def _publish_payload(self, topic: Topic, payload: bytes) -> None:
         try:
             self._iot_data.publish(topic=topic.value, qos=0, payload=payload)
         except (BotoCoreError, ClientError) as exc:
@@ -120,9 +153,15 @@ class Publisher:
         """Send the same notification to many users concurrently.
 
         Returns one :class:`DeliveryResult` per recipient, in the order given;
-        duplicates are sent once. Invalid user ids fail alone.
+        duplicates are sent once. Invalid user ids fail alone; a user whose
+        inbox item could not be written fails and is not published to, as
+        with :meth:`notify` (a BatchWriteItem call that fails outright fails
+        its 25 users). At most :attr:`concurrency` AWS calls
+        are in flight. Raises :class:`~iotnotify.errors.PayloadTooLarge`
+        before any AWS call when the envelope is over 128 KB.
         """
         note = Notification.create(title=title, body=body, type=type, data=data)
+        payload = note.to_json()  # PayloadTooLarge before any AWS call; encoded once
         recipients = list(dict.fromkeys(user_ids))
         results: dict[str, DeliveryResult] = {}
         valid: list[str] = []
@@ -133,23 +172,54 @@ class Publisher:
                 results[user_id] = DeliveryResult(user_id, ok=False, error=str(exc))
             else:
                 valid.append(user_id)
-        if not ephemeral and self._inbox is not None and valid:
-            self._inbox.put_many((user_id, note) for user_id in valid)
+        if not valid:
+            return [results[user_id] for user_id in recipients]
 
         def send(user_id: str) -> DeliveryResult:
             try:
-                self.publish(self._scheme.user_notifications(user_id), note)
+                self._publish_payload(self._scheme.user_notifications(user_id), payload)
             except IotNotifyError as exc:
                 return DeliveryResult(user_id, ok=False, notification_id=note.id, error=str(exc))
             return DeliveryResult(user_id, ok=True, notification_id=note.id)
 
-        with ThreadPoolExecutor(
-            max_workers=min(self._max_workers, max(1, len(valid))),
-            thread_name_prefix="iotnotify-fanout",
-        ) as pool:
-            for result in pool.map(send, valid):
-                results[result.user_id] = result
+        pool = self._pool()
+        publishes: list[Future[DeliveryResult]] = []
+        inbox = None if ephemeral else self._inbox
+        if inbox is None:
+            publishes = [pool.submit(send, user_id) for user_id in valid]
+        else:
+            batches = [
+                valid[start : start + BATCH_WRITE_LIMIT]
+                for start in range(0, len(valid), BATCH_WRITE_LIMIT)
+            ]
+            writes = {
+                pool.submit(inbox.put_batch, [(user_id, note) for user_id in batch]): batch
+                for batch in batches
+            }
+            # A batch's publishes start as soon as its items are stored, so
+            # nothing is ever live without being in the inbox for catch-up.
+            for write in as_completed(writes):
+                not_stored = write.result()
+                for user_id in writes[write]:
+                    if user_id in not_stored:
+                        results[user_id] = DeliveryResult(
+                            user_id, ok=False, notification_id=note.id, error=not_stored[user_id]
+                        )
+                    else:
+                        publishes.append(pool.submit(send, user_id))
+        for publish in publishes:
+            result = publish.result()
+            results[result.user_id] = result
         return [results[user_id] for user_id in recipients]
+
+    def _pool(self) -> ThreadPoolExecutor:
+        """The fan-out pool, created on first use and kept (threads cost ~ms to start)."""
+        with self._executor_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self._concurrency, thread_name_prefix="iotnotify-fanout"
+                )
+            return self._executor
 
     def broadcast(
         self,
@@ -202,20 +272,41 @@ class Publisher:
         over https) or a full URL (the local emulator's ``http://...``); when
         empty it is discovered once with DescribeEndpoint, unless the standard
         ``AWS_ENDPOINT_URL_IOT_DATA_PLANE`` setting already points boto3 at it.
+        Both clients are built here, once, with ``max_pool_connections`` equal
+        to ``max_workers`` (botocore's default is 10).
         """
         session = session or boto3.session.Session(region_name=region)
-        iot_data = _iot_data_client(session, endpoint)
+        iot_data = _iot_data_client(session, endpoint, _client_config(max_workers, validate=False))
         inbox = None
         if inbox_table:
-            dynamodb = session.resource("dynamodb", endpoint_url=dynamodb_endpoint_url)
+            dynamodb = session.resource(
+                "dynamodb",
+                endpoint_url=dynamodb_endpoint_url,
+                config=_client_config(max_workers, validate=True),
+            )
             table = dynamodb.Table(inbox_table)
             inbox = Inbox(table, ttl_days=inbox_ttl_days)
         return cls(
             scheme=TopicScheme(app, stage), iot_data=iot_data, inbox=inbox, max_workers=max_workers
         )
 
+    @classmethod
+    def from_state_file(cls, path: str | Path | None = None) -> Publisher:
+        """A publisher for a running ``iotnotify local`` (its state file, default
+        ``.iotnotify/local.json``), signing as the stack's publisher identity.
+
+        Raises ``StateFileError`` when the stack is not running.
+        """
+        from iotnotify.sending import publisher_for_local
+
+        return publisher_for_local(Path(path) if path else None)[0]
+
     def close(self) -> None:
-        """Nothing to release today; kept so callers can use ``with``."""
+        """Stop the fan-out pool's threads (idle ones; a running fan-out finishes first)."""
+        with self._executor_lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
 
     def __enter__(self) -> Publisher:
         return self
@@ -224,18 +315,32 @@ class Publisher:
         self.close()
 
 
-def _iot_data_client(session: boto3.session.Session, endpoint: str) -> Any:
+def _client_config(max_workers: int, *, validate: bool) -> Config:
+    # parameter_validation walks the request against the service model on
+    # every call (about a tenth of a publish's client CPU); the publisher
+    # builds its iot-data requests itself, so the check is skipped there.
+    return Config(max_pool_connections=max_workers, parameter_validation=validate)
+
+
+def _pool_size(client: Any) -> int | None:
+    """A botocore client's ``max_pool_connections``; None for anything else."""
+    config = getattr(getattr(client, "meta", None), "config", None)
+    size = getattr(config, "max_pool_connections", None)
+    return size if isinstance(size, int) and size > 0 else None
+
+
+def _iot_data_client(session: boto3.session.Session, endpoint: str, config: Config) -> Any:
     if endpoint:
         url = endpoint if endpoint.startswith(("http://", "https://")) else f"https://{endpoint}"
-        return session.client("iot-data", endpoint_url=url)
-    client = session.client("iot-data")
+        return session.client("iot-data", endpoint_url=url, config=config)
+    client = session.client("iot-data", config=config)
     # botocore honours AWS_ENDPOINT_URL_IOT_DATA_PLANE / AWS_ENDPOINT_URL; only
     # when it fell back to the generic regional host do we ask for the
     # account's own ATS endpoint.
     if urlsplit(client.meta.endpoint_url).hostname != _generic_data_host(session):
         return client
     host = IotEndpoint(iot_client=session.client("iot")).host()
-    return session.client("iot-data", endpoint_url=f"https://{host}")
+    return session.client("iot-data", endpoint_url=f"https://{host}", config=config)
 
 
 def _generic_data_host(session: boto3.session.Session) -> str:

@@ -19,7 +19,12 @@ After every (re)connect the subscriber subscribes first, then reads
 ``GET /notifications?since=<last id>`` page by page while live messages are
 buffered, and merges both in id order (ids are ULIDs, so string order is
 time order) without duplicates. Only the user's own topic is in the inbox;
-broadcast messages are delivered as they come and tracked separately.
+broadcast messages are delivered as they come and tracked separately. If
+the inbox cannot be read (a page over Lambda's 6 MB response limit is a 502
+on AWS), the subscriber asks for smaller pages, then stays live, reports
+``CATCH_UP_FAILED`` and retries the read with backoff on the same
+connection: a failed catch-up never causes a reconnect loop, and the next
+catch-up starts where the failed one stopped, so nothing is skipped.
 
 Notifications reach the caller on one dispatcher thread (``on_message``) or
 through ``async for note in sub.notifications``; a slow consumer never
@@ -59,7 +64,13 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from iotnotify.api_client import ConnectionToken, InboxReader, TokenProvider
 from iotnotify.backoff import Backoff
-from iotnotify.contract import Notification, TopicScheme, client_id_for
+from iotnotify.contract import (
+    DEFAULT_KEEPALIVE_SECONDS,
+    Notification,
+    TopicScheme,
+    client_id_for,
+    id_floor,
+)
 from iotnotify.errors import (
     AuthError,
     ConnectionLost,
@@ -67,6 +78,7 @@ from iotnotify.errors import (
     Forbidden,
     IotNotifyError,
     SessionTakenOver,
+    SubscriptionRefused,
     Throttled,
 )
 
@@ -79,6 +91,7 @@ __all__ = [
     "DEFAULT_KEEPALIVE",
     "IOT_KEEPALIVE_MAX",
     "IOT_KEEPALIVE_MIN",
+    "SINCE_NOW",
     "ConnectionState",
     "StateChange",
     "Subscriber",
@@ -91,13 +104,25 @@ log = logging.getLogger("iotnotify.subscriber")
 
 IOT_KEEPALIVE_MIN: Final = 30
 IOT_KEEPALIVE_MAX: Final = 1200
-DEFAULT_KEEPALIVE: Final = 600
+# Why 50 s (below NAT, proxy and load-balancer idle timeouts; PINGREQ is
+# not billed): see iotnotify.contract.DEFAULT_KEEPALIVE_SECONDS.
+DEFAULT_KEEPALIVE: Final = DEFAULT_KEEPALIVE_SECONDS
 # AWS closes WebSocket connections after 24 h; leave well before that so the
 # reconnect happens on our schedule (with catch-up) rather than as a drop.
 DEFAULT_MAX_CONNECTION_AGE: Final = 23.5 * 3600
+# ``since=SINCE_NOW``: start after the newest notification sent before the
+# first connect, by the *server's* clock (the token response's Date header).
+SINCE_NOW: Final = "now"
 _WATCHDOG_FACTOR: Final = 1.5
-_SUBSCRIBE_BATCH: Final = 8  # AWS IoT: at most 8 filters per SUBSCRIBE
 _INBOX_PAGE: Final = 100
+# A failed catch-up is retried on the same connection, never by reconnecting:
+# a page the API cannot serve (over Lambda's 6 MB response limit it is a 502
+# on AWS) fails the same way after every reconnect, and live messages would
+# wait behind it. Smaller pages first (100, 25, 6, 1: one envelope is at most
+# 128 KB), then retries with these delays.
+_PAGE_SHRINK: Final = 4
+_CATCH_UP_RETRY_INITIAL: Final = 5.0
+_CATCH_UP_RETRY_CAP: Final = 300.0
 _RECENT_IDS: Final = 4096
 # Forbidden right after fetching a fresh token is rarely transient; give up
 # after this many in a row instead of retrying a misconfiguration forever.
@@ -158,6 +183,9 @@ class ConnectionState(enum.Enum):
     CONNECTING = "connecting"
     CONNECTED = "connected"  # subscribed; catch-up may still be running
     CAUGHT_UP = "caught-up"  # everything missed while offline was delivered
+    # Live, but the inbox could not be read (``error`` says why): live messages
+    # flow, what was missed follows when a retry (``retry_in``) succeeds.
+    CATCH_UP_FAILED = "catch-up-failed"
     DISCONNECTED = "disconnected"  # will retry after ``retry_in`` seconds
     STOPPED = "stopped"  # for good: stop() or a fatal error
 
@@ -168,11 +196,15 @@ class StateChange:
     error: IotNotifyError | None = None
     retry_in: float | None = None
     client_id: str | None = None
+    # Topics of the token the server refused (kept out of every later SUBSCRIBE).
+    refused: tuple[str, ...] = ()
 
     def describe(self) -> str:
         text = self.state.value
         if self.client_id and self.state is ConnectionState.CONNECTED:
             text += f" as {self.client_id}"
+        if self.refused:
+            text += f" (not authorised to subscribe to {', '.join(self.refused)})"
         if self.error is not None:
             text += f": {self.error}"
         if self.retry_in is not None:
@@ -205,6 +237,9 @@ class _Sequencer:
         self._generation = 0
         self._buffer: dict[str, Notification] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
+        # Where an abandoned catch-up stopped: the next one starts there, not at
+        # the newest live id, so nothing in between is skipped.
+        self._resume_from: tuple[str | None] | None = None
 
     def _seen(self, note_id: str) -> bool:
         if note_id in self._recent:
@@ -219,7 +254,23 @@ class _Sequencer:
         with self._lock:
             self._generation += 1
             self._catching_up = True
-            return self._generation, self.last_user_id
+            since = self.last_user_id if self._resume_from is None else self._resume_from[0]
+            return self._generation, since
+
+    def give_up(self, generation: int, cursor: str | None) -> bool:
+        """Catch-up failed at ``cursor``: deliver the buffer, go live, remember the gap.
+
+        False when a newer connection took over.
+        """
+        with self._lock:
+            if generation != self._generation:
+                return False
+            if self._catching_up:
+                self._catching_up = False
+                self._deliver_own(sorted(self._buffer.values(), key=lambda n: n.id))
+                self._buffer.clear()
+            self._resume_from = (cursor,)
+            return True
 
     def skip_catch_up(self) -> None:
         """No inbox to read: deliver the buffer and go live."""
@@ -251,6 +302,7 @@ class _Sequencer:
                 batch.update(self._buffer)
                 self._buffer.clear()
                 self._catching_up = False
+                self._resume_from = None
             elif batch:
                 # Buffered live messages older than this page's newest must go
                 # out with it, or they would be delivered out of order later.
@@ -285,9 +337,12 @@ class _Connection:
     connected: bool = False
     subscribed: bool = False
     subscribed_at: float | None = None
-    pending_subacks: set[int] = field(default_factory=set)
+    # SUBSCRIBE packet id -> its one topic, in the order sent.
+    pending_topics: dict[int, str] = field(default_factory=dict)
+    granted: list[str] = field(default_factory=list)
     error: IotNotifyError | None = None
     closed: bool = False
+    gone: threading.Event = field(default_factory=threading.Event)  # set once closed
     # The last socket error paho logged; none means the server closed cleanly.
     socket_error: str | None = None
 
@@ -310,7 +365,9 @@ class Subscriber:
                 ...
 
     ``since`` is the id of the last notification the caller already has
-    (None: everything still in the inbox). ``keepalive`` overrides the
+    (None: everything still in the inbox; :data:`SINCE_NOW`: only what is
+    sent from the first connect on, by the server's clock, so a wrong local
+    clock neither skips notifications nor replays old ones). ``keepalive`` overrides the
     token's recommendation and is clamped to IoT's 30..1200 s;
     ``keepalive_floor`` is for tests only (see :func:`clamp_keepalive`).
     """
@@ -348,8 +405,11 @@ class Subscriber:
         self._connect_timeout = connect_timeout
         self._max_age = max_connection_age
         self._backoff = backoff or Backoff()
+        self._refused: list[str] = []
+        self._nothing_granted = False
         self.stats = SubscriberStats()
-        self._sequencer = _Sequencer(since=since, emit=self._enqueue)
+        self._since_now = since == SINCE_NOW
+        self._sequencer = _Sequencer(since=None if self._since_now else since, emit=self._enqueue)
         self._deliveries: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -516,9 +576,15 @@ class Subscriber:
                     self._connection_once()
                 except (ConnectionLost, Throttled) as exc:
                     error = exc
+                except SubscriptionRefused as exc:
+                    # Recorded in self._refused: the next connection leaves the
+                    # topic out, so this is progress, not a refusal streak.
+                    error = exc
                 except Forbidden as exc:
                     forbidden_streak += 1
-                    if forbidden_streak >= _MAX_FORBIDDEN_STREAK:
+                    # Every topic refused is permanent for this deployment:
+                    # retrying would only be refused again (and cost messages).
+                    if self._nothing_granted or forbidden_streak >= _MAX_FORBIDDEN_STREAK:
                         self._fatal = exc
                         break
                     error = exc
@@ -588,6 +654,9 @@ class Subscriber:
             last_out=now,
         )
         client = self._new_client(conn, path=path, tls=tls)
+        if self._since_now:
+            self._since_now = False
+            self._sequencer.last_user_id = id_floor(_server_now(token))
         generation, since = self._sequencer.begin()
         with self._lock:
             if self._stopping.is_set():
@@ -637,7 +706,13 @@ class Subscriber:
             if conn.subscribed and not catch_up_started:
                 catch_up_started = True
                 conn.subscribed_at = now
-                self._set_state(StateChange(ConnectionState.CONNECTED, client_id=conn.client_id))
+                self._set_state(
+                    StateChange(
+                        ConnectionState.CONNECTED,
+                        client_id=conn.client_id,
+                        refused=self.refused_topics,
+                    )
+                )
                 self._begin_catch_up(client, conn, generation, since)
             if not conn.connected and now >= connack_by:
                 raise ConnectionLost("no CONNACK from the server in time")
@@ -682,28 +757,48 @@ class Subscriber:
 
         def run() -> None:
             cursor = since
-            try:
-                while not self._stopping.is_set():
-                    page = inbox.notifications(since=cursor, limit=_INBOX_PAGE)
-                    self.stats.catch_up_fetched += len(page.notifications)
-                    last = page.next is None
-                    if not self._sequencer.page(generation, page.notifications, last=last):
+            limit = _INBOX_PAGE
+            retry = Backoff(initial=_CATCH_UP_RETRY_INITIAL, cap=_CATCH_UP_RETRY_CAP)
+            while not self._stopping.is_set() and not conn.gone.is_set():
+                try:
+                    page = inbox.notifications(since=cursor, limit=limit)
+                except (AuthError, Forbidden) as exc:
+                    conn.error = exc  # a fresh token is the cure: reconnect
+                    break
+                except Exception as exc:
+                    if isinstance(exc, ConnectionLost) and limit > 1:
+                        limit = max(1, limit // _PAGE_SHRINK)
+                        continue
+                    error = (
+                        exc
+                        if isinstance(exc, IotNotifyError)
+                        else ConnectionLost(f"catch-up failed: {exc!r}")
+                    )
+                    if not self._sequencer.give_up(generation, cursor):
                         return
-                    if last:
-                        self._set_state(
-                            StateChange(ConnectionState.CAUGHT_UP, client_id=conn.client_id)
+                    delay = retry.next_delay()
+                    self._set_state(
+                        StateChange(
+                            ConnectionState.CATCH_UP_FAILED,
+                            error=error,
+                            retry_in=delay,
+                            client_id=conn.client_id,
                         )
+                    )
+                    if conn.gone.wait(delay):
                         return
-                    cursor = page.next
-            except IotNotifyError as exc:
-                # Reconnect and try again later; the buffer is kept.
-                conn.error = (
-                    exc
-                    if isinstance(exc, ConnectionLost | Throttled | AuthError | Forbidden)
-                    else ConnectionLost(f"catch-up failed: {exc}")
-                )
-            except Exception as exc:
-                conn.error = ConnectionLost(f"catch-up failed: {exc!r}")
+                    limit = _INBOX_PAGE
+                    continue
+                self.stats.catch_up_fetched += len(page.notifications)
+                last = page.next is None
+                if not self._sequencer.page(generation, page.notifications, last=last):
+                    return
+                if last:
+                    self._set_state(
+                        StateChange(ConnectionState.CAUGHT_UP, client_id=conn.client_id)
+                    )
+                    return
+                cursor = page.next
             if conn.error is not None and not conn.closed:
                 with contextlib.suppress(Exception):
                     client.disconnect()  # wakes the supervisor to act on the error
@@ -715,15 +810,39 @@ class Subscriber:
         self._catch_up_thread.start()
 
     def _subscribe(self, client: mqtt.Client, conn: _Connection, token: ConnectionToken) -> None:
-        topics = list(token.topics)
+        """One SUBSCRIBE per topic the token names, pipelined, minus refused ones.
+
+        Only topics the token names are asked for: on MQTT 3.1.1 AWS IoT
+        answers an unauthorised SUBSCRIBE by closing the connection (AWS IoT
+        developer guide, "MQTT 5 vs MQTT 3": "...disconnects the client" for
+        3.1.1; aws-iot-device-sdk-js issue 125). One topic per packet means
+        a close names its culprit (the first topic without a SUBACK, since
+        the server handles packets in order) and a SUBACK 0x80 refuses one
+        topic, never its neighbours. A few topics per connect, so the extra
+        packets stay far below IoT's 100 requests per second per connection.
+        """
+        topics = [topic for topic in token.topics if topic not in self._refused]
         if not topics:
-            raise Forbidden("the token names no topics to subscribe to")
-        for start in range(0, len(topics), _SUBSCRIBE_BATCH):
-            batch = [(topic, 0) for topic in topics[start : start + _SUBSCRIBE_BATCH]]
-            rc, mid = client.subscribe(batch)
+            self._nothing_granted = True
+            raise Forbidden(
+                "not authorised to subscribe to any topic of the token: "
+                + ", ".join(token.topics or ("(the token names none)",))
+            )
+        for topic in topics:
+            rc, mid = client.subscribe(topic, 0)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
                 raise ConnectionLost(f"SUBSCRIBE failed ({mqtt.error_string(rc)})")
-            conn.pending_subacks.add(mid)
+            conn.pending_topics[mid] = topic
+
+    @property
+    def refused_topics(self) -> tuple[str, ...]:
+        """Topics the server refused; the subscriber no longer asks for them."""
+        return tuple(self._refused)
+
+    def _refuse(self, topic: str) -> None:
+        if topic not in self._refused:
+            self._refused.append(topic)
+            log.warning("not authorised to subscribe to %s; continuing without it", topic)
 
     def _client_id_of(self, token: ConnectionToken) -> str:
         if self._client_id is not None:
@@ -782,13 +901,23 @@ class Subscriber:
             conn.connected = True
 
         def on_subscribe(_c: Any, _u: Any, mid: int, reasons: list[Any], _props: Any) -> None:
-            refused = [str(r) for r in reasons if r.is_failure]
-            if refused:
-                conn.error = Forbidden(f"subscription refused: {', '.join(refused)}")
+            topic = conn.pending_topics.pop(mid, None)
+            if topic is None:
                 return
-            conn.pending_subacks.discard(mid)
-            if not conn.pending_subacks:
+            if any(r.is_failure for r in reasons):
+                self._refuse(topic)  # SUBACK 0x80: the connection stays; keep the rest
+            else:
+                conn.granted.append(topic)
+            if conn.pending_topics:
+                return
+            if conn.granted:
                 conn.subscribed = True
+            else:
+                self._nothing_granted = True
+                conn.error = Forbidden(
+                    "not authorised to subscribe to any topic of the token: "
+                    + ", ".join(self._refused)
+                )
 
         def on_message(_c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
             try:
@@ -802,6 +931,9 @@ class Subscriber:
             if conn.error is not None or self._stopping.is_set():
                 return
             conn.error = _disconnect_error(conn, reason)
+            if isinstance(conn.error, SubscriptionRefused):
+                for topic in conn.error.topics:
+                    self._refuse(topic)
 
         client.on_log = on_log
         client.on_connect = on_connect
@@ -812,6 +944,7 @@ class Subscriber:
 
     def _close(self, client: mqtt.Client, conn: _Connection) -> None:
         conn.closed = True
+        conn.gone.set()  # ends a catch-up retry waiting on this connection
         try:
             if conn.connected and conn.error is None:
                 # A clean DISCONNECT tells IoT this was intended (no last-will,
@@ -835,7 +968,7 @@ class Subscriber:
 _SESSION_TAKEN_OVER: Final = 0x8E
 
 
-def _disconnect_error(conn: _Connection, reason: Any) -> ConnectionLost:
+def _disconnect_error(conn: _Connection, reason: Any) -> ConnectionLost | Forbidden:
     """Why a connection ended that we did not end, in words a user can act on.
 
     MQTT 3.1.1 has no server DISCONNECT, so paho can only say "Unspecified
@@ -845,6 +978,16 @@ def _disconnect_error(conn: _Connection, reason: Any) -> ConnectionLost:
     (DUPLICATE_CLIENTID). MQTT 5 says so explicitly (reason 0x8E).
     """
     code = getattr(reason, "value", None)
+    if conn.connected and conn.pending_topics and conn.socket_error is None:
+        # AWS IoT closes an MQTT 3.1.1 connection on an unauthorised SUBSCRIBE;
+        # it handles packets in order, so the culprit is the oldest unanswered.
+        topic = next(iter(conn.pending_topics.values()))
+        return SubscriptionRefused(
+            f"the server closed the connection on SUBSCRIBE to {topic}: not authorised "
+            "(AWS IoT closes MQTT 3.1.1 connections on an unauthorised SUBSCRIBE); "
+            "reconnecting without it",
+            (topic,),
+        )
     if code == _SESSION_TAKEN_OVER or (conn.connected and conn.socket_error is None):
         return SessionTakenOver(
             f"the server closed the connection of client id {conn.client_id!r}: "
@@ -853,6 +996,13 @@ def _disconnect_error(conn: _Connection, reason: Any) -> ConnectionLost:
         )
     detail = conn.socket_error or str(reason)
     return ConnectionLost(f"connection of {conn.client_id!r} lost: {detail}")
+
+
+def _server_now(token: ConnectionToken) -> float:
+    if token.server_time is not None:
+        return token.server_time
+    log.warning("the token response has no server time; --since now uses the local clock")
+    return time.time()
 
 
 def _own_topic(token: ConnectionToken) -> str | None:

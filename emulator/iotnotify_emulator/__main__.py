@@ -17,7 +17,7 @@ import signal
 from pathlib import Path
 
 from iotnotify_emulator.moto_credentials import MotoCredentialStore
-from iotnotify_emulator.runtime import tune_gc_for_serving
+from iotnotify_emulator.runtime import run, tune_gc_for_serving
 from iotnotify_emulator.server import EmulatorConfig, start_emulator
 
 __all__ = ["main"]
@@ -84,7 +84,7 @@ async def _serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(_serve(args))
+    run(_serve(args))
 
 
 if __name__ == "__main__":

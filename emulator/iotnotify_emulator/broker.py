@@ -70,6 +70,7 @@ from iotnotify_emulator.mqtt import (
     encode,
 )
 from iotnotify_emulator.mqtt5 import Properties, ReasonCode
+from iotnotify_emulator.persistent import OfflineSessions
 from iotnotify_emulator.rules import RulesEngine
 from iotnotify_emulator.session5 import (
     NO_LOCAL,
@@ -82,6 +83,7 @@ from iotnotify_emulator.session5 import (
     forwarded,
     retain_handling,
 )
+from iotnotify_emulator.shared import SharedSubscriptions, split_shared
 from iotnotify_emulator.trie import SubscriptionTrie
 
 __all__ = [
@@ -98,6 +100,8 @@ log = logging.getLogger("iotnotify_emulator")
 # Lifecycle topics (AWS IoT developer guide, "Lifecycle events").
 _CONNECTED_TOPIC: Final = "$aws/events/presence/connected/{}"
 _DISCONNECTED_TOPIC: Final = "$aws/events/presence/disconnected/{}"
+# Subscribe/Unsubscribe events (AWS IoT developer guide, "Lifecycle events").
+_SUBSCRIPTION_TOPIC: Final = "$aws/events/subscriptions/{}/{}"
 _RECEIVE_CACHE_SIZE: Final = 1024
 # One WebSocket frame may carry many MQTT packets; batching keeps fan-out
 # from paying one frame (and one syscall) per small message.
@@ -111,6 +115,7 @@ class DisconnectReason:
     CLIENT_ERROR = "CLIENT_ERROR"
     CLIENT_INITIATED_DISCONNECT = "CLIENT_INITIATED_DISCONNECT"
     CONNECTION_LOST = "CONNECTION_LOST"
+    API_INITIATED_DISCONNECT = "API_INITIATED_DISCONNECT"
     DUPLICATE_CLIENTID = "DUPLICATE_CLIENTID"
     MQTT_KEEP_ALIVE_TIMEOUT = "MQTT_KEEP_ALIVE_TIMEOUT"
     SERVER_INITIATED_DISCONNECT = "SERVER_INITIATED_DISCONNECT"
@@ -144,6 +149,11 @@ class BrokerSettings:
     outbound_queue_bytes: int = 2 * 1024 * 1024
     # Refusal log lines per second (the records themselves are all kept).
     refusal_log_rate: float = 20.0
+    # AWS IoT Core quotas (general reference, message broker): persistent
+    # session expiry (default 1 h) and unacknowledged QoS 1 messages in flight
+    # per connection (100).
+    persistent_session_expiry: float = 3600.0
+    max_inflight_qos1: int = 100
     # AWS IoT Core quota "publish requests per second per connection"; None disables.
     publish_rate_limit: float | None = 100.0
     # Speak MQTT 5 (as AWS IoT Core does since 2022). Off: a v5 CONNECT gets
@@ -188,11 +198,17 @@ class Broker:
         self.settings = settings or BrokerSettings()
         self.stats = Stats()
         self.trie: SubscriptionTrie[MqttSession] = SubscriptionTrie()
+        self.shared: SharedSubscriptions[MqttSession] = SharedSubscriptions()
+        self.offline: OfflineSessions[MqttSession] = OfflineSessions(self._end_session)
         self.sessions: dict[str, MqttSession] = {}
         self.retained: dict[str, Publish] = {}
         # When a retained message with a Message Expiry Interval arrived
         # (time.monotonic()), so that it expires while retained (MQTT 5 3.3.2.3.3).
         self.retained_at: dict[str, float] = {}
+        # MQTT 5 wills waiting out their Will Delay Interval, by client id.
+        self._delayed_wills: dict[str, tuple[asyncio.TimerHandle, Publish]] = {}
+        # Epoch milliseconds of each retained message (iot-data lastModifiedTime).
+        self.retained_modified: dict[str, int] = {}
         self.refusals: deque[dict[str, Any]] = deque(maxlen=100)
         # Topic rules (rules.py): offered every accepted message; never raises.
         self.rules: RulesEngine | None = None
@@ -215,7 +231,19 @@ class Broker:
         *,
         client_id: str | None = None,
     ) -> Decision:
-        resource = self.arn(kind, name)
+        return self.authorize_resource(
+            credential, action, self.arn(kind, name), client_id=client_id
+        )
+
+    def authorize_resource(
+        self,
+        credential: Credential,
+        action: str,
+        resource: str,
+        *,
+        client_id: str | None = None,
+    ) -> Decision:
+        """Evaluate ``action`` on a full resource ARN (or ``*``); refusals are recorded."""
         context = {"iot:ClientId": client_id} if client_id is not None else {}
         decision = evaluate(
             action,
@@ -290,14 +318,116 @@ class Broker:
     def unregister(self, session: MqttSession) -> None:
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
-        for topic_filter in session.subscriptions:
-            self.trie.remove(topic_filter, session)
-        session.subscriptions.clear()
+        if session.session_expiry:
+            # A persistent session outlives its connection, subscriptions included.
+            self.offline.keep(session, session.session_expiry)
+        else:
+            self._end_session(session)
         self.stats.connections_current = len(self.sessions)
+
+    def _end_session(self, session: MqttSession) -> None:
+        for topic_filter in session.subscriptions:
+            self.remove_subscription(topic_filter, session)
+        session.subscriptions.clear()
+        session.forget_messages()
+
+    def resume_session(self, session: MqttSession, *, clean: bool) -> bool:
+        """Attach the kept persistent session of ``session.client_id`` to ``session``.
+
+        ``clean`` (cleanSession=1 / Clean Start=1) ends a kept session
+        instead. Returns ``sessionPresent``.
+        """
+        if clean:
+            self.offline.discard(session.client_id)
+            return False
+        old = self.offline.take(session.client_id)
+        if old is None:
+            return False
+        for name, qos in old.subscriptions.items():
+            self.remove_subscription(name, old)
+            self.add_subscription(name, session, qos)
+        session.subscriptions = dict(old.subscriptions)
+        old.subscriptions.clear()
+        if old.v5 is not None and session.v5 is not None:
+            session.v5.options.update(old.v5.options)
+        session.take_messages(old)
+        return True
+
+    def add_subscription(self, name: str, session: MqttSession, qos: int) -> None:
+        """Route ``name`` (validated, authorised) to ``session``: a plain or a shared filter."""
+        if split_shared(name) is not None:
+            self.shared.add(name, session, qos)
+        else:
+            self.trie.add(name, session, qos)
+
+    def remove_subscription(self, name: str, session: MqttSession) -> None:
+        if name.startswith("$share/"):
+            self.shared.remove(name, session)
+        else:
+            self.trie.remove(name, session)
+
+    @property
+    def subscription_count(self) -> int:
+        """Subscriptions in place, plain and shared."""
+        return len(self.trie) + len(self.shared)
+
+    def recipients(self, topic: str) -> dict[MqttSession, int]:
+        """Who gets a message on ``topic``, with the QoS granted: every plain
+        subscriber, plus one random member per matching share group
+        (:mod:`iotnotify_emulator.shared`)."""
+        found = self.trie.match(topic)
+        for member, qos in self.shared.pick(topic, lambda s: s.may_receive(topic)):
+            if found.get(member, -1) < qos:
+                found[member] = qos
+        return found
+
+    async def delete_connection(
+        self, client_id: str, *, clean_session: bool, prevent_will: bool
+    ) -> bool:
+        """iot-data ``DeleteConnection``: close ``client_id``'s connection.
+
+        Announced as ``API_INITIATED_DISCONNECT`` (AWS IoT developer guide,
+        "Lifecycle events"); the will is published unless ``prevent_will``.
+        False when no such client is connected.
+        """
+        session = self.sessions.get(client_id)
+        if session is None:
+            return False
+        if prevent_will:
+            session.will = None
+        await session.close(DisconnectReason.API_INITIATED_DISCONNECT)
+        if clean_session:
+            self.offline.discard(client_id)
+        return True
 
     async def close_all(self) -> None:
         for session in list(self.sessions.values()):
             await session.close(DisconnectReason.SERVER_INITIATED_DISCONNECT)
+        for handle, _ in self._delayed_wills.values():
+            handle.cancel()
+        self._delayed_wills.clear()
+
+    # --- MQTT 5 delayed wills (MQTT 5 section 3.1.3.2.2) -------------------------
+
+    def delay_will(self, client_id: str, will: Publish, delay: float) -> None:
+        """Publish ``will`` after ``delay`` seconds unless the session resumes first."""
+        self.fire_will(client_id)  # an older pending will of this id goes first
+        handle = asyncio.get_running_loop().call_later(delay, self.fire_will, client_id)
+        self._delayed_wills[client_id] = (handle, will)
+
+    def fire_will(self, client_id: str) -> None:
+        """Publish the pending will of ``client_id`` now (its delay passed or its session ended)."""
+        pending = self._delayed_wills.pop(client_id, None)
+        if pending is not None:
+            handle, will = pending
+            handle.cancel()
+            self.route(will.topic, will.payload, will.qos, will.retain, properties=will.properties)
+
+    def drop_will(self, client_id: str) -> None:
+        """The session resumed within the Will Delay Interval: the will is not sent."""
+        pending = self._delayed_wills.pop(client_id, None)
+        if pending is not None:
+            pending[0].cancel()
 
     # --- routing ---------------------------------------------------------------
 
@@ -322,6 +452,7 @@ class Broker:
         properties = forwarded(properties)
         if retain:
             self.retained_at.pop(topic, None)
+            self.retained_modified[topic] = int(time.time() * 1000)
             if payload:
                 self.retained[topic] = Publish(
                     topic=topic, payload=payload, qos=qos, retain=True, properties=properties
@@ -331,10 +462,11 @@ class Broker:
             else:
                 # MQTT 3.1.1 section 3.3.1.3: an empty retained message clears the topic.
                 self.retained.pop(topic, None)
+                self.retained_modified.pop(topic, None)
         delivered = 0
         # One encoding of a QoS 0 delivery per protocol version, shared by all.
         shared_qos0: dict[bool, bytes] = {}
-        for session, granted in self.trie.match(topic).items():
+        for session, granted in self.recipients(topic).items():
             if not session.may_receive(topic):
                 continue
             v5 = session.v5 is not None
@@ -350,17 +482,16 @@ class Broker:
                         Publish(topic=topic, payload=payload, properties=properties)
                     )
             else:
-                packet_id = session.next_packet_id() if min(qos, granted) else None
-                frame = session.encode(
-                    Publish(
-                        topic=topic,
-                        payload=payload,
-                        qos=min(qos, granted),
-                        retain=keep_retain,
-                        packet_id=packet_id,
-                        properties=properties,
-                    )
+                message = Publish(
+                    topic=topic,
+                    payload=payload,
+                    qos=min(qos, granted),
+                    retain=keep_retain,
+                    properties=properties,
                 )
+                if session.deliver_publish(message):
+                    delivered += 1
+                continue
             if session.deliver(frame):
                 delivered += 1
         return delivered
@@ -392,6 +523,7 @@ class MqttSession:
         self.v5: State5 | None = None
         # The reason code of the DISCONNECT a v5 client gets when the server closes.
         self._v5_disconnect: int | None = None
+        self._will_delay = 0  # MQTT 5 Will Delay Interval, seconds
         self.closed = False
         self.version = 0
         self.keepalive = 0
@@ -405,6 +537,15 @@ class MqttSession:
         # for the writer task itself.
         self._queue: deque[bytes] | None = None
         self._queued_bytes = 0
+        # Seconds a persistent session outlives the connection (0: clean session).
+        self.session_expiry = 0.0
+        # QoS 1 messages sent and not yet acknowledged, by packet id, and
+        # those waiting: over the in-flight limit, or while a persistent
+        # session's client is away. Made on first use (most connections
+        # never see a QoS 1 message).
+        self._inflight: dict[int, Publish] | None = None
+        self._held: deque[Publish] | None = None
+        self._held_bytes = 0
         self._writer: asyncio.Task[None] | None = None
         # Set by _close_soon: the reason the close that is under way will
         # announce, so that the read loop ending meanwhile (it stops reading
@@ -472,6 +613,87 @@ class MqttSession:
     def queued_bytes(self) -> int:
         """Bytes of frames waiting for this connection's socket."""
         return self._queued_bytes
+
+    def deliver_publish(self, message: Publish) -> bool:
+        """Send a PUBLISH built for this session (no packet id yet).
+
+        QoS 1 messages are tracked until PUBACK; at ``max_inflight_qos1``
+        unacknowledged ones (AWS quota: 100) the rest wait and go out as
+        acknowledgements arrive. For a persistent session whose client is
+        away, QoS 1 messages are stored for its return. Waiting messages are
+        bounded by ``outbound_queue_bytes``; beyond it they are dropped and
+        counted. True when the message went to the socket's queue.
+        """
+        if message.qos == 0:
+            return self.deliver(self.encode(message))
+        if self.closed or self.inflight_full:
+            if self.session_expiry or not self.closed:
+                self._hold(message)
+            return False
+        message = replace(message, packet_id=self.next_packet_id())
+        assert message.packet_id is not None
+        if not self.deliver(self.encode(message)):
+            return False
+        if self._inflight is None:
+            self._inflight = {}
+        self._inflight[message.packet_id] = message
+        return True
+
+    @property
+    def inflight_full(self) -> bool:
+        inflight = self._inflight
+        if inflight is None:
+            return False
+        limit = self.broker.settings.max_inflight_qos1
+        if self.v5 is not None and self.v5.receive_maximum is not None:
+            # MQTT 5 section 3.1.2.11.3: no more unacknowledged QoS 1
+            # PUBLISHes than the client's Receive Maximum.
+            limit = min(limit, self.v5.receive_maximum)
+        return len(inflight) >= limit
+
+    @property
+    def held_messages(self) -> int:
+        """QoS 1 messages waiting: over the in-flight limit, or for an offline session."""
+        return 0 if self._held is None else len(self._held)
+
+    def _hold(self, message: Publish) -> None:
+        size = len(message.payload) + len(message.topic)
+        if self._held_bytes + size > self.broker.settings.outbound_queue_bytes:
+            self.dropped += 1
+            self.broker.stats.drops += 1
+            return
+        if self._held is None:
+            self._held = deque()
+        self._held.append(message)
+        self._held_bytes += size
+
+    def _acknowledged(self, packet_id: int) -> None:
+        """PUBACK from the client: free the slot, send what waits."""
+        if self._inflight is not None:
+            self._inflight.pop(packet_id, None)
+        self.release_held()
+
+    def release_held(self) -> None:
+        """Send waiting QoS 1 messages while the in-flight window has room."""
+        held = self._held
+        while held and not self.closed and not self.inflight_full:
+            message = held.popleft()
+            self._held_bytes -= len(message.payload) + len(message.topic)
+            self.deliver_publish(message)
+
+    def take_messages(self, old: MqttSession) -> None:
+        """On resuming ``old``'s persistent session: its unacknowledged messages
+        (resent with DUP set, new packet ids: AWS IoT developer guide,
+        "differences from MQTT 3.1.1") then its stored ones wait here."""
+        resend = [replace(m, dup=True, packet_id=None) for m in (old._inflight or {}).values()]
+        for message in [*resend, *(old._held or ())]:
+            self._hold(message)
+        old.forget_messages()
+
+    def forget_messages(self) -> None:
+        self._inflight = None
+        self._held = None
+        self._held_bytes = 0
 
     def deliver(self, frame: bytes) -> bool:
         """Queue a PUBLISH; False (and counted in ``Stats.drops``) when it would
@@ -617,18 +839,25 @@ class MqttSession:
                     if self.v5 is not None:
                         self.v5.options.pop(topic_filter, None)
                     if self.subscriptions.pop(topic_filter, None) is not None:
-                        self.broker.trie.remove(topic_filter, self)
+                        self.broker.remove_subscription(topic_filter, self)
                         reasons.append(ReasonCode.SUCCESS)
                     else:
                         reasons.append(ReasonCode.NO_SUBSCRIPTION_EXISTED)
                 # MQTT 5 UNSUBACK has a reason code per filter (section 3.11.3).
                 codes = tuple(reasons) if self.v5 is not None else ()
                 self._send(self.encode(Unsuback(packet.packet_id, codes)))
+                self._announce_subscriptions("unsubscribed", list(packet.topics))
             case Pingreq():
                 self._send(self.encode(Pingresp()))
             case Puback():
-                pass  # no persistent sessions, so no in-flight state to clear
+                self._acknowledged(packet.packet_id)
             case Disconnect():
+                if self.v5 is not None:
+                    if not self.v5.disconnect_allowed(packet):
+                        self.protocol_error("DISCONNECT sets a Session Expiry Interval after 0")
+                        return
+                    limit = self.broker.settings.persistent_session_expiry
+                    self.session_expiry = float(min(self.v5.session_expiry, limit))
                 # 3.1.1 section 3.14.4: a clean DISCONNECT discards the will; MQTT 5
                 # keeps it for reason 0x04 "Disconnect with Will Message" (3.14.2.1).
                 if packet.reason_code != ReasonCode.DISCONNECT_WITH_WILL or self.v5 is None:
@@ -710,17 +939,26 @@ class MqttSession:
         if packet.will is not None and not await self._will_allowed(packet):
             return
         self.keepalive = effective_keepalive(packet.keepalive, broker.settings)
+        self.session_expiry = self._persistence(packet)
         self.connected = True
         await broker.register(self)
         if self.closed:
             return  # a newer CONNECT with this client id took over meanwhile
+        present = broker.resume_session(self, clean=packet.clean_session)
+        # A will still waiting out its MQTT 5 delay: a resumed session (Clean
+        # Start 0) cancels it, a new session ends the old one, which sends it.
+        if packet.clean_session:
+            broker.fire_will(self.client_id)
+        else:
+            broker.drop_will(self.client_id)
         if self.v5 is None:
-            self._send(encode(Connack()))
+            self._send(encode(Connack(session_present=present)))
         else:
             properties = connack_properties(
                 packet, keepalive=self.keepalive, assigned_client_id=assigned
             )
-            self._send(mqtt5.encode(Connack(properties=properties)))
+            self._send(mqtt5.encode(Connack(session_present=present, properties=properties)))
+        self.release_held()  # a resumed session's stored messages follow CONNACK
         self._schedule_keepalive(self.keepalive * broker.settings.keepalive_factor)
         broker.publish_event(
             _CONNECTED_TOPIC.format(self.client_id),
@@ -734,6 +972,18 @@ class MqttSession:
                 "versionNumber": self.version,
             },
         )
+
+    def _persistence(self, packet: Connect) -> float:
+        """Seconds this session outlives the connection: 0 for a clean session.
+
+        MQTT 3.1.1: ``cleanSession=0`` keeps it for the account's expiry
+        (``persistent_session_expiry``, AWS default 1 h). MQTT 5: the Session
+        Expiry Interval, capped at the same value.
+        """
+        limit = self.broker.settings.persistent_session_expiry
+        if self.v5 is not None:
+            return float(min(self.v5.session_expiry, limit))
+        return 0.0 if packet.clean_session else limit
 
     async def _will_allowed(self, packet: Connect) -> bool:
         will = packet.will
@@ -753,6 +1003,7 @@ class MqttSession:
                 return False
         # Will Delay Interval is a will property, not a PUBLISH one.
         properties = replace(will.properties, will_delay_interval=None) if will.properties else None
+        self._will_delay = (will.properties.will_delay_interval or 0) if will.properties else 0
         self.will = Publish(
             topic=will.topic,
             payload=will.payload,
@@ -792,6 +1043,7 @@ class MqttSession:
         for index, (name, qos) in enumerate(packet.topics):
             try:
                 topic_filter = TopicFilter(name)
+                split_shared(name)  # a "$share/..." filter must be well formed
             except InvalidTopic as exc:
                 broker.refuse(str(exc), client_id=self.client_id, filter=name)
                 codes.append(self._failure(ReasonCode.TOPIC_FILTER_INVALID))
@@ -800,6 +1052,9 @@ class MqttSession:
                 self.credential, "iot:Subscribe", "topicfilter", name, client_id=self.client_id
             )
             if not decision.allowed:
+                if v5 is None:
+                    self._subscribe_denied()
+                    return
                 # MQTT 5: reason 0x87 and the connection stays (AWS IoT
                 # developer guide, "MQTT reason codes").
                 codes.append(self._failure(ReasonCode.NOT_AUTHORIZED))
@@ -815,12 +1070,35 @@ class MqttSession:
                 handling = retain_handling(options)
                 send_retained = handling == 0 or (handling == 1 and is_new)
             self.subscriptions[name] = qos
-            broker.trie.add(name, self, qos)
+            broker.add_subscription(name, self, qos)
             codes.append(qos)
             if send_retained:
                 granted.append(topic_filter)
         self._send(self.encode(Suback(packet.packet_id, tuple(codes))))
         self._send_retained(granted)
+        names = [name for (name, _), code in zip(packet.topics, codes, strict=True) if code < 0x80]
+        self._announce_subscriptions("subscribed", names)
+
+    def _announce_subscriptions(self, event_type: str, topics: list[str]) -> None:
+        """``$aws/events/subscriptions/{subscribed|unsubscribed}/{clientId}``.
+
+        Payload fields from the AWS IoT developer guide, "Lifecycle events"
+        -> "Subscribe/Unsubscribe events": clientId, timestamp (ms),
+        eventType, sessionIdentifier, principalIdentifier, topics.
+        """
+        if not topics:
+            return
+        self.broker.publish_event(
+            _SUBSCRIPTION_TOPIC.format(event_type, self.client_id),
+            {
+                "clientId": self.client_id,
+                "timestamp": int(time.time() * 1000),
+                "eventType": event_type,
+                "sessionIdentifier": self.session_identifier,
+                "principalIdentifier": self.credential.principal_id,
+                "topics": topics,
+            },
+        )
 
     def _subscribe_over_limits(self, packet: Subscribe) -> bool:
         """Refuse, as a whole and with one refusal record, a SUBSCRIBE over AWS's limits.
@@ -867,11 +1145,33 @@ class MqttSession:
             return True
         return False
 
+    def _subscribe_denied(self) -> None:
+        """MQTT 3.1.1: an unauthorised filter closes the connection, SUBACK unsent.
+
+        AWS IoT Core drops the connection (aws-iot-device-sdk-js issues 125
+        and 191: "the server will close the connection if client does not have
+        authorized action"; AWS's MQTT 5 migration notes contrast this with
+        the v5 SUBACK reason "Not authorized", where the connection stays).
+        Filters of the same SUBSCRIBE granted before the denied one are
+        dropped with the connection.
+        """
+        self._close_soon(DisconnectReason.AUTH_ERROR)
+
     def _send_retained(self, filters: list[TopicFilter]) -> None:
+        """Retained messages for the filters just granted: exact topics only.
+
+        AWS IoT developer guide, "MQTT" -> "AWS IoT differences from MQTT
+        version 3.1.1": "Subscription to topic filters that contain a
+        wildcard character can't receive retained messages. To receive a
+        retained message, the subscribe request must contain a topic filter
+        that matches the retained message topic exactly."
+        """
         broker = self.broker
-        for message in list(broker.retained.values()):
-            matching = [f for f in filters if f.matches(message.topic)]
-            if not matching or not self.may_receive(message.topic):
+        for topic_filter in filters:
+            if topic_filter.has_wildcards:
+                continue
+            message = broker.retained.get(topic_filter.value)
+            if message is None or not self.may_receive(message.topic):
                 continue
             properties = message.properties
             if properties is not None and properties.message_expiry_interval is not None:
@@ -882,7 +1182,7 @@ class MqttSession:
                     broker.retained.pop(message.topic, None)
                     broker.retained_at.pop(message.topic, None)
                     continue
-            qos = min(message.qos, max(self.subscriptions[f.value] for f in matching))
+            qos = min(message.qos, self.subscriptions[topic_filter.value])
             packet_id = self.next_packet_id() if qos else None
             self.deliver(
                 self.encode(
@@ -1051,9 +1351,15 @@ class MqttSession:
             return
         if self.will is not None:
             will, self.will = self.will, None
-            broker.route(
-                will.topic, will.payload, will.qos, will.retain, properties=will.properties
-            )
+            # MQTT 5: sent after the Will Delay Interval or when the session
+            # ends, whichever is first (section 3.1.3.2.2).
+            delay = min(self._will_delay, self.v5.session_expiry) if self.v5 else 0
+            if delay > 0:
+                broker.delay_will(self.client_id, will, delay)
+            else:
+                broker.route(
+                    will.topic, will.payload, will.qos, will.retain, properties=will.properties
+                )
         broker.publish_event(
             _DISCONNECTED_TOPIC.format(self.client_id),
             {

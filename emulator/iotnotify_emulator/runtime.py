@@ -8,14 +8,25 @@ out of the collector's view with ``gc.freeze()``, and young collections run
 less often. Measured with ``bench/emulator_bench.py --only fan-out``: p99
 from 42-82 ms to 12-15 ms at the same throughput. This is a process-wide
 setting, so only entry points call it (never the library on import).
+
+The event loop is uvloop's (libuv) when it is installed (the ``[local]``
+extra installs it where it exists: not on Windows), asyncio's otherwise:
+each delivery is a WebSocket write and a wake-up of the loop, and uvloop
+does both in C. :func:`new_event_loop` is what the emulator's own loops
+(``EmulatorThread`` in ``iotnotify local`` and tests, ``python -m
+iotnotify_emulator``) are made with.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
-from typing import Final
+from collections.abc import Coroutine
+from typing import Any, Final, TypeVar
 
-__all__ = ["tune_gc_for_serving"]
+__all__ = ["event_loop_name", "new_event_loop", "run", "tune_gc_for_serving"]
+
+_T = TypeVar("_T")
 
 # Young-generation threshold: CPython's default of 700 allocations triggers a
 # collection every few hundred messages under load.
@@ -28,3 +39,28 @@ def tune_gc_for_serving() -> None:
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(_GEN0_THRESHOLD, gen1, gen2)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop: uvloop's when installed, else asyncio's default."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def run(main: Coroutine[Any, Any, _T]) -> _T:
+    """``asyncio.run`` on a loop from :func:`new_event_loop`."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(main)
+
+
+def event_loop_name() -> str:
+    """Which loop :func:`new_event_loop` gives (``uvloop`` or ``asyncio``), for reports."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"

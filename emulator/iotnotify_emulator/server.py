@@ -10,7 +10,17 @@ Endpoints (the same app on both ports, so ``https://`` publish works too):
   works with ``endpoint_url=emu.data_url``; its MQTT 5 fields (content
   type, user properties, response topic, correlation data, message expiry,
   payload format indicator) reach MQTT 5 subscribers.
-* ``GET /_emulator/stats``: counters and the most recent refusals, as JSON.
+* ``GET /retainedMessage[/{topic}]``, ``DELETE /connections/{clientId}``:
+  iot-data ``ListRetainedMessages``, ``GetRetainedMessage`` and
+  ``DeleteConnection`` (:mod:`iotnotify_emulator.data_api`).
+* ``GET /_emulator/stats``: counters, as JSON; the most recent refusals
+  (principals, client ids, addresses) only with the ``X-Emulator-Secret``
+  header (:attr:`Emulator.admin_secret`, new at every start).
+* ``POST /_emulator/restart``: only when ``fault_injection`` is on, and only
+  with that secret.
+
+Every port is an :class:`iotnotify_emulator.http_guard.GuardedRunner`:
+header and idle timeouts, a connection cap, JSON errors.
 
 aiohttp serves WebSocket and HTTP from one app and an idle aiohttp WebSocket
 costs far less memory than one from the ``websockets`` library.
@@ -20,8 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
+import secrets
 import shutil
 import socket
 import tempfile
@@ -40,8 +52,11 @@ from iotnotify.contract import MAX_PAYLOAD_BYTES, Topic
 from iotnotify.errors import InvalidTopic
 from iotnotify_emulator.broker import Broker, BrokerSettings, MqttSession
 from iotnotify_emulator.credentials import CredentialStore
+from iotnotify_emulator.data_api import DataApi
+from iotnotify_emulator.http_guard import GuardedRunner, ServerLimits, error_middleware
 from iotnotify_emulator.mqtt import MqttProtocolError, StreamDecoder
 from iotnotify_emulator.rules import RulesEngine
+from iotnotify_emulator.runtime import new_event_loop
 from iotnotify_emulator.session5 import MAX_PACKET_SIZE, HttpPropertiesError, properties_from_http
 from iotnotify_emulator.sigv4 import (
     SignatureError,
@@ -51,6 +66,7 @@ from iotnotify_emulator.sigv4 import (
 from iotnotify_emulator.tls import CertificateFiles, generate_certificates, server_ssl_context
 
 __all__ = [
+    "ADMIN_HEADER",
     "Emulator",
     "EmulatorConfig",
     "EmulatorThread",
@@ -92,6 +108,7 @@ class EmulatorConfig:
     keepalive_factor: float = 1.5
     connect_timeout: float = 10.0
     outbound_queue_bytes: int = 2 * 1024 * 1024
+    persistent_session_expiry: float = 3600.0
     max_subscriptions: int = 50
     publish_rate_limit: float | None = 100.0
     # MQTT 5 on /mqtt (AWS IoT Core speaks it); False answers a v5 CONNECT
@@ -103,6 +120,11 @@ class EmulatorConfig:
     # a while, as an outage would. For tests and demos of reconnecting
     # clients; off unless asked for (``iotnotify local`` turns it on).
     fault_injection: bool = False
+    # The secret the admin endpoints require (header X-Emulator-Secret); None
+    # makes a fresh random one per start (Emulator.admin_secret).
+    admin_secret: str | None = field(default=None, repr=False)
+    # Timeouts and the connection cap of the ports (http_guard).
+    http_limits: ServerLimits = field(default_factory=ServerLimits)
 
     def broker_settings(self) -> BrokerSettings:
         return BrokerSettings(
@@ -115,6 +137,7 @@ class EmulatorConfig:
             connect_timeout=self.connect_timeout,
             max_subscriptions=self.max_subscriptions,
             outbound_queue_bytes=self.outbound_queue_bytes,
+            persistent_session_expiry=self.persistent_session_expiry,
             publish_rate_limit=self.publish_rate_limit,
             mqtt5=self.mqtt5,
         )
@@ -154,6 +177,14 @@ def _error(status: int, code: str, message: str, trace_id: str) -> web.Response:
     )
 
 
+def _render_error(status: int, code: str, message: str) -> web.Response:
+    """Router and parser errors (404, 405, 413, 431...) in the same JSON shape."""
+    return _error(status, code, message, str(uuid.uuid4()))
+
+
+ADMIN_HEADER: Final = "X-Emulator-Secret"
+
+
 class Emulator:
     """A running emulator. Build it with :func:`start_emulator` or :class:`EmulatorThread`."""
 
@@ -171,6 +202,8 @@ class Emulator:
         self._sites: list[web.SockSite] = []
         self._ssl_context: Any = None
         self._outage: asyncio.Task[None] | None = None
+        # Written to ``iotnotify local``'s state file (mode 0600), never logged.
+        self.admin_secret = config.admin_secret or secrets.token_urlsafe(24)
         self.restarts = 0
 
     # --- addresses ---------------------------------------------------------------
@@ -214,7 +247,7 @@ class Emulator:
 
     def stats(self) -> dict[str, Any]:
         data = self.broker.stats.as_dict()
-        data["subscriptions_current"] = len(self.broker.trie)
+        data["subscriptions_current"] = self.broker.subscription_count
         data["retained_messages"] = len(self.broker.retained)
         data["recent_refusals"] = list(self.broker.refusals)
         if self.broker.rules is not None:
@@ -225,13 +258,23 @@ class Emulator:
 
     async def start(self) -> None:
         config = self.config
-        app = web.Application(client_max_size=4 * MAX_PAYLOAD_BYTES)
+        app = web.Application(
+            client_max_size=4 * MAX_PAYLOAD_BYTES, middlewares=[error_middleware(_render_error)]
+        )
         app.router.add_get("/mqtt", self._handle_mqtt)
         app.router.add_post(_TOPICS_PREFIX + "{topic:.+}", self._handle_publish)
         app.router.add_get("/_emulator/stats", self._handle_stats)
+        DataApi(self.broker, self.credentials, config).register(app)
         if config.fault_injection:
             app.router.add_post("/_emulator/restart", self._handle_restart)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        runner = GuardedRunner(
+            app,
+            limits=config.http_limits,
+            render_error=_render_error,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=2.0,
+        )
         await runner.setup()
         self._runner = runner
         try:
@@ -304,7 +347,17 @@ class Emulator:
 
     # --- handlers ----------------------------------------------------------------
 
+    def _has_secret(self, request: web.Request) -> bool:
+        presented = request.headers.get(ADMIN_HEADER, "")
+        return presented.isascii() and hmac.compare_digest(
+            presented.encode("ascii"), self.admin_secret.encode("ascii")
+        )
+
     async def _handle_restart(self, request: web.Request) -> web.Response:
+        if not self._has_secret(request):
+            return _render_error(
+                403, "ForbiddenException", f"restart needs the {ADMIN_HEADER} header"
+            )
         try:
             down = float(request.query.get("downSeconds", "1"))
         except ValueError:
@@ -323,7 +376,13 @@ class Emulator:
         return response
 
     async def _handle_stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.stats(), dumps=lambda o: json.dumps(o, default=str))
+        data = self.stats()
+        if not self._has_secret(request):
+            # Refusal records name principals, client ids, topics and
+            # addresses: other users' business. Counters are public.
+            data["recent_refusals"] = []
+            data["detail"] = f"send the {ADMIN_HEADER} header for refusal records"
+        return web.json_response(data, dumps=lambda o: json.dumps(o, default=str))
 
     async def _handle_mqtt(self, request: web.Request) -> web.StreamResponse:
         raw_path, _, raw_query = request.raw_path.partition("?")
@@ -514,7 +573,7 @@ class EmulatorThread:
         return self
 
     def _run(self) -> None:
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()  # uvloop when installed (runtime.py says why)
         self._loop = loop
         try:
             self._emulator = loop.run_until_complete(
@@ -567,6 +626,11 @@ class EmulatorThread:
     @property
     def data_url(self) -> str:
         return self.emulator.data_url
+
+    @property
+    def admin_secret(self) -> str:
+        """The value of :data:`ADMIN_HEADER` the admin endpoints require."""
+        return self.emulator.admin_secret
 
     @property
     def data_url_tls(self) -> str | None:

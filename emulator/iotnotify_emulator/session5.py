@@ -31,7 +31,7 @@ from typing import Final
 
 from iotnotify.contract import Topic
 from iotnotify.errors import InvalidTopic
-from iotnotify_emulator.mqtt import Connect, Publish
+from iotnotify_emulator.mqtt import Connect, Disconnect, Publish
 from iotnotify_emulator.mqtt5 import Properties, ReasonCode
 
 __all__ = [
@@ -80,12 +80,15 @@ class State5:
     """Per-connection MQTT 5 state, created from the CONNECT.
 
     ``max_packet_size``: the client's Maximum Packet Size (section
-    3.1.2.11.4): larger PUBLISHes are not sent to it. ``problem_info``:
+    3.1.2.11.4): larger PUBLISHes are not sent to it. ``receive_maximum``:
+    its Receive Maximum (section 3.1.2.11.3), the cap on unacknowledged QoS 1
+    PUBLISHes sent to it. ``problem_info``:
     Request Problem Information (section 3.1.2.11.7): when 0, reason
     strings are sent only on CONNACK, PUBLISH and DISCONNECT.
     """
 
     max_packet_size: int | None = None
+    receive_maximum: int | None = None
     problem_info: bool = True
     session_expiry: int = 0
     aliases: dict[int, str] = field(default_factory=dict)
@@ -97,9 +100,24 @@ class State5:
         props = packet.properties or Properties()
         return cls(
             max_packet_size=props.maximum_packet_size,
+            receive_maximum=props.receive_maximum,
             problem_info=props.request_problem_information != 0,
             session_expiry=min(props.session_expiry_interval or 0, MAX_SESSION_EXPIRY),
         )
+
+    def disconnect_allowed(self, packet: Disconnect) -> bool:
+        """Apply a client DISCONNECT's Session Expiry Interval (section 3.14.2.2.2).
+
+        False when it is a Protocol Error: the CONNECT's interval was 0 and
+        the DISCONNECT sets a non-zero one.
+        """
+        expiry = packet.properties.session_expiry_interval if packet.properties else None
+        if expiry is None:
+            return True
+        if expiry and not self.session_expiry:
+            return False
+        self.session_expiry = min(expiry, MAX_SESSION_EXPIRY)
+        return True
 
     def reason(self, text: str) -> Properties | None:
         """A Reason String for an ack, if the client did not turn them off."""

@@ -4,6 +4,19 @@ A publish walks one node per topic level (plus the ``+`` and ``#`` branches
 present at that level), so a million subscriptions to unrelated topics cost
 a publish nothing. Values are kept per node in a dict keyed by subscriber, so
 subscribe, unsubscribe and a subscriber's departure are O(depth).
+
+``#`` follows AWS IoT Core, not MQTT 3.1.1 section 4.7.1.2. The AWS IoT
+developer guide, "MQTT" -> "AWS IoT differences from MQTT version 3.1.1
+specification" (https://docs.aws.amazon.com/iot/latest/developerguide/mqtt.html#mqtt-differences):
+"all strings at and below its level in the topic hierarchy are matched.
+However, the parent topic is not matched. For example, a subscription to
+the topic ``sensor/#`` receives messages published to the topics
+``sensor/``, ``sensor/temperature``, ``sensor/temperature/room1``, but not
+messages published to ``sensor``"; "MQTT topics" -> "Topic filters"
+(topics.html#topicfilters) gives the same examples. So here ``a/#``
+matches ``a/`` and ``a/b/c`` but not ``a``.
+:meth:`iotnotify.contract.TopicFilter.matches`
+follows the same rule (a property test keeps the two in step).
 """
 
 from __future__ import annotations
@@ -74,15 +87,16 @@ class SubscriptionTrie(Generic[K]):
     def _walk(
         self, node: _Node[K], levels: list[str], index: int, found: dict[K, int], dollar: bool
     ) -> None:
+        if index == len(levels):
+            # Past the topic's last level: a '#' child would need a level of
+            # its own to match (AWS: "a/#" does not match "a"; module docstring).
+            _merge(found, node.subscribers)
+            return
         wildcards = not (dollar and index == 0)
         if wildcards:
-            # '#' also matches the parent level: "a/#" matches "a".
             hash_node = node.children.get("#")
             if hash_node is not None:
                 _merge(found, hash_node.subscribers)
-        if index == len(levels):
-            _merge(found, node.subscribers)
-            return
         exact = node.children.get(levels[index])
         if exact is not None:
             self._walk(exact, levels, index + 1, found, dollar)

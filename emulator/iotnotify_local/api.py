@@ -37,6 +37,12 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from iotnotify_emulator.http_guard import (
+    GuardedRunner,
+    ServerLimits,
+    error_middleware,
+    read_body,
+)
 from iotnotify_local.authorizer import CognitoAuthorizer, TokenRejected
 from iotnotify_local.iam_auth import IamRejected
 
@@ -48,6 +54,7 @@ __all__ = [
     "LocalApi",
     "Route",
     "build_app",
+    "build_runner",
 ]
 
 MAX_REQUEST_BYTES: Final = 10 * 1024 * 1024  # API Gateway REST API payload size
@@ -88,6 +95,7 @@ class LocalApi:
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=8, thread_name_prefix="lambda")
     )
+    limits: ServerLimits = field(default_factory=ServerLimits)
     # AWS's limits (module docstring); tests may shrink them.
     max_request_bytes: int = MAX_REQUEST_BYTES
     max_response_bytes: int = MAX_LAMBDA_RESPONSE_BYTES
@@ -130,11 +138,18 @@ async def _invoke(api: LocalApi, route: Route, event: Mapping[str, Any]) -> Mapp
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
+    """The API's one error shape, ``{"error", "message"}`` with CORS headers, for every status."""
     return web.json_response({"error": code, "message": message}, status=status, headers=_CORS)
 
 
-async def _event(request: web.Request, route: Route, context: dict[str, Any]) -> dict[str, Any]:
-    body = await request.read()
+async def _event(
+    request: web.Request,
+    route: Route,
+    context: dict[str, Any],
+    body_timeout: float,
+    max_bytes: int,
+) -> dict[str, Any]:
+    body = await read_body(request, body_timeout, max_bytes)
     text: str | None
     try:
         text = body.decode("utf-8") if body else None
@@ -194,7 +209,7 @@ def _lambda_view(api: LocalApi, route: Route) -> Callable[[web.Request], Awaitab
         ):
             if api.iam_verifier is None:
                 return _error(403, "forbidden", "IAM authorisation is not available locally")
-            body = await request.read()
+            body = await read_body(request, api.limits.body_timeout, api.max_request_bytes)
             try:
                 # The headers as received (case-insensitive), never a plain dict copy.
                 identity["userArn"] = api.iam_verifier(
@@ -202,7 +217,9 @@ def _lambda_view(api: LocalApi, route: Route) -> Callable[[web.Request], Awaitab
                 )
             except IamRejected as exc:
                 return _error(403, "forbidden", str(exc))
-        event = await _event(request, route, context)
+        event = await _event(
+            request, route, context, api.limits.body_timeout, api.max_request_bytes
+        )
         result = await _invoke(api, route, event)
         headers = {**_CORS, **dict(result.get("headers") or {})}
         return web.Response(
@@ -217,7 +234,11 @@ async def _preflight(_: web.Request) -> web.Response:
 
 
 def build_app(api: LocalApi) -> web.Application:
-    app = web.Application(client_max_size=api.max_request_bytes)
+    # Every error, from a handler or from aiohttp's router (404, 405, 413),
+    # leaves through _error; the runner renders parser errors (400, 431) alike.
+    app = web.Application(
+        client_max_size=api.max_request_bytes, middlewares=[error_middleware(_error)]
+    )
     for route in api.routes:
         app.router.add_route(route.method, route.path, _lambda_view(api, route))
     paths = {route.path for route in api.routes}
@@ -238,8 +259,18 @@ def build_app(api: LocalApi) -> web.Application:
         async def index(_: web.Request) -> web.FileResponse:
             return web.FileResponse(web_dir / "index.html")
 
+        root = web_dir.resolve()
+
+        async def static(request: web.Request) -> web.FileResponse:
+            # Not add_static: its misses are an empty octet-stream 404 that
+            # bypasses the error middleware; here a miss raises like any route.
+            target = (root / request.match_info["path"]).resolve()
+            if not target.is_relative_to(root) or not target.is_file():
+                raise web.HTTPNotFound(reason=f"no such page or route: {request.path}")
+            return web.FileResponse(target)
+
         app.router.add_get("/", index)
-        app.router.add_static("/", web_dir, show_index=False)
+        app.router.add_get("/{path:.+}", static)
     else:
 
         async def placeholder(_: web.Request) -> web.Response:
@@ -256,3 +287,8 @@ def build_app(api: LocalApi) -> web.Application:
 
     app.on_cleanup.append(close_executor)
     return app
+
+
+def build_runner(api: LocalApi) -> GuardedRunner:
+    """The app in a runner bounded by ``api.limits`` whose parser errors are JSON too."""
+    return GuardedRunner(build_app(api), limits=api.limits, render_error=_error, access_log=None)

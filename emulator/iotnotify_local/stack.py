@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from iotnotify.state_file import DEFAULT_STATE_FILE, LocalState
-from iotnotify_local.api import LocalApi, Route, build_app
+from iotnotify_local.api import LocalApi, Route, build_runner
 from iotnotify_local.authorizer import CognitoAuthorizer
 from iotnotify_local.cognito_keys import publish_signing_key, use_fresh_signing_key
 from iotnotify_local.iam_auth import IamAuthorizer
@@ -275,7 +275,7 @@ class LocalStack:
             web_dir=cfg.web_dir,
             config=web_config,
         )
-        self._runner = web.AppRunner(build_app(api), access_log=None)
+        self._runner = build_runner(api)
         await self._runner.setup()
         await web.TCPSite(self._runner, cfg.host, api_url_port).start()
 
@@ -339,6 +339,9 @@ class LocalStack:
                 "taskDlqUrl": resources.task_dlq_url,
                 "chatDlqUrl": chat_dlq_url,
                 "emulatorStatsUrl": f"{emu.data_url}/_emulator/stats",
+                # POST .../_emulator/restart and the stats' refusal records need
+                # this per-start value in the X-Emulator-Secret header.
+                "emulatorAdminSecret": emu.admin_secret,
             },
         )
         return self.state

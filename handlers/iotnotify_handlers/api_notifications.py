@@ -1,4 +1,10 @@
-"""``GET /notifications?since=&limit=``: what the signed-in user missed."""
+"""``GET /notifications?since=&limit=``: what the signed-in user missed.
+
+A page holds at most ``limit`` notifications and at most
+``iotnotify.inbox.MAX_PAGE_BYTES`` of envelopes, so its response stays under
+Lambda's 6 MB limit whatever the notifications' sizes; ``next`` is set
+whenever more may follow, whichever cap ended the page.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +20,15 @@ __all__ = ["handler"]
 
 # A ULID: 26 characters of Crockford base32.
 _ID_RE: Final = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+_DIGITS_RE: Final = re.compile(r"[0-9]{1,6}", re.ASCII)
 
 
 def _limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_PAGE_SIZE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+    # ASCII digits only: str.isdigit() also accepts "²" and "①" (int() then
+    # fails) and int() reads Arabic-Indic "١٢" as 12.
+    if not _DIGITS_RE.fullmatch(raw) or not 1 <= int(raw) <= MAX_PAGE_SIZE:
         raise BadRequest(f"limit must be an integer from 1 to {MAX_PAGE_SIZE}")
     return int(raw)
 

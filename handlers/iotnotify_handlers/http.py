@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from aws_lambda_powertools import Logger
 
-from iotnotify.contract import validate_user_id
+from iotnotify.contract import loads_strict, validate_user_id
 from iotnotify.errors import ContractError, InvalidUserId
 from iotnotify.errors import PayloadTooLarge as ContractPayloadTooLarge
 from iotnotify_handlers.errors import BadRequest, HandlerError, PayloadTooLarge, Unauthorized
@@ -94,10 +94,12 @@ class Request:
             raise PayloadTooLarge(f"request body is over {MAX_BODY_BYTES} bytes")
         if not self.raw_body:
             raise BadRequest("request body is empty; expected JSON")
+        # Strict JSON at the edge, for every route and every text field in it:
+        # no NaN/Infinity, no lone surrogates, bounded nesting.
         try:
-            return json.loads(self.raw_body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+            return loads_strict(self.raw_body, what="request body")
+        except ContractError as exc:
+            raise BadRequest(str(exc)) from exc
 
 
 def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
@@ -105,7 +107,8 @@ def json_response(status: int, body: Any, headers: Mapping[str, str] | None = No
     return {
         "statusCode": status,
         "headers": {**_JSON_HEADERS, **cors, **(headers or {})},
-        "body": json.dumps(body, separators=(",", ":")),
+        # allow_nan=False: a response is always JSON any client can parse.
+        "body": json.dumps(body, separators=(",", ":"), allow_nan=False),
     }
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Final
 
-from iotnotify.contract import TopicScheme
+from iotnotify.contract import DEFAULT_KEEPALIVE_SECONDS, TopicScheme
 
 __all__ = ["ENV", "Settings", "SettingsError", "load_settings", "settings"]
 
@@ -81,7 +81,7 @@ class Settings:
     cors_origin: str = "*"
     # Role chaining (a Lambda assuming a role) caps sessions at one hour.
     token_duration_seconds: int = 3600
-    keepalive_seconds: int = 600
+    keepalive_seconds: int = DEFAULT_KEEPALIVE_SECONDS
     inbox_ttl_days: int = 7
     api_key_cache_seconds: int = 300
 
@@ -143,7 +143,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         denylist_cache_seconds=_int(env, "denylist_ttl", 60),
         cors_origin=env.get(ENV["cors_origin"]) or "*",
         token_duration_seconds=_int(env, "token_duration", 3600),
-        keepalive_seconds=_int(env, "keepalive", 600),
+        keepalive_seconds=_int(env, "keepalive", DEFAULT_KEEPALIVE_SECONDS),
         inbox_ttl_days=_int(env, "inbox_ttl_days", 7),
         api_key_cache_seconds=_int(env, "api_key_ttl", 300),
     )

@@ -14,6 +14,7 @@ from aws_cdk import aws_lambda_event_sources as events
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from iotnotify.contract import DEFAULT_KEEPALIVE_SECONDS
 from iotnotify_handlers.settings import ENV
 from iotnotify_infra.api import Api
 from iotnotify_infra.chat import ChatModeration
@@ -201,7 +202,7 @@ class IotNotifyStack(Stack):
             "iot_endpoint": self.endpoint.address,
             "iot_ws_scheme": "wss",
             "token_duration": "3600",
-            "keepalive": "600",
+            "keepalive": str(DEFAULT_KEEPALIVE_SECONDS),
             "inbox_ttl_days": "7",
             "api_key_ttl": "300",
             "history_table": self.storage.chat_history.table_name,

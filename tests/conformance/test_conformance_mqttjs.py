@@ -52,3 +52,60 @@ def test_mqttjs_subscribes_and_receives(harness: Harness) -> None:
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_mqttjs_v5_gets_not_authorized_stays_and_receives_user_properties(
+    harness: Harness,
+) -> None:
+    node = shutil.which("node")
+    assert node is not None, "node is required (installed by make setup)"
+    url = harness.url(harness.subscriber("alice"))
+    topic = harness.topic_of("alice")
+    process = subprocess.Popen(
+        [
+            node,
+            str(NODE_DIR / "subscribe5.mjs"),
+            url,
+            "alice.node5",
+            harness.topic_of("bob"),
+            topic,
+        ],
+        cwd=NODE_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Given a v5 CONNACK with AWS's topic alias maximum
+        assert _read_event(process) == {"event": "connect", "reasonCode": 0, "topicAliasMaximum": 8}
+        # When alice subscribes to bob's topic: Not authorized (0x87), connection kept
+        assert _read_event(process) == {
+            "event": "subscribed",
+            "error": "Subscribe error: Not authorized",
+            "reasonCodes": [0x87],
+        }
+        # And her own topic is then granted on the same connection
+        assert _read_event(process) == {"event": "subscribed", "error": None, "reasonCodes": [1]}
+        harness.iot_data(harness.publisher()).publish(
+            topic=topic,
+            qos=0,
+            payload=b"hello node",
+            contentType="text/plain",
+            userProperties=[{"kind": "turn"}],
+        )
+        # Then the message arrives with its MQTT 5 properties
+        assert _read_event(process) == {
+            "event": "message",
+            "topic": topic,
+            "payload": "hello node",
+            "userProperties": {"kind": "turn"},
+            "contentType": "text/plain",
+        }
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()

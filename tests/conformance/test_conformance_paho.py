@@ -62,10 +62,9 @@ def test_paho_subscribes_and_receives(harness: Harness, tls: bool) -> None:
         message = _next(events, "message")
         assert message.topic == harness.topic_of("alice")
         assert message.payload == b'{"v":1}'
-        # And a forbidden subscription is refused with 0x80
+        # And a forbidden subscription closes the (MQTT 3.1.1) connection, as on AWS
         client.subscribe(harness.topic_of("bob"), qos=0)
-        (refused,) = _next(events, "subscribe")
-        assert refused.is_failure
+        assert _next(events, "disconnect") != 0
     finally:
         client.disconnect()
         client.loop_stop()
@@ -78,3 +77,56 @@ def test_paho_with_the_token_inside_the_signature_gets_403(harness: Harness, tls
         _paho(harness, url, "alice.paho", tls=tls)
     refusal = harness.emulator.stats()["recent_refusals"][-1]
     assert "signature does not match" in refusal["reason"]
+
+
+def test_paho_mqtt5_gets_not_authorized_stays_and_receives_user_properties(
+    harness: Harness,
+) -> None:
+    # Given alice's presigned URL and paho in MQTT 5 mode
+    url = harness.url(harness.subscriber("alice"), tls=True)
+    parts = urlsplit(url)
+    events: queue.Queue[tuple[str, Any]] = queue.Queue()
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id="alice.paho5",
+        transport="websockets",
+        protocol=mqtt.MQTTv5,
+    )
+    client.ws_set_options(path=f"{parts.path}?{parts.query}")
+    client.tls_set(ca_certs=str(harness.emulator.ca_file))
+    client.on_connect = lambda c, u, flags, rc, props: events.put(("connect", (rc, props)))
+    client.on_subscribe = lambda c, u, mid, rcs, props: events.put(("subscribe", rcs))
+    client.on_message = lambda c, u, msg: events.put(("message", msg))
+    client.on_disconnect = lambda c, u, flags, rc, props: events.put(("disconnect", rc))
+    assert parts.hostname is not None
+    assert parts.port is not None
+    client.connect(parts.hostname, parts.port, keepalive=60)
+    client.loop_start()
+    try:
+        reason, props = _next(events, "connect")
+        assert reason == 0
+        assert props.TopicAliasMaximum == 8
+        # When she subscribes to bob's topic
+        client.subscribe(harness.topic_of("bob"), qos=1)
+        (refused,) = _next(events, "subscribe")
+        # Then paho reports Not authorized (0x87) and the connection stays
+        assert refused.value == 0x87
+        client.subscribe(harness.topic_of("alice"), qos=1)
+        (granted,) = _next(events, "subscribe")
+        assert granted.value == 1
+        # And an iot-data publish arrives with its user properties
+        harness.iot_data(harness.publisher()).publish(
+            topic=harness.topic_of("alice"),
+            qos=1,
+            payload=b'{"v":1}',
+            userProperties=[{"kind": "turn"}],
+            responseTopic="app/test/replies/alice",
+        )
+        message = _next(events, "message")
+        assert message.payload == b'{"v":1}'
+        assert message.properties.UserProperty == [("kind", "turn")]
+        assert message.properties.ResponseTopic == "app/test/replies/alice"
+        assert events.empty()  # no disconnect in between
+    finally:
+        client.disconnect()
+        client.loop_stop()

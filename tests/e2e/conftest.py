@@ -102,7 +102,10 @@ class LocalStack(LocalProcess):
             f"{self.state['iotDataUrl']}/_emulator/restart"
         )
         url = f"{base}?downSeconds={down_seconds:g}"
-        request = urllib.request.Request(url, data=b"", method="POST")
+        secret = self.state.get("extra", {}).get("emulatorAdminSecret", "")
+        request = urllib.request.Request(
+            url, data=b"", method="POST", headers={"X-Emulator-Secret": secret}
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 assert response.status in (200, 202, 204), response.status

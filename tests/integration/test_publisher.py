@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -115,3 +116,51 @@ def test_expired_inbox_items_are_not_served(account: FakeAccount) -> None:
     fresh = Notification.create(title="new")
     inbox.put("alice", fresh)
     assert inbox.since("alice").notifications == (fresh,)
+
+
+class CountingSession:
+    """A boto3 session that counts the clients and resources built from it."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self.built: list[str] = []
+
+    def client(self, name: str, **kwargs: Any) -> Any:
+        self.built.append(name)
+        return self._session.client(name, **kwargs)
+
+    def resource(self, name: str, **kwargs: Any) -> Any:
+        self.built.append(name)
+        return self._session.resource(name, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+def test_create_sizes_both_http_pools_to_max_workers_and_fanout_builds_no_client(
+    account: FakeAccount,
+) -> None:
+    # Given a publisher created with 48 workers from a session that counts clients
+    session = CountingSession(account.session)
+    with Publisher.create(
+        app=APP,
+        stage=STAGE,
+        endpoint=IOT_ENDPOINT,
+        inbox_table=account.table_name,
+        session=session,  # type: ignore[arg-type]
+        max_workers=48,
+    ) as publisher:
+        built = list(session.built)
+
+        # When it fans out twice
+        for round_ in range(2):
+            results = publisher.notify_many([f"p{n}" for n in range(60)], title=f"r{round_}")
+            assert all(r.ok for r in results)
+
+        # Then both clients got 48 pooled connections (botocore's default is 10),
+        # so 48 calls really are in flight, and no client was built per call
+        assert publisher.concurrency == 48
+        assert publisher.inbox is not None
+        assert publisher.inbox.client.meta.config.max_pool_connections == 48
+        assert session.built == built
+    assert len(account.published()) == 120

@@ -10,6 +10,7 @@ import pytest
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sts.models import sts_backends
 
+from iotnotify.contract import DEFAULT_KEEPALIVE_SECONDS
 from iotnotify_handlers import api_token
 from tests.conftest import IOT_ENDPOINT, REGION, FakeAccount, rest_event
 from tests.sigv4_rule import verifies_under_iot_rule
@@ -43,7 +44,7 @@ def test_alice_gets_the_token_response_of_the_design(account: FakeAccount) -> No
     assert body["region"] == REGION
     assert body["clientIdPrefix"] == "alice."
     assert body["topics"] == ["iotnotify/test/user/alice/notifications", "iotnotify/test/broadcast"]
-    assert body["keepalive"] == 600
+    assert body["keepalive"] == DEFAULT_KEEPALIVE_SECONDS == 50
     creds = body["credentials"]
     assert set(creds) == {"accessKeyId", "secretAccessKey", "sessionToken", "expiration"}
     expires = datetime.fromisoformat(creds["expiration"].replace("Z", "+00:00"))

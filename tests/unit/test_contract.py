@@ -120,7 +120,8 @@ def test_malformed_filters_are_refused(bad: str) -> None:
         ("a/+", "a/b", True),
         ("a/+", "a/b/c", False),
         ("a/+", "a", False),
-        ("a/#", "a", True),
+        ("a/#", "a", False),
+        ("a/#", "a/", True),
         ("a/#", "a/b/c", True),
         ("#", "a/b", True),
         ("+/+", "/x", True),
@@ -131,7 +132,7 @@ def test_malformed_filters_are_refused(bad: str) -> None:
         ("a/+/c", "a//c", True),
     ],
 )
-def test_filter_matching_follows_mqtt_311(pattern: str, topic: str, expected: bool) -> None:
+def test_filter_matching_follows_aws_iot(pattern: str, topic: str, expected: bool) -> None:
     assert TopicFilter(pattern).matches(topic) is expected
     assert TopicFilter(pattern).matches(Topic(topic)) is expected
 
@@ -187,3 +188,17 @@ def test_envelope_over_128_kb_is_refused() -> None:
 def test_malformed_envelopes_are_refused(bad: bytes) -> None:
     with pytest.raises(InvalidEnvelope):
         Notification.from_json(bad)
+
+
+@pytest.mark.parametrize("moment", [0.0, 1_700_000_000.123, 1_764_000_000.999, 4_000_000_000.5])
+def test_id_floor_is_the_smallest_ulid_of_its_millisecond(moment: float) -> None:
+    from ulid import ULID
+
+    from iotnotify.contract import id_floor
+
+    made = str(ULID.from_timestamp(moment))
+    floor = id_floor(moment)
+    assert len(floor) == 26
+    assert floor[:10] == made[:10]  # same millisecond
+    assert floor == made[:10] + "0" * 16
+    assert floor <= made < id_floor(moment + 1)

@@ -142,7 +142,11 @@ class TrayState:
         """Track the connection; after a catch-up, the one alert summarising it."""
         alert: Alert | None = None
         with self._lock:
-            self.online = change.state in (ConnectionState.CONNECTED, ConnectionState.CAUGHT_UP)
+            self.online = change.state in (
+                ConnectionState.CONNECTED,
+                ConnectionState.CAUGHT_UP,
+                ConnectionState.CATCH_UP_FAILED,  # live; the inbox read is retried
+            )
             if change.state is ConnectionState.DISCONNECTED:
                 self.connection = "offline, reconnecting"
             else:

@@ -2,7 +2,9 @@
 
 Behaviour only (bench/ prints timings; tests never assert them): the three
 processes start and stop, every SigV4 subscriber connects and subscribes,
-every message is delivered, and the table has its rows and verdicts.
+every message is delivered, and the table has its rows and verdicts. The
+fixed-load mode runs against the emulator as ``iotnotify local`` runs it,
+with role sessions and a publisher user minted in that stack's moto.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ def test_bench_quick_run_prints_every_row() -> None:
     # Given the bench with tiny counts and no mosquitto (not needed for a smoke run)
     command = [sys.executable, str(ROOT / "bench" / "emulator_bench.py"), "--quick"]
     command += ["--no-mosquitto", "--subscribers", "5", "--messages", "50", "--idle", "20"]
-    command += ["--settle", "0.2"]
+    command += ["--settle", "0.2", "--fixed-rate", "100", "--fixed-publishers", "5"]
+    command += ["--fixed-duration", "1"]
 
     # When it runs
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
 
     # Then it succeeds and prints both measurements and the targets it can judge
     assert done.returncode == 0, done.stdout + done.stderr
@@ -33,3 +36,9 @@ def test_bench_quick_run_prints_every_row() -> None:
     assert re.search(r"idle RSS <= 20 KB per connection .* (PASS|MISS)$", out, re.MULTILINE)
     assert re.search(r"SigV4 connect\+subscribe >= 1000/s .* (PASS|MISS)$", out, re.MULTILINE)
     assert "delivered msg/s >= 0.5 x mosquitto: NOT MEASURED" in out
+    # and the fixed load, through iotnotify local's emulator: 5 publishers at
+    # 20/s each, every message of the measured second delivered
+    assert re.search(r"by 5 publishers \(20/s each\) -> 5 WebSocket subscribers", out), out
+    assert re.search(r"^  emulator run 1 +100/100 ", out, re.MULTILINE), out
+    assert re.search(r"emulator p50 <= 1 ms .* (PASS|MISS)$", out, re.MULTILINE), out
+    assert "p99 <= 2 x mosquitto: NOT MEASURED" in out

@@ -364,3 +364,130 @@ async def test_3_1_1_clients_are_unchanged_beside_v5_ones(world: Harness) -> Non
     suback = await v3.subscribe("a/+/#/b")  # invalid filter
     assert suback.return_codes == (0x80,)
     assert await v3.publish("a/1", b"x", qos=1) == Puback(2)
+
+
+@pytest.mark.parametrize(
+    ("config", "reason"),
+    [
+        (EmulatorConfig(wss_port=None, keepalive_min=1), ReasonCode.KEEP_ALIVE_TIMEOUT),
+        (EmulatorConfig(wss_port=None, websocket_ttl=0.5), ReasonCode.MAXIMUM_CONNECT_TIME),
+    ],
+    ids=["keepalive", "websocket-ttl"],
+)
+async def test_server_timeouts_send_disconnect_with_a_reason(
+    config: EmulatorConfig, reason: ReasonCode
+) -> None:
+    store = InMemoryCredentialStore()
+    async with start_emulator(config, credentials=store) as emulator:
+        harness = Harness(emulator=emulator, store=store)
+        # A silent client (keepalive 1 s) or one outliving the WebSocket TTL
+        client = await harness.connect(harness.subscriber("alice"), "alice.1", keepalive=1, **V5)
+        assert await client.wait_closed() == [Disconnect(reason)]
+        await harness.aclose()
+
+
+async def test_emulator_shutdown_sends_server_shutting_down() -> None:
+    store = InMemoryCredentialStore()
+    async with start_emulator(EmulatorConfig(wss_port=None), credentials=store) as emulator:
+        harness = Harness(emulator=emulator, store=store)
+        client = await harness.connect(harness.subscriber("alice"), "alice.1", **V5)
+        await emulator.stop()
+        assert await client.wait_closed() == [Disconnect(ReasonCode.SERVER_SHUTTING_DOWN)]
+        await harness.aclose()
+
+
+async def _reconnect(world: Harness, client_id: str, *, clean_start: bool) -> RawMqttClient:
+    client = await RawMqttClient.open(world.url(world.store.issue([ALLOW_ALL])), **V5)
+    world.clients.append(client)
+    await client.send(Connect(client_id=client_id, clean_session=clean_start, protocol_level=5))
+    connack = await client.receive()
+    assert isinstance(connack, Connack)
+    assert connack.return_code == 0
+    return client
+
+
+@pytest.mark.parametrize("clean_start", [False, True], ids=["resumed", "new-session"])
+async def test_will_delay_interval(world: Harness, clean_start: bool) -> None:
+    credential = world.store.issue([ALLOW_ALL])
+    watcher = await world.connect(credential, "watcher", **V5)
+    await watcher.subscribe("wills/#", "$aws/events/presence/disconnected/+")
+    # Given a client whose will waits 30 s and whose session outlives it
+    will = Will("wills/w", b"bye", properties=Properties(will_delay_interval=30))
+    client = await world.connect(
+        credential, "w1", will=will, properties=Properties(session_expiry_interval=60), **V5
+    )
+    # When its connection drops: the disconnect event comes, the will does not yet
+    await client.ws.close()
+    event = await watcher.next_publish()
+    assert event.topic == "$aws/events/presence/disconnected/w1"
+    # Then reconnecting within the delay resumes the session (no will) or,
+    # with Clean Start, ends it (the will is sent at once)
+    await _reconnect(world, "w1", clean_start=clean_start)
+    if clean_start:
+        message = await watcher.next_publish()
+        assert (message.topic, message.payload) == ("wills/w", b"bye")
+        assert message.properties == Properties()  # the delay is not a PUBLISH property
+    else:
+        await _still_connected(watcher)  # the PINGRESP is the next packet: no will
+        assert "w1" not in world.emulator.broker._delayed_wills
+
+
+async def test_disconnect_may_not_set_session_expiry_after_0(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c", **V5)
+    await client.send(Disconnect(0, Properties(session_expiry_interval=10)))
+    assert await client.wait_closed() == [Disconnect(ReasonCode.PROTOCOL_ERROR)]
+
+
+async def test_receive_maximum_bounds_unacknowledged_qos1_deliveries(world: Harness) -> None:
+    credential = world.store.issue([ALLOW_ALL])
+    # Given a subscriber that accepts 2 unacknowledged QoS 1 messages
+    sub = await world.connect(credential, "sub", properties=Properties(receive_maximum=2), **V5)
+    await sub.subscribe(("q/1", 1))
+    pub = await world.connect(credential, "pub", **V5)
+    for index in range(3):
+        await pub.publish("q/1", b"%d" % index, qos=1)
+    # When it has not acknowledged anything, only two arrive
+    first, second = await sub.receive(), await sub.receive()
+    await _still_connected(sub)  # the third is held: PINGRESP comes next
+    assert [p.payload for p in (first, second) if isinstance(p, Publish)] == [b"0", b"1"]
+    # Then acknowledging one releases the third
+    assert isinstance(first, Publish)
+    assert first.packet_id is not None
+    await sub.send(Puback(first.packet_id))
+    third = await sub.receive()
+    assert isinstance(third, Publish)
+    assert third.payload == b"2"
+
+
+async def test_session_expiry_keeps_the_session_for_a_v5_client(world: Harness) -> None:
+    credential = world.store.issue([ALLOW_ALL])
+    # Given a v5 client with a session that outlives its connection
+    first = await world.connect(
+        credential, "keep", properties=Properties(session_expiry_interval=600), **V5
+    )
+    await first.subscribe(("kept/1", 1))
+    await first.disconnect()
+    # When it comes back with Clean Start 0
+    again = await _reconnect(world, "keep", clean_start=False)
+    # Then the session is present and its subscription still delivers
+    pub = await world.connect(credential, "pub", **V5)
+    await pub.publish("kept/1", b"still here", qos=1)
+    message = await again.next_publish()
+    assert message.payload == b"still here"
+
+
+async def test_disconnect_can_end_the_session(world: Harness) -> None:
+    credential = world.store.issue([ALLOW_ALL])
+    first = await world.connect(
+        credential, "gone", properties=Properties(session_expiry_interval=600), **V5
+    )
+    await first.subscribe(("kept/1", 1))
+    # DISCONNECT with Session Expiry Interval 0: the session ends with the connection
+    await first.send(Disconnect(0, Properties(session_expiry_interval=0)))
+    await first.wait_closed()
+    client = await RawMqttClient.open(world.url(credential), **V5)
+    world.clients.append(client)
+    await client.send(Connect(client_id="gone", clean_session=False, protocol_level=5))
+    connack = await client.receive()
+    assert isinstance(connack, Connack)
+    assert connack.session_present is False

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
+from iotnotify_emulator.server import ADMIN_HEADER, Emulator
 from iotnotify_emulator.testing import Harness, RawMqttClient
 
 
@@ -22,10 +23,15 @@ async def faulty() -> AsyncIterator[Harness]:
         await harness.aclose()
 
 
-async def restart(url: str, down: str) -> tuple[int, dict]:
+async def restart(emulator: Emulator, down: str, secret: str | None = None) -> tuple[int, dict]:
+    headers = {ADMIN_HEADER: emulator.admin_secret if secret is None else secret}
     async with (
         aiohttp.ClientSession() as http,
-        http.post(f"{url}/_emulator/restart", params={"downSeconds": down}) as response,
+        http.post(
+            f"{emulator.data_url}/_emulator/restart",
+            params={"downSeconds": down},
+            headers=headers,
+        ) as response,
     ):
         return response.status, await response.json()
 
@@ -36,7 +42,7 @@ async def test_an_outage_drops_clients_refuses_new_ones_then_recovers(faulty: Ha
     client = await faulty.connect(credential, "alice.a")
     ws_port = emulator.ws_port
     # When an outage of 1 s is injected
-    status, body = await restart(emulator.data_url, "1")
+    status, body = await restart(emulator, "1")
     assert (status, body["downSeconds"]) == (202, 1.0)
     # Then the connected client is dropped
     await client.wait_closed(within=5)
@@ -62,5 +68,20 @@ async def test_restart_is_off_unless_asked_for(world: Harness) -> None:
 
 
 async def test_bad_outage_lengths_are_refused(faulty: Harness) -> None:
-    assert (await restart(faulty.emulator.data_url, "nope"))[0] == 400
-    assert (await restart(faulty.emulator.data_url, "301"))[0] == 400
+    assert (await restart(faulty.emulator, "nope"))[0] == 400
+    assert (await restart(faulty.emulator, "301"))[0] == 400
+
+
+async def test_restart_needs_the_per_start_secret(faulty: Harness) -> None:
+    # Given fault injection on: a caller without the secret is refused
+    for secret in ("", "guess", faulty.emulator.admin_secret + "x", "é"):
+        status, body = await restart(faulty.emulator, "0", secret=secret)
+        assert status == 403, body
+        assert "message" in body
+    assert faulty.emulator.restarts == 0
+    # and another emulator's secret is another value
+    async with start_emulator(
+        EmulatorConfig(fault_injection=True, wss_port=None), credentials=faulty.store
+    ) as other:
+        assert other.admin_secret != faulty.emulator.admin_secret
+        assert (await restart(faulty.emulator, "0", secret=other.admin_secret))[0] == 403

@@ -9,18 +9,24 @@ from collections.abc import AsyncIterator
 import pytest
 
 from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
-from iotnotify_emulator.mqtt import SUBACK_FAILURE, Pingreq, Pingresp
+from iotnotify_emulator.mqtt import Pingreq, Pingresp, Subscribe
 from iotnotify_emulator.testing import ALLOW_ALL, ConnectionRefused, Harness
 
 
-async def test_bob_cannot_subscribe_to_alices_topic(world: Harness) -> None:
+async def test_bob_cannot_subscribe_to_alices_topic_and_is_disconnected(world: Harness) -> None:
     bob = await world.connect(world.subscriber("bob"), "bob.1")
-    suback = await bob.subscribe(world.topic_of("alice"), world.topic_of("bob"))
-    assert suback.return_codes == (SUBACK_FAILURE, 0)
-    refusal = world.emulator.stats()["recent_refusals"][-1]
+    # When bob (MQTT 3.1.1) asks for alice's topic beside his own
+    await bob.send(
+        Subscribe(packet_id=1, topics=((world.topic_of("bob"), 0), (world.topic_of("alice"), 0)))
+    )
+    # Then AWS's 3.1.1 answer: no SUBACK, the connection is closed
+    assert await bob.wait_closed() == []
+    stats = world.emulator.stats()
+    refusal = stats["recent_refusals"][-1]
     assert refusal["action"] == "iot:Subscribe"
     assert refusal["resource"].endswith("topicfilter/" + world.topic_of("alice"))
-    await bob.disconnect()
+    assert stats["disconnects_by_reason"] == {"AUTH_ERROR": 1}
+    assert stats["subscriptions_current"] == 0
 
 
 async def test_bob_cannot_use_a_wildcard_filter_to_read_alices_topic(world: Harness) -> None:

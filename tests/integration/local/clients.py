@@ -32,6 +32,31 @@ def sign_in(state: dict[str, Any], user: dict[str, Any]) -> str:
     return str(answer["AuthenticationResult"]["IdToken"])
 
 
+def sign_up(state: dict[str, Any], email: str, password: str) -> str:
+    """What the page's "Sign up" does (SignUp), confirmed by the pool's admin; the sub."""
+    cognito = boto3.client(
+        "cognito-idp",
+        region_name=state["region"],
+        endpoint_url=state["awsEndpointUrl"],
+        config=Config(signature_version=UNSIGNED),
+    )
+    answer = cognito.sign_up(
+        ClientId=state["userPoolClientId"],
+        Username=email,
+        Password=password,
+        UserAttributes=[{"Name": "email", "Value": email}],
+    )
+    admin = boto3.client(
+        "cognito-idp",
+        region_name=state["region"],
+        endpoint_url=state["awsEndpointUrl"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    admin.admin_confirm_sign_up(UserPoolId=state["userPoolId"], Username=email)
+    return str(answer["UserSub"])
+
+
 def api(
     state: dict[str, Any],
     method: str,
@@ -62,6 +87,7 @@ class MqttUser:
         self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.suback: queue.Queue[list[int]] = queue.Queue()
         self.connected = threading.Event()
+        self.disconnected = threading.Event()
         self.connect_result: list[Any] = []
         url = urlsplit(token["url"])
         self.client = mqtt.Client(
@@ -74,6 +100,7 @@ class MqttUser:
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda _c, _u, msg: self.messages.put((msg.topic, msg.payload))
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_disconnect = lambda *_args: self.disconnected.set()
         self.client.connect(url.hostname or "127.0.0.1", url.port or 80, keepalive=60)
         self.client.loop_start()
 

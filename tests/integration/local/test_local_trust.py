@@ -4,15 +4,20 @@ must not get, and the JSON errors every bad input gets instead."""
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
+import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import boto3
 import jwt
 import moto
+import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -111,3 +116,235 @@ def test_post_notify_with_sigv4_needs_execute_api_invoke(local_stack: LocalProce
     # and made-up keys fail the signature check
     status, body = signed_post(state, "/notify", note, Credentials("AKIAMADEUP", "x" * 40))
     assert status == 403, body
+
+
+def raw_request(
+    state: dict[str, Any],
+    method: str,
+    path: str,
+    *,
+    headers: dict[str, str | bytes] | None = None,
+    body: bytes | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request as bytes on the wire (http.client lets a test send any header bytes)."""
+    url = urllib.parse.urlsplit(state["apiUrl"])
+    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=30)
+    try:
+        connection.putrequest(method, path, skip_accept_encoding=True)
+        for name, value in (headers or {}).items():
+            connection.putheader(name, value)
+        if body is not None and "Content-Length" not in (headers or {}):
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def assert_json_error(status: int, headers: dict[str, str], body: bytes, expected: int) -> dict:
+    """The API's one error shape: JSON {"error","message"} with CORS, for every status."""
+    assert status == expected, (status, body[:300])
+    assert headers.get("Content-Type", "").startswith("application/json"), headers
+    assert headers.get("Access-Control-Allow-Origin") == "*", headers
+    document = json.loads(body, parse_constant=lambda c: pytest.fail(f"{c} in a response"))
+    assert set(document) == {"error", "message"}, document
+    assert isinstance(document["error"], str), document
+    assert document["error"], document
+    return dict(document)
+
+
+def test_non_finite_numbers_are_refused_in_every_envelope(local_stack: LocalProcess) -> None:
+    state = local_stack.state
+    key = state["extra"]["notifyApiKey"]
+    alice = local_stack.user("alice")["sub"]
+    for number in ("NaN", "Infinity", "-Infinity", "1e999"):
+        # Given a notify body whose data holds a number JSON cannot represent
+        body = f'{{"user": "{alice}", "title": "t", "data": {{"x": {number}}}}}'.encode()
+        # When it is posted, Then it is refused before anything is sent or stored
+        status, headers, answer = raw_request(
+            state,
+            "POST",
+            "/notify/key",
+            headers={"x-api-key": key, "Content-Type": "application/json"},
+            body=body,
+        )
+        assert_json_error(status, headers, answer, 400)
+
+
+def test_inbox_pages_are_strict_json_even_with_a_corrupt_item(local_stack: LocalProcess) -> None:
+    # Given alice's inbox holding an item whose stored envelope has NaN (as the
+    # old code let through) next to a good one
+    state = local_stack.state
+    alice = local_stack.user("alice")
+    table = boto3.resource(
+        "dynamodb",
+        region_name=state["region"],
+        endpoint_url=state["awsEndpointUrl"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).Table(f"{state['app']}-{state['stage']}-inbox")
+    bad_id = "01J00000000000000000000000"
+    table.put_item(
+        Item={
+            "userId": alice["sub"],
+            "id": bad_id,
+            "expiresAt": int(time.time()) + 3600,
+            "envelope": f'{{"v":1,"id":"{bad_id}","type":"t","title":"x","body":"",'
+            '"data":{"x":NaN},"ts":""}',
+        }
+    )
+    key = state["extra"]["notifyApiKey"]
+    status, sent = api_key_post(state, key, {"user": alice["sub"], "title": "good"})
+    assert status == 200, sent
+    # When alice catches up
+    token = sign_in(state, alice)
+    status, _headers, body = raw_request(
+        state, "GET", "/notifications", headers={"Authorization": token}
+    )
+    # Then the page is JSON any client parses, and the good notification is there
+    assert status == 200, body
+    page = json.loads(body, parse_constant=lambda c: pytest.fail(f"{c} in the inbox page"))
+    ids = [note["id"] for note in page["notifications"]]
+    assert sent["id"] in ids
+    assert bad_id not in ids
+
+
+def api_key_post(state: dict[str, Any], key: str, body: Any) -> tuple[int, Any]:
+    status, _headers, answer = raw_request(
+        state,
+        "POST",
+        "/notify/key",
+        headers={"x-api-key": key, "Content-Type": "application/json"},
+        body=json.dumps(body).encode(),
+    )
+    return status, json.loads(answer)
+
+
+def test_deeply_nested_bodies_get_400_json(local_stack: LocalProcess) -> None:
+    state = local_stack.state
+    token = sign_in(state, local_stack.user("alice"))
+    nested = b"[" * 100_000
+    for path, headers in (
+        ("/task", {"Authorization": token}),
+        ("/chats", {"Authorization": token}),
+        ("/notify/key", {"x-api-key": state["extra"]["notifyApiKey"]}),
+    ):
+        status, answer_headers, body = raw_request(
+            state,
+            "POST",
+            path,
+            headers={**headers, "Content-Type": "application/json"},
+            body=nested,
+        )
+        assert_json_error(status, answer_headers, body, 400)
+
+
+def test_limit_takes_only_ascii_digits(local_stack: LocalProcess) -> None:
+    state = local_stack.state
+    token = sign_in(state, local_stack.user("alice"))
+    for limit in ("²", "①", "١٢", "9" * 5000, "-1", "1.0"):
+        query = urllib.parse.urlencode({"limit": limit})
+        status, headers, body = raw_request(
+            state, "GET", f"/notifications?{query}", headers={"Authorization": token}
+        )
+        assert_json_error(status, headers, body, 400)
+    status, _headers, body = raw_request(
+        state, "GET", "/notifications?limit=12", headers={"Authorization": token}
+    )
+    assert status == 200, body
+
+
+def test_non_ascii_api_key_gets_401(local_stack: LocalProcess) -> None:
+    for key in (b"\xff\xfe\xfd", "clé".encode(), b"\xc3"):
+        status, headers, body = raw_request(
+            local_stack.state,
+            "POST",
+            "/notify/key",
+            headers={"x-api-key": key, "Content-Type": "application/json"},
+            body=b'{"broadcast": true, "title": "t"}',
+        )
+        assert_json_error(status, headers, body, 401)
+
+
+def test_lone_surrogates_are_refused_in_every_text_field(local_stack: LocalProcess) -> None:
+    state = local_stack.state
+    token = sign_in(state, local_stack.user("alice"))
+    alice = local_stack.user("alice")["sub"]
+    key = state["extra"]["notifyApiKey"]
+    lone = "\\ud800"  # a JSON escape for half a surrogate pair: not Unicode text
+    cases = (
+        ("/task", {"Authorization": token}, f'{{"name": "{lone}"}}'),
+        ("/task", {"Authorization": token}, f'{{"name": "n", "payload": {{"{lone}": 1}}}}'),
+        ("/chats", {"Authorization": token}, f'{{"room": "{lone}"}}'),
+        ("/notify/key", {"x-api-key": key}, f'{{"user": "{alice}", "title": "{lone}"}}'),
+        (
+            "/notify/key",
+            {"x-api-key": key},
+            f'{{"user": "{alice}", "title": "t", "body": "{lone}"}}',
+        ),
+        (
+            "/notify/key",
+            {"x-api-key": key},
+            f'{{"user": "{alice}", "title": "t", "data": {{"k": "a{lone}"}}}}',
+        ),
+    )
+    for path, headers, body in cases:
+        status, answer_headers, answer = raw_request(
+            state,
+            "POST",
+            path,
+            headers={**headers, "Content-Type": "application/json"},
+            body=body.encode(),
+        )
+        assert_json_error(status, answer_headers, answer, 400)
+
+
+def test_router_and_parser_errors_are_json_with_cors(local_stack: LocalProcess) -> None:
+    state = local_stack.state
+    # unknown route
+    assert_json_error(*raw_request(state, "GET", "/no/such/route"), 404)
+    # wrong method (and the Allow header survives)
+    status, headers, body = raw_request(state, "DELETE", "/token")
+    assert_json_error(status, headers, body, 405)
+    assert "GET" in headers.get("Allow", "")
+    # a body larger than the API takes, announced by Content-Length
+    assert_json_error(
+        *raw_request(
+            state,
+            "POST",
+            "/task",
+            headers={"Content-Type": "application/json", "Content-Length": str(64 * 2**20)},
+            body=b"",
+        ),
+        413,
+    )
+    # a header larger than the server reads
+    assert_json_error(*raw_request(state, "GET", "/token", headers={"X-Big": "a" * 9000}), 431)
+    assert "Traceback" not in local_stack.output()
+
+
+def readme_curl_line() -> str:
+    text = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- curl-notify -->", 2)[1]
+    return next(line for line in block.splitlines() if "curl" in line)
+
+
+def test_readme_curl_line_sends_a_notification(local_stack: LocalProcess, tmp_path: Path) -> None:
+    # Given the state file where the README says it is (relative to where the
+    # stack was started)
+    (tmp_path / ".iotnotify").mkdir()
+    (tmp_path / ".iotnotify" / "local.json").write_bytes(local_stack.state_file.read_bytes())
+    # When a newcomer pastes the README's curl line
+    done = subprocess.run(
+        ["bash", "-c", readme_curl_line()],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # Then the first demo user is notified
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["results"] == [{"userId": local_stack.state["users"][0]["sub"], "ok": True}]

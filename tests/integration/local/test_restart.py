@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
 import socket
 import ssl
 import subprocess
@@ -14,24 +15,24 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
 import jwt
-from botocore import UNSIGNED
-from botocore.config import Config
 
-from tests.integration.local.clients import api, sign_in
+from tests.integration.local.clients import api, sign_in, sign_up
 from tests.integration.local.conftest import start_stack
 from tests.local_process import IOTNOTIFY, LocalProcess
 
 
 def four_free_ports() -> int:
-    """A port P such that P..P+3 are free now (the stack uses four in a row)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + 3 > 65535:
-            continue
+    """A port P such that P..P+3 are free now (the stack uses four in a row).
+
+    Chosen below the kernel's ephemeral range, as a fixed port like the
+    default 8700 is: ports in that range are handed out to other programs'
+    connections at any moment, and one could take P+1 between two runs.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(10_000, low - 4)
         try:
             with ExitStack() as held:
                 for port in range(base, base + 4):
@@ -116,31 +117,6 @@ def test_commands_say_the_stack_is_not_running_after_a_crash(tmp_path: Path) -> 
         assert "not running" in result.stderr, result.stderr
         assert "Could not connect" not in result.stderr + result.stdout
         assert "Traceback" not in result.stderr + result.stdout
-
-
-def sign_up(state: dict[str, Any], email: str, password: str) -> str:
-    """What the page's "Sign up" does (SignUp), confirmed by the pool's admin; the sub."""
-    cognito = boto3.client(
-        "cognito-idp",
-        region_name=state["region"],
-        endpoint_url=state["awsEndpointUrl"],
-        config=Config(signature_version=UNSIGNED),
-    )
-    answer = cognito.sign_up(
-        ClientId=state["userPoolClientId"],
-        Username=email,
-        Password=password,
-        UserAttributes=[{"Name": "email", "Value": email}],
-    )
-    admin = boto3.client(
-        "cognito-idp",
-        region_name=state["region"],
-        endpoint_url=state["awsEndpointUrl"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    admin.admin_confirm_sign_up(UserPoolId=state["userPoolId"], Username=email)
-    return str(answer["UserSub"])
 
 
 def send(stack: LocalProcess, title: str) -> str:

@@ -64,7 +64,7 @@ def test_token_and_inbox_through_the_api(
     token = api.token()
     assert token.url.startswith("ws://")
     assert token.client_id_prefix == f"{token.user_id}."
-    assert token.keepalive == 600
+    assert token.keepalive == 50  # below common NAT/proxy idle timeouts
     pub, alice_id = publisher
     cursor = new_notification_id()
     sent = [pub.notify(alice_id, title=f"inbox {i}") for i in range(3)]
@@ -103,7 +103,10 @@ def test_subscriber_receives_from_the_publisher(
 def _restart_emulator(local_stack: RunningStack, down_seconds: int) -> None:
     """The stack's fault-injection hook: drop everyone, listen again later."""
     url = f"{local_stack.state.iotDataUrl}/_emulator/restart?downSeconds={down_seconds}"
-    request = urllib.request.Request(url, method="POST", data=b"")
+    secret = local_stack.state.extra["emulatorAdminSecret"]
+    request = urllib.request.Request(
+        url, method="POST", data=b"", headers={"X-Emulator-Secret": secret}
+    )
     with urllib.request.urlopen(request, timeout=10) as answer:
         assert int(answer.status) == 202
 
@@ -253,3 +256,43 @@ def test_tray_refuses_to_run_without_a_keyring(local_stack: RunningStack, tmp_pa
     assert result.exit_code == 1
     assert "keyring" in result.output
     assert not settings.exists() or "refresh" not in settings.read_text().lower()
+
+
+def _send(local_stack: RunningStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(Path(sys.executable).with_name("iotnotify")),
+            "send",
+            "--state-file",
+            str(local_stack.state_file),
+            "--title",
+            "hello",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_send_to_an_unknown_user_is_an_error_not_sent(local_stack: RunningStack) -> None:
+    # Issue 12 item 9: `send --user carol` said "sent".
+    result = _send(local_stack, "--user", "carol")
+    assert result.returncode == 1
+    assert "no user 'carol'" in result.stderr
+    assert "sent" not in result.stdout
+
+
+def test_a_user_who_signed_up_is_addressable_by_e_mail(local_stack: RunningStack) -> None:
+    # Given someone signed up on the page (which stores e-mails lower case)
+    auth = CognitoAuth.from_state_file(local_stack.state_file)
+    signed_up = auth.sign_up("dora.page@example.com", "Signed-up-1-password")
+    # When a sender addresses her by e-mail, in any case
+    result = _send(local_stack, "--user", "Dora.Page@Example.com", "--json")
+    # Then the notification goes to her user id
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["results"] == [{"userId": signed_up.user_sub, "ok": True}]
+    by_id = _send(local_stack, "--user", signed_up.user_sub, "--json")
+    assert json.loads(by_id.stdout)["results"][0]["ok"] is True

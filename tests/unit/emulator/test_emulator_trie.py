@@ -50,10 +50,14 @@ def test_highest_qos_wins_for_overlapping_subscriptions() -> None:
     assert trie.match("a/b") == {"s": 1}
 
 
-def test_hash_matches_the_parent_level_and_dollar_topics_are_special() -> None:
+def test_hash_does_not_match_the_parent_level_and_dollar_topics_are_special() -> None:
+    """AWS IoT developer guide, "MQTT topics" -> "Topic filters": `sensor/#`
+    receives `sensor/`, `sensor/temperature`, ... (not the parent `sensor`)."""
     trie: SubscriptionTrie[str] = SubscriptionTrie()
     trie.add("a/#", "s", 0)
     trie.add("#", "all", 0)
     trie.add("$aws/events/#", "events", 0)
-    assert set(trie.match("a")) == {"s", "all"}
+    assert set(trie.match("a")) == {"all"}
+    assert set(trie.match("a/")) == {"s", "all"}
+    assert set(trie.match("a/b/c")) == {"s", "all"}
     assert set(trie.match("$aws/events/presence/connected/x")) == {"events"}

@@ -1,28 +1,40 @@
-"""GC tuning for emulator processes: frozen start-up objects, rarer young collections."""
+"""The emulator's event loop is uvloop's when installed (the [local] extra installs it)."""
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
+import asyncio
 
-import pytest
+import uvloop
 
-from iotnotify_emulator.runtime import tune_gc_for_serving
-
-
-@pytest.fixture
-def restore_gc() -> Iterator[None]:
-    thresholds = gc.get_threshold()
-    yield
-    gc.unfreeze()
-    gc.set_threshold(*thresholds)
+from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore
+from iotnotify_emulator.runtime import event_loop_name, new_event_loop, run
+from iotnotify_emulator.server import EmulatorThread
 
 
-@pytest.mark.usefixtures("restore_gc")
-def test_tuning_freezes_what_exists_and_raises_only_the_young_threshold() -> None:
-    before = gc.get_threshold()
-    tune_gc_for_serving()
-    after = gc.get_threshold()
-    assert gc.get_freeze_count() > 0
-    assert after[0] > before[0]
-    assert after[1:] == before[1:]
+def test_new_event_loop_and_run_use_uvloop() -> None:
+    loop = new_event_loop()
+    try:
+        assert isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
+
+    async def which() -> type[asyncio.AbstractEventLoop]:
+        return type(asyncio.get_running_loop())
+
+    assert run(which()) is uvloop.Loop
+    assert event_loop_name() == "uvloop"
+
+
+def test_the_emulator_thread_of_iotnotify_local_serves_on_uvloop() -> None:
+    # Given the emulator on its own thread, as `iotnotify local` runs it
+    config = EmulatorConfig(wss_port=None)
+    with EmulatorThread(config, credentials=InMemoryCredentialStore()) as emulator:
+
+        async def which() -> type[asyncio.AbstractEventLoop]:
+            return type(asyncio.get_running_loop())
+
+        # Then its loop is uvloop's
+        assert emulator._loop is not None
+        found = asyncio.run_coroutine_threadsafe(which(), emulator._loop).result(timeout=10)
+        assert found is uvloop.Loop
+        assert emulator.stats()["connections_current"] == 0

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -45,3 +46,28 @@ def make_subscriber(
     yield make
     for sub in started:
         sub.stop()
+
+
+@pytest.fixture
+def make_service_subscriber(
+    collector: Collector,
+) -> Iterator[Callable[..., tuple[FakeService, Subscriber]]]:
+    """A FakeService built with options (e.g. the token's topics) and a Subscriber on it."""
+    made: list[tuple[FakeService, Subscriber]] = []
+
+    def make(**service_options: Any) -> tuple[FakeService, Subscriber]:
+        service = FakeService(**service_options).__enter__()
+        sub = Subscriber(
+            tokens=ApiClient(api_url=service.api_url, id_tokens=StaticIdToken("good")),
+            on_message=collector.on_message,
+            on_state=collector.on_state,
+            backoff=Backoff(initial=0.05, cap=0.2),
+            device_id="test-device",
+        )
+        made.append((service, sub))
+        return service, sub
+
+    yield make
+    for service, sub in made:
+        sub.stop()
+        service.__exit__(None, None, None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import itertools
 import struct
 import threading
@@ -89,10 +90,17 @@ class FakeService:
         self.refuse_connections = False
         self.connack_code = 0
         self.suback_code = 0
+        # Topics this service does not authorise, and how it says so: "suback"
+        # (0x80, MQTT 5 style) or "close" (AWS IoT on MQTT 3.1.1).
+        self.refuse_topics: set[str] = set()
+        self.refusal = "close"
+        self.subscribe_requests: list[str] = []
         self.inbox: list[Notification] = []
         self.token_calls = 0
         self.inbox_calls = 0
         self.fail_inbox = 0  # answer 500 to this many inbox requests
+        # The service's clock minus ours (seconds): its HTTP Date header says so.
+        self.clock_offset = 0.0
         self.id_tokens_seen: list[str] = []
         self.sessions: list[Session] = []
         self.connect_log: list[Session] = []
@@ -208,7 +216,14 @@ class FakeService:
             return web.json_response({"error": "unauthorized", "message": "expired"}, status=401)
         if auth == "nobody":
             return web.json_response({"error": "forbidden", "message": "no"}, status=403)
-        return web.json_response(self.token_response())
+        date = email.utils.formatdate(time.time() + self.clock_offset, usegmt=True)
+        return web.json_response(self.token_response(), headers={"Date": date})
+
+    def server_id(self) -> str:
+        """A new notification id made by the service's clock (a publisher beside it)."""
+        from ulid import ULID
+
+        return str(ULID.from_timestamp(time.time() + self.clock_offset))
 
     async def _notifications(self, request: web.Request) -> web.Response:
         self.inbox_calls += 1
@@ -260,14 +275,22 @@ class FakeService:
                             self.connected.notify_all()
                     elif kind == 8:  # SUBSCRIBE
                         pid = body[:2]
-                        offset, codes = 2, bytearray()
+                        offset, codes, closed = 2, bytearray(), False
                         while offset < len(body):
                             size = struct.unpack("!H", body[offset : offset + 2])[0]
                             topic = body[offset + 2 : offset + 2 + size].decode()
                             offset += 2 + size + 1
-                            codes.append(self.suback_code)
-                            if not self.suback_code:
+                            self.subscribe_requests.append(topic)
+                            if topic in self.refuse_topics and self.refusal == "close":
+                                closed = True
+                                break
+                            code = 0x80 if topic in self.refuse_topics else self.suback_code
+                            codes.append(code)
+                            if not code:
                                 session.topics.add(topic)
+                        if closed:
+                            await ws.close()
+                            break
                         next(packet_ids)
                         await ws.send_bytes(_packet(0x90, pid + bytes(codes)))
                         with self.connected:

@@ -301,7 +301,7 @@ def test_backoff_is_exponential_with_full_jitter_and_a_cap() -> None:
 @pytest.mark.parametrize(
     ("asked", "floor", "expected"),
     [
-        (None, 30, 600),
+        (None, 30, 50),
         (0, 30, 1200),
         (-5, 30, 1200),
         (1201, 30, 1200),
@@ -376,3 +376,14 @@ def test_sequencer_ignores_a_stale_catch_up_and_keeps_broadcast_apart() -> None:
     assert seq.page(new_generation, [note], last=True)
     assert out == ["all", "x"]
     assert (seq.last_user_id, seq.last_broadcast_id) == (note.id, everyone.id)
+
+
+def test_default_keepalive_is_below_common_idle_timeouts() -> None:
+    # Issue 12 item 5: nginx/ALB 60 s, proxies 120 s, AWS NAT Gateway 350 s.
+    from iotnotify.contract import DEFAULT_KEEPALIVE_SECONDS
+    from iotnotify_handlers.settings import load_settings
+
+    assert clamp_keepalive(None) == DEFAULT_KEEPALIVE_SECONDS
+    assert 30 <= DEFAULT_KEEPALIVE_SECONDS < 60
+    # The token vending Lambda recommends the same unless the deployment says otherwise.
+    assert load_settings({"AWS_REGION": "eu-west-1"}).keepalive_seconds == 50

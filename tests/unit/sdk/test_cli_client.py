@@ -41,3 +41,14 @@ def test_tray_without_settings_explains_the_first_run(tmp_path: Path) -> None:
     result = CliRunner().invoke(tray, ["--settings", str(tmp_path / "tray.json")])
     assert result.exit_code == 1
     assert "--api-url" in result.output
+
+
+def test_since_garbage_is_a_usage_error(tmp_path: Path) -> None:
+    # Issue 12 item 9: it used to loop forever on a 400 from the inbox.
+    result = CliRunner().invoke(
+        listen,
+        ["--state-file", str(tmp_path / "none.json"), "--user", "alice", "--since", "garbage"],
+    )
+    assert result.exit_code == 2
+    assert "--since" in result.output
+    assert "notification id" in result.output

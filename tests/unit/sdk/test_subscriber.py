@@ -10,10 +10,10 @@ import pytest
 from iotnotify.api_client import ApiClient
 from iotnotify.auth import StaticIdToken
 from iotnotify.backoff import Backoff
-from iotnotify.contract import Notification, new_notification_id
+from iotnotify.contract import Notification, id_floor, new_notification_id
 from iotnotify.errors import AuthError, Forbidden
-from iotnotify.subscriber import ConnectionState, Subscriber
-from tests.unit.sdk.fakes import BROADCAST_TOPIC, Collector, FakeService
+from iotnotify.subscriber import SINCE_NOW, ConnectionState, Subscriber
+from tests.unit.sdk.fakes import BROADCAST_TOPIC, OWN_TOPIC, Collector, FakeService
 
 Make = Callable[..., Subscriber]
 
@@ -125,23 +125,31 @@ def test_live_messages_during_catch_up_are_merged_in_order(
     assert [n.id for n in got] == [n.id for n in [*missed, overlap]]
 
 
-def test_failed_catch_up_reconnects_and_keeps_live_messages(
+def test_failed_catch_up_is_retried_on_the_same_connection_and_live_messages_flow(
     service: FakeService, collector: Collector, make_subscriber: Make
 ) -> None:
-    service.fail_inbox = 2
+    # Given an inbox that answers 500 to the first four reads (pages of 100, 25, 6, 1)
+    service.fail_inbox = 4
     missed = _notes(2, "m")
     for note in missed:
         service.send(note, live=False)
     make_subscriber().start()
+    # Then the failure is reported, and a live message is delivered meanwhile
+    _state_seen(collector, ConnectionState.CATCH_UP_FAILED)
+    live = _notes(1, "l")[0]
+    service.send(live)
+    assert [n.id for n in collector.wait_notes(1)] == [live.id]
+    # And the retry on the same connection delivers what was missed: no reconnect
     _state_seen(collector, ConnectionState.CAUGHT_UP)
-    got = collector.wait_notes(2)
-    assert [n.id for n in got] == [n.id for n in missed]
-    assert service.token_calls >= 3
+    got = collector.wait_notes(3)
+    assert sorted(n.id for n in got) == sorted([live.id, *(n.id for n in missed)])
+    assert service.inbox_calls >= 5
+    assert service.token_calls == 1
 
 
 @pytest.mark.parametrize(
     ("requested", "token_keepalive", "on_the_wire"),
-    [(None, 5000, 1200), (None, 0, 1200), (10, 600, 30), (None, None, 600), (45, 600, 45)],
+    [(None, 5000, 1200), (None, 0, 1200), (10, 600, 30), (None, None, 50), (45, 600, 45)],
 )
 def test_keepalive_is_clamped_to_iot_limits(
     service: FakeService,
@@ -199,15 +207,52 @@ def test_planned_reconnect_happens_without_an_error(
     assert not any(c.state is ConnectionState.DISCONNECTED for _, c in collector.states)
 
 
-def test_refused_subscription_is_fatal_after_retries(
+def test_a_token_whose_every_topic_is_refused_stops_at_once_naming_them(
     service: FakeService, collector: Collector, make_subscriber: Make
 ) -> None:
     service.suback_code = 0x80
     sub = make_subscriber()
-    with pytest.raises(Forbidden):
+    with pytest.raises(Forbidden) as refused:
         sub.run_forever()
-    assert service.token_calls == 3
+    assert service.token_calls == 1  # a permanent refusal is not retried
+    assert OWN_TOPIC in str(refused.value)
     assert collector.states[-1][1].state is ConnectionState.STOPPED
+
+
+CHANNEL_TOPIC = "iotnotify/test/chat/lobby"
+
+
+@pytest.mark.parametrize("refusal", ["close", "suback"])
+def test_a_refused_topic_is_named_and_dropped_and_the_rest_keeps_working(
+    collector: Collector,
+    make_service_subscriber: Callable[..., tuple[FakeService, Subscriber]],
+    refusal: str,
+) -> None:
+    # Issue 12 item 3. Given a token naming a channel the server does not authorise
+    # (AWS IoT on MQTT 3.1.1 closes the connection; MQTT 5 answers SUBACK 0x80)
+    service, sub = make_service_subscriber(topics=(OWN_TOPIC, BROADCAST_TOPIC, CHANNEL_TOPIC))
+    service.refuse_topics = {CHANNEL_TOPIC}
+    service.refusal = refusal
+    missed = Notification.create(title="missed")
+    service.send(missed, live=False)
+    # When it connects
+    sub.start()
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    # Then what was granted works: the catch-up and live notifications arrive
+    live = Notification.create(title="live")
+    service.send(live)
+    assert [n.title for n in collector.wait_notes(2)] == ["missed", "live"]
+    # the refused topic is named to the user, and asked for once only
+    connected = [c for _, c in collector.states if c.state is ConnectionState.CONNECTED]
+    assert connected[-1].refused == (CHANNEL_TOPIC,)
+    assert CHANNEL_TOPIC in connected[-1].describe()
+    assert sub.refused_topics == (CHANNEL_TOPIC,)
+    assert service.subscribe_requests.count(CHANNEL_TOPIC) == 1
+    # and a refusal by close costs one reconnect, a SUBACK refusal none
+    assert sub.stats.connects == (2 if refusal == "close" else 1)
+    service.drop_all()
+    _state_seen(collector, ConnectionState.CAUGHT_UP, 2)
+    assert service.subscribe_requests.count(CHANNEL_TOPIC) == 1
 
 
 def test_a_refused_id_token_is_an_auth_error(
@@ -336,3 +381,38 @@ def test_backoff_starts_over_only_after_a_stable_connection(
         _state_seen(collector, ConnectionState.DISCONNECTED, count)
     # Quick drops keep growing the delay; after a stable one it starts over.
     assert backoff.attempts == attempts
+
+
+def test_since_now_with_a_fast_local_clock_still_gets_what_was_sent_during_an_outage(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    # Issue 12 item 2. Given this machine's clock is an hour fast
+    service.clock_offset = -3600.0
+    make_subscriber(since=SINCE_NOW).start()
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    # When a notification is sent (by the service's clock) while the client is offline
+    service.refuse_connections = True
+    service.drop_all()
+    _state_seen(collector, ConnectionState.DISCONNECTED)
+    missed = Notification(id=service.server_id(), title="sent during the outage")
+    service.send(missed, live=False)
+    service.refuse_connections = False
+    # Then the catch-up after the reconnect delivers it
+    assert [n.title for n in collector.wait_notes(1)] == ["sent during the outage"]
+
+
+def test_since_now_with_a_slow_local_clock_replays_nothing_old(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    # Given this machine's clock is an hour slow and the inbox holds older ones
+    service.clock_offset = 3600.0
+    for minutes in (30, 10, 1):
+        old = id_floor(time.time() + 3600 - 60 * minutes)
+        service.send(Notification(id=old[:10] + "0123456789ABCDEF", title="old"), live=False)
+    # When listening from "now"
+    make_subscriber(since=SINCE_NOW).start()
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    service.send(Notification(id=service.server_id(), title="new"))
+    # Then only the new one arrives
+    collector.wait_notes(1)
+    assert [n.title for n in collector.notes] == ["new"]

@@ -1,0 +1,208 @@
+"""iot-data operations beyond ``Publish``: retained messages and forced disconnects.
+
+Routes and shapes come from botocore's ``iot-data`` service model
+(``botocore/data/iot-data/2015-05-28/service-2.json``, protocol rest-json),
+so ``boto3.client("iot-data", endpoint_url=emu.data_url)`` works unchanged:
+
+* ``GET /retainedMessage/{topic}`` (``GetRetainedMessage``): ``{"topic",
+  "payload" (base64), "qos", "lastModifiedTime" (epoch ms)}``; 404
+  ``ResourceNotFoundException`` when nothing is retained on the topic.
+  Action ``iot:GetRetainedMessage`` on ``topic/{topic}``.
+* ``GET /retainedMessage?maxResults=&nextToken=`` (``ListRetainedMessages``):
+  ``{"retainedTopics": [{"topic", "payloadSize", "qos",
+  "lastModifiedTime"}], "nextToken"?}``, topics in lexical order,
+  ``maxResults`` 1..200 (model). Action ``iot:ListRetainedMessages`` on
+  ``*``.
+* ``DELETE /connections/{clientId}?cleanSession=&preventWillMessage=``
+  (``DeleteConnection``): closes the client's connection with lifecycle
+  ``disconnectReason`` ``API_INITIATED_DISCONNECT``; the will is published
+  unless ``preventWillMessage=true``; ``cleanSession=true`` also discards a
+  persistent session. 404 ``ResourceNotFoundException`` when the client is
+  not connected. Action ``iot:DeleteConnection`` on ``client/{clientId}``.
+
+Actions and resources: AWS IoT developer guide, "AWS IoT Core policy
+actions" and "AWS IoT Core action resources". Requests are SigV4-signed
+for service ``iotdata`` like ``Publish``; errors are AWS's
+``{"message", "traceId"}`` with ``x-amzn-ErrorType``.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import TYPE_CHECKING, Final
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from iotnotify_emulator.credentials import Credential, CredentialStore
+from iotnotify_emulator.sigv4 import SignatureError, verify_header_signature
+
+if TYPE_CHECKING:
+    from iotnotify_emulator.broker import Broker
+    from iotnotify_emulator.server import EmulatorConfig
+
+__all__ = ["DataApi"]
+
+_SERVICE: Final = "iotdata"
+_RETAINED_PREFIX: Final = "/retainedMessage/"
+_CONNECTIONS_PREFIX: Final = "/connections/"
+_MAX_RESULTS: Final = 200
+
+
+def _error(status: int, code: str, message: str, trace_id: str) -> web.Response:
+    return web.json_response(
+        {"message": message, "traceId": trace_id},
+        status=status,
+        headers={"x-amzn-ErrorType": code, "x-amzn-RequestId": trace_id},
+    )
+
+
+def _query(raw_query: str) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for part in raw_query.split("&"):
+        if part:
+            key, _, value = part.partition("=")
+            pairs.append((unquote(key), unquote(value)))
+    return pairs
+
+
+def _flag(params: dict[str, str], name: str) -> bool | None:
+    """A boolean query parameter; None when it is neither true nor false."""
+    value = params.get(name, "false").lower()
+    return {"true": True, "false": False}.get(value)
+
+
+class DataApi:
+    """The three handlers; :meth:`register` adds their routes to the emulator's app."""
+
+    def __init__(self, broker: Broker, credentials: CredentialStore, config: EmulatorConfig):
+        self.broker = broker
+        self.credentials = credentials
+        self.config = config
+
+    def register(self, app: web.Application) -> None:
+        app.router.add_get("/retainedMessage", self.list_retained)
+        app.router.add_get(_RETAINED_PREFIX + "{topic:.+}", self.get_retained)
+        app.router.add_delete(_CONNECTIONS_PREFIX + "{client_id:.+}", self.delete_connection)
+
+    async def _caller(
+        self, request: web.Request, trace_id: str
+    ) -> tuple[Credential, dict[str, str]] | web.Response:
+        raw_path, _, raw_query = request.raw_path.partition("?")
+        query = _query(raw_query)
+        try:
+            credential = verify_header_signature(
+                method=request.method,
+                raw_path=raw_path,
+                query=query,
+                headers=request.headers,
+                body=await request.read(),
+                store=self.credentials,
+                service=_SERVICE,
+                region=self.config.region,
+                max_skew=self.config.signature_max_skew,
+            )
+        except SignatureError as exc:
+            self.broker.refuse(f"iot-data request refused: {exc.reason}", remote=request.remote)
+            return _error(401, "UnauthorizedException", exc.reason, trace_id)
+        return credential, dict(query)
+
+    def _denied(
+        self, credential: Credential, action: str, kind: str, name: str, trace_id: str
+    ) -> web.Response | None:
+        if kind == "*":
+            decision = self.broker.authorize_resource(credential, action, "*")
+        else:
+            decision = self.broker.authorize(credential, action, kind, name)
+        if decision.allowed:
+            return None
+        return _error(403, "ForbiddenException", f"{action}: {decision.reason}", trace_id)
+
+    async def get_retained(self, request: web.Request) -> web.Response:
+        trace_id = str(uuid.uuid4())
+        caller = await self._caller(request, trace_id)
+        if isinstance(caller, web.Response):
+            return caller
+        credential, _ = caller
+        topic = unquote(request.raw_path.partition("?")[0][len(_RETAINED_PREFIX) :])
+        denied = self._denied(credential, "iot:GetRetainedMessage", "topic", topic, trace_id)
+        if denied is not None:
+            return denied
+        message = self.broker.retained.get(topic)
+        if message is None:
+            return _error(
+                404, "ResourceNotFoundException", f"No retained message on {topic}", trace_id
+            )
+        return web.json_response(
+            {
+                "topic": topic,
+                "payload": base64.b64encode(message.payload).decode("ascii"),
+                "qos": message.qos,
+                "lastModifiedTime": self.broker.retained_modified.get(topic, 0),
+            }
+        )
+
+    async def list_retained(self, request: web.Request) -> web.Response:
+        trace_id = str(uuid.uuid4())
+        caller = await self._caller(request, trace_id)
+        if isinstance(caller, web.Response):
+            return caller
+        credential, params = caller
+        denied = self._denied(credential, "iot:ListRetainedMessages", "*", "*", trace_id)
+        if denied is not None:
+            return denied
+        text = params.get("maxResults", str(_MAX_RESULTS))
+        if not (text.isascii() and text.isdigit() and 1 <= int(text) <= _MAX_RESULTS):
+            return _error(
+                400, "InvalidRequestException", f"maxResults must be 1..{_MAX_RESULTS}", trace_id
+            )
+        after = ""
+        if "nextToken" in params:
+            try:
+                after = base64.urlsafe_b64decode(params["nextToken"].encode()).decode()
+            except (ValueError, UnicodeDecodeError):
+                return _error(400, "InvalidRequestException", "Invalid nextToken", trace_id)
+        topics = sorted(t for t in self.broker.retained if t > after)
+        page, more = topics[: int(text)], len(topics) > int(text)
+        body: dict[str, object] = {
+            "retainedTopics": [
+                {
+                    "topic": topic,
+                    "payloadSize": len(self.broker.retained[topic].payload),
+                    "qos": self.broker.retained[topic].qos,
+                    "lastModifiedTime": self.broker.retained_modified.get(topic, 0),
+                }
+                for topic in page
+            ]
+        }
+        if more:
+            body["nextToken"] = base64.urlsafe_b64encode(page[-1].encode()).decode()
+        return web.json_response(body)
+
+    async def delete_connection(self, request: web.Request) -> web.Response:
+        trace_id = str(uuid.uuid4())
+        caller = await self._caller(request, trace_id)
+        if isinstance(caller, web.Response):
+            return caller
+        credential, params = caller
+        client_id = unquote(request.raw_path.partition("?")[0][len(_CONNECTIONS_PREFIX) :])
+        denied = self._denied(credential, "iot:DeleteConnection", "client", client_id, trace_id)
+        if denied is not None:
+            return denied
+        clean, no_will = _flag(params, "cleanSession"), _flag(params, "preventWillMessage")
+        if clean is None or no_will is None:
+            return _error(
+                400,
+                "InvalidRequestException",
+                "cleanSession and preventWillMessage must be true or false",
+                trace_id,
+            )
+        found = await self.broker.delete_connection(
+            client_id, clean_session=clean, prevent_will=no_will
+        )
+        if not found:
+            return _error(
+                404, "ResourceNotFoundException", f"No connection for {client_id}", trace_id
+            )
+        return web.Response(status=200, headers={"x-amzn-RequestId": trace_id})

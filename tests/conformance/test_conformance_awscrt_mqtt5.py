@@ -1,0 +1,100 @@
+"""The AWS IoT Device SDK v2's MQTT 5 client (awscrt) over wss:// with its own SigV4.
+
+``awsiot.mqtt5_client_builder.websockets_with_default_aws_signing`` is what
+AWS's current Python samples use (issue 15): it must connect, get Not
+authorized (0x87) for another user's topic without losing the connection,
+and receive an iot-data publish with its user properties.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+from awscrt import auth, mqtt5
+from awsiot import mqtt5_client_builder
+
+from iotnotify_emulator.testing import Harness
+
+WAIT = 15.0
+
+
+def test_awscrt_mqtt5_client_with_default_aws_signing(harness: Harness) -> None:
+    # Given alice's role-session credentials and the emulator's CA
+    credential = harness.subscriber("alice")
+    assert harness.emulator.ca_file is not None
+    assert harness.emulator.wss_port is not None
+    provider = auth.AwsCredentialsProvider.new_static(
+        credential.access_key_id, credential.secret_access_key, credential.session_token
+    )
+    received: queue.Queue[mqtt5.PublishPacket] = queue.Queue()
+    connected: Future[mqtt5.ConnackPacket] = Future()
+    stopped = threading.Event()
+    disconnections: list[Any] = []
+
+    def on_success(data: mqtt5.LifecycleConnectSuccessData) -> None:
+        if not connected.done():
+            connected.set_result(data.connack_packet)
+
+    def on_failure(data: mqtt5.LifecycleConnectFailureData) -> None:
+        if not connected.done():
+            connected.set_exception(RuntimeError(f"connect failed: {data.exception}"))
+
+    client = mqtt5_client_builder.websockets_with_default_aws_signing(
+        endpoint=harness.emulator.config.host,
+        port=harness.emulator.wss_port,
+        region=harness.region,
+        credentials_provider=provider,
+        ca_filepath=str(harness.emulator.ca_file),
+        client_id="alice.crt5",
+        on_publish_received=lambda data: received.put(data.publish_packet),
+        on_lifecycle_connection_success=on_success,
+        on_lifecycle_connection_failure=on_failure,
+        on_lifecycle_disconnection=lambda data: disconnections.append(data),
+        on_lifecycle_stopped=lambda data: stopped.set(),
+    )
+    client.start()
+    try:
+        connack = connected.result(WAIT)
+        assert connack.reason_code == mqtt5.ConnectReasonCode.SUCCESS
+        assert connack.topic_alias_maximum == 8
+        assert connack.maximum_qos == mqtt5.QoS.AT_LEAST_ONCE
+        # When she subscribes to bob's topic
+        refused = client.subscribe(
+            mqtt5.SubscribePacket(
+                subscriptions=[mqtt5.Subscription(harness.topic_of("bob"), mqtt5.QoS.AT_LEAST_ONCE)]
+            )
+        ).result(WAIT)
+        # Then the SDK reports Not authorized and stays connected
+        assert refused.reason_codes == [mqtt5.SubackReasonCode.NOT_AUTHORIZED]
+        granted = client.subscribe(
+            mqtt5.SubscribePacket(
+                subscriptions=[
+                    mqtt5.Subscription(harness.topic_of("alice"), mqtt5.QoS.AT_LEAST_ONCE)
+                ]
+            )
+        ).result(WAIT)
+        assert granted.reason_codes == [mqtt5.SubackReasonCode.GRANTED_QOS_1]
+        assert disconnections == []
+        # And an iot-data publish with user properties reaches her with them
+        harness.iot_data(harness.publisher(), tls=True).publish(
+            topic=harness.topic_of("alice"),
+            qos=1,
+            payload=b'{"v":1}',
+            contentType="application/json",
+            userProperties=[{"kind": "turn"}, {"game": "g1"}],
+        )
+        message = received.get(timeout=WAIT)
+        assert message.topic == harness.topic_of("alice")
+        assert json.loads(message.payload) == {"v": 1}
+        assert message.content_type == "application/json"
+        assert [(p.name, p.value) for p in message.user_properties] == [
+            ("kind", "turn"),
+            ("game", "g1"),
+        ]
+    finally:
+        client.stop()
+        stopped.wait(WAIT)

@@ -1,0 +1,90 @@
+"""iot-data GetRetainedMessage, ListRetainedMessages and DeleteConnection, through boto3."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from iotnotify_emulator.mqtt import Will
+from iotnotify_emulator.testing import ALLOW_ALL, Harness
+
+
+def _code(call: Any, **kwargs: Any) -> str:
+    try:
+        call(**kwargs)
+    except ClientError as exc:
+        return str(exc.response["Error"]["Code"])
+    return "OK"
+
+
+async def test_get_and_list_retained_messages(world: Harness) -> None:
+    admin = world.iot_data(world.store.issue([ALLOW_ALL]))
+    # Given three retained messages, one of them later cleared
+    for topic, payload in (("cfg/b", b"bee"), ("cfg/a", b"ay"), ("cfg/c", b"sea")):
+        await asyncio.to_thread(admin.publish, topic=topic, payload=payload, retain=True, qos=1)
+    await asyncio.to_thread(admin.publish, topic="cfg/c", payload=b"", retain=True)
+    # When one is read back
+    got = await asyncio.to_thread(admin.get_retained_message, topic="cfg/a")
+    # Then it has its payload, QoS and a modification time
+    assert (got["topic"], got["payload"], got["qos"]) == ("cfg/a", b"ay", 1)
+    assert got["lastModifiedTime"] > 1_700_000_000_000
+    # And the listing pages through the two that remain, in order
+    first = await asyncio.to_thread(admin.list_retained_messages, maxResults=1)
+    assert [t["topic"] for t in first["retainedTopics"]] == ["cfg/a"]
+    assert first["retainedTopics"][0]["payloadSize"] == 2
+    second = await asyncio.to_thread(
+        admin.list_retained_messages, maxResults=1, nextToken=first["nextToken"]
+    )
+    assert [t["topic"] for t in second["retainedTopics"]] == ["cfg/b"]
+    assert "nextToken" not in second
+    # And a topic with nothing retained is a 404
+    assert await asyncio.to_thread(_code, admin.get_retained_message, topic="cfg/c") == (
+        "ResourceNotFoundException"
+    )
+
+
+async def test_retained_message_apis_need_their_iot_actions(world: Harness) -> None:
+    subscriber = world.iot_data(world.subscriber("alice"))
+    topic = world.topic_of("alice")
+    assert await asyncio.to_thread(_code, subscriber.get_retained_message, topic=topic) == (
+        "ForbiddenException"
+    )
+    assert await asyncio.to_thread(_code, subscriber.list_retained_messages) == (
+        "ForbiddenException"
+    )
+    assert await asyncio.to_thread(_code, subscriber.delete_connection, clientId="alice.1") == (
+        "ForbiddenException"
+    )
+
+
+@pytest.mark.parametrize("prevent_will", [False, True])
+async def test_delete_connection_disconnects_the_client(world: Harness, prevent_will: bool) -> None:
+    credential = world.store.issue([ALLOW_ALL])
+    watcher = await world.connect(credential, "watcher")
+    await watcher.subscribe("$aws/events/presence/disconnected/+", "wills/device")
+    device = await world.connect(credential, "device", will=Will("wills/device", b"gone"))
+    admin = world.iot_data(credential)
+    # When an admin disconnects the device through iot-data
+    await asyncio.to_thread(
+        admin.delete_connection, clientId="device", preventWillMessage=prevent_will
+    )
+    # Then the device's connection is closed and announced as API-initiated
+    await device.wait_closed()
+    seen = {}
+    for _ in range(1 if prevent_will else 2):
+        message = await watcher.next_publish()
+        seen[message.topic] = message.payload
+    event = json.loads(seen["$aws/events/presence/disconnected/device"])
+    assert event["disconnectReason"] == "API_INITIATED_DISCONNECT"
+    assert event["clientInitiatedDisconnect"] is False
+    # And the will is published unless the caller prevented it
+    assert ("wills/device" in seen) is not prevent_will
+    # And a client that is not connected is a 404
+    assert await asyncio.to_thread(_code, admin.delete_connection, clientId="device") == (
+        "ResourceNotFoundException"
+    )
+    await watcher.disconnect()

@@ -1,0 +1,55 @@
+"""Issue 10 hole 4: envelopes and every JSON we accept are strict RFC 8259 JSON."""
+
+from __future__ import annotations
+
+import pytest
+
+from iotnotify.contract import MAX_JSON_DEPTH, Notification, dumps_strict, loads_strict
+from iotnotify.errors import ContractError
+
+NON_FINITE = (float("nan"), float("inf"), float("-inf"))
+
+
+@pytest.mark.parametrize("number", NON_FINITE)
+def test_envelope_with_a_non_finite_number_is_a_contract_error(number: float) -> None:
+    with pytest.raises(ContractError):
+        Notification.create(title="t", data={"score": number})
+    with pytest.raises(ContractError):
+        Notification.create(title="t", data={"nested": [1, {"x": number}]})
+
+
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", "1e999", "-1e999"])
+def test_received_envelope_with_a_non_finite_number_is_a_contract_error(text: str) -> None:
+    payload = f'{{"v":1,"id":"01J0000000000000000000000A","title":"t","data":{{"x":{text}}}}}'
+    with pytest.raises(ContractError):
+        Notification.from_json(payload.encode())
+    with pytest.raises(ContractError):
+        loads_strict(payload)
+
+
+def test_lone_surrogates_are_refused_in_keys_and_values() -> None:
+    for text in ('"\\ud800"', '{"\\udfff": 1}', '["ok", {"a": "x\\udc00y"}]'):
+        with pytest.raises(ContractError, match="surrogate"):
+            loads_strict(text)
+    with pytest.raises(ContractError):
+        Notification.create(title="\ud800")
+    # a proper pair is one character, and fine
+    assert loads_strict('"\\ud83d\\ude00"') == "\U0001f600"
+
+
+def test_nesting_is_bounded_without_recursion_errors() -> None:
+    assert loads_strict("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH) is not None
+    for depth in (MAX_JSON_DEPTH + 1, 100_000):
+        with pytest.raises(ContractError, match="nests deeper"):
+            loads_strict("[" * depth + "]" * depth)
+    deep: list[object] = []
+    for _ in range(MAX_JSON_DEPTH + 5):
+        deep = [deep]
+    with pytest.raises(ContractError):
+        dumps_strict(deep)
+
+
+def test_finite_numbers_and_plain_text_round_trip() -> None:
+    note = Notification.create(title="Tür", data={"pi": 3.5, "n": -2, "big": 10**30})
+    again = Notification.from_json(note.to_json())
+    assert again == note
