@@ -177,6 +177,8 @@ class Stats:
     denials_by_action: dict[str, int] = field(default_factory=dict)
     disconnects_by_reason: dict[str, int] = field(default_factory=dict)
     qos2_ignored: int = 0
+    # MQTT 5 messages whose Message Expiry Interval ran out before delivery.
+    expired: int = 0
     protocol_errors: int = 0
     throttled: int = 0
 
@@ -450,6 +452,12 @@ class Broker:
         publishing session, for MQTT 5's No Local option.
         """
         properties = forwarded(properties)
+        # For copies that may wait before they are sent (QoS 1): see Publish.received_at.
+        arrived = (
+            time.monotonic()
+            if properties is not None and properties.message_expiry_interval is not None
+            else None
+        )
         if retain:
             self.retained_at.pop(topic, None)
             self.retained_modified[topic] = int(time.time() * 1000)
@@ -488,6 +496,7 @@ class Broker:
                     qos=min(qos, granted),
                     retain=keep_retain,
                     properties=properties,
+                    received_at=arrived,
                 )
                 if session.deliver_publish(message):
                     delivered += 1
@@ -630,9 +639,18 @@ class MqttSession:
             if self.session_expiry or not self.closed:
                 self._hold(message)
             return False
+        wire = message
+        if message.received_at is not None:
+            # MQTT 5 section 3.3.2.3.3: the interval less the time it waited.
+            left = forwarded(message.properties, received_at=message.received_at)
+            if left is None:
+                self.broker.stats.expired += 1
+                return False
+            wire = replace(message, properties=left)
         message = replace(message, packet_id=self.next_packet_id())
+        wire = replace(wire, packet_id=message.packet_id)
         assert message.packet_id is not None
-        if not self.deliver(self.encode(message)):
+        if not self.deliver(self.encode(wire)):
             return False
         if self._inflight is None:
             self._inflight = {}

@@ -101,7 +101,7 @@ def test_send_refuses_data_that_is_not_a_json_object() -> None:
 def test_cost_prints_a_monthly_table() -> None:
     result = CliRunner().invoke(cli, ["cost", "--users", "1000", "--per-day", "10"])
     assert result.exit_code == 0
-    assert "IoT connectivity" in result.output
+    assert "connection-minutes" in result.output
     assert "total" in result.output
 
 

@@ -491,3 +491,28 @@ async def test_disconnect_can_end_the_session(world: Harness) -> None:
     connack = await client.receive()
     assert isinstance(connack, Connack)
     assert connack.session_present is False
+
+
+async def test_message_expiry_counts_while_a_persistent_session_is_away(world: Harness) -> None:
+    credential = world.store.issue([ALLOW_ALL])
+    # Given a v5 subscriber with a kept session, gone away
+    first = await world.connect(
+        credential, "away", properties=Properties(session_expiry_interval=600), **V5
+    )
+    await first.subscribe(("inbox/1", 1))
+    await first.disconnect()
+    # When two QoS 1 messages are stored for it, one expiring after 1 s
+    iot = world.iot_data(world.store.issue([ALLOW_ALL], with_token=False))
+    for payload, expiry in ((b"short", 1), (b"long", 600)):
+        await asyncio.to_thread(
+            iot.publish, topic="inbox/1", qos=1, payload=payload, messageExpiry=expiry
+        )
+    await asyncio.sleep(2.1)  # the passage of time is what is tested
+    again = await _reconnect(world, "away", clean_start=False)
+    # Then only the long-lived one arrives, with the time it waited taken off
+    message = await again.next_publish()
+    assert message.payload == b"long"
+    assert message.properties is not None
+    assert message.properties.message_expiry_interval == 598
+    await _still_connected(again)
+    assert world.emulator.stats()["expired"] == 1
