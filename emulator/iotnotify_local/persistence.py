@@ -10,8 +10,10 @@ What is kept, and how:
   :func:`~iotnotify_local.provision.provision` uses) is moto's own backend
   objects, pickled. moto keeps each service's state in memory in a
   ``BackendDict`` (account -> region -> backend object; ``moto.backends.get_backend``)
-  and has no persistence of its own; pickling those objects is what
-  LocalStack's persistence does with moto, and it keeps everything moto
+  and has no persistence of its own; pickling those objects is what moto's
+  maintainers suggest for it (getmoto/moto issue 1069; issue 9755 discusses
+  pickled ``BackendDict`` snapshots tagged with the moto version, as here)
+  and what LocalStack's persistence did with moto, and it keeps everything moto
   knows (users who signed up on the page, their passwords, refresh tokens,
   the pool's signing key, DynamoDB items and their TTLs, queues and their
   messages) without a dump format per service. moto's objects hold a few
@@ -285,8 +287,11 @@ class DataDir:
         Raises :class:`DataDirError` if another stack holds the directory.
         """
         data = cls(path)
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handle = (path / _LOCK_FILE).open("a+")
+        try:
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            handle = (path / _LOCK_FILE).open("a+")
+        except OSError as exc:
+            raise DataDirError(f"cannot use {path} as the data directory: {exc}") from exc
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -365,11 +370,18 @@ class DataDir:
         return resources
 
     def save(self, resources: LocalResources, *, app: str, stage: str, region: str) -> None:
-        """Write moto's state and ``resources`` (each file replaced atomically)."""
+        """Write moto's state and ``resources`` (each file replaced atomically).
+
+        Raises :class:`DataDirError` if moto's state cannot be pickled or the
+        files cannot be written.
+        """
         import moto
 
         with self._save_lock:
-            blob = _snapshot()
+            try:
+                blob = _snapshot()
+            except Exception as exc:  # an object of a newer moto that pickle refuses
+                raise DataDirError(f"cannot save moto's state to {self.path}: {exc!r}") from exc
             header = {
                 "format": _FORMAT,
                 "app": app,
@@ -379,10 +391,13 @@ class DataDir:
                 "provision": _provision_fingerprint(),
             }
             document = {"header": header, "resources": _resources_json(resources)}
-            _write_private(self.path / _MOTO_FILE, blob)
-            _write_private(
-                self.path / _RESOURCES_FILE, json.dumps(document, indent=2).encode("utf-8")
-            )
+            try:
+                _write_private(self.path / _MOTO_FILE, blob)
+                _write_private(
+                    self.path / _RESOURCES_FILE, json.dumps(document, indent=2).encode("utf-8")
+                )
+            except OSError as exc:
+                raise DataDirError(f"cannot write to {self.path}: {exc}") from exc
 
     # --- autosave -------------------------------------------------------------------
 

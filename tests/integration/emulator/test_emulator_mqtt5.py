@@ -516,3 +516,11 @@ async def test_message_expiry_counts_while_a_persistent_session_is_away(world: H
     assert message.properties.message_expiry_interval == 598
     await _still_connected(again)
     assert world.emulator.stats()["expired"] == 1
+
+
+async def test_delete_connection_sends_administrative_action(world: Harness) -> None:
+    credential = world.store.issue([ALLOW_ALL])
+    device = await world.connect(credential, "device", **V5)
+    admin = world.iot_data(credential)
+    await asyncio.to_thread(admin.delete_connection, clientId="device")
+    assert await device.wait_closed() == [Disconnect(ReasonCode.ADMINISTRATIVE_ACTION)]
