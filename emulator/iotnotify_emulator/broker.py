@@ -794,7 +794,7 @@ class MqttSession:
         v5 = self.v5
         if v5 is None:
             return False
-        matching = [bits for name, bits in v5.options.items() if TopicFilter(name).matches(topic)]
+        matching = [bits for name, bits in v5.options.items() if _plain_filter(name).matches(topic)]
         if not matching:
             return False
         test = all if every else any
@@ -1078,6 +1078,11 @@ class MqttSession:
                 # (MQTT 5 section 3.2.2.3.4).
                 qos = min(qos, 1)
                 options = packet.options[index] if packet.options else 0
+                if options & NO_LOCAL and split_shared(name) is not None:
+                    # MQTT 5 section 3.8.3.1: "It is a Protocol Error to set
+                    # the No Local bit to 1 on a Shared Subscription".
+                    self.protocol_error(f"No Local on shared subscription {name!r}")
+                    return
                 v5.options[name] = options
                 handling = retain_handling(options)
                 send_retained = handling == 0 or (handling == 1 and is_new)
@@ -1423,6 +1428,12 @@ _CONNACK_V5: Final = {
     ConnackCode.BAD_USERNAME_OR_PASSWORD: ReasonCode.BAD_AUTHENTICATION_METHOD,
     ConnackCode.NOT_AUTHORIZED: ReasonCode.NOT_AUTHORIZED,
 }
+
+
+def _plain_filter(name: str) -> TopicFilter:
+    """The filter that matches topics: ``a/#`` of ``$share/group/a/#``, else ``name``."""
+    shared = split_shared(name)
+    return TopicFilter(shared[1] if shared is not None else name)
 
 
 def packet_id_safe(client_id: str) -> str | None:
