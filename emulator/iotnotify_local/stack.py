@@ -88,7 +88,8 @@ def _check_free(host: str, ports: tuple[int, ...]) -> None:
         if port == 0:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if os.name == "posix":  # on Windows SO_REUSEADDR would take a live port
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((host, port))
             except OSError as exc:
@@ -277,6 +278,8 @@ class LocalStack:
         )
         self._runner = build_runner(api)
         await self._runner.setup()
+        # asyncio sets SO_REUSEADDR on POSIX by default (restart over TIME_WAIT)
+        # and not on Windows, where it would let a second server take the port.
         await web.TCPSite(self._runner, cfg.host, api_url_port).start()
 
         # The event source mapping is AWS's side of Lambda, not the function's role.
