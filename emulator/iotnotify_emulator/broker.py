@@ -36,7 +36,7 @@ import json
 import logging
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final, Protocol
 
@@ -157,6 +157,10 @@ class BrokerSettings:
     # Outbound throughput per connection (AWS quota 512 KiB/s; None disables).
     # The outbound message rate is ``publish_rate_limit``, as on AWS.
     throughput_limit: float | None = 512 * 1024
+    # AWS quota "connect requests per second per client ID" is 1. Off (None)
+    # by default: tests and demos reconnect one client id faster than that;
+    # set 1.0 to get AWS's behaviour (docs/fidelity.md).
+    connect_rate_per_client_id: float | None = None
     # AWS IoT Core quota "publish requests per second per connection"; None disables.
     publish_rate_limit: float | None = 100.0
     # Speak MQTT 5 (as AWS IoT Core does since 2022). Off: a v5 CONNECT gets
@@ -183,6 +187,7 @@ class Stats:
     protocol_errors: int = 0
     throttled: int = 0
     throttled_outbound: int = 0
+    connects_throttled: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -215,6 +220,8 @@ class Broker:
         self.retained_modified: dict[str, int] = {}
         self.refusals: deque[dict[str, Any]] = deque(maxlen=100)
         self._versions: dict[str, int] = {}
+        # Client id -> time of its last accepted CONNECT, oldest first (pruned).
+        self._connects: OrderedDict[str, float] = OrderedDict()
         self._log_tokens = self.settings.refusal_log_rate
         self._log_tokens_at = time.monotonic()
         self._logs_suppressed = 0
@@ -353,6 +360,25 @@ class Broker:
         if old.v5 is not None and session.v5 is not None:
             session.v5.options.update(old.v5.options)
         session.take_messages(old)
+        return True
+
+    def connect_allowed(self, client_id: str) -> bool:
+        """AWS quota: at most ``connect_rate_per_client_id`` CONNECTs per second
+        per client id (AWS general reference, AWS IoT Core quotas)."""
+        rate = self.settings.connect_rate_per_client_id
+        if rate is None:
+            return True
+        now = time.monotonic()
+        window = 1.0 / rate
+        connects = self._connects
+        while connects:  # entries are in time order: drop the ones that no longer matter
+            oldest, at = next(iter(connects.items()))
+            if now - at < window:
+                break
+            del connects[oldest]
+        if client_id in connects:
+            return False
+        connects[client_id] = now
         return True
 
     def add_subscription(self, name: str, session: MqttSession, qos: int) -> None:
@@ -974,6 +1000,9 @@ class MqttSession:
             return
         if packet.will is not None and not await self._will_allowed(packet):
             return
+        if not broker.connect_allowed(packet.client_id):
+            await self._connect_throttled()
+            return
         self.keepalive = effective_keepalive(packet.keepalive, broker.settings)
         self.session_expiry = self._persistence(packet)
         self.connected = True
@@ -1008,6 +1037,22 @@ class MqttSession:
                 "versionNumber": self.version,
             },
         )
+
+    async def _connect_throttled(self) -> None:
+        """Over one CONNECT per second for this client id: refused, the socket closed.
+
+        AWS throttles such CONNECTs (quota "connect requests per second per
+        client ID"); the connection that holds the client id is left alone.
+        """
+        self.broker.stats.connects_throttled += 1
+        self.broker.refuse(
+            "more than "
+            f"{self.broker.settings.connect_rate_per_client_id} CONNECT/s for this client id "
+            "(throttled)",
+            client_id=self.client_id,
+            remote=self.remote,
+        )
+        await self.close(None)
 
     def _persistence(self, packet: Connect) -> float:
         """Seconds this session outlives the connection: 0 for a clean session.

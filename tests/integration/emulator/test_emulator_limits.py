@@ -265,3 +265,27 @@ async def test_qos1_deliveries_over_the_outbound_rate_wait_instead_of_being_lost
         assert mine == list(range(60))
     assert world.emulator.stats()["throttled_outbound"] == 0
     await subscriber.disconnect()
+
+
+async def test_more_than_one_connect_per_second_per_client_id_is_throttled() -> None:
+    store = InMemoryCredentialStore()
+    config = EmulatorConfig(wss_port=None, connect_rate_per_client_id=1.0)
+    async with start_emulator(config, credentials=store) as emulator:
+        world = Harness(emulator=emulator, store=store)
+        credential = store.issue([ALLOW_ALL])
+        first = await world.connect(credential, "device")
+        # When the same client id connects again within the second
+        again = await RawMqttClient.open(world.url(credential))
+        await again.send(Connect(client_id="device"))
+        # Then that CONNECT is refused without a CONNACK, and the first stays connected
+        assert await again.wait_closed() == []
+        await first.ping()
+        assert isinstance(await first.receive(), Pingresp)
+        stats = emulator.stats()
+        assert stats["connects_throttled"] == 1
+        assert stats["connections_current"] == 1
+        # While another client id is not affected
+        other = await world.connect(credential, "other")
+        await other.disconnect()
+        await first.disconnect()
+        await world.aclose()
