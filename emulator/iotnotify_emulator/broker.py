@@ -184,6 +184,8 @@ class Stats:
     denials_by_action: dict[str, int] = field(default_factory=dict)
     disconnects_by_reason: dict[str, int] = field(default_factory=dict)
     qos2_ignored: int = 0
+    # MQTT 5 messages whose Message Expiry Interval ran out before delivery.
+    expired: int = 0
     protocol_errors: int = 0
     throttled: int = 0
     throttled_outbound: int = 0
@@ -478,6 +480,12 @@ class Broker:
         publishing session, for MQTT 5's No Local option.
         """
         properties = forwarded(properties)
+        # For copies that may wait before they are sent (QoS 1): see Publish.received_at.
+        arrived = (
+            time.monotonic()
+            if properties is not None and properties.message_expiry_interval is not None
+            else None
+        )
         if retain:
             self.retained_at.pop(topic, None)
             self.retained_modified[topic] = int(time.time() * 1000)
@@ -516,6 +524,7 @@ class Broker:
                     qos=min(qos, granted),
                     retain=keep_retain,
                     properties=properties,
+                    received_at=arrived,
                 )
                 if session.deliver_publish(message):
                     delivered += 1
@@ -659,9 +668,18 @@ class MqttSession:
                 self._hold(message)
             return False
         waiting = message
+        wire = message
+        if message.received_at is not None:
+            # MQTT 5 section 3.3.2.3.3: the interval less the time it waited.
+            left = forwarded(message.properties, received_at=message.received_at)
+            if left is None:
+                self.broker.stats.expired += 1
+                return False
+            wire = replace(message, properties=left)
         message = replace(message, packet_id=self.next_packet_id())
+        wire = replace(wire, packet_id=message.packet_id)
         assert message.packet_id is not None
-        frame = self.encode(message)
+        frame = self.encode(wire)
         limiter = self._outbound_limiter()
         if limiter is not None and not limiter.take(len(frame)):
             # Over the outbound rate: QoS 1 waits for tokens rather than being lost.
@@ -678,7 +696,14 @@ class MqttSession:
     @property
     def inflight_full(self) -> bool:
         inflight = self._inflight
-        return inflight is not None and len(inflight) >= self.broker.settings.max_inflight_qos1
+        if inflight is None:
+            return False
+        limit = self.broker.settings.max_inflight_qos1
+        if self.v5 is not None and self.v5.receive_maximum is not None:
+            # MQTT 5 section 3.1.2.11.3: no more unacknowledged QoS 1
+            # PUBLISHes than the client's Receive Maximum.
+            limit = min(limit, self.v5.receive_maximum)
+        return len(inflight) >= limit
 
     @property
     def held_messages(self) -> int:
@@ -847,7 +872,7 @@ class MqttSession:
         v5 = self.v5
         if v5 is None:
             return False
-        matching = [bits for name, bits in v5.options.items() if TopicFilter(name).matches(topic)]
+        matching = [bits for name, bits in v5.options.items() if _plain_filter(name).matches(topic)]
         if not matching:
             return False
         test = all if every else any
@@ -917,9 +942,12 @@ class MqttSession:
             case Puback():
                 self._acknowledged(packet.packet_id)
             case Disconnect():
-                if self.v5 is not None and not self.v5.disconnect_allowed(packet):
-                    self.protocol_error("DISCONNECT sets a Session Expiry Interval after 0")
-                    return
+                if self.v5 is not None:
+                    if not self.v5.disconnect_allowed(packet):
+                        self.protocol_error("DISCONNECT sets a Session Expiry Interval after 0")
+                        return
+                    limit = self.broker.settings.persistent_session_expiry
+                    self.session_expiry = float(min(self.v5.session_expiry, limit))
                 # 3.1.1 section 3.14.4: a clean DISCONNECT discards the will; MQTT 5
                 # keeps it for reason 0x04 "Disconnect with Will Message" (3.14.2.1).
                 if packet.reason_code != ReasonCode.DISCONNECT_WITH_WILL or self.v5 is None:
@@ -1147,6 +1175,11 @@ class MqttSession:
                 # (MQTT 5 section 3.2.2.3.4).
                 qos = min(qos, 1)
                 options = packet.options[index] if packet.options else 0
+                if options & NO_LOCAL and split_shared(name) is not None:
+                    # MQTT 5 section 3.8.3.1: "It is a Protocol Error to set
+                    # the No Local bit to 1 on a Shared Subscription".
+                    self.protocol_error(f"No Local on shared subscription {name!r}")
+                    return
                 v5.options[name] = options
                 handling = retain_handling(options)
                 send_retained = handling == 0 or (handling == 1 and is_new)
@@ -1495,6 +1528,12 @@ _CONNACK_V5: Final = {
     ConnackCode.BAD_USERNAME_OR_PASSWORD: ReasonCode.BAD_AUTHENTICATION_METHOD,
     ConnackCode.NOT_AUTHORIZED: ReasonCode.NOT_AUTHORIZED,
 }
+
+
+def _plain_filter(name: str) -> TopicFilter:
+    """The filter that matches topics: ``a/#`` of ``$share/group/a/#``, else ``name``."""
+    shared = split_shared(name)
+    return TopicFilter(shared[1] if shared is not None else name)
 
 
 def packet_id_safe(client_id: str) -> str | None:

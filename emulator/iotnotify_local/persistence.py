@@ -10,8 +10,10 @@ What is kept, and how:
   :func:`~iotnotify_local.provision.provision` uses) is moto's own backend
   objects, pickled. moto keeps each service's state in memory in a
   ``BackendDict`` (account -> region -> backend object; ``moto.backends.get_backend``)
-  and has no persistence of its own; pickling those objects is what
-  LocalStack's persistence does with moto, and it keeps everything moto
+  and has no persistence of its own; pickling those objects is what moto's
+  maintainers suggest for it (getmoto/moto issue 1069; issue 9755 discusses
+  pickled ``BackendDict`` snapshots tagged with the moto version, as here)
+  and what LocalStack's persistence did with moto, and it keeps everything moto
   knows (users who signed up on the page, their passwords, refresh tokens,
   the pool's signing key, DynamoDB items and their TTLs, queues and their
   messages) without a dump format per service. moto's objects hold a few
@@ -26,16 +28,21 @@ What is kept, and how:
 
 State is saved after start-up and on a clean stop, and every
 :data:`AUTOSAVE_SECONDS` in between, so a crash loses at most that much.
-``--fresh`` empties the directory first. One stack at a time may use a
-directory (an ``flock`` on ``DIR/lock``). Files are created owner-only, and
-a pickle is loaded only if this user owns it and nobody else can write it:
-loading a pickle runs code, so it must come from this user's own stack.
+A directory saved by other provisioning code (``provision.py``, the
+naming or the IAM policies changed) or another moto version is refused
+with a hint to use ``--fresh``: restoring it would run today's handlers
+against yesterday's resources. ``--fresh`` empties the directory first.
+One stack at a time may use a directory (an ``flock`` on ``DIR/lock``).
+Files are created owner-only, and a pickle is loaded only if this user owns
+it and nobody else can write it: loading a pickle runs code, so it must
+come from this user's own stack.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import io
 import json
 import os
@@ -208,6 +215,17 @@ def _drop_expired_sessions(backend: Any) -> None:
         sessions[:] = [s for s in sessions if getattr(s, "expiration", now) > now]
 
 
+def _provision_fingerprint() -> str:
+    """A hash of the code that decides what exists in moto (and how it is allowed)."""
+    from iotnotify import naming, policies
+    from iotnotify_local import provision
+
+    digest = hashlib.sha256()
+    for module in (provision, naming, policies):
+        digest.update(Path(str(module.__file__)).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _resources_json(resources: LocalResources) -> dict[str, Any]:
     raw = asdict(resources)
     raw["names"] = {
@@ -269,8 +287,11 @@ class DataDir:
         Raises :class:`DataDirError` if another stack holds the directory.
         """
         data = cls(path)
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handle = (path / _LOCK_FILE).open("a+")
+        try:
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            handle = (path / _LOCK_FILE).open("a+")
+        except OSError as exc:
+            raise DataDirError(f"cannot use {path} as the data directory: {exc}") from exc
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -324,10 +345,19 @@ class DataDir:
             header, raw = saved["header"], saved["resources"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DataDirError(f"cannot read {resources_file}: {exc}; {hint}") from exc
+        import moto
+
         wanted = {"format": _FORMAT, "app": app, "stage": stage, "region": region}
         found = {key: header.get(key) for key in wanted}
         if found != wanted:
             raise DataDirError(f"the data in {self.path} is for {found}, not {wanted}; {hint}")
+        made_by = (header.get("provision"), header.get("moto"))
+        if made_by != (_provision_fingerprint(), moto.__version__):
+            raise DataDirError(
+                f"the data in {self.path} was saved by another version of the offline stack "
+                f"(provisioning {made_by[0]}, moto {made_by[1]}; now {_provision_fingerprint()}, "
+                f"moto {moto.__version__}); {hint}"
+            )
         try:
             resources = _resources_from_json(raw)
             state = pickle.loads(moto_file.read_bytes())  # noqa: S301 - our own file, checked above
@@ -340,23 +370,34 @@ class DataDir:
         return resources
 
     def save(self, resources: LocalResources, *, app: str, stage: str, region: str) -> None:
-        """Write moto's state and ``resources`` (each file replaced atomically)."""
+        """Write moto's state and ``resources`` (each file replaced atomically).
+
+        Raises :class:`DataDirError` if moto's state cannot be pickled or the
+        files cannot be written.
+        """
         import moto
 
         with self._save_lock:
-            blob = _snapshot()
+            try:
+                blob = _snapshot()
+            except Exception as exc:  # an object of a newer moto that pickle refuses
+                raise DataDirError(f"cannot save moto's state to {self.path}: {exc!r}") from exc
             header = {
                 "format": _FORMAT,
                 "app": app,
                 "stage": stage,
                 "region": region,
                 "moto": moto.__version__,
+                "provision": _provision_fingerprint(),
             }
             document = {"header": header, "resources": _resources_json(resources)}
-            _write_private(self.path / _MOTO_FILE, blob)
-            _write_private(
-                self.path / _RESOURCES_FILE, json.dumps(document, indent=2).encode("utf-8")
-            )
+            try:
+                _write_private(self.path / _MOTO_FILE, blob)
+                _write_private(
+                    self.path / _RESOURCES_FILE, json.dumps(document, indent=2).encode("utf-8")
+                )
+            except OSError as exc:
+                raise DataDirError(f"cannot write to {self.path}: {exc}") from exc
 
     # --- autosave -------------------------------------------------------------------
 

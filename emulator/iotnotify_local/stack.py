@@ -364,6 +364,8 @@ class LocalStack:
             try:
                 # Everything above has stopped: nothing changes moto's state any more.
                 self.save()
+            except DataDirError as exc:
+                console.print(f"[red]error:[/red] the data directory was not saved: {exc}")
             finally:
                 self._data.close()
         self._env_stack.close()

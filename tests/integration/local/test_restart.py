@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
 import socket
 import ssl
 import subprocess
@@ -22,13 +23,16 @@ from tests.local_process import IOTNOTIFY, LocalProcess
 
 
 def four_free_ports() -> int:
-    """A port P such that P..P+3 are free now (the stack uses four in a row)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + 3 > 65535:
-            continue
+    """A port P such that P..P+3 are free now (the stack uses four in a row).
+
+    Chosen below the kernel's ephemeral range, as a fixed port like the
+    default 8700 is: ports in that range are handed out to other programs'
+    connections at any moment, and one could take P+1 between two runs.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(10_000, low - 4)
         try:
             with ExitStack() as held:
                 for port in range(base, base + 4):
@@ -226,3 +230,25 @@ def test_one_data_directory_serves_one_stack_at_a_time(tmp_path: Path) -> None:
     assert second.returncode == 2
     assert "in use" in second.stderr
     assert "Traceback" not in second.stderr + second.stdout
+
+
+def test_an_unusable_data_directory_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    result = subprocess.run(
+        [
+            IOTNOTIFY,
+            "local",
+            "--port",
+            "0",
+            "--state-file",
+            str(tmp_path / "s.json"),
+            "--data-dir",
+            str(tmp_path / "a-file" / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "data directory" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
