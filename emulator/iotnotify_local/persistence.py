@@ -41,7 +41,6 @@ come from this user's own stack.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import io
 import json
@@ -49,6 +48,7 @@ import os
 import pickle
 import shutil
 import stat
+import sys
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -254,9 +254,31 @@ def _write_private(path: Path, data: bytes) -> None:
     tmp.replace(path)  # atomic: a crash mid-save leaves the previous snapshot
 
 
+def _lock(handle: Any) -> bool:
+    """Take an exclusive, non-blocking lock on an open file; False if another holds it."""
+    if sys.platform == "win32":  # no flock; one stack per directory is not enforced there
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _unlock(handle: Any) -> None:
+    if sys.platform != "win32":
+        import fcntl
+
+        with contextlib.suppress(OSError):
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def _check_owned(path: Path) -> None:
     info = path.stat()
-    if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    owner_ok = sys.platform == "win32" or info.st_uid == os.getuid()
+    if not owner_ok or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise DataDirError(
             f"{path} is not owned by this user or is writable by others; it is not "
             "loaded (a pickle runs code). Use --fresh or another --data-dir."
@@ -292,16 +314,14 @@ class DataDir:
             handle = (path / _LOCK_FILE).open("a+")
         except OSError as exc:
             raise DataDirError(f"cannot use {path} as the data directory: {exc}") from exc
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
+        if not _lock(handle):
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()
             raise DataDirError(
                 f"the data directory {path} is in use by another `iotnotify local` "
                 f"(pid {holder}); stop it, or give this one its own --data-dir"
-            ) from exc
+            )
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -321,8 +341,7 @@ class DataDir:
         """Stop autosaving and release the lock (does not save)."""
         self.stop_autosave()
         if self._lock_handle is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._lock_handle.fileno(), fcntl.LOCK_UN)
+            _unlock(self._lock_handle)
             self._lock_handle.close()
             self._lock_handle = None
 
