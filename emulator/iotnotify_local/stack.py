@@ -179,10 +179,13 @@ class LocalStack:
         self.resources = resources
 
         from iotnotify_emulator.moto_credentials import MotoCredentialStore
-        from iotnotify_emulator.server import EmulatorConfig, EmulatorThread
+        from iotnotify_emulator.server import EmulatorConfig
+        from iotnotify_local.emulator_process import EmulatorProcess
 
         store = MotoCredentialStore(accounts=[resources.account])
-        self._emulator = EmulatorThread(
+        # Its own process, off this one's GIL (moto, the API, the poller, the
+        # autosave): emulator_process.py says why.
+        self._emulator = EmulatorProcess(
             EmulatorConfig(
                 host=cfg.host,
                 ws_port=ws_port,
@@ -309,6 +312,7 @@ class LocalStack:
                 "taskQueueUrl": resources.task_queue_url,
                 "taskDlqUrl": resources.task_dlq_url,
                 "emulatorStatsUrl": f"{emu.data_url}/_emulator/stats",
+                "emulatorPid": emu.pid,  # benches read its CPU and RSS
                 # POST .../_emulator/restart and the stats' refusal records need
                 # this per-start value in the X-Emulator-Secret header.
                 "emulatorAdminSecret": emu.admin_secret,
