@@ -55,6 +55,7 @@ from iotnotify_emulator.credentials import CredentialStore
 from iotnotify_emulator.data_api import DataApi
 from iotnotify_emulator.http_guard import GuardedRunner, ServerLimits, error_middleware
 from iotnotify_emulator.mqtt import MqttProtocolError, StreamDecoder
+from iotnotify_emulator.rules import RulesEngine
 from iotnotify_emulator.runtime import new_event_loop
 from iotnotify_emulator.session5 import MAX_PACKET_SIZE, HttpPropertiesError, properties_from_http
 from iotnotify_emulator.sigv4 import (
@@ -109,7 +110,14 @@ class EmulatorConfig:
     outbound_queue_bytes: int = 2 * 1024 * 1024
     persistent_session_expiry: float = 3600.0
     max_subscriptions: int = 50
+    # Per-connection rate limits of AWS IoT Core: publishes per second (in and
+    # out) and outbound bytes per second. ``publish_rate_limit=None`` turns
+    # both off (load tests and benchmarks).
     publish_rate_limit: float | None = 100.0
+    throughput_limit: float | None = 512 * 1024
+    # AWS allows one CONNECT per second per client id; off unless set (1.0 is
+    # AWS's value), because tests reconnect one client id faster than that.
+    connect_rate_per_client_id: float | None = None
     # MQTT 5 on /mqtt (AWS IoT Core speaks it); False answers a v5 CONNECT
     # with CONNACK 0x84, for clients' fallback tests.
     mqtt5: bool = True
@@ -138,6 +146,8 @@ class EmulatorConfig:
             outbound_queue_bytes=self.outbound_queue_bytes,
             persistent_session_expiry=self.persistent_session_expiry,
             publish_rate_limit=self.publish_rate_limit,
+            throughput_limit=None if self.publish_rate_limit is None else self.throughput_limit,
+            connect_rate_per_client_id=self.connect_rate_per_client_id,
             mqtt5=self.mqtt5,
         )
 
@@ -232,11 +242,25 @@ class Emulator:
     def ca_file(self) -> Path | None:
         return None if self.certificates is None else self.certificates.ca_file
 
+    def install_rules(self, engine: RulesEngine) -> None:
+        """Run ``engine``'s topic rules on every message; call on the emulator's loop."""
+        loop = asyncio.get_running_loop()
+        broker = self.broker
+
+        def publish(topic: str, payload: bytes, qos: int) -> None:
+            # Republish actions run on worker threads; the broker lives on its loop.
+            loop.call_soon_threadsafe(lambda: broker.route(topic, payload, qos, False))
+
+        engine.attach(publish)
+        broker.rules = engine
+
     def stats(self) -> dict[str, Any]:
         data = self.broker.stats.as_dict()
         data["subscriptions_current"] = self.broker.subscription_count
         data["retained_messages"] = len(self.broker.retained)
         data["recent_refusals"] = list(self.broker.refusals)
+        if self.broker.rules is not None:
+            data["rules"] = self.broker.rules.stats.as_dict()
         return data
 
     # --- lifecycle ---------------------------------------------------------------
@@ -505,6 +529,8 @@ class Emulator:
                 return _error(403, "ForbiddenException", f"{action}: {decision.reason}", trace_id)
         self.broker.stats.publishes_http += 1
         self.broker.route(topic_name, body, int(qos_text), retain, properties=properties)
+        if self.broker.rules is not None:
+            self.broker.rules(topic_name, body, None, credential.principal_id)
         return web.json_response({"message": "OK", "traceId": trace_id})
 
 
@@ -630,6 +656,17 @@ class EmulatorThread:
     @property
     def wss_port(self) -> int | None:
         return self.emulator.wss_port
+
+    def install_rules(self, engine: RulesEngine) -> None:
+        """Run ``engine``'s topic rules on every message this emulator accepts."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("EmulatorThread is not started")
+
+        async def install() -> None:
+            self.emulator.install_rules(engine)
+
+        asyncio.run_coroutine_threadsafe(install(), loop).result(timeout=10)
 
     def stats(self) -> dict[str, Any]:
         """A consistent snapshot taken on the emulator's loop."""

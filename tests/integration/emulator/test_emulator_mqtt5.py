@@ -524,3 +524,24 @@ async def test_delete_connection_sends_administrative_action(world: Harness) -> 
     admin = world.iot_data(credential)
     await asyncio.to_thread(admin.delete_connection, clientId="device")
     assert await device.wait_closed() == [Disconnect(ReasonCode.ADMINISTRATIVE_ACTION)]
+
+
+async def test_shared_subscription_in_v5_keeps_retain_as_published(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "me", **V5)
+    suback = await client.subscribe(("$share/g/s/#", 0), options=(RETAIN_AS_PUBLISHED,))
+    assert suback.return_codes == (0,)
+    await client.publish("s/1", b"kept", retain=True)
+    message = await client.next_publish()
+    assert (message.topic, message.retain) == ("s/1", True)
+
+
+async def test_no_local_on_a_shared_subscription_is_a_protocol_error(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "me", **V5)
+    await client.send(Subscribe(1, (("$share/g/s/#", 0),), (NO_LOCAL,)))
+    assert await client.wait_closed() == [Disconnect(ReasonCode.PROTOCOL_ERROR)]
+
+
+async def test_invalid_will_topic_gets_connack_topic_name_invalid(world: Harness) -> None:
+    with pytest.raises(ConnectionRefused) as refused:
+        await world.connect(world.store.issue([ALLOW_ALL]), "c", will=Will("a/+", b"x"), **V5)
+    assert refused.value.return_code == ReasonCode.TOPIC_NAME_INVALID
