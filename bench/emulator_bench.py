@@ -243,8 +243,10 @@ def local_emulator(subscribers: int, work: Path) -> Iterator[Broker]:
         _wait_for_file(state_file, process, "iotnotify local", log)
         state = LocalState.read(state_file)
         _mint_local_keys(state, subscribers, keys)
-        # iotnotify local runs the emulator in a process of its own and names it.
-        pid = int(state.extra.get("emulatorPid", process.pid))
+        stats_url = state.iotWsUrl.replace("ws://", "http://").replace("/mqtt", "/_emulator/stats")
+        with urllib.request.urlopen(stats_url, timeout=30) as response:
+            # The emulator says which process serves it (iotnotify local may run it apart).
+            pid = int(json.load(response).get("pid", process.pid))
         yield Broker("emulator", pid, state.iotWsUrl, "ws", keys, log)
 
 

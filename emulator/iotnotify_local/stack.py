@@ -184,13 +184,10 @@ class LocalStack:
         self.resources = resources
 
         from iotnotify_emulator.moto_credentials import MotoCredentialStore
-        from iotnotify_emulator.server import EmulatorConfig
-        from iotnotify_local.emulator_process import EmulatorProcess
+        from iotnotify_emulator.server import EmulatorConfig, EmulatorThread
 
         store = MotoCredentialStore(accounts=[resources.account])
-        # Its own process, off this one's GIL (moto, the API, the poller, the
-        # autosave): emulator_process.py says why.
-        self._emulator = EmulatorProcess(
+        self._emulator = EmulatorThread(
             EmulatorConfig(
                 host=cfg.host,
                 ws_port=ws_port,
@@ -345,7 +342,6 @@ class LocalStack:
                 "taskDlqUrl": resources.task_dlq_url,
                 "chatDlqUrl": chat_dlq_url,
                 "emulatorStatsUrl": f"{emu.data_url}/_emulator/stats",
-                "emulatorPid": emu.pid,  # benches read its CPU and RSS
                 # POST .../_emulator/restart and the stats' refusal records need
                 # this per-start value in the X-Emulator-Secret header.
                 "emulatorAdminSecret": emu.admin_secret,
