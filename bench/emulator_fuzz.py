@@ -47,7 +47,7 @@ async def _settle(world: Harness, within: float = 15.0) -> int:
     """Live connections once the emulator has closed what the round left (0 = all gone)."""
     deadline = time.monotonic() + within
     while True:
-        live = world.emulator.stats()["connections_current"]
+        live = world.emulator.stats()["connections_current"] + len(world.emulator.broker.offline)
         if live == 0 or time.monotonic() > deadline:
             return int(live)
         await asyncio.sleep(0.05)
@@ -69,7 +69,7 @@ async def run(args: argparse.Namespace) -> int:
     loop_errors: list[dict[str, Any]] = []
     asyncio.get_running_loop().set_exception_handler(lambda _l, ctx: loop_errors.append(ctx))
     store = InMemoryCredentialStore()
-    config = EmulatorConfig(wss_port=None, connect_timeout=2.0)
+    config = EmulatorConfig(wss_port=None, connect_timeout=2.0, persistent_session_expiry=0.5)
     totals = FuzzTotals()
     leftover = 0
     async with start_emulator(config, credentials=store) as emulator:

@@ -133,11 +133,31 @@ def _offline_stack() -> Any:
         ) from exc
 
 
+def _title(value: str) -> str:
+    from iotnotify.contract import validate_title
+    from iotnotify.errors import ContractError
+
+    try:
+        return validate_title(value)  # the same rule as the publisher and POST /notify
+    except ContractError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
 @cli.command()
-@click.option("--user", "users", multiple=True, help="Recipient (demo name or user id); repeat.")
+@click.option(
+    "--user",
+    "users",
+    multiple=True,
+    help="Recipient: a demo name (local), a sign-in e-mail or a user id; repeat.",
+)
 @click.option("--broadcast", is_flag=True, help="Send to everyone instead.")
-@click.option("--title", required=True)
-@click.option("--type", "kind", default="notification", show_default=True)
+@click.option("--title", required=True, callback=lambda _c, _p, value: _title(value))
+@click.option(
+    "--type",
+    "kind",
+    default=None,
+    help="Notification type [default: notification; broadcast with --broadcast].",
+)
 @click.option("--data", default=None, help="JSON object attached to the notification.")
 @click.option("--ephemeral", is_flag=True, help="Do not keep it in the inbox.")
 @click.option(
@@ -155,7 +175,7 @@ def send(
     users: tuple[str, ...],
     broadcast: bool,
     title: str,
-    kind: str,
+    kind: str | None,
     data: str | None,
     ephemeral: bool,
     state_file: Path | None,
@@ -168,8 +188,11 @@ def send(
     """Send a notification to users (or everyone) through the local stack or AWS."""
     from iotnotify.sending import publisher_for_aws, publisher_for_local
 
-    if bool(users) == broadcast:
+    if users and broadcast:
+        raise click.UsageError("give --user or --broadcast, not both")
+    if not users and not broadcast:
         raise click.UsageError("give --user (one or more) or --broadcast")
+    kind = kind or ("broadcast" if broadcast else "notification")
     try:
         payload = json.loads(data) if data else {}
     except json.JSONDecodeError as exc:
@@ -207,60 +230,124 @@ def send(
         sys.exit(1)
 
 
+# `iotnotify cost` options: the two headline figures keep short names; every
+# other field of cost.Load becomes --field-name, so no assumption is hidden.
+_COST_SHORT = {
+    "users": "--users",
+    "notifications_per_user_per_day": "--per-day",
+    "connected_hours_per_day": "--connected-hours",
+    "message_bytes": "--message-bytes",
+}
+
+
+def _cost_options(func: Any) -> Any:
+    from dataclasses import MISSING, fields
+
+    from iotnotify.cost import COGNITO_PLANS, Load
+
+    for spec in reversed(fields(Load)):
+        name = _COST_SHORT.get(spec.name, "--" + spec.name.replace("_", "-"))
+        default = spec.default if spec.default is not MISSING else None
+        if spec.name == "users":
+            default = 1000
+        elif spec.name == "notifications_per_user_per_day":
+            default = 10.0
+        if spec.name == "cognito_plan":
+            kind: Any = click.Choice(COGNITO_PLANS)
+        elif isinstance(default, int) and not isinstance(default, bool):
+            kind = click.IntRange(min=0)
+        else:
+            kind = click.FloatRange(min=0)
+        func = click.option(name, spec.name, type=kind, default=default, show_default=True)(func)
+    return func
+
+
 @cli.command()
-@click.option("--users", type=click.IntRange(min=0), default=1000, show_default=True)
-@click.option(
-    "--per-day",
-    type=click.FloatRange(min=0),
-    default=10.0,
-    show_default=True,
-    help="Notifications per user per day.",
-)
-@click.option(
-    "--connected-hours",
-    type=click.FloatRange(0, 24),
-    default=24.0,
-    show_default=True,
-    help="Hours per day each user is connected.",
-)
-@click.option("--message-bytes", type=click.IntRange(min=1), default=512, show_default=True)
-def cost(users: int, per_day: float, connected_hours: float, message_bytes: int) -> None:
-    """Estimate the monthly AWS bill for a load, from list prices."""
+@_cost_options
+@click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
+def cost(as_json: bool, **assumptions: Any) -> None:
+    """Estimate the monthly AWS bill for a load, from dated list prices with volume tiers.
+
+    Every assumption is an option; the output lists them all with the prices used.
+    """
+    from dataclasses import asdict
+
+    from iotnotify.cost import PRICE_SOURCES, PRICES_AS_OF, Load, estimate
+
+    load = Load(**assumptions)
+    try:
+        figures = estimate(load)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "pricesAsOf": PRICES_AS_OF,
+                    "assumptions": asdict(load),
+                    "items": [asdict(item) for item in figures.items],
+                    "totalUsd": figures.total_usd,
+                    "apiGatewayWebSocketEquivalentUsd": figures.apigw_websocket_equivalent_usd,
+                }
+            )
+        )
+        return
     from rich.console import Console
     from rich.table import Table
 
-    from iotnotify.cost import Load, estimate
-
-    figures = estimate(
-        Load(
-            users=users,
-            notifications_per_user_per_day=per_day,
-            connected_hours_per_day=connected_hours,
-            message_bytes=message_bytes,
+    table = Table(
+        title=f"iotnotify on AWS, {load.days} days, {load.users:,} users, "
+        f"{load.notifications_per_user_per_day:g} notifications/user/day "
+        f"(us-east-1 list prices of {PRICES_AS_OF})"
+    )
+    for column, justify in (("service", "left"), ("item", "left"), ("quantity", "right"),
+                            ("unit", "left"), ("USD", "right")):  # fmt: skip
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for item in figures.items:
+        table.add_row(
+            item.service, item.what, f"{item.quantity:,.2f}", item.unit, f"{item.usd:,.2f}"
         )
-    )
-    table = Table(title=f"iotnotify, 30 days, {users:,} users, {per_day:g} notifications/user/day")
-    table.add_column("item")
-    table.add_column("quantity", justify="right")
-    table.add_column("USD", justify="right")
+    table.add_row("[bold]total[/bold]", "", "", "", f"[bold]{figures.total_usd:,.2f}[/bold]")
     table.add_row(
-        "IoT connectivity (minutes)",
-        f"{figures.connection_minutes:,.0f}",
-        f"{figures.iot_connectivity_usd:,.2f}",
-    )
-    table.add_row(
-        "IoT messaging (5 KB units)",
-        f"{figures.iot_messages:,.0f}",
-        f"{figures.iot_messaging_usd:,.2f}",
-    )
-    table.add_row(
-        "API Gateway REST requests", f"{figures.api_requests:,.0f}", f"{figures.api_usd:,.2f}"
-    )
-    table.add_row("[bold]total[/bold]", "", f"[bold]{figures.total_usd:,.2f}[/bold]")
-    table.add_row(
-        "(same on API Gateway WebSockets)", "", f"{figures.apigw_websocket_equivalent_usd:,.2f}"
-    )
-    Console().print(table)
+        "(comparison)", "API Gateway WebSockets instead of IoT Core", "", "",
+        f"{figures.apigw_websocket_equivalent_usd:,.2f}",
+    )  # fmt: skip
+    assumptions_table = Table(title="assumptions (each one an option)")
+    assumptions_table.add_column("option")
+    assumptions_table.add_column("value", justify="right")
+    for name, value in asdict(load).items():
+        assumptions_table.add_row(_COST_SHORT.get(name, "--" + name.replace("_", "-")), f"{value}")
+    prices_table = Table(title=f"list prices used (us-east-1, {PRICES_AS_OF}; volume tiers)")
+    prices_table.add_column("price")
+    prices_table.add_column("USD per unit, by monthly volume")
+    for name, tiers in _price_rows():
+        prices_table.add_row(name, tiers)
+    out = Console()
+    out.print(table)
+    out.print(assumptions_table)
+    out.print(prices_table)
+    out.print("Sources: " + ", ".join(PRICE_SOURCES))
+
+
+def _price_rows() -> list[tuple[str, str]]:
+    from dataclasses import fields
+
+    from iotnotify.cost import PRICES, Tier
+
+    def show(tiers: tuple[Tier, ...]) -> str:
+        return "; ".join(
+            f"{t.price:.10g}" + (f" up to {t.up_to:,.0f}" if t.up_to is not None else " above")
+            for t in tiers
+        )
+
+    rows: list[tuple[str, str]] = []
+    for spec in fields(PRICES):
+        value = getattr(PRICES, spec.name)
+        if isinstance(value, dict):
+            rows.extend((f"{spec.name} ({plan})", show(tiers)) for plan, tiers in value.items())
+        else:
+            rows.append((spec.name, show(value)))
+    return rows
 
 
 def _register_optional_commands() -> None:

@@ -43,6 +43,7 @@ __all__ = [
     "MAX_CLIENT_ID_BYTES",
     "MAX_JSON_DEPTH",
     "MAX_PAYLOAD_BYTES",
+    "MAX_TITLE_CHARS",
     "MAX_TOPIC_BYTES",
     "MAX_TOPIC_SLASHES",
     "Notification",
@@ -59,6 +60,7 @@ __all__ = [
     "user_of_client_id",
     "validate_name",
     "validate_notification_id",
+    "validate_title",
     "validate_user_id",
 ]
 
@@ -315,6 +317,23 @@ _CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _ULID_MAX_MS: Final = (1 << 48) - 1
 
 
+# A notification's title is what a toast or tray pop-up shows; one rule for
+# the CLI, the publisher and POST /notify.
+MAX_TITLE_CHARS: Final = 512
+
+
+def validate_title(value: object) -> str:
+    """A title: a string with at least one non-space character, at most 512 characters.
+
+    Raises :class:`InvalidEnvelope` otherwise; returns the title unchanged.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidEnvelope("title is required and must be a non-empty string")
+    if len(value) > MAX_TITLE_CHARS:
+        raise InvalidEnvelope(f"title is longer than {MAX_TITLE_CHARS} characters")
+    return value
+
+
 _NOTIFICATION_ID_RE: Final = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 
 
@@ -442,7 +461,12 @@ class Notification:
         type: str = "notification",
         data: Mapping[str, Any] | None = None,
     ) -> Notification:
-        """A new notification with a fresh sortable id and a timestamp from it."""
+        """A new notification with a fresh sortable id and a timestamp from it.
+
+        Raises :class:`InvalidEnvelope` for a blank or over-long title
+        (:func:`validate_title`), :class:`PayloadTooLarge` over 128 KB.
+        """
+        validate_title(title)
         ulid = _next_ulid()
         note = cls(
             id=str(ulid),

@@ -23,6 +23,7 @@ __all__ = [
     "SessionTakenOver",
     "SubscriptionRefused",
     "Throttled",
+    "UnknownUser",
 ]
 
 
@@ -94,3 +95,7 @@ class SubscriptionRefused(Forbidden):
     def __init__(self, message: str, topics: tuple[str, ...]) -> None:
         super().__init__(message)
         self.topics = topics
+
+
+class UnknownUser(IotNotifyError):
+    """A recipient nobody in the user pool has (no such name, e-mail or user id)."""

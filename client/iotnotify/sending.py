@@ -1,20 +1,78 @@
-"""Publishers for the CLI: through a local stack's state file, or an AWS stage."""
+"""Publishers for the CLI: through a local stack's state file, or an AWS stage.
+
+Recipients are resolved against the deployment's Cognito user pool before
+anything is sent, so ``send --user carol`` for a user who does not exist is
+an error instead of a notification nobody can ever receive: a demo name of
+the local stack (``alice``), a sign-in e-mail (a user who signed up on the
+page) or a user id (the Cognito ``sub``). Cognito's ``ListUsers`` filter
+supports ``email`` and ``sub`` with ``=`` (Amazon Cognito API reference,
+ListUsers, "Filter").
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 from iotnotify.contract import validate_user_id
+from iotnotify.errors import AuthError, IotNotifyError, UnknownUser
 from iotnotify.naming import ResourceNames
 from iotnotify.publisher import Publisher
-from iotnotify.state_file import DEFAULT_STATE_FILE, LocalState, StateFileError
+from iotnotify.state_file import DEFAULT_STATE_FILE, LocalState
 
-__all__ = ["publisher_for_aws", "publisher_for_local"]
+__all__ = ["UserDirectory", "publisher_for_aws", "publisher_for_local"]
 
 Resolver = Callable[[str], str]
+
+
+@dataclass(frozen=True, slots=True)
+class UserDirectory:
+    """Maps what a sender types to a user id, checking the user pool.
+
+    ``cognito`` is a boto3 ``cognito-idp`` client; ``demo`` maps the local
+    stack's demo names to their ids. Raises :class:`UnknownUser` for a name
+    nobody in the pool has, :class:`AuthError` when the pool cannot be read.
+    """
+
+    cognito: Any
+    user_pool_id: str
+    demo: Mapping[str, str]
+
+    def resolve(self, name: str) -> str:
+        if name in self.demo:
+            return self.demo[name]
+        if "@" in name:
+            if '"' in name or "\\" in name:
+                raise UnknownUser(f"{name!r} is not an e-mail address")
+            # Page sign-ups are stored lower case; try as typed first for old ones.
+            candidates = dict.fromkeys((name.strip(), name.strip().lower()))
+            for email in candidates:
+                found = self._find(f'email = "{email}"')
+                if found:
+                    return found
+        else:
+            user_id = validate_user_id(name)
+            found = self._find(f'sub = "{user_id}"')
+            if found:
+                return found
+        known = f" (demo users: {', '.join(self.demo)})" if self.demo else ""
+        raise UnknownUser(f"no user {name!r} in the user pool {self.user_pool_id}{known}")
+
+    def _find(self, query: str) -> str | None:
+        try:
+            answer = self.cognito.list_users(UserPoolId=self.user_pool_id, Filter=query, Limit=2)
+        except (BotoCoreError, ClientError) as exc:
+            raise AuthError(f"cannot look up recipients in the user pool: {exc}") from exc
+        for user in answer.get("Users", []):
+            for attribute in user.get("Attributes", []):
+                if attribute.get("Name") == "sub":
+                    return str(attribute["Value"])
+        return None
 
 
 def publisher_for_local(state_file: Path | None) -> tuple[Publisher, Resolver]:
@@ -33,22 +91,42 @@ def publisher_for_local(state_file: Path | None) -> tuple[Publisher, Resolver]:
         session=session,
         dynamodb_endpoint_url=state.awsEndpointUrl,
     )
-
-    def resolve(user: str) -> str:
-        # Demo names (alice) map to their Cognito sub; anything else is a user id.
-        try:
-            return str(state.user(user)["sub"])
-        except StateFileError:
-            return validate_user_id(user)
-
-    return publisher, resolve
+    directory = UserDirectory(
+        cognito=session.client("cognito-idp", endpoint_url=state.awsEndpointUrl),
+        user_pool_id=state.userPoolId,
+        demo={str(u["name"]): str(u["sub"]) for u in state.users if u.get("name")},
+    )
+    return publisher, directory.resolve
 
 
 def publisher_for_aws(*, app: str, stage: str, region: str | None) -> tuple[Publisher, Resolver]:
-    """A publisher for a deployed stage, with the caller's AWS credentials."""
+    """A publisher for a deployed stage, with the caller's AWS credentials.
+
+    Raises :class:`IotNotifyError` when no region is configured (``--region``,
+    ``AWS_REGION``/``AWS_DEFAULT_REGION`` or the profile's region).
+    """
     session = boto3.session.Session(region_name=region)
+    if not session.region_name:
+        raise IotNotifyError(
+            "no AWS region: give --region, or set AWS_REGION (or a region in your AWS profile)"
+        )
     names = ResourceNames(app, stage, stage)
     publisher = Publisher.create(
         app=app, stage=stage, inbox_table=names.inbox_table, session=session
     )
-    return publisher, validate_user_id
+    cognito = session.client("cognito-idp")
+    directory = UserDirectory(
+        cognito=cognito, user_pool_id=_pool_id(cognito, names.user_pool), demo={}
+    )
+    return publisher, directory.resolve
+
+
+def _pool_id(cognito: Any, name: str) -> str:
+    try:
+        for page in cognito.get_paginator("list_user_pools").paginate(MaxResults=60):
+            for pool in page.get("UserPools", []):
+                if pool.get("Name") == name:
+                    return str(pool["Id"])
+    except (BotoCoreError, ClientError) as exc:
+        raise AuthError(f"cannot list user pools to find {name!r}: {exc}") from exc
+    raise UnknownUser(f"no user pool named {name!r} in this account and region: is it deployed?")

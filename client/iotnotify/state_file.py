@@ -114,7 +114,7 @@ class LocalState:
             raise StackNotRunning(f"{hint} (nothing listens at {self.apiUrl})")
 
     @classmethod
-    def read(cls, path: Path, *, check_running: bool = True) -> LocalState:
+    def read(cls, path: Path = DEFAULT_STATE_FILE, *, check_running: bool = True) -> LocalState:
         """Parse ``path``; with ``check_running``, also :meth:`ensure_running`.
 
         Raises :class:`StateFileError` (missing, unreadable, incomplete) or

@@ -70,6 +70,7 @@ from iotnotify_emulator.mqtt import (
     encode,
 )
 from iotnotify_emulator.mqtt5 import Properties, ReasonCode
+from iotnotify_emulator.persistent import OfflineSessions
 from iotnotify_emulator.session5 import (
     NO_LOCAL,
     RETAIN_AS_PUBLISHED,
@@ -147,6 +148,11 @@ class BrokerSettings:
     outbound_queue_bytes: int = 2 * 1024 * 1024
     # Refusal log lines per second (the records themselves are all kept).
     refusal_log_rate: float = 20.0
+    # AWS IoT Core quotas (general reference, message broker): persistent
+    # session expiry (default 1 h) and unacknowledged QoS 1 messages in flight
+    # per connection (100).
+    persistent_session_expiry: float = 3600.0
+    max_inflight_qos1: int = 100
     # AWS IoT Core quota "publish requests per second per connection"; None disables.
     publish_rate_limit: float | None = 100.0
     # Speak MQTT 5 (as AWS IoT Core does since 2022). Off: a v5 CONNECT gets
@@ -170,6 +176,8 @@ class Stats:
     denials_by_action: dict[str, int] = field(default_factory=dict)
     disconnects_by_reason: dict[str, int] = field(default_factory=dict)
     qos2_ignored: int = 0
+    # MQTT 5 messages whose Message Expiry Interval ran out before delivery.
+    expired: int = 0
     protocol_errors: int = 0
     throttled: int = 0
 
@@ -192,6 +200,7 @@ class Broker:
         self.stats = Stats()
         self.trie: SubscriptionTrie[MqttSession] = SubscriptionTrie()
         self.shared: SharedSubscriptions[MqttSession] = SharedSubscriptions()
+        self.offline: OfflineSessions[MqttSession] = OfflineSessions(self._end_session)
         self.sessions: dict[str, MqttSession] = {}
         self.retained: dict[str, Publish] = {}
         # When a retained message with a Message Expiry Interval arrived
@@ -308,10 +317,40 @@ class Broker:
     def unregister(self, session: MqttSession) -> None:
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
+        if session.session_expiry:
+            # A persistent session outlives its connection, subscriptions included.
+            self.offline.keep(session, session.session_expiry)
+        else:
+            self._end_session(session)
+        self.stats.connections_current = len(self.sessions)
+
+    def _end_session(self, session: MqttSession) -> None:
         for topic_filter in session.subscriptions:
             self.remove_subscription(topic_filter, session)
         session.subscriptions.clear()
-        self.stats.connections_current = len(self.sessions)
+        session.forget_messages()
+
+    def resume_session(self, session: MqttSession, *, clean: bool) -> bool:
+        """Attach the kept persistent session of ``session.client_id`` to ``session``.
+
+        ``clean`` (cleanSession=1 / Clean Start=1) ends a kept session
+        instead. Returns ``sessionPresent``.
+        """
+        if clean:
+            self.offline.discard(session.client_id)
+            return False
+        old = self.offline.take(session.client_id)
+        if old is None:
+            return False
+        for name, qos in old.subscriptions.items():
+            self.remove_subscription(name, old)
+            self.add_subscription(name, session, qos)
+        session.subscriptions = dict(old.subscriptions)
+        old.subscriptions.clear()
+        if old.v5 is not None and session.v5 is not None:
+            session.v5.options.update(old.v5.options)
+        session.take_messages(old)
+        return True
 
     def add_subscription(self, name: str, session: MqttSession, qos: int) -> None:
         """Route ``name`` (validated, authorised) to ``session``: a plain or a shared filter."""
@@ -355,13 +394,10 @@ class Broker:
             return False
         if prevent_will:
             session.will = None
-        if clean_session:
-            self.discard_persistent_session(client_id)
         await session.close(DisconnectReason.API_INITIATED_DISCONNECT)
+        if clean_session:
+            self.offline.discard(client_id)
         return True
-
-    def discard_persistent_session(self, client_id: str) -> None:
-        """Forget a client's persistent session (none are kept yet)."""
 
     async def close_all(self) -> None:
         for session in list(self.sessions.values()):
@@ -413,6 +449,12 @@ class Broker:
         publishing session, for MQTT 5's No Local option.
         """
         properties = forwarded(properties)
+        # For copies that may wait before they are sent (QoS 1): see Publish.received_at.
+        arrived = (
+            time.monotonic()
+            if properties is not None and properties.message_expiry_interval is not None
+            else None
+        )
         if retain:
             self.retained_at.pop(topic, None)
             self.retained_modified[topic] = int(time.time() * 1000)
@@ -445,17 +487,17 @@ class Broker:
                         Publish(topic=topic, payload=payload, properties=properties)
                     )
             else:
-                packet_id = session.next_packet_id() if min(qos, granted) else None
-                frame = session.encode(
-                    Publish(
-                        topic=topic,
-                        payload=payload,
-                        qos=min(qos, granted),
-                        retain=keep_retain,
-                        packet_id=packet_id,
-                        properties=properties,
-                    )
+                message = Publish(
+                    topic=topic,
+                    payload=payload,
+                    qos=min(qos, granted),
+                    retain=keep_retain,
+                    properties=properties,
+                    received_at=arrived,
                 )
+                if session.deliver_publish(message):
+                    delivered += 1
+                continue
             if session.deliver(frame):
                 delivered += 1
         return delivered
@@ -498,6 +540,15 @@ class MqttSession:
         # for the writer task itself.
         self._queue: deque[bytes] | None = None
         self._queued_bytes = 0
+        # Seconds a persistent session outlives the connection (0: clean session).
+        self.session_expiry = 0.0
+        # QoS 1 messages sent and not yet acknowledged, by packet id, and
+        # those waiting: over the in-flight limit, or while a persistent
+        # session's client is away. Made on first use (most connections
+        # never see a QoS 1 message).
+        self._inflight: dict[int, Publish] | None = None
+        self._held: deque[Publish] | None = None
+        self._held_bytes = 0
         self._writer: asyncio.Task[None] | None = None
         # Set by _close_soon: the reason the close that is under way will
         # announce, so that the read loop ending meanwhile (it stops reading
@@ -565,6 +616,96 @@ class MqttSession:
     def queued_bytes(self) -> int:
         """Bytes of frames waiting for this connection's socket."""
         return self._queued_bytes
+
+    def deliver_publish(self, message: Publish) -> bool:
+        """Send a PUBLISH built for this session (no packet id yet).
+
+        QoS 1 messages are tracked until PUBACK; at ``max_inflight_qos1``
+        unacknowledged ones (AWS quota: 100) the rest wait and go out as
+        acknowledgements arrive. For a persistent session whose client is
+        away, QoS 1 messages are stored for its return. Waiting messages are
+        bounded by ``outbound_queue_bytes``; beyond it they are dropped and
+        counted. True when the message went to the socket's queue.
+        """
+        if message.qos == 0:
+            return self.deliver(self.encode(message))
+        if self.closed or self.inflight_full:
+            if self.session_expiry or not self.closed:
+                self._hold(message)
+            return False
+        wire = message
+        if message.received_at is not None:
+            # MQTT 5 section 3.3.2.3.3: the interval less the time it waited.
+            left = forwarded(message.properties, received_at=message.received_at)
+            if left is None:
+                self.broker.stats.expired += 1
+                return False
+            wire = replace(message, properties=left)
+        message = replace(message, packet_id=self.next_packet_id())
+        wire = replace(wire, packet_id=message.packet_id)
+        assert message.packet_id is not None
+        if not self.deliver(self.encode(wire)):
+            return False
+        if self._inflight is None:
+            self._inflight = {}
+        self._inflight[message.packet_id] = message
+        return True
+
+    @property
+    def inflight_full(self) -> bool:
+        inflight = self._inflight
+        if inflight is None:
+            return False
+        limit = self.broker.settings.max_inflight_qos1
+        if self.v5 is not None and self.v5.receive_maximum is not None:
+            # MQTT 5 section 3.1.2.11.3: no more unacknowledged QoS 1
+            # PUBLISHes than the client's Receive Maximum.
+            limit = min(limit, self.v5.receive_maximum)
+        return len(inflight) >= limit
+
+    @property
+    def held_messages(self) -> int:
+        """QoS 1 messages waiting: over the in-flight limit, or for an offline session."""
+        return 0 if self._held is None else len(self._held)
+
+    def _hold(self, message: Publish) -> None:
+        size = len(message.payload) + len(message.topic)
+        if self._held_bytes + size > self.broker.settings.outbound_queue_bytes:
+            self.dropped += 1
+            self.broker.stats.drops += 1
+            return
+        if self._held is None:
+            self._held = deque()
+        self._held.append(message)
+        self._held_bytes += size
+
+    def _acknowledged(self, packet_id: int) -> None:
+        """PUBACK from the client: free the slot, send what waits."""
+        if self._inflight is not None:
+            self._inflight.pop(packet_id, None)
+        self.release_held()
+
+    def release_held(self) -> None:
+        """Send waiting QoS 1 messages while the in-flight window has room."""
+        held = self._held
+        while held and not self.closed and not self.inflight_full:
+            message = held.popleft()
+            self._held_bytes -= len(message.payload) + len(message.topic)
+            self.deliver_publish(message)
+
+    def take_messages(self, old: MqttSession) -> None:
+        """On resuming ``old``'s persistent session: its unacknowledged messages
+        (resent with DUP set, new packet ids: AWS IoT developer guide,
+        "differences from MQTT 3.1.1") then its stored ones wait here."""
+        resend = [replace(m, dup=True, packet_id=None) for m in (old._inflight or {}).values()]
+        for message in [*resend, *(old._held or ())]:
+            self._hold(message)
+        old.forget_messages()
+
+    def forget_messages(self) -> None:
+        self._inflight = None
+        self._held = None
+        self._held_bytes = 0
 
     def deliver(self, frame: bytes) -> bool:
         """Queue a PUBLISH; False (and counted in ``Stats.drops``) when it would
@@ -721,11 +862,14 @@ class MqttSession:
             case Pingreq():
                 self._send(self.encode(Pingresp()))
             case Puback():
-                pass  # no persistent sessions, so no in-flight state to clear
+                self._acknowledged(packet.packet_id)
             case Disconnect():
-                if self.v5 is not None and not self.v5.disconnect_allowed(packet):
-                    self.protocol_error("DISCONNECT sets a Session Expiry Interval after 0")
-                    return
+                if self.v5 is not None:
+                    if not self.v5.disconnect_allowed(packet):
+                        self.protocol_error("DISCONNECT sets a Session Expiry Interval after 0")
+                        return
+                    limit = self.broker.settings.persistent_session_expiry
+                    self.session_expiry = float(min(self.v5.session_expiry, limit))
                 # 3.1.1 section 3.14.4: a clean DISCONNECT discards the will; MQTT 5
                 # keeps it for reason 0x04 "Disconnect with Will Message" (3.14.2.1).
                 if packet.reason_code != ReasonCode.DISCONNECT_WITH_WILL or self.v5 is None:
@@ -807,10 +951,12 @@ class MqttSession:
         if packet.will is not None and not await self._will_allowed(packet):
             return
         self.keepalive = effective_keepalive(packet.keepalive, broker.settings)
+        self.session_expiry = self._persistence(packet)
         self.connected = True
         await broker.register(self)
         if self.closed:
             return  # a newer CONNECT with this client id took over meanwhile
+        present = broker.resume_session(self, clean=packet.clean_session)
         # A will still waiting out its MQTT 5 delay: a resumed session (Clean
         # Start 0) cancels it, a new session ends the old one, which sends it.
         if packet.clean_session:
@@ -818,12 +964,13 @@ class MqttSession:
         else:
             broker.drop_will(self.client_id)
         if self.v5 is None:
-            self._send(encode(Connack()))
+            self._send(encode(Connack(session_present=present)))
         else:
             properties = connack_properties(
                 packet, keepalive=self.keepalive, assigned_client_id=assigned
             )
-            self._send(mqtt5.encode(Connack(properties=properties)))
+            self._send(mqtt5.encode(Connack(session_present=present, properties=properties)))
+        self.release_held()  # a resumed session's stored messages follow CONNACK
         self._schedule_keepalive(self.keepalive * broker.settings.keepalive_factor)
         broker.publish_event(
             _CONNECTED_TOPIC.format(self.client_id),
@@ -837,6 +984,18 @@ class MqttSession:
                 "versionNumber": self.version,
             },
         )
+
+    def _persistence(self, packet: Connect) -> float:
+        """Seconds this session outlives the connection: 0 for a clean session.
+
+        MQTT 3.1.1: ``cleanSession=0`` keeps it for the account's expiry
+        (``persistent_session_expiry``, AWS default 1 h). MQTT 5: the Session
+        Expiry Interval, capped at the same value.
+        """
+        limit = self.broker.settings.persistent_session_expiry
+        if self.v5 is not None:
+            return float(min(self.v5.session_expiry, limit))
+        return 0.0 if packet.clean_session else limit
 
     async def _will_allowed(self, packet: Connect) -> bool:
         will = packet.will

@@ -32,7 +32,9 @@ from typing import Any, Final
 
 import aiohttp
 
+from iotnotify_emulator import mqtt5
 from iotnotify_emulator.mqtt import (
+    Auth,
     Connect,
     Disconnect,
     Packet,
@@ -45,6 +47,7 @@ from iotnotify_emulator.mqtt import (
     Will,
     encode,
 )
+from iotnotify_emulator.mqtt5 import Properties
 
 __all__ = ["FuzzTotals", "corpus", "fuzz", "mutate"]
 
@@ -68,8 +71,14 @@ class FuzzTotals:
         return asdict(self)
 
 
-def corpus(client_id: str) -> list[bytes]:
-    """Valid MQTT 3.1.1 packets (wire bytes) the mutations start from."""
+def corpus(client_id: str, protocol_level: int = 4) -> list[bytes]:
+    """Valid MQTT 3.1.1 packets (wire bytes) the mutations start from.
+
+    ``protocol_level=5``: the same packets in MQTT 5, plus properties, topic
+    aliases, subscription options and an AUTH.
+    """
+    if protocol_level == 5:
+        return _corpus_v5(client_id)
     packets: list[Packet] = [
         Subscribe(packet_id=1, topics=(("fuzz/a", 0),)),
         Subscribe(packet_id=2, topics=(("fuzz/+/b", 1), ("fuzz/#", 0))),
@@ -96,17 +105,70 @@ def corpus(client_id: str) -> list[bytes]:
     return raw
 
 
-def _connect_packet(rng: random.Random, client_id: str) -> bytes:
+def _corpus_v5(client_id: str) -> list[bytes]:
+    user = (("k", "v"), ("k", "w"))
+    packets: list[Packet] = [
+        Subscribe(1, (("fuzz/a", 0),), (0,), Properties(user_properties=user)),
+        Subscribe(2, (("fuzz/+/b", 1), ("fuzz/#", 2)), (0x04, 0x2C)),
+        Subscribe(3, (("fuzz/s", 0),), (0,), Properties(subscription_identifiers=(5,))),
+        Unsubscribe(5, ("fuzz/a", "fuzz/#"), Properties(user_properties=user)),
+        Publish(
+            topic="fuzz/a",
+            payload=b'{"v":1}',
+            properties=Properties(
+                content_type="application/json",
+                response_topic="fuzz/reply",
+                correlation_data=b"\x00\x01",
+                message_expiry_interval=30,
+                payload_format_indicator=1,
+                user_properties=user,
+            ),
+        ),
+        Publish(topic="fuzz/x/b", payload=b"hello", qos=1, packet_id=7),
+        Publish(topic="fuzz/t", payload=b"a", properties=Properties(topic_alias=1)),
+        Publish(topic="", payload=b"b", properties=Properties(topic_alias=1)),
+        Publish(topic="fuzz/r", payload=b"retained", retain=True),
+        Publish(topic="fuzz/q2", payload=b"2", qos=2, packet_id=8),
+        Puback(9, 0x10, Properties(reason_string="fine")),
+        Pingreq(),
+        Connect(client_id=client_id, protocol_level=5),
+        Disconnect(0x04, Properties(session_expiry_interval=0)),
+        Auth(0x18),
+    ]
+    return [mqtt5.encode(p) for p in packets]
+
+
+def _connect_packet(rng: random.Random, client_id: str, protocol_level: int = 4) -> bytes:
     will = Will(topic="fuzz/will", payload=b"gone") if rng.random() < 0.3 else None
-    return encode(
-        Connect(
-            client_id=client_id,
-            keepalive=rng.choice([0, 1, 30, 60, 1200, 65535]),
-            clean_session=rng.random() < 0.8,
-            username=rng.choice([None, "?SDK=fuzz&Version=1"]),
-            will=will,
-        )
+    packet = Connect(
+        client_id=client_id,
+        keepalive=rng.choice([0, 1, 30, 60, 1200, 65535]),
+        clean_session=rng.random() < 0.8,
+        username=rng.choice([None, "?SDK=fuzz&Version=1"]),
+        will=will,
     )
+    if protocol_level == 5:
+        properties = Properties(
+            session_expiry_interval=rng.choice([None, 0, 1, 3600]),
+            receive_maximum=rng.choice([None, 1, 100]),
+            maximum_packet_size=rng.choice([None, 64, 1 << 20]),
+            topic_alias_maximum=rng.choice([None, 0, 8]),
+        )
+        will_properties = Properties(will_delay_interval=rng.choice([None, 0, 1]))
+        if will is not None:
+            will = Will(will.topic, will.payload, properties=will_properties)
+        return mqtt5.encode(
+            Connect(
+                client_id=packet.client_id,
+                keepalive=packet.keepalive,
+                clean_session=packet.clean_session,
+                username=packet.username,
+                will=will,
+                protocol_level=5,
+                properties=properties,
+            )
+        )
+    return encode(packet)
 
 
 def mutate(rng: random.Random, data: bytes, others: Sequence[bytes]) -> bytes:
@@ -156,6 +218,7 @@ async def _one_connection(
     totals: FuzzTotals,
     step_timeout: float,
     client_id: str,
+    protocol_level: int = 4,
 ) -> int:
     """One fuzz connection; returns the packets it sent."""
     try:
@@ -169,10 +232,10 @@ async def _one_connection(
         return 0
     totals.connections += 1
     reader = asyncio.ensure_future(_drain(ws))
-    seeds = corpus(client_id)
+    seeds = corpus(client_id, protocol_level)
     sent = 0
     try:
-        first = _connect_packet(rng, client_id)
+        first = _connect_packet(rng, client_id, protocol_level)
         if rng.random() < 0.15:
             first = mutate(rng, first, seeds)
             totals.mutated += 1
@@ -236,12 +299,14 @@ async def fuzz(
     concurrency: int = 8,
     step_timeout: float = 10.0,
     client_ids: Sequence[str] = ("fuzz.0", "fuzz.1", "fuzz.2", "fuzz.3"),
+    protocol_level: int = 4,
 ) -> FuzzTotals:
     """Send about ``packets`` fuzzed packets over as many connections as that takes.
 
     ``url_for()`` returns a presigned ``ws://.../mqtt`` URL (called once per
     connection). Client ids are drawn from ``client_ids``, so takeovers of
-    one id by another fuzz connection happen too.
+    one id by another fuzz connection happen too. ``protocol_level=5``
+    fuzzes MQTT 5 (CONNECT, corpus and mutations in the v5 encoding).
     """
     rng = random.Random(seed)  # noqa: S311 - reproducible fuzzing, not secrets
     totals = FuzzTotals()
@@ -257,7 +322,16 @@ async def fuzz(
                 child = random.Random(rng.getrandbits(64))  # noqa: S311
                 client_id = rng.choice(client_ids)
                 batch.append(
-                    _one_connection(http, url_for(), child, budget, totals, step_timeout, client_id)
+                    _one_connection(
+                        http,
+                        url_for(),
+                        child,
+                        budget,
+                        totals,
+                        step_timeout,
+                        client_id,
+                        protocol_level,
+                    )
                 )
             await asyncio.gather(*batch)
     return totals

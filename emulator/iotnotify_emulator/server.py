@@ -107,6 +107,7 @@ class EmulatorConfig:
     keepalive_factor: float = 1.5
     connect_timeout: float = 10.0
     outbound_queue_bytes: int = 2 * 1024 * 1024
+    persistent_session_expiry: float = 3600.0
     max_subscriptions: int = 50
     publish_rate_limit: float | None = 100.0
     # MQTT 5 on /mqtt (AWS IoT Core speaks it); False answers a v5 CONNECT
@@ -135,6 +136,7 @@ class EmulatorConfig:
             connect_timeout=self.connect_timeout,
             max_subscriptions=self.max_subscriptions,
             outbound_queue_bytes=self.outbound_queue_bytes,
+            persistent_session_expiry=self.persistent_session_expiry,
             publish_rate_limit=self.publish_rate_limit,
             mqtt5=self.mqtt5,
         )

@@ -80,12 +80,15 @@ class State5:
     """Per-connection MQTT 5 state, created from the CONNECT.
 
     ``max_packet_size``: the client's Maximum Packet Size (section
-    3.1.2.11.4): larger PUBLISHes are not sent to it. ``problem_info``:
+    3.1.2.11.4): larger PUBLISHes are not sent to it. ``receive_maximum``:
+    its Receive Maximum (section 3.1.2.11.3), the cap on unacknowledged QoS 1
+    PUBLISHes sent to it. ``problem_info``:
     Request Problem Information (section 3.1.2.11.7): when 0, reason
     strings are sent only on CONNACK, PUBLISH and DISCONNECT.
     """
 
     max_packet_size: int | None = None
+    receive_maximum: int | None = None
     problem_info: bool = True
     session_expiry: int = 0
     aliases: dict[int, str] = field(default_factory=dict)
@@ -97,6 +100,7 @@ class State5:
         props = packet.properties or Properties()
         return cls(
             max_packet_size=props.maximum_packet_size,
+            receive_maximum=props.receive_maximum,
             problem_info=props.request_problem_information != 0,
             session_expiry=min(props.session_expiry_interval or 0, MAX_SESSION_EXPIRY),
         )

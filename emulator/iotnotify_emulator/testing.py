@@ -199,6 +199,7 @@ class RawMqttClient:
         within: float = 10.0,
         protocol_level: int = 4,
         properties: Properties | None = None,
+        clean_session: bool = True,
     ) -> RawMqttClient:
         """Open and CONNECT; raises :class:`ConnectionRefused` unless CONNACK is 0."""
         client = await cls.open(
@@ -217,6 +218,7 @@ class RawMqttClient:
                     username=username,
                     protocol_level=protocol_level,
                     properties=properties,
+                    clean_session=clean_session,
                 )
             )
             reply = await client.receive(within=within)

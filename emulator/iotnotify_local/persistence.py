@@ -26,16 +26,21 @@ What is kept, and how:
 
 State is saved after start-up and on a clean stop, and every
 :data:`AUTOSAVE_SECONDS` in between, so a crash loses at most that much.
-``--fresh`` empties the directory first. One stack at a time may use a
-directory (an ``flock`` on ``DIR/lock``). Files are created owner-only, and
-a pickle is loaded only if this user owns it and nobody else can write it:
-loading a pickle runs code, so it must come from this user's own stack.
+A directory saved by other provisioning code (``provision.py``, the
+naming or the IAM policies changed) or another moto version is refused
+with a hint to use ``--fresh``: restoring it would run today's handlers
+against yesterday's resources. ``--fresh`` empties the directory first.
+One stack at a time may use a directory (an ``flock`` on ``DIR/lock``).
+Files are created owner-only, and a pickle is loaded only if this user owns
+it and nobody else can write it: loading a pickle runs code, so it must
+come from this user's own stack.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import io
 import json
 import os
@@ -208,6 +213,17 @@ def _drop_expired_sessions(backend: Any) -> None:
         sessions[:] = [s for s in sessions if getattr(s, "expiration", now) > now]
 
 
+def _provision_fingerprint() -> str:
+    """A hash of the code that decides what exists in moto (and how it is allowed)."""
+    from iotnotify import naming, policies
+    from iotnotify_local import provision
+
+    digest = hashlib.sha256()
+    for module in (provision, naming, policies):
+        digest.update(Path(str(module.__file__)).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _resources_json(resources: LocalResources) -> dict[str, Any]:
     raw = asdict(resources)
     raw["names"] = {
@@ -324,10 +340,19 @@ class DataDir:
             header, raw = saved["header"], saved["resources"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DataDirError(f"cannot read {resources_file}: {exc}; {hint}") from exc
+        import moto
+
         wanted = {"format": _FORMAT, "app": app, "stage": stage, "region": region}
         found = {key: header.get(key) for key in wanted}
         if found != wanted:
             raise DataDirError(f"the data in {self.path} is for {found}, not {wanted}; {hint}")
+        made_by = (header.get("provision"), header.get("moto"))
+        if made_by != (_provision_fingerprint(), moto.__version__):
+            raise DataDirError(
+                f"the data in {self.path} was saved by another version of the offline stack "
+                f"(provisioning {made_by[0]}, moto {made_by[1]}; now {_provision_fingerprint()}, "
+                f"moto {moto.__version__}); {hint}"
+            )
         try:
             resources = _resources_from_json(raw)
             state = pickle.loads(moto_file.read_bytes())  # noqa: S301 - our own file, checked above
@@ -351,6 +376,7 @@ class DataDir:
                 "stage": stage,
                 "region": region,
                 "moto": moto.__version__,
+                "provision": _provision_fingerprint(),
             }
             document = {"header": header, "resources": _resources_json(resources)}
             _write_private(self.path / _MOTO_FILE, blob)

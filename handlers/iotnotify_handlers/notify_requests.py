@@ -17,14 +17,14 @@ from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from iotnotify.contract import validate_name, validate_user_id
+from iotnotify.contract import validate_name, validate_title, validate_user_id
+from iotnotify.errors import ContractError
 from iotnotify.publisher import DeliveryResult, Publisher
 from iotnotify_handlers.errors import BadRequest, ServiceUnavailable, Unauthorized
 
 __all__ = ["MAX_RECIPIENTS", "ApiKeyVerifier", "NotifyRequest", "send"]
 
 MAX_RECIPIENTS: Final = 1000
-MAX_TITLE_CHARS: Final = 512
 _ALLOWED_FIELDS: Final = frozenset(
     {"user", "users", "broadcast", "game", "title", "body", "type", "data", "ephemeral"}
 )
@@ -49,10 +49,10 @@ class NotifyRequest:
         if unknown:
             raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
         title = raw.get("title")
-        if not isinstance(title, str) or not title.strip():
-            raise BadRequest("title is required and must be a non-empty string")
-        if len(title) > MAX_TITLE_CHARS:
-            raise BadRequest(f"title is longer than {MAX_TITLE_CHARS} characters")
+        try:
+            title = validate_title(title)  # the one rule, shared with the CLI and publisher
+        except ContractError as exc:
+            raise BadRequest(str(exc)) from exc
         body = raw.get("body", "")
         kind = raw.get("type", "notification")
         data = raw.get("data", {})

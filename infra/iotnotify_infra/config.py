@@ -34,6 +34,9 @@ DEFAULT_POWERTOOLS_LAYER_VERSION: Final = 27
 _STAGE_RE: Final = re.compile(r"[a-z][a-z0-9-]{0,29}")
 
 
+COGNITO_FEATURE_PLANS: Final = ("lite", "essentials", "plus")
+
+
 class StageConfigError(ValueError):
     """CDK context holds a value the stack cannot be built from."""
 
@@ -68,6 +71,11 @@ class StageConfig:
     throttling_rate_limit: int = 50
     throttling_burst_limit: int = 100
     log_retention_days: int = 30
+    # The user pool's feature plan, set explicitly: CloudFormation's default
+    # for a new pool is Essentials ($0.015 per MAU); Lite ($0.0055, first
+    # 10,000 free) has everything this product uses (e-mail sign-in, SRP and
+    # password auth, refresh tokens). `iotnotify cost --cognito-plan` prices it.
+    cognito_feature_plan: str = "lite"
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -83,6 +91,11 @@ class StageConfig:
             raise StageConfigError(
                 f"invalid ssmStageName {self.ssm_stage!r}: expected 1 to 30 characters "
                 "from a-z 0-9 - starting with a letter"
+            )
+        if self.cognito_feature_plan not in COGNITO_FEATURE_PLANS:
+            raise StageConfigError(
+                f"invalid cognitoFeaturePlan {self.cognito_feature_plan!r}: "
+                f"expected one of {', '.join(COGNITO_FEATURE_PLANS)}"
             )
         for origin in self.extra_web_origins:
             if not re.fullmatch(r"https?://[^/\s,]+", origin):
@@ -130,4 +143,5 @@ class StageConfig:
             powertools_layer_version=(
                 int(layer) if layer is not None else DEFAULT_POWERTOOLS_LAYER_VERSION
             ),
+            cognito_feature_plan=str(get("cognitoFeaturePlan") or "lite").lower(),
         )

@@ -31,6 +31,8 @@ class Identity(Construct):
             "UserPool",
             user_pool_name=config.names.user_pool,
             self_sign_up_enabled=True,
+            # Explicit, so the bill is a choice: Lite unless -c cognitoFeaturePlan=...
+            feature_plan=cognito.FeaturePlan[config.cognito_feature_plan.upper()],
             sign_in_aliases=cognito.SignInAliases(email=True),
             # ALICE@example.com is alice@example.com (the page also lower-cases).
             # CloudFormation replaces a pool whose UsernameConfiguration changes.

@@ -100,9 +100,6 @@ def test_a_huge_body_is_clamped_in_the_list_and_the_toast_with_show_more(
         "document.getElementById('toasts').getBoundingClientRect().height"
     )
     assert toasts_height <= window_height, f"the toasts are {toasts_height}px tall"
-    assert page.evaluate("document.documentElement.scrollHeight") < window_height * 2, (
-        "the page is far taller than the window"
-    )
 
     # And "Show more" gives the whole text, in a box that scrolls, and "Show less" undoes it
     more = note.get_by_role("button", name="Show more")

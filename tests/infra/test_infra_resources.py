@@ -61,6 +61,20 @@ def test_user_pool_sign_in_ignores_the_case_of_the_e_mail(dev: Synth) -> None:
     )
 
 
+def test_user_pool_feature_plan_is_set_explicitly_to_lite(dev: Synth) -> None:
+    # Issue 12 item 11: left unset, a new pool is Essentials (~3x Lite per MAU).
+    dev.template.has_resource_properties("AWS::Cognito::UserPool", {"UserPoolTier": "LITE"})
+
+
+def test_user_pool_feature_plan_is_configurable() -> None:
+    from iotnotify_infra.config import StageConfig, StageConfigError
+
+    context = {"stageName": "dev", "cognitoFeaturePlan": "Essentials"}
+    assert StageConfig.from_context(context.get).cognito_feature_plan == "essentials"
+    with pytest.raises(StageConfigError, match="cognitoFeaturePlan"):
+        StageConfig(cognito_feature_plan="gold")
+
+
 def test_public_client_allows_srp_password_and_refresh(dev: Synth) -> None:
     dev.template.has_resource_properties(
         "AWS::Cognito::UserPoolClient",

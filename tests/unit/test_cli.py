@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from iotnotify.cli import cli
@@ -25,6 +27,69 @@ def test_send_needs_exactly_one_kind_of_target(tmp_path: Path) -> None:
     both = runner.invoke(cli, ["send", "--title", "hi", "--user", "a", "--broadcast"])
     assert neither.exit_code == both.exit_code == 2
     assert "--user" in neither.output
+    assert "not both" in both.output
+
+
+def test_send_stage_without_a_region_is_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 12 item 9: it printed a 40-line NoRegionError traceback.
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    result = CliRunner().invoke(cli, ["send", "--stage", "dev", "--user", "a", "--title", "t"])
+    assert result.exit_code == 1
+    assert "no AWS region" in result.output
+    assert "--region" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("title", ["", "   "])
+def test_send_refuses_an_empty_title_like_the_api_does(title: str) -> None:
+    result = CliRunner().invoke(cli, ["send", "--user", "a", "--title", title])
+    assert result.exit_code == 2
+    assert "title is required" in result.output
+
+
+def test_the_publisher_refuses_an_empty_title_too() -> None:
+    from iotnotify.contract import Notification
+    from iotnotify.errors import InvalidEnvelope
+
+    with pytest.raises(InvalidEnvelope, match="title is required"):
+        Notification.create(title=" ")
+
+
+class _RecordingPublisher:
+    def __init__(self) -> None:
+        self.broadcasts: list[dict[str, Any]] = []
+
+    def __enter__(self) -> _RecordingPublisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def broadcast(self, **options: Any) -> Any:
+        from iotnotify.contract import Notification
+
+        self.broadcasts.append(options)
+        return Notification.create(title=options["title"], type=options["type"])
+
+
+def test_send_broadcast_sends_type_broadcast(monkeypatch: pytest.MonkeyPatch) -> None:
+    import iotnotify.sending
+
+    recorder = _RecordingPublisher()
+    monkeypatch.setattr(
+        iotnotify.sending, "publisher_for_local", lambda _path: (recorder, lambda u: u)
+    )
+    result = CliRunner().invoke(cli, ["send", "--broadcast", "--title", "Season 3"])
+    assert result.exit_code == 0, result.output
+    assert recorder.broadcasts[0]["type"] == "broadcast"
+    explicit = CliRunner().invoke(cli, ["send", "--broadcast", "--title", "x", "--type", "promo"])
+    assert explicit.exit_code == 0
+    assert recorder.broadcasts[1]["type"] == "promo"
 
 
 def test_send_refuses_data_that_is_not_a_json_object() -> None:
@@ -36,7 +101,7 @@ def test_send_refuses_data_that_is_not_a_json_object() -> None:
 def test_cost_prints_a_monthly_table() -> None:
     result = CliRunner().invoke(cli, ["cost", "--users", "1000", "--per-day", "10"])
     assert result.exit_code == 0
-    assert "IoT connectivity" in result.output
+    assert "connection-minutes" in result.output
     assert "total" in result.output
 
 

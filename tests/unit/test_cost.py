@@ -1,34 +1,160 @@
-"""The cost model follows IoT Core's metering rules."""
+"""The cost model: IoT Core's metering rules, every billed service, volume tiers, arithmetic."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from click.testing import CliRunner
 
-from iotnotify.cost import Load, estimate
+from iotnotify.cli import cli
+from iotnotify.cost import PRICES, PRICES_AS_OF, Load, Tier, estimate, tiered
+
+MONTH_MINUTES = 30 * 24 * 60
 
 
-def test_an_idle_connected_user_costs_only_connection_minutes() -> None:
-    idle = estimate(Load(users=1, notifications_per_user_per_day=0, connects_per_user_per_day=0))
+def _quiet(**overrides: object) -> Load:
+    """One user, nothing sent, never reconnecting: each test turns on what it checks."""
+    fields: dict[str, object] = {
+        "users": 1,
+        "notifications_per_user_per_day": 0,
+        "connects_per_user_per_day": 0,
+    }
+    fields.update(overrides)
+    return Load(**fields)  # type: ignore[arg-type]
+
+
+def test_an_idle_connected_user_costs_only_connection_minutes_and_mau() -> None:
+    idle = estimate(_quiet())
     assert idle.iot_messaging_usd == 0
-    assert idle.connection_minutes == 30 * 24 * 60
-    assert idle.total_usd == pytest.approx(43_200 * 0.08 / 1e6)
+    assert idle.connection_minutes == MONTH_MINUTES
+    assert idle.iot_connectivity_usd == pytest.approx(MONTH_MINUTES * 0.08 / 1e6)
+    # Inside Cognito Lite's free 10,000 MAU, nothing else runs.
+    assert idle.total_usd == pytest.approx(idle.iot_connectivity_usd)
 
 
 def test_messages_are_metered_in_5kb_units_and_count_both_directions() -> None:
-    small = estimate(Load(users=1, notifications_per_user_per_day=1, message_bytes=5 * 1024))
-    large = estimate(Load(users=1, notifications_per_user_per_day=1, message_bytes=5 * 1024 + 1))
+    small = estimate(_quiet(notifications_per_user_per_day=1, message_bytes=5 * 1024))
+    large = estimate(_quiet(notifications_per_user_per_day=1, message_bytes=5 * 1024 + 1))
     assert small.iot_messages == 30 * 2
     assert large.iot_messages == 30 * 2 * 2
 
 
+def test_each_connect_costs_a_connect_and_a_subscribe_per_topic_and_two_api_calls() -> None:
+    figures = estimate(_quiet(connects_per_user_per_day=2, topics_per_connection=3))
+    connects = 2 * 30
+    assert figures.iot_messages == connects * (1 + 3)
+    assert figures.item("REST requests").quantity == connects * 2
+    assert figures.item("REST requests").usd == pytest.approx(connects * 2 * 3.50 / 1e6)
+    assert figures.item("requests").usd == pytest.approx(connects * 2 * 0.20 / 1e6)
+    # 100 ms at 256 MB per request is 0.025 GB-s, arm64 price.
+    gb_s = connects * 2 * 0.1 * 0.25
+    assert figures.item("duration").quantity == pytest.approx(gb_s)
+    assert figures.item("duration").usd == pytest.approx(gb_s * 0.0000133334)
+
+
+def test_inbox_writes_are_one_write_unit_per_kb_of_item() -> None:
+    one_kb = estimate(_quiet(notifications_per_user_per_day=10, message_bytes=512))
+    two_kb = estimate(_quiet(notifications_per_user_per_day=10, message_bytes=1100))
+    assert one_kb.item("inbox writes").quantity == 300
+    assert two_kb.item("inbox writes").quantity == 600  # 1,200-byte items
+    assert one_kb.item("inbox writes").usd == pytest.approx(300 * 0.625 / 1e6)
+    ephemeral = estimate(_quiet(notifications_per_user_per_day=10, inbox_fraction=0))
+    assert ephemeral.item("inbox writes").usd == 0
+
+
+def test_inbox_storage_follows_the_ttl() -> None:
+    week = estimate(_quiet(users=1000, notifications_per_user_per_day=10))
+    fortnight = estimate(_quiet(users=1000, notifications_per_user_per_day=10, inbox_ttl_days=14))
+    stored = 1000 * 10 * 7 * 612 / 1024**3
+    assert week.item("inbox storage").quantity == pytest.approx(stored)
+    assert fortnight.item("inbox storage").usd == pytest.approx(2 * stored * 0.25)
+
+
+def test_volume_tiers_price_each_band_at_its_own_rate() -> None:
+    assert tiered(1_500_000_000, PRICES.iot_message) == pytest.approx(1000 + 400)
+    assert tiered(6_000_000_000, PRICES.iot_message) == pytest.approx(1000 + 3200 + 700)
+    bands = (Tier(10, 1.0), Tier(None, 0.5))
+    assert tiered(4, bands) == 4
+    assert tiered(14, bands) == 12
+    with pytest.raises(ValueError):
+        tiered(-1, bands)
+
+
+@pytest.mark.parametrize(
+    ("plan", "mau", "usd"),
+    [
+        ("lite", 10_000, 0.0),
+        ("lite", 100_000, 90_000 * 0.0055),
+        ("lite", 150_000, 90_000 * 0.0055 + 50_000 * 0.0046),
+        ("essentials", 100_000, 90_000 * 0.015),
+        ("plus", 100_000, 100_000 * 0.02),
+    ],
+)
+def test_cognito_monthly_active_users_by_feature_plan(plan: str, mau: int, usd: float) -> None:
+    figures = estimate(_quiet(users=mau, cognito_plan=plan, connected_hours_per_day=0))
+    assert figures.item(f"monthly active users ({plan})").usd == pytest.approx(usd)
+
+
+def test_only_the_active_fraction_counts_as_mau() -> None:
+    figures = estimate(_quiet(users=200_000, monthly_active_fraction=0.25))
+    assert figures.item("monthly active users (lite)").quantity == 50_000
+
+
+def test_logs_and_traces_follow_api_requests() -> None:
+    figures = estimate(_quiet(users=100_000, connects_per_user_per_day=2))
+    requests = 100_000 * 2 * 30 * 2
+    logs_gb = requests * 1500 / 1024**3
+    assert figures.item("ingested").usd == pytest.approx(logs_gb * 0.50)
+    assert figures.item("stored").usd == pytest.approx(logs_gb * 0.03)  # 30-day retention
+    reservoir = 30 * 86_400
+    traces = reservoir + 0.05 * (requests - reservoir)
+    assert figures.item("traces recorded").quantity == pytest.approx(traces)
+    assert figures.item("traces recorded").usd == pytest.approx(traces * 5 / 1e6)
+
+
+def test_the_total_is_the_sum_of_the_lines() -> None:
+    figures = estimate(Load(users=5000, notifications_per_user_per_day=20, api_notify_fraction=1))
+    assert figures.total_usd == pytest.approx(sum(item.usd for item in figures.items))
+    assert set(figures.by_service()) == {
+        "IoT Core",
+        "API Gateway",
+        "Lambda",
+        "DynamoDB",
+        "Cognito",
+        "CloudWatch Logs",
+        "X-Ray",
+    }
+
+
 def test_part_time_connections_cost_proportionally_less() -> None:
-    full = estimate(Load(users=100, notifications_per_user_per_day=0))
-    half = estimate(Load(users=100, notifications_per_user_per_day=0, connected_hours_per_day=12))
+    full = estimate(_quiet(users=100))
+    half = estimate(_quiet(users=100, connected_hours_per_day=12))
     assert half.iot_connectivity_usd == pytest.approx(full.iot_connectivity_usd / 2)
 
 
 def test_impossible_loads_are_refused() -> None:
     with pytest.raises(ValueError):
-        estimate(Load(users=-1, notifications_per_user_per_day=0))
+        estimate(_quiet(users=-1))
     with pytest.raises(ValueError):
-        estimate(Load(users=1, notifications_per_user_per_day=0, connected_hours_per_day=25))
+        estimate(_quiet(connected_hours_per_day=25))
+    with pytest.raises(ValueError):
+        estimate(_quiet(cognito_plan="gold"))
+
+
+def test_cli_shows_and_takes_every_assumption_and_dates_the_prices() -> None:
+    result = CliRunner().invoke(
+        cli, ["cost", "--json", "--users", "20000", "--cognito-plan", "essentials", "--days", "31"]
+    )
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    assert answer["pricesAsOf"] == PRICES_AS_OF
+    assert answer["assumptions"]["days"] == 31
+    cognito = next(i for i in answer["items"] if i["service"] == "Cognito")
+    assert cognito["usd"] == pytest.approx(10_000 * 0.015)
+    assert answer["totalUsd"] == pytest.approx(sum(i["usd"] for i in answer["items"]))
+    table = CliRunner().invoke(cli, ["cost", "--users", "1000", "--per-day", "10"])
+    assert table.exit_code == 0
+    for text in ("DynamoDB", "Lambda", "Cognito", "CloudWatch Logs", "X-Ray", "--inbox-ttl-days"):
+        assert text in table.output
+    assert PRICES_AS_OF in table.output

@@ -5,6 +5,21 @@
 // GET /token. Attempts back off exponentially with full jitter. After every
 // (re)connect, once subscribed, `catchUp` fetches what was sent meanwhile;
 // the feed merges it with live messages by id.
+//
+// Subscriptions: one SUBSCRIBE per vended topic, sent in the token's order.
+// A topic the server refuses is dropped for the rest of the session and
+// named (`onRefused`); the others stay live. On MQTT 3.1.1 AWS IoT answers an
+// unauthorised SUBSCRIBE by closing the connection (AWS IoT developer guide,
+// "MQTT" / SDK migration guide; aws-iot-device-sdk-js issue 125) rather
+// than with SUBACK 0x80, so a close while a topic's SUBSCRIBE is the oldest
+// unanswered one counts against that topic; twice in a row and it is
+// treated as refused (once could be a network blip).
+//
+// A socket can be dead but open (laptop sleep, network change): `check()`
+// sends a PINGREQ and reconnects unless something answers within
+// `pingTimeoutMs`; the page calls it on resume, on `online` and when the tab
+// comes back after a long hidden spell. Connections are also renewed on a
+// plan before AWS's 24 h WebSocket limit.
 
 import { backoffDelay } from "./backoff.js";
 import { parsePayload } from "./feed.js";
@@ -22,11 +37,47 @@ export const Status = Object.freeze({
  * @typedef {{
  *   on(event: string, listener: (...args: any[]) => void): unknown,
  *   removeAllListeners(event?: string): unknown,
- *   subscribe(topics: string[], options: {qos: 0 | 1}, callback: (err: Error | null | undefined, granted?: {topic: string, qos: number}[]) => void): unknown,
+ *   subscribe(topic: string, options: {qos: 0 | 1}, callback: (err: (Error & {packet?: {cmd?: string, granted?: number[]}}) | null | undefined, granted?: {topic: string, qos: number}[]) => void): unknown,
+ *   sendPing?: () => unknown,
  *   end(force?: boolean): unknown,
  * }} MqttLike
  * @typedef {(url: string, options: object) => MqttLike} ConnectFn
  */
+
+/**
+ * Keepalive when the token response has none, in seconds: the deployment
+ * default (iotnotify.contract.DEFAULT_KEEPALIVE_SECONDS). Below the idle
+ * timeouts that forget quiet connections (120 s in common proxies, 350 s in
+ * AWS NAT Gateway); AWS IoT does not bill PINGREQ/PINGRESP (AWS IoT Core
+ * pricing, "additional metering details"), so a shorter keepalive costs
+ * wake-ups, not money.
+ */
+export const DEFAULT_KEEPALIVE_S = 50;
+
+/**
+ * The keepalive to ask for: the vended one (the deployment's setting) when it
+ * is a number, brought into AWS IoT's 30..1200 s range as the service would
+ * (AWS IoT developer guide, "MQTT": 0 or over 1200 becomes 1200, 1..29 becomes 30).
+ * @param {unknown} vended
+ */
+export function keepaliveSeconds(vended) {
+  if (typeof vended !== "number" || !Number.isFinite(vended) || vended < 0) return DEFAULT_KEEPALIVE_S;
+  if (vended === 0 || vended > 1200) return 1200;
+  return Math.max(30, Math.round(vended));
+}
+
+/**
+ * AWS IoT closes WebSocket connections after 24 h (AWS general reference,
+ * "AWS IoT Core quotas"); renew well before, on our own schedule and with a
+ * catch-up, like the SDK (client/iotnotify/subscriber.py, 23.5 h). Up to
+ * `PLANNED_JITTER_MS` earlier, so tabs opened together do not renew together.
+ */
+export const MAX_CONNECTION_MS = 23.5 * 3600 * 1000;
+export const PLANNED_JITTER_MS = 30 * 60 * 1000;
+/** Closes while the same topic's SUBSCRIBE is outstanding before it counts as refused. */
+const CLOSES_BEFORE_REFUSED = 2;
+/** Failed attempts that never reached the server before `onUnreachable` is told. */
+const UNREACHABLE_AFTER = 2;
 
 /** A random client-id suffix: the token's prefix names the user, this the tab. */
 export function randomSuffix() {
@@ -44,6 +95,10 @@ export class Connection {
    *   onMessage: (note: Envelope, topic: string) => void,
    *   onStatus?: (status: string, detail: string) => void,
    *   onFatal?: (err: unknown) => void,
+   *   onRefused?: (refused: Map<string, string>) => void,
+   *   onUnreachable?: (url: string, failures: number) => void,
+   *   pingTimeoutMs?: number,
+   *   maxConnectionMs?: number,
    *   log?: (message: string) => void,
    *   backoff?: {baseMs?: number, capMs?: number, minMs?: number},
    *   random?: () => number,
@@ -73,8 +128,25 @@ export class Connection {
     /** @type {unknown} */
     this.watchdog = null;
     this.liveSince = 0;
+    /** The last URL tried (for the "cannot reach" hint). */
+    this.lastUrl = "";
+    /** Whether the server sent anything on the current attempt's socket. */
+    this.heard = false;
     /** Retry delays chosen so far (for tests and the status tooltip). */
     this.delays = /** @type {number[]} */ ([]);
+    /** Topics refused for this session (topic -> why); never subscribed again. */
+    this.refused = /** @type {Map<string, string>} */ (new Map());
+    /** Closes in a row while a topic's SUBSCRIBE was the oldest unanswered one. */
+    this.closesWhileSubscribing = /** @type {Map<string, number>} */ (new Map());
+    /** The topic whose SUBSCRIBE is the oldest unanswered one, if any. */
+    this.subscribing = /** @type {string | null} */ (null);
+    /** Attempts in a row that failed before the server answered CONNECT. */
+    this.unreachable = 0;
+    /** The pending connection check's deadline timer. */
+    /** @type {unknown} */
+    this.pingTimer = null;
+    /** @type {unknown} */
+    this.plannedTimer = null;
   }
 
   get timers() {
@@ -102,9 +174,15 @@ export class Connection {
 
   /**
    * Browser online/offline events: no point in retrying without a network.
+   * `online` while already online (a network change: new Wi-Fi, VPN) checks
+   * the connection, which may be open on a network that is gone.
    * @param {boolean} online
    */
   setOnline(online) {
+    if (online && this.online) {
+      this.check("the network changed");
+      return;
+    }
     if (online === this.online) return;
     this.online = online;
     if (this.stopped) return;
@@ -116,6 +194,35 @@ export class Connection {
     } else {
       this.attempt = 0;
       void this.#attemptConnect();
+    }
+  }
+
+  /**
+   * Is the connection still there? When live: PINGREQ, and reconnect unless
+   * any packet arrives within `pingTimeoutMs` (5 s). When not live: try now
+   * instead of waiting for the backoff timer.
+   * @param {string} reason  why we ask (shown if it turns out dead)
+   */
+  check(reason) {
+    if (this.stopped || !this.online) return;
+    const client = this.client;
+    if (this.status !== Status.LIVE || client === null || typeof client.sendPing !== "function") {
+      // Waiting out a backoff: the reason to wait may be gone, try now.
+      if (this.retryTimer !== null) this.reconnectNow();
+      return;
+    }
+    if (this.pingTimer !== null) return; // a check is already waiting
+    const generation = this.generation;
+    const timeoutMs = this.options.pingTimeoutMs ?? 5000;
+    this.options.log?.(`checking the connection (${reason})`);
+    this.pingTimer = this.timers.set(() => {
+      this.pingTimer = null;
+      this.#failed(generation, `no answer to a ping within ${Math.round(timeoutMs / 1000)} s after ${reason}`, true);
+    }, timeoutMs);
+    try {
+      client.sendPing();
+    } catch (err) {
+      this.#failed(generation, `ping: ${describe(err)}`, true);
     }
   }
 
@@ -143,10 +250,13 @@ export class Connection {
   }
 
   #closeClient() {
-    if (this.watchdog !== null) {
-      this.timers.clear(this.watchdog);
-      this.watchdog = null;
+    for (const key of /** @type {const} */ (["watchdog", "pingTimer", "plannedTimer"])) {
+      if (this[key] !== null) {
+        this.timers.clear(this[key]);
+        this[key] = null;
+      }
     }
+    this.subscribing = null;
     const client = this.client;
     this.client = null;
     if (client !== null) {
@@ -180,12 +290,14 @@ export class Connection {
     }
     if (generation !== this.generation) return;
 
+    this.lastUrl = token.url;
+    this.heard = false;
     const clientId = token.clientIdPrefix + (this.options.suffix ?? randomSuffix)();
     const connectTimeout = this.options.connectTimeoutMs ?? 15000;
     const client = this.options.connect(token.url, {
       clientId,
       protocolVersion: 4,
-      keepalive: token.keepalive,
+      keepalive: keepaliveSeconds(token.keepalive),
       reconnectPeriod: 0,
       clean: true,
       connectTimeout,
@@ -202,22 +314,16 @@ export class Connection {
     }, connectTimeout + 5000);
     client.on("connect", () => {
       if (generation !== this.generation) return;
-      client.subscribe(token.topics, { qos: 1 }, (err, granted) => {
-        if (generation !== this.generation) return;
-        const refused = (granted ?? []).filter((g) => g.qos === 128).map((g) => g.topic);
-        if (err || refused.length) {
-          this.#failed(generation, err ? `subscribe: ${describe(err)}` : `subscribe refused: ${refused.join(", ")}`);
-          return;
-        }
-        if (this.watchdog !== null) {
-          this.timers.clear(this.watchdog);
-          this.watchdog = null;
-        }
-        this.everLive = true;
-        this.liveSince = this.now;
-        this.#setStatus(Status.LIVE);
-        void this.#catchUp(generation, 0);
-      });
+      this.unreachable = 0;
+      this.#subscribe(generation, client, token.topics.filter((topic) => !this.refused.has(topic)));
+    });
+    client.on("packetreceive", () => {
+      // Any packet proves the socket alive: a pending check is answered.
+      if (generation !== this.generation) return;
+      this.heard = true;
+      if (this.pingTimer === null) return;
+      this.timers.clear(this.pingTimer);
+      this.pingTimer = null;
     });
     client.on("message", (topic, payload) => {
       if (generation !== this.generation) return;
@@ -230,6 +336,94 @@ export class Connection {
     });
     client.on("error", (err) => this.#failed(generation, describe(err)));
     client.on("close", () => this.#failed(generation, "connection closed"));
+  }
+
+  /**
+   * One SUBSCRIBE per topic, in order; live once every answer is in and at
+   * least one topic was granted.
+   * @param {number} generation  @param {MqttLike} client  @param {string[]} topics
+   */
+  #subscribe(generation, client, topics) {
+    const pending = [...topics];
+    const granted = /** @type {string[]} */ ([]);
+    const newlyRefused = /** @type {string[]} */ ([]);
+    this.subscribing = pending[0] ?? null;
+    const done = () => {
+      if (newlyRefused.length) this.options.onRefused?.(new Map(this.refused));
+      if (granted.length === 0 && this.refused.size > 0) {
+        // Nothing is allowed: retrying cannot help until the deployment changes.
+        const why = `the server refused every topic: ${[...this.refused.keys()].join(", ")}`;
+        this.options.log?.(why);
+        this.stopped = true;
+        this.generation += 1;
+        this.#closeClient();
+        this.#setStatus(Status.OFFLINE, why);
+        return;
+      }
+      if (this.watchdog !== null) {
+        this.timers.clear(this.watchdog);
+        this.watchdog = null;
+      }
+      this.everLive = true;
+      this.liveSince = this.now;
+      this.#planRenewal(generation);
+      this.#setStatus(Status.LIVE, this.refused.size ? `not receiving ${[...this.refused.keys()].join(", ")} (refused)` : "");
+      void this.#catchUp(generation, 0);
+    };
+    if (pending.length === 0) {
+      done();
+      return;
+    }
+    for (const topic of topics) {
+      client.subscribe(topic, { qos: 1 }, (err, answer) => {
+        if (generation !== this.generation) return;
+        const codes = err?.packet?.cmd === "suback" ? (err.packet.granted ?? []) : (answer ?? []).map((g) => g.qos);
+        if (err && err.packet?.cmd !== "suback") return; // the connection went: "close" handles it
+        pending.splice(pending.indexOf(topic), 1);
+        this.subscribing = pending[0] ?? null;
+        this.closesWhileSubscribing.delete(topic);
+        if (codes.some((code) => (code & 0x80) !== 0)) {
+          this.refused.set(topic, "the server refused the subscription");
+          newlyRefused.push(topic);
+        } else {
+          granted.push(topic);
+        }
+        if (pending.length === 0) done();
+      });
+    }
+  }
+
+  /**
+   * The connection closed while `topic`'s SUBSCRIBE was the oldest unanswered
+   * one: AWS's answer to an unauthorised SUBSCRIBE on MQTT 3.1.1, or a blip.
+   * @param {string} topic
+   */
+  #closedWhileSubscribing(topic) {
+    const closes = (this.closesWhileSubscribing.get(topic) ?? 0) + 1;
+    if (closes < CLOSES_BEFORE_REFUSED) {
+      this.closesWhileSubscribing.set(topic, closes);
+      return;
+    }
+    this.closesWhileSubscribing.delete(topic);
+    this.refused.set(topic, "the server closed the connection on its SUBSCRIBE");
+    this.options.log?.(`giving up on ${topic}: the server closed the connection on its SUBSCRIBE ${closes} times`);
+    this.options.onRefused?.(new Map(this.refused));
+  }
+
+  /** @param {number} generation */
+  #planRenewal(generation) {
+    const jitter = Math.floor((this.options.random ?? Math.random)() * PLANNED_JITTER_MS);
+    const maxMs = this.options.maxConnectionMs ?? MAX_CONNECTION_MS;
+    this.plannedTimer = this.timers.set(
+      () => {
+        this.plannedTimer = null;
+        if (generation !== this.generation || this.stopped) return;
+        this.options.log?.("renewing the connection before AWS's 24 h WebSocket limit");
+        this.attempt = 0;
+        void this.#attemptConnect();
+      },
+      Math.max(0, maxMs - jitter),
+    );
   }
 
   /** @param {number} generation  @param {number} tries */
@@ -259,13 +453,23 @@ export class Connection {
   /**
    * This attempt (or connection) is over: schedule the next one, once.
    * @param {number} generation  @param {string} reason
+   * @param {boolean} [dead] a check found it dead: retry at once (a fresh start)
    */
-  #failed(generation, reason) {
+  #failed(generation, reason, dead = false) {
     if (generation !== this.generation || this.stopped) return;
     this.generation += 1; // later events of this client are stale
+    const suspect = this.subscribing;
+    // A socket was opened for this attempt but the server never said a word:
+    // unreachable, or (wss) a certificate this browser does not trust.
+    const unheard = this.client !== null && !this.heard;
     this.#closeClient();
-    if (this.status === Status.LIVE && this.now - this.liveSince >= (this.options.stableMs ?? 5000)) {
+    if (suspect !== null) this.#closedWhileSubscribing(suspect);
+    if (dead || (this.status === Status.LIVE && this.now - this.liveSince >= (this.options.stableMs ?? 5000))) {
       this.attempt = 0; // it was a good connection: start the backoff over
+    }
+    if (unheard && this.online) {
+      this.unreachable += 1;
+      if (this.unreachable >= UNREACHABLE_AFTER) this.options.onUnreachable?.(this.lastUrl, this.unreachable);
     }
     if (!this.online) {
       this.#setStatus(Status.OFFLINE, "no network");
@@ -285,6 +489,9 @@ export class Connection {
 
 /** @param {unknown} err */
 function describe(err) {
+  if (err !== null && typeof err === "object" && !(err instanceof Error) && "type" in err) {
+    return `WebSocket ${String(/** @type {{type: unknown}} */ (err).type)}`; // a DOM Event from the socket
+  }
   if (err instanceof Error) return err.message || err.name;
   return String(err);
 }

@@ -8,6 +8,7 @@ import { Api, fetchMissed } from "./api.js";
 import { AuthError, CognitoClient, cognitoEndpoint, normalizeEmail, passwordRules } from "./cognito.js";
 import { Connection, Status } from "./connection.js";
 import { Feed } from "./feed.js";
+import { ResumeWatch } from "./resume.js";
 import { Session } from "./session.js";
 import { clampText } from "./text.js";
 
@@ -42,6 +43,8 @@ const ui = {
   authSubmit: /** @type {HTMLButtonElement} */ ($("auth-submit")),
   authSwitch: /** @type {HTMLButtonElement} */ ($("auth-switch")),
   feedView: $("feed-view"),
+  connNotice: $("conn-notice"),
+  refusedNotice: $("refused-notice"),
   unreadCount: $("unread-count"),
   markAll: /** @type {HTMLButtonElement} */ ($("mark-all")),
   empty: $("feed-empty"),
@@ -60,6 +63,7 @@ let session;
 let api;
 /** @type {Connection | null} */
 let connection = null;
+const resumeWatch = new ResumeWatch({ onResume: (reason) => connection?.check(reason) });
 let feed = new Feed();
 let caughtUpOnce = false;
 /** Ids whose long body the person expanded ("Show more"); survives re-renders. */
@@ -76,6 +80,7 @@ async function boot() {
   wireFeed();
   ui.signOut.addEventListener("click", () => signOut(""));
   ui.enableOs.addEventListener("click", enableOsNotifications);
+  // `online` also fires on a network change while online: Connection checks then.
   window.addEventListener("online", () => connection?.setOnline(true));
   window.addEventListener("offline", () => connection?.setOnline(false));
   if (session.signedIn) enterFeed();
@@ -171,6 +176,9 @@ function wireAuthForm(cognito) {
 function signOut(reason) {
   connection?.stop();
   connection = null;
+  resumeWatch.stop();
+  showConnectionProblem("");
+  showRefused(new Map());
   session.signOut();
   clearToasts();
   feed = new Feed();
@@ -200,11 +208,65 @@ function enterFeed() {
     connect: (url, options) => mqtt.connect(url, options),
     catchUp,
     onMessage: (note) => receive([note], "live"),
-    onStatus: setStatus,
+    onStatus: (status, detail) => {
+      setStatus(status, detail);
+      if (status === Status.LIVE) showConnectionProblem("");
+      else if (status === Status.OFFLINE && connection?.stopped && connection.refused.size) showConnectionProblem(detail);
+    },
     onFatal: () => signOut("Your session has expired. Sign in again."),
+    onRefused: showRefused,
+    onUnreachable: (url) => showConnectionProblem(unreachableHint(url)),
     log: (text) => console.info(`iotnotify: ${text}`),
   });
   connection.start();
+  resumeWatch.start();
+}
+
+/**
+ * Names the topics the server refused: the page keeps the rest live.
+ * @param {Map<string, string>} refused  topic -> why
+ */
+function showRefused(refused) {
+  if (refused.size === 0) {
+    ui.refusedNotice.hidden = true;
+    ui.refusedNotice.textContent = "";
+    return;
+  }
+  const list = [...refused].map(([topic, why]) => `${topic} (${why})`).join("; ");
+  ui.refusedNotice.textContent =
+    `Not receiving ${list}. Its token names a topic its policy does not allow: ` +
+    "the deployment needs fixing. Everything else keeps arriving.";
+  ui.refusedNotice.hidden = false;
+}
+
+/** @param {string} text  empty hides it */
+function showConnectionProblem(text) {
+  ui.connNotice.textContent = text;
+  ui.connNotice.hidden = !text;
+}
+
+/**
+ * Why a WebSocket never opened, as far as a page can tell (browsers do not
+ * say): for wss, most often a certificate this browser does not trust.
+ * @param {string} url
+ */
+function unreachableHint(url) {
+  let where = url;
+  try {
+    const parsed = new URL(url);
+    where = `${parsed.protocol === "wss:" ? "https:" : "http:"}//${parsed.host}`;
+    if (parsed.protocol === "wss:") {
+      return (
+        `Cannot open a secure connection to ${where}. If it uses a private certificate authority ` +
+        "(as “iotnotify local --tls” does: the CA file it prints, “caFile” in its state file), " +
+        "this browser must trust that CA: import the file as a certificate authority in the browser's " +
+        "certificate settings (or the system's), then reload. Retrying meanwhile."
+      );
+    }
+  } catch {
+    // not a URL: say it as it is
+  }
+  return `Cannot reach ${where}: is the server running and the address right? Retrying meanwhile.`;
 }
 
 async function catchUp() {
@@ -255,9 +317,11 @@ function wireFeed() {
   };
   ui.unreadList.addEventListener("click", onMarkRead);
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible" && connection && connection.status !== Status.LIVE) {
-      connection.reconnectNow();
-    }
+    const hidden = document.visibilityState === "hidden";
+    // Back after a long hidden spell: a ping proves the socket (ResumeWatch);
+    // not live: no reason to wait for the backoff timer.
+    resumeWatch.setHidden(hidden);
+    if (!hidden && connection && connection.status !== Status.LIVE) connection.check("the tab is visible again");
   });
 }
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import { test } from "node:test";
 
-import { Connection, Status } from "../src/connection.js";
+import { Connection, DEFAULT_KEEPALIVE_S, MAX_CONNECTION_MS, PLANNED_JITTER_MS, Status, keepaliveSeconds } from "../src/connection.js";
 import { Feed } from "../src/feed.js";
 
 const ID = (n) => `01JBZ${String(n).padStart(21, "0")}`;
@@ -14,16 +14,47 @@ class FakeClient extends EventEmitter {
     this.url = url;
     this.options = options;
     this.ended = false;
-    this.subscribed = null;
+    this.subscribed = [];
+    this.pings = 0;
+    /** topic -> "refuse" (SUBACK 0x80, as mqtt.js 5 reports it) | "hold" (no answer yet); default: granted */
+    this.answers = {};
+    this.held = [];
   }
-  subscribe(topics, options, callback) {
-    this.subscribed = { topics, options };
-    queueMicrotask(() => callback(null, topics.map((topic) => ({ topic, qos: this.grant ?? 1 }))));
+  subscribe(topic, options, callback) {
+    assert.equal(typeof topic, "string", "one SUBSCRIBE per topic");
+    this.subscribed.push({ topic, options });
+    const answer = this.answers[topic] ?? (this.grant === 128 ? "refuse" : "grant");
+    if (answer === "hold") {
+      // mqtt.js fails outstanding SUBSCRIBEs when the connection closes
+      this.held.push(() => callback(new Error("Connection closed")));
+      return;
+    }
+    queueMicrotask(() => {
+      this.emit("packetreceive", { cmd: "suback" });
+      if (answer === "refuse") {
+        callback(Object.assign(new Error("Subscribe error: Unspecified error"), { packet: { cmd: "suback", granted: [128] } }), [{ topic, qos: 128 }]);
+      } else {
+        callback(null, [{ topic, qos: 1 }]);
+      }
+    });
+  }
+  sendPing() {
+    this.pings += 1;
+  }
+  connack() {
+    this.emit("packetreceive", { cmd: "connack" });
+    this.emit("connect");
+  }
+  /** The server closes the socket (after failing what is outstanding, as mqtt.js does). */
+  serverClose() {
+    for (const fail of this.held.splice(0)) fail();
+    this.emit("close");
   }
   end() {
     this.ended = true;
   }
   deliver(note) {
+    this.emit("packetreceive", { cmd: "publish" });
     this.emit("message", "app/local/user/u/notifications", new TextEncoder().encode(JSON.stringify(note)));
   }
 }
@@ -46,13 +77,28 @@ class FakeTimers {
     handle.fn();
     return handle.ms;
   }
+  /** Runs the pending timer of `ms` milliseconds (or the first one matching `ms(ms)`). */
+  run(ms) {
+    const match = typeof ms === "function" ? ms : (value) => value === ms;
+    const handle = this.pending.find((h) => match(h.ms));
+    assert.ok(handle, `a timer matching ${ms} is pending (have ${this.pending.map((h) => h.ms)})`);
+    this.clear(handle);
+    handle.fn();
+    return handle.ms;
+  }
+  /** Pending timers other than the planned renewal (a day away). */
+  retries() {
+    return this.pending.filter((h) => h.ms < 3600_000);
+  }
 }
 
 const flush = () => new Promise((resolve) => setImmediate(resolve));
 
-function harness({ tokenFails = 0, inbox = [] } = {}) {
+function harness({ tokenFails = 0, inbox = [], token = {} } = {}) {
   const clients = [];
   const statuses = [];
+  const refusals = [];
+  const unreachable = [];
   const feed = new Feed();
   const timers = new FakeTimers();
   let tokens = 0;
@@ -62,7 +108,7 @@ function harness({ tokenFails = 0, inbox = [] } = {}) {
     fetchToken: async () => {
       tokens += 1;
       if (tokens <= tokenFails) throw new Error("API down");
-      return { url: `ws://emu/mqtt?sig=${tokens}`, clientIdPrefix: "u.", topics: ["app/local/user/u/notifications", "app/local/broadcast"], keepalive: 600 };
+      return { url: `ws://emu/mqtt?sig=${tokens}`, clientIdPrefix: "u.", topics: ["app/local/user/u/notifications", "app/local/broadcast"], keepalive: 600, ...token };
     },
     connect: (url, options) => {
       const client = new FakeClient(url, options);
@@ -75,12 +121,14 @@ function harness({ tokenFails = 0, inbox = [] } = {}) {
     },
     onMessage: (note) => feed.add([note]),
     onStatus: (status) => statuses.push(status),
+    onRefused: (refused) => refusals.push(Object.fromEntries(refused)),
+    onUnreachable: (url, failures) => unreachable.push({ url, failures }),
     random: () => 0.5,
     now: () => clock,
     timers,
     suffix: () => "web-1",
   });
-  return { connection, clients, statuses, feed, timers, catchUps, tick: (ms) => (clock += ms), tokenCount: () => tokens };
+  return { connection, clients, statuses, refusals, unreachable, feed, timers, catchUps, tick: (ms) => (clock += ms), tokenCount: () => tokens };
 }
 
 test("connects with the token's URL as-is, its keepalive, protocol 4 and no built-in reconnect", async () => {
@@ -93,9 +141,12 @@ test("connects with the token's URL as-is, its keepalive, protocol 4 and no buil
     { ...client.options, connectTimeout: undefined },
     { clientId: "u.web-1", protocolVersion: 4, keepalive: 600, reconnectPeriod: 0, clean: true, connectTimeout: undefined, resubscribe: false, subscribeBatchSize: 8 },
   );
-  client.emit("connect");
+  client.connack();
   await flush();
-  assert.deepEqual(client.subscribed, { topics: ["app/local/user/u/notifications", "app/local/broadcast"], options: { qos: 1 } });
+  assert.deepEqual(client.subscribed, [
+    { topic: "app/local/user/u/notifications", options: { qos: 1 } },
+    { topic: "app/local/broadcast", options: { qos: 1 } },
+  ]);
   assert.deepEqual(h.statuses, [Status.CONNECTING, Status.LIVE]);
   assert.deepEqual(h.catchUps, [null]);
 });
@@ -104,7 +155,7 @@ test("a drop reconnects with a fresh token, catches up from the last id, and not
   const h = harness({ inbox: [envelope(1), envelope(2), envelope(3)] });
   h.connection.start();
   await flush();
-  h.clients[0].emit("connect");
+  h.clients[0].connack();
   await flush();
   assert.equal(h.feed.lastId, ID(3));
   h.clients[0].deliver(envelope(3)); // the live copy of something catch-up already had
@@ -112,11 +163,11 @@ test("a drop reconnects with a fresh token, catches up from the last id, and not
   h.clients[0].emit("close");
   assert.equal(h.clients[0].ended, true);
   assert.equal(h.connection.status, Status.RECONNECTING);
-  assert.equal(h.timers.runNext(), 500); // attempt 0 after a stable connection: up to 1 s
+  assert.equal(h.timers.run(500), 500); // attempt 0 after a stable connection: up to 1 s
   await flush();
   assert.equal(h.tokenCount(), 2);
   assert.equal(h.clients[1].url, "ws://emu/mqtt?sig=2");
-  h.clients[1].emit("connect");
+  h.clients[1].connack();
   await flush();
   assert.deepEqual(h.catchUps, [null, ID(3)]);
   assert.deepEqual(h.feed.list().map((n) => n.id), [ID(3), ID(2), ID(1)]);
@@ -141,17 +192,6 @@ test("failed attempts back off exponentially and error+close count once", async 
   assert.equal(h.timers.pending[0].ms, 4000);
 });
 
-test("a refused subscription is a failed attempt, not live", async () => {
-  const h = harness();
-  h.connection.start();
-  await flush();
-  h.clients[0].grant = 128;
-  h.clients[0].emit("connect");
-  await flush();
-  assert.equal(h.connection.status, Status.CONNECTING);
-  assert.equal(h.timers.pending.length, 1);
-});
-
 test("an unauthorized token request stops and reports the session as over", async () => {
   let fatal = null;
   const h = harness();
@@ -170,7 +210,7 @@ test("offline pauses retries; online reconnects at once", async () => {
   const h = harness();
   h.connection.start();
   await flush();
-  h.clients[0].emit("connect");
+  h.clients[0].connack();
   await flush();
   h.connection.setOnline(false);
   assert.equal(h.connection.status, Status.OFFLINE);
@@ -188,7 +228,7 @@ test("stop closes the client and ignores its late events", async () => {
   await flush();
   const client = h.clients[0];
   h.connection.stop();
-  client.emit("connect");
+  client.connack();
   client.emit("close");
   await flush();
   assert.equal(client.ended, true);
@@ -207,4 +247,205 @@ test("an attempt that never answers is given up by the watchdog and retried", as
   h.timers.runNext();
   await flush();
   assert.equal(h.clients.length, 2);
+});
+
+// --- issue 12 item 3: a refused subscription ------------------------------------
+
+const USER = "app/local/user/u/notifications";
+const BROADCAST = "app/local/broadcast";
+
+test("a SUBACK refusal keeps what was granted, catches up, names the topic and does not retry", async () => {
+  const h = harness({ inbox: [envelope(1)] });
+  h.connection.start();
+  await flush();
+  h.clients[0].answers[BROADCAST] = "refuse";
+  h.clients[0].connack();
+  await flush();
+  assert.equal(h.connection.status, Status.LIVE);
+  assert.deepEqual(h.catchUps, [null], "caught up once");
+  assert.deepEqual(h.feed.list().map((n) => n.id), [ID(1)]);
+  assert.deepEqual(h.refusals, [{ [BROADCAST]: "the server refused the subscription" }]);
+  assert.match(h.connection.detail, /not receiving app\/local\/broadcast/);
+  assert.equal(h.timers.retries().length, 0, "no retry is scheduled");
+  assert.equal(h.clients[0].ended, false, "the connection stays");
+  h.clients[0].deliver(envelope(2));
+  assert.equal(h.feed.lastId, ID(2));
+
+  // a later reconnect (for another reason) does not ask for the refused topic again
+  h.tick(60_000);
+  h.clients[0].serverClose();
+  h.timers.run((ms) => ms < 3600_000);
+  await flush();
+  h.clients[1].connack();
+  await flush();
+  assert.deepEqual(h.clients[1].subscribed.map((s) => s.topic), [USER]);
+  assert.equal(h.connection.status, Status.LIVE);
+});
+
+test("AWS's 3.1.1 answer (closing on the SUBSCRIBE) twice in a row drops that topic, then the rest is live", async () => {
+  const h = harness({ inbox: [envelope(1)] });
+  h.connection.start();
+  await flush();
+  for (const n of [0, 1]) {
+    const client = h.clients[n];
+    client.answers[BROADCAST] = "hold";
+    client.connack();
+    await flush();
+    assert.notEqual(h.connection.status, Status.LIVE);
+    client.serverClose(); // the server closes instead of answering
+    assert.equal(h.timers.retries().length, 1);
+    h.timers.run((ms) => ms < 3600_000);
+    await flush();
+  }
+  assert.deepEqual(h.refusals, [{ [BROADCAST]: "the server closed the connection on its SUBSCRIBE" }]);
+  const third = h.clients[2];
+  third.connack();
+  await flush();
+  assert.deepEqual(third.subscribed.map((s) => s.topic), [USER], "only what may be subscribed");
+  assert.equal(h.connection.status, Status.LIVE);
+  assert.deepEqual(h.feed.list().map((n) => n.id), [ID(1)], "caught up");
+  assert.equal(h.timers.retries().length, 0);
+});
+
+test("one close during a SUBSCRIBE (a blip) does not drop the topic", async () => {
+  const h = harness();
+  h.connection.start();
+  await flush();
+  h.clients[0].answers[BROADCAST] = "hold";
+  h.clients[0].connack();
+  await flush();
+  h.clients[0].serverClose();
+  h.timers.run((ms) => ms < 3600_000);
+  await flush();
+  h.clients[1].connack();
+  await flush();
+  assert.deepEqual(h.clients[1].subscribed.map((s) => s.topic), [USER, BROADCAST]);
+  assert.equal(h.connection.status, Status.LIVE);
+  assert.deepEqual(h.refusals, []);
+});
+
+test("when every topic is refused the page stops retrying and says so", async () => {
+  const h = harness();
+  h.connection.start();
+  await flush();
+  h.clients[0].grant = 128;
+  h.clients[0].connack();
+  await flush();
+  assert.equal(h.connection.status, Status.OFFLINE);
+  assert.match(h.connection.detail, /refused every topic: app\/local\/user\/u\/notifications, app\/local\/broadcast/);
+  assert.equal(h.timers.pending.length, 0);
+  assert.equal(h.clients[0].ended, true);
+});
+
+// --- issue 12 item 4: a dead but open socket -----------------------------------
+
+test("check() pings a live connection and reconnects at once when nothing answers", async () => {
+  const h = harness({ inbox: [envelope(1)] });
+  h.connection.start();
+  await flush();
+  h.clients[0].connack();
+  await flush();
+  h.connection.check("the tab came back");
+  assert.equal(h.clients[0].pings, 1);
+  h.connection.check("online"); // a second reason while waiting: one ping only
+  assert.equal(h.clients[0].pings, 1);
+  assert.equal(h.timers.run(5000), 5000); // the deadline passes in silence
+  assert.equal(h.clients[0].ended, true);
+  assert.equal(h.connection.status, Status.RECONNECTING);
+  assert.match(h.connection.detail, /no answer to a ping within 5 s after the tab came back/);
+  h.timers.run((ms) => ms < 3600_000);
+  await flush();
+  assert.equal(h.tokenCount(), 2, "a fresh token");
+  h.clients[1].connack();
+  await flush();
+  assert.equal(h.connection.status, Status.LIVE);
+  assert.deepEqual(h.catchUps, [null, ID(1)], "and a catch-up");
+});
+
+test("check() on a healthy connection changes nothing", async () => {
+  const h = harness();
+  h.connection.start();
+  await flush();
+  h.clients[0].connack();
+  await flush();
+  h.connection.check("resumed");
+  h.clients[0].emit("packetreceive", { cmd: "pingresp" });
+  assert.equal(h.timers.retries().length, 0, "the deadline is cancelled");
+  assert.equal(h.clients[0].ended, false);
+  assert.equal(h.connection.status, Status.LIVE);
+});
+
+test("an `online` event while online checks the connection; while waiting to retry it retries now", async () => {
+  const h = harness({ tokenFails: 1 });
+  h.connection.start();
+  await flush();
+  assert.equal(h.timers.retries().length, 1, "waiting out the backoff");
+  h.connection.setOnline(true);
+  await flush();
+  assert.equal(h.clients.length, 1, "tried at once");
+  assert.equal(h.timers.retries().length, 1, "(its connect watchdog)");
+  h.clients[0].connack();
+  await flush();
+  h.connection.setOnline(true);
+  assert.equal(h.clients[0].pings, 1);
+});
+
+// --- issue 12 item 5: keepalive and the 24 h limit ------------------------------
+
+test("the keepalive is the vended one within AWS's range, else a default below common idle timeouts", () => {
+  assert.equal(keepaliveSeconds(90), 90);
+  assert.equal(keepaliveSeconds(undefined), DEFAULT_KEEPALIVE_S);
+  assert.ok(DEFAULT_KEEPALIVE_S < 120, "below a 120 s proxy idle timeout");
+  assert.equal(keepaliveSeconds(5), 30);
+  assert.equal(keepaliveSeconds(0), 1200);
+  assert.equal(keepaliveSeconds(5000), 1200);
+  assert.equal(keepaliveSeconds("600"), DEFAULT_KEEPALIVE_S);
+});
+
+test("the connect options carry the default keepalive when the token has none", async () => {
+  const h = harness({ token: { keepalive: undefined } });
+  h.connection.start();
+  await flush();
+  assert.equal(h.clients[0].options.keepalive, DEFAULT_KEEPALIVE_S);
+});
+
+test("a live connection is renewed before AWS's 24 h WebSocket limit, with a fresh token and a catch-up", async () => {
+  const h = harness({ inbox: [envelope(1)] });
+  h.connection.start();
+  await flush();
+  h.clients[0].connack();
+  await flush();
+  const planned = h.timers.pending.filter((t) => t.ms >= 3600_000);
+  assert.equal(planned.length, 1);
+  assert.ok(planned[0].ms <= MAX_CONNECTION_MS && planned[0].ms >= MAX_CONNECTION_MS - PLANNED_JITTER_MS, planned[0].ms);
+  assert.ok(planned[0].ms < 24 * 3600 * 1000);
+  h.timers.run(planned[0].ms);
+  await flush();
+  assert.equal(h.clients[0].ended, true);
+  assert.equal(h.tokenCount(), 2);
+  h.clients[1].connack();
+  await flush();
+  assert.equal(h.connection.status, Status.LIVE);
+  assert.deepEqual(h.catchUps, [null, ID(1)]);
+});
+
+// --- issue 12 item 8: an endpoint the browser cannot open (untrusted CA) ---------
+
+test("attempts whose socket never hears from the server are reported as unreachable", async () => {
+  const h = harness({ token: { url: "wss://127.0.0.1:8703/mqtt?X-Amz-Signature=x" } });
+  h.connection.start();
+  await flush();
+  h.clients[0].emit("error", { type: "error" }); // a DOM Event: the browser says nothing more
+  h.clients[0].emit("close");
+  assert.deepEqual(h.unreachable, []);
+  h.timers.run((ms) => ms < 3600_000);
+  await flush();
+  h.clients[1].emit("close");
+  assert.deepEqual(h.unreachable, [{ url: "wss://127.0.0.1:8703/mqtt?X-Amz-Signature=x", failures: 2 }]);
+  // a server that answers (even to refuse) is reachable
+  h.timers.run((ms) => ms < 3600_000);
+  await flush();
+  h.clients[2].connack();
+  await flush();
+  assert.equal(h.connection.unreachable, 0);
 });

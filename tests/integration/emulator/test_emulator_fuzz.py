@@ -40,8 +40,9 @@ def _rss() -> int:
 @pytest.fixture
 async def fuzz_world() -> AsyncIterator[Harness]:
     store = InMemoryCredentialStore()
-    # A short CONNECT timeout so half-sent CONNECTs do not outlive the run.
-    config = EmulatorConfig(wss_port=None, connect_timeout=2.0)
+    # A short CONNECT timeout so half-sent CONNECTs do not outlive the run,
+    # and persistent sessions (cleanSession=0 CONNECTs) that end soon after.
+    config = EmulatorConfig(wss_port=None, connect_timeout=2.0, persistent_session_expiry=0.5)
     async with start_emulator(config, credentials=store) as emulator:
         harness = Harness(emulator=emulator, store=store)
         yield harness
@@ -53,7 +54,8 @@ async def _until_no_connections(world: Harness, within: float = 15.0) -> dict[st
     async with asyncio.timeout(within):
         while True:
             stats = emulator.stats()
-            if stats["connections_current"] == 0 and not emulator._live:  # type: ignore[union-attr]
+            gone = not emulator._live and not len(emulator.broker.offline)  # type: ignore[union-attr]
+            if stats["connections_current"] == 0 and gone:
                 return stats
             await asyncio.sleep(0.05)
 

@@ -436,3 +436,83 @@ async def test_disconnect_may_not_set_session_expiry_after_0(world: Harness) -> 
     client = await world.connect(world.store.issue([ALLOW_ALL]), "c", **V5)
     await client.send(Disconnect(0, Properties(session_expiry_interval=10)))
     assert await client.wait_closed() == [Disconnect(ReasonCode.PROTOCOL_ERROR)]
+
+
+async def test_receive_maximum_bounds_unacknowledged_qos1_deliveries(world: Harness) -> None:
+    credential = world.store.issue([ALLOW_ALL])
+    # Given a subscriber that accepts 2 unacknowledged QoS 1 messages
+    sub = await world.connect(credential, "sub", properties=Properties(receive_maximum=2), **V5)
+    await sub.subscribe(("q/1", 1))
+    pub = await world.connect(credential, "pub", **V5)
+    for index in range(3):
+        await pub.publish("q/1", b"%d" % index, qos=1)
+    # When it has not acknowledged anything, only two arrive
+    first, second = await sub.receive(), await sub.receive()
+    await _still_connected(sub)  # the third is held: PINGRESP comes next
+    assert [p.payload for p in (first, second) if isinstance(p, Publish)] == [b"0", b"1"]
+    # Then acknowledging one releases the third
+    assert isinstance(first, Publish)
+    assert first.packet_id is not None
+    await sub.send(Puback(first.packet_id))
+    third = await sub.receive()
+    assert isinstance(third, Publish)
+    assert third.payload == b"2"
+
+
+async def test_session_expiry_keeps_the_session_for_a_v5_client(world: Harness) -> None:
+    credential = world.store.issue([ALLOW_ALL])
+    # Given a v5 client with a session that outlives its connection
+    first = await world.connect(
+        credential, "keep", properties=Properties(session_expiry_interval=600), **V5
+    )
+    await first.subscribe(("kept/1", 1))
+    await first.disconnect()
+    # When it comes back with Clean Start 0
+    again = await _reconnect(world, "keep", clean_start=False)
+    # Then the session is present and its subscription still delivers
+    pub = await world.connect(credential, "pub", **V5)
+    await pub.publish("kept/1", b"still here", qos=1)
+    message = await again.next_publish()
+    assert message.payload == b"still here"
+
+
+async def test_disconnect_can_end_the_session(world: Harness) -> None:
+    credential = world.store.issue([ALLOW_ALL])
+    first = await world.connect(
+        credential, "gone", properties=Properties(session_expiry_interval=600), **V5
+    )
+    await first.subscribe(("kept/1", 1))
+    # DISCONNECT with Session Expiry Interval 0: the session ends with the connection
+    await first.send(Disconnect(0, Properties(session_expiry_interval=0)))
+    await first.wait_closed()
+    client = await RawMqttClient.open(world.url(credential), **V5)
+    world.clients.append(client)
+    await client.send(Connect(client_id="gone", clean_session=False, protocol_level=5))
+    connack = await client.receive()
+    assert isinstance(connack, Connack)
+    assert connack.session_present is False
+
+
+async def test_message_expiry_counts_while_a_persistent_session_is_away(world: Harness) -> None:
+    credential = world.store.issue([ALLOW_ALL])
+    # Given a v5 subscriber with a kept session, gone away
+    first = await world.connect(
+        credential, "away", properties=Properties(session_expiry_interval=600), **V5
+    )
+    await first.subscribe(("inbox/1", 1))
+    await first.disconnect()
+    # When two QoS 1 messages are stored for it, one expiring after 1 s
+    iot = world.iot_data(world.store.issue([ALLOW_ALL], with_token=False))
+    for payload, expiry in ((b"short", 1), (b"long", 600)):
+        await asyncio.to_thread(
+            iot.publish, topic="inbox/1", qos=1, payload=payload, messageExpiry=expiry
+        )
+    await asyncio.sleep(2.1)  # the passage of time is what is tested
+    again = await _reconnect(world, "away", clean_start=False)
+    # Then only the long-lived one arrives, with the time it waited taken off
+    message = await again.next_publish()
+    assert message.payload == b"long"
+    assert message.properties is not None
+    assert message.properties.message_expiry_interval == 598
+    await _still_connected(again)
+    assert world.emulator.stats()["expired"] == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
 import socket
 import ssl
 import subprocess
@@ -22,13 +23,16 @@ from tests.local_process import IOTNOTIFY, LocalProcess
 
 
 def four_free_ports() -> int:
-    """A port P such that P..P+3 are free now (the stack uses four in a row)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + 3 > 65535:
-            continue
+    """A port P such that P..P+3 are free now (the stack uses four in a row).
+
+    Chosen below the kernel's ephemeral range, as a fixed port like the
+    default 8700 is: ports in that range are handed out to other programs'
+    connections at any moment, and one could take P+1 between two runs.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(10_000, low - 4)
         try:
             with ExitStack() as held:
                 for port in range(base, base + 4):

@@ -256,3 +256,84 @@ def test_tray_refuses_to_run_without_a_keyring(local_stack: RunningStack, tmp_pa
     assert result.exit_code == 1
     assert "keyring" in result.output
     assert not settings.exists() or "refresh" not in settings.read_text().lower()
+    # and the message names the choices (issue 12 item 7)
+    flat = " ".join(result.output.split())
+    assert "Secret Service" in flat
+    assert "--no-keyring" in flat
+    assert "Traceback" not in result.output
+
+
+def test_tray_no_keyring_signs_in_and_keeps_the_token_in_memory_only(
+    local_stack: RunningStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import keyring
+    from click.testing import CliRunner
+    from keyring.backends.fail import Keyring as NoKeyring
+
+    from iotnotify.cli_client import tray
+    from iotnotify.tray.app import TrayApp
+
+    ran: list[TrayApp] = []
+    monkeypatch.setattr(TrayApp, "run", lambda self: ran.append(self))  # no screen needed
+    previous = keyring.get_keyring()
+    keyring.set_keyring(NoKeyring())
+    try:
+        settings = tmp_path / "tray.json"
+        result = CliRunner().invoke(
+            tray,
+            [
+                "--state-file",
+                str(local_stack.state_file),
+                "--user",
+                "alice",
+                "--settings",
+                str(settings),
+                "--no-keyring",
+            ],
+        )
+    finally:
+        keyring.set_keyring(previous)
+    assert result.exit_code == 0, result.output
+    assert len(ran) == 1
+    assert ran[0].has_refresh_token()  # signed in, token held by this process
+    assert "refresh" not in settings.read_text().lower()
+
+
+def _send(local_stack: RunningStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(Path(sys.executable).with_name("iotnotify")),
+            "send",
+            "--state-file",
+            str(local_stack.state_file),
+            "--title",
+            "hello",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_send_to_an_unknown_user_is_an_error_not_sent(local_stack: RunningStack) -> None:
+    # Issue 12 item 9: `send --user carol` said "sent".
+    result = _send(local_stack, "--user", "carol")
+    assert result.returncode == 1
+    assert "no user 'carol'" in result.stderr
+    assert "sent" not in result.stdout
+
+
+def test_a_user_who_signed_up_is_addressable_by_e_mail(local_stack: RunningStack) -> None:
+    # Given someone signed up on the page (which stores e-mails lower case)
+    auth = CognitoAuth.from_state_file(local_stack.state_file)
+    signed_up = auth.sign_up("dora.page@example.com", "Signed-up-1-password")
+    # When a sender addresses her by e-mail, in any case
+    result = _send(local_stack, "--user", "Dora.Page@Example.com", "--json")
+    # Then the notification goes to her user id
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["results"] == [{"userId": signed_up.user_sub, "ok": True}]
+    by_id = _send(local_stack, "--user", signed_up.user_sub, "--json")
+    assert json.loads(by_id.stdout)["results"][0]["ok"] is True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from dataclasses import replace
 
@@ -342,3 +343,27 @@ def test_oversized_packets_carry_reason_packet_too_large() -> None:
 def test_four_byte_integers_are_big_endian() -> None:
     wire = mqtt5.encode_properties(Properties(message_expiry_interval=0x01020304))
     assert wire == bytes([5, 0x02]) + struct.pack("!I", 0x01020304)
+
+
+@given(st.integers(0x10, 0xFF), st.binary(max_size=64))
+def test_arbitrary_bodies_decode_or_raise_protocol_error_only(first: int, body: bytes) -> None:
+    # Whatever a peer sends, the v5 decoder answers with a packet or
+    # MqttProtocolError (which the broker turns into DISCONNECT), never a crash.
+    reason = 0x80
+    try:
+        mqtt5.decode_packet(first, body)
+    except MqttProtocolError as exc:
+        reason = exc.reason_code
+    assert 0x80 <= reason <= 0xFF
+
+
+@given(_packets, st.data())
+def test_mutated_valid_packets_decode_or_raise_protocol_error_only(
+    packet: Packet, data: st.DataObject
+) -> None:
+    wire = bytearray(encode(packet))
+    for _ in range(data.draw(st.integers(1, 4))):
+        index = data.draw(st.integers(0, len(wire) - 1))
+        wire[index] = data.draw(st.integers(0, 255))
+    with contextlib.suppress(MqttProtocolError):
+        StreamDecoder(protocol_level=5).feed(bytes(wire))
