@@ -71,6 +71,7 @@ from iotnotify_emulator.mqtt import (
 )
 from iotnotify_emulator.mqtt5 import Properties, ReasonCode
 from iotnotify_emulator.persistent import OfflineSessions
+from iotnotify_emulator.rules import RulesEngine
 from iotnotify_emulator.session5 import (
     NO_LOCAL,
     RETAIN_AS_PUBLISHED,
@@ -211,6 +212,8 @@ class Broker:
         # Epoch milliseconds of each retained message (iot-data lastModifiedTime).
         self.retained_modified: dict[str, int] = {}
         self.refusals: deque[dict[str, Any]] = deque(maxlen=100)
+        # Topic rules (rules.py): offered every accepted message; never raises.
+        self.rules: RulesEngine | None = None
         self._versions: dict[str, int] = {}
         self._log_tokens = self.settings.refusal_log_rate
         self._log_tokens_at = time.monotonic()
@@ -507,7 +510,10 @@ class Broker:
             Topic(topic)
         except InvalidTopic:
             return  # a client id with '+', '#' or over the limits has no event topic
-        self.route(topic, json.dumps(event, separators=(",", ":")).encode(), 0, False)
+        payload = json.dumps(event, separators=(",", ":")).encode()
+        self.route(topic, payload, 0, False)
+        if self.rules is not None:  # lifecycle events reach rules too (presence)
+            self.rules(topic, payload, None, None)
 
 
 class MqttSession:
@@ -794,7 +800,7 @@ class MqttSession:
         v5 = self.v5
         if v5 is None:
             return False
-        matching = [bits for name, bits in v5.options.items() if TopicFilter(name).matches(topic)]
+        matching = [bits for name, bits in v5.options.items() if _plain_filter(name).matches(topic)]
         if not matching:
             return False
         test = all if every else any
@@ -1078,6 +1084,11 @@ class MqttSession:
                 # (MQTT 5 section 3.2.2.3.4).
                 qos = min(qos, 1)
                 options = packet.options[index] if packet.options else 0
+                if options & NO_LOCAL and split_shared(name) is not None:
+                    # MQTT 5 section 3.8.3.1: "It is a Protocol Error to set
+                    # the No Local bit to 1 on a Shared Subscription".
+                    self.protocol_error(f"No Local on shared subscription {name!r}")
+                    return
                 v5.options[name] = options
                 handling = retain_handling(options)
                 send_retained = handling == 0 or (handling == 1 and is_new)
@@ -1292,6 +1303,8 @@ class MqttSession:
             properties=packet.properties,
             origin=self,
         )
+        if broker.rules is not None:
+            broker.rules(packet.topic, packet.payload, self.client_id, self.credential.principal_id)
         if packet.qos == 1 and packet.packet_id is not None:
             self._send(self.encode(Puback(packet.packet_id)))
 
@@ -1423,6 +1436,12 @@ _CONNACK_V5: Final = {
     ConnackCode.BAD_USERNAME_OR_PASSWORD: ReasonCode.BAD_AUTHENTICATION_METHOD,
     ConnackCode.NOT_AUTHORIZED: ReasonCode.NOT_AUTHORIZED,
 }
+
+
+def _plain_filter(name: str) -> TopicFilter:
+    """The filter that matches topics: ``a/#`` of ``$share/group/a/#``, else ``name``."""
+    shared = split_shared(name)
+    return TopicFilter(shared[1] if shared is not None else name)
 
 
 def packet_id_safe(client_id: str) -> str | None:

@@ -8,10 +8,12 @@ take the tray down with it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # pragma: no cover
+    import asyncio
 
 __all__ = ["DesktopNotifierBackend", "Notifier"]
 
@@ -37,6 +39,10 @@ class DesktopNotifierBackend:
         self._failed_once = False
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        # asyncio and desktop-notifier load with the first pop-up, not at
+        # start: an idle tray that has shown nothing does not carry them.
+        import asyncio
+
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
@@ -55,6 +61,8 @@ class DesktopNotifierBackend:
         await self._notifier.send(title=title, message=body)
 
     def notify(self, title: str, body: str) -> None:
+        import asyncio
+
         loop = self._ensure_loop()
         future = asyncio.run_coroutine_threadsafe(self._send(title, body), loop)
 

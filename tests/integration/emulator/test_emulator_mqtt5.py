@@ -516,3 +516,26 @@ async def test_message_expiry_counts_while_a_persistent_session_is_away(world: H
     assert message.properties.message_expiry_interval == 598
     await _still_connected(again)
     assert world.emulator.stats()["expired"] == 1
+
+
+async def test_delete_connection_sends_administrative_action(world: Harness) -> None:
+    credential = world.store.issue([ALLOW_ALL])
+    device = await world.connect(credential, "device", **V5)
+    admin = world.iot_data(credential)
+    await asyncio.to_thread(admin.delete_connection, clientId="device")
+    assert await device.wait_closed() == [Disconnect(ReasonCode.ADMINISTRATIVE_ACTION)]
+
+
+async def test_shared_subscription_in_v5_keeps_retain_as_published(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "me", **V5)
+    suback = await client.subscribe(("$share/g/s/#", 0), options=(RETAIN_AS_PUBLISHED,))
+    assert suback.return_codes == (0,)
+    await client.publish("s/1", b"kept", retain=True)
+    message = await client.next_publish()
+    assert (message.topic, message.retain) == ("s/1", True)
+
+
+async def test_no_local_on_a_shared_subscription_is_a_protocol_error(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "me", **V5)
+    await client.send(Subscribe(1, (("$share/g/s/#", 0),), (NO_LOCAL,)))
+    assert await client.wait_closed() == [Disconnect(ReasonCode.PROTOCOL_ERROR)]
