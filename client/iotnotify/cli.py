@@ -352,9 +352,10 @@ def _price_rows() -> list[tuple[str, str]]:
 
 def _register_optional_commands() -> None:
     from iotnotify.cdk_commands import deploy, destroy, synth
+    from iotnotify.cli_chat import chat, rooms
     from iotnotify.cli_client import listen, tray
 
-    for command in (deploy, destroy, synth, listen, tray):
+    for command in (deploy, destroy, synth, listen, tray, rooms, chat):
         cli.add_command(command)
 
 

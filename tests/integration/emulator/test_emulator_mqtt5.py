@@ -539,3 +539,9 @@ async def test_no_local_on_a_shared_subscription_is_a_protocol_error(world: Harn
     client = await world.connect(world.store.issue([ALLOW_ALL]), "me", **V5)
     await client.send(Subscribe(1, (("$share/g/s/#", 0),), (NO_LOCAL,)))
     assert await client.wait_closed() == [Disconnect(ReasonCode.PROTOCOL_ERROR)]
+
+
+async def test_invalid_will_topic_gets_connack_topic_name_invalid(world: Harness) -> None:
+    with pytest.raises(ConnectionRefused) as refused:
+        await world.connect(world.store.issue([ALLOW_ALL]), "c", will=Will("a/+", b"x"), **V5)
+    assert refused.value.return_code == ReasonCode.TOPIC_NAME_INVALID
