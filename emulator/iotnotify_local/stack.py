@@ -507,9 +507,10 @@ async def _serve(config: StackConfig, state_file: Path) -> int:
     try:
         with console.status("starting moto, the IoT emulator and the API..."):
             state = await stack.start()
-        from iotnotify_emulator.runtime import tune_gc_for_serving
+        from iotnotify_emulator.runtime import shorten_switch_interval, tune_gc_for_serving
 
         tune_gc_for_serving()
+        shorten_switch_interval()  # the emulator's thread shares this GIL
         stack.save()
         stack.start_autosave()
         state.write(state_file)
