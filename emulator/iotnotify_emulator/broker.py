@@ -536,6 +536,24 @@ class Broker:
                 delivered += 1
         return delivered
 
+    def retained_message(self, topic: str) -> Publish | None:
+        """The message retained on ``topic``, its MQTT 5 Message Expiry Interval
+        counted down; None when there is none or it expired (then it is
+        dropped: MQTT 5 section 3.3.2.3.3)."""
+        message = self.retained.get(topic)
+        if message is None:
+            return None
+        properties = message.properties
+        if properties is None or properties.message_expiry_interval is None:
+            return message
+        left = forwarded(properties, received_at=self.retained_at.get(topic))
+        if left is None:
+            self.retained.pop(topic, None)
+            self.retained_at.pop(topic, None)
+            self.retained_modified.pop(topic, None)
+            return None
+        return replace(message, properties=left)
+
     def publish_event(self, topic: str, event: dict[str, Any]) -> None:
         try:
             Topic(topic)
@@ -1300,18 +1318,10 @@ class MqttSession:
         for topic_filter in filters:
             if topic_filter.has_wildcards:
                 continue
-            message = broker.retained.get(topic_filter.value)
+            message = broker.retained_message(topic_filter.value)
             if message is None or not self.may_receive(message.topic):
                 continue
             properties = message.properties
-            if properties is not None and properties.message_expiry_interval is not None:
-                properties = forwarded(
-                    properties, received_at=broker.retained_at.get(message.topic)
-                )
-                if properties is None:  # expired while retained (MQTT 5 3.3.2.3.3)
-                    broker.retained.pop(message.topic, None)
-                    broker.retained_at.pop(message.topic, None)
-                    continue
             qos = min(message.qos, self.subscriptions[topic_filter.value])
             packet_id = self.next_packet_id() if qos else None
             self.deliver(
