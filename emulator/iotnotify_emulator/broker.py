@@ -554,6 +554,24 @@ class Broker:
                 delivered += 1
         return delivered
 
+    def retained_message(self, topic: str) -> Publish | None:
+        """The message retained on ``topic``, its MQTT 5 Message Expiry Interval
+        counted down; None when there is none or it expired (then it is
+        dropped: MQTT 5 section 3.3.2.3.3)."""
+        message = self.retained.get(topic)
+        if message is None:
+            return None
+        properties = message.properties
+        if properties is None or properties.message_expiry_interval is None:
+            return message
+        left = forwarded(properties, received_at=self.retained_at.get(topic))
+        if left is None:
+            self.retained.pop(topic, None)
+            self.retained_at.pop(topic, None)
+            self.retained_modified.pop(topic, None)
+            return None
+        return replace(message, properties=left)
+
     def publish_event(self, topic: str, event: dict[str, Any]) -> None:
         try:
             Topic(topic)
@@ -1001,13 +1019,18 @@ class MqttSession:
         self._v5_disconnect = code
         self._close_soon(DisconnectReason.CLIENT_ERROR)
 
-    async def _refuse_connect(self, code: ConnackCode, reason: str) -> None:
+    async def _refuse_connect(
+        self, code: ConnackCode, reason: str, *, v5_code: ReasonCode | None = None
+    ) -> None:
+        """CONNACK refusal, then close: ``code`` on 3.1.1; on MQTT 5 ``v5_code``
+        (default: the reason code matching ``code``) with a Reason String."""
         self.broker.stats.connects_refused += 1
         self.broker.refuse(reason, client_id=packet_id_safe(self.client_id), remote=self.remote)
         if self.v5 is None:
             self._send(encode(Connack(return_code=code)))
         else:
-            self._send(mqtt5.encode(Connack(_CONNACK_V5[code], properties=self.v5.reason(reason))))
+            v5_code = v5_code or _CONNACK_V5[code]
+            self._send(mqtt5.encode(Connack(v5_code, properties=self.v5.reason(reason))))
         await self.close(None)
 
     async def _on_connect(self, packet: Connect) -> None:
@@ -1030,8 +1053,9 @@ class MqttSession:
         if self.v5 is not None:
             if packet.properties is not None and packet.properties.authentication_method:
                 await self._refuse_connect(
-                    ConnackCode.BAD_USERNAME_OR_PASSWORD,  # 0x8C in the v5 form
+                    ConnackCode.BAD_USERNAME_OR_PASSWORD,
                     "MQTT 5 enhanced authentication is not supported (SigV4 only)",
+                    v5_code=ReasonCode.BAD_AUTHENTICATION_METHOD,
                 )
                 return
             if not packet.client_id:
@@ -1141,7 +1165,11 @@ class MqttSession:
         try:
             topic = Topic(will.topic)
         except InvalidTopic as exc:
-            await self._refuse_connect(ConnackCode.NOT_AUTHORIZED, f"invalid will topic: {exc}")
+            await self._refuse_connect(
+                ConnackCode.NOT_AUTHORIZED,
+                f"invalid will topic: {exc}",
+                v5_code=ReasonCode.TOPIC_NAME_INVALID,
+            )
             return False
         actions = ["iot:Publish"] + (["iot:RetainPublish"] if will.retain else [])
         for action in actions:
@@ -1335,18 +1363,10 @@ class MqttSession:
         for topic_filter in filters:
             if topic_filter.has_wildcards:
                 continue
-            message = broker.retained.get(topic_filter.value)
+            message = broker.retained_message(topic_filter.value)
             if message is None or not self.may_receive(message.topic):
                 continue
             properties = message.properties
-            if properties is not None and properties.message_expiry_interval is not None:
-                properties = forwarded(
-                    properties, received_at=broker.retained_at.get(message.topic)
-                )
-                if properties is None:  # expired while retained (MQTT 5 3.3.2.3.3)
-                    broker.retained.pop(message.topic, None)
-                    broker.retained_at.pop(message.topic, None)
-                    continue
             qos = min(message.qos, self.subscriptions[topic_filter.value])
             packet_id = self.next_packet_id() if qos else None
             self.deliver(
@@ -1583,7 +1603,7 @@ _CONNACK_V5: Final = {
     ConnackCode.UNACCEPTABLE_PROTOCOL_VERSION: ReasonCode.UNSUPPORTED_PROTOCOL_VERSION,
     ConnackCode.IDENTIFIER_REJECTED: ReasonCode.CLIENT_IDENTIFIER_NOT_VALID,
     ConnackCode.SERVER_UNAVAILABLE: ReasonCode.SERVER_UNAVAILABLE,
-    ConnackCode.BAD_USERNAME_OR_PASSWORD: ReasonCode.BAD_AUTHENTICATION_METHOD,
+    ConnackCode.BAD_USERNAME_OR_PASSWORD: ReasonCode.BAD_USERNAME_OR_PASSWORD,
     ConnackCode.NOT_AUTHORIZED: ReasonCode.NOT_AUTHORIZED,
 }
 
