@@ -235,3 +235,13 @@ def test_a_missing_notification_service_is_reported_once(
     assert len(warnings) == 1
     assert "notification service" in warnings[0].getMessage()
     assert "pop-ups are off" in warnings[0].getMessage()
+
+
+def test_the_tooltip_names_a_refused_topic() -> None:
+    state = TrayState()
+    state.on_connection(
+        StateChange(ConnectionState.CONNECTED, client_id="u.x", refused=("app/s/chat/lobby",))
+    )
+    assert "not authorised: app/s/chat/lobby" in state.title()
+    state.on_connection(StateChange(ConnectionState.CONNECTED, client_id="u.x"))
+    assert "not authorised" not in state.title()
