@@ -244,9 +244,16 @@ class Broker:
         name: str,
         *,
         client_id: str | None = None,
+        source_ip: str | None = None,
+        connect_attributes: tuple[str, ...] | None = None,
     ) -> Decision:
         return self.authorize_resource(
-            credential, action, self.arn(kind, name), client_id=client_id
+            credential,
+            action,
+            self.arn(kind, name),
+            client_id=client_id,
+            source_ip=source_ip,
+            connect_attributes=connect_attributes,
         )
 
     def authorize_resource(
@@ -256,9 +263,20 @@ class Broker:
         resource: str,
         *,
         client_id: str | None = None,
+        source_ip: str | None = None,
+        connect_attributes: tuple[str, ...] | None = None,
     ) -> Decision:
-        """Evaluate ``action`` on a full resource ARN (or ``*``); refusals are recorded."""
-        context = {"iot:ClientId": client_id} if client_id is not None else {}
+        """Evaluate ``action`` on a full resource ARN (or ``*``); refusals are recorded.
+
+        The request context holds the condition keys AWS supplies for IoT
+        (:func:`request_context`).
+        """
+        context = request_context(
+            credential,
+            client_id=client_id,
+            source_ip=source_ip,
+            connect_attributes=connect_attributes,
+        )
         decision = evaluate(
             action,
             resource,
@@ -914,7 +932,12 @@ class MqttSession:
         cached = self._receive_cache.get(topic)
         if cached is None:
             cached = self.broker.authorize(
-                self.credential, "iot:Receive", "topic", topic, client_id=self.client_id
+                self.credential,
+                "iot:Receive",
+                "topic",
+                topic,
+                client_id=self.client_id,
+                source_ip=self.remote,
             ).allowed
             if len(self._receive_cache) >= _RECEIVE_CACHE_SIZE:
                 self._receive_cache.clear()
@@ -1051,7 +1074,13 @@ class MqttSession:
         # The username (``?SDK=...&Version=...`` from AWS SDKs) is metrics for
         # AWS and carries no identity with SigV4: accepted and ignored.
         decision = broker.authorize(
-            self.credential, "iot:Connect", "client", packet.client_id, client_id=packet.client_id
+            self.credential,
+            "iot:Connect",
+            "client",
+            packet.client_id,
+            client_id=packet.client_id,
+            source_ip=self.remote,
+            connect_attributes=self._connect_attributes(packet),
         )
         if not decision.allowed:
             await self._refuse_connect(ConnackCode.NOT_AUTHORIZED, decision.reason)
@@ -1112,6 +1141,12 @@ class MqttSession:
         )
         await self.close(None)
 
+    def _connect_attributes(self, packet: Connect) -> tuple[str, ...]:
+        """``iot:ConnectAttributes`` of this CONNECT (AWS IoT developer guide,
+        "Using connectAttributes"): PersistentConnect, LastWill."""
+        attributes = ("PersistentConnect",) if self._persistence(packet) else ()
+        return attributes + (("LastWill",) if packet.will is not None else ())
+
     def _persistence(self, packet: Connect) -> float:
         """Seconds this session outlives the connection: 0 for a clean session.
 
@@ -1139,7 +1174,12 @@ class MqttSession:
         actions = ["iot:Publish"] + (["iot:RetainPublish"] if will.retain else [])
         for action in actions:
             decision = self.broker.authorize(
-                self.credential, action, "topic", str(topic), client_id=packet.client_id
+                self.credential,
+                action,
+                "topic",
+                str(topic),
+                client_id=packet.client_id,
+                source_ip=self.remote,
             )
             if not decision.allowed:
                 await self._refuse_connect(ConnackCode.NOT_AUTHORIZED, decision.reason)
@@ -1192,7 +1232,12 @@ class MqttSession:
                 codes.append(self._failure(ReasonCode.TOPIC_FILTER_INVALID))
                 continue
             decision = broker.authorize(
-                self.credential, "iot:Subscribe", "topicfilter", name, client_id=self.client_id
+                self.credential,
+                "iot:Subscribe",
+                "topicfilter",
+                name,
+                client_id=self.client_id,
+                source_ip=self.remote,
             )
             if not decision.allowed:
                 if v5 is None:
@@ -1398,7 +1443,12 @@ class MqttSession:
             if (action, packet.topic) in grants:
                 continue
             decision = broker.authorize(
-                self.credential, action, "topic", packet.topic, client_id=self.client_id
+                self.credential,
+                action,
+                "topic",
+                packet.topic,
+                client_id=self.client_id,
+                source_ip=self.remote,
             )
             if not decision.allowed:
                 if self.v5 is not None:
@@ -1562,6 +1612,38 @@ def _plain_filter(name: str) -> TopicFilter:
     """The filter that matches topics: ``a/#`` of ``$share/group/a/#``, else ``name``."""
     shared = split_shared(name)
     return TopicFilter(shared[1] if shared is not None else name)
+
+
+def request_context(
+    credential: Credential,
+    *,
+    client_id: str | None = None,
+    source_ip: str | None = None,
+    connect_attributes: tuple[str, ...] | None = None,
+) -> dict[str, str | tuple[str, ...]]:
+    """Condition keys and policy variables of one request, as AWS IoT Core supplies them.
+
+    * ``iot:ClientId`` and ``aws:SourceIp``: AWS IoT developer guide, "Basic
+      AWS IoT Core policy variables".
+    * ``iot:ConnectAttributes`` (``iot:Connect`` only): ``PersistentConnect``
+      for a persistent session, ``LastWill`` for a CONNECT with a will
+      (developer guide, "Using connectAttributes" and "Connect policy
+      examples").
+    * ``aws:userid`` always, ``aws:username`` for an IAM user only (IAM user
+      guide, "AWS global condition context keys": role sessions have none,
+      so a ``${aws:username}`` pattern matches nothing for them).
+    """
+    context: dict[str, str | tuple[str, ...]] = {"aws:userid": credential.principal_id}
+    if client_id is not None:
+        context["iot:ClientId"] = client_id
+    if source_ip:
+        context["aws:SourceIp"] = source_ip
+    if connect_attributes is not None:
+        context["iot:ConnectAttributes"] = connect_attributes
+    arn = credential.principal_arn or ""
+    if ":user/" in arn:
+        context["aws:username"] = arn.rsplit("/", 1)[-1]
+    return context
 
 
 def packet_id_safe(client_id: str) -> str | None:
