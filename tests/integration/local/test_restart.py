@@ -104,6 +104,7 @@ def test_commands_say_the_stack_is_not_running_after_a_crash(tmp_path: Path) -> 
     commands = [
         ["send", "--user", "alice", "--title", "hi", "body"],
         ["listen", "--user", "alice"],
+        ["tray", "--user", "alice"],
     ]
     for command in commands:
         result = subprocess.run(
