@@ -82,6 +82,21 @@ def create_inbox_table(session: boto3.session.Session, name: str) -> None:
     )
 
 
+def create_history_table(session: boto3.session.Session, name: str) -> None:
+    session.client("dynamodb").create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "room", "KeyType": "HASH"},
+            {"AttributeName": "id", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "room", "AttributeType": "S"},
+            {"AttributeName": "id", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 @pytest.fixture
 def account(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAccount]:
     with mock_aws():
@@ -119,6 +134,7 @@ def account(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAcco
             AttributeDefinitions=[{"AttributeName": "room", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
+        create_history_table(session, f"{APP}-{STAGE}-chat-history")
         sqs = session.client("sqs")
         dlq_url = sqs.create_queue(QueueName=f"{APP}-{STAGE}-tasks-dlq")["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
@@ -138,6 +154,7 @@ def account(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAcco
             "IOTNOTIFY_STAGE": STAGE,
             "IOTNOTIFY_INBOX_TABLE": table_name,
             "IOTNOTIFY_ROOMS_TABLE": f"{APP}-{STAGE}-rooms",
+            "IOTNOTIFY_CHAT_HISTORY_TABLE": f"{APP}-{STAGE}-chat-history",
             "IOTNOTIFY_SUBSCRIBER_ROLE_ARN": role["Arn"],
             "IOTNOTIFY_TASK_QUEUE_URL": queue_url,
             "IOTNOTIFY_IOT_ENDPOINT": IOT_ENDPOINT,

@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from iotnotify.errors import (
     InvalidClientId,
@@ -38,14 +38,19 @@ if TYPE_CHECKING:  # pragma: no cover
     from ulid import ULID
 
 __all__ = [
+    "CHAT_MESSAGE_TYPE",
     "DEFAULT_KEEPALIVE_SECONDS",
     "ENVELOPE_VERSION",
+    "MAX_CHAT_TEXT_CHARS",
     "MAX_CLIENT_ID_BYTES",
     "MAX_JSON_DEPTH",
     "MAX_PAYLOAD_BYTES",
     "MAX_TITLE_CHARS",
     "MAX_TOPIC_BYTES",
     "MAX_TOPIC_SLASHES",
+    "Channel",
+    "ChannelKind",
+    "ChatMessage",
     "Notification",
     "Topic",
     "TopicFilter",
@@ -69,6 +74,10 @@ MAX_TOPIC_SLASHES: Final = 7
 MAX_PAYLOAD_BYTES: Final = 128 * 1024
 MAX_CLIENT_ID_BYTES: Final = 128
 ENVELOPE_VERSION: Final = 1
+# A chat line, not a document: long enough for a paragraph, short enough that
+# a room's history page (50 lines) stays far below Lambda's 6 MB response.
+MAX_CHAT_TEXT_CHARS: Final = 1000
+CHAT_MESSAGE_TYPE: Final = "chat.message"
 # The MQTT keepalive clients use unless told otherwise (the token response's
 # ``keepalive``; the SDK's default). A connection must never sit idle longer
 # than the shortest idle timeout on its path, or a middlebox forgets it and
@@ -273,9 +282,61 @@ class TopicScheme:
     def chat_input(self, room: str) -> Topic:
         return Topic(f"{self.prefix}/chat/{validate_name(room, what='room name')}/input")
 
+    def chat_input_filter(self) -> TopicFilter:
+        """``{app}/{stage}/chat/+/input``: every room's input, the moderation rule's FROM."""
+        return TopicFilter(f"{self.prefix}/chat/+/input")
+
+    @property
+    def chat_room_level(self) -> int:
+        """The 1-based level of the room name in a chat topic: ``topic(n)`` in IoT SQL."""
+        return len(self.prefix.split("/")) + 2
+
+    def room_of_input_topic(self, topic: Topic | str) -> str:
+        """The room an input topic belongs to; :class:`InvalidTopic` for any other topic."""
+        name = str(topic)
+        if not self.chat_input_filter().matches(name):
+            raise InvalidTopic(f"{name!r} is not a chat input topic of {self.prefix!r}")
+        return validate_name(name.split("/")[self.chat_room_level - 1], what="room name")
+
     def user_topics(self, user_id: str) -> tuple[Topic, ...]:
         """The topics a plain subscriber listens to: their own and the broadcast."""
         return (self.user_notifications(user_id), self.broadcast())
+
+
+ChannelKind = Literal["room", "game"]
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A many-to-many channel: a chat room (``chat/{room}``) or a game (``game/{gameId}``).
+
+    Members subscribe to and receive from :meth:`topic`; nobody but server code
+    publishes there. Rooms also have an :meth:`input_topic` members publish
+    to, which the moderation rule reads. Names follow :func:`validate_name`.
+    """
+
+    kind: ChannelKind
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("room", "game"):
+            raise InvalidTopic(f"unknown channel kind {self.kind!r}: expected room or game")
+        validate_name(self.name, what=f"{self.kind} name")
+
+    def topic(self, scheme: TopicScheme) -> Topic:
+        return scheme.chat(self.name) if self.kind == "room" else scheme.game(self.name)
+
+    def input_topic(self, scheme: TopicScheme) -> Topic | None:
+        """Where members publish (rooms); None for games, which only servers publish to."""
+        return scheme.chat_input(self.name) if self.kind == "room" else None
+
+    def topics_json(self, scheme: TopicScheme) -> dict[str, str]:
+        """The token response's entry: ``{"topic", "inputTopic"?}``."""
+        entry = {"topic": str(self.topic(scheme))}
+        input_topic = self.input_topic(scheme)
+        if input_topic is not None:
+            entry["inputTopic"] = str(input_topic)
+        return entry
 
 
 def iot_arn(region: str, account: str, kind: str, name: str) -> str:
@@ -532,3 +593,65 @@ class Notification:
         if not isinstance(raw, dict):
             raise InvalidEnvelope("payload is not a JSON object")
         return cls.from_dict(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """A moderated chat line: ``{"v":1,"id","type":"chat.message","room","sender","text","ts"}``.
+
+    Published by the moderator to ``chat/{room}`` and kept in the room's
+    history. ``sender`` is the user id taken from the publishing client's id,
+    never from the payload; ``id`` is a sortable ULID, ``ts`` ISO 8601 UTC
+    with milliseconds.
+    """
+
+    id: str
+    room: str
+    sender: str
+    text: str
+    ts: str
+    type: str = CHAT_MESSAGE_TYPE
+    v: int = ENVELOPE_VERSION
+
+    @classmethod
+    def create(cls, *, room: str, sender: str, text: str) -> ChatMessage:
+        ulid = _next_ulid()
+        return cls(
+            id=str(ulid),
+            room=validate_name(room, what="room name"),
+            sender=validate_user_id(sender),
+            text=text,
+            ts=_iso_millis(ulid.datetime),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": self.v,
+            "id": self.id,
+            "type": self.type,
+            "room": self.room,
+            "sender": self.sender,
+            "text": self.text,
+            "ts": self.ts,
+        }
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ChatMessage:
+        try:
+            message = cls(
+                v=int(raw.get("v", ENVELOPE_VERSION)),
+                id=str(raw["id"]),
+                type=str(raw.get("type", CHAT_MESSAGE_TYPE)),
+                room=str(raw["room"]),
+                sender=str(raw["sender"]),
+                text=str(raw["text"]),
+                ts=str(raw.get("ts", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidEnvelope(f"not a chat message: {exc!r}") from exc
+        if message.type != CHAT_MESSAGE_TYPE:
+            raise InvalidEnvelope(f"not a chat message: type {message.type!r}")
+        return message

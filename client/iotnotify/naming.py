@@ -37,6 +37,24 @@ class ResourceNames:
         return self._name("rooms")
 
     @property
+    def chat_history_table(self) -> str:
+        return self._name("chat-history")
+
+    @property
+    def chat_dlq(self) -> str:
+        """Chat messages the moderation rule or the moderator could not handle."""
+        return self._name("chat-dlq")
+
+    @property
+    def chat_moderator_function(self) -> str:
+        return self._name("chat-moderator")
+
+    @property
+    def chat_denylist_parameter(self) -> str:
+        """Words the chat moderator masks (a StringList), shared like the API key."""
+        return f"/{self.app}/{self.ssm_stage}/chat-denylist"
+
+    @property
     def task_queue(self) -> str:
         return self._name("tasks")
 

@@ -6,18 +6,34 @@ the CDK stack (the subscriber role's ceiling and the publishers' grant) and
 offline stack and AWS can never disagree about who may do what.
 
 ``region`` and ``account`` may be CDK tokens; they are only interpolated.
+
+Channels (rooms and games, DESIGN.md "Channels") widen a user's session by
+exact grants on each channel's topics; how many fit in one token is
+:data:`MAX_CHANNELS_PER_TOKEN`, derived below from STS's limit.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from functools import cache
 from typing import Any, Final
 
-from iotnotify.contract import TopicScheme, client_id_prefix, iot_arn, validate_user_id
+from iotnotify.contract import (
+    Channel,
+    TopicScheme,
+    client_id_prefix,
+    iot_arn,
+    validate_user_id,
+)
+from iotnotify.errors import ContractError
 
 __all__ = [
+    "LONGEST_DEPLOYMENT_NAME_CHARS",
+    "MAX_CHANNELS_PER_TOKEN",
     "MAX_SESSION_POLICY_CHARS",
     "PolicyDocument",
+    "TooManyChannels",
     "compact_json",
     "notify_caller_policy",
     "publisher_policy",
@@ -25,8 +41,23 @@ __all__ = [
     "subscriber_session_policy",
 ]
 
-# STS refuses a packed session policy over 2048 characters.
+# STS refuses a session policy over 2048 characters (AssumeRole API reference,
+# "Policy": "The plaintext that you use for both inline and managed session
+# policies can't exceed 2,048 characters").
 MAX_SESSION_POLICY_CHARS: Final = 2048
+# infra/ accepts app and stage names of at most 30 characters (StageConfig).
+LONGEST_DEPLOYMENT_NAME_CHARS: Final = 30
+# Session-policy ARNs name no region or account ("*"): the subscriber role's
+# ceiling pins both, and a session policy can only narrow the role's own
+# policy, so the wildcard grants nothing more. It saves 26 characters per
+# ARN (e.g. "ap-southeast-2:123456789012"), which is most of what decides how
+# many channels fit in STS's 2048 characters.
+_ANY: Final = "*"
+
+
+class TooManyChannels(ContractError):
+    """A token would name more channels than a session policy can hold."""
+
 
 PolicyDocument = dict[str, Any]
 
@@ -37,41 +68,97 @@ def compact_json(policy: PolicyDocument) -> str:
 
 
 def subscriber_session_policy(
-    scheme: TopicScheme, user_id: str, *, region: str, account: str
+    scheme: TopicScheme,
+    user_id: str,
+    *,
+    region: str,
+    account: str,
+    channels: Sequence[Channel] = (),
 ) -> PolicyDocument:
     """What one signed-in user may do: connect as ``{userId}.*``, subscribe to
-    and receive from their own topic and the broadcast topic, nothing else."""
+    and receive from their own topic, the broadcast topic and each channel's
+    topic, publish on each room's input topic, nothing else.
+
+    ``region`` and ``account`` are accepted for symmetry with the other
+    builders; the ARNs use ``*`` for both (see :data:`_ANY`). Raises
+    :class:`TooManyChannels` over :data:`MAX_CHANNELS_PER_TOKEN` channels and
+    ``ValueError`` if the document would still exceed STS's 2048 characters.
+    """
+    del region, account  # pinned by the role's ceiling, see _ANY
     user_id = validate_user_id(user_id)
-    topics = [str(topic) for topic in scheme.user_topics(user_id)]
-    policy: PolicyDocument = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "ConnectAsOwnClientIds",
-                "Effect": "Allow",
-                "Action": "iot:Connect",
-                "Resource": iot_arn(region, account, "client", f"{client_id_prefix(user_id)}*"),
-            },
-            {
-                "Sid": "SubscribeToOwnTopics",
-                "Effect": "Allow",
-                "Action": "iot:Subscribe",
-                "Resource": [iot_arn(region, account, "topicfilter", t) for t in topics],
-            },
-            {
-                "Sid": "ReceiveFromOwnTopics",
-                "Effect": "Allow",
-                "Action": "iot:Receive",
-                "Resource": [iot_arn(region, account, "topic", t) for t in topics],
-            },
-        ],
-    }
+    if len(channels) > MAX_CHANNELS_PER_TOKEN:
+        raise TooManyChannels(
+            f"a token can carry at most {MAX_CHANNELS_PER_TOKEN} channels (STS limits a "
+            f"session policy to {MAX_SESSION_POLICY_CHARS} characters); asked for {len(channels)}"
+        )
+    policy = _session_policy(scheme, user_id, channels)
     size = len(compact_json(policy))
-    if size > MAX_SESSION_POLICY_CHARS:  # pragma: no cover - user ids are at most 64 chars
+    if size > MAX_SESSION_POLICY_CHARS:  # pragma: no cover - bounded by MAX_CHANNELS_PER_TOKEN
         raise ValueError(
             f"session policy is {size} characters; STS allows {MAX_SESSION_POLICY_CHARS}"
         )
     return policy
+
+
+def _session_policy(
+    scheme: TopicScheme, user_id: str, channels: Sequence[Channel]
+) -> PolicyDocument:
+    topics = [str(topic) for topic in scheme.user_topics(user_id)]
+    topics += [str(channel.topic(scheme)) for channel in channels]
+    inputs = [str(t) for t in (c.input_topic(scheme) for c in channels) if t is not None]
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "ConnectAsOwnClientIds",
+            "Effect": "Allow",
+            "Action": "iot:Connect",
+            "Resource": iot_arn(_ANY, _ANY, "client", f"{client_id_prefix(user_id)}*"),
+        },
+        {
+            "Sid": "SubscribeToOwnTopics",
+            "Effect": "Allow",
+            "Action": "iot:Subscribe",
+            "Resource": [iot_arn(_ANY, _ANY, "topicfilter", t) for t in topics],
+        },
+        {
+            "Sid": "ReceiveFromOwnTopics",
+            "Effect": "Allow",
+            "Action": "iot:Receive",
+            "Resource": [iot_arn(_ANY, _ANY, "topic", t) for t in topics],
+        },
+    ]
+    if inputs:
+        statements.append(
+            {
+                "Sid": "PublishToRoomInputs",
+                "Effect": "Allow",
+                "Action": "iot:Publish",
+                "Resource": [iot_arn(_ANY, _ANY, "topic", t) for t in inputs],
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+@cache
+def _channels_that_fit_at_the_longest_names() -> int:
+    """How many rooms fit when every name is as long as allowed.
+
+    The longest user id (64), room names (64, rooms cost more than games: they
+    add an input topic) and app and stage names as long as a deployment may
+    have (:data:`LONGEST_DEPLOYMENT_NAME_CHARS`). Room names are made distinct
+    in their last characters so no two grants are equal.
+    """
+    longest = "x" * LONGEST_DEPLOYMENT_NAME_CHARS
+    scheme = TopicScheme(longest, longest)
+    user_id = "u" * 64
+    count = 0
+    while True:
+        rooms = [Channel("room", f"{'r' * 60}{n:04d}") for n in range(count + 1)]
+        if len(compact_json(_session_policy(scheme, user_id, rooms))) > MAX_SESSION_POLICY_CHARS:
+            return count
+        count += 1
+
+
+MAX_CHANNELS_PER_TOKEN: Final = _channels_that_fit_at_the_longest_names()
 
 
 def subscriber_ceiling_policy(scheme: TopicScheme, *, region: str, account: str) -> PolicyDocument:
@@ -79,7 +166,9 @@ def subscriber_ceiling_policy(scheme: TopicScheme, *, region: str, account: str)
 
     Sessions are narrowed per user by :func:`subscriber_session_policy`; this
     ceiling keeps even a buggy session policy inside this app and stage, and
-    never grants publish.
+    allows client publishes only on rooms' input topics (``chat/*/input``),
+    which the moderation rule reads; room topics themselves are written by
+    server code alone.
     """
     prefix = scheme.prefix
     return {
@@ -102,6 +191,12 @@ def subscriber_ceiling_policy(scheme: TopicScheme, *, region: str, account: str)
                 "Effect": "Allow",
                 "Action": "iot:Receive",
                 "Resource": iot_arn(region, account, "topic", f"{prefix}/*"),
+            },
+            {
+                "Sid": "PublishToRoomInputsWithinStage",
+                "Effect": "Allow",
+                "Action": "iot:Publish",
+                "Resource": iot_arn(region, account, "topic", f"{prefix}/chat/*/input"),
             },
         ],
     }

@@ -71,6 +71,7 @@ from iotnotify_emulator.mqtt import (
 )
 from iotnotify_emulator.mqtt5 import Properties, ReasonCode
 from iotnotify_emulator.persistent import OfflineSessions
+from iotnotify_emulator.rules import RulesEngine
 from iotnotify_emulator.session5 import (
     NO_LOCAL,
     RETAIN_AS_PUBLISHED,
@@ -209,6 +210,8 @@ class Broker:
         # Epoch milliseconds of each retained message (iot-data lastModifiedTime).
         self.retained_modified: dict[str, int] = {}
         self.refusals: deque[dict[str, Any]] = deque(maxlen=100)
+        # Topic rules (rules.py): offered every accepted message; never raises.
+        self.rules: RulesEngine | None = None
         self._versions: dict[str, int] = {}
         self._log_tokens = self.settings.refusal_log_rate
         self._log_tokens_at = time.monotonic()
@@ -498,7 +501,10 @@ class Broker:
             Topic(topic)
         except InvalidTopic:
             return  # a client id with '+', '#' or over the limits has no event topic
-        self.route(topic, json.dumps(event, separators=(",", ":")).encode(), 0, False)
+        payload = json.dumps(event, separators=(",", ":")).encode()
+        self.route(topic, payload, 0, False)
+        if self.rules is not None:  # lifecycle events reach rules too (presence)
+            self.rules(topic, payload, None, None)
 
 
 class MqttSession:
@@ -1274,6 +1280,8 @@ class MqttSession:
             properties=packet.properties,
             origin=self,
         )
+        if broker.rules is not None:
+            broker.rules(packet.topic, packet.payload, self.client_id, self.credential.principal_id)
         if packet.qos == 1 and packet.packet_id is not None:
             self._send(self.encode(Puback(packet.packet_id)))
 

@@ -55,6 +55,7 @@ from iotnotify_emulator.credentials import CredentialStore
 from iotnotify_emulator.data_api import DataApi
 from iotnotify_emulator.http_guard import GuardedRunner, ServerLimits, error_middleware
 from iotnotify_emulator.mqtt import MqttProtocolError, StreamDecoder
+from iotnotify_emulator.rules import RulesEngine
 from iotnotify_emulator.runtime import new_event_loop
 from iotnotify_emulator.session5 import MAX_PACKET_SIZE, HttpPropertiesError, properties_from_http
 from iotnotify_emulator.sigv4 import (
@@ -232,11 +233,25 @@ class Emulator:
     def ca_file(self) -> Path | None:
         return None if self.certificates is None else self.certificates.ca_file
 
+    def install_rules(self, engine: RulesEngine) -> None:
+        """Run ``engine``'s topic rules on every message; call on the emulator's loop."""
+        loop = asyncio.get_running_loop()
+        broker = self.broker
+
+        def publish(topic: str, payload: bytes, qos: int) -> None:
+            # Republish actions run on worker threads; the broker lives on its loop.
+            loop.call_soon_threadsafe(lambda: broker.route(topic, payload, qos, False))
+
+        engine.attach(publish)
+        broker.rules = engine
+
     def stats(self) -> dict[str, Any]:
         data = self.broker.stats.as_dict()
         data["subscriptions_current"] = self.broker.subscription_count
         data["retained_messages"] = len(self.broker.retained)
         data["recent_refusals"] = list(self.broker.refusals)
+        if self.broker.rules is not None:
+            data["rules"] = self.broker.rules.stats.as_dict()
         return data
 
     # --- lifecycle ---------------------------------------------------------------
@@ -505,6 +520,8 @@ class Emulator:
                 return _error(403, "ForbiddenException", f"{action}: {decision.reason}", trace_id)
         self.broker.stats.publishes_http += 1
         self.broker.route(topic_name, body, int(qos_text), retain, properties=properties)
+        if self.broker.rules is not None:
+            self.broker.rules(topic_name, body, None, credential.principal_id)
         return web.json_response({"message": "OK", "traceId": trace_id})
 
 
@@ -630,6 +647,17 @@ class EmulatorThread:
     @property
     def wss_port(self) -> int | None:
         return self.emulator.wss_port
+
+    def install_rules(self, engine: RulesEngine) -> None:
+        """Run ``engine``'s topic rules on every message this emulator accepts."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("EmulatorThread is not started")
+
+        async def install() -> None:
+            self.emulator.install_rules(engine)
+
+        asyncio.run_coroutine_threadsafe(install(), loop).result(timeout=10)
 
     def stats(self) -> dict[str, Any]:
         """A consistent snapshot taken on the emulator's loop."""

@@ -165,7 +165,8 @@ async def _event(
         "queryStringParameters": dict(request.query) or None,
         "multiValueQueryStringParameters": {k: request.query.getall(k) for k in request.query}
         or None,
-        "pathParameters": None,
+        # API Gateway passes {name} path segments here (None when there are none).
+        "pathParameters": dict(request.match_info) or None,
         "body": text,
         "isBase64Encoded": encoded,
         "requestContext": {

@@ -26,9 +26,17 @@ from iotnotify.policies import (
     subscriber_ceiling_policy,
 )
 
-__all__ = ["DEMO_USERS", "DemoUser", "LocalResources", "PublisherKeys", "provision"]
+__all__ = [
+    "DEMO_DENYLIST",
+    "DEMO_USERS",
+    "DemoUser",
+    "LocalResources",
+    "PublisherKeys",
+    "provision",
+]
 
 DEMO_USERS: Final = ("alice", "bob")
+DEMO_DENYLIST: Final = ("darn", "heck")
 MAX_RECEIVE_COUNT: Final = 3
 
 
@@ -61,6 +69,7 @@ class LocalResources:
     publisher: PublisherKeys
     notify_api_key: str = field(repr=False)
     api_id: str = "local"  # the REST API id in execute-api ARNs
+    chat_dlq_url: str = ""  # the chat rule's error action and the moderator's failures
 
     def users_json(self) -> list[dict[str, Any]]:
         return [asdict(user) for user in self.users]
@@ -135,6 +144,7 @@ def provision(
     tables: tuple[tuple[str, tuple[tuple[str, Literal["HASH", "RANGE"]], ...]], ...] = (
         (names.inbox_table, (("userId", "HASH"), ("id", "RANGE"))),
         (names.rooms_table, (("room", "HASH"),)),
+        (names.chat_history_table, (("room", "HASH"), ("id", "RANGE"))),
     )
     for table, keys in tables:
         dynamodb.create_table(
@@ -143,12 +153,14 @@ def provision(
             AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n, _ in keys],
             BillingMode="PAY_PER_REQUEST",
         )
-    dynamodb.update_time_to_live(
-        TableName=names.inbox_table,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"},
-    )
+    for table in (names.inbox_table, names.chat_history_table):
+        dynamodb.update_time_to_live(
+            TableName=table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"},
+        )
 
     sqs = session.client("sqs")
+    chat_dlq_url = sqs.create_queue(QueueName=names.chat_dlq)["QueueUrl"]
     dlq_url = sqs.create_queue(QueueName=names.task_dlq)["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
@@ -163,6 +175,14 @@ def provision(
         },
     )["QueueUrl"]
 
+    # On AWS this parameter is created beside the API key (it is shared by
+    # ephemeral stages); locally a short demo list stands in.
+    session.client("ssm").put_parameter(
+        Name=names.chat_denylist_parameter,
+        Value=",".join(DEMO_DENYLIST),
+        Type="StringList",
+        Overwrite=True,
+    )
     api_key = secrets.token_urlsafe(24)
     session.client("ssm").put_parameter(
         Name=names.notify_api_key_parameter, Value=api_key, Type="SecureString", Overwrite=True
@@ -215,6 +235,7 @@ def provision(
         functions_role_arn=functions_role["Arn"],
         task_queue_url=queue_url,
         task_dlq_url=dlq_url,
+        chat_dlq_url=chat_dlq_url,
         users=tuple(users),
         publisher=PublisherKeys(key["AccessKeyId"], key["SecretAccessKey"]),
         notify_api_key=api_key,

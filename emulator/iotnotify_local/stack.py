@@ -20,7 +20,7 @@ import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import boto3
 from aiohttp import web
@@ -35,6 +35,9 @@ from iotnotify_local.iam_auth import IamAuthorizer
 from iotnotify_local.persistence import AUTOSAVE_SECONDS, DEFAULT_DATA_DIR, DataDir, DataDirError
 from iotnotify_local.poller import SqsPoller
 from iotnotify_local.provision import LocalResources, provision
+
+if TYPE_CHECKING:  # imported where the stack starts the emulator
+    from iotnotify_emulator.rules import RulesEngine
 
 __all__ = ["LocalStack", "PortInUse", "StackConfig", "run_local"]
 
@@ -134,6 +137,7 @@ class LocalStack:
         self._moto: Any = None
         self._emulator: Any = None
         self._poller: SqsPoller | None = None
+        self._rules: RulesEngine | None = None
         self._runner: web.AppRunner | None = None
         self._env_stack = contextlib.ExitStack()
         self._data: DataDir | None = None
@@ -205,6 +209,7 @@ class LocalStack:
             "IOTNOTIFY_SSM_STAGE": resources.names.ssm_stage,
             "IOTNOTIFY_INBOX_TABLE": resources.names.inbox_table,
             "IOTNOTIFY_ROOMS_TABLE": resources.names.rooms_table,
+            "IOTNOTIFY_CHAT_HISTORY_TABLE": resources.names.chat_history_table,
             "IOTNOTIFY_SUBSCRIBER_ROLE_ARN": resources.subscriber_role_arn,
             "IOTNOTIFY_TASK_QUEUE_URL": resources.task_queue_url,
             "IOTNOTIFY_IOT_ENDPOINT": f"{cfg.host}:{endpoint_port}",
@@ -222,6 +227,7 @@ class LocalStack:
             api_notify,
             api_task,
             api_token,
+            chat_moderator,
             task_worker,
         )
 
@@ -258,6 +264,8 @@ class LocalStack:
                 Route("POST", "/task", api_task.handler, "cognito"),
                 Route("GET", "/chats", api_chats.handler, "cognito"),
                 Route("POST", "/chats", api_chats.handler, "cognito"),
+                Route("POST", "/chats/{room}/members", api_chats.handler, "cognito"),
+                Route("GET", "/chats/{room}/messages", api_chats.handler, "cognito"),
                 Route("POST", "/notify", api_notify.handler, "iam"),
                 Route("POST", "/notify/key", api_notify.handler, "none"),
             ],
@@ -286,6 +294,27 @@ class LocalStack:
         )
         self._poller.start()
 
+        # Topic rules are IoT Core's side: the rule invokes the moderator and its
+        # error action writes to the chat DLQ, as the rule's own role would on AWS.
+        from iotnotify.contract import TopicScheme
+        from iotnotify_emulator.rules import RulesEngine
+        from iotnotify_local.topic_rules import emulator_rules
+
+        chat_dlq_url = (
+            resources.chat_dlq_url
+            # A data directory saved before the chat DLQ existed: create it now.
+            or sqs.create_queue(QueueName=resources.names.chat_dlq)["QueueUrl"]
+        )
+        self._rules = RulesEngine(
+            emulator_rules(
+                TopicScheme(cfg.app, cfg.stage),
+                handlers={"moderator": chat_moderator.handler},
+                sqs=sqs,
+                dead_letter_queue_url=chat_dlq_url,
+            )
+        )
+        emu.install_rules(self._rules)
+
         self.state = LocalState(
             region=cfg.region,
             app=cfg.app,
@@ -308,6 +337,7 @@ class LocalStack:
                 "notifyApiKey": resources.notify_api_key,
                 "taskQueueUrl": resources.task_queue_url,
                 "taskDlqUrl": resources.task_dlq_url,
+                "chatDlqUrl": chat_dlq_url,
                 "emulatorStatsUrl": f"{emu.data_url}/_emulator/stats",
                 # POST .../_emulator/restart and the stats' refusal records need
                 # this per-start value in the X-Emulator-Secret header.
@@ -357,6 +387,8 @@ class LocalStack:
             await self._runner.cleanup()
         if self._emulator is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._emulator.stop)
+        if self._rules is not None:
+            self._rules.close()
         if self._moto is not None:
             self._moto.stop()
         if self._data is not None:

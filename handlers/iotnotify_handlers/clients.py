@@ -18,14 +18,19 @@ from aws_lambda_powertools.utilities.parameters import SSMProvider
 from iotnotify.endpoints import IotEndpoint
 from iotnotify.inbox import Inbox
 from iotnotify.publisher import Publisher
+from iotnotify_handlers.chat_history import ChatHistory
+from iotnotify_handlers.chat_moderation import Denylist, Moderator
 from iotnotify_handlers.chat_rooms import ChatRooms
 from iotnotify_handlers.settings import settings
 
 __all__ = [
+    "chat_history",
     "chat_rooms",
     "configure",
     "inbox",
+    "iot_data",
     "iot_endpoint",
+    "moderator",
     "publisher",
     "reset",
     "session",
@@ -82,7 +87,37 @@ def inbox() -> Inbox:
 @cache
 def chat_rooms() -> ChatRooms:
     table = session().resource("dynamodb").Table(settings().rooms_table)
-    return ChatRooms(table, settings().scheme)
+    return ChatRooms(table, settings().scheme, max_rooms_per_user=settings().max_rooms_per_user)
+
+
+@cache
+def chat_history() -> ChatHistory:
+    table = session().resource("dynamodb").Table(settings().history_table)
+    return ChatHistory(table, ttl_days=settings().chat_history_ttl_days)
+
+
+@cache
+def iot_data() -> Any:
+    """A boto3 ``iot-data`` client on the account's ATS endpoint (or the emulator)."""
+    s = settings()
+    url = s.iot_data_url or f"https://{iot_endpoint().host()}"
+    return session().client("iot-data", endpoint_url=url)
+
+
+@cache
+def moderator() -> Moderator:
+    s = settings()
+    denylist = Denylist(
+        ssm_provider(), parameter=s.chat_denylist_parameter, ttl_seconds=s.denylist_cache_seconds
+    )
+    return Moderator(
+        scheme=s.scheme,
+        history=chat_history(),
+        iot_data=iot_data(),
+        denylist=denylist.words,
+        rate_messages=s.chat_rate_messages,
+        rate_window_seconds=s.chat_rate_window_seconds,
+    )
 
 
 @cache
@@ -108,6 +143,18 @@ def ssm_provider() -> SSMProvider:
 
 def reset() -> None:
     """Forget every client and the settings (a fresh cold start, for tests)."""
-    for factory in (session, sts, sqs, iot_endpoint, inbox, chat_rooms, publisher, ssm_provider):
+    for factory in (
+        session,
+        sts,
+        sqs,
+        iot_endpoint,
+        inbox,
+        chat_rooms,
+        chat_history,
+        iot_data,
+        moderator,
+        publisher,
+        ssm_provider,
+    ):
         factory.cache_clear()
     settings.cache_clear()

@@ -14,6 +14,7 @@ __all__ = [
     "HandlerError",
     "NotFound",
     "PayloadTooLarge",
+    "QuotaExceeded",
     "ServiceUnavailable",
     "Unauthorized",
 ]
@@ -43,6 +44,13 @@ class Unauthorized(HandlerError):
 class Forbidden(HandlerError):
     status = 403
     code = "forbidden"
+
+
+class QuotaExceeded(HandlerError):
+    """The caller used up a per-user allowance (rooms created, ...)."""
+
+    status = 403
+    code = "quota_exceeded"
 
 
 class NotFound(HandlerError):

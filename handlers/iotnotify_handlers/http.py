@@ -13,7 +13,7 @@ import base64
 import functools
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aws_lambda_powertools import Logger
@@ -50,6 +50,7 @@ class Request:
     claims: Mapping[str, Any]
     iam_user_arn: str | None
     resource: str = ""
+    path_parameters: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any]) -> Request:
@@ -74,6 +75,9 @@ class Request:
             claims=dict(authorizer.get("claims") or {}),
             iam_user_arn=identity.get("userArn") or None,
             resource=str(event.get("resource", "")),
+            path_parameters={
+                str(k): str(v) for k, v in (event.get("pathParameters") or {}).items()
+            },
         )
 
     def user_id(self) -> str:

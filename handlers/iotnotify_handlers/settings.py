@@ -37,6 +37,12 @@ ENV: Final = {
     "iot_ws_scheme": "IOTNOTIFY_IOT_WS_SCHEME",
     "iot_data_url": "IOTNOTIFY_IOT_DATA_URL",
     "rooms_table": "IOTNOTIFY_ROOMS_TABLE",
+    "history_table": "IOTNOTIFY_CHAT_HISTORY_TABLE",
+    "max_rooms_per_user": "IOTNOTIFY_MAX_ROOMS_PER_USER",
+    "chat_rate_messages": "IOTNOTIFY_CHAT_RATE_MESSAGES",
+    "chat_rate_window": "IOTNOTIFY_CHAT_RATE_WINDOW_SECONDS",
+    "chat_history_ttl_days": "IOTNOTIFY_CHAT_HISTORY_TTL_DAYS",
+    "denylist_ttl": "IOTNOTIFY_DENYLIST_CACHE_SECONDS",
     "cors_origin": "IOTNOTIFY_CORS_ORIGIN",
     "token_duration": "IOTNOTIFY_TOKEN_DURATION_SECONDS",
     "keepalive": "IOTNOTIFY_KEEPALIVE_SECONDS",
@@ -62,6 +68,14 @@ class Settings:
     # (the local emulator); empty on AWS.
     iot_data_url: str = ""
     rooms_table: str = ""
+    history_table: str = ""
+    # Rooms one user may create (issue 10: 120 junk rooms from one user).
+    max_rooms_per_user: int = 10
+    # Per-sender chat rate: at most this many messages per window, every room.
+    chat_rate_messages: int = 5
+    chat_rate_window_seconds: int = 5
+    chat_history_ttl_days: int = 30
+    denylist_cache_seconds: int = 60
     # The web page's origin, echoed in Access-Control-Allow-Origin (API
     # Gateway answers preflights; responses must carry the header themselves).
     cors_origin: str = "*"
@@ -80,6 +94,11 @@ class Settings:
     @property
     def scheme(self) -> TopicScheme:
         return TopicScheme(self.app, self.stage)
+
+    @property
+    def chat_denylist_parameter(self) -> str:
+        """``/{app}/{ssmStage}/chat-denylist``: words the moderator masks (StringList)."""
+        return f"/{self.app}/{self.ssm_stage}/chat-denylist"
 
     @property
     def notify_api_key_parameter(self) -> str:
@@ -116,6 +135,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         iot_ws_scheme=env.get(ENV["iot_ws_scheme"], "wss"),
         iot_data_url=env.get(ENV["iot_data_url"], ""),
         rooms_table=env.get(ENV["rooms_table"], ""),
+        history_table=env.get(ENV["history_table"], ""),
+        max_rooms_per_user=_int(env, "max_rooms_per_user", 10),
+        chat_rate_messages=_int(env, "chat_rate_messages", 5),
+        chat_rate_window_seconds=_int(env, "chat_rate_window", 5),
+        chat_history_ttl_days=_int(env, "chat_history_ttl_days", 30),
+        denylist_cache_seconds=_int(env, "denylist_ttl", 60),
         cors_origin=env.get(ENV["cors_origin"]) or "*",
         token_duration_seconds=_int(env, "token_duration", 3600),
         keepalive_seconds=_int(env, "keepalive", DEFAULT_KEEPALIVE_SECONDS),

@@ -9,13 +9,14 @@ session at one hour.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from iotnotify.contract import client_id_prefix, validate_user_id
+from iotnotify.contract import Channel, client_id_prefix, validate_user_id
 from iotnotify.endpoints import IotEndpoint
 from iotnotify.policies import compact_json, subscriber_session_policy
 from iotnotify.presign import presign_mqtt_url
@@ -54,8 +55,14 @@ class TokenVendor:
     sts: Any
     endpoint: IotEndpoint
 
-    def vend(self, user_id: str) -> dict[str, Any]:
-        """The token response of DESIGN.md for ``user_id``."""
+    def vend(self, user_id: str, *, channels: Sequence[Channel] = ()) -> dict[str, Any]:
+        """The token response of DESIGN.md for ``user_id``.
+
+        ``channels`` (already authorised by the caller) are granted in the
+        session policy and listed under ``channels``: ``{name: {topic,
+        inputTopic?}}``; at most ``MAX_CHANNELS_PER_TOKEN`` (else
+        :class:`iotnotify.policies.TooManyChannels`, a 400).
+        """
         user_id = validate_user_id(user_id)
         settings = self.settings
         policy = subscriber_session_policy(
@@ -63,6 +70,7 @@ class TokenVendor:
             user_id,
             region=settings.region,
             account=account_of_arn(settings.subscriber_role_arn),
+            channels=channels,
         )
         try:
             answer = self.sts.assume_role(
@@ -97,4 +105,5 @@ class TokenVendor:
                 "expiration": _iso(creds["Expiration"]),
             },
             "keepalive": settings.keepalive_seconds,
+            "channels": {c.name: c.topics_json(settings.scheme) for c in channels},
         }

@@ -11,6 +11,8 @@ route                       authorisation     function
 ``GET  /notifications``     Cognito ID token  inbox catch-up
 ``POST /task``              Cognito ID token  enqueue a task
 ``GET|POST /chats``         Cognito ID token  chat rooms
+``POST /chats/{room}/members`` Cognito        chat rooms (owner adds)
+``GET /chats/{room}/messages`` Cognito        chat rooms (history)
 ==========================  ================  ==========================
 
 Why two notify routes: IAM auth is the right default for backends that have
@@ -175,6 +177,17 @@ class Api(Construct):
         chats = root.add_resource("chats")
         for method in ("GET", "POST"):
             route(chats, method, functions.chats)
+        room = chats.add_resource("{room}")
+        route(room.add_resource("members"), "POST", functions.chats)
+        route(
+            room.add_resource("messages"),
+            "GET",
+            functions.chats,
+            parameters={
+                "method.request.querystring.limit": False,
+                "method.request.querystring.before": False,
+            },
+        )
         self.url = self.rest_api.url
         # What a backend's role needs to call the IAM-authorised route: that
         # one method of this stage, nothing else of the API.

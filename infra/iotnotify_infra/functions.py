@@ -1,4 +1,4 @@
-"""Functions: the six Lambda functions, one per handler module.
+"""Functions: the seven Lambda functions, one per handler module.
 
 All share one code asset, runtime (Python 3.12 on arm64: cheaper per ms
 than x86), the Powertools layer, X-Ray tracing, an explicit log group with a
@@ -63,7 +63,13 @@ FUNCTION_SPECS: Final = (
         "SQS task worker",
         timeout_seconds=WORKER_TIMEOUT_SECONDS,
     ),
-    FunctionSpec("chats", "chats", "iotnotify_handlers.api_chats.handler", "GET/POST /chats"),
+    FunctionSpec("chats", "chats", "iotnotify_handlers.api_chats.handler", "/chats routes"),
+    FunctionSpec(
+        "moderator",
+        "chat-moderator",
+        "iotnotify_handlers.chat_moderator.handler",
+        "chat topic rule: moderate and republish",
+    ),
 )
 
 
@@ -84,6 +90,7 @@ class Functions(Construct):
     task: lambda_.Function
     worker: lambda_.Function
     chats: lambda_.Function
+    moderator: lambda_.Function
     all: tuple[lambda_.Function, ...]
     log_groups: dict[str, logs.LogGroup]
 

@@ -5,8 +5,8 @@
   deployment and the functions and web config receive it as a value.
 * The subscriber role is what the token-vending function assumes for each
   user. Its own policy is the *ceiling* from :mod:`iotnotify.policies`
-  (connect as ``*.*``, subscribe and receive within this app and stage, no
-  publish); each session is narrowed further to one user by the session
+  (connect as ``*.*``, subscribe and receive within this app and stage,
+  publish only on rooms' input topics); each session is narrowed further to one user by the session
   policy the function passes to ``sts:AssumeRole``.
 * The publisher policy (publish within this app and stage) is a managed
   policy so the Lambdas and, if wanted, a game server's role share one
@@ -127,8 +127,9 @@ class IotAccess(Construct):
         )
         wildcard_reason = (
             "The wildcard is the topic scheme itself: '*.*' is any client id of "
-            "the form {userId}.{suffix} and '{app}/{stage}/*' is this stage's "
-            "topics. Per-user sessions are narrowed by the session policy."
+            "the form {userId}.{suffix}, '{app}/{stage}/*' is this stage's "
+            "topics and '{app}/{stage}/chat/*/input' every room's input topic. "
+            "Per-user sessions are narrowed by the session policy."
         )
         suppress(
             self.subscriber_role,
@@ -138,6 +139,7 @@ class IotAccess(Construct):
                     "Resource::arn:aws:iot:<AWS::Region>:<AWS::AccountId>:client/*.*",
                     f"Resource::arn:aws:iot:<AWS::Region>:<AWS::AccountId>:topicfilter/{self.scheme.prefix}/*",
                     f"Resource::arn:aws:iot:<AWS::Region>:<AWS::AccountId>:topic/{self.scheme.prefix}/*",
+                    f"Resource::arn:aws:iot:<AWS::Region>:<AWS::AccountId>:topic/{self.scheme.prefix}/chat/*/input",
                 ]
             },
         )

@@ -17,6 +17,7 @@ from constructs import Construct
 from iotnotify.contract import DEFAULT_KEEPALIVE_SECONDS
 from iotnotify_handlers.settings import ENV
 from iotnotify_infra.api import Api
+from iotnotify_infra.chat import ChatModeration
 from iotnotify_infra.config import StageConfig
 from iotnotify_infra.functions import WORKER_TIMEOUT_SECONDS, Functions
 from iotnotify_infra.identity import Identity
@@ -54,6 +55,7 @@ class IotNotifyStack(Stack):
     iot: IotAccess
     site: WebSite
     api: Api
+    chat: ChatModeration
     web: WebHosting
     environment_variables: dict[str, str]
 
@@ -129,9 +131,32 @@ class IotNotifyStack(Stack):
         )
         self.iot.publisher_policy.attach_to_role(_role(fn.worker))
         self.storage.inbox.grant(fn.worker, "dynamodb:PutItem", "dynamodb:BatchWriteItem")
-        # GET/POST /chats: list rooms, create one conditionally, read one.
+        # /chats: list rooms (scan), create one with its owner's quota counter
+        # (one transaction: conditional put + conditional update), read one,
+        # add members (conditional update); read a room's history.
         self.storage.rooms.grant(
-            fn.chats, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan"
+            fn.chats,
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:ConditionCheckItem",
+            "dynamodb:Scan",
+        )
+        self.storage.chat_history.grant(fn.chats, "dynamodb:Query")
+        # GET /token?rooms=: check each room exists and the caller may use it.
+        self.storage.rooms.grant(fn.token, "dynamodb:GetItem")
+        # Chat moderator (invoked by the topic rule): count the sender's rate
+        # and append to history, read the denylist, publish to the room.
+        self.chat = ChatModeration(self, "Chat", config=config, moderator=fn.moderator)
+        self.storage.chat_history.grant(fn.moderator, "dynamodb:PutItem", "dynamodb:UpdateItem")
+        self.iot.publisher_policy.attach_to_role(_role(fn.moderator))
+        # Like the API key, the denylist is set by hand and shared by ephemeral
+        # stages (its path carries the SSM stage); a missing one masks nothing.
+        denylist = ssm.StringListParameter.from_string_list_parameter_name(
+            self, "ChatDenylist", config.names.chat_denylist_parameter
+        )
+        fn.moderator.add_to_role_policy(
+            iam.PolicyStatement(actions=["ssm:GetParameter"], resources=[denylist.parameter_arn])
         )
 
         self.site = WebSite(self, "Site", config=config)
@@ -180,6 +205,12 @@ class IotNotifyStack(Stack):
             "keepalive": str(DEFAULT_KEEPALIVE_SECONDS),
             "inbox_ttl_days": "7",
             "api_key_ttl": "300",
+            "history_table": self.storage.chat_history.table_name,
+            "max_rooms_per_user": "10",
+            "chat_rate_messages": "5",
+            "chat_rate_window": "5",
+            "chat_history_ttl_days": "30",
+            "denylist_ttl": "60",
         }
         env = {ENV[key]: value for key, value in values.items() if key in ENV}
         env[ROOMS_TABLE_ENV] = self.storage.rooms.table_name

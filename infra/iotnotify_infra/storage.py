@@ -1,9 +1,11 @@
-"""Data: the notification inbox and the chat rooms.
+"""Data: the notification inbox, the chat rooms and the chat history.
 
 QoS 0 drops what is sent while a client is away, so every notification
 worth keeping is also written to the inbox (``userId`` + sortable ``id``),
 read back with ``GET /notifications?since=``. Entries expire through the
 ``expiresAt`` TTL attribute, so the table does not grow without bound.
+Chat history (``room`` + message ``id``) expires the same way; the chat
+moderator also keeps its per-sender rate counters there (``#rate#{user}``).
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ __all__ = ["Storage"]
 
 
 class Storage(Construct):
-    """The inbox and rooms tables (on-demand, point-in-time recovery)."""
+    """The inbox, rooms and chat-history tables (on-demand, point-in-time recovery)."""
 
     inbox: dynamodb.Table
     rooms: dynamodb.Table
+    chat_history: dynamodb.Table
 
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig) -> None:
         super().__init__(scope, construct_id)
@@ -43,6 +46,17 @@ class Storage(Construct):
             "Rooms",
             table_name=config.names.rooms_table,
             partition_key=dynamodb.Attribute(name="room", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=pitr,
+            removal_policy=removal,
+        )
+        self.chat_history = dynamodb.Table(
+            self,
+            "ChatHistory",
+            table_name=config.names.chat_history_table,
+            partition_key=dynamodb.Attribute(name="room", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            time_to_live_attribute="expiresAt",
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             point_in_time_recovery_specification=pitr,
             removal_policy=removal,

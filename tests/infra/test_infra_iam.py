@@ -65,9 +65,14 @@ def test_no_wildcard_resource_except_where_aws_has_no_resource_type(dev: Synth) 
                     assert actions <= ok_star, (logical_id, actions)
 
 
-def test_token_function_can_only_assume_the_subscriber_role(dev: Synth) -> None:
+def test_token_function_assumes_the_subscriber_role_and_reads_rooms(dev: Synth) -> None:
     role = logical(dev, "IotSubscriberRole", "AWS::IAM::Role")
-    assert grants_of(dev, "token") == {"sts:AssumeRole": {"${" + role + ".Arn}"}}
+    rooms = "${" + logical(dev, "StorageRooms", "AWS::DynamoDB::Table") + ".Arn}"
+    assert grants_of(dev, "token") == {
+        "sts:AssumeRole": {"${" + role + ".Arn}"},
+        # ?rooms=: may the caller use each room (exists, public or a member)?
+        "dynamodb:GetItem": {rooms},
+    }
 
 
 def test_subscriber_role_is_trusted_only_by_the_token_function(dev: Synth) -> None:
@@ -82,7 +87,9 @@ def test_subscriber_role_is_trusted_only_by_the_token_function(dev: Synth) -> No
     ]
 
 
-def test_subscriber_role_policy_is_the_ceiling_and_cannot_publish(dev: Synth) -> None:
+def test_subscriber_role_policy_is_the_ceiling_and_publishes_only_room_inputs(
+    dev: Synth,
+) -> None:
     role_id = logical(dev, "IotSubscriberRole", "AWS::IAM::Role")
     statements = dev.statements_of_role(role_id)
     grants = allowed(statements)
@@ -90,8 +97,9 @@ def test_subscriber_role_policy_is_the_ceiling_and_cannot_publish(dev: Synth) ->
         "iot:Connect": {f"arn:aws:iot:{REGION}:{ACCOUNT}:client/*.*"},
         "iot:Subscribe": {f"arn:aws:iot:{REGION}:{ACCOUNT}:topicfilter/iotnotify/dev/*"},
         "iot:Receive": {f"arn:aws:iot:{REGION}:{ACCOUNT}:topic/iotnotify/dev/*"},
+        # Clients write only to rooms' input topics, which the moderation rule reads.
+        "iot:Publish": {f"arn:aws:iot:{REGION}:{ACCOUNT}:topic/iotnotify/dev/chat/*/input"},
     }
-    assert not any(fnmatchcase("iot:Publish", a) for a in grants)
     assert not any(fnmatchcase("iot:RetainPublish", a) for a in grants)
     # The very document policies.py builds (one definition for AWS and local).
     expected = subscriber_ceiling_policy(
@@ -144,13 +152,16 @@ def test_worker_consumes_queue_publishes_only_under_stage_prefix(dev: Synth) -> 
     assert not fnmatchcase(prefix + "other/dev/broadcast", pattern)
 
 
-def test_chats_reads_and_creates_rooms_only(dev: Synth) -> None:
+def test_chats_manages_rooms_and_reads_history_only(dev: Synth) -> None:
     rooms = "${" + logical(dev, "StorageRooms", "AWS::DynamoDB::Table") + ".Arn}"
+    history = "${" + logical(dev, "StorageChatHistory", "AWS::DynamoDB::Table") + ".Arn}"
     assert grants_of(dev, "chats") == {
         "dynamodb:GetItem": {rooms},
         "dynamodb:PutItem": {rooms},
-        "dynamodb:Query": {rooms},
+        "dynamodb:UpdateItem": {rooms},
+        "dynamodb:ConditionCheckItem": {rooms},
         "dynamodb:Scan": {rooms},
+        "dynamodb:Query": {history},
     }
 
 
@@ -165,9 +176,9 @@ def test_publisher_policy_is_policies_publisher_policy(dev: Synth) -> None:
     (statement,) = props["PolicyDocument"]["Statement"]
     assert statement["Sid"] == expected["Statement"][0]["Sid"]
     assert statement["Action"] == "iot:Publish"
-    # Attached to the two publishing functions and nothing else.
+    # Attached to the three publishing functions and nothing else.
     assert sorted(r["Ref"] for r in props["Roles"]) == sorted(
-        [dev.role_of("notify"), dev.role_of("task-worker")]
+        [dev.role_of("notify"), dev.role_of("task-worker"), dev.role_of("chat-moderator")]
     )
 
 
@@ -182,7 +193,7 @@ def test_endpoint_lookup_may_only_describe_the_endpoint(dev: Synth) -> None:
 
 def test_queues_refuse_plain_http(dev: Synth) -> None:
     policies = dev.resources("AWS::SQS::QueuePolicy").values()
-    assert len(policies) == 2
+    assert len(policies) == 3  # tasks, tasks DLQ, chat DLQ
     for policy in policies:
         (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
         assert statement["Effect"] == "Deny"

@@ -23,8 +23,9 @@ def test_resource_counts(dev: Synth) -> None:
     t = dev.template
     t.resource_count_is("AWS::Cognito::UserPool", 1)
     t.resource_count_is("AWS::Cognito::UserPoolClient", 1)
-    t.resource_count_is("AWS::DynamoDB::Table", 2)
-    t.resource_count_is("AWS::SQS::Queue", 2)
+    t.resource_count_is("AWS::DynamoDB::Table", 3)  # inbox, rooms, chat history
+    t.resource_count_is("AWS::SQS::Queue", 3)  # tasks, tasks DLQ, chat DLQ
+    t.resource_count_is("AWS::IoT::TopicRule", 1)
     t.resource_count_is("AWS::ApiGateway::RestApi", 1)
     t.resource_count_is("AWS::ApiGateway::Authorizer", 1)
     t.resource_count_is("AWS::Lambda::EventSourceMapping", 1)
@@ -129,6 +130,21 @@ def test_rooms_table(dev: Synth) -> None:
     )
 
 
+def test_chat_history_table_expires_entries(dev: Synth) -> None:
+    dev.template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "TableName": "iotnotify-dev-chat-history",
+            "KeySchema": [
+                {"AttributeName": "room", "KeyType": "HASH"},
+                {"AttributeName": "id", "KeyType": "RANGE"},
+            ],
+            "TimeToLiveSpecification": {"AttributeName": "expiresAt", "Enabled": True},
+            "BillingMode": "PAY_PER_REQUEST",
+        },
+    )
+
+
 def test_dev_stage_data_is_deleted_with_the_stack(dev: Synth) -> None:
     for table in dev.resources("AWS::DynamoDB::Table").values():
         assert table["DeletionPolicy"] == "Delete"
@@ -195,6 +211,7 @@ def test_function_environment_is_names_and_arns_only(dev: Synth, spec) -> None: 
     assert render(env[ENV["subscriber_role_arn"]]).startswith("${IotSubscriberRole")
     assert render(env[ENV["inbox_table"]]).startswith("${StorageInbox")
     assert render(env[ROOMS_TABLE_ENV]).startswith("${StorageRooms")
+    assert render(env[ENV["history_table"]]).startswith("${StorageChatHistory")
     assert render(env[ENV["task_queue_url"]]).startswith("${TasksQueue")
     text = json.dumps(env).lower()
     for secret_word in ("secret", "password", 'apikey":', 'api_key":'):
@@ -223,6 +240,8 @@ ROUTES = {
     ("/task", "POST"): ("COGNITO_USER_POOLS", "task"),
     ("/chats", "GET"): ("COGNITO_USER_POOLS", "chats"),
     ("/chats", "POST"): ("COGNITO_USER_POOLS", "chats"),
+    ("/chats/{room}/members", "POST"): ("COGNITO_USER_POOLS", "chats"),
+    ("/chats/{room}/messages", "GET"): ("COGNITO_USER_POOLS", "chats"),
 }
 
 

@@ -78,7 +78,7 @@ def test_two_stages_do_not_clash(side_by_side: tuple[dict, dict]) -> None:
 def test_ephemeral_stage_reads_parameters_of_its_ssm_stage(side_by_side: tuple[dict, dict]) -> None:
     _, feat = side_by_side
     paths = ssm_paths(feat)
-    assert paths == {"/iotnotify/dev/notify-api-key"}
+    assert paths == {"/iotnotify/dev/notify-api-key", "/iotnotify/dev/chat-denylist"}
     # Its own resources still carry feat-x, and its functions know both.
     env = next(
         r["Properties"]["Environment"]["Variables"]
@@ -100,7 +100,10 @@ def test_ephemeral_stage_topics_are_its_own(side_by_side: tuple[dict, dict]) -> 
 
 def test_ssm_stage_defaults_to_the_stage() -> None:
     feat: Synth = synth("feat-y")
-    assert ssm_paths(feat.raw) == {"/iotnotify/feat-y/notify-api-key"}
+    assert ssm_paths(feat.raw) == {
+        "/iotnotify/feat-y/notify-api-key",
+        "/iotnotify/feat-y/chat-denylist",
+    }
 
 
 def test_context_defaults() -> None:

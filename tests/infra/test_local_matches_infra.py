@@ -97,20 +97,21 @@ def test_names_keys_and_redrive_are_identical(template: Synth, local: tuple) -> 
         for r in template.resources("AWS::DynamoDB::Table").values()
     }
     dynamodb = session.client("dynamodb")
-    for name in (names.inbox_table, names.rooms_table):
+    for name in (names.inbox_table, names.rooms_table, names.chat_history_table):
         local_keys = dynamodb.describe_table(TableName=name)["Table"]["KeySchema"]
         assert local_keys == tables[name]["KeySchema"]
-    assert tables[names.inbox_table]["TimeToLiveSpecification"] == {
-        "AttributeName": "expiresAt",
-        "Enabled": True,
-    }
-    ttl = dynamodb.describe_time_to_live(TableName=names.inbox_table)
-    assert ttl["TimeToLiveDescription"]["AttributeName"] == "expiresAt"
+    for name in (names.inbox_table, names.chat_history_table):
+        assert tables[name]["TimeToLiveSpecification"] == {
+            "AttributeName": "expiresAt",
+            "Enabled": True,
+        }
+        ttl = dynamodb.describe_time_to_live(TableName=name)
+        assert ttl["TimeToLiveDescription"]["AttributeName"] == "expiresAt"
     queues = {
         r["Properties"]["QueueName"]: r["Properties"]
         for r in template.resources("AWS::SQS::Queue").values()
     }
-    assert set(queues) == {names.task_queue, names.task_dlq}
+    assert set(queues) == {names.task_queue, names.task_dlq, names.chat_dlq}
     attributes = session.client("sqs").get_queue_attributes(
         QueueUrl=resources.task_queue_url, AttributeNames=["RedrivePolicy"]
     )["Attributes"]
@@ -131,3 +132,44 @@ def test_names_keys_and_redrive_are_identical(template: Synth, local: tuple) -> 
     assert ssm["Parameter"]["Type"] == "SecureString"
     outputs = json.dumps(template.raw.get("Outputs", {}))
     assert names.notify_api_key_parameter in outputs
+
+
+def test_offline_topic_rules_equal_the_synthesised_ones(template: Synth, local: tuple) -> None:
+    """The emulator runs the very rule CloudFormation creates: same name, same SQL,
+    a Lambda action on the same function, the error action on the same DLQ."""
+    from iotnotify.contract import TopicScheme
+    from iotnotify_emulator.rules import LambdaAction, SqsAction
+    from iotnotify_local.topic_rules import emulator_rules
+
+    resources, session = local
+    sqs = session.client("sqs")
+    offline = emulator_rules(
+        TopicScheme("iotnotify", "local"),
+        handlers={"moderator": lambda event, context: None},
+        sqs=sqs,
+        dead_letter_queue_url=resources.chat_dlq_url,
+    )
+    synthesised = {
+        r["Properties"]["RuleName"]: r["Properties"]["TopicRulePayload"]
+        for r in template.resources("AWS::IoT::TopicRule").values()
+    }
+    assert {rule.name for rule in offline} == set(synthesised)
+    functions = {
+        k: r["Properties"].get("FunctionName")  # CDK's own custom-resource handlers have none
+        for k, r in template.resources("AWS::Lambda::Function").items()
+    }
+    queues = {
+        k: r["Properties"]["QueueName"] for k, r in template.resources("AWS::SQS::Queue").items()
+    }
+    for rule in offline:
+        payload = synthesised[rule.name]
+        assert rule.statement.sql == payload["Sql"]
+        [action] = rule.actions
+        [cfn_action] = payload["Actions"]
+        assert isinstance(action, LambdaAction)
+        function_id = cfn_action["Lambda"]["FunctionArn"]["Fn::GetAtt"][0]
+        assert functions[function_id] == resources.names.chat_moderator_function
+        assert isinstance(rule.error_action, SqsAction)
+        queue_id = payload["ErrorAction"]["Sqs"]["QueueUrl"]["Ref"]
+        assert rule.error_action.queue_url == resources.chat_dlq_url
+        assert rule.error_action.queue_url.endswith(f"/{queues[queue_id]}")

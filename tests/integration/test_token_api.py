@@ -37,7 +37,9 @@ def test_alice_gets_the_token_response_of_the_design(account: FakeAccount) -> No
         "topics",
         "credentials",
         "keepalive",
+        "channels",
     }
+    assert body["channels"] == {}  # no ?rooms=: no channel
     assert body["endpoint"] == IOT_ENDPOINT
     assert body["region"] == REGION
     assert body["clientIdPrefix"] == "alice."

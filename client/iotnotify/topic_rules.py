@@ -1,0 +1,70 @@
+"""IoT topic rules of a deployment: one definition for the CDK and the offline stack.
+
+``infra/`` turns each :class:`TopicRuleDefinition` into a ``CfnTopicRule``
+(SQL version 2016-03-23, a Lambda action, an SQS error action) and
+``iotnotify local`` into a rule of the emulator's rules engine with the same
+SQL and the handler run in-process, so the rule tested offline is the rule
+deployed (``tests/infra/test_local_matches_infra.py`` compares them).
+
+Rule names follow CreateTopicRule: ``[a-zA-Z0-9_]+``, at most 128.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from iotnotify.contract import TopicScheme
+
+__all__ = ["AWS_IOT_SQL_VERSION", "TopicRuleDefinition", "chat_moderation_rule", "topic_rules"]
+
+# SQL version of every rule (AWS IoT SQL reference, "SQL versions"): the
+# current one, which the emulator's SQL subset implements.
+AWS_IOT_SQL_VERSION: Final = "2016-03-23"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRuleDefinition:
+    """A rule: ``sql`` selects what ``function`` (a function spec attribute) receives."""
+
+    name: str
+    sql: str
+    function: str
+    description: str
+    sql_version: str = AWS_IOT_SQL_VERSION
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-zA-Z0-9_]{1,128}", self.name):
+            raise ValueError(f"invalid topic rule name {self.name!r}")
+
+
+def _rule_name(scheme: TopicScheme, what: str) -> str:
+    # App and stage names may hold '-', which rule names may not.
+    return f"{scheme.app}_{scheme.stage}_{what}".replace("-", "_")
+
+
+def chat_moderation_rule(scheme: TopicScheme) -> TopicRuleDefinition:
+    """Every room's input to the moderator (DESIGN.md, "Moderated input").
+
+    The rule adds the room (from the topic), the publishing client's id (the
+    only trustworthy sender: the session policy pins client ids to the user)
+    and the time the message arrived; the payload's own fields pass through.
+    """
+    # Not SQL injection: the filter is built from validated names (no quote
+    # can occur in it) and nothing here comes from a request.
+    sql = (
+        f"SELECT *, topic({scheme.chat_room_level}) AS room, clientid() AS clientId, "  # noqa: S608
+        f"timestamp() AS receivedAt FROM '{scheme.chat_input_filter()}'"
+    )
+    return TopicRuleDefinition(
+        name=_rule_name(scheme, "chat_moderation"),
+        sql=sql,
+        function="moderator",
+        description=f"{scheme.prefix}: chat input to the moderator",
+    )
+
+
+def topic_rules(scheme: TopicScheme) -> tuple[TopicRuleDefinition, ...]:
+    """Every rule of a deployment."""
+    return (chat_moderation_rule(scheme),)

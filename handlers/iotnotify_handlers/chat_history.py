@@ -1,0 +1,108 @@
+"""Chat history: the moderated messages of each room, newest kept, oldest expiring.
+
+Table (``{app}-{stage}-chat-history``): partition key ``room``, sort key
+``id`` (the message's ULID, so ids sort by time), TTL attribute
+``expiresAt`` (epoch seconds). The same table keeps the moderator's
+per-sender rate counters under partition keys ``#rate#{userId}``; ``#`` is
+outside the room-name alphabet, so they never mix with a room's messages.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import BotoCoreError, ClientError
+
+from iotnotify.contract import ChatMessage
+from iotnotify_handlers.errors import BadRequest, ServiceUnavailable
+
+__all__ = ["ChatHistory", "HistoryPage", "RateLimited"]
+
+# A ULID: 26 characters of Crockford base32.
+_ID_RE: Final = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+_RATE_PREFIX: Final = "#rate#"
+
+
+class RateLimited(Exception):
+    """A sender went over the per-sender message rate (the message is dropped)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """Oldest first; ``before`` is what to pass for the page before this one (None: no more)."""
+
+    messages: tuple[ChatMessage, ...]
+    before: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"messages": [m.to_dict() for m in self.messages], "next": self.before}
+
+
+class ChatHistory:
+    """``table`` is a boto3 ``Table`` resource; entries live ``ttl_days``."""
+
+    def __init__(self, table: Any, *, ttl_days: int = 30) -> None:
+        self._table = table
+        self._ttl_seconds = ttl_days * 86400
+
+    def append(self, message: ChatMessage) -> None:
+        item = {
+            **message.to_dict(),
+            "expiresAt": int(time.time()) + self._ttl_seconds,
+        }
+        try:
+            self._table.put_item(Item=item)
+        except (BotoCoreError, ClientError) as exc:
+            raise ServiceUnavailable("could not store the message") from exc
+
+    def page(self, room: str, *, limit: int, before: str | None) -> HistoryPage:
+        """The ``limit`` messages before ``before`` (a message id), oldest first."""
+        if before is not None and not _ID_RE.fullmatch(before):
+            raise BadRequest("before must be a message id (a 26-character ULID)")
+        condition: Any = Key("room").eq(room)
+        if before is not None:
+            condition = condition & Key("id").lt(before)
+        try:
+            answer = self._table.query(
+                KeyConditionExpression=condition,
+                ScanIndexForward=False,  # newest first, so the page is the latest ones
+                Limit=limit,
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise ServiceUnavailable("could not read the history, try again") from exc
+        items = answer.get("Items", [])
+        messages = tuple(ChatMessage.from_dict(item) for item in reversed(items))
+        more = bool(answer.get("LastEvaluatedKey")) and bool(messages)
+        return HistoryPage(messages=messages, before=messages[0].id if more else None)
+
+    def take_rate_token(self, sender: str, *, per_window: int, window_seconds: int) -> None:
+        """Count one message of ``sender`` in the current fixed window, or :class:`RateLimited`.
+
+        One conditional update per message, so the limit holds across every
+        concurrent Lambda instance, not per process.
+        """
+        window = int(time.time()) // window_seconds
+        try:
+            self._table.update_item(
+                Key={"room": f"{_RATE_PREFIX}{sender}", "id": str(window)},
+                UpdateExpression="ADD #n :one SET expiresAt = :expires",
+                ConditionExpression="attribute_not_exists(#n) OR #n < :max",
+                ExpressionAttributeNames={"#n": "count"},
+                ExpressionAttributeValues={
+                    ":one": 1,
+                    ":max": per_window,
+                    ":expires": (window + 2) * window_seconds,
+                },
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                raise RateLimited(
+                    f"{sender} sent more than {per_window} messages in {window_seconds} s"
+                ) from exc
+            raise ServiceUnavailable("could not count the message") from exc
+        except BotoCoreError as exc:
+            raise ServiceUnavailable("could not count the message") from exc

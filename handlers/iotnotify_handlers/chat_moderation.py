@@ -1,0 +1,169 @@
+"""Moderated chat input: what the moderator Lambda does with one message.
+
+The topic rule (:func:`iotnotify.topic_rules.chat_moderation_rule`) delivers
+``{..payload, "room", "clientId", "receivedAt"}``. The sender is the user id
+of ``clientId`` (the session policy only lets a user connect as
+``{userId}.*``), never a field of the payload. A message is rejected when its
+text is empty or longer than ``MAX_CHAT_TEXT_CHARS``, or when the sender is
+over the per-sender rate; the sender then gets a ``chat.rejected``
+notification on their own topic (ephemeral: no inbox entry). Otherwise
+denylisted words are masked, the message is appended to the room's history
+and the ``chat.message`` envelope is published to ``chat/{room}``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
+from iotnotify.contract import (
+    MAX_CHAT_TEXT_CHARS,
+    ChatMessage,
+    Notification,
+    TopicScheme,
+    user_of_client_id,
+    validate_name,
+)
+from iotnotify.errors import ContractError
+from iotnotify_handlers.chat_history import ChatHistory, RateLimited
+from iotnotify_handlers.errors import ServiceUnavailable
+
+__all__ = ["Denylist", "ModerationResult", "Moderator", "mask"]
+
+logger = Logger(service="iotnotify")
+
+_MASK: Final = "*"
+
+
+def mask(text: str, words: Sequence[str]) -> str:
+    """``text`` with every whole-word, case-insensitive match of ``words`` starred out."""
+    cleaned = sorted({w.strip() for w in words if w.strip()}, key=len, reverse=True)
+    if not cleaned:
+        return text
+    pattern = re.compile(
+        r"(?<!\w)(" + "|".join(re.escape(w) for w in cleaned) + r")(?!\w)", re.IGNORECASE
+    )
+    return pattern.sub(lambda m: _MASK * len(m.group(0)), text)
+
+
+class Denylist:
+    """Words from the SSM StringList ``/{app}/{ssmStage}/chat-denylist``, cached ``ttl`` s.
+
+    ``provider`` is a Powertools ``SSMProvider`` (its ``max_age`` is the
+    cache). A missing or unreadable parameter means "no words" for one TTL,
+    so chat keeps working and SSM is not asked on every message.
+    """
+
+    def __init__(
+        self,
+        provider: Any,
+        *,
+        parameter: str,
+        ttl_seconds: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._provider = provider
+        self._parameter = parameter
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._failed_until = 0.0
+
+    def words(self) -> tuple[str, ...]:
+        if self._clock() < self._failed_until:
+            return ()
+        try:
+            value = self._provider.get(self._parameter, max_age=self._ttl)
+        except Exception:  # powertools wraps SDK errors in GetParameterError
+            logger.warning("chat denylist unreadable; masking nothing for now")
+            self._failed_until = self._clock() + self._ttl
+            return ()
+        if not isinstance(value, str):
+            return ()
+        return tuple(w.strip() for w in value.replace("\n", ",").split(",") if w.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationResult:
+    """``published`` (the envelope) or ``rejected`` with a reason, for logs and tests."""
+
+    status: str
+    reason: str = ""
+    message: ChatMessage | None = None
+
+
+class Moderator:
+    """One moderation step per message; AWS clients and the denylist are injected."""
+
+    def __init__(
+        self,
+        *,
+        scheme: TopicScheme,
+        history: ChatHistory,
+        iot_data: Any,
+        denylist: Callable[[], Sequence[str]],
+        rate_messages: int,
+        rate_window_seconds: int,
+        max_chars: int = MAX_CHAT_TEXT_CHARS,
+    ) -> None:
+        self._scheme = scheme
+        self._history = history
+        self._iot_data = iot_data
+        self._denylist = denylist
+        self._rate_messages = rate_messages
+        self._rate_window = rate_window_seconds
+        self._max_chars = max_chars
+
+    def handle(self, event: Mapping[str, Any]) -> ModerationResult:
+        """Moderate one rule output; raises :class:`ServiceUnavailable` if AWS fails
+        (the invocation fails, and Lambda's retry and DLQ take over)."""
+        try:
+            sender = user_of_client_id(str(event.get("clientId", "")))
+            room = validate_name(event.get("room"), what="room name")
+        except ContractError as exc:
+            # Only a misconfigured rule gets here: clients cannot choose either.
+            logger.warning("chat input without a valid sender or room", extra={"error": str(exc)})
+            return ModerationResult("rejected", "invalid_source")
+        text = event.get("text")
+        if not isinstance(text, str) or not text.strip():
+            return self._reject(sender, room, "empty")
+        text = text.strip()
+        if len(text) > self._max_chars:
+            return self._reject(sender, room, "too_long")
+        try:
+            self._history.take_rate_token(
+                sender, per_window=self._rate_messages, window_seconds=self._rate_window
+            )
+        except RateLimited:
+            return self._reject(sender, room, "rate_limited")
+        message = ChatMessage.create(room=room, sender=sender, text=mask(text, self._denylist()))
+        self._history.append(message)
+        self._publish(str(self._scheme.chat(room)), message.to_json())
+        logger.info("chat message published", extra={"room": room, "id": message.id})
+        return ModerationResult("published", message=message)
+
+    def _reject(self, sender: str, room: str, reason: str) -> ModerationResult:
+        logger.info("chat message rejected", extra={"room": room, "reason": reason})
+        note = Notification.create(
+            title="Message not sent",
+            body={
+                "empty": "The message was empty.",
+                "too_long": f"Messages are at most {self._max_chars} characters.",
+                "rate_limited": "You are sending too fast; wait a moment.",
+            }[reason],
+            type="chat.rejected",
+            data={"room": room, "reason": reason},
+        )
+        self._publish(str(self._scheme.user_notifications(sender)), note.to_json())
+        return ModerationResult("rejected", reason)
+
+    def _publish(self, topic: str, payload: bytes) -> None:
+        try:
+            self._iot_data.publish(topic=topic, qos=0, payload=payload)
+        except (BotoCoreError, ClientError) as exc:
+            raise ServiceUnavailable(f"could not publish to {topic}") from exc

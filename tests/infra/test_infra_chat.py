@@ -1,0 +1,140 @@
+"""The chat moderation rule in the synthesised template (issue 13).
+
+The rule is the package's definition, its Lambda action invokes the
+moderator, its error action writes to an SQS DLQ through a role only IoT can
+assume, the invoke permission is scoped to this rule's ARN and account, and
+the moderator may do exactly what its handler does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from infra_helpers import Synth, allowed, render, synth
+from test_infra_iam import ACCOUNT, PARTITION, REGION, STAGE_TOPICS, grants_of
+
+from iotnotify.contract import TopicScheme
+from iotnotify.topic_rules import AWS_IOT_SQL_VERSION, chat_moderation_rule
+
+
+@pytest.fixture(scope="module")
+def dev() -> Synth:
+    return synth("dev")
+
+
+def only(dev: Synth, kind: str) -> tuple[str, dict[str, Any]]:
+    [(logical_id, resource)] = dev.resources(kind).items()
+    return logical_id, resource["Properties"]
+
+
+def chat_dlq(dev: Synth) -> str:
+    [logical_id] = [
+        k
+        for k, r in dev.resources("AWS::SQS::Queue").items()
+        if r["Properties"]["QueueName"] == "iotnotify-dev-chat-dlq"
+    ]
+    return logical_id
+
+
+def test_the_rule_is_the_packages_definition_with_lambda_and_error_actions(dev: Synth) -> None:
+    _, rule = only(dev, "AWS::IoT::TopicRule")
+    definition = chat_moderation_rule(TopicScheme("iotnotify", "dev"))
+    payload = rule["TopicRulePayload"]
+    assert rule["RuleName"] == definition.name == "iotnotify_dev_chat_moderation"
+    assert payload["Sql"] == definition.sql
+    assert payload["Sql"] == (
+        "SELECT *, topic(4) AS room, clientid() AS clientId, timestamp() AS receivedAt "
+        "FROM 'iotnotify/dev/chat/+/input'"
+    )
+    assert payload["AwsIotSqlVersion"] == AWS_IOT_SQL_VERSION
+    assert payload["RuleDisabled"] is False
+    moderator = dev.function_id("chat-moderator")
+    assert payload["Actions"] == [{"Lambda": {"FunctionArn": {"Fn::GetAtt": [moderator, "Arn"]}}}]
+    sqs = payload["ErrorAction"]["Sqs"]
+    assert sqs["QueueUrl"] == {"Ref": chat_dlq(dev)}
+    assert sqs["UseBase64"] is False
+    role_id = sqs["RoleArn"]["Fn::GetAtt"][0]
+    role = dev.props(role_id)
+    assert role["AssumeRolePolicyDocument"]["Statement"] == [
+        {
+            "Action": "sts:AssumeRole",
+            "Effect": "Allow",
+            "Principal": {"Service": "iot.amazonaws.com"},
+        }
+    ]
+    assert allowed(dev.statements_of_role(role_id)) == {
+        "sqs:SendMessage": {"${" + chat_dlq(dev) + ".Arn}"}
+    }
+
+
+def test_only_this_rule_in_this_account_may_invoke_the_moderator(dev: Synth) -> None:
+    rule_id, _ = only(dev, "AWS::IoT::TopicRule")
+    moderator = dev.function_id("chat-moderator")
+    permissions = [
+        r["Properties"]
+        for r in dev.resources("AWS::Lambda::Permission").values()
+        if r["Properties"]["FunctionName"] == {"Fn::GetAtt": [moderator, "Arn"]}
+    ]
+    assert permissions == [
+        {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": {"Fn::GetAtt": [moderator, "Arn"]},
+            "Principal": "iot.amazonaws.com",
+            "SourceArn": {"Fn::GetAtt": [rule_id, "Arn"]},
+            "SourceAccount": {"Ref": "AWS::AccountId"},
+        }
+    ]
+
+
+def test_the_dlq_is_encrypted_tls_only_and_catches_failed_invocations(dev: Synth) -> None:
+    queue = dev.props(chat_dlq(dev))
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
+    moderator = dev.function_id("chat-moderator")
+    _, invoke_config = only(dev, "AWS::Lambda::EventInvokeConfig")
+    assert invoke_config["FunctionName"] == {"Ref": moderator}
+    assert invoke_config["MaximumRetryAttempts"] == 2
+    assert invoke_config["DestinationConfig"] == {
+        "OnFailure": {"Destination": {"Fn::GetAtt": [chat_dlq(dev), "Arn"]}}
+    }
+    policies = [
+        r["Properties"]["PolicyDocument"]["Statement"]
+        for r in dev.resources("AWS::SQS::QueuePolicy").values()
+        if {"Ref": chat_dlq(dev)} in r["Properties"]["Queues"]
+    ]
+    [statements] = policies
+    assert any(
+        s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        for s in statements
+    )
+
+
+def test_moderator_may_count_append_publish_read_denylist_and_dead_letter(dev: Synth) -> None:
+    history = next(
+        k
+        for k, r in dev.resources("AWS::DynamoDB::Table").items()
+        if r["Properties"]["TableName"] == "iotnotify-dev-chat-history"
+    )
+    grants = grants_of(dev, "chat-moderator")
+    assert grants.pop("iot:Publish") == {STAGE_TOPICS}
+    assert grants.pop("dynamodb:PutItem") == {"${" + history + ".Arn}"}
+    assert grants.pop("dynamodb:UpdateItem") == {"${" + history + ".Arn}"}
+    assert grants.pop("ssm:GetParameter") == {
+        f"arn:{PARTITION}:ssm:{REGION}:{ACCOUNT}:parameter/iotnotify/dev/chat-denylist"
+    }
+    # The on-failure destination (CDK's SqsDestination uses grant_send_messages).
+    for action in ("sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"):
+        assert grants.pop(action) == {"${" + chat_dlq(dev) + ".Arn}"}
+    assert grants == {}
+
+
+def test_ephemeral_stages_read_the_shared_denylist() -> None:
+    feat = synth("feat-x", "dev")
+    statements = feat.statements_of_role(feat.role_of("chat-moderator"))
+    resources = allowed(statements)["ssm:GetParameter"]
+    assert {render(r) for r in resources} == {
+        f"arn:{PARTITION}:ssm:{REGION}:{ACCOUNT}:parameter/iotnotify/dev/chat-denylist"
+    }
+    [rule] = [r["Properties"] for r in feat.resources("AWS::IoT::TopicRule").values()]
+    assert rule["RuleName"] == "iotnotify_feat_x_chat_moderation"

@@ -1,0 +1,259 @@
+"""Topic rules in the emulator: SQL on live messages, actions, failures, isolation.
+
+Given a running emulator with a rules engine installed, clients publish over
+MQTT (and backends over iot-data HTTP) and the rules run as on AWS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from iotnotify.contract import Channel
+from iotnotify.policies import subscriber_ceiling_policy, subscriber_session_policy
+from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
+from iotnotify_emulator.credentials import Credential
+from iotnotify_emulator.rules import (
+    CallableAction,
+    LambdaAction,
+    RepublishAction,
+    Rule,
+    RulesEngine,
+)
+from iotnotify_emulator.rules_sql import MessageContext
+from iotnotify_emulator.testing import Harness
+
+INPUTS = "app/test/chat/+/input"
+LOBBY = "app/test/chat/lobby"
+LOBBY_INPUT = "app/test/chat/lobby/input"
+
+
+class Recorder:
+    """A thread-safe sink for actions, awaitable from the test's loop."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, output: Any, ctx: MessageContext | None = None) -> None:
+        with self._lock:
+            self.items.append(output)
+
+    async def wait_for(self, count: int, within: float = 5.0) -> list[Any]:
+        async with asyncio.timeout(within):
+            while True:
+                with self._lock:
+                    if len(self.items) >= count:
+                        return list(self.items)
+                await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[Harness]:
+    store = InMemoryCredentialStore()
+    config = EmulatorConfig(region="us-east-1", account_id="123456789012")
+    async with start_emulator(config, credentials=store) as emulator:
+        harness = Harness(emulator=emulator, store=store)
+        yield harness
+        await harness.aclose()
+
+
+def member(world: Harness, user_id: str) -> Credential:
+    """A role session for ``user_id`` with the lobby room in its token."""
+    region, account = world.region, world.account
+    return world.store.issue(
+        [subscriber_ceiling_policy(world.scheme, region=region, account=account)],
+        [
+            subscriber_session_policy(
+                world.scheme,
+                user_id,
+                region=region,
+                account=account,
+                channels=[Channel("room", "lobby")],
+            )
+        ],
+        principal_id=f"AROATEST:{user_id}",
+    )
+
+
+def install(world: Harness, *rules: Rule) -> RulesEngine:
+    engine = RulesEngine(rules)
+    world.emulator.install_rules(engine)  # type: ignore[union-attr]
+    return engine
+
+
+async def test_a_rule_sees_the_client_id_and_republishes_to_the_room(world: Harness) -> None:
+    # Given a rule that stamps the publishing client's id and republishes to the room
+    lambda_events = Recorder()
+    engine = install(
+        world,
+        Rule.create(
+            "moderate",
+            f"SELECT *, topic(4) AS room, clientid() AS clientId FROM '{INPUTS}'",
+            [
+                LambdaAction("moderator", lambda event, context: lambda_events(event)),
+                RepublishAction("app/test/chat/${topic(4)}"),
+            ],
+        ),
+    )
+    bob = await world.connect(member(world, "bob"), "bob.tab")
+    await bob.subscribe(LOBBY)
+    alice = await world.connect(member(world, "alice"), "alice.tab")
+    # When alice publishes to the room's input, claiming to be bob
+    await alice.publish(LOBBY_INPUT, json.dumps({"text": "hi", "sender": "bob"}).encode(), qos=1)
+    # Then the Lambda gets the rule's output with her client id, and bob the republish
+    [event] = await lambda_events.wait_for(1)
+    assert event == {"text": "hi", "sender": "bob", "room": "lobby", "clientId": "alice.tab"}
+    message = await bob.next_publish()
+    assert message.topic == LOBBY
+    assert json.loads(message.payload)["clientId"] == "alice.tab"
+    assert engine.drain()
+    assert engine.stats.matched == 1
+    assert engine.stats.actions_succeeded == 2
+
+
+async def test_failing_sql_is_counted_sent_to_the_error_action_and_the_broker_serves_on(
+    world: Harness,
+) -> None:
+    errors = Recorder()
+    engine = install(
+        world,
+        Rule.create(
+            "needs_json",
+            f"SELECT text FROM '{INPUTS}'",
+            [LambdaAction("never", lambda event, context: None)],
+            error_action=CallableAction("dlq", errors),
+        ),
+    )
+    bob = await world.connect(member(world, "bob"), "bob.tab")
+    await bob.subscribe(world.topic_of("bob"))
+    alice = await world.connect(member(world, "alice"), "alice.tab")
+    # When a message the SQL cannot evaluate arrives
+    await alice.publish(LOBBY_INPUT, b"\xff not json", qos=1)
+    [error] = await errors.wait_for(1)
+    # Then it is counted and the error action gets AWS's error message
+    assert engine.stats.sql_failures == 1
+    assert engine.stats.failures_by_rule == {"needs_json": 1}
+    assert error["ruleName"] == "needs_json"
+    assert error["topic"] == LOBBY_INPUT
+    assert error["clientId"] == "alice.tab"
+    assert base64.b64decode(error["base64OriginalPayload"]) == b"\xff not json"
+    assert error["failures"][0]["failedAction"] == "SQL"
+    # And the broker keeps serving: alice's connection is open and a publish is delivered
+    iot = world.iot_data(world.publisher())
+    await asyncio.to_thread(iot.publish, topic=world.topic_of("bob"), qos=0, payload=b"{}")
+    assert (await bob.next_publish()).topic == world.topic_of("bob")
+    assert await alice.publish(LOBBY_INPUT, b'{"text":"still here"}', qos=1) is not None
+
+
+async def test_failing_action_is_counted_and_other_actions_and_rules_still_run(
+    world: Harness,
+) -> None:
+    errors = Recorder()
+    done = Recorder()
+
+    def broken(event: Any, context: Any) -> None:
+        raise RuntimeError("moderator crashed")
+
+    engine = install(
+        world,
+        Rule.create(
+            "broken",
+            f"SELECT * FROM '{INPUTS}'",
+            [LambdaAction("moderator", broken), CallableAction("ok", done)],
+            error_action=CallableAction("dlq", errors),
+        ),
+        Rule.create("healthy", f"SELECT * FROM '{INPUTS}'", [CallableAction("ok2", done)]),
+    )
+    alice = await world.connect(member(world, "alice"), "alice.tab")
+    await alice.publish(LOBBY_INPUT, b'{"text":"x"}', qos=1)
+    [error] = await errors.wait_for(1)
+    await done.wait_for(2)
+    assert error["failures"] == [
+        {
+            "failedAction": "LambdaAction",
+            "failedResource": "moderator",
+            "errorMessage": "RuntimeError: moderator crashed",
+        }
+    ]
+    assert engine.drain()
+    assert engine.stats.action_failures == 1
+    assert engine.stats.error_actions_succeeded == 1
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(world.emulator.data_url + "/_emulator/stats") as response,
+    ):
+        stats = await response.json()
+    assert stats["rules"]["failures_by_rule"] == {"broken": 1}
+
+
+async def test_a_failing_error_action_is_counted_too(world: Harness) -> None:
+    def also_broken(output: Any, ctx: MessageContext) -> None:
+        raise OSError("queue unreachable")
+
+    engine = install(
+        world,
+        Rule.create(
+            "r",
+            f"SELECT x FROM '{INPUTS}'",
+            [CallableAction("a", lambda o, c: None)],
+            error_action=CallableAction("dlq", also_broken),
+        ),
+    )
+    alice = await world.connect(member(world, "alice"), "alice.tab")
+    await alice.publish(LOBBY_INPUT, b"not json", qos=1)  # the PUBACK: the hook has run
+    assert await asyncio.to_thread(engine.drain)
+    assert engine.stats.failures == 1
+    assert engine.stats.error_actions_failed == 1
+
+
+async def test_http_publishes_reach_rules_with_no_client_id(world: Harness) -> None:
+    seen = Recorder()
+    install(
+        world,
+        Rule.create(
+            "http",
+            "SELECT clientid() AS c, principal() AS p FROM 'app/test/user/+/notifications'",
+            [CallableAction("sink", seen)],
+        ),
+    )
+    iot = world.iot_data(world.publisher())
+    await asyncio.to_thread(iot.publish, topic=world.topic_of("al"), qos=0, payload=b"{}")
+    [output] = await seen.wait_for(1)
+    assert output == {"c": "n/a", "p": "AIDAPUBLISHER"}
+
+
+async def test_lifecycle_events_reach_rules(world: Harness) -> None:
+    seen = Recorder()
+    install(
+        world,
+        Rule.create(
+            "presence",
+            "SELECT eventType, clientId FROM '$aws/events/presence/+/+'",
+            [CallableAction("sink", seen)],
+        ),
+    )
+    client = await world.connect(world.subscriber("alice"), "alice.x")
+    [connected] = await seen.wait_for(1)
+    assert connected == {"eventType": "connected", "clientId": "alice.x"}
+    await client.disconnect()
+    await seen.wait_for(2)
+
+
+async def test_a_direct_publish_to_the_room_topic_is_refused_and_never_delivered(
+    world: Harness,
+) -> None:
+    bob = await world.connect(member(world, "bob"), "bob.tab")
+    await bob.subscribe(LOBBY)
+    alice = await world.connect(member(world, "alice"), "alice.tab")
+    await alice.publish(LOBBY, b'{"text":"forged"}')
+    await alice.wait_closed()  # MQTT 3.1.1: an unauthorised PUBLISH closes the connection
+    with pytest.raises(TimeoutError):
+        await bob.next_publish(within=0.5)

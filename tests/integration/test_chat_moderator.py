@@ -1,0 +1,116 @@
+"""The moderator Lambda under moto: sender, length, rate, denylist, history, envelope."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from iotnotify.contract import MAX_CHAT_TEXT_CHARS
+from iotnotify_handlers import chat_moderator, clients
+from iotnotify_handlers.chat_moderation import Denylist, mask
+from tests.conftest import FakeAccount
+
+ROOM_TOPIC = "iotnotify/test/chat/lobby"
+
+
+def rule_output(text: Any, client_id: str = "alice.web", **extra: Any) -> dict[str, Any]:
+    """What the chat topic rule hands the function (its SELECT adds the last three)."""
+    return {"text": text, **extra, "room": "lobby", "clientId": client_id, "receivedAt": 1}
+
+
+def published(account: FakeAccount, topic: str) -> list[dict[str, Any]]:
+    return [json.loads(p) for t, p in account.published() if t == topic]
+
+
+@pytest.fixture
+def denylist(account: FakeAccount) -> None:
+    account.session.client("ssm").put_parameter(
+        Name="/iotnotify/test/chat-denylist", Value="darn,heck", Type="StringList"
+    )
+
+
+def test_sender_comes_from_the_client_id_never_the_payload(
+    account: FakeAccount, denylist: None
+) -> None:
+    result = chat_moderator.handler(rule_output("hello bob", sender="bob", v=9, type="x"))
+    assert result["status"] == "published"
+    [envelope] = published(account, ROOM_TOPIC)
+    assert set(envelope) == {"v", "id", "type", "room", "sender", "text", "ts"}
+    assert envelope["sender"] == "alice"
+    assert (envelope["v"], envelope["type"], envelope["room"]) == (1, "chat.message", "lobby")
+    assert envelope["id"] == result["id"]
+
+
+def test_denylisted_words_are_masked_and_history_keeps_the_masked_text(
+    account: FakeAccount, denylist: None
+) -> None:
+    chat_moderator.handler(rule_output("Darn it, heck! darning is fine"))
+    [envelope] = published(account, ROOM_TOPIC)
+    assert envelope["text"] == "**** it, ****! darning is fine"
+    page = clients.chat_history().page("lobby", limit=10, before=None)
+    assert [m.text for m in page.messages] == [envelope["text"]]
+    assert page.messages[0].sender == "alice"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("", "empty"), ("   ", "empty"), (42, "empty"), ("x" * (MAX_CHAT_TEXT_CHARS + 1), "too_long")],
+)
+def test_invalid_text_is_rejected_and_the_sender_told(
+    account: FakeAccount, text: Any, reason: str
+) -> None:
+    assert chat_moderator.handler(rule_output(text)) == {"status": "rejected", "reason": reason}
+    assert published(account, ROOM_TOPIC) == []
+    [note] = published(account, "iotnotify/test/user/alice/notifications")
+    assert note["type"] == "chat.rejected"
+    assert note["data"] == {"room": "lobby", "reason": reason}
+
+
+def test_text_at_the_limit_is_published(account: FakeAccount) -> None:
+    result = chat_moderator.handler(rule_output("y" * MAX_CHAT_TEXT_CHARS))
+    assert result["status"] == "published"
+
+
+def test_per_sender_rate_limit(account: FakeAccount, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IOTNOTIFY_CHAT_RATE_MESSAGES", "2")
+    monkeypatch.setenv("IOTNOTIFY_CHAT_RATE_WINDOW_SECONDS", "3600")
+    clients.reset()
+    statuses = [chat_moderator.handler(rule_output(f"m{n}"))["status"] for n in range(3)]
+    assert statuses == ["published", "published", "rejected"]
+    # another sender has their own allowance
+    assert chat_moderator.handler(rule_output("hi", client_id="bob.x"))["status"] == "published"
+    assert len(published(account, ROOM_TOPIC)) == 3
+
+
+def test_a_rule_output_without_a_user_client_id_is_dropped(account: FakeAccount) -> None:
+    result = chat_moderator.handler(rule_output("hi", client_id="n/a"))
+    assert result == {"status": "rejected", "reason": "invalid_source"}
+    assert account.published() == []
+
+
+def test_missing_denylist_masks_nothing_and_is_not_reread_every_message() -> None:
+    calls = []
+
+    class Missing:
+        def get(self, name: str, max_age: int) -> str:
+            calls.append(name)
+            raise RuntimeError("ParameterNotFound")
+
+    now = [0.0]
+    words = Denylist(
+        Missing(), parameter="/a/b/chat-denylist", ttl_seconds=60, clock=lambda: now[0]
+    )
+    assert words.words() == ()
+    assert words.words() == ()
+    assert len(calls) == 1
+    now[0] = 61.0
+    words.words()
+    assert len(calls) == 2
+
+
+def test_mask_is_whole_word_and_case_insensitive() -> None:
+    assert mask("Heck, HECK heckle", ["heck"]) == "****, **** heckle"
+    assert mask("a.b a+b", ["a.b"]) == "*** a+b"  # words are literal, not patterns
+    assert mask("nothing", []) == "nothing"

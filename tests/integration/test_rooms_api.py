@@ -1,0 +1,168 @@
+"""Rooms (issue 13 + issue 10): privacy, members, quota, pagination, history, tokens.
+
+Handlers run under moto exactly as on Lambda; events are the REST proxy
+events API Gateway sends after the Cognito authorizer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.sts.models import sts_backends
+
+from iotnotify.contract import ChatMessage
+from iotnotify.policies import MAX_CHANNELS_PER_TOKEN
+from iotnotify_handlers import api_chats, api_token, clients
+from tests.conftest import FakeAccount, rest_event
+
+
+def call(
+    method: str,
+    resource: str,
+    user: str = "alice",
+    *,
+    room: str | None = None,
+    body: Any = None,
+    query: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    path = resource.replace("{room}", room or "")
+    event = rest_event(method=method, path=path, claims={"sub": user}, body=body, query=query)
+    event["resource"] = resource
+    event["pathParameters"] = {"room": room} if room is not None else None
+    handler = api_token.handler if resource == "/token" else api_chats.handler
+    response = handler(event, None)
+    assert response["headers"]["Access-Control-Allow-Origin"]
+    return response["statusCode"], json.loads(response["body"])
+
+
+def create(user: str, room: str, *, private: bool = False) -> tuple[int, Any]:
+    return call("POST", "/chats", user, body={"room": room, "private": private})
+
+
+def listed(user: str, *, limit: str = "100") -> list[str]:
+    names: list[str] = []
+    query = {"limit": limit}
+    while True:
+        status, page = call("GET", "/chats", user, query=query)
+        assert status == 200
+        names += [r["room"] for r in page["rooms"]]
+        if not page["next"]:
+            return sorted(names)
+        query = {"limit": limit, "next": page["next"]}
+
+
+def test_private_rooms_are_listed_to_members_only(account: FakeAccount) -> None:
+    assert create("alice", "secret", private=True)[0] == 201
+    assert create("alice", "lobby")[0] == 201
+    assert listed("alice") == ["lobby", "secret"]
+    assert listed("carol") == ["lobby"]
+    assert call("POST", "/chats/{room}/members", room="secret", body={"user": "bob"})[0] == 200
+    assert listed("bob") == ["lobby", "secret"]
+    assert listed("carol") == ["lobby"]
+
+
+def test_only_the_owner_adds_members(account: FakeAccount) -> None:
+    create("alice", "secret", private=True)
+    status, body = call("POST", "/chats/{room}/members", "bob", room="secret", body={"user": "bob"})
+    assert (status, body["error"]) == (403, "forbidden")
+    status, body = call("POST", "/chats/{room}/members", room="nope", body={"user": "bob"})
+    assert status == 404
+    status, body = call("POST", "/chats/{room}/members", room="secret", body={"user": "a/b"})
+    assert status == 400
+    status, room = call("POST", "/chats/{room}/members", room="secret", body={"user": "bob"})
+    assert (status, room["members"]) == (200, ["alice", "bob"])
+
+
+def test_room_creation_has_a_per_user_quota(account: FakeAccount, monkeypatch: Any) -> None:
+    monkeypatch.setenv("IOTNOTIFY_MAX_ROOMS_PER_USER", "3")
+    clients.reset()
+    for n in range(3):
+        assert create("mallory", f"junk{n}")[0] == 201
+    status, body = create("mallory", "junk3")
+    assert (status, body["error"]) == (403, "quota_exceeded")
+    assert create("alice", "mine")[0] == 201  # the quota is per user
+    assert create("mallory", "mine")[0] == 409  # taken is still a conflict
+
+
+def test_listing_is_paginated_so_many_rooms_cannot_hide_one(account: FakeAccount) -> None:
+    """Issue 10: 120 junk rooms hid another user's room behind one scan page."""
+    table = clients.chat_rooms()._table  # seed past the quota directly, as an old table would be
+    with table.batch_writer() as batch:
+        for n in range(120):
+            batch.put_item(Item={"room": f"junk{n:03d}", "createdBy": "mallory", "private": False})
+    create("bob", "bobs-room")
+    names = listed("alice", limit="25")
+    assert "bobs-room" in names
+    assert len(names) == 121
+    assert call("GET", "/chats", query={"next": "not-a-token"})[0] == 400
+    assert call("GET", "/chats", query={"limit": "0"})[0] == 400
+
+
+def test_history_is_members_only_oldest_first_and_paginated(account: FakeAccount) -> None:
+    create("alice", "secret", private=True)
+    history = clients.chat_history()
+    sent = [ChatMessage.create(room="secret", sender="alice", text=f"m{n}") for n in range(5)]
+    for message in sent:
+        history.append(message)
+    status, page = call("GET", "/chats/{room}/messages", room="secret", query={"limit": "3"})
+    assert status == 200
+    assert [m["text"] for m in page["messages"]] == ["m2", "m3", "m4"]
+    status, older = call(
+        "GET",
+        "/chats/{room}/messages",
+        room="secret",
+        query={"limit": "3", "before": page["next"]},
+    )
+    assert [m["text"] for m in older["messages"]] == ["m0", "m1"]
+    assert older["next"] is None
+    status, body = call("GET", "/chats/{room}/messages", "carol", room="secret")
+    assert (status, body["error"]) == (403, "forbidden")
+    assert call("GET", "/chats/{room}/messages", room="unknown")[0] == 404
+
+
+def test_token_names_the_rooms_channels_and_grants_them(account: FakeAccount) -> None:
+    create("alice", "lobby")
+    create("alice", "secret", private=True)
+    status, token = call("GET", "/token", "bob", query={"rooms": "lobby"})
+    assert status == 200
+    assert token["channels"] == {
+        "lobby": {
+            "topic": "iotnotify/test/chat/lobby",
+            "inputTopic": "iotnotify/test/chat/lobby/input",
+        }
+    }
+    policy = json.loads(sts_backends[DEFAULT_ACCOUNT_ID]["aws"].assumed_roles[-1].policy)
+    publish = next(s for s in policy["Statement"] if s["Action"] == "iot:Publish")
+    assert publish["Resource"] == ["arn:aws:iot:*:*:topic/iotnotify/test/chat/lobby/input"]
+
+
+@pytest.mark.parametrize(
+    ("user", "rooms", "status"),
+    [
+        ("carol", "secret", 403),  # private, not a member
+        ("carol", "lobby,secret", 403),
+        ("alice", "nowhere", 404),
+        ("alice", "a/b", 400),
+        ("alice", ",".join(f"r{n}" for n in range(40)), 400),
+        ("alice", ",".join(f"r{n}" for n in range(MAX_CHANNELS_PER_TOKEN + 1)), 400),
+    ],
+)
+def test_token_refuses_rooms_the_caller_may_not_use(
+    account: FakeAccount, user: str, rooms: str, status: int
+) -> None:
+    create("alice", "lobby")
+    create("alice", "secret", private=True)
+    before = len(sts_backends[DEFAULT_ACCOUNT_ID]["aws"].assumed_roles)
+    assert call("GET", "/token", user, query={"rooms": rooms})[0] == status
+    assert len(sts_backends[DEFAULT_ACCOUNT_ID]["aws"].assumed_roles) == before  # no credentials
+
+
+def test_members_get_tokens_for_private_rooms(account: FakeAccount) -> None:
+    create("alice", "secret", private=True)
+    call("POST", "/chats/{room}/members", room="secret", body={"user": "bob"})
+    status, token = call("GET", "/token", "bob", query={"rooms": "secret"})
+    assert status == 200
+    assert set(token["channels"]) == {"secret"}
