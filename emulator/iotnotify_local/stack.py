@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -34,7 +35,11 @@ from iotnotify_local.cognito_keys import publish_signing_key, use_fresh_signing_
 from iotnotify_local.iam_auth import IamAuthorizer
 from iotnotify_local.persistence import AUTOSAVE_SECONDS, DEFAULT_DATA_DIR, DataDir, DataDirError
 from iotnotify_local.poller import SqsPoller
-from iotnotify_local.provision import LocalResources, provision
+from iotnotify_local.provision import (
+    LocalResources,
+    ensure_game_and_presence_tables,
+    provision,
+)
 
 if TYPE_CHECKING:  # imported where the stack starts the emulator
     from iotnotify_emulator.rules import RulesEngine
@@ -175,7 +180,9 @@ class LocalStack:
                 account=resources.account, region=cfg.region, pool_id=resources.user_pool_id
             )
         else:
-            resources = saved
+            # A data directory from before games and presence: add what is missing.
+            presence_dlq_url = ensure_game_and_presence_tables(admin, saved.names)
+            resources = dataclasses.replace(saved, presence_dlq_url=presence_dlq_url)
             # The pool kept the key an earlier run made; publish it again.
             publish_signing_key(
                 account=resources.account, region=cfg.region, pool_id=resources.user_pool_id
@@ -210,6 +217,8 @@ class LocalStack:
             "IOTNOTIFY_INBOX_TABLE": resources.names.inbox_table,
             "IOTNOTIFY_ROOMS_TABLE": resources.names.rooms_table,
             "IOTNOTIFY_CHAT_HISTORY_TABLE": resources.names.chat_history_table,
+            "IOTNOTIFY_GAMES_TABLE": resources.names.games_table,
+            "IOTNOTIFY_PRESENCE_TABLE": resources.names.presence_table,
             "IOTNOTIFY_SUBSCRIBER_ROLE_ARN": resources.subscriber_role_arn,
             "IOTNOTIFY_TASK_QUEUE_URL": resources.task_queue_url,
             "IOTNOTIFY_IOT_ENDPOINT": f"{cfg.host}:{endpoint_port}",
@@ -223,11 +232,14 @@ class LocalStack:
 
         from iotnotify_handlers import (
             api_chats,
+            api_games,
             api_notifications,
             api_notify,
+            api_presence,
             api_task,
             api_token,
             chat_moderator,
+            presence_events,
             task_worker,
         )
 
@@ -268,6 +280,9 @@ class LocalStack:
                 Route("GET", "/chats/{room}/messages", api_chats.handler, "cognito"),
                 Route("POST", "/notify", api_notify.handler, "iam"),
                 Route("POST", "/notify/key", api_notify.handler, "none"),
+                Route("POST", "/games", api_games.handler, "iam"),
+                Route("POST", "/games/key", api_games.handler, "none"),
+                Route("GET", "/presence", api_presence.handler, "cognito"),
             ],
             authorizer=authorizer,
             iam_verifier=verify_iam,
@@ -308,9 +323,15 @@ class LocalStack:
         self._rules = RulesEngine(
             emulator_rules(
                 TopicScheme(cfg.app, cfg.stage),
-                handlers={"moderator": chat_moderator.handler},
+                handlers={
+                    "moderator": chat_moderator.handler,
+                    "presence": presence_events.handler,
+                },
                 sqs=sqs,
-                dead_letter_queue_url=chat_dlq_url,
+                dead_letter_queue_urls={
+                    "moderator": chat_dlq_url,
+                    "presence": resources.presence_dlq_url,
+                },
             )
         )
         emu.install_rules(self._rules)
@@ -338,6 +359,7 @@ class LocalStack:
                 "taskQueueUrl": resources.task_queue_url,
                 "taskDlqUrl": resources.task_dlq_url,
                 "chatDlqUrl": chat_dlq_url,
+                "presenceDlqUrl": resources.presence_dlq_url,
                 "emulatorStatsUrl": f"{emu.data_url}/_emulator/stats",
                 # POST .../_emulator/restart and the stats' refusal records need
                 # this per-start value in the X-Emulator-Secret header.
