@@ -191,8 +191,54 @@ def _mint_local_keys(state: LocalState, subscribers: int, keys: Path) -> None:
     sts = admin.client("sts", endpoint_url=state.awsEndpointUrl)
     account = sts.get_caller_identity()["Account"]
     names = ResourceNames(state.app, state.stage, state.stage)
-    role_arn = iam.get_role(RoleName=names.subscriber_role)["Role"]["Arn"]
     scheme = TopicScheme(state.app, state.stage)
+    # The emulator honours a role session only if the role's trust policy
+    # trusts its AssumeRole caller (the stack's subscriber role trusts only
+    # the token-vending function). The bench vends like it, as its own IAM
+    # user, on a role with the same ceiling that trusts the account.
+    ceiling = iam.get_role_policy(RoleName=names.subscriber_role, PolicyName="ceiling")
+    role_name = f"bench-subscriber-{time.monotonic_ns()}"
+    role_arn = iam.create_role(
+        RoleName=role_name,
+        AssumeRolePolicyDocument=compact_json(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )["Role"]["Arn"]
+    document = ceiling["PolicyDocument"]
+    iam.put_role_policy(
+        RoleName=role_name,
+        PolicyName="ceiling",
+        PolicyDocument=document if isinstance(document, str) else compact_json(document),
+    )
+    vendor = f"bench-vendor-{time.monotonic_ns()}"
+    iam.create_user(UserName=vendor)
+    iam.put_user_policy(
+        UserName=vendor,
+        PolicyName="assume",
+        PolicyDocument=compact_json(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": role_arn}
+                ],
+            }
+        ),
+    )
+    vendor_key = iam.create_access_key(UserName=vendor)["AccessKey"]
+    sts = boto3.session.Session(
+        region_name=state.region,
+        aws_access_key_id=vendor_key["AccessKeyId"],
+        aws_secret_access_key=vendor_key["SecretAccessKey"],
+    ).client("sts", endpoint_url=state.awsEndpointUrl)
     sessions = []
     for index in range(subscribers):
         policy = subscriber_session_policy(

@@ -26,6 +26,7 @@ import os
 import signal
 from collections import deque
 from pathlib import Path
+from typing import cast
 
 
 class _Upstream(asyncio.Protocol):
@@ -36,8 +37,8 @@ class _Upstream(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self._downstream.send_back(data)
@@ -61,8 +62,7 @@ class _Downstream(asyncio.Protocol):
         self._closing = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)
         self._loop.create_task(self._connect())
 
     async def _connect(self) -> None:

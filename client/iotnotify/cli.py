@@ -73,6 +73,12 @@ def cli() -> None:
     "restarts [default: .iotnotify/data].",
 )
 @click.option("--fresh", is_flag=True, help="Empty the data directory first: start clean.")
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Allow a non-loopback --host. Local mode trusts everyone who can reach it; "
+    "moto stays on 127.0.0.1.",
+)
 def local(
     host: str,
     port: int,
@@ -82,6 +88,7 @@ def local(
     tls: bool,
     data_dir: Path | None,
     fresh: bool,
+    allow_remote: bool,
 ) -> None:
     """Run the whole stack offline: moto, the IoT emulator, the API and the web page."""
     run_local = _offline_stack()
@@ -95,6 +102,7 @@ def local(
             tls=tls,
             data_dir=data_dir,
             fresh=fresh,
+            allow_remote=allow_remote,
         )
     )
 
@@ -344,9 +352,10 @@ def _price_rows() -> list[tuple[str, str]]:
 
 def _register_optional_commands() -> None:
     from iotnotify.cdk_commands import deploy, destroy, synth
+    from iotnotify.cli_chat import chat, rooms
     from iotnotify.cli_client import listen, tray
 
-    for command in (deploy, destroy, synth, listen, tray):
+    for command in (deploy, destroy, synth, listen, tray, rooms, chat):
         cli.add_command(command)
 
 

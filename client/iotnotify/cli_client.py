@@ -227,6 +227,12 @@ def listen(
     default=None,
     help="Settings file [default: the platform's config directory].",
 )
+@click.option(
+    "--no-keyring",
+    is_flag=True,
+    help="Keep the refresh token in memory only (no OS keyring here); asks for the "
+    "password at every start.",
+)
 def tray(
     user: str | None,
     password: str | None,
@@ -237,6 +243,7 @@ def tray(
     state_file: Path | None,
     ca_file: str | None,
     settings_path: Path | None,
+    no_keyring: bool,
 ) -> None:
     """Run the desktop tray notifier (unread badge, OS notifications, recent list).
 
@@ -246,6 +253,7 @@ def tray(
     import logging
 
     from iotnotify.tray.app import TrayApp
+    from iotnotify.tray.keyring_store import MemoryTokenStore
     from iotnotify.tray.settings import TraySettings
 
     # Connection changes and problems go to stderr (the terminal, or the
@@ -293,12 +301,23 @@ def tray(
         )
         login_password = target.password
     try:
-        app = TrayApp(settings=settings, settings_path=settings_path, password=login_password)
+        store = MemoryTokenStore() if no_keyring else None
+        app = TrayApp(
+            settings=settings,
+            settings_path=settings_path,
+            password=login_password,
+            token_store=store,
+        )
         if login_password is None and not app.has_refresh_token():
             login_password = click.prompt(
                 f"password for {settings.username}", hide_input=True, err=True
             )
-            app = TrayApp(settings=settings, settings_path=settings_path, password=login_password)
+            app = TrayApp(
+                settings=settings,
+                settings_path=settings_path,
+                password=login_password,
+                token_store=store,
+            )
         app.sign_in()  # in the terminal: a wrong password is reported here
         settings.save(settings_path)
         app.run()

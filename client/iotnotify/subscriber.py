@@ -52,7 +52,6 @@ import socket
 import ssl
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -167,14 +166,14 @@ def device_suffix(tag: str = "sdk") -> str:
     IoT keeps only the newest connection per client id: two ``iotnotify
     listen`` of one user on one machine that shared an id kicked each other
     off in a loop (DUPLICATE_CLIENTID). The machine part (a hash of host
-    name, MAC address and OS user) only helps a human reading lifecycle
+    name and OS user) only helps a human reading lifecycle
     events; the 8 random hex digits make it unique.
     """
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "user"
-    seed = f"{socket.gethostname()}|{uuid.getnode():012x}|{user}"
+    seed = f"{socket.gethostname()}|{user}"
     machine = hashlib.sha256(seed.encode()).hexdigest()[:8]
     return f"{tag}-{machine}-{secrets.token_hex(4)}"
 

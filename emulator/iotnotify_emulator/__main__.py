@@ -2,8 +2,10 @@
 
 moto runs in this process because the emulator reads credentials from
 moto's STS and IAM backends (see :mod:`iotnotify_emulator.moto_credentials`):
-create roles and users and call AssumeRole against the printed ``moto_url``,
-then connect with the resulting credentials.
+create roles and users and call AssumeRole against the printed ``moto_url``
+(signed with an IAM user's keys that the role's trust policy allows: sessions
+assumed with made-up keys are refused), then connect with the resulting
+credentials.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
 async def _serve(args: argparse.Namespace) -> None:
     from moto.server import ThreadedMotoServer
 
-    moto = ThreadedMotoServer(ip_address=args.host, port=args.moto_port, verbose=False)
+    # moto answers any credentials: loopback only, whatever --host says.
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=args.moto_port, verbose=False)
     moto.start()
     try:
         moto_host, moto_port = moto.get_host_and_port()

@@ -36,7 +36,7 @@ import json
 import logging
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final, Protocol
 
@@ -71,6 +71,7 @@ from iotnotify_emulator.mqtt import (
 )
 from iotnotify_emulator.mqtt5 import Properties, ReasonCode
 from iotnotify_emulator.persistent import OfflineSessions
+from iotnotify_emulator.ratelimit import OutboundLimiter
 from iotnotify_emulator.rules import RulesEngine
 from iotnotify_emulator.session5 import (
     NO_LOCAL,
@@ -154,6 +155,13 @@ class BrokerSettings:
     # per connection (100).
     persistent_session_expiry: float = 3600.0
     max_inflight_qos1: int = 100
+    # Outbound throughput per connection (AWS quota 512 KiB/s; None disables).
+    # The outbound message rate is ``publish_rate_limit``, as on AWS.
+    throughput_limit: float | None = 512 * 1024
+    # AWS quota "connect requests per second per client ID" is 1. Off (None)
+    # by default: tests and demos reconnect one client id faster than that;
+    # set 1.0 to get AWS's behaviour (docs/fidelity.md).
+    connect_rate_per_client_id: float | None = None
     # AWS IoT Core quota "publish requests per second per connection"; None disables.
     publish_rate_limit: float | None = 100.0
     # Speak MQTT 5 (as AWS IoT Core does since 2022). Off: a v5 CONNECT gets
@@ -177,8 +185,12 @@ class Stats:
     denials_by_action: dict[str, int] = field(default_factory=dict)
     disconnects_by_reason: dict[str, int] = field(default_factory=dict)
     qos2_ignored: int = 0
+    # MQTT 5 messages whose Message Expiry Interval ran out before delivery.
+    expired: int = 0
     protocol_errors: int = 0
     throttled: int = 0
+    throttled_outbound: int = 0
+    connects_throttled: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -213,6 +225,8 @@ class Broker:
         # Topic rules (rules.py): offered every accepted message; never raises.
         self.rules: RulesEngine | None = None
         self._versions: dict[str, int] = {}
+        # Client id -> time of its last accepted CONNECT, oldest first (pruned).
+        self._connects: OrderedDict[str, float] = OrderedDict()
         self._log_tokens = self.settings.refusal_log_rate
         self._log_tokens_at = time.monotonic()
         self._logs_suppressed = 0
@@ -230,9 +244,16 @@ class Broker:
         name: str,
         *,
         client_id: str | None = None,
+        source_ip: str | None = None,
+        connect_attributes: tuple[str, ...] | None = None,
     ) -> Decision:
         return self.authorize_resource(
-            credential, action, self.arn(kind, name), client_id=client_id
+            credential,
+            action,
+            self.arn(kind, name),
+            client_id=client_id,
+            source_ip=source_ip,
+            connect_attributes=connect_attributes,
         )
 
     def authorize_resource(
@@ -242,9 +263,20 @@ class Broker:
         resource: str,
         *,
         client_id: str | None = None,
+        source_ip: str | None = None,
+        connect_attributes: tuple[str, ...] | None = None,
     ) -> Decision:
-        """Evaluate ``action`` on a full resource ARN (or ``*``); refusals are recorded."""
-        context = {"iot:ClientId": client_id} if client_id is not None else {}
+        """Evaluate ``action`` on a full resource ARN (or ``*``); refusals are recorded.
+
+        The request context holds the condition keys AWS supplies for IoT
+        (:func:`request_context`).
+        """
+        context = request_context(
+            credential,
+            client_id=client_id,
+            source_ip=source_ip,
+            connect_attributes=connect_attributes,
+        )
         decision = evaluate(
             action,
             resource,
@@ -353,6 +385,25 @@ class Broker:
         session.take_messages(old)
         return True
 
+    def connect_allowed(self, client_id: str) -> bool:
+        """AWS quota: at most ``connect_rate_per_client_id`` CONNECTs per second
+        per client id (AWS general reference, AWS IoT Core quotas)."""
+        rate = self.settings.connect_rate_per_client_id
+        if rate is None:
+            return True
+        now = time.monotonic()
+        window = 1.0 / rate
+        connects = self._connects
+        while connects:  # entries are in time order: drop the ones that no longer matter
+            oldest, at = next(iter(connects.items()))
+            if now - at < window:
+                break
+            del connects[oldest]
+        if client_id in connects:
+            return False
+        connects[client_id] = now
+        return True
+
     def add_subscription(self, name: str, session: MqttSession, qos: int) -> None:
         """Route ``name`` (validated, authorised) to ``session``: a plain or a shared filter."""
         if split_shared(name) is not None:
@@ -450,6 +501,12 @@ class Broker:
         publishing session, for MQTT 5's No Local option.
         """
         properties = forwarded(properties)
+        # For copies that may wait before they are sent (QoS 1): see Publish.received_at.
+        arrived = (
+            time.monotonic()
+            if properties is not None and properties.message_expiry_interval is not None
+            else None
+        )
         if retain:
             self.retained_at.pop(topic, None)
             self.retained_modified[topic] = int(time.time() * 1000)
@@ -488,6 +545,7 @@ class Broker:
                     qos=min(qos, granted),
                     retain=keep_retain,
                     properties=properties,
+                    received_at=arrived,
                 )
                 if session.deliver_publish(message):
                     delivered += 1
@@ -495,6 +553,24 @@ class Broker:
             if session.deliver(frame):
                 delivered += 1
         return delivered
+
+    def retained_message(self, topic: str) -> Publish | None:
+        """The message retained on ``topic``, its MQTT 5 Message Expiry Interval
+        counted down; None when there is none or it expired (then it is
+        dropped: MQTT 5 section 3.3.2.3.3)."""
+        message = self.retained.get(topic)
+        if message is None:
+            return None
+        properties = message.properties
+        if properties is None or properties.message_expiry_interval is None:
+            return message
+        left = forwarded(properties, received_at=self.retained_at.get(topic))
+        if left is None:
+            self.retained.pop(topic, None)
+            self.retained_at.pop(topic, None)
+            self.retained_modified.pop(topic, None)
+            return None
+        return replace(message, properties=left)
 
     def publish_event(self, topic: str, event: dict[str, Any]) -> None:
         try:
@@ -546,6 +622,8 @@ class MqttSession:
         self._inflight: dict[int, Publish] | None = None
         self._held: deque[Publish] | None = None
         self._held_bytes = 0
+        self._outbound: OutboundLimiter | None = None
+        self._release_timer: asyncio.TimerHandle | None = None
         self._writer: asyncio.Task[None] | None = None
         # Set by _close_soon: the reason the close that is under way will
         # announce, so that the read loop ending meanwhile (it stops reading
@@ -614,7 +692,7 @@ class MqttSession:
         """Bytes of frames waiting for this connection's socket."""
         return self._queued_bytes
 
-    def deliver_publish(self, message: Publish) -> bool:
+    def deliver_publish(self, message: Publish, *, releasing: bool = False) -> bool:
         """Send a PUBLISH built for this session (no packet id yet).
 
         QoS 1 messages are tracked until PUBACK; at ``max_inflight_qos1``
@@ -626,13 +704,31 @@ class MqttSession:
         """
         if message.qos == 0:
             return self.deliver(self.encode(message))
-        if self.closed or self.inflight_full:
+        if self.closed or self.inflight_full or (self._held and not releasing):
+            # Behind what already waits, so QoS 1 messages keep their order.
             if self.session_expiry or not self.closed:
                 self._hold(message)
             return False
+        waiting = message
+        wire = message
+        if message.received_at is not None:
+            # MQTT 5 section 3.3.2.3.3: the interval less the time it waited.
+            left = forwarded(message.properties, received_at=message.received_at)
+            if left is None:
+                self.broker.stats.expired += 1
+                return False
+            wire = replace(message, properties=left)
         message = replace(message, packet_id=self.next_packet_id())
+        wire = replace(wire, packet_id=message.packet_id)
         assert message.packet_id is not None
-        if not self.deliver(self.encode(message)):
+        frame = self.encode(wire)
+        limiter = self._outbound_limiter()
+        if limiter is not None and not limiter.take(len(frame)):
+            # Over the outbound rate: QoS 1 waits for tokens rather than being lost.
+            self._hold(waiting)
+            self._release_later()
+            return False
+        if not self._enqueue_publish(frame):
             return False
         if self._inflight is None:
             self._inflight = {}
@@ -674,12 +770,31 @@ class MqttSession:
         self.release_held()
 
     def release_held(self) -> None:
-        """Send waiting QoS 1 messages while the in-flight window has room."""
+        """Send waiting QoS 1 messages while the in-flight window and the
+        outbound rate limits have room (then again when tokens are back)."""
         held = self._held
+        limiter = self._outbound_limiter()
         while held and not self.closed and not self.inflight_full:
-            message = held.popleft()
+            message = held[0]
+            # The frame is a few bytes more than payload and topic: close enough.
+            if limiter is not None and not limiter.ready(len(message.payload) + len(message.topic)):
+                self._release_later()
+                return
+            held.popleft()
             self._held_bytes -= len(message.payload) + len(message.topic)
-            self.deliver_publish(message)
+            if not self.deliver_publish(message, releasing=True) and held and held[-1] is message:
+                # Held again (throttled at the last moment): back to the front.
+                held.pop()
+                held.appendleft(message)
+                return
+
+    def _release_later(self) -> None:
+        if self._release_timer is None and not self.closed:
+            self._release_timer = asyncio.get_running_loop().call_later(0.05, self._release_tick)
+
+    def _release_tick(self) -> None:
+        self._release_timer = None
+        self.release_held()
 
     def take_messages(self, old: MqttSession) -> None:
         """On resuming ``old``'s persistent session: its unacknowledged messages
@@ -695,11 +810,28 @@ class MqttSession:
         self._held = None
         self._held_bytes = 0
 
+    def _outbound_limiter(self) -> OutboundLimiter | None:
+        settings = self.broker.settings
+        if settings.publish_rate_limit is None and settings.throughput_limit is None:
+            return None
+        if self._outbound is None:
+            self._outbound = OutboundLimiter(settings.publish_rate_limit, settings.throughput_limit)
+        return self._outbound
+
     def deliver(self, frame: bytes) -> bool:
-        """Queue a PUBLISH; False (and counted in ``Stats.drops``) when it would
-        take the queue over ``outbound_queue_bytes``."""
+        """Queue a PUBLISH; False when over the outbound rate limits (counted in
+        ``Stats.throttled_outbound``, see :mod:`iotnotify_emulator.ratelimit`)
+        or when it would take the queue over ``outbound_queue_bytes``
+        (``Stats.drops``)."""
         if self.closed:
             return False
+        limiter = self._outbound_limiter()
+        if limiter is not None and not limiter.take(len(frame)):
+            self.broker.stats.throttled_outbound += 1
+            return False
+        return self._enqueue_publish(frame)
+
+    def _enqueue_publish(self, frame: bytes) -> bool:
         v5 = self.v5
         if v5 is not None and v5.max_packet_size is not None and len(frame) > v5.max_packet_size:
             # MQTT 5 section 3.1.2.11.4: a packet over the client's Maximum
@@ -782,7 +914,7 @@ class MqttSession:
         v5 = self.v5
         if v5 is None:
             return False
-        matching = [bits for name, bits in v5.options.items() if TopicFilter(name).matches(topic)]
+        matching = [bits for name, bits in v5.options.items() if _plain_filter(name).matches(topic)]
         if not matching:
             return False
         test = all if every else any
@@ -800,7 +932,12 @@ class MqttSession:
         cached = self._receive_cache.get(topic)
         if cached is None:
             cached = self.broker.authorize(
-                self.credential, "iot:Receive", "topic", topic, client_id=self.client_id
+                self.credential,
+                "iot:Receive",
+                "topic",
+                topic,
+                client_id=self.client_id,
+                source_ip=self.remote,
             ).allowed
             if len(self._receive_cache) >= _RECEIVE_CACHE_SIZE:
                 self._receive_cache.clear()
@@ -882,13 +1019,18 @@ class MqttSession:
         self._v5_disconnect = code
         self._close_soon(DisconnectReason.CLIENT_ERROR)
 
-    async def _refuse_connect(self, code: ConnackCode, reason: str) -> None:
+    async def _refuse_connect(
+        self, code: ConnackCode, reason: str, *, v5_code: ReasonCode | None = None
+    ) -> None:
+        """CONNACK refusal, then close: ``code`` on 3.1.1; on MQTT 5 ``v5_code``
+        (default: the reason code matching ``code``) with a Reason String."""
         self.broker.stats.connects_refused += 1
         self.broker.refuse(reason, client_id=packet_id_safe(self.client_id), remote=self.remote)
         if self.v5 is None:
             self._send(encode(Connack(return_code=code)))
         else:
-            self._send(mqtt5.encode(Connack(_CONNACK_V5[code], properties=self.v5.reason(reason))))
+            v5_code = v5_code or _CONNACK_V5[code]
+            self._send(mqtt5.encode(Connack(v5_code, properties=self.v5.reason(reason))))
         await self.close(None)
 
     async def _on_connect(self, packet: Connect) -> None:
@@ -911,8 +1053,9 @@ class MqttSession:
         if self.v5 is not None:
             if packet.properties is not None and packet.properties.authentication_method:
                 await self._refuse_connect(
-                    ConnackCode.BAD_USERNAME_OR_PASSWORD,  # 0x8C in the v5 form
+                    ConnackCode.BAD_USERNAME_OR_PASSWORD,
                     "MQTT 5 enhanced authentication is not supported (SigV4 only)",
+                    v5_code=ReasonCode.BAD_AUTHENTICATION_METHOD,
                 )
                 return
             if not packet.client_id:
@@ -931,12 +1074,21 @@ class MqttSession:
         # The username (``?SDK=...&Version=...`` from AWS SDKs) is metrics for
         # AWS and carries no identity with SigV4: accepted and ignored.
         decision = broker.authorize(
-            self.credential, "iot:Connect", "client", packet.client_id, client_id=packet.client_id
+            self.credential,
+            "iot:Connect",
+            "client",
+            packet.client_id,
+            client_id=packet.client_id,
+            source_ip=self.remote,
+            connect_attributes=self._connect_attributes(packet),
         )
         if not decision.allowed:
             await self._refuse_connect(ConnackCode.NOT_AUTHORIZED, decision.reason)
             return
         if packet.will is not None and not await self._will_allowed(packet):
+            return
+        if not broker.connect_allowed(packet.client_id):
+            await self._connect_throttled()
             return
         self.keepalive = effective_keepalive(packet.keepalive, broker.settings)
         self.session_expiry = self._persistence(packet)
@@ -973,6 +1125,28 @@ class MqttSession:
             },
         )
 
+    async def _connect_throttled(self) -> None:
+        """Over one CONNECT per second for this client id: refused, the socket closed.
+
+        AWS throttles such CONNECTs (quota "connect requests per second per
+        client ID"); the connection that holds the client id is left alone.
+        """
+        self.broker.stats.connects_throttled += 1
+        self.broker.refuse(
+            "more than "
+            f"{self.broker.settings.connect_rate_per_client_id} CONNECT/s for this client id "
+            "(throttled)",
+            client_id=self.client_id,
+            remote=self.remote,
+        )
+        await self.close(None)
+
+    def _connect_attributes(self, packet: Connect) -> tuple[str, ...]:
+        """``iot:ConnectAttributes`` of this CONNECT (AWS IoT developer guide,
+        "Using connectAttributes"): PersistentConnect, LastWill."""
+        attributes = ("PersistentConnect",) if self._persistence(packet) else ()
+        return attributes + (("LastWill",) if packet.will is not None else ())
+
     def _persistence(self, packet: Connect) -> float:
         """Seconds this session outlives the connection: 0 for a clean session.
 
@@ -991,12 +1165,21 @@ class MqttSession:
         try:
             topic = Topic(will.topic)
         except InvalidTopic as exc:
-            await self._refuse_connect(ConnackCode.NOT_AUTHORIZED, f"invalid will topic: {exc}")
+            await self._refuse_connect(
+                ConnackCode.NOT_AUTHORIZED,
+                f"invalid will topic: {exc}",
+                v5_code=ReasonCode.TOPIC_NAME_INVALID,
+            )
             return False
         actions = ["iot:Publish"] + (["iot:RetainPublish"] if will.retain else [])
         for action in actions:
             decision = self.broker.authorize(
-                self.credential, action, "topic", str(topic), client_id=packet.client_id
+                self.credential,
+                action,
+                "topic",
+                str(topic),
+                client_id=packet.client_id,
+                source_ip=self.remote,
             )
             if not decision.allowed:
                 await self._refuse_connect(ConnackCode.NOT_AUTHORIZED, decision.reason)
@@ -1049,7 +1232,12 @@ class MqttSession:
                 codes.append(self._failure(ReasonCode.TOPIC_FILTER_INVALID))
                 continue
             decision = broker.authorize(
-                self.credential, "iot:Subscribe", "topicfilter", name, client_id=self.client_id
+                self.credential,
+                "iot:Subscribe",
+                "topicfilter",
+                name,
+                client_id=self.client_id,
+                source_ip=self.remote,
             )
             if not decision.allowed:
                 if v5 is None:
@@ -1066,6 +1254,11 @@ class MqttSession:
                 # (MQTT 5 section 3.2.2.3.4).
                 qos = min(qos, 1)
                 options = packet.options[index] if packet.options else 0
+                if options & NO_LOCAL and split_shared(name) is not None:
+                    # MQTT 5 section 3.8.3.1: "It is a Protocol Error to set
+                    # the No Local bit to 1 on a Shared Subscription".
+                    self.protocol_error(f"No Local on shared subscription {name!r}")
+                    return
                 v5.options[name] = options
                 handling = retain_handling(options)
                 send_retained = handling == 0 or (handling == 1 and is_new)
@@ -1170,18 +1363,10 @@ class MqttSession:
         for topic_filter in filters:
             if topic_filter.has_wildcards:
                 continue
-            message = broker.retained.get(topic_filter.value)
+            message = broker.retained_message(topic_filter.value)
             if message is None or not self.may_receive(message.topic):
                 continue
             properties = message.properties
-            if properties is not None and properties.message_expiry_interval is not None:
-                properties = forwarded(
-                    properties, received_at=broker.retained_at.get(message.topic)
-                )
-                if properties is None:  # expired while retained (MQTT 5 3.3.2.3.3)
-                    broker.retained.pop(message.topic, None)
-                    broker.retained_at.pop(message.topic, None)
-                    continue
             qos = min(message.qos, self.subscriptions[topic_filter.value])
             packet_id = self.next_packet_id() if qos else None
             self.deliver(
@@ -1226,6 +1411,10 @@ class MqttSession:
             if self.v5 is not None:
                 self._v5_ack(packet, ReasonCode.QUOTA_EXCEEDED, "publish rate limit")
             return
+        ingest = basic_ingest(packet.topic)
+        if ingest is not None:
+            self._basic_ingest(packet, *ingest)
+            return
         try:
             topic = Topic(packet.topic)
         except InvalidTopic as exc:
@@ -1258,7 +1447,12 @@ class MqttSession:
             if (action, packet.topic) in grants:
                 continue
             decision = broker.authorize(
-                self.credential, action, "topic", packet.topic, client_id=self.client_id
+                self.credential,
+                action,
+                "topic",
+                packet.topic,
+                client_id=self.client_id,
+                source_ip=self.remote,
             )
             if not decision.allowed:
                 if self.v5 is not None:
@@ -1282,6 +1476,53 @@ class MqttSession:
         )
         if broker.rules is not None:
             broker.rules(packet.topic, packet.payload, self.client_id, self.credential.principal_id)
+        if packet.qos == 1 and packet.packet_id is not None:
+            self._send(self.encode(Puback(packet.packet_id)))
+
+    def _basic_ingest(self, packet: Publish, rule: str, topic: str) -> None:
+        """A PUBLISH to ``$aws/rules/{rule}/{topic}``: to that rule only, never
+        to subscribers (AWS IoT developer guide, "Reducing messaging costs
+        with Basic Ingest"). ``iot:Publish`` is evaluated on the full topic
+        (policies grant ``topic/$aws/rules/*``); the prefix does not count
+        toward the topic limits; a retained Basic Ingest message is refused
+        like any retained publish to a reserved topic. QoS 1 gets its PUBACK
+        once the message is handed to the rules engine, even for a rule that
+        does not exist (AWS logs ``RuleNotFound``)."""
+        broker = self.broker
+        try:
+            if topic:
+                Topic(topic)
+        except InvalidTopic as exc:
+            self.protocol_error(str(exc), ReasonCode.TOPIC_NAME_INVALID)
+            return
+        denied = packet.retain
+        if not denied:
+            denied = not broker.authorize(
+                self.credential,
+                "iot:Publish",
+                "topic",
+                packet.topic,
+                client_id=self.client_id,
+                source_ip=self.remote,
+            ).allowed
+        else:
+            broker.refuse(
+                "retained publish to a Basic Ingest topic",
+                action="iot:Publish",
+                resource=broker.arn("topic", packet.topic),
+                client_id=self.client_id,
+            )
+        if denied:
+            if self.v5 is not None:
+                self._v5_ack(packet, ReasonCode.NOT_AUTHORIZED, "Basic Ingest publish denied")
+                return
+            self._close_soon(DisconnectReason.AUTH_ERROR)
+            return
+        found = broker.rules is not None and broker.rules.ingest(
+            rule, topic, packet.payload, self.client_id, self.credential.principal_id
+        )
+        if not found:
+            broker.refuse(f"RuleNotFound: no enabled rule {rule!r} (Basic Ingest)", rule=rule)
         if packet.qos == 1 and packet.packet_id is not None:
             self._send(self.encode(Puback(packet.packet_id)))
 
@@ -1321,6 +1562,9 @@ class MqttSession:
             timer.cancel()
         if self._keepalive_timer is not None:
             self._keepalive_timer.cancel()
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+            self._release_timer = None
         broker = self.broker
         was_connected = self.connected
         if was_connected and self.v5 is not None and reason is not None:
@@ -1410,9 +1654,59 @@ _CONNACK_V5: Final = {
     ConnackCode.UNACCEPTABLE_PROTOCOL_VERSION: ReasonCode.UNSUPPORTED_PROTOCOL_VERSION,
     ConnackCode.IDENTIFIER_REJECTED: ReasonCode.CLIENT_IDENTIFIER_NOT_VALID,
     ConnackCode.SERVER_UNAVAILABLE: ReasonCode.SERVER_UNAVAILABLE,
-    ConnackCode.BAD_USERNAME_OR_PASSWORD: ReasonCode.BAD_AUTHENTICATION_METHOD,
+    ConnackCode.BAD_USERNAME_OR_PASSWORD: ReasonCode.BAD_USERNAME_OR_PASSWORD,
     ConnackCode.NOT_AUTHORIZED: ReasonCode.NOT_AUTHORIZED,
 }
+
+
+def _plain_filter(name: str) -> TopicFilter:
+    """The filter that matches topics: ``a/#`` of ``$share/group/a/#``, else ``name``."""
+    shared = split_shared(name)
+    return TopicFilter(shared[1] if shared is not None else name)
+
+
+_BASIC_INGEST_PREFIX: Final = "$aws/rules/"
+
+
+def basic_ingest(topic: str) -> tuple[str, str] | None:
+    """``(rule name, topic after the prefix)`` for a Basic Ingest topic
+    ``$aws/rules/{rule}[/{topic}]``; None for any other topic."""
+    if not topic.startswith(_BASIC_INGEST_PREFIX):
+        return None
+    rule, _, rest = topic[len(_BASIC_INGEST_PREFIX) :].partition("/")
+    return (rule, rest) if rule else None
+
+
+def request_context(
+    credential: Credential,
+    *,
+    client_id: str | None = None,
+    source_ip: str | None = None,
+    connect_attributes: tuple[str, ...] | None = None,
+) -> dict[str, str | tuple[str, ...]]:
+    """Condition keys and policy variables of one request, as AWS IoT Core supplies them.
+
+    * ``iot:ClientId`` and ``aws:SourceIp``: AWS IoT developer guide, "Basic
+      AWS IoT Core policy variables".
+    * ``iot:ConnectAttributes`` (``iot:Connect`` only): ``PersistentConnect``
+      for a persistent session, ``LastWill`` for a CONNECT with a will
+      (developer guide, "Using connectAttributes" and "Connect policy
+      examples").
+    * ``aws:userid`` always, ``aws:username`` for an IAM user only (IAM user
+      guide, "AWS global condition context keys": role sessions have none,
+      so a ``${aws:username}`` pattern matches nothing for them).
+    """
+    context: dict[str, str | tuple[str, ...]] = {"aws:userid": credential.principal_id}
+    if client_id is not None:
+        context["iot:ClientId"] = client_id
+    if source_ip:
+        context["aws:SourceIp"] = source_ip
+    if connect_attributes is not None:
+        context["iot:ConnectAttributes"] = connect_attributes
+    arn = credential.principal_arn or ""
+    if ":user/" in arn:
+        context["aws:username"] = arn.rsplit("/", 1)[-1]
+    return context
 
 
 def packet_id_safe(client_id: str) -> str | None:

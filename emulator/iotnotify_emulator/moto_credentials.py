@@ -5,12 +5,28 @@ moto upgrade that moves them breaks here and nowhere else. moto must run in
 the same process (``moto.server.ThreadedMotoServer`` or ``mock_aws``):
 the emulator looks up
 
-* role sessions from ``sts.assume_role``: moto's ``AssumedRole`` keeps the
+* role sessions from ``sts:AssumeRole``: moto's ``AssumedRole`` keeps the
   access key, secret, session token, expiry and the ``Policy`` passed to
   AssumeRole (moto records it but never enforces it; the emulator does),
   and the role's inline and attached managed policies from moto's IAM;
 * IAM users' access keys (publishers), with the user's inline and managed
   policies and those of its groups.
+
+**Trust policies.** moto's AssumeRole answers any caller, with made-up keys
+or none, whatever the role's trust policy says. :func:`install_sts_recorder`
+wraps moto's AssumeRole handler to remember, per new session, the signed
+request that asked for it. A session is honoured only if that request's
+SigV4 signature verifies against a credential this store knows (itself
+honoured, recursively: role chaining) or against a key registered as an AWS
+service principal (``services=``: locally, the stack's own key acts as
+Lambda), and the role's trust policy trusts that caller
+(:mod:`iotnotify_emulator.trust`). Sessions created before the recorder was
+installed, or by callers that cannot be verified, are refused.
+
+**Cost.** Sessions are indexed by access key id (O(1) per WebSocket upgrade
+or iot-data publish, instead of moto's linear scan over every session ever
+issued), and expired sessions are pruned, from the index and from moto's
+own list, at most once per ``prune_interval`` seconds.
 
 Backends are indexed ``[account_id][partition]`` in moto 5 (``"aws"``), not
 by region: STS and IAM are global services.
@@ -22,15 +38,22 @@ dropping it silently could drop a Deny and grant more than AWS would.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final
+from urllib.parse import quote, urlencode, urlsplit
 
 from moto.backends import get_backend
 
 from iotnotify_emulator.credentials import Credential
-from iotnotify_emulator.iam import Policy, PolicyError
+from iotnotify_emulator.iam import Policy, PolicyError, evaluate
+from iotnotify_emulator.sigv4 import SignatureError, verify_header_signature
+from iotnotify_emulator.trust import Caller, evaluate_trust, role_arn_of_session
 
-__all__ = ["MotoCredentialStore"]
+__all__ = ["MotoCredentialStore", "install_sts_recorder"]
 
 log = logging.getLogger("iotnotify_emulator")
 
@@ -41,6 +64,93 @@ _DENY_ALL: Final = {
 # moto's backends are plain dicts mutated by the moto server thread; a lookup
 # that races a write retries instead of failing the handshake.
 _RETRIES: Final = 3
+# AWS allows role chaining; a longer chain here can only be a loop.
+_MAX_CHAIN: Final = 5
+
+
+@dataclass(frozen=True, slots=True)
+class _AssumeRequest:
+    """The AssumeRole request that created a session, as received."""
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+@dataclass(slots=True)
+class _Session:
+    assumed: Any  # moto.sts.models.AssumedRole
+    request: _AssumeRequest | None
+
+
+@dataclass
+class _Registry:
+    sessions: dict[str, _Session] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    installed: bool = False
+
+
+_REGISTRY: Final = _Registry()
+
+
+def _request_body(response: Any) -> bytes:
+    raw = getattr(response, "raw_body", None)
+    if isinstance(raw, bytes) and raw:
+        return raw
+    if isinstance(raw, str) and raw:
+        return raw.encode("utf-8")
+    # werkzeug keeps no raw bytes for a parsed form; botocore's query protocol
+    # encodes it as urlencode(quote, safe="-_.~") in this order, so this
+    # rebuilds what a botocore client signed (anything else fails to verify).
+    form: Any = getattr(response, "form_data", None)
+    if form is None:
+        return b""
+    items = list(form.items(multi=True)) if hasattr(form, "getlist") else list(form.items())
+    return urlencode(items, quote_via=quote, safe="-_.~").encode("utf-8")
+
+
+def _capture(response: Any) -> _AssumeRequest | None:
+    try:
+        headers = [(str(k), str(v)) for k, v in dict(response.headers).items()]
+        if not any(name.lower() == "host" for name, _ in headers):
+            # mock_aws hands over botocore's headers, which never carry Host:
+            # it is signed from the URL.
+            headers.append(("Host", urlsplit(str(response.uri)).netloc))
+        return _AssumeRequest(
+            method=str(response.method),
+            url=str(response.uri),
+            headers=tuple(headers),
+            body=_request_body(response),
+        )
+    except Exception:  # a request the recorder cannot read is simply unverifiable
+        log.warning("could not record an AssumeRole request; its session will be refused")
+        return None
+
+
+def install_sts_recorder() -> None:
+    """Wrap moto's AssumeRole handler so each session remembers its request (idempotent).
+
+    Call before any AssumeRole whose session the emulator should honour.
+    """
+    with _REGISTRY.lock:
+        if _REGISTRY.installed:
+            return
+        from moto.sts.responses import TokenResponse
+
+        original = TokenResponse.assume_role
+
+        def assume_role(self: Any) -> Any:
+            request = _capture(self)
+            result = original(self)
+            assumed = getattr(result, "result", {}).get("Credentials")
+            if assumed is not None:
+                with _REGISTRY.lock:
+                    _REGISTRY.sessions[assumed.access_key_id] = _Session(assumed, request)
+            return result
+
+        TokenResponse.assume_role = assume_role  # type: ignore[method-assign]
+        _REGISTRY.installed = True
 
 
 def _parse(document: Any, name: str) -> Policy:
@@ -68,62 +178,173 @@ def _holder_policies(holder: Any, kind: str) -> list[Policy]:
     return parsed
 
 
-class MotoCredentialStore:
-    """Resolves access keys minted by moto's STS (role sessions) and IAM (users)."""
+def _expired(expiration: datetime, now: datetime) -> bool:
+    if expiration.tzinfo is None:
+        expiration = expiration.replace(tzinfo=UTC)
+    return now >= expiration
 
-    def __init__(self, *, partition: str = "aws", accounts: Iterable[str] | None = None) -> None:
+
+class MotoCredentialStore:
+    """Resolves access keys minted by moto's STS (role sessions) and IAM (users).
+
+    ``services`` maps an access key id to ``(secret, service principal)``:
+    requests signed with it act as that AWS service (e.g. the local stack's
+    own key as ``lambda.amazonaws.com``, which assumes the functions role).
+    """
+
+    def __init__(
+        self,
+        *,
+        partition: str = "aws",
+        accounts: Iterable[str] | None = None,
+        services: Mapping[str, tuple[str, str]] | None = None,
+        region: str = "us-east-1",
+        prune_interval: float = 60.0,
+    ) -> None:
+        install_sts_recorder()
         self._partition = partition
         self._accounts = tuple(accounts) if accounts is not None else None
+        self._services = dict(services or {})
+        self._region = region
+        self._prune_interval = prune_interval
+        self._next_prune = time.monotonic() + prune_interval
+        # Verified sessions, so a trust check runs once per session.
+        self._honoured: dict[str, Credential] = {}
+        self._lock = threading.Lock()
+
+    # --- lookup ------------------------------------------------------------------
 
     def lookup(self, access_key_id: str) -> Credential | None:
+        self._maybe_prune()
         for attempt in range(_RETRIES):
             try:
-                return self._lookup(access_key_id)
+                return self._lookup(access_key_id, depth=0)
             except RuntimeError:  # "dictionary changed size during iteration"
                 if attempt == _RETRIES - 1:
                     raise
         return None  # pragma: no cover - the loop returns or raises
 
-    def _account_ids(self, backends: Any) -> list[str]:
-        return list(self._accounts) if self._accounts is not None else list(backends.keys())
+    def _account_ok(self, account_id: str) -> bool:
+        return self._accounts is None or account_id in self._accounts
 
-    def _lookup(self, access_key_id: str) -> Credential | None:
-        sts_backends = get_backend("sts")
+    def _lookup(self, access_key_id: str, *, depth: int) -> Credential | None:
+        with self._lock:
+            cached = self._honoured.get(access_key_id)
+        if cached is not None:
+            return cached
+        with _REGISTRY.lock:
+            session = _REGISTRY.sessions.get(access_key_id)
+        if session is not None:
+            if not self._account_ok(str(session.assumed.account_id)):
+                return None
+            credential = self._from_session(session, depth)
+            if credential is not None:
+                with self._lock:
+                    self._honoured[access_key_id] = credential
+            return credential
         iam_backends = get_backend("iam")
-        for account_id in self._account_ids(sts_backends):
-            sts = sts_backends[account_id][self._partition]
-            assumed = sts.get_assumed_role_from_access_key(access_key_id)
-            if assumed is not None:
-                return self._from_assumed_role(assumed, iam_backends)
-        for account_id in self._account_ids(iam_backends):
+        for account_id in self._iam_accounts(iam_backends):
             iam = iam_backends[account_id][self._partition]
             user = iam.get_user_from_access_key_id(access_key_id)
             if user is not None:
                 return self._from_user(user, access_key_id, iam)
         return None
 
-    def _from_assumed_role(self, assumed: Any, iam_backends: Any) -> Credential:
-        iam = iam_backends[assumed.account_id][self._partition]
-        identity: list[Policy] = []
+    def _iam_accounts(self, backends: Any) -> list[str]:
+        return list(self._accounts) if self._accounts is not None else list(backends.keys())
+
+    # --- role sessions -------------------------------------------------------------
+
+    def _caller(self, request: _AssumeRequest, depth: int) -> tuple[Caller, Credential | None]:
+        """Who signed the AssumeRole request; raises SignatureError if nobody we know."""
+        parts = urlsplit(request.url)
+        query = [tuple(p.split("=", 1)) for p in parts.query.split("&") if "=" in p]
+        outer = self
+
+        class _Keys:
+            def lookup(self, key: str) -> Credential | None:
+                service = outer._services.get(key)
+                if service is not None:
+                    return Credential(
+                        access_key_id=key,
+                        secret_access_key=service[0],
+                        principal_id=service[1],
+                        identity_policies=(),
+                    )
+                return outer._lookup(key, depth=depth + 1)
+
+        signer = verify_header_signature(
+            method=request.method,
+            raw_path=parts.path or "/",
+            query=[(k, v) for k, v in query],
+            headers=dict(request.headers),
+            body=request.body,
+            store=_Keys(),
+            service="sts",
+            region=self._region,
+        )
+        service = self._services.get(signer.access_key_id)
+        if service is not None:
+            return Caller(account="", service=service[1]), None
+        arns = [signer.principal_arn or ""]
+        session = _REGISTRY.sessions.get(signer.access_key_id)
+        if session is not None:
+            arns.append(role_arn_of_session(str(session.assumed.role_arn)))
+        account = (signer.principal_arn or "::::").split(":")[4]
+        return Caller(account=account, arns=tuple(a for a in arns if a)), signer
+
+    def _from_session(self, session: _Session, depth: int) -> Credential | None:
+        assumed = session.assumed
+        if depth > _MAX_CHAIN:
+            log.warning("refusing %s: role chain too long", assumed.access_key_id)
+            return None
+        iam = get_backend("iam")[assumed.account_id][self._partition]
         try:
             role = iam.get_role_by_arn(arn=assumed.role_arn)
-        except Exception:  # moto raises its own NotFound; the session then has no rights
-            log.warning("assumed role %s not found in moto IAM", assumed.role_arn)
-        else:
-            identity = _holder_policies(role, "role")
-        session: tuple[Policy, ...] = ()
+        except Exception:  # moto raises its own NotFound; no role, no session
+            log.warning("refusing a session of %s: no such role", assumed.role_arn)
+            return None
+        if session.request is None:
+            log.warning("refusing a session of %s: its AssumeRole was not recorded", role.arn)
+            return None
+        try:
+            caller, signer = self._caller(session.request, depth)
+        except SignatureError as exc:
+            log.warning(
+                "refusing a session of %s: AssumeRole by an unknown caller (%s)",
+                role.arn,
+                exc.reason,
+            )
+            return None
+        decision = evaluate_trust(role.assume_role_policy_document, caller)
+        if decision.allowed and decision.needs_identity_allow:
+            assert signer is not None  # services are only ever named, never delegated
+            identity = evaluate(
+                "sts:AssumeRole",
+                str(role.arn),
+                identity_policies=signer.identity_policies,
+                session_policies=signer.session_policies,
+            )
+            if not identity.allowed:
+                decision = type(decision)(False, f"the caller may not assume it: {identity.reason}")
+        if not decision.allowed:
+            log.warning("refusing a session of %s: %s", role.arn, decision.reason)
+            return None
+        policies: tuple[Policy, ...] = ()
         if assumed.policy:
-            session = (_parse(assumed.policy, f"session/{assumed.session_name}"),)
+            policies = (_parse(assumed.policy, f"session/{assumed.session_name}"),)
         return Credential(
             access_key_id=assumed.access_key_id,
             secret_access_key=assumed.secret_access_key,
             principal_id=str(assumed.user_id),
             principal_arn=str(assumed.arn),
-            identity_policies=tuple(identity),
-            session_policies=session,
+            identity_policies=tuple(_holder_policies(role, "role")),
+            session_policies=policies,
             session_token=assumed.session_token,
             expiration=assumed.expiration,
         )
+
+    # --- users -----------------------------------------------------------------------
 
     def _from_user(self, user: Any, access_key_id: str, iam: Any) -> Credential | None:
         key = next((k for k in list(user.access_keys) if k.access_key_id == access_key_id), None)
@@ -139,3 +360,41 @@ class MotoCredentialStore:
             principal_arn=str(user.arn),
             identity_policies=tuple(policies),
         )
+
+    # --- pruning -----------------------------------------------------------------------
+
+    def _maybe_prune(self) -> None:
+        now = time.monotonic()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + self._prune_interval
+        self.prune()
+
+    def prune(self, now: datetime | None = None) -> int:
+        """Forget every expired session (here and in moto); returns how many."""
+        moment = now or datetime.now(UTC)
+        with _REGISTRY.lock:
+            expired = [
+                key
+                for key, session in _REGISTRY.sessions.items()
+                if _expired(session.assumed.expiration, moment)
+            ]
+            gone = [_REGISTRY.sessions.pop(key) for key in expired]
+        with self._lock:
+            for key in expired:
+                self._honoured.pop(key, None)
+        sts_backends = get_backend("sts")
+        for session in gone:
+            try:
+                backend = sts_backends[session.assumed.account_id][self._partition]
+                # list.remove is atomic under the GIL; the moto thread may append meanwhile.
+                backend.assumed_roles.remove(session.assumed)
+            except (KeyError, ValueError):
+                pass
+        return len(gone)
+
+    @staticmethod
+    def session_count() -> int:
+        """Role sessions currently indexed (for tests and benchmarks)."""
+        with _REGISTRY.lock:
+            return len(_REGISTRY.sessions)

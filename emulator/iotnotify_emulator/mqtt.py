@@ -1,4 +1,5 @@
-"""A small MQTT 3.1.1 codec (both directions), written by hand.
+"""A small MQTT 3.1.1 codec (both directions), written by hand; MQTT 5 is in
+:mod:`iotnotify_emulator.mqtt5`, which shares these packet types and framing.
 
 Why hand-written: the emulator has to act on every packet the way AWS IoT
 Core does (authorise CONNECT, SUBSCRIBE and PUBLISH, refuse QoS 2, enforce
@@ -138,6 +139,11 @@ class Publish:
     dup: bool = False
     packet_id: int | None = None
     properties: Properties | None = None
+    # Not on the wire: when the broker received a message with an MQTT 5
+    # Message Expiry Interval (time.monotonic()), so a copy that waits (in a
+    # persistent session, behind the in-flight limit) is sent with the time
+    # left, or not at all once expired.
+    received_at: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

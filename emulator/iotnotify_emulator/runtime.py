@@ -21,12 +21,24 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 from collections.abc import Coroutine
 from typing import Any, Final, TypeVar
 
-__all__ = ["event_loop_name", "new_event_loop", "run", "tune_gc_for_serving"]
+__all__ = [
+    "SERVING_SWITCH_INTERVAL",
+    "event_loop_name",
+    "new_event_loop",
+    "run",
+    "shorten_switch_interval",
+    "tune_gc_for_serving",
+]
 
 _T = TypeVar("_T")
+
+# How long a thread waiting for the GIL lets the holder run before asking it
+# to let go (CPython's default is 5 ms).
+SERVING_SWITCH_INTERVAL: Final = 0.0005
 
 # Young-generation threshold: CPython's default of 700 allocations triggers a
 # collection every few hundred messages under load.
@@ -64,3 +76,17 @@ def event_loop_name() -> str:
     except ImportError:
         return "asyncio"
     return "uvloop"
+
+
+def shorten_switch_interval(seconds: float = SERVING_SWITCH_INTERVAL) -> None:
+    """Let a thread waiting for the GIL in after ``seconds`` instead of CPython's 5 ms.
+
+    For a process where the emulator's thread shares the interpreter with
+    other busy threads (``iotnotify local``: moto's server, the API, the SQS
+    poller, the data directory's autosave). Each time the emulator's loop
+    wakes from waiting for sockets it needs the GIL back; while another
+    thread runs Python code, CPython makes it wait the switch interval before
+    asking that thread to let go, so every such wake-up could add up to 5 ms
+    to a delivery. Process-wide: entry points call it, never the library.
+    """
+    sys.setswitchinterval(seconds)

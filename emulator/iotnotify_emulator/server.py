@@ -110,7 +110,14 @@ class EmulatorConfig:
     outbound_queue_bytes: int = 2 * 1024 * 1024
     persistent_session_expiry: float = 3600.0
     max_subscriptions: int = 50
+    # Per-connection rate limits of AWS IoT Core: publishes per second (in and
+    # out) and outbound bytes per second. ``publish_rate_limit=None`` turns
+    # both off (load tests and benchmarks).
     publish_rate_limit: float | None = 100.0
+    throughput_limit: float | None = 512 * 1024
+    # AWS allows one CONNECT per second per client id; off unless set (1.0 is
+    # AWS's value), because tests reconnect one client id faster than that.
+    connect_rate_per_client_id: float | None = None
     # MQTT 5 on /mqtt (AWS IoT Core speaks it); False answers a v5 CONNECT
     # with CONNACK 0x84, for clients' fallback tests.
     mqtt5: bool = True
@@ -139,6 +146,8 @@ class EmulatorConfig:
             outbound_queue_bytes=self.outbound_queue_bytes,
             persistent_session_expiry=self.persistent_session_expiry,
             publish_rate_limit=self.publish_rate_limit,
+            throughput_limit=None if self.publish_rate_limit is None else self.throughput_limit,
+            connect_rate_per_client_id=self.connect_rate_per_client_id,
             mqtt5=self.mqtt5,
         )
 
@@ -515,7 +524,9 @@ class Emulator:
             return _error(403, "ForbiddenException", "Reserved topic", trace_id)
         actions = ("iot:Publish", "iot:RetainPublish") if retain else ("iot:Publish",)
         for action in actions:
-            decision = self.broker.authorize(credential, action, "topic", topic_name)
+            decision = self.broker.authorize(
+                credential, action, "topic", topic_name, source_ip=request.remote
+            )
             if not decision.allowed:
                 return _error(403, "ForbiddenException", f"{action}: {decision.reason}", trace_id)
         self.broker.stats.publishes_http += 1

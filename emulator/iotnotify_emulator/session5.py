@@ -248,6 +248,8 @@ def disconnect_reason(reason: str) -> int | None:
 
 
 _DISCONNECT_REASONS: Final[Mapping[str, int]] = {
+    # iot-data DeleteConnection: the connection is ended by an administrator.
+    "API_INITIATED_DISCONNECT": ReasonCode.ADMINISTRATIVE_ACTION,
     "AUTH_ERROR": ReasonCode.NOT_AUTHORIZED,
     "CLIENT_ERROR": ReasonCode.PROTOCOL_ERROR,
     "DUPLICATE_CLIENTID": ReasonCode.SESSION_TAKEN_OVER,

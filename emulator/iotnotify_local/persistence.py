@@ -10,8 +10,10 @@ What is kept, and how:
   :func:`~iotnotify_local.provision.provision` uses) is moto's own backend
   objects, pickled. moto keeps each service's state in memory in a
   ``BackendDict`` (account -> region -> backend object; ``moto.backends.get_backend``)
-  and has no persistence of its own; pickling those objects is what
-  LocalStack's persistence does with moto, and it keeps everything moto
+  and has no persistence of its own; pickling those objects is what moto's
+  maintainers suggest for it (getmoto/moto issue 1069; issue 9755 discusses
+  pickled ``BackendDict`` snapshots tagged with the moto version, as here)
+  and what LocalStack's persistence did with moto, and it keeps everything moto
   knows (users who signed up on the page, their passwords, refresh tokens,
   the pool's signing key, DynamoDB items and their TTLs, queues and their
   messages) without a dump format per service. moto's objects hold a few
@@ -39,7 +41,6 @@ come from this user's own stack.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import io
 import json
@@ -47,6 +48,7 @@ import os
 import pickle
 import shutil
 import stat
+import sys
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -252,9 +254,31 @@ def _write_private(path: Path, data: bytes) -> None:
     tmp.replace(path)  # atomic: a crash mid-save leaves the previous snapshot
 
 
+def _lock(handle: Any) -> bool:
+    """Take an exclusive, non-blocking lock on an open file; False if another holds it."""
+    if sys.platform == "win32":  # no flock; one stack per directory is not enforced there
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _unlock(handle: Any) -> None:
+    if sys.platform != "win32":
+        import fcntl
+
+        with contextlib.suppress(OSError):
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def _check_owned(path: Path) -> None:
     info = path.stat()
-    if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    owner_ok = sys.platform == "win32" or info.st_uid == os.getuid()
+    if not owner_ok or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise DataDirError(
             f"{path} is not owned by this user or is writable by others; it is not "
             "loaded (a pickle runs code). Use --fresh or another --data-dir."
@@ -285,18 +309,19 @@ class DataDir:
         Raises :class:`DataDirError` if another stack holds the directory.
         """
         data = cls(path)
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handle = (path / _LOCK_FILE).open("a+")
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            handle = (path / _LOCK_FILE).open("a+")
+        except OSError as exc:
+            raise DataDirError(f"cannot use {path} as the data directory: {exc}") from exc
+        if not _lock(handle):
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()
             raise DataDirError(
                 f"the data directory {path} is in use by another `iotnotify local` "
                 f"(pid {holder}); stop it, or give this one its own --data-dir"
-            ) from exc
+            )
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -316,8 +341,7 @@ class DataDir:
         """Stop autosaving and release the lock (does not save)."""
         self.stop_autosave()
         if self._lock_handle is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._lock_handle.fileno(), fcntl.LOCK_UN)
+            _unlock(self._lock_handle)
             self._lock_handle.close()
             self._lock_handle = None
 
@@ -365,11 +389,18 @@ class DataDir:
         return resources
 
     def save(self, resources: LocalResources, *, app: str, stage: str, region: str) -> None:
-        """Write moto's state and ``resources`` (each file replaced atomically)."""
+        """Write moto's state and ``resources`` (each file replaced atomically).
+
+        Raises :class:`DataDirError` if moto's state cannot be pickled or the
+        files cannot be written.
+        """
         import moto
 
         with self._save_lock:
-            blob = _snapshot()
+            try:
+                blob = _snapshot()
+            except Exception as exc:  # an object of a newer moto that pickle refuses
+                raise DataDirError(f"cannot save moto's state to {self.path}: {exc!r}") from exc
             header = {
                 "format": _FORMAT,
                 "app": app,
@@ -379,10 +410,13 @@ class DataDir:
                 "provision": _provision_fingerprint(),
             }
             document = {"header": header, "resources": _resources_json(resources)}
-            _write_private(self.path / _MOTO_FILE, blob)
-            _write_private(
-                self.path / _RESOURCES_FILE, json.dumps(document, indent=2).encode("utf-8")
-            )
+            try:
+                _write_private(self.path / _MOTO_FILE, blob)
+                _write_private(
+                    self.path / _RESOURCES_FILE, json.dumps(document, indent=2).encode("utf-8")
+                )
+            except OSError as exc:
+                raise DataDirError(f"cannot write to {self.path}: {exc}") from exc
 
     # --- autosave -------------------------------------------------------------------
 

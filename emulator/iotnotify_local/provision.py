@@ -93,8 +93,8 @@ def _trust(principal: dict[str, Any]) -> str:
 
 
 def ensure_game_and_presence_tables(session: boto3.session.Session, names: ResourceNames) -> str:
-    """Create the games and presence tables and the presence DLQ where missing
-    (a data directory saved before they existed); returns the DLQ's URL.
+    """Create the games and presence tables (unless they exist) and the
+    presence DLQ; returns the DLQ's URL.
 
     Keys and TTL as ``infra/`` (games: ``gameId``; presence: ``userId`` +
     ``sessionId`` with TTL on ``expiresAt``).

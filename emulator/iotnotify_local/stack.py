@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import errno
+import ipaddress
 import logging
 import os
+import secrets
 import signal
 import socket
+import string
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,23 +37,75 @@ from iotnotify_local.cognito_keys import publish_signing_key, use_fresh_signing_
 from iotnotify_local.iam_auth import IamAuthorizer
 from iotnotify_local.persistence import AUTOSAVE_SECONDS, DEFAULT_DATA_DIR, DataDir, DataDirError
 from iotnotify_local.poller import SqsPoller
-from iotnotify_local.provision import (
-    LocalResources,
-    ensure_game_and_presence_tables,
-    provision,
-)
+from iotnotify_local.provision import LocalResources, provision
 
 if TYPE_CHECKING:  # imported where the stack starts the emulator
     from iotnotify_emulator.rules import RulesEngine
 
-__all__ = ["LocalStack", "PortInUse", "StackConfig", "run_local"]
+__all__ = [
+    "MOTO_HOST",
+    "LocalStack",
+    "PortInUse",
+    "RemoteNotAllowed",
+    "StackConfig",
+    "check_exposure",
+    "run_local",
+]
 
 console = Console(stderr=True)
 
-# Moto accepts any key; these only have to look like credentials.
-_MOTO_KEY: Final = "testing"
+# moto accepts any key, so it only has to look like one; but the emulator
+# honours role sessions only when their AssumeRole was signed by a caller the
+# role trusts, and this key is the one that acts as the Lambda service (it
+# assumes the functions role). New at every start, never written anywhere.
+_ADMIN_KEY_ID: Final = "AKIA" + "".join(
+    secrets.choice(string.ascii_uppercase + string.digits) for _ in range(16)
+)
+_ADMIN_SECRET: Final = secrets.token_urlsafe(30)
+_LAMBDA_SERVICE: Final = "lambda.amazonaws.com"
+# moto answers anyone with any key: it listens on loopback only, whatever --host says.
+MOTO_HOST: Final = "127.0.0.1"
 _FUNCTION_SESSION_SECONDS: Final = 3600
 _WEB_DIR: Final = Path(__file__).resolve().parents[2] / "web" / "dist"
+
+
+class RemoteNotAllowed(Exception):
+    """A non-loopback ``--host`` without ``--allow-remote``."""
+
+
+REMOTE_WARNING: Final = (
+    "local mode trusts everyone who can reach it: anyone who can connect to {host} can "
+    "sign up, read the state file's demo passwords if they see this screen, call the API "
+    "and the emulator's admin endpoints with the secret, and use every account on this stack. "
+    "moto (AWS APIs, which accept any credentials) stays on 127.0.0.1. Use this on a network "
+    "you trust, never on the internet."
+)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost: assume it is reachable
+        return False
+
+
+def check_exposure(host: str, *, allow_remote: bool) -> str | None:
+    """None for a loopback ``host``; the warning to show for an allowed remote one.
+
+    Raises :class:`RemoteNotAllowed` for a non-loopback ``host`` (``0.0.0.0``,
+    a LAN address, a name) unless ``allow_remote`` is set: the local stack
+    has no real authentication boundary beyond what this machine grants.
+    """
+    if _is_loopback(host):
+        return None
+    if not allow_remote:
+        raise RemoteNotAllowed(
+            f"--host {host} would expose the local stack beyond this machine; local mode "
+            "trusts everyone who can reach it. Add --allow-remote if that is what you want."
+        )
+    return REMOTE_WARNING.format(host=host)
 
 
 class PortInUse(Exception):
@@ -93,7 +147,8 @@ def _check_free(host: str, ports: tuple[int, ...]) -> None:
         if port == 0:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if os.name == "posix":  # on Windows SO_REUSEADDR would take a live port
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((host, port))
             except OSError as exc:
@@ -108,7 +163,7 @@ def _check_free(host: str, ports: tuple[int, ...]) -> None:
 
 def _moto_admin(region: str) -> boto3.session.Session:
     return boto3.session.Session(
-        region_name=region, aws_access_key_id=_MOTO_KEY, aws_secret_access_key=_MOTO_KEY
+        region_name=region, aws_access_key_id=_ADMIN_KEY_ID, aws_secret_access_key=_ADMIN_SECRET
     )
 
 
@@ -152,7 +207,8 @@ class LocalStack:
     async def start(self) -> LocalState:
         cfg = self.config
         api_port, moto_port, ws_port, wss_port = cfg.ports()
-        _check_free(cfg.host, (api_port, moto_port, ws_port, wss_port))
+        _check_free(cfg.host, (api_port, ws_port, wss_port))
+        _check_free(MOTO_HOST, (moto_port,))
         saved: LocalResources | None = None
         if cfg.data_dir is not None:
             self._data = DataDir.open(cfg.data_dir, fresh=cfg.fresh)
@@ -164,11 +220,15 @@ class LocalStack:
         # would print a line a second.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
+        from iotnotify_emulator.moto_credentials import install_sts_recorder
+
+        # Before the first AssumeRole: the emulator honours only recorded sessions.
+        install_sts_recorder()
         if moto_port == 0:
-            moto_port = _free_port(cfg.host)
-        self._moto = ThreadedMotoServer(ip_address=cfg.host, port=moto_port, verbose=False)
+            moto_port = _free_port(MOTO_HOST)
+        self._moto = ThreadedMotoServer(ip_address=MOTO_HOST, port=moto_port, verbose=False)
         self._moto.start()
-        moto_url = f"http://{cfg.host}:{moto_port}"
+        moto_url = f"http://{MOTO_HOST}:{moto_port}"
 
         admin = _moto_admin(cfg.region)
         # Provisioning talks to moto through the same endpoint setting the handlers use.
@@ -180,9 +240,7 @@ class LocalStack:
                 account=resources.account, region=cfg.region, pool_id=resources.user_pool_id
             )
         else:
-            # A data directory from before games and presence: add what is missing.
-            presence_dlq_url = ensure_game_and_presence_tables(admin, saved.names)
-            resources = dataclasses.replace(saved, presence_dlq_url=presence_dlq_url)
+            resources = saved
             # The pool kept the key an earlier run made; publish it again.
             publish_signing_key(
                 account=resources.account, region=cfg.region, pool_id=resources.user_pool_id
@@ -192,7 +250,11 @@ class LocalStack:
         from iotnotify_emulator.moto_credentials import MotoCredentialStore
         from iotnotify_emulator.server import EmulatorConfig, EmulatorThread
 
-        store = MotoCredentialStore(accounts=[resources.account])
+        store = MotoCredentialStore(
+            accounts=[resources.account],
+            services={_ADMIN_KEY_ID: (_ADMIN_SECRET, _LAMBDA_SERVICE)},
+            region=cfg.region,
+        )
         self._emulator = EmulatorThread(
             EmulatorConfig(
                 host=cfg.host,
@@ -292,6 +354,8 @@ class LocalStack:
         )
         self._runner = build_runner(api)
         await self._runner.setup()
+        # asyncio sets SO_REUSEADDR on POSIX by default (restart over TIME_WAIT)
+        # and not on Windows, where it would let a second server take the port.
         await web.TCPSite(self._runner, cfg.host, api_url_port).start()
 
         # The event source mapping is AWS's side of Lambda, not the function's role.
@@ -418,6 +482,8 @@ class LocalStack:
             try:
                 # Everything above has stopped: nothing changes moto's state any more.
                 self.save()
+            except DataDirError as exc:
+                console.print(f"[red]error:[/red] the data directory was not saved: {exc}")
             finally:
                 self._data.close()
         self._env_stack.close()
@@ -456,9 +522,10 @@ async def _serve(config: StackConfig, state_file: Path) -> int:
     try:
         with console.status("starting moto, the IoT emulator and the API..."):
             state = await stack.start()
-        from iotnotify_emulator.runtime import tune_gc_for_serving
+        from iotnotify_emulator.runtime import shorten_switch_interval, tune_gc_for_serving
 
         tune_gc_for_serving()
+        shorten_switch_interval()  # the emulator's thread shares this GIL
         stack.save()
         stack.start_autosave()
         state.write(state_file)
@@ -487,8 +554,12 @@ def run_local(
     tls: bool = False,
     data_dir: Path | None = None,
     fresh: bool = False,
+    allow_remote: bool = False,
 ) -> int:
     """Entry point of ``iotnotify local``; returns the process exit status.
+
+    A non-loopback ``host`` needs ``allow_remote`` (exit status 2 otherwise)
+    and prints a warning; moto is bound to loopback in every case.
 
     ``data_dir`` (default ``.iotnotify/data``) keeps users, inbox, rooms,
     ids, the API key and the CA across restarts; ``fresh`` empties it first.
@@ -505,6 +576,13 @@ def run_local(
         fresh=fresh,
     )
     path = (state_file or DEFAULT_STATE_FILE).resolve()
+    try:
+        warning = check_exposure(host, allow_remote=allow_remote)
+    except RemoteNotAllowed as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    if warning is not None:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
     try:
         return asyncio.run(_serve(config, path))
     except (PortInUse, DataDirError) as exc:

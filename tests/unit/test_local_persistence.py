@@ -12,7 +12,7 @@ import pytest
 from moto import mock_aws
 from moto.core.base_backend import BackendDict
 
-from iotnotify_local.persistence import DataDir, DataDirError
+from iotnotify_local.persistence import PERSISTED_SERVICES, DataDir, DataDirError
 from iotnotify_local.provision import LocalResources, provision
 
 WHERE = {"app": "iotnotify", "stage": "local", "region": "us-east-1"}
@@ -132,3 +132,13 @@ def test_one_directory_one_stack(tmp_path: Path) -> None:
     finally:
         first.close()
     DataDir.open(tmp_path).close()  # free again once the first has closed
+
+
+def test_every_service_provisioning_uses_is_kept(session: boto3.session.Session) -> None:
+    # Given a freshly provisioned stack (only the services it touched hold state)
+    BackendDict.reset()
+    provision(session, app="iotnotify", stage="local")
+    used = {backends.service_name for backends in BackendDict._instances if len(backends)}
+    # Then the data directory keeps every one of them
+    assert used
+    assert used <= set(PERSISTED_SERVICES)

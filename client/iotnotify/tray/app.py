@@ -20,10 +20,11 @@ from iotnotify.contract import Notification
 from iotnotify.errors import AuthError, IotNotifyError
 from iotnotify.subscriber import ConnectionState, StateChange, Subscriber, device_suffix
 from iotnotify.tray.icon import draw_icon
-from iotnotify.tray.keyring_store import RefreshTokenStore
+from iotnotify.tray.keyring_store import RefreshTokenStore, TokenStore
 from iotnotify.tray.notifier import DesktopNotifierBackend, Notifier
 from iotnotify.tray.settings import TraySettings
 from iotnotify.tray.state import TrayState
+from iotnotify.tray.toolkit import ToolkitCaller, caller_for, tray_host_present
 
 __all__ = ["TrayApp"]
 
@@ -40,7 +41,7 @@ class TrayApp:
         settings_path: Path | None = None,
         password: str | None = None,
         notifier: Notifier | None = None,
-        token_store: RefreshTokenStore | None = None,
+        token_store: TokenStore | None = None,
         state: TrayState | None = None,
         subscriber_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -53,7 +54,7 @@ class TrayApp:
         self._settings_path = settings_path
         self._password = password
         self.notifier: Notifier = notifier or DesktopNotifierBackend()
-        self._token_store = token_store or RefreshTokenStore(api_url=settings.api_url)
+        self._token_store: TokenStore = token_store or RefreshTokenStore(api_url=settings.api_url)
         self.state = state or TrayState()
         self._subscriber_options = dict(subscriber_options or {})
         self.subscriber: Subscriber | None = None
@@ -65,6 +66,9 @@ class TrayApp:
         self._lock = threading.Lock()
         self._quitting = False
         self._loop_thread: threading.Thread | None = None
+        self._ui: ToolkitCaller | None = None
+        self._redraw_queued = False
+        self._drawn = threading.Condition()
         self._loop_done = threading.Event()
         self.state.subscribe(self._redraw)
 
@@ -213,24 +217,48 @@ class TrayApp:
 
     # --- toolkit -------------------------------------------------------------------
 
-    def _image(self) -> Any:
-        self.rendered_unread = self.state.unread
+    def _image(self, unread: int | None = None) -> Any:
         return draw_icon(
-            unread=self.state.unread, online=self.state.online, paused=self.state.paused
+            unread=self.state.unread if unread is None else unread,
+            online=self.state.online,
+            paused=self.state.paused,
         )
 
     def _redraw(self) -> None:
+        """Called from any thread (the subscriber's, a menu click): post to the toolkit's."""
+        icon, ui = self.icon, self._ui
+        # After quit() the toolkit's window may be gone.
+        if icon is None or ui is None or self._quitting:
+            return
+        with self._lock:
+            if self._redraw_queued:
+                return  # one redraw draws the latest state
+            self._redraw_queued = True
+        ui.post(self._apply_redraw)
+
+    def _apply_redraw(self) -> None:
+        """On pystray's thread only (see iotnotify.tray.toolkit)."""
+        with self._lock:
+            self._redraw_queued = False
         icon = self.icon
-        # After quit() the toolkit's window may be gone, and a redraw marshalled
-        # to it would wait forever.
         if icon is None or self._quitting:
             return
-        icon.icon = self._image()
+        unread = self.state.unread
+        icon.icon = self._image(unread)
         icon.title = self.state.title()
         try:
             icon.update_menu()
         except Exception:  # some backends have no menu to update
             log.debug("menu update failed", exc_info=True)
+        with self._drawn:
+            # Only now is the whole redraw (image, title, menu) on screen.
+            self.rendered_unread = unread
+            self._drawn.notify_all()
+
+    def wait_rendered(self, unread: int, timeout: float = 10.0) -> bool:
+        """Block until the icon shows ``unread`` (tests, and anyone scripting the tray)."""
+        with self._drawn:
+            return self._drawn.wait_for(lambda: self.rendered_unread == unread, timeout)
 
     @staticmethod
     def _off_toolkit(action: Callable[[], None]) -> None:
@@ -266,6 +294,16 @@ class TrayApp:
         import pystray
 
         self.icon = pystray.Icon("iotnotify", self._image(), self.state.title(), self._menu())
+        self._ui = caller_for(self.icon)
+        if tray_host_present(self.icon) is False:
+            # pystray would log a traceback on every update; say it once.
+            _quiet_pystray_docking()
+            log.warning(
+                "no system tray is running (nothing owns the X11 tray selection "
+                "_NET_SYSTEM_TRAY_S0), so the icon cannot be shown; OS notifications "
+                "still work. Enable a tray (GNOME: the AppIndicator extension) and "
+                "restart `iotnotify tray`."
+            )
 
         def setup(icon: Any) -> None:
             icon.visible = True
@@ -279,10 +317,22 @@ class TrayApp:
                 self.ready.set()
 
         self._loop_thread = threading.current_thread()
+        self._ui.thread = self._loop_thread
         try:
             self.icon.run(setup=setup)
         finally:
+            self._ui.close()
             self._loop_done.set()
             self.ready.set()  # never leave a waiter hanging when the toolkit failed
             self._stop_subscriber()
             self.notifier.close()
+
+
+class _DropDockingErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Failed to dock icon" not in record.getMessage()
+
+
+def _quiet_pystray_docking() -> None:
+    for name in ("pystray", "pystray._xorg", "pystray._base"):
+        logging.getLogger(name).addFilter(_DropDockingErrors())

@@ -8,10 +8,12 @@ take the tray down with it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # pragma: no cover
+    import asyncio
 
 __all__ = ["DesktopNotifierBackend", "Notifier"]
 
@@ -34,8 +36,13 @@ class DesktopNotifierBackend:
         self._thread: threading.Thread | None = None
         self._notifier: Any = None
         self._lock = threading.Lock()
+        self._failed_once = False
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        # asyncio and desktop-notifier load with the first pop-up, not at
+        # start: an idle tray that has shown nothing does not carry them.
+        import asyncio
+
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
@@ -54,12 +61,30 @@ class DesktopNotifierBackend:
         await self._notifier.send(title=title, message=body)
 
     def notify(self, title: str, body: str) -> None:
+        import asyncio
+
         loop = self._ensure_loop()
         future = asyncio.run_coroutine_threadsafe(self._send(title, body), loop)
 
         def report(done: Any) -> None:
-            if done.exception() is not None:
-                log.warning("could not show a desktop notification: %s", done.exception())
+            error = done.exception()
+            if error is None:
+                return
+            # Without a notification service every pop-up fails the same way:
+            # say so once, in words a user can act on, not once per message.
+            with self._lock:
+                first, self._failed_once = not self._failed_once, True
+            if first:
+                log.warning(
+                    "no desktop notification service answered (%s: %s); pop-ups are off, "
+                    "the tray icon and its list still work. On Linux a notification "
+                    "daemon must own org.freedesktop.Notifications on the session D-Bus "
+                    "(every desktop has one; a bare X session needs e.g. dunst).",
+                    type(error).__name__,
+                    error,
+                )
+            else:
+                log.debug("desktop notification failed again: %r", error)
 
         future.add_done_callback(report)
 

@@ -200,3 +200,92 @@ async def test_publishes_over_the_rate_limit_are_throttled_not_disconnected() ->
         assert 5 <= received < 20
         assert emulator.stats()["throttled"] == 20 - received
         await world.aclose()
+
+
+async def _published(world: Harness, count_per_publisher: int, payload: bytes, qos: int) -> None:
+    """Three publishers (each within its own inbound 100/s) send to "o/t", then
+    each is answered a PINGREQ: every delivery has been routed by then."""
+    credential = world.store.issue([ALLOW_ALL])
+    publishers = [await world.connect(credential, f"pub.{i}") for i in range(3)]
+
+    async def run(client: RawMqttClient, index: int) -> None:
+        for n in range(count_per_publisher):
+            await client.publish("o/t", payload or f"{index}.{n}".encode(), qos=qos)
+        await client.ping()
+        while not isinstance(await client.receive(), Pingresp):
+            pass
+
+    await asyncio.gather(*(run(client, i) for i, client in enumerate(publishers)))
+    for client in publishers:
+        await client.disconnect()
+
+
+async def _drain(client: RawMqttClient) -> list[bytes]:
+    await client.ping()
+    payloads = []
+    while not isinstance(packet := await client.receive(), Pingresp):
+        payloads.append(packet.payload)  # type: ignore[union-attr]
+    return payloads
+
+
+async def test_outbound_messages_over_100_per_second_are_throttled(world: Harness) -> None:
+    # Given a QoS 0 subscriber and 210 messages for it within a fraction of a second
+    subscriber = await world.connect(world.store.issue([ALLOW_ALL]), "sub")
+    await subscriber.subscribe("o/t")
+    await _published(world, 70, b"", qos=0)
+    # Then about one second's worth reaches it (AWS quota: 100 publishes/s out)
+    received = await _drain(subscriber)
+    stats = world.emulator.stats()
+    assert 100 <= len(received) < 210
+    assert stats["throttled_outbound"] == 210 - len(received)
+    await subscriber.disconnect()
+
+
+async def test_outbound_bytes_over_512_kib_per_second_are_throttled(world: Harness) -> None:
+    subscriber = await world.connect(world.store.issue([ALLOW_ALL]), "sub")
+    await subscriber.subscribe("o/t")
+    # 3 x 4 messages of 100 KB: 1.2 MB at once, over 512 KiB/s
+    await _published(world, 4, b"x" * 100_000, qos=0)
+    received = await _drain(subscriber)
+    assert 5 <= len(received) < 12
+    assert world.emulator.stats()["throttled_outbound"] == 12 - len(received)
+    await subscriber.disconnect()
+
+
+async def test_qos1_deliveries_over_the_outbound_rate_wait_instead_of_being_lost(
+    world: Harness,
+) -> None:
+    subscriber = await world.connect(world.store.issue([ALLOW_ALL]), "sub")
+    await subscriber.subscribe(("o/t", 1))
+    await _published(world, 60, b"", qos=1)
+    # All 180 arrive (acknowledged as they come), each publisher's in order
+    received = [(await subscriber.next_publish(within=10)).payload.decode() for _ in range(180)]
+    for index in range(3):
+        mine = [int(p.split(".")[1]) for p in received if p.startswith(f"{index}.")]
+        assert mine == list(range(60))
+    assert world.emulator.stats()["throttled_outbound"] == 0
+    await subscriber.disconnect()
+
+
+async def test_more_than_one_connect_per_second_per_client_id_is_throttled() -> None:
+    store = InMemoryCredentialStore()
+    config = EmulatorConfig(wss_port=None, connect_rate_per_client_id=1.0)
+    async with start_emulator(config, credentials=store) as emulator:
+        world = Harness(emulator=emulator, store=store)
+        credential = store.issue([ALLOW_ALL])
+        first = await world.connect(credential, "device")
+        # When the same client id connects again within the second
+        again = await RawMqttClient.open(world.url(credential))
+        await again.send(Connect(client_id="device"))
+        # Then that CONNECT is refused without a CONNACK, and the first stays connected
+        assert await again.wait_closed() == []
+        await first.ping()
+        assert isinstance(await first.receive(), Pingresp)
+        stats = emulator.stats()
+        assert stats["connects_throttled"] == 1
+        assert stats["connections_current"] == 1
+        # While another client id is not affected
+        other = await world.connect(credential, "other")
+        await other.disconnect()
+        await first.disconnect()
+        await world.aclose()

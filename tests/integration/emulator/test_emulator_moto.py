@@ -72,7 +72,7 @@ def _signing_credential(raw: dict[str, Any]) -> Credential:
 
 async def test_moto_role_session_is_narrowed_by_its_session_policy(moto: Moto) -> None:
     suffix = uuid.uuid4().hex[:8]
-    iam, sts = moto.client("iam"), moto.client("sts")
+    iam = moto.client("iam")
     # Given the subscriber role with the ceiling policy, as the CDK stack builds it
     role = iam.create_role(
         RoleName=f"subscriber-{suffix}",
@@ -96,6 +96,30 @@ async def test_moto_role_session_is_narrowed_by_its_session_policy(moto: Moto) -
             subscriber_ceiling_policy(SCHEME, region=REGION, account=ACCOUNT)
         ),
     )
+    # And the token-vending identity: an IAM user whose policy allows
+    # sts:AssumeRole on it (the trust policy delegates to the account)
+    store = MotoCredentialStore()  # records AssumeRole callers from here on
+    vendor = iam.create_user(UserName=f"vendor-{suffix}")["User"]["UserName"]
+    iam.put_user_policy(
+        UserName=vendor,
+        PolicyName="assume",
+        PolicyDocument=compact_json(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": role["Arn"]}
+                ],
+            }
+        ),
+    )
+    vendor_key = iam.create_access_key(UserName=vendor)["AccessKey"]
+    sts = boto3.client(
+        "sts",
+        region_name=REGION,
+        endpoint_url=moto.url,
+        aws_access_key_id=vendor_key["AccessKeyId"],
+        aws_secret_access_key=vendor_key["SecretAccessKey"],
+    )
     # And alice's session from AssumeRole with her session policy
     session = sts.assume_role(
         RoleArn=role["Arn"],
@@ -115,7 +139,7 @@ async def test_moto_role_session_is_narrowed_by_its_session_policy(moto: Moto) -
     key = iam.create_access_key(UserName=user["UserName"])["AccessKey"]
 
     config = EmulatorConfig(region=REGION, account_id=ACCOUNT, wss_port=None)
-    async with start_emulator(config, credentials=MotoCredentialStore()) as emulator:
+    async with start_emulator(config, credentials=store) as emulator:
         alice = _signing_credential(session)
         url = presign_url(emulator.ws_url, alice, region=REGION)
         # Then alice cannot connect as bob
@@ -170,3 +194,112 @@ def test_moto_store_reads_group_policies_and_inactive_keys(moto: Moto) -> None:
     assert [p.name for p in credential.identity_policies] == [f"group/g-{suffix}/inline/pub"]
     iam.update_access_key(UserName=f"u-{suffix}", AccessKeyId=key["AccessKeyId"], Status="Inactive")
     assert MotoCredentialStore().lookup(key["AccessKeyId"]) is None
+
+
+def _role_trusting(iam: Any, principal: dict[str, Any], suffix: str) -> str:
+    return str(
+        iam.create_role(
+            RoleName=f"r-{suffix}",
+            AssumeRolePolicyDocument=compact_json(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}
+                    ],
+                }
+            ),
+        )["Role"]["Arn"]
+    )
+
+
+def _sts_as(moto: Moto, key: str, secret: str) -> Any:
+    return boto3.client(
+        "sts",
+        region_name=REGION,
+        endpoint_url=moto.url,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+    )
+
+
+def test_moto_sessions_honour_the_roles_trust_policy(moto: Moto) -> None:
+    iam = moto.client("iam")
+    suffix = uuid.uuid4().hex[:8]
+    store = MotoCredentialStore()
+    account_role = _role_trusting(iam, {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, suffix)
+    # Given a user allowed to assume the role, one who is not, and made-up keys
+    allowed, denied = f"ok-{suffix}", f"no-{suffix}"
+    for name in (allowed, denied):
+        iam.create_user(UserName=name)
+    iam.put_user_policy(
+        UserName=allowed,
+        PolicyName="assume",
+        PolicyDocument=compact_json(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}],
+            }
+        ),
+    )
+    keys = {n: iam.create_access_key(UserName=n)["AccessKey"] for n in (allowed, denied)}
+    callers = {
+        allowed: (keys[allowed]["AccessKeyId"], keys[allowed]["SecretAccessKey"]),
+        denied: (keys[denied]["AccessKeyId"], keys[denied]["SecretAccessKey"]),
+        "made-up": ("AKIAMADEUP0000000000", "made-up"),
+        # a real key id with a wrong secret: the signature does not verify
+        "forged": (keys[allowed]["AccessKeyId"], "not-the-secret"),
+    }
+    honoured = {}
+    for who, (key, secret) in callers.items():
+        # When each assumes the role in moto (moto answers everyone)
+        session = _sts_as(moto, key, secret).assume_role(
+            RoleArn=account_role, RoleSessionName="s1"
+        )["Credentials"]
+        honoured[who] = store.lookup(session["AccessKeyId"]) is not None
+    # Then the emulator honours only the session the trust policy allows
+    assert honoured == {allowed: True, denied: False, "made-up": False, "forged": False}
+    # And a role that names one role's sessions trusts only them (role chaining)
+    chained = _role_trusting(iam, {"AWS": account_role}, f"c-{suffix}")
+    first = _sts_as(moto, *callers[allowed]).assume_role(RoleArn=account_role, RoleSessionName="a1")
+    creds = first["Credentials"]
+    via_role = boto3.client(
+        "sts",
+        region_name=REGION,
+        endpoint_url=moto.url,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    ).assume_role(RoleArn=chained, RoleSessionName="b1")["Credentials"]
+    assert store.lookup(via_role["AccessKeyId"]) is not None
+    direct = _sts_as(moto, *callers[allowed]).assume_role(RoleArn=chained, RoleSessionName="c1")
+    assert store.lookup(direct["Credentials"]["AccessKeyId"]) is None
+
+
+def test_expired_moto_sessions_are_pruned_here_and_in_moto(moto: Moto) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from moto.backends import get_backend
+
+    iam = moto.client("iam")
+    suffix = uuid.uuid4().hex[:8]
+    store = MotoCredentialStore()
+    role = _role_trusting(iam, {"AWS": "*"}, suffix)
+    iam.create_user(UserName=f"u-{suffix}")
+    key = iam.create_access_key(UserName=f"u-{suffix}")["AccessKey"]
+    sts = _sts_as(moto, key["AccessKeyId"], key["SecretAccessKey"])
+    # Given 30 token-vending sessions
+    sessions = [
+        sts.assume_role(RoleArn=role, RoleSessionName=f"s{i}", DurationSeconds=900)["Credentials"][
+            "AccessKeyId"
+        ]
+        for i in range(30)
+    ]
+    moto_sessions = get_backend("sts")[ACCOUNT]["aws"].assumed_roles
+    assert {s.access_key_id for s in moto_sessions} >= set(sessions)
+    assert store.lookup(sessions[0]) is not None
+    # When they have expired and the store prunes
+    pruned = store.prune(now=datetime.now(UTC) + timedelta(seconds=901))
+    # Then they are gone from the index and from moto's own list
+    assert pruned >= 30
+    assert not {s.access_key_id for s in moto_sessions} & set(sessions)
+    assert store.lookup(sessions[0]) is None

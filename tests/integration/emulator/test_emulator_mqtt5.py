@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 
 import pytest
 
@@ -491,3 +492,99 @@ async def test_disconnect_can_end_the_session(world: Harness) -> None:
     connack = await client.receive()
     assert isinstance(connack, Connack)
     assert connack.session_present is False
+
+
+async def test_message_expiry_counts_while_a_persistent_session_is_away(world: Harness) -> None:
+    credential = world.store.issue([ALLOW_ALL])
+    # Given a v5 subscriber with a kept session, gone away
+    first = await world.connect(
+        credential, "away", properties=Properties(session_expiry_interval=600), **V5
+    )
+    await first.subscribe(("inbox/1", 1))
+    await first.disconnect()
+    # When two QoS 1 messages are stored for it, one expiring after 1 s
+    iot = world.iot_data(world.store.issue([ALLOW_ALL], with_token=False))
+    for payload, expiry in ((b"short", 1), (b"long", 600)):
+        await asyncio.to_thread(
+            iot.publish, topic="inbox/1", qos=1, payload=payload, messageExpiry=expiry
+        )
+    await asyncio.sleep(2.1)  # the passage of time is what is tested
+    again = await _reconnect(world, "away", clean_start=False)
+    # Then only the long-lived one arrives, with the time it waited taken off
+    message = await again.next_publish()
+    assert message.payload == b"long"
+    assert message.properties is not None
+    assert message.properties.message_expiry_interval == 598
+    await _still_connected(again)
+    assert world.emulator.stats()["expired"] == 1
+
+
+async def test_delete_connection_sends_administrative_action(world: Harness) -> None:
+    credential = world.store.issue([ALLOW_ALL])
+    device = await world.connect(credential, "device", **V5)
+    admin = world.iot_data(credential)
+    await asyncio.to_thread(admin.delete_connection, clientId="device")
+    assert await device.wait_closed() == [Disconnect(ReasonCode.ADMINISTRATIVE_ACTION)]
+
+
+async def test_shared_subscription_in_v5_keeps_retain_as_published(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "me", **V5)
+    suback = await client.subscribe(("$share/g/s/#", 0), options=(RETAIN_AS_PUBLISHED,))
+    assert suback.return_codes == (0,)
+    await client.publish("s/1", b"kept", retain=True)
+    message = await client.next_publish()
+    assert (message.topic, message.retain) == ("s/1", True)
+
+
+async def test_no_local_on_a_shared_subscription_is_a_protocol_error(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "me", **V5)
+    await client.send(Subscribe(1, (("$share/g/s/#", 0),), (NO_LOCAL,)))
+    assert await client.wait_closed() == [Disconnect(ReasonCode.PROTOCOL_ERROR)]
+
+
+async def test_invalid_will_topic_gets_connack_topic_name_invalid(world: Harness) -> None:
+    with pytest.raises(ConnectionRefused) as refused:
+        await world.connect(world.store.issue([ALLOW_ALL]), "c", will=Will("a/+", b"x"), **V5)
+    assert refused.value.return_code == ReasonCode.TOPIC_NAME_INVALID
+
+
+async def test_get_retained_message_returns_user_properties_and_honours_expiry(
+    world: Harness,
+) -> None:
+    iot = world.iot_data(world.store.issue([ALLOW_ALL], with_token=False))
+    # Given two retained messages with user properties, one expiring after 1 s
+    for topic, expiry in (("cfg/long", 600), ("cfg/short", 1)):
+        await asyncio.to_thread(
+            iot.publish,
+            topic=topic,
+            retain=True,
+            payload=b"{}",
+            messageExpiry=expiry,
+            userProperties=[{"schema": "v2"}],
+        )
+    got = await asyncio.to_thread(iot.get_retained_message, topic="cfg/long")
+    # Then GetRetainedMessage returns the user properties (a JSON array, as Publish takes them)
+    assert json.loads(got["userProperties"]) == [{"schema": "v2"}]
+    # And once the short one has expired it is gone from Get and List
+    await asyncio.sleep(2.1)  # the passage of time is what is tested
+    listed = await asyncio.to_thread(iot.list_retained_messages)
+    assert [t["topic"] for t in listed["retainedTopics"]] == ["cfg/long"]
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        await asyncio.to_thread(iot.get_retained_message, topic="cfg/short")
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        ("a/+/b", b"x", ReasonCode.TOPIC_NAME_INVALID),  # wildcard in a topic name
+        ("/".join("t" * 9), b"x", ReasonCode.TOPIC_NAME_INVALID),  # over AWS's 7 slashes
+        ("a/b", b"x" * (128 * 1024 + 1), ReasonCode.PACKET_TOO_LARGE),  # over 128 KB
+    ],
+    ids=["wildcard", "too-deep", "payload-over-128kb"],
+)
+async def test_invalid_publish_gets_disconnect_with_its_reason(
+    world: Harness, topic: str, payload: bytes, reason: ReasonCode
+) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c", **V5)
+    await client.publish(topic, payload)
+    assert await client.wait_closed() == [Disconnect(reason)]

@@ -54,3 +54,33 @@ def test_sixty_notifications_of_120_kb_come_in_pages_under_lambdas_limit(
     assert len(pages[0]) < 60
     assert len(pages) > 1
     assert [note_id for page_ids in pages for note_id in page_ids] == sent
+
+
+def test_pages_of_notifications_that_grow_most_when_escaped_stay_under_the_limit(
+    local_stack: LocalProcess,
+) -> None:
+    # Given 20 notifications of 30,000 emoji each: 120 KB stored, but about 420 KB
+    # each in the Lambda response (\\ud83d\\ude00 per emoji), 8.4 MB in all
+    state = local_stack.state
+    password = "Erin-1-secret!"
+    sub = sign_up(state, "erin@example.com", password)
+    publisher, _ = publisher_for_local(local_stack.state_file)
+    with publisher:
+        sent = [
+            publisher.notify(sub, title=f"e{i}", body="\U0001f600" * 30_000).id for i in range(20)
+        ]
+    token = sign_in(state, {"username": "erin@example.com", "password": password})
+
+    # When the client reads them, 100 at a time
+    got: list[str] = []
+    query = "limit=100"
+    while True:
+        status, raw = get_page(state, token, query)
+        # Then no page breaks Lambda's limit (the local API would answer 502)
+        assert status == 200
+        page = json.loads(raw)
+        got += [note["id"] for note in page["notifications"]]
+        if page["next"] is None:
+            break
+        query = f"limit=100&since={page['next']}"
+    assert got == sent

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import socket
 import subprocess
 import time
 import urllib.error
@@ -22,8 +23,12 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from iotnotify_emulator.credentials import Credential
+from iotnotify_emulator.testing import presign_url
+from iotnotify_local.stack import MOTO_HOST, RemoteNotAllowed, check_exposure
 from tests.integration.local.clients import api, sign_in
-from tests.local_process import LocalProcess
+from tests.integration.local.conftest import start_stack
+from tests.local_process import IOTNOTIFY, LocalProcess
 
 
 def bundled_moto_key() -> jwt.PyJWK:
@@ -348,3 +353,137 @@ def test_readme_curl_line_sends_a_notification(local_stack: LocalProcess, tmp_pa
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
     assert answer["results"] == [{"userId": local_stack.state["users"][0]["sub"], "ok": True}]
+
+
+def websocket_status(url: str) -> int:
+    """The HTTP status of a WebSocket upgrade to a presigned URL (101 = accepted)."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    try:
+        connection.request(
+            "GET",
+            f"{parts.path}?{parts.query}",
+            headers={
+                "Connection": "Upgrade",
+                "Upgrade": "websocket",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                "Sec-WebSocket-Protocol": "mqtt",
+            },
+        )
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_role_sessions_need_the_roles_trust_policy(local_stack: LocalProcess) -> None:
+    state = local_stack.state
+    moto_iam = boto3.client(
+        "iam",
+        region_name=state["region"],
+        endpoint_url=state["awsEndpointUrl"],
+        aws_access_key_id="AKIAMADEUPMADEUP0000",
+        aws_secret_access_key="made-up",
+    )
+    role_arn = moto_iam.get_role(RoleName=f"{state['app']}-{state['stage']}-subscriber")["Role"][
+        "Arn"
+    ]
+    ws_base = state["iotWsUrl"]
+    # Given an outsider on loopback with made-up keys, and the publisher identity
+    # (a real IAM user the subscriber role does not trust)
+    callers = {
+        "made-up keys": ("AKIAMADEUPMADEUP0000", "made-up"),
+        "publisher": (state["publisher"]["accessKeyId"], state["publisher"]["secretAccessKey"]),
+    }
+    for who, (key, secret) in callers.items():
+        sts = boto3.client(
+            "sts",
+            region_name=state["region"],
+            endpoint_url=state["awsEndpointUrl"],
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+        )
+        # When they assume the subscriber role directly in moto (moto says yes,
+        # with no session policy: the whole ceiling)
+        creds = sts.assume_role(RoleArn=role_arn, RoleSessionName=f"mallory-{who[:4]}")[
+            "Credentials"
+        ]
+        stolen = Credential(
+            access_key_id=creds["AccessKeyId"],
+            secret_access_key=creds["SecretAccessKey"],
+            session_token=creds["SessionToken"],
+            principal_id="",
+            identity_policies=(),
+        )
+        url = presign_url(ws_base, stolen, region=state["region"])
+        # Then the emulator refuses the session before the WebSocket upgrade
+        assert websocket_status(url) == 403, who
+    # while a session the token-vending function assumed still connects
+    token = api(state, "GET", "/token", token=sign_in(state, local_stack.user("alice")))[1]
+    assert websocket_status(token["url"]) == 101
+
+
+def test_non_loopback_host_needs_allow_remote(tmp_path: Path) -> None:
+    # When a newcomer asks for every interface without saying they mean it
+    done = subprocess.run(
+        [
+            IOTNOTIFY,
+            "local",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--state-file",
+            str(tmp_path / "s.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # Then nothing starts, and the error says why and what to add
+    assert done.returncode == 2, done.stderr
+    assert "--allow-remote" in done.stderr
+    assert "trusts everyone" in done.stderr
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_exposure_check_and_warning() -> None:
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        assert check_exposure(host, allow_remote=False) is None
+    for host in ("0.0.0.0", "192.168.1.20", "::", "myhost.example"):
+        with pytest.raises(RemoteNotAllowed):
+            check_exposure(host, allow_remote=False)
+        warning = check_exposure(host, allow_remote=True)
+        assert warning is not None
+        assert "trusts everyone" in warning
+        assert "127.0.0.1" in warning
+
+
+def test_moto_listens_on_loopback_whatever_host_says(tmp_path: Path) -> None:
+    # Given the stack asked to listen on another address (here 127.0.0.2,
+    # so the test stays on loopback)
+    stack = start_stack(tmp_path / "state.json", "--port", "0", "--host", "127.0.0.2")
+    try:
+        state = stack.state
+        # Then the API and the emulator use it, but moto answers on 127.0.0.1 only
+        assert urllib.parse.urlsplit(state["apiUrl"]).hostname == "127.0.0.2"
+        assert urllib.parse.urlsplit(state["iotWsUrl"]).hostname == "127.0.0.2"
+        moto_url = urllib.parse.urlsplit(state["awsEndpointUrl"])
+        assert moto_url.hostname == MOTO_HOST == "127.0.0.1"
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.2", moto_url.port), timeout=5).close()
+        # and sign-in through it still works end to end
+        token = sign_in(state, stack.user("alice"))
+        assert api(state, "GET", "/token", token=token)[0] == 200
+    finally:
+        stack.stop()
+
+
+def test_non_ascii_authorization_gets_401(local_stack: LocalProcess) -> None:
+    for value in (b"\xff\xfe", b"Bearer \xed\xa0\x80", "Bearer é".encode()):
+        for path in ("/token", "/notifications"):
+            status, headers, body = raw_request(
+                local_stack.state, "GET", path, headers={"Authorization": value}
+            )
+            assert_json_error(status, headers, body, 401)

@@ -104,6 +104,7 @@ def test_commands_say_the_stack_is_not_running_after_a_crash(tmp_path: Path) -> 
     commands = [
         ["send", "--user", "alice", "--title", "hi", "body"],
         ["listen", "--user", "alice"],
+        ["tray", "--user", "alice"],
     ]
     for command in commands:
         result = subprocess.run(
@@ -230,3 +231,25 @@ def test_one_data_directory_serves_one_stack_at_a_time(tmp_path: Path) -> None:
     assert second.returncode == 2
     assert "in use" in second.stderr
     assert "Traceback" not in second.stderr + second.stdout
+
+
+def test_an_unusable_data_directory_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    result = subprocess.run(
+        [
+            IOTNOTIFY,
+            "local",
+            "--port",
+            "0",
+            "--state-file",
+            str(tmp_path / "s.json"),
+            "--data-dir",
+            str(tmp_path / "a-file" / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "data directory" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout

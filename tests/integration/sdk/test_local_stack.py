@@ -256,6 +256,47 @@ def test_tray_refuses_to_run_without_a_keyring(local_stack: RunningStack, tmp_pa
     assert result.exit_code == 1
     assert "keyring" in result.output
     assert not settings.exists() or "refresh" not in settings.read_text().lower()
+    # and the message names the choices (issue 12 item 7)
+    flat = " ".join(result.output.split())
+    assert "Secret Service" in flat
+    assert "--no-keyring" in flat
+    assert "Traceback" not in result.output
+
+
+def test_tray_no_keyring_signs_in_and_keeps_the_token_in_memory_only(
+    local_stack: RunningStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import keyring
+    from click.testing import CliRunner
+    from keyring.backends.fail import Keyring as NoKeyring
+
+    from iotnotify.cli_client import tray
+    from iotnotify.tray.app import TrayApp
+
+    ran: list[TrayApp] = []
+    monkeypatch.setattr(TrayApp, "run", lambda self: ran.append(self))  # no screen needed
+    previous = keyring.get_keyring()
+    keyring.set_keyring(NoKeyring())
+    try:
+        settings = tmp_path / "tray.json"
+        result = CliRunner().invoke(
+            tray,
+            [
+                "--state-file",
+                str(local_stack.state_file),
+                "--user",
+                "alice",
+                "--settings",
+                str(settings),
+                "--no-keyring",
+            ],
+        )
+    finally:
+        keyring.set_keyring(previous)
+    assert result.exit_code == 0, result.output
+    assert len(ran) == 1
+    assert ran[0].has_refresh_token()  # signed in, token held by this process
+    assert "refresh" not in settings.read_text().lower()
 
 
 def _send(local_stack: RunningStack, *args: str) -> subprocess.CompletedProcess[str]:

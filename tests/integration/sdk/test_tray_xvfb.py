@@ -8,6 +8,8 @@ draws its icon as it would on a desktop.
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
 import shutil
 import subprocess
@@ -82,6 +84,13 @@ def _thread_stacks() -> str:
         f"--- {names.get(ident, ident)}\n" + "".join(traceback.format_stack(frame))
         for ident, frame in sys._current_frames().items()
     )
+
+
+def _release_icon(app: Any) -> None:
+    """Let pystray's Icon close its X connection while Xvfb still runs (its __del__ does)."""
+    app.icon = None
+    app._ui = None
+    gc.collect()
 
 
 class RecordingNotifier:
@@ -160,17 +169,29 @@ def test_tray_shows_a_notification_and_updates_the_badge(
         assert notifier.called.wait(15)
         assert notifier.calls == [("2 new notifications", "Latest: missed 1")]
         assert tray_state.unread == 2
-        assert app.rendered_unread == 2
+        assert app.wait_rendered(2)
         before = app.icon.icon.tobytes()
         notifier.called.clear()
+        # Issue 12 item 7: record which thread calls pystray's icon setter.
+        setter_threads: list[threading.Thread] = []
+        update_icon = app.icon._update_icon
+
+        def recording_update_icon() -> None:
+            setter_threads.append(threading.current_thread())
+            update_icon()
+
+        app.icon._update_icon = recording_update_icon
         # When a notification is delivered live
         sent = pub.notify(alice_id, title="Your turn", body="Game 42")
         # Then the OS notifier is called and the badge count changes
         assert notifier.called.wait(15)
         assert notifier.calls[-1] == ("Your turn", "Game 42")
         assert tray_state.unread == 3
-        assert app.rendered_unread == 3
+        assert app.wait_rendered(3)
         assert app.icon.icon.tobytes() != before
+        # Every icon update ran on pystray's own thread, never the subscriber's.
+        assert setter_threads
+        assert {t.name for t in setter_threads} == {app.icon._thread.name}
         assert "3 unread" in app.icon.title
         # and the last id is remembered for the next start (no token in the file)
         saved: Any = TraySettings.load(settings_path)
@@ -184,7 +205,7 @@ def test_tray_shows_a_notification_and_updates_the_badge(
         recent = [str(item.text) for item in app.icon.menu.items[1].submenu.items]
         assert recent[0] == "\u2022 Your turn: Game 42"
         app.icon()
-        assert app.rendered_unread == 0
+        assert app.wait_rendered(0)
         assert tray_state.unread == 0
         # Pause from the menu: counted, no pop-up
         next(i for i in app.icon.menu.items if i.text == "Pause notifications")(app.icon)
@@ -206,3 +227,58 @@ def test_tray_shows_a_notification_and_updates_the_badge(
     assert not thread.is_alive(), _thread_stacks()
     assert not errors, errors
     assert notifier.closed
+    _release_icon(app)
+
+
+def test_without_a_tray_host_one_clear_message_and_no_traceback_per_update(
+    local_stack: RunningStack,
+    publisher: tuple[Publisher, str],
+    xvfb_display: str,
+    memory_keyring: MemoryKeyring,  # noqa: F811
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Issue 12 item 7. Given an X display with no system tray (no tray_manager)
+    from iotnotify.tray.app import TrayApp
+
+    state = local_stack.state
+    alice = local_stack.user("alice")
+    settings = TraySettings(
+        api_url=state.apiUrl,
+        user_pool_client_id=state.userPoolClientId,
+        region=state.region,
+        cognito_endpoint=state.awsEndpointUrl,
+        username=alice["username"],
+        last_id=new_notification_id(),
+    )
+    notifier = RecordingNotifier()
+    tray_state = TrayState()
+    app = TrayApp(
+        settings=settings,
+        settings_path=tmp_path / "tray.json",
+        password=alice["password"],
+        notifier=notifier,
+        state=tray_state,
+    )
+    caplog.set_level(logging.DEBUG)
+    thread = threading.Thread(target=app.run, name="tray-app")
+    thread.start()
+    try:
+        assert app.ready.wait(30)
+        # When notifications arrive (each one redraws the badge)
+        pub, alice_id = publisher
+        for index in range(3):
+            pub.notify(alice_id, title=f"n{index}")
+        assert app.wait_rendered(3, timeout=30)
+        assert notifier.calls  # pop-ups still work
+    finally:
+        app.quit()
+        thread.join(30)
+    assert not thread.is_alive(), _thread_stacks()
+    _release_icon(app)
+    # Then one clear warning, and no error or traceback per update
+    warnings = [r for r in caplog.records if "no system tray" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "_NET_SYSTEM_TRAY_S0" in warnings[0].getMessage()
+    noisy = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert noisy == [], [r.getMessage() for r in noisy]

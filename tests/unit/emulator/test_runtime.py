@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
+import pytest
 import uvloop
 
 from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore
-from iotnotify_emulator.runtime import event_loop_name, new_event_loop, run
+from iotnotify_emulator.runtime import (
+    event_loop_name,
+    new_event_loop,
+    run,
+    shorten_switch_interval,
+)
 from iotnotify_emulator.server import EmulatorThread
 
 
@@ -38,3 +45,13 @@ def test_the_emulator_thread_of_iotnotify_local_serves_on_uvloop() -> None:
         found = asyncio.run_coroutine_threadsafe(which(), emulator._loop).result(timeout=10)
         assert found is uvloop.Loop
         assert emulator.stats()["connections_current"] == 0
+
+
+def test_shorten_switch_interval_lets_a_waiting_thread_in_after_half_a_millisecond() -> None:
+    before = sys.getswitchinterval()
+    try:
+        shorten_switch_interval()
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+        assert sys.getswitchinterval() < before
+    finally:
+        sys.setswitchinterval(before)

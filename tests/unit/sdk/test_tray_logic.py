@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -204,3 +206,32 @@ def test_sign_out_forgets_the_refresh_token_and_the_cursor(
     assert not app.has_refresh_token()
     assert TraySettings.load(path).last_id == ""
     assert app.state.unread == 0
+
+
+def test_a_missing_notification_service_is_reported_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Issue 12 item 7: not a warning (with the same traceback) for every notification.
+    from iotnotify.tray.notifier import DesktopNotifierBackend
+
+    class NoDaemon(DesktopNotifierBackend):
+        async def _send(self, title: str, body: str) -> None:
+            raise ConnectionRefusedError("org.freedesktop.Notifications: no such name")
+
+    backend = NoDaemon()
+    caplog.set_level(logging.DEBUG, logger="iotnotify.tray")
+    try:
+        for index in range(3):
+            backend.notify(f"n{index}", "")
+        assert backend._thread is not None
+        deadline = threading.Event()
+        for _ in range(50):
+            if len([r for r in caplog.records if r.name == "iotnotify.tray"]) >= 3:
+                break
+            deadline.wait(0.1)
+    finally:
+        backend.close()
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert "notification service" in warnings[0].getMessage()
+    assert "pop-ups are off" in warnings[0].getMessage()

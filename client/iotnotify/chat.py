@@ -1,0 +1,294 @@
+"""Chat rooms from Python: the rooms API and a live room connection.
+
+:class:`RoomsApi` wraps the HTTP routes (``GET/POST /chats``, ``POST
+/chats/{room}/members``, ``GET /chats/{room}/messages``, ``GET
+/token?rooms=``). :class:`RoomConnection` joins one room the way every
+client does: a token naming the room, an MQTT connection on its presigned
+URL, a subscription to the room topic; :meth:`RoomConnection.send`
+publishes ``{"text"}`` to the room's input topic, which the moderation rule
+reads (the room topic itself refuses client publishes). Received messages
+are :class:`iotnotify.contract.ChatMessage` envelopes whose ``sender`` the
+moderator took from the publishing client's id.
+
+Errors are :class:`iotnotify.errors.IotNotifyError` subclasses: ``Forbidden``
+(403, e.g. a private room), ``AuthError`` (401), ``ConnectionLost`` (network,
+5xx) and plain ``IotNotifyError`` for other statuses (400, 404, 409).
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from iotnotify.auth import IdTokenSource
+from iotnotify.contract import ChatMessage, client_id_for, validate_name
+from iotnotify.errors import (
+    AuthError,
+    ConnectionLost,
+    ContractError,
+    Forbidden,
+    InvalidEnvelope,
+    IotNotifyError,
+    Throttled,
+)
+
+__all__ = ["RoomConnection", "RoomToken", "RoomsApi"]
+
+_TIMEOUT: Final = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class RoomToken:
+    """The parts of a ``GET /token?rooms=ROOM`` response a room connection uses."""
+
+    room: str
+    url: str
+    client_id_prefix: str
+    topic: str
+    input_topic: str
+
+    @classmethod
+    def from_response(cls, room: str, raw: dict[str, Any]) -> RoomToken:
+        try:
+            channel = raw["channels"][room]
+            return cls(
+                room=room,
+                url=str(raw["url"]),
+                client_id_prefix=str(raw["clientIdPrefix"]),
+                topic=str(channel["topic"]),
+                input_topic=str(channel["inputTopic"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise AuthError(f"the token response names no room {room!r}: {exc!r}") from exc
+
+    @property
+    def user_id(self) -> str:
+        return self.client_id_prefix.removesuffix(".")
+
+
+class RoomsApi:
+    """The rooms routes of the HTTP API, signed in through ``id_tokens``."""
+
+    def __init__(
+        self,
+        *,
+        api_url: str,
+        id_tokens: IdTokenSource,
+        ca_file: str | None = None,
+        timeout: float = _TIMEOUT,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self._id_tokens = id_tokens
+        self._ssl = ssl.create_default_context(cafile=ca_file) if ca_file else None
+        self._timeout = timeout
+
+    def list_page(self, *, limit: int = 100, next_token: str | None = None) -> dict[str, Any]:
+        """One page: ``{"rooms": [...], "next": token|None}``."""
+        query = {"limit": str(limit)}
+        if next_token:
+            query["next"] = next_token
+        return self._call("GET", "/chats?" + urllib.parse.urlencode(query))
+
+    def rooms(self) -> Iterator[dict[str, Any]]:
+        """Every room the caller may see, following ``next``."""
+        next_token: str | None = None
+        while True:
+            page = self.list_page(next_token=next_token)
+            yield from page.get("rooms", [])
+            next_token = page.get("next")
+            if not next_token:
+                return
+
+    def create(self, room: str, *, private: bool = False) -> dict[str, Any]:
+        return self._call("POST", "/chats", {"room": _room(room), "private": private})
+
+    def add_member(self, room: str, user_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/chats/{_room(room)}/members", {"user": user_id})
+
+    def history(
+        self, room: str, *, limit: int = 50, before: str | None = None
+    ) -> tuple[list[ChatMessage], str | None]:
+        """Up to ``limit`` messages before ``before``, oldest first, and the next ``before``."""
+        query = {"limit": str(limit)}
+        if before:
+            query["before"] = before
+        raw = self._call("GET", f"/chats/{_room(room)}/messages?" + urllib.parse.urlencode(query))
+        try:
+            messages = [ChatMessage.from_dict(item) for item in raw["messages"]]
+        except (KeyError, TypeError) as exc:
+            raise InvalidEnvelope(f"unexpected history answer: {exc!r}") from exc
+        older = raw.get("next")
+        return messages, str(older) if older else None
+
+    def token(self, room: str) -> RoomToken:
+        raw = self._call("GET", "/token?" + urllib.parse.urlencode({"rooms": _room(room)}))
+        return RoomToken.from_response(room, raw)
+
+    def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        route = f"{method} {path.split('?')[0]}"
+        for attempt in (1, 2):  # one retry with a renewed ID token after a 401
+            request = urllib.request.Request(  # noqa: S310 - the scheme comes from configuration
+                self.api_url + path,
+                data=data,
+                method=method,
+                headers={
+                    "Authorization": self._id_tokens.id_token(force_refresh=attempt == 2),
+                    "Accept": "application/json",
+                    "Content-Type": "application/json",
+                },
+            )
+            try:
+                with urllib.request.urlopen(  # noqa: S310
+                    request, timeout=self._timeout, context=self._ssl
+                ) as answer:
+                    raw = json.loads(answer.read() or b"{}")
+            except urllib.error.HTTPError as exc:
+                message = _message(exc.read())
+                if exc.code == 401 and attempt == 1:
+                    continue
+                raise _error(exc.code, route, message) from exc
+            except (urllib.error.URLError, TimeoutError, OSError) as exc:
+                raise ConnectionLost(f"{route} failed: {exc}") from exc
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ConnectionLost(f"{route} answered non-JSON") from exc
+            if not isinstance(raw, dict):
+                raise ConnectionLost(f"{route} answered non-object JSON")
+            return raw
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _room(room: str) -> str:
+    try:
+        return validate_name(room, what="room name")
+    except ContractError as exc:
+        raise IotNotifyError(str(exc)) from exc
+
+
+def _message(body: bytes) -> str:
+    try:
+        raw = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return body[:200].decode("utf-8", "replace")
+    return str(raw.get("message") or raw.get("error")) if isinstance(raw, dict) else str(raw)
+
+
+def _error(status: int, route: str, message: str) -> IotNotifyError:
+    if status == 401:
+        return AuthError(f"{route}: not signed in: {message}")
+    if status == 403:
+        return Forbidden(f"{route}: forbidden: {message}")
+    if status == 429:
+        return Throttled(f"{route}: throttled: {message}")
+    if status >= 500:
+        return ConnectionLost(f"{route}: server error {status}: {message}")
+    return IotNotifyError(f"{route}: HTTP {status}: {message}")
+
+
+class RoomConnection:
+    """One MQTT connection to one room: receive its messages, send to its input.
+
+    ``on_message`` runs on paho's network thread for every envelope on the
+    room topic. Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        token: RoomToken,
+        *,
+        on_message: Callable[[ChatMessage], None],
+        device: str | None = None,
+        ca_file: str | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.token = token
+        self._on_message = on_message
+        self._subscribed = threading.Event()
+        self._closed = threading.Event()
+        self._error: str | None = None
+        url = urlsplit(token.url)
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id_for(token.user_id, device),
+            protocol=mqtt.MQTTv311,
+            transport="websockets",
+            reconnect_on_failure=False,
+        )
+        self._client.ws_set_options(path=f"{url.path}?{url.query}")
+        if url.scheme == "wss":
+            self._client.tls_set(ca_certs=ca_file)
+        self._client.on_connect = self._connected
+        self._client.on_subscribe = lambda *_args: self._subscribed.set()
+        self._client.on_message = self._received
+        self._client.on_disconnect = self._disconnected
+        try:
+            self._client.connect(
+                url.hostname or "localhost", url.port or (443 if url.scheme == "wss" else 80)
+            )
+        except OSError as exc:
+            raise ConnectionLost(f"cannot reach {url.hostname}: {exc}") from exc
+        self._client.loop_start()
+        if not self._subscribed.wait(connect_timeout):
+            self.close()
+            raise ConnectionLost(self._error or f"could not join room {token.room!r}")
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection ended (the server closed it, or :meth:`close`)."""
+        return self._closed.is_set()
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        return self._closed.wait(timeout)
+
+    def _connected(self, client: Any, _u: Any, _flags: Any, reason: Any, _p: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            self._error = f"connection refused: {reason}"
+            return
+        client.subscribe(self.token.topic, qos=0)
+
+    def _received(self, _c: Any, _u: Any, msg: Any) -> None:
+        if msg.topic != self.token.topic:
+            return
+        try:
+            raw = json.loads(msg.payload)
+            message = ChatMessage.from_dict(raw) if isinstance(raw, dict) else None
+        except (UnicodeDecodeError, json.JSONDecodeError, InvalidEnvelope):
+            message = None
+        if message is not None:
+            self._on_message(message)
+
+    def _disconnected(self, *_args: Any) -> None:
+        self._closed.set()
+
+    def send(self, text: str) -> None:
+        """Publish ``{"text"}`` to the room's input topic (QoS 1); the moderator
+        decides what reaches the room. Raises ``ConnectionLost`` when closed."""
+        if self.closed:
+            raise ConnectionLost(f"not connected to room {self.token.room!r}")
+        info = self._client.publish(
+            self.token.input_topic, json.dumps({"text": text}, ensure_ascii=False), qos=1
+        )
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise ConnectionLost(f"could not send to room {self.token.room!r} (rc {info.rc})")
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._closed.set()
+
+    def __enter__(self) -> RoomConnection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

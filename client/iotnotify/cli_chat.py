@@ -1,0 +1,157 @@
+"""``iotnotify rooms`` and ``iotnotify chat ROOM``: chat rooms from the terminal.
+
+Registered on the main group by :mod:`iotnotify.cli`. Sign-in works as for
+``listen``: a deployment (``--api-url --client-id --region --user``) or the
+local stack's state file with a demo user (``--user alice``).
+
+* ``iotnotify rooms`` (or ``rooms list``) prints the rooms you may see;
+  ``rooms create NAME [--private]``; ``rooms add-member ROOM USER`` (owner
+  only; USER is a user id, or a demo user's name with the local stack).
+* ``iotnotify chat ROOM`` prints the room's recent history, then live
+  messages; every line typed is sent (through the moderated input topic).
+  End with Ctrl-D or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from iotnotify.cli_client import _Target, _target, _target_options
+from iotnotify.contract import ChatMessage
+from iotnotify.errors import IotNotifyError
+
+__all__ = ["chat", "rooms"]
+
+
+def _api(target: _Target) -> Any:
+    from iotnotify.auth import CognitoAuth, CognitoSession
+    from iotnotify.chat import RoomsApi
+
+    auth = CognitoAuth(
+        client_id=target.user_pool_client_id,
+        region=target.region,
+        endpoint_url=target.cognito_endpoint,
+    )
+    session = CognitoSession(auth, username=target.username, password=target.password)
+    session.sign_in()
+    return RoomsApi(api_url=target.api_url, id_tokens=session, ca_file=target.ca_file)
+
+
+def _connect(options: dict[str, Any]) -> tuple[_Target, Any]:
+    target = _target(**options, need_password=True)
+    try:
+        return target, _api(target)
+    except IotNotifyError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _line(message: ChatMessage, names: dict[str, str]) -> str:
+    sender = names.get(message.sender, message.sender)
+    return f"{message.ts} {sender}: {message.text}"
+
+
+def _demo_names(state_file: Path | None) -> dict[str, str]:
+    """user id -> demo name, when a local state file is there (for readable lines)."""
+    from iotnotify.state_file import DEFAULT_STATE_FILE, LocalState, StateFileError
+
+    try:
+        state = LocalState.read(state_file or DEFAULT_STATE_FILE)
+    except StateFileError:
+        return {}
+    return {str(u["sub"]): str(u["name"]) for u in state.users}
+
+
+@click.group(invoke_without_command=True)
+@_target_options
+@click.pass_context
+def rooms(ctx: click.Context, /, **options: Any) -> None:
+    """List rooms (default), create one, or add a member to yours."""
+    ctx.obj = options
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(list_rooms)
+
+
+@rooms.command("list")
+@click.pass_obj
+def list_rooms(options: dict[str, Any]) -> None:
+    """Public rooms and the private rooms you belong to."""
+    _, api = _connect(options)
+    try:
+        for room in api.rooms():
+            kind = "private" if room.get("private") else "public"
+            click.echo(f"{room['room']}\t{kind}\towner {room.get('owner', '')}")
+    except IotNotifyError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@rooms.command("create")
+@click.argument("room")
+@click.option("--private", is_flag=True, help="Only members see and use it.")
+@click.pass_obj
+def create_room(options: dict[str, Any], room: str, private: bool) -> None:
+    """Create ROOM; you become its owner."""
+    _, api = _connect(options)
+    try:
+        created = api.create(room, private=private)
+    except IotNotifyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"created {created['room']} ({'private' if private else 'public'})")
+
+
+@rooms.command("add-member")
+@click.argument("room")
+@click.argument("user")
+@click.pass_obj
+def add_member(options: dict[str, Any], room: str, user: str) -> None:
+    """Add USER (a user id, or a local demo user's name) to ROOM (owner only)."""
+    _, api = _connect(options)
+    by_name = {name: sub for sub, name in _demo_names(options.get("state_file")).items()}
+    try:
+        api.add_member(room, by_name.get(user, user))
+    except IotNotifyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"added {user} to {room}")
+
+
+@click.command()
+@_target_options
+@click.argument("room")
+@click.option("--history", "history_size", default=50, show_default=True, help="Lines of history.")
+@click.option("--device", default=None, help="Client-id suffix [default: random].")
+def chat(room: str, history_size: int, device: str | None, **options: Any) -> None:
+    """Chat in ROOM: its history, then live messages; each line you type is sent."""
+    from iotnotify.chat import RoomConnection
+
+    target, api = _connect(options)
+    names = _demo_names(options.get("state_file")) if not options.get("api_url") else {}
+    try:
+        if history_size > 0:
+            messages, _ = api.history(room, limit=min(history_size, 100))
+            for message in messages:
+                click.echo(_line(message, names))
+        token = api.token(room)
+        shown: set[str] = {m.id for m in messages} if history_size > 0 else set()
+
+        def show(message: ChatMessage) -> None:
+            if message.id not in shown:
+                shown.add(message.id)
+                click.echo(_line(message, names))
+
+        with RoomConnection(
+            token, on_message=show, device=device, ca_file=target.ca_file
+        ) as connection:
+            click.echo(f"iotnotify: joined {room}; type to send, Ctrl-D to leave", err=True)
+            for line in sys.stdin:
+                text = line.rstrip("\n")
+                if text.strip():
+                    connection.send(text)
+            # stdin ended (Ctrl-D, or a pipe): give the last messages a moment to come back.
+            connection.wait_closed(1.0)
+    except KeyboardInterrupt:
+        click.echo("iotnotify: left", err=True)
+    except IotNotifyError as exc:
+        raise click.ClickException(str(exc)) from exc

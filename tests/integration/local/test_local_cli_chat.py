@@ -1,0 +1,108 @@
+"""``iotnotify rooms`` and ``iotnotify chat ROOM`` against the real local stack."""
+
+from __future__ import annotations
+
+import queue
+import secrets
+import subprocess
+import threading
+from typing import IO
+
+from iotnotify.auth import CognitoAuth, CognitoSession
+from iotnotify.chat import RoomConnection, RoomsApi
+from iotnotify.contract import ChatMessage
+from tests.local_process import IOTNOTIFY, LocalProcess
+
+
+def run(stack: LocalProcess, *args: str, user: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [IOTNOTIFY, *args[:1], "--state-file", str(stack.state_file), "--user", user, *args[1:]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def rooms_api(stack: LocalProcess, name: str) -> RoomsApi:
+    state, user = stack.state, stack.user(name)
+    auth = CognitoAuth(
+        client_id=state["userPoolClientId"],
+        region=state["region"],
+        endpoint_url=state["awsEndpointUrl"],
+    )
+    session = CognitoSession(auth, username=user["username"], password=user["password"])
+    return RoomsApi(api_url=state["apiUrl"], id_tokens=session)
+
+
+def lines_of(stream: IO[str]) -> queue.Queue[str]:
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in iter(stream.readline, ""):
+            lines.put(line.rstrip("\n"))
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def wait_for(lines: queue.Queue[str], needle: str, within: float = 15.0) -> str:
+    while True:
+        line = lines.get(timeout=within)
+        if needle in line:
+            return line
+
+
+def test_rooms_create_list_and_add_member(local_stack: LocalProcess) -> None:
+    room = f"cli-{secrets.token_hex(3)}"
+    created = run(local_stack, "rooms", "create", room, "--private", user="alice")
+    assert created.returncode == 0, created.stderr
+    assert run(local_stack, "rooms", user="bob").stdout.count(room) == 0
+    again = run(local_stack, "rooms", "create", room, user="bob")
+    assert again.returncode != 0
+    assert "409" in again.stderr
+    refused = run(local_stack, "rooms", "add-member", room, "bob", user="bob")
+    assert refused.returncode != 0
+    assert "forbidden" in refused.stderr
+    added = run(local_stack, "rooms", "add-member", room, "bob", user="alice")
+    assert added.returncode == 0, added.stderr
+    listing = run(local_stack, "rooms", "list", user="bob")
+    assert f"{room}\tprivate\towner {local_stack.user('alice')['sub']}" in listing.stdout
+
+
+def test_chat_prints_history_then_live_messages_and_sends_typed_lines(
+    local_stack: LocalProcess,
+) -> None:
+    room = f"cli-{secrets.token_hex(3)}"
+    alice_api = rooms_api(local_stack, "alice")
+    alice_api.create(room)
+    received: queue.Queue[ChatMessage] = queue.Queue()
+    with RoomConnection(alice_api.token(room), on_message=received.put) as alice:
+        alice.send("before bob came")
+        assert received.get(timeout=10).text == "before bob came"
+        bob = subprocess.Popen(
+            [IOTNOTIFY, "chat", room, "--state-file", str(local_stack.state_file), "--user", "bob"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert bob.stdin is not None
+            assert bob.stdout is not None
+            assert bob.stderr is not None
+            out, err = lines_of(bob.stdout), lines_of(bob.stderr)
+            assert wait_for(out, "before bob came").endswith("alice: before bob came")  # history
+            wait_for(err, "joined")
+            alice.send("live now")
+            assert wait_for(out, "live now").endswith("alice: live now")
+            bob.stdin.write("hi from the terminal\n")
+            bob.stdin.flush()
+            while (message := received.get(timeout=10)).text != "hi from the terminal":
+                pass
+            assert message.sender == local_stack.user("bob")["sub"]
+            bob.stdin.close()
+            assert bob.wait(timeout=30) == 0
+        finally:
+            if bob.poll() is None:
+                bob.kill()
+                bob.wait()

@@ -1,0 +1,75 @@
+"""Reading the state file says whether the stack it describes is still running."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from iotnotify.state_file import LocalState, StackNotRunning
+
+
+def write_state(path: Path, *, pid: int, api_port: int) -> Path:
+    path.write_text(
+        json.dumps(
+            {
+                "region": "us-east-1",
+                "app": "iotnotify",
+                "stage": "local",
+                "apiUrl": f"http://127.0.0.1:{api_port}",
+                "webUrl": "",
+                "iotWsUrl": "",
+                "iotWssUrl": "",
+                "iotDataUrl": "",
+                "caFile": "",
+                "awsEndpointUrl": "",
+                "userPoolId": "pool",
+                "userPoolClientId": "client",
+                "users": [],
+                "publisher": {},
+                "pid": pid,
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield server
+
+
+def test_a_listening_stack_of_a_live_process_is_read(
+    tmp_path: Path, listener: socket.socket
+) -> None:
+    port = listener.getsockname()[1]
+    state = LocalState.read(write_state(tmp_path / "s.json", pid=os.getpid(), api_port=port))
+    assert state.apiUrl == f"http://127.0.0.1:{port}"
+
+
+def test_a_state_file_whose_process_exited_is_stale(
+    tmp_path: Path, listener: socket.socket
+) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    path = write_state(tmp_path / "s.json", pid=child.pid, api_port=listener.getsockname()[1])
+    with pytest.raises(StackNotRunning, match=f"not running.*process {child.pid} has exited"):
+        LocalState.read(path)
+
+
+def test_a_state_file_whose_api_does_not_answer_is_stale(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    path = write_state(tmp_path / "s.json", pid=os.getpid(), api_port=closed_port)
+    with pytest.raises(StackNotRunning, match="nothing listens"):
+        LocalState.read(path)
+    # Tools that only want the file's contents can skip the check.
+    assert LocalState.read(path, check_running=False).userPoolId == "pool"
