@@ -21,7 +21,7 @@ from iotnotify_handlers import clients, presence_events
 from iotnotify_local.topic_rules import emulator_rules
 from tests.conftest import APP, STAGE, FakeAccount
 
-KEEPALIVE = 2  # seconds; the emulator's clamp is lowered to allow it
+KEEPALIVE = 4  # seconds; the emulator's clamp is lowered to allow it
 FACTOR = 1.5  # AWS drops a client silent for 1.5 x keepalive
 
 
@@ -71,16 +71,20 @@ async def test_presence_follows_connects_disconnects_and_keepalive_timeouts(
     window = KEEPALIVE * FACTOR + 2  # the keepalive window plus the rule's hop
     alice = harness.subscriber("alice")
     phone = await harness.connect(alice, "alice.phone", keepalive=600)
-    laptop = await harness.connect(alice, "alice.laptop", keepalive=KEEPALIVE)
+    laptop = await harness.connect(alice, "alice.laptop", keepalive=600)
     await until(lambda: connections("alice") == 2, within=window)
 
     await phone.disconnect()  # a clean DISCONNECT
     await until(lambda: connections("alice") == 1, within=window)
-
-    # The laptop goes silent (sends no PINGREQ): the broker drops it once 1.5 x
-    # its keepalive has passed, and its disconnected event reaches the table.
+    await laptop.close()  # the socket just goes away (CONNECTION_LOST)
     await until(lambda: connections("alice") == 0, within=window)
-    await laptop.wait_closed()
+
+    # A tablet connects and then goes silent (sends no PINGREQ): online at
+    # once, and offline once the broker drops it after 1.5 x its keepalive.
+    tablet = await harness.connect(alice, "alice.tablet", keepalive=KEEPALIVE)
+    await until(lambda: connections("alice") == 1, within=KEEPALIVE * FACTOR)
+    await tablet.wait_closed(within=window)
+    await until(lambda: connections("alice") == 0, within=window)
     assert engine.stats.failures == 0
     presence = clients.presence()
     assert presence is not None
