@@ -71,6 +71,7 @@ class TrayState:
         self.paused = False
         self.connection = "connecting"
         self.online = False
+        self.refused: tuple[str, ...] = ()
         # Between CONNECTED and CAUGHT_UP notifications come from the inbox
         # (what was missed while offline): one summary pop-up, not fifty.
         self._catching_up = False
@@ -153,6 +154,8 @@ class TrayState:
                 self.connection = change.state.value.replace("-", " ")
             if change.state is ConnectionState.CONNECTED:
                 self._catching_up, self._missed = True, []
+                # Topics the server refused stay named in the tooltip (issue 12 item 3).
+                self.refused = change.refused
             elif change.state is ConnectionState.CAUGHT_UP:
                 missed, self._catching_up, self._missed = self._missed, False, []
                 if missed and not self.paused:
@@ -168,6 +171,8 @@ class TrayState:
                 parts.append(f"{self._unread} unread")
             if self.paused:
                 parts.append("paused")
+            if self.refused:
+                parts.append("not authorised: " + ", ".join(self.refused))
             return " - ".join(parts)
 
     def menu_labels(self) -> list[str]:

@@ -211,9 +211,10 @@ def test_tray_shows_a_notification_and_updates_the_badge(
         next(i for i in app.icon.menu.items if i.text == "Pause notifications")(app.icon)
         assert tray_state.paused
         calls = len(notifier.calls)
-        pub.notify(alice_id, title="quiet please")
+        # Listen before sending: the notification may arrive at once.
         collector_done = threading.Event()
         tray_state.subscribe(lambda: collector_done.set() if tray_state.unread else None)
+        pub.notify(alice_id, title="quiet please")
         assert collector_done.wait(15)
         assert len(notifier.calls) == calls
         # Quit from the menu ends the app
