@@ -75,19 +75,26 @@ class UserDirectory:
         return None
 
 
-def publisher_for_local(state_file: Path | None) -> tuple[Publisher, Resolver]:
-    """A publisher signing as the local stack's publisher identity."""
+def publisher_for_local(
+    state_file: Path | None, *, skip_offline: bool = False
+) -> tuple[Publisher, Resolver]:
+    """A publisher signing as the local stack's publisher identity, with the
+    stack's inbox, games and presence tables."""
     state = LocalState.read(state_file or DEFAULT_STATE_FILE)
     session = boto3.session.Session(
         region_name=state.region,
         aws_access_key_id=state.publisher["accessKeyId"],
         aws_secret_access_key=state.publisher["secretAccessKey"],
     )
+    names = ResourceNames(state.app, state.stage, state.stage)
     publisher = Publisher.create(
         app=state.app,
         stage=state.stage,
         endpoint=state.iotDataUrl,
-        inbox_table=ResourceNames(state.app, state.stage, state.stage).inbox_table,
+        inbox_table=names.inbox_table,
+        games_table=names.games_table,
+        presence_table=names.presence_table,
+        skip_offline=skip_offline,
         session=session,
         dynamodb_endpoint_url=state.awsEndpointUrl,
     )
@@ -112,7 +119,12 @@ def publisher_for_aws(*, app: str, stage: str, region: str | None) -> tuple[Publ
         )
     names = ResourceNames(app, stage, stage)
     publisher = Publisher.create(
-        app=app, stage=stage, inbox_table=names.inbox_table, session=session
+        app=app,
+        stage=stage,
+        inbox_table=names.inbox_table,
+        games_table=names.games_table,
+        presence_table=names.presence_table,
+        session=session,
     )
     cognito = session.client("cognito-idp")
     directory = UserDirectory(
