@@ -186,7 +186,12 @@ class Lobby:
             game.game_id,
             title=update,
             type="game.update",
-            data={"game": game.game_id, "total": game.total, "winner": game.winner},
+            data={
+                "game": game.game_id,
+                "gameName": game.name,
+                "total": game.total,
+                "winner": game.winner,
+            },
         )
         if game.winner is None:
             self._your_turn(game, f"{label} added {add}; the total is {game.total}.")
@@ -199,7 +204,8 @@ class Lobby:
             title=f"Your turn in {game.name}",
             body=body,
             type="game.turn",
-            data={"url": self.seat_url(game, player), "game": game.game_id},
+            # The tray opens data.url on click and counts unread per data.game.
+            data={"url": self.seat_url(game, player), "game": game.game_id, "gameName": game.name},
         )
 
     def get(self, game_id: str) -> Game:

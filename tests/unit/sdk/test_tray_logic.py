@@ -215,7 +215,7 @@ def test_a_missing_notification_service_is_reported_once(
     from iotnotify.tray.notifier import DesktopNotifierBackend
 
     class NoDaemon(DesktopNotifierBackend):
-        async def _send(self, title: str, body: str) -> None:
+        async def _send(self, title: str, body: str, on_click: object = None) -> None:
             raise ConnectionRefusedError("org.freedesktop.Notifications: no such name")
 
     backend = NoDaemon()
