@@ -1411,6 +1411,10 @@ class MqttSession:
             if self.v5 is not None:
                 self._v5_ack(packet, ReasonCode.QUOTA_EXCEEDED, "publish rate limit")
             return
+        ingest = basic_ingest(packet.topic)
+        if ingest is not None:
+            self._basic_ingest(packet, *ingest)
+            return
         try:
             topic = Topic(packet.topic)
         except InvalidTopic as exc:
@@ -1472,6 +1476,53 @@ class MqttSession:
         )
         if broker.rules is not None:
             broker.rules(packet.topic, packet.payload, self.client_id, self.credential.principal_id)
+        if packet.qos == 1 and packet.packet_id is not None:
+            self._send(self.encode(Puback(packet.packet_id)))
+
+    def _basic_ingest(self, packet: Publish, rule: str, topic: str) -> None:
+        """A PUBLISH to ``$aws/rules/{rule}/{topic}``: to that rule only, never
+        to subscribers (AWS IoT developer guide, "Reducing messaging costs
+        with Basic Ingest"). ``iot:Publish`` is evaluated on the full topic
+        (policies grant ``topic/$aws/rules/*``); the prefix does not count
+        toward the topic limits; a retained Basic Ingest message is refused
+        like any retained publish to a reserved topic. QoS 1 gets its PUBACK
+        once the message is handed to the rules engine, even for a rule that
+        does not exist (AWS logs ``RuleNotFound``)."""
+        broker = self.broker
+        try:
+            if topic:
+                Topic(topic)
+        except InvalidTopic as exc:
+            self.protocol_error(str(exc), ReasonCode.TOPIC_NAME_INVALID)
+            return
+        denied = packet.retain
+        if not denied:
+            denied = not broker.authorize(
+                self.credential,
+                "iot:Publish",
+                "topic",
+                packet.topic,
+                client_id=self.client_id,
+                source_ip=self.remote,
+            ).allowed
+        else:
+            broker.refuse(
+                "retained publish to a Basic Ingest topic",
+                action="iot:Publish",
+                resource=broker.arn("topic", packet.topic),
+                client_id=self.client_id,
+            )
+        if denied:
+            if self.v5 is not None:
+                self._v5_ack(packet, ReasonCode.NOT_AUTHORIZED, "Basic Ingest publish denied")
+                return
+            self._close_soon(DisconnectReason.AUTH_ERROR)
+            return
+        found = broker.rules is not None and broker.rules.ingest(
+            rule, topic, packet.payload, self.client_id, self.credential.principal_id
+        )
+        if not found:
+            broker.refuse(f"RuleNotFound: no enabled rule {rule!r} (Basic Ingest)", rule=rule)
         if packet.qos == 1 and packet.packet_id is not None:
             self._send(self.encode(Puback(packet.packet_id)))
 
@@ -1612,6 +1663,18 @@ def _plain_filter(name: str) -> TopicFilter:
     """The filter that matches topics: ``a/#`` of ``$share/group/a/#``, else ``name``."""
     shared = split_shared(name)
     return TopicFilter(shared[1] if shared is not None else name)
+
+
+_BASIC_INGEST_PREFIX: Final = "$aws/rules/"
+
+
+def basic_ingest(topic: str) -> tuple[str, str] | None:
+    """``(rule name, topic after the prefix)`` for a Basic Ingest topic
+    ``$aws/rules/{rule}[/{topic}]``; None for any other topic."""
+    if not topic.startswith(_BASIC_INGEST_PREFIX):
+        return None
+    rule, _, rest = topic[len(_BASIC_INGEST_PREFIX) :].partition("/")
+    return (rule, rest) if rule else None
 
 
 def request_context(

@@ -268,6 +268,21 @@ class ChatRooms:
             "next": encode_page_token({"room": str(last["room"])}) if last else None,
         }
 
+    def rooms_of(self, user_id: str) -> tuple[Room, ...]:
+        """Every room whose members include ``user_id`` (a full, paginated scan)."""
+        kwargs: dict[str, Any] = {"FilterExpression": Attr("members").contains(user_id)}
+        rooms: tuple[Room, ...] = ()
+        while True:
+            try:
+                answer = self._table.scan(**kwargs)
+            except (BotoCoreError, ClientError) as exc:
+                raise ServiceUnavailable("could not list rooms, try again") from exc
+            rooms += tuple(Room.from_item(item) for item in answer.get("Items", []))
+            last = answer.get("LastEvaluatedKey")
+            if not last:
+                return rooms
+            kwargs["ExclusiveStartKey"] = last
+
     # --- members ----------------------------------------------------------------
 
     def add_member(self, name: str, raw: Any, *, user_id: str) -> dict[str, Any]:
