@@ -514,7 +514,9 @@ async def test_message_expiry_counts_while_a_persistent_session_is_away(world: H
     message = await again.next_publish()
     assert message.payload == b"long"
     assert message.properties is not None
-    assert message.properties.message_expiry_interval == 598
+    # 600 s less the 2+ s it waited (more on a loaded machine)
+    assert message.properties.message_expiry_interval is not None
+    assert 500 < message.properties.message_expiry_interval <= 598
     await _still_connected(again)
     assert world.emulator.stats()["expired"] == 1
 
