@@ -29,6 +29,7 @@ from iotnotify.contract import (
 from iotnotify.errors import ContractError
 
 __all__ = [
+    "BACKEND_ROUTES",
     "LONGEST_DEPLOYMENT_NAME_CHARS",
     "MAX_CHANNELS_PER_TOKEN",
     "MAX_SESSION_POLICY_CHARS",
@@ -108,28 +109,24 @@ def _session_policy(
     inputs = [str(t) for t in (c.input_topic(scheme) for c in channels) if t is not None]
     statements: list[dict[str, Any]] = [
         {
-            "Sid": "ConnectAsOwnClientIds",
             "Effect": "Allow",
             "Action": "iot:Connect",
             "Resource": iot_arn(_ANY, _ANY, "client", f"{client_id_prefix(user_id)}*"),
         },
         {
-            "Sid": "SubscribeToOwnTopics",
+            # One ARN per topic for both actions: "topic*" matches the
+            # resource types "topic" (iot:Receive) and "topicfilter"
+            # (iot:Subscribe) and nothing else IoT defines (iot-action-
+            # resources). Halving the ARNs is what lets more channels fit
+            # in STS's 2048 characters; Sids are left out for the same reason.
             "Effect": "Allow",
-            "Action": "iot:Subscribe",
-            "Resource": [iot_arn(_ANY, _ANY, "topicfilter", t) for t in topics],
-        },
-        {
-            "Sid": "ReceiveFromOwnTopics",
-            "Effect": "Allow",
-            "Action": "iot:Receive",
-            "Resource": [iot_arn(_ANY, _ANY, "topic", t) for t in topics],
+            "Action": ["iot:Subscribe", "iot:Receive"],
+            "Resource": [iot_arn(_ANY, _ANY, "topic*", t) for t in topics],
         },
     ]
     if inputs:
         statements.append(
             {
-                "Sid": "PublishToRoomInputs",
                 "Effect": "Allow",
                 "Action": "iot:Publish",
                 "Resource": [iot_arn(_ANY, _ANY, "topic", t) for t in inputs],
@@ -217,6 +214,10 @@ def publisher_policy(scheme: TopicScheme, *, region: str, account: str) -> Polic
     }
 
 
+# The IAM-authorised backend routes (each also has an API-key form, ``.../key``).
+BACKEND_ROUTES: Final = ("notify", "games")
+
+
 def notify_caller_policy(
     *,
     region: str,
@@ -224,24 +225,27 @@ def notify_caller_policy(
     api_id: str,
     stage: str,
     method: str = "POST",
-    path: str = "notify",
+    paths: Sequence[str] = BACKEND_ROUTES,
 ) -> PolicyDocument:
-    """What a backend needs to call the IAM route ``POST /notify``: that one method.
+    """What a backend needs to call the IAM routes ``POST /notify`` and ``POST /games``:
+    those methods, nothing else of the API.
 
-    The resource is the method's ``execute-api`` ARN (API Gateway developer
+    Each resource is the method's ``execute-api`` ARN (API Gateway developer
     guide, "Control access for invoking an API"):
     ``arn:aws:execute-api:{region}:{account}:{api_id}/{stage}/{method}/{path}``.
     The CDK stack builds the same statement with ``RestApi.arn_for_execute_api``.
     """
-    resource = f"arn:aws:execute-api:{region}:{account}:{api_id}/{stage}/{method}/{path}"
+    resources = [
+        f"arn:aws:execute-api:{region}:{account}:{api_id}/{stage}/{method}/{path}" for path in paths
+    ]
     return {
         "Version": "2012-10-17",
         "Statement": [
             {
-                "Sid": "InvokeNotify",
+                "Sid": "InvokeBackendRoutes",
                 "Effect": "Allow",
                 "Action": "execute-api:Invoke",
-                "Resource": resource,
+                "Resource": resources,
             }
         ],
     }

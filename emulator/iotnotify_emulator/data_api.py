@@ -5,7 +5,8 @@ Routes and shapes come from botocore's ``iot-data`` service model
 so ``boto3.client("iot-data", endpoint_url=emu.data_url)`` works unchanged:
 
 * ``GET /retainedMessage/{topic}`` (``GetRetainedMessage``): ``{"topic",
-  "payload" (base64), "qos", "lastModifiedTime" (epoch ms)}``; 404
+  "payload" (base64), "qos", "lastModifiedTime" (epoch ms),
+  "userProperties"? (base64 of the JSON array, MQTT 5 messages)}``; 404
   ``ResourceNotFoundException`` when nothing is retained on the topic.
   Action ``iot:GetRetainedMessage`` on ``topic/{topic}``.
 * ``GET /retainedMessage?maxResults=&nextToken=`` (``ListRetainedMessages``):
@@ -29,6 +30,7 @@ for service ``iotdata`` like ``Publish``; errors are AWS's
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote
@@ -109,12 +111,19 @@ class DataApi:
         return credential, dict(query)
 
     def _denied(
-        self, credential: Credential, action: str, kind: str, name: str, trace_id: str
+        self,
+        request: web.Request,
+        credential: Credential,
+        action: str,
+        kind: str,
+        name: str,
+        trace_id: str,
     ) -> web.Response | None:
+        source_ip = request.remote
         if kind == "*":
-            decision = self.broker.authorize_resource(credential, action, "*")
+            decision = self.broker.authorize_resource(credential, action, "*", source_ip=source_ip)
         else:
-            decision = self.broker.authorize(credential, action, kind, name)
+            decision = self.broker.authorize(credential, action, kind, name, source_ip=source_ip)
         if decision.allowed:
             return None
         return _error(403, "ForbiddenException", f"{action}: {decision.reason}", trace_id)
@@ -126,22 +135,29 @@ class DataApi:
             return caller
         credential, _ = caller
         topic = unquote(request.raw_path.partition("?")[0][len(_RETAINED_PREFIX) :])
-        denied = self._denied(credential, "iot:GetRetainedMessage", "topic", topic, trace_id)
+        denied = self._denied(
+            request, credential, "iot:GetRetainedMessage", "topic", topic, trace_id
+        )
         if denied is not None:
             return denied
-        message = self.broker.retained.get(topic)
+        message = self.broker.retained_message(topic)
         if message is None:
             return _error(
                 404, "ResourceNotFoundException", f"No retained message on {topic}", trace_id
             )
-        return web.json_response(
-            {
-                "topic": topic,
-                "payload": base64.b64encode(message.payload).decode("ascii"),
-                "qos": message.qos,
-                "lastModifiedTime": self.broker.retained_modified.get(topic, 0),
-            }
-        )
+        body: dict[str, object] = {
+            "topic": topic,
+            "payload": base64.b64encode(message.payload).decode("ascii"),
+            "qos": message.qos,
+            "lastModifiedTime": self.broker.retained_modified.get(topic, 0),
+        }
+        properties = message.properties
+        if properties is not None and properties.user_properties:
+            # botocore model: a blob holding the JSON array of one-key objects
+            # (``[{"deviceName": "alpha"}]``), as Publish takes them.
+            pairs = [{key: value} for key, value in properties.user_properties]
+            body["userProperties"] = base64.b64encode(json.dumps(pairs).encode()).decode("ascii")
+        return web.json_response(body)
 
     async def list_retained(self, request: web.Request) -> web.Response:
         trace_id = str(uuid.uuid4())
@@ -149,7 +165,7 @@ class DataApi:
         if isinstance(caller, web.Response):
             return caller
         credential, params = caller
-        denied = self._denied(credential, "iot:ListRetainedMessages", "*", "*", trace_id)
+        denied = self._denied(request, credential, "iot:ListRetainedMessages", "*", "*", trace_id)
         if denied is not None:
             return denied
         text = params.get("maxResults", str(_MAX_RESULTS))
@@ -163,7 +179,9 @@ class DataApi:
                 after = base64.urlsafe_b64decode(params["nextToken"].encode()).decode()
             except (ValueError, UnicodeDecodeError):
                 return _error(400, "InvalidRequestException", "Invalid nextToken", trace_id)
-        topics = sorted(t for t in self.broker.retained if t > after)
+        # retained_message() drops what expired (MQTT 5 Message Expiry Interval).
+        live = [t for t in list(self.broker.retained) if self.broker.retained_message(t)]
+        topics = sorted(t for t in live if t > after)
         page, more = topics[: int(text)], len(topics) > int(text)
         body: dict[str, object] = {
             "retainedTopics": [
@@ -187,7 +205,9 @@ class DataApi:
             return caller
         credential, params = caller
         client_id = unquote(request.raw_path.partition("?")[0][len(_CONNECTIONS_PREFIX) :])
-        denied = self._denied(credential, "iot:DeleteConnection", "client", client_id, trace_id)
+        denied = self._denied(
+            request, credential, "iot:DeleteConnection", "client", client_id, trace_id
+        )
         if denied is not None:
             return denied
         clean, no_will = _flag(params, "cleanSession"), _flag(params, "preventWillMessage")

@@ -37,6 +37,11 @@ class CognitoAuthorizer:
         token = authorization.strip()
         if token.lower().startswith("bearer "):
             token = token[7:].strip()
+        # A JWT is base64url and dots. Header bytes that are not ASCII reach
+        # here as lone surrogates (aiohttp decodes with surrogateescape) and
+        # would make PyJWT's encode() raise instead of rejecting the token.
+        if not token.isascii():
+            raise TokenRejected("invalid token: not ASCII")
         try:
             key = self._jwks.get_signing_key_from_jwt(token)
             claims = jwt.decode(

@@ -478,3 +478,12 @@ def test_moto_listens_on_loopback_whatever_host_says(tmp_path: Path) -> None:
         assert api(state, "GET", "/token", token=token)[0] == 200
     finally:
         stack.stop()
+
+
+def test_non_ascii_authorization_gets_401(local_stack: LocalProcess) -> None:
+    for value in (b"\xff\xfe", b"Bearer \xed\xa0\x80", "Bearer é".encode()):
+        for path in ("/token", "/notifications"):
+            status, headers, body = raw_request(
+                local_stack.state, "GET", path, headers={"Authorization": value}
+            )
+            assert_json_error(status, headers, body, 401)
