@@ -12,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup node-tools xvfb cli-tools run test lint typecheck format clean
+.PHONY: demo setup node-tools xvfb cli-tools run test lint typecheck format clean
 
 # Node.js packages from committed lock files: mqtt.js for tests/conformance,
 # the AWS CDK CLI for infra/ (iotnotify deploy/synth, tests/infra).
@@ -76,12 +76,20 @@ $(CHROMIUM_STAMP): | $(STAMP)
 run: setup
 	$(BIN)/iotnotify local
 
+# The offline stack and the example game (examples/turns) beside it, with a
+# game for alice and bob; Ctrl-C stops both.
+demo: setup
+	@$(BIN)/iotnotify local & stack=$$!; \
+	trap 'kill $$stack 2>/dev/null; wait $$stack' EXIT INT TERM; \
+	$(BIN)/python examples/turns/turns.py --wait --demo alice,bob
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 typecheck: setup
 	$(BIN)/mypy
+	$(BIN)/mypy examples/turns/turns.py bench/turn_latency.py
 
 test: setup lint typecheck
 	$(BIN)/python -m pytest

@@ -97,6 +97,14 @@ def create_history_table(session: boto3.session.Session, name: str) -> None:
     )
 
 
+def create_games_and_presence_tables(session: boto3.session.Session) -> None:
+    """The games and presence tables, as ``iotnotify local`` provisions them."""
+    from iotnotify.naming import ResourceNames
+    from iotnotify_local.provision import ensure_game_and_presence_tables
+
+    ensure_game_and_presence_tables(session, ResourceNames(APP, STAGE, STAGE))
+
+
 @pytest.fixture
 def account(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAccount]:
     with mock_aws():
@@ -135,6 +143,7 @@ def account(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAcco
             BillingMode="PAY_PER_REQUEST",
         )
         create_history_table(session, f"{APP}-{STAGE}-chat-history")
+        create_games_and_presence_tables(session)
         sqs = session.client("sqs")
         dlq_url = sqs.create_queue(QueueName=f"{APP}-{STAGE}-tasks-dlq")["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
@@ -155,6 +164,8 @@ def account(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAcco
             "IOTNOTIFY_INBOX_TABLE": table_name,
             "IOTNOTIFY_ROOMS_TABLE": f"{APP}-{STAGE}-rooms",
             "IOTNOTIFY_CHAT_HISTORY_TABLE": f"{APP}-{STAGE}-chat-history",
+            "IOTNOTIFY_GAMES_TABLE": f"{APP}-{STAGE}-games",
+            "IOTNOTIFY_PRESENCE_TABLE": f"{APP}-{STAGE}-presence",
             "IOTNOTIFY_SUBSCRIBER_ROLE_ARN": role["Arn"],
             "IOTNOTIFY_TASK_QUEUE_URL": queue_url,
             "IOTNOTIFY_IOT_ENDPOINT": IOT_ENDPOINT,

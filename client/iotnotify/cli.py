@@ -252,6 +252,10 @@ def _cost_options(func: Any) -> Any:
             default = 1000
         elif spec.name == "notifications_per_user_per_day":
             default = 10.0
+        if isinstance(default, bool):
+            flag = f"{name}/--no-{name[2:]}"
+            func = click.option(flag, spec.name, default=default, show_default=True)(func)
+            continue
         if spec.name == "cognito_plan":
             kind: Any = click.Choice(COGNITO_PLANS)
         elif isinstance(default, int) and not isinstance(default, bool):
@@ -272,13 +276,15 @@ def cost(as_json: bool, **assumptions: Any) -> None:
     """
     from dataclasses import asdict
 
-    from iotnotify.cost import PRICE_SOURCES, PRICES_AS_OF, Load, estimate
+    from iotnotify.cost import PRICE_SOURCES, PRICES_AS_OF, Load, estimate, skip_offline_saving
 
     load = Load(**assumptions)
     try:
         figures = estimate(load)
+        saving = skip_offline_saving(load)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    online = load.connected_hours_per_day / 24
     if as_json:
         click.echo(
             json.dumps(
@@ -288,6 +294,7 @@ def cost(as_json: bool, **assumptions: Any) -> None:
                     "items": [asdict(item) for item in figures.items],
                     "totalUsd": figures.total_usd,
                     "apiGatewayWebSocketEquivalentUsd": figures.apigw_websocket_equivalent_usd,
+                    "skipOffline": {"onlineShare": online, "savingUsd": saving},
                 }
             )
         )
@@ -324,6 +331,13 @@ def cost(as_json: bool, **assumptions: Any) -> None:
         prices_table.add_row(name, tiers)
     out = Console()
     out.print(table)
+    verdict = "saves" if saving >= 0 else "costs"
+    out.print(
+        f"Publisher(skip_offline=True) with {online:.0%} of users online "
+        f"(--connected-hours {load.connected_hours_per_day:g}) {verdict} "
+        f"${abs(saving):,.2f} a month"
+        + (" (this estimate already uses it)" if load.skip_offline else "")
+    )
     out.print(assumptions_table)
     out.print(prices_table)
     out.print("Sources: " + ", ".join(PRICE_SOURCES))

@@ -253,7 +253,7 @@ def tray(
     import logging
 
     from iotnotify.tray.app import TrayApp
-    from iotnotify.tray.keyring_store import MemoryTokenStore
+    from iotnotify.tray.keyring_store import MemoryTokenStore, RefreshTokenStore, TokenStore
     from iotnotify.tray.settings import TraySettings
 
     # Connection changes and problems go to stderr (the terminal, or the
@@ -301,7 +301,11 @@ def tray(
         )
         login_password = target.password
     try:
-        store = MemoryTokenStore() if no_keyring else None
+        store: TokenStore = (
+            MemoryTokenStore()
+            if no_keyring
+            else RefreshTokenStore(api_url=settings.api_url, isolate=True)
+        )
         app = TrayApp(
             settings=settings,
             settings_path=settings_path,

@@ -11,9 +11,19 @@ Metering rules used, from the pricing pages named in :data:`PRICE_SOURCES`:
 
 * **AWS IoT Core**: connectivity per connection-minute; messaging in 5 KB
   units, and every delivery counts (one iot-data publish to one subscriber
-  is two messages: the inbound publish and the outbound delivery). CONNECT
+  is two messages: the inbound publish and the outbound delivery; a publish
+  to a user with no connection is the inbound message alone). CONNECT
   and each SUBSCRIBE are metered (so every reconnect costs messages);
-  PINGREQ/PINGRESP, CONNACK, SUBACK and DISCONNECT are not.
+  PINGREQ/PINGRESP, CONNACK, SUBACK and DISCONNECT are not. The rules
+  engine bills each rule triggered and each action executed: the presence
+  rule runs on every connect and disconnect (lifecycle events).
+* **Presence and skip-offline**: every connect and disconnect is one
+  presence-function invocation and one presence write, and every catch-up
+  one more write (its hint). With ``skip_offline`` the publisher reads a
+  recipient's presence (one strongly consistent query, one read unit)
+  instead of publishing to someone offline: at ``connected_hours_per_day``
+  out of 24 a user is online for that share of the sends, and the rest
+  cost neither the inbound publish nor anything else in IoT Core.
 * **API Gateway REST**: per request (``GET /token`` and ``GET /notifications``
   per connect, ``POST /notify`` when used), tiered by monthly volume.
 * **Lambda** (arm64): per request, and per GB-second of duration.
@@ -34,7 +44,7 @@ they are shared with everything else in the account.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 __all__ = [
@@ -48,6 +58,7 @@ __all__ = [
     "Prices",
     "Tier",
     "estimate",
+    "skip_offline_saving",
     "tiered",
 ]
 
@@ -130,6 +141,8 @@ class Prices:
     logs_ingested_gb: tuple[Tier, ...] = (Tier(None, 0.50),)
     logs_stored_gb_month: tuple[Tier, ...] = (Tier(None, 0.03),)
     xray_trace: tuple[Tier, ...] = _per_million((None, 5.00))
+    iot_rule_triggered: tuple[Tier, ...] = _per_million((None, 0.15))
+    iot_rule_action: tuple[Tier, ...] = _per_million((None, 0.15))
     # For comparison only: the same load on API Gateway WebSockets.
     apigw_ws_message: tuple[Tier, ...] = _per_million((1_000_000_000, 1.00), (None, 0.80))
     apigw_ws_connection_minute: tuple[Tier, ...] = _per_million((None, 0.25))
@@ -164,6 +177,8 @@ class Load:
     log_retention_days: int = 30
     xray_sampled_fraction: float = 0.05  # beyond the first request each second
     days: int = 30
+    # Publisher(skip_offline=True): no live publish to users who are away.
+    skip_offline: bool = False
 
     def check(self) -> None:
         """Raises ValueError for a load that cannot happen."""
@@ -249,12 +264,18 @@ def estimate(load: Load, prices: Prices = PRICES) -> CostEstimate:
     notifications = load.users * load.notifications_per_user_per_day * days
     connects = load.users * load.connects_per_user_per_day * days
     units = math.ceil(load.message_bytes / METERING_UNIT_BYTES)
-    # Inbound publish + outbound delivery; CONNECT + one SUBSCRIBE per topic per connect.
-    iot_messages = notifications * 2 * units + connects * (1 + load.topics_per_connection)
+    # Inbound publish + outbound delivery to the share online; the inbound
+    # publish alone for the rest, or nothing at all with skip_offline.
+    per_send = 2 * connected_fraction if load.skip_offline else 1 + connected_fraction
+    # CONNECT + one SUBSCRIBE per topic per connect.
+    iot_messages = notifications * per_send * units + connects * (1 + load.topics_per_connection)
+    # The presence rule: one lifecycle event per connect and per disconnect.
+    lifecycle_events = connects * 2
 
     notify_requests = notifications * load.api_notify_fraction / load.recipients_per_notify_request
     api_requests = connects * 2 + notify_requests
-    gb_seconds = api_requests * (load.lambda_ms_per_request / 1000) * (load.lambda_memory_mb / 1024)
+    invocations = api_requests + lifecycle_events
+    gb_seconds = invocations * (load.lambda_ms_per_request / 1000) * (load.lambda_memory_mb / 1024)
 
     item_bytes = load.message_bytes + 100  # keys, TTL attribute, attribute names
     inbox_writes = notifications * load.inbox_fraction
@@ -263,13 +284,17 @@ def estimate(load: Load, prices: Prices = PRICES) -> CostEstimate:
     # while offline is read back once. Eventually consistent: half price.
     missed = inbox_writes * (1 - connected_fraction)
     read_units = 0.5 * (connects + missed * item_bytes / 4096)
+    # Presence: a write per lifecycle event and per catch-up hint; with
+    # skip_offline one strongly consistent read (a whole unit) per send.
+    presence_writes = lifecycle_events + connects
+    presence_reads = notifications if load.skip_offline else 0.0
     stored_gb = load.users * load.notifications_per_user_per_day * load.inbox_fraction
     stored_gb *= load.inbox_ttl_days * item_bytes / _GB
 
     mau = load.users * load.monthly_active_fraction
-    logs_gb = api_requests * load.log_bytes_per_request / _GB
+    logs_gb = invocations * load.log_bytes_per_request / _GB
     logs_stored = logs_gb * load.log_retention_days / days
-    traces = _xray_traces(api_requests, days, load.xray_sampled_fraction)
+    traces = _xray_traces(invocations, days, load.xray_sampled_fraction)
 
     p = prices
     items = (
@@ -277,10 +302,14 @@ def estimate(load: Load, prices: Prices = PRICES) -> CostEstimate:
                  tiered(connection_minutes, p.iot_connection_minute)),
         LineItem("IoT Core", "messages (5 KB units)", iot_messages, "messages",
                  tiered(iot_messages, p.iot_message)),
+        LineItem("IoT Core", "rules triggered (presence)", lifecycle_events, "rules",
+                 tiered(lifecycle_events, p.iot_rule_triggered)),
+        LineItem("IoT Core", "rule actions (presence)", lifecycle_events, "actions",
+                 tiered(lifecycle_events, p.iot_rule_action)),
         LineItem("API Gateway", "REST requests", api_requests, "requests",
                  tiered(api_requests, p.api_rest_request)),
-        LineItem("Lambda", "requests", api_requests, "requests",
-                 tiered(api_requests, p.lambda_request)),
+        LineItem("Lambda", "requests", invocations, "requests",
+                 tiered(invocations, p.lambda_request)),
         LineItem("Lambda", "duration", gb_seconds, "GB-seconds",
                  tiered(gb_seconds, p.lambda_gb_second)),
         LineItem("DynamoDB", "inbox writes", write_units, "write units",
@@ -289,6 +318,10 @@ def estimate(load: Load, prices: Prices = PRICES) -> CostEstimate:
                  tiered(read_units, p.dynamodb_read_unit)),
         LineItem("DynamoDB", "inbox storage", stored_gb, "GB-months",
                  tiered(stored_gb, p.dynamodb_gb_month)),
+        LineItem("DynamoDB", "presence writes", presence_writes, "write units",
+                 tiered(presence_writes, p.dynamodb_write_unit)),
+        LineItem("DynamoDB", "presence reads (skip_offline)", presence_reads, "read units",
+                 tiered(presence_reads, p.dynamodb_read_unit)),
         LineItem("Cognito", f"monthly active users ({load.cognito_plan})", mau, "MAU",
                  tiered(mau, p.cognito_mau[load.cognito_plan])),
         LineItem("CloudWatch Logs", "ingested", logs_gb, "GB",
@@ -301,3 +334,12 @@ def estimate(load: Load, prices: Prices = PRICES) -> CostEstimate:
         notifications * math.ceil(load.message_bytes / (32 * 1024)), p.apigw_ws_message
     )
     return CostEstimate(load=load, items=items, apigw_websocket_equivalent_usd=websocket)
+
+
+def skip_offline_saving(load: Load, prices: Prices = PRICES) -> float:
+    """Dollars a month ``Publisher(skip_offline=True)`` saves on ``load`` (negative: it costs).
+
+    The share of users online is ``connected_hours_per_day / 24``.
+    """
+    without = estimate(replace(load, skip_offline=False), prices).total_usd
+    return without - estimate(replace(load, skip_offline=True), prices).total_usd

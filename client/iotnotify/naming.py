@@ -37,6 +37,25 @@ class ResourceNames:
         return self._name("rooms")
 
     @property
+    def games_table(self) -> str:
+        """Games and their players (``gameId``), written by game servers."""
+        return self._name("games")
+
+    @property
+    def presence_table(self) -> str:
+        """Live connections per user (``userId`` + ``sessionId``), fed by the presence rule."""
+        return self._name("presence")
+
+    @property
+    def presence_function(self) -> str:
+        return self._name("presence-events")
+
+    @property
+    def presence_dlq(self) -> str:
+        """Lifecycle events the presence rule or its function could not apply."""
+        return self._name("presence-dlq")
+
+    @property
     def chat_history_table(self) -> str:
         return self._name("chat-history")
 

@@ -29,6 +29,7 @@ from iotnotify.contract import (
 from iotnotify.errors import ContractError
 
 __all__ = [
+    "BACKEND_ROUTES",
     "LONGEST_DEPLOYMENT_NAME_CHARS",
     "MAX_CHANNELS_PER_TOKEN",
     "MAX_SESSION_POLICY_CHARS",
@@ -217,6 +218,10 @@ def publisher_policy(scheme: TopicScheme, *, region: str, account: str) -> Polic
     }
 
 
+# The IAM-authorised backend routes (each also has an API-key form, ``.../key``).
+BACKEND_ROUTES: Final = ("notify", "games")
+
+
 def notify_caller_policy(
     *,
     region: str,
@@ -224,24 +229,27 @@ def notify_caller_policy(
     api_id: str,
     stage: str,
     method: str = "POST",
-    path: str = "notify",
+    paths: Sequence[str] = BACKEND_ROUTES,
 ) -> PolicyDocument:
-    """What a backend needs to call the IAM route ``POST /notify``: that one method.
+    """What a backend needs to call the IAM routes ``POST /notify`` and ``POST /games``:
+    those methods, nothing else of the API.
 
-    The resource is the method's ``execute-api`` ARN (API Gateway developer
+    Each resource is the method's ``execute-api`` ARN (API Gateway developer
     guide, "Control access for invoking an API"):
     ``arn:aws:execute-api:{region}:{account}:{api_id}/{stage}/{method}/{path}``.
     The CDK stack builds the same statement with ``RestApi.arn_for_execute_api``.
     """
-    resource = f"arn:aws:execute-api:{region}:{account}:{api_id}/{stage}/{method}/{path}"
+    resources = [
+        f"arn:aws:execute-api:{region}:{account}:{api_id}/{stage}/{method}/{path}" for path in paths
+    ]
     return {
         "Version": "2012-10-17",
         "Statement": [
             {
-                "Sid": "InvokeNotify",
+                "Sid": "InvokeBackendRoutes",
                 "Effect": "Allow",
                 "Action": "execute-api:Invoke",
-                "Resource": resource,
+                "Resource": resources,
             }
         ],
     }

@@ -16,6 +16,15 @@ connections per client unless ``max_pool_connections`` says otherwise; a
 thread beyond that would open and drop a connection per call), and it lives
 as long as the publisher, as do the clients. One result per recipient
 instead of failing the whole batch on one error.
+
+Offline users (``skip_offline=True``, DESIGN.md "Presence"): the inbox is
+written as always, then the presence table (:mod:`iotnotify.presence`) is
+read and the live publish is skipped for a user with no live connection, so
+no IoT message is billed for someone who is away; they read it at their next
+catch-up. The inbox write comes *before* the presence read, which is what
+makes a connect racing the send safe (see :mod:`iotnotify.presence`). A
+presence read that fails publishes anyway: a billed message is cheaper than a
+late one.
 """
 
 from __future__ import annotations
@@ -35,8 +44,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from iotnotify.contract import Notification, Topic, TopicScheme, validate_user_id
 from iotnotify.endpoints import IotEndpoint
 from iotnotify.errors import ContractError, IotNotifyError, PublishError, Throttled
+from iotnotify.games import Game, GameRegistry
 from iotnotify.inbox import BATCH_WRITE_LIMIT, Inbox
 from iotnotify.iot_data import FastPublish
+from iotnotify.presence import PresenceError, PresenceTable
 
 __all__ = ["DEFAULT_FANOUT_WORKERS", "DeliveryResult", "Publisher"]
 
@@ -58,6 +69,8 @@ class DeliveryResult:
     ok: bool
     notification_id: str | None = None
     error: str | None = None
+    # False when ``skip_offline`` found no connection: stored, not published.
+    live: bool = True
 
 
 def _translate(exc: Exception, what: str) -> IotNotifyError:
@@ -74,7 +87,9 @@ class Publisher:
     ``iot_data`` is a boto3 ``iot-data`` client whose endpoint is the
     account's ``iot:Data-ATS`` host (or the local emulator); ``inbox`` is
     optional so a game server without table access can still publish
-    ephemeral notifications.
+    ephemeral notifications. ``games`` (the games table) is needed by
+    :meth:`register_game`; ``presence`` by ``skip_offline=True`` (else
+    ``ValueError``).
     """
 
     def __init__(
@@ -84,12 +99,21 @@ class Publisher:
         iot_data: Any,
         inbox: Inbox | None = None,
         max_workers: int = DEFAULT_FANOUT_WORKERS,
+        games: GameRegistry | None = None,
+        presence: PresenceTable | None = None,
+        skip_offline: bool = False,
     ) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
+        if skip_offline and presence is None:
+            raise ValueError("skip_offline needs the presence table (presence=...)")
         self._scheme = scheme
         self._iot_data = iot_data
         self._inbox = inbox
+        self._games = games
+        self._presence = presence if skip_offline else None
+        self._counter_lock = threading.Lock()
+        self._skipped_offline = 0
         # More threads than pooled connections only churns connections
         # (urllib3 opens one per extra caller and discards it afterwards).
         pools = [_pool_size(iot_data)]
@@ -118,6 +142,41 @@ class Publisher:
     def scheme(self) -> TopicScheme:
         return self._scheme
 
+    @property
+    def skip_offline(self) -> bool:
+        return self._presence is not None
+
+    @property
+    def skipped_offline(self) -> int:
+        """Live publishes this publisher left out because the user was offline."""
+        return self._skipped_offline
+
+    def _reachable(self, user_id: str) -> bool:
+        """Whether to publish live: always, unless ``skip_offline`` finds the user away."""
+        if self._presence is None:
+            return True
+        try:
+            reachable = self._presence.reachable(user_id)
+        except PresenceError:
+            return True  # fail open: a billed message beats a late one
+        if not reachable:
+            with self._counter_lock:
+                self._skipped_offline += 1
+        return reachable
+
+    def register_game(self, game_id: str, players: Iterable[str]) -> Game:
+        """Register a game (or replace its players) so players can get its channel.
+
+        After this, ``GET /token?games={game_id}`` grants each player
+        subscribe + receive on the game topic; :meth:`notify_game` reaches
+        them there. Raises :class:`~iotnotify.games.InvalidGame` for a bad id
+        or player list, :class:`~iotnotify.games.GameStoreError` if DynamoDB
+        fails, ``ValueError`` when this publisher has no games table.
+        """
+        if self._games is None:
+            raise ValueError("this publisher has no games table (games_table=...)")
+        return self._games.register(game_id, players)
+
     def publish(self, topic: Topic, note: Notification) -> None:
         """Publish one envelope to one topic, QoS 0."""
         self._publish_payload(topic, note.to_json())  # PayloadTooLarge before any AWS call
@@ -143,7 +202,9 @@ class Publisher:
         note = Notification.create(title=title, body=body, type=type, data=data)
         if not ephemeral and self._inbox is not None:
             self._inbox.put(user_id, note)
-        self.publish(topic, note)
+        # After the inbox write, never before (module docstring).
+        if self._reachable(user_id):
+            self.publish(topic, note)
         return note
 
     def notify_many(
@@ -182,6 +243,8 @@ class Publisher:
             return [results[user_id] for user_id in recipients]
 
         def send(user_id: str) -> DeliveryResult:
+            if not self._reachable(user_id):
+                return DeliveryResult(user_id, ok=True, notification_id=note.id, live=False)
             try:
                 self._publish_payload(self._scheme.user_notifications(user_id), payload)
             except IotNotifyError as exc:
@@ -271,6 +334,9 @@ class Publisher:
         session: boto3.session.Session | None = None,
         max_workers: int = DEFAULT_FANOUT_WORKERS,
         dynamodb_endpoint_url: str | None = None,
+        games_table: str = "",
+        presence_table: str = "",
+        skip_offline: bool = False,
     ) -> Publisher:
         """A publisher wired to AWS (or to whatever the endpoints point at).
 
@@ -281,35 +347,47 @@ class Publisher:
         Both clients are built here, once, with ``max_pool_connections`` equal
         to ``max_workers`` (botocore's default is 10); publishes go through
         :class:`~iotnotify.iot_data.FastPublish` over the iot-data client.
+        ``games_table`` enables :meth:`register_game`; ``presence_table`` with
+        ``skip_offline`` skips live publishes to offline users.
         """
         session = session or boto3.session.Session(region_name=region)
         client = _iot_data_client(session, endpoint, _client_config(max_workers))
         # The same requests, signer, hooks and HTTP pool as the boto3 client,
         # at about half its CPU per call (iot_data.py says what is skipped).
         iot_data = FastPublish(client, session.get_credentials)
-        inbox = None
-        if inbox_table:
+        dynamodb: Any = None
+        if inbox_table or games_table or presence_table:
             dynamodb = session.resource(
                 "dynamodb",
                 endpoint_url=dynamodb_endpoint_url,
                 config=_client_config(max_workers),
             )
-            table = dynamodb.Table(inbox_table)
-            inbox = Inbox(table, ttl_days=inbox_ttl_days)
+        inbox = Inbox(dynamodb.Table(inbox_table), ttl_days=inbox_ttl_days) if inbox_table else None
+        games = GameRegistry(dynamodb.Table(games_table)) if games_table else None
+        presence = PresenceTable(dynamodb.Table(presence_table)) if presence_table else None
         return cls(
-            scheme=TopicScheme(app, stage), iot_data=iot_data, inbox=inbox, max_workers=max_workers
+            scheme=TopicScheme(app, stage),
+            iot_data=iot_data,
+            inbox=inbox,
+            max_workers=max_workers,
+            games=games,
+            presence=presence,
+            skip_offline=skip_offline,
         )
 
     @classmethod
-    def from_state_file(cls, path: str | Path | None = None) -> Publisher:
+    def from_state_file(
+        cls, path: str | Path | None = None, *, skip_offline: bool = False
+    ) -> Publisher:
         """A publisher for a running ``iotnotify local`` (its state file, default
-        ``.iotnotify/local.json``), signing as the stack's publisher identity.
+        ``.iotnotify/local.json``), signing as the stack's publisher identity,
+        with its inbox, games and presence tables.
 
         Raises ``StateFileError`` when the stack is not running.
         """
         from iotnotify.sending import publisher_for_local
 
-        return publisher_for_local(Path(path) if path else None)[0]
+        return publisher_for_local(Path(path) if path else None, skip_offline=skip_offline)[0]
 
     def close(self) -> None:
         """Stop the fan-out pool's threads (idle ones; a running fan-out finishes first)."""

@@ -12,7 +12,6 @@ ListUsers, "Filter").
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +29,40 @@ __all__ = ["UserDirectory", "publisher_for_aws", "publisher_for_local"]
 Resolver = Callable[[str], str]
 
 
-@dataclass(frozen=True, slots=True)
 class UserDirectory:
     """Maps what a sender types to a user id, checking the user pool.
 
-    ``cognito`` is a boto3 ``cognito-idp`` client; ``demo`` maps the local
-    stack's demo names to their ids. Raises :class:`UnknownUser` for a name
-    nobody in the pool has, :class:`AuthError` when the pool cannot be read.
+    ``cognito`` makes a boto3 ``cognito-idp`` client, called only when a
+    name is not a demo name (a client costs start-up time a plain
+    ``send --user alice`` should not pay); ``user_pool_id`` may be such a
+    callable too. ``demo`` maps the local stack's demo names to their ids.
+    Raises :class:`UnknownUser` for a name nobody in the pool has,
+    :class:`AuthError` when the pool cannot be read.
     """
 
-    cognito: Any
-    user_pool_id: str
-    demo: Mapping[str, str]
+    def __init__(
+        self,
+        *,
+        cognito: Callable[[], Any],
+        user_pool_id: str | Callable[[Any], str],
+        demo: Mapping[str, str],
+    ) -> None:
+        self._make_client = cognito
+        self._pool = user_pool_id
+        self.demo = dict(demo)
+        self._client: Any = None
+
+    @property
+    def cognito(self) -> Any:
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+    @property
+    def user_pool_id(self) -> str:
+        if callable(self._pool):
+            self._pool = self._pool(self.cognito)
+        return self._pool
 
     def resolve(self, name: str) -> str:
         if name in self.demo:
@@ -75,24 +96,31 @@ class UserDirectory:
         return None
 
 
-def publisher_for_local(state_file: Path | None) -> tuple[Publisher, Resolver]:
-    """A publisher signing as the local stack's publisher identity."""
+def publisher_for_local(
+    state_file: Path | None, *, skip_offline: bool = False
+) -> tuple[Publisher, Resolver]:
+    """A publisher signing as the local stack's publisher identity, with the
+    stack's inbox, games and presence tables."""
     state = LocalState.read(state_file or DEFAULT_STATE_FILE)
     session = boto3.session.Session(
         region_name=state.region,
         aws_access_key_id=state.publisher["accessKeyId"],
         aws_secret_access_key=state.publisher["secretAccessKey"],
     )
+    names = ResourceNames(state.app, state.stage, state.stage)
     publisher = Publisher.create(
         app=state.app,
         stage=state.stage,
         endpoint=state.iotDataUrl,
-        inbox_table=ResourceNames(state.app, state.stage, state.stage).inbox_table,
+        inbox_table=names.inbox_table,
+        games_table=names.games_table,
+        presence_table=names.presence_table,
+        skip_offline=skip_offline,
         session=session,
         dynamodb_endpoint_url=state.awsEndpointUrl,
     )
     directory = UserDirectory(
-        cognito=session.client("cognito-idp", endpoint_url=state.awsEndpointUrl),
+        cognito=lambda: session.client("cognito-idp", endpoint_url=state.awsEndpointUrl),
         user_pool_id=state.userPoolId,
         demo={str(u["name"]): str(u["sub"]) for u in state.users if u.get("name")},
     )
@@ -112,11 +140,17 @@ def publisher_for_aws(*, app: str, stage: str, region: str | None) -> tuple[Publ
         )
     names = ResourceNames(app, stage, stage)
     publisher = Publisher.create(
-        app=app, stage=stage, inbox_table=names.inbox_table, session=session
+        app=app,
+        stage=stage,
+        inbox_table=names.inbox_table,
+        games_table=names.games_table,
+        presence_table=names.presence_table,
+        session=session,
     )
-    cognito = session.client("cognito-idp")
     directory = UserDirectory(
-        cognito=cognito, user_pool_id=_pool_id(cognito, names.user_pool), demo={}
+        cognito=lambda: session.client("cognito-idp"),
+        user_pool_id=lambda cognito: _pool_id(cognito, names.user_pool),
+        demo={},
     )
     return publisher, directory.resolve
 

@@ -16,8 +16,15 @@ from dataclasses import dataclass
 from typing import Final
 
 from iotnotify.contract import TopicScheme
+from iotnotify.presence import PRESENCE_EVENTS_FILTER
 
-__all__ = ["AWS_IOT_SQL_VERSION", "TopicRuleDefinition", "chat_moderation_rule", "topic_rules"]
+__all__ = [
+    "AWS_IOT_SQL_VERSION",
+    "TopicRuleDefinition",
+    "chat_moderation_rule",
+    "presence_rule",
+    "topic_rules",
+]
 
 # SQL version of every rule (AWS IoT SQL reference, "SQL versions"): the
 # current one, which the emulator's SQL subset implements.
@@ -65,6 +72,27 @@ def chat_moderation_rule(scheme: TopicScheme) -> TopicRuleDefinition:
     )
 
 
+def presence_rule(scheme: TopicScheme) -> TopicRuleDefinition:
+    """Lifecycle events to the presence function (DESIGN.md "Presence").
+
+    ``$aws/events/presence/+/+`` matches both ``connected/{clientId}`` and
+    ``disconnected/{clientId}`` (AWS IoT developer guide, "Lifecycle events":
+    rules may select from these reserved topics). Only the fields presence
+    applies are selected; a client id that is not ``{userId}.{suffix}`` is
+    ignored by the function (:class:`iotnotify.presence.PresenceEvent`).
+    """
+    sql = (
+        "SELECT clientId, timestamp, eventType, sessionIdentifier "  # noqa: S608 - constant
+        f"FROM '{PRESENCE_EVENTS_FILTER}'"
+    )
+    return TopicRuleDefinition(
+        name=_rule_name(scheme, "presence"),
+        sql=sql,
+        function="presence",
+        description=f"{scheme.prefix}: lifecycle events to the presence table",
+    )
+
+
 def topic_rules(scheme: TopicScheme) -> tuple[TopicRuleDefinition, ...]:
     """Every rule of a deployment."""
-    return (chat_moderation_rule(scheme),)
+    return (chat_moderation_rule(scheme), presence_rule(scheme))

@@ -244,9 +244,16 @@ class Broker:
         name: str,
         *,
         client_id: str | None = None,
+        source_ip: str | None = None,
+        connect_attributes: tuple[str, ...] | None = None,
     ) -> Decision:
         return self.authorize_resource(
-            credential, action, self.arn(kind, name), client_id=client_id
+            credential,
+            action,
+            self.arn(kind, name),
+            client_id=client_id,
+            source_ip=source_ip,
+            connect_attributes=connect_attributes,
         )
 
     def authorize_resource(
@@ -256,9 +263,20 @@ class Broker:
         resource: str,
         *,
         client_id: str | None = None,
+        source_ip: str | None = None,
+        connect_attributes: tuple[str, ...] | None = None,
     ) -> Decision:
-        """Evaluate ``action`` on a full resource ARN (or ``*``); refusals are recorded."""
-        context = {"iot:ClientId": client_id} if client_id is not None else {}
+        """Evaluate ``action`` on a full resource ARN (or ``*``); refusals are recorded.
+
+        The request context holds the condition keys AWS supplies for IoT
+        (:func:`request_context`).
+        """
+        context = request_context(
+            credential,
+            client_id=client_id,
+            source_ip=source_ip,
+            connect_attributes=connect_attributes,
+        )
         decision = evaluate(
             action,
             resource,
@@ -914,7 +932,12 @@ class MqttSession:
         cached = self._receive_cache.get(topic)
         if cached is None:
             cached = self.broker.authorize(
-                self.credential, "iot:Receive", "topic", topic, client_id=self.client_id
+                self.credential,
+                "iot:Receive",
+                "topic",
+                topic,
+                client_id=self.client_id,
+                source_ip=self.remote,
             ).allowed
             if len(self._receive_cache) >= _RECEIVE_CACHE_SIZE:
                 self._receive_cache.clear()
@@ -1051,7 +1074,13 @@ class MqttSession:
         # The username (``?SDK=...&Version=...`` from AWS SDKs) is metrics for
         # AWS and carries no identity with SigV4: accepted and ignored.
         decision = broker.authorize(
-            self.credential, "iot:Connect", "client", packet.client_id, client_id=packet.client_id
+            self.credential,
+            "iot:Connect",
+            "client",
+            packet.client_id,
+            client_id=packet.client_id,
+            source_ip=self.remote,
+            connect_attributes=self._connect_attributes(packet),
         )
         if not decision.allowed:
             await self._refuse_connect(ConnackCode.NOT_AUTHORIZED, decision.reason)
@@ -1112,6 +1141,12 @@ class MqttSession:
         )
         await self.close(None)
 
+    def _connect_attributes(self, packet: Connect) -> tuple[str, ...]:
+        """``iot:ConnectAttributes`` of this CONNECT (AWS IoT developer guide,
+        "Using connectAttributes"): PersistentConnect, LastWill."""
+        attributes = ("PersistentConnect",) if self._persistence(packet) else ()
+        return attributes + (("LastWill",) if packet.will is not None else ())
+
     def _persistence(self, packet: Connect) -> float:
         """Seconds this session outlives the connection: 0 for a clean session.
 
@@ -1139,7 +1174,12 @@ class MqttSession:
         actions = ["iot:Publish"] + (["iot:RetainPublish"] if will.retain else [])
         for action in actions:
             decision = self.broker.authorize(
-                self.credential, action, "topic", str(topic), client_id=packet.client_id
+                self.credential,
+                action,
+                "topic",
+                str(topic),
+                client_id=packet.client_id,
+                source_ip=self.remote,
             )
             if not decision.allowed:
                 await self._refuse_connect(ConnackCode.NOT_AUTHORIZED, decision.reason)
@@ -1192,7 +1232,12 @@ class MqttSession:
                 codes.append(self._failure(ReasonCode.TOPIC_FILTER_INVALID))
                 continue
             decision = broker.authorize(
-                self.credential, "iot:Subscribe", "topicfilter", name, client_id=self.client_id
+                self.credential,
+                "iot:Subscribe",
+                "topicfilter",
+                name,
+                client_id=self.client_id,
+                source_ip=self.remote,
             )
             if not decision.allowed:
                 if v5 is None:
@@ -1366,6 +1411,10 @@ class MqttSession:
             if self.v5 is not None:
                 self._v5_ack(packet, ReasonCode.QUOTA_EXCEEDED, "publish rate limit")
             return
+        ingest = basic_ingest(packet.topic)
+        if ingest is not None:
+            self._basic_ingest(packet, *ingest)
+            return
         try:
             topic = Topic(packet.topic)
         except InvalidTopic as exc:
@@ -1398,7 +1447,12 @@ class MqttSession:
             if (action, packet.topic) in grants:
                 continue
             decision = broker.authorize(
-                self.credential, action, "topic", packet.topic, client_id=self.client_id
+                self.credential,
+                action,
+                "topic",
+                packet.topic,
+                client_id=self.client_id,
+                source_ip=self.remote,
             )
             if not decision.allowed:
                 if self.v5 is not None:
@@ -1422,6 +1476,53 @@ class MqttSession:
         )
         if broker.rules is not None:
             broker.rules(packet.topic, packet.payload, self.client_id, self.credential.principal_id)
+        if packet.qos == 1 and packet.packet_id is not None:
+            self._send(self.encode(Puback(packet.packet_id)))
+
+    def _basic_ingest(self, packet: Publish, rule: str, topic: str) -> None:
+        """A PUBLISH to ``$aws/rules/{rule}/{topic}``: to that rule only, never
+        to subscribers (AWS IoT developer guide, "Reducing messaging costs
+        with Basic Ingest"). ``iot:Publish`` is evaluated on the full topic
+        (policies grant ``topic/$aws/rules/*``); the prefix does not count
+        toward the topic limits; a retained Basic Ingest message is refused
+        like any retained publish to a reserved topic. QoS 1 gets its PUBACK
+        once the message is handed to the rules engine, even for a rule that
+        does not exist (AWS logs ``RuleNotFound``)."""
+        broker = self.broker
+        try:
+            if topic:
+                Topic(topic)
+        except InvalidTopic as exc:
+            self.protocol_error(str(exc), ReasonCode.TOPIC_NAME_INVALID)
+            return
+        denied = packet.retain
+        if not denied:
+            denied = not broker.authorize(
+                self.credential,
+                "iot:Publish",
+                "topic",
+                packet.topic,
+                client_id=self.client_id,
+                source_ip=self.remote,
+            ).allowed
+        else:
+            broker.refuse(
+                "retained publish to a Basic Ingest topic",
+                action="iot:Publish",
+                resource=broker.arn("topic", packet.topic),
+                client_id=self.client_id,
+            )
+        if denied:
+            if self.v5 is not None:
+                self._v5_ack(packet, ReasonCode.NOT_AUTHORIZED, "Basic Ingest publish denied")
+                return
+            self._close_soon(DisconnectReason.AUTH_ERROR)
+            return
+        found = broker.rules is not None and broker.rules.ingest(
+            rule, topic, packet.payload, self.client_id, self.credential.principal_id
+        )
+        if not found:
+            broker.refuse(f"RuleNotFound: no enabled rule {rule!r} (Basic Ingest)", rule=rule)
         if packet.qos == 1 and packet.packet_id is not None:
             self._send(self.encode(Puback(packet.packet_id)))
 
@@ -1562,6 +1663,50 @@ def _plain_filter(name: str) -> TopicFilter:
     """The filter that matches topics: ``a/#`` of ``$share/group/a/#``, else ``name``."""
     shared = split_shared(name)
     return TopicFilter(shared[1] if shared is not None else name)
+
+
+_BASIC_INGEST_PREFIX: Final = "$aws/rules/"
+
+
+def basic_ingest(topic: str) -> tuple[str, str] | None:
+    """``(rule name, topic after the prefix)`` for a Basic Ingest topic
+    ``$aws/rules/{rule}[/{topic}]``; None for any other topic."""
+    if not topic.startswith(_BASIC_INGEST_PREFIX):
+        return None
+    rule, _, rest = topic[len(_BASIC_INGEST_PREFIX) :].partition("/")
+    return (rule, rest) if rule else None
+
+
+def request_context(
+    credential: Credential,
+    *,
+    client_id: str | None = None,
+    source_ip: str | None = None,
+    connect_attributes: tuple[str, ...] | None = None,
+) -> dict[str, str | tuple[str, ...]]:
+    """Condition keys and policy variables of one request, as AWS IoT Core supplies them.
+
+    * ``iot:ClientId`` and ``aws:SourceIp``: AWS IoT developer guide, "Basic
+      AWS IoT Core policy variables".
+    * ``iot:ConnectAttributes`` (``iot:Connect`` only): ``PersistentConnect``
+      for a persistent session, ``LastWill`` for a CONNECT with a will
+      (developer guide, "Using connectAttributes" and "Connect policy
+      examples").
+    * ``aws:userid`` always, ``aws:username`` for an IAM user only (IAM user
+      guide, "AWS global condition context keys": role sessions have none,
+      so a ``${aws:username}`` pattern matches nothing for them).
+    """
+    context: dict[str, str | tuple[str, ...]] = {"aws:userid": credential.principal_id}
+    if client_id is not None:
+        context["iot:ClientId"] = client_id
+    if source_ip:
+        context["aws:SourceIp"] = source_ip
+    if connect_attributes is not None:
+        context["iot:ConnectAttributes"] = connect_attributes
+    arn = credential.principal_arn or ""
+    if ":user/" in arn:
+        context["aws:username"] = arn.rsplit("/", 1)[-1]
+    return context
 
 
 def packet_id_safe(client_id: str) -> str | None:

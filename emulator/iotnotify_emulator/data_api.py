@@ -111,12 +111,19 @@ class DataApi:
         return credential, dict(query)
 
     def _denied(
-        self, credential: Credential, action: str, kind: str, name: str, trace_id: str
+        self,
+        request: web.Request,
+        credential: Credential,
+        action: str,
+        kind: str,
+        name: str,
+        trace_id: str,
     ) -> web.Response | None:
+        source_ip = request.remote
         if kind == "*":
-            decision = self.broker.authorize_resource(credential, action, "*")
+            decision = self.broker.authorize_resource(credential, action, "*", source_ip=source_ip)
         else:
-            decision = self.broker.authorize(credential, action, kind, name)
+            decision = self.broker.authorize(credential, action, kind, name, source_ip=source_ip)
         if decision.allowed:
             return None
         return _error(403, "ForbiddenException", f"{action}: {decision.reason}", trace_id)
@@ -128,7 +135,9 @@ class DataApi:
             return caller
         credential, _ = caller
         topic = unquote(request.raw_path.partition("?")[0][len(_RETAINED_PREFIX) :])
-        denied = self._denied(credential, "iot:GetRetainedMessage", "topic", topic, trace_id)
+        denied = self._denied(
+            request, credential, "iot:GetRetainedMessage", "topic", topic, trace_id
+        )
         if denied is not None:
             return denied
         message = self.broker.retained_message(topic)
@@ -156,7 +165,7 @@ class DataApi:
         if isinstance(caller, web.Response):
             return caller
         credential, params = caller
-        denied = self._denied(credential, "iot:ListRetainedMessages", "*", "*", trace_id)
+        denied = self._denied(request, credential, "iot:ListRetainedMessages", "*", "*", trace_id)
         if denied is not None:
             return denied
         text = params.get("maxResults", str(_MAX_RESULTS))
@@ -196,7 +205,9 @@ class DataApi:
             return caller
         credential, params = caller
         client_id = unquote(request.raw_path.partition("?")[0][len(_CONNECTIONS_PREFIX) :])
-        denied = self._denied(credential, "iot:DeleteConnection", "client", client_id, trace_id)
+        denied = self._denied(
+            request, credential, "iot:DeleteConnection", "client", client_id, trace_id
+        )
         if denied is not None:
             return denied
         clean, no_will = _flag(params, "cleanSession"), _flag(params, "preventWillMessage")

@@ -23,12 +23,21 @@ session policies, without resource policies, permission boundaries or SCPs):
   substituted value is literal (a client id ``a*`` does not become a
   wildcard). ``${*}``, ``${?}`` and ``${$}`` are the literal characters. A
   variable missing from ``context`` makes its pattern match nothing.
-* ``Condition`` with the String and Arn operators (``IfExists`` suffix
-  included) on keys present in ``context``. Anything else (another operator,
-  ``ForAnyValue:``/``ForAllValues:``, a key the emulator does not supply) is
-  *not evaluable*: an Allow statement with such a condition does not apply
-  and a Deny statement with one does, so the emulator fails closed rather
-  than granting what AWS might refuse.
+* ``Condition`` with the String and Arn operators, ``IpAddress`` /
+  ``NotIpAddress`` and ``Null``, the ``IfExists`` suffix and the
+  ``ForAllValues:`` / ``ForAnyValue:`` set prefixes (for multi-valued keys
+  such as ``iot:ConnectAttributes``). The keys the emulator supplies
+  (:data:`MODELED_KEYS`: ``iot:ClientId``, ``iot:ConnectAttributes``,
+  ``aws:SourceIp``, ``aws:username``, ``aws:userid``) follow IAM's rules
+  when absent from a request: a condition on a missing key is false, true
+  for the negated operators (``StringNotEquals``, ``NotIpAddress``, ...)
+  and with ``IfExists``; ``ForAllValues:`` over no values is true,
+  ``ForAnyValue:`` false (IAM user guide, "IAM JSON policy elements:
+  Condition operators" and "Multivalued context keys"). Anything else
+  (another operator, a key the emulator does not model) is *not
+  evaluable*: an Allow statement with such a condition does not apply and a
+  Deny statement with one does, so the emulator fails closed rather than
+  granting what AWS might refuse.
 * Effective permission: at least one identity Allow, and (when session
   policies are given, as for an ``AssumeRole`` session with ``Policy``) at
   least one session Allow, and no applicable Deny anywhere.
@@ -36,6 +45,7 @@ session policies, without resource policies, permission boundaries or SCPs):
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -45,6 +55,7 @@ from functools import lru_cache
 from typing import Any, Final, Literal
 
 __all__ = [
+    "MODELED_KEYS",
     "Condition",
     "Decision",
     "Policy",
@@ -66,6 +77,16 @@ _POLICY_KEYS: Final = frozenset({"Version", "Id", "Statement"})
 _VARIABLE_RE: Final = re.compile(r"\$\{([^}]*)\}")
 _SPECIAL_VARIABLES: Final = {"*": "*", "?": "?", "$": "$"}
 _ACTION_RE: Final = re.compile(r"\*|[A-Za-z0-9*?-]+:[A-Za-z0-9*?]+")
+# Condition keys the emulator puts in a request's context whenever AWS would
+# (the broker's authorize); for these, "absent" is a fact, not a gap. Keys
+# for AWS IoT: developer guide, "Basic AWS IoT Core policy variables"
+# (iot:ClientId, aws:SourceIp) and "Connect attributes"
+# (iot:ConnectAttributes); aws:username / aws:userid are IAM global keys.
+MODELED_KEYS: Final = frozenset(
+    {"iot:clientid", "iot:connectattributes", "aws:sourceip", "aws:username", "aws:userid"}
+)
+# A request context: a key maps to one value, or to several (multivalued keys).
+Context = Mapping[str, "str | tuple[str, ...]"]
 
 
 class PolicyError(ValueError):
@@ -312,7 +333,7 @@ def resource_matches(pattern: str, resource: str) -> bool:
 # --- variables and conditions -----------------------------------------------
 
 
-def _lookup(context: Mapping[str, str], key: str) -> str | None:
+def _lookup(context: Context, key: str) -> str | tuple[str, ...] | None:
     # Condition keys and policy-variable names are case-insensitive in IAM.
     if key in context:
         return context[key]
@@ -323,9 +344,7 @@ def _lookup(context: Mapping[str, str], key: str) -> str | None:
     return None
 
 
-def _substitute(
-    pattern: str, context: Mapping[str, str], *, variables: bool
-) -> list[_Piece] | None:
+def _substitute(pattern: str, context: Context, *, variables: bool) -> list[_Piece] | None:
     """Split ``pattern`` into wildcard and literal pieces; None if a variable is missing."""
     if not variables or "${" not in pattern:
         return [(pattern, False)]
@@ -339,8 +358,8 @@ def _substitute(
             pieces.append((_SPECIAL_VARIABLES[name], True))
         else:
             value = _lookup(context, name)
-            if value is None:
-                return None
+            if not isinstance(value, str):
+                return None  # missing, or multivalued (not a policy variable)
             pieces.append((value, True))
         position = match.end()
     if position < len(pattern):
@@ -363,42 +382,89 @@ _STRING_OPERATORS: Final = {
 }
 
 
-def _condition(condition: Condition, context: Mapping[str, str], *, variables: bool) -> _Tri:
-    operator = condition.operator
-    if operator.endswith("IfExists"):
-        # With IfExists a missing key counts as a match; the emulator cannot
-        # tell "AWS would not send it" from "we do not model it", so a missing
-        # key stays not evaluable below either way.
+_NEGATED_OPERATORS: Final = frozenset(
+    {name for name, spec in _STRING_OPERATORS.items() if spec[2]} | {"NotIpAddress"}
+)
+
+
+def _value_matches(operator: str, raw: str, actual: str, context: Context, variables: bool) -> bool:
+    """One policy value against one request value (before negation); raises
+    ValueError when the policy value cannot be evaluated."""
+    if operator in ("IpAddress", "NotIpAddress"):
+        try:
+            return ipaddress.ip_address(actual) in ipaddress.ip_network(raw, strict=False)
+        except ValueError:
+            return False  # a request value that is not an address matches no range
+    wildcards, ignore_case, _ = _STRING_OPERATORS[operator]
+    pieces = _substitute(raw, context, variables=variables)
+    if pieces is None:
+        raise ValueError(raw)
+    if wildcards:
+        # ArnLike is segment-aware like Resource; StringLike is not.
+        if operator.startswith("Arn"):
+            return _pieces_match(pieces, actual, ignore_case=ignore_case)
+        return _compile(tuple(pieces), ignore_case, False).fullmatch(actual) is not None
+    expected = "".join(text for text, _ in pieces)
+    return expected.lower() == actual.lower() if ignore_case else expected == actual
+
+
+def _condition(condition: Condition, context: Context, *, variables: bool) -> _Tri:
+    operator, key = condition.operator, condition.key
+    qualifier = ""
+    for prefix in ("ForAllValues:", "ForAnyValue:"):
+        if operator.startswith(prefix):
+            qualifier, operator = prefix, operator[len(prefix) :]
+    if_exists = operator.endswith("IfExists")
+    if if_exists:
         operator = operator[: -len("IfExists")]
-    spec = _STRING_OPERATORS.get(operator)
-    if spec is None:
-        return _Tri.UNKNOWN
-    wildcards, ignore_case, negated = spec
-    actual = _lookup(context, condition.key)
-    if actual is None:
-        return _Tri.UNKNOWN
-    matched = False
-    for raw in condition.values:
-        pieces = _substitute(raw, context, variables=variables)
-        if pieces is None:
+    actual = _lookup(context, key)
+    modeled = key.lower() in MODELED_KEYS
+    if operator == "Null":
+        if actual is None and not modeled:
             return _Tri.UNKNOWN
-        if wildcards:
-            # ArnLike is segment-aware like Resource; StringLike is not.
-            hit = (
-                _pieces_match(pieces, actual, ignore_case=ignore_case)
-                if operator.startswith("Arn")
-                else _compile(tuple(pieces), ignore_case, False).fullmatch(actual) is not None
-            )
+        present = actual is not None and actual != ()
+        # "Null": {"key": "true"} holds when the key is absent, "false" when present.
+        outcome = any((value.lower() == "true") != present for value in condition.values)
+        return _Tri.TRUE if outcome else _Tri.FALSE
+    if operator not in _STRING_OPERATORS and operator not in ("IpAddress", "NotIpAddress"):
+        return _Tri.UNKNOWN
+    if actual is None:
+        if not modeled:
+            return _Tri.UNKNOWN
+        # IAM: a missing key matches nothing; negated operators and IfExists
+        # are then true; a set operator over no values: ForAllValues true.
+        if if_exists or qualifier == "ForAllValues:" or operator in _NEGATED_OPERATORS:
+            return _Tri.FALSE if qualifier == "ForAnyValue:" else _Tri.TRUE
+        return _Tri.FALSE
+    negated = operator in _NEGATED_OPERATORS
+    values = (actual,) if isinstance(actual, str) else actual
+    try:
+        if qualifier:
+            # Each request value is tested on its own; the operator's negation
+            # applies per value ("ForAllValues:StringNotEquals": none of them).
+            hits = [
+                any(
+                    _value_matches(operator, raw, value, context, variables)
+                    for raw in condition.values
+                )
+                != negated
+                for value in values
+            ]
+            outcome = all(hits) if qualifier == "ForAllValues:" else any(hits)
         else:
-            expected = "".join(text for text, _ in pieces)
-            hit = expected.lower() == actual.lower() if ignore_case else expected == actual
-        if hit:
-            matched = True
-            break
-    return _Tri.TRUE if matched != negated else _Tri.FALSE
+            if not isinstance(actual, str):
+                return _Tri.UNKNOWN  # a multivalued key needs a set operator
+            hit = any(
+                _value_matches(operator, raw, actual, context, variables)
+                for raw in condition.values
+            )
+            outcome = hit != negated
+    except ValueError:
+        return _Tri.UNKNOWN
+    return _Tri.TRUE if outcome else _Tri.FALSE
 
 
-def _conditions(statement: Statement, context: Mapping[str, str], *, variables: bool) -> _Tri:
+def _conditions(statement: Statement, context: Context, *, variables: bool) -> _Tri:
     result = _Tri.TRUE
     for condition in statement.conditions:
         outcome = _condition(condition, context, variables=variables)
@@ -413,7 +479,7 @@ def _statement_covers(
     statement: Statement,
     action: str,
     resource: str,
-    context: Mapping[str, str],
+    context: Context,
     *,
     variables: bool,
 ) -> bool:
@@ -440,7 +506,7 @@ def _applicable(
     effect: str,
     action: str,
     resource: str,
-    context: Mapping[str, str],
+    context: Context,
 ) -> tuple[Policy, Statement, _Tri] | None:
     for policy in policies:
         variables = policy.version == _VARIABLES_VERSION
@@ -463,7 +529,7 @@ def evaluate(
     *,
     identity_policies: Sequence[Policy],
     session_policies: Sequence[Policy] = (),
-    context: Mapping[str, str] | None = None,
+    context: Context | None = None,
 ) -> Decision:
     """Decide whether ``action`` on ``resource`` is allowed.
 

@@ -300,6 +300,34 @@ class RulesEngine:
         except Exception:  # the broker must keep serving whatever a rule does
             log.exception("rules engine failed on a message to %s", topic)
 
+    def ingest(
+        self,
+        name: str,
+        topic: str,
+        payload: bytes,
+        client_id: str | None,
+        principal: str | None,
+    ) -> bool:
+        """Basic Ingest: run the rule ``name`` on a message published to
+        ``$aws/rules/{name}/{topic}``, ``topic`` being what follows the prefix.
+
+        AWS IoT developer guide, "Reducing messaging costs with Basic Ingest":
+        the prefix is not visible to ``topic(n)``, and the ``FROM`` clause is
+        optional for such rules, so the named rule runs whatever its ``FROM``
+        filter says; ``WHERE`` still applies. False when no enabled rule has
+        that name (AWS logs ``RuleNotFound`` and drops the message). Never raises.
+        """
+        with self._lock:
+            rule = self._rules.get(name)
+        if rule is None or not rule.enabled:
+            return False
+        try:
+            ctx = MessageContext(topic=topic, client_id=client_id, principal=principal)
+            self._evaluate(rule, payload, ctx)
+        except Exception:  # the broker must keep serving whatever a rule does
+            log.exception("rules engine failed on a Basic Ingest message for %s", name)
+        return True
+
     def _evaluate(self, rule: Rule, payload: bytes, ctx: MessageContext) -> None:
         try:
             output = rule.statement.evaluate(payload, ctx)

@@ -524,7 +524,9 @@ class Emulator:
             return _error(403, "ForbiddenException", "Reserved topic", trace_id)
         actions = ("iot:Publish", "iot:RetainPublish") if retain else ("iot:Publish",)
         for action in actions:
-            decision = self.broker.authorize(credential, action, "topic", topic_name)
+            decision = self.broker.authorize(
+                credential, action, "topic", topic_name, source_ip=request.remote
+            )
             if not decision.allowed:
                 return _error(403, "ForbiddenException", f"{action}: {decision.reason}", trace_id)
         self.broker.stats.publishes_http += 1

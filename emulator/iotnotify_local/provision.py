@@ -32,6 +32,7 @@ __all__ = [
     "DemoUser",
     "LocalResources",
     "PublisherKeys",
+    "ensure_game_and_presence_tables",
     "provision",
 ]
 
@@ -70,6 +71,7 @@ class LocalResources:
     notify_api_key: str = field(repr=False)
     api_id: str = "local"  # the REST API id in execute-api ARNs
     chat_dlq_url: str = ""  # the chat rule's error action and the moderator's failures
+    presence_dlq_url: str = ""  # the presence rule's error action and the function's failures
 
     def users_json(self) -> list[dict[str, Any]]:
         return [asdict(user) for user in self.users]
@@ -88,6 +90,36 @@ def _trust(principal: dict[str, Any]) -> str:
             "Statement": [{"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}],
         }
     )
+
+
+def ensure_game_and_presence_tables(session: boto3.session.Session, names: ResourceNames) -> str:
+    """Create the games and presence tables (unless they exist) and the
+    presence DLQ; returns the DLQ's URL.
+
+    Keys and TTL as ``infra/`` (games: ``gameId``; presence: ``userId`` +
+    ``sessionId`` with TTL on ``expiresAt``).
+    """
+    dynamodb = session.client("dynamodb")
+    existing = set(dynamodb.list_tables()["TableNames"])
+    tables: tuple[tuple[str, tuple[tuple[str, Literal["HASH", "RANGE"]], ...]], ...] = (
+        (names.games_table, (("gameId", "HASH"),)),
+        (names.presence_table, (("userId", "HASH"), ("sessionId", "RANGE"))),
+    )
+    for table, keys in tables:
+        if table in existing:
+            continue
+        dynamodb.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": n, "KeyType": t} for n, t in keys],
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n, _ in keys],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        if table == names.presence_table:
+            dynamodb.update_time_to_live(
+                TableName=table,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"},
+            )
+    return str(session.client("sqs").create_queue(QueueName=names.presence_dlq)["QueueUrl"])
 
 
 def provision(
@@ -159,6 +191,7 @@ def provision(
             TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"},
         )
 
+    presence_dlq_url = ensure_game_and_presence_tables(session, names)
     sqs = session.client("sqs")
     chat_dlq_url = sqs.create_queue(QueueName=names.chat_dlq)["QueueUrl"]
     dlq_url = sqs.create_queue(QueueName=names.task_dlq)["QueueUrl"]
@@ -236,6 +269,7 @@ def provision(
         task_queue_url=queue_url,
         task_dlq_url=dlq_url,
         chat_dlq_url=chat_dlq_url,
+        presence_dlq_url=presence_dlq_url,
         users=tuple(users),
         publisher=PublisherKeys(key["AccessKeyId"], key["SecretAccessKey"]),
         notify_api_key=api_key,

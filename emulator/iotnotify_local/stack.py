@@ -280,6 +280,8 @@ class LocalStack:
             "IOTNOTIFY_INBOX_TABLE": resources.names.inbox_table,
             "IOTNOTIFY_ROOMS_TABLE": resources.names.rooms_table,
             "IOTNOTIFY_CHAT_HISTORY_TABLE": resources.names.chat_history_table,
+            "IOTNOTIFY_GAMES_TABLE": resources.names.games_table,
+            "IOTNOTIFY_PRESENCE_TABLE": resources.names.presence_table,
             "IOTNOTIFY_SUBSCRIBER_ROLE_ARN": resources.subscriber_role_arn,
             "IOTNOTIFY_TASK_QUEUE_URL": resources.task_queue_url,
             "IOTNOTIFY_IOT_ENDPOINT": f"{cfg.host}:{endpoint_port}",
@@ -293,11 +295,14 @@ class LocalStack:
 
         from iotnotify_handlers import (
             api_chats,
+            api_games,
             api_notifications,
             api_notify,
+            api_presence,
             api_task,
             api_token,
             chat_moderator,
+            presence_events,
             task_worker,
         )
 
@@ -340,6 +345,9 @@ class LocalStack:
                 Route("GET", "/chats/{room}/messages", api_chats.handler, "cognito"),
                 Route("POST", "/notify", api_notify.handler, "iam"),
                 Route("POST", "/notify/key", api_notify.handler, "none"),
+                Route("POST", "/games", api_games.handler, "iam"),
+                Route("POST", "/games/key", api_games.handler, "none"),
+                Route("GET", "/presence", api_presence.handler, "cognito"),
             ],
             authorizer=authorizer,
             iam_verifier=verify_iam,
@@ -382,9 +390,15 @@ class LocalStack:
         self._rules = RulesEngine(
             emulator_rules(
                 TopicScheme(cfg.app, cfg.stage),
-                handlers={"moderator": chat_moderator.handler},
+                handlers={
+                    "moderator": chat_moderator.handler,
+                    "presence": presence_events.handler,
+                },
                 sqs=sqs,
-                dead_letter_queue_url=chat_dlq_url,
+                dead_letter_queue_urls={
+                    "moderator": chat_dlq_url,
+                    "presence": resources.presence_dlq_url,
+                },
             )
         )
         emu.install_rules(self._rules)
@@ -412,6 +426,7 @@ class LocalStack:
                 "taskQueueUrl": resources.task_queue_url,
                 "taskDlqUrl": resources.task_dlq_url,
                 "chatDlqUrl": chat_dlq_url,
+                "presenceDlqUrl": resources.presence_dlq_url,
                 "emulatorStatsUrl": f"{emu.data_url}/_emulator/stats",
                 # POST .../_emulator/restart and the stats' refusal records need
                 # this per-start value in the X-Emulator-Secret header.

@@ -26,16 +26,17 @@ def emulator_rules(
     *,
     handlers: Mapping[str, LambdaHandler],
     sqs: Any,
-    dead_letter_queue_url: str,
+    dead_letter_queue_urls: Mapping[str, str],
 ) -> list[Rule]:
     """The rules of ``scheme``'s deployment; ``handlers`` maps a function
-    attribute (``"moderator"``) to its handler; ``sqs`` is a boto3 client."""
+    attribute (``"moderator"``, ``"presence"``) to its handler and
+    ``dead_letter_queue_urls`` to its rule's DLQ; ``sqs`` is a boto3 client."""
     return [
         Rule.create(
             definition.name,
             definition.sql,
             [LambdaAction(definition.function, handlers[definition.function])],
-            error_action=SqsAction(dead_letter_queue_url, sqs),
+            error_action=SqsAction(dead_letter_queue_urls[definition.function], sqs),
         )
         for definition in topic_rules(scheme)
     ]

@@ -11,10 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from iotnotify_handlers import clients
-from iotnotify_handlers.errors import Unauthorized
+from iotnotify_handlers.backend_auth import authorize_backend
 from iotnotify_handlers.http import Request, api_handler
-from iotnotify_handlers.notify_requests import ApiKeyVerifier, NotifyRequest, send
-from iotnotify_handlers.settings import settings
+from iotnotify_handlers.notify_requests import NotifyRequest, send
 
 __all__ = ["API_KEY_RESOURCE", "handler"]
 
@@ -23,18 +22,6 @@ API_KEY_RESOURCE = "/notify/key"
 
 @api_handler
 def handler(request: Request) -> tuple[int, Any]:
-    if request.resource != API_KEY_RESOURCE:
-        # The IAM route: never serve it without the identity API Gateway
-        # attaches after checking the signature (a misconfigured route
-        # without IAM auth then fails closed).
-        if request.iam_user_arn is None:
-            raise Unauthorized("sign the request with SigV4 (IAM) or use POST /notify/key")
-    else:
-        s = settings()
-        ApiKeyVerifier(
-            clients.ssm_provider(),
-            parameter=s.notify_api_key_parameter,
-            max_age_seconds=s.api_key_cache_seconds,
-        ).verify(request.headers.get("x-api-key", ""))
+    authorize_backend(request)  # IAM on /notify, the API key on /notify/key
     notify = NotifyRequest.parse(request.json())
     return 200, send(notify, clients.publisher())

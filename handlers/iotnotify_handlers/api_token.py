@@ -1,49 +1,67 @@
-"""``GET /token?rooms=a,b``: credentials and a presigned URL for the signed-in user.
+"""``GET /token?rooms=a,b&games=g``: credentials and a presigned URL for the signed-in user.
 
-``rooms`` (optional, comma-separated) adds each room's channel to the token:
-400 for an invalid name or more than ``MAX_CHANNELS_PER_TOKEN``, 404 for an
-unknown room, 403 for a private room the caller is not a member of.
+``rooms`` and ``games`` (optional, comma-separated) add each channel to the
+token. Rooms and games together are at most ``MAX_CHANNELS_PER_TOKEN``
+(else 400, as for an invalid name); 404 for an unknown room or game; 403 for
+a private room the caller is not a member of, or a game they do not play.
+Nothing is issued unless every channel asked for is allowed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from iotnotify.contract import Channel
+from iotnotify.contract import Channel, ChannelKind
 from iotnotify.errors import ContractError
+from iotnotify.games import GameStoreError
 from iotnotify.policies import MAX_CHANNELS_PER_TOKEN
 from iotnotify_handlers import clients
-from iotnotify_handlers.errors import BadRequest
+from iotnotify_handlers.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable
 from iotnotify_handlers.http import Request, api_handler
 from iotnotify_handlers.settings import settings
 from iotnotify_handlers.token_vending import TokenVendor
 
-__all__ = ["handler", "requested_rooms"]
+__all__ = ["handler", "requested_channels"]
 
 
-def requested_rooms(raw: str | None) -> list[str]:
-    """The distinct room names of ``?rooms=``, in order; 400 if invalid or too many."""
-    names = list(dict.fromkeys(n.strip() for n in (raw or "").split(",") if n.strip()))
-    if len(names) > MAX_CHANNELS_PER_TOKEN:
+def _names(raw: str | None) -> list[str]:
+    return list(dict.fromkeys(n.strip() for n in (raw or "").split(",") if n.strip()))
+
+
+def requested_channels(rooms: str | None, games: str | None) -> list[Channel]:
+    """The distinct channels of ``?rooms=`` and ``?games=``, rooms first, in order;
+    400 if a name is invalid or there are more than ``MAX_CHANNELS_PER_TOKEN``."""
+    asked: list[tuple[ChannelKind, str]] = [("room", n) for n in _names(rooms)]
+    asked += [("game", n) for n in _names(games)]
+    if len(asked) > MAX_CHANNELS_PER_TOKEN:
         raise BadRequest(
-            f"a token can carry at most {MAX_CHANNELS_PER_TOKEN} channels (STS limits a "
-            f"session policy to 2048 characters); asked for {len(names)}"
+            f"a token can carry at most {MAX_CHANNELS_PER_TOKEN} channels, rooms and games "
+            f"together (STS limits a session policy to 2048 characters); asked for {len(asked)}"
         )
-    for name in names:
-        try:
-            Channel("room", name)
-        except ContractError as exc:
-            raise BadRequest(str(exc)) from exc
-    return names
+    try:
+        return [Channel(kind, name) for kind, name in asked]
+    except ContractError as exc:
+        raise BadRequest(str(exc)) from exc
+
+
+def _authorised(channel: Channel, user_id: str) -> Channel:
+    if channel.kind == "room":
+        return clients.chat_rooms().usable(channel.name, user_id=user_id).channel
+    try:
+        game = clients.games().get(channel.name)
+    except GameStoreError as exc:
+        raise ServiceUnavailable("could not read the game, try again") from exc
+    if game is None:
+        raise NotFound(f"no game {channel.name!r}")
+    if not game.may_use(user_id):
+        raise Forbidden(f"you are not a player of game {channel.name!r}")
+    return game.channel
 
 
 @api_handler
 def handler(request: Request) -> tuple[int, Any]:
     user_id = request.user_id()  # validated before any policy is built or STS called
-    names = requested_rooms(request.query.get("rooms"))
-    channels = []
-    if names:
-        rooms = clients.chat_rooms()
-        channels = [rooms.usable(name, user_id=user_id).channel for name in names]
+    asked = requested_channels(request.query.get("rooms"), request.query.get("games"))
+    channels = [_authorised(channel, user_id) for channel in asked]
     vendor = TokenVendor(settings=settings(), sts=clients.sts(), endpoint=clients.iot_endpoint())
     return 200, vendor.vend(user_id, channels=channels)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,6 +55,7 @@ __all__ = [
 
 DEFAULT_PAGE_SIZE: Final = 50
 MAX_PAGE_SIZE: Final = 100
+_LIMIT_RE: Final = re.compile(r"[0-9]{1,6}", re.ASCII)
 # A room item holds its member set; 1000 user ids of 64 characters stay far
 # below DynamoDB's 400 KB item limit.
 MAX_MEMBERS_PER_ROOM: Final = 1000
@@ -89,13 +91,11 @@ def page_size(raw: str | None) -> int:
     """``limit`` query parameter: 1..MAX_PAGE_SIZE, default DEFAULT_PAGE_SIZE."""
     if raw is None or raw == "":
         return DEFAULT_PAGE_SIZE
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise BadRequest(f"limit must be an integer 1..{MAX_PAGE_SIZE}") from exc
-    if not 1 <= value <= MAX_PAGE_SIZE:
+    # ASCII digits only: int() also reads "+5", " 12", "1_0" and Arabic-Indic
+    # "١٢" (as 12), none of which API Gateway callers mean as a page size.
+    if not _LIMIT_RE.fullmatch(raw) or not 1 <= int(raw) <= MAX_PAGE_SIZE:
         raise BadRequest(f"limit must be an integer 1..{MAX_PAGE_SIZE}")
-    return value
+    return int(raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +267,21 @@ class ChatRooms:
             "rooms": [self.view(room, for_user=user_id) for room in rooms],
             "next": encode_page_token({"room": str(last["room"])}) if last else None,
         }
+
+    def rooms_of(self, user_id: str) -> tuple[Room, ...]:
+        """Every room whose members include ``user_id`` (a full, paginated scan)."""
+        kwargs: dict[str, Any] = {"FilterExpression": Attr("members").contains(user_id)}
+        rooms: tuple[Room, ...] = ()
+        while True:
+            try:
+                answer = self._table.scan(**kwargs)
+            except (BotoCoreError, ClientError) as exc:
+                raise ServiceUnavailable("could not list rooms, try again") from exc
+            rooms += tuple(Room.from_item(item) for item in answer.get("Items", []))
+            last = answer.get("LastEvaluatedKey")
+            if not last:
+                return rooms
+            kwargs["ExclusiveStartKey"] = last
 
     # --- members ----------------------------------------------------------------
 

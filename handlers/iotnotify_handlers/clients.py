@@ -16,7 +16,9 @@ import boto3
 from aws_lambda_powertools.utilities.parameters import SSMProvider
 
 from iotnotify.endpoints import IotEndpoint
+from iotnotify.games import GameRegistry
 from iotnotify.inbox import Inbox
+from iotnotify.presence import PresenceTable
 from iotnotify.publisher import Publisher
 from iotnotify_handlers.chat_history import ChatHistory
 from iotnotify_handlers.chat_moderation import Denylist, Moderator
@@ -27,10 +29,12 @@ __all__ = [
     "chat_history",
     "chat_rooms",
     "configure",
+    "games",
     "inbox",
     "iot_data",
     "iot_endpoint",
     "moderator",
+    "presence",
     "publisher",
     "reset",
     "session",
@@ -91,6 +95,18 @@ def chat_rooms() -> ChatRooms:
 
 
 @cache
+def games() -> GameRegistry:
+    return GameRegistry(session().resource("dynamodb").Table(settings().games_table))
+
+
+@cache
+def presence() -> PresenceTable | None:
+    """The presence table, or None where the deployment has none."""
+    name = settings().presence_table
+    return PresenceTable(session().resource("dynamodb").Table(name)) if name else None
+
+
+@cache
 def chat_history() -> ChatHistory:
     table = session().resource("dynamodb").Table(settings().history_table)
     return ChatHistory(table, ttl_days=settings().chat_history_ttl_days)
@@ -132,6 +148,7 @@ def publisher() -> Publisher:
         endpoint=s.iot_data_url or s.iot_endpoint,
         inbox_table=s.inbox_table,
         inbox_ttl_days=s.inbox_ttl_days,
+        games_table=s.games_table,
         session=session(),
     )
 
@@ -151,6 +168,8 @@ def reset() -> None:
         inbox,
         chat_rooms,
         chat_history,
+        games,
+        presence,
         iot_data,
         moderator,
         publisher,

@@ -38,6 +38,8 @@ ENV: Final = {
     "iot_data_url": "IOTNOTIFY_IOT_DATA_URL",
     "rooms_table": "IOTNOTIFY_ROOMS_TABLE",
     "history_table": "IOTNOTIFY_CHAT_HISTORY_TABLE",
+    "games_table": "IOTNOTIFY_GAMES_TABLE",
+    "presence_table": "IOTNOTIFY_PRESENCE_TABLE",
     "max_rooms_per_user": "IOTNOTIFY_MAX_ROOMS_PER_USER",
     "chat_rate_messages": "IOTNOTIFY_CHAT_RATE_MESSAGES",
     "chat_rate_window": "IOTNOTIFY_CHAT_RATE_WINDOW_SECONDS",
@@ -69,6 +71,9 @@ class Settings:
     iot_data_url: str = ""
     rooms_table: str = ""
     history_table: str = ""
+    games_table: str = ""
+    # Empty: no presence (GET /presence answers 503, catch-ups leave no hint).
+    presence_table: str = ""
     # Rooms one user may create (issue 10: 120 junk rooms from one user).
     max_rooms_per_user: int = 10
     # Per-sender chat rate: at most this many messages per window, every room.
@@ -136,6 +141,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         iot_data_url=env.get(ENV["iot_data_url"], ""),
         rooms_table=env.get(ENV["rooms_table"], ""),
         history_table=env.get(ENV["history_table"], ""),
+        games_table=env.get(ENV["games_table"], ""),
+        presence_table=env.get(ENV["presence_table"], ""),
         max_rooms_per_user=_int(env, "max_rooms_per_user", 10),
         chat_rate_messages=_int(env, "chat_rate_messages", 5),
         chat_rate_window_seconds=_int(env, "chat_rate_window", 5),

@@ -59,8 +59,9 @@ class TokenVendor:
         """The token response of DESIGN.md for ``user_id``.
 
         ``channels`` (already authorised by the caller) are granted in the
-        session policy and listed under ``channels``: ``{name: {topic,
-        inputTopic?}}``; at most ``MAX_CHANNELS_PER_TOKEN`` (else
+        session policy and listed, rooms under ``channels`` (``{room: {topic,
+        inputTopic}}``) and games under ``games`` (``{gameId: {topic}}``); at
+        most ``MAX_CHANNELS_PER_TOKEN`` (else
         :class:`iotnotify.policies.TooManyChannels`, a 400).
         """
         user_id = validate_user_id(user_id)
@@ -105,5 +106,9 @@ class TokenVendor:
                 "expiration": _iso(creds["Expiration"]),
             },
             "keepalive": settings.keepalive_seconds,
-            "channels": {c.name: c.topics_json(settings.scheme) for c in channels},
+            # Rooms and games may share a name, so each kind has its own map.
+            "channels": {
+                c.name: c.topics_json(settings.scheme) for c in channels if c.kind == "room"
+            },
+            "games": {c.name: c.topics_json(settings.scheme) for c in channels if c.kind == "game"},
         }

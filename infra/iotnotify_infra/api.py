@@ -13,6 +13,9 @@ route                       authorisation     function
 ``GET|POST /chats``         Cognito ID token  chat rooms
 ``POST /chats/{room}/members`` Cognito        chat rooms (owner adds)
 ``GET /chats/{room}/messages`` Cognito        chat rooms (history)
+``POST /games``             IAM (SigV4)       games (a server registers one)
+``POST /games/key``         none at the edge  games (checks the API key)
+``GET  /presence``          Cognito ID token  presence of channel co-members
 ==========================  ================  ==========================
 
 Why two notify routes: IAM auth is the right default for backends that have
@@ -37,6 +40,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from iotnotify.policies import BACKEND_ROUTES
 from iotnotify_infra.config import StageConfig
 from iotnotify_infra.functions import Functions, retention
 from iotnotify_infra.nag import suppress
@@ -174,6 +178,21 @@ class Api(Construct):
             parameters={"method.request.querystring.since": False},
         )
         route(root.add_resource("task"), "POST", functions.task)
+        games = root.add_resource("games")
+        games_iam = route(games, "POST", functions.games, auth=apigw.AuthorizationType.IAM)
+        games_key_route = route(
+            games.add_resource("key"),
+            "POST",
+            functions.games,
+            auth=apigw.AuthorizationType.NONE,
+            parameters={"method.request.header.x-api-key": True},
+        )
+        route(
+            root.add_resource("presence"),
+            "GET",
+            functions.presence,
+            parameters={"method.request.querystring.users": True},
+        )
         chats = root.add_resource("chats")
         for method in ("GET", "POST"):
             route(chats, method, functions.chats)
@@ -195,11 +214,14 @@ class Api(Construct):
             self,
             "NotifyCallerPolicy",
             managed_policy_name=config.name("notify-caller"),
-            description=f"{config.stack_name}: call POST /notify (IAM auth)",
+            description=f"{config.stack_name}: call POST /notify and POST /games (IAM auth)",
             statements=[
                 iam.PolicyStatement(
                     actions=["execute-api:Invoke"],
-                    resources=[self.rest_api.arn_for_execute_api("POST", "/notify", config.stage)],
+                    resources=[
+                        self.rest_api.arn_for_execute_api("POST", f"/{path}", config.stage)
+                        for path in BACKEND_ROUTES
+                    ],
                 )
             ],
         )
@@ -230,23 +252,25 @@ class Api(Construct):
                         "AwsSolutions-COG4": "CORS preflight: see APIG4.",
                     },
                 )
-        suppress(
-            key_route,
-            {
-                "AwsSolutions-APIG4": (
-                    "The API-key alternative for servers without AWS credentials: the "
-                    "notify function authorises the x-api-key header against the SSM "
-                    "SecureString itself."
-                ),
-                "AwsSolutions-COG4": "Server-to-server route; see APIG4.",
-            },
-        )
-        suppress(
-            notify_iam,
-            {
-                "AwsSolutions-COG4": (
-                    "POST /notify is for backends, authorised with IAM (SigV4), "
-                    "not for signed-in users."
-                )
-            },
-        )
+        for key_method in (key_route, games_key_route):
+            suppress(
+                key_method,
+                {
+                    "AwsSolutions-APIG4": (
+                        "The API-key alternative for servers without AWS credentials: the "
+                        "function authorises the x-api-key header against the SSM "
+                        "SecureString itself."
+                    ),
+                    "AwsSolutions-COG4": "Server-to-server route; see APIG4.",
+                },
+            )
+        for iam_method in (notify_iam, games_iam):
+            suppress(
+                iam_method,
+                {
+                    "AwsSolutions-COG4": (
+                        "POST /notify and POST /games are for backends, authorised with IAM "
+                        "(SigV4), not for signed-in users."
+                    )
+                },
+            )

@@ -1,4 +1,4 @@
-"""Functions: the seven Lambda functions, one per handler module.
+"""Functions: the Lambda functions, one per handler module.
 
 All share one code asset, runtime (Python 3.12 on arm64: cheaper per ms
 than x86), the Powertools layer, X-Ray tracing, an explicit log group with a
@@ -70,6 +70,16 @@ FUNCTION_SPECS: Final = (
         "iotnotify_handlers.chat_moderator.handler",
         "chat topic rule: moderate and republish",
     ),
+    FunctionSpec("games", "games", "iotnotify_handlers.api_games.handler", "POST /games"),
+    FunctionSpec(
+        "presence", "presence", "iotnotify_handlers.api_presence.handler", "GET /presence"
+    ),
+    FunctionSpec(
+        "presence_events",
+        "presence-events",
+        "iotnotify_handlers.presence_events.handler",
+        "presence topic rule: lifecycle events to the presence table",
+    ),
 )
 
 
@@ -91,6 +101,9 @@ class Functions(Construct):
     worker: lambda_.Function
     chats: lambda_.Function
     moderator: lambda_.Function
+    games: lambda_.Function
+    presence: lambda_.Function
+    presence_events: lambda_.Function
     all: tuple[lambda_.Function, ...]
     log_groups: dict[str, logs.LogGroup]
 

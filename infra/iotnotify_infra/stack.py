@@ -14,7 +14,8 @@ from aws_cdk import aws_lambda_event_sources as events
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from iotnotify.contract import DEFAULT_KEEPALIVE_SECONDS
+from iotnotify.contract import DEFAULT_KEEPALIVE_SECONDS, TopicScheme
+from iotnotify.topic_rules import presence_rule
 from iotnotify_handlers.settings import ENV
 from iotnotify_infra.api import Api
 from iotnotify_infra.chat import ChatModeration
@@ -24,6 +25,7 @@ from iotnotify_infra.identity import Identity
 from iotnotify_infra.iot import IotAccess, IotEndpoint
 from iotnotify_infra.lambda_asset import DONE_MARKER, stage_lambda_code
 from iotnotify_infra.nag import suppress
+from iotnotify_infra.rules import LambdaTopicRule
 from iotnotify_infra.storage import Storage
 from iotnotify_infra.tasks import TaskQueue
 from iotnotify_infra.web import WEB_DIST, WebHosting, WebSite
@@ -56,6 +58,7 @@ class IotNotifyStack(Stack):
     site: WebSite
     api: Api
     chat: ChatModeration
+    presence: LambdaTopicRule
     web: WebHosting
     environment_variables: dict[str, str]
 
@@ -117,8 +120,10 @@ class IotNotifyStack(Stack):
         )
         # The parameter uses the AWS managed key aws/ssm, whose key policy
         # already lets account principals decrypt through SSM: no kms grant.
-        # GET /notifications: read the caller's inbox.
+        # GET /notifications: read the caller's inbox, after leaving the
+        # catch-up hint skip-offline sends rely on (iotnotify.presence).
         self.storage.inbox.grant(fn.notifications, "dynamodb:Query")
+        self.storage.presence.grant(fn.notifications, "dynamodb:PutItem")
         # POST /task: enqueue only.
         self.tasks.queue.grant(fn.task, "sqs:SendMessage")
         # Task worker: consume (granted by the event source), publish, inbox.
@@ -143,8 +148,31 @@ class IotNotifyStack(Stack):
             "dynamodb:Scan",
         )
         self.storage.chat_history.grant(fn.chats, "dynamodb:Query")
-        # GET /token?rooms=: check each room exists and the caller may use it.
+        # GET /token?rooms=&games=: check each channel exists and the caller may use it.
         self.storage.rooms.grant(fn.token, "dynamodb:GetItem")
+        self.storage.games.grant(fn.token, "dynamodb:GetItem")
+        # POST /games: register a game (one conditional-free update), read the API key.
+        self.storage.games.grant(fn.games, "dynamodb:UpdateItem")
+        fn.games.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["ssm:GetParameter"], resources=[notify_api_key.parameter_arn]
+            )
+        )
+        # GET /presence: the caller's rooms and games (filtered scans), then
+        # each visible user's session records.
+        self.storage.rooms.grant(fn.presence, "dynamodb:Scan")
+        self.storage.games.grant(fn.presence, "dynamodb:Scan")
+        self.storage.presence.grant(fn.presence, "dynamodb:Query")
+        # Presence events (invoked by the lifecycle rule): conditional writes.
+        self.presence = LambdaTopicRule(
+            self,
+            "Presence",
+            definition=presence_rule(TopicScheme(config.app, config.stage)),
+            function=fn.presence_events,
+            queue_name=config.names.presence_dlq,
+            what="the presence rule",
+        )
+        self.storage.presence.grant(fn.presence_events, "dynamodb:UpdateItem")
         # Chat moderator (invoked by the topic rule): count the sender's rate
         # and append to history, read the denylist, publish to the room.
         self.chat = ChatModeration(self, "Chat", config=config, moderator=fn.moderator)
@@ -206,6 +234,8 @@ class IotNotifyStack(Stack):
             "inbox_ttl_days": "7",
             "api_key_ttl": "300",
             "history_table": self.storage.chat_history.table_name,
+            "games_table": self.storage.games.table_name,
+            "presence_table": self.storage.presence.table_name,
             "max_rooms_per_user": "10",
             "chat_rate_messages": "5",
             "chat_rate_window": "5",

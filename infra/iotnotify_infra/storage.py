@@ -1,4 +1,4 @@
-"""Data: the notification inbox, the chat rooms and the chat history.
+"""Data: the notification inbox, chat rooms and history, games and presence.
 
 QoS 0 drops what is sent while a client is away, so every notification
 worth keeping is also written to the inbox (``userId`` + sortable ``id``),
@@ -6,6 +6,10 @@ read back with ``GET /notifications?since=``. Entries expire through the
 ``expiresAt`` TTL attribute, so the table does not grow without bound.
 Chat history (``room`` + message ``id``) expires the same way; the chat
 moderator also keeps its per-sender rate counters there (``#rate#{user}``).
+Games (``gameId`` -> players) are written by game servers; presence keeps
+one record per MQTT session (``userId`` + ``sessionId``, expiring through
+``expiresAt``), written by the presence rule's function
+(:mod:`iotnotify.presence`).
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ __all__ = ["Storage"]
 
 
 class Storage(Construct):
-    """The inbox, rooms and chat-history tables (on-demand, point-in-time recovery)."""
+    """The inbox, rooms, chat-history, games and presence tables (on-demand,
+    point-in-time recovery)."""
 
     inbox: dynamodb.Table
     rooms: dynamodb.Table
     chat_history: dynamodb.Table
+    games: dynamodb.Table
+    presence: dynamodb.Table
 
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig) -> None:
         super().__init__(scope, construct_id)
@@ -49,6 +56,27 @@ class Storage(Construct):
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             point_in_time_recovery_specification=pitr,
             removal_policy=removal,
+        )
+        self.games = dynamodb.Table(
+            self,
+            "Games",
+            table_name=config.names.games_table,
+            partition_key=dynamodb.Attribute(name="gameId", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=pitr,
+            removal_policy=removal,
+        )
+        self.presence = dynamodb.Table(
+            self,
+            "Presence",
+            table_name=config.names.presence_table,
+            partition_key=dynamodb.Attribute(name="userId", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="sessionId", type=dynamodb.AttributeType.STRING),
+            time_to_live_attribute="expiresAt",
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=pitr,
+            # Rebuilt from the next lifecycle events: nothing worth keeping.
+            removal_policy=RemovalPolicy.DESTROY,
         )
         self.chat_history = dynamodb.Table(
             self,

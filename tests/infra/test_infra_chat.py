@@ -23,9 +23,17 @@ def dev() -> Synth:
     return synth("dev")
 
 
-def only(dev: Synth, kind: str) -> tuple[str, dict[str, Any]]:
-    [(logical_id, resource)] = dev.resources(kind).items()
+def only(dev: Synth, kind: str, **props: Any) -> tuple[str, dict[str, Any]]:
+    """The one resource of ``kind`` whose properties include ``props``."""
+    [(logical_id, resource)] = [
+        (k, r)
+        for k, r in dev.resources(kind).items()
+        if all(r["Properties"].get(p) == v for p, v in props.items())
+    ]
     return logical_id, resource["Properties"]
+
+
+CHAT_RULE = {"RuleName": "iotnotify_dev_chat_moderation"}
 
 
 def chat_dlq(dev: Synth) -> str:
@@ -38,7 +46,7 @@ def chat_dlq(dev: Synth) -> str:
 
 
 def test_the_rule_is_the_packages_definition_with_lambda_and_error_actions(dev: Synth) -> None:
-    _, rule = only(dev, "AWS::IoT::TopicRule")
+    _, rule = only(dev, "AWS::IoT::TopicRule", **CHAT_RULE)
     definition = chat_moderation_rule(TopicScheme("iotnotify", "dev"))
     payload = rule["TopicRulePayload"]
     assert rule["RuleName"] == definition.name == "iotnotify_dev_chat_moderation"
@@ -69,7 +77,7 @@ def test_the_rule_is_the_packages_definition_with_lambda_and_error_actions(dev: 
 
 
 def test_only_this_rule_in_this_account_may_invoke_the_moderator(dev: Synth) -> None:
-    rule_id, _ = only(dev, "AWS::IoT::TopicRule")
+    rule_id, _ = only(dev, "AWS::IoT::TopicRule", **CHAT_RULE)
     moderator = dev.function_id("chat-moderator")
     permissions = [
         r["Properties"]
@@ -92,7 +100,7 @@ def test_the_dlq_is_encrypted_tls_only_and_catches_failed_invocations(dev: Synth
     assert queue["SqsManagedSseEnabled"] is True
     assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
     moderator = dev.function_id("chat-moderator")
-    _, invoke_config = only(dev, "AWS::Lambda::EventInvokeConfig")
+    _, invoke_config = only(dev, "AWS::Lambda::EventInvokeConfig", FunctionName={"Ref": moderator})
     assert invoke_config["FunctionName"] == {"Ref": moderator}
     assert invoke_config["MaximumRetryAttempts"] == 2
     assert invoke_config["DestinationConfig"] == {
@@ -136,5 +144,46 @@ def test_ephemeral_stages_read_the_shared_denylist() -> None:
     assert {render(r) for r in resources} == {
         f"arn:{PARTITION}:ssm:{REGION}:{ACCOUNT}:parameter/iotnotify/dev/chat-denylist"
     }
-    [rule] = [r["Properties"] for r in feat.resources("AWS::IoT::TopicRule").values()]
-    assert rule["RuleName"] == "iotnotify_feat_x_chat_moderation"
+    names = {r["Properties"]["RuleName"] for r in feat.resources("AWS::IoT::TopicRule").values()}
+    assert names == {"iotnotify_feat_x_chat_moderation", "iotnotify_feat_x_presence"}
+
+
+def test_the_presence_rule_reads_lifecycle_events_into_its_function(dev: Synth) -> None:
+    """Issue 14: lifecycle events -> presence function, with the same DLQ set-up as chat."""
+    from iotnotify.topic_rules import presence_rule
+
+    definition = presence_rule(TopicScheme("iotnotify", "dev"))
+    rule_id, rule = only(dev, "AWS::IoT::TopicRule", RuleName="iotnotify_dev_presence")
+    payload = rule["TopicRulePayload"]
+    assert payload["Sql"] == definition.sql
+    assert "FROM '$aws/events/presence/+/+'" in payload["Sql"]
+    function = dev.function_id("presence-events")
+    assert payload["Actions"] == [{"Lambda": {"FunctionArn": {"Fn::GetAtt": [function, "Arn"]}}}]
+    [dlq] = [
+        k
+        for k, r in dev.resources("AWS::SQS::Queue").items()
+        if r["Properties"]["QueueName"] == "iotnotify-dev-presence-dlq"
+    ]
+    assert payload["ErrorAction"]["Sqs"]["QueueUrl"] == {"Ref": dlq}
+    _, permission = only(
+        dev,
+        "AWS::Lambda::Permission",
+        FunctionName={"Fn::GetAtt": [function, "Arn"]},
+        Principal="iot.amazonaws.com",
+    )
+    assert permission["SourceArn"] == {"Fn::GetAtt": [rule_id, "Arn"]}
+    assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
+    _, invoke_config = only(dev, "AWS::Lambda::EventInvokeConfig", FunctionName={"Ref": function})
+    assert invoke_config["DestinationConfig"] == {
+        "OnFailure": {"Destination": {"Fn::GetAtt": [dlq, "Arn"]}}
+    }
+    presence = next(
+        r["Properties"]
+        for r in dev.resources("AWS::DynamoDB::Table").values()
+        if r["Properties"]["TableName"] == "iotnotify-dev-presence"
+    )
+    assert presence["KeySchema"] == [
+        {"AttributeName": "userId", "KeyType": "HASH"},
+        {"AttributeName": "sessionId", "KeyType": "RANGE"},
+    ]
+    assert presence["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}

@@ -68,10 +68,11 @@ def test_no_wildcard_resource_except_where_aws_has_no_resource_type(dev: Synth) 
 def test_token_function_assumes_the_subscriber_role_and_reads_rooms(dev: Synth) -> None:
     role = logical(dev, "IotSubscriberRole", "AWS::IAM::Role")
     rooms = "${" + logical(dev, "StorageRooms", "AWS::DynamoDB::Table") + ".Arn}"
+    games = "${" + logical(dev, "StorageGames", "AWS::DynamoDB::Table") + ".Arn}"
     assert grants_of(dev, "token") == {
         "sts:AssumeRole": {"${" + role + ".Arn}"},
-        # ?rooms=: may the caller use each room (exists, public or a member)?
-        "dynamodb:GetItem": {rooms},
+        # ?rooms=&games=: may the caller use each channel (exists, allowed)?
+        "dynamodb:GetItem": {rooms, games},
     }
 
 
@@ -120,9 +121,37 @@ def test_notify_publishes_in_stage_writes_inbox_reads_api_key(dev: Synth) -> Non
     }
 
 
-def test_notifications_can_only_query_the_inbox(dev: Synth) -> None:
+def test_notifications_can_only_query_the_inbox_and_leave_a_catch_up_hint(dev: Synth) -> None:
     inbox = logical(dev, "StorageInbox", "AWS::DynamoDB::Table")
-    assert grants_of(dev, "notifications") == {"dynamodb:Query": {"${" + inbox + ".Arn}"}}
+    presence = logical(dev, "StoragePresence", "AWS::DynamoDB::Table")
+    assert grants_of(dev, "notifications") == {
+        "dynamodb:Query": {"${" + inbox + ".Arn}"},
+        "dynamodb:PutItem": {"${" + presence + ".Arn}"},
+    }
+
+
+def test_games_registers_games_and_reads_the_api_key_only(dev: Synth) -> None:
+    games = logical(dev, "StorageGames", "AWS::DynamoDB::Table")
+    grants = grants_of(dev, "games")
+    assert grants.pop("dynamodb:UpdateItem") == {"${" + games + ".Arn}"}
+    [parameter] = [render(r) for r in grants.pop("ssm:GetParameter")]
+    assert parameter.endswith(":parameter/iotnotify/dev/notify-api-key")
+    assert grants == {}
+
+
+def test_presence_reads_memberships_and_sessions_only(dev: Synth) -> None:
+    arn = {
+        name: "${" + logical(dev, f"Storage{name}", "AWS::DynamoDB::Table") + ".Arn}"
+        for name in ("Rooms", "Games", "Presence")
+    }
+    assert grants_of(dev, "presence") == {
+        "dynamodb:Scan": {arn["Rooms"], arn["Games"]},
+        "dynamodb:Query": {arn["Presence"]},
+    }
+    grants = grants_of(dev, "presence-events")
+    assert grants.pop("dynamodb:UpdateItem") == {arn["Presence"]}
+    # The on-failure destination (the presence rule's DLQ).
+    assert set(grants) == {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
 
 
 def test_task_can_only_send_to_the_task_queue(dev: Synth) -> None:
@@ -193,14 +222,14 @@ def test_endpoint_lookup_may_only_describe_the_endpoint(dev: Synth) -> None:
 
 def test_queues_refuse_plain_http(dev: Synth) -> None:
     policies = dev.resources("AWS::SQS::QueuePolicy").values()
-    assert len(policies) == 3  # tasks, tasks DLQ, chat DLQ
+    assert len(policies) == 4  # tasks, tasks DLQ, chat DLQ, presence DLQ
     for policy in policies:
         (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
         assert statement["Effect"] == "Deny"
         assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
-def test_notify_caller_policy_allows_only_post_notify(dev: Synth) -> None:
+def test_notify_caller_policy_allows_only_post_notify_and_post_games(dev: Synth) -> None:
     policies = {
         r["Properties"]["ManagedPolicyName"]: r["Properties"]
         for r in dev.resources("AWS::IAM::ManagedPolicy").values()
@@ -209,6 +238,6 @@ def test_notify_caller_policy_allows_only_post_notify(dev: Synth) -> None:
     assert "Roles" not in props  # for the operator to attach to a backend
     (statement,) = props["PolicyDocument"]["Statement"]
     assert statement["Action"] == "execute-api:Invoke"
-    (resource,) = [render(r) for r in as_list(statement["Resource"])]
-    assert resource.endswith("/dev/POST/notify")
-    assert "${ApiRestApi" in resource
+    resources = [render(r) for r in as_list(statement["Resource"])]
+    assert sorted(r.rsplit("/dev/", 1)[1] for r in resources) == ["POST/games", "POST/notify"]
+    assert all("${ApiRestApi" in r for r in resources)

@@ -23,9 +23,10 @@ def test_resource_counts(dev: Synth) -> None:
     t = dev.template
     t.resource_count_is("AWS::Cognito::UserPool", 1)
     t.resource_count_is("AWS::Cognito::UserPoolClient", 1)
-    t.resource_count_is("AWS::DynamoDB::Table", 3)  # inbox, rooms, chat history
-    t.resource_count_is("AWS::SQS::Queue", 3)  # tasks, tasks DLQ, chat DLQ
-    t.resource_count_is("AWS::IoT::TopicRule", 1)
+    # inbox, rooms, chat history, games, presence
+    t.resource_count_is("AWS::DynamoDB::Table", 5)
+    t.resource_count_is("AWS::SQS::Queue", 4)  # tasks, tasks DLQ, chat DLQ, presence DLQ
+    t.resource_count_is("AWS::IoT::TopicRule", 2)  # chat moderation, presence
     t.resource_count_is("AWS::ApiGateway::RestApi", 1)
     t.resource_count_is("AWS::ApiGateway::Authorizer", 1)
     t.resource_count_is("AWS::Lambda::EventSourceMapping", 1)
@@ -242,6 +243,9 @@ ROUTES = {
     ("/chats", "POST"): ("COGNITO_USER_POOLS", "chats"),
     ("/chats/{room}/members", "POST"): ("COGNITO_USER_POOLS", "chats"),
     ("/chats/{room}/messages", "GET"): ("COGNITO_USER_POOLS", "chats"),
+    ("/games", "POST"): ("AWS_IAM", "games"),
+    ("/games/key", "POST"): ("NONE", "games"),
+    ("/presence", "GET"): ("COGNITO_USER_POOLS", "presence"),
 }
 
 
@@ -284,9 +288,10 @@ def test_routes_auth_and_proxy_integrations(dev: Synth) -> None:
         uri = render(integration["Uri"])
         assert "${" + dev.function_id(suffix) + ".Arn}" in uri, route
     # The key route makes API Gateway refuse calls without the header.
-    assert seen[("/notify/key", "POST")]["RequestParameters"] == {
-        "method.request.header.x-api-key": True
-    }
+    for key_route in ("/notify/key", "/games/key"):
+        assert seen[(key_route, "POST")]["RequestParameters"] == {
+            "method.request.header.x-api-key": True
+        }
 
 
 def test_cognito_authorizer_uses_the_user_pool(dev: Synth) -> None:

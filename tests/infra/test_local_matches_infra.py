@@ -97,10 +97,16 @@ def test_names_keys_and_redrive_are_identical(template: Synth, local: tuple) -> 
         for r in template.resources("AWS::DynamoDB::Table").values()
     }
     dynamodb = session.client("dynamodb")
-    for name in (names.inbox_table, names.rooms_table, names.chat_history_table):
+    for name in (
+        names.inbox_table,
+        names.rooms_table,
+        names.chat_history_table,
+        names.games_table,
+        names.presence_table,
+    ):
         local_keys = dynamodb.describe_table(TableName=name)["Table"]["KeySchema"]
         assert local_keys == tables[name]["KeySchema"]
-    for name in (names.inbox_table, names.chat_history_table):
+    for name in (names.inbox_table, names.chat_history_table, names.presence_table):
         assert tables[name]["TimeToLiveSpecification"] == {
             "AttributeName": "expiresAt",
             "Enabled": True,
@@ -111,7 +117,7 @@ def test_names_keys_and_redrive_are_identical(template: Synth, local: tuple) -> 
         r["Properties"]["QueueName"]: r["Properties"]
         for r in template.resources("AWS::SQS::Queue").values()
     }
-    assert set(queues) == {names.task_queue, names.task_dlq, names.chat_dlq}
+    assert set(queues) == {names.task_queue, names.task_dlq, names.chat_dlq, names.presence_dlq}
     attributes = session.client("sqs").get_queue_attributes(
         QueueUrl=resources.task_queue_url, AttributeNames=["RedrivePolicy"]
     )["Attributes"]
@@ -145,10 +151,23 @@ def test_offline_topic_rules_equal_the_synthesised_ones(template: Synth, local: 
     sqs = session.client("sqs")
     offline = emulator_rules(
         TopicScheme("iotnotify", "local"),
-        handlers={"moderator": lambda event, context: None},
+        handlers={"moderator": lambda event, context: None, "presence": lambda e, c: None},
         sqs=sqs,
-        dead_letter_queue_url=resources.chat_dlq_url,
+        dead_letter_queue_urls={
+            "moderator": resources.chat_dlq_url,
+            "presence": resources.presence_dlq_url,
+        },
     )
+    expected = {
+        "iotnotify_local_chat_moderation": (
+            resources.names.chat_moderator_function,
+            resources.chat_dlq_url,
+        ),
+        "iotnotify_local_presence": (
+            resources.names.presence_function,
+            resources.presence_dlq_url,
+        ),
+    }
     synthesised = {
         r["Properties"]["RuleName"]: r["Properties"]["TopicRulePayload"]
         for r in template.resources("AWS::IoT::TopicRule").values()
@@ -168,8 +187,9 @@ def test_offline_topic_rules_equal_the_synthesised_ones(template: Synth, local: 
         [cfn_action] = payload["Actions"]
         assert isinstance(action, LambdaAction)
         function_id = cfn_action["Lambda"]["FunctionArn"]["Fn::GetAtt"][0]
-        assert functions[function_id] == resources.names.chat_moderator_function
+        function_name, dlq_url = expected[rule.name]
+        assert functions[function_id] == function_name
         assert isinstance(rule.error_action, SqsAction)
         queue_id = payload["ErrorAction"]["Sqs"]["QueueUrl"]["Ref"]
-        assert rule.error_action.queue_url == resources.chat_dlq_url
+        assert rule.error_action.queue_url == dlq_url
         assert rule.error_action.queue_url.endswith(f"/{queues[queue_id]}")

@@ -38,6 +38,7 @@ def test_alice_gets_the_token_response_of_the_design(account: FakeAccount) -> No
         "credentials",
         "keepalive",
         "channels",
+        "games",
     }
     assert body["channels"] == {}  # no ?rooms=: no channel
     assert body["endpoint"] == IOT_ENDPOINT

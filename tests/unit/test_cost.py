@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
 
 from iotnotify.cli import cli
-from iotnotify.cost import PRICES, PRICES_AS_OF, Load, Tier, estimate, tiered
+from iotnotify.cost import (
+    PRICES,
+    PRICES_AS_OF,
+    Load,
+    Tier,
+    estimate,
+    skip_offline_saving,
+    tiered,
+)
 
 MONTH_MINUTES = 30 * 24 * 60
 
@@ -46,9 +55,12 @@ def test_each_connect_costs_a_connect_and_a_subscribe_per_topic_and_two_api_call
     assert figures.iot_messages == connects * (1 + 3)
     assert figures.item("REST requests").quantity == connects * 2
     assert figures.item("REST requests").usd == pytest.approx(connects * 2 * 3.50 / 1e6)
-    assert figures.item("requests").usd == pytest.approx(connects * 2 * 0.20 / 1e6)
+    # Lambda: the two API calls plus the presence function on connect and on disconnect.
+    assert figures.item("requests").usd == pytest.approx(connects * 4 * 0.20 / 1e6)
+    assert figures.item("rules triggered (presence)").quantity == connects * 2
+    assert figures.item("presence writes").quantity == connects * 3  # 2 events + catch-up hint
     # 100 ms at 256 MB per request is 0.025 GB-s, arm64 price.
-    gb_s = connects * 2 * 0.1 * 0.25
+    gb_s = connects * 4 * 0.1 * 0.25
     assert figures.item("duration").quantity == pytest.approx(gb_s)
     assert figures.item("duration").usd == pytest.approx(gb_s * 0.0000133334)
 
@@ -101,9 +113,10 @@ def test_only_the_active_fraction_counts_as_mau() -> None:
     assert figures.item("monthly active users (lite)").quantity == 50_000
 
 
-def test_logs_and_traces_follow_api_requests() -> None:
+def test_logs_and_traces_follow_function_invocations() -> None:
     figures = estimate(_quiet(users=100_000, connects_per_user_per_day=2))
-    requests = 100_000 * 2 * 30 * 2
+    # Per connect: GET /token, GET /notifications and two presence events.
+    requests = 100_000 * 2 * 30 * 4
     logs_gb = requests * 1500 / 1024**3
     assert figures.item("ingested").usd == pytest.approx(logs_gb * 0.50)
     assert figures.item("stored").usd == pytest.approx(logs_gb * 0.03)  # 30-day retention
@@ -158,3 +171,37 @@ def test_cli_shows_and_takes_every_assumption_and_dates_the_prices() -> None:
     for text in ("DynamoDB", "Lambda", "Cognito", "CloudWatch Logs", "X-Ray", "--inbox-ttl-days"):
         assert text in table.output
     assert PRICES_AS_OF in table.output
+
+
+@pytest.mark.parametrize("hours", [0, 6, 12, 24])
+def test_skip_offline_bills_no_message_for_users_who_are_away(hours: int) -> None:
+    """Issue 14 §5: sends to offline users cost the inbound publish without
+    skip_offline and nothing in IoT with it; each send then reads presence."""
+    load = _quiet(connected_hours_per_day=hours, notifications_per_user_per_day=1)
+    online = hours / 24
+    sends = 30  # one user, one notification a day, 30 days
+    plain = estimate(load)
+    skipping = estimate(replace(load, skip_offline=True))
+    assert plain.iot_messages == pytest.approx(sends * (1 + online))
+    assert skipping.iot_messages == pytest.approx(sends * 2 * online)
+    assert skipping.item("presence reads (skip_offline)").quantity == sends
+    assert plain.item("presence reads (skip_offline)").quantity == 0
+    saved = (sends * (1 - online)) * 1.00 / 1e6 - sends * 0.125 / 1e6
+    assert skip_offline_saving(load) == pytest.approx(saved)
+    assert skip_offline_saving(load) == pytest.approx(plain.total_usd - skipping.total_usd)
+
+
+def test_skip_offline_costs_more_than_it_saves_when_everyone_is_online() -> None:
+    load = _quiet(connected_hours_per_day=24, notifications_per_user_per_day=1)
+    assert skip_offline_saving(load) < 0
+
+
+def test_cost_command_prints_the_skip_offline_saving() -> None:
+    args = ["cost", "--users", "1000", "--per-day", "10", "--connected-hours", "6", "--json"]
+    answer = json.loads(CliRunner().invoke(cli, args).output)
+    assert answer["skipOffline"]["onlineShare"] == 0.25
+    load = Load(users=1000, notifications_per_user_per_day=10, connected_hours_per_day=6)
+    assert answer["skipOffline"]["savingUsd"] == pytest.approx(skip_offline_saving(load))
+    assert answer["skipOffline"]["savingUsd"] > 0
+    text = CliRunner().invoke(cli, args[:-1]).output
+    assert "skip_offline=True) with 25% of users online" in text

@@ -9,6 +9,7 @@ import { AuthError, CognitoClient, cognitoEndpoint, normalizeEmail, passwordRule
 import { Connection, Status } from "./connection.js";
 import { Feed } from "./feed.js";
 import { ResumeWatch } from "./resume.js";
+import { RoomsView } from "./rooms.js";
 import { Session } from "./session.js";
 import { clampText } from "./text.js";
 
@@ -63,6 +64,8 @@ let session;
 let api;
 /** @type {Connection | null} */
 let connection = null;
+/** @type {RoomsView | null} */
+let rooms = null;
 const resumeWatch = new ResumeWatch({ onResume: (reason) => connection?.check(reason) });
 let feed = new Feed();
 let caughtUpOnce = false;
@@ -76,6 +79,7 @@ async function boot() {
   const cognito = new CognitoClient({ endpoint: cognitoEndpoint(config), clientId: config.userPoolClientId });
   session = new Session({ cognito });
   api = new Api({ baseUrl: config.apiUrl, auth: session });
+  rooms = new RoomsView({ api, connect: (url, options) => mqtt.connect(url, options), self: () => session.current?.sub ?? "" });
   wireAuthForm(cognito);
   wireFeed();
   ui.signOut.addEventListener("click", () => signOut(""));
@@ -176,6 +180,7 @@ function wireAuthForm(cognito) {
 function signOut(reason) {
   connection?.stop();
   connection = null;
+  rooms?.hide();
   resumeWatch.stop();
   showConnectionProblem("");
   showRefused(new Map());
@@ -220,6 +225,7 @@ function enterFeed() {
   });
   connection.start();
   resumeWatch.start();
+  rooms?.show();
 }
 
 /**

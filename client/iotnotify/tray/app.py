@@ -1,8 +1,14 @@
 """The tray app: pystray renders :class:`TrayState`; a :class:`Subscriber` feeds it.
 
 Everything toolkit-specific is in this module. The app takes its notifier,
-keyring store and settings path as arguments, so a test can run the real
-app under Xvfb with a recording notifier and an in-memory keyring.
+keyring store, settings path and URL opener as arguments, so a test can run
+the real app under Xvfb with a recording notifier, an in-memory keyring and
+a recorded browser.
+
+A notification with a game and an http(s) ``data.url`` ("Your turn in
+<game>") opens that URL in the browser when its pop-up is clicked, and the
+menu's "Games" entries (one per game, with its unread count) open the
+newest URL of their game; either marks the game's notifications read.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import webbrowser
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -44,6 +51,7 @@ class TrayApp:
         token_store: TokenStore | None = None,
         state: TrayState | None = None,
         subscriber_options: Mapping[str, Any] | None = None,
+        open_url: Callable[[str], Any] = webbrowser.open,
     ) -> None:
         if not settings.configured:
             raise AuthError(
@@ -57,6 +65,7 @@ class TrayApp:
         self._token_store: TokenStore = token_store or RefreshTokenStore(api_url=settings.api_url)
         self.state = state or TrayState()
         self._subscriber_options = dict(subscriber_options or {})
+        self._open_url = open_url
         self.subscriber: Subscriber | None = None
         self._session: CognitoSession | None = None
         self.icon: Any = None
@@ -136,13 +145,30 @@ class TrayApp:
         if self.subscriber is not None and self.subscriber.last_id:
             self._save(last_id=self.subscriber.last_id)
         if alert is not None:
-            self._notify(alert.title, alert.body)
+            game = alert.game
+            if game is not None and alert.url is not None:
+                self._notify(alert.title, alert.body, on_click=lambda: self.open_game(game))
+            else:
+                self._notify(alert.title, alert.body)
 
-    def _notify(self, title: str, body: str) -> None:
+    def _notify(self, title: str, body: str, *, on_click: Callable[[], None] | None = None) -> None:
         try:
-            self.notifier.notify(title, body)
+            if on_click is None:
+                self.notifier.notify(title, body)
+            else:
+                self.notifier.notify(title, body, on_click=on_click)
         except Exception:
             log.exception("the notifier failed")
+
+    def open_game(self, game: str) -> None:
+        """Open ``game``'s newest link in the browser and mark the game read."""
+        url = self.state.open_game(game)
+        if url is None:
+            return
+        try:
+            self._open_url(url)
+        except Exception:  # no browser configured: the tray keeps running
+            log.exception("could not open %s", url)
 
     def _on_state(self, change: StateChange) -> None:
         alert = self.state.on_connection(change)
@@ -272,8 +298,24 @@ class TrayApp:
         state = self.state
 
         def recent() -> Iterator[Any]:
-            for label in state.menu_labels():
-                yield pystray.MenuItem(label, None, enabled=False)
+            items = state.recent
+            if not items:
+                yield pystray.MenuItem("No notifications yet", None, enabled=False)
+            for item in items:
+                game = item.game
+                if game is not None and item.url is not None:
+                    yield pystray.MenuItem(item.label, self._opener(game))
+                else:
+                    yield pystray.MenuItem(item.label, None, enabled=False)
+
+        def games() -> Iterator[Any]:
+            entries = state.games()
+            if not entries:
+                yield pystray.MenuItem("No games yet", None, enabled=False)
+            for entry in entries:
+                yield pystray.MenuItem(
+                    entry.label, self._opener(entry.game), enabled=entry.url is not None
+                )
 
         return pystray.Menu(
             pystray.MenuItem(lambda _item: state.title(), None, enabled=False),
@@ -284,10 +326,15 @@ class TrayApp:
                 lambda: self.toggle_pause(),
                 checked=lambda _item: state.paused,
             ),
+            pystray.MenuItem("Games", pystray.Menu(games)),
             pystray.Menu.SEPARATOR,
             pystray.MenuItem("Sign out", lambda: self._off_toolkit(self.sign_out)),
             pystray.MenuItem("Quit", lambda: self._off_toolkit(self.quit)),
         )
+
+    def _opener(self, game: str) -> Callable[[], None]:
+        # Off the toolkit's thread: a browser start can take a while.
+        return lambda: self._off_toolkit(lambda: self.open_game(game))
 
     def run(self) -> None:
         """Show the icon and block until Quit or Sign out."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -22,7 +23,11 @@ log = logging.getLogger("iotnotify.tray")
 
 @runtime_checkable
 class Notifier(Protocol):
-    def notify(self, title: str, body: str) -> None: ...
+    """Shows a pop-up; ``on_click`` (when given) runs if the user clicks it."""
+
+    def notify(
+        self, title: str, body: str, *, on_click: Callable[[], None] | None = None
+    ) -> None: ...
 
     def close(self) -> None: ...
 
@@ -53,18 +58,20 @@ class DesktopNotifierBackend:
                 self._loop = loop
             return self._loop
 
-    async def _send(self, title: str, body: str) -> None:
+    async def _send(self, title: str, body: str, on_click: Callable[[], None] | None) -> None:
         if self._notifier is None:
             from desktop_notifier import DesktopNotifier
 
             self._notifier = DesktopNotifier(app_name=self._app_name)
-        await self._notifier.send(title=title, message=body)
+        # desktop-notifier calls on_clicked when the pop-up itself is clicked
+        # (DBus ActionInvoked "default", macOS/Windows activation).
+        await self._notifier.send(title=title, message=body, on_clicked=on_click)
 
-    def notify(self, title: str, body: str) -> None:
+    def notify(self, title: str, body: str, *, on_click: Callable[[], None] | None = None) -> None:
         import asyncio
 
         loop = self._ensure_loop()
-        future = asyncio.run_coroutine_threadsafe(self._send(title, body), loop)
+        future = asyncio.run_coroutine_threadsafe(self._send(title, body, on_click), loop)
 
         def report(done: Any) -> None:
             error = done.exception()

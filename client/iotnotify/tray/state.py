@@ -3,6 +3,12 @@
 The pystray app only renders this state and forwards clicks to it, so all
 the decisions (what counts as unread, what pops up, what the menu says)
 are tested without a screen.
+
+Games (issue 14): a notification whose ``data`` names a ``game`` (and
+usually a ``url`` to it, as "Your turn in <game>" does) is counted under
+that game as well; the menu lists each game with its unread count, and
+opening a game (the pop-up's click or its menu entry) marks its
+notifications read and hands back the newest URL to open.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Final
 from iotnotify.contract import Notification
 from iotnotify.subscriber import ConnectionState, StateChange
 
-__all__ = ["Alert", "TrayItem", "TrayState", "badge_text"]
+__all__ = ["Alert", "GameEntry", "TrayItem", "TrayState", "badge_text", "link_of"]
 
 _MAX_LABEL: Final = 60
 
@@ -28,6 +34,19 @@ def badge_text(unread: int) -> str:
     return str(unread) if unread < 10 else "9+"
 
 
+def link_of(note: Notification) -> str | None:
+    """``data.url`` when it is an http(s) link (nothing else is ever opened)."""
+    url = note.data.get("url")
+    if isinstance(url, str) and url.startswith(("https://", "http://")) and len(url) <= 2048:
+        return url
+    return None
+
+
+def _game_of(note: Notification) -> str | None:
+    game = note.data.get("game")
+    return game if isinstance(game, str) and game else None
+
+
 def _shorten(text: str, limit: int = _MAX_LABEL) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
@@ -35,16 +54,41 @@ def _shorten(text: str, limit: int = _MAX_LABEL) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """An OS notification to show."""
+    """An OS notification to show; clicking it opens ``game`` (when set)."""
 
     title: str
     body: str
+    game: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GameEntry:
+    """A game in the menu: its unread count and the newest link to it."""
+
+    game: str
+    name: str
+    unread: int
+    url: str | None
+
+    @property
+    def label(self) -> str:
+        count = f" ({self.unread} unread)" if self.unread else ""
+        return _shorten(self.name) + count
 
 
 @dataclass(slots=True)
 class TrayItem:
     note: Notification
     read: bool = False
+
+    @property
+    def game(self) -> str | None:
+        return _game_of(self.note)
+
+    @property
+    def url(self) -> str | None:
+        return link_of(self.note)
 
     @property
     def label(self) -> str:
@@ -71,11 +115,17 @@ class TrayState:
         self.paused = False
         self.connection = "connecting"
         self.online = False
+        self.refused: tuple[str, ...] = ()
         # Between CONNECTED and CAUGHT_UP notifications come from the inbox
         # (what was missed while offline): one summary pop-up, not fifty.
         self._catching_up = False
         self._missed: list[Notification] = []
         self._listeners: list[Callable[[], None]] = []
+        # Per game: unread count, display name and newest link (not capped
+        # by the recent list, like the total).
+        self._game_unread: dict[str, int] = {}
+        self._game_names: dict[str, str] = {}
+        self._game_urls: dict[str, str] = {}
 
     def subscribe(self, listener: Callable[[], None]) -> None:
         """``listener`` runs after every change (the app redraws the icon)."""
@@ -107,11 +157,20 @@ class TrayState:
             # The unread count is not capped by the recent list: ten shown,
             # 42 unread is a true statement after a long weekend offline.
             self._unread += 1
+            game, url = _game_of(note), link_of(note)
+            if game is not None:
+                self._game_unread[game] = self._game_unread.get(game, 0) + 1
+                name = note.data.get("gameName")
+                self._game_names[game] = name if isinstance(name, str) and name else game
+                if url is not None:
+                    self._game_urls[game] = url
             if self._catching_up:
                 self._missed.append(note)
                 alert = None
+            elif self.paused:
+                alert = None
             else:
-                alert = None if self.paused else Alert(title=note.title, body=note.body)
+                alert = Alert(title=note.title, body=note.body, game=game, url=url)
         self._changed()
         return alert
 
@@ -120,7 +179,37 @@ class TrayState:
             for item in self._recent:
                 item.read = True
             self._unread = 0
+            self._game_unread = dict.fromkeys(self._game_unread, 0)
         self._changed()
+
+    def unread_by_game(self) -> dict[str, int]:
+        """Unread notifications per game id (games seen since start, 0 included)."""
+        with self._lock:
+            return dict(self._game_unread)
+
+    def games(self) -> list[GameEntry]:
+        """The games for the menu, most unread first, then by name."""
+        with self._lock:
+            entries = [
+                GameEntry(game, self._game_names[game], count, self._game_urls.get(game))
+                for game, count in self._game_unread.items()
+            ]
+        return sorted(entries, key=lambda e: (-e.unread, e.name))
+
+    def open_game(self, game: str) -> str | None:
+        """The user opened ``game``: its notifications are read; returns its newest link."""
+        with self._lock:
+            count = self._game_unread.get(game)
+            if count is None:
+                return None
+            for item in self._recent:
+                if item.game == game:
+                    item.read = True
+            self._unread = max(0, self._unread - count)
+            self._game_unread[game] = 0
+            url = self._game_urls.get(game)
+        self._changed()
+        return url
 
     def toggle_pause(self) -> bool:
         """Do-not-disturb: notifications are still listed and counted, not popped up."""
@@ -136,6 +225,9 @@ class TrayState:
             self._recent.clear()
             self._ids.clear()
             self._unread = 0
+            self._game_unread.clear()
+            self._game_names.clear()
+            self._game_urls.clear()
         self._changed()
 
     def on_connection(self, change: StateChange) -> Alert | None:
@@ -153,6 +245,8 @@ class TrayState:
                 self.connection = change.state.value.replace("-", " ")
             if change.state is ConnectionState.CONNECTED:
                 self._catching_up, self._missed = True, []
+                # Topics the server refused stay named in the tooltip (issue 12 item 3).
+                self.refused = change.refused
             elif change.state is ConnectionState.CAUGHT_UP:
                 missed, self._catching_up, self._missed = self._missed, False, []
                 if missed and not self.paused:
@@ -166,8 +260,14 @@ class TrayState:
             parts = ["iotnotify", self.connection]
             if self._unread:
                 parts.append(f"{self._unread} unread")
+                games = [f"{self._game_names[g]}: {n}" for g, n in self._game_unread.items() if n]
+                if games:
+                    text = "games " + ", ".join(sorted(games))
+                    parts.append(text.encode("ascii", "replace").decode("ascii"))
             if self.paused:
                 parts.append("paused")
+            if self.refused:
+                parts.append("not authorised: " + ", ".join(self.refused))
             return " - ".join(parts)
 
     def menu_labels(self) -> list[str]:

@@ -28,7 +28,7 @@ from iotnotify_emulator.rules import (
     RulesEngine,
 )
 from iotnotify_emulator.rules_sql import MessageContext
-from iotnotify_emulator.testing import Harness
+from iotnotify_emulator.testing import ALLOW_ALL, Harness
 
 INPUTS = "app/test/chat/+/input"
 LOBBY = "app/test/chat/lobby"
@@ -257,3 +257,48 @@ async def test_a_direct_publish_to_the_room_topic_is_refused_and_never_delivered
     await alice.wait_closed()  # MQTT 3.1.1: an unauthorised PUBLISH closes the connection
     with pytest.raises(TimeoutError):
         await bob.next_publish(within=0.5)
+
+
+async def test_basic_ingest_reaches_the_named_rule_and_no_subscriber(world: Harness) -> None:
+    """AWS IoT developer guide, "Reducing messaging costs with Basic Ingest"."""
+    seen = Recorder()
+    other = Recorder()
+    install(
+        world,
+        Rule.create(
+            "Buildings",
+            "SELECT *, topic(2) AS building FROM 'Buildings/#'",
+            [CallableAction("sink", seen)],
+        ),
+        Rule.create("Other", "SELECT * FROM 'Buildings/#'", [CallableAction("other", other)]),
+    )
+    credential = world.store.issue([ALLOW_ALL])
+    watcher = await world.connect(credential, "watcher")
+    await watcher.subscribe("#", "$aws/rules/Buildings/#")
+    device = await world.connect(credential, "device")
+    # When a device publishes to the rule's Basic Ingest topic (QoS 1)
+    topic = "$aws/rules/Buildings/Buildings/B5/F2/R201/L/x/y"  # 9 slashes: prefix not counted
+    assert await device.publish(topic, json.dumps({"on": True}).encode(), qos=1) is not None
+    # Then that rule runs with the topic after the prefix, and only that rule
+    (output,) = await seen.wait_for(1)
+    assert output == {"on": True, "building": "B5"}
+    await watcher.ping()
+    assert type(await watcher.receive()).__name__ == "Pingresp"  # no subscriber got it
+    assert other.items == []
+    # And a Basic Ingest publish to a rule that does not exist is dropped, connection kept
+    assert await device.publish("$aws/rules/Nope/x", b"{}", qos=1) is not None
+    refusal = world.emulator.stats()["recent_refusals"][-1]
+    assert refusal["reason"].startswith("RuleNotFound")
+    await asyncio.gather(watcher.disconnect(), device.disconnect())
+
+
+async def test_basic_ingest_needs_iot_publish_on_the_prefixed_topic(world: Harness) -> None:
+    seen = Recorder()
+    install(
+        world, Rule.create("Moderate", f"SELECT * FROM '{INPUTS}'", [CallableAction("s", seen)])
+    )
+    # A subscriber token grants no iot:Publish on $aws/rules/...: the connection closes
+    alice = await world.connect(member(world, "alice"), "alice.tab")
+    await alice.publish("$aws/rules/Moderate/" + LOBBY_INPUT, b"{}")
+    await alice.wait_closed()
+    assert seen.items == []

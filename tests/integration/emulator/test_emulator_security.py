@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
+from botocore.exceptions import ClientError
 
 from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
 from iotnotify_emulator.mqtt import Pingreq, Pingresp, Subscribe
@@ -166,3 +168,81 @@ async def test_qos2_requests_get_no_ack(world: Harness) -> None:
     assert isinstance(await client.receive(), Pingresp)
     assert world.emulator.stats()["qos2_ignored"] == 2
     await client.disconnect()
+
+
+def _policy(*statements: dict[str, object]) -> dict[str, object]:
+    return {"Version": "2012-10-17", "Statement": list(statements)}
+
+
+async def test_connect_attributes_condition_gates_persistent_sessions(world: Harness) -> None:
+    """AWS IoT developer guide, "Connect policy examples": a policy can refuse
+    PersistentConnect through iot:ConnectAttributes."""
+    no_persistent = world.store.issue(
+        [
+            _policy(
+                {
+                    "Effect": "Allow",
+                    "Action": "iot:Connect",
+                    "Resource": "*",
+                    "Condition": {
+                        "ForAllValues:StringNotEquals": {
+                            "iot:ConnectAttributes": ["PersistentConnect"]
+                        }
+                    },
+                }
+            )
+        ]
+    )
+    clean = await world.connect(no_persistent, "device")
+    await clean.disconnect()
+    with pytest.raises(ConnectionRefused) as refused:
+        await world.connect(no_persistent, "device", clean_session=False)
+    assert refused.value.return_code == 5
+
+
+@pytest.mark.parametrize(("network", "allowed"), [("127.0.0.0/8", True), ("10.0.0.0/8", False)])
+async def test_source_ip_condition_is_evaluated(
+    world: Harness, network: str, allowed: bool
+) -> None:
+    credential = world.store.issue(
+        [
+            _policy(
+                {
+                    "Effect": "Allow",
+                    "Action": "iot:Connect",
+                    "Resource": "*",
+                    "Condition": {"IpAddress": {"aws:SourceIp": network}},
+                }
+            )
+        ]
+    )
+    if allowed:
+        client = await world.connect(credential, "device")
+        await client.disconnect()
+    else:
+        with pytest.raises(ConnectionRefused) as refused:
+            await world.connect(credential, "device")
+        assert refused.value.return_code == 5
+
+
+async def test_aws_username_policy_variable_for_an_iam_user(world: Harness) -> None:
+    issued = world.store.issue(
+        [
+            _policy(
+                {
+                    "Effect": "Allow",
+                    "Action": "iot:Publish",
+                    "Resource": world.emulator.broker.arn("topic", "users/${aws:username}"),
+                }
+            )
+        ],
+        with_token=False,
+        expires_in=None,
+    )
+    bob = replace(issued, principal_arn=f"arn:aws:iam::{world.account}:user/bob")
+    world.store.add(bob)
+    iot = world.iot_data(bob)
+    await asyncio.to_thread(iot.publish, topic="users/bob", payload=b"mine")
+    with pytest.raises(ClientError) as refused:
+        await asyncio.to_thread(iot.publish, topic="users/alice", payload=b"hers")
+    assert refused.value.response["Error"]["Code"] == "ForbiddenException"

@@ -44,6 +44,8 @@ class EmulatorTokens:
     expires_in: timedelta = timedelta(hours=1)
     tls: bool = False
     issued: list[Credential] = field(default_factory=list)
+    # Topics the token names beyond what the session policy allows.
+    extra_topics: tuple[str, ...] = ()
 
     def token(self) -> ConnectionToken:
         credential = self.store.issue(
@@ -60,7 +62,7 @@ class EmulatorTokens:
                 region=REGION,
             ),
             client_id_prefix=f"{USER}.",
-            topics=tuple(str(t) for t in SCHEME.user_topics(USER)),
+            topics=(*(str(t) for t in SCHEME.user_topics(USER)), *self.extra_topics),
             keepalive=600,
         )
 
@@ -254,6 +256,35 @@ def test_a_takeover_is_reported_as_a_takeover(
         assert "alice.shared" in text
         assert "same client id" in text
         assert "Unspecified" not in text
+    finally:
+        sub.stop()
+
+
+def test_a_topic_the_policy_refuses_is_dropped_and_the_rest_is_delivered(
+    emulator: EmulatorThread, store: InMemoryCredentialStore, collector: Collector
+) -> None:
+    # Issue 12 item 3, against the emulator's IAM: a token naming a room the
+    # session policy does not allow (a channel dropped from the token).
+    room = str(SCHEME.chat("secret-room"))
+    tokens = EmulatorTokens(emulator, store, extra_topics=(room,))
+    inbox = MemoryInbox()
+    sender = Sender(emulator, store, inbox)
+    sender.send(Notification.create(title="missed"), sender._client())
+    sub = Subscriber(
+        tokens=tokens,
+        inbox=inbox,
+        on_message=collector.on_message,
+        on_state=collector.on_state,
+        backoff=Backoff(initial=0.05, cap=0.2),
+    ).start()
+    try:
+        _wait_state(collector, ConnectionState.CAUGHT_UP)
+        sender.send(Notification.create(title="live"), sender._client())
+        assert [n.title for n in collector.wait_notes(2)] == ["missed", "live"]
+        assert sub.refused_topics == (room,)
+        connected = [c for _, c in collector.states if c.state is ConnectionState.CONNECTED]
+        assert room in connected[-1].describe()
+        assert sub.state is ConnectionState.CAUGHT_UP
     finally:
         sub.stop()
 

@@ -226,8 +226,12 @@ def test_listen_prints_json_lines_and_stops_on_ctrl_c(
             reader.join(5)
 
 
-def test_tray_refuses_to_run_without_a_keyring(local_stack: RunningStack, tmp_path: Path) -> None:
-    # Given a machine with no usable OS keyring
+def test_tray_refuses_to_run_without_a_keyring(
+    local_stack: RunningStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a machine with no usable OS keyring (the tray's keyring helper
+    # process reads the same setting)
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
     import keyring
     from click.testing import CliRunner
     from keyring.backends.fail import Keyring as NoKeyring

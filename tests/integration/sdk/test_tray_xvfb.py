@@ -96,11 +96,14 @@ def _release_icon(app: Any) -> None:
 class RecordingNotifier:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.clicks: dict[str, Any] = {}  # title -> what clicking the pop-up does
         self.called = threading.Event()
         self.closed = False
 
-    def notify(self, title: str, body: str) -> None:
+    def notify(self, title: str, body: str, *, on_click: Any = None) -> None:
         self.calls.append((title, body))
+        if on_click is not None:
+            self.clicks[title] = on_click
         self.called.set()
 
     def close(self) -> None:
@@ -211,9 +214,10 @@ def test_tray_shows_a_notification_and_updates_the_badge(
         next(i for i in app.icon.menu.items if i.text == "Pause notifications")(app.icon)
         assert tray_state.paused
         calls = len(notifier.calls)
-        pub.notify(alice_id, title="quiet please")
+        # Listen before sending: the notification may arrive at once.
         collector_done = threading.Event()
         tray_state.subscribe(lambda: collector_done.set() if tray_state.unread else None)
+        pub.notify(alice_id, title="quiet please")
         assert collector_done.wait(15)
         assert len(notifier.calls) == calls
         # Quit from the menu ends the app
@@ -282,3 +286,92 @@ def test_without_a_tray_host_one_clear_message_and_no_traceback_per_update(
     assert "_NET_SYSTEM_TRAY_S0" in warnings[0].getMessage()
     noisy = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert noisy == [], [r.getMessage() for r in noisy]
+
+
+def test_your_turn_opens_the_game_on_click_and_from_the_menu_with_unread_per_game(
+    local_stack: RunningStack,
+    publisher: tuple[Publisher, str],
+    tray_manager: None,
+    memory_keyring: MemoryKeyring,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Issue 14 §3, on the real tray app under Xvfb."""
+    from iotnotify.tray.app import TrayApp
+
+    state = local_stack.state
+    alice = local_stack.user("alice")
+    settings = TraySettings(
+        api_url=state.apiUrl,
+        user_pool_client_id=state.userPoolClientId,
+        region=state.region,
+        cognito_endpoint=state.awsEndpointUrl,
+        username=alice["username"],
+        last_id=new_notification_id(),
+    )
+    notifier = RecordingNotifier()
+    tray_state = TrayState()
+    caught_up = threading.Event()
+    tray_state.subscribe(lambda: caught_up.set() if tray_state.connection == "caught up" else None)
+    opened: list[str] = []
+    browser_opened = threading.Event()
+
+    def open_url(url: str) -> None:
+        opened.append(url)
+        browser_opened.set()
+
+    app = TrayApp(
+        settings=settings,
+        settings_path=tmp_path / "tray.json",
+        password=alice["password"],
+        notifier=notifier,
+        state=tray_state,
+        subscriber_options={"device_id": "it-tray-games"},
+        open_url=open_url,
+    )
+    thread = threading.Thread(target=app.run, name="tray-app")
+    thread.start()
+    pub, alice_id = publisher
+    games = {
+        "race21-aaaa": "http://127.0.0.1:8780/g/race21-aaaa?seat=a",
+        "race21-bbbb": "http://127.0.0.1:8780/g/race21-bbbb?seat=b",
+    }
+    try:
+        assert app.ready.wait(30)
+        assert caught_up.wait(30), tray_state.connection
+        # Given "your turn" twice in game A and once in game B
+        three = threading.Event()
+        tray_state.subscribe(lambda: three.set() if tray_state.unread >= 3 else None)
+        for game, n in (("race21-aaaa", 1), ("race21-aaaa", 2), ("race21-bbbb", 1)):
+            pub.notify(
+                alice_id,
+                title=f"Your turn in {game} ({n})",
+                type="game.turn",
+                data={"url": games[game], "game": game, "gameName": game},
+            )
+        assert three.wait(15)
+        # Then the badge counts 3 and the menu counts per game
+        assert tray_state.unread_by_game() == {"race21-aaaa": 2, "race21-bbbb": 1}
+        assert app.wait_rendered(3)
+        assert "games race21-aaaa: 2, race21-bbbb: 1" in app.icon.title
+        menu = next(i for i in app.icon.menu.items if i.text == "Games")
+        labels = [str(item.text) for item in menu.submenu.items]
+        assert labels == ["race21-aaaa (2 unread)", "race21-bbbb (1 unread)"]
+        # When alice clicks the pop-up of A's turn, A opens and A's count is gone
+        notifier.clicks["Your turn in race21-aaaa (2)"]()
+        assert opened == [games["race21-aaaa"]]
+        assert app.wait_rendered(1)
+        assert tray_state.unread_by_game()["race21-aaaa"] == 0
+        # And B's entry in the menu opens B
+        browser_opened.clear()
+        entry = next(i for i in menu.submenu.items if str(i.text).startswith("race21-bbbb"))
+        entry(app.icon)
+        assert browser_opened.wait(15)
+        assert opened[-1] == games["race21-bbbb"]
+        assert app.wait_rendered(0)
+        assert tray_state.unread == 0
+    finally:
+        app.quit()
+        thread.join(30)
+        assert app.stopped.wait(30)
+    assert not thread.is_alive(), _thread_stacks()
+    _release_icon(app)

@@ -315,7 +315,7 @@ def test_unsupported_operator_or_unknown_key_never_grants() -> None:
         {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}},
         {"StringEquals": {"aws:SourceVpc": "vpc-1"}},
         {"StringEqualsIfExists": {"aws:SourceVpc": "vpc-1"}},
-        {"ForAnyValue:StringEquals": {"iot:ClientId": "a"}},
+        {"DateGreaterThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}},
     ):
         policy = allow("iot:Connect", "*", Condition=condition)
         decision = evaluate(
@@ -334,7 +334,7 @@ def test_deny_with_unevaluable_condition_fails_closed() -> None:
                     "Effect": "Deny",
                     "Action": "iot:*",
                     "Resource": "*",
-                    "Condition": {"NotIpAddress": {"aws:SourceIp": "10.0.0.0/8"}},
+                    "Condition": {"StringNotEquals": {"aws:SourceVpc": "vpc-1"}},
                 }
             ],
         },
@@ -500,3 +500,78 @@ def test_allow_reason_names_both_policies() -> None:
     )
     assert decision.allowed
     assert "session" in decision.reason
+
+
+# --- condition keys the emulator supplies (issue 15 section 2) -----------------------
+
+
+def _connect_allowed(condition: dict[str, object], ctx: dict[str, object]) -> bool:
+    policy = allow("iot:Connect", "*", Condition=condition)
+    return evaluate(
+        "iot:Connect",
+        arn("client", "a"),
+        identity_policies=[policy],
+        context=ctx,  # type: ignore[arg-type]
+    ).allowed
+
+
+def test_connect_attributes_follow_the_aws_iot_policy_examples() -> None:
+    """AWS IoT developer guide, "Connect policy examples" / "Retained message
+    policy examples": ForAllValues:StringEquals on iot:ConnectAttributes."""
+    persistent_only = {
+        "ForAllValues:StringEquals": {"iot:ConnectAttributes": ["PersistentConnect"]}
+    }
+    no_persistent = {
+        "ForAllValues:StringNotEquals": {"iot:ConnectAttributes": ["PersistentConnect"]}
+    }
+    any_will = {"ForAnyValue:StringEquals": {"iot:ConnectAttributes": ["LastWill"]}}
+    plain: dict[str, object] = {"iot:ConnectAttributes": ()}
+    persistent: dict[str, object] = {"iot:ConnectAttributes": ("PersistentConnect",)}
+    both: dict[str, object] = {"iot:ConnectAttributes": ("PersistentConnect", "LastWill")}
+    assert _connect_allowed(persistent_only, plain)
+    assert _connect_allowed(persistent_only, persistent)
+    assert not _connect_allowed(persistent_only, both)
+    assert _connect_allowed(no_persistent, plain)
+    assert not _connect_allowed(no_persistent, persistent)
+    assert _connect_allowed(any_will, both)
+    assert not _connect_allowed(any_will, plain)
+
+
+def test_source_ip_conditions_are_evaluated() -> None:
+    inside = {"IpAddress": {"aws:SourceIp": ["10.0.0.0/8", "127.0.0.1/32"]}}
+    outside = {"NotIpAddress": {"aws:SourceIp": "10.0.0.0/8"}}
+    assert _connect_allowed(inside, {"aws:SourceIp": "127.0.0.1"})
+    assert _connect_allowed(inside, {"aws:SourceIp": "10.1.2.3"})
+    assert not _connect_allowed(inside, {"aws:SourceIp": "192.0.2.1"})
+    assert _connect_allowed(outside, {"aws:SourceIp": "192.0.2.1"})
+    assert not _connect_allowed(outside, {"aws:SourceIp": "10.9.9.9"})
+    assert _connect_allowed({"IpAddress": {"aws:SourceIp": "::1/128"}}, {"aws:SourceIp": "::1"})
+
+
+def test_missing_modeled_keys_follow_iams_rules() -> None:
+    """IAM user guide, "Condition operators": a missing key does not match,
+    except for negated operators and IfExists; Null tests presence."""
+    ctx: dict[str, object] = {"iot:ClientId": "a"}
+    assert not _connect_allowed({"StringEquals": {"aws:username": "bob"}}, ctx)
+    assert _connect_allowed({"StringNotEquals": {"aws:username": "bob"}}, ctx)
+    assert _connect_allowed({"StringEqualsIfExists": {"aws:username": "bob"}}, ctx)
+    assert _connect_allowed({"Null": {"aws:username": "true"}}, ctx)
+    assert not _connect_allowed({"Null": {"aws:username": "false"}}, ctx)
+    assert _connect_allowed({"Null": {"iot:ClientId": "false"}}, ctx)
+
+
+def test_aws_username_policy_variable() -> None:
+    policy = allow("iot:Publish", arn("topic", "users/${aws:username}/*"))
+
+    def allowed(topic: str, ctx: dict[str, object]) -> bool:
+        return evaluate(
+            "iot:Publish",
+            arn("topic", topic),
+            identity_policies=[policy],
+            context=ctx,  # type: ignore[arg-type]
+        ).allowed
+
+    assert allowed("users/bob/x", {"aws:username": "bob"})
+    assert not allowed("users/alice/x", {"aws:username": "bob"})
+    # A role session has no aws:username: the pattern matches nothing
+    assert not allowed("users/bob/x", {})

@@ -215,7 +215,7 @@ def test_a_missing_notification_service_is_reported_once(
     from iotnotify.tray.notifier import DesktopNotifierBackend
 
     class NoDaemon(DesktopNotifierBackend):
-        async def _send(self, title: str, body: str) -> None:
+        async def _send(self, title: str, body: str, on_click: object = None) -> None:
             raise ConnectionRefusedError("org.freedesktop.Notifications: no such name")
 
     backend = NoDaemon()
@@ -235,3 +235,44 @@ def test_a_missing_notification_service_is_reported_once(
     assert len(warnings) == 1
     assert "notification service" in warnings[0].getMessage()
     assert "pop-ups are off" in warnings[0].getMessage()
+
+
+def test_the_tooltip_names_a_refused_topic() -> None:
+    state = TrayState()
+    state.on_connection(
+        StateChange(ConnectionState.CONNECTED, client_id="u.x", refused=("app/s/chat/lobby",))
+    )
+    assert "not authorised: app/s/chat/lobby" in state.title()
+    state.on_connection(StateChange(ConnectionState.CONNECTED, client_id="u.x"))
+    assert "not authorised" not in state.title()
+
+
+def test_the_isolated_keyring_store_keeps_keyring_out_of_the_tray_process() -> None:
+    # Issue 11 §2: keyring and its backends are loaded in a short-lived child.
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "from iotnotify.tray.keyring_store import KeyringUnavailable, RefreshTokenStore\n"
+        "store = RefreshTokenStore(api_url='https://api.example', isolate=True)\n"
+        "try:\n"
+        "    store.get('a@example.com')\n"
+        "    outcome = 'read'\n"
+        "except KeyringUnavailable as exc:\n"
+        "    outcome = str(exc)\n"
+        "print(json.dumps([outcome, 'keyring' in sys.modules]))\n"
+    )
+    for backend, expected in (
+        ("keyring.backends.null.Keyring", "read"),
+        ("keyring.backends.fail.Keyring", "--no-keyring"),
+    ):
+        env = {**os.environ, "PYTHON_KEYRING_BACKEND": backend}
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        )
+        outcome, loaded = json.loads(done.stdout)
+        assert expected in outcome
+        assert loaded is False

@@ -1,0 +1,477 @@
+// The Rooms view: list, create and join chat rooms, read history, chat live.
+//
+// Joining a room is what DESIGN.md ("Channels") says it is: a new token
+// naming the room (GET /token?rooms=ROOM: 403 for a private room the user is
+// not in, 404 for an unknown one) and a new MQTT connection on its URL,
+// subscribed to the room topic. The room has its own connection, beside the
+// notification one, so joining never interrupts notifications. The send box
+// publishes {"text"} to the room's *input* topic; the moderator (a topic rule
+// and a Lambda) decides what reaches the room topic, which clients may only
+// read. Who sent a message is the envelope's `sender` (taken by the moderator
+// from the publisher's client id), never anything the page or a payload claims.
+// Every text is shown with textContent, never as HTML.
+
+import { ApiError } from "./api.js";
+
+/** Messages shown per room (history page size and the live list's cap). */
+export const HISTORY_LIMIT = 50;
+const MAX_SHOWN = 500;
+const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
+const ROOM_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * @typedef {{v: 1, id: string, type: "chat.message", room: string, sender: string, text: string, ts: string}} ChatMessage
+ * @typedef {{room: string, private: boolean, owner: string, topic: string, inputTopic: string, members?: string[]}} Room
+ * @typedef {{url: string, clientIdPrefix: string, channels: Record<string, {topic: string, inputTopic: string}>}} RoomToken
+ * @typedef {{
+ *   on(event: string, listener: (...args: any[]) => void): unknown,
+ *   subscribe(topic: string, options: {qos: 0 | 1}, callback: (err: Error | null | undefined, granted?: unknown) => void): unknown,
+ *   publish(topic: string, payload: string, options: {qos: 0 | 1}, callback?: (err?: Error) => void): unknown,
+ *   end(force?: boolean): unknown,
+ * }} MqttLike
+ * @typedef {(url: string, options: object) => MqttLike} ConnectFn
+ * @typedef {{baseUrl: string, auth: {idToken: (forceRefresh?: boolean) => Promise<string>}, fetch: typeof fetch}} ApiLike
+ */
+
+/** Whether `name` is a valid room name (DESIGN.md: the user-id alphabet, 1..64). @param {unknown} name */
+export function validRoomName(name) {
+  return typeof name === "string" && ROOM_NAME.test(name);
+}
+
+/**
+ * A chat envelope from an MQTT payload or a history entry, or null.
+ * @param {unknown} raw  a parsed object or a JSON string / bytes
+ * @returns {ChatMessage | null}
+ */
+export function parseChatMessage(raw) {
+  let value = raw;
+  if (typeof value === "string" || value instanceof Uint8Array) {
+    try {
+      value = JSON.parse(typeof value === "string" ? value : new TextDecoder().decode(value));
+    } catch {
+      return null;
+    }
+  }
+  if (value === null || typeof value !== "object") return null;
+  const m = /** @type {Record<string, unknown>} */ (value);
+  if (m.v !== 1 || m.type !== "chat.message" || typeof m.id !== "string" || !ULID.test(m.id)) return null;
+  if (typeof m.room !== "string" || typeof m.sender !== "string" || typeof m.text !== "string") return null;
+  return { v: 1, id: m.id, type: "chat.message", room: m.room, sender: m.sender, text: m.text, ts: typeof m.ts === "string" ? m.ts : "" };
+}
+
+/**
+ * `shown` plus `incoming`, each id once, oldest first (ids are ULIDs), at most `max`.
+ * @param {ChatMessage[]} shown  @param {ChatMessage[]} incoming  @param {number} [max]
+ */
+export function mergeMessages(shown, incoming, max = MAX_SHOWN) {
+  const byId = new Map(shown.map((m) => [m.id, m]));
+  for (const m of incoming) byId.set(m.id, m);
+  const merged = [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return merged.slice(Math.max(0, merged.length - max));
+}
+
+/** How a sender is shown: "you", or the start of their user id. @param {string} sender @param {string} self */
+export function senderLabel(sender, self) {
+  if (sender === self) return "you";
+  return sender.length > 12 ? `${sender.slice(0, 8)}…` : sender;
+}
+
+/** The rooms routes of the API, with the same auth and errors as ./api.js. */
+export class RoomsClient {
+  /** @param {ApiLike} api */
+  constructor(api) {
+    this.api = api;
+  }
+
+  /** @param {string} method  @param {string} path  @param {unknown} [body] */
+  async request(method, path, body) {
+    const url = `${this.api.baseUrl}${path}`;
+    for (let attempt = 0; ; attempt += 1) {
+      const token = await this.api.auth.idToken(attempt > 0);
+      /** @type {Record<string, string>} */
+      const headers = { Authorization: token };
+      if (body !== undefined) headers["Content-Type"] = "application/json";
+      let response;
+      try {
+        response = await this.api.fetch(url, {
+          method,
+          headers,
+          body: body === undefined ? undefined : JSON.stringify(body),
+          cache: "no-store",
+        });
+      } catch (err) {
+        throw new ApiError(0, "network", `cannot reach ${path.split("?")[0]}: ${err instanceof Error ? err.message : err}`);
+      }
+      if (response.status === 401 && attempt === 0) continue;
+      const text = await response.text();
+      let data = null;
+      try {
+        data = text ? JSON.parse(text) : null;
+      } catch {
+        data = null;
+      }
+      if (!response.ok) {
+        const code = data && typeof data.error === "string" ? data.error : `http_${response.status}`;
+        const message = data && typeof data.message === "string" ? data.message : `${path} answered ${response.status}`;
+        throw new ApiError(response.status, code, message);
+      }
+      return data;
+    }
+  }
+
+  /** Every room the user may see (public, and private ones they are in), following `next`. @returns {Promise<Room[]>} */
+  async list() {
+    /** @type {Room[]} */
+    const rooms = [];
+    let next = "";
+    for (let page = 0; page < 50; page += 1) {
+      const query = new URLSearchParams({ limit: "100" });
+      if (next) query.set("next", next);
+      const data = await this.request("GET", `/chats?${query}`);
+      rooms.push(...(Array.isArray(data?.rooms) ? data.rooms : []));
+      next = typeof data?.next === "string" ? data.next : "";
+      if (!next) break;
+    }
+    return rooms.sort((a, b) => a.room.localeCompare(b.room));
+  }
+
+  /** @param {string} room  @param {boolean} isPrivate  @returns {Promise<Room>} */
+  create(room, isPrivate) {
+    return this.request("POST", "/chats", { room, private: isPrivate });
+  }
+
+  /** @param {string} room  @param {string} user  @returns {Promise<Room>} */
+  addMember(room, user) {
+    return this.request("POST", `/chats/${encodeURIComponent(room)}/members`, { user });
+  }
+
+  /** The latest messages, oldest first. @param {string} room @returns {Promise<ChatMessage[]>} */
+  async history(room) {
+    const data = await this.request("GET", `/chats/${encodeURIComponent(room)}/messages?limit=${HISTORY_LIMIT}`);
+    const raw = Array.isArray(data?.messages) ? data.messages : [];
+    return raw.map(parseChatMessage).filter(/** @returns {m is ChatMessage} */ (/** @type {ChatMessage | null} */ m) => m !== null);
+  }
+
+  /** A token whose session may use `room`. @param {string} room @returns {Promise<RoomToken>} */
+  async token(room) {
+    const data = await this.request("GET", `/token?rooms=${encodeURIComponent(room)}`);
+    if (!data || typeof data.url !== "string" || !data.channels?.[room]) {
+      throw new ApiError(502, "bad_token_response", "GET /token answered without the room's channel");
+    }
+    return data;
+  }
+}
+
+/** One joined room: its MQTT connection and what it shows. */
+class JoinedRoom {
+  /**
+   * @param {{room: string, token: RoomToken, connect: ConnectFn, onMessage: (m: ChatMessage) => void,
+   *          onState: (state: "live" | "closed", detail?: string) => void}} options
+   */
+  constructor({ room, token, connect, onMessage, onState }) {
+    this.room = room;
+    this.channel = token.channels[room];
+    this.closedByUs = false;
+    const bytes = new Uint8Array(6);
+    globalThis.crypto.getRandomValues(bytes);
+    const suffix = `room-${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+    this.client = connect(token.url, {
+      clientId: token.clientIdPrefix + suffix,
+      protocolVersion: 4,
+      keepalive: 50,
+      reconnectPeriod: 0, // a reconnect needs a fresh token: the page rejoins instead
+      clean: true,
+      resubscribe: false,
+    });
+    this.client.on("connect", () => {
+      this.client.subscribe(this.channel.topic, { qos: 0 }, (err) => {
+        if (err) onState("closed", `could not subscribe: ${err.message}`);
+        else onState("live");
+      });
+    });
+    this.client.on("message", (/** @type {string} */ topic, /** @type {Uint8Array} */ payload) => {
+      if (topic !== this.channel.topic) return;
+      const message = parseChatMessage(payload);
+      if (message !== null && message.room === room) onMessage(message);
+    });
+    this.client.on("close", () => {
+      if (!this.closedByUs) onState("closed", "the connection to the room closed");
+    });
+    this.client.on("error", () => {}); // "close" follows and says what the person needs to know
+  }
+
+  /** @param {string} text */
+  send(text) {
+    return new Promise((resolve, reject) => {
+      this.client.publish(this.channel.inputTopic, JSON.stringify({ text }), { qos: 1 }, (err) => (err ? reject(err) : resolve(undefined)));
+    });
+  }
+
+  leave() {
+    this.closedByUs = true;
+    this.client.end(true);
+  }
+}
+
+/** The Rooms section of the page (ids in index.html under #rooms-view). */
+export class RoomsView {
+  /**
+   * @param {{api: ApiLike, connect: ConnectFn, self: () => string, doc?: Document}} options
+   */
+  constructor({ api, connect, self, doc = document }) {
+    this.client = new RoomsClient(api);
+    this.connect = connect;
+    this.self = self;
+    /** @param {string} id */
+    const el = (id) => /** @type {any} */ (doc.getElementById(id));
+    this.doc = doc;
+    this.ui = {
+      view: el("rooms-view"),
+      list: el("rooms-list"),
+      refresh: /** @type {HTMLButtonElement} */ (el("rooms-refresh")),
+      createForm: /** @type {HTMLFormElement} */ (el("room-create-form")),
+      name: /** @type {HTMLInputElement} */ (el("room-name")),
+      joinForm: /** @type {HTMLFormElement} */ (el("room-join-form")),
+      joinName: /** @type {HTMLInputElement} */ (el("room-join-name")),
+      isPrivate: /** @type {HTMLInputElement} */ (el("room-private")),
+      error: el("rooms-error"),
+      current: el("room-current"),
+      title: el("room-title"),
+      state: el("room-state"),
+      messages: el("room-messages"),
+      empty: el("room-empty"),
+      sendForm: /** @type {HTMLFormElement} */ (el("room-send-form")),
+      text: /** @type {HTMLInputElement} */ (el("room-text")),
+      send: /** @type {HTMLButtonElement} */ (el("room-send")),
+      membersForm: /** @type {HTMLFormElement} */ (el("room-members-form")),
+      member: /** @type {HTMLInputElement} */ (el("room-member")),
+      membersInfo: el("room-members-info"),
+      you: el("room-you"),
+    };
+    /** @type {JoinedRoom | null} */
+    this.joined = null;
+    /** @type {ChatMessage[]} */
+    this.shown = [];
+    /** @type {Room[]} */
+    this.rooms = [];
+    this.generation = 0;
+    this.ui.refresh.addEventListener("click", () => void this.refresh());
+    this.ui.createForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      void this.create();
+    });
+    this.ui.joinForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const name = this.ui.joinName.value.trim();
+      if (!validRoomName(name)) {
+        this.setError("Room names are 1 to 64 characters: letters, digits, _ and -.");
+        return;
+      }
+      void this.join(name);
+    });
+    this.ui.sendForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      void this.sendTyped();
+    });
+    this.ui.membersForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      void this.addMember();
+    });
+  }
+
+  show() {
+    this.ui.view.hidden = false;
+    this.ui.you.textContent = this.self();
+    void this.refresh();
+  }
+
+  hide() {
+    this.leave();
+    this.ui.view.hidden = true;
+    this.ui.list.replaceChildren();
+    this.rooms = [];
+  }
+
+  /** @param {string} text */
+  setError(text) {
+    this.ui.error.textContent = text;
+    this.ui.error.hidden = !text;
+  }
+
+  async refresh() {
+    try {
+      this.rooms = await this.client.list();
+      this.renderList();
+    } catch (err) {
+      this.setError(`Could not list rooms: ${describe(err)}`);
+    }
+  }
+
+  renderList() {
+    const items = this.rooms.map((room) => {
+      const li = this.doc.createElement("li");
+      li.className = "room";
+      const name = this.doc.createElement("span");
+      name.className = "room-name";
+      name.textContent = room.room;
+      li.append(name);
+      if (room.private) {
+        const tag = this.doc.createElement("span");
+        tag.className = "tag";
+        tag.textContent = "private";
+        li.append(tag);
+      }
+      const join = this.doc.createElement("button");
+      join.type = "button";
+      join.textContent = this.joined?.room === room.room ? "Joined" : "Join";
+      join.disabled = this.joined?.room === room.room;
+      join.setAttribute("aria-label", `Join ${room.room}`);
+      join.addEventListener("click", () => void this.join(room.room));
+      li.append(join);
+      return li;
+    });
+    this.ui.list.replaceChildren(...items);
+  }
+
+  async create() {
+    const name = this.ui.name.value.trim();
+    if (!validRoomName(name)) {
+      this.setError("Room names are 1 to 64 characters: letters, digits, _ and -.");
+      return;
+    }
+    try {
+      await this.client.create(name, this.ui.isPrivate.checked);
+      this.ui.name.value = "";
+      this.setError("");
+      await this.refresh();
+      await this.join(name);
+    } catch (err) {
+      this.setError(err instanceof ApiError && err.status === 409 ? `There is already a room called ${name}.` : `Could not create ${name}: ${describe(err)}`);
+    }
+  }
+
+  /** Join `room`: new token, new connection, history, then live messages. @param {string} room */
+  async join(room) {
+    this.leave();
+    const generation = ++this.generation;
+    this.setError("");
+    this.ui.current.hidden = false;
+    this.ui.title.textContent = room;
+    this.ui.state.textContent = "Joining…";
+    this.ui.state.dataset.state = "joining";
+    this.ui.send.disabled = true;
+    this.shown = [];
+    this.renderMessages();
+    let token;
+    try {
+      token = await this.client.token(room);
+    } catch (err) {
+      if (generation !== this.generation) return;
+      this.ui.current.hidden = true;
+      if (err instanceof ApiError && err.status === 403) this.setError(`You are not a member of ${room}.`);
+      else if (err instanceof ApiError && err.status === 404) this.setError(`There is no room called ${room}.`);
+      else this.setError(`Could not join ${room}: ${describe(err)}`);
+      return;
+    }
+    if (generation !== this.generation) return;
+    this.joined = new JoinedRoom({
+      room,
+      token,
+      connect: this.connect,
+      onMessage: (message) => {
+        if (generation !== this.generation) return;
+        this.shown = mergeMessages(this.shown, [message]);
+        this.renderMessages();
+      },
+      onState: (state, detail = "") => {
+        if (generation !== this.generation) return;
+        this.ui.state.dataset.state = state;
+        this.ui.state.textContent = state === "live" ? "Live" : `Disconnected: ${detail}. Join again to reconnect.`;
+        this.ui.send.disabled = state !== "live";
+        if (state === "live") void this.loadHistory(room, generation);
+      },
+    });
+    this.renderList();
+    this.renderMembers(room);
+  }
+
+  /** History after subscribing, so nothing falls between the two; merged by id. @param {string} room @param {number} generation */
+  async loadHistory(room, generation) {
+    try {
+      const history = await this.client.history(room);
+      if (generation !== this.generation) return;
+      this.shown = mergeMessages(this.shown, history);
+      this.renderMessages();
+    } catch (err) {
+      if (generation === this.generation) this.setError(`Could not load the history of ${room}: ${describe(err)}`);
+    }
+  }
+
+  leave() {
+    this.generation += 1;
+    this.joined?.leave();
+    this.joined = null;
+    this.ui.current.hidden = true;
+  }
+
+  async sendTyped() {
+    const text = this.ui.text.value.trim();
+    if (!text || this.joined === null) return;
+    try {
+      await this.joined.send(text);
+      this.ui.text.value = "";
+    } catch (err) {
+      this.setError(`Not sent: ${describe(err)}`);
+    }
+  }
+
+  /** @param {string} room */
+  renderMembers(room) {
+    const info = this.rooms.find((r) => r.room === room);
+    const owner = info !== undefined && info.owner === this.self();
+    this.ui.membersForm.hidden = !owner;
+    this.ui.membersInfo.textContent = info?.members ? `Members: ${info.members.length}` : "";
+  }
+
+  async addMember() {
+    const room = this.joined?.room;
+    const user = this.ui.member.value.trim();
+    if (!room || !user) return;
+    try {
+      const updated = await this.client.addMember(room, user);
+      this.ui.member.value = "";
+      this.rooms = this.rooms.map((r) => (r.room === room ? updated : r));
+      this.renderMembers(room);
+      this.setError("");
+    } catch (err) {
+      this.setError(`Could not add ${user}: ${describe(err)}`);
+    }
+  }
+
+  renderMessages() {
+    const self = this.self();
+    const items = this.shown.map((m) => {
+      const li = this.doc.createElement("li");
+      li.className = "chat-line";
+      li.dataset.id = m.id;
+      li.dataset.sender = m.sender;
+      const who = this.doc.createElement("span");
+      who.className = "chat-sender";
+      who.textContent = senderLabel(m.sender, self);
+      who.title = m.sender;
+      const text = this.doc.createElement("span");
+      text.className = "chat-text";
+      text.textContent = m.text;
+      li.append(who, text);
+      return li;
+    });
+    this.ui.messages.replaceChildren(...items);
+    this.ui.empty.hidden = items.length > 0;
+    this.ui.messages.lastElementChild?.scrollIntoView?.({ block: "nearest" });
+  }
+}
+
+/** @param {unknown} err */
+function describe(err) {
+  return err instanceof Error ? err.message : String(err);
+}
