@@ -44,7 +44,7 @@ they are shared with everything else in the account.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Final
 
 __all__ = [
@@ -181,7 +181,21 @@ class Load:
     skip_offline: bool = False
 
     def check(self) -> None:
-        """Raises ValueError for a load that cannot happen."""
+        """Raises ValueError for a load that cannot happen.
+
+        Every number must be finite and not negative (NaN fails every comparison and
+        infinity passes ``>= 0``, so both would reach the arithmetic and make the total
+        NaN). Lambda memory is 128..10240 MB
+        (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html).
+        """
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{spec.name} must be a finite number >= 0, not {value!r}")
+        if not 128 <= self.lambda_memory_mb <= 10_240:
+            raise ValueError("lambda_memory_mb must be within 128..10240 (Lambda's range)")
         if self.users < 0 or self.notifications_per_user_per_day < 0:
             raise ValueError("users and notifications must not be negative")
         if not 0 <= self.connected_hours_per_day <= 24:

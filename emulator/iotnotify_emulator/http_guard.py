@@ -10,7 +10,11 @@ and each refused ``accept()`` logged a traceback. :class:`GuardedRunner`
 closes that off for both the IoT emulator's port and the local API:
 
 * **header timeout**: a connection must send complete request headers
-  within ``header_timeout`` seconds of connecting, or it is closed;
+  within ``header_timeout`` seconds of connecting, or it is closed; on a
+  TLS port (:class:`GuardedSite`) the handshake must also finish within
+  ``header_timeout`` (asyncio's default is 60 s, and the request handler,
+  with its header deadline and the cap, only sees a connection once the
+  handshake is done);
 * **idle timeout**: a kept-alive connection with no request in progress
   is closed after ``idle_timeout`` seconds (aiohttp's keep-alive timer,
   which also covers a half-sent follow-up request);
@@ -47,6 +51,7 @@ from aiohttp.web_protocol import RequestHandler
 __all__ = [
     "ErrorRenderer",
     "GuardedRunner",
+    "GuardedSite",
     "ServerLimits",
     "error_middleware",
     "install_accept_error_throttle",
@@ -357,3 +362,41 @@ def install_accept_error_throttle(loop: asyncio.AbstractEventLoop, interval: flo
     handler._iotnotify_accept_throttle = True  # type: ignore[attr-defined]
     with contextlib.suppress(RuntimeError):
         loop.set_exception_handler(handler)
+
+
+class GuardedSite(web.SockSite):
+    """``web.SockSite`` whose TLS handshake must finish within ``header_timeout``.
+
+    asyncio creates the request handler's transport only after the TLS
+    handshake, so a client that opens a ``wss://`` connection and sends
+    nothing is outside the header deadline and the connection cap; without
+    this, asyncio holds its descriptor for 60 s (``ssl_handshake_timeout``).
+    """
+
+    def __init__(
+        self,
+        runner: GuardedRunner,
+        sock: Any,
+        *,
+        ssl_context: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(runner, sock, ssl_context=ssl_context, **kwargs)
+        self._handshake_timeout = runner.limits.header_timeout
+
+    async def start(self) -> None:
+        if self._ssl_context is None:
+            await super().start()
+            return
+        # SockSite.start without its create_server call, which takes no
+        # handshake timeout; BaseSite.start registers the site with the runner.
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            server,
+            sock=self._sock,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            ssl_handshake_timeout=self._handshake_timeout,
+        )

@@ -53,7 +53,7 @@ from iotnotify.errors import InvalidTopic
 from iotnotify_emulator.broker import Broker, BrokerSettings, MqttSession
 from iotnotify_emulator.credentials import CredentialStore
 from iotnotify_emulator.data_api import DataApi
-from iotnotify_emulator.http_guard import GuardedRunner, ServerLimits, error_middleware
+from iotnotify_emulator.http_guard import GuardedRunner, GuardedSite, ServerLimits, error_middleware
 from iotnotify_emulator.mqtt import MqttProtocolError, StreamDecoder
 from iotnotify_emulator.rules import RulesEngine
 from iotnotify_emulator.runtime import new_event_loop
@@ -310,8 +310,8 @@ class Emulator:
         )
 
     async def _listen(self, sock: socket.socket, ssl_context: Any = None) -> None:
-        assert self._runner is not None
-        site = web.SockSite(self._runner, sock, ssl_context=ssl_context)
+        assert isinstance(self._runner, GuardedRunner)
+        site = GuardedSite(self._runner, sock, ssl_context=ssl_context)
         await site.start()
         self._sites.append(site)
 

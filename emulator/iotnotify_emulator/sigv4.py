@@ -212,10 +212,10 @@ def verify_query_signature(
         raise SignatureError(f"unsupported algorithm {values['X-Amz-Algorithm']!r}")
     expires: int | None = None
     if "X-Amz-Expires" in values:
-        try:
-            expires = int(values["X-Amz-Expires"])
-        except ValueError as exc:
-            raise SignatureError("X-Amz-Expires is not an integer") from exc
+        # ASCII digits only: int() also reads "+60", " 60" and Arabic-Indic digits.
+        if not values["X-Amz-Expires"].isascii() or not values["X-Amz-Expires"].isdigit():
+            raise SignatureError("X-Amz-Expires is not an integer")
+        expires = int(values["X-Amz-Expires"])
         if not 0 < expires <= _MAX_EXPIRES:
             raise SignatureError(f"X-Amz-Expires {expires} out of range")
     moment = now or datetime.now(UTC)

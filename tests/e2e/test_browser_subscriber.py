@@ -111,7 +111,8 @@ def test_emulator_restart_shows_reconnecting_then_live_and_what_was_missed_once(
     page = alice.page
 
     # When the emulator restarts, and something is sent while it is down
-    stack.restart_emulator(down_seconds=6)
+    # (down long enough that a slow, loaded machine still sends inside the outage)
+    stack.restart_emulator(down_seconds=15)
     expect_status(page, "reconnecting", timeout=10_000)
     missed = unique("Sent while you were away")
     sent = stack.send("alice", missed, "QoS 0 lost it; the inbox did not.")

@@ -68,7 +68,8 @@ def test_two_members_chat_in_a_private_room_and_an_outsider_is_kept_out(
     expect(page_a.locator("#room-state")).to_have_attribute("data-state", "live", timeout=15_000)
     page_a.get_by_label("Add member (user id)").fill(bob_sub)
     rooms_view(page_a).get_by_role("button", name="Add", exact=True).click()
-    expect(page_a.locator("#room-members-info")).to_have_text("Members: 2")
+    # Issue 14: the member list says who is online (both are signed in and live)
+    expect(page_a.locator("#room-members-info")).to_have_text("Members: 2, 2 online")
 
     # bob sees it listed and joins (a new token naming the room, a new connection)
     page_b = bob.page

@@ -155,6 +155,32 @@ def test_impossible_loads_are_refused() -> None:
         estimate(_quiet(cognito_plan="gold"))
 
 
+@pytest.mark.parametrize(
+    "field",
+    ["notifications_per_user_per_day", "inbox_ttl_days", "lambda_ms_per_request"],
+)
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
+def test_loads_with_non_finite_or_negative_numbers_are_refused(field: str, value: float) -> None:
+    # NaN fails every comparison and infinity passes ">= 0": both used to reach the
+    # arithmetic and come out as a total of NaN (printed as invalid JSON by --json).
+    with pytest.raises(ValueError, match=field):
+        estimate(_quiet(**{field: value}))
+
+
+@pytest.mark.parametrize("megabytes", [0, 127, 10_241])
+def test_lambda_memory_outside_lambdas_range_is_refused(megabytes: int) -> None:
+    with pytest.raises(ValueError, match=r"128\.\.10240"):
+        estimate(_quiet(lambda_memory_mb=megabytes))
+
+
+@pytest.mark.parametrize("text", ["nan", "inf"])
+def test_cli_refuses_a_non_finite_assumption_instead_of_printing_nan(text: str) -> None:
+    result = CliRunner().invoke(cli, ["cost", "--json", "--per-day", text])
+    assert result.exit_code == 2, result.output
+    assert "notifications_per_user_per_day" in result.output
+    assert "NaN" not in result.output
+
+
 def test_cli_shows_and_takes_every_assumption_and_dates_the_prices() -> None:
     result = CliRunner().invoke(
         cli, ["cost", "--json", "--users", "20000", "--cognito-plan", "essentials", "--days", "31"]

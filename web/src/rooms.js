@@ -70,6 +70,20 @@ export function mergeMessages(shown, incoming, max = MAX_SHOWN) {
   return merged.slice(Math.max(0, merged.length - max));
 }
 
+/**
+ * The members line of a room: how many, and how many are online now
+ * (from `GET /presence`, which answers only for people who share a channel
+ * with the caller; `presence` is null until it has answered).
+ * @param {string[]} members
+ * @param {Record<string, {online: boolean}> | null} presence
+ */
+export function membersLine(members, presence) {
+  const count = `Members: ${members.length}`;
+  if (presence === null) return count;
+  const online = members.filter((m) => presence[m]?.online === true).length;
+  return `${count}, ${online} online`;
+}
+
 /** How a sender is shown: "you", or the start of their user id. @param {string} sender @param {string} self */
 export function senderLabel(sender, self) {
   if (sender === self) return "you";
@@ -143,6 +157,18 @@ export class RoomsClient {
   /** @param {string} room  @param {string} user  @returns {Promise<Room>} */
   addMember(room, user) {
     return this.request("POST", `/chats/${encodeURIComponent(room)}/members`, { user });
+  }
+
+  /**
+   * Who of `users` is online (`GET /presence`): `{userId: {online, connections, lastSeen}}`
+   * for those who share a room or game with the caller; at most 100 per call.
+   * @param {string[]} users
+   * @returns {Promise<Record<string, {online: boolean, connections: number, lastSeen: number | null}>>}
+   */
+  async presence(users) {
+    const query = new URLSearchParams({ users: users.slice(0, 100).join(",") });
+    const data = await this.request("GET", `/presence?${query}`);
+    return data && typeof data.presence === "object" && data.presence !== null ? data.presence : {};
   }
 
   /** The latest messages, oldest first. @param {string} room @returns {Promise<ChatMessage[]>} */
@@ -430,7 +456,18 @@ export class RoomsView {
     const info = this.rooms.find((r) => r.room === room);
     const owner = info !== undefined && info.owner === this.self();
     this.ui.membersForm.hidden = !owner;
-    this.ui.membersInfo.textContent = info?.members ? `Members: ${info.members.length}` : "";
+    const members = info?.members;
+    this.ui.membersInfo.textContent = members ? membersLine(members, null) : "";
+    if (!members || members.length === 0) return;
+    const generation = this.generation;
+    this.client.presence(members).then(
+      (presence) => {
+        if (generation === this.generation && this.joined?.room === room) {
+          this.ui.membersInfo.textContent = membersLine(members, presence);
+        }
+      },
+      () => {}, // presence is a nicety: the count alone stays
+    );
   }
 
   async addMember() {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { ApiError } from "../src/api.js";
-import { mergeMessages, parseChatMessage, RoomsClient, senderLabel, validRoomName } from "../src/rooms.js";
+import { membersLine, mergeMessages, parseChatMessage, RoomsClient, senderLabel, validRoomName } from "../src/rooms.js";
 
 const ID = (n) => `01JBZ${String(n).padStart(21, "0")}`;
 const msg = (n, extra = {}) => ({ v: 1, id: ID(n), type: "chat.message", room: "lobby", sender: "alice", text: `m${n}`, ts: "", ...extra });
@@ -80,4 +80,13 @@ test("create and add member POST JSON; history keeps only chat envelopes", async
   assert.equal(calls[1].url, "https://api.test/chats/x/members");
   assert.deepEqual(JSON.parse(calls[1].init.body), { user: "bob" });
   assert.deepEqual((await client.history("x")).map((m) => m.id), [ID(1)]);
+});
+
+test("the members line says how many members are online, from GET /presence", async () => {
+  assert.equal(membersLine(["a", "b", "c"], null), "Members: 3");
+  assert.equal(membersLine(["a", "b", "c"], { a: { online: true }, b: { online: false } }), "Members: 3, 1 online");
+  const { api, calls } = fakeApi([[200, { presence: { a: { online: true, connections: 2, lastSeen: 1 } } }]]);
+  const presence = await new RoomsClient(api).presence(["a", "b"]);
+  assert.equal(presence.a.online, true);
+  assert.equal(calls[0].url, "https://api.test/presence?users=a%2Cb");
 });

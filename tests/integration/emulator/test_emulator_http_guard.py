@@ -136,3 +136,28 @@ async def test_stats_without_the_secret_name_nobody(guarded: Harness) -> None:
     status, full = await get_stats(emulator.data_url, {ADMIN_HEADER: emulator.admin_secret})
     assert status == 200
     assert "bob.intruder" in json.dumps(full)
+
+
+async def test_tls_connections_that_never_finish_the_handshake_are_closed() -> None:
+    # asyncio holds an unfinished TLS handshake for 60 s by default, outside
+    # the request handler's header deadline and the connection cap: silent
+    # sockets on the wss:// port would pin descriptors six times longer than
+    # on ws://.
+    config = EmulatorConfig(
+        http_limits=ServerLimits(header_timeout=0.5, idle_timeout=0.5, max_connections=60)
+    )
+    async with start_emulator(config, credentials=InMemoryCredentialStore()) as emulator:
+        assert emulator.wss_port is not None
+        # Given connections to the TLS port that send nothing, or half a ClientHello
+        sockets = []
+        for index in range(HALF_OPEN):
+            reader, writer = await asyncio.open_connection("127.0.0.1", emulator.wss_port)
+            if index % 2:
+                writer.write(b"\x16\x03\x01\x02\x00")
+                await writer.drain()
+            sockets.append((reader, writer))
+        # Then the server closes every one of them within the header timeout's bound
+        closed = await asyncio.gather(*(closed_by_server(reader) for reader, _ in sockets))
+        assert all(closed), closed.count(False)
+        for _, writer in sockets:
+            writer.close()

@@ -222,3 +222,20 @@ def test_presigned_url_whose_signed_headers_omit_host_is_refused(
             service="iotdevicegateway",
             region=REGION,
         )
+
+
+@pytest.mark.parametrize("expires", ["١٢٠", "+60", " 60", "6_0", "60.0"])
+def test_x_amz_expires_must_be_ascii_digits(store: InMemoryCredentialStore, expires: str) -> None:
+    credential = store.issue([ALLOW_ALL])
+    path, query = _query(presign_url("ws://127.0.0.1:8080/mqtt", credential, region=REGION))
+    query = [(k, expires if k == "X-Amz-Expires" else v) for k, v in query]
+    with pytest.raises(SignatureError, match="not an integer"):
+        verify_query_signature(
+            method="GET",
+            raw_path=path,
+            query=query,
+            headers=CIMultiDict({"Host": "127.0.0.1:8080"}),
+            store=store,
+            service="iotdevicegateway",
+            region=REGION,
+        )
