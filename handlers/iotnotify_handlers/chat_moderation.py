@@ -52,6 +52,14 @@ def mask(text: str, words: Sequence[str]) -> str:
     return pattern.sub(lambda m: _MASK * len(m.group(0)), text)
 
 
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Denylist:
     """Words from the SSM StringList ``/{app}/{ssmStage}/chat-denylist``, cached ``ttl`` s.
 
@@ -133,6 +141,11 @@ class Moderator:
         if not isinstance(text, str) or not text.strip():
             return self._reject(sender, room, "empty")
         text = text.strip()
+        if not _is_unicode(text):
+            # A lone surrogate ("\\ud800" in the client's JSON) cannot be
+            # encoded as UTF-8: DynamoDB and every reader would fail on it,
+            # after the retries, far from the sender.
+            return self._reject(sender, room, "invalid")
         if len(text) > self._max_chars:
             return self._reject(sender, room, "too_long")
         try:
@@ -153,6 +166,7 @@ class Moderator:
             title="Message not sent",
             body={
                 "empty": "The message was empty.",
+                "invalid": "The message is not valid Unicode text.",
                 "too_long": f"Messages are at most {self._max_chars} characters.",
                 "rate_limited": "You are sending too fast; wait a moment.",
             }[reason],

@@ -13,9 +13,10 @@ creator's counter (403 ``quota_exceeded`` at the quota), so two concurrent creat
 share a name nor both slip under the quota.
 
 Listing is a scan filtered to public rooms and private rooms the caller
-belongs to, returned a page at a time with an opaque ``next`` token, so no
-number of other rooms can hide one (DynamoDB applies ``Limit`` before the
-filter: a page can be short, but ``next`` always leads to the rest).
+belongs to, returned a page at a time with a ``next`` token, so no number of
+other rooms can hide one. DynamoDB applies ``Limit`` before the filter, so
+the scan continues until a page is full; the token names only the last room
+listed (never a room or quota item the caller cannot see).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def _now() -> str:
 
 
 def encode_page_token(key: dict[str, Any]) -> str:
-    """An opaque ``next`` token for a DynamoDB ``LastEvaluatedKey`` of string keys."""
+    """An opaque ``next`` token for a DynamoDB key of string attributes."""
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
 
 
@@ -248,24 +249,35 @@ class ChatRooms:
         """``GET /chats``: ``{"rooms": [...], "next": token|null}``, one page.
 
         Lists public rooms and the private rooms ``user_id`` belongs to;
-        sorted by name within a page.
+        sorted by name within a page. ``next`` is the key of the last room
+        *listed*, never the scan's ``LastEvaluatedKey``: that key can be a
+        private room or another user's quota item, and a base64 token would
+        hand its name to anyone paging with ``limit=1``. So the scan goes on
+        until ``limit`` visible rooms are found or the table ends (resuming
+        after a listed room re-reads only rooms the caller could not see).
         """
         public = Attr("private").not_exists() | Attr("private").eq(False)
         visible = Attr("createdBy").exists() & (public | Attr("members").contains(user_id))
-        kwargs: dict[str, Any] = {"Limit": limit, "FilterExpression": visible}
+        kwargs: dict[str, Any] = {"Limit": MAX_PAGE_SIZE, "FilterExpression": visible}
         if next_token:
             kwargs["ExclusiveStartKey"] = decode_page_token(next_token, keys=("room",))
-        try:
-            answer = self._table.scan(**kwargs)
-        except (BotoCoreError, ClientError) as exc:
-            raise ServiceUnavailable("could not list rooms, try again") from exc
-        rooms = sorted(
-            (Room.from_item(item) for item in answer.get("Items", [])), key=lambda r: r.name
-        )
-        last = answer.get("LastEvaluatedKey")
+        items: list[dict[str, Any]] = []  # in scan order, which is what a token resumes
+        while True:
+            try:
+                answer = self._table.scan(**kwargs)
+            except (BotoCoreError, ClientError) as exc:
+                raise ServiceUnavailable("could not list rooms, try again") from exc
+            items += answer.get("Items", [])
+            last = answer.get("LastEvaluatedKey")
+            if len(items) >= limit or not last:
+                break
+            kwargs["ExclusiveStartKey"] = last
+        more = len(items) > limit or (bool(last) and bool(items))
+        items = items[:limit]
+        rooms = sorted((Room.from_item(item) for item in items), key=lambda r: r.name)
         return {
             "rooms": [self.view(room, for_user=user_id) for room in rooms],
-            "next": encode_page_token({"room": str(last["room"])}) if last else None,
+            "next": encode_page_token({"room": str(items[-1]["room"])}) if more else None,
         }
 
     def rooms_of(self, user_id: str) -> tuple[Room, ...]:

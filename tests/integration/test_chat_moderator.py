@@ -56,7 +56,14 @@ def test_denylisted_words_are_masked_and_history_keeps_the_masked_text(
 
 @pytest.mark.parametrize(
     ("text", "reason"),
-    [("", "empty"), ("   ", "empty"), (42, "empty"), ("x" * (MAX_CHAT_TEXT_CHARS + 1), "too_long")],
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        (42, "empty"),
+        ("x" * (MAX_CHAT_TEXT_CHARS + 1), "too_long"),
+        ("lone \ud800 surrogate", "invalid"),
+        ("\udfff", "invalid"),
+    ],
 )
 def test_invalid_text_is_rejected_and_the_sender_told(
     account: FakeAccount, text: Any, reason: str

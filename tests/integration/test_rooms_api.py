@@ -6,6 +6,7 @@ events API Gateway sends after the Cognito authorizer.
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -99,6 +100,34 @@ def test_listing_is_paginated_so_many_rooms_cannot_hide_one(account: FakeAccount
     assert len(names) == 121
     assert call("GET", "/chats", query={"next": "not-a-token"})[0] == 400
     assert call("GET", "/chats", query={"limit": "0"})[0] == 400
+
+
+def test_listing_tokens_never_name_rooms_or_users_the_caller_cannot_see(
+    account: FakeAccount,
+) -> None:
+    """Review of issue 13: ``next`` was the scan's LastEvaluatedKey, so a
+    non-member paging with limit=1 read private room names (and room
+    creators' quota keys) out of the base64 tokens."""
+    for n in range(6):
+        create("alice", f"hidden{n}", private=True)
+        create("bob", f"open{n}")
+    tokens: list[str] = []
+    names: list[str] = []
+    query = {"limit": "1"}
+    while True:
+        status, page = call("GET", "/chats", "carol", query=query)
+        assert status == 200
+        assert len(page["rooms"]) <= 1
+        names += [r["room"] for r in page["rooms"]]
+        if not page["next"]:
+            break
+        tokens.append(page["next"])
+        query = {"limit": "1", "next": page["next"]}
+    assert sorted(names) == [f"open{n}" for n in range(6)]
+    decoded = " ".join(base64.urlsafe_b64decode(t).decode() for t in tokens)
+    assert "hidden" not in decoded
+    assert "#quota#" not in decoded
+    assert "alice" not in decoded
 
 
 def test_history_is_members_only_oldest_first_and_paginated(account: FakeAccount) -> None:
