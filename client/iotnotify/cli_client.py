@@ -68,16 +68,25 @@ def _target(
         raise click.UsageError("give --user (a demo user of the local stack, e.g. alice)")
     try:
         state = LocalState.read(state_file or DEFAULT_STATE_FILE)
-        demo = state.user(user)
     except StateFileError as exc:
         raise click.ClickException(str(exc)) from exc
+    try:
+        demo: dict[str, Any] | None = state.user(user)
+    except StateFileError as exc:
+        # An e-mail that is no demo user is someone who signed up on the
+        # local page: sign them in to the same pool with their own password.
+        if "@" not in user:
+            raise click.ClickException(str(exc)) from exc
+        demo = None
+    if demo is None and need_password and not password:
+        password = click.prompt(f"password for {user}", hide_input=True, err=True)
     return _Target(
         api_url=state.apiUrl,
         user_pool_client_id=state.userPoolClientId,
         region=region or state.region,
         cognito_endpoint=cognito_endpoint or state.awsEndpointUrl,
-        username=str(demo["username"]),
-        password=password or str(demo["password"]),
+        username=user if demo is None else str(demo["username"]),
+        password=password or (None if demo is None else str(demo["password"])),
         ca_file=ca_file or state.caFile or None,
     )
 
@@ -148,7 +157,12 @@ def _line(note: Notification) -> str:
     default=None,
     help="MQTT keepalive in seconds (AWS clamps to 30..1200) [default: the token's].",
 )
-@click.option("--device", default=None, help="Client-id suffix [default: stable per machine].")
+@click.option(
+    "--device",
+    default=None,
+    help="Client-id suffix [default: listen-<machine>-<random>, new for every run, so two "
+    "listeners never take over each other; two programs given the same suffix will].",
+)
 def listen(
     user: str | None,
     password: str | None,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -109,3 +111,55 @@ def test_every_documented_command_is_registered() -> None:
     assert {"local", "send", "listen", "tray", "cost", "deploy", "destroy", "synth"} <= set(
         cli.commands
     )
+
+
+def _state_file(tmp_path: Path, api_url: str) -> Path:
+    from iotnotify.state_file import LocalState
+
+    path = tmp_path / "local.json"
+    LocalState(
+        region="us-east-1",
+        app="iotnotify",
+        stage="local",
+        apiUrl=api_url,
+        webUrl="http://127.0.0.1:1/",
+        iotWsUrl="ws://127.0.0.1:2/mqtt",
+        iotWssUrl="wss://127.0.0.1:3/mqtt",
+        iotDataUrl="http://127.0.0.1:2",
+        caFile="",
+        awsEndpointUrl="http://127.0.0.1:4",
+        userPoolId="us-east-1_pool",
+        userPoolClientId="client-id",
+        users=[{"name": "alice", "username": "alice@example.com", "password": "pw-a", "sub": "a"}],
+        publisher={},
+    ).write(path)
+    return path
+
+
+def test_a_user_who_signed_up_on_the_page_signs_in_by_e_mail_with_a_state_file(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # Review of issue 13: `iotnotify rooms --user carol@example.com` (a user who
+    # signed up on the local page) said "no demo user" although --help offers
+    # "Sign-in e-mail, or a demo user name with a state file".
+    from iotnotify.cli_client import _target
+
+    # The state file is only read while something listens at its API URL.
+    api = socket.create_server(("127.0.0.1", 0))
+    api_url = f"http://127.0.0.1:{api.getsockname()[1]}"
+    request.addfinalizer(api.close)
+    options: dict[str, Any] = {
+        "api_url": None,
+        "client_id": None,
+        "region": None,
+        "cognito_endpoint": None,
+        "state_file": _state_file(tmp_path, api_url),
+        "ca_file": None,
+        "need_password": True,
+    }
+    target = _target(user="carol@example.com", password="pw-c", **options)
+    assert (target.username, target.password) == ("carol@example.com", "pw-c")
+    assert (target.api_url, target.cognito_endpoint) == (api_url, "http://127.0.0.1:4")
+    assert _target(user="alice", password=None, **options).password == "pw-a"
+    with pytest.raises(click.ClickException, match="no demo user 'carl'"):
+        _target(user="carl", password=None, **options)
