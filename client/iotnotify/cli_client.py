@@ -157,7 +157,12 @@ def _line(note: Notification) -> str:
     default=None,
     help="MQTT keepalive in seconds (AWS clamps to 30..1200) [default: the token's].",
 )
-@click.option("--device", default=None, help="Client-id suffix [default: stable per machine].")
+@click.option(
+    "--device",
+    default=None,
+    help="Client-id suffix [default: listen-<machine>-<random>, new for every run, so two "
+    "listeners never take over each other; two programs given the same suffix will].",
+)
 def listen(
     user: str | None,
     password: str | None,

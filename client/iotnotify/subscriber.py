@@ -411,6 +411,7 @@ class Subscriber:
         self._sequencer = _Sequencer(since=None if self._since_now else since, emit=self._enqueue)
         self._deliveries: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._stopping = threading.Event()
+        self._stop_called = threading.Event()  # by the caller, not by a fatal error
         self._stopped = threading.Event()
         self._lock = threading.Lock()
         self._client: mqtt.Client | None = None
@@ -457,7 +458,14 @@ class Subscriber:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Disconnect and wait for the threads to end. Safe to call twice, from any thread."""
+        """Disconnect and wait for the threads to end. Safe to call twice, from any thread.
+
+        No ``on_message`` call starts after this, even for notifications already queued.
+        """
+        if not self._stopped.is_set():
+            # After a fatal error ended it (run_forever then calls stop()), what
+            # was queued before the error is still delivered.
+            self._stop_called.set()
         self._stopping.set()
         with self._lock:
             client = self._client
@@ -544,6 +552,11 @@ class Subscriber:
                 continue
             if item is not _STOP:
                 assert isinstance(item, Notification)
+                if self._stop_called.is_set():
+                    # stop() means no more callbacks, even for notifications a
+                    # catch-up batch had already queued (a callback that stops
+                    # after one must see one).
+                    continue
                 self.stats.delivered += 1
                 if self._on_message is not None:
                     try:

@@ -44,6 +44,7 @@ from iotnotify_emulator.http_guard import (
     read_body,
 )
 from iotnotify_local.authorizer import CognitoAuthorizer, TokenRejected
+from iotnotify_local.cognito_proxy import add_cognito_proxy
 from iotnotify_local.iam_auth import IamRejected
 
 __all__ = [
@@ -100,6 +101,8 @@ class LocalApi:
     max_request_bytes: int = MAX_REQUEST_BYTES
     max_response_bytes: int = MAX_LAMBDA_RESPONSE_BYTES
     integration_timeout: float = INTEGRATION_TIMEOUT_S
+    # moto's URL: POST /cognito/ forwards the sign-in calls to it (cognito_proxy).
+    cognito_url: str | None = None
 
 
 class _GatewayError(Exception):
@@ -244,6 +247,8 @@ def build_app(api: LocalApi) -> web.Application:
     )
     for route in api.routes:
         app.router.add_route(route.method, route.path, _lambda_view(api, route))
+    if api.cognito_url is not None:
+        add_cognito_proxy(app, moto_url=api.cognito_url, error=_error)
     paths = {route.path for route in api.routes}
     for path in paths:
         app.router.add_route("OPTIONS", path, _preflight)

@@ -47,6 +47,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from iotnotify.errors import IotNotifyError
 from iotnotify.publisher import Publisher
 
 __all__ = [
@@ -156,7 +157,7 @@ class Lobby:
             raise GameError(400, "bad_request", f"2 to {MAX_PLAYERS} different players")
         try:
             players = [self.resolve(name) for name in names]
-        except Exception as exc:  # the resolver's own errors say which name is unknown
+        except IotNotifyError as exc:  # UnknownUser, InvalidUserId: they name the player
             raise GameError(400, "bad_request", str(exc)) from exc
         game_id = f"race21-{secrets.token_hex(4)}"
         game = Game(
@@ -231,6 +232,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except GameError as exc:
         return _error(exc.status, exc.code, exc.message)
+    except IotNotifyError as exc:  # AWS (or the offline stack) did not take the publish
+        return _error(503, "service_unavailable", str(exc))
     except web.HTTPException as exc:
         return _error(exc.status, "http_error", exc.reason)
 

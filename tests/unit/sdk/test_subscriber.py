@@ -416,3 +416,22 @@ def test_since_now_with_a_slow_local_clock_replays_nothing_old(
     # Then only the new one arrives
     collector.wait_notes(1)
     assert [n.title for n in collector.notes] == ["new"]
+
+
+def test_stop_from_the_callback_delivers_nothing_more(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    # The README's example stops after one notification; with five waiting in the
+    # inbox, the rest of the caught-up batch was already queued and kept coming.
+    for note in _notes(5, "missed"):
+        service.send(note, live=False)
+    subscribers: list[Subscriber] = []
+
+    def first_only(note: Notification) -> None:
+        collector.on_message(note)
+        subscribers[0].stop()
+
+    subscribers.append(make_subscriber(on_message=first_only))
+    subscribers[0].start()
+    assert subscribers[0].wait_stopped(10)
+    assert [n.title for n in collector.notes] == ["missed0"]
