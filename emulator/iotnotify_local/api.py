@@ -165,7 +165,10 @@ async def _event(
         "httpMethod": request.method,
         "headers": dict(request.headers),
         "multiValueHeaders": {k: request.headers.getall(k) for k in request.headers},
-        "queryStringParameters": dict(request.query) or None,
+        # API Gateway passes a repeated key's last value here, every value in
+        # the multi-value map (developer guide, "Support for multi-value
+        # headers and query string parameters"); dict() would keep the first.
+        "queryStringParameters": {k: request.query.getall(k)[-1] for k in request.query} or None,
         "multiValueQueryStringParameters": {k: request.query.getall(k) for k in request.query}
         or None,
         # API Gateway passes {name} path segments here (None when there are none).
