@@ -8,7 +8,8 @@ listening, and stops on SIGTERM/SIGINT.
 Every AWS rule stays on (SigV4, IAM on connect/subscribe/publish/receive,
 limits) except the per-connection publish quota (100/s on AWS): the bench
 has one publisher connection, and the quota would cap the whole run at
-100 messages/s.
+100 messages/s. The connection cap (4,096 by default) is raised for the
+10,000 idle connections.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from benchlib import REGION, KeyFile, raise_fd_limit
 
 from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
+from iotnotify_emulator.http_guard import ServerLimits
 from iotnotify_emulator.runtime import run, tune_gc_for_serving
 
 
@@ -31,7 +33,14 @@ async def _serve(keys: Path, info_file: Path) -> None:
     store = InMemoryCredentialStore()
     for credential in KeyFile.read(keys).credentials():
         store.add(credential)
-    config = EmulatorConfig(wss_port=None, region=REGION, publish_rate_limit=None)
+    config = EmulatorConfig(
+        wss_port=None,
+        region=REGION,
+        publish_rate_limit=None,
+        # The idle measurement holds 10,000 connections: above the default
+        # cap (4,096, a guard for iotnotify local), below the raised fd limit.
+        http_limits=ServerLimits(max_connections=100_000),
+    )
     async with start_emulator(config, credentials=store) as emulator:
         tune_gc_for_serving()  # as python -m iotnotify_emulator does
         stop = asyncio.Event()

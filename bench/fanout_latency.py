@@ -291,6 +291,16 @@ def print_run(run: Run, naive: Run | None) -> None:
         f"    CPU: {shares}  (total {total:.2f} s = {total / run.seconds:.2f} of "
         f"{os.cpu_count()} cores)"
     )
+    own = total - run.cpu["other"]
+    client = run.cpu["bench (client)"]
+    # With nothing else running, the run still needs this CPU: the client's on
+    # one core (one GIL), everything of ours spread over all cores at best.
+    floor = max(client, own / (os.cpu_count() or 1))
+    print(
+        f"    CPU per user: client {client / run.users * 1000:.2f} ms, iotnotify local "
+        f"{run.cpu['iotnotify local'] / run.users * 1000:.2f} ms; floor on an idle machine "
+        f"{floor:.2f} s ({run.users / floor:,.0f} users/s), from this run's own CPU"
+    )
 
 
 def _verdict(ok: bool) -> str:

@@ -272,6 +272,9 @@ def properties_from_http(headers: Mapping[str, str], query: Mapping[str, str]) -
     Raises :class:`HttpPropertiesError` for a value that cannot be decoded.
     """
     values: dict[str, object] = {}
+    for name in ("contentType", "responseTopic"):
+        if name in query:
+            _check_mqtt_string(query[name], name)
     if "contentType" in query:
         values["content_type"] = query["contentType"]
     if "responseTopic" in query:
@@ -282,7 +285,7 @@ def properties_from_http(headers: Mapping[str, str], query: Mapping[str, str]) -
         values["response_topic"] = query["responseTopic"]
     if "messageExpiry" in query:
         text = query["messageExpiry"]
-        if not text.isdigit() or int(text) > 0xFFFFFFFF:
+        if not (text.isascii() and text.isdigit()) or int(text) > 0xFFFFFFFF:
             raise HttpPropertiesError(f"Invalid messageExpiry {text!r}")
         values["message_expiry_interval"] = int(text)
     indicator = headers.get("x-amz-mqtt5-payload-format-indicator")
@@ -305,6 +308,21 @@ def properties_from_http(headers: Mapping[str, str], query: Mapping[str, str]) -
     return Properties(**values, user_properties=pairs)  # type: ignore[arg-type]
 
 
+def _check_mqtt_string(text: str, what: str) -> None:
+    """Refuse what an MQTT 5 UTF-8 Encoded String cannot carry (MQTT5 1.5.4).
+
+    A lone surrogate cannot be encoded at all, and U+0000 makes the packet
+    malformed for the receiver, which then closes its connection (paho does):
+    one publish would disconnect every MQTT 5 subscriber of the topic.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise HttpPropertiesError(f"{what} is not valid Unicode (lone surrogate)") from exc
+    if "\x00" in text:
+        raise HttpPropertiesError(f"{what} contains U+0000, which MQTT 5 strings may not")
+
+
 def _user_properties(encoded: str) -> tuple[tuple[str, str], ...]:
     try:
         items = json.loads(base64.b64decode(encoded, validate=True))
@@ -324,6 +342,8 @@ def _user_properties(encoded: str) -> tuple[tuple[str, str], ...]:
         for key, value in item.items():
             if not isinstance(value, str):
                 raise HttpPropertiesError(f"userProperties value of {key!r} must be a string")
+            _check_mqtt_string(key, "userProperties key")
+            _check_mqtt_string(value, "userProperties value")
             pairs.append((key, value))
     size = sum(len(k.encode()) + len(v.encode()) for k, v in pairs)
     if size > MAX_USER_PROPERTIES_BYTES:

@@ -44,6 +44,7 @@ from iotnotify_emulator.http_guard import (
     read_body,
 )
 from iotnotify_local.authorizer import CognitoAuthorizer, TokenRejected
+from iotnotify_local.cognito_proxy import add_cognito_proxy
 from iotnotify_local.iam_auth import IamRejected
 
 __all__ = [
@@ -100,6 +101,8 @@ class LocalApi:
     max_request_bytes: int = MAX_REQUEST_BYTES
     max_response_bytes: int = MAX_LAMBDA_RESPONSE_BYTES
     integration_timeout: float = INTEGRATION_TIMEOUT_S
+    # moto's URL: POST /cognito/ forwards the sign-in calls to it (cognito_proxy).
+    cognito_url: str | None = None
 
 
 class _GatewayError(Exception):
@@ -162,7 +165,10 @@ async def _event(
         "httpMethod": request.method,
         "headers": dict(request.headers),
         "multiValueHeaders": {k: request.headers.getall(k) for k in request.headers},
-        "queryStringParameters": dict(request.query) or None,
+        # API Gateway passes a repeated key's last value here, every value in
+        # the multi-value map (developer guide, "Support for multi-value
+        # headers and query string parameters"); dict() would keep the first.
+        "queryStringParameters": {k: request.query.getall(k)[-1] for k in request.query} or None,
         "multiValueQueryStringParameters": {k: request.query.getall(k) for k in request.query}
         or None,
         # API Gateway passes {name} path segments here (None when there are none).
@@ -241,6 +247,8 @@ def build_app(api: LocalApi) -> web.Application:
     )
     for route in api.routes:
         app.router.add_route(route.method, route.path, _lambda_view(api, route))
+    if api.cognito_url is not None:
+        add_cognito_proxy(app, moto_url=api.cognito_url, error=_error)
     paths = {route.path for route in api.routes}
     for path in paths:
         app.router.add_route("OPTIONS", path, _preflight)

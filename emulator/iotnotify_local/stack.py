@@ -34,6 +34,7 @@ from iotnotify.state_file import DEFAULT_STATE_FILE, LocalState
 from iotnotify_local.api import LocalApi, Route, build_runner
 from iotnotify_local.authorizer import CognitoAuthorizer
 from iotnotify_local.cognito_keys import publish_signing_key, use_fresh_signing_key
+from iotnotify_local.cognito_proxy import COGNITO_PATH
 from iotnotify_local.iam_auth import IamAuthorizer
 from iotnotify_local.persistence import AUTOSAVE_SECONDS, DEFAULT_DATA_DIR, DataDir, DataDirError
 from iotnotify_local.poller import SqsPoller
@@ -328,10 +329,12 @@ class LocalStack:
             "iotEndpoint": f"{cfg.host}:{endpoint_port}",
             "userPoolId": resources.user_pool_id,
             "userPoolClientId": resources.user_pool_client_id,
-            "cognitoEndpoint": moto_url,
+            # The page signs in through the API (moto itself is loopback-only).
+            "cognitoEndpoint": f"{api_url}{COGNITO_PATH}",
             "stage": cfg.stage,
         }
         api = LocalApi(
+            cognito_url=moto_url,
             routes=[
                 Route("GET", "/token", api_token.handler, "cognito"),
                 Route("GET", "/notifications", api_notifications.handler, "cognito"),

@@ -37,7 +37,7 @@ def test_wrong_password_shows_an_error_not_a_blank_page(
 ) -> None:
     # Given alice's sign-in name with a wrong password
     alice = open_page("alice")
-    alice.allow_network_errors(re.escape(stack.state["awsEndpointUrl"]))  # Cognito's 400
+    alice.allow_network_errors(re.escape(stack.state["apiUrl"] + "/cognito/"))  # Cognito's 400
     page = alice.page
     page.goto(stack.web_url)
 
@@ -297,7 +297,7 @@ def test_a_new_user_signs_up_confirms_and_gets_their_notifications(
 ) -> None:
     # Given someone without an account (sign-in before confirming is a 400 from Cognito)
     carol = open_page("carol")
-    carol.allow_network_errors(re.escape(stack.state["awsEndpointUrl"]))
+    carol.allow_network_errors(re.escape(stack.state["apiUrl"] + "/cognito/"))
     page = carol.page
     email = f"carol-{uuid.uuid4().hex[:8]}@example.com"
     page.goto(stack.web_url)

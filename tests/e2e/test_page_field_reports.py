@@ -117,7 +117,7 @@ def test_a_huge_body_is_clamped_in_the_list_and_the_toast_with_show_more(
 
 def test_a_refused_password_shows_the_rules(stack: LocalStack, open_page: OpenPage) -> None:
     carol = open_page("carol")
-    carol.allow_network_errors(re.escape(stack.state["awsEndpointUrl"]))  # Cognito's 400
+    carol.allow_network_errors(re.escape(stack.state["apiUrl"] + "/cognito/"))  # Cognito's 400
     page = carol.page
     page.goto(stack.web_url)
     page.get_by_role("button", name="Create an account instead").click()

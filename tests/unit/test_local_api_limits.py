@@ -34,6 +34,11 @@ def echo_length(event: Mapping[str, Any], _context: Any) -> Mapping[str, Any]:
     return {"statusCode": 200, "body": json.dumps({"length": len(event["body"] or "")})}
 
 
+def echo_query(event: Mapping[str, Any], _context: Any) -> Mapping[str, Any]:
+    wanted = ("queryStringParameters", "multiValueQueryStringParameters")
+    return {"statusCode": 200, "body": json.dumps({k: event[k] for k in wanted})}
+
+
 def slow(_event: Mapping[str, Any], _context: Any) -> Mapping[str, Any]:
     release.wait(30)
     return {"statusCode": 200, "body": "{}"}
@@ -46,6 +51,7 @@ async def client() -> AsyncIterator[TestClient[Any, Any]]:
             Route("GET", "/sized", sized, "none"),
             Route("POST", "/echo", echo_length, "none"),
             Route("GET", "/slow", slow, "none"),
+            Route("GET", "/query", echo_query, "none"),
         ],
         authorizer=CognitoAuthorizer(
             jwks_url="http://127.0.0.1:9/jwks.json", issuer="https://issuer", audience="client"
@@ -91,3 +97,18 @@ async def test_a_function_past_the_integration_timeout_is_a_504_json_error(
 ) -> None:
     response = await client.get("/slow")
     await assert_json_error(response, 504, "gateway_timeout")
+
+
+async def test_a_repeated_query_parameter_passes_its_last_value_as_api_gateway_does(
+    client: TestClient[Any, Any],
+) -> None:
+    # API Gateway REST proxy events: queryStringParameters holds the last value
+    # of a repeated key, multiValueQueryStringParameters all of them (developer
+    # guide, "Support for multi-value headers and query string parameters").
+    # Locally the first one was passed, so `GET /token?rooms=a&rooms=b` meant a.
+    response = await client.get("/query?rooms=lobby&rooms=secret&limit=5")
+    assert response.status == 200
+    assert json.loads(await response.text()) == {
+        "queryStringParameters": {"rooms": "secret", "limit": "5"},
+        "multiValueQueryStringParameters": {"rooms": ["lobby", "secret"], "limit": ["5"]},
+    }

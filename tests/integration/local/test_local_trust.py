@@ -487,3 +487,49 @@ def test_non_ascii_authorization_gets_401(local_stack: LocalProcess) -> None:
                 local_stack.state, "GET", path, headers={"Authorization": value}
             )
             assert_json_error(status, headers, body, 401)
+
+
+def cognito_call(state: dict[str, Any], action: str, body: Any) -> tuple[int, Any]:
+    """What the web page's Cognito client sends, to the endpoint the page is configured with."""
+    status, _headers, config = raw_request(state, "GET", "/config.json")
+    assert status == 200, config
+    endpoint = json.loads(config)["cognitoEndpoint"]
+    path = urllib.parse.urlsplit(endpoint).path
+    assert endpoint.startswith(state["apiUrl"]), "the page signs in through the API"
+    status, _headers, answer = raw_request(
+        state,
+        "POST",
+        path,
+        headers={
+            "X-Amz-Target": f"AWSCognitoIdentityProviderService.{action}",
+            "Content-Type": "application/x-amz-json-1.1",
+        },
+        body=json.dumps(body).encode(),
+    )
+    return status, json.loads(answer or b"null")
+
+
+def test_the_page_signs_in_through_the_api_and_admin_calls_are_refused(
+    local_stack: LocalProcess,
+) -> None:
+    state = local_stack.state
+    alice = local_stack.user("alice")
+    # Given the page's Cognito endpoint (moto itself is loopback-only)
+    # When it signs alice in, Then it gets her ID token, which the API accepts
+    status, answer = cognito_call(
+        state,
+        "InitiateAuth",
+        {
+            "ClientId": state["userPoolClientId"],
+            "AuthFlow": "USER_PASSWORD_AUTH",
+            "AuthParameters": {"USERNAME": alice["username"], "PASSWORD": alice["password"]},
+        },
+    )
+    assert status == 200, answer
+    token = answer["AuthenticationResult"]["IdToken"]
+    assert api(state, "GET", "/token", token=token)[0] == 200
+    # But an admin call through the same door never reaches moto
+    for action in ("AdminCreateUser", "AdminSetUserPassword", "ListUsers", "DeleteUserPool"):
+        status, answer = cognito_call(state, action, {"UserPoolId": state["userPoolId"]})
+        assert status == 403, (action, answer)
+        assert answer["error"] == "forbidden"

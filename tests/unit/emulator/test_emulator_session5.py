@@ -67,6 +67,17 @@ def test_no_http_fields_means_no_properties() -> None:
         ({}, {"messageExpiry": "-1"}),
         ({}, {"messageExpiry": "4294967296"}),
         ({}, {"responseTopic": "a/#"}),
+        # Not encodable (lone surrogates), or U+0000, which makes the
+        # forwarded PUBLISH malformed for every MQTT 5 subscriber (MQTT5 1.5.4).
+        ({"x-amz-mqtt5-user-properties": _b64('[{"k": "\\ud800"}]')}, {}),
+        ({"x-amz-mqtt5-user-properties": _b64('[{"\\udfff": "v"}]')}, {}),
+        ({"x-amz-mqtt5-user-properties": _b64('[{"k": "a\\u0000b"}]')}, {}),
+        ({"x-amz-mqtt5-user-properties": _b64('[{"\\u0000": "v"}]')}, {}),
+        ({}, {"contentType": "text/plain\x00"}),
+        ({}, {"contentType": "\ud800"}),
+        ({}, {"responseTopic": "a/\x00"}),
+        ({}, {"messageExpiry": "\u00b2"}),
+        ({}, {"messageExpiry": "\u0661\u0662"}),
     ],
 )
 def test_invalid_http_fields_are_rejected(headers: dict[str, str], query: dict[str, str]) -> None:
