@@ -47,7 +47,7 @@ from iotnotify.errors import ContractError, IotNotifyError, PublishError, Thrott
 from iotnotify.games import Game, GameRegistry
 from iotnotify.inbox import BATCH_WRITE_LIMIT, Inbox
 from iotnotify.iot_data import FastPublish
-from iotnotify.presence import PresenceError, PresenceTable
+from iotnotify.presence import PresenceError, PresenceTable, UserPresence
 
 __all__ = ["DEFAULT_FANOUT_WORKERS", "DeliveryResult", "Publisher"]
 
@@ -111,6 +111,7 @@ class Publisher:
         self._iot_data = iot_data
         self._inbox = inbox
         self._games = games
+        self._presence_table = presence
         self._presence = presence if skip_offline else None
         self._counter_lock = threading.Lock()
         self._skipped_offline = 0
@@ -163,6 +164,17 @@ class Publisher:
             with self._counter_lock:
                 self._skipped_offline += 1
         return reachable
+
+    def presence(self, user_ids: Iterable[str]) -> dict[str, UserPresence]:
+        """Who of ``user_ids`` has a live connection now (a game's lobby, its player list).
+
+        Raises ``ValueError`` when this publisher has no presence table and
+        :class:`~iotnotify.presence.PresenceError` if DynamoDB fails.
+        """
+        if self._presence_table is None:
+            raise ValueError("this publisher has no presence table (presence_table=...)")
+        table = self._presence_table
+        return {user_id: table.of(user_id) for user_id in dict.fromkeys(user_ids)}
 
     def register_game(self, game_id: str, players: Iterable[str]) -> Game:
         """Register a game (or replace its players) so players can get its channel.

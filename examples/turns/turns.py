@@ -16,7 +16,8 @@ HTTP API (JSON; errors are ``{"error", "message"}`` like iotnotify's):
 =================================  ==================================================
 ``POST /api/games {"players"}``    a new game; players are demo names or user ids;
                                    201 ``{"gameId", "name", "seats": {name: url}}``
-``GET  /api/games/{id}?seat=``     the game as that seat sees it (403: no such seat)
+``GET  /api/games/{id}?seat=``     the game as that seat sees it, with which players
+                                   are online (presence); 403: no such seat
 ``POST /api/games/{id}/moves``     ``{"seat", "add": 1..3}``; 409 when it is not
                                    your turn or the game is over
 ``GET  /g/{id}?seat=``             the game page
@@ -209,6 +210,14 @@ class Lobby:
             data={"url": self.seat_url(game, player), "game": game.game_id, "gameName": game.name},
         )
 
+    def online(self, game: Game) -> list[str] | None:
+        """The players with a live iotnotify connection now; None if presence is unknown."""
+        try:
+            presence = self.publisher.presence(game.players)
+        except (ValueError, IotNotifyError):
+            return None
+        return [game.labels[p] for p in game.players if presence[p].online]
+
     def get(self, game_id: str) -> Game:
         game = self.games.get(game_id)
         if game is None:
@@ -267,7 +276,8 @@ def build_app(lobby: Lobby) -> web.Application:
         seat = request.query.get("seat", "")
         if seat not in game.seats:
             raise GameError(403, "forbidden", "that seat is not in this game")
-        return web.json_response(game.view(seat), headers=_CORS)
+        online = await blocking(lambda: lobby.online(game))
+        return web.json_response({**game.view(seat), "online": online}, headers=_CORS)
 
     async def move(request: web.Request) -> web.Response:
         body = await _body(request)

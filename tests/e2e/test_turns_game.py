@@ -115,6 +115,8 @@ def test_each_player_sees_your_turn_within_2_s_of_the_others_move(
     alice_game = alice.context.new_page()
     alice_game.goto(game["seats"]["alice"])
     expect(alice_game.get_by_role("status")).to_have_text("Your turn.")
+    # The game's player list says who is online (both have the iotnotify page open)
+    expect(alice_game.locator("#players")).to_have_text("alice (online), bob (online)")
     play(alice_game, 2)
     expect(alice_game.get_by_role("status")).to_have_text("Waiting for bob.")
 

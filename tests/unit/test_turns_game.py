@@ -17,6 +17,9 @@ class RecordingPublisher:
     def register_game(self, game_id: str, players: list[str]) -> None:
         self.games[game_id] = list(players)
 
+    def presence(self, users: list[str]) -> Any:
+        raise ValueError("no presence table")
+
     def notify(self, user_id: str, *, title: str, data: dict[str, Any], **_: Any) -> None:
         self.sent.append((f"user:{user_id}", title, data))
 
@@ -93,3 +96,17 @@ def test_a_game_has_two_to_four_different_players(players: object) -> None:
     with pytest.raises(GameError) as refused:
         games.create(players)
     assert refused.value.status == 400
+
+
+def test_the_player_list_says_who_is_online_from_presence() -> None:
+    from iotnotify.presence import UserPresence
+
+    games, publisher = lobby()
+    game, _ = games.create(["alice", "bob"])
+    assert games.online(game) is None  # this publisher keeps no presence
+
+    def presence(users: list[str]) -> dict[str, UserPresence]:
+        return {u: UserPresence(u, 1 if u == "id-bob" else 0, None) for u in users}
+
+    publisher.presence = presence  # type: ignore[attr-defined]
+    assert games.online(game) == ["bob"]

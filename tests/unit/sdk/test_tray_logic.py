@@ -276,3 +276,34 @@ def test_the_isolated_keyring_store_keeps_keyring_out_of_the_tray_process() -> N
         outcome, loaded = json.loads(done.stdout)
         assert expected in outcome
         assert loaded is False
+
+
+def test_no_display_is_one_clear_error_not_an_xlib_traceback(tmp_path: Path) -> None:
+    # pystray chooses its backend when imported: on X11 without a display,
+    # python-xlib raised DisplayNameError out of `iotnotify tray` as a traceback.
+    import os
+    import subprocess
+    import sys
+
+    program = """
+from iotnotify.errors import IotNotifyError
+from iotnotify.tray.app import TrayApp
+from iotnotify.tray.keyring_store import MemoryTokenStore
+from iotnotify.tray.settings import TraySettings
+
+settings = TraySettings(api_url="https://api.example", user_pool_client_id="abc",
+                        username="a@example.com")
+app = TrayApp(settings=settings, token_store=MemoryTokenStore())
+try:
+    app.run()
+except IotNotifyError as exc:
+    print("ERROR:", exc)
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["PYSTRAY_BACKEND"] = "xorg"  # the backend a plain X11 session uses
+    done = subprocess.run(
+        [sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.startswith("ERROR: "), done.stdout + done.stderr
+    assert "DISPLAY" in done.stdout
