@@ -11,6 +11,7 @@ ListUsers, "Filter").
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -133,10 +134,13 @@ def publisher_for_aws(*, app: str, stage: str, region: str | None) -> tuple[Publ
     Raises :class:`IotNotifyError` when no region is configured (``--region``,
     ``AWS_REGION``/``AWS_DEFAULT_REGION`` or the profile's region).
     """
-    session = boto3.session.Session(region_name=region)
+    # botocore reads AWS_DEFAULT_REGION only (botocore/configprovider.py,
+    # 'region'); AWS_REGION is the variable the other AWS SDKs and Lambda use.
+    session = boto3.session.Session(region_name=region or os.environ.get("AWS_REGION") or None)
     if not session.region_name:
         raise IotNotifyError(
-            "no AWS region: give --region, or set AWS_REGION (or a region in your AWS profile)"
+            "no AWS region: give --region, or set AWS_REGION or AWS_DEFAULT_REGION "
+            "(or a region in your AWS profile)"
         )
     names = ResourceNames(app, stage, stage)
     publisher = Publisher.create(

@@ -47,6 +47,29 @@ def test_send_stage_without_a_region_is_one_clear_line(
     assert "Traceback" not in result.output
 
 
+def test_send_stage_takes_the_region_from_aws_region_as_its_error_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "no AWS region: ... or set AWS_REGION" while AWS_REGION was set: botocore
+    # reads only AWS_DEFAULT_REGION (botocore/configprovider.py, 'region').
+    import iotnotify.sending
+
+    for name in ("AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    regions: list[str] = []
+
+    def create(*, session: Any, **_: object) -> object:
+        regions.append(session.region_name)
+        raise click.ClickException("stop here")
+
+    monkeypatch.setattr(iotnotify.sending.Publisher, "create", create)
+    result = CliRunner().invoke(cli, ["send", "--stage", "dev", "--user", "a", "--title", "t"])
+    assert "no AWS region" not in result.output, result.output
+    assert regions == ["eu-west-1"]
+
+
 @pytest.mark.parametrize("title", ["", "   "])
 def test_send_refuses_an_empty_title_like_the_api_does(title: str) -> None:
     result = CliRunner().invoke(cli, ["send", "--user", "a", "--title", title])
