@@ -49,9 +49,18 @@ def _connect(options: dict[str, Any]) -> tuple[_Target, Any]:
         raise click.ClickException(str(exc)) from exc
 
 
+def _shown(text: str) -> str:
+    """``text`` safe for a terminal: every non-printable character but the newline
+    as a ``\\x..``/``\\u....`` escape (no ESC sequence or bidi override reaches
+    the reader), continuation lines indented so none can pass for another message."""
+    safe = "".join(ch if ch == "\n" or ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    return safe.replace("\n", "\n    ")
+
+
 def _line(message: ChatMessage, names: dict[str, str]) -> str:
+    # The text is whatever the sender typed (the moderator only masks words).
     sender = names.get(message.sender, message.sender)
-    return f"{message.ts} {sender}: {message.text}"
+    return f"{message.ts} {sender}: {_shown(message.text)}"
 
 
 def _demo_names(state_file: Path | None) -> dict[str, str]:

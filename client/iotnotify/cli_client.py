@@ -280,8 +280,10 @@ def tray(
     settings = TraySettings.load(settings_path)
     login_password: str | None = None
     if api_url or state_file or user:
-        if not api_url and not state_file and settings.api_url and user:
-            # Only --user: switch accounts on the saved deployment.
+        if not api_url and not state_file and settings.api_url and user and "@" in user:
+            # Only --user with an e-mail: switch accounts on the saved
+            # deployment. A name without "@" is a demo user of the local
+            # stack (sign-in names are e-mails), resolved from its state file.
             target = _Target(
                 api_url=settings.api_url,
                 user_pool_client_id=settings.user_pool_client_id,

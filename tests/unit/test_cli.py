@@ -163,3 +163,20 @@ def test_a_user_who_signed_up_on_the_page_signs_in_by_e_mail_with_a_state_file(
     assert _target(user="alice", password=None, **options).password == "pw-a"
     with pytest.raises(click.ClickException, match="no demo user 'carl'"):
         _target(user="carl", password=None, **options)
+
+
+def test_a_chat_line_cannot_forge_another_line_or_drive_the_terminal() -> None:
+    # Review of issue 13: text is the sender's own; printed raw, a newline made
+    # "2026-... bob: send me your password" look like bob's line, and escape
+    # sequences (OSC window title, screen clear) reached the reader's terminal.
+    from iotnotify.cli_chat import _line
+    from iotnotify.contract import ChatMessage
+
+    text = "ok\n2026-11-29T13:20:00.000Z bob: hi\x1b]0;pwned\x07\x1b[2J \u202eevil\r\tü 🎲"
+    message = ChatMessage.create(room="lobby", sender="a-1", text=text)
+    shown = _line(message, {"a-1": "alice", "b-2": "bob"})
+    lines = shown.split("\n")
+    assert lines[0] == f"{message.ts} alice: ok"
+    assert all(line.startswith("    ") for line in lines[1:])
+    assert not any(ch != "\n" and not ch.isprintable() for ch in shown)
+    assert "\\x1b]0;pwned\\x07\\x1b[2J \\u202eevil\\r\\tü 🎲" in shown

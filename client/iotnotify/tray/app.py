@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import webbrowser
 from collections.abc import Callable, Iterator, Mapping
@@ -33,9 +34,13 @@ from iotnotify.tray.settings import TraySettings
 from iotnotify.tray.state import TrayState
 from iotnotify.tray.toolkit import ToolkitCaller, caller_for, tray_host_present
 
-__all__ = ["TrayApp"]
+__all__ = ["TrayApp", "TrayUnavailable"]
 
 log = logging.getLogger("iotnotify.tray")
+
+
+class TrayUnavailable(IotNotifyError):
+    """No way to show a tray icon here (no display, or no pystray backend)."""
 
 
 class TrayApp:
@@ -337,8 +342,24 @@ class TrayApp:
         return lambda: self._off_toolkit(lambda: self.open_game(game))
 
     def run(self) -> None:
-        """Show the icon and block until Quit or Sign out."""
-        import pystray
+        """Show the icon and block until Quit or Sign out.
+
+        Raises :class:`TrayUnavailable` when pystray has no backend to show an
+        icon with (on Linux: no X11 display to connect to).
+        """
+        try:
+            import pystray
+        except Exception as exc:
+            # pystray picks and starts its backend on import; without a display
+            # python-xlib raises DisplayNameError, which reached the user as a
+            # traceback. Xlib's and GTK's errors share no base class.
+            display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+            where = f"DISPLAY={display!r}" if display else "DISPLAY is not set"
+            raise TrayUnavailable(
+                f"cannot show a tray icon: no desktop session to draw it in ({where}: "
+                f"{type(exc).__name__}: {exc}). Run `iotnotify tray` inside your desktop "
+                "session, or use `iotnotify listen` on a machine without one."
+            ) from exc
 
         self.icon = pystray.Icon("iotnotify", self._image(), self.state.title(), self._menu())
         self._ui = caller_for(self.icon)

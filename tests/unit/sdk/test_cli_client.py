@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from iotnotify.cli_client import _line, listen, tray
@@ -52,3 +53,61 @@ def test_since_garbage_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "--since" in result.output
     assert "notification id" in result.output
+
+
+def test_tray_user_alice_again_signs_in_as_the_demo_user_not_as_alice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README's `iotnotify tray --user alice`, run a second time (settings saved
+    # by the first run): it signed in as the user name "alice" on the saved
+    # deployment, asked for a password and got "User does not exist".
+    import iotnotify.tray.app
+    from iotnotify.state_file import DEFAULT_STATE_FILE, LocalState
+    from iotnotify.tray.settings import TraySettings
+
+    monkeypatch.chdir(tmp_path)
+    state = LocalState(
+        region="us-east-1",
+        app="iotnotify",
+        stage="local",
+        apiUrl="http://127.0.0.1:8700",
+        webUrl="http://127.0.0.1:8700/",
+        iotWsUrl="ws://127.0.0.1:8702/mqtt",
+        iotWssUrl="wss://127.0.0.1:8703/mqtt",
+        iotDataUrl="http://127.0.0.1:8702",
+        caFile="",
+        awsEndpointUrl="http://127.0.0.1:8701",
+        userPoolId="us-east-1_pool",
+        userPoolClientId="client",
+        users=[{"name": "alice", "username": "alice@example.com", "password": "demo-pw"}],
+        publisher={},
+    )
+    DEFAULT_STATE_FILE.parent.mkdir()
+    state.write(DEFAULT_STATE_FILE)
+    monkeypatch.setattr(LocalState, "ensure_running", lambda self, path: None)
+    saved = tmp_path / "tray.json"
+    TraySettings(
+        api_url=state.apiUrl,
+        user_pool_client_id="client",
+        region="us-east-1",
+        username="alice@example.com",
+    ).save(saved)
+    signed_in: list[tuple[str, str | None]] = []
+
+    class FakeTray:
+        def __init__(self, *, settings: TraySettings, password: str | None, **_: object) -> None:
+            self.settings, self.password = settings, password
+
+        def has_refresh_token(self) -> bool:
+            return False
+
+        def sign_in(self) -> None:
+            signed_in.append((self.settings.username, self.password))
+            raise KeyboardInterrupt  # stop before the icon
+
+    monkeypatch.setattr(iotnotify.tray.app, "TrayApp", FakeTray)
+    result = CliRunner().invoke(
+        tray, ["--settings", str(saved), "--user", "alice", "--no-keyring"], input=""
+    )
+    assert "password for" not in result.output, result.output
+    assert signed_in == [("alice@example.com", "demo-pw")], result.output

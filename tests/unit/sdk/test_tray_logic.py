@@ -276,3 +276,61 @@ def test_the_isolated_keyring_store_keeps_keyring_out_of_the_tray_process() -> N
         outcome, loaded = json.loads(done.stdout)
         assert expected in outcome
         assert loaded is False
+
+
+def test_no_display_is_one_clear_error_not_an_xlib_traceback(tmp_path: Path) -> None:
+    # pystray chooses its backend when imported: on X11 without a display,
+    # python-xlib raised DisplayNameError out of `iotnotify tray` as a traceback.
+    import os
+    import subprocess
+    import sys
+
+    program = """
+from iotnotify.errors import IotNotifyError
+from iotnotify.tray.app import TrayApp
+from iotnotify.tray.keyring_store import MemoryTokenStore
+from iotnotify.tray.settings import TraySettings
+
+settings = TraySettings(api_url="https://api.example", user_pool_client_id="abc",
+                        username="a@example.com")
+app = TrayApp(settings=settings, token_store=MemoryTokenStore())
+try:
+    app.run()
+except IotNotifyError as exc:
+    print("ERROR:", exc)
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["PYSTRAY_BACKEND"] = "xorg"  # the backend a plain X11 session uses
+    done = subprocess.run(
+        [sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.startswith("ERROR: "), done.stdout + done.stderr
+    assert "DISPLAY" in done.stdout
+
+
+def test_desktop_notifiers_own_failure_traceback_becomes_the_one_warning(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # desktop-notifier catches a failed pop-up itself and logs "Notification failed"
+    # with the traceback (desktop_notifier/backends/base.py, send), once per
+    # notification: with no session D-Bus that was a traceback per update.
+    from iotnotify.tray.notifier import DesktopNotifierBackend
+
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path / 'no-bus'}")
+    backend = DesktopNotifierBackend()
+    caplog.set_level(logging.DEBUG)
+    try:
+        for index in range(3):
+            backend.notify(f"n{index}", "")
+        pause = threading.Event()
+        for _ in range(100):
+            if len([r for r in caplog.records if r.name == "iotnotify.tray"]) >= 3:
+                break
+            pause.wait(0.1)
+    finally:
+        backend.close()
+    assert [r for r in caplog.records if r.exc_info] == []
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "notification service" in warnings[0].getMessage()
