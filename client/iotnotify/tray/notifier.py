@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
     import asyncio
@@ -42,6 +42,7 @@ class DesktopNotifierBackend:
         self._notifier: Any = None
         self._lock = threading.Lock()
         self._failed_once = False
+        self._failure_filter = _FailedPopups(self)
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         # asyncio and desktop-notifier load with the first pop-up, not at
@@ -62,6 +63,11 @@ class DesktopNotifierBackend:
         if self._notifier is None:
             from desktop_notifier import DesktopNotifier
 
+            # desktop-notifier catches a failed pop-up itself and logs
+            # "Notification failed" with the traceback on its backend logger
+            # (desktop_notifier/backends/base.py, BaseNotifier.send), once per
+            # pop-up: turn that into our single warning.
+            logging.getLogger(_DESKTOP_NOTIFIER_LOGGER).addFilter(self._failure_filter)
             self._notifier = DesktopNotifier(app_name=self._app_name)
         # desktop-notifier calls on_clicked when the pop-up itself is clicked
         # (DBus ActionInvoked "default", macOS/Windows activation).
@@ -75,27 +81,30 @@ class DesktopNotifierBackend:
 
         def report(done: Any) -> None:
             error = done.exception()
-            if error is None:
-                return
-            # Without a notification service every pop-up fails the same way:
-            # say so once, in words a user can act on, not once per message.
-            with self._lock:
-                first, self._failed_once = not self._failed_once, True
-            if first:
-                log.warning(
-                    "no desktop notification service answered (%s: %s); pop-ups are off, "
-                    "the tray icon and its list still work. On Linux a notification "
-                    "daemon must own org.freedesktop.Notifications on the session D-Bus "
-                    "(every desktop has one; a bare X session needs e.g. dunst).",
-                    type(error).__name__,
-                    error,
-                )
-            else:
-                log.debug("desktop notification failed again: %r", error)
+            if error is not None:
+                self._failed(error)
 
         future.add_done_callback(report)
 
+    def _failed(self, error: BaseException) -> None:
+        # Without a notification service every pop-up fails the same way:
+        # say so once, in words a user can act on, not once per message.
+        with self._lock:
+            first, self._failed_once = not self._failed_once, True
+        if first:
+            log.warning(
+                "no desktop notification service answered (%s: %s); pop-ups are off, "
+                "the tray icon and its list still work. On Linux a notification "
+                "daemon must own org.freedesktop.Notifications on the session D-Bus "
+                "(every desktop has one; a bare X session needs e.g. dunst).",
+                type(error).__name__,
+                error,
+            )
+        else:
+            log.debug("desktop notification failed again: %r", error)
+
     def close(self) -> None:
+        logging.getLogger(_DESKTOP_NOTIFIER_LOGGER).removeFilter(self._failure_filter)
         with self._lock:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
@@ -103,3 +112,23 @@ class DesktopNotifierBackend:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(5)
             loop.close()
+
+
+_DESKTOP_NOTIFIER_LOGGER: Final = "desktop_notifier.backends.base"
+
+
+class _FailedPopups(logging.Filter):
+    """Drops desktop-notifier's per-pop-up "Notification failed" traceback and
+    reports the failure through :meth:`DesktopNotifierBackend._failed`."""
+
+    def __init__(self, backend: DesktopNotifierBackend) -> None:
+        super().__init__()
+        self._backend = backend
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage() != "Notification failed" or not record.exc_info:
+            return True
+        error = record.exc_info[1]
+        if error is not None:
+            self._backend._failed(error)
+        return False

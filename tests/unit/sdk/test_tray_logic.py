@@ -307,3 +307,30 @@ except IotNotifyError as exc:
     assert "Traceback" not in done.stderr, done.stderr
     assert done.stdout.startswith("ERROR: "), done.stdout + done.stderr
     assert "DISPLAY" in done.stdout
+
+
+def test_desktop_notifiers_own_failure_traceback_becomes_the_one_warning(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # desktop-notifier catches a failed pop-up itself and logs "Notification failed"
+    # with the traceback (desktop_notifier/backends/base.py, send), once per
+    # notification: with no session D-Bus that was a traceback per update.
+    from iotnotify.tray.notifier import DesktopNotifierBackend
+
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path / 'no-bus'}")
+    backend = DesktopNotifierBackend()
+    caplog.set_level(logging.DEBUG)
+    try:
+        for index in range(3):
+            backend.notify(f"n{index}", "")
+        pause = threading.Event()
+        for _ in range(100):
+            if len([r for r in caplog.records if r.name == "iotnotify.tray"]) >= 3:
+                break
+            pause.wait(0.1)
+    finally:
+        backend.close()
+    assert [r for r in caplog.records if r.exc_info] == []
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "notification service" in warnings[0].getMessage()
