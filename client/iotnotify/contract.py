@@ -340,14 +340,8 @@ class Channel:
 
 
 def iot_arn(region: str, account: str, kind: str, name: str) -> str:
-    """An AWS IoT resource ARN: ``kind`` is client, topic or topicfilter.
-
-    ``topic*`` is the IAM pattern for both ``topic`` and ``topicfilter`` (the
-    only IoT resource types that start so: AWS IoT developer guide,
-    "AWS IoT Core action resources"), for policies that grant iot:Subscribe
-    and iot:Receive on the same names with one ARN.
-    """
-    if kind not in ("client", "topic", "topicfilter", "topic*"):
+    """An AWS IoT resource ARN: ``kind`` is client, topic or topicfilter."""
+    if kind not in ("client", "topic", "topicfilter"):
         raise ValueError(f"unknown IoT resource kind {kind!r}")
     return f"arn:aws:iot:{region}:{account}:{kind}/{name}"
 

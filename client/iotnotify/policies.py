@@ -113,15 +113,19 @@ def _session_policy(
             "Action": "iot:Connect",
             "Resource": iot_arn(_ANY, _ANY, "client", f"{client_id_prefix(user_id)}*"),
         },
+        # Subscribe and Receive need one ARN each: an IAM pattern such as
+        # "topic*/T" would cover both resource types but also every topic
+        # ending in "/T" ("*" spans "/"), a grant wider than the user's own.
+        # No Sids: every character counts against STS's 2048.
         {
-            # One ARN per topic for both actions: "topic*" matches the
-            # resource types "topic" (iot:Receive) and "topicfilter"
-            # (iot:Subscribe) and nothing else IoT defines (iot-action-
-            # resources). Halving the ARNs is what lets more channels fit
-            # in STS's 2048 characters; Sids are left out for the same reason.
             "Effect": "Allow",
-            "Action": ["iot:Subscribe", "iot:Receive"],
-            "Resource": [iot_arn(_ANY, _ANY, "topic*", t) for t in topics],
+            "Action": "iot:Subscribe",
+            "Resource": [iot_arn(_ANY, _ANY, "topicfilter", t) for t in topics],
+        },
+        {
+            "Effect": "Allow",
+            "Action": "iot:Receive",
+            "Resource": [iot_arn(_ANY, _ANY, "topic", t) for t in topics],
         },
     ]
     if inputs:

@@ -71,6 +71,9 @@ def test_a_room_member_reads_the_room_and_writes_only_its_input(
         ("iot:Publish", "topic", "iotnotify/dev/chat/lobby2/input"),
         ("iot:Publish", "topic", "iotnotify/dev/chat/lobb/input"),
         ("iot:RetainPublish", "topic", "iotnotify/dev/chat/lobby/input"),
+        # look-alikes that only a "*" spanning "/" inside an ARN would reach
+        ("iot:Subscribe", "topicfilter", "iotnotify/dev/x/iotnotify/dev/chat/lobby"),
+        ("iot:Receive", "topic", "iotnotify/dev/x/iotnotify/dev/chat/lobby"),
     ],
 )
 def test_a_room_grant_reaches_nothing_else(action: str, kind: str, name: str) -> None:
