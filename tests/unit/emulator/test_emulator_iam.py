@@ -19,6 +19,7 @@ from iotnotify_emulator.iam import (
     Decision,
     Policy,
     PolicyError,
+    _compile,
     action_matches,
     evaluate,
     resource_matches,
@@ -197,6 +198,51 @@ def test_question_mark_matches_exactly_one_character(name: str) -> None:
 
 
 # --- variables ---------------------------------------------------------------
+
+
+_GLOB_TEXT = st.text(alphabet="ab:/*?\n", max_size=12)
+
+
+@given(pattern=_GLOB_TEXT, value=st.text(alphabet="ab:/*?\n", max_size=12), arn_like=st.booleans())
+def test_wildcard_matching_without_a_regex_agrees_with_the_regex(
+    pattern: str, value: str, arn_like: bool
+) -> None:
+    # Both sides ARN-shaped or not: the ARN rule (wildcards stop at ':' in
+    # the first five segments) is the delicate part.
+    if arn_like:
+        pattern, value = "arn:" + pattern, "arn:" + value
+    expected = _compile(((pattern, False),), False, arn_like).fullmatch(value) is not None
+    assert resource_matches(pattern, value) is expected
+
+
+def test_per_user_session_policies_compile_no_pattern() -> None:
+    # Session policies name arn:aws:iot:*:*:client/<user>.* and the like; a
+    # compiled regex per user stayed cached (~1.3 KB per connected user).
+    ceiling = Policy.parse(subscriber_ceiling_policy(SCHEME, region=REGION, account=ACCOUNT), name="c")
+    _compile.cache_clear()
+    after_first = 0  # the actions and the shared ceiling compile once, not per user
+    for index in range(20):
+        user = f"user{index}"
+        session = Policy.parse(
+            subscriber_session_policy(SCHEME, user, region=REGION, account=ACCOUNT), name="s"
+        )
+        for action, resource in (
+            ("iot:Connect", arn("client", f"{user}.tab1")),
+            ("iot:Subscribe", arn("topicfilter", str(SCHEME.user_notifications(user)))),
+            ("iot:Receive", arn("topic", str(SCHEME.user_notifications(user)))),
+        ):
+            decision = evaluate(
+                action, resource, identity_policies=[ceiling], session_policies=[session]
+            )
+            assert decision.allowed, (action, resource, decision.reason)
+        assert not evaluate(
+            "iot:Connect",
+            arn("client", "someone-else.tab1"),
+            identity_policies=[ceiling],
+            session_policies=[session],
+        ).allowed
+        after_first = after_first or _compile.cache_info().currsize
+    assert _compile.cache_info().currsize == after_first
 
 
 def test_client_id_variable_is_substituted() -> None:
