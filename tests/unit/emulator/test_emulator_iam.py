@@ -218,7 +218,9 @@ def test_wildcard_matching_without_a_regex_agrees_with_the_regex(
 def test_per_user_session_policies_compile_no_pattern() -> None:
     # Session policies name arn:aws:iot:*:*:client/<user>.* and the like; a
     # compiled regex per user stayed cached (~1.3 KB per connected user).
-    ceiling = Policy.parse(subscriber_ceiling_policy(SCHEME, region=REGION, account=ACCOUNT), name="c")
+    ceiling = Policy.parse(
+        subscriber_ceiling_policy(SCHEME, region=REGION, account=ACCOUNT), name="c"
+    )
     _compile.cache_clear()
     after_first = 0  # the actions and the shared ceiling compile once, not per user
     for index in range(20):
