@@ -260,7 +260,14 @@ class ChatRooms:
         visible = Attr("createdBy").exists() & (public | Attr("members").contains(user_id))
         kwargs: dict[str, Any] = {"Limit": MAX_PAGE_SIZE, "FilterExpression": visible}
         if next_token:
-            kwargs["ExclusiveStartKey"] = decode_page_token(next_token, keys=("room",))
+            start = decode_page_token(next_token, keys=("room",))
+            # Tokens name a listed room; anything else is forged, and an empty
+            # or oversized key would be DynamoDB's ValidationException (a 503).
+            try:
+                validate_name(start["room"], what="room name")
+            except ContractError as exc:
+                raise BadRequest("'next' is not a token this API issued") from exc
+            kwargs["ExclusiveStartKey"] = start
         items: list[dict[str, Any]] = []  # in scan order, which is what a token resumes
         while True:
             try:
