@@ -73,8 +73,10 @@ $(CHROMIUM_STAMP): | $(STAMP)
 	@touch $@
 # --- end web ----------------------------------------------------------------------
 
+# Options for iotnotify local, e.g. `make run ARGS=--fresh` or `make run ARGS="--port 0"`.
+ARGS ?=
 run: setup
-	$(BIN)/iotnotify local
+	$(BIN)/iotnotify local $(ARGS)
 
 # The offline stack and the example game (examples/turns) beside it, with a
 # game for alice and bob; Ctrl-C stops both.

@@ -56,8 +56,9 @@ class ConnectionToken:
     region: str = ""
     expiration: str = ""
     access_key_id: str = ""
-    # The API's clock when it answered (its HTTP ``Date`` header, RFC 9110
-    # 6.6.1, whole seconds), as a ``time.time()`` value; None if it sent none.
+    # The API's clock when it answered, as a ``time.time()`` value: the
+    # response's ``serverTime`` (epoch ms), else its HTTP ``Date`` header
+    # (RFC 9110 6.6.1, whole seconds); None if it sent neither.
     server_time: float | None = None
 
     @classmethod
@@ -67,6 +68,9 @@ class ConnectionToken:
         try:
             credentials = raw.get("credentials") or {}
             keepalive = raw.get("keepalive")
+            server_ms = raw.get("serverTime")
+            if isinstance(server_ms, int) and not isinstance(server_ms, bool) and server_ms > 0:
+                server_time = server_ms / 1000
             topics = raw["topics"]
             if isinstance(topics, str) or not isinstance(topics, Sequence):
                 raise TypeError("topics is not a list")

@@ -358,20 +358,36 @@ class _MonotonicUlid:
         self._lock = threading.Lock()
         self._last = 0
 
-    def __call__(self) -> ULID:
+    def __call__(self, at_ms: int | None = None) -> ULID:
+        """The next id: at the current time, or at ``at_ms`` (epoch ms) when given.
+
+        With ``at_ms`` the id keeps that millisecond even when it is earlier
+        than the last one issued (its event was handled late); ids of the same
+        millisecond still increase in the order they are asked for.
+        """
         # Imported on first use: only senders make ids, and python-ulid (with
         # what it imports) is several MiB a subscriber does not need.
         from ulid import ULID
 
         with self._lock:
-            candidate = ULID.from_timestamp(time.time()).__int__()
-            if candidate <= self._last:
+            if at_ms is None:
+                candidate = ULID.from_timestamp(time.time()).__int__()
+                if candidate <= self._last:
+                    candidate = self._last + 1
+                self._last = candidate
+                return ULID.from_int(candidate)
+            candidate = ULID.from_timestamp(at_ms).__int__()
+            # The top 48 of a ULID's 128 bits are its millisecond (ulid/spec).
+            if candidate >> 80 == self._last >> 80 and candidate <= self._last:
                 candidate = self._last + 1
-            self._last = candidate
+            self._last = max(self._last, candidate)
             return ULID.from_int(candidate)
 
 
 _next_ulid: Final = _MonotonicUlid()
+# Chat ids follow the broker's receipt times, not this process's clock, so
+# they are kept apart from the notification ids above.
+_next_chat_ulid: Final = _MonotonicUlid()
 
 
 _CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -614,8 +630,13 @@ class ChatMessage:
     v: int = ENVELOPE_VERSION
 
     @classmethod
-    def create(cls, *, room: str, sender: str, text: str) -> ChatMessage:
-        ulid = _next_ulid()
+    def create(
+        cls, *, room: str, sender: str, text: str, received_at_ms: int | None = None
+    ) -> ChatMessage:
+        """A new message; ``received_at_ms`` (epoch ms: when the broker received
+        it) sets ``id`` and ``ts``, so messages handled in parallel still sort
+        in arrival order. Without it, the current time."""
+        ulid = _next_chat_ulid(received_at_ms)
         return cls(
             id=str(ulid),
             room=validate_name(room, what="room name"),

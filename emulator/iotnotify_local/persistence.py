@@ -357,7 +357,10 @@ class DataDir:
         resources_file = self.path / _RESOURCES_FILE
         if not moto_file.exists() or not resources_file.exists():
             return None
-        hint = f"start with --fresh to discard it, or use another --data-dir than {self.path}"
+        hint = (
+            "start with --fresh to discard it (`iotnotify local --fresh`, or "
+            f"`make run ARGS=--fresh`), or use another --data-dir than {self.path}"
+        )
         _check_owned(moto_file)
         try:
             saved = json.loads(resources_file.read_text(encoding="utf-8"))

@@ -547,6 +547,22 @@ async def _serve(config: StackConfig, state_file: Path) -> int:
                 os.unlink(state_file)
 
 
+def _running_owner(path: Path) -> LocalState | None:
+    """The running stack that wrote ``path``, or None (no file, unreadable, or stale).
+
+    A second stack writing the same file would point every client at itself and
+    delete the file when it stops, while the first one is still up.
+    """
+    from iotnotify.state_file import StateFileError
+
+    if not path.exists():
+        return None
+    try:
+        return LocalState.read(path, check_running=True)
+    except StateFileError:  # also StackNotRunning: a stale file is ours to replace
+        return None
+
+
 def run_local(
     *,
     host: str,
@@ -566,8 +582,8 @@ def run_local(
 
     ``data_dir`` (default ``.iotnotify/data``) keeps users, inbox, rooms,
     ids, the API key and the CA across restarts; ``fresh`` empties it first.
-    Exit status 2: a port or the data directory is in use, or the data
-    directory cannot be restored.
+    Exit status 2: a port, the data directory or the state file is in use
+    (by a running stack), or the data directory cannot be restored.
     """
     config = StackConfig(
         host=host,
@@ -579,6 +595,14 @@ def run_local(
         fresh=fresh,
     )
     path = (state_file or DEFAULT_STATE_FILE).resolve()
+    owner = _running_owner(path)
+    if owner is not None:
+        console.print(
+            f"[red]error:[/red] the state file {path} belongs to an `iotnotify local` that is "
+            f"running (pid {owner.pid}, {owner.apiUrl}); stop it, or give this one its own "
+            "--state-file (and --data-dir)"
+        )
+        return 2
     try:
         warning = check_exposure(host, allow_remote=allow_remote)
     except RemoteNotAllowed as exc:

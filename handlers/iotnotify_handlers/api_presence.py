@@ -1,8 +1,11 @@
 """``GET /presence?users=a,b``: who of these is online, for lobbies and member lists.
 
-Answers only for users who share a channel with the caller: a room both
-belong to (owner or added member) or a game both play, and the caller
-themself. Anyone else is left out of the answer exactly as an unknown user
+Answers only for users who share a channel with the caller: a room the
+caller belongs to and the user has themself joined (its owner, or a member
+who asked ``GET /token?rooms=`` for it; being added by the owner alone does
+not count, or anyone could add a stranger to a private room and watch them),
+or a game both play (players are registered by the game server), and the
+caller themself. Anyone else is left out of the answer exactly as an unknown user
 would be, so the endpoint cannot be used to watch strangers. Response::
 
     {"presence": {"<userId>": {"online": bool, "connections": int,
@@ -42,10 +45,10 @@ def _users(raw: str | None) -> list[str]:
 
 
 def sharing_a_channel(user_id: str) -> set[str]:
-    """``user_id`` and everyone who is in a room or a game with them."""
+    """``user_id``, the members who joined a room ``user_id`` is in, and their co-players."""
     shared = {user_id}
     for room in clients.chat_rooms().rooms_of(user_id):
-        shared |= room.members
+        shared |= room.joined
     try:
         for game in clients.games().games_of(user_id):
             shared |= game.players

@@ -5,6 +5,10 @@ token. Rooms and games together are at most ``MAX_CHANNELS_PER_TOKEN``
 (else 400, as for an invalid name); 404 for an unknown room or game; 403 for
 a private room the caller is not a member of, or a game they do not play.
 Nothing is issued unless every channel asked for is allowed.
+
+Asking a token for a room you are a member of marks you as having joined it
+(:meth:`ChatRooms.mark_joined`): from then on the room's other members may
+see your ``GET /presence``. Being added by the owner alone does not.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from iotnotify.errors import ContractError
 from iotnotify.games import GameStoreError
 from iotnotify.policies import MAX_CHANNELS_PER_TOKEN
 from iotnotify_handlers import clients
+from iotnotify_handlers.chat_rooms import Room
 from iotnotify_handlers.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable
 from iotnotify_handlers.http import Request, api_handler
 from iotnotify_handlers.settings import settings
@@ -44,9 +49,9 @@ def requested_channels(rooms: str | None, games: str | None) -> list[Channel]:
         raise BadRequest(str(exc)) from exc
 
 
-def _authorised(channel: Channel, user_id: str) -> Channel:
+def _authorised(channel: Channel, user_id: str) -> Channel | Room:
     if channel.kind == "room":
-        return clients.chat_rooms().usable(channel.name, user_id=user_id).channel
+        return clients.chat_rooms().usable(channel.name, user_id=user_id)
     try:
         game = clients.games().get(channel.name)
     except GameStoreError as exc:
@@ -62,6 +67,12 @@ def _authorised(channel: Channel, user_id: str) -> Channel:
 def handler(request: Request) -> tuple[int, Any]:
     user_id = request.user_id()  # validated before any policy is built or STS called
     asked = requested_channels(request.query.get("rooms"), request.query.get("games"))
-    channels = [_authorised(channel, user_id) for channel in asked]
+    allowed = [_authorised(channel, user_id) for channel in asked]
+    # Only once every channel is allowed (nothing is issued otherwise) does
+    # the caller count as having joined the rooms they are a member of.
+    for room in allowed:
+        if isinstance(room, Room):
+            clients.chat_rooms().mark_joined(room, user_id)
+    channels = [c.channel if isinstance(c, Room) else c for c in allowed]
     vendor = TokenVendor(settings=settings(), sts=clients.sts(), endpoint=clients.iot_endpoint())
     return 200, vendor.vend(user_id, channels=channels)

@@ -8,7 +8,10 @@ text is empty or longer than ``MAX_CHAT_TEXT_CHARS``, or when the sender is
 over the per-sender rate; the sender then gets a ``chat.rejected``
 notification on their own topic (ephemeral: no inbox entry). Otherwise
 denylisted words are masked, the message is appended to the room's history
-and the ``chat.message`` envelope is published to ``chat/{room}``.
+and the ``chat.message`` envelope is published to ``chat/{room}``. Its
+``id`` and ``ts`` come from ``receivedAt`` (when the broker got it), so the
+order of a room's messages is their arrival order at the broker, however
+the parallel invocations finish.
 """
 
 from __future__ import annotations
@@ -34,9 +37,22 @@ from iotnotify.errors import ContractError
 from iotnotify_handlers.chat_history import ChatHistory, RateLimited
 from iotnotify_handlers.errors import ServiceUnavailable
 
-__all__ = ["Denylist", "ModerationResult", "Moderator", "mask"]
+__all__ = [
+    "MAX_CLOCK_SKEW_MS",
+    "MAX_RECEIVED_AGE_MS",
+    "Denylist",
+    "ModerationResult",
+    "Moderator",
+    "mask",
+]
 
 logger = Logger(service="iotnotify")
+
+# A rule's receivedAt older than this (a retry much later, or a forged field)
+# is not trusted for the message id; Lambda's own queueing is well below it.
+MAX_RECEIVED_AGE_MS: Final = 15 * 60 * 1000
+# How far ahead of the Lambda's clock the broker's may be.
+MAX_CLOCK_SKEW_MS: Final = 5 * 1000
 
 _MASK: Final = "*"
 
@@ -118,6 +134,7 @@ class Moderator:
         rate_messages: int,
         rate_window_seconds: int,
         max_chars: int = MAX_CHAT_TEXT_CHARS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._scheme = scheme
         self._history = history
@@ -126,6 +143,7 @@ class Moderator:
         self._rate_messages = rate_messages
         self._rate_window = rate_window_seconds
         self._max_chars = max_chars
+        self._clock = clock
 
     def handle(self, event: Mapping[str, Any]) -> ModerationResult:
         """Moderate one rule output; raises :class:`ServiceUnavailable` if AWS fails
@@ -154,11 +172,33 @@ class Moderator:
             )
         except RateLimited:
             return self._reject(sender, room, "rate_limited")
-        message = ChatMessage.create(room=room, sender=sender, text=mask(text, self._denylist()))
+        message = ChatMessage.create(
+            room=room,
+            sender=sender,
+            text=mask(text, self._denylist()),
+            received_at_ms=self._received_at(event.get("receivedAt")),
+        )
         self._history.append(message)
         self._publish(str(self._scheme.chat(room)), message.to_json())
         logger.info("chat message published", extra={"room": room, "id": message.id})
         return ModerationResult("published", message=message)
+
+    def _received_at(self, raw: Any) -> int | None:
+        """The rule's ``receivedAt`` (IoT SQL ``timestamp()``: epoch ms when the
+        broker received the message) if plausible, else None (now).
+
+        Ids come from it so that lines sent quickly, whose invocations run in
+        parallel and finish in any order, still sort in the order the broker
+        received them. ``SELECT *`` also copies the client's own fields, so a
+        value outside [now - ``MAX_RECEIVED_AGE_MS``, now + ``MAX_CLOCK_SKEW_MS``]
+        (a forged one, or a retry long after) falls back to the current time.
+        """
+        if not isinstance(raw, int) or isinstance(raw, bool):
+            return None
+        now_ms = int(self._clock() * 1000)
+        if not now_ms - MAX_RECEIVED_AGE_MS <= raw <= now_ms + MAX_CLOCK_SKEW_MS:
+            return None
+        return raw
 
     def _reject(self, sender: str, room: str, reason: str) -> ModerationResult:
         logger.info("chat message rejected", extra={"room": room, "reason": reason})

@@ -2,8 +2,12 @@
 
 Storage (the rooms table, partition key ``room``):
 
-* a room item ``{room, createdBy, createdAt, private, members}``; ``members``
-  is a string set holding the owner and everyone the owner added;
+* a room item ``{room, createdBy, createdAt, private, members, joined?}``;
+  ``members`` is a string set holding the owner and everyone the owner added;
+  ``joined`` is the string set of members who have themselves taken part
+  (asked ``GET /token?rooms=`` for it; the owner always counts). Being added
+  is the owner's one-sided act, so only ``joined`` members are visible to
+  other members' ``GET /presence``;
 * one quota item per user, ``{room: "#quota#{userId}", count}``. ``#`` is
   outside the room-name alphabet, so it can never collide with a room.
 
@@ -101,24 +105,29 @@ def page_size(raw: str | None) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Room:
-    """One room as stored: ``owner`` created it; ``members`` includes the owner."""
+    """One room as stored: ``owner`` created it; ``members`` includes the owner;
+    ``joined`` is the members who took part themselves (the owner, and any member
+    who asked a token for the room), a subset of ``members``."""
 
     name: str
     owner: str
     private: bool
     members: frozenset[str]
     created_at: str
+    joined: frozenset[str] = frozenset()
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Room:
         owner = str(item.get("createdBy", ""))
         members = frozenset(str(m) for m in item.get("members") or ()) | {owner}
+        joined = frozenset(str(m) for m in item.get("joined") or ()) | {owner}
         return cls(
             name=str(item["room"]),
             owner=owner,
             private=bool(item.get("private", False)),
             members=members - {""},
             created_at=str(item.get("createdAt", "")),
+            joined=(joined & members) - {""},
         )
 
     def may_use(self, user_id: str) -> bool:
@@ -171,6 +180,7 @@ class ChatRooms:
             private=private,
             members=frozenset({user_id}),
             created_at=_now(),
+            joined=frozenset({user_id}),
         )
         item = {
             "room": room.name,
@@ -260,7 +270,14 @@ class ChatRooms:
         visible = Attr("createdBy").exists() & (public | Attr("members").contains(user_id))
         kwargs: dict[str, Any] = {"Limit": MAX_PAGE_SIZE, "FilterExpression": visible}
         if next_token:
-            kwargs["ExclusiveStartKey"] = decode_page_token(next_token, keys=("room",))
+            start = decode_page_token(next_token, keys=("room",))
+            # Tokens name a listed room; anything else is forged, and an empty
+            # or oversized key would be DynamoDB's ValidationException (a 503).
+            try:
+                validate_name(start["room"], what="room name")
+            except ContractError as exc:
+                raise BadRequest("'next' is not a token this API issued") from exc
+            kwargs["ExclusiveStartKey"] = start
         items: list[dict[str, Any]] = []  # in scan order, which is what a token resumes
         while True:
             try:
@@ -296,6 +313,30 @@ class ChatRooms:
             kwargs["ExclusiveStartKey"] = last
 
     # --- members ----------------------------------------------------------------
+
+    def mark_joined(self, room: Room, user_id: str) -> None:
+        """Record that member ``user_id`` took part in ``room`` (asked a token for it).
+
+        A no-op for the owner, a member already joined, or a non-member (a
+        public room's visitor shares no membership). The update is
+        conditional on ``user_id`` still being a member, so a stale ``room``
+        cannot mark someone the table no longer lists; 503 if DynamoDB fails.
+        """
+        if user_id not in room.members or user_id in room.joined:
+            return
+        try:
+            self._table.update_item(
+                Key={"room": room.name},
+                UpdateExpression="ADD joined :u",
+                ConditionExpression="contains(members, :me)",
+                ExpressionAttributeValues={":u": {user_id}, ":me": user_id},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return
+            raise ServiceUnavailable("could not join the room, try again") from exc
+        except BotoCoreError as exc:
+            raise ServiceUnavailable("could not join the room, try again") from exc
 
     def add_member(self, name: str, raw: Any, *, user_id: str) -> dict[str, Any]:
         """``POST /chats/{room}/members {"user"}`` by the owner; 403 for anyone else."""

@@ -9,6 +9,7 @@ session at one hour.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -106,6 +107,11 @@ class TokenVendor:
                 "expiration": _iso(creds["Expiration"]),
             },
             "keepalive": settings.keepalive_seconds,
+            # The server's clock in epoch milliseconds: a client's "since now"
+            # starts here, not at its own (possibly skewed) clock, and not at
+            # the HTTP Date header, whose whole seconds would replay up to a
+            # second of notifications sent just before.
+            "serverTime": int(time.time() * 1000),
             # Rooms and games may share a name, so each kind has its own map.
             "channels": {
                 c.name: c.topics_json(settings.scheme) for c in channels if c.kind == "room"

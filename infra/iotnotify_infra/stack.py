@@ -148,8 +148,10 @@ class IotNotifyStack(Stack):
             "dynamodb:Scan",
         )
         self.storage.chat_history.grant(fn.chats, "dynamodb:Query")
-        # GET /token?rooms=&games=: check each channel exists and the caller may use it.
-        self.storage.rooms.grant(fn.token, "dynamodb:GetItem")
+        # GET /token?rooms=&games=: check each channel exists and the caller may use it;
+        # mark a member as having joined a room (a conditional update), which
+        # is what lets the room's other members see their presence.
+        self.storage.rooms.grant(fn.token, "dynamodb:GetItem", "dynamodb:UpdateItem")
         self.storage.games.grant(fn.token, "dynamodb:GetItem")
         # POST /games: register a game (one conditional-free update), read the API key.
         self.storage.games.grant(fn.games, "dynamodb:UpdateItem")

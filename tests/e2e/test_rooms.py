@@ -68,12 +68,16 @@ def test_two_members_chat_in_a_private_room_and_an_outsider_is_kept_out(
     expect(page_a.locator("#room-state")).to_have_attribute("data-state", "live", timeout=15_000)
     page_a.get_by_label("Add member (user id)").fill(bob_sub)
     rooms_view(page_a).get_by_role("button", name="Add", exact=True).click()
-    # Issue 14: the member list says who is online (both are signed in and live)
-    expect(page_a.locator("#room-members-info")).to_have_text("Members: 2, 2 online")
+    # Issue 14: the member list says who is online. bob is signed in and live,
+    # but being added is alice's act alone: until bob joins, his presence is
+    # not hers to see.
+    expect(page_a.locator("#room-members-info")).to_have_text("Members: 2, 1 online")
 
-    # bob sees it listed and joins (a new token naming the room, a new connection)
+    # bob sees it listed and joins (a new token naming the room, a new connection);
+    # the owner took part by creating it, so bob sees both online
     page_b = bob.page
     join(page_b, room)
+    expect(page_b.locator("#room-members-info")).to_have_text("Members: 2, 2 online")
 
     # alice sends; bob sees it with alice's id as the sender, denylisted word masked
     send(page_a, "hello bob, darn it")

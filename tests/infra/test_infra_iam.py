@@ -73,6 +73,8 @@ def test_token_function_assumes_the_subscriber_role_and_reads_rooms(dev: Synth) 
         "sts:AssumeRole": {"${" + role + ".Arn}"},
         # ?rooms=&games=: may the caller use each channel (exists, allowed)?
         "dynamodb:GetItem": {rooms, games},
+        # A member asking a token for a room joins it (visible to presence).
+        "dynamodb:UpdateItem": {rooms},
     }
 
 

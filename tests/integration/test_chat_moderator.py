@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -121,3 +123,30 @@ def test_mask_is_whole_word_and_case_insensitive() -> None:
     assert mask("Heck, HECK heckle", ["heck"]) == "****, **** heckle"
     assert mask("a.b a+b", ["a.b"]) == "*** a+b"  # words are literal, not patterns
     assert mask("nothing", []) == "nothing"
+
+
+def test_ids_follow_the_brokers_receipt_order_not_the_handling_order(
+    account: FakeAccount,
+) -> None:
+    now_ms = int(time.time() * 1000)
+    first = {**rule_output("line 1"), "receivedAt": now_ms - 300}
+    second = {**rule_output("line 2"), "receivedAt": now_ms - 200}
+    late = chat_moderator.handler(second)  # the second line's invocation finishes first
+    early = chat_moderator.handler(first)
+    assert early["id"] < late["id"]
+    page = clients.chat_history().page("lobby", limit=10, before=None)
+    assert [m.text for m in page.messages] == ["line 1", "line 2"]
+    stamps = [datetime.fromisoformat(m.ts.replace("Z", "+00:00")) for m in page.messages]
+    assert [int(t.timestamp() * 1000) for t in stamps] == [now_ms - 300, now_ms - 200]
+
+
+@pytest.mark.parametrize("received_at", [1, "soon", True])
+def test_an_implausible_received_at_falls_back_to_now(
+    account: FakeAccount, received_at: Any
+) -> None:
+    before = datetime.now(UTC)
+    chat_moderator.handler({**rule_output("hi"), "receivedAt": received_at})
+    [message] = clients.chat_history().page("lobby", limit=10, before=None).messages
+    assert datetime.fromisoformat(message.ts.replace("Z", "+00:00")) >= before.replace(
+        microsecond=before.microsecond // 1000 * 1000
+    )

@@ -119,9 +119,9 @@ def test_publisher_register_game_then_players_get_the_channel(account: FakeAccou
         for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
         for resource in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])
     }
-    game = f"arn:aws:iot:*:*:topic*/{APP}/{STAGE}/game/catan-7"
-    assert ("iot:Receive", game) in grants
-    assert ("iot:Subscribe", game) in grants
+    game = f"{APP}/{STAGE}/game/catan-7"
+    assert ("iot:Receive", f"arn:aws:iot:*:*:topic/{game}") in grants
+    assert ("iot:Subscribe", f"arn:aws:iot:*:*:topicfilter/{game}") in grants
     # Games are read-only for players: no publish grant at all.
     assert not any(action == "iot:Publish" for action, _ in grants)
 

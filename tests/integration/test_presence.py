@@ -23,7 +23,14 @@ from iotnotify.presence import (
     PresenceEvent,
     PresenceTable,
 )
-from iotnotify_handlers import api_chats, api_games, api_presence, clients, presence_events
+from iotnotify_handlers import (
+    api_chats,
+    api_games,
+    api_presence,
+    api_token,
+    clients,
+    presence_events,
+)
 from tests.conftest import APP, STAGE, FakeAccount, rest_event
 
 NOW_MS = 1_800_000_000_000
@@ -145,6 +152,58 @@ def presence_of(caller: str, users: str) -> tuple[int, Any]:
     return response["statusCode"], json.loads(response["body"])
 
 
+def create_room(owner: str, room: str) -> None:
+    create = rest_event(
+        method="POST", path="/chats", claims={"sub": owner}, body={"room": room, "private": True}
+    )
+    create["resource"] = "/chats"
+    assert api_chats.handler(create, None)["statusCode"] == 201
+
+
+def add_member(owner: str, room: str, user: str) -> None:
+    add = rest_event(
+        method="POST", path=f"/chats/{room}/members", claims={"sub": owner}, body={"user": user}
+    )
+    add["resource"] = "/chats/{room}/members"
+    add["pathParameters"] = {"room": room}
+    assert api_chats.handler(add, None)["statusCode"] == 200
+
+
+def token_for(user: str, rooms: str) -> int:
+    response = api_token.handler(
+        rest_event(path="/token", claims={"sub": user}, query={"rooms": rooms}), None
+    )
+    return int(response["statusCode"])
+
+
+def test_adding_someone_to_your_room_does_not_reveal_their_presence(
+    account: FakeAccount,
+) -> None:
+    presence = clients.presence()
+    assert presence is not None
+    parsed = PresenceEvent.parse(event("bob", "s1", "connected", NOW_MS))
+    assert parsed is not None
+    presence.apply(parsed)
+    create_room("alice", "spy")
+    add_member("alice", "spy", "bob")  # bob is never asked
+    assert presence_of("alice", "bob") == (200, {"presence": {}})
+    # Once bob takes part (asks a token for the room) he shares it with alice.
+    assert token_for("bob", "spy") == 200
+    status, body = presence_of("alice", "bob")
+    assert status == 200
+    assert body["presence"]["bob"]["online"] is True
+    # bob sees the owner, who took part by creating the room.
+    assert set(presence_of("bob", "alice")[1]["presence"]) == {"alice"}
+    # A token for a public room bob is no member of joins him to nothing.
+    create = rest_event(
+        method="POST", path="/chats", claims={"sub": "carol"}, body={"room": "open"}
+    )
+    create["resource"] = "/chats"
+    assert api_chats.handler(create, None)["statusCode"] == 201
+    assert token_for("bob", "open") == 200
+    assert presence_of("carol", "bob") == (200, {"presence": {}})
+
+
 def test_presence_answers_only_for_users_sharing_a_channel(account: FakeAccount) -> None:
     presence = clients.presence()
     assert presence is not None
@@ -164,6 +223,8 @@ def test_presence_answers_only_for_users_sharing_a_channel(account: FakeAccount)
     add["resource"] = "/chats/{room}/members"
     add["pathParameters"] = {"room": "r"}
     assert api_chats.handler(add, None)["statusCode"] == 200
+    # bob takes part himself: a token for the room marks him as joined.
+    assert token_for("bob", "r") == 200
     register = rest_event(
         method="POST",
         path="/games",

@@ -128,6 +128,10 @@ def test_listing_tokens_never_name_rooms_or_users_the_caller_cannot_see(
     assert "hidden" not in decoded
     assert "#quota#" not in decoded
     assert "alice" not in decoded
+    # and a token naming anything but a room is refused, not handed to DynamoDB
+    for forged in ({"room": ""}, {"room": "#quota#alice"}, {"room": "x" * 2000}):
+        token = base64.urlsafe_b64encode(json.dumps(forged).encode()).decode()
+        assert call("GET", "/chats", "carol", query={"next": token})[0] == 400
 
 
 def test_history_is_members_only_oldest_first_and_paginated(account: FakeAccount) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
@@ -37,9 +38,13 @@ def test_alice_gets_the_token_response_of_the_design(account: FakeAccount) -> No
         "topics",
         "credentials",
         "keepalive",
+        "serverTime",
         "channels",
         "games",
     }
+    # the server's clock in milliseconds, for clients' "since now"
+    assert isinstance(body["serverTime"], int)
+    assert abs(body["serverTime"] / 1000 - time.time()) < 60
     assert body["channels"] == {}  # no ?rooms=: no channel
     assert body["endpoint"] == IOT_ENDPOINT
     assert body["region"] == REGION

@@ -281,6 +281,25 @@ def test_bad_token_response_is_an_auth_error() -> None:
     assert (token.user_id, token.keepalive) == ("al", 30)
 
 
+def test_server_time_in_milliseconds_wins_over_the_whole_second_date_header() -> None:
+    raw = {"url": "ws://x/mqtt", "clientIdPrefix": "al.", "topics": ["a/b"]}
+    # Given a Date header of whole seconds and the body's serverTime 750 ms later
+    token = ConnectionToken.from_response(
+        {**raw, "serverTime": 1_700_000_000_750}, server_time=1_700_000_000.0
+    )
+    # Then "since now" starts at the millisecond, so nothing sent in the
+    # 750 ms before the token is replayed
+    assert token.server_time == 1_700_000_000.75
+    # And an answer without serverTime (an older deployment) still uses Date
+    assert ConnectionToken.from_response(raw, server_time=1_700_000_000.0).server_time == (
+        1_700_000_000.0
+    )
+    # And a junk serverTime is ignored rather than trusted
+    for junk in ("1700000000750", True, -5, 1.5e12):
+        token = ConnectionToken.from_response({**raw, "serverTime": junk}, server_time=7.0)
+        assert token.server_time == 7.0
+
+
 def test_errors_share_one_base() -> None:
     for kind in (AuthError, Forbidden, ConnectionLost):
         assert issubclass(kind, IotNotifyError)

@@ -1,0 +1,69 @@
+"""A second ``iotnotify local`` must not take the state file of one that is running."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from iotnotify.state_file import LocalState
+from iotnotify_local.stack import run_local
+
+
+@pytest.fixture
+def listening() -> Iterator[int]:
+    """A port that accepts TCP connections, standing in for a running stack's API."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        yield server.getsockname()[1]
+
+
+def _state(api_port: int) -> LocalState:
+    base = f"http://127.0.0.1:{api_port}"
+    return LocalState(
+        region="us-east-1",
+        app="iotnotify",
+        stage="local",
+        apiUrl=base,
+        webUrl=base + "/",
+        iotWsUrl="ws://127.0.0.1:1/mqtt",
+        iotWssUrl="wss://127.0.0.1:1/mqtt",
+        iotDataUrl="http://127.0.0.1:1",
+        caFile="",
+        awsEndpointUrl="http://127.0.0.1:1",
+        userPoolId="us-east-1_pool",
+        userPoolClientId="client",
+        users=[],
+        publisher={},
+        pid=os.getpid(),  # a live process
+    )
+
+
+def test_a_running_stacks_state_file_is_refused_not_taken_over(
+    tmp_path: Path, listening: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `iotnotify local --port 0 --data-dir d2` in the directory of a running stack
+    # overwrote its .iotnotify/local.json and deleted it on Ctrl-C: `send` then said
+    # "no state file ... start the local stack" while that stack was still up.
+    path = tmp_path / "local.json"
+    _state(listening).write(path)
+    before = path.read_text()
+    status = run_local(
+        host="127.0.0.1",
+        port=0,
+        state_file=path,
+        app="iotnotify",
+        stage="local",
+        data_dir=tmp_path / "other-data",
+    )
+    assert status == 2
+    assert path.read_text() == before
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert "--state-file" in out
+    assert str(os.getpid()) in out
+    assert not (tmp_path / "other-data").exists()  # nothing was started
