@@ -338,14 +338,19 @@ def _glob(pattern: str, value: str) -> bool:
     The usual linear wildcard walk: on a mismatch, retry from the last ``*``
     one character further into ``value``.
     """
+    if pattern == "*":  # the region and account segments of session policies
+        return True
+    if "*" not in pattern and "?" not in pattern:
+        return pattern == value
     p = v = 0
     star = -1
     mark = 0
-    while v < len(value):
-        if p < len(pattern) and pattern[p] == "*":
+    size, end = len(pattern), len(value)
+    while v < end:
+        if p < size and pattern[p] == "*":
             star, mark = p, v
             p += 1
-        elif p < len(pattern) and (pattern[p] == "?" or pattern[p] == value[v]):
+        elif p < size and (pattern[p] == "?" or pattern[p] == value[v]):
             p += 1
             v += 1
         elif star >= 0:
@@ -353,9 +358,9 @@ def _glob(pattern: str, value: str) -> bool:
             p, v = star + 1, mark
         else:
             return False
-    while p < len(pattern) and pattern[p] == "*":
+    while p < size and pattern[p] == "*":
         p += 1
-    return p == len(pattern)
+    return p == size
 
 
 def action_matches(pattern: str, action: str) -> bool:
