@@ -257,6 +257,9 @@ def test_without_a_tray_host_one_clear_message_and_no_traceback_per_update(
     )
     notifier = RecordingNotifier()
     tray_state = TrayState()
+    # Live notifications pop up; caught-up ones only count: send once caught up.
+    caught_up = threading.Event()
+    tray_state.subscribe(lambda: caught_up.set() if tray_state.connection == "caught up" else None)
     app = TrayApp(
         settings=settings,
         settings_path=tmp_path / "tray.json",
@@ -269,6 +272,7 @@ def test_without_a_tray_host_one_clear_message_and_no_traceback_per_update(
     thread.start()
     try:
         assert app.ready.wait(30)
+        assert caught_up.wait(30), tray_state.connection
         # When notifications arrive (each one redraws the badge)
         pub, alice_id = publisher
         for index in range(3):
