@@ -15,7 +15,14 @@ import json
 import os
 import resource
 import secrets
+import signal
 import string
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -30,6 +37,7 @@ from iotnotify_emulator.credentials import Credential, policies_from
 
 __all__ = [
     "ACCOUNT",
+    "IOTNOTIFY",
     "PUBLISHER_CLIENT_ID",
     "REGION",
     "SCHEME",
@@ -37,6 +45,7 @@ __all__ = [
     "KeyFile",
     "client_id",
     "cpu_seconds",
+    "local_stack",
     "machine_busy_seconds",
     "raise_fd_limit",
     "rss_kb",
@@ -207,3 +216,39 @@ def machine_busy_seconds() -> float:
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
     return (user + nice + system + irq + softirq + steal) / _TICKS
+
+
+IOTNOTIFY: Final = str(Path(sys.executable).with_name("iotnotify"))
+
+
+@contextmanager
+def local_stack(state_file: Path | None, *, prefix: str) -> Iterator[Path]:
+    """The state file of a running ``iotnotify local``: ``state_file`` as given,
+    or a fresh stack on free ports (its own temporary data directory, named
+    with ``prefix``) that is stopped with Ctrl-C afterwards."""
+    if state_file is not None:
+        yield state_file
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        path = Path(tmp) / "state.json"
+        proc = subprocess.Popen(
+            [IOTNOTIFY, "local", "--port", "0", "--state-file", str(path), "--data-dir", tmp],
+            cwd=tmp,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                if line.startswith("ready."):
+                    break
+            else:
+                raise SystemExit("iotnotify local did not start")
+            # Keep draining its log so it never blocks on a full pipe.
+            threading.Thread(target=proc.stderr.read, daemon=True).start()
+            yield path
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(30)

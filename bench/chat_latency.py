@@ -13,55 +13,18 @@ and max in milliseconds. Issue 13's target is delivery within 2 s.
 from __future__ import annotations
 
 import argparse
-import os
 import queue
 import secrets
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+
+from benchlib import local_stack
 
 from iotnotify.auth import CognitoAuth, CognitoSession
 from iotnotify.chat import RoomConnection, RoomsApi
 from iotnotify.contract import ChatMessage
 from iotnotify.state_file import LocalState
-
-IOTNOTIFY = str(Path(sys.executable).with_name("iotnotify"))
-
-
-@contextmanager
-def _stack(state_file: Path | None) -> Iterator[Path]:
-    if state_file is not None:
-        yield state_file
-        return
-    with tempfile.TemporaryDirectory(prefix="chat-bench-") as tmp:
-        path = Path(tmp) / "state.json"
-        proc = subprocess.Popen(
-            [IOTNOTIFY, "local", "--port", "0", "--state-file", str(path), "--data-dir", tmp],
-            cwd=tmp,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        try:
-            assert proc.stderr is not None
-            for line in proc.stderr:
-                if line.startswith("ready."):
-                    break
-            else:
-                raise SystemExit("iotnotify local did not start")
-            threading.Thread(target=proc.stderr.read, daemon=True).start()
-            yield path
-        finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(30)
 
 
 def _api(state: LocalState, name: str) -> RoomsApi:
@@ -79,7 +42,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=1.05)
     parser.add_argument("--state-file", type=Path, default=None)
     args = parser.parse_args()
-    with _stack(args.state_file) as path:
+    with local_stack(args.state_file, prefix="chat-bench-") as path:
         state = LocalState.read(path)
         alice, bob = _api(state, "alice"), _api(state, "bob")
         room = f"bench-{secrets.token_hex(3)}"

@@ -24,7 +24,6 @@ import queue
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,15 +32,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchlib import IOTNOTIFY, cpu_seconds, local_stack
+
 REPO = Path(__file__).resolve().parents[1]
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-IOTNOTIFY = str(Path(sys.executable).with_name("iotnotify"))
 TARGET_MIB = 30.0
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
 def _rss_mib(pid: int) -> float:
@@ -74,35 +68,6 @@ class Figures:
     rss_mib: float
     cpu_seconds: float
     switches_per_hour: float
-
-
-@contextmanager
-def _stack(state_file: Path | None, tmp: Path) -> Iterator[Path]:
-    if state_file is not None:
-        yield state_file
-        return
-    state_file = tmp / "state.json"
-    proc = subprocess.Popen(
-        [IOTNOTIFY, "local", "--port", "0", "--state-file", str(state_file)],
-        cwd=tmp,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            if line.startswith("ready."):
-                break
-        else:
-            raise SystemExit("iotnotify local did not start")
-        # Keep draining its log so it never blocks on a full pipe.
-        threading.Thread(target=proc.stderr.read, daemon=True).start()
-        yield state_file
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(30)
 
 
 @contextmanager
@@ -170,9 +135,9 @@ def _measure(
             if "caught-up" in line:
                 break
         time.sleep(2)  # let the start-up garbage settle before the window opens
-        cpu0, sw0, t0 = _cpu_seconds(proc.pid), _context_switches(proc.pid), time.time()
+        cpu0, sw0, t0 = cpu_seconds(proc.pid), _context_switches(proc.pid), time.time()
         time.sleep(seconds)
-        cpu1, sw1, t1 = _cpu_seconds(proc.pid), _context_switches(proc.pid), time.time()
+        cpu1, sw1, t1 = cpu_seconds(proc.pid), _context_switches(proc.pid), time.time()
         rss = _rss_mib(proc.pid)
     finally:
         proc.send_signal(signal.SIGINT)
@@ -197,7 +162,7 @@ def main() -> None:
     results: list[Figures] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        with _stack(args.state_file, tmp) as state_file:
+        with local_stack(args.state_file, prefix="idle-bench-") as state_file:
             base_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             target = ["--state-file", str(state_file), "--user", "alice"]
             if args.only in (None, "listen"):

@@ -19,14 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import queue
-import signal
 import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -36,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from benchlib import local_stack
 
 from iotnotify.api_client import ApiClient
 from iotnotify.auth import CognitoAuth, CognitoSession
@@ -48,37 +45,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # examples/ is not installed
 
 from examples.turns.turns import Lobby, build_app  # noqa: E402
-
-IOTNOTIFY = str(Path(sys.executable).with_name("iotnotify"))
-
-
-@contextmanager
-def _stack(state_file: Path | None) -> Iterator[Path]:
-    if state_file is not None:
-        yield state_file
-        return
-    with tempfile.TemporaryDirectory(prefix="turn-bench-") as tmp:
-        path = Path(tmp) / "state.json"
-        proc = subprocess.Popen(
-            [IOTNOTIFY, "local", "--port", "0", "--state-file", str(path), "--data-dir", tmp],
-            cwd=tmp,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        try:
-            assert proc.stderr is not None
-            for line in proc.stderr:
-                if line.startswith("ready."):
-                    break
-            else:
-                raise SystemExit("iotnotify local did not start")
-            threading.Thread(target=proc.stderr.read, daemon=True).start()
-            yield path
-        finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(30)
 
 
 @contextmanager
@@ -166,7 +132,10 @@ def main() -> None:
     parser.add_argument("--moves", type=int, default=200)
     parser.add_argument("--state-file", type=Path, default=None)
     args = parser.parse_args()
-    with _stack(args.state_file) as state_file, _game_server(state_file) as url:
+    with (
+        local_stack(args.state_file, prefix="turn-bench-") as state_file,
+        _game_server(state_file) as url,
+    ):
         state = LocalState.read(state_file)
         players = {"alice": Listener(state, "alice"), "bob": Listener(state, "bob")}
         latencies: list[float] = []
