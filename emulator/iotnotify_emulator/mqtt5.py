@@ -29,6 +29,9 @@ from enum import IntEnum
 from typing import Final
 
 from iotnotify_emulator.mqtt import (
+    _REQUIRED_FLAGS as _V311_REQUIRED_FLAGS,
+)
+from iotnotify_emulator.mqtt import (
     Auth,
     Connack,
     Connect,
@@ -508,23 +511,8 @@ def encode(packet: Packet) -> bytes:
 
 # --- decoding -------------------------------------------------------------------
 
-# Fixed-header flag bits (section 2.1.3); PUBLISH is free.
-_REQUIRED_FLAGS: Final = {
-    PacketType.CONNECT: 0,
-    PacketType.CONNACK: 0,
-    PacketType.PUBACK: 0,
-    PacketType.PUBREC: 0,
-    PacketType.PUBREL: 2,
-    PacketType.PUBCOMP: 0,
-    PacketType.SUBSCRIBE: 2,
-    PacketType.SUBACK: 0,
-    PacketType.UNSUBSCRIBE: 2,
-    PacketType.UNSUBACK: 0,
-    PacketType.PINGREQ: 0,
-    PacketType.PINGRESP: 0,
-    PacketType.DISCONNECT: 0,
-    PacketType.AUTH: 0,
-}
+# Fixed-header flag bits (section 2.1.3; PUBLISH is free): 3.1.1's, plus AUTH.
+_REQUIRED_FLAGS: Final = {**_V311_REQUIRED_FLAGS, PacketType.AUTH: 0}
 
 
 def decode_connect_after_level(reader: _Reader, protocol_name: str) -> Connect:
