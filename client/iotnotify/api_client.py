@@ -39,6 +39,8 @@ __all__ = [
     "InboxPage",
     "InboxReader",
     "TokenProvider",
+    "error_message",
+    "http_error",
 ]
 
 _DEFAULT_TIMEOUT: Final = 15.0
@@ -114,7 +116,8 @@ class InboxReader(Protocol):
     def notifications(self, *, since: str | None, limit: int) -> InboxPage: ...
 
 
-def _error_message(body: bytes) -> str:
+def error_message(body: bytes) -> str:
+    """The ``message`` (else ``error``) of an API error body, or its first 200 characters."""
     try:
         raw = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -174,10 +177,10 @@ class ApiClient:
                     if headers is not None:
                         headers.update({k.lower(): v for k, v in answer.headers.items()})
             except urllib.error.HTTPError as exc:
-                message = _error_message(exc.read())
+                message = error_message(exc.read())
                 if exc.code == 401 and attempt == 1:
                     continue
-                raise _http_error(exc.code, path, message) from exc
+                raise http_error(exc.code, f"GET {path.split('?')[0]}", message) from exc
             except (urllib.error.URLError, TimeoutError, OSError) as exc:
                 raise ConnectionLost(f"GET {path.split('?')[0]} failed: {exc}") from exc
             try:
@@ -199,15 +202,17 @@ def _http_date(value: str | None) -> float | None:
         return None
 
 
-def _http_error(status: int, path: str, message: str) -> IotNotifyError:
-    route = path.split("?")[0]
+def http_error(status: int, route: str, message: str) -> IotNotifyError:
+    """The SDK error for an API answer of ``status`` to ``route`` (``"GET /token"``):
+    401 :class:`AuthError`, 403 :class:`Forbidden`, 429 :class:`Throttled`, 5xx
+    :class:`ConnectionLost` (worth a retry with backoff, like a dropped
+    connection), anything else :class:`IotNotifyError`."""
     if status == 401:
-        return AuthError(f"GET {route}: not signed in: {message}")
+        return AuthError(f"{route}: not signed in: {message}")
     if status == 403:
-        return Forbidden(f"GET {route}: forbidden: {message}")
+        return Forbidden(f"{route}: forbidden: {message}")
     if status == 429:
-        return Throttled(f"GET {route}: throttled: {message}")
+        return Throttled(f"{route}: throttled: {message}")
     if status >= 500:
-        # Worth a retry with backoff, like a dropped connection.
-        return ConnectionLost(f"GET {route}: server error {status}: {message}")
-    return IotNotifyError(f"GET {route}: HTTP {status}: {message}")
+        return ConnectionLost(f"{route}: server error {status}: {message}")
+    return IotNotifyError(f"{route}: HTTP {status}: {message}")

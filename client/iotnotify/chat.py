@@ -31,16 +31,15 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from iotnotify.api_client import error_message, http_error
 from iotnotify.auth import IdTokenSource
 from iotnotify.contract import ChatMessage, client_id_for, validate_name
 from iotnotify.errors import (
     AuthError,
     ConnectionLost,
     ContractError,
-    Forbidden,
     InvalidEnvelope,
     IotNotifyError,
-    Throttled,
 )
 
 __all__ = ["RoomConnection", "RoomToken", "RoomsApi"]
@@ -155,10 +154,10 @@ class RoomsApi:
                 ) as answer:
                     raw = json.loads(answer.read() or b"{}")
             except urllib.error.HTTPError as exc:
-                message = _message(exc.read())
+                message = error_message(exc.read())
                 if exc.code == 401 and attempt == 1:
                     continue
-                raise _error(exc.code, route, message) from exc
+                raise http_error(exc.code, route, message) from exc
             except (urllib.error.URLError, TimeoutError, OSError) as exc:
                 raise ConnectionLost(f"{route} failed: {exc}") from exc
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -174,26 +173,6 @@ def _room(room: str) -> str:
         return validate_name(room, what="room name")
     except ContractError as exc:
         raise IotNotifyError(str(exc)) from exc
-
-
-def _message(body: bytes) -> str:
-    try:
-        raw = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return body[:200].decode("utf-8", "replace")
-    return str(raw.get("message") or raw.get("error")) if isinstance(raw, dict) else str(raw)
-
-
-def _error(status: int, route: str, message: str) -> IotNotifyError:
-    if status == 401:
-        return AuthError(f"{route}: not signed in: {message}")
-    if status == 403:
-        return Forbidden(f"{route}: forbidden: {message}")
-    if status == 429:
-        return Throttled(f"{route}: throttled: {message}")
-    if status >= 500:
-        return ConnectionLost(f"{route}: server error {status}: {message}")
-    return IotNotifyError(f"{route}: HTTP {status}: {message}")
 
 
 class RoomConnection:
