@@ -12,10 +12,20 @@ and the ``chat.message`` envelope is published to ``chat/{room}``. Its
 ``id`` and ``ts`` come from ``receivedAt`` (when the broker got it), so the
 order of a room's messages is their arrival order at the broker, however
 the parallel invocations finish.
+
+Handling is idempotent. The rule's Lambda action invokes asynchronously, and
+Lambda retries a failed asynchronous invocation up to twice and may deliver
+an event more than once even when it succeeded (AWS Lambda developer guide,
+"Asynchronous invocation": "How Lambda handles errors and retries with
+asynchronous invocation"). The id's random part is therefore a hash of the
+event, the history write is conditional on that id, and a repeated event
+publishes the message stored the first time (same id: clients show an id
+once) instead of a second row.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -48,9 +58,11 @@ __all__ = [
 
 logger = Logger(service="iotnotify")
 
-# A rule's receivedAt older than this (a retry much later, or a forged field)
-# is not trusted for the message id; Lambda's own queueing is well below it.
-MAX_RECEIVED_AGE_MS: Final = 15 * 60 * 1000
+# Lambda keeps an asynchronous event at most 6 hours (MaximumEventAgeInSeconds,
+# AWS Lambda developer guide, "Asynchronous invocation": "Configuring error
+# handling"), retries included; a receivedAt older than that (plus margin) did
+# not come from the rule through Lambda.
+MAX_RECEIVED_AGE_MS: Final = (6 * 3600 + 600) * 1000
 # How far ahead of the Lambda's clock the broker's may be.
 MAX_CLOCK_SKEW_MS: Final = 5 * 1000
 
@@ -66,6 +78,20 @@ def mask(text: str, words: Sequence[str]) -> str:
         r"(?<!\w)(" + "|".join(re.escape(w) for w in cleaned) + r")(?!\w)", re.IGNORECASE
     )
     return pattern.sub(lambda m: _MASK * len(m.group(0)), text)
+
+
+def _event_key(event: Mapping[str, Any]) -> bytes:
+    """What identifies one input across retries: the whole rule output.
+
+    Lambda re-delivers an asynchronous event unchanged, so its canonical JSON
+    (sender's client id, room, the broker's receipt time in ms and the
+    payload) is the same on every attempt, and different for any other
+    message, except the same payload from the same client in the same
+    millisecond, which is one message for every reader anyway.
+    """
+    return json.dumps(
+        event, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str
+    ).encode()
 
 
 def _is_unicode(text: str) -> bool:
@@ -114,7 +140,8 @@ class Denylist:
 
 @dataclass(frozen=True, slots=True)
 class ModerationResult:
-    """``published`` (the envelope) or ``rejected`` with a reason, for logs and tests."""
+    """``published`` (the envelope), ``republished`` (a repeated input: the message
+    stored the first time, published again) or ``rejected`` with a reason."""
 
     status: str
     reason: str = ""
@@ -155,6 +182,16 @@ class Moderator:
             # Only a misconfigured rule gets here: clients cannot choose either.
             logger.warning("chat input without a valid sender or room", extra={"error": str(exc)})
             return ModerationResult("rejected", "invalid_source")
+        received_at = self._received_at(event.get("receivedAt"))
+        if received_at is None:
+            # The rule always sets it (timestamp()); a missing or implausible
+            # one means a misconfigured rule or an event older than Lambda
+            # keeps any, and without it the id could not be the same on a retry.
+            logger.warning(
+                "chat input without a plausible receivedAt",
+                extra={"room": room, "receivedAt": repr(event.get("receivedAt"))[:40]},
+            )
+            return ModerationResult("rejected", "invalid_source")
         text = event.get("text")
         if not isinstance(text, str) or not text.strip():
             return self._reject(sender, room, "empty")
@@ -166,32 +203,44 @@ class Moderator:
             return self._reject(sender, room, "invalid")
         if len(text) > self._max_chars:
             return self._reject(sender, room, "too_long")
+        message = ChatMessage.create(
+            room=room,
+            sender=sender,
+            text=mask(text, self._denylist()),
+            received_at_ms=received_at,
+            id_seed=_event_key(event),
+        )
         try:
             self._history.take_rate_token(
                 sender, per_window=self._rate_messages, window_seconds=self._rate_window
             )
         except RateLimited:
-            return self._reject(sender, room, "rate_limited")
-        message = ChatMessage.create(
-            room=room,
-            sender=sender,
-            text=mask(text, self._denylist()),
-            received_at_ms=self._received_at(event.get("receivedAt")),
-        )
-        self._history.append(message)
-        self._publish(str(self._scheme.chat(room)), message.to_json())
-        logger.info("chat message published", extra={"room": room, "id": message.id})
-        return ModerationResult("published", message=message)
+            # A retry of a message that was stored (its first attempt then
+            # failed to publish) counts again; it must not be refused now.
+            stored = self._history.get(room, message.id)
+            if stored is None:
+                return self._reject(sender, room, "rate_limited")
+            return self._deliver(stored, repeat=True)
+        stored = self._history.append(message)
+        return self._deliver(stored, repeat=stored is not message)
+
+    def _deliver(self, message: ChatMessage, *, repeat: bool) -> ModerationResult:
+        """Publish the stored ``message`` to its room (again, for a repeated input:
+        same id, so clients that already show it drop the copy)."""
+        self._publish(str(self._scheme.chat(message.room)), message.to_json())
+        status = "republished" if repeat else "published"
+        logger.info(f"chat message {status}", extra={"room": message.room, "id": message.id})
+        return ModerationResult(status, message=message)
 
     def _received_at(self, raw: Any) -> int | None:
         """The rule's ``receivedAt`` (IoT SQL ``timestamp()``: epoch ms when the
-        broker received the message) if plausible, else None (now).
+        broker received the message) if plausible, else None.
 
         Ids come from it so that lines sent quickly, whose invocations run in
         parallel and finish in any order, still sort in the order the broker
-        received them. ``SELECT *`` also copies the client's own fields, so a
-        value outside [now - ``MAX_RECEIVED_AGE_MS``, now + ``MAX_CLOCK_SKEW_MS``]
-        (a forged one, or a retry long after) falls back to the current time.
+        received them, and so that a retried invocation of the same event
+        makes the same id. Plausible: an int in [now - ``MAX_RECEIVED_AGE_MS``,
+        now + ``MAX_CLOCK_SKEW_MS``].
         """
         if not isinstance(raw, int) or isinstance(raw, bool):
             return None

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from iotnotify.contract import MAX_CHAT_TEXT_CHARS
 from iotnotify_handlers import chat_moderator, clients
-from iotnotify_handlers.chat_moderation import Denylist, mask
+from iotnotify_handlers.chat_moderation import Denylist, Moderator, mask
+from iotnotify_handlers.errors import ServiceUnavailable
+from iotnotify_handlers.settings import settings
 from tests.conftest import FakeAccount
 
 ROOM_TOPIC = "iotnotify/test/chat/lobby"
@@ -19,7 +22,13 @@ ROOM_TOPIC = "iotnotify/test/chat/lobby"
 
 def rule_output(text: Any, client_id: str = "alice.web", **extra: Any) -> dict[str, Any]:
     """What the chat topic rule hands the function (its SELECT adds the last three)."""
-    return {"text": text, **extra, "room": "lobby", "clientId": client_id, "receivedAt": 1}
+    return {
+        "text": text,
+        **extra,
+        "room": "lobby",
+        "clientId": client_id,
+        "receivedAt": int(time.time() * 1000),
+    }
 
 
 def published(account: FakeAccount, topic: str) -> list[dict[str, Any]]:
@@ -140,13 +149,126 @@ def test_ids_follow_the_brokers_receipt_order_not_the_handling_order(
     assert [int(t.timestamp() * 1000) for t in stamps] == [now_ms - 300, now_ms - 200]
 
 
-@pytest.mark.parametrize("received_at", [1, "soon", True])
-def test_an_implausible_received_at_falls_back_to_now(
+@pytest.mark.parametrize("received_at", [1, "soon", True, None])
+def test_an_implausible_received_at_is_refused_as_a_misconfigured_rule(
     account: FakeAccount, received_at: Any
 ) -> None:
-    before = datetime.now(UTC)
-    chat_moderator.handler({**rule_output("hi"), "receivedAt": received_at})
+    # The rule always sets it; without it a retry could not make the same id.
+    result = chat_moderator.handler({**rule_output("hi"), "receivedAt": received_at})
+    assert result == {"status": "rejected", "reason": "invalid_source"}
+    assert clients.chat_history().page("lobby", limit=10, before=None).messages == ()
+    assert account.published() == []
+
+
+def test_a_received_at_hours_old_still_counts_lambda_keeps_events_six_hours(
+    account: FakeAccount,
+) -> None:
+    five_hours_ago = int(time.time() * 1000) - 5 * 3600 * 1000
+    result = chat_moderator.handler({**rule_output("late"), "receivedAt": five_hours_ago})
+    assert result["status"] == "published"
     [message] = clients.chat_history().page("lobby", limit=10, before=None).messages
-    assert datetime.fromisoformat(message.ts.replace("Z", "+00:00")) >= before.replace(
-        microsecond=before.microsecond // 1000 * 1000
+    stamp = datetime.fromisoformat(message.ts.replace("Z", "+00:00"))
+    assert int(stamp.timestamp() * 1000) == five_hours_ago
+
+
+def test_a_retried_invocation_stores_one_row_and_republishes_the_same_id(
+    account: FakeAccount, denylist: None
+) -> None:
+    # Lambda may run one asynchronous event twice (a retry, or its queue's
+    # at-least-once delivery): the same rule output arrives again.
+    event = rule_output("heck, once")
+    first = chat_moderator.handler(event)
+    again = chat_moderator.handler(dict(event))
+    assert first["status"] == "published"
+    assert again == {"status": "republished", "id": first["id"]}
+    [row] = clients.chat_history().page("lobby", limit=100, before=None).messages
+    assert (row.id, row.text) == (first["id"], "****, once")
+    assert [m["id"] for m in published(account, ROOM_TOPIC)] == [first["id"], first["id"]]
+
+
+def test_the_same_text_sent_again_later_is_a_new_message(account: FakeAccount) -> None:
+    event = rule_output("hi")
+    first = chat_moderator.handler(event)
+    second = chat_moderator.handler({**event, "receivedAt": event["receivedAt"] + 1})
+    assert second["status"] == "published"
+    assert first["id"] < second["id"]
+    assert len(clients.chat_history().page("lobby", limit=100, before=None).messages) == 2
+
+
+class FlakyIotData:
+    """iot-data whose first ``failures`` publishes fail as AWS's would (then moto's)."""
+
+    def __init__(self, real: Any, failures: int) -> None:
+        self.real = real
+        self.failures = failures
+
+    def publish(self, **kwargs: Any) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise ClientError(
+                {"Error": {"Code": "ServiceUnavailableException", "Message": "down"}}, "Publish"
+            )
+        return self.real.publish(**kwargs)
+
+
+def moderator_with(iot_data: Any, *, rate_messages: int = 5) -> Moderator:
+    return Moderator(
+        scheme=settings().scheme,
+        history=clients.chat_history(),
+        iot_data=iot_data,
+        denylist=lambda: ("heck",),
+        rate_messages=rate_messages,
+        rate_window_seconds=3600,
     )
+
+
+def test_a_retry_after_a_failed_publish_publishes_the_stored_message_once(
+    account: FakeAccount,
+) -> None:
+    moderator = moderator_with(FlakyIotData(clients.iot_data(), failures=1))
+    event = rule_output("stored, then the publish failed")
+    with pytest.raises(ServiceUnavailable):
+        moderator.handle(event)  # Lambda retries an invocation that raised
+    [stored] = clients.chat_history().page("lobby", limit=100, before=None).messages
+    assert published(account, ROOM_TOPIC) == []
+    retried = moderator.handle(event)
+    assert retried.status == "republished"
+    assert retried.message is not None
+    assert retried.message.id == stored.id
+    assert clients.chat_history().page("lobby", limit=100, before=None).messages == (stored,)
+    assert [m["id"] for m in published(account, ROOM_TOPIC)] == [stored.id]
+
+
+def test_a_retry_is_not_refused_by_the_rate_its_first_attempt_used(
+    account: FakeAccount,
+) -> None:
+    moderator = moderator_with(FlakyIotData(clients.iot_data(), failures=1), rate_messages=1)
+    event = rule_output("the only one this hour")
+    with pytest.raises(ServiceUnavailable):
+        moderator.handle(event)
+    assert moderator.handle(event).status == "republished"
+    assert published(account, "iotnotify/test/user/alice/notifications") == []
+    assert len(published(account, ROOM_TOPIC)) == 1
+    # a new message is still over the rate
+    assert moderator.handle(rule_output("another")).reason == "rate_limited"
+
+
+def test_a_retry_publishes_the_text_stored_first_even_if_the_denylist_changed(
+    account: FakeAccount,
+) -> None:
+    words: list[str] = []
+    moderator = Moderator(
+        scheme=settings().scheme,
+        history=clients.chat_history(),
+        iot_data=FlakyIotData(clients.iot_data(), failures=1),
+        denylist=lambda: tuple(words),
+        rate_messages=5,
+        rate_window_seconds=3600,
+    )
+    event = rule_output("gosh")
+    with pytest.raises(ServiceUnavailable):
+        moderator.handle(event)
+    words.append("gosh")
+    moderator.handle(event)
+    [envelope] = published(account, ROOM_TOPIC)
+    assert envelope["text"] == "gosh"
