@@ -3,11 +3,14 @@
 The topic rule (:func:`iotnotify.topic_rules.chat_moderation_rule`) delivers
 ``{..payload, "room", "clientId", "receivedAt"}``. The sender is the user id
 of ``clientId`` (the session policy only lets a user connect as
-``{userId}.*``), never a field of the payload. A message is rejected when its
-text is empty or longer than ``MAX_CHAT_TEXT_CHARS``, or when the sender is
+``{userId}.*``), never a field of the payload. Control, bidirectional
+override and invisible characters are removed first
+(:func:`iotnotify_handlers.chat_text.clean`). A message is rejected when its
+text is then empty or longer than ``MAX_CHAT_TEXT_CHARS``, or when the sender is
 over the per-sender rate; the sender then gets a ``chat.rejected``
 notification on their own topic (ephemeral: no inbox entry). Otherwise
-denylisted words are masked, the message is appended to the room's history
+denylisted words are masked (compared case-, accent- and width-blind:
+:func:`iotnotify_handlers.chat_text.mask`), the message is appended to the room's history
 and the ``chat.message`` envelope is published to ``chat/{room}``. Its
 ``id`` and ``ts`` come from ``receivedAt`` (when the broker got it), so the
 order of a room's messages is their arrival order at the broker, however
@@ -26,7 +29,6 @@ once) instead of a second row.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +47,7 @@ from iotnotify.contract import (
 )
 from iotnotify.errors import ContractError
 from iotnotify_handlers.chat_history import ChatHistory, RateLimited
+from iotnotify_handlers.chat_text import clean, mask
 from iotnotify_handlers.errors import ServiceUnavailable
 
 __all__ = [
@@ -53,7 +56,6 @@ __all__ = [
     "Denylist",
     "ModerationResult",
     "Moderator",
-    "mask",
 ]
 
 logger = Logger(service="iotnotify")
@@ -65,19 +67,6 @@ logger = Logger(service="iotnotify")
 MAX_RECEIVED_AGE_MS: Final = (6 * 3600 + 600) * 1000
 # How far ahead of the Lambda's clock the broker's may be.
 MAX_CLOCK_SKEW_MS: Final = 5 * 1000
-
-_MASK: Final = "*"
-
-
-def mask(text: str, words: Sequence[str]) -> str:
-    """``text`` with every whole-word, case-insensitive match of ``words`` starred out."""
-    cleaned = sorted({w.strip() for w in words if w.strip()}, key=len, reverse=True)
-    if not cleaned:
-        return text
-    pattern = re.compile(
-        r"(?<!\w)(" + "|".join(re.escape(w) for w in cleaned) + r")(?!\w)", re.IGNORECASE
-    )
-    return pattern.sub(lambda m: _MASK * len(m.group(0)), text)
 
 
 def _event_key(event: Mapping[str, Any]) -> bytes:
@@ -193,14 +182,18 @@ class Moderator:
             )
             return ModerationResult("rejected", "invalid_source")
         text = event.get("text")
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str):
             return self._reject(sender, room, "empty")
-        text = text.strip()
         if not _is_unicode(text):
             # A lone surrogate ("\\ud800" in the client's JSON) cannot be
             # encoded as UTF-8: DynamoDB and every reader would fail on it,
             # after the retries, far from the sender.
             return self._reject(sender, room, "invalid")
+        # Controls, bidi overrides and invisible characters go first, so that
+        # neither the length check nor the denylist sees them (chat_text).
+        text = clean(text).strip()
+        if not text:
+            return self._reject(sender, room, "empty")
         if len(text) > self._max_chars:
             return self._reject(sender, room, "too_long")
         message = ChatMessage.create(

@@ -12,7 +12,8 @@ from botocore.exceptions import ClientError
 
 from iotnotify.contract import MAX_CHAT_TEXT_CHARS
 from iotnotify_handlers import chat_moderator, clients
-from iotnotify_handlers.chat_moderation import Denylist, Moderator, mask
+from iotnotify_handlers.chat_moderation import Denylist, Moderator
+from iotnotify_handlers.chat_text import mask
 from iotnotify_handlers.errors import ServiceUnavailable
 from iotnotify_handlers.settings import settings
 from tests.conftest import FakeAccount
@@ -84,6 +85,42 @@ def test_invalid_text_is_rejected_and_the_sender_told(
     [note] = published(account, "iotnotify/test/user/alice/notifications")
     assert note["type"] == "chat.rejected"
     assert note["data"] == {"room": "lobby", "reason": reason}
+
+
+def test_bidi_overrides_and_controls_are_removed_before_anyone_sees_them(
+    account: FakeAccount,
+) -> None:
+    # U+202E would show "pay to gnp.exe" as "pay to exe.png"; ESC starts a
+    # terminal sequence; CR would overwrite the reader's line.
+    result = chat_moderator.handler(rule_output("pay to \u202egnp.exe\x1b[2J\rbob: hi\u2066"))
+    assert result["status"] == "published"
+    [envelope] = published(account, ROOM_TOPIC)
+    assert envelope["text"] == "pay to gnp.exe[2J\nbob: hi"
+    [stored] = clients.chat_history().page("lobby", limit=10, before=None).messages
+    assert stored.text == envelope["text"]
+
+
+def test_invisible_characters_cannot_hide_a_denylisted_word(
+    account: FakeAccount, denylist: None
+) -> None:
+    typed = "d\u200ba\u200drn, \uff28\uff25\uff23\uff2b and he\u0301ck"
+    chat_moderator.handler(rule_output(typed))
+    [envelope] = published(account, ROOM_TOPIC)
+    # the zero-width space is gone, the joiner is kept but inside the mask
+    assert envelope["text"] == "****, **** and ****"
+
+
+def test_a_text_of_only_invisible_characters_is_empty(account: FakeAccount) -> None:
+    result = chat_moderator.handler(rule_output("\u200b\u202e\x00 \u2066"))
+    assert result == {"status": "rejected", "reason": "empty"}
+    assert published(account, ROOM_TOPIC) == []
+
+
+def test_the_length_limit_counts_what_is_left_after_removal(account: FakeAccount) -> None:
+    padded = "y" * MAX_CHAT_TEXT_CHARS + "\u200b" * 50
+    assert chat_moderator.handler(rule_output(padded))["status"] == "published"
+    [envelope] = published(account, ROOM_TOPIC)
+    assert envelope["text"] == "y" * MAX_CHAT_TEXT_CHARS
 
 
 def test_text_at_the_limit_is_published(account: FakeAccount) -> None:
