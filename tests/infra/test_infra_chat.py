@@ -127,6 +127,8 @@ def test_moderator_may_count_append_publish_read_denylist_and_dead_letter(dev: S
     grants = grants_of(dev, "chat-moderator")
     assert grants.pop("iot:Publish") == {STAGE_TOPICS}
     assert grants.pop("dynamodb:PutItem") == {"${" + history + ".Arn}"}
+    # A repeated input reads back the message its first attempt stored.
+    assert grants.pop("dynamodb:GetItem") == {"${" + history + ".Arn}"}
     assert grants.pop("dynamodb:UpdateItem") == {"${" + history + ".Arn}"}
     assert grants.pop("ssm:GetParameter") == {
         f"arn:{PARTITION}:ssm:{REGION}:{ACCOUNT}:parameter/iotnotify/dev/chat-denylist"
