@@ -1,7 +1,16 @@
 """Moderated chat input: what the moderator Lambda does with one message.
 
 The topic rule (:func:`iotnotify.topic_rules.chat_moderation_rule`) delivers
-``{..payload, "room", "clientId", "receivedAt"}``. The sender is the user id
+``{"payload", "room", "clientId", "receivedAt"}``, ``payload`` being the
+client's bytes in base64, whatever they are: a rule that read fields of a
+non-JSON payload would fail in the rules engine and send the message to the
+error action's queue, so one client could fill the DLQ with garbage. Here a
+payload over ``MAX_CHAT_INPUT_BYTES``, not UTF-8, or not a JSON object with a
+string ``text`` is a rejection like any other (logged, counted in
+:class:`Rejections`, the sender told), and the invocation returns normally:
+Lambda neither retries nor dead-letters an invocation that returns (AWS
+Lambda developer guide, "Asynchronous invocation"). Only AWS failures
+raise. The sender is the user id
 of ``clientId`` (the session policy only lets a user connect as
 ``{userId}.*``), never a field of the payload. Control, bidirectional
 override and invisible characters are removed first
@@ -28,13 +37,18 @@ once) instead of a second row.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from iotnotify.contract import (
@@ -51,11 +65,13 @@ from iotnotify_handlers.chat_text import clean, mask
 from iotnotify_handlers.errors import ServiceUnavailable
 
 __all__ = [
+    "MAX_CHAT_INPUT_BYTES",
     "MAX_CLOCK_SKEW_MS",
     "MAX_RECEIVED_AGE_MS",
     "Denylist",
     "ModerationResult",
     "Moderator",
+    "Rejections",
 ]
 
 logger = Logger(service="iotnotify")
@@ -65,6 +81,11 @@ logger = Logger(service="iotnotify")
 # handling"), retries included; a receivedAt older than that (plus margin) did
 # not come from the rule through Lambda.
 MAX_RECEIVED_AGE_MS: Final = (6 * 3600 + 600) * 1000
+# The JSON of the longest text: MAX_CHAT_TEXT_CHARS characters, each at most
+# 12 bytes as JSON (an escaped surrogate pair), plus the object around it. Anything
+# bigger is refused before it is decoded or parsed.
+MAX_CHAT_INPUT_BYTES: Final = 16 * 1024
+_MAX_ENCODED_CHARS: Final = (MAX_CHAT_INPUT_BYTES + 2) // 3 * 4
 # How far ahead of the Lambda's clock the broker's may be.
 MAX_CLOCK_SKEW_MS: Final = 5 * 1000
 
@@ -81,6 +102,71 @@ def _event_key(event: Mapping[str, Any]) -> bytes:
     return json.dumps(
         event, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str
     ).encode()
+
+
+class _BadInput(Exception):
+    def __init__(self, reason: str, size: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.size = size
+
+
+def _input_text(encoded: Any) -> str:
+    """The ``text`` of one input payload (the rule's ``encode(*, 'base64')``).
+
+    Raises :class:`_BadInput` with reason ``too_long`` (more than
+    ``MAX_CHAT_INPUT_BYTES``, refused before it is decoded), ``invalid`` (not
+    UTF-8) or ``malformed`` (not a JSON object with a string ``text``, or
+    nested too deeply to parse). The text itself is checked by the caller.
+    """
+    if not isinstance(encoded, str):
+        raise _BadInput("malformed", -1)
+    if len(encoded) > _MAX_ENCODED_CHARS:
+        raise _BadInput("too_long", len(encoded) * 3 // 4)
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise _BadInput("malformed", -1) from None
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise _BadInput("invalid", len(raw)) from None
+    except (ValueError, RecursionError):
+        # RecursionError: "[[[[...", a few thousand levels deep, within the limit.
+        raise _BadInput("malformed", len(raw)) from None
+    if not isinstance(document, dict) or not isinstance(document.get("text"), str):
+        raise _BadInput("malformed", len(raw))
+    text: str = document["text"]
+    return text
+
+
+class Rejections:
+    """Rejected inputs, counted by reason.
+
+    In process (``counts``, for tests and the local stack) and, with a
+    ``namespace``, as the CloudWatch metric ``ChatInputRejected`` with a
+    ``reason`` dimension, written to the log in CloudWatch embedded metric
+    format (Powertools ``single_metric``; CloudWatch Logs turns the line into
+    the metric, so counting needs no API call and no permission).
+    """
+
+    def __init__(self, namespace: str = "") -> None:
+        self._namespace = namespace
+        self._lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+
+    def count(self, reason: str) -> None:
+        with self._lock:
+            self.counts[reason] += 1
+        if self._namespace:
+            with single_metric(
+                name="ChatInputRejected",
+                unit=MetricUnit.Count,
+                value=1,
+                namespace=self._namespace,
+                default_dimensions={"reason": reason},
+            ):
+                pass
 
 
 def _is_unicode(text: str) -> bool:
@@ -151,8 +237,10 @@ class Moderator:
         rate_window_seconds: int,
         max_chars: int = MAX_CHAT_TEXT_CHARS,
         clock: Callable[[], float] = time.time,
+        rejections: Rejections | None = None,
     ) -> None:
         self._scheme = scheme
+        self._rejections = rejections or Rejections()
         self._history = history
         self._iot_data = iot_data
         self._denylist = denylist
@@ -181,9 +269,10 @@ class Moderator:
                 extra={"room": room, "receivedAt": repr(event.get("receivedAt"))[:40]},
             )
             return ModerationResult("rejected", "invalid_source")
-        text = event.get("text")
-        if not isinstance(text, str):
-            return self._reject(sender, room, "empty")
+        try:
+            text = _input_text(event.get("payload"))
+        except _BadInput as exc:
+            return self._reject(sender, room, exc.reason, size=exc.size)
         if not _is_unicode(text):
             # A lone surrogate ("\\ud800" in the client's JSON) cannot be
             # encoded as UTF-8: DynamoDB and every reader would fail on it,
@@ -242,12 +331,19 @@ class Moderator:
             return None
         return raw
 
-    def _reject(self, sender: str, room: str, reason: str) -> ModerationResult:
-        logger.info("chat message rejected", extra={"room": room, "reason": reason})
+    def _reject(self, sender: str, room: str, reason: str, *, size: int = -1) -> ModerationResult:
+        # INFO, not WARNING: one client can send 100 a second (IoT's
+        # per-connection publish limit), and each line is paid for.
+        logger.info(
+            "chat message rejected",
+            extra={"room": room, "sender": sender, "reason": reason, "payloadBytes": size},
+        )
+        self._rejections.count(reason)
         note = Notification.create(
             title="Message not sent",
             body={
                 "empty": "The message was empty.",
+                "malformed": 'Send a JSON object with a string "text".',
                 "invalid": "The message is not valid Unicode text.",
                 "too_long": f"Messages are at most {self._max_chars} characters.",
                 "rate_limited": "You are sending too fast; wait a moment.",

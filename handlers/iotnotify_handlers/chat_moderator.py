@@ -1,6 +1,6 @@
 """The moderator Lambda: invoked by the chat topic rule with one message.
 
-Event: the rule's output ``{"text", ..., "room", "clientId", "receivedAt"}``
+Event: the rule's output ``{"payload" (base64), "room", "clientId", "receivedAt"}``
 (:func:`iotnotify.topic_rules.chat_moderation_rule`). Returns
 ``{"status": "published"|"republished"|"rejected", "reason"?, "id"?}``
 (``republished``: a retried or repeated event, whose message was stored once

@@ -52,8 +52,8 @@ def test_the_rule_is_the_packages_definition_with_lambda_and_error_actions(dev: 
     assert rule["RuleName"] == definition.name == "iotnotify_dev_chat_moderation"
     assert payload["Sql"] == definition.sql
     assert payload["Sql"] == (
-        "SELECT *, topic(4) AS room, clientid() AS clientId, timestamp() AS receivedAt "
-        "FROM 'iotnotify/dev/chat/+/input'"
+        "SELECT encode(*, 'base64') AS payload, topic(4) AS room, clientid() AS clientId, "
+        "timestamp() AS receivedAt FROM 'iotnotify/dev/chat/+/input'"
     )
     assert payload["AwsIotSqlVersion"] == AWS_IOT_SQL_VERSION
     assert payload["RuleDisabled"] is False

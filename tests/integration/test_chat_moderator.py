@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from datetime import datetime
@@ -11,8 +12,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 from iotnotify.contract import MAX_CHAT_TEXT_CHARS
+from iotnotify.topic_rules import chat_moderation_rule
+from iotnotify_emulator.rules_sql import MessageContext, parse_sql
 from iotnotify_handlers import chat_moderator, clients
-from iotnotify_handlers.chat_moderation import Denylist, Moderator
+from iotnotify_handlers.chat_history import ChatHistory
+from iotnotify_handlers.chat_moderation import Denylist, Moderator, Rejections
 from iotnotify_handlers.chat_text import mask
 from iotnotify_handlers.errors import ServiceUnavailable
 from iotnotify_handlers.settings import settings
@@ -21,15 +25,21 @@ from tests.conftest import FakeAccount
 ROOM_TOPIC = "iotnotify/test/chat/lobby"
 
 
-def rule_output(text: Any, client_id: str = "alice.web", **extra: Any) -> dict[str, Any]:
-    """What the chat topic rule hands the function (its SELECT adds the last three)."""
+def raw_rule_output(payload: bytes, client_id: str = "alice.web") -> dict[str, Any]:
+    """What the chat topic rule hands the function for a client's ``payload``
+    (``SELECT encode(*, 'base64') AS payload, topic(4) AS room, ...``)."""
     return {
-        "text": text,
-        **extra,
+        "payload": base64.b64encode(payload).decode("ascii"),
         "room": "lobby",
         "clientId": client_id,
         "receivedAt": int(time.time() * 1000),
     }
+
+
+def rule_output(text: Any, client_id: str = "alice.web", **extra: Any) -> dict[str, Any]:
+    """The rule's output for a client that sent ``{"text": text, **extra}``."""
+    body = json.dumps({"text": text, **extra}, ensure_ascii=False, default=str)
+    return raw_rule_output(body.encode("utf-8", "surrogatepass"), client_id)
 
 
 def published(account: FakeAccount, topic: str) -> list[dict[str, Any]]:
@@ -71,7 +81,7 @@ def test_denylisted_words_are_masked_and_history_keeps_the_masked_text(
     [
         ("", "empty"),
         ("   ", "empty"),
-        (42, "empty"),
+        (42, "malformed"),
         ("x" * (MAX_CHAT_TEXT_CHARS + 1), "too_long"),
         ("lone \ud800 surrogate", "invalid"),
         ("\udfff", "invalid"),
@@ -248,7 +258,9 @@ class FlakyIotData:
         return self.real.publish(**kwargs)
 
 
-def moderator_with(iot_data: Any, *, rate_messages: int = 5) -> Moderator:
+def moderator_with(
+    iot_data: Any, *, rate_messages: int = 5, rejections: Rejections | None = None
+) -> Moderator:
     return Moderator(
         scheme=settings().scheme,
         history=clients.chat_history(),
@@ -256,6 +268,7 @@ def moderator_with(iot_data: Any, *, rate_messages: int = 5) -> Moderator:
         denylist=lambda: ("heck",),
         rate_messages=rate_messages,
         rate_window_seconds=3600,
+        rejections=rejections,
     )
 
 
@@ -309,3 +322,84 @@ def test_a_retry_publishes_the_text_stored_first_even_if_the_denylist_changed(
     moderator.handle(event)
     [envelope] = published(account, ROOM_TOPIC)
     assert envelope["text"] == "gosh"
+
+
+def test_the_deployed_rule_hands_the_moderator_what_it_reads(account: FakeAccount) -> None:
+    # The rule's SQL, run by the emulator's engine on what a client sends.
+    statement = parse_sql(chat_moderation_rule(account.scheme).sql)
+    ctx = MessageContext(
+        topic=str(account.scheme.chat_input("lobby")),
+        client_id="alice.web",
+        timestamp_ms=int(time.time() * 1000),
+    )
+    event = statement.evaluate(json.dumps({"text": "via the rule"}).encode(), ctx)
+    assert isinstance(event, dict)
+    assert chat_moderator.handler(event)["status"] == "published"
+    [envelope] = published(account, ROOM_TOPIC)
+    assert (envelope["sender"], envelope["text"]) == ("alice", "via the rule")
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\xff\xfe not json", "invalid"),  # not UTF-8
+        (b"plain words", "malformed"),
+        (b'"a JSON string"', "malformed"),
+        (b"[1, 2]", "malformed"),
+        (b"null", "malformed"),
+        (b"", "malformed"),
+        (b'{"text": ["a"]}', "malformed"),
+        (b'{"text": null}', "malformed"),
+        (b'{"body": "no text"}', "malformed"),
+        (b"[" * 15_000 + b"]" * 15_000, "too_long"),
+        (b"[" * 8_000 + b"]" * 8_000, "malformed"),  # deeper than the parser recurses
+        (b'{"text": "' + b"x" * 200_000 + b'"}', "too_long"),  # over IoT's 128 KB even
+    ],
+)
+def test_a_malformed_input_is_a_counted_logged_rejection_not_an_error(
+    account: FakeAccount, payload: bytes, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    rejections = Rejections()
+    moderator = moderator_with(clients.iot_data(), rejections=rejections)
+    with caplog.at_level("INFO"):
+        result = moderator.handle(raw_rule_output(payload))  # returns: no retry, no DLQ
+    assert (result.status, result.reason) == ("rejected", reason)
+    assert rejections.counts == {reason: 1}
+    assert any("chat message rejected" in r.getMessage() for r in caplog.records)
+    assert published(account, ROOM_TOPIC) == []
+    [note] = published(account, "iotnotify/test/user/alice/notifications")
+    assert note["data"] == {"room": "lobby", "reason": reason}
+    assert clients.chat_history().page("lobby", limit=10, before=None).messages == ()
+
+
+def test_base64_the_rule_cannot_have_made_is_malformed(account: FakeAccount) -> None:
+    event = {**raw_rule_output(b"{}"), "payload": "%%% not base64"}
+    assert chat_moderator.handler(event) == {"status": "rejected", "reason": "malformed"}
+
+
+def test_with_a_metrics_namespace_a_rejection_is_a_cloudwatch_emf_metric(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    Rejections("iotnotify").count("malformed")
+    [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines() if "_aws" in x]
+    [directive] = line["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "iotnotify"
+    assert directive["Metrics"] == [{"Name": "ChatInputRejected", "Unit": "Count"}]
+    assert ["reason"] in directive["Dimensions"]
+    assert (line["reason"], line["ChatInputRejected"]) == ("malformed", [1.0])
+
+
+def test_an_aws_failure_still_raises_so_lambda_retries_and_dead_letters(
+    account: FakeAccount,
+) -> None:
+    gone = ChatHistory(account.session.resource("dynamodb").Table("no-such-table"))
+    moderator = Moderator(
+        scheme=settings().scheme,
+        history=gone,
+        iot_data=clients.iot_data(),
+        denylist=lambda: (),
+        rate_messages=5,
+        rate_window_seconds=5,
+    )
+    with pytest.raises(ServiceUnavailable):
+        moderator.handle(rule_output("DynamoDB is down"))
