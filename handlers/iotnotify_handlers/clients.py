@@ -21,7 +21,7 @@ from iotnotify.inbox import Inbox
 from iotnotify.presence import PresenceTable
 from iotnotify.publisher import Publisher
 from iotnotify_handlers.chat_history import ChatHistory
-from iotnotify_handlers.chat_moderation import Denylist, Moderator
+from iotnotify_handlers.chat_moderation import Denylist, Moderator, Rejections
 from iotnotify_handlers.chat_rooms import ChatRooms
 from iotnotify_handlers.settings import settings
 
@@ -133,6 +133,7 @@ def moderator() -> Moderator:
         denylist=denylist.words,
         rate_messages=s.chat_rate_messages,
         rate_window_seconds=s.chat_rate_window_seconds,
+        rejections=Rejections(s.metrics_namespace),
     )
 
 

@@ -176,9 +176,12 @@ class IotNotifyStack(Stack):
         )
         self.storage.presence.grant(fn.presence_events, "dynamodb:UpdateItem")
         # Chat moderator (invoked by the topic rule): count the sender's rate
-        # and append to history, read the denylist, publish to the room.
+        # and append to history (conditionally, reading back what a retried
+        # input stored first), read the denylist, publish to the room.
         self.chat = ChatModeration(self, "Chat", config=config, moderator=fn.moderator)
-        self.storage.chat_history.grant(fn.moderator, "dynamodb:PutItem", "dynamodb:UpdateItem")
+        self.storage.chat_history.grant(
+            fn.moderator, "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"
+        )
         self.iot.publisher_policy.attach_to_role(_role(fn.moderator))
         # Like the API key, the denylist is set by hand and shared by ephemeral
         # stages (its path carries the SSM stage); a missing one masks nothing.

@@ -52,8 +52,8 @@ def test_the_rule_is_the_packages_definition_with_lambda_and_error_actions(dev: 
     assert rule["RuleName"] == definition.name == "iotnotify_dev_chat_moderation"
     assert payload["Sql"] == definition.sql
     assert payload["Sql"] == (
-        "SELECT *, topic(4) AS room, clientid() AS clientId, timestamp() AS receivedAt "
-        "FROM 'iotnotify/dev/chat/+/input'"
+        "SELECT encode(*, 'base64') AS payload, topic(4) AS room, clientid() AS clientId, "
+        "timestamp() AS receivedAt FROM 'iotnotify/dev/chat/+/input'"
     )
     assert payload["AwsIotSqlVersion"] == AWS_IOT_SQL_VERSION
     assert payload["RuleDisabled"] is False
@@ -127,6 +127,8 @@ def test_moderator_may_count_append_publish_read_denylist_and_dead_letter(dev: S
     grants = grants_of(dev, "chat-moderator")
     assert grants.pop("iot:Publish") == {STAGE_TOPICS}
     assert grants.pop("dynamodb:PutItem") == {"${" + history + ".Arn}"}
+    # A repeated input reads back the message its first attempt stored.
+    assert grants.pop("dynamodb:GetItem") == {"${" + history + ".Arn}"}
     assert grants.pop("dynamodb:UpdateItem") == {"${" + history + ".Arn}"}
     assert grants.pop("ssm:GetParameter") == {
         f"arn:{PARTITION}:ssm:{REGION}:{ACCOUNT}:parameter/iotnotify/dev/chat-denylist"
