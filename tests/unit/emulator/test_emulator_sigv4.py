@@ -266,6 +266,14 @@ class _BotocoreReference(SigV4Auth):
         ("/a/./b/../c%20d/", [("b", "2"), ("a", "x y"), ("a", "1"), ("é", "ü/+")], ("host",), {}),
         ("", [("X-Amz-Date", "20260101T000000Z"), ("k", "")], ("host", "host"), {}),
         ("/t", [], ("x-custom", "host"), {"x-custom": "  two   spaces ,b "}),
+        ("/topics/a%2F.%2F..%2Fb", [("qos", "0")], ("host",), {}),
+        ("/x/.hidden/..", [], ("host",), {}),
+        ("/a/b/.", [], ("host",), {}),
+        ("/a//b/%7E~", [("a~", "b c")], ("host",), {}),
+        ("/a?b", [], ("host",), {}),
+        ("/a#frag/../c", [], ("host",), {}),
+        ("//double", [], ("host",), {}),
+        ("/%", [("%41", "%")], ("host",), {}),
     ],
 )
 def test_the_canonical_request_is_botocores(
