@@ -209,6 +209,50 @@ class _Body:
         yield self._data
 
 
+class _OneSegment:
+    """Sends a request's header block and body in one ``send``.
+
+    ``http.client`` sends them in two: with Nagle off, a small request then
+    costs two segments, two wake-ups of the server (and of any proxy on the
+    way) and two syscalls here. :meth:`send_request` uses only the
+    documented request steps (``putrequest``, ``putheader``, ``endheaders``,
+    ``send``), holding the header block ``endheaders`` sends until the body
+    goes with it.
+    """
+
+    _hold_next = False
+    _held = b""
+
+    def send(self, data: Any) -> None:
+        if self._hold_next:
+            self._hold_next = False
+            self._held = bytes(data)
+            return
+        held, self._held = self._held, b""
+        super().send(held + bytes(data) if held else data)  # type: ignore[misc]
+
+    def send_request(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+    ) -> None:
+        connection: Any = self
+        # http.client adds "Accept-Encoding: identity" (unsigned), as under urllib3.
+        connection.putrequest(method, target, skip_host=True)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.putheader("Content-Length", str(len(body)))
+        self._hold_next = True
+        connection.endheaders()
+        self.send(body)  # the held header block and the body (or the block alone)
+
+
+class _HTTPConnection(_OneSegment, http.client.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_OneSegment, http.client.HTTPSConnection):
+    pass
+
+
 class _Connections:
     """Kept-alive ``http.client`` connections to one endpoint, most recently used first."""
 
@@ -232,10 +276,10 @@ class _Connections:
         self._ssl_context = ssl_context
         self._socket_options = socket_options
         self._maxsize = maxsize
-        self._idle: list[http.client.HTTPConnection] = []
+        self._idle: list[_HTTPConnection | _HTTPSConnection] = []
         self._lock = threading.Lock()
 
-    def acquire(self) -> http.client.HTTPConnection:
+    def acquire(self) -> _HTTPConnection | _HTTPSConnection:
         """An idle connection still open, else a new connected one (connect errors raise)."""
         while True:
             with self._lock:
@@ -249,23 +293,21 @@ class _Connections:
                 return connection
             connection.close()
 
-    def release(self, connection: http.client.HTTPConnection) -> None:
+    def release(self, connection: _HTTPConnection | _HTTPSConnection) -> None:
         with self._lock:
             if len(self._idle) < self._maxsize:
                 self._idle.append(connection)
                 return
         connection.close()
 
-    def _connect(self) -> http.client.HTTPConnection:
-        connection: http.client.HTTPConnection
+    def _connect(self) -> _HTTPConnection | _HTTPSConnection:
+        connection: _HTTPConnection | _HTTPSConnection
         if self._ssl_context is not None:
-            connection = http.client.HTTPSConnection(
+            connection = _HTTPSConnection(
                 self._host, self._port, timeout=self._connect_timeout, context=self._ssl_context
             )
         else:
-            connection = http.client.HTTPConnection(
-                self._host, self._port, timeout=self._connect_timeout
-            )
+            connection = _HTTPConnection(self._host, self._port, timeout=self._connect_timeout)
         connection.connect()
         sock = connection.sock
         assert sock is not None  # connect() either set it or raised
@@ -521,7 +563,7 @@ class SignedEndpoint:
         except OSError as exc:  # refused, unreachable, unknown host (gaierror)
             raise EndpointConnectionError(endpoint_url=url, error=exc) from exc
         try:
-            connection.request(method, target, body=body, headers={"Host": self._host, **headers})
+            connection.send_request(method, target, {"Host": self._host, **headers}, body)
             answer = connection.getresponse()
             data = answer.read()
         except BaseException as exc:

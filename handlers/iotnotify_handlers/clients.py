@@ -24,6 +24,7 @@ from iotnotify_handlers.chat_history import ChatHistory
 from iotnotify_handlers.chat_moderation import Denylist, Moderator, Rejections
 from iotnotify_handlers.chat_rooms import ChatRooms
 from iotnotify_handlers.settings import settings
+from iotnotify_handlers.user_directory import UserDirectory
 
 __all__ = [
     "chat_history",
@@ -41,6 +42,7 @@ __all__ = [
     "sqs",
     "ssm_provider",
     "sts",
+    "user_directory",
 ]
 
 
@@ -155,6 +157,11 @@ def publisher() -> Publisher:
 
 
 @cache
+def user_directory() -> UserDirectory:
+    return UserDirectory(session().client("cognito-idp"))
+
+
+@cache
 def ssm_provider() -> SSMProvider:
     return SSMProvider(boto3_client=session().client("ssm"))
 
@@ -175,6 +182,7 @@ def reset() -> None:
         moderator,
         publisher,
         ssm_provider,
+        user_directory,
     ):
         factory.cache_clear()
     settings.cache_clear()

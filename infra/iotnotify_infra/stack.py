@@ -148,6 +148,8 @@ class IotNotifyStack(Stack):
             "dynamodb:Scan",
         )
         self.storage.chat_history.grant(fn.chats, "dynamodb:Query")
+        # Adding a member checks the id is a user of the pool (ListUsers by sub).
+        self.identity.user_pool.grant(fn.chats, "cognito-idp:ListUsers")
         # GET /token?rooms=&games=: check each channel exists and the caller may use it;
         # mark a member as having joined a room (a conditional update), which
         # is what lets the room's other members see their presence.

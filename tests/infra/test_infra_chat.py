@@ -16,6 +16,7 @@ from test_infra_iam import ACCOUNT, PARTITION, REGION, STAGE_TOPICS, grants_of
 
 from iotnotify.contract import TopicScheme
 from iotnotify.topic_rules import AWS_IOT_SQL_VERSION, chat_moderation_rule
+from iotnotify_handlers.settings import ENV
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +190,10 @@ def test_the_presence_rule_reads_lifecycle_events_into_its_function(dev: Synth) 
         {"AttributeName": "sessionId", "KeyType": "RANGE"},
     ]
     assert presence["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
+
+
+def test_the_moderator_counts_rejections_in_the_apps_metrics_namespace(dev: Synth) -> None:
+    # Rejected chat input is the EMF metric ChatInputRejected{reason} only
+    # where this is set (chat_moderation.Rejections); locally it is not.
+    variables = dev.function("chat-moderator")["Environment"]["Variables"]
+    assert variables[ENV["metrics_namespace"]] == "iotnotify"

@@ -111,6 +111,16 @@ def test_private_room_is_invisible_and_closed_to_non_members(local_stack: LocalP
     )
     assert status == 201
     bob_sub = local_stack.user("bob")["sub"]
+    # An id of the right form that names no user of the pool is refused...
+    status, refused = api(
+        local_stack.state,
+        "POST",
+        f"/chats/{room}/members",
+        token=alice_id,
+        body={"user": "no-such-user"},
+    )
+    assert (status, refused["error"]) == (404, "not_found")
+    # ...a user's sub is added
     status, _ = api(
         local_stack.state,
         "POST",

@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from iotnotify.dynamodb_batch import FastBatchWrite
 from iotnotify.iot_data import FastPublish
-from iotnotify.signed_http import SignedEndpoint, SigV4Signer
+from iotnotify.signed_http import SignedEndpoint, SigV4Signer, _HTTPConnection
 
 INSTANT = datetime.datetime(2026, 11, 29, 23, 59, 58, tzinfo=datetime.UTC)
 
@@ -409,3 +409,30 @@ def test_batch_write_sends_dynamodb_json_and_returns_the_unprocessed_items_plain
     assert unprocessed == [{"userId": "bob", "n": 7}]
     with pytest.raises(TypeError):
         writer.write("inbox", [{"userId": "al", "flag": True}])
+
+
+class _RecordingSocket:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def sendall(self, data: bytes) -> None:
+        self.sent.append(bytes(data))
+
+
+@pytest.mark.parametrize("body", [b'{"v":1}', b""])
+def test_a_request_leaves_in_one_send(body: bytes) -> None:
+    # Given a connection (its socket recording what it is asked to send)
+    connection = _HTTPConnection("h.example", 80)
+    sock = _RecordingSocket()
+    connection.sock = sock  # type: ignore[assignment]
+
+    # When a request is sent
+    connection.send_request("POST", "/topics/a?qos=0", {"Host": "h.example"}, body)
+
+    # Then header block and body went in one send: one segment, one wake-up far side
+    [sent] = sock.sent
+    head, _, rest = sent.partition(b"\r\n\r\n")
+    assert head.startswith(b"POST /topics/a?qos=0 HTTP/1.1\r\n")
+    assert b"\r\nHost: h.example\r\n" in head
+    assert f"Content-Length: {len(body)}".encode() in head
+    assert rest == body
