@@ -33,6 +33,7 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 import secrets
 import shutil
 import socket
@@ -256,6 +257,8 @@ class Emulator:
 
     def stats(self) -> dict[str, Any]:
         data = self.broker.stats.as_dict()
+        # Which process serves it (iotnotify local runs it in a child): benches read its CPU.
+        data["pid"] = os.getpid()
         data["subscriptions_current"] = self.broker.subscription_count
         data["retained_messages"] = len(self.broker.retained)
         data["recent_refusals"] = list(self.broker.refusals)
