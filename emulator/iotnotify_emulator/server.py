@@ -58,7 +58,7 @@ from iotnotify_emulator.data_api import DataApi
 from iotnotify_emulator.http_guard import GuardedRunner, GuardedSite, ServerLimits, error_middleware
 from iotnotify_emulator.mqtt import MqttProtocolError, StreamDecoder
 from iotnotify_emulator.rules import RulesEngine
-from iotnotify_emulator.runtime import new_event_loop
+from iotnotify_emulator.runtime import LoopMonitor, new_event_loop
 from iotnotify_emulator.session5 import MAX_PACKET_SIZE, HttpPropertiesError, properties_from_http
 from iotnotify_emulator.sigv4 import (
     SignatureError,
@@ -258,6 +258,7 @@ class Emulator:
         # Written to ``iotnotify local``'s state file (mode 0600), never logged.
         self.admin_secret = config.admin_secret or secrets.token_urlsafe(24)
         self.restarts = 0
+        self.loop_monitor = LoopMonitor()
 
     # --- addresses ---------------------------------------------------------------
 
@@ -307,12 +308,14 @@ class Emulator:
         data["recent_refusals"] = list(self.broker.refusals)
         if self.broker.rules is not None:
             data["rules"] = self.broker.rules.stats.as_dict()
+        data["loop"] = self.loop_monitor.snapshot()
         return data
 
     # --- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
         config = self.config
+        self.loop_monitor.start(asyncio.get_running_loop())
         app = web.Application(
             client_max_size=4 * MAX_PAYLOAD_BYTES, middlewares=[error_middleware(_render_error)]
         )
@@ -392,6 +395,7 @@ class Emulator:
         if self._stopped:
             return
         self._stopped = True
+        self.loop_monitor.stop()
         if self._outage is not None:
             self._outage.cancel()
         await self._close_sessions()
