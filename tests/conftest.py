@@ -53,6 +53,40 @@ class FakeAccount:
         return list(iotdata_backends[DEFAULT_ACCOUNT_ID][REGION].published_payloads)
 
 
+@dataclass(frozen=True)
+class FakeUserPool:
+    """A moto Cognito user pool whose users have the subs a test chooses."""
+
+    session: boto3.session.Session
+    pool_id: str
+
+    @property
+    def issuer(self) -> str:
+        """The ``iss`` claim of the pool's ID tokens (what the authorizer passes on)."""
+        return f"https://cognito-idp.{REGION}.amazonaws.com/{self.pool_id}"
+
+    def add(self, *subs: str) -> None:
+        """Users whose ``sub`` is each of ``subs``. Cognito makes every sub a
+        UUID; moto lets a test set it, so tests keep readable user ids."""
+        client = self.session.client("cognito-idp")
+        for sub in subs:
+            client.admin_create_user(UserPoolId=self.pool_id, Username=sub)
+            client.admin_update_user_attributes(
+                UserPoolId=self.pool_id,
+                Username=sub,
+                UserAttributes=[{"Name": "sub", "Value": sub}],
+            )
+
+
+@pytest.fixture
+def user_pool(account: FakeAccount) -> FakeUserPool:
+    """A user pool with alice, bob, carol and dave (members must be users of it)."""
+    client = account.session.client("cognito-idp")
+    pool = FakeUserPool(account.session, client.create_user_pool(PoolName="test")["UserPool"]["Id"])
+    pool.add("alice", "bob", "carol", "dave")
+    return pool
+
+
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in {

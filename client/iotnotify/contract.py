@@ -394,6 +394,22 @@ _CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _ULID_MAX_MS: Final = (1 << 48) - 1
 
 
+def _seeded_chat_ulid(at_ms: int, seed: bytes) -> ULID:
+    """The ULID of millisecond ``at_ms`` whose 80 random bits come from ``seed``."""
+    # Imported here, like python-ulid below: subscribers never make ids, and
+    # hashlib loads OpenSSL (issue 11 counts the tray's resident memory).
+    import hashlib
+
+    from ulid import ULID
+
+    # The top 48 of a ULID's 128 bits are its millisecond, the rest random
+    # (ulid/spec); a hash is as good a source of those bits as a RNG, and the
+    # same seed always gives the same id.
+    millis = min(max(at_ms, 0), _ULID_MAX_MS)
+    entropy = int.from_bytes(hashlib.sha256(seed).digest()[:10], "big")
+    return ULID.from_int((millis << 80) | entropy)
+
+
 # A notification's title is what a toast or tray pop-up shows; one rule for
 # the CLI, the publisher and POST /notify.
 MAX_TITLE_CHARS: Final = 512
@@ -631,12 +647,28 @@ class ChatMessage:
 
     @classmethod
     def create(
-        cls, *, room: str, sender: str, text: str, received_at_ms: int | None = None
+        cls,
+        *,
+        room: str,
+        sender: str,
+        text: str,
+        received_at_ms: int | None = None,
+        id_seed: bytes | None = None,
     ) -> ChatMessage:
         """A new message; ``received_at_ms`` (epoch ms: when the broker received
         it) sets ``id`` and ``ts``, so messages handled in parallel still sort
-        in arrival order. Without it, the current time."""
-        ulid = _next_chat_ulid(received_at_ms)
+        in arrival order. Without it, the current time.
+
+        ``id_seed`` (with ``received_at_ms``) makes the id a function of the
+        input: the ULID's 80 random bits become the first 80 bits of the seed's
+        SHA-256, so handling the same input twice (a retried invocation) gives
+        the same id, and a conditional write on it stores the message once.
+        Ids of one millisecond then sort by their hash, not by request order.
+        """
+        if id_seed is not None and received_at_ms is not None:
+            ulid = _seeded_chat_ulid(received_at_ms, id_seed)
+        else:
+            ulid = _next_chat_ulid(received_at_ms)
         return cls(
             id=str(ulid),
             room=validate_name(room, what="room name"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_PAGE_SIZE",
     "MAX_PAGE_BYTES",
     "MAX_PAGE_SIZE",
+    "BatchWrite",
     "Inbox",
     "InboxPage",
 ]
@@ -60,8 +61,18 @@ class InboxPage:
     next_since: str | None
 
 
+# (table name, flat items) -> the items DynamoDB left unprocessed; raises
+# botocore's errors. FastBatchWrite.write has this shape.
+BatchWrite = Callable[[str, Sequence[Mapping[str, Any]]], Sequence[Mapping[str, Any]]]
+
+
 class Inbox:
-    """Reads and writes one DynamoDB inbox table (a boto3 ``Table`` resource)."""
+    """Reads and writes one DynamoDB inbox table (a boto3 ``Table`` resource).
+
+    ``batch_write`` sends :meth:`put_batch`'s BatchWriteItem calls (a
+    :class:`~iotnotify.dynamodb_batch.FastBatchWrite`'s ``write``, as
+    ``Publisher.create`` wires it); by default the table's own client does.
+    """
 
     def __init__(
         self,
@@ -70,25 +81,39 @@ class Inbox:
         ttl_days: int = 7,
         clock: Any = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        batch_write: BatchWrite | None = None,
     ) -> None:
         self._table = table
         self._ttl_seconds = ttl_days * _DAY
         self._clock = clock
         self._sleep = sleep
+        self._batch_write = batch_write or self._resource_batch_write
+
+    def _resource_batch_write(
+        self, name: str, items: Sequence[Mapping[str, Any]]
+    ) -> Sequence[Mapping[str, Any]]:
+        # The resource's client serialises plain Python values (boto3's
+        # TransformationInjector), as ``batch_writer`` relies on too.
+        requests = [{"PutRequest": {"Item": item}} for item in items]
+        answer = self.client.batch_write_item(RequestItems={name: requests})
+        left = answer.get("UnprocessedItems", {}).get(name, [])
+        return [request["PutRequest"]["Item"] for request in left]
 
     @property
     def client(self) -> Any:
         """The low-level DynamoDB client under the table (its HTTP pool bounds concurrency)."""
         return self._table.meta.client
 
-    def _item(self, user_id: str, note: Notification) -> dict[str, Any]:
+    def _item(
+        self, user_id: str, note: Notification, envelope: str | None = None
+    ) -> dict[str, Any]:
         return {
             "userId": user_id,
             "id": note.id,
             "expiresAt": int(self._clock()) + self._ttl_seconds,
             # Kept as the exact JSON sent on the wire, so catch-up returns
             # byte-for-byte what a live subscriber would have seen.
-            "envelope": note.to_json().decode("utf-8"),
+            "envelope": envelope if envelope is not None else note.to_json().decode("utf-8"),
         }
 
     def put(self, user_id: str, note: Notification) -> None:
@@ -112,30 +137,32 @@ class Inbox:
         """
         if len(entries) > BATCH_WRITE_LIMIT:
             raise ValueError(f"a batch holds at most {BATCH_WRITE_LIMIT} items")
+        # A fan-out's batch is one notification for 25 users: encode it once.
+        envelopes: dict[int, str] = {}
+        for _, note in entries:
+            if id(note) not in envelopes:
+                envelopes[id(note)] = note.to_json().decode("utf-8")
         # One item per key: BatchWriteItem refuses a batch that names a key twice.
         items = {
-            (user_id, note.id): self._item(validate_user_id(user_id), note)
+            (user_id, note.id): self._item(validate_user_id(user_id), note, envelopes[id(note)])
             for user_id, note in entries
         }
         if not items:
             return {}
-        requests: list[Any] = [{"PutRequest": {"Item": item}} for item in items.values()]
-        # The resource's client serialises plain Python values (boto3's
-        # TransformationInjector), as ``batch_writer`` relies on too.
+        pending: Sequence[Mapping[str, Any]] = list(items.values())
         name = self._table.name
         try:
             for attempt in range(_UNPROCESSED_ATTEMPTS):
                 if attempt:
                     self._sleep(_UNPROCESSED_BACKOFF * 2 ** (attempt - 1))
-                answer = self.client.batch_write_item(RequestItems={name: requests})
-                requests = list(answer.get("UnprocessedItems", {}).get(name, []))
-                if not requests:
+                pending = self._batch_write(name, pending)
+                if not pending:
                     return {}
         except (BotoCoreError, ClientError) as exc:
             reason = f"inbox batch write failed: {exc}"
             return {user_id: reason for user_id, _ in items}
         reason = f"inbox write unprocessed after {_UNPROCESSED_ATTEMPTS} attempts (throttled)"
-        return {str(r["PutRequest"]["Item"]["userId"]): reason for r in requests}
+        return {str(item["userId"]): reason for item in pending}
 
     def put_many(
         self,

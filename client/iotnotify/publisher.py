@@ -30,8 +30,9 @@ late one.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -42,6 +43,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from iotnotify.contract import Notification, Topic, TopicScheme, validate_user_id
+from iotnotify.dynamodb_batch import FastBatchWrite
 from iotnotify.endpoints import IotEndpoint
 from iotnotify.errors import ContractError, IotNotifyError, PublishError, Throttled
 from iotnotify.games import Game, GameRegistry
@@ -263,34 +265,50 @@ class Publisher:
                 return DeliveryResult(user_id, ok=False, notification_id=note.id, error=str(exc))
             return DeliveryResult(user_id, ok=True, notification_id=note.id)
 
-        pool = self._pool()
-        publishes: list[Future[DeliveryResult]] = []
         inbox = None if ephemeral else self._inbox
+        work = _FanoutWork()
         if inbox is None:
-            publishes = [pool.submit(send, user_id) for user_id in valid]
+            work.publishes.extend(valid)
         else:
-            batches = [
-                valid[start : start + BATCH_WRITE_LIMIT]
-                for start in range(0, len(valid), BATCH_WRITE_LIMIT)
-            ]
-            writes = {
-                pool.submit(inbox.put_batch, [(user_id, note) for user_id in batch]): batch
-                for batch in batches
-            }
-            # A batch's publishes start as soon as its items are stored, so
-            # nothing is ever live without being in the inbox for catch-up.
-            for write in as_completed(writes):
-                not_stored = write.result()
-                for user_id in writes[write]:
-                    if user_id in not_stored:
-                        results[user_id] = DeliveryResult(
-                            user_id, ok=False, notification_id=note.id, error=not_stored[user_id]
-                        )
-                    else:
-                        publishes.append(pool.submit(send, user_id))
-        for publish in publishes:
-            result = publish.result()
-            results[result.user_id] = result
+            for start in range(0, len(valid), BATCH_WRITE_LIMIT):
+                work.batches.append(valid[start : start + BATCH_WRITE_LIMIT])
+            work.writes_left = len(work.batches)
+
+        def write(batch: list[str]) -> list[str]:
+            """Store one batch; returns the users to publish to (stored ones only)."""
+            assert inbox is not None
+            not_stored = inbox.put_batch([(user_id, note) for user_id in batch])
+            for user_id, reason in not_stored.items():
+                results[user_id] = DeliveryResult(
+                    user_id, ok=False, notification_id=note.id, error=reason
+                )
+            return [user_id for user_id in batch if user_id not in not_stored]
+
+        def worker() -> None:
+            # One loop per worker thread rather than one future per user: a
+            # future costs more CPU than the decision it carries.
+            while True:
+                task = work.next()
+                if task is None:
+                    return
+                if isinstance(task, list):
+                    stored: list[str] = []
+                    try:
+                        stored = write(task)
+                    finally:
+                        # A batch's publishes start as soon as its items are
+                        # stored, so nothing is live without being in the
+                        # inbox for catch-up.
+                        work.written(stored)
+                else:
+                    results[task] = send(task)
+
+        pool = self._pool()
+        workers = [
+            pool.submit(work.guard, worker) for _ in range(min(self._concurrency, len(valid)))
+        ]
+        for running in workers:
+            running.result()
         return [results[user_id] for user_id in recipients]
 
     def _pool(self) -> ThreadPoolExecutor:
@@ -374,7 +392,14 @@ class Publisher:
                 endpoint_url=dynamodb_endpoint_url,
                 config=_client_config(max_workers),
             )
-        inbox = Inbox(dynamodb.Table(inbox_table), ttl_days=inbox_ttl_days) if inbox_table else None
+        inbox = None
+        if inbox_table:
+            # The fan-out's BatchWriteItem calls skip the resource's per-item
+            # serialisation (dynamodb_batch.py says what that costs).
+            writer = FastBatchWrite(dynamodb.meta.client, session.get_credentials)
+            inbox = Inbox(
+                dynamodb.Table(inbox_table), ttl_days=inbox_ttl_days, batch_write=writer.write
+            )
         games = GameRegistry(dynamodb.Table(games_table)) if games_table else None
         presence = PresenceTable(dynamodb.Table(presence_table)) if presence_table else None
         return cls(
@@ -413,6 +438,49 @@ class Publisher:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class _FanoutWork:
+    """What a fan-out's workers take next: inbox batches first, then the publishes
+    each stored batch releases (thread-safe; a worker that finds nothing to do
+    while batches are still being written waits for them)."""
+
+    def __init__(self) -> None:
+        self.batches: deque[list[str]] = deque()
+        self.publishes: deque[str] = deque()
+        self.writes_left = 0
+        self._failed = False
+        self._ready = threading.Condition()
+
+    def next(self) -> list[str] | str | None:
+        """A batch to write, a user to publish to, or None when all is done."""
+        with self._ready:
+            while True:
+                if self._failed:
+                    return None
+                if self.batches:
+                    return self.batches.popleft()
+                if self.publishes:
+                    return self.publishes.popleft()
+                if not self.writes_left:
+                    return None
+                self._ready.wait()
+
+    def written(self, stored: list[str]) -> None:
+        with self._ready:
+            self.writes_left -= 1
+            self.publishes.extend(stored)
+            self._ready.notify_all()
+
+    def guard(self, worker: Callable[[], None]) -> None:
+        """Run ``worker``; if it raises, stop the others too, then re-raise."""
+        try:
+            worker()
+        except BaseException:
+            with self._ready:
+                self._failed = True
+                self._ready.notify_all()
+            raise
 
 
 def _client_config(max_workers: int) -> Config:

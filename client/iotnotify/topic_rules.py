@@ -54,15 +54,21 @@ def _rule_name(scheme: TopicScheme, what: str) -> str:
 def chat_moderation_rule(scheme: TopicScheme) -> TopicRuleDefinition:
     """Every room's input to the moderator (DESIGN.md, "Moderated input").
 
-    The rule adds the room (from the topic), the publishing client's id (the
-    only trustworthy sender: the session policy pins client ids to the user)
-    and the time the message arrived; the payload's own fields pass through.
+    The rule hands over the payload as base64 (``encode(*, 'base64')``), the
+    room (from the topic), the publishing client's id (the only trustworthy
+    sender: the session policy pins client ids to the user) and the time the
+    message arrived. Functions only, no payload field: such a SELECT works on
+    any payload, JSON or not (AWS IoT developer guide, "Working with binary
+    payloads"; the Lambda action needs the base64 form), so a malformed
+    message reaches the moderator, which refuses it, instead of failing the
+    rule into the error action's queue; and no field a client sends can
+    shadow ``clientId``, ``room`` or ``receivedAt``.
     """
     # Not SQL injection: the filter is built from validated names (no quote
     # can occur in it) and nothing here comes from a request.
     sql = (
-        f"SELECT *, topic({scheme.chat_room_level}) AS room, clientid() AS clientId, "  # noqa: S608
-        f"timestamp() AS receivedAt FROM '{scheme.chat_input_filter()}'"
+        f"SELECT encode(*, 'base64') AS payload, topic({scheme.chat_room_level}) AS room, "  # noqa: S608
+        f"clientid() AS clientId, timestamp() AS receivedAt FROM '{scheme.chat_input_filter()}'"
     )
     return TopicRuleDefinition(
         name=_rule_name(scheme, "chat_moderation"),

@@ -22,10 +22,12 @@ AWS's documentation than an adapted general one:
     product    := unary (("*" | "/" | "%") unary)*
     unary      := "-" unary | primary
     primary    := number | 'string' | "string" | TRUE | FALSE | NULL
-                | function "(" [expr ("," expr)*] ")" | name ("." name)* | "(" expr ")"
+                | function "(" [arg ("," arg)*] ")" | name ("." name)* | "(" expr ")"
+    arg        := expr | "*"            (only encode() takes "*")
 
 Functions: ``topic()``/``topic(n)``, ``clientid()``, ``principal()``,
-``timestamp()``, ``newuuid()``. Keywords are case-insensitive.
+``timestamp()``, ``newuuid()``, ``encode(value, 'base64')`` (``value`` may be
+``*``: the raw payload, JSON or not). Keywords are case-insensitive.
 
 Semantics follow the AWS IoT developer guide ("AWS IoT SQL reference":
 SELECT clause, WHERE clause, Data types, Operators, Functions, JSON
@@ -48,12 +50,13 @@ SELECTs, ``get()``, ``[]`` indexing, ``SELECT VALUE``, any other function.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
@@ -112,6 +115,8 @@ class MessageContext:
     client_id: str | None = None
     principal: str | None = None
     timestamp_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    # The message's raw bytes, for ``encode(*, ...)``; set by SqlStatement.evaluate.
+    payload: bytes = b""
 
 
 _TOKEN_RE: Final = re.compile(
@@ -285,6 +290,37 @@ def _topic_function(args: list[Evaluator]) -> Evaluator:
     return topic
 
 
+def _whole_payload(payload: Any, ctx: MessageContext) -> bytes:
+    """``*`` as a function argument: the message's bytes, JSON or not."""
+    return ctx.payload
+
+
+def _encode_function(args: list[Evaluator]) -> Evaluator:
+    """``encode(value, 'base64')`` (developer guide, "Functions": encode): ``*``
+    encodes the whole payload whether or not it is JSON ("Working with binary
+    payloads": the way to hand a non-JSON payload to a Lambda action); any
+    other value is converted to a string first. Only ``'base64'`` exists."""
+    if len(args) != 2:
+        raise RuleSqlError("encode() takes a value and an encoding scheme")
+    value_of, scheme_of = args
+
+    def encode(payload: Any, ctx: MessageContext) -> Any:
+        if scheme_of(payload, ctx) != "base64":
+            return UNDEFINED
+        value = value_of(payload, ctx)
+        if value is UNDEFINED:
+            return UNDEFINED
+        if isinstance(value, bytes):
+            data = value
+        elif isinstance(value, str):
+            data = value.encode()
+        else:
+            data = json.dumps(value, separators=(",", ":")).encode()
+        return base64.b64encode(data).decode("ascii")
+
+    return encode
+
+
 def _no_args(
     name: str, func: Callable[[MessageContext], Any]
 ) -> Callable[[list[Evaluator]], Evaluator]:
@@ -304,6 +340,7 @@ _FUNCTIONS: Final[dict[str, Callable[[list[Evaluator]], Evaluator]]] = {
     "principal": _no_args("principal", lambda ctx: ctx.principal or UNDEFINED),
     "timestamp": _no_args("timestamp", lambda ctx: ctx.timestamp_ms),
     "newuuid": _no_args("newuuid", lambda ctx: str(uuid.uuid4())),
+    "encode": _encode_function,
 }
 
 
@@ -330,6 +367,7 @@ class _Parser:
         self.tokens = _tokenize(sql)
         self.position = 0
         self.reads_payload = False
+        self.reads_raw_payload = False
 
     def peek(self) -> _Token:
         return self.tokens[self.position]
@@ -371,7 +409,13 @@ class _Parser:
             where = self.expr()
         if self.peek().kind != "end":
             raise RuleSqlError(f"unexpected {self.peek().text!r} after the statement")
-        return SqlStatement(sql=sql, items=tuple(items), topic_filter=topic_filter, where=where)
+        return SqlStatement(
+            sql=sql,
+            items=tuple(items),
+            topic_filter=topic_filter,
+            where=where,
+            reads_raw_payload=self.reads_raw_payload,
+        )
 
     def item(self) -> _Item:
         if self.accept("op", "*"):
@@ -452,6 +496,15 @@ class _Parser:
             return lambda payload, ctx: _arithmetic("-", 0, inner(payload, ctx))
         return self.primary()
 
+    def argument(self, function: str) -> Evaluator:
+        """A function argument: an expression, or ``*`` (the payload) for encode()."""
+        if self.accept("op", "*"):
+            if function.lower() != "encode":
+                raise RuleSqlError(f"{function}() does not take *")
+            self.reads_raw_payload = True
+            return _whole_payload
+        return self.expr()
+
     def primary(self) -> Evaluator:
         token = self.take()
         if token.kind in ("number", "string"):
@@ -468,9 +521,9 @@ class _Parser:
             if self.accept("op", "("):
                 args: list[Evaluator] = []
                 if not self.accept("op", ")"):
-                    args.append(self.expr())
+                    args.append(self.argument(token.text))
                     while self.accept("op", ","):
-                        args.append(self.expr())
+                        args.append(self.argument(token.text))
                     self.expect("op", ")")
                 builder = _FUNCTIONS.get(token.text.lower())
                 if builder is None:
@@ -516,6 +569,7 @@ class SqlStatement:
     items: tuple[_Item, ...]
     topic_filter: TopicFilter
     where: Evaluator | None
+    reads_raw_payload: bool = False
 
     def matches(self, topic: str) -> bool:
         """Whether the FROM filter selects messages on ``topic``."""
@@ -528,6 +582,8 @@ class SqlStatement:
         gives the raw bytes. Raises :class:`RuleEvaluationError` when the
         statement reads fields of a payload that is not a JSON object.
         """
+        if self.reads_raw_payload:
+            ctx = replace(ctx, payload=payload)
         document: Any
         try:
             document = json.loads(payload) if payload else None

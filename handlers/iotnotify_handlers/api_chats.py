@@ -3,7 +3,7 @@
 ==============================================  =====================================
 ``GET  /chats?limit=&next=``                    rooms the caller may see, one page
 ``POST /chats {"room", "private"?}``            create (201; 409 taken; 403 quota)
-``POST /chats/{room}/members {"user"}``         owner adds a member (403 otherwise)
+``POST /chats/{room}/members {"user"}``         owner adds a user (403; 404 unknown)
 ``GET  /chats/{room}/messages?limit=&before=``  history, oldest first (members only)
 ==============================================  =====================================
 """
@@ -16,6 +16,7 @@ from iotnotify_handlers import clients
 from iotnotify_handlers.chat_rooms import page_size
 from iotnotify_handlers.errors import BadRequest, NotFound
 from iotnotify_handlers.http import Request, api_handler
+from iotnotify_handlers.user_directory import pool_of_issuer
 
 __all__ = ["handler"]
 
@@ -41,7 +42,15 @@ def handler(request: Request) -> tuple[int, Any]:
     if route == ("POST", "/chats"):
         return 201, rooms.create(request.json(), user_id=user_id)
     if route == ("POST", "/chats/{room}/members"):
-        return 200, rooms.add_member(_room(request), request.json(), user_id=user_id)
+        # Members come from the pool that signed the caller in (its iss claim).
+        pool_id = pool_of_issuer(request.claims.get("iss"))
+        directory = clients.user_directory()
+        return 200, rooms.add_member(
+            _room(request),
+            request.json(),
+            user_id=user_id,
+            user_exists=lambda member: directory.exists(member, pool_id=pool_id),
+        )
     if route == ("GET", "/chats/{room}/messages"):
         room = rooms.usable(_room(request), user_id=user_id)
         page = clients.chat_history().page(

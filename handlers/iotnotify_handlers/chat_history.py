@@ -49,15 +49,43 @@ class ChatHistory:
         self._table = table
         self._ttl_seconds = ttl_days * 86400
 
-    def append(self, message: ChatMessage) -> None:
+    def append(self, message: ChatMessage) -> ChatMessage:
+        """Store ``message`` unless its id is already stored; returns what is stored.
+
+        A conditional put (``attribute_not_exists(id)``), so a message whose id
+        is derived from its input (a retried invocation of the moderator gets
+        the same id: :meth:`ChatMessage.create` with ``id_seed``) is kept once.
+        On a repeat the answer is the message stored first, which the caller
+        publishes again instead of the new one (its masked text may differ if
+        the denylist changed in between); 503 (:class:`ServiceUnavailable`) if
+        DynamoDB fails.
+        """
         item = {
             **message.to_dict(),
             "expiresAt": int(time.time()) + self._ttl_seconds,
         }
         try:
-            self._table.put_item(Item=item)
-        except (BotoCoreError, ClientError) as exc:
+            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(id)")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise ServiceUnavailable("could not store the message") from exc
+        except BotoCoreError as exc:
             raise ServiceUnavailable("could not store the message") from exc
+        else:
+            return message
+        stored = self.get(message.room, message.id)
+        # Gone between the two calls only if its TTL ran out: keep this one.
+        return message if stored is None else stored
+
+    def get(self, room: str, message_id: str) -> ChatMessage | None:
+        """The stored message ``message_id`` of ``room`` (a consistent read), or None."""
+        try:
+            item = self._table.get_item(
+                Key={"room": room, "id": message_id}, ConsistentRead=True
+            ).get("Item")
+        except (BotoCoreError, ClientError) as exc:
+            raise ServiceUnavailable("could not read the history, try again") from exc
+        return None if item is None else ChatMessage.from_dict(item)
 
     def page(self, room: str, *, limit: int, before: str | None) -> HistoryPage:
         """The ``limit`` messages before ``before`` (a message id), oldest first."""

@@ -1,28 +1,54 @@
 """Moderated chat input: what the moderator Lambda does with one message.
 
 The topic rule (:func:`iotnotify.topic_rules.chat_moderation_rule`) delivers
-``{..payload, "room", "clientId", "receivedAt"}``. The sender is the user id
+``{"payload", "room", "clientId", "receivedAt"}``, ``payload`` being the
+client's bytes in base64, whatever they are: a rule that read fields of a
+non-JSON payload would fail in the rules engine and send the message to the
+error action's queue, so one client could fill the DLQ with garbage. Here a
+payload over ``MAX_CHAT_INPUT_BYTES``, not UTF-8, or not a JSON object with a
+string ``text`` is a rejection like any other (logged, counted in
+:class:`Rejections`, the sender told), and the invocation returns normally:
+Lambda neither retries nor dead-letters an invocation that returns (AWS
+Lambda developer guide, "Asynchronous invocation"). Only AWS failures
+raise. The sender is the user id
 of ``clientId`` (the session policy only lets a user connect as
-``{userId}.*``), never a field of the payload. A message is rejected when its
-text is empty or longer than ``MAX_CHAT_TEXT_CHARS``, or when the sender is
+``{userId}.*``), never a field of the payload. Control, bidirectional
+override and invisible characters are removed first
+(:func:`iotnotify_handlers.chat_text.clean`). A message is rejected when its
+text is then empty or longer than ``MAX_CHAT_TEXT_CHARS``, or when the sender is
 over the per-sender rate; the sender then gets a ``chat.rejected``
 notification on their own topic (ephemeral: no inbox entry). Otherwise
-denylisted words are masked, the message is appended to the room's history
+denylisted words are masked (compared case-, accent- and width-blind:
+:func:`iotnotify_handlers.chat_text.mask`), the message is appended to the room's history
 and the ``chat.message`` envelope is published to ``chat/{room}``. Its
 ``id`` and ``ts`` come from ``receivedAt`` (when the broker got it), so the
 order of a room's messages is their arrival order at the broker, however
 the parallel invocations finish.
+
+Handling is idempotent. The rule's Lambda action invokes asynchronously, and
+Lambda retries a failed asynchronous invocation up to twice and may deliver
+an event more than once even when it succeeded (AWS Lambda developer guide,
+"Asynchronous invocation": "How Lambda handles errors and retries with
+asynchronous invocation"). The id's random part is therefore a hash of the
+event, the history write is conditional on that id, and a repeated event
+publishes the message stored the first time (same id: clients show an id
+once) instead of a second row.
 """
 
 from __future__ import annotations
 
-import re
+import base64
+import binascii
+import json
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from iotnotify.contract import (
@@ -35,37 +61,112 @@ from iotnotify.contract import (
 )
 from iotnotify.errors import ContractError
 from iotnotify_handlers.chat_history import ChatHistory, RateLimited
+from iotnotify_handlers.chat_text import clean, mask
 from iotnotify_handlers.errors import ServiceUnavailable
 
 __all__ = [
+    "MAX_CHAT_INPUT_BYTES",
     "MAX_CLOCK_SKEW_MS",
     "MAX_RECEIVED_AGE_MS",
     "Denylist",
     "ModerationResult",
     "Moderator",
-    "mask",
+    "Rejections",
 ]
 
 logger = Logger(service="iotnotify")
 
-# A rule's receivedAt older than this (a retry much later, or a forged field)
-# is not trusted for the message id; Lambda's own queueing is well below it.
-MAX_RECEIVED_AGE_MS: Final = 15 * 60 * 1000
+# Lambda keeps an asynchronous event at most 6 hours (MaximumEventAgeInSeconds,
+# AWS Lambda developer guide, "Asynchronous invocation": "Configuring error
+# handling"), retries included; a receivedAt older than that (plus margin) did
+# not come from the rule through Lambda.
+MAX_RECEIVED_AGE_MS: Final = (6 * 3600 + 600) * 1000
+# The JSON of the longest text: MAX_CHAT_TEXT_CHARS characters, each at most
+# 12 bytes as JSON (an escaped surrogate pair), plus the object around it. Anything
+# bigger is refused before it is decoded or parsed.
+MAX_CHAT_INPUT_BYTES: Final = 16 * 1024
+_MAX_ENCODED_CHARS: Final = (MAX_CHAT_INPUT_BYTES + 2) // 3 * 4
 # How far ahead of the Lambda's clock the broker's may be.
 MAX_CLOCK_SKEW_MS: Final = 5 * 1000
 
-_MASK: Final = "*"
+
+def _event_key(event: Mapping[str, Any]) -> bytes:
+    """What identifies one input across retries: the whole rule output.
+
+    Lambda re-delivers an asynchronous event unchanged, so its canonical JSON
+    (sender's client id, room, the broker's receipt time in ms and the
+    payload) is the same on every attempt, and different for any other
+    message, except the same payload from the same client in the same
+    millisecond, which is one message for every reader anyway.
+    """
+    return json.dumps(
+        event, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str
+    ).encode()
 
 
-def mask(text: str, words: Sequence[str]) -> str:
-    """``text`` with every whole-word, case-insensitive match of ``words`` starred out."""
-    cleaned = sorted({w.strip() for w in words if w.strip()}, key=len, reverse=True)
-    if not cleaned:
-        return text
-    pattern = re.compile(
-        r"(?<!\w)(" + "|".join(re.escape(w) for w in cleaned) + r")(?!\w)", re.IGNORECASE
-    )
-    return pattern.sub(lambda m: _MASK * len(m.group(0)), text)
+class _BadInput(Exception):
+    def __init__(self, reason: str, size: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.size = size
+
+
+def _input_text(encoded: Any) -> str:
+    """The ``text`` of one input payload (the rule's ``encode(*, 'base64')``).
+
+    Raises :class:`_BadInput` with reason ``too_long`` (more than
+    ``MAX_CHAT_INPUT_BYTES``, refused before it is decoded), ``invalid`` (not
+    UTF-8) or ``malformed`` (not a JSON object with a string ``text``, or
+    nested too deeply to parse). The text itself is checked by the caller.
+    """
+    if not isinstance(encoded, str):
+        raise _BadInput("malformed", -1)
+    if len(encoded) > _MAX_ENCODED_CHARS:
+        raise _BadInput("too_long", len(encoded) * 3 // 4)
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise _BadInput("malformed", -1) from None
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise _BadInput("invalid", len(raw)) from None
+    except (ValueError, RecursionError):
+        # RecursionError: "[[[[...", a few thousand levels deep, within the limit.
+        raise _BadInput("malformed", len(raw)) from None
+    if not isinstance(document, dict) or not isinstance(document.get("text"), str):
+        raise _BadInput("malformed", len(raw))
+    text: str = document["text"]
+    return text
+
+
+class Rejections:
+    """Rejected inputs, counted by reason.
+
+    In process (``counts``, for tests and the local stack) and, with a
+    ``namespace``, as the CloudWatch metric ``ChatInputRejected`` with a
+    ``reason`` dimension, written to the log in CloudWatch embedded metric
+    format (Powertools ``single_metric``; CloudWatch Logs turns the line into
+    the metric, so counting needs no API call and no permission).
+    """
+
+    def __init__(self, namespace: str = "") -> None:
+        self._namespace = namespace
+        self._lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+
+    def count(self, reason: str) -> None:
+        with self._lock:
+            self.counts[reason] += 1
+        if self._namespace:
+            with single_metric(
+                name="ChatInputRejected",
+                unit=MetricUnit.Count,
+                value=1,
+                namespace=self._namespace,
+                default_dimensions={"reason": reason},
+            ):
+                pass
 
 
 def _is_unicode(text: str) -> bool:
@@ -114,7 +215,8 @@ class Denylist:
 
 @dataclass(frozen=True, slots=True)
 class ModerationResult:
-    """``published`` (the envelope) or ``rejected`` with a reason, for logs and tests."""
+    """``published`` (the envelope), ``republished`` (a repeated input: the message
+    stored the first time, published again) or ``rejected`` with a reason."""
 
     status: str
     reason: str = ""
@@ -135,8 +237,10 @@ class Moderator:
         rate_window_seconds: int,
         max_chars: int = MAX_CHAT_TEXT_CHARS,
         clock: Callable[[], float] = time.time,
+        rejections: Rejections | None = None,
     ) -> None:
         self._scheme = scheme
+        self._rejections = rejections or Rejections()
         self._history = history
         self._iot_data = iot_data
         self._denylist = denylist
@@ -155,43 +259,70 @@ class Moderator:
             # Only a misconfigured rule gets here: clients cannot choose either.
             logger.warning("chat input without a valid sender or room", extra={"error": str(exc)})
             return ModerationResult("rejected", "invalid_source")
-        text = event.get("text")
-        if not isinstance(text, str) or not text.strip():
-            return self._reject(sender, room, "empty")
-        text = text.strip()
+        received_at = self._received_at(event.get("receivedAt"))
+        if received_at is None:
+            # The rule always sets it (timestamp()); a missing or implausible
+            # one means a misconfigured rule or an event older than Lambda
+            # keeps any, and without it the id could not be the same on a retry.
+            logger.warning(
+                "chat input without a plausible receivedAt",
+                extra={"room": room, "receivedAt": repr(event.get("receivedAt"))[:40]},
+            )
+            return ModerationResult("rejected", "invalid_source")
+        try:
+            text = _input_text(event.get("payload"))
+        except _BadInput as exc:
+            return self._reject(sender, room, exc.reason, size=exc.size)
         if not _is_unicode(text):
             # A lone surrogate ("\\ud800" in the client's JSON) cannot be
             # encoded as UTF-8: DynamoDB and every reader would fail on it,
             # after the retries, far from the sender.
             return self._reject(sender, room, "invalid")
+        # Controls, bidi overrides and invisible characters go first, so that
+        # neither the length check nor the denylist sees them (chat_text).
+        text = clean(text).strip()
+        if not text:
+            return self._reject(sender, room, "empty")
         if len(text) > self._max_chars:
             return self._reject(sender, room, "too_long")
+        message = ChatMessage.create(
+            room=room,
+            sender=sender,
+            text=mask(text, self._denylist()),
+            received_at_ms=received_at,
+            id_seed=_event_key(event),
+        )
         try:
             self._history.take_rate_token(
                 sender, per_window=self._rate_messages, window_seconds=self._rate_window
             )
         except RateLimited:
-            return self._reject(sender, room, "rate_limited")
-        message = ChatMessage.create(
-            room=room,
-            sender=sender,
-            text=mask(text, self._denylist()),
-            received_at_ms=self._received_at(event.get("receivedAt")),
-        )
-        self._history.append(message)
-        self._publish(str(self._scheme.chat(room)), message.to_json())
-        logger.info("chat message published", extra={"room": room, "id": message.id})
-        return ModerationResult("published", message=message)
+            # A retry of a message that was stored (its first attempt then
+            # failed to publish) counts again; it must not be refused now.
+            stored = self._history.get(room, message.id)
+            if stored is None:
+                return self._reject(sender, room, "rate_limited")
+            return self._deliver(stored, repeat=True)
+        stored = self._history.append(message)
+        return self._deliver(stored, repeat=stored is not message)
+
+    def _deliver(self, message: ChatMessage, *, repeat: bool) -> ModerationResult:
+        """Publish the stored ``message`` to its room (again, for a repeated input:
+        same id, so clients that already show it drop the copy)."""
+        self._publish(str(self._scheme.chat(message.room)), message.to_json())
+        status = "republished" if repeat else "published"
+        logger.info(f"chat message {status}", extra={"room": message.room, "id": message.id})
+        return ModerationResult(status, message=message)
 
     def _received_at(self, raw: Any) -> int | None:
         """The rule's ``receivedAt`` (IoT SQL ``timestamp()``: epoch ms when the
-        broker received the message) if plausible, else None (now).
+        broker received the message) if plausible, else None.
 
         Ids come from it so that lines sent quickly, whose invocations run in
         parallel and finish in any order, still sort in the order the broker
-        received them. ``SELECT *`` also copies the client's own fields, so a
-        value outside [now - ``MAX_RECEIVED_AGE_MS``, now + ``MAX_CLOCK_SKEW_MS``]
-        (a forged one, or a retry long after) falls back to the current time.
+        received them, and so that a retried invocation of the same event
+        makes the same id. Plausible: an int in [now - ``MAX_RECEIVED_AGE_MS``,
+        now + ``MAX_CLOCK_SKEW_MS``].
         """
         if not isinstance(raw, int) or isinstance(raw, bool):
             return None
@@ -200,12 +331,19 @@ class Moderator:
             return None
         return raw
 
-    def _reject(self, sender: str, room: str, reason: str) -> ModerationResult:
-        logger.info("chat message rejected", extra={"room": room, "reason": reason})
+    def _reject(self, sender: str, room: str, reason: str, *, size: int = -1) -> ModerationResult:
+        # INFO, not WARNING: one client can send 100 a second (IoT's
+        # per-connection publish limit), and each line is paid for.
+        logger.info(
+            "chat message rejected",
+            extra={"room": room, "sender": sender, "reason": reason, "payloadBytes": size},
+        )
+        self._rejections.count(reason)
         note = Notification.create(
             title="Message not sent",
             body={
                 "empty": "The message was empty.",
+                "malformed": 'Send a JSON object with a string "text".',
                 "invalid": "The message is not valid Unicode text.",
                 "too_long": f"Messages are at most {self._max_chars} characters.",
                 "rate_limited": "You are sending too fast; wait a moment.",

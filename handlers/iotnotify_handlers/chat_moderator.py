@@ -1,10 +1,12 @@
 """The moderator Lambda: invoked by the chat topic rule with one message.
 
-Event: the rule's output ``{"text", ..., "room", "clientId", "receivedAt"}``
+Event: the rule's output ``{"payload" (base64), "room", "clientId", "receivedAt"}``
 (:func:`iotnotify.topic_rules.chat_moderation_rule`). Returns
-``{"status": "published"|"rejected", "reason"?, "id"?}``. AWS failures raise,
-so Lambda's asynchronous retry and on-failure destination (the rule's DLQ)
-keep the message.
+``{"status": "published"|"republished"|"rejected", "reason"?, "id"?}``
+(``republished``: a retried or repeated event, whose message was stored once
+and is published again under the same id). AWS failures raise, so Lambda's
+asynchronous retry and on-failure destination (the rule's DLQ) keep the
+message.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -338,8 +338,16 @@ class ChatRooms:
         except BotoCoreError as exc:
             raise ServiceUnavailable("could not join the room, try again") from exc
 
-    def add_member(self, name: str, raw: Any, *, user_id: str) -> dict[str, Any]:
-        """``POST /chats/{room}/members {"user"}`` by the owner; 403 for anyone else."""
+    def add_member(
+        self, name: str, raw: Any, *, user_id: str, user_exists: Callable[[str], bool]
+    ) -> dict[str, Any]:
+        """``POST /chats/{room}/members {"user"}`` by the owner; 403 for anyone else.
+
+        404 when ``user_exists(member)`` is false (no such user: a typo or a
+        made-up id would otherwise sit in the member set, counting towards
+        ``MAX_MEMBERS_PER_ROOM``, while the person meant is never let in);
+        asked only of the owner, and only for someone not yet a member.
+        """
         if not isinstance(raw, dict) or not isinstance(raw.get("user"), str):
             raise BadRequest("body must be a JSON object with a string 'user'")
         try:
@@ -349,8 +357,11 @@ class ChatRooms:
         room = self.get(name)
         if room.owner != user_id:
             raise Forbidden(f"only the owner of room {room.name!r} may add members")
-        if member not in room.members and len(room.members) >= MAX_MEMBERS_PER_ROOM:
-            raise Conflict(f"room {room.name!r} has {MAX_MEMBERS_PER_ROOM} members, the most")
+        if member not in room.members:
+            if len(room.members) >= MAX_MEMBERS_PER_ROOM:
+                raise Conflict(f"room {room.name!r} has {MAX_MEMBERS_PER_ROOM} members, the most")
+            if not user_exists(member):
+                raise NotFound(f"no user {member!r}: members are user ids (Cognito 'sub')")
         try:
             answer = self._table.update_item(
                 Key={"room": room.name},

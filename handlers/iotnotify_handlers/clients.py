@@ -21,9 +21,10 @@ from iotnotify.inbox import Inbox
 from iotnotify.presence import PresenceTable
 from iotnotify.publisher import Publisher
 from iotnotify_handlers.chat_history import ChatHistory
-from iotnotify_handlers.chat_moderation import Denylist, Moderator
+from iotnotify_handlers.chat_moderation import Denylist, Moderator, Rejections
 from iotnotify_handlers.chat_rooms import ChatRooms
 from iotnotify_handlers.settings import settings
+from iotnotify_handlers.user_directory import UserDirectory
 
 __all__ = [
     "chat_history",
@@ -41,6 +42,7 @@ __all__ = [
     "sqs",
     "ssm_provider",
     "sts",
+    "user_directory",
 ]
 
 
@@ -133,6 +135,7 @@ def moderator() -> Moderator:
         denylist=denylist.words,
         rate_messages=s.chat_rate_messages,
         rate_window_seconds=s.chat_rate_window_seconds,
+        rejections=Rejections(s.metrics_namespace),
     )
 
 
@@ -151,6 +154,11 @@ def publisher() -> Publisher:
         games_table=s.games_table,
         session=session(),
     )
+
+
+@cache
+def user_directory() -> UserDirectory:
+    return UserDirectory(session().client("cognito-idp"))
 
 
 @cache
@@ -174,6 +182,7 @@ def reset() -> None:
         moderator,
         publisher,
         ssm_provider,
+        user_directory,
     ):
         factory.cache_clear()
     settings.cache_clear()

@@ -50,6 +50,8 @@ ENV: Final = {
     "keepalive": "IOTNOTIFY_KEEPALIVE_SECONDS",
     "inbox_ttl_days": "IOTNOTIFY_INBOX_TTL_DAYS",
     "api_key_ttl": "IOTNOTIFY_API_KEY_CACHE_SECONDS",
+    # Powertools' own variable, which infra/ sets for every function.
+    "metrics_namespace": "POWERTOOLS_METRICS_NAMESPACE",
 }
 
 
@@ -89,6 +91,9 @@ class Settings:
     keepalive_seconds: int = DEFAULT_KEEPALIVE_SECONDS
     inbox_ttl_days: int = 7
     api_key_cache_seconds: int = 300
+    # CloudWatch namespace of the functions' metrics (embedded metric format in
+    # the log); empty (the local stack) means counted in process only.
+    metrics_namespace: str = ""
 
     def __post_init__(self) -> None:
         if not 900 <= self.token_duration_seconds <= 3600:
@@ -153,6 +158,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         keepalive_seconds=_int(env, "keepalive", DEFAULT_KEEPALIVE_SECONDS),
         inbox_ttl_days=_int(env, "inbox_ttl_days", 7),
         api_key_cache_seconds=_int(env, "api_key_ttl", 300),
+        metrics_namespace=env.get(ENV["metrics_namespace"], ""),
     )
 
 

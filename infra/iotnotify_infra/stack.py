@@ -148,6 +148,8 @@ class IotNotifyStack(Stack):
             "dynamodb:Scan",
         )
         self.storage.chat_history.grant(fn.chats, "dynamodb:Query")
+        # Adding a member checks the id is a user of the pool (ListUsers by sub).
+        self.identity.user_pool.grant(fn.chats, "cognito-idp:ListUsers")
         # GET /token?rooms=&games=: check each channel exists and the caller may use it;
         # mark a member as having joined a room (a conditional update), which
         # is what lets the room's other members see their presence.
@@ -176,9 +178,12 @@ class IotNotifyStack(Stack):
         )
         self.storage.presence.grant(fn.presence_events, "dynamodb:UpdateItem")
         # Chat moderator (invoked by the topic rule): count the sender's rate
-        # and append to history, read the denylist, publish to the room.
+        # and append to history (conditionally, reading back what a retried
+        # input stored first), read the denylist, publish to the room.
         self.chat = ChatModeration(self, "Chat", config=config, moderator=fn.moderator)
-        self.storage.chat_history.grant(fn.moderator, "dynamodb:PutItem", "dynamodb:UpdateItem")
+        self.storage.chat_history.grant(
+            fn.moderator, "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"
+        )
         self.iot.publisher_policy.attach_to_role(_role(fn.moderator))
         # Like the API key, the denylist is set by hand and shared by ephemeral
         # stages (its path carries the SSM stage); a missing one masks nothing.

@@ -115,6 +115,36 @@ def test_a_huge_body_is_clamped_in_the_list_and_the_toast_with_show_more(
     alice.screenshot("huge-body")
 
 
+def test_right_to_left_text_is_isolated_and_cannot_reorder_the_page(
+    stack: LocalStack, open_page: OpenPage
+) -> None:
+    alice = open_page("alice")
+    page = alice.page
+    sign_in(alice, stack, "alice")
+
+    # When a notification arrives whose title and body are Hebrew (right to left)
+    title = f"\u05e9\u05dc\u05d5\u05dd {uuid.uuid4().hex[:6]}"
+    stack.send("alice", title, "\u05d4\u05ea\u05d5\u05e8 \u05e9\u05dc\u05da 12")
+    note = unread_item(page, title)
+    expect(note).to_have_count(1)
+    expect(toast(page, title)).to_be_visible()
+
+    # Then every piece of it, in the list and the toast, is bidi-isolated and
+    # takes its direction from its own text
+    for piece in (
+        note.locator(".note-title"),
+        note.locator(".note-body"),
+        toast(page, title).locator(".toast-title"),
+        toast(page, title).locator(".toast-body"),
+    ):
+        expect(piece).to_have_attribute("dir", "auto")
+        assert piece.evaluate("el => getComputedStyle(el).unicodeBidi") in {
+            "isolate",
+            "plaintext",
+        }
+        assert piece.evaluate("el => getComputedStyle(el).direction") == "rtl"
+
+
 def test_a_refused_password_shows_the_rules(stack: LocalStack, open_page: OpenPage) -> None:
     carol = open_page("carol")
     carol.allow_network_errors(re.escape(stack.state["apiUrl"] + "/cognito/"))  # Cognito's 400

@@ -91,6 +91,11 @@ def test_two_members_chat_in_a_private_room_and_an_outsider_is_kept_out(
     answer = chat_line(page_a, "hi alice")
     expect(answer).to_be_visible(timeout=DELIVERY_WITHIN_MS)
     expect(answer).to_have_attribute("data-sender", bob_sub)
+    # Each line's sender and text are bidi-isolated (dir=auto): a right-to-left
+    # message cannot reorder the name shown beside it
+    for part in (answer.locator(".chat-sender"), answer.locator(".chat-text")):
+        expect(part).to_have_attribute("dir", "auto")
+        assert part.evaluate("el => getComputedStyle(el).unicodeBidi") != "normal"
 
     # bob reloads: joining again shows the history, oldest first
     page_b.reload()

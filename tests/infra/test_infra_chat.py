@@ -16,6 +16,7 @@ from test_infra_iam import ACCOUNT, PARTITION, REGION, STAGE_TOPICS, grants_of
 
 from iotnotify.contract import TopicScheme
 from iotnotify.topic_rules import AWS_IOT_SQL_VERSION, chat_moderation_rule
+from iotnotify_handlers.settings import ENV
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +53,8 @@ def test_the_rule_is_the_packages_definition_with_lambda_and_error_actions(dev: 
     assert rule["RuleName"] == definition.name == "iotnotify_dev_chat_moderation"
     assert payload["Sql"] == definition.sql
     assert payload["Sql"] == (
-        "SELECT *, topic(4) AS room, clientid() AS clientId, timestamp() AS receivedAt "
-        "FROM 'iotnotify/dev/chat/+/input'"
+        "SELECT encode(*, 'base64') AS payload, topic(4) AS room, clientid() AS clientId, "
+        "timestamp() AS receivedAt FROM 'iotnotify/dev/chat/+/input'"
     )
     assert payload["AwsIotSqlVersion"] == AWS_IOT_SQL_VERSION
     assert payload["RuleDisabled"] is False
@@ -127,6 +128,8 @@ def test_moderator_may_count_append_publish_read_denylist_and_dead_letter(dev: S
     grants = grants_of(dev, "chat-moderator")
     assert grants.pop("iot:Publish") == {STAGE_TOPICS}
     assert grants.pop("dynamodb:PutItem") == {"${" + history + ".Arn}"}
+    # A repeated input reads back the message its first attempt stored.
+    assert grants.pop("dynamodb:GetItem") == {"${" + history + ".Arn}"}
     assert grants.pop("dynamodb:UpdateItem") == {"${" + history + ".Arn}"}
     assert grants.pop("ssm:GetParameter") == {
         f"arn:{PARTITION}:ssm:{REGION}:{ACCOUNT}:parameter/iotnotify/dev/chat-denylist"
@@ -187,3 +190,10 @@ def test_the_presence_rule_reads_lifecycle_events_into_its_function(dev: Synth) 
         {"AttributeName": "sessionId", "KeyType": "RANGE"},
     ]
     assert presence["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
+
+
+def test_the_moderator_counts_rejections_in_the_apps_metrics_namespace(dev: Synth) -> None:
+    # Rejected chat input is the EMF metric ChatInputRejected{reason} only
+    # where this is set (chat_moderation.Rejections); locally it is not.
+    variables = dev.function("chat-moderator")["Environment"]["Variables"]
+    assert variables[ENV["metrics_namespace"]] == "iotnotify"

@@ -186,7 +186,9 @@ def test_worker_consumes_queue_publishes_only_under_stage_prefix(dev: Synth) -> 
 def test_chats_manages_rooms_and_reads_history_only(dev: Synth) -> None:
     rooms = "${" + logical(dev, "StorageRooms", "AWS::DynamoDB::Table") + ".Arn}"
     history = "${" + logical(dev, "StorageChatHistory", "AWS::DynamoDB::Table") + ".Arn}"
+    pool = "${" + logical(dev, "IdentityUserPool", "AWS::Cognito::UserPool") + ".Arn}"
     assert grants_of(dev, "chats") == {
+        "cognito-idp:ListUsers": {pool},  # members must be users of the pool
         "dynamodb:GetItem": {rooms},
         "dynamodb:PutItem": {rooms},
         "dynamodb:UpdateItem": {rooms},

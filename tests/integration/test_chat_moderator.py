@@ -2,24 +2,44 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from iotnotify.contract import MAX_CHAT_TEXT_CHARS
+from iotnotify.topic_rules import chat_moderation_rule
+from iotnotify_emulator.rules_sql import MessageContext, parse_sql
 from iotnotify_handlers import chat_moderator, clients
-from iotnotify_handlers.chat_moderation import Denylist, mask
+from iotnotify_handlers.chat_history import ChatHistory
+from iotnotify_handlers.chat_moderation import Denylist, Moderator, Rejections
+from iotnotify_handlers.chat_text import mask
+from iotnotify_handlers.errors import ServiceUnavailable
+from iotnotify_handlers.settings import settings
 from tests.conftest import FakeAccount
 
 ROOM_TOPIC = "iotnotify/test/chat/lobby"
 
 
+def raw_rule_output(payload: bytes, client_id: str = "alice.web") -> dict[str, Any]:
+    """What the chat topic rule hands the function for a client's ``payload``
+    (``SELECT encode(*, 'base64') AS payload, topic(4) AS room, ...``)."""
+    return {
+        "payload": base64.b64encode(payload).decode("ascii"),
+        "room": "lobby",
+        "clientId": client_id,
+        "receivedAt": int(time.time() * 1000),
+    }
+
+
 def rule_output(text: Any, client_id: str = "alice.web", **extra: Any) -> dict[str, Any]:
-    """What the chat topic rule hands the function (its SELECT adds the last three)."""
-    return {"text": text, **extra, "room": "lobby", "clientId": client_id, "receivedAt": 1}
+    """The rule's output for a client that sent ``{"text": text, **extra}``."""
+    body = json.dumps({"text": text, **extra}, ensure_ascii=False, default=str)
+    return raw_rule_output(body.encode("utf-8", "surrogatepass"), client_id)
 
 
 def published(account: FakeAccount, topic: str) -> list[dict[str, Any]]:
@@ -61,7 +81,7 @@ def test_denylisted_words_are_masked_and_history_keeps_the_masked_text(
     [
         ("", "empty"),
         ("   ", "empty"),
-        (42, "empty"),
+        (42, "malformed"),
         ("x" * (MAX_CHAT_TEXT_CHARS + 1), "too_long"),
         ("lone \ud800 surrogate", "invalid"),
         ("\udfff", "invalid"),
@@ -75,6 +95,42 @@ def test_invalid_text_is_rejected_and_the_sender_told(
     [note] = published(account, "iotnotify/test/user/alice/notifications")
     assert note["type"] == "chat.rejected"
     assert note["data"] == {"room": "lobby", "reason": reason}
+
+
+def test_bidi_overrides_and_controls_are_removed_before_anyone_sees_them(
+    account: FakeAccount,
+) -> None:
+    # U+202E would show "pay to gnp.exe" as "pay to exe.png"; ESC starts a
+    # terminal sequence; CR would overwrite the reader's line.
+    result = chat_moderator.handler(rule_output("pay to \u202egnp.exe\x1b[2J\rbob: hi\u2066"))
+    assert result["status"] == "published"
+    [envelope] = published(account, ROOM_TOPIC)
+    assert envelope["text"] == "pay to gnp.exe[2J\nbob: hi"
+    [stored] = clients.chat_history().page("lobby", limit=10, before=None).messages
+    assert stored.text == envelope["text"]
+
+
+def test_invisible_characters_cannot_hide_a_denylisted_word(
+    account: FakeAccount, denylist: None
+) -> None:
+    typed = "d\u200ba\u200drn, \uff28\uff25\uff23\uff2b and he\u0301ck"
+    chat_moderator.handler(rule_output(typed))
+    [envelope] = published(account, ROOM_TOPIC)
+    # the zero-width space is gone, the joiner is kept but inside the mask
+    assert envelope["text"] == "****, **** and ****"
+
+
+def test_a_text_of_only_invisible_characters_is_empty(account: FakeAccount) -> None:
+    result = chat_moderator.handler(rule_output("\u200b\u202e\x00 \u2066"))
+    assert result == {"status": "rejected", "reason": "empty"}
+    assert published(account, ROOM_TOPIC) == []
+
+
+def test_the_length_limit_counts_what_is_left_after_removal(account: FakeAccount) -> None:
+    padded = "y" * MAX_CHAT_TEXT_CHARS + "\u200b" * 50
+    assert chat_moderator.handler(rule_output(padded))["status"] == "published"
+    [envelope] = published(account, ROOM_TOPIC)
+    assert envelope["text"] == "y" * MAX_CHAT_TEXT_CHARS
 
 
 def test_text_at_the_limit_is_published(account: FakeAccount) -> None:
@@ -140,13 +196,210 @@ def test_ids_follow_the_brokers_receipt_order_not_the_handling_order(
     assert [int(t.timestamp() * 1000) for t in stamps] == [now_ms - 300, now_ms - 200]
 
 
-@pytest.mark.parametrize("received_at", [1, "soon", True])
-def test_an_implausible_received_at_falls_back_to_now(
+@pytest.mark.parametrize("received_at", [1, "soon", True, None])
+def test_an_implausible_received_at_is_refused_as_a_misconfigured_rule(
     account: FakeAccount, received_at: Any
 ) -> None:
-    before = datetime.now(UTC)
-    chat_moderator.handler({**rule_output("hi"), "receivedAt": received_at})
+    # The rule always sets it; without it a retry could not make the same id.
+    result = chat_moderator.handler({**rule_output("hi"), "receivedAt": received_at})
+    assert result == {"status": "rejected", "reason": "invalid_source"}
+    assert clients.chat_history().page("lobby", limit=10, before=None).messages == ()
+    assert account.published() == []
+
+
+def test_a_received_at_hours_old_still_counts_lambda_keeps_events_six_hours(
+    account: FakeAccount,
+) -> None:
+    five_hours_ago = int(time.time() * 1000) - 5 * 3600 * 1000
+    result = chat_moderator.handler({**rule_output("late"), "receivedAt": five_hours_ago})
+    assert result["status"] == "published"
     [message] = clients.chat_history().page("lobby", limit=10, before=None).messages
-    assert datetime.fromisoformat(message.ts.replace("Z", "+00:00")) >= before.replace(
-        microsecond=before.microsecond // 1000 * 1000
+    stamp = datetime.fromisoformat(message.ts.replace("Z", "+00:00"))
+    assert int(stamp.timestamp() * 1000) == five_hours_ago
+
+
+def test_a_retried_invocation_stores_one_row_and_republishes_the_same_id(
+    account: FakeAccount, denylist: None
+) -> None:
+    # Lambda may run one asynchronous event twice (a retry, or its queue's
+    # at-least-once delivery): the same rule output arrives again.
+    event = rule_output("heck, once")
+    first = chat_moderator.handler(event)
+    again = chat_moderator.handler(dict(event))
+    assert first["status"] == "published"
+    assert again == {"status": "republished", "id": first["id"]}
+    [row] = clients.chat_history().page("lobby", limit=100, before=None).messages
+    assert (row.id, row.text) == (first["id"], "****, once")
+    assert [m["id"] for m in published(account, ROOM_TOPIC)] == [first["id"], first["id"]]
+
+
+def test_the_same_text_sent_again_later_is_a_new_message(account: FakeAccount) -> None:
+    event = rule_output("hi")
+    first = chat_moderator.handler(event)
+    second = chat_moderator.handler({**event, "receivedAt": event["receivedAt"] + 1})
+    assert second["status"] == "published"
+    assert first["id"] < second["id"]
+    assert len(clients.chat_history().page("lobby", limit=100, before=None).messages) == 2
+
+
+class FlakyIotData:
+    """iot-data whose first ``failures`` publishes fail as AWS's would (then moto's)."""
+
+    def __init__(self, real: Any, failures: int) -> None:
+        self.real = real
+        self.failures = failures
+
+    def publish(self, **kwargs: Any) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise ClientError(
+                {"Error": {"Code": "ServiceUnavailableException", "Message": "down"}}, "Publish"
+            )
+        return self.real.publish(**kwargs)
+
+
+def moderator_with(
+    iot_data: Any, *, rate_messages: int = 5, rejections: Rejections | None = None
+) -> Moderator:
+    return Moderator(
+        scheme=settings().scheme,
+        history=clients.chat_history(),
+        iot_data=iot_data,
+        denylist=lambda: ("heck",),
+        rate_messages=rate_messages,
+        rate_window_seconds=3600,
+        rejections=rejections,
     )
+
+
+def test_a_retry_after_a_failed_publish_publishes_the_stored_message_once(
+    account: FakeAccount,
+) -> None:
+    moderator = moderator_with(FlakyIotData(clients.iot_data(), failures=1))
+    event = rule_output("stored, then the publish failed")
+    with pytest.raises(ServiceUnavailable):
+        moderator.handle(event)  # Lambda retries an invocation that raised
+    [stored] = clients.chat_history().page("lobby", limit=100, before=None).messages
+    assert published(account, ROOM_TOPIC) == []
+    retried = moderator.handle(event)
+    assert retried.status == "republished"
+    assert retried.message is not None
+    assert retried.message.id == stored.id
+    assert clients.chat_history().page("lobby", limit=100, before=None).messages == (stored,)
+    assert [m["id"] for m in published(account, ROOM_TOPIC)] == [stored.id]
+
+
+def test_a_retry_is_not_refused_by_the_rate_its_first_attempt_used(
+    account: FakeAccount,
+) -> None:
+    moderator = moderator_with(FlakyIotData(clients.iot_data(), failures=1), rate_messages=1)
+    event = rule_output("the only one this hour")
+    with pytest.raises(ServiceUnavailable):
+        moderator.handle(event)
+    assert moderator.handle(event).status == "republished"
+    assert published(account, "iotnotify/test/user/alice/notifications") == []
+    assert len(published(account, ROOM_TOPIC)) == 1
+    # a new message is still over the rate
+    assert moderator.handle(rule_output("another")).reason == "rate_limited"
+
+
+def test_a_retry_publishes_the_text_stored_first_even_if_the_denylist_changed(
+    account: FakeAccount,
+) -> None:
+    words: list[str] = []
+    moderator = Moderator(
+        scheme=settings().scheme,
+        history=clients.chat_history(),
+        iot_data=FlakyIotData(clients.iot_data(), failures=1),
+        denylist=lambda: tuple(words),
+        rate_messages=5,
+        rate_window_seconds=3600,
+    )
+    event = rule_output("gosh")
+    with pytest.raises(ServiceUnavailable):
+        moderator.handle(event)
+    words.append("gosh")
+    moderator.handle(event)
+    [envelope] = published(account, ROOM_TOPIC)
+    assert envelope["text"] == "gosh"
+
+
+def test_the_deployed_rule_hands_the_moderator_what_it_reads(account: FakeAccount) -> None:
+    # The rule's SQL, run by the emulator's engine on what a client sends.
+    statement = parse_sql(chat_moderation_rule(account.scheme).sql)
+    ctx = MessageContext(
+        topic=str(account.scheme.chat_input("lobby")),
+        client_id="alice.web",
+        timestamp_ms=int(time.time() * 1000),
+    )
+    event = statement.evaluate(json.dumps({"text": "via the rule"}).encode(), ctx)
+    assert isinstance(event, dict)
+    assert chat_moderator.handler(event)["status"] == "published"
+    [envelope] = published(account, ROOM_TOPIC)
+    assert (envelope["sender"], envelope["text"]) == ("alice", "via the rule")
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\xff\xfe not json", "invalid"),  # not UTF-8
+        (b"plain words", "malformed"),
+        (b'"a JSON string"', "malformed"),
+        (b"[1, 2]", "malformed"),
+        (b"null", "malformed"),
+        (b"", "malformed"),
+        (b'{"text": ["a"]}', "malformed"),
+        (b'{"text": null}', "malformed"),
+        (b'{"body": "no text"}', "malformed"),
+        (b"[" * 15_000 + b"]" * 15_000, "too_long"),
+        (b"[" * 8_000 + b"]" * 8_000, "malformed"),  # deeper than the parser recurses
+        (b'{"text": "' + b"x" * 200_000 + b'"}', "too_long"),  # over IoT's 128 KB even
+    ],
+)
+def test_a_malformed_input_is_a_counted_logged_rejection_not_an_error(
+    account: FakeAccount, payload: bytes, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    rejections = Rejections()
+    moderator = moderator_with(clients.iot_data(), rejections=rejections)
+    with caplog.at_level("INFO"):
+        result = moderator.handle(raw_rule_output(payload))  # returns: no retry, no DLQ
+    assert (result.status, result.reason) == ("rejected", reason)
+    assert rejections.counts == {reason: 1}
+    assert any("chat message rejected" in r.getMessage() for r in caplog.records)
+    assert published(account, ROOM_TOPIC) == []
+    [note] = published(account, "iotnotify/test/user/alice/notifications")
+    assert note["data"] == {"room": "lobby", "reason": reason}
+    assert clients.chat_history().page("lobby", limit=10, before=None).messages == ()
+
+
+def test_base64_the_rule_cannot_have_made_is_malformed(account: FakeAccount) -> None:
+    event = {**raw_rule_output(b"{}"), "payload": "%%% not base64"}
+    assert chat_moderator.handler(event) == {"status": "rejected", "reason": "malformed"}
+
+
+def test_with_a_metrics_namespace_a_rejection_is_a_cloudwatch_emf_metric(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    Rejections("iotnotify").count("malformed")
+    [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines() if "_aws" in x]
+    [directive] = line["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "iotnotify"
+    assert directive["Metrics"] == [{"Name": "ChatInputRejected", "Unit": "Count"}]
+    assert ["reason"] in directive["Dimensions"]
+    assert (line["reason"], line["ChatInputRejected"]) == ("malformed", [1.0])
+
+
+def test_an_aws_failure_still_raises_so_lambda_retries_and_dead_letters(
+    account: FakeAccount,
+) -> None:
+    gone = ChatHistory(account.session.resource("dynamodb").Table("no-such-table"))
+    moderator = Moderator(
+        scheme=settings().scheme,
+        history=gone,
+        iot_data=clients.iot_data(),
+        denylist=lambda: (),
+        rate_messages=5,
+        rate_window_seconds=5,
+    )
+    with pytest.raises(ServiceUnavailable):
+        moderator.handle(rule_output("DynamoDB is down"))

@@ -31,7 +31,7 @@ from iotnotify_handlers import (
     clients,
     presence_events,
 )
-from tests.conftest import APP, STAGE, FakeAccount, rest_event
+from tests.conftest import APP, STAGE, FakeAccount, FakeUserPool, rest_event
 
 NOW_MS = 1_800_000_000_000
 _users = itertools.count()
@@ -160,9 +160,12 @@ def create_room(owner: str, room: str) -> None:
     assert api_chats.handler(create, None)["statusCode"] == 201
 
 
-def add_member(owner: str, room: str, user: str) -> None:
+def add_member(owner: str, room: str, user: str, pool: FakeUserPool) -> None:
     add = rest_event(
-        method="POST", path=f"/chats/{room}/members", claims={"sub": owner}, body={"user": user}
+        method="POST",
+        path=f"/chats/{room}/members",
+        claims={"sub": owner, "iss": pool.issuer},
+        body={"user": user},
     )
     add["resource"] = "/chats/{room}/members"
     add["pathParameters"] = {"room": room}
@@ -177,7 +180,7 @@ def token_for(user: str, rooms: str) -> int:
 
 
 def test_adding_someone_to_your_room_does_not_reveal_their_presence(
-    account: FakeAccount,
+    account: FakeAccount, user_pool: FakeUserPool
 ) -> None:
     presence = clients.presence()
     assert presence is not None
@@ -185,7 +188,7 @@ def test_adding_someone_to_your_room_does_not_reveal_their_presence(
     assert parsed is not None
     presence.apply(parsed)
     create_room("alice", "spy")
-    add_member("alice", "spy", "bob")  # bob is never asked
+    add_member("alice", "spy", "bob", user_pool)  # bob is never asked
     assert presence_of("alice", "bob") == (200, {"presence": {}})
     # Once bob takes part (asks a token for the room) he shares it with alice.
     assert token_for("bob", "spy") == 200
@@ -204,7 +207,9 @@ def test_adding_someone_to_your_room_does_not_reveal_their_presence(
     assert presence_of("carol", "bob") == (200, {"presence": {}})
 
 
-def test_presence_answers_only_for_users_sharing_a_channel(account: FakeAccount) -> None:
+def test_presence_answers_only_for_users_sharing_a_channel(
+    account: FakeAccount, user_pool: FakeUserPool
+) -> None:
     presence = clients.presence()
     assert presence is not None
     for user in ("bob", "carol", "dave"):
@@ -218,7 +223,10 @@ def test_presence_answers_only_for_users_sharing_a_channel(account: FakeAccount)
     create["resource"] = "/chats"
     assert api_chats.handler(create, None)["statusCode"] == 201
     add = rest_event(
-        method="POST", path="/chats/r/members", claims={"sub": "alice"}, body={"user": "bob"}
+        method="POST",
+        path="/chats/r/members",
+        claims={"sub": "alice", "iss": user_pool.issuer},
+        body={"user": "bob"},
     )
     add["resource"] = "/chats/{room}/members"
     add["pathParameters"] = {"room": "r"}

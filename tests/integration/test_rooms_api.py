@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +18,17 @@ from moto.sts.models import sts_backends
 from iotnotify.contract import ChatMessage
 from iotnotify.policies import MAX_CHANNELS_PER_TOKEN
 from iotnotify_handlers import api_chats, api_token, clients
-from tests.conftest import FakeAccount, rest_event
+from tests.conftest import FakeAccount, FakeUserPool, rest_event
+
+# The iss claim API Gateway's Cognito authorizer passes on (the test's pool).
+ISSUER: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def pool(user_pool: FakeUserPool) -> Iterator[FakeUserPool]:
+    ISSUER["iss"] = user_pool.issuer
+    yield user_pool
+    ISSUER.clear()
 
 
 def call(
@@ -30,7 +41,8 @@ def call(
     query: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
     path = resource.replace("{room}", room or "")
-    event = rest_event(method=method, path=path, claims={"sub": user}, body=body, query=query)
+    claims = {"sub": user, **ISSUER}
+    event = rest_event(method=method, path=path, claims=claims, body=body, query=query)
     event["resource"] = resource
     event["pathParameters"] = {"room": room} if room is not None else None
     handler = api_token.handler if resource == "/token" else api_chats.handler
@@ -75,6 +87,27 @@ def test_only_the_owner_adds_members(account: FakeAccount) -> None:
     assert status == 400
     status, room = call("POST", "/chats/{room}/members", room="secret", body={"user": "bob"})
     assert (status, room["members"]) == (200, ["alice", "bob"])
+
+
+def test_only_users_of_the_pool_can_be_added(account: FakeAccount) -> None:
+    create("alice", "secret", private=True)
+    # A made-up or mistyped id (valid in form) names nobody in the pool.
+    status, body = call("POST", "/chats/{room}/members", room="secret", body={"user": "bobb"})
+    assert (status, body["error"]) == (404, "not_found")
+    assert "bobb" in body["message"]
+    status, room = call("POST", "/chats/{room}/members", room="secret", body={"user": "bob"})
+    assert (status, room["members"]) == (200, ["alice", "bob"])
+    assert listed("bobb") == []
+
+
+def test_without_a_cognito_issuer_no_member_is_added(account: FakeAccount) -> None:
+    create("alice", "secret", private=True)
+    ISSUER["iss"] = "https://accounts.example.com"
+    status, body = call("POST", "/chats/{room}/members", room="secret", body={"user": "bob"})
+    assert (status, body["error"]) == (503, "service_unavailable")
+    ISSUER.clear()
+    assert call("POST", "/chats/{room}/members", room="secret", body={"user": "bob"})[0] == 503
+    assert listed("bob") == []
 
 
 def test_room_creation_has_a_per_user_quota(account: FakeAccount, monkeypatch: Any) -> None:

@@ -59,3 +59,24 @@ def test_chat_message_envelope_round_trips() -> None:
         ChatMessage.from_dict({**raw, "type": "notification"})
     with pytest.raises(ContractError):
         ChatMessage.create(room="lobby", sender="not a user", text="x")
+
+
+def test_a_seeded_chat_id_is_a_function_of_its_input_and_keeps_the_millisecond() -> None:
+    at_ms = 1_764_000_000_123
+    one = ChatMessage.create(
+        room="lobby", sender="alice", text="hi", received_at_ms=at_ms, id_seed=b"e1"
+    )
+    same = ChatMessage.create(
+        room="lobby", sender="alice", text="hi", received_at_ms=at_ms, id_seed=b"e1"
+    )
+    other = ChatMessage.create(
+        room="lobby", sender="alice", text="hi", received_at_ms=at_ms, id_seed=b"e2"
+    )
+    later = ChatMessage.create(
+        room="lobby", sender="alice", text="hi", received_at_ms=at_ms + 1, id_seed=b"e0"
+    )
+    assert one.id == same.id
+    assert one.ts == same.ts == "2025-11-24T16:00:00.123Z"
+    assert other.id != one.id
+    assert other.id[:10] == one.id[:10]
+    assert max(one.id, other.id) < later.id  # ids still follow the receipt time

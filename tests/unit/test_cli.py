@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -131,9 +134,33 @@ def test_cost_prints_a_monthly_table() -> None:
 
 
 def test_every_documented_command_is_registered() -> None:
-    assert {"local", "send", "listen", "tray", "cost", "deploy", "destroy", "synth"} <= set(
-        cli.commands
+    ctx = click.Context(cli)
+    documented = {"local", "send", "listen", "tray", "cost", "deploy", "destroy", "synth"}
+    documented |= {"rooms", "chat"}
+    assert documented <= set(cli.list_commands(ctx))
+    for name in documented:
+        command = cli.get_command(ctx, name)
+        assert isinstance(command, click.Command)
+        assert command.name == name
+
+
+def test_listen_and_tray_load_no_other_command_module() -> None:
+    """Issue 11 §2: the always-on commands do not keep the chat, cost and CDK
+    commands (their modules, click options and rich) resident."""
+    others = ["iotnotify.cli_cost", "iotnotify.cost", "iotnotify.cli_chat", "iotnotify.chat"]
+    others += ["iotnotify.cdk_commands", "rich"]
+    code = (
+        "import json, sys\n"
+        "from click.testing import CliRunner\n"
+        "from iotnotify.cli import cli\n"
+        "for args in (['listen', '--help'], ['tray', '--help']):\n"
+        "    assert CliRunner().invoke(cli, args).exit_code == 0, args\n"
+        f"print(json.dumps(sorted(m for m in {others!r} if m in sys.modules)))\n"
     )
+    answer = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert json.loads(answer.stdout) == []
 
 
 def _state_file(tmp_path: Path, api_url: str) -> Path:

@@ -362,6 +362,9 @@ function noteItem(note, unread) {
   const title = document.createElement("h3");
   title.className = "note-title";
   title.textContent = note.title;
+  // Other people's text is bidi-isolated with its own direction (dir=auto),
+  // so right-to-left text cannot reorder what is shown around it.
+  title.dir = "auto";
   li.append(title);
   if (note.body) li.append(noteBody(note));
   const meta = document.createElement("p");
@@ -394,6 +397,7 @@ function noteBody(note) {
   const body = document.createElement("p");
   body.className = "note-body";
   body.id = `body-${note.id}`;
+  body.dir = "auto";
   wrap.append(body);
   const short = clampText(note.body, LIST_CLAMP);
   if (!short.clamped) {
@@ -443,10 +447,12 @@ function toast(note, id) {
   const title = document.createElement("p");
   title.className = "toast-title";
   title.textContent = note.title;
+  title.dir = "auto";
   text.append(title);
   if (note.body) {
     const body = document.createElement("p");
     body.className = "toast-body";
+    body.dir = "auto";
     body.textContent = clampText(note.body, TOAST_CLAMP).text;
     text.append(body);
   }

@@ -496,9 +496,13 @@ export class RoomsView {
       who.className = "chat-sender";
       who.textContent = senderLabel(m.sender, self);
       who.title = m.sender;
+      // Each part isolated, its direction from its own text: a right-to-left
+      // message cannot reorder the sender's name beside it.
+      who.dir = "auto";
       const text = this.doc.createElement("span");
       text.className = "chat-text";
       text.textContent = m.text;
+      text.dir = "auto";
       li.append(who, text);
       return li;
     });

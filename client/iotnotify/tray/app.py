@@ -27,7 +27,7 @@ from iotnotify.auth import CognitoAuth, CognitoSession, Tokens
 from iotnotify.contract import Notification
 from iotnotify.errors import AuthError, IotNotifyError
 from iotnotify.subscriber import ConnectionState, StateChange, Subscriber, device_suffix
-from iotnotify.tray.icon import draw_icon
+from iotnotify.tray.icon import Bell
 from iotnotify.tray.keyring_store import RefreshTokenStore, TokenStore
 from iotnotify.tray.notifier import DesktopNotifierBackend, Notifier
 from iotnotify.tray.settings import TraySettings
@@ -84,6 +84,7 @@ class TrayApp:
         self._redraw_queued = False
         self._drawn = threading.Condition()
         self._loop_done = threading.Event()
+        self._paints_bells = False  # the icon class draws a Bell itself (see run())
         self.state.subscribe(self._redraw)
 
     # --- sign-in and subscription --------------------------------------------------
@@ -249,11 +250,14 @@ class TrayApp:
     # --- toolkit -------------------------------------------------------------------
 
     def _image(self, unread: int | None = None) -> Any:
-        return draw_icon(
+        bell = Bell(
             unread=self.state.unread if unread is None else unread,
             online=self.state.online,
             paused=self.state.paused,
         )
+        # pystray's X11 icon here paints a Bell itself (no Pillow resident);
+        # every other backend takes a Pillow image.
+        return bell if self._paints_bells else bell.render(64).to_pil()
 
     def _redraw(self) -> None:
         """Called from any thread (the subscriber's, a menu click): post to the toolkit's."""
@@ -361,7 +365,13 @@ class TrayApp:
                 "session, or use `iotnotify listen` on a machine without one."
             ) from exc
 
-        self.icon = pystray.Icon("iotnotify", self._image(), self.state.title(), self._menu())
+        icon_class: Any = pystray.Icon
+        if icon_class.__module__ == "pystray._xorg":
+            # Paints without Pillow: see iotnotify.tray.xorg_icon.
+            from iotnotify.tray.xorg_icon import XorgIcon
+
+            icon_class, self._paints_bells = XorgIcon, True
+        self.icon = icon_class("iotnotify", self._image(), self.state.title(), self._menu())
         self._ui = caller_for(self.icon)
         if tray_host_present(self.icon) is False:
             # pystray would log a traceback on every update; say it once.

@@ -151,9 +151,18 @@ class _WorkerCaller(ToolkitCaller):
         self._wakeups.put(False)
 
 
+def _backend(icon: Any) -> str:
+    """pystray's backend module of ``icon`` ("_xorg", "_gtk", ...), also for a subclass
+    (iotnotify.tray.xorg_icon.XorgIcon)."""
+    for cls in type(icon).__mro__:
+        if cls.__module__.startswith("pystray._"):
+            return str(cls.__module__.rsplit(".", 1)[-1])
+    return ""
+
+
 def caller_for(icon: Any) -> ToolkitCaller:
     """The right :class:`ToolkitCaller` for ``icon``'s pystray backend."""
-    backend = type(icon).__module__.rsplit(".", 1)[-1]
+    backend = _backend(icon)
     if backend == "_xorg":
         return _XorgCaller(icon)
     if backend in ("_gtk", "_appindicator"):
@@ -167,7 +176,7 @@ def tray_host_present(icon: Any) -> bool | None:
     On X11 a tray host owns the ``_NET_SYSTEM_TRAY_S<screen>`` selection
     (freedesktop System Tray Protocol Specification).
     """
-    if type(icon).__module__.rsplit(".", 1)[-1] != "_xorg":
+    if _backend(icon) != "_xorg":
         return None
     display = icon._display
     atom = display.intern_atom(f"_NET_SYSTEM_TRAY_S{display.get_default_screen()}")

@@ -196,6 +196,42 @@ def test_moto_store_reads_group_policies_and_inactive_keys(moto: Moto) -> None:
     assert MotoCredentialStore().lookup(key["AccessKeyId"]) is None
 
 
+def test_one_store_sees_a_users_changed_policy_and_removed_key_at_once(moto: Moto) -> None:
+    # Given a long-lived store (as iotnotify local keeps one) that has already
+    # resolved a publisher whose inline policy allows topic a/#
+    iam = moto.client("iam")
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    iam.create_user(UserName=user)
+
+    def allow(topic: str) -> str:
+        resource = f"arn:aws:iot:{REGION}:{ACCOUNT}:topic/{topic}"
+        statement = {"Effect": "Allow", "Action": "iot:Publish", "Resource": resource}
+        return compact_json({"Version": "2012-10-17", "Statement": [statement]})
+
+    iam.put_user_policy(UserName=user, PolicyName="pub", PolicyDocument=allow("a/*"))
+    key = iam.create_access_key(UserName=user)["AccessKey"]["AccessKeyId"]
+    store = MotoCredentialStore()
+    first = store.lookup(key)
+    assert first is not None
+    [before] = first.identity_policies
+
+    # When the policy is replaced, Then the next lookup has the new one
+    iam.put_user_policy(UserName=user, PolicyName="pub", PolicyDocument=allow("b/*"))
+    second = store.lookup(key)
+    assert second is not None
+    [after] = second.identity_policies
+    assert before.statements[0].resources == (f"arn:aws:iot:{REGION}:{ACCOUNT}:topic/a/*",)
+    assert after.statements[0].resources == (f"arn:aws:iot:{REGION}:{ACCOUNT}:topic/b/*",)
+    # and once the policy is deleted, none is left
+    iam.delete_user_policy(UserName=user, PolicyName="pub")
+    third = store.lookup(key)
+    assert third is not None
+    assert third.identity_policies == ()
+    # and once the key is deleted, it is unknown
+    iam.delete_access_key(UserName=user, AccessKeyId=key)
+    assert store.lookup(key) is None
+
+
 def _role_trusting(iam: Any, principal: dict[str, Any], suffix: str) -> str:
     return str(
         iam.create_role(

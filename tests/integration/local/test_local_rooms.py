@@ -3,7 +3,8 @@
 alice and bob chat in a public room through the moderated path (client ->
 input topic -> topic rule -> moderator Lambda -> room topic), a forged
 publish to the room topic is refused, a private room stays invisible to a
-non-member, and a failing rule is counted while the broker keeps serving.
+non-member, and malformed input is refused to its sender without filling
+the dead-letter queue while the broker keeps serving.
 """
 
 from __future__ import annotations
@@ -110,6 +111,16 @@ def test_private_room_is_invisible_and_closed_to_non_members(local_stack: LocalP
     )
     assert status == 201
     bob_sub = local_stack.user("bob")["sub"]
+    # An id of the right form that names no user of the pool is refused...
+    status, refused = api(
+        local_stack.state,
+        "POST",
+        f"/chats/{room}/members",
+        token=alice_id,
+        body={"user": "no-such-user"},
+    )
+    assert (status, refused["error"]) == (404, "not_found")
+    # ...a user's sub is added
     status, _ = api(
         local_stack.state,
         "POST",
@@ -142,36 +153,43 @@ def test_private_room_is_invisible_and_closed_to_non_members(local_stack: LocalP
     assert api(local_stack.state, "GET", f"/token?rooms={forty}", token=bob_id)[0] == 400
 
 
-def test_a_failing_rule_is_counted_dead_lettered_and_the_broker_keeps_serving(
+def test_a_malformed_input_is_refused_to_its_sender_never_dead_lettered(
     local_stack: LocalProcess,
 ) -> None:
-    room = room_name("fail")
+    room = room_name("junk")
     alice_id = id_token(local_stack, "alice")
+    alice_sub = local_stack.user("alice")["sub"]
     assert api(local_stack.state, "POST", "/chats", token=alice_id, body={"room": room})[0] == 201
-    alice, token = join(local_stack, alice_id, room, "alice-fail")
+    alice, token = join(local_stack, alice_id, room, "alice-junk")
     channel = token["channels"][room]
+    own_topic = next(t for t in token["topics"] if t.endswith(f"/user/{alice_sub}/notifications"))
+    assert alice.subscribe(own_topic) == [0]
     before = emulator_stats(local_stack)["rules"]
+    sqs = boto3.client(
+        "sqs",
+        region_name=local_stack.state["region"],
+        endpoint_url=local_stack.state["awsEndpointUrl"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     try:
-        # A payload the rule's SQL cannot evaluate (SELECT * plus fields of a non-JSON body)
-        alice.client.publish(channel["inputTopic"], b"\xff\xfe not json", qos=1)
-        # Then it lands in the chat DLQ with AWS's error message...
-        sqs = boto3.client(
-            "sqs",
-            region_name=local_stack.state["region"],
-            endpoint_url=local_stack.state["awsEndpointUrl"],
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        received = sqs.receive_message(
-            QueueUrl=local_stack.state["extra"]["chatDlqUrl"], WaitTimeSeconds=10
-        )
-        [dead] = received["Messages"]
-        error = json.loads(dead["Body"])
-        assert error["ruleName"] == "iotnotify_local_chat_moderation"
-        assert error["topic"] == channel["inputTopic"]
-        assert error["failures"][0]["failedAction"] == "SQL"
+        # When a client sends bytes that are no JSON object, then an object without text
+        for junk in (b"\xff\xfe not json", b"[1, 2, 3]", json.dumps({"text": 7}).encode()):
+            alice.client.publish(channel["inputTopic"], junk, qos=1)
+            # Then the moderator refuses each, telling her why...
+            note = next_message(alice, own_topic, 10)
+            assert note["type"] == "chat.rejected"
+            assert note["data"]["reason"] in ("invalid", "malformed")
+        # ...the rule did not fail, so the dead-letter queue stays empty
         after = emulator_stats(local_stack)["rules"]
-        assert after["sql_failures"] == before["sql_failures"] + 1
+        assert after["failures"] == before["failures"]
+        received = sqs.receive_message(
+            QueueUrl=local_stack.state["extra"]["chatDlqUrl"],
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=0,
+        )
+        dead = [json.loads(m["Body"]) for m in received.get("Messages", [])]
+        assert [d for d in dead if d.get("topic") == channel["inputTopic"]] == []
         # ...and the same connection still chats through the rule
         alice.client.publish(channel["inputTopic"], json.dumps({"text": "still up"}), qos=1)
         message = next_message(alice, channel["topic"], 10)

@@ -11,9 +11,13 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import queue
 import shutil
+import signal
 import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -173,7 +177,8 @@ def test_tray_shows_a_notification_and_updates_the_badge(
         assert notifier.calls == [("2 new notifications", "Latest: missed 1")]
         assert tray_state.unread == 2
         assert app.wait_rendered(2)
-        before = app.icon.icon.tobytes()
+        before = app.icon.icon
+        assert before.unread == 2  # the X11 icon paints a Bell (no Pillow image)
         notifier.called.clear()
         # Issue 12 item 7: record which thread calls pystray's icon setter.
         setter_threads: list[threading.Thread] = []
@@ -191,7 +196,8 @@ def test_tray_shows_a_notification_and_updates_the_badge(
         assert notifier.calls[-1] == ("Your turn", "Game 42")
         assert tray_state.unread == 3
         assert app.wait_rendered(3)
-        assert app.icon.icon.tobytes() != before
+        assert app.icon.icon != before
+        assert app.icon.icon.unread == 3
         # Every icon update ran on pystray's own thread, never the subscriber's.
         assert setter_threads
         assert {t.name for t in setter_threads} == {app.icon._thread.name}
@@ -379,3 +385,128 @@ def test_your_turn_opens_the_game_on_click_and_from_the_menu_with_unread_per_gam
         assert app.stopped.wait(30)
     assert not thread.is_alive(), _thread_stacks()
     _release_icon(app)
+
+
+def _wait_for_line(lines: queue.Queue[str], text: str, log: list[str], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            return False
+        log.append(line)
+        if text in line:
+            return True
+    return False
+
+
+def test_the_running_tray_keeps_no_pillow_resident(
+    local_stack: RunningStack, tray_manager: None, xvfb_display: str, tmp_path: Path
+) -> None:
+    """Issue 11 §2: the always-on tray (X11) paints its icon without Pillow,
+    whose C core and image libraries cost about 4 MiB of RSS."""
+    # Given `iotnotify tray` as a user runs it, connected and caught up
+    env = {
+        **os.environ,
+        "DISPLAY": xvfb_display,
+        "PYSTRAY_BACKEND": "xorg",
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [
+        str(Path(sys.executable).with_name("iotnotify")),
+        "tray",
+        "--state-file",
+        str(local_stack.state_file),
+        "--user",
+        "alice",
+        "--settings",
+        str(tmp_path / "tray.json"),
+    ]
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stderr is not None
+    stderr = proc.stderr
+    threading.Thread(target=lambda: [lines.put(line) for line in stderr], daemon=True).start()
+    log: list[str] = []
+    try:
+        assert _wait_for_line(lines, "caught-up", log, 60), "".join(log)
+        # Then no file of Pillow is mapped into it (its icon is painted and shown)
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        pillow = sorted(
+            {line.split()[-1] for line in maps.splitlines() if "/PIL/" in line or "pillow" in line}
+        )
+        assert pillow == []
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_x11_icon_paints_the_bell_and_its_badge(tray_manager: None, xvfb_display: str) -> None:
+    import Xlib.display
+    import Xlib.X
+
+    from iotnotify.tray.icon import Bell
+    from iotnotify.tray.xorg_icon import XorgIcon
+
+    # Given the X11 icon docked with three unread
+    icon = XorgIcon("iotnotify-test", Bell(unread=3), "test")
+    shown = threading.Event()
+
+    def setup(running: Any) -> None:
+        running.visible = True
+        shown.set()
+
+    thread = threading.Thread(target=icon.run, kwargs={"setup": setup}, name="x11-icon")
+    thread.start()
+    display = Xlib.display.Display(xvfb_display)
+    try:
+        assert shown.wait(15)
+        # When the tray host sizes and maps its window, as a panel does
+        window = display.create_resource_object("window", icon._window.id)
+        window.configure(x=0, y=0, width=32, height=32)
+        window.map()
+        display.sync()
+        expected = Bell(unread=3).render(32)
+
+        def screen_pixel(x: int, y: int) -> tuple[int, int, int]:
+            data = window.get_image(0, 0, 32, 32, Xlib.X.ZPixmap, 0xFFFFFFFF).data
+            at = 4 * (y * 32 + x)
+            b, g, r = data[at], data[at + 1], data[at + 2]  # Xvfb: LSBFirst
+            return r, g, b
+
+        # Then the window shows the bell: the red badge top right, the blue body
+        badge, body = (20, 2), (6, 20)
+        assert expected.getpixel(badge)[:3] == (220, 38, 38)
+        assert expected.getpixel(body)[:3] == (46, 125, 240)
+        deadline = time.monotonic() + 10
+        while screen_pixel(*badge) != (220, 38, 38) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the expose event reaches pystray's loop thread
+        assert screen_pixel(*badge) == (220, 38, 38)
+        assert screen_pixel(*body) == (46, 125, 240)
+        # And a new count repaints it (on pystray's thread)
+        icon.icon = Bell(unread=0)
+        deadline = time.monotonic() + 10
+        while screen_pixel(*badge) == (220, 38, 38) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert screen_pixel(*badge) == (0, 0, 0)
+    finally:
+        icon.stop()
+        thread.join(15)
+        display.close()
+        del icon
+        gc.collect()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote, urlsplit
 
@@ -15,6 +16,7 @@ from multidict import CIMultiDict
 from iotnotify_emulator.credentials import InMemoryCredentialStore
 from iotnotify_emulator.sigv4 import (
     SignatureError,
+    canonical_request,
     verify_header_signature,
     verify_query_signature,
 )
@@ -239,3 +241,80 @@ def test_x_amz_expires_must_be_ascii_digits(store: InMemoryCredentialStore, expi
             service="iotdevicegateway",
             region=REGION,
         )
+
+
+class _BotocoreReference(SigV4Auth):
+    """botocore's own signer fed with given headers and payload hash (the old verifier)."""
+
+    def __init__(self, signed: HTTPHeaders, payload_hash: str) -> None:
+        super().__init__(Credentials("AKID", "secret"), "iotdata", REGION)
+        self._signed = signed
+        self._payload_hash = payload_hash
+
+    def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
+        return self._signed
+
+    def payload(self, request: AWSRequest) -> str:
+        return self._payload_hash
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "params", "signed_headers", "values"),
+    [
+        ("/topics/app%2Fdev%2Fx", [("qos", "1")], ("host", "x-amz-date"), {}),
+        ("/mqtt", [], ("connection", "host"), {"connection": "Upgrade"}),
+        ("/a/./b/../c%20d/", [("b", "2"), ("a", "x y"), ("a", "1"), ("é", "ü/+")], ("host",), {}),
+        ("", [("X-Amz-Date", "20260101T000000Z"), ("k", "")], ("host", "host"), {}),
+        ("/t", [], ("x-custom", "host"), {"x-custom": "  two   spaces ,b "}),
+        ("/topics/a%2F.%2F..%2Fb", [("qos", "0")], ("host",), {}),
+        ("/x/.hidden/..", [], ("host",), {}),
+        ("/a/b/.", [], ("host",), {}),
+        ("/a//b/%7E~", [("a~", "b c")], ("host",), {}),
+        ("/a?b", [], ("host",), {}),
+        ("/a#frag/../c", [], ("host",), {}),
+        ("//double", [], ("host",), {}),
+        ("/%", [("%41", "%")], ("host",), {}),
+    ],
+)
+def test_the_canonical_request_is_botocores(
+    raw_path: str,
+    params: list[tuple[str, str]],
+    signed_headers: tuple[str, ...],
+    values: dict[str, str],
+) -> None:
+    # Given a request's path, query, signed header names (some listed twice)
+    # and received values (host as sent)
+    values = {"host": "127.0.0.1:8080", "x-amz-date": "20261129T120000Z", **values}
+    payload_hash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+    # When the emulator's canonical request is built
+    mine = canonical_request(
+        method="post",
+        raw_path=raw_path,
+        params=params,
+        signed_headers=signed_headers,
+        values=values,
+        payload_hash=payload_hash,
+    )
+
+    # Then it is exactly what botocore's SigV4Auth builds for the same request
+    signed = HTTPHeaders()
+    for name in signed_headers:
+        signed[name] = values[name]
+    request = AWSRequest(method="post", url=f"http://emulator{raw_path}", params=list(params))  # type: ignore[arg-type]
+    assert mine == _BotocoreReference(signed, payload_hash).canonical_request(request)
+
+
+def test_a_rotated_secret_never_verifies_with_the_old_ones_signing_key(
+    store: InMemoryCredentialStore,
+) -> None:
+    # Given a request that verified (its signing key now derived and kept)
+    request, credential = _signed_publish(store, b"payload")
+    assert _verify_request(request, store, b"payload") == credential
+
+    # When the access key's secret is rotated in the store
+    store.add(replace(credential, secret_access_key="an entirely new secret"))  # type: ignore[type-var]
+
+    # Then the same request (signed with the old secret) is refused
+    with pytest.raises(SignatureError, match="does not match"):
+        _verify_request(request, store, b"payload")

@@ -10,6 +10,7 @@ comparisons, Undefined).
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 
@@ -138,6 +139,42 @@ def test_the_design_moderation_rule() -> None:
         "clientId": "alice.web",
         "receivedAt": 7,
     }
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [COLOR, b"\xff\xfe not json", b"", b'"a JSON string"', b"[1, 2]"],
+)
+def test_encode_star_base64_takes_any_payload(payload: bytes) -> None:
+    # "Working with binary payloads": a SELECT of functions only works on a
+    # non-JSON payload, and encode(*, 'base64') is how a Lambda action gets it.
+    out = run(
+        "SELECT encode(*, 'base64') AS data, topic(2) AS t, clientid() AS c FROM 'topic/subtopic'",
+        payload,
+    )
+    assert isinstance(out, dict)
+    assert base64.b64decode(out["data"]) == payload
+    assert (out["t"], out["c"]) == ("subtopic", "dev.1")
+
+
+def test_encode_of_a_value_encodes_its_string_form_and_knows_only_base64() -> None:
+    out = run(
+        "SELECT encode(color, 'base64') AS a, encode(temperature, 'base64') AS b, "
+        "encode(*, 'hex') AS c, encode(nothing, 'base64') AS d FROM 'topic/subtopic'"
+    )
+    assert out == {"a": base64.b64encode(b"red").decode(), "b": base64.b64encode(b"50").decode()}
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT topic(*) AS t FROM 'a'",
+        "SELECT encode(*) AS t FROM 'a'",
+    ],
+)
+def test_star_is_an_argument_of_encode_only(sql: str) -> None:
+    with pytest.raises(RuleSqlError):
+        parse_sql(sql)
 
 
 # --- Operators page ---------------------------------------------------------------

@@ -14,7 +14,7 @@ from keyring.errors import PasswordDeleteError
 
 from iotnotify.contract import Notification
 from iotnotify.subscriber import ConnectionState, StateChange
-from iotnotify.tray.icon import draw_icon
+from iotnotify.tray.icon import Bell, draw_icon, zpixmap
 from iotnotify.tray.keyring_store import RefreshTokenStore
 from iotnotify.tray.settings import TraySettings
 from iotnotify.tray.state import Alert, TrayState, badge_text
@@ -119,11 +119,60 @@ def test_badge_is_drawn_into_the_icon() -> None:
     assert plain.size == badged.size == (64, 64)
     assert plain.tobytes() != badged.tobytes() != many.tobytes()
     # The badge is red in the top-right corner.
-    r, g, _b, a = badged.getpixel((48, 4))  # type: ignore[misc]
+    r, g, _b, a = badged.getpixel((48, 4))
     assert (r, a) == (220, 255)
     assert g < 100
     assert draw_icon(unread=0, online=False).tobytes() != plain.tobytes()
     assert draw_icon(unread=0, paused=True).tobytes() != plain.tobytes()
+
+
+def test_the_icon_renders_at_tray_sizes_and_converts_to_pillow_unchanged() -> None:
+    for size in (1, 16, 22, 24, 48):
+        image = Bell(unread=7).render(size)
+        assert image.size == (size, size)
+        assert len(image.tobytes()) == 4 * size * size
+    # At 24 px (a common X11 tray size) the badge is still red, the bell blue
+    # and the corner outside both transparent.
+    small = Bell(unread=7).render(24)
+    r, g, _b, a = small.getpixel((14, 6))
+    assert (r, a) == (220, 255)
+    assert g < 100
+    assert small.getpixel((6, 12)) == (46, 125, 240, 255)
+    assert small.getpixel((0, 0))[3] == 0
+    # Other pystray backends get the same pixels as a Pillow image.
+    pil = Bell(unread=3, paused=True).render(32).to_pil()
+    assert (pil.mode, pil.size) == ("RGBA", (32, 32))
+    assert pil.tobytes() == Bell(unread=3, paused=True).render(32).tobytes()
+    with pytest.raises(IndexError):
+        small.getpixel((24, 0))
+    with pytest.raises(ValueError, match="at least 1 pixel"):
+        Bell().render(0)
+
+
+def test_x11_pixels_are_the_bell_over_black_in_the_servers_byte_order() -> None:
+    bell = Bell(unread=3)
+    image = bell.render(24)
+    lsb = zpixmap(bell, 24, 24, msb_first=False)
+    msb = zpixmap(bell, 24, 24, msb_first=True)
+    assert len(lsb) == len(msb) == 4 * 24 * 24
+
+    def pixel(data: bytes, x: int, y: int, width: int = 24) -> bytes:
+        return data[4 * (y * width + x) : 4 * (y * width + x) + 4]
+
+    assert pixel(lsb, 14, 6) == bytes((38, 38, 220, 0))  # B G R pad
+    assert pixel(msb, 14, 6) == bytes((0, 220, 38, 38))  # pad R G B
+    assert pixel(lsb, 0, 0) == bytes(4)  # transparent becomes black
+    # An anti-aliased edge pixel is its colour scaled by its coverage.
+    r, g, b, a = next(
+        p for y in range(24) for x in range(24) if 0 < (p := image.getpixel((x, y)))[3] < 255
+    )
+    found = {bytes(pixel(lsb, x, y)) for y in range(24) for x in range(24)}
+    assert bytes((b * a // 255, g * a // 255, r * a // 255, 0)) in found
+    # A wider-than-high window gets the square bell centred, black either side.
+    wide = zpixmap(bell, 30, 24, msb_first=False)
+    assert len(wide) == 4 * 30 * 24
+    assert pixel(wide, 0, 12, 30) == bytes(4)
+    assert pixel(wide, 3 + 6, 12, 30) == pixel(lsb, 6, 12)
 
 
 def test_settings_round_trip_without_secrets(tmp_path: Path) -> None:

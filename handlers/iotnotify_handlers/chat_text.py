@@ -1,0 +1,143 @@
+"""What a chat line may contain, and how the denylist finds a word in it.
+
+Policy (the moderator applies it before the length check and the filter):
+
+* :func:`clean` removes what lets a sender change how *other* lines look, or
+  hide characters inside a word, and keeps everything people write with:
+
+  - control characters (Unicode category Cc: C0, DEL, C1) except tab and
+    newline; CR and CRLF become a newline (a bare CR returns a terminal's
+    cursor to the line start, over the sender's name);
+  - the bidirectional formatting characters (Unicode Standard Annex #9,
+    "Explicit Directional Formatting Characters" and "Implicit Directional
+    Marks"): U+061C, U+200E, U+200F, U+202A..U+202E, U+2066..U+2069. A
+    U+202E RIGHT-TO-LEFT OVERRIDE would otherwise reverse the rest of the
+    line as others see it, and an unclosed isolate leaks into what follows;
+  - invisible characters with no use in running text (Unicode's
+    Default_Ignorable_Code_Point list, DerivedCoreProperties.txt, less the
+    ones that scripts and emoji need): U+00AD SOFT HYPHEN, U+115F, U+1160,
+    U+3164 and U+FFA0 (Hangul fillers, which render blank), U+17B4, U+17B5,
+    U+180E, U+200B ZERO WIDTH SPACE, U+2060..U+2064, U+206A..U+206F, U+FEFF,
+    U+FFF0..U+FFFB, U+1D173..U+1D17A, U+E0000..U+E0FFF except variation
+    selectors and the tag characters of an emoji tag sequence (the flags of
+    England, Scotland and Wales, Unicode Technical Standard #51, "Emoji Tag
+    Sequences"), and the noncharacters (U+FDD0..U+FDEF, U+xxFFFE/U+xxFFFF).
+
+  Kept on purpose: U+200C ZERO WIDTH NON-JOINER and U+200D ZERO WIDTH JOINER
+  (Persian and Indic spelling, emoji sequences such as family emoji),
+  variation selectors (emoji presentation, U+FE0F), newlines and tabs (the
+  CLI prints continuation lines indented, the page keeps line breaks).
+  Removed characters are dropped, not replaced with U+FFFD: a replacement
+  character inside a word would be visible noise and still split the word.
+
+* :func:`mask` finds denylisted words on a *folded* copy of the text and
+  stars them out in the text itself: compatibility decomposition (NFKD:
+  fullwidth letters, ligatures, mathematical alphanumerics, circled letters
+  become their plain letters), full case folding, and every combining mark
+  (Mn, Me) and format character (Cf, including ZWJ/ZWNJ) ignored, so
+  ``b\\u200dad``, fullwidth ``\\uff42\\uff41\\uff44`` and ``bád`` all match
+  ``bad`` (Unicode Standard Annex #15, "Unicode Normalization Forms"; the
+  Unicode Standard, section 3.13 "Default Caseless Matching"). The stored
+  text keeps what the user typed, less what :func:`clean` removed, with the
+  matched spans starred.
+
+Not handled: look-alike letters from other scripts (Cyrillic ``\\u0430`` in a
+Latin word); that needs Unicode Technical Standard #39's confusables data.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Final
+
+__all__ = ["MASK", "clean", "fold", "mask"]
+
+MASK: Final = "*"
+
+# Ranges written as escapes: the characters themselves are invisible in source.
+_INVISIBLE: Final = (
+    "\u00ad\u061c\u115f\u1160\u17b4\u17b5\u180e"
+    "\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f"
+    "\u3164\ufeff\uffa0\ufff0-\ufffb"
+    "\ufdd0-\ufdef\ufffe\uffff"
+    "\U0001d173-\U0001d17a"
+    "\U000e0000-\U000e00ff\U000e01f0-\U000e0fff"
+)
+_CONTROLS: Final = "\x00-\x08\x0b-\x1f\x7f-\x9f"
+_REMOVED: Final = re.compile(f"[{_CONTROLS}{_INVISIBLE}]")
+# Noncharacters of the supplementary planes: U+1FFFE, U+1FFFF, ... U+10FFFF.
+_PLANE_NONCHARACTERS: Final = re.compile(
+    "[" + "".join(f"\\U{p:04x}fffe\\U{p:04x}ffff" for p in range(1, 17)) + "]"
+)
+# An emoji tag sequence: U+1F3F4 WAVING BLACK FLAG, tag characters, U+E007F
+# CANCEL TAG (UTS #51, "Emoji Tag Sequences"). Its tags are kept.
+_EMOJI_TAG_SEQUENCE: Final = re.compile("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f")
+_NEWLINES: Final = re.compile("\r\n?")
+
+
+def clean(text: str) -> str:
+    """``text`` without the characters the module's policy removes (never raises)."""
+    text = _NEWLINES.sub("\n", text)
+    kept: list[str] = []
+    start = 0
+    for flag in _EMOJI_TAG_SEQUENCE.finditer(text):
+        kept.append(_strip(text[start : flag.start()]))
+        kept.append(flag.group(0))
+        start = flag.end()
+    kept.append(_strip(text[start:]))
+    return "".join(kept)
+
+
+def _strip(text: str) -> str:
+    return _PLANE_NONCHARACTERS.sub("", _REMOVED.sub("", text))
+
+
+@lru_cache(maxsize=4096)
+def _fold_char(char: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", char).casefold())
+    return "".join(c for c in decomposed if unicodedata.category(c) not in ("Mn", "Me", "Cf"))
+
+
+def fold(text: str) -> str:
+    """``text`` as the denylist compares it: NFKD, case-folded, without marks or Cf."""
+    return "".join(_fold_char(char) for char in text)
+
+
+def mask(text: str, words: Sequence[str]) -> str:
+    """``text`` with every whole-word match of ``words`` starred out.
+
+    Matching is on :func:`fold` of both sides, so case, compatibility forms,
+    accents and invisible joiners do not hide a word; words are literal
+    (``a.b`` is not a pattern). A match is replaced by one ``*`` per folded
+    character, covering every original character it spans.
+    """
+    folded_words = sorted({fold(w.strip()) for w in words if fold(w.strip()).strip()}, key=len)
+    if not folded_words:
+        return text
+    pattern = re.compile(
+        r"(?<!\w)(" + "|".join(re.escape(w) for w in reversed(folded_words)) + r")(?!\w)"
+    )
+    folded: list[str] = []
+    origin: list[int] = []  # origin[i]: index in ``text`` of folded character i
+    for index, char in enumerate(text):
+        piece = _fold_char(char)
+        folded.append(piece)
+        origin.extend([index] * len(piece))
+    spans: list[tuple[int, int, int]] = []
+    for match in pattern.finditer("".join(folded)):
+        first, last = origin[match.start()], origin[match.end() - 1] + 1
+        # Marks after the word's last letter belong to it (``bad\u0301``).
+        while last < len(text) and unicodedata.category(text[last]) in ("Mn", "Me"):
+            last += 1
+        spans.append((first, last, match.end() - match.start()))
+    out: list[str] = []
+    position = 0
+    for first, last, length in spans:
+        out.append(text[position:first])
+        out.append(MASK * length)
+        position = last
+    out.append(text[position:])
+    return "".join(out)

@@ -1,0 +1,86 @@
+"""Chat text policy: what the moderator removes, and how the denylist finds words."""
+
+from __future__ import annotations
+
+import pytest
+
+from iotnotify_handlers.chat_text import clean, fold, mask
+
+RLO = "\u202e"  # RIGHT-TO-LEFT OVERRIDE
+ZWSP = "\u200b"
+ZWJ = "\u200d"
+ZWNJ = "\u200c"
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        (f"pay to {RLO}gnp.exe", "pay to gnp.exe"),  # shows as "pay to exe.png" otherwise
+        ("\u2066isolated\u2069 \u2067x\u2068y", "isolated xy"),
+        ("a\u202a\u202b\u202c\u202db\u200e\u200f\u061cc", "abc"),
+        (f"b{ZWSP}ad", "bad"),
+        ("soft\u00adhyphen\u2060joined\ufeff", "softhyphenjoined"),
+        ("\x1b[2J\x1b[Hcleared", "[2J[Hcleared"),  # ESC gone, so no terminal sequence
+        ("bell\x07 nul\x00 del\x7f c1\x85\x9b", "bell nul del c1"),
+        ("name: hi\rbob: forged", "name: hi\nbob: forged"),  # CR would overwrite the line
+        ("crlf\r\nline", "crlf\nline"),
+        ("tabs\tand\nnewlines stay", "tabs\tand\nnewlines stay"),
+        ("blank\u3164filler\uffa0\u115f", "blankfiller"),
+        ("tags\U000e0041\U000e0042 hidden", "tags hidden"),
+        ("nonchar\ufdd0\uffff\U0001fffe", "nonchar"),
+    ],
+)
+def test_clean_removes_controls_bidi_overrides_and_invisible_characters(
+    typed: str, stored: str
+) -> None:
+    assert clean(typed) == stored
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # Persian needs ZWNJ
+        f"family \U0001f468{ZWJ}\U0001f469{ZWJ}\U0001f467",  # emoji ZWJ sequence
+        "heart \u2764\ufe0f",  # emoji presentation selector
+        # flag of Scotland: black flag, tags "gbsct", cancel tag (UTS #51)
+        "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",
+        "שלום and مرحبا, café, 東京",  # right-to-left and other scripts themselves
+    ],
+)
+def test_clean_keeps_what_scripts_and_emoji_need(text: str) -> None:
+    assert clean(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("Darn it, HECK!", "**** it, ****!"),
+        (f"b{ZWJ}ad news", "*** news"),  # a joiner inside the word (kept in text)
+        (f"b{ZWNJ}a{ZWJ}d", "***"),
+        ("\uff42\uff41\uff44 luck", "*** luck"),  # fullwidth
+        (
+            "\U0001d41b\U0001d41a\U0001d41d \U0001d553\U0001d552\U0001d555",
+            "*** ***",
+        ),  # mathematical bold and double-struck
+        ("ⓑⓐⓓ", "***"),  # circled
+        ("bád and ba\u0301d\u0336", "*** and ***"),  # accents and combining marks
+        ("BAD", "***"),
+        ("badge bad-ish", "badge ***-ish"),  # whole words only
+        ("a.b a+b", "*** a+b"),  # words are literal, not patterns
+        ("Straße", "*******"),  # case folding: ß is ss, one star per folded letter
+    ],
+)
+def test_mask_compares_folded_text_and_stars_the_original_span(text: str, masked: str) -> None:
+    assert mask(text, ["bad", "darn", "heck", "a.b", "strasse"]) == masked
+
+
+def test_mask_folds_the_denylist_too() -> None:
+    assert mask("bad", ["\uff22\uff21\uff24"]) == "***"
+    assert mask("nothing to hide", []) == "nothing to hide"
+    assert mask("nothing to hide", [" ", "\u200b"]) == "nothing to hide"
+
+
+def test_fold_is_nfkd_casefolded_without_marks_or_format_characters() -> None:
+    assert fold("ﬁ Ⅻ \uff58 É") == "fi xii x e"
+    assert fold(f"a{ZWJ}b{ZWSP}c\ufe0f") == "abc"
+    assert fold("Ǆ") == "dz"  # the caron is a combining mark after NFKD
