@@ -17,7 +17,6 @@ import contextlib
 import logging
 import os
 import threading
-import webbrowser
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from iotnotify.tray.settings import TraySettings
 from iotnotify.tray.state import TrayState
 from iotnotify.tray.toolkit import ToolkitCaller, caller_for, tray_host_present
 
-__all__ = ["TrayApp", "TrayUnavailable"]
+__all__ = ["TrayApp", "TrayUnavailable", "load_pystray"]
 
 log = logging.getLogger("iotnotify.tray")
 
@@ -56,7 +55,7 @@ class TrayApp:
         token_store: TokenStore | None = None,
         state: TrayState | None = None,
         subscriber_options: Mapping[str, Any] | None = None,
-        open_url: Callable[[str], Any] = webbrowser.open,
+        open_url: Callable[[str], Any] | None = None,
     ) -> None:
         if not settings.configured:
             raise AuthError(
@@ -70,7 +69,7 @@ class TrayApp:
         self._token_store: TokenStore = token_store or RefreshTokenStore(api_url=settings.api_url)
         self.state = state or TrayState()
         self._subscriber_options = dict(subscriber_options or {})
-        self._open_url = open_url
+        self._open_url = open_url or _open_in_browser
         self.subscriber: Subscriber | None = None
         self._session: CognitoSession | None = None
         self.icon: Any = None
@@ -352,7 +351,7 @@ class TrayApp:
         icon with (on Linux: no X11 display to connect to).
         """
         try:
-            import pystray
+            pystray = load_pystray()
         except Exception as exc:
             # pystray picks and starts its backend on import; without a display
             # python-xlib raises DisplayNameError, which reached the user as a
@@ -404,6 +403,38 @@ class TrayApp:
             self.ready.set()  # never leave a waiter hanging when the toolkit failed
             self._stop_subscriber()
             self.notifier.close()
+
+
+def _open_in_browser(url: str) -> None:
+    # webbrowser (and the browser registry it builds) loads on the first
+    # click, not with the always-on tray.
+    import webbrowser
+
+    webbrowser.open(url)
+
+
+def load_pystray() -> Any:
+    """Import pystray (which picks its backend and, on X11, connects on import)
+    with python-xlib loading no X extension modules.
+
+    python-xlib's ``Display()`` imports and initialises a module for every
+    extension the X server offers (the registry ``Xlib.ext.__extensions__``:
+    XInput, RANDR, XFIXES, ... 13 on Xorg and Xvfb), about 0.8 MiB resident
+    in the always-on tray. pystray's xorg backend and
+    :mod:`iotnotify.tray.toolkit` use only core X11 requests (windows,
+    properties, selections, SendEvent, GetGeometry, PutImage), so the tray's
+    process registers none. Raises whatever pystray's import raises (no
+    display: python-xlib's DisplayNameError).
+    """
+    try:
+        import Xlib.ext
+    except ImportError:  # no python-xlib: macOS, Windows, or a GTK-only setup
+        pass
+    else:
+        Xlib.ext.__extensions__ = []
+    import pystray
+
+    return pystray
 
 
 class _DropDockingErrors(logging.Filter):

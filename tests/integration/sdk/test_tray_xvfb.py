@@ -9,6 +9,7 @@ draws its icon as it would on a desktop.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 import queue
@@ -510,3 +511,37 @@ def test_the_x11_icon_paints_the_bell_and_its_badge(tray_manager: None, xvfb_dis
         display.close()
         del icon
         gc.collect()
+
+
+def test_the_tray_has_python_xlib_load_no_extension_module(
+    tray_manager: None, xvfb_display: str
+) -> None:
+    """Issue 11 §2: python-xlib's Display() would import and initialise a module
+    for each of the server's X extensions (about 0.8 MiB); the tray uses none."""
+    code = (
+        "import json, sys\n"
+        "from iotnotify.tray.app import load_pystray\n"
+        "pystray = load_pystray()\n"
+        "from iotnotify.tray.icon import Bell\n"
+        "from iotnotify.tray.toolkit import caller_for, tray_host_present\n"
+        "from iotnotify.tray.xorg_icon import XorgIcon\n"
+        "icon = XorgIcon('iotnotify-test', Bell(), 'test')\n"
+        "caller = caller_for(icon)\n"
+        # Xlib.ext.ge is imported by python-xlib's protocol module itself.
+        "answer = {'backend': type(caller).__name__, 'docks': tray_host_present(icon),\n"
+        "          'initialised': icon._display.extensions,\n"
+        "          'ext': sorted(m for m in sys.modules if m.startswith('Xlib.ext.'))}\n"
+        "caller.close()\n"
+        "print(json.dumps(answer))\n"
+    )
+    env = {**os.environ, "DISPLAY": xvfb_display, "PYSTRAY_BACKEND": "xorg"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "backend": "_XorgCaller",
+        "docks": True,
+        "initialised": [],
+        "ext": ["Xlib.ext.ge"],
+    }
