@@ -389,6 +389,33 @@ async def _open_many(
     return clients, latencies, errors
 
 
+def _loop_stats(url: str | None) -> dict[str, Any] | None:
+    """The emulator's event-loop stall counters (``/_emulator/stats`` -> ``loop``), or None."""
+    if not url:
+        return None
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=30) as response:
+        loop: dict[str, Any] | None = json.load(response).get("loop")
+    return loop
+
+
+def _stalls_between(
+    before: dict[str, Any] | None, after: dict[str, Any] | None, since: float
+) -> dict[str, Any]:
+    """Stalls of the emulator's loop in the measured window (from the two snapshots)."""
+    if before is None or after is None:
+        return {}
+    window = [lag for at, lag in after["recent"] if at >= since]
+    count = after["stalls"] - before["stalls"]
+    return {
+        "stalls": count,
+        "stalled_ms": after["stalled_ms"] - before["stalled_ms"],
+        # The recent list is bounded: the longest is exact while it held the window.
+        "max_stall_ms": max(window, default=0.0) if len(window) >= count else float("nan"),
+    }
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     if not values:
         return float("nan")
@@ -399,22 +426,28 @@ def _percentile(values: list[float], fraction: float) -> float:
 class _CpuMeter:
     """CPU used by the broker, by this process and by everything else, over a window."""
 
-    def __init__(self, broker_pid: int) -> None:
+    def __init__(self, broker_pid: int, stack_pid: int = 0) -> None:
         self._pid = broker_pid
+        self._stack_pid = stack_pid  # iotnotify local's own process, beside its emulator's
         self._broker = cpu_seconds(broker_pid)
+        self._stack = cpu_seconds(stack_pid) if stack_pid else 0.0
         self._own = time.process_time()
         self._machine = machine_busy_seconds()
 
     def shares(self, seconds: float) -> dict[str, float]:
         """Each share in cores (1.0 = one core busy all along)."""
         broker = cpu_seconds(self._pid) - self._broker
+        stack = cpu_seconds(self._stack_pid) - self._stack if self._stack_pid else 0.0
         own = time.process_time() - self._own
         machine = machine_busy_seconds() - self._machine
-        return {
+        shares = {
             "broker_cpu": broker / seconds,
             "loadgen_cpu": own / seconds,
-            "other_cpu": max(0.0, machine - broker - own) / seconds,
+            "other_cpu": max(0.0, machine - broker - stack - own) / seconds,
         }
+        if self._stack_pid:
+            shares["stack_cpu"] = stack / seconds
+        return shares
 
 
 class _Deliveries:
@@ -606,9 +639,12 @@ async def fixed(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         await drain(warm)
         deliveries.count = 0
         deliveries.latencies_us.clear()
-        meter = _CpuMeter(args.broker_pid)
+        loop_before = _loop_stats(args.stats_url)
+        window_start = time.time()
+        meter = _CpuMeter(args.broker_pid, args.stack_pid)
         sent, started = await offer(args.duration)
         await drain(sent)
+        stalls = _stalls_between(loop_before, _loop_stats(args.stats_url), window_start)
     finally:
         for client in [*pubs, *clients]:
             client.abort()
@@ -628,6 +664,7 @@ async def fixed(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         "p999_ms": _percentile(latencies_ms, 0.999),
         "max_ms": latencies_ms[-1] if latencies_ms else float("nan"),
         **meter.shares(args.duration),
+        **stalls,
     }
 
 
@@ -650,6 +687,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="fixed: seconds measured")
     parser.add_argument("--warmup", type=float, default=2.0, help="fixed: seconds not measured")
     parser.add_argument("--stage", default="bench", help="fixed: topics iotnotify/{stage}/...")
+    parser.add_argument("--stack-pid", type=int, default=0, help="fixed: iotnotify local's pid")
+    parser.add_argument("--stats-url", help="fixed: the emulator's /_emulator/stats (loop stalls)")
     args = parser.parse_args()
     if args.size < _STAMP.size:
         parser.error(f"--size must be at least {_STAMP.size}")

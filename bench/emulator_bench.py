@@ -27,11 +27,14 @@ freshly started broker; the summary rows and the verdicts are column medians:
    connections, at most 90/s each (AWS allows 100), to ``--subscribers``
    WebSocket subscribers on distinct topics, open loop; delivered msg/s and
    latency p50/p90/p99/p99.9 from each message's scheduled send time. Here
-   the emulator is the one ``iotnotify local`` runs (``--port 0``, its own
-   moto, API and SQS poller beside it): subscribers are moto STS role
-   sessions with the token Lambda's session policy, the publishers an IAM
-   user with the publisher policy plus ``iot:Connect``, all checked by the
-   emulator as on AWS.
+   the emulator is the one ``iotnotify local`` runs (``--port 0``, in its
+   own process, with the stack's moto, API, SQS poller and autosave in the
+   parent): subscribers are moto STS role sessions with the token Lambda's
+   session policy, the publishers an IAM user with the publisher policy plus
+   ``iot:Connect``, all checked by the emulator as on AWS. The emulator row
+   is followed by its event loop's stalls over 5 ms in the measured window
+   (``/_emulator/stats`` -> ``loop``), its CPU per message and the CPU of
+   ``iotnotify local``'s own process.
 
 About mosquitto's WebSocket listener: Debian's mosquitto 2.0.11 has one
 (libwebsockets 4.1), but a configuration whose only listeners are WebSocket
@@ -112,6 +115,7 @@ class Broker:
     transport: str  # "ws" or "tcp"
     keys: Path | None  # SigV4-sign with these, or anonymous
     log: Path | None = None
+    stack_pid: int | None = None  # iotnotify local's own process, when the emulator is its child
 
     @property
     def label(self) -> str:
@@ -293,7 +297,8 @@ def local_emulator(subscribers: int, work: Path) -> Iterator[Broker]:
         with urllib.request.urlopen(stats_url, timeout=30) as response:
             # The emulator says which process serves it (iotnotify local may run it apart).
             pid = int(json.load(response).get("pid", process.pid))
-        yield Broker("emulator", pid, state.iotWsUrl, "ws", keys, log)
+        stack_pid = process.pid if pid != process.pid else None
+        yield Broker("emulator", pid, state.iotWsUrl, "ws", keys, log, stack_pid)
 
 
 def ensure_mosquitto() -> str | None:
@@ -405,8 +410,9 @@ def run_fixed(broker: Broker, args: argparse.Namespace) -> dict[str, Any]:
     options += ["--rate", str(args.fixed_rate), "--duration", str(args.fixed_duration)]
     # Unmeasured warm-up: `iotnotify local` turns each of the 1,400 CONNECTs
     # into a presence event (topic rule -> presence Lambda -> DynamoDB in
-    # moto), and those writes share the GIL with the broker for several
-    # seconds after a connect storm; the fixed load measures the steady state.
+    # moto), and those writes keep the stack's process busy for seconds
+    # after a connect storm (a core the emulator's process would otherwise
+    # have); the fixed load measures the steady state.
     options += ["--warmup", str(args.fixed_warmup)]
     options += [
         "--size",
@@ -414,6 +420,11 @@ def run_fixed(broker: Broker, args: argparse.Namespace) -> dict[str, Any]:
         "--stage",
         "local" if broker.name == "emulator" else "bench",
     ]
+    if broker.name == "emulator":
+        stats_url = broker.url.replace("ws://", "http://").replace("/mqtt", "/_emulator/stats")
+        options += ["--stats-url", stats_url]
+    if broker.stack_pid:
+        options += ["--stack-pid", str(broker.stack_pid)]
     try:
         done = subprocess.run(
             _loadgen(broker, "fixed", *options),
@@ -577,6 +588,19 @@ def _fixed_table(args: argparse.Namespace, fixed: Runs, labels: dict[str, str]) 
                 f"{'':17}{_cores(row['broker_cpu']):>6}{_cores(row['loadgen_cpu']):>8}"
                 f"{_cores(row['other_cpu']):>6}"
             )
+        for tag, row in numbered:
+            if "stalls" in row:
+                print(
+                    f"  {labels[name] + ' ' + tag:<22}event-loop stalls over 5 ms while measured: "
+                    f"{row['stalls']:.0f}, {row['stalled_ms']:.0f} ms in all, longest "
+                    f"{row['max_stall_ms']:.1f} ms; CPU per message "
+                    f"{row['broker_cpu'] * row['seconds'] / max(row['delivered'], 1) * 1e6:.0f} us"
+                    + (
+                        f"; iotnotify local's own process {row['stack_cpu']:.2f} cores"
+                        if "stack_cpu" in row
+                        else ""
+                    )
+                )
 
 
 def report(

@@ -297,12 +297,16 @@ def print_run(run: Run, naive: Run | None) -> None:
     )
     own = total - run.cpu["other"]
     client = run.cpu["bench (client)"]
-    # With nothing else running, the run still needs this CPU: the client's on
-    # one core (one GIL), everything of ours spread over all cores at best.
-    floor = max(client, own / (os.cpu_count() or 1))
+    # With nothing else running, the run still needs this CPU: each process's
+    # on one core at most (one GIL each: the client; iotnotify local, whose
+    # emulator and moto share one), everything of ours spread over all cores
+    # at best.
+    single = max(client, run.cpu["iotnotify local"], run.cpu["proxy"])
+    floor = max(single, own / (os.cpu_count() or 1))
     print(
         f"    CPU per user: client {client / run.users * 1000:.2f} ms, iotnotify local "
-        f"{run.cpu['iotnotify local'] / run.users * 1000:.2f} ms; floor on an idle machine "
+        f"{run.cpu['iotnotify local'] / run.users * 1000:.2f} ms, proxy "
+        f"{run.cpu['proxy'] / run.users * 1000:.2f} ms; floor on an idle machine "
         f"{floor:.2f} s ({run.users / floor:,.0f} users/s), from this run's own CPU"
     )
 

@@ -15,7 +15,8 @@ and rebuilds its header maps on every call, urllib3 parses the URL and
 builds ``Retry``/``Timeout``/response objects per call, and for
 ``BatchWriteItem`` the boto3 resource's ``TypeSerializer`` and botocore's
 model-driven validator and serializer walk every attribute of 25 items
-(about 7 ms per call, 0.28 ms per user). No library offers a lean signed
+(2.3 ms per call against 0.7 ms, :mod:`iotnotify.dynamodb_batch`). No
+library offers a lean signed
 call; so this module writes two small things itself and takes the rest
 from botocore:
 

@@ -126,6 +126,10 @@ class DisconnectReason:
 class Transport(Protocol):
     """What a session needs from its connection (an aiohttp WebSocket in practice)."""
 
+    def write_now(self, data: bytes) -> bool:
+        """Write ``data`` at once if the connection takes it without waiting; False if not."""
+        ...
+
     async def send(self, data: bytes) -> None: ...
 
     async def close(self) -> None: ...
@@ -890,6 +894,10 @@ class MqttSession:
         """Queue a frame regardless of the delivery limit (acks must not be dropped)."""
         queue = self._queue
         if queue is None:
+            # Nothing is waiting to be written, so writing now keeps the order;
+            # no writer task per delivery (see _WebSocketTransport.write_now).
+            if self.transport.write_now(frame):
+                return
             queue = self._queue = deque()
         if self._queued_bytes + len(frame) > 2 * self.broker.settings.outbound_queue_bytes:
             # Only acks can get here past the delivery limit: a peer that keeps

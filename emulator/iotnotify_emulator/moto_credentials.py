@@ -54,7 +54,7 @@ from iotnotify_emulator.iam import Policy, PolicyError, evaluate
 from iotnotify_emulator.sigv4 import SignatureError, verify_header_signature
 from iotnotify_emulator.trust import Caller, evaluate_trust, role_arn_of_session
 
-__all__ = ["MotoCredentialStore", "install_sts_recorder"]
+__all__ = ["MotoCredentialStore", "count_iam_changes", "install_sts_recorder"]
 
 log = logging.getLogger("iotnotify_emulator")
 
@@ -90,6 +90,8 @@ class _Registry:
     sessions: dict[str, _Session] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     installed: bool = False
+    counters: list[Any] = field(default_factory=list)
+    iam_wrapped: bool = False
 
 
 _REGISTRY: Final = _Registry()
@@ -152,6 +154,43 @@ def install_sts_recorder() -> None:
 
         TokenResponse.assume_role = assume_role  # type: ignore[method-assign]
         _REGISTRY.installed = True
+
+
+# IAM actions that change nothing (moto's IamResponse method names, camel case).
+_IAM_READS: Final = ("Get", "List", "Simulate", "Generate")
+
+
+def count_iam_changes(counter: Any) -> None:
+    """Add 1 to ``counter.value`` after every IAM request that may change something.
+
+    ``counter`` is anything with an integer ``value`` (a ``multiprocessing``
+    ``RawValue`` shared with the emulator's process, whose credential cache
+    is valid only while it does not move). Wraps moto's IAM request handler
+    (``moto.iam.responses.IamResponse.call_action``) once per process; every
+    action that is not a ``Get``/``List``/``Simulate``/``Generate`` counts
+    (a key deactivated or deleted, a policy put or detached, a user removed
+    from a group...), bumped before moto answers, so a caller that sees the
+    answer also sees the new count.
+    """
+    with _REGISTRY.lock:
+        _REGISTRY.counters.append(counter)
+        if _REGISTRY.iam_wrapped:
+            return
+        from moto.iam.responses import IamResponse
+
+        original = IamResponse.call_action
+
+        def call_action(self: Any) -> Any:
+            try:
+                return original(self)
+            finally:
+                action = str(self._get_action() or "")
+                if not action.startswith(_IAM_READS):
+                    for each in tuple(_REGISTRY.counters):
+                        each.value += 1
+
+        IamResponse.call_action = call_action  # type: ignore[method-assign]
+        _REGISTRY.iam_wrapped = True
 
 
 def _parse(document: Any, name: str) -> Policy:

@@ -22,11 +22,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
+import time
+from collections import deque
 from collections.abc import Coroutine
 from typing import Any, Final, TypeVar
 
 __all__ = [
     "SERVING_SWITCH_INTERVAL",
+    "LoopMonitor",
     "event_loop_name",
     "new_event_loop",
     "run",
@@ -90,3 +93,61 @@ def shorten_switch_interval(seconds: float = SERVING_SWITCH_INTERVAL) -> None:
     to a delivery. Process-wide: entry points call it, never the library.
     """
     sys.setswitchinterval(seconds)
+
+
+class LoopMonitor:
+    """Measures how late the event loop runs a timer: the stalls every message waits out.
+
+    A callback is scheduled every ``interval`` seconds; how much later than
+    asked it runs is time the loop spent on something else in one go (a
+    long callback, a garbage collection, the GIL held by another thread,
+    the process descheduled). Lateness over ``threshold`` counts as a stall.
+    :meth:`snapshot` gives the counters and the most recent stalls with
+    their wall-clock time, so a benchmark can take the stalls of its own
+    window (``GET /_emulator/stats`` -> ``loop``). Costs one timer callback
+    per ``interval`` (200/s by default).
+    """
+
+    def __init__(
+        self, *, interval: float = 0.005, threshold: float = 0.005, keep: int = 512
+    ) -> None:
+        self.interval = interval
+        self.threshold = threshold
+        self.stalls = 0
+        self.stalled_seconds = 0.0
+        self.max_lag = 0.0
+        self.recent: deque[tuple[float, float]] = deque(maxlen=keep)  # (unix time, seconds)
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start measuring on ``loop`` (call on it)."""
+        self._schedule(loop)
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._handle = loop.call_at(loop.time() + self.interval, self._tick, loop)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        handle = self._handle
+        lag = loop.time() - handle.when() if handle is not None else 0.0
+        if lag > self.threshold:
+            self.stalls += 1
+            self.stalled_seconds += lag
+            self.max_lag = max(self.max_lag, lag)
+            self.recent.append((time.time(), lag))
+        self._schedule(loop)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def snapshot(self) -> dict[str, object]:
+        """Counters (milliseconds) and ``recent``: ``[unix time, lag ms]`` of the last stalls."""
+        return {
+            "interval_ms": self.interval * 1000,
+            "threshold_ms": self.threshold * 1000,
+            "stalls": self.stalls,
+            "stalled_ms": round(self.stalled_seconds * 1000, 1),
+            "max_lag_ms": round(self.max_lag * 1000, 2),
+            "recent": [[round(at, 3), round(lag * 1000, 2)] for at, lag in self.recent],
+        }

@@ -41,7 +41,8 @@ from iotnotify_local.poller import SqsPoller
 from iotnotify_local.provision import LocalResources, provision
 
 if TYPE_CHECKING:  # imported where the stack starts the emulator
-    from iotnotify_emulator.rules import RulesEngine
+    from iotnotify_emulator.rules import Rule
+    from iotnotify_local.emulator_process import EmulatorProcess
 
 __all__ = [
     "MOTO_HOST",
@@ -196,9 +197,9 @@ class LocalStack:
         self.resources: LocalResources | None = None
         self.state: LocalState | None = None
         self._moto: Any = None
-        self._emulator: Any = None
+        self._emulator: EmulatorProcess | None = None
         self._poller: SqsPoller | None = None
-        self._rules: RulesEngine | None = None
+        self._rules: list[Rule] | None = None
         self._runner: web.AppRunner | None = None
         self._env_stack = contextlib.ExitStack()
         self._data: DataDir | None = None
@@ -248,15 +249,18 @@ class LocalStack:
             )
         self.resources = resources
 
-        from iotnotify_emulator.moto_credentials import MotoCredentialStore
-        from iotnotify_emulator.server import EmulatorConfig, EmulatorThread
+        from iotnotify_emulator.moto_credentials import MotoCredentialStore, count_iam_changes
+        from iotnotify_emulator.server import EmulatorConfig
+        from iotnotify_local.emulator_process import EmulatorProcess
 
         store = MotoCredentialStore(
             accounts=[resources.account],
             services={_ADMIN_KEY_ID: (_ADMIN_SECRET, _LAMBDA_SERVICE)},
             region=cfg.region,
         )
-        self._emulator = EmulatorThread(
+        # Its own process, off this one's GIL (moto, the API, the poller, the
+        # autosave, the rules' Lambda handlers): emulator_process.py says why.
+        self._emulator = EmulatorProcess(
             EmulatorConfig(
                 host=cfg.host,
                 ws_port=ws_port,
@@ -267,7 +271,10 @@ class LocalStack:
                 cert_dir=None if self._data is None else self._data.ca_dir,
             ),
             credentials=store,
-        ).start()
+        )
+        # The child caches credentials until an IAM write moves this counter.
+        count_iam_changes(self._emulator.generation)
+        self._emulator.start()
         emu = self._emulator
         endpoint_port = emu.ws_port if cfg.url_scheme == "ws" else emu.wss_port
         handler_env = {
@@ -379,7 +386,6 @@ class LocalStack:
         # Topic rules are IoT Core's side: the rule invokes the moderator and its
         # error action writes to the chat DLQ, as the rule's own role would on AWS.
         from iotnotify.contract import TopicScheme
-        from iotnotify_emulator.rules import RulesEngine
         from iotnotify_local.topic_rules import emulator_rules
 
         chat_dlq_url = (
@@ -387,7 +393,7 @@ class LocalStack:
             # A data directory saved before the chat DLQ existed: create it now.
             or sqs.create_queue(QueueName=resources.names.chat_dlq)["QueueUrl"]
         )
-        self._rules = RulesEngine(
+        self._rules = list(
             emulator_rules(
                 TopicScheme(cfg.app, cfg.stage),
                 handlers={
@@ -401,6 +407,7 @@ class LocalStack:
                 },
             )
         )
+        # Rules run in the emulator's process; their Lambda and SQS actions here.
         emu.install_rules(self._rules)
 
         self.state = LocalState(
@@ -428,6 +435,7 @@ class LocalStack:
                 "chatDlqUrl": chat_dlq_url,
                 "presenceDlqUrl": resources.presence_dlq_url,
                 "emulatorStatsUrl": f"{emu.data_url}/_emulator/stats",
+                "emulatorPid": emu.pid,  # benches read its CPU and RSS
                 # POST .../_emulator/restart and the stats' refusal records need
                 # this per-start value in the X-Emulator-Secret header.
                 "emulatorAdminSecret": emu.admin_secret,
@@ -476,8 +484,6 @@ class LocalStack:
             await self._runner.cleanup()
         if self._emulator is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._emulator.stop)
-        if self._rules is not None:
-            self._rules.close()
         if self._moto is not None:
             self._moto.stop()
         if self._data is not None:

@@ -8,7 +8,7 @@ import json
 import aiohttp
 import pytest
 
-from iotnotify_emulator.mqtt import Publish
+from iotnotify_emulator.mqtt import Publish, encode
 from iotnotify_emulator.testing import ALLOW_ALL, ConnectionRefused, Harness, RawMqttClient
 
 
@@ -176,3 +176,24 @@ async def test_clients_cannot_publish_to_reserved_topics(world: Harness) -> None
     client = await world.connect(world.store.issue([ALLOW_ALL]), "c1")
     await client.publish("$aws/events/presence/connected/fake", b"{}")
     await client.wait_closed()
+
+
+async def test_deliveries_of_every_frame_length_arrive_whole_and_in_order(world: Harness) -> None:
+    # Given a subscriber and a publisher allowed everything
+    subscriber = await world.connect(world.store.issue([ALLOW_ALL]), "sizes.sub")
+    await subscriber.subscribe("t/sizes")
+    publisher = await world.connect(world.store.issue([ALLOW_ALL]), "sizes.pub")
+    # When messages are published whose WebSocket frames straddle each length
+    # encoding of RFC 6455 (7-bit up to 125, 16-bit up to 65,535, 64-bit
+    # above), staying under AWS's 512 KB/s per connection
+    overhead = len(encode(Publish(topic="t/sizes", payload=b""))) + 2  # remaining length grows
+    sizes = [0, 1, *range(122 - overhead, 130 - overhead)]
+    sizes += [*range(65_534 - overhead, 65_538 - overhead), 0]
+    for index, size in enumerate(sizes):
+        await publisher.publish("t/sizes", bytes([index % 251]) * size)
+    # Then each arrives once, whole, in order
+    for index, size in enumerate(sizes):
+        message = await subscriber.next_publish()
+        assert message.payload == bytes([index % 251]) * size, (index, size)
+    await publisher.disconnect()
+    await subscriber.disconnect()

@@ -9,10 +9,12 @@ import re
 import shlex
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.exceptions
 import jwt
 import moto
 import pytest
@@ -199,3 +201,81 @@ def test_starting_twice_on_default_ports_gives_a_clear_error(tmp_path: Path) -> 
     assert first.process.returncode == 0, output
     assert not (tmp_path / "first.json").exists()
     assert re.search(r"stopping", output)
+
+
+def _gone(pid: int, within: float = 20.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)  # another process's exit: polling is the only signal
+    return False
+
+
+def test_the_emulator_serves_from_its_own_process_and_honours_iam_changes_at_once(
+    local_stack: LocalProcess,
+) -> None:
+    # Given the stack's emulator, in a process apart from iotnotify local's
+    state = local_stack.state
+    stats_url = state["extra"]["emulatorStatsUrl"]
+    with urllib.request.urlopen(stats_url, timeout=10) as answer:
+        emulator_pid = json.load(answer)["pid"]
+    assert emulator_pid == state["extra"]["emulatorPid"] != local_stack.process.pid
+    # And an IAM user (in moto) allowed to publish, whose key the emulator has honoured
+    iam = boto3.client(
+        "iam",
+        endpoint_url=state["awsEndpointUrl"],
+        region_name=state["region"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    user = f"revoked-{time.monotonic_ns()}"
+    iam.create_user(UserName=user)
+    iam.put_user_policy(
+        UserName=user,
+        PolicyName="publish",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "iot:Publish", "Resource": "*"}],
+            }
+        ),
+    )
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    iot_data = boto3.client(
+        "iot-data",
+        endpoint_url=state["iotDataUrl"],
+        region_name=state["region"],
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+    )
+    topic = f"{state['app']}/{state['stage']}/broadcast"
+    assert (
+        iot_data.publish(topic=topic, qos=0, payload=b"{}")["ResponseMetadata"]["HTTPStatusCode"]
+        == 200
+    )
+    # When the key is deactivated in IAM
+    iam.update_access_key(UserName=user, AccessKeyId=key["AccessKeyId"], Status="Inactive")
+    # Then the very next publish with it is refused
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        iot_data.publish(topic=topic, qos=0, payload=b"{}")
+    assert refused.value.response["Error"]["Code"] == "UnauthorizedException"
+
+
+def test_ctrl_c_and_kill_leave_no_emulator_process_behind(tmp_path: Path) -> None:
+    for how in ("ctrl-c", "kill"):
+        # Given a running stack and its emulator process
+        stack = start_stack(tmp_path / f"{how}.json", "--port", "0")
+        emulator_pid = int(stack.state["extra"]["emulatorPid"])
+        assert not _gone(emulator_pid, within=0)
+        # When it is stopped with Ctrl-C, or killed by pid with no chance to clean up
+        if how == "kill":
+            stack.process.kill()
+            stack.process.wait(timeout=30)
+        stack.stop()
+        # Then the emulator's process is gone too
+        assert _gone(emulator_pid), how

@@ -23,6 +23,9 @@ class _Transport:
         self.closing = asyncio.Event()
         self.release = asyncio.Event()
 
+    def write_now(self, data: bytes) -> bool:
+        return False  # always the awaited path
+
     async def send(self, data: bytes) -> None:
         self.frames.append(data)
 

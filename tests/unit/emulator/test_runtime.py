@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
+from typing import Any
 
 import pytest
 import uvloop
 
 from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore
 from iotnotify_emulator.runtime import (
+    LoopMonitor,
     event_loop_name,
     new_event_loop,
     run,
@@ -55,3 +58,23 @@ def test_shorten_switch_interval_lets_a_waiting_thread_in_after_half_a_milliseco
         assert sys.getswitchinterval() < before
     finally:
         sys.setswitchinterval(before)
+
+
+def test_the_loop_monitor_counts_a_callback_that_holds_the_loop() -> None:
+    async def main() -> dict[str, Any]:
+        monitor = LoopMonitor(interval=0.001, threshold=0.005)
+        monitor.start(asyncio.get_running_loop())
+        await asyncio.sleep(0.01)
+        quiet = monitor.snapshot()
+        # When a callback blocks the loop for 50 ms
+        time.sleep(0.05)  # noqa: ASYNC251 - blocking the loop is the point
+        await asyncio.sleep(0.01)
+        monitor.stop()
+        return {"quiet": quiet, "after": monitor.snapshot()}
+
+    result = asyncio.run(main())
+    after = result["after"]
+    # Then it is counted as a stall of at least the time the loop was held
+    assert after["stalls"] > result["quiet"]["stalls"]
+    assert after["max_lag_ms"] >= 45
+    assert after["recent"][-1][1] >= 45

@@ -1,0 +1,211 @@
+"""The emulator in its own process, as ``iotnotify local`` runs it.
+
+Credentials stay in the parent: a key the child has not seen is looked up
+there, and a cached answer is dropped as soon as the parent's IAM change
+counter moves. Topic rules run in the child (statistics, error actions)
+while their Lambda and SQS actions run in the parent. The child stops with
+every connection when asked, and by itself when the parent is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore
+from iotnotify_emulator.rules import CallableAction, Rule
+from iotnotify_emulator.rules_sql import MessageContext
+from iotnotify_emulator.testing import ALLOW_ALL, ConnectionRefused, RawMqttClient, presign_url
+from iotnotify_local.emulator_process import EmulatorProcess
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped) counts as gone.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_the_child_serves_keys_the_parent_knows_and_refuses_them_after_an_iam_change() -> (
+    None
+):
+    # Given a credential store in this (the parent) process and the emulator in a child
+    store = InMemoryCredentialStore()
+    kept = store.issue([ALLOW_ALL])
+    removed = store.issue([ALLOW_ALL])
+    config = EmulatorConfig(wss_port=None)
+    with EmulatorProcess(config, credentials=store) as emulator:
+        assert emulator.pid != os.getpid()
+        # When clients connect with keys the parent knows
+        for credential, client_id in ((kept, "al.one"), (removed, "al.two")):
+            client = await RawMqttClient.connect(
+                presign_url(emulator.ws_url, credential, region=config.region),
+                client_id=client_id,
+            )
+            await client.close()
+        # Then the child served them, in its own process
+        stats = emulator.stats()
+        assert stats["pid"] == emulator.pid
+
+        # When a key is removed and the IAM change counter moves (as an IAM write does)
+        store.remove(removed.access_key_id)
+        emulator.generation.value += 1
+        # Then it is refused from the next request on, and the other key still works
+        with pytest.raises(ConnectionRefused) as refused:
+            await RawMqttClient.connect(
+                presign_url(emulator.ws_url, removed, region=config.region), client_id="al.three"
+            )
+        assert refused.value.status == 403
+        client = await RawMqttClient.connect(
+            presign_url(emulator.ws_url, kept, region=config.region), client_id="al.four"
+        )
+        await client.close()
+        url = emulator.ws_url
+        pid = emulator.pid
+
+    # When it is stopped, the child is gone and nothing listens any more
+    assert not _alive(pid)
+    with pytest.raises(OSError):
+        await RawMqttClient.connect(presign_url(url, kept, region=config.region), client_id="al.x")
+
+
+async def test_a_failing_lookup_in_the_parent_refuses_the_connect_and_the_child_lives_on() -> None:
+    class Flaky(InMemoryCredentialStore):
+        fail = True
+
+        def lookup(self, access_key_id: str) -> Any:
+            if self.fail:
+                raise RuntimeError("moto's dictionary changed size during iteration")
+            return super().lookup(access_key_id)
+
+    store = Flaky()
+    credential = store.issue([ALLOW_ALL])
+    config = EmulatorConfig(wss_port=None)
+    with EmulatorProcess(config, credentials=store) as emulator:
+        url = presign_url(emulator.ws_url, credential, region=config.region)
+        with pytest.raises(ConnectionRefused):
+            await RawMqttClient.connect(url, client_id="al.one")
+        store.fail = False
+        client = await RawMqttClient.connect(url, client_id="al.one")
+        await client.close()
+
+
+class _Calls:
+    def __init__(self) -> None:
+        self.items: list[tuple[Any, str, int]] = []
+        self.event = threading.Event()
+
+    def record(self, output: Any, ctx: MessageContext) -> None:
+        self.items.append((output, ctx.topic, os.getpid()))
+        self.event.set()
+
+
+async def test_rule_actions_run_in_the_parent_and_failures_reach_the_error_action() -> None:
+    # Given two rules whose actions live in this (the parent) process: one
+    # succeeds, one raises, and its error action records AWS's error message
+    store = InMemoryCredentialStore()
+    credential = store.issue([ALLOW_ALL])
+    done, errors = _Calls(), _Calls()
+
+    def fail(output: Any, ctx: MessageContext) -> None:
+        raise ValueError("the moderator is down")
+
+    rules = [
+        Rule.create(
+            "stamp",
+            "SELECT *, topic(2) AS room, clientid() AS clientId FROM 'chat/+/input'",
+            [CallableAction("moderator", done.record)],
+        ),
+        Rule.create(
+            "broken",
+            "SELECT * FROM 'chat/+/input'",
+            [CallableAction("broken", fail)],
+            error_action=CallableAction("dlq", errors.record),
+        ),
+    ]
+    config = EmulatorConfig(wss_port=None)
+    with EmulatorProcess(config, credentials=store) as emulator:
+        emulator.install_rules(rules)
+        client = await RawMqttClient.connect(
+            presign_url(emulator.ws_url, credential, region=config.region), client_id="al.tab"
+        )
+        # When a client publishes to a room's input
+        await client.publish("chat/lobby/input", json.dumps({"text": "hi"}).encode(), qos=1)
+        await client.close()
+        assert done.event.wait(10)
+        assert errors.event.wait(10)
+
+        # Then the succeeding action ran here with the rule's output
+        output, topic, pid = done.items[0]
+        assert pid == os.getpid() != emulator.pid
+        assert output == {"text": "hi", "room": "lobby", "clientId": "al.tab"}
+        assert topic == "chat/lobby/input"
+        # And the failing one was counted by the child's engine and its error
+        # action got AWS's error message, naming the parent's exception
+        message, _, _ = errors.items[0]
+        assert message["ruleName"] == "broken"
+        assert message["failures"] == [
+            {
+                "failedAction": "CallableAction",
+                "failedResource": "broken",
+                "errorMessage": "ValueError: the moderator is down",
+            }
+        ]
+        rules_stats = _wait_for_stats(emulator, lambda s: s["error_actions_succeeded"] == 1)
+        assert rules_stats["actions_succeeded"] == 1
+        assert rules_stats["action_failures"] == 1
+        assert rules_stats["failures_by_rule"] == {"broken": 1}
+
+
+def _wait_for_stats(emulator: EmulatorProcess, ready: Any) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while True:
+        stats: dict[str, Any] = emulator.stats()["rules"]
+        if ready(stats) or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.05)  # counters of another process: polling is the only signal
+
+
+_ORPHAN_SCRIPT = """
+import sys, time
+from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore
+from iotnotify_local.emulator_process import EmulatorProcess
+
+emulator = EmulatorProcess(EmulatorConfig(wss_port=None), credentials=InMemoryCredentialStore())
+emulator.start()
+print(emulator.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_child_stops_when_its_parent_is_killed() -> None:
+    # Given a parent process running the emulator in a child
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN_SCRIPT], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert _alive(child)
+        # When the parent is killed without a chance to stop anything
+        parent.kill()
+        parent.wait(timeout=10)
+        # Then the child notices and exits by itself
+        deadline = time.monotonic() + 20
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)  # another process's exit: polling is the only signal
+        assert not _alive(child)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(timeout=10)
