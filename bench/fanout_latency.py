@@ -296,13 +296,17 @@ def print_run(run: Run, naive: Run | None) -> None:
         f"{os.cpu_count()} cores)"
     )
     own = total - run.cpu["other"]
-    client = run.cpu["bench (client)"]
-    # With nothing else running, the run still needs this CPU: the client's on
-    # one core (one GIL), everything of ours spread over all cores at best.
-    floor = max(client, own / (os.cpu_count() or 1))
+    processes = {name: value for name, value in run.cpu.items() if name != "other"}
+    # With nothing else running, the run still needs this CPU: each process's
+    # on one core at most (one interpreter lock each), everything of ours
+    # spread over all cores at best.
+    floor = max(max(processes.values()), own / (os.cpu_count() or 1))
+    per_user = ", ".join(
+        f"{'client' if name == 'bench (client)' else name} {value / run.users * 1000:.2f} ms"
+        for name, value in processes.items()
+    )
     print(
-        f"    CPU per user: client {client / run.users * 1000:.2f} ms, iotnotify local "
-        f"{run.cpu['iotnotify local'] / run.users * 1000:.2f} ms; floor on an idle machine "
+        f"    CPU per user: {per_user}; floor on an idle machine "
         f"{floor:.2f} s ({run.users / floor:,.0f} users/s), from this run's own CPU"
     )
 
@@ -368,9 +372,14 @@ def main() -> int:
                 # put_batch is one BatchWriteItem, plus a resend of what
                 # DynamoDB left unprocessed (none here).
                 recorder.wrap(publisher.inbox, "put_batch", "BatchWriteItem")
-            pids = {"iotnotify local": local_pid, "proxy": proxy["pid"]}
+            pids = {"iotnotify local": local_pid}
+            emulator_pid = state.extra.get("emulatorPid")
+            if emulator_pid:  # the emulator runs in a process of its own
+                pids["emulator"] = int(emulator_pid)
+            pids["proxy"] = proxy["pid"]
             print(
-                f"iotnotify local pid {local_pid}; proxy adds {args.latency_ms:g} ms to every "
+                f"iotnotify local pid {local_pid} (emulator pid {emulator_pid or 'the same'}); "
+                f"proxy adds {args.latency_ms:g} ms to every "
                 f"iot-data and DynamoDB request; Publisher concurrency {publisher.concurrency} "
                 f"(HTTP pool {args.workers} per client)"
             )

@@ -568,7 +568,9 @@ class SignedEndpoint:
             answer = connection.getresponse()
             data = answer.read()
         except BaseException as exc:
-            connection.close()
+            connection.close()  # half a request or answer: the connection is unusable
+            if not isinstance(exc, Exception):
+                raise  # KeyboardInterrupt and the like, unchanged
             raise _transport_error(exc, url) from exc
         if answer.will_close:
             connection.close()
@@ -588,7 +590,7 @@ class SignedEndpoint:
         self._http.close()
 
 
-def _transport_error(exc: BaseException, url: str) -> BaseException:
+def _transport_error(exc: Exception, url: str) -> Exception:
     """The botocore exception ``URLLib3Session`` raises for the same failure."""
     if isinstance(exc, TimeoutError):
         return ReadTimeoutError(endpoint_url=url, error=exc)
@@ -597,6 +599,4 @@ def _transport_error(exc: BaseException, url: str) -> BaseException:
     if isinstance(exc, (http.client.HTTPException, ConnectionError)):
         # The server closed, reset or answered garbage before a full response.
         return ConnectionClosedError(endpoint_url=url, error=exc)
-    if isinstance(exc, Exception):
-        return HTTPClientError(error=exc)
-    return exc  # KeyboardInterrupt and the like pass through unchanged
+    return HTTPClientError(error=exc)

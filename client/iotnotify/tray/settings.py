@@ -1,6 +1,6 @@
 """The tray's settings: where to sign in, and the last notification seen.
 
-Kept as JSON in the platform's config directory (``platformdirs``). The
+Kept as JSON in the platform's config directory (``click.get_app_dir``). The
 refresh token is deliberately not here: it lives in the OS keyring
 (:mod:`iotnotify.tray.keyring_store`), never in a plain file.
 """
@@ -13,13 +13,21 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-import platformdirs
+import click
 
 __all__ = ["TraySettings", "default_settings_path"]
 
 
 def default_settings_path() -> Path:
-    return Path(platformdirs.user_config_dir("iotnotify", appauthor=False)) / "tray.json"
+    """``tray.json`` in ``$XDG_CONFIG_HOME/iotnotify`` (``~/.config/iotnotify``) on
+    Linux, ``~/Library/Application Support/iotnotify`` on macOS and
+    ``%LOCALAPPDATA%\\iotnotify`` on Windows.
+
+    click (already loaded by the CLI) answers this with ``get_app_dir``; the
+    platformdirs package gave the same folders but kept about 0.3 MiB of its
+    own modules resident in the always-on tray (issue 11 §2).
+    """
+    return Path(click.get_app_dir("iotnotify", roaming=False)) / "tray.json"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,6 +176,35 @@ def test_x11_pixels_are_the_bell_over_black_in_the_servers_byte_order() -> None:
     assert len(wide) == 4 * 30 * 24
     assert pixel(wide, 0, 12, 30) == bytes(4)
     assert pixel(wide, 3 + 6, 12, 30) == pixel(lsb, 6, 12)
+
+
+def test_settings_live_in_the_xdg_config_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from iotnotify.tray.settings import default_settings_path
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert default_settings_path() == tmp_path / "iotnotify" / "tray.json"
+    TraySettings(api_url="https://api.example", username="a").save()
+    assert TraySettings.load().username == "a"
+
+
+def test_the_tray_keeps_no_optional_library_resident() -> None:
+    """Issue 11 §2: what the always-on tray does not need stays unloaded:
+    Pillow's image core (the X11 icon is painted without it), platformdirs
+    (click finds the config folder) and webbrowser (loaded on a click)."""
+    code = (
+        "import json, sys\n"
+        "import iotnotify.cli_client, iotnotify.tray.app, iotnotify.tray.icon\n"
+        "from iotnotify.tray.icon import Bell\n"
+        "from iotnotify.tray.settings import default_settings_path\n"
+        "default_settings_path()\n"
+        "Bell(unread=3).render(24)\n"
+        "print(json.dumps(sorted(m for m in ('PIL.Image', 'PIL._imaging', 'platformdirs',\n"
+        "                                     'webbrowser') if m in sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == []
 
 
 def test_settings_round_trip_without_secrets(tmp_path: Path) -> None:
