@@ -413,6 +413,12 @@ def _stalls_between(
         "stalled_ms": after["stalled_ms"] - before["stalled_ms"],
         # The recent list is bounded: the longest is exact while it held the window.
         "max_stall_ms": max(window, default=0.0) if len(window) >= count else float("nan"),
+        "gc_collections": [
+            late - early
+            for early, late in zip(
+                before.get("gc_collections", []), after.get("gc_collections", []), strict=True
+            )
+        ],
     }
 
 

@@ -600,6 +600,7 @@ def _fixed_table(args: argparse.Namespace, fixed: Runs, labels: dict[str, str]) 
                         if "stack_cpu" in row
                         else ""
                     )
+                    + f"; garbage collections per generation {row.get('gc_collections')}"
                 )
 
 

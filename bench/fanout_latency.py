@@ -5,8 +5,9 @@ for a smoke run with small counts).
 
 What runs, each in its own process (2 cores are shared by all of them):
 
-* ``iotnotify local`` (moto, the IoT emulator, the API), started here with
-  free ports and a private state file;
+* ``iotnotify local`` (moto, the API; the IoT emulator in a process of its
+  own, whose pid the state file gives), started here with free ports and a
+  private state file;
 * ``bench/latency_proxy.py`` in front of its iot-data endpoint (the
   emulator) and its AWS endpoint (moto's DynamoDB), holding every request
   ``--latency-ms`` (15) before forwarding it: the round trip a publisher
@@ -22,10 +23,13 @@ Measured in the same run, with the same publisher:
 2. ``publisher.notify_many(users, ...)`` for each ``--users`` count, every
    result checked (one per user, all ok) and a sample of inboxes read back.
 
-Where the time goes comes from botocore's own ``before-call``/``after-call``
-events: calls per operation, their mean round trip, the span from the first
-call to the last, and the CPU used by this process, ``iotnotify local``, the
-proxy and everything else on the machine. Each user costs one Publish and a
+Where the time goes comes from timing every call (botocore's own
+``before-call``/``after-call`` events for the naive loop's, a wrapper around
+``iot_data.publish`` and ``inbox.put_batch`` for the lean ones of
+``iotnotify.signed_http``): calls per operation, their round trips, the span
+from the first call to the last, and the CPU used by this process,
+``iotnotify local``, its emulator, the proxy and everything else on the
+machine. Each user costs one Publish and a
 25th of a BatchWriteItem, so with the round trip hidden by concurrency the
 limit is the CPU of signing, sending and parsing those calls here and
 serving them in ``iotnotify local``; both are on this machine, so the
@@ -296,17 +300,17 @@ def print_run(run: Run, naive: Run | None) -> None:
         f"{os.cpu_count()} cores)"
     )
     own = total - run.cpu["other"]
-    client = run.cpu["bench (client)"]
+    processes = {name: value for name, value in run.cpu.items() if name != "other"}
     # With nothing else running, the run still needs this CPU: each process's
-    # on one core at most (one GIL each: the client; iotnotify local, whose
-    # emulator and moto share one), everything of ours spread over all cores
-    # at best.
-    single = max(client, run.cpu["iotnotify local"], run.cpu["proxy"])
-    floor = max(single, own / (os.cpu_count() or 1))
+    # on one core at most (one interpreter lock each), everything of ours
+    # spread over all cores at best.
+    floor = max(max(processes.values()), own / (os.cpu_count() or 1))
+    per_user = ", ".join(
+        f"{'client' if name == 'bench (client)' else name} {value / run.users * 1000:.2f} ms"
+        for name, value in processes.items()
+    )
     print(
-        f"    CPU per user: client {client / run.users * 1000:.2f} ms, iotnotify local "
-        f"{run.cpu['iotnotify local'] / run.users * 1000:.2f} ms, proxy "
-        f"{run.cpu['proxy'] / run.users * 1000:.2f} ms; floor on an idle machine "
+        f"    CPU per user: {per_user}; floor on an idle machine "
         f"{floor:.2f} s ({run.users / floor:,.0f} users/s), from this run's own CPU"
     )
 
@@ -372,9 +376,14 @@ def main() -> int:
                 # put_batch is one BatchWriteItem, plus a resend of what
                 # DynamoDB left unprocessed (none here).
                 recorder.wrap(publisher.inbox, "put_batch", "BatchWriteItem")
-            pids = {"iotnotify local": local_pid, "proxy": proxy["pid"]}
+            pids = {"iotnotify local": local_pid}
+            emulator_pid = state.extra.get("emulatorPid")
+            if emulator_pid:  # the emulator runs in a process of its own
+                pids["emulator"] = int(emulator_pid)
+            pids["proxy"] = proxy["pid"]
             print(
-                f"iotnotify local pid {local_pid}; proxy adds {args.latency_ms:g} ms to every "
+                f"iotnotify local pid {local_pid} (emulator pid {emulator_pid or 'the same'}); "
+                f"proxy adds {args.latency_ms:g} ms to every "
                 f"iot-data and DynamoDB request; Publisher concurrency {publisher.concurrency} "
                 f"(HTTP pool {args.workers} per client)"
             )

@@ -246,6 +246,8 @@ class RulesEngine:
     def __init__(self, rules: Sequence[Rule] = (), *, max_workers: int = 4) -> None:
         self.stats = RuleStats()
         self._rules: dict[str, Rule] = {}
+        # What the hook iterates for every message: rebuilt on add/remove, not per message.
+        self._current: tuple[Rule, ...] = ()
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rule")
         self._pending: set[Future[None]] = set()
@@ -260,16 +262,17 @@ class RulesEngine:
             if rule.name in self._rules:
                 raise RuleSqlError(f"rule {rule.name!r} already exists")
             self._rules[rule.name] = rule
+            self._current = tuple(self._rules.values())
         self._wire(rule)
 
     def remove(self, name: str) -> None:
         with self._lock:
             self._rules.pop(name, None)
+            self._current = tuple(self._rules.values())
 
     @property
     def rules(self) -> tuple[Rule, ...]:
-        with self._lock:
-            return tuple(self._rules.values())
+        return self._current
 
     def attach(self, publish: Publish) -> None:
         """Give republish actions a way to publish (thread-safe, onto the broker's loop)."""
@@ -292,10 +295,12 @@ class RulesEngine:
         Evaluates SQL inline (microseconds) and queues actions; never raises.
         """
         try:
-            ctx = MessageContext(topic=topic, client_id=client_id, principal=principal)
-            for rule in self.rules:
+            ctx: MessageContext | None = None  # built only for a message some rule selects
+            for rule in self._current:
                 if not rule.enabled or not rule.statement.matches(topic):
                     continue
+                if ctx is None:
+                    ctx = MessageContext(topic=topic, client_id=client_id, principal=principal)
                 self._evaluate(rule, payload, ctx)
         except Exception:  # the broker must keep serving whatever a rule does
             log.exception("rules engine failed on a message to %s", topic)

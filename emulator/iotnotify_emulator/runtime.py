@@ -150,4 +150,6 @@ class LoopMonitor:
             "stalled_ms": round(self.stalled_seconds * 1000, 1),
             "max_lag_ms": round(self.max_lag * 1000, 2),
             "recent": [[round(at, 3), round(lag * 1000, 2)] for at, lag in self.recent],
+            # Collections so far per generation (a full one walks every live object).
+            "gc_collections": [generation["collections"] for generation in gc.get_stats()],
         }

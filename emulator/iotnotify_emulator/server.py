@@ -45,7 +45,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
@@ -170,7 +170,8 @@ class _WebSocketTransport:
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None) -> None:
         self._ws = ws
-        self._transport = transport if isinstance(transport, asyncio.WriteTransport) else None
+        # uvloop's transports do not subclass asyncio's, but have the same methods.
+        self._transport = cast("asyncio.WriteTransport | None", transport)
 
     def write_now(self, data: bytes) -> bool:
         """Write ``data`` as one binary frame now, if the socket takes it without waiting.

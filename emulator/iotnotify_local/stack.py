@@ -1,6 +1,9 @@
 """``iotnotify local``: moto, the IoT emulator, the API, the worker and the page.
 
-Everything runs in one process so Ctrl-C stops it all. The handlers are the
+Everything runs in this process except the IoT emulator, which serves from a
+child process of its own (``iotnotify_local.emulator_process``: off this
+process's GIL, credentials looked up here, rule actions run here); Ctrl-C
+or SIGTERM stops it all, and the child also stops if this process dies. The handlers are the
 Lambda handlers, unchanged: like Lambda, this process gives them their
 settings in the environment and a session acting as the functions role
 (through ``clients.configure``; credentials stay in memory), and points the

@@ -275,3 +275,39 @@ def test_put_batch_refuses_more_than_25_items() -> None:
     note = Notification.create(title="t")
     with pytest.raises(ValueError, match="25"):
         Inbox(FakeTable()).put_batch([(f"u{n}", note) for n in range(26)])
+
+
+def test_publishes_start_while_inbox_batches_are_still_being_written(
+    closing: list[Publisher],
+) -> None:
+    # Given 4 workers and 10 inbox batches, where every batch but the first
+    # waits until some publish has happened (a gate the first publish opens)
+    users = [f"player-{n:03d}" for n in range(250)]
+    gate = threading.Event()
+    opened_in_time: list[bool] = []
+
+    class GatedTable(FakeTable):
+        def write(self, request_items: dict[str, list[Any]]) -> dict[str, Any]:
+            first = request_items[self.name][0]["PutRequest"]["Item"]["userId"]
+            if first != users[0]:
+                opened_in_time.append(gate.wait(BARRIER_TIMEOUT))
+            return super().write(request_items)
+
+    class GateOpeningIotData(FakeIotData):
+        def publish(self, *, topic: str, qos: int, payload: bytes) -> dict[str, Any]:
+            gate.set()
+            return super().publish(topic=topic, qos=qos, payload=payload)
+
+    iot, table = GateOpeningIotData(pool=4), GatedTable(pool=4)
+    publisher = _publisher(closing, iot_data=iot, inbox=Inbox(table))
+
+    # When fanning out
+    results = publisher.notify_many(users, title="t")
+
+    # Then a worker published the first batch's users while the other batches
+    # waited (with every batch written first, all 4 workers would sit in
+    # gated writes and the gate would only time out)
+    assert all(r.ok for r in results)
+    assert len(opened_in_time) == 9
+    assert all(opened_in_time)
+    assert sorted(iot.published) == sorted(_topic(u) for u in users)
