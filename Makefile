@@ -27,9 +27,12 @@ setup: $(STAMP) $(NODE_STAMP) $(CDK_STAMP) xvfb cli-tools
 node-tools:
 	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
 
-# A virtual screen for the tray app's test (pystray's xorg backend needs no GTK).
+# A virtual screen for the tray app's test (pystray's xorg backend needs no GTK),
+# and dbus-daemon: bench/client_idle.py measures the tray after a pop-up on a
+# private session bus.
 xvfb:
 	@command -v Xvfb >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq xvfb; }
+	@command -v dbus-daemon >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq dbus-daemon; }
 
 # curl and jq: the README's `POST /notify/key` line uses them, and a test runs it.
 cli-tools:

@@ -4,10 +4,15 @@ Starts ``iotnotify local`` (or uses a running one with ``--state-file``),
 then runs each client as a user would, as its own process: ``iotnotify
 listen --user alice`` and ``iotnotify tray --user alice`` (the tray under a
 private Xvfb with a stand-in system-tray manager that owns
-``_NET_SYSTEM_TRAY_S0``, keyring backend ``keyring.backends.null`` since
-Xvfb has no Secret Service). Each is measured once it says "caught-up" on
-stderr, for ``--seconds`` (60 by default) with nothing sent. Linux only:
-figures come from ``/proc``.
+``_NET_SYSTEM_TRAY_S0``, on a private session D-Bus with a stand-in
+notification daemon, ``notification_host.py``; keyring backend
+``keyring.backends.null`` since there is no Secret Service). Each is
+measured once it says "caught-up" on stderr, for ``--seconds`` (60 by
+default) with nothing sent. Then one notification is sent to the tray; once
+its pop-up has reached the notification daemon (desktop-notifier and
+asyncio are loaded by then), the tray is measured idle again for
+``--seconds``: the "after a pop-up" row. Linux only: figures come from
+``/proc``.
 
 Printed per client: RSS at the end of the window (MiB; target <= 30,
 issue 11 §2), CPU time used in the window, and context switches per hour
@@ -24,17 +29,20 @@ import queue
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchlib import IOTNOTIFY, cpu_seconds, local_stack
 
 REPO = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
 TARGET_MIB = 30.0
 
 
@@ -103,9 +111,80 @@ def _xvfb_with_tray_host() -> Iterator[str]:
         server.wait(10)
 
 
+def _lines_of(stream: Any) -> queue.Queue[str]:
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def _wait_for(lines: queue.Queue[str], text: str, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    while True:
+        try:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            raise SystemExit(
+                f"{what}: no {text!r} within {timeout:.0f} s:\n{''.join(seen)}"
+            ) from None
+        seen.append(line)
+        if text in line:
+            return
+
+
+@contextmanager
+def _session_bus_with_notification_host() -> Iterator[tuple[str, queue.Queue[str]]]:
+    """A private session D-Bus and a stand-in notification daemon on it:
+    (the bus address, the daemon's output lines: ``notify <title>`` per pop-up)."""
+    if not shutil.which("dbus-daemon"):
+        raise SystemExit("dbus-daemon is missing: make setup (apt-get install dbus-daemon)")
+    bus = subprocess.Popen(
+        ["dbus-daemon", "--session", "--nofork", "--print-address=1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert bus.stdout is not None
+        address = bus.stdout.readline().strip()
+        if not address:
+            raise SystemExit("dbus-daemon did not print its address")
+        host = subprocess.Popen(
+            [sys.executable, str(HERE / "notification_host.py")],
+            env={**os.environ, "DBUS_SESSION_BUS_ADDRESS": address},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            popups = _lines_of(host.stdout)
+            _wait_for(popups, "ready", 30, "the stand-in notification daemon")
+            yield address, popups
+        finally:
+            host.terminate()
+            host.wait(10)
+    finally:
+        bus.terminate()
+        bus.wait(10)
+
+
 def _measure(
-    name: str, command: list[str], *, env: dict[str, str], cwd: Path, seconds: float
-) -> Figures:
+    name: str,
+    command: list[str],
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    seconds: float,
+    then: tuple[str, Callable[[], None]] | None = None,
+) -> list[Figures]:
+    """Figures for one idle window once ``command`` is caught up; with ``then``
+    (a name and an action), the action runs next and a second window follows."""
     proc = subprocess.Popen(
         command,
         cwd=cwd,
@@ -115,30 +194,16 @@ def _measure(
         stderr=subprocess.PIPE,
         text=True,
     )
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
+    results: list[Figures] = []
     try:
-        deadline = time.monotonic() + 60
-        log: list[str] = []
-        while True:
-            try:
-                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                raise SystemExit(f"{name} did not catch up:\n{''.join(log)}") from None
-            log.append(line)
-            if "caught-up" in line:
-                break
+        _wait_for(_lines_of(proc.stderr), "caught-up", 60, name)
         time.sleep(2)  # let the start-up garbage settle before the window opens
-        cpu0, sw0, t0 = cpu_seconds(proc.pid), _context_switches(proc.pid), time.time()
-        time.sleep(seconds)
-        cpu1, sw1, t1 = cpu_seconds(proc.pid), _context_switches(proc.pid), time.time()
-        rss = _rss_mib(proc.pid)
+        results.append(_window(name, proc.pid, seconds))
+        if then is not None:
+            then_name, action = then
+            action()
+            time.sleep(2)
+            results.append(_window(then_name, proc.pid, seconds))
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -146,6 +211,14 @@ def _measure(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    return results
+
+
+def _window(name: str, pid: int, seconds: float) -> Figures:
+    cpu0, sw0, t0 = cpu_seconds(pid), _context_switches(pid), time.time()
+    time.sleep(seconds)
+    cpu1, sw1, t1 = cpu_seconds(pid), _context_switches(pid), time.time()
+    rss = _rss_mib(pid)
     window = t1 - t0
     switches = sum(count - sw0.get(tid, 0) for tid, count in sw1.items())
     return Figures(name, window, rss, cpu1 - cpu0, switches * 3600 / window)
@@ -169,30 +242,48 @@ def main() -> None:
                 listen = [IOTNOTIFY, "listen", *target]
                 if args.keepalive is not None:
                     listen += ["--keepalive", str(args.keepalive)]
-                figures = _measure(
+                results += _measure(
                     "iotnotify listen", listen, env=base_env, cwd=tmp, seconds=args.seconds
                 )
-                results.append(figures)
             if args.only in (None, "tray"):
-                with _xvfb_with_tray_host() as display:
+                with (
+                    _xvfb_with_tray_host() as display,
+                    _session_bus_with_notification_host() as (bus, popups),
+                ):
                     env = {
                         **base_env,
                         "DISPLAY": display,
+                        "DBUS_SESSION_BUS_ADDRESS": bus,
                         "PYSTRAY_BACKEND": "xorg",
                         "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
                         "XDG_CONFIG_HOME": str(tmp / "config"),
                     }
                     tray = [IOTNOTIFY, "tray", *target, "--settings", str(tmp / "tray.json")]
-                    results.append(
-                        _measure("iotnotify tray", tray, env=env, cwd=tmp, seconds=args.seconds)
+
+                    def pop_up() -> None:
+                        subprocess.run(
+                            [IOTNOTIFY, "send", *target, "--title", "Your turn", "bench"],
+                            cwd=tmp,
+                            check=True,
+                            stdout=subprocess.DEVNULL,
+                        )
+                        _wait_for(popups, "notify Your turn", 30, "the tray's pop-up")
+
+                    results += _measure(
+                        "iotnotify tray",
+                        tray,
+                        env=env,
+                        cwd=tmp,
+                        seconds=args.seconds,
+                        then=("tray, after a pop-up", pop_up),
                     )
 
     print(f"idle clients, connected and caught up, {args.seconds:.0f} s window each")
-    print(f"{'client':<18} {'RSS MiB':>8} {'CPU s':>8} {'% core':>8} {'ctx sw/h':>9}  target")
+    print(f"{'client':<21} {'RSS MiB':>8} {'CPU s':>8} {'% core':>8} {'ctx sw/h':>9}  target")
     for fig in results:
         verdict = "PASS" if fig.rss_mib <= TARGET_MIB and fig.cpu_seconds < 0.01 else "FAIL"
         print(
-            f"{fig.name:<18} {fig.rss_mib:8.1f} {fig.cpu_seconds:8.3f} "
+            f"{fig.name:<21} {fig.rss_mib:8.1f} {fig.cpu_seconds:8.3f} "
             f"{100 * fig.cpu_seconds / fig.window:8.3f} {fig.switches_per_hour:9.0f}  "
             f"<= {TARGET_MIB:.0f} MiB, 0 CPU: {verdict}"
         )

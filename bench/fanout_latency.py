@@ -5,8 +5,9 @@ for a smoke run with small counts).
 
 What runs, each in its own process (2 cores are shared by all of them):
 
-* ``iotnotify local`` (moto, the IoT emulator, the API), started here with
-  free ports and a private state file;
+* ``iotnotify local`` (moto, the API; the IoT emulator in a process of its
+  own, whose pid the state file gives), started here with free ports and a
+  private state file;
 * ``bench/latency_proxy.py`` in front of its iot-data endpoint (the
   emulator) and its AWS endpoint (moto's DynamoDB), holding every request
   ``--latency-ms`` (15) before forwarding it: the round trip a publisher
@@ -22,10 +23,13 @@ Measured in the same run, with the same publisher:
 2. ``publisher.notify_many(users, ...)`` for each ``--users`` count, every
    result checked (one per user, all ok) and a sample of inboxes read back.
 
-Where the time goes comes from botocore's own ``before-call``/``after-call``
-events: calls per operation, their mean round trip, the span from the first
-call to the last, and the CPU used by this process, ``iotnotify local``, the
-proxy and everything else on the machine. Each user costs one Publish and a
+Where the time goes comes from timing every call (botocore's own
+``before-call``/``after-call`` events for the naive loop's, a wrapper around
+``iot_data.publish`` and ``inbox.put_batch`` for the lean ones of
+``iotnotify.signed_http``): calls per operation, their round trips, the span
+from the first call to the last, and the CPU used by this process,
+``iotnotify local``, its emulator, the proxy and everything else on the
+machine. Each user costs one Publish and a
 25th of a BatchWriteItem, so with the round trip hidden by concurrency the
 limit is the CPU of signing, sending and parsing those calls here and
 serving them in ``iotnotify local``; both are on this machine, so the
