@@ -8,6 +8,7 @@ draws its icon as it would on a desktop.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
@@ -507,7 +508,16 @@ def test_the_x11_icon_paints_the_bell_and_its_badge(tray_manager: None, xvfb_dis
         assert screen_pixel(*badge) == (0, 0, 0)
     finally:
         icon.stop()
-        thread.join(15)
+        # pystray's loop ends on its window's DestroyNotify; when another
+        # thread's X call read that event first it waits in select() until
+        # the next event: a round trip wakes it (as TrayApp._nudge_x11_loop).
+        for _ in range(60):
+            thread.join(0.25)
+            if not thread.is_alive():
+                break
+            with contextlib.suppress(Exception):
+                icon._display.sync()
+        assert not thread.is_alive()
         display.close()
         del icon
         gc.collect()
