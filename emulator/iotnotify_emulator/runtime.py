@@ -84,13 +84,14 @@ def event_loop_name() -> str:
 def shorten_switch_interval(seconds: float = SERVING_SWITCH_INTERVAL) -> None:
     """Let a thread waiting for the GIL in after ``seconds`` instead of CPython's 5 ms.
 
-    For a process where the emulator's thread shares the interpreter with
-    other busy threads (``iotnotify local``: moto's server, the API, the SQS
-    poller, the data directory's autosave). Each time the emulator's loop
-    wakes from waiting for sockets it needs the GIL back; while another
-    thread runs Python code, CPython makes it wait the switch interval before
-    asking that thread to let go, so every such wake-up could add up to 5 ms
-    to a delivery. Process-wide: entry points call it, never the library.
+    For a process where a latency-sensitive thread shares the interpreter
+    with other busy threads (``iotnotify local``: the threads answering the
+    emulator process's credential lookups and rule actions, beside moto's
+    server, the API, the SQS poller and the data directory's autosave).
+    Each time such a thread wakes from waiting it needs the GIL back; while
+    another thread runs Python code, CPython makes it wait the switch
+    interval before asking that thread to let go, so every wake-up could
+    add up to 5 ms. Process-wide: entry points call it, never the library.
     """
     sys.setswitchinterval(seconds)
 

@@ -178,10 +178,10 @@ class _WebSocketTransport:
 
         The frame is what aiohttp's ``send_bytes`` writes (uncompressed, as
         this server never negotiates compression), without a coroutine and a
-        task per delivery: at 10,000 deliveries/s those were a sizeable part
-        of the emulator's CPU. False (nothing written) when the connection
-        is closing or its buffer is over :data:`_WRITE_NOW_LIMIT`; the
-        caller then queues it for :meth:`send`.
+        task per write: the broker flushes each connection's frames of a
+        loop iteration through here (``Broker.write_soon``). False (nothing
+        written) when the connection is closing or its buffer is over
+        :data:`_WRITE_NOW_LIMIT`; the caller then uses :meth:`send`.
         """
         transport = self._transport
         if (

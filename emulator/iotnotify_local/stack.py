@@ -537,7 +537,9 @@ async def _serve(config: StackConfig, state_file: Path) -> int:
         from iotnotify_emulator.runtime import shorten_switch_interval, tune_gc_for_serving
 
         tune_gc_for_serving()
-        shorten_switch_interval()  # the emulator's thread shares this GIL
+        # The threads answering the emulator's credential lookups and rule
+        # actions share this GIL with moto, the API and the poller.
+        shorten_switch_interval()
         stack.save()
         stack.start_autosave()
         state.write(state_file)
