@@ -28,7 +28,7 @@ from iotnotify.errors import AuthError, IotNotifyError
 from iotnotify.subscriber import ConnectionState, StateChange, Subscriber, device_suffix
 from iotnotify.tray.icon import Bell
 from iotnotify.tray.keyring_store import RefreshTokenStore, TokenStore
-from iotnotify.tray.notifier import DesktopNotifierBackend, Notifier
+from iotnotify.tray.notifier import Notifier, default_notifier
 from iotnotify.tray.settings import TraySettings
 from iotnotify.tray.state import TrayState
 from iotnotify.tray.toolkit import ToolkitCaller, caller_for, tray_host_present
@@ -65,7 +65,7 @@ class TrayApp:
         self.settings = settings
         self._settings_path = settings_path
         self._password = password
-        self.notifier: Notifier = notifier or DesktopNotifierBackend()
+        self.notifier: Notifier = notifier or default_notifier()
         self._token_store: TokenStore = token_store or RefreshTokenStore(api_url=settings.api_url)
         self.state = state or TrayState()
         self._subscriber_options = dict(subscriber_options or {})

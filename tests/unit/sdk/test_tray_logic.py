@@ -192,7 +192,8 @@ def test_settings_live_in_the_xdg_config_folder(
 def test_the_tray_keeps_no_optional_library_resident() -> None:
     """Issue 11 §2: what the always-on tray does not need stays unloaded:
     Pillow's image core (the X11 icon is painted without it), platformdirs
-    (click finds the config folder) and webbrowser (loaded on a click)."""
+    (click finds the config folder), webbrowser (loaded on a click) and the
+    notifier's D-Bus library (loaded with the first pop-up)."""
     code = (
         "import json, sys\n"
         "import iotnotify.cli_client, iotnotify.tray.app, iotnotify.tray.icon\n"
@@ -200,8 +201,11 @@ def test_the_tray_keeps_no_optional_library_resident() -> None:
         "from iotnotify.tray.settings import default_settings_path\n"
         "default_settings_path()\n"
         "Bell(unread=3).render(24)\n"
+        "from iotnotify.tray.notifier import default_notifier\n"
+        "default_notifier()\n"
         "print(json.dumps(sorted(m for m in ('PIL.Image', 'PIL._imaging', 'platformdirs',\n"
-        "                                     'webbrowser') if m in sys.modules)))\n"
+        "                                     'webbrowser', 'jeepney', 'asyncio')\n"
+        "                        if m in sys.modules)))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout) == []

@@ -1,0 +1,166 @@
+"""The tray's Linux pop-ups over a real session D-Bus (a private dbus-daemon).
+
+A stand-in notification daemon, written here with jeepney, owns
+``org.freedesktop.Notifications``, answers ``Notify`` as the Desktop
+Notifications Specification says and sends ``ActionInvoked`` /
+``NotificationClosed`` when a test asks it to, as a user's click would.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from jeepney import DBusAddress, MatchRule, message_bus, new_method_return, new_signal
+from jeepney.io.threading import DBusRouter, open_dbus_connection
+from jeepney.low_level import HeaderFields
+
+from iotnotify.tray.notifier import DBusNotifier, default_notifier
+
+# make setup installs dbus-daemon; a machine without it fails here instead of skipping.
+assert shutil.which("dbus-daemon"), "dbus-daemon is missing: run `make setup`"
+
+NAME = "org.freedesktop.Notifications"
+PATH = "/org/freedesktop/Notifications"
+
+
+@pytest.fixture
+def session_bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    bus = subprocess.Popen(
+        ["dbus-daemon", "--session", "--nofork", "--print-address=1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert bus.stdout is not None
+        address = bus.stdout.readline().strip()
+        assert address, "dbus-daemon printed no address"
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", address)
+        yield address
+    finally:
+        bus.terminate()
+        bus.wait(10)
+
+
+class StandInDaemon:
+    """Owns the notifications name; records Notify calls as (id, summary, body, actions)."""
+
+    def __init__(self) -> None:
+        self.router = DBusRouter(open_dbus_connection(bus="SESSION"))
+        self.calls: queue.Queue[tuple[int, str, str, list[str]]] = queue.Queue()
+        self._ids = itertools.count(1)
+        self.router.filter(MatchRule(type="method_call", path=PATH), queue=self)  # type: ignore[arg-type]
+        reply = self.router.send_and_get_reply(message_bus.RequestName(NAME), timeout=5)
+        assert reply.body == (1,)  # DBUS_REQUEST_NAME_REPLY_PRIMARY_OWNER
+
+    def put_nowait(self, message: Any) -> None:  # the router's receiver thread
+        member = message.header.fields.get(HeaderFields.member)
+        if member == "Notify":
+            notification_id = next(self._ids)
+            _app, _replaces, _icon, summary, body, actions, _hints, _timeout = message.body
+            self.router.send(new_method_return(message, "u", (notification_id,)))
+            self.calls.put((notification_id, summary, body, list(actions)))
+        elif member == "GetCapabilities":
+            self.router.send(new_method_return(message, "as", (["body", "actions"],)))
+
+    def signal(self, member: str, signature: str, body: tuple[Any, ...]) -> None:
+        self.router.send(new_signal(DBusAddress(PATH, interface=NAME), member, signature, body))
+
+    def close(self) -> None:
+        self.router.close()
+        self.router.conn.close()
+
+
+@pytest.fixture
+def daemon(session_bus: str) -> Iterator[StandInDaemon]:
+    stand_in = StandInDaemon()
+    yield stand_in
+    stand_in.close()
+
+
+def test_a_pop_up_reaches_the_daemon_and_a_click_runs_its_action(daemon: StandInDaemon) -> None:
+    notifier = default_notifier()
+    assert isinstance(notifier, DBusNotifier)
+    clicked = threading.Event()
+    try:
+        # When the tray pops up a "your turn" with a game link
+        notifier.notify("Your turn", "Race to 21", on_click=clicked.set)
+        first, summary, body, actions = daemon.calls.get(timeout=10)
+        # Then the daemon shows it with a default action (a click on the pop-up)
+        assert (summary, body, actions) == ("Your turn", "Race to 21", ["default", "Open"])
+        # and the user's click runs the action, once
+        daemon.signal("ActionInvoked", "us", (first, "default"))
+        assert clicked.wait(10)
+        # A plain notification offers no action.
+        notifier.notify("Hello", "")
+        assert daemon.calls.get(timeout=10)[1:] == ("Hello", "", [])
+        # A pop-up closed without a click forgets its action.
+        closed_click = threading.Event()
+        notifier.notify("Later", "", on_click=closed_click.set)
+        later = daemon.calls.get(timeout=10)[0]
+        daemon.signal("NotificationClosed", "uu", (later, 2))  # 2: dismissed by the user
+        daemon.signal("ActionInvoked", "us", (later, "default"))
+        # Messages arrive in order: once a later pop-up's call is answered
+        # (close() waits for the queued calls), both signals were handled.
+        notifier.notify("Sync", "")
+        assert daemon.calls.get(timeout=10)[1] == "Sync"
+        notifier.close()
+        assert not closed_click.is_set()
+    finally:
+        notifier.close()
+
+
+def test_without_a_daemon_one_warning_then_pop_ups_once_it_runs(
+    session_bus: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    notifier = DBusNotifier()
+    try:
+        with caplog.at_level(logging.DEBUG, logger="iotnotify.tray"):
+            notifier.notify("one", "")
+            notifier.notify("two", "")
+            notifier.close()  # waits for the queued pop-ups to be tried
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1
+        assert "org.freedesktop.Notifications" in warnings[0].getMessage()
+        # Once a daemon runs, the next pop-up connects again and is shown.
+        stand_in = StandInDaemon()
+        try:
+            notifier.notify("three", "")
+            assert stand_in.calls.get(timeout=10)[1] == "three"
+        finally:
+            stand_in.close()
+    finally:
+        notifier.close()
+
+
+def test_a_pop_up_keeps_asyncio_and_desktop_notifier_out_of_the_tray(
+    daemon: StandInDaemon,
+) -> None:
+    """Issue 11 §2: desktop-notifier with asyncio and dbus-fast cost the tray
+    6 MiB from its first pop-up on; the D-Bus path loads none of them."""
+    code = (
+        "import json, sys, time\n"
+        "from iotnotify.tray.notifier import default_notifier\n"
+        "notifier = default_notifier()\n"
+        "notifier.notify('Your turn', 'x', on_click=lambda: None)\n"
+        "notifier.close()\n"
+        "print(json.dumps(sorted(m for m in ('asyncio', 'desktop_notifier', 'dbus_fast')\n"
+        "                        if m in sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=os.environ
+    )
+    assert done.returncode == 0, done.stderr
+    assert daemon.calls.get(timeout=10)[1] == "Your turn"
+    assert json.loads(done.stdout) == []
