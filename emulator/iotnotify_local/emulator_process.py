@@ -344,7 +344,8 @@ def _serve(
     async def main() -> None:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        with contextlib.suppress(NotImplementedError):  # Windows: terminate() kills outright
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
         store = PipeCredentialStore(lookups, generation)
         async with start_emulator(config, credentials=store) as emulator:
             tune_gc_for_serving()
