@@ -164,10 +164,10 @@ class DBusNotifier:
     ``NotificationClosed(id, reason)`` ends it. :meth:`notify` only queues:
     one worker thread makes the calls (a D-Bus round trip, or a daemon that
     is slow to start, never holds up the subscriber), and jeepney's router
-    receives on its own thread; ``on_click`` runs there. Both wait blocked
-    (no wake-ups while idle) and start with the first pop-up. The
-    connection is opened again for the next pop-up when the bus or the
-    daemon was missing.
+    receives on its own thread and starts ``on_click`` on a thread of its
+    own. Both wait blocked (no wake-ups while idle) and start with the
+    first pop-up. The connection is opened again for the next pop-up when
+    the bus or the daemon was missing.
     """
 
     def __init__(self, *, app_name: str = "iotnotify") -> None:
@@ -284,10 +284,15 @@ class DBusNotifier:
 
     @staticmethod
     def _run_click(on_click: Callable[[], None]) -> None:
-        try:
-            on_click()
-        except Exception:
-            log.exception("the pop-up's click action failed")
+        # On a thread of its own: opening a browser can take a while, and the
+        # router's receiver thread must keep answering the worker's calls.
+        def run() -> None:
+            try:
+                on_click()
+            except Exception:
+                log.exception("the pop-up's click action failed")
+
+        threading.Thread(target=run, name="iotnotify-pop-up-click", daemon=True).start()
 
     def _failed(self, error: BaseException) -> None:
         with self._lock:
