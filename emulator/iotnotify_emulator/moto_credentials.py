@@ -42,7 +42,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote, urlencode, urlsplit
@@ -263,8 +263,10 @@ class MotoCredentialStore:
         self._region = region
         self._prune_interval = prune_interval
         self._next_prune = time.monotonic() + prune_interval
-        # Verified sessions, so a trust check runs once per session.
-        self._honoured: dict[str, Credential] = {}
+        # Verified sessions, so a trust check runs once per session: the
+        # credential with its account and role ARN. Only the trust decision
+        # is kept; the role's policies are read again on every lookup.
+        self._honoured: dict[str, tuple[Credential, str, str]] = {}
         # moto's module-level BackendDict: one object for the process, its
         # contents reset and restored in place.
         self._iam_backends: Any = get_backend("iam")
@@ -289,16 +291,21 @@ class MotoCredentialStore:
         with self._lock:
             cached = self._honoured.get(access_key_id)
         if cached is not None:
-            return cached
+            return self._with_current_role_policies(access_key_id, *cached)
         with _REGISTRY.lock:
             session = _REGISTRY.sessions.get(access_key_id)
         if session is not None:
-            if not self._account_ok(str(session.assumed.account_id)):
+            account_id = str(session.assumed.account_id)
+            if not self._account_ok(account_id):
                 return None
             credential = self._from_session(session, depth)
             if credential is not None:
                 with self._lock:
-                    self._honoured[access_key_id] = credential
+                    self._honoured[access_key_id] = (
+                        credential,
+                        account_id,
+                        str(session.assumed.role_arn),
+                    )
             return credential
         iam_backends = self._iam_backends
         for account_id in self._iam_accounts(iam_backends):
@@ -307,6 +314,29 @@ class MotoCredentialStore:
             if user is not None:
                 return self._from_user(user, access_key_id, iam)
         return None
+
+    def _with_current_role_policies(
+        self, access_key_id: str, credential: Credential, account_id: str, role_arn: str
+    ) -> Credential | None:
+        """An honoured session with its role's policies as they are now.
+
+        On AWS a role session's permissions are the role's policies at each
+        request (a Deny added to the role revokes existing sessions: IAM
+        User Guide, "Revoking IAM role temporary security credentials"), and
+        a deleted role's sessions can do nothing; so only the trust decision
+        is cached, never the policies. The parsed texts are cached
+        (``_parse``), so an unchanged role costs dictionary reads.
+        """
+        try:
+            role = self._iam(account_id).get_role_by_arn(arn=role_arn)
+        except Exception:  # moto raises its own NotFound; no role, no session
+            with self._lock:
+                self._honoured.pop(access_key_id, None)
+            return None
+        policies = tuple(_holder_policies(role, "role"))
+        if policies == credential.identity_policies:
+            return credential
+        return replace(credential, identity_policies=policies)
 
     def _iam(self, account_id: str) -> Any:
         """moto's IAM backend of an account, read live (moto replaces it on restore)."""

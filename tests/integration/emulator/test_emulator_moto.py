@@ -339,3 +339,46 @@ def test_expired_moto_sessions_are_pruned_here_and_in_moto(moto: Moto) -> None:
     assert pruned >= 30
     assert not {s.access_key_id for s in moto_sessions} & set(sessions)
     assert store.lookup(sessions[0]) is None
+
+
+def test_one_store_sees_a_roles_changed_policy_on_a_session_it_already_honoured(
+    moto: Moto,
+) -> None:
+    # On AWS a role session's permissions are the role's policies at the time
+    # of each request (adding a Deny to the role is how existing sessions are
+    # revoked: IAM User Guide, "Revoking IAM role temporary security
+    # credentials"); only the trust decision belongs to the session.
+    iam = moto.client("iam")
+    suffix = uuid.uuid4().hex[:8]
+    store = MotoCredentialStore()
+    role_arn = _role_trusting(iam, {"AWS": "*"}, suffix)
+    role = role_arn.rsplit("/", 1)[1]
+    resource = f"arn:aws:iot:{REGION}:{ACCOUNT}:topic/a/*"
+
+    def document(effect: str) -> str:
+        statement = {"Effect": effect, "Action": "iot:Publish", "Resource": resource}
+        return compact_json({"Version": "2012-10-17", "Statement": [statement]})
+
+    iam.put_role_policy(RoleName=role, PolicyName="allow", PolicyDocument=document("Allow"))
+    iam.create_user(UserName=f"u-{suffix}")
+    key = iam.create_access_key(UserName=f"u-{suffix}")["AccessKey"]
+    sts = _sts_as(moto, key["AccessKeyId"], key["SecretAccessKey"])
+    session = sts.assume_role(RoleArn=role_arn, RoleSessionName="s1")["Credentials"]
+    # Given a session the store has already honoured
+    first = store.lookup(session["AccessKeyId"])
+    assert first is not None
+    assert [p.name for p in first.identity_policies] == [f"role/{role}/inline/allow"]
+
+    # When a Deny is added to the role, Then the same session carries it
+    iam.put_role_policy(RoleName=role, PolicyName="revoke", PolicyDocument=document("Deny"))
+    second = store.lookup(session["AccessKeyId"])
+    assert second is not None
+    assert sorted(p.name for p in second.identity_policies) == [
+        f"role/{role}/inline/allow",
+        f"role/{role}/inline/revoke",
+    ]
+    # And once the role is deleted, its sessions are refused
+    for name in ("allow", "revoke"):
+        iam.delete_role_policy(RoleName=role, PolicyName=name)
+    iam.delete_role(RoleName=role)
+    assert store.lookup(session["AccessKeyId"]) is None
