@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,17 +222,30 @@ IOTNOTIFY: Final = str(Path(sys.executable).with_name("iotnotify"))
 
 
 @contextmanager
-def local_stack(state_file: Path | None, *, prefix: str) -> Iterator[Path]:
+def local_stack(
+    state_file: Path | None, *, prefix: str, extra_args: Sequence[str] = ()
+) -> Iterator[Path]:
     """The state file of a running ``iotnotify local``: ``state_file`` as given,
     or a fresh stack on free ports (its own temporary data directory, named
-    with ``prefix``) that is stopped with Ctrl-C afterwards."""
+    with ``prefix``; ``extra_args`` such as ``--tls`` added to its command)
+    that is stopped with Ctrl-C afterwards."""
     if state_file is not None:
         yield state_file
         return
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         path = Path(tmp) / "state.json"
         proc = subprocess.Popen(
-            [IOTNOTIFY, "local", "--port", "0", "--state-file", str(path), "--data-dir", tmp],
+            [
+                IOTNOTIFY,
+                "local",
+                "--port",
+                "0",
+                "--state-file",
+                str(path),
+                "--data-dir",
+                tmp,
+                *extra_args,
+            ],
             cwd=tmp,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

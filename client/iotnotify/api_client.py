@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import email.utils
 import json
-import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -32,6 +31,7 @@ from iotnotify.errors import (
     IotNotifyError,
     Throttled,
 )
+from iotnotify.tls import https_context
 
 __all__ = [
     "ApiClient",
@@ -141,7 +141,7 @@ class ApiClient:
         self.api_url = api_url.rstrip("/")
         self._id_tokens = id_tokens
         self._timeout = timeout
-        self._ssl = ssl.create_default_context(cafile=ca_file) if ca_file else None
+        self._ca_file = ca_file
 
     def token(self) -> ConnectionToken:
         headers: dict[str, str] = {}
@@ -171,7 +171,9 @@ class ApiClient:
             )
             try:
                 with urllib.request.urlopen(  # noqa: S310
-                    request, timeout=self._timeout, context=self._ssl
+                    request,
+                    timeout=self._timeout,
+                    context=https_context(self.api_url, self._ca_file),
                 ) as answer:
                     body = answer.read()
                     if headers is not None:

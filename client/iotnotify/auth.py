@@ -26,7 +26,6 @@ so a game with its own sign-in can hand its tokens to the SDK.
 from __future__ import annotations
 
 import json
-import ssl
 import threading
 import time
 import urllib.error
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol, runtime_checkable
 
 from iotnotify.errors import AuthError, ConnectionLost, Forbidden, IotNotifyError, Throttled
+from iotnotify.tls import https_context
 
 __all__ = [
     "Challenge",
@@ -201,7 +201,7 @@ class CognitoAuth:
         self.endpoint_url = endpoint_url or cognito_endpoint(region)
         self._clock = clock
         self._timeout = timeout
-        self._ssl = ssl.create_default_context(cafile=ca_file) if ca_file else None
+        self._ca_file = ca_file
 
     @classmethod
     def from_state_file(cls, path: str | Path | None = None) -> CognitoAuth:
@@ -236,7 +236,9 @@ class CognitoAuth:
                 time.sleep(_RETRY_BASE_SECONDS * 2 ** (attempt - 2))
             try:
                 with urllib.request.urlopen(  # noqa: S310
-                    request, timeout=self._timeout, context=self._ssl
+                    request,
+                    timeout=self._timeout,
+                    context=https_context(self.endpoint_url, self._ca_file),
                 ) as answer:
                     payload = answer.read()
             except urllib.error.HTTPError as exc:

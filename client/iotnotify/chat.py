@@ -18,7 +18,6 @@ Errors are :class:`iotnotify.errors.IotNotifyError` subclasses: ``Forbidden``
 from __future__ import annotations
 
 import json
-import ssl
 import threading
 import urllib.error
 import urllib.parse
@@ -41,6 +40,7 @@ from iotnotify.errors import (
     InvalidEnvelope,
     IotNotifyError,
 )
+from iotnotify.tls import client_context, https_context
 
 __all__ = ["RoomConnection", "RoomToken", "RoomsApi"]
 
@@ -89,7 +89,7 @@ class RoomsApi:
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self._id_tokens = id_tokens
-        self._ssl = ssl.create_default_context(cafile=ca_file) if ca_file else None
+        self._ca_file = ca_file
         self._timeout = timeout
 
     def list_page(self, *, limit: int = 100, next_token: str | None = None) -> dict[str, Any]:
@@ -150,7 +150,9 @@ class RoomsApi:
             )
             try:
                 with urllib.request.urlopen(  # noqa: S310
-                    request, timeout=self._timeout, context=self._ssl
+                    request,
+                    timeout=self._timeout,
+                    context=https_context(self.api_url, self._ca_file),
                 ) as answer:
                     raw = json.loads(answer.read() or b"{}")
             except urllib.error.HTTPError as exc:
@@ -206,7 +208,7 @@ class RoomConnection:
         )
         self._client.ws_set_options(path=f"{url.path}?{url.query}")
         if url.scheme == "wss":
-            self._client.tls_set(ca_certs=ca_file)
+            self._client.tls_set_context(client_context(ca_file))
         self._client.on_connect = self._connected
         self._client.on_subscribe = lambda *_args: self._subscribed.set()
         self._client.on_message = self._received

@@ -80,6 +80,7 @@ from iotnotify.errors import (
     SubscriptionRefused,
     Throttled,
 )
+from iotnotify.tls import client_context
 
 if TYPE_CHECKING:  # pragma: no cover
     # asyncio is imported where the async API is used: it is ~4 MiB of RSS
@@ -882,7 +883,9 @@ class Subscriber:
         client.ws_set_options(path=path)
         if tls:
             try:
-                client.tls_set(ca_certs=self._ca_file)
+                # One shared context per CA setting (iotnotify.tls): paho's
+                # tls_set() would parse the whole system CA bundle per client.
+                client.tls_set_context(client_context(self._ca_file))
             except (OSError, ssl.SSLError, ValueError) as exc:
                 raise AuthError(f"cannot set up TLS with CA file {self._ca_file!r}: {exc}") from exc
 
