@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -209,3 +211,22 @@ def test_the_child_stops_when_its_parent_is_killed() -> None:
         if parent.poll() is None:
             parent.kill()
             parent.wait(timeout=10)
+
+
+def test_the_parent_hears_when_the_child_dies_but_not_when_it_stops_it() -> None:
+    config = EmulatorConfig(wss_port=None)
+    exits: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+    # Given an emulator process whose exit the parent watches
+    emulator = EmulatorProcess(config, credentials=InMemoryCredentialStore()).start()
+    try:
+        emulator.on_exit(exits.put)
+        # When the child is killed behind the parent's back (OOM killer, kill -9)
+        os.kill(emulator.pid, signal.SIGKILL)
+        # Then the parent is told, with the exit code
+        assert exits.get(timeout=20) == -signal.SIGKILL
+    finally:
+        emulator.stop()
+    # And a child stopped on purpose is not reported (stop() joins the watcher)
+    with EmulatorProcess(config, credentials=InMemoryCredentialStore()) as second:
+        second.on_exit(exits.put)
+    assert exits.empty()
