@@ -97,7 +97,8 @@ def cli() -> None:
     "--port",
     default=8700,
     show_default=True,
-    type=click.IntRange(0, 65535),
+    # P..P+3 must all be ports: 65532 is the highest P.
+    type=click.IntRange(0, 65532),
     help="API and web port; moto and the IoT emulator use the next three. 0 = free ports.",
 )
 @click.option(

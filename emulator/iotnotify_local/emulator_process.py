@@ -454,6 +454,9 @@ class EmulatorProcess:
         try:
             self._info = control.recv()
         except EOFError as exc:
+            # The pipe closes as the child exits, a moment before it can be
+            # reaped: join it first, or its exit code still reads None.
+            self._process.join(_STOP_TIMEOUT)
             code = self._process.exitcode
             self.stop()
             raise EmulatorProcessError(

@@ -250,3 +250,12 @@ def test_an_unknown_command_far_from_any_suggests_nothing() -> None:
     assert result.exit_code == 2
     assert "No such command 'frobnicate'" in result.output
     assert "Did you mean" not in result.output
+
+
+def test_local_refuses_a_port_whose_next_three_do_not_exist() -> None:
+    # --port P uses P..P+3: 65533 and above would overflow bind() (a traceback)
+    result = CliRunner().invoke(cli, ["local", "--port", "65534"])
+    assert result.exit_code == 2
+    assert "--port" in result.output
+    assert "65532" in result.output
+    assert "Traceback" not in result.output
