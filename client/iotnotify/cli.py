@@ -6,6 +6,7 @@ game server does not load moto, the emulator or the CDK.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import json
 import sys
@@ -58,6 +59,22 @@ class _Group(click.Group):
             raise TypeError(f"{target} is not a click command")
         return command
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError:
+            name = click.utils.make_str(args[0]) if args else ""
+            if not name or name.startswith("-") or self.get_command(ctx, name) is not None:
+                raise
+            # click suggests only from the commands registered up front
+            # (``self.commands``: local, send), so "lsiten" got "send"; the
+            # suggestion covers the lazily loaded ones too.
+            close = difflib.get_close_matches(name, self.list_commands(ctx))
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise click.UsageError(f"No such command {name!r}.{hint}", ctx) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         from iotnotify.state_file import StateFileError
 
@@ -80,7 +97,8 @@ def cli() -> None:
     "--port",
     default=8700,
     show_default=True,
-    type=click.IntRange(0, 65535),
+    # P..P+3 must all be ports: 65532 is the highest P.
+    type=click.IntRange(0, 65532),
     help="API and web port; moto and the IoT emulator use the next three. 0 = free ports.",
 )
 @click.option(

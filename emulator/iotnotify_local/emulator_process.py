@@ -33,7 +33,9 @@ What crosses the process boundary, and how it stays what AWS does:
 * **Lifetime**: the child ignores Ctrl-C (the parent stops it in order),
   stops on SIGTERM, and stops by itself when the parent is gone (its end of
   the control pipe closes), so killing ``iotnotify local`` by pid, even with
-  SIGKILL, leaves nothing behind.
+  SIGKILL, leaves nothing behind. The other way round, the parent watches
+  the child (:meth:`EmulatorProcess.on_exit`), and ``iotnotify local``
+  stops with an error when its emulator dies.
 
 :class:`EmulatorProcess` has the attributes of
 :class:`~iotnotify_emulator.server.EmulatorThread` that the stack uses.
@@ -46,6 +48,7 @@ import contextlib
 import itertools
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import threading
@@ -421,6 +424,7 @@ class EmulatorProcess:
         self._threads: list[threading.Thread] = []
         self._bridge: RuleBridge | None = None
         self._info: dict[str, Any] = {}
+        self._stopping = False
 
     def start(self) -> EmulatorProcess:
         """Start the child and return once its ports are bound (at most 60 s).
@@ -428,6 +432,7 @@ class EmulatorProcess:
         Raises :class:`EmulatorProcessError` if it exits or does not start in time.
         """
         context = self._context
+        self._stopping = False
         lookups, child_lookups = context.Pipe()
         control, child_control = context.Pipe()
         actions, child_actions = context.Pipe()
@@ -449,6 +454,9 @@ class EmulatorProcess:
         try:
             self._info = control.recv()
         except EOFError as exc:
+            # The pipe closes as the child exits, a moment before it can be
+            # reaped: join it first, or its exit code still reads None.
+            self._process.join(_STOP_TIMEOUT)
             code = self._process.exitcode
             self.stop()
             raise EmulatorProcessError(
@@ -460,6 +468,30 @@ class EmulatorProcess:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+    def on_exit(self, callback: Callable[[int | None], None]) -> None:
+        """Call ``callback(exit code)`` on a thread of its own if the child exits
+        before :meth:`stop` was asked (killed, out of memory, a crash).
+
+        ``iotnotify local`` stops on it: otherwise the page, the API and moto
+        would go on answering with nothing behind the IoT endpoints. The
+        callback must not call :meth:`stop` itself (it runs on the thread
+        :meth:`stop` waits for); it should hand over to another thread.
+        """
+        process = self._process
+        if process is None:
+            raise EmulatorProcessError("EmulatorProcess is not started")
+
+        def watch() -> None:
+            # The sentinel is readable once the child has exited; waiting on
+            # it reaps nothing, so stop() stays the one that joins it.
+            multiprocessing.connection.wait([process.sentinel])
+            if self._stopping:
+                return
+            process.join(_STOP_TIMEOUT)
+            callback(process.exitcode)
+
+        self._spawn_thread(watch, (), "emulator-watch")
 
     def install_rules(self, rules: Sequence[Rule]) -> None:
         """Run ``rules`` on every message the child accepts; their actions run here."""
@@ -476,6 +508,7 @@ class EmulatorProcess:
 
     def stop(self) -> None:
         """SIGTERM (the emulator closes every connection as on shutdown), then SIGKILL."""
+        self._stopping = True
         process = self._process
         if process is not None and process.is_alive():
             process.terminate()
@@ -486,7 +519,8 @@ class EmulatorProcess:
         for connection in self._pipes:
             connection.close()
         for thread in self._threads:
-            thread.join(_STOP_TIMEOUT)
+            if thread is not threading.current_thread():
+                thread.join(_STOP_TIMEOUT)
         if self._bridge is not None:
             self._bridge.close()
         self._pipes, self._threads = [], []

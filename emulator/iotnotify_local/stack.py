@@ -23,7 +23,7 @@ import secrets
 import signal
 import socket
 import string
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -478,6 +478,12 @@ class LocalStack:
             )
         )
 
+    def on_emulator_exit(self, callback: Callable[[int | None], None]) -> None:
+        """``callback(exit code)``, on another thread, if the emulator's process
+        ends before :meth:`stop` (:meth:`EmulatorProcess.on_exit`)."""
+        if self._emulator is not None:
+            self._emulator.on_exit(callback)
+
     # --- stop -------------------------------------------------------------------
 
     async def stop(self) -> None:
@@ -546,8 +552,25 @@ async def _serve(config: StackConfig, state_file: Path) -> int:
         table = _summary(state, state_file)
         table.add_row("data directory", _data_row(config))
         Console().print(table)
+        # An emulator process that dies (killed, out of memory) stops the
+        # stack: a page and API with no IoT endpoint behind them would only
+        # fail later, one client at a time, with nothing said here.
+        emulator_exits: list[int | None] = []
+
+        def emulator_exited(code: int | None) -> None:
+            emulator_exits.append(code)
+            loop.call_soon_threadsafe(stopped.set)
+
+        stack.on_emulator_exit(emulator_exited)
         console.print("ready. Ctrl-C stops everything.")
         await stopped.wait()
+        if emulator_exits:
+            console.print(
+                f"[red]error:[/red] the IoT emulator's process (pid "
+                f"{state.extra.get('emulatorPid')}) exited unexpectedly (exit code "
+                f"{emulator_exits[0]}); stopping everything."
+            )
+            return 1
         console.print("stopping...")
         return 0
     finally:

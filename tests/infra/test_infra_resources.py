@@ -202,9 +202,16 @@ def test_function_environment_is_names_and_arns_only(dev: Synth, spec) -> None: 
     ours = {k for k in env if not k.startswith("POWERTOOLS_")}
     # Exactly the variables settings.ENV names: AWS_REGION comes from Lambda,
     # and the iot-data URL override exists only for the local emulator.
-    expected = {v for k, v in ENV.items() if k not in ("region", "iot_data_url")}
+    # Powertools' own settings (service, log level, metrics namespace) are
+    # checked by name below, not counted as ours.
+    expected = {
+        v
+        for k, v in ENV.items()
+        if k not in ("region", "iot_data_url") and not v.startswith("POWERTOOLS_")
+    }
     expected |= {ROOMS_TABLE_ENV}
     assert ours == expected
+    assert env[ENV["metrics_namespace"]] == "iotnotify"
     assert env[ENV["app"]] == "iotnotify"
     assert env[ENV["stage"]] == "dev"
     assert env[ENV["ssm_stage"]] == "dev"

@@ -230,3 +230,32 @@ def test_a_chat_line_cannot_forge_another_line_or_drive_the_terminal() -> None:
     assert all(line.startswith("    ") for line in lines[1:])
     assert not any(ch != "\n" and not ch.isprintable() for ch in shown)
     assert "\\x1b]0;pwned\\x07\\x1b[2J \\u202eevil\\r\\tü 🎲" in shown
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"), [("lsiten", "listen"), ("tary", "tray"), ("chta", "chat")]
+)
+def test_a_mistyped_command_suggests_the_lazily_loaded_command_meant(typo: str, meant: str) -> None:
+    # click suggests from the commands registered up front only (local, send);
+    # listen, tray, chat... are loaded on first use and must be suggested too.
+    result = CliRunner().invoke(cli, [typo])
+    assert result.exit_code == 2
+    assert f"No such command '{typo}'" in result.output
+    # the closest first (click named only 'send' for "lsiten")
+    assert f"Did you mean '{meant}'" in result.output
+
+
+def test_an_unknown_command_far_from_any_suggests_nothing() -> None:
+    result = CliRunner().invoke(cli, ["frobnicate"])
+    assert result.exit_code == 2
+    assert "No such command 'frobnicate'" in result.output
+    assert "Did you mean" not in result.output
+
+
+def test_local_refuses_a_port_whose_next_three_do_not_exist() -> None:
+    # --port P uses P..P+3: 65533 and above would overflow bind() (a traceback)
+    result = CliRunner().invoke(cli, ["local", "--port", "65534"])
+    assert result.exit_code == 2
+    assert "--port" in result.output
+    assert "65532" in result.output
+    assert "Traceback" not in result.output

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +26,7 @@ from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore
 from iotnotify_emulator.rules import CallableAction, Rule
 from iotnotify_emulator.rules_sql import MessageContext
 from iotnotify_emulator.testing import ALLOW_ALL, ConnectionRefused, RawMqttClient, presign_url
-from iotnotify_local.emulator_process import EmulatorProcess
+from iotnotify_local.emulator_process import EmulatorProcess, EmulatorProcessError
 
 
 def _alive(pid: int) -> bool:
@@ -179,7 +182,7 @@ def _wait_for_stats(emulator: EmulatorProcess, ready: Any) -> dict[str, Any]:
 _ORPHAN_SCRIPT = """
 import sys, time
 from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore
-from iotnotify_local.emulator_process import EmulatorProcess
+from iotnotify_local.emulator_process import EmulatorProcess, EmulatorProcessError
 
 emulator = EmulatorProcess(EmulatorConfig(wss_port=None), credentials=InMemoryCredentialStore())
 emulator.start()
@@ -209,3 +212,32 @@ def test_the_child_stops_when_its_parent_is_killed() -> None:
         if parent.poll() is None:
             parent.kill()
             parent.wait(timeout=10)
+
+
+def test_the_parent_hears_when_the_child_dies_but_not_when_it_stops_it() -> None:
+    config = EmulatorConfig(wss_port=None)
+    exits: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+    # Given an emulator process whose exit the parent watches
+    emulator = EmulatorProcess(config, credentials=InMemoryCredentialStore()).start()
+    try:
+        emulator.on_exit(exits.put)
+        # When the child is killed behind the parent's back (OOM killer, kill -9)
+        os.kill(emulator.pid, signal.SIGKILL)
+        # Then the parent is told, with the exit code
+        assert exits.get(timeout=20) == -signal.SIGKILL
+    finally:
+        emulator.stop()
+    # And a child stopped on purpose is not reported (stop() joins the watcher)
+    with EmulatorProcess(config, credentials=InMemoryCredentialStore()) as second:
+        second.on_exit(exits.put)
+    assert exits.empty()
+
+
+def test_a_child_that_cannot_start_reports_its_exit_code() -> None:
+    # Given the emulator's port taken by someone else
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        config = EmulatorConfig(ws_port=taken.getsockname()[1], wss_port=None)
+        # When the emulator process starts, Then the error says how it ended
+        # (the child's exit status, not "None" from a process not yet reaped)
+        with pytest.raises(EmulatorProcessError, match=r"exit code 1\b"):
+            EmulatorProcess(config, credentials=InMemoryCredentialStore()).start()

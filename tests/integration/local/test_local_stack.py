@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import queue
 import re
 import shlex
+import signal
 import subprocess
 import time
 import urllib.request
@@ -279,3 +281,21 @@ def test_ctrl_c_and_kill_leave_no_emulator_process_behind(tmp_path: Path) -> Non
         stack.stop()
         # Then the emulator's process is gone too
         assert _gone(emulator_pid), how
+
+
+def test_a_dead_emulator_process_stops_the_stack_and_says_so(tmp_path: Path) -> None:
+    # Given a running stack
+    state_file = tmp_path / "emulator-dies.json"
+    stack = start_stack(state_file, "--port", "0")
+    try:
+        emulator_pid = int(stack.state["extra"]["emulatorPid"])
+        # When its emulator's process dies (the OOM killer, kill -9 by pid)
+        os.kill(emulator_pid, signal.SIGKILL)
+        # Then iotnotify local stops too, with an error naming it, and leaves
+        # no state file pointing clients at endpoints that are gone
+        assert stack.process.wait(timeout=60) == 1
+    finally:
+        output = stack.stop()
+    assert "emulator" in output
+    assert "exited unexpectedly" in output
+    assert not state_file.exists()
