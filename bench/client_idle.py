@@ -25,7 +25,8 @@ for the stack's CA, named by ``SSL_CERT_DIR``: OpenSSL's on-demand lookup,
 what the SDK uses on Debian/Ubuntu) and ``bundle`` (the system bundle plus
 the stack's CA in one file named by ``SSL_CERT_FILE``: every certificate
 parsed, what the SDK did before and still does where there is no hashed
-directory). The tray's TLS cost is the listen delta: they share the code.
+directory). The tray runs the same way with ``capath`` (idle, then after a
+pop-up).
 
 Printed per client: RSS at the end of the window (MiB; target <= 30,
 issue 11 §2), CPU time used in the window, in nanoseconds from the
@@ -295,6 +296,55 @@ def _system_trust_with(ca_file: str, tmp: Path) -> tuple[Path, Path]:
     return capath, bundle
 
 
+def _tray_rows(
+    label: str,
+    after_label: str,
+    state_file: Path,
+    *,
+    env: dict[str, str],
+    tmp: Path,
+    seconds: float,
+    send_state: Path | None = None,
+) -> list[Figures]:
+    """The tray idle, then idle again after one pop-up (sent with ``send_state``,
+    default ``state_file``), under a private Xvfb and session D-Bus."""
+    target = ["--state-file", str(state_file), "--user", "alice"]
+    send_target = ["--state-file", str(send_state or state_file), "--user", "alice"]
+    settings = tmp / f"tray-{label.replace(' ', '-').replace(',', '')}.json"
+    with (
+        _xvfb_with_tray_host() as display,
+        _session_bus_with_notification_host() as (bus, popups),
+    ):
+        tray_env = {
+            **env,
+            "DISPLAY": display,
+            "DBUS_SESSION_BUS_ADDRESS": bus,
+            "PYSTRAY_BACKEND": "xorg",
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+            "XDG_CONFIG_HOME": str(tmp / "config"),
+        }
+        tray = [IOTNOTIFY, "tray", *target, "--settings", str(settings)]
+
+        def pop_up() -> None:
+            subprocess.run(
+                [IOTNOTIFY, "send", *send_target, "--title", "Your turn", "bench"],
+                cwd=tmp,
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            _wait_for(popups, "notify Your turn", 30, "the tray's pop-up")
+
+        return _measure(
+            label,
+            tray,
+            env=tray_env,
+            cwd=tmp,
+            seconds=seconds,
+            then=(after_label, pop_up),
+        )
+
+
 def _tls_rows(args: argparse.Namespace, tmp: Path) -> list[Figures]:
     """``iotnotify listen`` over ``wss://`` trusting the system store (see the docstring)."""
     results: list[Figures] = []
@@ -314,6 +364,15 @@ def _tls_rows(args: argparse.Namespace, tmp: Path) -> list[Figures]:
             ("listen wss, bundle", {"SSL_CERT_FILE": str(bundle)}),
         ):
             results += _measure(label, listen, env={**env, **extra}, cwd=tmp, seconds=args.seconds)
+        results += _tray_rows(
+            "tray wss, capath",
+            "tray wss, after pop-up",
+            system_state,
+            env={**env, "SSL_CERT_DIR": str(capath)},
+            tmp=tmp,
+            seconds=args.seconds,
+            send_state=state_file,
+        )
     return results
 
 
@@ -339,37 +398,14 @@ def main() -> None:
                     "iotnotify listen", listen, env=base_env, cwd=tmp, seconds=args.seconds
                 )
             if args.only in (None, "tray"):
-                with (
-                    _xvfb_with_tray_host() as display,
-                    _session_bus_with_notification_host() as (bus, popups),
-                ):
-                    env = {
-                        **base_env,
-                        "DISPLAY": display,
-                        "DBUS_SESSION_BUS_ADDRESS": bus,
-                        "PYSTRAY_BACKEND": "xorg",
-                        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
-                        "XDG_CONFIG_HOME": str(tmp / "config"),
-                    }
-                    tray = [IOTNOTIFY, "tray", *target, "--settings", str(tmp / "tray.json")]
-
-                    def pop_up() -> None:
-                        subprocess.run(
-                            [IOTNOTIFY, "send", *target, "--title", "Your turn", "bench"],
-                            cwd=tmp,
-                            check=True,
-                            stdout=subprocess.DEVNULL,
-                        )
-                        _wait_for(popups, "notify Your turn", 30, "the tray's pop-up")
-
-                    results += _measure(
-                        "iotnotify tray",
-                        tray,
-                        env=env,
-                        cwd=tmp,
-                        seconds=args.seconds,
-                        then=("tray, after a pop-up", pop_up),
-                    )
+                results += _tray_rows(
+                    "iotnotify tray",
+                    "tray, after a pop-up",
+                    state_file,
+                    env=base_env,
+                    tmp=tmp,
+                    seconds=args.seconds,
+                )
         if args.only in (None, "tls"):
             results += _tls_rows(args, tmp)
 

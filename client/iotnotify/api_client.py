@@ -141,7 +141,9 @@ class ApiClient:
         self.api_url = api_url.rstrip("/")
         self._id_tokens = id_tokens
         self._timeout = timeout
-        self._ca_file = ca_file
+        # The shared context (iotnotify.tls), built here so that a bad ca_file
+        # fails at construction; None for plain http://.
+        self._ssl = https_context(self.api_url, ca_file)
 
     def token(self) -> ConnectionToken:
         headers: dict[str, str] = {}
@@ -171,9 +173,7 @@ class ApiClient:
             )
             try:
                 with urllib.request.urlopen(  # noqa: S310
-                    request,
-                    timeout=self._timeout,
-                    context=https_context(self.api_url, self._ca_file),
+                    request, timeout=self._timeout, context=self._ssl
                 ) as answer:
                     body = answer.read()
                     if headers is not None:

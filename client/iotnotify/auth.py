@@ -201,7 +201,9 @@ class CognitoAuth:
         self.endpoint_url = endpoint_url or cognito_endpoint(region)
         self._clock = clock
         self._timeout = timeout
-        self._ca_file = ca_file
+        # The shared context (iotnotify.tls), built here so that a bad ca_file
+        # fails at construction; None for plain http://.
+        self._ssl = https_context(self.endpoint_url, ca_file)
 
     @classmethod
     def from_state_file(cls, path: str | Path | None = None) -> CognitoAuth:
@@ -236,9 +238,7 @@ class CognitoAuth:
                 time.sleep(_RETRY_BASE_SECONDS * 2 ** (attempt - 2))
             try:
                 with urllib.request.urlopen(  # noqa: S310
-                    request,
-                    timeout=self._timeout,
-                    context=https_context(self.endpoint_url, self._ca_file),
+                    request, timeout=self._timeout, context=self._ssl
                 ) as answer:
                     payload = answer.read()
             except urllib.error.HTTPError as exc:

@@ -89,7 +89,9 @@ class RoomsApi:
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self._id_tokens = id_tokens
-        self._ca_file = ca_file
+        # The shared context (iotnotify.tls), built here so that a bad ca_file
+        # fails at construction; None for plain http://.
+        self._ssl = https_context(self.api_url, ca_file)
         self._timeout = timeout
 
     def list_page(self, *, limit: int = 100, next_token: str | None = None) -> dict[str, Any]:
@@ -150,9 +152,7 @@ class RoomsApi:
             )
             try:
                 with urllib.request.urlopen(  # noqa: S310
-                    request,
-                    timeout=self._timeout,
-                    context=https_context(self.api_url, self._ca_file),
+                    request, timeout=self._timeout, context=self._ssl
                 ) as answer:
                     raw = json.loads(answer.read() or b"{}")
             except urllib.error.HTTPError as exc:
