@@ -4,14 +4,18 @@
 Notifications Specification 1.2: Notify, GetCapabilities,
 GetServerInformation, CloseNotification; signals NotificationClosed and
 ActionInvoked), showing nothing. Prints ``ready`` once it owns the name and
-``notify <summary>`` per pop-up, one line each on stdout.
+``notify <summary>`` per pop-up, one line each on stdout. ``GetCapabilities``
+answers ``body,actions`` unless ``--capabilities`` gives another
+comma-separated list (e.g. ``body,body-markup,actions`` for a daemon that
+renders body markup, as GNOME Shell, KDE Plasma and dunst do).
 
-    python bench/notification_host.py
+    python bench/notification_host.py [--capabilities body,body-markup,actions]
 """
 
 # No `from __future__ import annotations`: dbus-fast reads the D-Bus
 # signatures from the (Annotated) annotations at class creation.
 
+import argparse
 import asyncio
 import contextlib
 import itertools
@@ -26,9 +30,10 @@ _Strings = Annotated[list[str], DBusSignature("as")]
 
 
 class _Notifications(ServiceInterface):
-    def __init__(self) -> None:
+    def __init__(self, capabilities: list[str]) -> None:
         super().__init__("org.freedesktop.Notifications")
         self._ids = itertools.count(1)
+        self._capabilities = capabilities
 
     @method()
     def Notify(  # noqa: N802 - D-Bus member names
@@ -47,7 +52,7 @@ class _Notifications(ServiceInterface):
 
     @method()
     def GetCapabilities(self) -> _Strings:  # noqa: N802
-        return ["body", "actions"]
+        return list(self._capabilities)
 
     @method()
     def GetServerInformation(  # noqa: N802
@@ -66,17 +71,25 @@ class _Notifications(ServiceInterface):
         return (notification_id, reason)
 
 
-async def _serve() -> None:
+async def _serve(capabilities: list[str]) -> None:
     bus = await MessageBus(bus_type=BusType.SESSION).connect()
-    bus.export("/org/freedesktop/Notifications", _Notifications())
+    bus.export("/org/freedesktop/Notifications", _Notifications(capabilities))
     await bus.request_name("org.freedesktop.Notifications", NameFlag.DO_NOT_QUEUE)
     print("ready", flush=True)
     await bus.wait_for_disconnect()
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--capabilities",
+        default="body,actions",
+        help="comma-separated GetCapabilities answer (default: body,actions)",
+    )
+    args = parser.parse_args()
+    capabilities = [name for name in args.capabilities.split(",") if name]
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve())
+        asyncio.run(_serve(capabilities))
 
 
 if __name__ == "__main__":

@@ -271,10 +271,16 @@ def send(
     if as_json:
         click.echo(json.dumps(result))
         return
-    failed = [r for r in result.get("results", []) if not r["ok"]]
+    results = result.get("results", [])
+    failed = [r for r in results if not r["ok"]]
     for entry in failed:
         _error_line("failed", f"{entry['userId']}: {entry['error']}")
-    click.echo(f"sent {result['id']}")
+    # "sent" only for what reached someone: a user whose publish failed after
+    # the inbox write is counted as failed, not as sent.
+    if not failed:
+        click.echo(f"sent {result['id']}")
+    elif len(failed) < len(results):
+        click.echo(f"sent {result['id']} to {len(results) - len(failed)} of {len(results)} users")
     if failed:
         sys.exit(1)
 

@@ -24,12 +24,26 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
+from botocore.exceptions import BotoCoreError
+
 from iotnotify.signed_http import SignedEndpoint
 
-__all__ = ["FastBatchWrite", "PlainItem"]
+__all__ = ["FastBatchWrite", "PlainItem", "UnexpectedAnswer"]
 
 # A flat item: attribute name -> string (S) or integer (N).
 PlainItem = Mapping[str, str | int]
+
+
+class UnexpectedAnswer(BotoCoreError):
+    """A 2xx answer that is not BatchWriteItem's JSON.
+
+    A ``BotoCoreError``, so callers that handle botocore's failures (the
+    inbox fails the batch's users) handle this one too; botocore's own
+    ``parsers.ResponseParserError`` is a bare ``Exception``.
+    """
+
+    fmt = "unexpected BatchWriteItem answer ({error})"
+
 
 _TARGET: Final = "DynamoDB_20120810.BatchWriteItem"
 _HEADERS: Final = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": _TARGET}
@@ -65,8 +79,10 @@ class FastBatchWrite:
     ``client`` is a boto3 ``dynamodb`` client (a resource's
     ``meta.client`` will do); ``credentials`` returns botocore credentials.
     Raises the client's ``ClientError`` for an error answer (after its
-    retries), ``TypeError`` for an attribute that is neither ``str`` nor
-    ``int``, or botocore's transport errors. Thread-safe.
+    retries), :class:`UnexpectedAnswer` (a ``BotoCoreError``) for a 2xx answer that is
+    not BatchWriteItem's JSON (or names attributes other than S and N),
+    ``TypeError`` for an item attribute that is neither ``str`` nor ``int``,
+    or botocore's transport errors. Thread-safe.
     """
 
     def __init__(
@@ -86,9 +102,14 @@ class FastBatchWrite:
         answer = self._endpoint.call(
             "BatchWriteItem", path="/", headers=_HEADERS, body=body.encode("utf-8")
         )
-        parsed = json.loads(answer.content or b"{}")
-        left = parsed.get("UnprocessedItems", {}).get(table, [])
-        return [_plain(request["PutRequest"]["Item"]) for request in left]
+        try:
+            parsed = json.loads(answer.content or b"{}")
+            left = parsed.get("UnprocessedItems", {}).get(table, [])
+            return [_plain(request["PutRequest"]["Item"]) for request in left]
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            # Callers fail the batch's users on a BotoCoreError; a ValueError
+            # escaping here would abort the whole fan-out instead.
+            raise UnexpectedAnswer(error=f"{type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
         """Release the idle kept-alive connections (the client itself stays usable)."""

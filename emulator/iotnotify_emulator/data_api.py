@@ -103,7 +103,7 @@ class DataApi:
                 store=self.credentials,
                 service=_SERVICE,
                 region=self.config.region,
-                max_skew=self.config.signature_max_skew,
+                max_skew=self.config.header_signature_max_skew,
             )
         except SignatureError as exc:
             self.broker.refuse(f"iot-data request refused: {exc.reason}", remote=request.remote)

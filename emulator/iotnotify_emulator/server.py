@@ -61,6 +61,7 @@ from iotnotify_emulator.rules import RulesEngine
 from iotnotify_emulator.runtime import LoopMonitor, new_event_loop
 from iotnotify_emulator.session5 import MAX_PACKET_SIZE, HttpPropertiesError, properties_from_http
 from iotnotify_emulator.sigv4 import (
+    HEADER_SIGNATURE_MAX_SKEW,
     SignatureError,
     verify_header_signature,
     verify_query_signature,
@@ -123,7 +124,11 @@ class EmulatorConfig:
     # MQTT 5 on /mqtt (AWS IoT Core speaks it); False answers a v5 CONNECT
     # with CONNACK 0x84, for clients' fallback tests.
     mqtt5: bool = True
+    # Presigned WebSocket URLs: X-Amz-Date within this of the server's clock
+    # (and X-Amz-Expires, when given, not passed).
     signature_max_skew: timedelta = timedelta(minutes=15)
+    # Header-signed iot-data requests: AWS's 5 minutes (sigv4.HEADER_SIGNATURE_MAX_SKEW).
+    header_signature_max_skew: timedelta = HEADER_SIGNATURE_MAX_SKEW
     extra_hosts: tuple[str, ...] = field(default=())
     # ``POST /_emulator/restart``: drop every connection and stop listening for
     # a while, as an outage would. For tests and demos of reconnecting
@@ -543,7 +548,7 @@ class Emulator:
                 store=self.credentials,
                 service=_DATA_SERVICE,
                 region=self.config.region,
-                max_skew=self.config.signature_max_skew,
+                max_skew=self.config.header_signature_max_skew,
             )
         except SignatureError as exc:
             self.broker.refuse(f"HTTP publish refused: {exc.reason}", remote=request.remote)

@@ -39,11 +39,17 @@ from multidict import CIMultiDict
 from iotnotify_emulator.credentials import Credential, CredentialStore
 
 __all__ = [
+    "HEADER_SIGNATURE_MAX_SKEW",
     "SignatureError",
     "canonical_request",
     "verify_header_signature",
     "verify_query_signature",
 ]
+
+# Header-signed requests (iot-data): AWS refuses one more than five minutes
+# from its clock (IAM user guide, "AWS Signature Version 4 for API requests",
+# replay protection). Presigned WebSocket URLs keep their own, wider window.
+HEADER_SIGNATURE_MAX_SKEW: Final = timedelta(minutes=5)
 
 _ALGORITHM: Final = "AWS4-HMAC-SHA256"
 _TIMESTAMP_FORMAT: Final = "%Y%m%dT%H%M%SZ"
@@ -332,12 +338,16 @@ def verify_header_signature(
     store: CredentialStore,
     service: str,
     region: str,
-    max_skew: timedelta = timedelta(minutes=15),
+    max_skew: timedelta = HEADER_SIGNATURE_MAX_SKEW,
     now: datetime | None = None,
 ) -> Credential:
     """Verify an ``Authorization: AWS4-HMAC-SHA256 ...`` request (iot-data publish).
 
-    ``headers`` may be any mapping: names are matched case-insensitively.
+    ``headers`` may be any mapping: names are matched case-insensitively. A
+    request whose ``X-Amz-Date`` is more than ``max_skew`` (5 minutes, as AWS:
+    IAM user guide, "AWS Signature Version 4 for API requests": "a request must
+    reach AWS within five minutes of the time stamp in the request") from now
+    is refused, so a captured request cannot be replayed for long.
     """
     received = _case_insensitive(headers)
     authorization = received.get("Authorization")

@@ -96,6 +96,15 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _has_ipv4(host: str) -> bool:
+    """Whether ``host`` is, or resolves to, an IPv4 address: the emulator, moto
+    and the API bind IPv4 sockets only (``socket.create_server``'s default)."""
+    try:
+        return bool(socket.getaddrinfo(host, None, socket.AF_INET))
+    except (socket.gaierror, UnicodeError):
+        return False
+
+
 def check_exposure(host: str, *, allow_remote: bool) -> str | None:
     """None for a loopback ``host``; the warning to show for an allowed remote one.
 
@@ -635,6 +644,12 @@ def run_local(
             f"[red]error:[/red] the state file {path} belongs to an `iotnotify local` that is "
             f"running (pid {owner.pid}, {owner.apiUrl}); stop it, or give this one its own "
             "--state-file (and --data-dir)"
+        )
+        return 2
+    if not _has_ipv4(host):
+        console.print(
+            f"[red]error:[/red] --host {host} has no IPv4 address; every listener of the "
+            "local stack is IPv4 (127.0.0.1, localhost, or 0.0.0.0 with --allow-remote)"
         )
         return 2
     try:

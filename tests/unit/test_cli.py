@@ -120,6 +120,53 @@ def test_send_broadcast_sends_type_broadcast(monkeypatch: pytest.MonkeyPatch) ->
     assert recorder.broadcasts[1]["type"] == "promo"
 
 
+class _PartlyFailingPublisher(_RecordingPublisher):
+    """notify_many fails for the users named in ``failing``."""
+
+    def __init__(self, failing: set[str]) -> None:
+        super().__init__()
+        self.failing = failing
+
+    def notify_many(self, user_ids: list[str], **options: Any) -> list[Any]:
+        from iotnotify.publisher import DeliveryResult
+
+        return [
+            DeliveryResult(u, ok=False, notification_id="01N", error="publish refused")
+            if u in self.failing
+            else DeliveryResult(u, ok=True, notification_id="01N")
+            for u in user_ids
+        ]
+
+
+@pytest.mark.parametrize(
+    ("users", "failing", "stdout", "exit_code"),
+    [
+        (["a"], set(), "sent 01N\n", 0),
+        (["a", "b"], {"b"}, "sent 01N to 1 of 2 users\n", 1),
+        (["a"], {"a"}, "", 1),
+    ],
+)
+def test_send_says_sent_only_for_what_reached_someone(
+    monkeypatch: pytest.MonkeyPatch,
+    users: list[str],
+    failing: set[str],
+    stdout: str,
+    exit_code: int,
+) -> None:
+    import iotnotify.sending
+
+    publisher = _PartlyFailingPublisher(failing)
+    monkeypatch.setattr(
+        iotnotify.sending, "publisher_for_local", lambda _path: (publisher, lambda u: u)
+    )
+    args = ["send", "--title", "t"] + [arg for u in users for arg in ("--user", u)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == exit_code
+    assert result.stdout == stdout
+    for user in failing:
+        assert f"{user}: publish refused" in result.stderr
+
+
 def test_send_refuses_data_that_is_not_a_json_object() -> None:
     result = CliRunner().invoke(cli, ["send", "--user", "a", "--title", "t", "--data", "[1]"])
     assert result.exit_code == 2

@@ -67,3 +67,26 @@ def test_a_running_stacks_state_file_is_refused_not_taken_over(
     assert "--state-file" in out
     assert str(os.getpid()) in out
     assert not (tmp_path / "other-data").exists()  # nothing was started
+
+
+@pytest.mark.parametrize("host", ["::1", "ip6-localhost.invalid"])
+def test_a_host_without_an_ipv4_address_is_one_clear_error(
+    tmp_path: Path, host: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every listener of the stack is IPv4 (the emulator's create_server, moto's
+    # werkzeug, the probe of free ports): --host ::1 ended in tracebacks from
+    # the port probe or the emulator's process.
+    status = run_local(
+        host=host,
+        port=0,
+        state_file=tmp_path / "local.json",
+        app="iotnotify",
+        stage="local",
+        data_dir=tmp_path / "data",
+    )
+    assert status == 2
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert "IPv4" in out
+    assert "Traceback" not in out
+    assert not (tmp_path / "data").exists()  # nothing was started

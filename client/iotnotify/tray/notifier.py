@@ -153,6 +153,25 @@ _BUS_NAME: Final = "org.freedesktop.Notifications"
 _PATH: Final = "/org/freedesktop/Notifications"
 _REPLY_TIMEOUT_S: Final = 10.0
 _EARLY_KEPT: Final = 16
+# C0 control characters except tab and newline: a terminal escape or a NUL
+# from a sender has no place in a pop-up, and D-Bus strings may not hold NUL
+# at all (the bus would drop the connection: D-Bus specification, "Valid
+# strings"). Removed, not replaced.
+_CONTROLS: Final = {code: None for code in range(0x20) if chr(code) not in "\t\n"}
+
+
+def _plain_text(text: str) -> str:
+    """``text`` without C0 control characters other than tab and newline."""
+    return text.translate(_CONTROLS)
+
+
+def _escape_markup(text: str) -> str:
+    """``text`` with ``&``, ``<`` and ``>`` as the XML entities ``&amp;``,
+    ``&lt;``, ``&gt;``, so a server that renders body markup shows it as
+    written. Quotes stay: they only matter inside an attribute value, and
+    escaped text has no tags to carry one. Three replaces rather than
+    :func:`html.escape`: the always-on tray loads no module for this."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class DBusNotifier:
@@ -168,12 +187,27 @@ class DBusNotifier:
     own. Both wait blocked (no wake-ups while idle) and start with the
     first pop-up. The connection is opened again for the next pop-up when
     the bus or the daemon was missing.
+
+    Title and body come from other people (a game server, a chat), so both
+    are sent as plain text. The summary never holds markup; the body may
+    (specification §4 "Markup": ``<b> <i> <u> <a href> <img src>``, XML
+    based) when the server lists ``body-markup`` in ``GetCapabilities``
+    (§9.1.1: "If marked up text is sent to a server that does not give this
+    cap, the markup will show through as regular text"). So the body is
+    XML-escaped (:func:`_escape_markup`) for such a server and sent as is to
+    any other, which would otherwise show ``&amp;``. The capabilities are
+    asked once per bus connection (before its first pop-up) and asked again
+    after a reconnect. C0 control characters other than tab and newline are
+    removed from both (:func:`_plain_text`).
+    https://specifications.freedesktop.org/notification-spec/notification-spec-1.2.html
     """
 
     def __init__(self, *, app_name: str = "iotnotify") -> None:
         self._app_name = app_name
         self._lock = threading.Lock()
         self._router: Any = None
+        # GetCapabilities of the daemon on this connection; None: not asked yet.
+        self._capabilities: frozenset[str] | None = None
         self._clicks: dict[int, Callable[[], None]] = {}
         # Clicks and closes of ids this thread has not registered (yet), oldest first.
         self._early: dict[int, str] = {}
@@ -226,8 +260,25 @@ class DBusNotifier:
 
         try:
             router = self._connect()
+            address = DBusAddress(_PATH, bus_name=_BUS_NAME, interface=_BUS_NAME)
+            with self._lock:
+                capabilities = self._capabilities
+            if capabilities is None:
+                (listed,) = unwrap_msg(
+                    router.send_and_get_reply(
+                        new_method_call(address, "GetCapabilities"), timeout=_REPLY_TIMEOUT_S
+                    )
+                )
+                capabilities = frozenset(str(name) for name in listed)
+                with self._lock:
+                    if self._router is router:
+                        self._capabilities = capabilities
+            title = _plain_text(title)
+            body = _plain_text(body)
+            if "body-markup" in capabilities:
+                body = _escape_markup(body)
             call = new_method_call(
-                DBusAddress(_PATH, bus_name=_BUS_NAME, interface=_BUS_NAME),
+                address,
                 "Notify",
                 "susssasa{sv}i",
                 # app, replaces, icon, summary, body, actions (key, label pairs),
@@ -305,6 +356,7 @@ class DBusNotifier:
     def _drop_connection(self) -> None:
         with self._lock:
             router, self._router = self._router, None
+            self._capabilities = None
         if router is not None:
             router.close()
             router.conn.close()

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import botocore.auth
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from iotnotify_emulator.mqtt import Will
@@ -88,3 +95,41 @@ async def test_delete_connection_disconnects_the_client(world: Harness, prevent_
         "ResourceNotFoundException"
     )
     await watcher.disconnect()
+
+
+def _publish_signed_at(world: Harness, signed_at: datetime) -> int:
+    """Status of an iot-data Publish signed by botocore's SigV4Auth, its clock at ``signed_at``."""
+    credential = world.store.issue([ALLOW_ALL])
+    request = AWSRequest(
+        method="POST", url=f"{world.emulator.data_url}/topics/t%2Fskew?qos=0", data=b"x"
+    )
+    original = botocore.auth.get_current_datetime
+    botocore.auth.get_current_datetime = lambda: signed_at.replace(tzinfo=None)
+    try:
+        SigV4Auth(
+            Credentials(
+                credential.access_key_id, credential.secret_access_key, credential.session_token
+            ),
+            "iotdata",
+            world.region,
+        ).add_auth(request)
+    finally:
+        botocore.auth.get_current_datetime = original
+    prepared = request.prepare()
+    sent = urllib.request.Request(
+        prepared.url, data=b"x", headers=dict(prepared.headers.items()), method="POST"
+    )
+    try:
+        with urllib.request.urlopen(sent, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize(("minutes", "status"), [(4, 200), (-4, 200), (6, 401), (-6, 401)])
+async def test_a_publish_signed_more_than_five_minutes_off_the_clock_is_refused(
+    world: Harness, minutes: int, status: int
+) -> None:
+    # AWS's replay window for header-signed requests is five minutes (IAM user guide, SigV4)
+    signed_at = datetime.now(UTC) + timedelta(minutes=minutes)
+    assert await asyncio.to_thread(_publish_signed_at, world, signed_at) == status

@@ -4,6 +4,8 @@ A stand-in notification daemon, written here with jeepney, owns
 ``org.freedesktop.Notifications``, answers ``Notify`` as the Desktop
 Notifications Specification says and sends ``ActionInvoked`` /
 ``NotificationClosed`` when a test asks it to, as a user's click would.
+It answers ``GetCapabilities`` with the list it is given and counts the
+calls.
 """
 
 from __future__ import annotations
@@ -54,9 +56,12 @@ def session_bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 class StandInDaemon:
-    """Owns the notifications name; records Notify calls as (id, summary, body, actions)."""
+    """Owns the notifications name; records Notify calls as (id, summary, body, actions)
+    and answers GetCapabilities with ``capabilities``, counting the calls."""
 
-    def __init__(self) -> None:
+    def __init__(self, capabilities: tuple[str, ...] = ("body", "actions")) -> None:
+        self.capabilities = list(capabilities)
+        self.capability_queries = 0
         self.router = DBusRouter(open_dbus_connection(bus="SESSION"))
         self.calls: queue.Queue[tuple[int, str, str, list[str]]] = queue.Queue()
         self._ids = itertools.count(1)
@@ -72,7 +77,9 @@ class StandInDaemon:
             self.router.send(new_method_return(message, "u", (notification_id,)))
             self.calls.put((notification_id, summary, body, list(actions)))
         elif member == "GetCapabilities":
-            self.router.send(new_method_return(message, "as", (["body", "actions"],)))
+            # Counted before the reply: the caller's next call comes after it.
+            self.capability_queries += 1
+            self.router.send(new_method_return(message, "as", (self.capabilities,)))
 
     def signal(self, member: str, signature: str, body: tuple[Any, ...]) -> None:
         self.router.send(new_signal(DBusAddress(PATH, interface=NAME), member, signature, body))
@@ -164,3 +171,79 @@ def test_a_pop_up_keeps_asyncio_and_desktop_notifier_out_of_the_tray(
     assert done.returncode == 0, done.stderr
     assert daemon.calls.get(timeout=10)[1] == "Your turn"
     assert json.loads(done.stdout) == []
+
+
+# A sender (a game server, a chat) controls title and body.
+HOSTILE_BODY = (
+    'Tom & Jerry <a href="https://evil.example">bank.example</a><img src="file:///etc/passwd"/>'
+)
+ESCAPED_BODY = (
+    'Tom &amp; Jerry &lt;a href="https://evil.example"&gt;bank.example&lt;/a&gt;'
+    '&lt;img src="file:///etc/passwd"/&gt;'
+)
+
+
+def test_a_daemon_rendering_body_markup_gets_the_body_escaped_and_is_asked_once(
+    session_bus: str,
+) -> None:
+    stand_in = StandInDaemon(("body", "body-markup", "body-hyperlinks", "body-images"))
+    notifier = DBusNotifier()
+    try:
+        for n in range(5):
+            notifier.notify(f"<b>Eve</b> & {n}", HOSTILE_BODY)
+        for n in range(5):
+            # The summary is plain text (never markup): sent as written.
+            assert stand_in.calls.get(timeout=10)[1:3] == (f"<b>Eve</b> & {n}", ESCAPED_BODY)
+        assert stand_in.capability_queries == 1
+    finally:
+        notifier.close()
+        stand_in.close()
+
+
+def test_a_daemon_without_body_markup_gets_the_text_unchanged(session_bus: str) -> None:
+    stand_in = StandInDaemon(("body", "actions"))
+    notifier = DBusNotifier()
+    try:
+        notifier.notify("a < b & c", HOSTILE_BODY)
+        notifier.notify("again", "5 > 3 &amp; more")
+        assert stand_in.calls.get(timeout=10)[1:3] == ("a < b & c", HOSTILE_BODY)
+        assert stand_in.calls.get(timeout=10)[1:3] == ("again", "5 > 3 &amp; more")
+        assert stand_in.capability_queries == 1
+    finally:
+        notifier.close()
+        stand_in.close()
+
+
+def test_control_characters_are_removed_but_tabs_and_newlines_kept(session_bus: str) -> None:
+    stand_in = StandInDaemon(("body", "body-markup"))
+    notifier = DBusNotifier()
+    try:
+        notifier.notify("Your\x00 turn\x1b[2J\r", "line 1\r\n\tline\x07 2\x1f <i>")
+        assert stand_in.calls.get(timeout=10)[1:3] == (
+            "Your turn[2J",
+            "line 1\n\tline 2 &lt;i&gt;",
+        )
+    finally:
+        notifier.close()
+        stand_in.close()
+
+
+def test_capabilities_are_asked_again_after_a_reconnect(session_bus: str) -> None:
+    plain = StandInDaemon(("body",))
+    notifier = DBusNotifier()
+    try:
+        notifier.notify("one", "<b>x</b>")
+        assert plain.calls.get(timeout=10)[1:3] == ("one", "<b>x</b>")
+        plain.close()
+        notifier.notify("lost", "")  # no daemon: fails, the connection is dropped
+        notifier.close()  # waits for that attempt
+        # Another daemon, one that renders markup, takes the name.
+        marking = StandInDaemon(("body", "body-markup"))
+        try:
+            notifier.notify("two", "<b>x</b>")
+            assert marking.calls.get(timeout=10)[1:3] == ("two", "&lt;b&gt;x&lt;/b&gt;")
+            assert marking.capability_queries == 1
+        finally:
+            marking.close()
+    finally:
+        notifier.close()

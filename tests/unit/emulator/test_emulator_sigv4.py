@@ -148,6 +148,36 @@ def test_header_signature_verifies_and_binds_the_body(store: InMemoryCredentialS
         _verify_request(request, store, b"tampered")
 
 
+@pytest.mark.parametrize(("minutes", "accepted"), [(-6, False), (-4, True), (4, True), (6, False)])
+def test_a_header_signed_request_is_refused_more_than_five_minutes_from_the_clock(
+    store: InMemoryCredentialStore, minutes: int, accepted: bool
+) -> None:
+    # AWS's replay window for header-signed requests is five minutes (IAM user guide).
+    request, credential = _signed_publish(store, b"payload")
+    parts = urlsplit(request.url)
+    headers = CIMultiDict(dict(request.headers.items()))
+    headers["Host"] = parts.netloc
+
+    def verify() -> object:
+        return verify_header_signature(
+            method="POST",
+            raw_path=parts.path,
+            query=[("qos", "1")],
+            headers=headers,
+            body=b"payload",
+            store=store,
+            service="iotdata",
+            region=REGION,
+            now=datetime.now(UTC) + timedelta(minutes=minutes),
+        )
+
+    if accepted:
+        assert verify() == credential
+    else:
+        with pytest.raises(SignatureError, match="300 s from the server time"):
+            verify()
+
+
 def test_header_signature_without_authorization_is_refused(
     store: InMemoryCredentialStore,
 ) -> None:

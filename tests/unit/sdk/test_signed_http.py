@@ -21,9 +21,11 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSPreparedRequest, AWSRequest, AWSResponse
 from botocore.config import Config
 from botocore.credentials import Credentials
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
+from iotnotify.contract import Notification
 from iotnotify.dynamodb_batch import FastBatchWrite
+from iotnotify.inbox import Inbox
 from iotnotify.iot_data import FastPublish
 from iotnotify.signed_http import SignedEndpoint, SigV4Signer, _HTTPConnection
 
@@ -409,6 +411,48 @@ def test_batch_write_sends_dynamodb_json_and_returns_the_unprocessed_items_plain
     assert unprocessed == [{"userId": "bob", "n": 7}]
     with pytest.raises(TypeError):
         writer.write("inbox", [{"userId": "al", "flag": True}])
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"<html>gateway</html>",
+        b"[1, 2]",
+        b'{"UnprocessedItems": {"inbox": [{"PutRequest": {"Item": {"on": {"BOOL": true}}}}]}}',
+        b'{"UnprocessedItems": {"inbox": [{"DeleteRequest": {}}]}}',
+    ],
+)
+def test_an_answer_not_shaped_like_batch_write_items_fails_the_batch_not_the_fan_out(
+    answer: bytes,
+) -> None:
+    # Given a DynamoDB that answers 200 with something that is not BatchWriteItem's JSON
+    session = _session()
+    client = session.client("dynamodb", endpoint_url="https://ddb.example.invalid")
+
+    def hook(request: AWSPreparedRequest, **_: Any) -> AWSResponse:
+        return AWSResponse(request.url, 200, {}, _Raw(answer))
+
+    client.meta.events.register("before-send.dynamodb.BatchWriteItem", hook)
+    writer = FastBatchWrite(client, session.get_credentials)
+    # Then the writer raises botocore's parser error, a BotoCoreError
+    with pytest.raises(BotoCoreError, match="unexpected BatchWriteItem answer"):
+        writer.write("inbox", [{"userId": "al", "n": 1}])
+    # And an inbox over it fails the batch's users, one reason each, without raising
+    table = boto3.resource(
+        "dynamodb",
+        region_name="us-east-1",
+        endpoint_url="https://ddb.example.invalid",
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="secret",
+    ).Table("inbox")
+    table.meta.client.meta.events.register("before-send.dynamodb.BatchWriteItem", hook)
+    inbox = Inbox(
+        table, batch_write=FastBatchWrite(table.meta.client, session.get_credentials).write
+    )
+    note = Notification.create(title="t")
+    failed = inbox.put_batch([("al", note), ("bob", note)])
+    assert sorted(failed) == ["al", "bob"]
+    assert all("unexpected BatchWriteItem answer" in reason for reason in failed.values())
 
 
 class _RecordingSocket:
