@@ -153,6 +153,10 @@ _BUS_NAME: Final = "org.freedesktop.Notifications"
 _PATH: Final = "/org/freedesktop/Notifications"
 _REPLY_TIMEOUT_S: Final = 10.0
 _EARLY_KEPT: Final = 16
+# What the bus answers a call to a unique name that has left it.
+_OWNER_GONE: Final = frozenset(
+    {"org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner"}
+)
 # C0 control characters except tab and newline: a terminal escape or a NUL
 # from a sender has no place in a pop-up, and D-Bus strings may not hold NUL
 # at all (the bus would drop the connection: D-Bus specification, "Valid
@@ -197,8 +201,10 @@ class DBusNotifier:
     XML-escaped (:func:`_escape_markup`) for such a server and sent as is to
     any other, which would otherwise show ``&amp;``. The capabilities are
     asked once per bus connection (before its first pop-up) and asked again
-    after a reconnect. C0 control characters other than tab and newline are
-    removed from both (:func:`_plain_text`).
+    after a reconnect or when another daemon has taken the name: ``Notify``
+    goes to the unique bus name of the daemon that answered. C0 control
+    characters other than tab and newline are removed from both
+    (:func:`_plain_text`).
     https://specifications.freedesktop.org/notification-spec/notification-spec-1.2.html
     """
 
@@ -206,8 +212,9 @@ class DBusNotifier:
         self._app_name = app_name
         self._lock = threading.Lock()
         self._router: Any = None
-        # GetCapabilities of the daemon on this connection; None: not asked yet.
-        self._capabilities: frozenset[str] | None = None
+        # (unique bus name, GetCapabilities) of the daemon on this
+        # connection; None: not asked yet.
+        self._owner: tuple[str, frozenset[str]] | None = None
         self._clicks: dict[int, Callable[[], None]] = {}
         # Clicks and closes of ids this thread has not registered (yet), oldest first.
         self._early: dict[int, str] = {}
@@ -254,51 +261,73 @@ class DBusNotifier:
             self._router = router
             return router
 
+    def _daemon(self, router: Any) -> tuple[str, frozenset[str]]:
+        """The unique bus name of the daemon and its GetCapabilities, asked
+        once per connection and daemon (on the worker thread)."""
+        from jeepney import DBusAddress, new_method_call
+        from jeepney.low_level import HeaderFields
+        from jeepney.wrappers import unwrap_msg
+
+        with self._lock:
+            if self._owner is not None:
+                return self._owner
+        reply = router.send_and_get_reply(
+            new_method_call(
+                DBusAddress(_PATH, bus_name=_BUS_NAME, interface=_BUS_NAME), "GetCapabilities"
+            ),
+            timeout=_REPLY_TIMEOUT_S,
+        )
+        (listed,) = unwrap_msg(reply)
+        # The bus stamps every message with its sender's unique name (":1.42").
+        owner = (str(reply.header.fields[HeaderFields.sender]), frozenset(map(str, listed)))
+        with self._lock:
+            if self._router is router:
+                self._owner = owner
+        return owner
+
     def _send(self, title: str, body: str, on_click: Callable[[], None] | None) -> None:
         from jeepney import DBusAddress, new_method_call
+        from jeepney.low_level import HeaderFields
         from jeepney.wrappers import unwrap_msg
 
         try:
             router = self._connect()
-            address = DBusAddress(_PATH, bus_name=_BUS_NAME, interface=_BUS_NAME)
-            with self._lock:
-                capabilities = self._capabilities
-            if capabilities is None:
-                (listed,) = unwrap_msg(
-                    router.send_and_get_reply(
-                        new_method_call(address, "GetCapabilities"), timeout=_REPLY_TIMEOUT_S
-                    )
-                )
-                capabilities = frozenset(str(name) for name in listed)
-                with self._lock:
-                    if self._router is router:
-                        self._capabilities = capabilities
             title = _plain_text(title)
             body = _plain_text(body)
-            if "body-markup" in capabilities:
-                body = _escape_markup(body)
-            call = new_method_call(
-                address,
-                "Notify",
-                "susssasa{sv}i",
-                # app, replaces, icon, summary, body, actions (key, label pairs),
-                # hints, expire_timeout (-1: the daemon's default)
-                (
-                    self._app_name,
-                    0,
-                    "",
-                    title,
-                    body,
-                    ["default", "Open"] if on_click else [],
-                    {},
-                    -1,
-                ),
-            )
-            # unwrap_msg raises DBusErrorResponse for an error reply (no daemon:
-            # org.freedesktop.DBus.Error.ServiceUnknown).
-            (notification_id,) = unwrap_msg(
-                router.send_and_get_reply(call, timeout=_REPLY_TIMEOUT_S)
-            )
+            # Notify goes to the unique name of the daemon whose capabilities
+            # were read, so the escaping always suits the process that gets
+            # the text. If that daemon has left the bus since (another one
+            # took the name), the bus answers an error: ask the new owner.
+            for attempt in range(2):
+                owner, capabilities = self._daemon(router)
+                text = _escape_markup(body) if "body-markup" in capabilities else body
+                call = new_method_call(
+                    DBusAddress(_PATH, bus_name=owner, interface=_BUS_NAME),
+                    "Notify",
+                    "susssasa{sv}i",
+                    # app, replaces, icon, summary, body, actions (key, label
+                    # pairs), hints, expire_timeout (-1: the daemon's default)
+                    (
+                        self._app_name,
+                        0,
+                        "",
+                        title,
+                        text,
+                        ["default", "Open"] if on_click else [],
+                        {},
+                        -1,
+                    ),
+                )
+                reply = router.send_and_get_reply(call, timeout=_REPLY_TIMEOUT_S)
+                error = reply.header.fields.get(HeaderFields.error_name)
+                if attempt == 0 and error in _OWNER_GONE:
+                    with self._lock:
+                        self._owner = None
+                    continue
+                # unwrap_msg raises DBusErrorResponse for an error reply (no
+                # daemon: org.freedesktop.DBus.Error.ServiceUnknown).
+                (notification_id,) = unwrap_msg(reply)
+                break
         except Exception as exc:
             self._failed(exc)
             self._drop_connection()
@@ -356,7 +385,7 @@ class DBusNotifier:
     def _drop_connection(self) -> None:
         with self._lock:
             router, self._router = self._router, None
-            self._capabilities = None
+            self._owner = None
         if router is not None:
             router.close()
             router.conn.close()

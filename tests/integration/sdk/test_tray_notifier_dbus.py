@@ -247,3 +247,28 @@ def test_capabilities_are_asked_again_after_a_reconnect(session_bus: str) -> Non
             marking.close()
     finally:
         notifier.close()
+
+
+def test_a_daemon_replaced_on_the_same_connection_is_asked_again(
+    session_bus: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The daemon can change while the tray's bus connection stays up (one
+    daemon exits, another takes the name): the escaping follows the daemon
+    that receives the text, and no pop-up is lost to the change."""
+    plain = StandInDaemon(("body",))
+    notifier = DBusNotifier()
+    try:
+        notifier.notify("one", "<b>x</b>")
+        assert plain.calls.get(timeout=10)[1:3] == ("one", "<b>x</b>")
+        plain.close()
+        marking = StandInDaemon(("body", "body-markup"))
+        try:
+            with caplog.at_level(logging.WARNING, logger="iotnotify.tray"):
+                notifier.notify("two", "<b>x</b>")
+                assert marking.calls.get(timeout=10)[1:3] == ("two", "&lt;b&gt;x&lt;/b&gt;")
+            assert marking.capability_queries == 1
+            assert not caplog.records
+        finally:
+            marking.close()
+    finally:
+        notifier.close()
