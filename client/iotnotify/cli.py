@@ -6,7 +6,6 @@ game server does not load moto, the emulator or the CDK.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import json
 import sys
@@ -71,6 +70,8 @@ class _Group(click.Group):
             # click suggests only from the commands registered up front
             # (``self.commands``: local, send), so "lsiten" got "send"; the
             # suggestion covers the lazily loaded ones too.
+            import difflib  # only for a mistyped command: not resident in listen/tray
+
             close = difflib.get_close_matches(name, self.list_commands(ctx))
             hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise click.UsageError(f"No such command {name!r}.{hint}", ctx) from None

@@ -43,9 +43,9 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import getpass
 import hashlib
 import logging
+import os
 import queue
 import secrets
 import socket
@@ -158,6 +158,22 @@ def clamp_keepalive(seconds: int | None, *, floor: int = IOT_KEEPALIVE_MIN) -> i
     return max(int(seconds), floor)
 
 
+def _os_user() -> str:
+    """The OS user's name, as ``getpass.getuser()`` finds it (the LOGNAME,
+    USER, LNAME and USERNAME variables, then the password database), without
+    importing getpass: it loads termios for its prompt, about 80 KB that
+    stayed resident in the always-on listen and tray (issue 11 §2)."""
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        if user := os.environ.get(name):
+            return user
+    try:
+        import pwd  # POSIX only
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError, OSError):
+        return "user"
+
+
 def device_suffix(tag: str = "sdk") -> str:
     """A new client-id suffix: ``{tag}-{machine}-{random}``, unique per call.
 
@@ -170,11 +186,7 @@ def device_suffix(tag: str = "sdk") -> str:
     name and OS user) only helps a human reading lifecycle
     events; the 8 random hex digits make it unique.
     """
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "user"
-    seed = f"{socket.gethostname()}|{user}"
+    seed = f"{socket.gethostname()}|{_os_user()}"
     machine = hashlib.sha256(seed.encode()).hexdigest()[:8]
     return f"{tag}-{machine}-{secrets.token_hex(4)}"
 

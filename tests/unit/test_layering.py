@@ -94,3 +94,33 @@ def test_listen_and_tray_help_load_no_heavy_module() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
     )
     assert json.loads(answer.stdout) == []
+
+
+def test_the_always_on_clients_leave_start_up_only_modules_unloaded() -> None:
+    """Issue 11 §2: ``difflib`` (command-name suggestions) and ``getpass``
+    with ``termios`` (one user name for the client id) stayed resident in
+    every ``iotnotify listen`` and ``tray``, about 0.3 MiB."""
+    code = (
+        "import json, sys\n"
+        "import iotnotify.cli, iotnotify.cli_client, iotnotify.subscriber\n"
+        "from iotnotify.tray import app\n"
+        "suffix = iotnotify.subscriber.device_suffix('tray')\n"
+        "print(json.dumps([m for m in ('difflib', 'getpass', 'termios') if m in sys.modules]))\n"
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert json.loads(answer.stdout) == []
+
+
+def test_the_client_id_names_the_same_os_user_as_getpass(monkeypatch: pytest.MonkeyPatch) -> None:
+    import getpass
+
+    from iotnotify.subscriber import _os_user
+
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    assert _os_user() == getpass.getuser()  # from the password database
+    monkeypatch.setenv("USERNAME", "someone")
+    monkeypatch.setenv("USER", "player")
+    assert _os_user() == getpass.getuser() == "player"

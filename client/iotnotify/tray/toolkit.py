@@ -25,7 +25,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = ["ToolkitCaller", "caller_for", "tray_host_present"]
 
@@ -74,16 +74,15 @@ class ToolkitCaller:
 class _XorgCaller(ToolkitCaller):
     def __init__(self, icon: Any) -> None:
         super().__init__()
-        import Xlib.display
         import Xlib.X
 
         self._icon = icon
         # pystray's connection: only used here before its loop starts.
         self._atom = icon._display.intern_atom(_ATOM)
         # Our own connection for waking the loop: pystray's must stay its own.
-        self._waker = Xlib.display.Display(os.environ.get("DISPLAY"))
+        self._waker: _WakerDisplay | None = _waker_display(os.environ.get("DISPLAY"))
         self._lock = threading.Lock()
-        self._window = self._waker.create_resource_object("window", icon._window.id)
+        self._window_id: int = icon._window.id
         original = icon._message_handlers.get(Xlib.X.ClientMessage)
 
         def on_client_message(event: Any) -> None:
@@ -97,15 +96,23 @@ class _XorgCaller(ToolkitCaller):
 
     def _wake(self) -> None:
         import Xlib.protocol.event
+        import Xlib.protocol.request
 
         with self._lock:
             if self._waker is None:
                 return
             event = Xlib.protocol.event.ClientMessage(
-                window=self._window, client_type=self._atom, data=(32, [0, 0, 0, 0, 0])
+                window=self._window_id, client_type=self._atom, data=(32, [0, 0, 0, 0, 0])
             )
             try:
-                self._window.send_event(event, event_mask=0)
+                Xlib.protocol.request.SendEvent(
+                    display=self._waker,
+                    onerror=None,
+                    propagate=False,
+                    destination=self._window_id,
+                    event_mask=0,
+                    event=event,
+                )
                 self._waker.flush()
             except Exception:
                 log.debug("could not wake the tray loop", exc_info=True)
@@ -119,6 +126,34 @@ class _XorgCaller(ToolkitCaller):
                 waker.close()
             except Exception:
                 log.debug("closing the waker connection failed", exc_info=True)
+
+
+class _WakerDisplay:
+    """What :class:`_XorgCaller` uses of its wake-up connection (for mypy)."""
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _waker_display(name: str | None) -> _WakerDisplay:
+    """An X connection that only sends events: python-xlib's protocol-level
+    ``Display``, not ``Xlib.display.Display``.
+
+    The full ``Display`` also fetches the keyboard mapping and builds two
+    keysym tables at connect (``_update_keymap``, about 120 KB of Python
+    objects that stayed resident in the always-on tray for a connection that
+    never looks at a key); the protocol-level one only does the connection
+    set-up. It needs a ``resource_classes`` table to parse the set-up reply:
+    an empty one leaves window and colormap ids as plain integers.
+    """
+    import Xlib.protocol.display
+
+    class _Display(Xlib.protocol.display.Display):  # type: ignore[misc]
+        resource_classes: ClassVar[dict[str, type]] = {}
+
+    display: _WakerDisplay = _Display(name)
+    return display
 
 
 class _GlibCaller(ToolkitCaller):

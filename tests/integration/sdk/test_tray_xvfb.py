@@ -555,3 +555,42 @@ def test_the_tray_has_python_xlib_load_no_extension_module(
         "initialised": [],
         "ext": ["Xlib.ext.ge"],
     }
+
+
+def test_the_wake_up_connection_holds_no_keymap(tray_manager: None, xvfb_display: str) -> None:
+    """Issue 11 §2: the tray's second X connection only sends events, so it is
+    python-xlib's protocol-level display: no keyboard mapping, no keysym
+    tables (about 120 KB resident with ``Xlib.display.Display``). Its wake-up
+    still reaches pystray's window: the event arrives on pystray's connection."""
+    code = (
+        "import json\n"
+        "from iotnotify.tray.app import load_pystray\n"
+        "load_pystray()\n"
+        "import Xlib.X\n"
+        "from iotnotify.tray.icon import Bell\n"
+        "from iotnotify.tray.toolkit import caller_for\n"
+        "from iotnotify.tray.xorg_icon import XorgIcon\n"
+        "icon = XorgIcon('iotnotify-test', Bell(), 'test')\n"
+        "caller = caller_for(icon)\n"
+        "ran = []\n"
+        "caller.post(lambda: ran.append(True))\n"
+        "display = icon._display\n"
+        "for _ in range(50):\n"
+        "    event = display.next_event()\n"
+        "    handler = icon._message_handlers.get(event.type)\n"
+        "    if event.type == Xlib.X.ClientMessage and handler is not None:\n"
+        "        handler(event)\n"
+        "    if ran:\n"
+        "        break\n"
+        "waker = caller._waker\n"
+        "answer = {'keymap': hasattr(waker, '_keymap_syms') or hasattr(waker, 'display'),\n"
+        "          'ran': ran}\n"
+        "caller.close()\n"
+        "print(json.dumps(answer))\n"
+    )
+    env = {**os.environ, "DISPLAY": xvfb_display, "PYSTRAY_BACKEND": "xorg"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"keymap": False, "ran": [True]}
