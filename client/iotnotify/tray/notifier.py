@@ -52,7 +52,7 @@ class DesktopNotifierBackend:
         self._thread: threading.Thread | None = None
         self._notifier: Any = None
         self._lock = threading.Lock()
-        self._failed_once = False
+        self._no_service = _NoServiceWarning()
         self._failure_filter = _FailedPopups(self)
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
@@ -98,14 +98,7 @@ class DesktopNotifierBackend:
         future.add_done_callback(report)
 
     def _failed(self, error: BaseException) -> None:
-        # Without a notification service every pop-up fails the same way:
-        # say so once, in words a user can act on, not once per message.
-        with self._lock:
-            first, self._failed_once = not self._failed_once, True
-        if first:
-            _warn_no_service(error)
-        else:
-            log.debug("desktop notification failed again: %r", error)
+        self._no_service.report(error)
 
     def close(self) -> None:
         logging.getLogger(_DESKTOP_NOTIFIER_LOGGER).removeFilter(self._failure_filter)
@@ -138,15 +131,28 @@ class _FailedPopups(logging.Filter):
         return False
 
 
-def _warn_no_service(error: BaseException) -> None:
-    log.warning(
-        "no desktop notification service answered (%s: %s); pop-ups are off, "
-        "the tray icon and its list still work. On Linux a notification "
-        "daemon must own org.freedesktop.Notifications on the session D-Bus "
-        "(every desktop has one; a bare X session needs e.g. dunst).",
-        type(error).__name__,
-        error,
-    )
+class _NoServiceWarning:
+    """Without a notification service every pop-up fails the same way: say so
+    once, in words a user can act on, not once per message (both backends)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._warned = False
+
+    def report(self, error: BaseException) -> None:
+        with self._lock:
+            first, self._warned = not self._warned, True
+        if not first:
+            log.debug("desktop notification failed again: %r", error)
+            return
+        log.warning(
+            "no desktop notification service answered (%s: %s); pop-ups are off, "
+            "the tray icon and its list still work. On Linux a notification "
+            "daemon must own org.freedesktop.Notifications on the session D-Bus "
+            "(every desktop has one; a bare X session needs e.g. dunst).",
+            type(error).__name__,
+            error,
+        )
 
 
 _BUS_NAME: Final = "org.freedesktop.Notifications"
@@ -218,7 +224,7 @@ class DBusNotifier:
         self._clicks: dict[int, Callable[[], None]] = {}
         # Clicks and closes of ids this thread has not registered (yet), oldest first.
         self._early: dict[int, str] = {}
-        self._failed_once = False
+        self._no_service = _NoServiceWarning()
         self._jobs: queue.SimpleQueue[tuple[str, str, Callable[[], None] | None] | None] = (
             queue.SimpleQueue()
         )
@@ -375,12 +381,7 @@ class DBusNotifier:
         threading.Thread(target=run, name="iotnotify-pop-up-click", daemon=True).start()
 
     def _failed(self, error: BaseException) -> None:
-        with self._lock:
-            first, self._failed_once = not self._failed_once, True
-        if first:
-            _warn_no_service(error)
-        else:
-            log.debug("desktop notification failed again: %r", error)
+        self._no_service.report(error)
 
     def _drop_connection(self) -> None:
         with self._lock:
