@@ -526,6 +526,8 @@ def _fan_table(args: argparse.Namespace, fan: Runs, labels: dict[str, str]) -> N
         f"   CPU (cores): broker loadgen other"
     )
     for name, rows in fan.items():
+        if not rows:
+            continue  # every run failed: said above
         numbered = [(f"run {i + 1}", row) for i, row in enumerate(rows)]
         for tag, row in [*numbered, ("median", _median_row(rows))]:
             print(
@@ -546,6 +548,8 @@ def _idle_table(args: argparse.Namespace, idle: Runs, labels: dict[str, str]) ->
         f"{'RSS before':>11}{'RSS after':>10}{'KB/conn':>8}   CPU: broker loadgen other"
     )
     for name, rows in idle.items():
+        if not rows:
+            continue  # every run failed: said above
         numbered = [(f"run {i + 1}", row) for i, row in enumerate(rows)]
         for tag, row in [*numbered, ("median", _median_row(rows))]:
             print(
@@ -579,6 +583,8 @@ def _fixed_table(args: argparse.Namespace, fixed: Runs, labels: dict[str, str]) 
         f"{'p99.9 ms':>9}{'max ms':>8}   CPU (cores): broker loadgen other"
     )
     for name, rows in fixed.items():
+        if not rows:
+            continue  # every run failed: said above
         numbered = [(f"run {i + 1}", row) for i, row in enumerate(rows)]
         for tag, row in [*numbered, ("median", _median_row(rows))]:
             print(
@@ -589,6 +595,12 @@ def _fixed_table(args: argparse.Namespace, fixed: Runs, labels: dict[str, str]) 
                 f"{_cores(row['other_cpu']):>6}"
             )
         for tag, row in numbered:
+            if "send_lag_p99_ms" in row:
+                print(
+                    f"  {labels[name] + ' ' + tag:<22}load generator's send lag behind schedule: "
+                    f"p50 {row['send_lag_p50_ms']:.3f} ms, p90 {row['send_lag_p90_ms']:.3f} ms, "
+                    f"p99 {row['send_lag_p99_ms']:.3f} ms (counted in the latency above)"
+                )
             if "stalls" in row:
                 print(
                     f"  {labels[name] + ' ' + tag:<22}event-loop stalls over 5 ms while measured: "
