@@ -4,9 +4,10 @@
 :func:`default_notifier` picks the implementation:
 
 * Linux: :class:`DBusNotifier`, the freedesktop Notifications interface on
-  the session D-Bus through jeepney (keyring's own D-Bus library). The
-  first pop-up then costs the always-on tray about 0.3 MiB, where
-  desktop-notifier with asyncio and dbus-fast cost 6 MiB (issue 11 §2);
+  the session D-Bus through jeepney (keyring's own D-Bus library) on one
+  thread. The first pop-up then costs the always-on tray about 0.4 MiB
+  (jeepney's modules, the thread), where desktop-notifier with asyncio and
+  dbus-fast cost 6 MiB (issue 11 §2);
 * elsewhere (macOS, Windows): :class:`DesktopNotifierBackend`, which runs
   desktop-notifier's asyncio API on a private event-loop thread.
 
@@ -16,9 +17,12 @@ with it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
+import os
 import queue
+import select
 import sys
 import threading
 from collections.abc import Callable
@@ -191,12 +195,20 @@ class DBusNotifier:
     app_icon, summary, body, actions, hints, expire_timeout) -> id``; a click
     on the pop-up itself is the signal ``ActionInvoked(id, "default")`` and
     ``NotificationClosed(id, reason)`` ends it. :meth:`notify` only queues:
-    one worker thread makes the calls (a D-Bus round trip, or a daemon that
-    is slow to start, never holds up the subscriber), and jeepney's router
-    receives on its own thread and starts ``on_click`` on a thread of its
-    own. Both wait blocked (no wake-ups while idle) and start with the
-    first pop-up. The connection is opened again for the next pop-up when
-    the bus or the daemon was missing.
+    one worker thread, started with the first pop-up, owns the bus
+    connection (jeepney's blocking I/O, ``jeepney.io.blocking``): it makes the
+    calls (a D-Bus round trip, or a daemon that is slow to start, never
+    holds up the subscriber) and, between pop-ups, waits in ``poll()`` on
+    the bus socket and a wake-up pipe, so the daemon's signals are read as
+    they come and the thread costs no wake-ups while idle. A click starts
+    ``on_click`` on a thread of its own. The connection is opened again for
+    the next pop-up when the bus or the daemon was missing.
+
+    One thread rather than jeepney's threaded router (``jeepney.io.threading``):
+    the router adds a receiver thread per connection, a second one for the
+    ``Hello`` call of ``open_dbus_connection``, and ``concurrent.futures``
+    for its replies; about 140 KB of modules and a thread that the
+    always-on tray kept from its first pop-up on (issue 11 §2).
 
     Title and body come from other people (a game server, a chat), so both
     are sent as plain text. The summary never holds markup; the body may
@@ -217,7 +229,8 @@ class DBusNotifier:
     def __init__(self, *, app_name: str = "iotnotify") -> None:
         self._app_name = app_name
         self._lock = threading.Lock()
-        self._router: Any = None
+        # The bus connection: only the worker thread uses it while it runs.
+        self._conn: Any = None
         # (unique bus name, GetCapabilities) of the daemon on this
         # connection; None: not asked yet.
         self._owner: tuple[str, frozenset[str]] | None = None
@@ -229,55 +242,106 @@ class DBusNotifier:
             queue.SimpleQueue()
         )
         self._worker: threading.Thread | None = None
+        # Wakes the worker from poll() when a job is queued: (read end, write end).
+        self._wake: tuple[int, int] | None = None
+        self._retired: threading.Thread | None = None  # the worker close() ended last
 
     def notify(self, title: str, body: str, *, on_click: Callable[[], None] | None = None) -> None:
         with self._lock:
             if self._worker is None:
+                self._wake = _nonblocking_pipe()
+                # A worker that close() gave up waiting for may still run:
+                # the new one starts after it, so one thread uses the bus.
                 self._worker = threading.Thread(
-                    target=self._work, name="iotnotify-notifier", daemon=True
+                    target=self._work,
+                    args=(self._wake[0], self._retired),
+                    name="iotnotify-notifier",
+                    daemon=True,
                 )
                 self._worker.start()
-        self._jobs.put((title, body, on_click))
+            self._queue((title, body, on_click))
 
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
+    def _queue(self, job: tuple[str, str, Callable[[], None] | None] | None) -> None:
+        # Under self._lock, with a worker running.
+        assert self._wake is not None
+        self._jobs.put(job)
+        # A full pipe holds wake-ups enough: the worker will look.
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake[1], b"\0")
+
+    def _work(self, wake: int, previous: threading.Thread | None) -> None:
+        if previous is not None:
+            previous.join()
+        while True:
+            if self._conn is None:
+                job = self._jobs.get()  # no connection, nothing else to listen to
+                _drain(wake)
+            else:
+                job = self._next_job(wake)
+                if job is _NO_JOB:
+                    continue
+            if job is None:
+                return
             self._send(*job)
+
+    def _next_job(self, wake: int) -> Any:
+        """The next queued job; while there is none, handle what the bus
+        sends and wait, blocked, for the bus or a job."""
+        with contextlib.suppress(queue.Empty):
+            return self._jobs.get_nowait()
+        conn = self._conn
+        try:
+            # Messages may already sit in jeepney's parser, where poll() cannot see them.
+            while True:
+                try:
+                    conn.recv_messages(timeout=0)
+                except TimeoutError:
+                    break
+            poller = select.poll()
+            poller.register(conn.sock, select.POLLIN)
+            poller.register(wake, select.POLLIN)
+            poller.poll()
+        except Exception:  # the bus went away (ConnectionResetError on read)
+            log.debug("the session bus connection was lost", exc_info=True)
+            self._drop_connection()
+        # Empty the pipe before taking a job: a job queued after this has
+        # a wake-up byte of its own.
+        _drain(wake)
+        try:
+            return self._jobs.get_nowait()
+        except queue.Empty:
+            return _NO_JOB
 
     def _connect(self) -> Any:
         from jeepney import MatchRule, message_bus
-        from jeepney.io.threading import DBusRouter, open_dbus_connection
+        from jeepney.io.blocking import open_dbus_connection
 
-        with self._lock:
-            if self._router is not None:
-                return self._router
-            router = DBusRouter(open_dbus_connection(bus="SESSION"))
-            try:
-                # The bus delivers the daemon's signals only (sender); locally
-                # every signal of the interface reaches _on_signal.
-                bus_rule = MatchRule(
-                    type="signal", sender=_BUS_NAME, interface=_BUS_NAME, path=_PATH
-                )
-                router.send_and_get_reply(message_bus.AddMatch(bus_rule), timeout=_REPLY_TIMEOUT_S)
-                local_rule = MatchRule(type="signal", interface=_BUS_NAME, path=_PATH)
-                router.filter(local_rule, queue=_Dispatch(self._on_signal))
-            except BaseException:
-                router.close()
-                router.conn.close()
-                raise
-            self._router = router
-            return router
+        if self._conn is not None:
+            return self._conn
+        conn = open_dbus_connection(bus="SESSION")
+        try:
+            # The bus delivers the daemon's signals only (sender); locally
+            # every signal of the interface reaches _on_signal.
+            bus_rule = MatchRule(type="signal", sender=_BUS_NAME, interface=_BUS_NAME, path=_PATH)
+            conn.send_and_get_reply(message_bus.AddMatch(bus_rule), timeout=_REPLY_TIMEOUT_S)
+            local_rule = MatchRule(type="signal", interface=_BUS_NAME, path=_PATH)
+            conn.filter(local_rule, queue=_Dispatch(self._on_signal))
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
 
-    def _daemon(self, router: Any) -> tuple[str, frozenset[str]]:
+    def _daemon(self, conn: Any) -> tuple[str, frozenset[str]]:
         """The unique bus name of the daemon and its GetCapabilities, asked
-        once per connection and daemon (on the worker thread)."""
+        once per connection and daemon."""
         from jeepney import DBusAddress, new_method_call
         from jeepney.low_level import HeaderFields
         from jeepney.wrappers import unwrap_msg
 
-        with self._lock:
-            if self._owner is not None:
-                return self._owner
-        reply = router.send_and_get_reply(
+        if self._owner is not None:
+            return self._owner
+        reply = conn.send_and_get_reply(
             new_method_call(
                 DBusAddress(_PATH, bus_name=_BUS_NAME, interface=_BUS_NAME), "GetCapabilities"
             ),
@@ -285,11 +349,8 @@ class DBusNotifier:
         )
         (listed,) = unwrap_msg(reply)
         # The bus stamps every message with its sender's unique name (":1.42").
-        owner = (str(reply.header.fields[HeaderFields.sender]), frozenset(map(str, listed)))
-        with self._lock:
-            if self._router is router:
-                self._owner = owner
-        return owner
+        self._owner = (str(reply.header.fields[HeaderFields.sender]), frozenset(map(str, listed)))
+        return self._owner
 
     def _send(self, title: str, body: str, on_click: Callable[[], None] | None) -> None:
         from jeepney import DBusAddress, new_method_call
@@ -297,7 +358,7 @@ class DBusNotifier:
         from jeepney.wrappers import unwrap_msg
 
         try:
-            router = self._connect()
+            conn = self._connect()
             title = _plain_text(title)
             body = _plain_text(body)
             # Notify goes to the unique name of the daemon whose capabilities
@@ -305,7 +366,7 @@ class DBusNotifier:
             # the text. If that daemon has left the bus since (another one
             # took the name), the bus answers an error: ask the new owner.
             for attempt in range(2):
-                owner, capabilities = self._daemon(router)
+                owner, capabilities = self._daemon(conn)
                 text = _escape_markup(body) if "body-markup" in capabilities else body
                 call = new_method_call(
                     DBusAddress(_PATH, bus_name=owner, interface=_BUS_NAME),
@@ -324,11 +385,10 @@ class DBusNotifier:
                         -1,
                     ),
                 )
-                reply = router.send_and_get_reply(call, timeout=_REPLY_TIMEOUT_S)
+                reply = conn.send_and_get_reply(call, timeout=_REPLY_TIMEOUT_S)
                 error = reply.header.fields.get(HeaderFields.error_name)
                 if attempt == 0 and error in _OWNER_GONE:
-                    with self._lock:
-                        self._owner = None
+                    self._owner = None
                     continue
                 # unwrap_msg raises DBusErrorResponse for an error reply (no
                 # daemon: org.freedesktop.DBus.Error.ServiceUnknown).
@@ -341,8 +401,8 @@ class DBusNotifier:
         if on_click is None:
             return
         with self._lock:
-            # The daemon may report a click (or the close) before this thread
-            # is back from the call: the receiver thread kept it in _early.
+            # The daemon may report a click (or the close) while this thread
+            # still waits for the reply: _on_signal kept it in _early.
             early = self._early.pop(int(notification_id), None)
             if early is None:
                 self._clicks[int(notification_id)] = on_click
@@ -350,7 +410,7 @@ class DBusNotifier:
             self._run_click(on_click)
 
     def _on_signal(self, message: Any) -> None:
-        # On the router's receiver thread.
+        # On the worker thread, from inside a call or between pop-ups.
         from jeepney.low_level import HeaderFields
 
         member = message.header.fields.get(HeaderFields.member)
@@ -371,7 +431,7 @@ class DBusNotifier:
     @staticmethod
     def _run_click(on_click: Callable[[], None]) -> None:
         # On a thread of its own: opening a browser can take a while, and the
-        # router's receiver thread must keep answering the worker's calls.
+        # worker must keep making the next pop-ups' calls.
         def run() -> None:
             try:
                 on_click()
@@ -384,30 +444,53 @@ class DBusNotifier:
         self._no_service.report(error)
 
     def _drop_connection(self) -> None:
-        with self._lock:
-            router, self._router = self._router, None
-            self._owner = None
-        if router is not None:
-            router.close()
-            router.conn.close()
+        conn, self._conn = self._conn, None
+        self._owner = None
+        if conn is not None:
+            conn.close()
 
     def close(self) -> None:
+        """Make the pop-ups already queued, then end the worker and the
+        connection (waiting up to 5 s); a later :meth:`notify` starts them
+        again."""
         with self._lock:
-            worker, self._worker = self._worker, None
-        if worker is not None:
-            self._jobs.put(None)
-            worker.join(5)
-        self._drop_connection()
+            worker, wake = self._worker, self._wake
+            if worker is None or wake is None:
+                return
+            self._queue(None)
+            self._worker = self._wake = None
+            self._retired = worker
+        worker.join(5)
+        if not worker.is_alive():
+            self._drop_connection()
+            for fd in wake:
+                os.close(fd)
+
+
+_NO_JOB: Final = object()
+
+
+def _drain(fd: int) -> None:
+    with contextlib.suppress(BlockingIOError):
+        while os.read(fd, 512):
+            pass
+
+
+def _nonblocking_pipe() -> tuple[int, int]:
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    os.set_blocking(write_end, False)
+    return read_end, write_end
 
 
 class _Dispatch:
-    """A queue for jeepney's router that hands each matched message to a
-    callback on the receiver thread instead of storing it."""
+    """A queue for jeepney's blocking connection (it ``append``s each matched
+    message) that hands the message to a callback instead of storing it."""
 
     def __init__(self, callback: Callable[[Any], None]) -> None:
         self._callback = callback
 
-    def put_nowait(self, message: Any) -> None:
+    def append(self, message: Any) -> None:
         self._callback(message)
 
 

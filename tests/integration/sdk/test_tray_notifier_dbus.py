@@ -173,6 +173,66 @@ def test_a_pop_up_keeps_asyncio_and_desktop_notifier_out_of_the_tray(
     assert json.loads(done.stdout) == []
 
 
+def test_a_pop_up_adds_one_thread_and_no_threaded_router_to_the_tray(
+    daemon: StandInDaemon,
+) -> None:
+    """Issue 11 §2: the always-on tray keeps what its first pop-up loads. One
+    worker thread owns the bus connection (jeepney's blocking I/O): no
+    receiver thread of jeepney's threaded router, no ``concurrent.futures``."""
+    code = (
+        "import json, sys, threading\n"
+        "from iotnotify.tray.notifier import default_notifier\n"
+        "before = {t.name for t in threading.enumerate()}\n"
+        "notifier = default_notifier()\n"
+        "notifier.notify('Your turn', 'x', on_click=lambda: None)\n"
+        "sys.stdin.readline()  # the daemon has shown it\n"
+        "threads = sorted(t.name for t in threading.enumerate() if t.name not in before)\n"
+        "modules = sorted(m for m in ('jeepney.io.threading', 'concurrent.futures')\n"
+        "                 if m in sys.modules)\n"
+        "notifier.close()\n"
+        "print(json.dumps({'threads': threads, 'modules': modules}))\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ,
+    )
+    try:
+        # When the tray's first pop-up has reached the daemon
+        assert daemon.calls.get(timeout=10)[1] == "Your turn"
+        out, err = child.communicate("shown\n", timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, err
+    # Then one thread was added, and no module of the threaded router is loaded
+    assert json.loads(out) == {"threads": ["iotnotify-notifier"], "modules": []}
+
+
+def test_a_click_between_pop_ups_is_read_by_the_idle_worker(daemon: StandInDaemon) -> None:
+    """The worker waits in poll() on the bus between pop-ups: a click that
+    comes long after the last call (no call in flight to carry it) runs."""
+    notifier = DBusNotifier()
+    clicked = threading.Event()
+    try:
+        notifier.notify("Your turn", "Race to 21", on_click=clicked.set)
+        shown = daemon.calls.get(timeout=10)[0]
+        # Given the worker idle (its Notify answered, nothing queued)
+        assert daemon.calls.empty()
+        # When the user clicks the pop-up, then the action runs
+        daemon.signal("ActionInvoked", "us", (shown, "default"))
+        assert clicked.wait(10)
+        # And the worker still makes the next pop-up
+        notifier.notify("Next", "")
+        assert daemon.calls.get(timeout=10)[1] == "Next"
+    finally:
+        notifier.close()
+
+
 # A sender (a game server, a chat) controls title and body.
 HOSTILE_BODY = (
     'Tom & Jerry <a href="https://evil.example">bank.example</a><img src="file:///etc/passwd"/>'

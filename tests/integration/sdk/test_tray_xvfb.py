@@ -557,11 +557,15 @@ def test_the_tray_has_python_xlib_load_no_extension_module(
     }
 
 
-def test_the_wake_up_connection_holds_no_keymap(tray_manager: None, xvfb_display: str) -> None:
+def test_the_wake_up_connection_holds_no_keymap_and_no_screen_list(
+    tray_manager: None, xvfb_display: str
+) -> None:
     """Issue 11 §2: the tray's second X connection only sends events, so it is
     python-xlib's protocol-level display: no keyboard mapping, no keysym
-    tables (about 120 KB resident with ``Xlib.display.Display``). Its wake-up
-    still reaches pystray's window: the event arrives on pystray's connection."""
+    tables (about 120 KB resident with ``Xlib.display.Display``), and it
+    keeps no parsed connection set-up (every screen, depth and visual: about
+    200 KB on Xvfb). Its wake-up still reaches pystray's window: the event
+    arrives on pystray's connection."""
     code = (
         "import json\n"
         "from iotnotify.tray.app import load_pystray\n"
@@ -584,7 +588,7 @@ def test_the_wake_up_connection_holds_no_keymap(tray_manager: None, xvfb_display
         "        break\n"
         "waker = caller._waker\n"
         "answer = {'keymap': hasattr(waker, '_keymap_syms') or hasattr(waker, 'display'),\n"
-        "          'ran': ran}\n"
+        "          'setup': getattr(waker, 'info', None) is not None, 'ran': ran}\n"
         "caller.close()\n"
         "print(json.dumps(answer))\n"
     )
@@ -593,4 +597,4 @@ def test_the_wake_up_connection_holds_no_keymap(tray_manager: None, xvfb_display
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"keymap": False, "ran": [True]}
+    assert json.loads(done.stdout) == {"keymap": False, "setup": False, "ran": [True]}
