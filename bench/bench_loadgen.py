@@ -663,7 +663,7 @@ async def fixed(args: argparse.Namespace, target: Target) -> dict[str, Any]:
     also reads the 1,000 subscribers' deliveries, put the generator's own lag
     into the figures (its sends waited for the loop's 1 ms timer granularity
     and for every burst of deliveries to be read: send lag p90 0.70 ms, p99
-    3.2 ms against the emulator, 0.18 / 0.63 ms against mosquitto, 17:35 UTC),
+    3.2 ms against the emulator, 0.18 / 0.63 ms against mosquitto, 17:25 UTC),
     so the latency measured depended on how each broker's writes woke the
     generator. Both halves stamp and read CLOCK_MONOTONIC, which all
     processes of the machine share; the send lag is reported beside the
