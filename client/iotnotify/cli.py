@@ -287,4 +287,14 @@ def send(
 
 
 def main() -> None:
+    """The ``iotnotify`` console script."""
+    if sys.argv[1:2] == ["tray"] and "--help" not in sys.argv:
+        # The always-on tray runs with one glibc malloc arena: on glibc this
+        # starts the same command again with the limit set, before anything
+        # is read or opened (iotnotify.malloc_arenas). Here, not in the
+        # command itself, so that calling the command in-process (click's
+        # test runner, an embedding app) never replaces that process.
+        from iotnotify.malloc_arenas import limit_malloc_arenas
+
+        limit_malloc_arenas()
     cli()

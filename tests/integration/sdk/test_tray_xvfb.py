@@ -402,14 +402,15 @@ def _wait_for_line(lines: queue.Queue[str], text: str, log: list[str], timeout: 
     return False
 
 
-def test_the_running_tray_keeps_no_pillow_resident(
+def test_the_running_tray_keeps_no_pillow_resident_and_one_malloc_arena(
     local_stack: RunningStack, tray_manager: None, xvfb_display: str, tmp_path: Path
 ) -> None:
     """Issue 11 §2: the always-on tray (X11) paints its icon without Pillow,
-    whose C core and image libraries cost about 4 MiB of RSS."""
+    whose C core and image libraries cost about 4 MiB of RSS, and runs with
+    one glibc malloc arena (iotnotify.malloc_arenas)."""
     # Given `iotnotify tray` as a user runs it, connected and caught up
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"},
         "DISPLAY": xvfb_display,
         "PYSTRAY_BACKEND": "xorg",
         "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
@@ -448,6 +449,9 @@ def test_the_running_tray_keeps_no_pillow_resident(
             {line.split()[-1] for line in maps.splitlines() if "/PIL/" in line or "pillow" in line}
         )
         assert pillow == []
+        # And the process glibc started (the same pid) had the arena limit
+        started = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
+        assert b"MALLOC_ARENA_MAX=1" in started
         assert proc.poll() is None
     finally:
         proc.send_signal(signal.SIGINT)
