@@ -23,6 +23,8 @@ def test_bench_quick_run_prints_every_row() -> None:
     command += ["--no-mosquitto", "--subscribers", "5", "--messages", "50", "--idle", "20"]
     command += ["--settle", "0.2", "--fixed-rate", "100", "--fixed-publishers", "5"]
     command += ["--fixed-duration", "1"]
+    # every run counts as disturbed by other work: each is measured twice
+    command += ["--max-other", "-1", "--retries", "1"]
 
     # When it runs
     done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
@@ -50,3 +52,13 @@ def test_bench_quick_run_prints_every_row() -> None:
     ), out
     assert re.search(r"emulator p50 <= 1 ms .* (PASS|MISS)$", out, re.MULTILINE), out
     assert "p99 <= 2 x mosquitto: NOT MEASURED" in out
+    # and every run, disturbed, was set aside once, measured again, and listed
+    for phase in ("fan-out", "idle", "fixed-load"):
+        assert f"{phase} against emulator, run 1/1 (measured again, attempt 2) ..." in out
+        assert re.search(
+            rf"^  {phase} against emulator, run 1: other work [0-9.]+ cores; [0-9]+/s, p50 ",
+            out,
+            re.MULTILINE,
+        ), out
+    assert out.count("disturbed: other work used") == 3
+    assert "runs set aside (other work over --max-other cores" in out
