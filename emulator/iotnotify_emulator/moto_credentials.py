@@ -83,6 +83,11 @@ class _AssumeRequest:
 class _Session:
     assumed: Any  # moto.sts.models.AssumedRole
     request: _AssumeRequest | None
+    # The role's unique id (AROA...) when the session began: a role deleted and
+    # created again under the same name has a new one, and the old sessions,
+    # whose principal is "{old id}:{session name}", are not its sessions (IAM
+    # User Guide, "IAM identifiers", unique identifiers). None: no such role then.
+    role_id: str | None = None
 
 
 @dataclass
@@ -131,6 +136,17 @@ def _capture(response: Any) -> _AssumeRequest | None:
         return None
 
 
+def _role_id(assumed: Any) -> str | None:
+    """The unique id of the role ``assumed`` names, now; None when there is none."""
+    try:
+        from moto.iam.models import iam_backends
+
+        backend = iam_backends[str(assumed.account_id)][str(assumed.partition)]
+        return str(backend.get_role_by_arn(arn=assumed.role_arn).id)
+    except Exception:  # moto's NotFound (AssumeRole of a missing role) or an odd session
+        return None
+
+
 def install_sts_recorder() -> None:
     """Wrap moto's AssumeRole handler so each session remembers its request (idempotent).
 
@@ -148,8 +164,9 @@ def install_sts_recorder() -> None:
             result = original(self)
             assumed = getattr(result, "result", {}).get("Credentials")
             if assumed is not None:
+                session = _Session(assumed, request, _role_id(assumed))
                 with _REGISTRY.lock:
-                    _REGISTRY.sessions[assumed.access_key_id] = _Session(assumed, request)
+                    _REGISTRY.sessions[assumed.access_key_id] = session
             return result
 
         TokenResponse.assume_role = assume_role  # type: ignore[method-assign]
@@ -266,7 +283,7 @@ class MotoCredentialStore:
         # Verified sessions, so a trust check runs once per session: the
         # credential with its account and role ARN. Only the trust decision
         # is kept; the role's policies are read again on every lookup.
-        self._honoured: dict[str, tuple[Credential, str, str]] = {}
+        self._honoured: dict[str, tuple[Credential, str, str, str | None]] = {}
         # moto's module-level BackendDict: one object for the process, its
         # contents reset and restored in place.
         self._iam_backends: Any = get_backend("iam")
@@ -305,6 +322,7 @@ class MotoCredentialStore:
                         credential,
                         account_id,
                         str(session.assumed.role_arn),
+                        session.role_id,
                     )
             return credential
         iam_backends = self._iam_backends
@@ -316,20 +334,28 @@ class MotoCredentialStore:
         return None
 
     def _with_current_role_policies(
-        self, access_key_id: str, credential: Credential, account_id: str, role_arn: str
+        self,
+        access_key_id: str,
+        credential: Credential,
+        account_id: str,
+        role_arn: str,
+        role_id: str | None,
     ) -> Credential | None:
         """An honoured session with its role's policies as they are now.
 
         On AWS a role session's permissions are the role's policies at each
         request (a Deny added to the role revokes existing sessions: IAM
         User Guide, "Revoking IAM role temporary security credentials"), and
-        a deleted role's sessions can do nothing; so only the trust decision
-        is cached, never the policies. The parsed texts are cached
+        a deleted role's sessions can do nothing, nor can they act as a role
+        created again under its name (a new unique id); so only the trust
+        decision is cached, never the policies. The parsed texts are cached
         (``_parse``), so an unchanged role costs dictionary reads.
         """
         try:
             role = self._iam(account_id).get_role_by_arn(arn=role_arn)
         except Exception:  # moto raises its own NotFound; no role, no session
+            role = None
+        if role is None or str(role.id) != role_id:
             with self._lock:
                 self._honoured.pop(access_key_id, None)
             return None
@@ -403,6 +429,13 @@ class MotoCredentialStore:
         except Exception:  # moto raises its own NotFound; no role, no session
             log.warning("refusing a session of %s: no such role", assumed.role_arn)
             return None
+        if session.role_id is None or str(role.id) != session.role_id:
+            log.warning(
+                "refusing a session of %s: the role did not exist as it is now when the "
+                "session began (deleted and created again)",
+                role.arn,
+            )
+            return None
         if session.request is None:
             log.warning("refusing a session of %s: its AssumeRole was not recorded", role.arn)
             return None
@@ -435,7 +468,7 @@ class MotoCredentialStore:
         return Credential(
             access_key_id=assumed.access_key_id,
             secret_access_key=assumed.secret_access_key,
-            principal_id=str(assumed.user_id),
+            principal_id=f"{session.role_id}:{assumed.session_name}",
             principal_arn=str(assumed.arn),
             identity_policies=tuple(_holder_policies(role, "role")),
             session_policies=policies,

@@ -7,7 +7,10 @@ Policy (the moderator applies it before the length check and the filter):
 
   - control characters (Unicode category Cc: C0, DEL, C1) except tab and
     newline; CR and CRLF become a newline (a bare CR returns a terminal's
-    cursor to the line start, over the sender's name);
+    cursor to the line start, over the sender's name), and so do U+2028
+    LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR (Unicode Standard, section
+    5.8 "Newline Guidelines": line breaks that some renderers honour and
+    others show as nothing, so one line cannot look like two only to some);
   - the bidirectional formatting characters (Unicode Standard Annex #9,
     "Explicit Directional Formatting Characters" and "Implicit Directional
     Marks"): U+061C, U+200E, U+200F, U+202A..U+202E, U+2066..U+2069. A
@@ -75,7 +78,7 @@ _PLANE_NONCHARACTERS: Final = re.compile(
 # An emoji tag sequence: U+1F3F4 WAVING BLACK FLAG, tag characters, U+E007F
 # CANCEL TAG (UTS #51, "Emoji Tag Sequences"). Its tags are kept.
 _EMOJI_TAG_SEQUENCE: Final = re.compile("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f")
-_NEWLINES: Final = re.compile("\r\n?")
+_NEWLINES: Final = re.compile("\r\n?|[\u2028\u2029]")
 
 
 def clean(text: str) -> str:

@@ -24,6 +24,7 @@ ZWNJ = "\u200c"
         ("bell\x07 nul\x00 del\x7f c1\x85\x9b", "bell nul del c1"),
         ("name: hi\rbob: forged", "name: hi\nbob: forged"),  # CR would overwrite the line
         ("crlf\r\nline", "crlf\nline"),
+        ("line\u2028separator\u2029paragraph", "line\nseparator\nparagraph"),
         ("tabs\tand\nnewlines stay", "tabs\tand\nnewlines stay"),
         ("blank\u3164filler\uffa0\u115f", "blankfiller"),
         ("tags\U000e0041\U000e0042 hidden", "tags hidden"),

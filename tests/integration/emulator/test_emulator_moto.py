@@ -382,3 +382,37 @@ def test_one_store_sees_a_roles_changed_policy_on_a_session_it_already_honoured(
         iam.delete_role_policy(RoleName=role, PolicyName=name)
     iam.delete_role(RoleName=role)
     assert store.lookup(session["AccessKeyId"]) is None
+
+
+def test_a_role_deleted_and_created_again_does_not_take_the_old_roles_sessions(
+    moto: Moto,
+) -> None:
+    # A role created again under the same name is a new role with a new unique
+    # id; the old role's sessions (principal "{old id}:{name}") are not its own.
+    iam = moto.client("iam")
+    suffix = uuid.uuid4().hex[:8]
+    store = MotoCredentialStore()
+    role_arn = _role_trusting(iam, {"AWS": "*"}, suffix)
+    role = role_arn.rsplit("/", 1)[1]
+    trust = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
+    iam.create_user(UserName=f"u-{suffix}")
+    key = iam.create_access_key(UserName=f"u-{suffix}")["AccessKey"]
+    sts = _sts_as(moto, key["AccessKeyId"], key["SecretAccessKey"])
+    old = sts.assume_role(RoleArn=role_arn, RoleSessionName="s1")["Credentials"]
+    # Given a session of the role, honoured, whose principal carries the role's id
+    old_role_id = iam.get_role(RoleName=role)["Role"]["RoleId"]
+    honoured = store.lookup(old["AccessKeyId"])
+    assert honoured is not None
+    assert honoured.principal_id == f"{old_role_id}:s1"
+
+    # When the role is deleted and created again under the same name and trust
+    iam.delete_role(RoleName=role)
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=compact_json(trust))
+    assert iam.get_role(RoleName=role)["Role"]["RoleId"] != old_role_id
+
+    # Then the old session is refused, and a new session of the new role is honoured
+    assert store.lookup(old["AccessKeyId"]) is None
+    new = sts.assume_role(RoleArn=role_arn, RoleSessionName="s2")["Credentials"]
+    fresh = store.lookup(new["AccessKeyId"])
+    assert fresh is not None
+    assert fresh.principal_id.startswith(iam.get_role(RoleName=role)["Role"]["RoleId"] + ":")
