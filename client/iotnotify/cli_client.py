@@ -121,6 +121,37 @@ def _target_options(func: Any) -> Any:
     return func
 
 
+# What shutil imports only to see whether they exist (its archive formats).
+_ARCHIVE_CODECS = ("bz2", "lzma")
+
+
+def _shutil_without_archive_codecs() -> None:
+    """Import :mod:`shutil` with ``bz2`` and ``lzma`` absent, unless it is loaded.
+
+    The subscriber's HTTP stack imports shutil (urllib.request and paho-mqtt
+    import tempfile, which imports shutil), and shutil imports bz2 and lzma
+    at import only to learn whether it can make ``.tar.bz2``/``.tar.xz``
+    archives. That maps libbz2 and liblzma with their C modules into the
+    always-on ``listen`` and ``tray``, about 0.3 MiB of RSS for archives
+    they never make (issue 11 §2). A ``None`` entry in ``sys.modules`` makes
+    an import raise ``ModuleNotFoundError`` (Python reference, "The module
+    cache": https://docs.python.org/3/reference/import.html#the-module-cache),
+    which shutil handles by leaving those formats out; the entries are
+    removed again afterwards, so a later ``import lzma`` works as usual.
+    """
+    if "shutil" in sys.modules:
+        return
+    absent = [name for name in _ARCHIVE_CODECS if name not in sys.modules]
+    for name in absent:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        import shutil  # noqa: F401  (its import is the point)
+    finally:
+        for name in absent:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
+
 def _since(value: str) -> str:
     if value in ("now", "all"):
         return value
@@ -178,6 +209,7 @@ def listen(
     device: str | None,
 ) -> None:
     """Print notifications as they arrive; connection changes go to stderr. Ctrl-C stops."""
+    _shutil_without_archive_codecs()
     from iotnotify.api_client import ApiClient
     from iotnotify.auth import CognitoAuth, CognitoSession
     from iotnotify.subscriber import SINCE_NOW, StateChange, Subscriber, device_suffix
@@ -264,6 +296,7 @@ def tray(
     The first run needs the sign-in details; they are saved (the refresh
     token in the OS keyring), so later runs, e.g. at login, need no options.
     """
+    _shutil_without_archive_codecs()
     import logging
 
     from iotnotify.tray.app import TrayApp

@@ -212,6 +212,10 @@ def test_listen_prints_json_lines_and_stops_on_ctrl_c(
     try:
         while "caught-up" not in next_line("err"):
             pass
+        # Issue 11 §2: the always-on client maps neither libbz2 nor liblzma
+        # (shutil imports them only to list its archive formats).
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        assert not [line for line in maps.splitlines() if "libbz2" in line or "liblzma" in line]
         sent = pub.notify(alice_id, title="your turn", body="game 12")
         printed = json.loads(next_line("out"))
         assert printed["id"] == sent.id

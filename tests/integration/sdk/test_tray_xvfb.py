@@ -406,8 +406,9 @@ def test_the_running_tray_keeps_no_pillow_resident_and_one_malloc_arena(
     local_stack: RunningStack, tray_manager: None, xvfb_display: str, tmp_path: Path
 ) -> None:
     """Issue 11 §2: the always-on tray (X11) paints its icon without Pillow,
-    whose C core and image libraries cost about 4 MiB of RSS, and runs with
-    one glibc malloc arena (iotnotify.malloc_arenas)."""
+    whose C core and image libraries cost about 4 MiB of RSS, maps neither
+    libbz2 nor liblzma (0.3 MiB), and runs with one glibc malloc arena
+    (iotnotify.malloc_arenas)."""
     # Given `iotnotify tray` as a user runs it, connected and caught up
     env = {
         **{k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"},
@@ -449,6 +450,8 @@ def test_the_running_tray_keeps_no_pillow_resident_and_one_malloc_arena(
             {line.split()[-1] for line in maps.splitlines() if "/PIL/" in line or "pillow" in line}
         )
         assert pillow == []
+        # nor libbz2 and liblzma (shutil's archive formats, never used here)
+        assert not [line for line in maps.splitlines() if "libbz2" in line or "liblzma" in line]
         # And the process glibc started (the same pid) had the arena limit
         started = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
         assert b"MALLOC_ARENA_MAX=1" in started

@@ -111,3 +111,32 @@ def test_tray_user_alice_again_signs_in_as_the_demo_user_not_as_alice(
     )
     assert "password for" not in result.output, result.output
     assert signed_in == [("alice@example.com", "demo-pw")], result.output
+
+
+def test_listen_and_tray_load_their_http_stack_without_bz2_and_lzma() -> None:
+    """Issue 11 §2: shutil (imported by the HTTP stack through tempfile)
+    imports bz2 and lzma only to list its archive formats; the always-on
+    clients load neither, yet a later explicit import still works."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "from iotnotify.cli_client import _shutil_without_archive_codecs\n"
+        "_shutil_without_archive_codecs()\n"
+        "import iotnotify.subscriber, iotnotify.api_client, iotnotify.tray.app, shutil\n"
+        "loaded = sorted(m for m in ('bz2', 'lzma', '_bz2', '_lzma') if m in sys.modules)\n"
+        "formats = sorted(name for name, _ in shutil.get_archive_formats())\n"
+        "import lzma\n"
+        "print(json.dumps({'loaded': loaded, 'formats': formats, 'later': lzma.__name__}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "loaded": [],
+        "formats": ["gztar", "tar", "zip"],
+        "later": "lzma",
+    }
