@@ -92,7 +92,9 @@ class DesktopNotifierBackend:
         import asyncio
 
         loop = self._ensure_loop()
-        future = asyncio.run_coroutine_threadsafe(self._send(title, body, on_click), loop)
+        future = asyncio.run_coroutine_threadsafe(
+            self._send(_plain_text(title), _plain_text(body), on_click), loop
+        )
 
         def report(done: Any) -> None:
             error = done.exception()
@@ -167,15 +169,27 @@ _EARLY_KEPT: Final = 16
 _OWNER_GONE: Final = frozenset(
     {"org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner"}
 )
-# C0 control characters except tab and newline: a terminal escape or a NUL
-# from a sender has no place in a pop-up, and D-Bus strings may not hold NUL
-# at all (the bus would drop the connection: D-Bus specification, "Valid
-# strings"). Removed, not replaced.
-_CONTROLS: Final = {code: None for code in range(0x20) if chr(code) not in "\t\n"}
+# Removed from pop-up text, not replaced:
+# - control characters (Unicode category Cc: C0 except tab and newline, DEL,
+#   C1): a terminal escape or a NUL from a sender has no place in a pop-up,
+#   and D-Bus strings may not hold NUL at all (the bus would drop the
+#   connection: D-Bus specification, "Valid strings");
+# - the bidirectional formatting characters (Unicode Standard Annex #9,
+#   "Explicit Directional Formatting Characters" and "Implicit Directional
+#   Marks"): a U+202E RIGHT-TO-LEFT OVERRIDE would show "exe.png" for
+#   "gnp.exe", and an unclosed embedding or isolate runs on into whatever the
+#   notification service shows next to it. Right-to-left text itself keeps
+#   its direction (the bidirectional algorithm needs no marks for that).
+_REMOVED_CODES: Final = (
+    [code for code in range(0x20) if chr(code) not in "\t\n"]
+    + list(range(0x7F, 0xA0))
+    + [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+)
+_CONTROLS: Final = dict.fromkeys(_REMOVED_CODES)
 
 
 def _plain_text(text: str) -> str:
-    """``text`` without C0 control characters other than tab and newline."""
+    """``text`` without control characters (but tab and newline) and bidi formatting."""
     return text.translate(_CONTROLS)
 
 

@@ -278,10 +278,16 @@ def test_control_characters_are_removed_but_tabs_and_newlines_kept(session_bus: 
     stand_in = StandInDaemon(("body", "body-markup"))
     notifier = DBusNotifier()
     try:
-        notifier.notify("Your\x00 turn\x1b[2J\r", "line 1\r\n\tline\x07 2\x1f <i>")
+        notifier.notify("Your\x00 turn\x1b[2J\r\x7f", "line 1\r\n\tline\x07 2\x1f\x85\x9b <i>")
         assert stand_in.calls.get(timeout=10)[1:3] == (
             "Your turn[2J",
             "line 1\n\tline 2 &lt;i&gt;",
+        )
+        # And bidi overrides, embeddings and isolates go; the text's own direction stays
+        notifier.notify("pay to \u202egnp.exe", "\u2067\u05e9\u05dc\u05d5\u05dd\u200f open")
+        assert stand_in.calls.get(timeout=10)[1:3] == (
+            "pay to gnp.exe",
+            "\u05e9\u05dc\u05d5\u05dd open",
         )
     finally:
         notifier.close()

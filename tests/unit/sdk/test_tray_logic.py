@@ -419,3 +419,35 @@ def test_desktop_notifiers_own_failure_traceback_becomes_the_one_warning(
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
     assert "notification service" in warnings[0].getMessage()
+
+
+def test_the_desktop_notifier_backend_sends_text_without_controls_or_bidi_overrides(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The macOS/Windows backend: desktop-notifier gets the same plain text as D-Bus does.
+    import sys
+    import types
+
+    from iotnotify.tray.notifier import DesktopNotifierBackend
+
+    sent: list[tuple[str, str]] = []
+    arrived = threading.Event()
+
+    class FakeDesktopNotifier:
+        def __init__(self, *, app_name: str) -> None:
+            self.app_name = app_name
+
+        async def send(self, *, title: str, message: str, on_clicked: object) -> None:
+            sent.append((title, message))
+            arrived.set()
+
+    fake = types.ModuleType("desktop_notifier")
+    fake.DesktopNotifier = FakeDesktopNotifier  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "desktop_notifier", fake)
+    backend = DesktopNotifierBackend()
+    try:
+        backend.notify("turn\x1b[2J\x9b \u202egnp.exe", "a\x00b\x7f\n\tc \u2066d\u2069")
+        assert arrived.wait(10)
+    finally:
+        backend.close()
+    assert sent == [("turn[2J gnp.exe", "ab\n\tc d")]
