@@ -20,8 +20,16 @@ SigV4 signature verifies against a credential this store knows (itself
 honoured, recursively: role chaining) or against a key registered as an AWS
 service principal (``services=``: locally, the stack's own key acts as
 Lambda), and the role's trust policy trusts that caller
-(:mod:`iotnotify_emulator.trust`). Sessions created before the recorder was
-installed, or by callers that cannot be verified, are refused.
+(:mod:`iotnotify_emulator.trust`). As on AWS, where the trust policy and the
+caller are checked by AssumeRole itself, that decision belongs to the moment
+the session is issued: every store alive then decides at once (the request's
+signature checked against its own ``X-Amz-Date``, the trust policy and the
+caller's key as they are then), so a session first used an hour later, or
+after its caller's key was deleted or the trust policy tightened, keeps the
+decision it got when issued. A store created after a session decides when it
+first sees it, still judging the signature at the issue time. Sessions
+created before the recorder was installed, or by callers that cannot be
+verified, are refused.
 
 **Cost.** Sessions are indexed by access key id (O(1) per WebSocket upgrade
 or iot-data publish, instead of moto's linear scan over every session ever
@@ -41,6 +49,7 @@ import functools
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -88,6 +97,8 @@ class _Session:
     # whose principal is "{old id}:{session name}", are not its sessions (IAM
     # User Guide, "IAM identifiers", unique identifiers). None: no such role then.
     role_id: str | None = None
+    # When AssumeRole answered: its request's signature is judged at this time.
+    issued_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass
@@ -97,6 +108,8 @@ class _Registry:
     installed: bool = False
     counters: list[Any] = field(default_factory=list)
     iam_wrapped: bool = False
+    # Stores alive now: each decides on a new session when it is issued.
+    stores: weakref.WeakSet[MotoCredentialStore] = field(default_factory=weakref.WeakSet)
 
 
 _REGISTRY: Final = _Registry()
@@ -167,6 +180,9 @@ def install_sts_recorder() -> None:
                 session = _Session(assumed, request, _role_id(assumed))
                 with _REGISTRY.lock:
                     _REGISTRY.sessions[assumed.access_key_id] = session
+                    stores = list(_REGISTRY.stores)
+                for store in stores:
+                    store.decide_at_issue(assumed.access_key_id)
             return result
 
         TokenResponse.assume_role = assume_role  # type: ignore[method-assign]
@@ -284,10 +300,28 @@ class MotoCredentialStore:
         # credential with its account and role ARN. Only the trust decision
         # is kept; the role's policies are read again on every lookup.
         self._honoured: dict[str, tuple[Credential, str, str, str | None]] = {}
+        # Sessions refused when they were issued: AssumeRole would have failed
+        # on AWS, so no later change (a looser trust policy) makes them valid.
+        self._refused: set[str] = set()
         # moto's module-level BackendDict: one object for the process, its
         # contents reset and restored in place.
         self._iam_backends: Any = get_backend("iam")
         self._lock = threading.Lock()
+        with _REGISTRY.lock:
+            _REGISTRY.stores.add(self)
+
+    def decide_at_issue(self, access_key_id: str) -> None:
+        """Decide on a role session as it is issued (called by the AssumeRole recorder).
+
+        Never raises: whatever goes wrong, the session is then decided when
+        first used, as for a store created after it.
+        """
+        try:
+            if self._lookup(access_key_id, depth=0) is None:
+                with self._lock:
+                    self._refused.add(access_key_id)
+        except Exception:
+            log.exception("could not decide on role session %s when it was issued", access_key_id)
 
     # --- lookup ------------------------------------------------------------------
 
@@ -306,6 +340,8 @@ class MotoCredentialStore:
 
     def _lookup(self, access_key_id: str, *, depth: int) -> Credential | None:
         with self._lock:
+            if access_key_id in self._refused:
+                return None
             cached = self._honoured.get(access_key_id)
         if cached is not None:
             return self._with_current_role_policies(access_key_id, *cached)
@@ -380,8 +416,15 @@ class MotoCredentialStore:
 
     # --- role sessions -------------------------------------------------------------
 
-    def _caller(self, request: _AssumeRequest, depth: int) -> tuple[Caller, Credential | None]:
-        """Who signed the AssumeRole request; raises SignatureError if nobody we know."""
+    def _caller(
+        self, request: _AssumeRequest, depth: int, issued_at: datetime
+    ) -> tuple[Caller, Credential | None]:
+        """Who signed the AssumeRole request; raises SignatureError if nobody we know.
+
+        The signature's date is judged against ``issued_at`` (when moto
+        answered it), not now: its five minutes are AWS's window for the
+        request to arrive, and the session lives on for hours after.
+        """
         parts = urlsplit(request.url)
         query = [tuple(p.split("=", 1)) for p in parts.query.split("&") if "=" in p]
         outer = self
@@ -407,6 +450,7 @@ class MotoCredentialStore:
             store=_Keys(),
             service="sts",
             region=self._region,
+            now=issued_at,
         )
         service = self._services.get(signer.access_key_id)
         if service is not None:
@@ -440,7 +484,7 @@ class MotoCredentialStore:
             log.warning("refusing a session of %s: its AssumeRole was not recorded", role.arn)
             return None
         try:
-            caller, signer = self._caller(session.request, depth)
+            caller, signer = self._caller(session.request, depth, session.issued_at)
         except SignatureError as exc:
             log.warning(
                 "refusing a session of %s: AssumeRole by an unknown caller (%s)",
@@ -515,6 +559,7 @@ class MotoCredentialStore:
         with self._lock:
             for key in expired:
                 self._honoured.pop(key, None)
+                self._refused.discard(key)
         sts_backends = get_backend("sts")
         for session in gone:
             try:

@@ -11,6 +11,7 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import boto3
@@ -416,3 +417,70 @@ def test_a_role_deleted_and_created_again_does_not_take_the_old_roles_sessions(
     fresh = store.lookup(new["AccessKeyId"])
     assert fresh is not None
     assert fresh.principal_id.startswith(iam.get_role(RoleName=role)["Role"]["RoleId"] + ":")
+
+
+def test_a_session_first_used_long_after_it_was_issued_is_honoured(
+    moto: Moto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The five-minute window of a signed request is for the AssumeRole request
+    # to reach STS (IAM User Guide, "AWS Signature Version 4 for API
+    # requests"); the session it returns lives for hours. So the recorded
+    # request is judged at the time it was answered, not when the session is
+    # first used.
+    iam = moto.client("iam")
+    suffix = uuid.uuid4().hex[:8]
+    role_arn = _role_trusting(iam, {"AWS": "*"}, suffix)
+    iam.create_user(UserName=f"u-{suffix}")
+    key = iam.create_access_key(UserName=f"u-{suffix}")["AccessKey"]
+    sts = _sts_as(moto, key["AccessKeyId"], key["SecretAccessKey"])
+    # Given a session issued now, not yet seen by the store that will serve it
+    session = sts.assume_role(RoleArn=role_arn, RoleSessionName="late")["Credentials"]
+    store = MotoCredentialStore()
+
+    # When it is first used twenty minutes later
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Later:  # type: ignore[override]
+            moment = datetime.now(tz) + timedelta(minutes=20)
+            return cls.fromtimestamp(moment.timestamp(), tz)
+
+    monkeypatch.setattr("iotnotify_emulator.sigv4.datetime", Later)
+
+    # Then it is honoured
+    credential = store.lookup(session["AccessKeyId"])
+    assert credential is not None
+    assert credential.principal_arn.endswith(f"/r-{suffix}/late")
+
+
+def test_the_trust_decision_is_made_when_a_session_is_issued(moto: Moto) -> None:
+    # On AWS, AssumeRole checks the caller and the trust policy; the session
+    # it returns stays valid when either changes later (only the role's
+    # permissions are read at each request).
+    iam = moto.client("iam")
+    suffix = uuid.uuid4().hex[:8]
+    store = MotoCredentialStore()
+    role_arn = _role_trusting(iam, {"AWS": "*"}, suffix)
+    role = role_arn.rsplit("/", 1)[1]
+    user = f"u-{suffix}"
+    iam.create_user(UserName=user)
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    sts = _sts_as(moto, key["AccessKeyId"], key["SecretAccessKey"])
+    def trust(effect: str) -> None:
+        statement = {"Effect": effect, "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
+        document = {"Version": "2012-10-17", "Statement": [statement]}
+        iam.update_assume_role_policy(RoleName=role, PolicyDocument=compact_json(document))
+
+    # Given a session issued while the role trusts everyone, and one issued
+    # while it denies everyone (AWS would have refused that AssumeRole), neither used yet
+    trusted = sts.assume_role(RoleArn=role_arn, RoleSessionName="before")["Credentials"]
+    trust("Deny")
+    refused = sts.assume_role(RoleArn=role_arn, RoleSessionName="after")["Credentials"]
+
+    # When the role trusts everyone again, the one issued under the Deny stays refused
+    trust("Allow")
+    assert store.lookup(refused["AccessKeyId"]) is None
+    # And when it denies everyone again and the caller's key is deleted, the
+    # one issued under the Allow is honoured at its first use
+    trust("Deny")
+    iam.delete_access_key(UserName=user, AccessKeyId=key["AccessKeyId"])
+    assert store.lookup(trusted["AccessKeyId"]) is not None
