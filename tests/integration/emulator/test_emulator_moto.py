@@ -465,6 +465,7 @@ def test_the_trust_decision_is_made_when_a_session_is_issued(moto: Moto) -> None
     iam.create_user(UserName=user)
     key = iam.create_access_key(UserName=user)["AccessKey"]
     sts = _sts_as(moto, key["AccessKeyId"], key["SecretAccessKey"])
+
     def trust(effect: str) -> None:
         statement = {"Effect": effect, "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
         document = {"Version": "2012-10-17", "Statement": [statement]}
