@@ -236,7 +236,16 @@ def send(
     body: str,
 ) -> None:
     """Send a notification to users (or everyone) through the local stack or AWS."""
-    from iotnotify.sending import publisher_for_aws, publisher_for_local
+    try:
+        from iotnotify.sending import publisher_for_aws, publisher_for_local
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("boto3", "botocore"):
+            raise
+        # The core install is what a subscriber needs; publishing is the [aws] extra.
+        raise click.ClickException(
+            f"sending needs the [aws] extra ({exc.name} is not installed): "
+            "pip install 'iotnotify[aws]'"
+        ) from exc
 
     if users and broadcast:
         raise click.UsageError("give --user or --broadcast, not both")

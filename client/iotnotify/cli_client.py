@@ -152,6 +152,24 @@ def _shutil_without_archive_codecs() -> None:
                 del sys.modules[name]
 
 
+def _require_tray_extra(*, keyring: bool) -> None:
+    """Raise a usage error naming the ``[tray]`` extra when a module it installs is
+    missing (without importing any: :func:`importlib.util.find_spec`), instead
+    of a failure deep in the tray that blames the desktop or the keyring."""
+    from importlib.util import find_spec
+
+    needed = ["pystray"]
+    if keyring:
+        needed.append("keyring")
+    needed.append("jeepney" if sys.platform == "linux" else "desktop_notifier")
+    missing = [name for name in needed if find_spec(name) is None]
+    if missing:
+        raise click.ClickException(
+            f"the tray needs the [tray] extra ({', '.join(missing)} not installed): "
+            "pip install 'iotnotify[tray]'"
+        )
+
+
 def _since(value: str) -> str:
     if value in ("now", "all"):
         return value
@@ -184,9 +202,11 @@ def _line(note: Notification) -> str:
 )
 @click.option(
     "--keepalive",
-    type=int,
+    # MQTT's Keep Alive is a two-byte unsigned integer (MQTT 3.1.1 section 3.1.2.10).
+    type=click.IntRange(0, 65535),
     default=None,
-    help="MQTT keepalive in seconds (AWS clamps to 30..1200) [default: the token's].",
+    help="MQTT keepalive in seconds, 0..65535 (AWS clamps to 30..1200; 0 means 1200) "
+    "[default: the token's].",
 )
 @click.option(
     "--device",
@@ -296,6 +316,7 @@ def tray(
     The first run needs the sign-in details; they are saved (the refresh
     token in the OS keyring), so later runs, e.g. at login, need no options.
     """
+    _require_tray_extra(keyring=not no_keyring)
     _shutil_without_archive_codecs()
     import logging
 

@@ -306,3 +306,55 @@ def test_local_refuses_a_port_whose_next_three_do_not_exist() -> None:
     assert "--port" in result.output
     assert "65532" in result.output
     assert "Traceback" not in result.output
+
+
+def _run_without(modules: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``iotnotify *args`` in a fresh interpreter where importing ``modules`` fails,
+    as on the core install (no extras)."""
+    code = (
+        "import sys\n"
+        f"for name in {modules!r}:\n"
+        "    sys.modules[name] = None\n"
+        f"sys.argv = ['iotnotify', *{list(args)!r}]\n"
+        "from iotnotify.cli import cli\n"
+        "cli()\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_send_on_the_core_install_names_the_aws_extra() -> None:
+    done = _run_without(["boto3", "botocore"], "send", "--user", "alice", "--title", "t", "b")
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "pip install 'iotnotify[aws]'" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("missing", "options", "named"),
+    [
+        (["pystray"], ["--no-keyring"], "pystray"),
+        (["keyring"], [], "keyring"),
+        (["jeepney", "desktop_notifier"], ["--no-keyring"], "not installed"),
+    ],
+)
+def test_tray_on_the_core_install_names_the_tray_extra(
+    missing: list[str], options: list[str], named: str, tmp_path: Path
+) -> None:
+    # Not "no desktop session" or a keyring helper's traceback: the extra is missing.
+    done = _run_without(
+        missing, "tray", "--settings", str(tmp_path / "tray.json"), "--user", "alice", *options
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "pip install 'iotnotify[tray]'" in done.stderr
+    assert named in done.stderr
+
+
+@pytest.mark.parametrize("value", ["-5", "65536"])
+def test_listen_refuses_a_keepalive_mqtt_cannot_carry(value: str) -> None:
+    result = CliRunner().invoke(cli, ["listen", "--user", "alice", "--keepalive", value])
+    assert result.exit_code == 2
+    assert "--keepalive" in result.output
+    assert "0<=x<=65535" in result.output
