@@ -66,7 +66,8 @@ _CONNECT: Final = 0x10
 _CONNACK: Final = 2
 _PUBLISH: Final = 3
 _SUBACK: Final = 9
-_STAMP: Final = struct.Struct(">qI")  # send time (ns), sequence number
+# Scheduled send time (ns), actual send time (ns), sequence number.
+_STAMP: Final = struct.Struct(">qqI")
 KEEPALIVE: Final = 600
 MAX_RATE_PER_PUBLISHER: Final = 90.0  # AWS: 100 publishes/s per connection
 
@@ -438,7 +439,7 @@ class _CpuMeter:
         self._pid = broker_pid
         self._stack_pid = stack_pid  # iotnotify local's own process, beside its emulator's
         self._helper_pid = helper_pid  # the load generator's publishers' process (fixed load)
-        self._broker = cpu_seconds(broker_pid)
+        self._broker = cpu_seconds(broker_pid) if broker_pid else 0.0
         self._stack = cpu_seconds(stack_pid) if stack_pid else 0.0
         self._own = self._own_seconds()
         self._machine = machine_busy_seconds()
@@ -450,7 +451,7 @@ class _CpuMeter:
 
     def shares(self, seconds: float) -> dict[str, float]:
         """Each share in cores (1.0 = one core busy all along)."""
-        broker = cpu_seconds(self._pid) - self._broker
+        broker = cpu_seconds(self._pid) - self._broker if self._pid else 0.0
         stack = cpu_seconds(self._stack_pid) - self._stack if self._stack_pid else 0.0
         own = self._own_seconds() - self._own
         machine = machine_busy_seconds() - self._machine
@@ -470,13 +471,18 @@ class _Deliveries:
     def __init__(self) -> None:
         self.count = 0
         self.latencies_us: list[float] = []
+        # From the moment the generator wrote the message: the broker's part
+        # (and the kernel's), without the generator's own lag.
+        self.broker_latencies_us: list[float] = []
         self.last_ns = 0
         self.progress = asyncio.Event()
         self.waiting = False  # the publisher waits for the window to open
 
     def __call__(self, payload: bytes) -> None:
         now = time.monotonic_ns()
-        self.latencies_us.append((now - _STAMP.unpack_from(payload)[0]) / 1000)
+        scheduled, sent, _ = _STAMP.unpack_from(payload)
+        self.latencies_us.append((now - scheduled) / 1000)
+        self.broker_latencies_us.append((now - sent) / 1000)
         self.count += 1
         self.last_ns = now
         if self.waiting:
@@ -507,7 +513,8 @@ async def _publish_windowed(
                 return sent, started  # messages were lost (QoS 0): stop, report
             finally:
                 deliveries.waiting = False
-        stamp = _STAMP.pack(time.monotonic_ns(), sent)
+        at = time.monotonic_ns()
+        stamp = _STAMP.pack(at, at, sent)
         publisher.send(prefixes[sent % count] + stamp + padding)
         sent += 1
     deadline = time.monotonic() + stall
@@ -594,6 +601,25 @@ def _send_lag_ms(lags_ns: list[int]) -> dict[str, float]:
     }
 
 
+def _tighten_timers() -> None:
+    """Linux only, best effort: end with the parent, and sleep with 1 ns of timer slack.
+
+    ``PR_SET_PDEATHSIG``: if the generator is killed (the orchestrator's
+    timeout sends SIGKILL), this process gets SIGTERM instead of offering
+    its load on into the next run. ``PR_SET_TIMERSLACK``: the kernel's
+    default 50 us slack would be added to every paced sleep (prctl(2)).
+    """
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+        libc.prctl(29, 1, 0, 0, 0)  # PR_SET_TIMERSLACK
+    except (OSError, AttributeError):
+        pass
+
+
 async def fixed_publishers(args: argparse.Namespace, target: Target) -> None:
     """The publishing half of ``fixed``, in a process of its own (see :func:`fixed`).
 
@@ -613,6 +639,8 @@ async def fixed_publishers(args: argparse.Namespace, target: Target) -> None:
                 publisher_path, f"{PUBLISHER_CLIENT_ID}-{index}", subscribe=None
             )
 
+    parent = os.getppid()
+    _tighten_timers()
     pubs: list[MqttClient] = []
     try:
         try:
@@ -638,17 +666,23 @@ async def fixed_publishers(args: argparse.Namespace, target: Target) -> None:
                 due = min(total, (now - started) // interval_ns + 1)
                 while sent < due:
                     scheduled = started + sent * interval_ns
-                    stamp = _STAMP.pack(scheduled, sent)
+                    at = time.monotonic_ns()
+                    stamp = _STAMP.pack(scheduled, at, sent)
                     pubs[sent % publishers].send(prefixes[sent % subscribers] + stamp + padding)
-                    lags.append(time.monotonic_ns() - scheduled)
+                    lags.append(at - scheduled)
                     sent += 1
+                # The loop writes what the sockets did not take (nearly never:
+                # small frames), before the sleep, so a wake-up sends at once.
+                await asyncio.sleep(0)
                 delay = (started + sent * interval_ns - time.monotonic_ns()) / 1e9
                 if delay > 0:
                     # clock_nanosleep: this process only sends, so blocking is
                     # fine, and unlike the event loop's epoll timeouts (1 ms
-                    # granularity) it wakes within tens of microseconds.
+                    # granularity) it wakes within tens of microseconds (timer
+                    # slack 1 ns: _tighten_timers).
                     time.sleep(delay)  # noqa: ASYNC251
-                await asyncio.sleep(0)  # the loop writes what the sockets did not take
+                if os.getppid() != parent:
+                    return  # the generator is gone (killed on a timeout): stop the load
             print(json.dumps({"sent": sent, "started": started, **_send_lag_ms(lags)}), flush=True)
     finally:
         for client in pubs:
@@ -729,6 +763,7 @@ async def fixed(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         await drain(warm["sent"])
         deliveries.count = 0
         deliveries.latencies_us.clear()
+        deliveries.broker_latencies_us.clear()
         loop_before = _loop_stats(args.stats_url)
         window_start = time.time()
         meter = _CpuMeter(args.broker_pid, args.stack_pid, child.pid)
@@ -750,6 +785,7 @@ async def fixed(args: argparse.Namespace, target: Target) -> dict[str, Any]:
             client.abort()
     seconds = max(deliveries.last_ns - started, 1) / 1e9
     latencies_ms = sorted(value / 1000 for value in deliveries.latencies_us)
+    broker_ms = sorted(value / 1000 for value in deliveries.broker_latencies_us)
     return {
         "subscribers": len(clients),
         "publishers": publishers,
@@ -763,6 +799,8 @@ async def fixed(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         "p99_ms": _percentile(latencies_ms, 0.99),
         "p999_ms": _percentile(latencies_ms, 0.999),
         "max_ms": latencies_ms[-1] if latencies_ms else float("nan"),
+        "broker_p50_ms": _percentile(broker_ms, 0.50),
+        "broker_p99_ms": _percentile(broker_ms, 0.99),
         **{key: value for key, value in measured.items() if key.startswith("send_lag")},
         **shares,
         **stalls,
