@@ -713,9 +713,11 @@ async def fixed(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         return {"error": f"{args.rate / args.publishers:.0f} msg/s per publisher is over 90"}
     paths = [target.path(index) for index in range(subscribers)]
     deliveries = _Deliveries()
+    opening = time.perf_counter()
     clients, _, errors = await _open_many(
         target, paths, args.concurrency, deliveries, topic_of=topic_of
     )
+    connect_rate = len(clients) / max(time.perf_counter() - opening, 1e-9)
     child: asyncio.subprocess.Process | None = None
     try:
         if errors:
@@ -788,6 +790,7 @@ async def fixed(args: argparse.Namespace, target: Target) -> dict[str, Any]:
     broker_ms = sorted(value / 1000 for value in deliveries.broker_latencies_us)
     return {
         "subscribers": len(clients),
+        "connect_rate": connect_rate,
         "publishers": publishers,
         "offered_rate": args.rate,
         "sent": sent,

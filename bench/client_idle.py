@@ -9,8 +9,8 @@ notification daemon, ``notification_host.py``; keyring backend
 ``keyring.backends.null`` since there is no Secret Service). Each is
 measured once it says "caught-up" on stderr, for ``--seconds`` (60 by
 default) with nothing sent. Then one notification is sent to the tray; once
-its pop-up has reached the notification daemon (desktop-notifier and
-asyncio are loaded by then), the tray is measured idle again for
+its pop-up has reached the notification daemon (jeepney and the pop-up
+thread are loaded by then), the tray is measured idle again for
 ``--seconds``: the "after a pop-up" row. Linux only: figures come from
 ``/proc``.
 

@@ -619,6 +619,12 @@ def _fixed_table(args: argparse.Namespace, fixed: Runs, labels: dict[str, str]) 
                         else ""
                     )
                     + f"; garbage collections per generation {row.get('gc_collections')}"
+                    + (
+                        f"; its {row['subscribers']:.0f} subscribers connected and subscribed "
+                        f"at {row['connect_rate']:.0f}/s"
+                        if "connect_rate" in row
+                        else ""
+                    )
                 )
 
 

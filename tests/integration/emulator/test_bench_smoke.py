@@ -62,4 +62,6 @@ def test_bench_quick_run_prints_every_row() -> None:
             re.MULTILINE,
         ), out
     assert out.count("disturbed: other work used") == 3
+    # and the fixed load's subscribers, moto role sessions, connected at a printed rate
+    assert re.search(r"its 5 subscribers connected and subscribed at [0-9]+/s", out), out
     assert "runs set aside (other work over --max-other cores" in out
