@@ -44,6 +44,7 @@ What crosses the process boundary, and how it stays what AWS does:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import json
@@ -75,6 +76,7 @@ __all__ = [
 ]
 
 _START_TIMEOUT: Final = 60.0
+_UNKNOWN_ONCE_KEPT: Final = 1024
 _STOP_TIMEOUT: Final = 30.0
 # How long a rule action may run in the parent before the child gives up on it
 # (Lambda's own limit is 15 minutes; the stack's handlers take milliseconds).
@@ -94,36 +96,131 @@ class PipeCredentialStore:
     ``generation`` is a shared counter the parent bumps after every IAM write
     (``count_iam_changes``); a cached answer older than the counter is asked
     again. Unknown keys are never cached (a key may be minted a moment later).
-    One lookup on the wire at a time (a lock), so answers cannot cross.
-    Raises :class:`EmulatorProcessError` when the parent's lookup raised (the
-    emulator then refuses the request, as for any store error).
+
+    Requests are pipelined: each is written at once and a reader thread
+    matches the answers in order (the parent answers one at a time, in the
+    order asked), so several lookups can be on the wire together.
+    :meth:`prefetch` is what the server awaits before it verifies a
+    signature: the event loop goes on serving while the parent answers, and
+    the verification then finds the key in the cache. A connect storm made
+    the synchronous round trip the limit: the loop sat in ``recv`` 45% of
+    the time, and 1,000 role-session subscribers connected at 200-290/s
+    (``bench/emulator_bench.py --only fixed-load``, 18:31 UTC), while the
+    parent ran the presence Lambda for each. :meth:`lookup` of a key not
+    cached still waits for its answer (iot-data, tests).
+
+    Raises :class:`EmulatorProcessError` when the parent's lookup raised or
+    the parent is gone (the emulator then refuses the request, as for any
+    store error).
     """
 
     def __init__(self, connection: Connection, generation: Any) -> None:
         self._connection = connection
         self._generation = generation  # multiprocessing RawValue("Q")
+        # Sending and queueing a waiter happen under one lock, so the order
+        # of the waiters is the order of the requests on the wire.
         self._lock = threading.Lock()
+        self._waiting: collections.deque[tuple[str, int, Future[Credential | None]]] = (
+            collections.deque()
+        )
+        # One request per key at a time: a connect storm of one user's
+        # devices asks once.
+        self._in_flight: dict[str, Future[Credential | None]] = {}
+        self._reader: threading.Thread | None = None
+        self._gone: str | None = None
         self._cache: dict[str, tuple[int, Credential]] = {}
         self._cached_generation = 0
+        # Keys a prefetch just learnt are unknown, for the lookup of the same
+        # request that follows (unknown keys are not cached: a key may be
+        # minted a moment later); without it a flood of made-up keys would
+        # make the loop wait on a second round trip for each.
+        self._unknown_once: set[str] = set()
 
-    def lookup(self, access_key_id: str) -> Credential | None:
+    def _cached(self, access_key_id: str) -> Credential | None:
         generation = int(self._generation.value)
         if generation != self._cached_generation:
             # Whatever IAM change it was, every cached answer may be stale.
             self._cache.clear()
             self._cached_generation = generation
         hit = self._cache.get(access_key_id)
+        return None if hit is None else hit[1]
+
+    def lookup(self, access_key_id: str) -> Credential | None:
+        hit = self._cached(access_key_id)
         if hit is not None:
-            return hit[1]
+            return hit
+        if access_key_id in self._unknown_once:
+            self._unknown_once.discard(access_key_id)
+            return None
+        return self._ask(access_key_id).result()
+
+    async def prefetch(self, access_key_id: str) -> None:
+        """Have ``access_key_id``'s answer in the cache (or known unknown) without
+        blocking the event loop; errors surface in the :meth:`lookup` that follows."""
+        if self._cached(access_key_id) is not None:
+            return
+        try:
+            answer = await asyncio.wrap_future(self._ask(access_key_id))
+        except Exception:  # the lookup that follows asks again and reports it
+            return
+        if answer is None:
+            if len(self._unknown_once) >= _UNKNOWN_ONCE_KEPT:
+                self._unknown_once.clear()
+            self._unknown_once.add(access_key_id)
+
+    def _ask(self, access_key_id: str) -> Future[Credential | None]:
         with self._lock:
-            self._connection.send(access_key_id)
-            status, value = self._connection.recv()
-        if status != "ok":
-            raise EmulatorProcessError(f"credential lookup failed in iotnotify local: {value}")
-        result: Credential | None = value
-        if result is not None and generation == int(self._generation.value):
-            self._cache[access_key_id] = (generation, result)
-        return result
+            pending = self._in_flight.get(access_key_id)
+            if pending is not None:
+                return pending
+            future: Future[Credential | None] = Future()
+            if self._gone is not None:
+                future.set_exception(EmulatorProcessError(self._gone))
+                return future
+            if self._reader is None:
+                self._reader = threading.Thread(
+                    target=self._read, name="credential-answers", daemon=True
+                )
+                self._reader.start()
+            try:
+                self._connection.send(access_key_id)
+            except (OSError, ValueError) as exc:
+                future.set_exception(
+                    EmulatorProcessError(f"credential lookup failed in iotnotify local: {exc!r}")
+                )
+                return future
+            self._waiting.append((access_key_id, int(self._generation.value), future))
+            self._in_flight[access_key_id] = future
+        return future
+
+    def _read(self) -> None:
+        while True:
+            try:
+                status, value = self._connection.recv()
+            except (EOFError, OSError) as exc:
+                self._fail_all(f"iotnotify local stopped answering credential lookups: {exc!r}")
+                return
+            with self._lock:
+                access_key_id, generation, future = self._waiting.popleft()
+                self._in_flight.pop(access_key_id, None)
+            if status != "ok":
+                future.set_exception(
+                    EmulatorProcessError(f"credential lookup failed in iotnotify local: {value}")
+                )
+                continue
+            result: Credential | None = value
+            if result is not None and generation == int(self._generation.value):
+                self._cache[access_key_id] = (generation, result)
+            future.set_result(result)
+
+    def _fail_all(self, reason: str) -> None:
+        with self._lock:
+            self._gone = reason
+            waiting = list(self._waiting)
+            self._waiting.clear()
+            self._in_flight.clear()
+        for _, _, future in waiting:
+            future.set_exception(EmulatorProcessError(reason))
 
 
 def _answer_lookups(store: CredentialStore, connection: Connection) -> None:

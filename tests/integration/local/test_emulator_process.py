@@ -9,6 +9,7 @@ every connection when asked, and by itself when the parent is gone.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -101,6 +102,73 @@ async def test_a_failing_lookup_in_the_parent_refuses_the_connect_and_the_child_
         store.fail = False
         client = await RawMqttClient.connect(url, client_id="al.one")
         await client.close()
+
+
+async def test_a_slow_lookup_in_the_parent_does_not_hold_up_the_childs_other_connections() -> None:
+    # The parent answers lookups while it runs the stack (moto, the presence
+    # Lambda of a connect storm): the child's event loop must serve meanwhile.
+    release = threading.Event()
+    asked: queue.Queue[str] = queue.Queue()
+
+    class Slow(InMemoryCredentialStore):
+        slow_key = ""
+
+        def lookup(self, access_key_id: str) -> Any:
+            asked.put(access_key_id)
+            if access_key_id == self.slow_key:
+                release.wait(30)
+            return super().lookup(access_key_id)
+
+    store = Slow()
+    early, late = store.issue([ALLOW_ALL]), store.issue([ALLOW_ALL])
+    store.slow_key = late.access_key_id
+    config = EmulatorConfig(wss_port=None)
+    with EmulatorProcess(config, credentials=store) as emulator:
+        # Given a connected client, subscribed to its own topic
+        client = await RawMqttClient.connect(
+            presign_url(emulator.ws_url, early, region=config.region), client_id="al.early"
+        )
+        await client.subscribe("t/early")
+        # When another connects with a key whose lookup the parent has not answered yet
+        connecting = asyncio.ensure_future(
+            RawMqttClient.connect(
+                presign_url(emulator.ws_url, late, region=config.region), client_id="al.late"
+            )
+        )
+        loop = asyncio.get_running_loop()
+        while await loop.run_in_executor(None, asked.get, True, 10) != late.access_key_id:
+            pass
+        try:
+            # Then the first client's messages still go round meanwhile
+            await client.publish("t/early", b"still served")
+            assert (await client.next_publish(within=10)).payload == b"still served"
+            assert not connecting.done()
+        finally:
+            release.set()
+        # And once the parent answers, the second connects
+        second = await asyncio.wait_for(connecting, 10)
+        await second.close()
+        await client.close()
+
+
+async def test_an_unknown_key_is_asked_of_the_parent_once_per_connect() -> None:
+    asked: list[str] = []
+
+    class Counting(InMemoryCredentialStore):
+        def lookup(self, access_key_id: str) -> Any:
+            asked.append(access_key_id)
+            return super().lookup(access_key_id)
+
+    store = Counting()
+    made_up = InMemoryCredentialStore().issue([ALLOW_ALL])  # signs, but unknown to the parent
+    config = EmulatorConfig(wss_port=None)
+    with EmulatorProcess(config, credentials=store) as emulator:
+        with pytest.raises(ConnectionRefused) as refused:
+            await RawMqttClient.connect(
+                presign_url(emulator.ws_url, made_up, region=config.region), client_id="x.one"
+            )
+        assert refused.value.status == 403
+    assert asked == [made_up.access_key_id]
 
 
 class _Calls:
