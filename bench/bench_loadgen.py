@@ -21,7 +21,10 @@ Run by the orchestrator, never by hand (it prints one JSON line per result):
   the scheduled send time, so a generator or broker that falls behind shows
   up as latency, not as a lower rate. The publishers run in a child process
   of their own, paced by ``clock_nanosleep``, so reading deliveries never
-  delays a send; their lag behind the schedule is reported.
+  delays a send; their lag behind the schedule is reported, and so is the
+  latency from each message's actual send time. Both processes keep
+  CPython's cyclic garbage collector off while measuring (its pauses would
+  count as the broker's latency).
 
 The client is a small asyncio Protocol speaking WebSocket (RFC 6455, masked
 client frames, subprotocol ``mqtt``) and the few MQTT 3.1.1 packets needed,
@@ -36,6 +39,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import gc
 import json
 import os
 import statistics
@@ -43,7 +47,7 @@ import struct
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -654,39 +658,72 @@ async def fixed_publishers(args: argparse.Namespace, target: Target) -> None:
             for index in range(subscribers)
         ]
         padding = b"x" * (args.size - _STAMP.size)
-        interval_ns = int(1e9 / args.rate)
         loop = asyncio.get_running_loop()
         while line := await loop.run_in_executor(None, sys.stdin.readline):
-            total = int(float(json.loads(line)["seconds"]) * args.rate)
-            lags: list[int] = []
-            started = time.monotonic_ns()
-            sent = 0
-            while sent < total:
-                now = time.monotonic_ns()
-                due = min(total, (now - started) // interval_ns + 1)
-                while sent < due:
-                    scheduled = started + sent * interval_ns
-                    at = time.monotonic_ns()
-                    stamp = _STAMP.pack(scheduled, at, sent)
-                    pubs[sent % publishers].send(prefixes[sent % subscribers] + stamp + padding)
-                    lags.append(at - scheduled)
-                    sent += 1
-                # The loop writes what the sockets did not take (nearly never:
-                # small frames), before the sleep, so a wake-up sends at once.
-                await asyncio.sleep(0)
-                delay = (started + sent * interval_ns - time.monotonic_ns()) / 1e9
-                if delay > 0:
-                    # clock_nanosleep: this process only sends, so blocking is
-                    # fine, and unlike the event loop's epoll timeouts (1 ms
-                    # granularity) it wakes within tens of microseconds (timer
-                    # slack 1 ns: _tighten_timers).
-                    time.sleep(delay)  # noqa: ASYNC251
-                if os.getppid() != parent:
-                    return  # the generator is gone (killed on a timeout): stop the load
+            with _no_garbage_collection():
+                sent, started, lags = await _offer_paced(
+                    args, line, pubs, prefixes, padding, parent
+                )
+            if os.getppid() != parent:
+                return  # the generator is gone (killed on a timeout): stop the load
             print(json.dumps({"sent": sent, "started": started, **_send_lag_ms(lags)}), flush=True)
     finally:
         for client in pubs:
             client.abort()
+
+
+async def _offer_paced(
+    args: argparse.Namespace,
+    line: str,
+    pubs: list[MqttClient],
+    prefixes: list[bytes],
+    padding: bytes,
+    parent: int,
+) -> tuple[int, int, list[int]]:
+    """Send ``--rate`` msg/s for the request's seconds; (sent, start ns, send lags ns)."""
+    total = int(float(json.loads(line)["seconds"]) * args.rate)
+    interval_ns = int(1e9 / args.rate)
+    publishers, subscribers = len(pubs), len(prefixes)
+    lags: list[int] = []
+    started = time.monotonic_ns()
+    sent = 0
+    while sent < total:
+        now = time.monotonic_ns()
+        due = min(total, (now - started) // interval_ns + 1)
+        while sent < due:
+            scheduled = started + sent * interval_ns
+            at = time.monotonic_ns()
+            stamp = _STAMP.pack(scheduled, at, sent)
+            pubs[sent % publishers].send(prefixes[sent % subscribers] + stamp + padding)
+            lags.append(at - scheduled)
+            sent += 1
+        # The loop writes what the sockets did not take (nearly never: small
+        # frames), before the sleep, so a wake-up sends at once.
+        await asyncio.sleep(0)
+        delay = (started + sent * interval_ns - time.monotonic_ns()) / 1e9
+        if delay > 0:
+            # clock_nanosleep: this process only sends, so blocking is fine,
+            # and unlike the event loop's epoll timeouts (1 ms granularity) it
+            # wakes within tens of microseconds (timer slack 1 ns: _tighten_timers).
+            time.sleep(delay)  # noqa: ASYNC251
+        if os.getppid() != parent:
+            break  # the generator is gone (killed on a timeout): stop the load
+    return sent, started, lags
+
+
+@contextlib.contextmanager
+def _no_garbage_collection() -> Iterator[None]:
+    """CPython's cyclic collector off while measuring: a full collection of this
+    process's heap (1,000 clients, 100,000 latencies) paused its reading for
+    milliseconds, and that pause counted as the broker's latency. Reference
+    counting still frees almost everything; what cycles remain wait a few seconds."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 async def fixed(args: argparse.Namespace, target: Target) -> dict[str, Any]:
@@ -769,9 +806,10 @@ async def fixed(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         loop_before = _loop_stats(args.stats_url)
         window_start = time.time()
         meter = _CpuMeter(args.broker_pid, args.stack_pid, child.pid)
-        measured = await offer(args.duration)
-        sent, started = measured["sent"], measured["started"]
-        await drain(sent)
+        with _no_garbage_collection():
+            measured = await offer(args.duration)
+            sent, started = measured["sent"], measured["started"]
+            await drain(sent)
         shares = meter.shares(args.duration)
         stalls = _stalls_between(loop_before, _loop_stats(args.stats_url), window_start)
     finally:
