@@ -498,7 +498,7 @@ class Emulator:
             )
         # This frame lives as long as the connection: drop the copy of the
         # presigned query (most of a KB) now that it is verified.
-        del raw_path, raw_query, offered
+        del raw_path, raw_query, query, offered
         ws = web.WebSocketResponse(
             protocols=SUBPROTOCOLS,
             autoping=True,
