@@ -45,12 +45,13 @@ dropping it silently could drop a Deny and grant more than AWS would.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -307,8 +308,24 @@ class MotoCredentialStore:
         # contents reset and restored in place.
         self._iam_backends: Any = get_backend("iam")
         self._lock = threading.Lock()
+        self._issue_listeners: list[Callable[[str, Credential], None]] = []
         with _REGISTRY.lock:
             _REGISTRY.stores.add(self)
+
+    def add_issue_listener(self, listener: Callable[[str, Credential], None]) -> Callable[[], None]:
+        """Have ``listener(access_key_id, credential)`` called for every role
+        session this store honours as it is issued (on the thread that
+        answered AssumeRole); returns a function that removes it. ``iotnotify
+        local`` pushes them to its emulator process this way, so a session's
+        first connect needs no lookup across processes."""
+        with self._lock:
+            self._issue_listeners.append(listener)
+
+        def remove() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._issue_listeners.remove(listener)
+
+        return remove
 
     def decide_at_issue(self, access_key_id: str) -> None:
         """Decide on a role session as it is issued (called by the AssumeRole recorder).
@@ -317,9 +334,14 @@ class MotoCredentialStore:
         first used, as for a store created after it.
         """
         try:
-            if self._lookup(access_key_id, depth=0) is None:
-                with self._lock:
+            credential = self._lookup(access_key_id, depth=0)
+            with self._lock:
+                if credential is None:
                     self._refused.add(access_key_id)
+                listeners = list(self._issue_listeners)
+            if credential is not None:
+                for listener in listeners:
+                    listener(access_key_id, credential)
         except Exception:
             log.exception("could not decide on role session %s when it was issued", access_key_id)
 

@@ -17,7 +17,9 @@ What crosses the process boundary, and how it stays what AWS does:
 
 * **Credentials** stay where moto is. The child asks the parent for each
   access key it has not seen (:class:`PipeCredentialStore`), and keeps the
-  answer until IAM changes: the parent counts IAM writes
+  answer until IAM changes (and the parent pushes each role session its
+  store honours as it is issued, so a session's first connect asks nobody):
+  the parent counts IAM writes
   (:func:`iotnotify_emulator.moto_credentials.count_iam_changes`) in a
   shared counter that the child compares on every lookup, so a deactivated
   key, a deleted user or a changed policy counts from the next request on,
@@ -51,6 +53,7 @@ import json
 import multiprocessing
 import multiprocessing.connection
 import os
+import queue
 import signal
 import threading
 import urllib.request
@@ -126,7 +129,6 @@ class PipeCredentialStore:
         # One request per key at a time: a connect storm of one user's
         # devices asks once.
         self._in_flight: dict[str, Future[Credential | None]] = {}
-        self._reader: threading.Thread | None = None
         self._gone: str | None = None
         self._cache: dict[str, tuple[int, Credential]] = {}
         self._cached_generation = 0
@@ -135,6 +137,10 @@ class PipeCredentialStore:
         # minted a moment later); without it a flood of made-up keys would
         # make the loop wait on a second round trip for each.
         self._unknown_once: set[str] = set()
+        # Reads from the start: the parent pushes sessions before any lookup,
+        # and a pipe nobody reads would fill and hold up the parent's sender.
+        self._reader = threading.Thread(target=self._read, name="credential-answers", daemon=True)
+        self._reader.start()
 
     def _cached(self, access_key_id: str) -> Credential | None:
         generation = int(self._generation.value)
@@ -177,11 +183,6 @@ class PipeCredentialStore:
             if self._gone is not None:
                 future.set_exception(EmulatorProcessError(self._gone))
                 return future
-            if self._reader is None:
-                self._reader = threading.Thread(
-                    target=self._read, name="credential-answers", daemon=True
-                )
-                self._reader.start()
             try:
                 self._connection.send(access_key_id)
             except (OSError, ValueError) as exc:
@@ -196,10 +197,14 @@ class PipeCredentialStore:
     def _read(self) -> None:
         while True:
             try:
-                status, value = self._connection.recv()
+                message = self._connection.recv()
             except (EOFError, OSError) as exc:
                 self._fail_all(f"iotnotify local stopped answering credential lookups: {exc!r}")
                 return
+            if message[0] == "push":
+                self._accept_push(*message[1:])
+                continue
+            status, value = message
             with self._lock:
                 access_key_id, generation, future = self._waiting.popleft()
                 self._in_flight.pop(access_key_id, None)
@@ -213,6 +218,16 @@ class PipeCredentialStore:
                 self._cache[access_key_id] = (generation, result)
             future.set_result(result)
 
+    def _accept_push(self, access_key_id: str, credential: Credential, generation: int) -> None:
+        # A session the parent honoured as it was issued; kept while IAM is
+        # unchanged since, like any answer.
+        if generation != int(self._generation.value):
+            return
+        if generation != self._cached_generation:
+            self._cache.clear()
+            self._cached_generation = generation
+        self._cache[access_key_id] = (generation, credential)
+
     def _fail_all(self, reason: str) -> None:
         with self._lock:
             self._gone = reason
@@ -223,21 +238,52 @@ class PipeCredentialStore:
             future.set_exception(EmulatorProcessError(reason))
 
 
-def _answer_lookups(store: CredentialStore, connection: Connection) -> None:
-    """Parent side: serve the child's lookups until its end of the pipe closes."""
-    while True:
-        try:
-            access_key_id = connection.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            reply: tuple[str, Any] = ("ok", store.lookup(access_key_id))
-        except Exception as exc:  # the child reports it; this thread must live on
-            reply = ("error", repr(exc))
-        try:
-            connection.send(reply)
-        except OSError:
-            return
+class _LookupServer:
+    """Parent side of the credentials pipe: answers the child's lookups, in the
+    order asked, and pushes the role sessions the store honours as they are
+    issued (:meth:`push`), so the child knows a session before its first
+    connect and that connect waits on nobody. The child tells a push from an
+    answer by its first field.
+
+    One thread writes the pipe (:meth:`send`), from one queue: answers and
+    pushes go out in the order they were queued, and :meth:`push`, called on
+    the thread answering AssumeRole, never waits on the pipe.
+    """
+
+    def __init__(self, store: CredentialStore, connection: Connection, generation: Any) -> None:
+        self._store = store
+        self._connection = connection
+        self._generation = generation
+        self._outgoing: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+
+    def serve(self) -> None:
+        """Answer the child's lookups until its end of the pipe closes."""
+        while True:
+            try:
+                access_key_id = self._connection.recv()
+            except (EOFError, OSError):
+                return
+            try:
+                reply: tuple[Any, ...] = ("ok", self._store.lookup(access_key_id))
+            except Exception as exc:  # the child reports it; this thread must live on
+                reply = ("error", repr(exc))
+            self._outgoing.put(reply)
+
+    def push(self, access_key_id: str, credential: Credential) -> None:
+        """Tell the child about a session honoured at issue (a store's issue
+        listener); returns at once."""
+        self._outgoing.put(("push", access_key_id, credential, int(self._generation.value)))
+
+    def send(self) -> None:
+        """Write what is queued until :meth:`close` or the pipe closes."""
+        while (message := self._outgoing.get()) is not None:
+            try:
+                self._connection.send(message)
+            except (OSError, ValueError):
+                return
+
+    def close(self) -> None:
+        self._outgoing.put(None)
 
 
 # --- topic rules -----------------------------------------------------------------------
@@ -522,6 +568,8 @@ class EmulatorProcess:
         self._bridge: RuleBridge | None = None
         self._info: dict[str, Any] = {}
         self._stopping = False
+        self._unlisten: Callable[[], None] | None = None
+        self._lookup_server: _LookupServer | None = None
 
     def start(self) -> EmulatorProcess:
         """Start the child and return once its ports are bound (at most 60 s).
@@ -544,7 +592,13 @@ class EmulatorProcess:
             end.close()
         self._pipes = [lookups, control, actions]
         self._control, self._actions = control, actions
-        self._spawn_thread(_answer_lookups, (self._credentials, lookups), "emulator-credentials")
+        server = _LookupServer(self._credentials, lookups, self.generation)
+        self._spawn_thread(server.serve, (), "emulator-credentials")
+        self._spawn_thread(server.send, (), "emulator-credential-writer")
+        self._lookup_server = server
+        add_listener = getattr(self._credentials, "add_issue_listener", None)
+        if add_listener is not None:  # MotoCredentialStore: sessions pushed as issued
+            self._unlisten = add_listener(server.push)
         if not control.poll(_START_TIMEOUT):
             self.stop()
             raise EmulatorProcessError(f"the emulator did not start within {_START_TIMEOUT:.0f} s")
@@ -606,6 +660,12 @@ class EmulatorProcess:
     def stop(self) -> None:
         """SIGTERM (the emulator closes every connection as on shutdown), then SIGKILL."""
         self._stopping = True
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
+        if self._lookup_server is not None:
+            self._lookup_server.close()
+            self._lookup_server = None
         process = self._process
         if process is not None and process.is_alive():
             process.terminate()

@@ -485,3 +485,35 @@ def test_the_trust_decision_is_made_when_a_session_is_issued(moto: Moto) -> None
     trust("Deny")
     iam.delete_access_key(UserName=user, AccessKeyId=key["AccessKeyId"])
     assert store.lookup(trusted["AccessKeyId"]) is not None
+
+
+def test_issue_listeners_hear_of_each_session_honoured_as_it_is_issued(moto: Moto) -> None:
+    iam = moto.client("iam")
+    suffix = uuid.uuid4().hex[:8]
+    store = MotoCredentialStore()
+    heard: list[tuple[str, str]] = []
+    remove = store.add_issue_listener(
+        lambda key, credential: heard.append((key, credential.principal_arn))
+    )
+    role_arn = _role_trusting(iam, {"AWS": "*"}, suffix)
+    role = role_arn.rsplit("/", 1)[1]
+    iam.create_user(UserName=f"u-{suffix}")
+    key = iam.create_access_key(UserName=f"u-{suffix}")["AccessKey"]
+    sts = _sts_as(moto, key["AccessKeyId"], key["SecretAccessKey"])
+
+    # When a session is issued, the listener hears of it with its credential
+    honoured = sts.assume_role(RoleArn=role_arn, RoleSessionName="heard")["Credentials"]
+    assert heard == [(honoured["AccessKeyId"], f"arn:aws:sts::{ACCOUNT}:assumed-role/{role}/heard")]
+    # And not of one the trust policy refuses, nor of any once removed
+    deny = {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
+    iam.update_assume_role_policy(
+        RoleName=role, PolicyDocument=compact_json({"Version": "2012-10-17", "Statement": [deny]})
+    )
+    sts.assume_role(RoleArn=role_arn, RoleSessionName="refused")
+    remove()
+    allow = {**deny, "Effect": "Allow"}
+    iam.update_assume_role_policy(
+        RoleName=role, PolicyDocument=compact_json({"Version": "2012-10-17", "Statement": [allow]})
+    )
+    sts.assume_role(RoleArn=role_arn, RoleSessionName="unheard")
+    assert len(heard) == 1

@@ -171,6 +171,64 @@ async def test_an_unknown_key_is_asked_of_the_parent_once_per_connect() -> None:
     assert asked == [made_up.access_key_id]
 
 
+async def test_a_session_pushed_at_issue_connects_without_a_lookup_in_the_parent() -> None:
+    # iotnotify local's store tells the child of each role session as it is
+    # issued (MotoCredentialStore.add_issue_listener), so a connect storm of
+    # fresh sessions never waits on the parent.
+    asked: list[str] = []
+
+    class Announcing(InMemoryCredentialStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.listeners: list[Any] = []
+
+        def add_issue_listener(self, listener: Any) -> Any:
+            self.listeners.append(listener)
+            return lambda: self.listeners.remove(listener)
+
+        def lookup(self, access_key_id: str) -> Any:
+            asked.append(access_key_id)
+            return super().lookup(access_key_id)
+
+    store = Announcing()
+    config = EmulatorConfig(wss_port=None)
+    with EmulatorProcess(config, credentials=store) as emulator:
+        # Given 2,000 sessions issued while the emulator runs, each announced
+        # on the issuing thread (which must never wait on the pipe: it is the
+        # one answering AssumeRole), before any lookup
+        sessions = [store.issue([ALLOW_ALL]) for _ in range(2000)]
+        fresh = sessions[-1]
+
+        def announce() -> None:
+            for session in sessions:
+                for listener in store.listeners:
+                    listener(session.access_key_id, session)
+
+        announcing = threading.Thread(target=announce)
+        announcing.start()
+        announcing.join(30)
+        assert not announcing.is_alive()
+        # (an unknown key's refusal is answered after the pushes on the same
+        # pipe, so once it is back the child has read them)
+        with pytest.raises(ConnectionRefused):
+            await RawMqttClient.connect(
+                presign_url(
+                    emulator.ws_url,
+                    InMemoryCredentialStore().issue([ALLOW_ALL]),
+                    region=config.region,
+                ),
+                client_id="x.y",
+            )
+        # When it connects, Then the child knew it: the parent was not asked
+        client = await RawMqttClient.connect(
+            presign_url(emulator.ws_url, fresh, region=config.region), client_id="al.fresh"
+        )
+        await client.close()
+        assert fresh.access_key_id not in asked
+    # And the stopped process no longer listens
+    assert store.listeners == []
+
+
 class _Calls:
     def __init__(self) -> None:
         self.items: list[tuple[Any, str, int]] = []
