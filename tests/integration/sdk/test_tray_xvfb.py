@@ -530,6 +530,17 @@ def test_the_x11_icon_paints_the_bell_and_its_badge(tray_manager: None, xvfb_dis
         gc.collect()
 
 
+def _run_on_display(code: str, display: str) -> Any:
+    """Run ``code`` in a fresh interpreter on ``display`` with pystray's X11
+    backend; what it printed, as JSON."""
+    env = {**os.environ, "DISPLAY": display, "PYSTRAY_BACKEND": "xorg"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 def test_the_tray_has_python_xlib_load_no_extension_module(
     tray_manager: None, xvfb_display: str
 ) -> None:
@@ -551,12 +562,7 @@ def test_the_tray_has_python_xlib_load_no_extension_module(
         "caller.close()\n"
         "print(json.dumps(answer))\n"
     )
-    env = {**os.environ, "DISPLAY": xvfb_display, "PYSTRAY_BACKEND": "xorg"}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {
+    assert _run_on_display(code, xvfb_display) == {
         "backend": "_XorgCaller",
         "docks": True,
         "initialised": [],
@@ -599,9 +605,4 @@ def test_the_wake_up_connection_holds_no_keymap_and_no_screen_list(
         "caller.close()\n"
         "print(json.dumps(answer))\n"
     )
-    env = {**os.environ, "DISPLAY": xvfb_display, "PYSTRAY_BACKEND": "xorg"}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"keymap": False, "setup": False, "ran": [True]}
+    assert _run_on_display(code, xvfb_display) == {"keymap": False, "setup": False, "ran": [True]}
