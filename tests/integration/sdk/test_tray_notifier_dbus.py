@@ -10,6 +10,7 @@ calls.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -94,6 +95,21 @@ def daemon(session_bus: str) -> Iterator[StandInDaemon]:
     stand_in = StandInDaemon()
     yield stand_in
     stand_in.close()
+
+
+@contextlib.contextmanager
+def _notifier_and_daemon(
+    capabilities: tuple[str, ...],
+) -> Iterator[tuple[DBusNotifier, StandInDaemon]]:
+    """A DBusNotifier and a stand-in daemon listing ``capabilities``, both
+    closed afterwards (the notifier first, so its last calls are answered)."""
+    stand_in = StandInDaemon(capabilities)
+    notifier = DBusNotifier()
+    try:
+        yield notifier, stand_in
+    finally:
+        notifier.close()
+        stand_in.close()
 
 
 def test_a_pop_up_reaches_the_daemon_and_a_click_runs_its_action(daemon: StandInDaemon) -> None:
@@ -246,38 +262,27 @@ ESCAPED_BODY = (
 def test_a_daemon_rendering_body_markup_gets_the_body_escaped_and_is_asked_once(
     session_bus: str,
 ) -> None:
-    stand_in = StandInDaemon(("body", "body-markup", "body-hyperlinks", "body-images"))
-    notifier = DBusNotifier()
-    try:
+    renders = ("body", "body-markup", "body-hyperlinks", "body-images")
+    with _notifier_and_daemon(renders) as (notifier, stand_in):
         for n in range(5):
             notifier.notify(f"<b>Eve</b> & {n}", HOSTILE_BODY)
         for n in range(5):
             # The summary is plain text (never markup): sent as written.
             assert stand_in.calls.get(timeout=10)[1:3] == (f"<b>Eve</b> & {n}", ESCAPED_BODY)
         assert stand_in.capability_queries == 1
-    finally:
-        notifier.close()
-        stand_in.close()
 
 
 def test_a_daemon_without_body_markup_gets_the_text_unchanged(session_bus: str) -> None:
-    stand_in = StandInDaemon(("body", "actions"))
-    notifier = DBusNotifier()
-    try:
+    with _notifier_and_daemon(("body", "actions")) as (notifier, stand_in):
         notifier.notify("a < b & c", HOSTILE_BODY)
         notifier.notify("again", "5 > 3 &amp; more")
         assert stand_in.calls.get(timeout=10)[1:3] == ("a < b & c", HOSTILE_BODY)
         assert stand_in.calls.get(timeout=10)[1:3] == ("again", "5 > 3 &amp; more")
         assert stand_in.capability_queries == 1
-    finally:
-        notifier.close()
-        stand_in.close()
 
 
 def test_control_characters_are_removed_but_tabs_and_newlines_kept(session_bus: str) -> None:
-    stand_in = StandInDaemon(("body", "body-markup"))
-    notifier = DBusNotifier()
-    try:
+    with _notifier_and_daemon(("body", "body-markup")) as (notifier, stand_in):
         notifier.notify("Your\x00 turn\x1b[2J\r\x7f", "line 1\r\n\tline\x07 2\x1f\x85\x9b <i>")
         assert stand_in.calls.get(timeout=10)[1:3] == (
             "Your turn[2J",
@@ -289,9 +294,6 @@ def test_control_characters_are_removed_but_tabs_and_newlines_kept(session_bus: 
             "pay to gnp.exe",
             "\u05e9\u05dc\u05d5\u05dd open",
         )
-    finally:
-        notifier.close()
-        stand_in.close()
 
 
 def test_capabilities_are_asked_again_after_a_reconnect(session_bus: str) -> None:
