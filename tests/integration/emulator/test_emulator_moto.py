@@ -233,18 +233,16 @@ def test_one_store_sees_a_users_changed_policy_and_removed_key_at_once(moto: Mot
     assert store.lookup(key) is None
 
 
+def _trust_policy(effect: str, principal: dict[str, Any]) -> str:
+    """A role trust policy with one statement: ``effect`` sts:AssumeRole for ``principal``."""
+    statement = {"Effect": effect, "Principal": principal, "Action": "sts:AssumeRole"}
+    return compact_json({"Version": "2012-10-17", "Statement": [statement]})
+
+
 def _role_trusting(iam: Any, principal: dict[str, Any], suffix: str) -> str:
     return str(
         iam.create_role(
-            RoleName=f"r-{suffix}",
-            AssumeRolePolicyDocument=compact_json(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}
-                    ],
-                }
-            ),
+            RoleName=f"r-{suffix}", AssumeRolePolicyDocument=_trust_policy("Allow", principal)
         )["Role"]["Arn"]
     )
 
@@ -257,6 +255,26 @@ def _sts_as(moto: Moto, key: str, secret: str) -> Any:
         aws_access_key_id=key,
         aws_secret_access_key=secret,
     )
+
+
+@dataclass(frozen=True)
+class _Caller:
+    """A role trusting every AWS principal, and an IAM user with a key to assume it."""
+
+    role_arn: str
+    role: str
+    user: str
+    key: dict[str, Any]
+    sts: Any
+
+
+def _role_and_caller(moto: Moto, iam: Any, suffix: str) -> _Caller:
+    role_arn = _role_trusting(iam, {"AWS": "*"}, suffix)
+    user = f"u-{suffix}"
+    iam.create_user(UserName=user)
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    sts = _sts_as(moto, key["AccessKeyId"], key["SecretAccessKey"])
+    return _Caller(role_arn, role_arn.rsplit("/", 1)[1], user, key, sts)
 
 
 def test_moto_sessions_honour_the_roles_trust_policy(moto: Moto) -> None:
@@ -320,10 +338,8 @@ def test_expired_moto_sessions_are_pruned_here_and_in_moto(moto: Moto) -> None:
     iam = moto.client("iam")
     suffix = uuid.uuid4().hex[:8]
     store = MotoCredentialStore()
-    role = _role_trusting(iam, {"AWS": "*"}, suffix)
-    iam.create_user(UserName=f"u-{suffix}")
-    key = iam.create_access_key(UserName=f"u-{suffix}")["AccessKey"]
-    sts = _sts_as(moto, key["AccessKeyId"], key["SecretAccessKey"])
+    caller = _role_and_caller(moto, iam, suffix)
+    role, sts = caller.role_arn, caller.sts
     # Given 30 token-vending sessions
     sessions = [
         sts.assume_role(RoleArn=role, RoleSessionName=f"s{i}", DurationSeconds=900)["Credentials"][
@@ -352,8 +368,8 @@ def test_one_store_sees_a_roles_changed_policy_on_a_session_it_already_honoured(
     iam = moto.client("iam")
     suffix = uuid.uuid4().hex[:8]
     store = MotoCredentialStore()
-    role_arn = _role_trusting(iam, {"AWS": "*"}, suffix)
-    role = role_arn.rsplit("/", 1)[1]
+    caller = _role_and_caller(moto, iam, suffix)
+    role_arn, role = caller.role_arn, caller.role
     resource = f"arn:aws:iot:{REGION}:{ACCOUNT}:topic/a/*"
 
     def document(effect: str) -> str:
@@ -361,10 +377,7 @@ def test_one_store_sees_a_roles_changed_policy_on_a_session_it_already_honoured(
         return compact_json({"Version": "2012-10-17", "Statement": [statement]})
 
     iam.put_role_policy(RoleName=role, PolicyName="allow", PolicyDocument=document("Allow"))
-    iam.create_user(UserName=f"u-{suffix}")
-    key = iam.create_access_key(UserName=f"u-{suffix}")["AccessKey"]
-    sts = _sts_as(moto, key["AccessKeyId"], key["SecretAccessKey"])
-    session = sts.assume_role(RoleArn=role_arn, RoleSessionName="s1")["Credentials"]
+    session = caller.sts.assume_role(RoleArn=role_arn, RoleSessionName="s1")["Credentials"]
     # Given a session the store has already honoured
     first = store.lookup(session["AccessKeyId"])
     assert first is not None
@@ -393,12 +406,9 @@ def test_a_role_deleted_and_created_again_does_not_take_the_old_roles_sessions(
     iam = moto.client("iam")
     suffix = uuid.uuid4().hex[:8]
     store = MotoCredentialStore()
-    role_arn = _role_trusting(iam, {"AWS": "*"}, suffix)
-    role = role_arn.rsplit("/", 1)[1]
+    caller = _role_and_caller(moto, iam, suffix)
+    role_arn, role, sts = caller.role_arn, caller.role, caller.sts
     trust = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
-    iam.create_user(UserName=f"u-{suffix}")
-    key = iam.create_access_key(UserName=f"u-{suffix}")["AccessKey"]
-    sts = _sts_as(moto, key["AccessKeyId"], key["SecretAccessKey"])
     old = sts.assume_role(RoleArn=role_arn, RoleSessionName="s1")["Credentials"]
     # Given a session of the role, honoured, whose principal carries the role's id
     old_role_id = iam.get_role(RoleName=role)["Role"]["RoleId"]
@@ -429,12 +439,9 @@ def test_a_session_first_used_long_after_it_was_issued_is_honoured(
     # first used.
     iam = moto.client("iam")
     suffix = uuid.uuid4().hex[:8]
-    role_arn = _role_trusting(iam, {"AWS": "*"}, suffix)
-    iam.create_user(UserName=f"u-{suffix}")
-    key = iam.create_access_key(UserName=f"u-{suffix}")["AccessKey"]
-    sts = _sts_as(moto, key["AccessKeyId"], key["SecretAccessKey"])
+    caller = _role_and_caller(moto, iam, suffix)
     # Given a session issued now, not yet seen by the store that will serve it
-    session = sts.assume_role(RoleArn=role_arn, RoleSessionName="late")["Credentials"]
+    session = caller.sts.assume_role(RoleArn=caller.role_arn, RoleSessionName="late")["Credentials"]
     store = MotoCredentialStore()
 
     # When it is first used twenty minutes later
@@ -459,17 +466,12 @@ def test_the_trust_decision_is_made_when_a_session_is_issued(moto: Moto) -> None
     iam = moto.client("iam")
     suffix = uuid.uuid4().hex[:8]
     store = MotoCredentialStore()
-    role_arn = _role_trusting(iam, {"AWS": "*"}, suffix)
-    role = role_arn.rsplit("/", 1)[1]
-    user = f"u-{suffix}"
-    iam.create_user(UserName=user)
-    key = iam.create_access_key(UserName=user)["AccessKey"]
-    sts = _sts_as(moto, key["AccessKeyId"], key["SecretAccessKey"])
+    caller = _role_and_caller(moto, iam, suffix)
+    role_arn, sts = caller.role_arn, caller.sts
 
     def trust(effect: str) -> None:
-        statement = {"Effect": effect, "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
-        document = {"Version": "2012-10-17", "Statement": [statement]}
-        iam.update_assume_role_policy(RoleName=role, PolicyDocument=compact_json(document))
+        document = _trust_policy(effect, {"AWS": "*"})
+        iam.update_assume_role_policy(RoleName=caller.role, PolicyDocument=document)
 
     # Given a session issued while the role trusts everyone, and one issued
     # while it denies everyone (AWS would have refused that AssumeRole), neither used yet
@@ -483,7 +485,7 @@ def test_the_trust_decision_is_made_when_a_session_is_issued(moto: Moto) -> None
     # And when it denies everyone again and the caller's key is deleted, the
     # one issued under the Allow is honoured at its first use
     trust("Deny")
-    iam.delete_access_key(UserName=user, AccessKeyId=key["AccessKeyId"])
+    iam.delete_access_key(UserName=caller.user, AccessKeyId=caller.key["AccessKeyId"])
     assert store.lookup(trusted["AccessKeyId"]) is not None
 
 
@@ -495,25 +497,18 @@ def test_issue_listeners_hear_of_each_session_honoured_as_it_is_issued(moto: Mot
     remove = store.add_issue_listener(
         lambda key, credential: heard.append((key, credential.principal_arn))
     )
-    role_arn = _role_trusting(iam, {"AWS": "*"}, suffix)
-    role = role_arn.rsplit("/", 1)[1]
-    iam.create_user(UserName=f"u-{suffix}")
-    key = iam.create_access_key(UserName=f"u-{suffix}")["AccessKey"]
-    sts = _sts_as(moto, key["AccessKeyId"], key["SecretAccessKey"])
+    caller = _role_and_caller(moto, iam, suffix)
+    role_arn, role, sts = caller.role_arn, caller.role, caller.sts
 
     # When a session is issued, the listener hears of it with its credential
     honoured = sts.assume_role(RoleArn=role_arn, RoleSessionName="heard")["Credentials"]
     assert heard == [(honoured["AccessKeyId"], f"arn:aws:sts::{ACCOUNT}:assumed-role/{role}/heard")]
     # And not of one the trust policy refuses, nor of any once removed
-    deny = {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
-    iam.update_assume_role_policy(
-        RoleName=role, PolicyDocument=compact_json({"Version": "2012-10-17", "Statement": [deny]})
-    )
+    iam.update_assume_role_policy(RoleName=role, PolicyDocument=_trust_policy("Deny", {"AWS": "*"}))
     sts.assume_role(RoleArn=role_arn, RoleSessionName="refused")
     remove()
-    allow = {**deny, "Effect": "Allow"}
     iam.update_assume_role_policy(
-        RoleName=role, PolicyDocument=compact_json({"Version": "2012-10-17", "Statement": [allow]})
+        RoleName=role, PolicyDocument=_trust_policy("Allow", {"AWS": "*"})
     )
     sts.assume_role(RoleArn=role_arn, RoleSessionName="unheard")
     assert len(heard) == 1
