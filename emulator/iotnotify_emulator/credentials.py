@@ -25,7 +25,6 @@ __all__ = [
     "CredentialStore",
     "InMemoryCredentialStore",
     "PrefetchingStore",
-    "access_key_of",
     "policies_from",
 ]
 
@@ -66,23 +65,13 @@ class CredentialStore(Protocol):
     def lookup(self, access_key_id: str) -> Credential | None: ...
 
 
-@runtime_checkable
 class PrefetchingStore(Protocol):
     """A store whose lookups may wait on I/O (another process): the server awaits
-    :meth:`prefetch` before it verifies a signature, so the event loop serves
-    others meanwhile and the :meth:`CredentialStore.lookup` that follows is
-    answered at once."""
+    :meth:`prefetch` (through :func:`iotnotify_emulator.sigv4.prefetch_signer`)
+    before it verifies a signature, so the event loop serves others meanwhile
+    and the :meth:`CredentialStore.lookup` that follows is answered at once."""
 
     async def prefetch(self, access_key_id: str) -> None: ...
-
-
-def access_key_of(credential_scope: str | None) -> str | None:
-    """The access key id of a SigV4 credential (``AKID/date/region/service/aws4_request``),
-    or None when there is none to look up."""
-    if not credential_scope:
-        return None
-    key = credential_scope.split("/", 1)[0]
-    return key or None
 
 
 def policies_from(

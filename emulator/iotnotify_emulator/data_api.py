@@ -38,7 +38,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from iotnotify_emulator.credentials import Credential, CredentialStore
-from iotnotify_emulator.sigv4 import SignatureError, verify_header_signature
+from iotnotify_emulator.sigv4 import SignatureError, prefetch_signer, verify_header_signature
 
 if TYPE_CHECKING:
     from iotnotify_emulator.broker import Broker
@@ -93,6 +93,7 @@ class DataApi:
     ) -> tuple[Credential, dict[str, str]] | web.Response:
         raw_path, _, raw_query = request.raw_path.partition("?")
         query = _query(raw_query)
+        await prefetch_signer(self.credentials, headers=request.headers)
         try:
             credential = verify_header_signature(
                 method=request.method,

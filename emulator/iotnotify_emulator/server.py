@@ -34,7 +34,6 @@ import hmac
 import json
 import logging
 import os
-import re
 import secrets
 import shutil
 import socket
@@ -54,7 +53,7 @@ from aiohttp import WSMsgType, web
 from iotnotify.contract import MAX_PAYLOAD_BYTES, Topic
 from iotnotify.errors import InvalidTopic
 from iotnotify_emulator.broker import Broker, BrokerSettings, MqttSession
-from iotnotify_emulator.credentials import CredentialStore, PrefetchingStore, access_key_of
+from iotnotify_emulator.credentials import CredentialStore
 from iotnotify_emulator.data_api import DataApi
 from iotnotify_emulator.http_guard import GuardedRunner, GuardedSite, ServerLimits, error_middleware
 from iotnotify_emulator.mqtt import MqttProtocolError, StreamDecoder
@@ -64,6 +63,7 @@ from iotnotify_emulator.session5 import MAX_PACKET_SIZE, HttpPropertiesError, pr
 from iotnotify_emulator.sigv4 import (
     HEADER_SIGNATURE_MAX_SKEW,
     SignatureError,
+    prefetch_signer,
     verify_header_signature,
     verify_query_signature,
 )
@@ -243,9 +243,6 @@ def _render_error(status: int, code: str, message: str) -> web.Response:
 
 
 ADMIN_HEADER: Final = "X-Emulator-Secret"
-# The credential scope of an Authorization header (only to prefetch its key:
-# sigv4.verify_header_signature parses and checks the header itself).
-_AUTH_CREDENTIAL: Final = re.compile(r"Credential=([^,\s]+)")
 
 
 class Emulator:
@@ -453,19 +450,10 @@ class Emulator:
             data["detail"] = f"send the {ADMIN_HEADER} header for refusal records"
         return web.json_response(data, dumps=lambda o: json.dumps(o, default=str))
 
-    async def _prefetch(self, credential_scope: str | None) -> None:
-        """Let a store that asks another process answer before the (synchronous)
-        verification, without holding up the event loop meanwhile."""
-        store = self.credentials
-        if isinstance(store, PrefetchingStore):
-            key = access_key_of(credential_scope)
-            if key is not None:
-                await store.prefetch(key)
-
     async def _handle_mqtt(self, request: web.Request) -> web.StreamResponse:
         raw_path, _, raw_query = request.raw_path.partition("?")
         query = _parse_query(raw_query)
-        await self._prefetch(next((v for k, v in query if k == "X-Amz-Credential"), None))
+        await prefetch_signer(self.credentials, query=query)
         try:
             credential = verify_query_signature(
                 method=request.method,
@@ -553,8 +541,7 @@ class Emulator:
                 trace_id,
             )
         query = _parse_query(raw_query)
-        scope = _AUTH_CREDENTIAL.search(request.headers.get("Authorization", ""))
-        await self._prefetch(scope.group(1) if scope else None)
+        await prefetch_signer(self.credentials, headers=request.headers)
         try:
             credential = verify_header_signature(
                 method=request.method,

@@ -29,19 +29,20 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, cast
 from urllib.parse import quote, urlsplit
 
 from botocore.auth import EMPTY_SHA256_HASH, UNSIGNED_PAYLOAD
 from botocore.utils import normalize_url_path
 from multidict import CIMultiDict
 
-from iotnotify_emulator.credentials import Credential, CredentialStore
+from iotnotify_emulator.credentials import Credential, CredentialStore, PrefetchingStore
 
 __all__ = [
     "HEADER_SIGNATURE_MAX_SKEW",
     "SignatureError",
     "canonical_request",
+    "prefetch_signer",
     "verify_header_signature",
     "verify_query_signature",
 ]
@@ -241,6 +242,36 @@ def _signing_key(secret: str, day: str, region: str, service: str) -> bytes:
     for part in (day, region, service, "aws4_request"):
         key = hmac.new(key, part.encode("utf-8"), hashlib.sha256).digest()
     return key
+
+
+async def prefetch_signer(
+    store: CredentialStore,
+    *,
+    query: Sequence[tuple[str, str]] = (),
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """Before a ``verify_*`` call: let a store that asks another process
+    (:class:`~iotnotify_emulator.credentials.PrefetchingStore`) fetch the key
+    the request claims, awaited, so the event loop serves others meanwhile;
+    nothing for any other store. The key comes from ``headers``'
+    Authorization (header-signed) or else ``query``'s X-Amz-Credential
+    (presigned), read without any check: the verification does those.
+    """
+    if getattr(store, "prefetch", None) is None:  # the common case: no cost
+        return
+    scope: str | None
+    if headers is not None:
+        match = _AUTH_HEADER_RE.match(_case_insensitive(headers).get("Authorization", ""))
+        scope = match.group("credential") if match else None
+    else:
+        scope = next((value for key, value in query if key == "X-Amz-Credential"), None)
+    if scope is None:
+        return
+    try:
+        access_key_id = _split_credential(scope)[0]
+    except SignatureError:
+        return  # the verification refuses it
+    await cast("PrefetchingStore", store).prefetch(access_key_id)
 
 
 def verify_query_signature(

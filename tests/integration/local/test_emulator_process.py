@@ -21,6 +21,7 @@ import threading
 import time
 from typing import Any
 
+import boto3
 import pytest
 
 from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore
@@ -104,9 +105,13 @@ async def test_a_failing_lookup_in_the_parent_refuses_the_connect_and_the_child_
         await client.close()
 
 
-async def test_a_slow_lookup_in_the_parent_does_not_hold_up_the_childs_other_connections() -> None:
+@pytest.mark.parametrize("via", ["websocket", "iot-data"])
+async def test_a_slow_lookup_in_the_parent_does_not_hold_up_the_childs_other_connections(
+    via: str,
+) -> None:
     # The parent answers lookups while it runs the stack (moto, the presence
-    # Lambda of a connect storm): the child's event loop must serve meanwhile.
+    # Lambda of a connect storm): the child's event loop must serve meanwhile,
+    # whether the new key signs a WebSocket URL or an iot-data request.
     release = threading.Event()
     asked: queue.Queue[str] = queue.Queue()
 
@@ -129,13 +134,25 @@ async def test_a_slow_lookup_in_the_parent_does_not_hold_up_the_childs_other_con
             presign_url(emulator.ws_url, early, region=config.region), client_id="al.early"
         )
         await client.subscribe("t/early")
-        # When another connects with a key whose lookup the parent has not answered yet
-        connecting = asyncio.ensure_future(
-            RawMqttClient.connect(
-                presign_url(emulator.ws_url, late, region=config.region), client_id="al.late"
-            )
-        )
+        # When another arrives with a key whose lookup the parent has not answered yet
         loop = asyncio.get_running_loop()
+        connecting: asyncio.Future[Any]
+        if via == "websocket":
+            connecting = asyncio.ensure_future(
+                RawMqttClient.connect(
+                    presign_url(emulator.ws_url, late, region=config.region), client_id="al.late"
+                )
+            )
+        else:
+            iot_data = boto3.client(
+                "iot-data",
+                region_name=config.region,
+                endpoint_url=emulator.data_url,
+                aws_access_key_id=late.access_key_id,
+                aws_secret_access_key=late.secret_access_key,
+                aws_session_token=late.session_token,
+            )
+            connecting = loop.run_in_executor(None, iot_data.list_retained_messages)
         while await loop.run_in_executor(None, asked.get, True, 10) != late.access_key_id:
             pass
         try:
@@ -145,9 +162,12 @@ async def test_a_slow_lookup_in_the_parent_does_not_hold_up_the_childs_other_con
             assert not connecting.done()
         finally:
             release.set()
-        # And once the parent answers, the second connects
+        # And once the parent answers, the second is served
         second = await asyncio.wait_for(connecting, 10)
-        await second.close()
+        if via == "websocket":
+            await second.close()
+        else:
+            assert second["ResponseMetadata"]["HTTPStatusCode"] == 200
         await client.close()
 
 
