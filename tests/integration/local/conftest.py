@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import random
+import socket
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -30,3 +33,25 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalProce
         yield stack
     finally:
         stack.stop()
+
+
+def four_free_ports() -> int:
+    """A port P such that P..P+3 are free now (the stack uses four in a row).
+
+    Chosen below the kernel's ephemeral range, as a fixed port like the
+    default 8700 is: ports in that range are handed out to other programs'
+    connections at any moment, and one could take P+1 between two runs.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(10_000, low - 4)
+        try:
+            with ExitStack() as held:
+                for port in range(base, base + 4):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no four consecutive free ports")

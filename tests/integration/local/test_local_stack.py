@@ -9,7 +9,6 @@ import queue
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -23,7 +22,7 @@ import moto
 import pytest
 
 from tests.integration.local.clients import MqttUser, api, sign_in
-from tests.integration.local.conftest import start_stack
+from tests.integration.local.conftest import four_free_ports, start_stack
 from tests.local_process import IOTNOTIFY, LocalProcess
 
 README = Path(__file__).resolve().parents[3] / "README.md"
@@ -187,32 +186,9 @@ def test_tampered_and_expired_id_tokens_get_401(local_stack: LocalProcess) -> No
     assert api(local_stack.state, "GET", "/token", token=good)[0] == 200
 
 
-def _free_port_block(size: int = 4) -> int:
-    """A port P with P..P+size-1 free on 127.0.0.1 now (the stack uses four in a row)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + size > 65536:
-            continue
-        taken = []
-        try:
-            for port in range(base, base + size):
-                held = socket.socket()
-                taken.append(held)
-                held.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for held in taken:
-                held.close()
-        return base
-    raise RuntimeError("no block of free ports found")
-
-
 def test_starting_twice_on_the_same_ports_gives_a_clear_error(tmp_path: Path) -> None:
     # Given a stack on four free ports in a row (as the default 8700-8703 are)
-    base = str(_free_port_block())
+    base = str(four_free_ports())
     first = start_stack(tmp_path / "first.json", "--port", base)
     try:
         # When a second one is started on the same ports

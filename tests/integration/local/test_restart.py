@@ -5,12 +5,11 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import random
 import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,30 +17,8 @@ from urllib.parse import urlsplit
 import jwt
 
 from tests.integration.local.clients import api, sign_in, sign_up
-from tests.integration.local.conftest import start_stack
+from tests.integration.local.conftest import four_free_ports, start_stack
 from tests.local_process import IOTNOTIFY, LocalProcess
-
-
-def four_free_ports() -> int:
-    """A port P such that P..P+3 are free now (the stack uses four in a row).
-
-    Chosen below the kernel's ephemeral range, as a fixed port like the
-    default 8700 is: ports in that range are handed out to other programs'
-    connections at any moment, and one could take P+1 between two runs.
-    """
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(10_000, low - 4)
-        try:
-            with ExitStack() as held:
-                for port in range(base, base + 4):
-                    sock = held.enter_context(socket.socket())
-                    sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no four consecutive free ports")
 
 
 @contextmanager
