@@ -42,6 +42,7 @@ import contextlib
 import gc
 import json
 import os
+import socket
 import statistics
 import struct
 import sys
@@ -478,6 +479,13 @@ class _Deliveries:
         # From the moment the generator wrote the message: the broker's part
         # (and the kernel's), without the generator's own lag.
         self.broker_latencies_us: list[float] = []
+        # From the actual send to the kernel's receive timestamp of the
+        # subscriber's socket (SO_TIMESTAMPNS, _KernelStamps): set while a
+        # kernel-stamped read is being parsed, else 0.
+        self.socket_latencies_us: list[float] = []
+        self.kernel_ns = 0
+        # Every delivery's (actual send, kernel receive, read) ns, for --dump.
+        self.record: list[tuple[int, int, int]] | None = None
         self.last_ns = 0
         self.progress = asyncio.Event()
         self.waiting = False  # the publisher waits for the window to open
@@ -487,10 +495,79 @@ class _Deliveries:
         scheduled, sent, _ = _STAMP.unpack_from(payload)
         self.latencies_us.append((now - scheduled) / 1000)
         self.broker_latencies_us.append((now - sent) / 1000)
+        if self.kernel_ns:
+            self.socket_latencies_us.append((self.kernel_ns - sent) / 1000)
+        if self.record is not None:
+            self.record.append((sent, self.kernel_ns, now))
         self.count += 1
         self.last_ns = now
         if self.waiting:
             self.progress.set()
+
+
+_SO_TIMESTAMPNS: Final = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux, socket(7)
+_TIMESPEC: Final = struct.Struct("@qq")
+
+
+class _KernelStamps:
+    """Reads the subscribers' sockets with ``recvmsg`` and the kernel's receive timestamp.
+
+    ``SO_TIMESTAMPNS`` (socket(7)) stamps each segment with CLOCK_REALTIME
+    when the broker's write hands it to loopback, whatever this process is
+    doing then; converted to CLOCK_MONOTONIC, it gives the latency at the
+    subscriber's socket: the broker's part alone, without the time this
+    process takes to read a burst of 1,000 sockets. The asyncio transports
+    stay open (paused), so nothing about the connections changes; their
+    sockets are read through a duplicate descriptor. One timestamp per read
+    (that of the last segment read): at 10 messages/s per subscriber a read
+    holds one message.
+    """
+
+    def __init__(self, clients: list[MqttClient], deliveries: _Deliveries) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._deliveries = deliveries
+        self._socks: list[socket.socket] = []
+        for client in clients:
+            transport = client._transport
+            assert transport is not None
+            transport.pause_reading()
+            fd = transport.get_extra_info("socket").fileno()
+            sock = socket.socket(fileno=os.dup(fd))
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+            self._socks.append(sock)
+            self._loop.add_reader(sock.fileno(), self._readable, sock, client)
+
+    def _readable(self, sock: socket.socket, client: MqttClient) -> None:
+        try:
+            data, ancillary, _, _ = sock.recvmsg(65536, socket.CMSG_SPACE(_TIMESPEC.size))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._loop.remove_reader(sock.fileno())
+            client._fail(exc)
+            return
+        if not data:
+            self._loop.remove_reader(sock.fileno())
+            client.connection_lost(None)
+            return
+        kernel_ns = 0
+        for level, kind, raw in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
+                seconds, nanoseconds = _TIMESPEC.unpack_from(raw)
+                offset = time.time_ns() - time.monotonic_ns()
+                kernel_ns = seconds * 1_000_000_000 + nanoseconds - offset
+        self._deliveries.kernel_ns = kernel_ns
+        try:
+            client.data_received(data)
+        finally:
+            self._deliveries.kernel_ns = 0
+
+    def close(self) -> None:
+        for sock in self._socks:
+            self._loop.remove_reader(sock.fileno())
+            sock.close()
+        self._socks.clear()
 
 
 async def _publish_windowed(
@@ -756,7 +833,10 @@ async def fixed(args: argparse.Namespace, target: Target) -> dict[str, Any]:
     )
     connect_rate = len(clients) / max(time.perf_counter() - opening, 1e-9)
     child: asyncio.subprocess.Process | None = None
+    stamps: _KernelStamps | None = None
     try:
+        if not errors:
+            stamps = _KernelStamps(clients, deliveries)
         if errors:
             return {"error": f"{len(errors)} subscribers failed, first: {errors[0]}"}
         loop = asyncio.get_running_loop()
@@ -803,6 +883,9 @@ async def fixed(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         deliveries.count = 0
         deliveries.latencies_us.clear()
         deliveries.broker_latencies_us.clear()
+        deliveries.socket_latencies_us.clear()
+        if args.dump is not None:
+            deliveries.record = []
         loop_before = _loop_stats(args.stats_url)
         window_start = time.time()
         meter = _CpuMeter(args.broker_pid, args.stack_pid, child.pid)
@@ -811,8 +894,14 @@ async def fixed(args: argparse.Namespace, target: Target) -> dict[str, Any]:
             sent, started = measured["sent"], measured["started"]
             await drain(sent)
         shares = meter.shares(args.duration)
+        if deliveries.record is not None:
+            # CLOCK_MONOTONIC ns, as `perf record -k CLOCK_MONOTONIC` stamps
+            # scheduler events: the tail can be lined up with what ran.
+            args.dump.write_text(json.dumps(deliveries.record))
         stalls = _stalls_between(loop_before, _loop_stats(args.stats_url), window_start)
     finally:
+        if stamps is not None:
+            stamps.close()
         if child is not None and child.returncode is None:
             if child.stdin is not None:
                 child.stdin.close()
@@ -826,6 +915,7 @@ async def fixed(args: argparse.Namespace, target: Target) -> dict[str, Any]:
     seconds = max(deliveries.last_ns - started, 1) / 1e9
     latencies_ms = sorted(value / 1000 for value in deliveries.latencies_us)
     broker_ms = sorted(value / 1000 for value in deliveries.broker_latencies_us)
+    socket_ms = sorted(value / 1000 for value in deliveries.socket_latencies_us)
     return {
         "subscribers": len(clients),
         "connect_rate": connect_rate,
@@ -842,6 +932,11 @@ async def fixed(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         "max_ms": latencies_ms[-1] if latencies_ms else float("nan"),
         "broker_p50_ms": _percentile(broker_ms, 0.50),
         "broker_p99_ms": _percentile(broker_ms, 0.99),
+        "socket_stamped": len(socket_ms),
+        "socket_p50_ms": _percentile(socket_ms, 0.50),
+        "socket_p90_ms": _percentile(socket_ms, 0.90),
+        "socket_p99_ms": _percentile(socket_ms, 0.99),
+        "socket_p999_ms": _percentile(socket_ms, 0.999),
         **{key: value for key, value in measured.items() if key.startswith("send_lag")},
         **shares,
         **stalls,
@@ -871,6 +966,11 @@ def main() -> None:
     parser.add_argument("--stats-url", help="fixed: the emulator's /_emulator/stats (loop stalls)")
     parser.add_argument(
         "--publishers-only", action="store_true", help="fixed: the publishers' child process"
+    )
+    parser.add_argument(
+        "--dump",
+        type=Path,
+        help="fixed: write every measured delivery's [sent, kernel receive, read] ns here (JSON)",
     )
     args = parser.parse_args()
     if args.size < _STAMP.size:

@@ -9,6 +9,7 @@ with role sessions and a publisher user minted in that stack's moto.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -17,12 +18,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def test_bench_quick_run_prints_every_row() -> None:
+def test_bench_quick_run_prints_every_row(tmp_path: Path) -> None:
     # Given the bench with tiny counts and no mosquitto (not needed for a smoke run)
     command = [sys.executable, str(ROOT / "bench" / "emulator_bench.py"), "--quick"]
     command += ["--no-mosquitto", "--subscribers", "5", "--messages", "50", "--idle", "20"]
     command += ["--settle", "0.2", "--fixed-rate", "100", "--fixed-publishers", "5"]
-    command += ["--fixed-duration", "1"]
+    command += ["--fixed-duration", "1", "--dump-deliveries", str(tmp_path)]
     # every run counts as disturbed by other work: each is measured twice
     command += ["--max-other", "-1", "--retries", "1"]
 
@@ -51,6 +52,21 @@ def test_bench_quick_run_prints_every_row() -> None:
         out,
         re.MULTILINE,
     ), out
+    # and the latency at the subscriber's socket, from the kernel's receive
+    # timestamp of every delivery
+    assert re.search(
+        r"^  emulator run 1 +at the subscriber's socket \(kernel receive timestamp, 100 "
+        r"stamped\), from the actual send: p50 [0-9.]+ ms, p90 [0-9.]+ ms, p99 [0-9.]+ ms, "
+        r"p99.9 [0-9.]+ ms$",
+        out,
+        re.MULTILINE,
+    ), out
+    # whose stamps (dumped per delivery) fall between the send and the read
+    dumps = sorted(tmp_path.glob("fixed-emulator-*.json"))
+    assert dumps, out
+    deliveries = json.loads(dumps[-1].read_text())
+    assert len(deliveries) == 100
+    assert all(sent <= kernel <= read for sent, kernel, read in deliveries)
     assert re.search(r"emulator p50 <= 1 ms .* (PASS|MISS)$", out, re.MULTILINE), out
     assert "p99 <= 2 x mosquitto: NOT MEASURED" in out
     # and every run, disturbed, was set aside once, measured again, and listed
