@@ -1,12 +1,18 @@
 """``iotnotify cost``: the monthly AWS estimate on the command line.
 
 Registered lazily on the main group by :mod:`iotnotify.cli` (only this
-command loads :mod:`iotnotify.cost` and rich).
+command loads :mod:`iotnotify.cost`).
+
+The tables are plain aligned text drawn here, not rich's: rich and the
+packages it pulls in (pygments, markdown-it-py) are about 13 MB, seven times
+the rest of the core install a desktop subscriber gets (issue 11 §1), for
+three tables.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -83,48 +89,81 @@ def cost(as_json: bool, **assumptions: Any) -> None:
             )
         )
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(
-        title=f"iotnotify on AWS, {load.days} days, {load.users:,} users, "
-        f"{load.notifications_per_user_per_day:g} notifications/user/day "
-        f"(us-east-1 list prices of {PRICES_AS_OF})"
-    )
-    for column, justify in (("service", "left"), ("item", "left"), ("quantity", "right"),
-                            ("unit", "left"), ("USD", "right")):  # fmt: skip
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for item in figures.items:
-        table.add_row(
-            item.service, item.what, f"{item.quantity:,.2f}", item.unit, f"{item.usd:,.2f}"
+    items = [
+        (item.service, item.what, f"{item.quantity:,.2f}", item.unit, f"{item.usd:,.2f}")
+        for item in figures.items
+    ]
+    footer = [
+        ("total", "", "", "", f"{figures.total_usd:,.2f}"),
+        ("(comparison)", "API Gateway WebSockets instead of IoT Core", "", "",
+         f"{figures.apigw_websocket_equivalent_usd:,.2f}"),
+    ]  # fmt: skip
+    click.echo(
+        _table(
+            f"iotnotify on AWS, {load.days} days, {load.users:,} users, "
+            f"{load.notifications_per_user_per_day:g} notifications/user/day "
+            f"(us-east-1 list prices of {PRICES_AS_OF})",
+            ("service", "item", "quantity", "unit", "USD"),
+            items,
+            footer=footer,
+            right={2, 4},
         )
-    table.add_row("[bold]total[/bold]", "", "", "", f"[bold]{figures.total_usd:,.2f}[/bold]")
-    table.add_row(
-        "(comparison)", "API Gateway WebSockets instead of IoT Core", "", "",
-        f"{figures.apigw_websocket_equivalent_usd:,.2f}",
-    )  # fmt: skip
-    assumptions_table = Table(title="assumptions (each one an option)")
-    assumptions_table.add_column("option")
-    assumptions_table.add_column("value", justify="right")
-    for name, value in asdict(load).items():
-        assumptions_table.add_row(_COST_SHORT.get(name, "--" + name.replace("_", "-")), f"{value}")
-    prices_table = Table(title=f"list prices used (us-east-1, {PRICES_AS_OF}; volume tiers)")
-    prices_table.add_column("price")
-    prices_table.add_column("USD per unit, by monthly volume")
-    for name, tiers in _price_rows():
-        prices_table.add_row(name, tiers)
-    out = Console()
-    out.print(table)
+    )
     verdict = "saves" if saving >= 0 else "costs"
-    out.print(
-        f"Publisher(skip_offline=True) with {online:.0%} of users online "
+    click.echo(
+        f"\nPublisher(skip_offline=True) with {online:.0%} of users online "
         f"(--connected-hours {load.connected_hours_per_day:g}) {verdict} "
         f"${abs(saving):,.2f} a month"
         + (" (this estimate already uses it)" if load.skip_offline else "")
     )
-    out.print(assumptions_table)
-    out.print(prices_table)
-    out.print("Sources: " + ", ".join(PRICE_SOURCES))
+    assumptions_rows = [
+        (_COST_SHORT.get(name, "--" + name.replace("_", "-")), f"{value}")
+        for name, value in asdict(load).items()
+    ]
+    click.echo()
+    click.echo(
+        _table("assumptions (each one an option)", ("option", "value"), assumptions_rows, right={1})
+    )
+    click.echo()
+    click.echo(
+        _table(
+            f"list prices used (us-east-1, {PRICES_AS_OF}; volume tiers)",
+            ("price", "USD per unit, by monthly volume"),
+            _price_rows(),
+        )
+    )
+    click.echo("\nSources: " + ", ".join(PRICE_SOURCES))
+
+
+def _table(
+    title: str,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    footer: Sequence[Sequence[str]] = (),
+    right: set[int] | None = None,
+) -> str:
+    """``rows`` under ``headers`` in aligned columns, two spaces apart, ruled
+    under the header and above ``footer``; columns in ``right`` right-justified.
+
+    Never wrapped or cut to the terminal's width: piped into a file or
+    ``grep``, every figure stays whole.
+    """
+    every = [headers, *rows, *footer]
+    widths = [max(len(row[column]) for row in every) for column in range(len(headers))]
+    flush_right = right or set()
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.rjust(width) if column in flush_right else cell.ljust(width)
+            for column, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    lines = [title, line(headers), rule, *(line(row) for row in rows)]
+    if footer:
+        lines += [rule, *(line(row) for row in footer)]
+    return "\n".join(lines)
 
 
 def _price_rows() -> list[tuple[str, str]]:

@@ -324,6 +324,18 @@ def _run_without(modules: list[str], *args: str) -> subprocess.CompletedProcess[
     )
 
 
+def test_cost_on_the_core_install_prints_its_table_without_rich() -> None:
+    done = _run_without(["rich"], "cost", "--users", "1000", "--per-day", "10")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    # a header, a rule under it and the rows in aligned columns
+    header = next(i for i, line in enumerate(lines) if line.startswith("service "))
+    assert set(lines[header + 1]) == {"-", " "}
+    total = next(line for line in lines if line.startswith("total "))
+    assert len(total) == len(lines[header + 1])  # the USD column ends where the rule does
+    assert "connection-minutes" in done.stdout
+
+
 def test_send_on_the_core_install_names_the_aws_extra() -> None:
     done = _run_without(["boto3", "botocore"], "send", "--user", "alice", "--title", "t", "b")
     assert done.returncode == 1, done.stderr

@@ -52,6 +52,29 @@ def test_the_sdk_source_never_imports_an_upper_layer() -> None:
     assert offenders == set()
 
 
+# What the SDK may import besides the standard library, by the install that
+# brings it (pyproject.toml): the core's three small packages, and the
+# extras' packages, which the SDK imports only in the commands that need them.
+CORE_PACKAGES = {"click", "paho", "ulid"}
+EXTRA_PACKAGES = {
+    "aws": {"boto3", "botocore", "urllib3", "mypy_boto3_iot"},
+    "tray": {"pystray", "PIL", "Xlib", "gi", "keyring", "desktop_notifier", "jeepney"},
+}
+
+
+def test_the_sdk_imports_only_the_core_packages_and_its_extras() -> None:
+    """No table renderer or other large package slips into the core install:
+    rich and what it pulls in (pygments, markdown-it-py) were about 13 MB,
+    seven times the rest of it."""
+    imported = {
+        name.split(".")[0] for path in SDK.rglob("*.py") for name in _imported_modules(path)
+    }
+    third_party = imported - set(sys.stdlib_module_names) - {"iotnotify"}
+    allowed = CORE_PACKAGES.union(*EXTRA_PACKAGES.values())
+    assert third_party - allowed == set()
+    assert "rich" not in third_party
+
+
 def test_the_static_check_sees_imports_inside_functions(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from iotnotify_local.stack import run_local\n")
