@@ -22,9 +22,11 @@ Run by the orchestrator, never by hand (it prints one JSON line per result):
   up as latency, not as a lower rate. The publishers run in a child process
   of their own, paced by ``clock_nanosleep``, so reading deliveries never
   delays a send; their lag behind the schedule is reported, and so is the
-  latency from each message's actual send time. Both processes keep
-  CPython's cyclic garbage collector off while measuring (its pauses would
-  count as the broker's latency).
+  latency from each message's actual send time, and the latency at the
+  subscriber's socket from the kernel's receive timestamp (``_KernelStamps``:
+  the broker's part alone, without this process's time to read a burst).
+  Both processes keep CPython's cyclic garbage collector off while
+  measuring (its pauses would count as the broker's latency).
 
 The client is a small asyncio Protocol speaking WebSocket (RFC 6455, masked
 client frames, subprotocol ``mqtt``) and the few MQTT 3.1.1 packets needed,
@@ -835,10 +837,9 @@ async def fixed(args: argparse.Namespace, target: Target) -> dict[str, Any]:
     child: asyncio.subprocess.Process | None = None
     stamps: _KernelStamps | None = None
     try:
-        if not errors:
-            stamps = _KernelStamps(clients, deliveries)
         if errors:
             return {"error": f"{len(errors)} subscribers failed, first: {errors[0]}"}
+        stamps = _KernelStamps(clients, deliveries)
         loop = asyncio.get_running_loop()
         child = await asyncio.create_subprocess_exec(
             sys.executable,
