@@ -242,22 +242,11 @@ def _mint_local_keys(state: LocalState, subscribers: int, keys: Path) -> None:
         ),
     )
     vendor_key = iam.create_access_key(UserName=vendor)["AccessKey"]
-    sts = boto3.session.Session(
-        region_name=state.region,
-        aws_access_key_id=vendor_key["AccessKeyId"],
-        aws_secret_access_key=vendor_key["SecretAccessKey"],
-    ).client("sts", endpoint_url=state.awsEndpointUrl)
-    sessions = []
-    for index in range(subscribers):
-        policy = subscriber_session_policy(
-            scheme, f"u{index}", region=state.region, account=account
-        )
-        answer = sts.assume_role(
-            RoleArn=role_arn, RoleSessionName=f"u{index}", Policy=compact_json(policy)
-        )["Credentials"]
-        sessions.append(
-            BenchKey(answer["AccessKeyId"], answer["SecretAccessKey"], answer["SessionToken"])
-        )
+    # Every IAM write first, as `iotnotify local` makes them at start-up and
+    # `GET /token` mints sessions afterwards: an IAM write makes the emulator
+    # process drop every credential it holds (moto_credentials.count_iam_changes),
+    # the sessions pushed to it as they were issued included, and the connect
+    # storm would then measure a lookup per session that the usual order never makes.
     user = "bench-mqtt-publisher"
     iam.create_user(UserName=user)
     connect = {
@@ -277,6 +266,22 @@ def _mint_local_keys(state: LocalState, subscribers: int, keys: Path) -> None:
         iam.put_user_policy(UserName=user, PolicyName=name, PolicyDocument=compact_json(document))
     key = iam.create_access_key(UserName=user)["AccessKey"]
     publisher = BenchKey(key["AccessKeyId"], key["SecretAccessKey"], None)
+    sts = boto3.session.Session(
+        region_name=state.region,
+        aws_access_key_id=vendor_key["AccessKeyId"],
+        aws_secret_access_key=vendor_key["SecretAccessKey"],
+    ).client("sts", endpoint_url=state.awsEndpointUrl)
+    sessions = []
+    for index in range(subscribers):
+        policy = subscriber_session_policy(
+            scheme, f"u{index}", region=state.region, account=account
+        )
+        answer = sts.assume_role(
+            RoleArn=role_arn, RoleSessionName=f"u{index}", Policy=compact_json(policy)
+        )["Credentials"]
+        sessions.append(
+            BenchKey(answer["AccessKeyId"], answer["SecretAccessKey"], answer["SessionToken"])
+        )
     KeyFile(publisher=publisher, subscribers=tuple(sessions)).write(keys)
 
 
