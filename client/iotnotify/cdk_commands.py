@@ -10,6 +10,7 @@ stack is built with the same installed ``iotnotify`` as the CLI.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shlex
@@ -37,6 +38,10 @@ INFRA_DIR_ENV: Final = "IOTNOTIFY_INFRA_DIR"
 # The same rule infra/iotnotify_infra/config.py enforces (which stays the
 # authority); checked here too so a typo fails before Node and CDK start.
 _STAGE_RE: Final = re.compile(r"[a-z][a-z0-9-]{0,29}")
+# What the CDK app imports (the [infra] extra). The app runs in this very
+# interpreter (``--app``), so without them it would fail inside ``npx cdk``
+# with a traceback instead of naming the extra.
+_INFRA_MODULES: Final = ("aws_cdk", "constructs", "cdk_nag")
 
 
 def find_infra_dir() -> Path:
@@ -49,6 +54,16 @@ def find_infra_dir() -> Path:
             f"or set {INFRA_DIR_ENV} to its infra/ folder"
         )
     return infra
+
+
+def _check_infra_extra() -> None:
+    """Raise :class:`click.ClickException` naming ``[infra]`` when its packages are missing."""
+    missing = [name for name in _INFRA_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise click.ClickException(
+            f"deploy, destroy and synth need the [infra] extra ({', '.join(missing)} not "
+            "installed): pip install 'iotnotify[infra]'"
+        )
 
 
 def _check_tools(infra: Path) -> str:
@@ -109,6 +124,7 @@ def run_cdk(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = N
 
 def _run(action: str, *, stage: str, ssm_stage: str | None, extra: Sequence[str]) -> None:
     infra = find_infra_dir()
+    _check_infra_extra()
     npx = _check_tools(infra)
     argv = cdk_command(action, stage=stage, ssm_stage=ssm_stage, npx=npx, extra=extra)
     click.echo(f"$ (cd {infra} && {shlex.join(argv)})", err=True)

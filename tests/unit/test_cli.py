@@ -336,6 +336,31 @@ def test_cost_on_the_core_install_prints_its_table_without_rich() -> None:
     assert "connection-minutes" in done.stdout
 
 
+@pytest.mark.parametrize("command", ["deploy", "destroy", "synth"])
+@pytest.mark.parametrize("missing", ["aws_cdk", "constructs", "cdk_nag"])
+def test_cdk_commands_on_the_core_install_name_the_infra_extra(
+    command: str, missing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CDK app runs in this interpreter: without the [infra] extra it used
+    # to fail inside `npx cdk` with app.py's ModuleNotFoundError traceback.
+    from iotnotify import cdk_commands
+
+    ran: list[list[str]] = []
+
+    def fake_run(argv: list[str], *, cwd: Path, env: object = None) -> int:
+        ran.append(list(argv))
+        return 0
+
+    monkeypatch.setitem(sys.modules, missing, None)  # importing it fails, as when not installed
+    monkeypatch.setattr(cdk_commands, "run_cdk", fake_run)
+    monkeypatch.setattr(cdk_commands, "_check_tools", lambda infra: "npx")
+    result = CliRunner().invoke(cli, [command, "--stage", "dev"])
+    assert result.exit_code == 1, result.output
+    assert f"({missing} not installed)" in result.output
+    assert "pip install 'iotnotify[infra]'" in result.output
+    assert ran == []  # npx cdk never started
+
+
 def test_send_on_the_core_install_names_the_aws_extra() -> None:
     done = _run_without(["boto3", "botocore"], "send", "--user", "alice", "--title", "t", "b")
     assert done.returncode == 1, done.stderr
