@@ -532,6 +532,11 @@ class _KernelStamps:
         for client in clients:
             transport = client._transport
             assert transport is not None
+            if client.closed or transport.is_closing():
+                # Closed by the broker after it subscribed (while the rest of
+                # the connect storm ran): no socket left to duplicate, and its
+                # missing deliveries count as lost, as before these stamps.
+                continue
             transport.pause_reading()
             fd = transport.get_extra_info("socket").fileno()
             sock = socket.socket(fileno=os.dup(fd))

@@ -1,0 +1,95 @@
+"""The fixed load's socket-level latency (``bench/bench_loadgen.py``, ``_KernelStamps``)
+against a stand-in broker on loopback: plain MQTT over TCP, no emulator needed."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _loadgen(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    # The bench's scripts import each other (benchlib) from their folder.
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    return importlib.import_module("bench_loadgen")
+
+
+async def test_a_subscriber_closed_before_the_stamps_start_counts_as_lost_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lg = _loadgen(monkeypatch)
+    # Given three subscribers of a stand-in broker, the second of which the
+    # broker closed after it subscribed (while the connect storm went on)
+    writers: list[asyncio.StreamWriter] = []
+    accepted = asyncio.Event()
+
+    async def handle(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        if len(writers) == 3:
+            accepted.set()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+    deliveries = lg._Deliveries()
+    clients = []
+    lost = asyncio.Event()
+
+    class Watched(lg.MqttClient):  # type: ignore[misc]
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            lost.set()
+
+    try:
+        for _ in range(3):
+            _, client = await loop.create_connection(
+                lambda: Watched(ws=False, host="127.0.0.1", path="/", on_publish=deliveries),
+                "127.0.0.1",
+                port,
+            )
+            clients.append(client)
+        await asyncio.wait_for(accepted.wait(), 10)
+        writers[1].close()
+        await asyncio.wait_for(lost.wait(), 10)
+        assert clients[1].closed
+
+        # When the generator starts reading them with kernel timestamps
+        stamps = lg._KernelStamps(clients, deliveries)
+        try:
+            # and the broker delivers one QoS 0 PUBLISH to each open one
+            now = time.monotonic_ns()
+            body = b"\x00\x01t" + lg._STAMP.pack(now, now, 0)
+            for writer in (writers[0], writers[2]):
+                writer.write(bytes([0x30, len(body)]) + body)
+            deliveries.waiting = True  # each delivery sets deliveries.progress
+            async with asyncio.timeout(10):
+                while deliveries.count < 2:
+                    deliveries.progress.clear()
+                    await deliveries.progress.wait()
+        finally:
+            stamps.close()
+
+        # Then both were read, each with the kernel's receive timestamp between
+        # the send and the read, and the closed one simply delivered nothing
+        assert deliveries.count == 2
+        assert len(deliveries.socket_latencies_us) == 2
+        assert all(value >= 0 for value in deliveries.socket_latencies_us)
+        assert all(
+            socket <= read
+            for socket, read in zip(
+                deliveries.socket_latencies_us, deliveries.broker_latencies_us, strict=True
+            )
+        )
+    finally:
+        for client in clients:
+            client.abort()
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
