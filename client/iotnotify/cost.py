@@ -270,7 +270,11 @@ def _xray_traces(requests: float, days: int, sampled: float) -> float:
 
 
 def estimate(load: Load, prices: Prices = PRICES) -> CostEstimate:
-    """Monthly cost (``load.days``) of ``load`` on AWS, plus the same on API Gateway WebSockets."""
+    """Monthly cost (``load.days``) of ``load`` on AWS, plus the same on API Gateway WebSockets.
+
+    Raises ValueError for a load :meth:`Load.check` refuses, or one so large
+    that a figure overflows to infinity or NaN.
+    """
     load.check()
     days = load.days
     connected_fraction = load.connected_hours_per_day / 24
@@ -347,6 +351,15 @@ def estimate(load: Load, prices: Prices = PRICES) -> CostEstimate:
     websocket = tiered(connection_minutes, p.apigw_ws_connection_minute) + tiered(
         notifications * math.ceil(load.message_bytes / (32 * 1024)), p.apigw_ws_message
     )
+    # Finite inputs can still overflow (--per-day 1e308: inf messages, then
+    # inf * 0 = NaN): refuse, or the table reads "nan" and --json prints
+    # NaN/Infinity, which is not JSON (RFC 8259).
+    for what, value in (
+        *((item.what, number) for item in items for number in (item.quantity, item.usd)),
+        ("API Gateway WebSockets comparison", websocket),
+    ):
+        if not math.isfinite(value):
+            raise ValueError(f"the load is too large to estimate: {what} overflows")
     return CostEstimate(load=load, items=items, apigw_websocket_equivalent_usd=websocket)
 
 

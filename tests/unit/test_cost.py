@@ -231,3 +231,18 @@ def test_cost_command_prints_the_skip_offline_saving() -> None:
     assert answer["skipOffline"]["savingUsd"] > 0
     text = CliRunner().invoke(cli, args[:-1]).output
     assert "skip_offline=True) with 25% of users online" in text
+
+
+def test_a_load_whose_figures_overflow_is_refused_not_priced_nan() -> None:
+    # Finite, so Load.check passes, but notifications * days overflows.
+    with pytest.raises(ValueError, match="too large"):
+        estimate(_quiet(notifications_per_user_per_day=1e308))
+
+
+def test_cost_command_refuses_an_overflowing_load_instead_of_printing_nan() -> None:
+    for extra in ([], ["--json"]):
+        result = CliRunner().invoke(cli, ["cost", "--per-day", "1e308", *extra])
+        assert result.exit_code == 2, result.output
+        assert "too large to estimate" in result.output
+        assert "nan" not in result.output.lower()
+        assert "Infinity" not in result.output
