@@ -65,7 +65,7 @@ EXTRA_PACKAGES = {
 def test_the_sdk_imports_only_the_core_packages_and_its_extras() -> None:
     """No table renderer or other large package slips into the core install:
     rich and what it pulls in (pygments, markdown-it-py) were about 13 MB,
-    seven times the rest of it."""
+    six times the core's other dependencies."""
     imported = {
         name.split(".")[0] for path in SDK.rglob("*.py") for name in _imported_modules(path)
     }
