@@ -509,6 +509,7 @@ class _Deliveries:
 
 _SO_TIMESTAMPNS: Final = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux, socket(7)
 _TIMESPEC: Final = struct.Struct("@qq")
+_OFFSET_BRACKET_NS: Final = 20_000
 
 
 class _KernelStamps:
@@ -529,6 +530,7 @@ class _KernelStamps:
         self._loop = asyncio.get_running_loop()
         self._deliveries = deliveries
         self._socks: list[socket.socket] = []
+        self._offset = 0
         for client in clients:
             transport = client._transport
             assert transport is not None
@@ -562,13 +564,27 @@ class _KernelStamps:
         for level, kind, raw in ancillary:
             if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
                 seconds, nanoseconds = _TIMESPEC.unpack_from(raw)
-                offset = time.time_ns() - time.monotonic_ns()
-                kernel_ns = seconds * 1_000_000_000 + nanoseconds - offset
+                kernel_ns = seconds * 1_000_000_000 + nanoseconds - self._clock_offset()
         self._deliveries.kernel_ns = kernel_ns
         try:
             client.data_received(data)
         finally:
             self._deliveries.kernel_ns = 0
+
+    def _clock_offset(self) -> int:
+        """CLOCK_REALTIME minus CLOCK_MONOTONIC, ns, read between two monotonic readings.
+
+        A pair read while this process was pre-empted between its clock calls
+        would shift that delivery's stamp by the pause; such a pair (over
+        20 us apart) is not used and the last good offset stands in. NTP may
+        slew the two clocks apart, so the offset is read again at every read.
+        """
+        before = time.monotonic_ns()
+        realtime = time.time_ns()
+        after = time.monotonic_ns()
+        if after - before <= _OFFSET_BRACKET_NS or not self._offset:
+            self._offset = realtime - (before + after) // 2
+        return self._offset
 
     def close(self) -> None:
         for sock in self._socks:

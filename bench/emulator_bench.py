@@ -897,7 +897,9 @@ def _options() -> argparse.Namespace:
 def main() -> int:
     args = _options()
     limit = raise_fd_limit()  # the children inherit it
-    needed = max(args.idle, args.subscribers + (args.fixed_publishers or 0)) + 200
+    # The fixed load's generator holds two descriptors per subscriber (its
+    # socket and the duplicate it reads kernel timestamps through).
+    needed = max(args.idle, 2 * args.subscribers + (args.fixed_publishers or 0)) + 200
     if needed > limit:
         print(f"needs {needed} file descriptors per process; the hard limit is {limit}")
         return 2

@@ -5,8 +5,8 @@ command loads :mod:`iotnotify.cost`).
 
 The tables are plain aligned text drawn here, not rich's: rich and the
 packages it pulls in (pygments, markdown-it-py) are about 13 MB, six times
-the other dependencies of the core install a desktop subscriber gets (issue 11 §1), for
-three tables.
+the other dependencies of the core install a desktop subscriber gets
+(issue 11 §1), for three tables.
 """
 
 from __future__ import annotations

@@ -93,3 +93,28 @@ async def test_a_subscriber_closed_before_the_stamps_start_counts_as_lost_not_a_
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_clock_pair_read_across_a_pause_does_not_shift_the_stamps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lg = _loadgen(monkeypatch)
+    # Given the kernel-stamp reader (no subscribers) and clocks whose
+    # realtime is 1,000 s ahead of monotonic
+    stamps = lg._KernelStamps([], lg._Deliveries())
+    monotonic = iter([100, 200, 5_000, 5_000 + 3_000_000, 9_000, 9_100])
+    realtime = iter([1_000_000_000_150, 1_000_000_003_000, 1_000_000_009_050])
+    monkeypatch.setattr(lg.time, "monotonic_ns", lambda: next(monotonic))
+    monkeypatch.setattr(lg.time, "time_ns", lambda: next(realtime))
+
+    # When the offset is read with both monotonic readings close together,
+    # then once with a 3 ms pause between them, then close together again
+    first = stamps._clock_offset()
+    paused = stamps._clock_offset()
+    third = stamps._clock_offset()
+
+    # Then the pair across the pause is not used: the last good offset stands
+    assert first == 1_000_000_000_000
+    assert paused == first
+    assert third == 1_000_000_000_000
+    stamps.close()
