@@ -85,6 +85,9 @@ def cost(as_json: bool, **assumptions: Any) -> None:
                     "totalUsd": figures.total_usd,
                     "apiGatewayWebSocketEquivalentUsd": figures.apigw_websocket_equivalent_usd,
                     "skipOffline": {"onlineShare": online, "savingUsd": saving},
+                    # The same price table and sources the text output prints.
+                    "prices": _price_table(),
+                    "priceSources": list(PRICE_SOURCES),
                 }
             )
         )
@@ -164,6 +167,27 @@ def _table(
     if footer:
         lines += [rule, *(line(row) for row in footer)]
     return "\n".join(lines)
+
+
+def _price_table() -> dict[str, Any]:
+    """The prices used, for ``--json``: ``{name: [{"upTo": n | None, "usd": p}, ...]}``,
+    per feature plan for Cognito (``{"cognito_mau": {"lite": [...], ...}}``)."""
+    from dataclasses import fields
+
+    from iotnotify.cost import PRICES, Tier
+
+    def bands(tiers: tuple[Tier, ...]) -> list[dict[str, float | None]]:
+        # 12 significant digits: 0.80 / 1e6 is 8.000000000000001e-07 in binary.
+        return [{"upTo": tier.up_to, "usd": float(f"{tier.price:.12g}")} for tier in tiers]
+
+    table: dict[str, Any] = {}
+    for spec in fields(PRICES):
+        value = getattr(PRICES, spec.name)
+        if isinstance(value, dict):
+            table[spec.name] = {plan: bands(tiers) for plan, tiers in value.items()}
+        else:
+            table[spec.name] = bands(value)
+    return table
 
 
 def _price_rows() -> list[tuple[str, str]]:

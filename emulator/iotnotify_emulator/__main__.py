@@ -18,9 +18,17 @@ import logging
 import signal
 from pathlib import Path
 
-from iotnotify_emulator.moto_credentials import MotoCredentialStore
-from iotnotify_emulator.runtime import run, tune_gc_for_serving
-from iotnotify_emulator.server import EmulatorConfig, start_emulator
+try:
+    from iotnotify_emulator.moto_credentials import MotoCredentialStore
+    from iotnotify_emulator.runtime import run, tune_gc_for_serving
+    from iotnotify_emulator.server import EmulatorConfig, start_emulator
+except ImportError as exc:
+    # The core install ships this package but not aiohttp, moto or boto3
+    # (the [local] extra): name the extra instead of a traceback.
+    raise SystemExit(
+        f"python -m iotnotify_emulator needs the [local] extra ({exc.name or exc} is not "
+        "installed): pip install 'iotnotify[local]'"
+    ) from exc
 
 __all__ = ["main"]
 

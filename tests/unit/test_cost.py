@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 from click.testing import CliRunner
 
 from iotnotify.cli import cli
 from iotnotify.cost import (
+    COGNITO_PLANS,
+    PRICE_SOURCES,
     PRICES,
     PRICES_AS_OF,
     Load,
@@ -246,3 +248,15 @@ def test_cost_command_refuses_an_overflowing_load_instead_of_printing_nan() -> N
         assert "too large to estimate" in result.output
         assert "nan" not in result.output.lower()
         assert "Infinity" not in result.output
+
+
+def test_cost_json_carries_the_price_table_and_sources_the_text_prints() -> None:
+    answer = json.loads(CliRunner().invoke(cli, ["cost", "--json", "--users", "10"]).output)
+    assert answer["priceSources"] == list(PRICE_SOURCES)
+    assert answer["prices"]["iot_message"] == [
+        {"upTo": 1_000_000_000, "usd": 1e-06},
+        {"upTo": 5_000_000_000, "usd": 8e-07},
+        {"upTo": None, "usd": 7e-07},
+    ]
+    assert set(answer["prices"]["cognito_mau"]) == set(COGNITO_PLANS)
+    assert set(answer["prices"]) == {spec.name for spec in fields(PRICES)}

@@ -147,3 +147,33 @@ def test_the_client_id_names_the_same_os_user_as_getpass(monkeypatch: pytest.Mon
     monkeypatch.setenv("USERNAME", "someone")
     monkeypatch.setenv("USER", "player")
     assert _os_user() == getpass.getuser() == "player"
+
+
+def test_the_emulator_module_on_the_core_install_names_the_local_extra() -> None:
+    # The core install ships iotnotify_emulator without aiohttp (the [local] extra)
+    code = (
+        "import runpy, sys\n"
+        "sys.modules['aiohttp'] = None\n"
+        "sys.argv = ['iotnotify_emulator', '--help']\n"
+        "runpy.run_module('iotnotify_emulator', run_name='__main__')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "pip install 'iotnotify[local]'" in done.stderr
+    assert "aiohttp" in done.stderr
+
+
+def test_the_emulator_package_loads_its_exports_on_first_use() -> None:
+    import iotnotify_emulator
+
+    assert {
+        name: getattr(iotnotify_emulator, name).__name__ for name in ("Policy", "Emulator")
+    } == {
+        "Policy": "Policy",
+        "Emulator": "Emulator",
+    }
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        _ = iotnotify_emulator.Nope  # type: ignore[attr-defined]
