@@ -607,7 +607,10 @@ def _fixed_table(args: argparse.Namespace, fixed: Runs, labels: dict[str, str]) 
                 f"{'':17}{_cores(row['broker_cpu']):>6}{_cores(row['loadgen_cpu']):>8}"
                 f"{_cores(row['other_cpu']):>6}"
             )
-        for tag, row in numbered:
+        # The medians of the other latencies too (what the verdicts compare),
+        # when there is more than one run.
+        medians = [("median", _median_row(rows))] if len(rows) > 1 else []
+        for tag, row in [*numbered, *medians]:
             if "send_lag_p99_ms" in row:
                 print(
                     f"  {labels[name] + ' ' + tag:<22}load generator's send lag behind schedule: "
@@ -623,7 +626,7 @@ def _fixed_table(args: argparse.Namespace, fixed: Runs, labels: dict[str, str]) 
                     f"send: p50 {row['socket_p50_ms']:.3f} ms, p90 {row['socket_p90_ms']:.3f} ms, "
                     f"p99 {row['socket_p99_ms']:.3f} ms, p99.9 {row['socket_p999_ms']:.3f} ms"
                 )
-            if "stalls" in row:
+            if "stalls" in row and tag != "median":
                 print(
                     f"  {labels[name] + ' ' + tag:<22}event-loop stalls over 5 ms while measured: "
                     f"{row['stalls']:.0f}, {row['stalled_ms']:.0f} ms in all, longest "
