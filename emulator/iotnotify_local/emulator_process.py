@@ -142,14 +142,23 @@ class PipeCredentialStore:
         self._reader = threading.Thread(target=self._read, name="credential-answers", daemon=True)
         self._reader.start()
 
-    def _cached(self, access_key_id: str) -> Credential | None:
-        generation = int(self._generation.value)
+    def _follow_generation(self, generation: int) -> None:
         if generation != self._cached_generation:
             # Whatever IAM change it was, every cached answer may be stale.
             self._cache.clear()
             self._cached_generation = generation
+
+    def _cached(self, access_key_id: str) -> Credential | None:
+        self._follow_generation(int(self._generation.value))
         hit = self._cache.get(access_key_id)
         return None if hit is None else hit[1]
+
+    def _remember(self, access_key_id: str, credential: Credential, generation: int) -> None:
+        """Cache an answer or a push made at ``generation``, unless IAM has changed since."""
+        if generation != int(self._generation.value):
+            return
+        self._follow_generation(generation)
+        self._cache[access_key_id] = (generation, credential)
 
     def lookup(self, access_key_id: str) -> Credential | None:
         hit = self._cached(access_key_id)
@@ -202,7 +211,10 @@ class PipeCredentialStore:
                 self._fail_all(f"iotnotify local stopped answering credential lookups: {exc!r}")
                 return
             if message[0] == "push":
-                self._accept_push(*message[1:])
+                # A session the parent honoured as it was issued; kept while
+                # IAM is unchanged since, like any answer.
+                _, access_key_id, credential, generation = message
+                self._remember(access_key_id, credential, generation)
                 continue
             status, value = message
             with self._lock:
@@ -214,19 +226,9 @@ class PipeCredentialStore:
                 )
                 continue
             result: Credential | None = value
-            if result is not None and generation == int(self._generation.value):
-                self._cache[access_key_id] = (generation, result)
+            if result is not None:
+                self._remember(access_key_id, result, generation)
             future.set_result(result)
-
-    def _accept_push(self, access_key_id: str, credential: Credential, generation: int) -> None:
-        # A session the parent honoured as it was issued; kept while IAM is
-        # unchanged since, like any answer.
-        if generation != int(self._generation.value):
-            return
-        if generation != self._cached_generation:
-            self._cache.clear()
-            self._cached_generation = generation
-        self._cache[access_key_id] = (generation, credential)
 
     def _fail_all(self, reason: str) -> None:
         with self._lock:
