@@ -259,8 +259,10 @@ def _sts_as(moto: Moto, key: str, secret: str) -> Any:
 
 @dataclass(frozen=True)
 class _Caller:
-    """A role trusting every AWS principal, and an IAM user with a key to assume it."""
+    """A role trusting every AWS principal, and an IAM user with a key to assume
+    it; ``iam`` is the admin client that made them, for the test's own changes."""
 
+    iam: Any
     role_arn: str
     role: str
     user: str
@@ -268,13 +270,15 @@ class _Caller:
     sts: Any
 
 
-def _role_and_caller(moto: Moto, iam: Any, suffix: str) -> _Caller:
+def _role_and_caller(moto: Moto) -> _Caller:
+    iam = moto.client("iam")
+    suffix = uuid.uuid4().hex[:8]
     role_arn = _role_trusting(iam, {"AWS": "*"}, suffix)
     user = f"u-{suffix}"
     iam.create_user(UserName=user)
     key = iam.create_access_key(UserName=user)["AccessKey"]
     sts = _sts_as(moto, key["AccessKeyId"], key["SecretAccessKey"])
-    return _Caller(role_arn, role_arn.rsplit("/", 1)[1], user, key, sts)
+    return _Caller(iam, role_arn, role_arn.rsplit("/", 1)[1], user, key, sts)
 
 
 def test_moto_sessions_honour_the_roles_trust_policy(moto: Moto) -> None:
@@ -335,10 +339,8 @@ def test_expired_moto_sessions_are_pruned_here_and_in_moto(moto: Moto) -> None:
 
     from moto.backends import get_backend
 
-    iam = moto.client("iam")
-    suffix = uuid.uuid4().hex[:8]
     store = MotoCredentialStore()
-    caller = _role_and_caller(moto, iam, suffix)
+    caller = _role_and_caller(moto)
     role, sts = caller.role_arn, caller.sts
     # Given 30 token-vending sessions
     sessions = [
@@ -365,10 +367,9 @@ def test_one_store_sees_a_roles_changed_policy_on_a_session_it_already_honoured(
     # of each request (adding a Deny to the role is how existing sessions are
     # revoked: IAM User Guide, "Revoking IAM role temporary security
     # credentials"); only the trust decision belongs to the session.
-    iam = moto.client("iam")
-    suffix = uuid.uuid4().hex[:8]
     store = MotoCredentialStore()
-    caller = _role_and_caller(moto, iam, suffix)
+    caller = _role_and_caller(moto)
+    iam = caller.iam
     role_arn, role = caller.role_arn, caller.role
     resource = f"arn:aws:iot:{REGION}:{ACCOUNT}:topic/a/*"
 
@@ -403,10 +404,9 @@ def test_a_role_deleted_and_created_again_does_not_take_the_old_roles_sessions(
 ) -> None:
     # A role created again under the same name is a new role with a new unique
     # id; the old role's sessions (principal "{old id}:{name}") are not its own.
-    iam = moto.client("iam")
-    suffix = uuid.uuid4().hex[:8]
     store = MotoCredentialStore()
-    caller = _role_and_caller(moto, iam, suffix)
+    caller = _role_and_caller(moto)
+    iam = caller.iam
     role_arn, role, sts = caller.role_arn, caller.role, caller.sts
     trust = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
     old = sts.assume_role(RoleArn=role_arn, RoleSessionName="s1")["Credentials"]
@@ -437,9 +437,7 @@ def test_a_session_first_used_long_after_it_was_issued_is_honoured(
     # requests"); the session it returns lives for hours. So the recorded
     # request is judged at the time it was answered, not when the session is
     # first used.
-    iam = moto.client("iam")
-    suffix = uuid.uuid4().hex[:8]
-    caller = _role_and_caller(moto, iam, suffix)
+    caller = _role_and_caller(moto)
     # Given a session issued now, not yet seen by the store that will serve it
     session = caller.sts.assume_role(RoleArn=caller.role_arn, RoleSessionName="late")["Credentials"]
     store = MotoCredentialStore()
@@ -456,17 +454,16 @@ def test_a_session_first_used_long_after_it_was_issued_is_honoured(
     # Then it is honoured
     credential = store.lookup(session["AccessKeyId"])
     assert credential is not None
-    assert credential.principal_arn.endswith(f"/r-{suffix}/late")
+    assert credential.principal_arn.endswith(f"/{caller.role}/late")
 
 
 def test_the_trust_decision_is_made_when_a_session_is_issued(moto: Moto) -> None:
     # On AWS, AssumeRole checks the caller and the trust policy; the session
     # it returns stays valid when either changes later (only the role's
     # permissions are read at each request).
-    iam = moto.client("iam")
-    suffix = uuid.uuid4().hex[:8]
     store = MotoCredentialStore()
-    caller = _role_and_caller(moto, iam, suffix)
+    caller = _role_and_caller(moto)
+    iam = caller.iam
     role_arn, sts = caller.role_arn, caller.sts
 
     def trust(effect: str) -> None:
@@ -490,14 +487,13 @@ def test_the_trust_decision_is_made_when_a_session_is_issued(moto: Moto) -> None
 
 
 def test_issue_listeners_hear_of_each_session_honoured_as_it_is_issued(moto: Moto) -> None:
-    iam = moto.client("iam")
-    suffix = uuid.uuid4().hex[:8]
     store = MotoCredentialStore()
     heard: list[tuple[str, str]] = []
     remove = store.add_issue_listener(
         lambda key, credential: heard.append((key, credential.principal_arn))
     )
-    caller = _role_and_caller(moto, iam, suffix)
+    caller = _role_and_caller(moto)
+    iam = caller.iam
     role_arn, role, sts = caller.role_arn, caller.role, caller.sts
 
     # When a session is issued, the listener hears of it with its credential
