@@ -18,6 +18,19 @@ clients send"):
 * ``X-Amz-Security-Token`` is not part of the canonical query of a presigned
   IoT URL (it is appended after signing), so a URL whose signature covers
   the token does not verify, as on AWS.
+
+A header-signed request always signs the SHA-256 of its body. The literal
+``UNSIGNED-PAYLOAD`` in ``X-Amz-Content-SHA256`` is S3's option (S3 API
+reference, "Signature Calculations for the Authorization Header"); botocore
+uses it only for operations whose model says ``unsigned-body`` (its
+``SigV4Auth.payload``), and iot-data's ``Publish`` has no such trait
+(botocore ``data/iot-data/2015-05-28/service-2.json``). Other services
+compute the canonical request from the body they received, so a request
+signed over ``UNSIGNED-PAYLOAD`` does not verify there (aws-sdk-go
+``aws/signer/v4/v4.go``: unsigned payloads for S3 only; aws-sdk-js-v3 issue
+308: API Gateway's ``execute-api`` answers such a request with a signature
+mismatch). Accepting it would let anyone holding a captured request swap its
+body within the five-minute window.
 """
 
 from __future__ import annotations
@@ -32,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, cast
 from urllib.parse import quote, urlsplit
 
-from botocore.auth import EMPTY_SHA256_HASH, UNSIGNED_PAYLOAD
+from botocore.auth import EMPTY_SHA256_HASH
 from botocore.utils import normalize_url_path
 from multidict import CIMultiDict
 
@@ -372,8 +385,12 @@ def verify_header_signature(
     max_skew: timedelta = HEADER_SIGNATURE_MAX_SKEW,
     now: datetime | None = None,
 ) -> Credential:
-    """Verify an ``Authorization: AWS4-HMAC-SHA256 ...`` request (iot-data publish).
+    """Verify an ``Authorization: AWS4-HMAC-SHA256 ...`` request; the signer's credential.
 
+    For iot-data publish, API Gateway's IAM routes (``execute-api``) and the
+    local STS. The signature covers the SHA-256 of ``body``; an
+    ``X-Amz-Content-SHA256`` header, if sent, must be that hash (not S3's
+    ``UNSIGNED-PAYLOAD``: module docstring). Raises :class:`SignatureError`.
     ``headers`` may be any mapping: names are matched case-insensitively. A
     request whose ``X-Amz-Date`` is more than ``max_skew`` (5 minutes, as AWS:
     IAM user guide, "AWS Signature Version 4 for API requests": "a request must
@@ -394,8 +411,9 @@ def verify_header_signature(
     _check_time(amz_date, moment, max_skew, None)
     actual_hash = hashlib.sha256(body).hexdigest()
     declared = received.get("X-Amz-Content-SHA256")
-    if declared is not None and declared not in (actual_hash, UNSIGNED_PAYLOAD):
-        raise SignatureError("X-Amz-Content-SHA256 does not match the body")
+    if declared is not None and declared != actual_hash:
+        # UNSIGNED-PAYLOAD included: S3's option only (module docstring).
+        raise SignatureError("X-Amz-Content-SHA256 is not the SHA-256 of the body")
     access_key_id, scope_date, region_name, service_name = _split_credential(
         match.group("credential")
     )
@@ -416,7 +434,7 @@ def verify_header_signature(
         raw_path=raw_path,
         params=list(query),
         headers=received,
-        payload_hash=declared or actual_hash,
+        payload_hash=actual_hash,
         token=received.get("X-Amz-Security-Token"),
         store=store,
         service=service,

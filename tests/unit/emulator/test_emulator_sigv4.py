@@ -151,6 +151,36 @@ def test_header_signature_verifies_and_binds_the_body(store: InMemoryCredentialS
         _verify_request(request, store, b"tampered")
 
 
+@pytest.mark.parametrize("body", [b"payload", b"swapped after signing"])
+def test_a_header_signed_request_over_unsigned_payload_is_refused(
+    store: InMemoryCredentialStore, body: bytes
+) -> None:
+    # Given a publish signed as S3 may be signed: X-Amz-Content-SHA256 is the
+    # literal UNSIGNED-PAYLOAD, so the signature does not cover the body
+    # (botocore does this over https when payload signing is off).
+    credential = store.issue([ALLOW_ALL])
+    request = AWSRequest(
+        method="POST",
+        url="https://127.0.0.1:9000/topics/app%2Fdev%2Fx?qos=1",
+        data=b"payload",
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    request.context["payload_signing_enabled"] = False
+    SigV4Auth(
+        Credentials(
+            credential.access_key_id, credential.secret_access_key, credential.session_token
+        ),
+        "iotdata",
+        REGION,
+    ).add_auth(request)
+    assert request.headers["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
+
+    # When the emulator verifies it, with its body or another one
+    # Then it is refused: iot-data signs the body's hash, only S3 takes UNSIGNED-PAYLOAD
+    with pytest.raises(SignatureError, match="not the SHA-256 of the body"):
+        _verify_request(request, store, body)
+
+
 @pytest.mark.parametrize(("minutes", "accepted"), [(-6, False), (-4, True), (4, True), (6, False)])
 def test_a_header_signed_request_is_refused_more_than_five_minutes_from_the_clock(
     store: InMemoryCredentialStore, minutes: int, accepted: bool
