@@ -65,6 +65,7 @@ def cost(as_json: bool, **assumptions: Any) -> None:
     Every assumption is an option; the output lists them all with the prices used.
     """
     from dataclasses import asdict
+    from decimal import Decimal
 
     from iotnotify.cost import PRICE_SOURCES, PRICES_AS_OF, Load, estimate, skip_offline_saving
 
@@ -112,6 +113,16 @@ def cost(as_json: bool, **assumptions: Any) -> None:
             right={2, 4},
         )
     )
+    # Rows are rounded one by one, so they may add up to a cent or two more or
+    # less than the total of the unrounded amounts: say so instead of letting
+    # a reader find a total that does not add up.
+    # (Summed as printed, so the note agrees with the figures on the screen.)
+    rows_sum = sum(Decimal(f"{item.usd:.2f}") for item in figures.items)
+    if rows_sum != Decimal(f"{figures.total_usd:.2f}"):
+        click.echo(
+            f"(each row is rounded to the cent; the rows add up to ${rows_sum:,.2f}, "
+            f"the total is the sum before rounding)"
+        )
     verdict = "saves" if saving >= 0 else "costs"
     click.echo(
         f"\nPublisher(skip_offline=True) with {online:.0%} of users online "

@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +179,35 @@ def test_cost_prints_a_monthly_table() -> None:
     assert result.exit_code == 0
     assert "connection-minutes" in result.output
     assert "total" in result.output
+
+
+@pytest.mark.parametrize("users", ["1", "7", "333", "1000", "100000"])
+def test_cost_says_when_its_rounded_rows_do_not_add_up_to_the_total(users: str) -> None:
+    # Given the text table, whose rows are each rounded to the cent
+    result = CliRunner().invoke(cli, ["cost", "--users", users, "--per-day", "3"])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    rule = next(i for i, line in enumerate(lines) if line.startswith("-----"))
+    end = next(i for i in range(rule + 1, len(lines)) if lines[i].startswith("-----"))
+    rows = sum(Decimal(line.split()[-1].replace(",", "")) for line in lines[rule + 1 : end])
+    total = Decimal(next(ln for ln in lines if ln.startswith("total")).split()[-1].replace(",", ""))
+    note = [line for line in lines if line.startswith("(each row is rounded")]
+    # Then either the rows add up to the total as printed, or a note gives their sum
+    if rows == total:
+        assert note == []
+    else:
+        assert note == [
+            f"(each row is rounded to the cent; the rows add up to ${rows:,.2f}, "
+            "the total is the sum before rounding)"
+        ]
+
+
+def test_cost_for_the_default_load_notes_its_rows_add_up_to_a_cent_more() -> None:
+    # The case a reader found: sixteen rows that sum to 6.52 under a total of 6.51.
+    result = CliRunner().invoke(cli, ["cost", "--users", "1000", "--per-day", "10"])
+    total = next(line for line in result.output.splitlines() if line.startswith("total"))
+    assert total.split() == ["total", "6.51"]
+    assert "the rows add up to $6.52, the total is the sum before rounding" in result.output
 
 
 def test_every_documented_command_is_registered() -> None:
