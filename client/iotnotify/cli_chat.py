@@ -22,6 +22,7 @@ import click
 
 from iotnotify.cli_client import _Target, _target, _target_options
 from iotnotify.contract import ChatMessage
+from iotnotify.display_text import terminal_text
 from iotnotify.errors import IotNotifyError
 
 __all__ = ["chat", "rooms"]
@@ -49,18 +50,10 @@ def _connect(options: dict[str, Any]) -> tuple[_Target, Any]:
         raise click.ClickException(str(exc)) from exc
 
 
-def _shown(text: str) -> str:
-    """``text`` safe for a terminal: every non-printable character but the newline
-    as a ``\\x..``/``\\u....`` escape (no ESC sequence or bidi override reaches
-    the reader), continuation lines indented so none can pass for another message."""
-    safe = "".join(ch if ch == "\n" or ch.isprintable() else ascii(ch)[1:-1] for ch in text)
-    return safe.replace("\n", "\n    ")
-
-
 def _line(message: ChatMessage, names: dict[str, str]) -> str:
     # The text is whatever the sender typed (the moderator only masks words).
     sender = names.get(message.sender, message.sender)
-    return f"{message.ts} {sender}: {_shown(message.text)}"
+    return terminal_text(f"{message.ts} {sender}: {message.text}")
 
 
 def _demo_names(state_file: Path | None) -> dict[str, str]:

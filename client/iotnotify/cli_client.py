@@ -10,7 +10,6 @@ Cognito's endpoint (moto), the region and the demo password.
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -183,10 +182,15 @@ def _since(value: str) -> str:
 
 
 def _line(note: Notification) -> str:
+    """One notification as ``listen`` prints it: every field as :func:`terminal_text`
+    shows it, since the sender, not the reader, wrote them (an ESC sequence in a
+    title would otherwise drive the reader's terminal)."""
+    from iotnotify.display_text import terminal_text
+
     when = note.ts or datetime.now(UTC).isoformat(timespec="seconds")
     text = note.title if not note.body else f"{note.title}: {note.body}"
     kind = "" if note.type == "notification" else f" [{note.type}]"
-    return f"{when}{kind} {text}"
+    return terminal_text(f"{when}{kind} {text}")
 
 
 @click.command()
@@ -253,8 +257,10 @@ def listen(
     else:
         start_after = since
 
+    from iotnotify.display_text import json_line
+
     def show(note: Notification) -> None:
-        click.echo(json.dumps(note.to_dict(), ensure_ascii=False) if as_json else _line(note))
+        click.echo(json_line(note.to_dict()) if as_json else _line(note))
 
     def state(change: StateChange) -> None:
         click.echo(f"iotnotify: {change.describe()}", err=True)

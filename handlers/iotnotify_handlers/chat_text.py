@@ -56,14 +56,18 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Final
 
+from iotnotify.display_text import BIDI_FORMATTING
+
 __all__ = ["MASK", "clean", "fold", "mask"]
 
 MASK: Final = "*"
 
 # Ranges written as escapes: the characters themselves are invisible in source.
+# The bidi formatting characters are the SDK's list, which its displays remove
+# too (iotnotify.display_text), so the two cannot drift apart.
 _INVISIBLE: Final = (
-    "\u00ad\u061c\u115f\u1160\u17b4\u17b5\u180e"
-    "\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f"
+    BIDI_FORMATTING + "\u00ad\u115f\u1160\u17b4\u17b5\u180e"
+    "\u200b\u2060-\u2064\u206a-\u206f"
     "\u3164\ufeff\uffa0\ufff0-\ufffb"
     "\ufdd0-\ufdef\ufffe\uffff"
     "\U0001d173-\U0001d17a"

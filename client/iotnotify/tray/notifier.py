@@ -28,6 +28,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
+from iotnotify.display_text import plain_text
+
 if TYPE_CHECKING:  # pragma: no cover
     import asyncio
 
@@ -93,7 +95,7 @@ class DesktopNotifierBackend:
 
         loop = self._ensure_loop()
         future = asyncio.run_coroutine_threadsafe(
-            self._send(_plain_text(title), _plain_text(body), on_click), loop
+            self._send(plain_text(title), plain_text(body), on_click), loop
         )
 
         def report(done: Any) -> None:
@@ -169,28 +171,6 @@ _EARLY_KEPT: Final = 16
 _OWNER_GONE: Final = frozenset(
     {"org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner"}
 )
-# Removed from pop-up text, not replaced:
-# - control characters (Unicode category Cc: C0 except tab and newline, DEL,
-#   C1): a terminal escape or a NUL from a sender has no place in a pop-up,
-#   and D-Bus strings may not hold NUL at all (the bus would drop the
-#   connection: D-Bus specification, "Valid strings");
-# - the bidirectional formatting characters (Unicode Standard Annex #9,
-#   "Explicit Directional Formatting Characters" and "Implicit Directional
-#   Marks"): a U+202E RIGHT-TO-LEFT OVERRIDE would show "exe.png" for
-#   "gnp.exe", and an unclosed embedding or isolate runs on into whatever the
-#   notification service shows next to it. Right-to-left text itself keeps
-#   its direction (the bidirectional algorithm needs no marks for that).
-_REMOVED_CODES: Final = (
-    [code for code in range(0x20) if chr(code) not in "\t\n"]
-    + list(range(0x7F, 0xA0))
-    + [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
-)
-_CONTROLS: Final = dict.fromkeys(_REMOVED_CODES)
-
-
-def _plain_text(text: str) -> str:
-    """``text`` without control characters (but tab and newline) and bidi formatting."""
-    return text.translate(_CONTROLS)
 
 
 def _escape_markup(text: str) -> str:
@@ -234,9 +214,9 @@ class DBusNotifier:
     any other, which would otherwise show ``&amp;``. The capabilities are
     asked once per bus connection (before its first pop-up) and asked again
     after a reconnect or when another daemon has taken the name: ``Notify``
-    goes to the unique bus name of the daemon that answered. C0 control
-    characters other than tab and newline are removed from both
-    (:func:`_plain_text`).
+    goes to the unique bus name of the daemon that answered. Control
+    characters (but tab and newline) and bidi formatting are removed from
+    both (:func:`iotnotify.display_text.plain_text` says why).
     https://specifications.freedesktop.org/notification-spec/notification-spec-1.2.html
     """
 
@@ -373,8 +353,8 @@ class DBusNotifier:
 
         try:
             conn = self._connect()
-            title = _plain_text(title)
-            body = _plain_text(body)
+            title = plain_text(title)
+            body = plain_text(body)
             # Notify goes to the unique name of the daemon whose capabilities
             # were read, so the escaping always suits the process that gets
             # the text. If that daemon has left the bus since (another one

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from iotnotify.contract import Notification
+from iotnotify.display_text import plain_text
 from iotnotify.subscriber import ConnectionState, StateChange
 
 __all__ = ["Alert", "GameEntry", "TrayItem", "TrayState", "badge_text", "link_of"]
@@ -48,7 +49,9 @@ def _game_of(note: Notification) -> str | None:
 
 
 def _shorten(text: str, limit: int = _MAX_LABEL) -> str:
-    text = " ".join(text.split())
+    # A menu label is a pop-up's text in another place: the same filter
+    # (a NUL would make the bus drop the menu's connection, an RLO reverse it).
+    text = " ".join(plain_text(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
@@ -262,7 +265,7 @@ class TrayState:
                 parts.append(f"{self._unread} unread")
                 games = [f"{self._game_names[g]}: {n}" for g, n in self._game_unread.items() if n]
                 if games:
-                    text = "games " + ", ".join(sorted(games))
+                    text = " ".join(plain_text("games " + ", ".join(sorted(games))).split())
                     parts.append(text.encode("ascii", "replace").decode("ascii"))
             if self.paused:
                 parts.append("paused")

@@ -1,0 +1,89 @@
+"""Text someone else wrote, made safe to show: pop-ups, menu labels, terminals.
+
+A notification's title and body and a chat line are written by a sender, not
+by the reader, and reach three kinds of display in the SDK: the desktop
+pop-up and the tray's menu (:func:`plain_text`), and a terminal
+(:func:`terminal_text`, for ``iotnotify listen`` and ``iotnotify chat``).
+Each display gets the one policy here, so a surface cannot be left out.
+
+What a sender could do with these characters:
+
+* control characters (Unicode category Cc: C0, DEL, C1): in a terminal an
+  ESC or C1 sequence retitles the window, clears the screen, moves the cursor
+  over earlier lines or (OSC 52) writes the clipboard; a CR returns to the
+  line start, over the sender's name. D-Bus strings may not hold NUL at all:
+  a pop-up or menu label with one makes the bus drop the connection (D-Bus
+  specification, "Valid strings");
+* the bidirectional formatting characters (:data:`BIDI_FORMATTING`; Unicode
+  Standard Annex #9, "Explicit Directional Formatting Characters" and
+  "Implicit Directional Marks"): a U+202E RIGHT-TO-LEFT OVERRIDE shows
+  "exe.png" for "gnp.exe", and an unclosed embedding or isolate runs on into
+  whatever the display shows next to it. Right-to-left text itself keeps its
+  direction: the bidirectional algorithm needs no marks for that.
+
+The chat moderator (server side) removes these and more before a line is
+stored; this module is the client's own defence, for notifications (which no
+moderator sees) and for servers it does not trust.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Final
+
+__all__ = ["BIDI_FORMATTING", "json_line", "plain_text", "terminal_text"]
+
+# Written as escapes: the characters themselves are invisible in source.
+BIDI_FORMATTING: Final = (
+    "\u061c"  # ARABIC LETTER MARK
+    "\u200e\u200f"  # LEFT-TO-RIGHT MARK, RIGHT-TO-LEFT MARK
+    "\u202a\u202b\u202c\u202d\u202e"  # LRE, RLE, PDF, LRO, RLO
+    "\u2066\u2067\u2068\u2069"  # LRI, RLI, FSI, PDI
+)
+"""The bidirectional formatting characters (UAX #9), as one string."""
+
+_CONTROLS: Final = [code for code in range(0x20) if chr(code) not in "\t\n"] + list(
+    range(0x7F, 0xA0)
+)
+_REMOVED: Final = dict.fromkeys([*_CONTROLS, *map(ord, BIDI_FORMATTING)])
+# json.dumps escapes C0 itself; these it leaves raw with ensure_ascii=False.
+_JSON_ESCAPED: Final = {
+    code: f"\\u{code:04x}"
+    for code in [*range(0x7F, 0xA0), 0x2028, 0x2029, *map(ord, BIDI_FORMATTING)]
+}
+
+
+def plain_text(text: str) -> str:
+    """``text`` without control characters (but tab and newline) and bidi formatting.
+
+    For displays that render text and take no escapes: desktop pop-ups and
+    menu labels. Removed, not replaced: a replacement character would be
+    noise where nothing was visible. Never raises.
+    """
+    return text.translate(_REMOVED)
+
+
+def terminal_text(text: str) -> str:
+    """``text`` safe to print to a terminal, one visible line per line of text.
+
+    Every character that is not printable (:meth:`str.isprintable`: controls,
+    bidi and other format characters, separators but the space), except the
+    newline, is shown as its Python escape (``\\x1b``, ``\\u202e``), so the
+    reader sees that it was sent and no sequence reaches the terminal. Lines
+    after the first are indented by four spaces, so a sender's text cannot
+    pass for a line of its own (another message, another sender). Never raises.
+    """
+    safe = "".join(ch if ch == "\n" or ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    return safe.replace("\n", "\n    ")
+
+
+def json_line(value: object) -> str:
+    """``value`` as one line of JSON that is safe to print to a terminal.
+
+    Non-ASCII text stays readable (``ensure_ascii=False``), but DEL, the C1
+    controls, U+2028/U+2029 and the bidi formatting characters are written as
+    ``\\uXXXX`` escapes, which parse back to the same value (RFC 8259,
+    section 7). Raises what :func:`json.dumps` raises for a value that is not
+    JSON.
+    """
+    return json.dumps(value, ensure_ascii=False).translate(_JSON_ESCAPED)
