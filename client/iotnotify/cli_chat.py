@@ -85,7 +85,12 @@ def list_rooms(options: dict[str, Any]) -> None:
     try:
         for room in api.rooms():
             kind = "private" if room.get("private") else "public"
-            click.echo(f"{room['room']}\t{kind}\towner {room.get('owner', '')}")
+            # The server validates names, but what reaches a terminal is filtered here.
+            name, owner = (
+                terminal_text(str(room["room"])),
+                terminal_text(str(room.get("owner", ""))),
+            )
+            click.echo(f"{name}\t{kind}\towner {owner}")
     except IotNotifyError as exc:
         raise click.ClickException(str(exc)) from exc
 
