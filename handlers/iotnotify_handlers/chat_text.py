@@ -44,8 +44,13 @@ Policy (the moderator applies it before the length check and the filter):
   text keeps what the user typed, less what :func:`clean` removed, with the
   matched spans starred.
 
-Not handled: look-alike letters from other scripts (Cyrillic ``\\u0430`` in a
-Latin word); that needs Unicode Technical Standard #39's confusables data.
+  Letters of other scripts that look like Latin ones are compared as the
+  Latin letters they look like (Unicode Technical Standard #39, "Confusable
+  Detection", its confusables.txt data through the confusable_homoglyphs
+  package): Cyrillic ``\\u0430``, Greek ``\\u03bf``, Cherokee ``\\u13aa``
+  and dotless ``\\u0131`` in a Latin word do not hide it. This goes one way:
+  ASCII is never read as something else (``h3ck`` and ``he11`` are spelling,
+  not look-alikes), and a word of another script is matched as written.
 """
 
 from __future__ import annotations
@@ -103,13 +108,39 @@ def _strip(text: str) -> str:
 
 
 @lru_cache(maxsize=4096)
+def _latin_lookalike(char: str) -> str:
+    """The ASCII letters or digits ``char`` looks like (UTS #39's confusables), else ``char``.
+
+    ASCII stays itself (``0`` is not ``O``, ``rn`` is not ``m``: the denylist
+    does not guess at spelling games), and so do marks and format characters,
+    which :func:`_fold_char` drops anyway.
+    """
+    if char.isascii() or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+        return char
+    # Loads its 0.9 MB table on first use, not at the moderator's cold start.
+    from confusable_homoglyphs import confusables
+
+    found = confusables.is_confusable(char, greedy=True)
+    for entry in found[0]["homoglyphs"] if found else ():
+        glyph = entry["c"]
+        if isinstance(glyph, str) and glyph.isascii() and glyph.isalnum():
+            return glyph
+    return char
+
+
+@lru_cache(maxsize=4096)
 def _fold_char(char: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", char).casefold())
+    # Look-alikes before case folding (Cyrillic capital EN looks like H, its
+    # small letter like no Latin one) and after it (what folding produced).
+    latin = "".join(map(_latin_lookalike, unicodedata.normalize("NFKD", char)))
+    folded = "".join(map(_latin_lookalike, latin.casefold()))
+    decomposed = unicodedata.normalize("NFKD", folded)
     return "".join(c for c in decomposed if unicodedata.category(c) not in ("Mn", "Me", "Cf"))
 
 
 def fold(text: str) -> str:
-    """``text`` as the denylist compares it: NFKD, case-folded, without marks or Cf."""
+    """``text`` as the denylist compares it: NFKD, Latin look-alikes as the
+    letters they look like, case-folded, without marks or Cf."""
     return "".join(_fold_char(char) for char in text)
 
 

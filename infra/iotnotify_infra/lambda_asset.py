@@ -44,8 +44,9 @@ LAMBDA_PACKAGES: Final = (
     REPO_ROOT / "handlers" / "iotnotify_handlers",
 )
 # What the handlers import that neither the runtime (boto3) nor the
-# Powertools layer provides. The contract's ULIDs come from python-ulid.
-LAMBDA_REQUIREMENTS: Final = ("python-ulid>=3.0,<4",)
+# Powertools layer provides. The contract's ULIDs come from python-ulid; the
+# chat moderator's look-alike letters from confusable-homoglyphs.
+LAMBDA_REQUIREMENTS: Final = ("python-ulid>=3.0,<4", "confusable-homoglyphs>=3.3,<4")
 
 _IGNORE: Final = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".pytest_cache")
 DONE_MARKER: Final = ".iotnotify-complete"

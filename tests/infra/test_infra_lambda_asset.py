@@ -12,11 +12,13 @@ def test_staged_code_holds_both_packages_and_the_extra_dependency() -> None:
     assert (code / "iotnotify" / "contract.py").is_file()
     assert (code / "iotnotify_handlers" / "settings.py").is_file()
     assert (code / "ulid" / "__init__.py").is_file()  # python-ulid, for the ULIDs
+    # The chat moderator's look-alike table, data file included.
+    assert (code / "confusable_homoglyphs" / "confusables.json").is_file()
     assert not list(code.rglob("__pycache__"))
     # boto3 is in the runtime and Powertools comes from its layer.
     assert not (code / "boto3").exists()
     assert not (code / "aws_lambda_powertools").exists()
-    assert LAMBDA_REQUIREMENTS == ("python-ulid>=3.0,<4",)
+    assert LAMBDA_REQUIREMENTS == ("python-ulid>=3.0,<4", "confusable-homoglyphs>=3.3,<4")
 
 
 def test_staging_is_cached_by_content(tmp_path: Path) -> None:

@@ -85,3 +85,39 @@ def test_fold_is_nfkd_casefolded_without_marks_or_format_characters() -> None:
     assert fold("ﬁ Ⅻ \uff58 É") == "fi xii x e"
     assert fold(f"a{ZWJ}b{ZWSP}c\ufe0f") == "abc"
     assert fold("Ǆ") == "dz"  # the caron is a combining mark after NFKD
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("d\u0430rn it", "**** it"),  # Cyrillic small a
+        ("\u041d\u0415\u0421\u041a!", "****!"),  # Cyrillic capitals: HECK
+        ("h\u0435\u0441k", "****"),  # Cyrillic small ie and es
+        ("\u0432\u0430d", "\u0432\u0430d"),  # Cyrillic ve looks like no Latin small letter
+        ("b\u03b1d", "***"),  # Greek alpha
+        ("b\u0251d", "***"),  # Latin small alpha (IPA)
+        ("\u13f4ad", "***"),  # Cherokee letter yv, a look-alike of B
+        ("d\u0430\u0301rn", "****"),  # look-alike and accent: one star per folded letter
+    ],
+)
+def test_mask_sees_through_look_alike_letters_of_other_scripts(text: str, masked: str) -> None:
+    # UTS #39 confusables: a Latin word spelled with other scripts' look-alikes
+    assert mask(text, ["bad", "darn", "heck"]) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "h3ck b4d d4rn",  # ASCII spelling games are not look-alikes
+        "he11o m0de",  # ASCII digits stay digits
+        "\u0434\u0430\u0440 \u0431\u0430\u0434",  # Russian words matched as written
+        "\u03b2\u03b1\u03b4",  # Greek beta alpha delta: looks like no Latin "bad"
+    ],
+)
+def test_mask_leaves_ascii_spelling_and_other_scripts_words_alone(text: str) -> None:
+    assert mask(text, ["bad", "darn", "heck", "hello", "made"]) == text
+
+
+def test_a_denylisted_word_in_another_script_is_matched_through_the_same_fold() -> None:
+    # The denylist goes through the same fold, so a Cyrillic word still matches itself
+    assert mask("\u0434\u0443\u0440\u0430\u043a!", ["\u0434\u0443\u0440\u0430\u043a"]) == "*****!"
