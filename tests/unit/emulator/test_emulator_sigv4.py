@@ -107,14 +107,20 @@ def test_missing_parameters_are_refused(store: InMemoryCredentialStore) -> None:
         )
 
 
-def _signed_publish(store: InMemoryCredentialStore, body: bytes) -> tuple[AWSRequest, object]:
+def _signed_publish(
+    store: InMemoryCredentialStore, body: bytes, *, sign_payload: bool = True
+) -> tuple[AWSRequest, object]:
+    """A publish signed by botocore; ``sign_payload=False`` signs over https
+    with payload signing off, as S3 may be signed (``UNSIGNED-PAYLOAD``)."""
     credential = store.issue([ALLOW_ALL])
+    scheme = "http" if sign_payload else "https"
     request = AWSRequest(
         method="POST",
-        url="http://127.0.0.1:9000/topics/app%2Fdev%2Fx?qos=1",
+        url=f"{scheme}://127.0.0.1:9000/topics/app%2Fdev%2Fx?qos=1",
         data=body,
         headers={"Content-Type": "application/octet-stream"},
     )
+    request.context["payload_signing_enabled"] = sign_payload
     SigV4Auth(
         Credentials(
             credential.access_key_id, credential.secret_access_key, credential.session_token
@@ -157,22 +163,7 @@ def test_a_header_signed_request_over_unsigned_payload_is_refused(
 ) -> None:
     # Given a publish signed as S3 may be signed: X-Amz-Content-SHA256 is the
     # literal UNSIGNED-PAYLOAD, so the signature does not cover the body
-    # (botocore does this over https when payload signing is off).
-    credential = store.issue([ALLOW_ALL])
-    request = AWSRequest(
-        method="POST",
-        url="https://127.0.0.1:9000/topics/app%2Fdev%2Fx?qos=1",
-        data=b"payload",
-        headers={"Content-Type": "application/octet-stream"},
-    )
-    request.context["payload_signing_enabled"] = False
-    SigV4Auth(
-        Credentials(
-            credential.access_key_id, credential.secret_access_key, credential.session_token
-        ),
-        "iotdata",
-        REGION,
-    ).add_auth(request)
+    request, _ = _signed_publish(store, b"payload", sign_payload=False)
     assert request.headers["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
 
     # When the emulator verifies it, with its body or another one
