@@ -44,16 +44,32 @@ _STAGE_RE: Final = re.compile(r"[a-z][a-z0-9-]{0,29}")
 _INFRA_MODULES: Final = ("aws_cdk", "constructs", "cdk_nag")
 
 
-def find_infra_dir() -> Path:
-    """``infra/`` of this checkout, or ``$IOTNOTIFY_INFRA_DIR``."""
+def find_infra_dir(cwd: Path | None = None) -> Path:
+    """The CDK app's folder (``app.py`` and ``cdk.json``); raises :class:`click.ClickException`.
+
+    ``$IOTNOTIFY_INFRA_DIR`` when set; else ``infra/`` of the checkout this
+    package runs from (an editable install); else ``infra/`` in ``cwd`` (the
+    current directory) or its nearest parent that has one, so a wheel
+    install run inside a checkout finds it (the wheel carries no CDK app).
+    """
     configured = os.environ.get(INFRA_DIR_ENV)
-    infra = Path(configured) if configured else Path(__file__).resolve().parents[2] / "infra"
-    if not (infra / "app.py").is_file() or not (infra / "cdk.json").is_file():
-        raise click.ClickException(
-            f"no CDK app at {infra}: run iotnotify from a checkout of the repository "
-            f"or set {INFRA_DIR_ENV} to its infra/ folder"
-        )
-    return infra
+    if configured:
+        candidates = [Path(configured)]
+    else:
+        here = (cwd or Path.cwd()).resolve()
+        candidates = [
+            Path(__file__).resolve().parents[2] / "infra",
+            *(folder / "infra" for folder in (here, *here.parents)),
+        ]
+    for infra in candidates:
+        if (infra / "app.py").is_file() and (infra / "cdk.json").is_file():
+            return infra
+    raise click.ClickException(
+        f"no CDK app at {candidates[0]}"
+        + ("" if configured else " or in an infra/ folder here or above")
+        + f": run iotnotify inside a checkout of the repository or set {INFRA_DIR_ENV} "
+        "to its infra/ folder"
+    )
 
 
 def _check_infra_extra() -> None:
@@ -123,8 +139,8 @@ def run_cdk(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = N
 
 
 def _run(action: str, *, stage: str, ssm_stage: str | None, extra: Sequence[str]) -> None:
+    _check_infra_extra()  # first: a missing extra is named wherever this runs
     infra = find_infra_dir()
-    _check_infra_extra()
     npx = _check_tools(infra)
     argv = cdk_command(action, stage=stage, ssm_stage=ssm_stage, npx=npx, extra=extra)
     click.echo(f"$ (cd {infra} && {shlex.join(argv)})", err=True)

@@ -14,7 +14,9 @@ local stack's state file with a demo user (``--user alice``).
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,27 @@ def _demo_names(state_file: Path | None) -> dict[str, str]:
     return {str(u["sub"]): str(u["name"]) for u in state.users}
 
 
+def _target_here_too(func: Callable[..., None]) -> Any:
+    """A ``rooms`` subcommand that also takes the target options after its name.
+
+    ``iotnotify rooms create lobby --user bob`` is how people type it; click
+    only gives a group's options before the subcommand. An option given after
+    it wins over the same one given before.
+    """
+
+    @_target_options
+    @click.pass_obj
+    @functools.wraps(func)
+    def command(group: dict[str, Any], /, *args: Any, **kwargs: Any) -> None:
+        given = {name: kwargs.pop(name) for name in group}
+        options = {
+            name: given[name] if given[name] is not None else value for name, value in group.items()
+        }
+        func(options, *args, **kwargs)
+
+    return command
+
+
 @click.group(invoke_without_command=True)
 @_target_options
 @click.pass_context
@@ -78,11 +101,12 @@ def rooms(ctx: click.Context, /, **options: Any) -> None:
 
 
 @rooms.command("list")
-@click.pass_obj
+@_target_here_too
 def list_rooms(options: dict[str, Any]) -> None:
     """Public rooms and the private rooms you belong to."""
     _, api = _connect(options)
     try:
+        shown = 0
         for room in api.rooms():
             kind = "private" if room.get("private") else "public"
             # The server validates names, but what reaches a terminal is filtered here.
@@ -91,6 +115,12 @@ def list_rooms(options: dict[str, Any]) -> None:
                 terminal_text(str(room.get("owner", ""))),
             )
             click.echo(f"{name}\t{kind}\towner {owner}")
+            shown += 1
+        if not shown:
+            click.echo(
+                "iotnotify: no rooms you can see yet; create one: iotnotify rooms create NAME",
+                err=True,
+            )
     except IotNotifyError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -98,7 +128,7 @@ def list_rooms(options: dict[str, Any]) -> None:
 @rooms.command("create")
 @click.argument("room")
 @click.option("--private", is_flag=True, help="Only members see and use it.")
-@click.pass_obj
+@_target_here_too
 def create_room(options: dict[str, Any], room: str, private: bool) -> None:
     """Create ROOM; you become its owner."""
     _, api = _connect(options)
@@ -111,17 +141,17 @@ def create_room(options: dict[str, Any], room: str, private: bool) -> None:
 
 @rooms.command("add-member")
 @click.argument("room")
-@click.argument("user")
-@click.pass_obj
-def add_member(options: dict[str, Any], room: str, user: str) -> None:
+@click.argument("member", metavar="USER")  # not "user": that is the --user option
+@_target_here_too
+def add_member(options: dict[str, Any], room: str, member: str) -> None:
     """Add USER (a user id, or a local demo user's name) to ROOM (owner only)."""
     _, api = _connect(options)
     by_name = {name: sub for sub, name in _demo_names(options.get("state_file")).items()}
     try:
-        api.add_member(room, by_name.get(user, user))
+        api.add_member(room, by_name.get(member, member))
     except IotNotifyError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"added {user} to {room}")
+    click.echo(f"added {terminal_text(member)} to {room}")
 
 
 @click.command()

@@ -46,6 +46,10 @@ _CONTROLS: Final = [code for code in range(0x20) if chr(code) not in "\t\n"] + l
     range(0x7F, 0xA0)
 )
 _REMOVED: Final = dict.fromkeys([*_CONTROLS, *map(ord, BIDI_FORMATTING)])
+_TERMINAL_ESCAPED: Final = {
+    code: ascii(chr(code))[1:-1]
+    for code in [*_CONTROLS, *map(ord, BIDI_FORMATTING), 0x2028, 0x2029]
+}
 # json.dumps escapes C0 itself; these it leaves raw with ensure_ascii=False.
 _JSON_ESCAPED: Final = {
     code: f"\\u{code:04x}"
@@ -66,15 +70,18 @@ def plain_text(text: str) -> str:
 def terminal_text(text: str) -> str:
     """``text`` safe to print to a terminal, one visible line per line of text.
 
-    Every character that is not printable (:meth:`str.isprintable`: controls,
-    bidi and other format characters, separators but the space), except the
-    newline, is shown as its Python escape (``\\x1b``, ``\\u202e``), so the
-    reader sees that it was sent and no sequence reaches the terminal. Lines
-    after the first are indented by four spaces, so a sender's text cannot
-    pass for a line of its own (another message, another sender). Never raises.
+    The characters a terminal acts on or that reorder what follows, the
+    control characters but tab and newline, the bidi formatting characters
+    and U+2028/U+2029 (line breaks to some renderers, nothing to others), are
+    shown as their Python escape (``\\x1b``, ``\\u202e``), so the reader sees
+    that they were sent and no sequence reaches the terminal. Everything else
+    is printed as sent: joiners and variation selectors (emoji sequences such
+    as a family, Persian spelling), an emoji flag's tag characters, tabs.
+    Lines after the first are indented by four spaces, so a sender's text
+    cannot pass for a line of its own (another message, another sender).
+    Never raises.
     """
-    safe = "".join(ch if ch == "\n" or ch.isprintable() else ascii(ch)[1:-1] for ch in text)
-    return safe.replace("\n", "\n    ")
+    return text.translate(_TERMINAL_ESCAPED).replace("\n", "\n    ")
 
 
 def json_line(value: object) -> str:

@@ -38,9 +38,20 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+try:
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+except ModuleNotFoundError as exc:
+    # The core install is what a subscriber needs; publishing is the [aws]
+    # extra. Same exception type and ``name``, so callers that handle a
+    # missing module still do; the message says what to install.
+    missing = (exc.name or "boto3").partition(".")[0]
+    raise ModuleNotFoundError(
+        f"iotnotify.publisher needs the [aws] extra ({missing} is not installed): "
+        "pip install 'iotnotify[aws]'",
+        name=missing,
+    ) from exc
 
 from iotnotify.contract import Notification, Topic, TopicScheme, validate_user_id
 from iotnotify.dynamodb_batch import FastBatchWrite

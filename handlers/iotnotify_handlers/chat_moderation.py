@@ -14,8 +14,10 @@ raise. The sender is the user id
 of ``clientId`` (the session policy only lets a user connect as
 ``{userId}.*``), never a field of the payload. Control, bidirectional
 override and invisible characters are removed first
-(:func:`iotnotify_handlers.chat_text.clean`). A message is rejected when its
-text is then empty or longer than ``MAX_CHAT_TEXT_CHARS``, or when the sender is
+(:func:`iotnotify_handlers.chat_text.clean`; it also cuts runs of stacked
+combining marks). A message is rejected when its text then shows nothing
+(:func:`iotnotify_handlers.chat_text.is_blank`) or is longer than
+``MAX_CHAT_TEXT_CHARS``, or when the sender is
 over the per-sender rate; the sender then gets a ``chat.rejected``
 notification on their own topic (ephemeral: no inbox entry). Otherwise
 denylisted words are masked (compared case-, accent- and width-blind:
@@ -61,7 +63,7 @@ from iotnotify.contract import (
 )
 from iotnotify.errors import ContractError
 from iotnotify_handlers.chat_history import ChatHistory, RateLimited
-from iotnotify_handlers.chat_text import clean, mask
+from iotnotify_handlers.chat_text import clean, is_blank, mask
 from iotnotify_handlers.errors import ServiceUnavailable
 
 __all__ = [
@@ -281,7 +283,7 @@ class Moderator:
         # Controls, bidi overrides and invisible characters go first, so that
         # neither the length check nor the denylist sees them (chat_text).
         text = clean(text).strip()
-        if not text:
+        if is_blank(text):  # nothing left, or nothing that shows (braille blanks)
             return self._reject(sender, room, "empty")
         if len(text) > self._max_chars:
             return self._reject(sender, room, "too_long")

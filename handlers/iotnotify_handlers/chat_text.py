@@ -26,6 +26,9 @@ Policy (the moderator applies it before the length check and the filter):
     England, Scotland and Wales, Unicode Technical Standard #51, "Emoji Tag
     Sequences"), and the noncharacters (U+FDD0..U+FDEF, U+xxFFFE/U+xxFFFF).
 
+  - combining marks (Mn, Me) beyond :data:`MAX_MARKS_PER_LETTER` in a row
+    (stacked "zalgo" marks draw over other lines).
+
   Kept on purpose: U+200C ZERO WIDTH NON-JOINER and U+200D ZERO WIDTH JOINER
   (Persian and Indic spelling, emoji sequences such as family emoji),
   variation selectors (emoji presentation, U+FE0F), newlines and tabs (the
@@ -44,6 +47,8 @@ Policy (the moderator applies it before the length check and the filter):
   text keeps what the user typed, less what :func:`clean` removed, with the
   matched spans starred.
 
+  Latin small capitals (U+1D00 block: ``\\u1d05\\u1d00\\u0280\\u0274``) are
+  compared as their letters, as their Unicode names say.
   Letters of other scripts that look like Latin ones are compared as the
   Latin letters they look like (Unicode Technical Standard #39, "Confusable
   Detection", its confusables.txt data through the confusable_homoglyphs
@@ -51,6 +56,7 @@ Policy (the moderator applies it before the length check and the filter):
   and dotless ``\\u0131`` in a Latin word do not hide it. This goes one way:
   ASCII is never read as something else (``h3ck`` and ``he11`` are spelling,
   not look-alikes), and a word of another script is matched as written.
+  Nor are letters spread out (``d a r n``): words are whole words.
 """
 
 from __future__ import annotations
@@ -63,7 +69,7 @@ from typing import Final
 
 from iotnotify.display_text import BIDI_FORMATTING
 
-__all__ = ["MASK", "clean", "fold", "mask"]
+__all__ = ["MASK", "MAX_MARKS_PER_LETTER", "clean", "fold", "is_blank", "mask"]
 
 MASK: Final = "*"
 
@@ -88,6 +94,13 @@ _PLANE_NONCHARACTERS: Final = re.compile(
 # CANCEL TAG (UTS #51, "Emoji Tag Sequences"). Its tags are kept.
 _EMOJI_TAG_SEQUENCE: Final = re.compile("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f")
 _NEWLINES: Final = re.compile("\r\n?|[\u2028\u2029]")
+MAX_MARKS_PER_LETTER: Final = 8
+"""Combining marks kept in a row; the rest of a longer run is dropped.
+
+Stacked marks ("zalgo" text) draw over the lines above and below. No
+orthography comes near 8 (Vietnamese puts 2 on a letter, Hebrew with
+cantillation or Tibetan stacks 4-5); Unicode's own bound for any text is 30
+(Unicode Standard Annex #15, "Stream-Safe Text Format")."""
 
 
 def clean(text: str) -> str:
@@ -100,7 +113,29 @@ def clean(text: str) -> str:
         kept.append(flag.group(0))
         start = flag.end()
     kept.append(_strip(text[start:]))
-    return "".join(kept)
+    return _limit_marks("".join(kept))
+
+
+def is_blank(text: str) -> bool:
+    """True when ``text`` would show as nothing: only whitespace (``str.isspace``:
+    spaces of every width, no-break and ideographic spaces) and U+2800 BRAILLE
+    PATTERN BLANK, which is a symbol, not a space, but renders empty."""
+    return all(char.isspace() or char == "\u2800" for char in text)
+
+
+def _limit_marks(text: str) -> str:
+    """``text`` with runs of combining marks (Mn, Me) cut to MAX_MARKS_PER_LETTER."""
+    out: list[str] = []
+    run = 0
+    for char in text:
+        if unicodedata.category(char) in ("Mn", "Me"):
+            run += 1
+            if run > MAX_MARKS_PER_LETTER:
+                continue
+        else:
+            run = 0
+        out.append(char)
+    return "".join(out)
 
 
 def _strip(text: str) -> str:
@@ -117,6 +152,11 @@ def _latin_lookalike(char: str) -> str:
     """
     if char.isascii() or unicodedata.category(char) in ("Mn", "Me", "Cf"):
         return char
+    # Small capitals (U+1D00 block, IPA) have no decomposition and are not in
+    # confusables.txt, but read as their letter: their names say which.
+    name = unicodedata.name(char, "")
+    if name.startswith("LATIN LETTER SMALL CAPITAL ") and len(name) == 28:
+        return name[-1].lower()
     # Loads its 0.9 MB table on first use, not at the moderator's cold start.
     from confusable_homoglyphs import confusables
 

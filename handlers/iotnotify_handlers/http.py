@@ -28,8 +28,13 @@ __all__ = ["MAX_BODY_BYTES", "Request", "Response", "api_handler", "json_respons
 
 logger = Logger(service="iotnotify")
 
-# A notify body carries one envelope plus recipients; anything far larger is abuse.
-MAX_BODY_BYTES: Final = 256 * 1024
+# The largest valid body, a notify: an envelope of up to 128 KB (its UTF-8
+# JSON, MAX_PAYLOAD_BYTES) written by a client that escapes every non-ASCII
+# character (json.dumps's default: \uXXXX, 6 bytes for a 2-byte character,
+# 12 for a 4-byte one; at most 3x, 384 KB) plus 1,000 recipients of up to 64
+# characters (67 KB). 1 MiB leaves room for pretty-printing; anything larger
+# is abuse, refused (413) before it is parsed. API Gateway's own cap is 10 MB.
+MAX_BODY_BYTES: Final = 1024 * 1024
 
 Response = dict[str, Any]
 _JSON_HEADERS: Final = {

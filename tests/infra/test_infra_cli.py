@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from infra_helpers import INFRA
@@ -157,3 +159,51 @@ def test_missing_infra_dir_gives_a_clear_error(
     result = CliRunner().invoke(cdk_commands.deploy, ["--stage", "dev"])
     assert result.exit_code == 1
     assert "no CDK app" in result.output
+
+
+def _wheel_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """This module as a wheel installs it: site-packages, no infra/ beside it."""
+    monkeypatch.delenv("IOTNOTIFY_INFRA_DIR", raising=False)
+    installed = tmp_path / "venv" / "lib" / "python3.11" / "site-packages" / "iotnotify"
+    monkeypatch.setattr(cdk_commands, "__file__", str(installed / "cdk_commands.py"))
+
+
+def test_a_wheel_install_finds_the_cdk_app_of_the_checkout_it_runs_in(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given a wheel install, run from a folder inside a checkout
+    _wheel_install(monkeypatch, tmp_path)
+    infra = tmp_path / "checkout" / "infra"
+    infra.mkdir(parents=True)
+    (infra / "app.py").write_text("")
+    (infra / "cdk.json").write_text("{}")
+    inside = tmp_path / "checkout" / "examples" / "game"
+    inside.mkdir(parents=True)
+    # Then the app is found there, from the folder or from the checkout's root
+    assert cdk_commands.find_infra_dir(cwd=inside) == infra
+    assert cdk_commands.find_infra_dir(cwd=tmp_path / "checkout") == infra
+
+
+def test_a_wheel_install_outside_a_checkout_says_where_it_looked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _wheel_install(monkeypatch, tmp_path)
+    with pytest.raises(click.ClickException, match="or in an infra/ folder here or above"):
+        cdk_commands.find_infra_dir(cwd=tmp_path)
+
+
+def test_a_missing_infra_extra_is_named_before_the_cdk_app_is_looked_for(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given neither the [infra] packages nor a CDK app (a wheel install in /tmp)
+    _wheel_install(monkeypatch, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "aws_cdk" else real_find_spec(name, *a),
+    )
+    result = CliRunner().invoke(cdk_commands.synth, ["--stage", "dev"])
+    assert result.exit_code == 1
+    assert "pip install 'iotnotify[infra]'" in result.output

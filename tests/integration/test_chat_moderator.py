@@ -81,6 +81,7 @@ def test_denylisted_words_are_masked_and_history_keeps_the_masked_text(
     [
         ("", "empty"),
         ("   ", "empty"),
+        ("\u2800\u2800 \u00a0\u3000\u2800", "empty"),  # braille blanks, no-break, ideographic
         (42, "malformed"),
         ("x" * (MAX_CHAT_TEXT_CHARS + 1), "too_long"),
         ("lone \ud800 surrogate", "invalid"),

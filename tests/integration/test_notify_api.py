@@ -88,6 +88,28 @@ def test_an_oversized_envelope_gets_413(account: FakeAccount) -> None:
     assert account.published() == []
 
 
+def test_a_valid_envelope_sent_with_every_character_escaped_is_accepted(
+    account: FakeAccount,
+) -> None:
+    # Given a 120 KB envelope (under IoT's 128 KB) whose JSON a client wrote
+    # with json.dumps's default: each "é" as \u00e9, 360 KB on the wire
+    text = "\u00e9" * 60_000
+    raw = json.dumps({"user": "alice", "title": "t", "body": text})
+    assert len(raw) > 256 * 1024
+    status, answer = post(raw)
+    # Then it is delivered, not refused for the size of its escapes
+    assert status == 200, answer
+    [(_, payload)] = account.published()
+    assert json.loads(payload)["body"] == text
+
+
+def test_a_body_over_one_mebibyte_gets_413_before_it_is_parsed(account: FakeAccount) -> None:
+    status, answer = post("{" + " " * (1024 * 1024) + "}")
+    assert (status, answer["error"]) == (413, "payload_too_large")
+    assert answer["message"] == "request body is over 1048576 bytes"
+    assert account.published() == []
+
+
 def test_broadcast_and_game_targets(account: FakeAccount) -> None:
     assert post({"broadcast": True, "title": "all"})[0] == 200
     assert post({"game": "g42", "title": "move"})[0] == 200

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from iotnotify_handlers.chat_text import clean, fold, mask
+from iotnotify_handlers.chat_text import MAX_MARKS_PER_LETTER, clean, fold, is_blank, mask
 
 RLO = "\u202e"  # RIGHT-TO-LEFT OVERRIDE
 ZWSP = "\u200b"
@@ -121,3 +121,45 @@ def test_mask_leaves_ascii_spelling_and_other_scripts_words_alone(text: str) -> 
 def test_a_denylisted_word_in_another_script_is_matched_through_the_same_fold() -> None:
     # The denylist goes through the same fold, so a Cyrillic word still matches itself
     assert mask("\u0434\u0443\u0440\u0430\u043a!", ["\u0434\u0443\u0440\u0430\u043a"]) == "*****!"
+
+
+def test_small_capitals_are_compared_as_their_letters() -> None:
+    # LATIN LETTER SMALL CAPITAL D, A, R, N: no decomposition, not in confusables.txt
+    assert mask("\u1d05\u1d00\u0280\u0274 it", ["darn"]) == "**** it"
+    assert fold("\u029c\u1d07\u1d04\u1d0b") == "heck"
+
+
+def test_stacked_combining_marks_are_cut_to_a_few_per_letter() -> None:
+    # Given a letter under 900 acute accents ("zalgo": it draws over other lines)
+    typed = "a" + "\u0301" * 900 + "b" + "\u0489" * 20
+    # Then clean keeps the first MAX_MARKS_PER_LETTER of each run
+    assert clean(typed) == "a" + "\u0301" * MAX_MARKS_PER_LETTER + "b" + "\u0489" * 8
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Vi\u1ec7t Nam",  # Vietnamese: precomposed
+        "Vie\u0323\u0302t",  # Vietnamese decomposed: two marks on a letter
+        "\u05d1\u05bc\u05b0\u0591\u05c3",  # Hebrew points and cantillation
+        "\u0f66\u0f90\u0fb1\u0f7c\u0f7e",  # Tibetan stack
+        "1\ufe0f\u20e3",  # keycap emoji: a variation selector and an enclosing mark
+    ],
+)
+def test_what_scripts_and_emoji_stack_is_kept(text: str) -> None:
+    assert clean(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "blank"),
+    [
+        ("", True),
+        ("\u2800", True),  # BRAILLE PATTERN BLANK: a symbol that renders empty
+        ("\u00a0\u3000\u2003 \t\n", True),  # no-break, ideographic, em spaces
+        ("\u2800a", False),
+        ("\u2801", False),  # a braille dot shows
+        (".", False),
+    ],
+)
+def test_is_blank_is_true_for_text_that_shows_nothing(text: str, blank: bool) -> None:
+    assert is_blank(text) is blank

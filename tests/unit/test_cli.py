@@ -6,6 +6,8 @@ import json
 import socket
 import subprocess
 import sys
+import unicodedata
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -305,8 +307,9 @@ def test_a_chat_line_cannot_forge_another_line_or_drive_the_terminal() -> None:
     lines = shown.split("\n")
     assert lines[0] == f"{message.ts} alice: ok"
     assert all(line.startswith("    ") for line in lines[1:])
-    assert not any(ch != "\n" and not ch.isprintable() for ch in shown)
-    assert "\\x1b]0;pwned\\x07\\x1b[2J \\u202eevil\\r\\tü 🎲" in shown
+    assert not any(ch not in "\n\t" and unicodedata.category(ch) == "Cc" for ch in shown)
+    assert "\u202e" not in shown
+    assert "\\x1b]0;pwned\\x07\\x1b[2J \\u202eevil\\r\tü 🎲" in shown
 
 
 @pytest.mark.parametrize(
@@ -425,3 +428,19 @@ def test_listen_refuses_a_keepalive_mqtt_cannot_carry(value: str) -> None:
     assert result.exit_code == 2
     assert "--keepalive" in result.output
     assert "0<=x<=65535" in result.output
+
+
+def test_rooms_with_no_room_to_list_says_so_and_how_to_make_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import iotnotify.cli_chat as cli_chat
+
+    class NoRooms:
+        def rooms(self) -> Iterator[dict[str, object]]:
+            return iter(())
+
+    monkeypatch.setattr(cli_chat, "_connect", lambda options: (None, NoRooms()))
+    result = CliRunner().invoke(cli, ["rooms", "--user", "alice"])
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert "no rooms you can see yet; create one: iotnotify rooms create NAME" in result.stderr

@@ -185,3 +185,17 @@ def test_the_emulator_package_loads_its_exports_on_first_use() -> None:
     }
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         _ = iotnotify_emulator.Nope  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("missing", ["boto3", "botocore"])
+def test_the_publisher_on_the_core_install_names_the_aws_extra(missing: str) -> None:
+    # The README's publisher example, run where boto3 (the [aws] extra) is missing
+    done = _python(
+        f"import sys\nsys.modules[{missing!r}] = None\nfrom iotnotify.publisher import Publisher\n"
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"ModuleNotFoundError: iotnotify.publisher needs the [aws] extra ({missing} is not "
+        "installed): pip install 'iotnotify[aws]'"
+    )

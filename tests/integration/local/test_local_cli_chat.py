@@ -106,3 +106,27 @@ def test_chat_prints_history_then_live_messages_and_sends_typed_lines(
             if bob.poll() is None:
                 bob.kill()
                 bob.wait()
+
+
+def test_rooms_subcommands_take_the_sign_in_options_after_their_name_too(
+    local_stack: LocalProcess,
+) -> None:
+    # The README's order: `iotnotify rooms create NAME --private --user bob`
+    room = f"after-{secrets.token_hex(3)}"
+    state = str(local_stack.state_file)
+    created = subprocess.run(
+        [IOTNOTIFY, "rooms", "create", room, "--private", "--user", "bob", "--state-file", state],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    # An option after the subcommand wins over the same one before it
+    listing = subprocess.run(
+        [IOTNOTIFY, "rooms", "--user", "alice", "--state-file", state, "list", "--user", "bob"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listing.returncode == 0, listing.stderr
+    assert f"{room}\tprivate\towner {local_stack.user('bob')['sub']}" in listing.stdout
