@@ -11,6 +11,7 @@ transaction (and is undone by its rollback, or sees half of it); with
 
 from __future__ import annotations
 
+import pickle
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.server import ThreadedMotoServer
 
 from iotnotify_local.moto_dynamodb import dynamodb_paused, serialise_dynamodb
+from iotnotify_local.persistence import _snapshot
 
 REGION = "us-east-1"
 # How long the transaction holds still for the other request. In plain moto
@@ -174,3 +176,28 @@ def test_dynamodb_paused_holds_requests_until_the_block_ends(moto: Moto) -> None
     writer.join(timeout=30)
     assert written.is_set()
     assert "Item" in moto.client.get_item(TableName=moto.table, Key=_key("later"))
+
+
+def test_a_data_directory_snapshot_holds_all_of_a_transaction_or_none_of_it(
+    moto: Moto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snapshots: list[bytes] = []
+    # When the data directory snapshots moto while a transaction has written
+    # room-a but not yet room-b (the autosave runs on a thread of its own)
+    saver = _during_transaction(monkeypatch, "room-b", lambda: snapshots.append(_snapshot()))
+    moto.client.transact_write_items(
+        TransactItems=[
+            {"Put": {"TableName": moto.table, "Item": {"room": {"S": name}}}}
+            for name in ("room-a", "room-b")
+        ]
+    )
+    saver.join(timeout=30)
+    # Then what it saved holds both rooms (it waited for the transaction), not one
+    saved = pickle.loads(snapshots[0])["dynamodb"][DEFAULT_ACCOUNT_ID][REGION]
+    table = saved.tables[moto.table]
+    assert [
+        table.get_item(DynamoType({"S": name})) is not None for name in ("room-a", "room-b")
+    ] == [
+        True,
+        True,
+    ]
