@@ -569,3 +569,23 @@ def test_a_failed_catch_up_resumes_near_where_it_stopped_and_repeats_nothing() -
     assert shown == [inbox[0].id, inbox[1].id, live.id, inbox[2].id]
     # and, caught up, the next catch-up starts a look-back before the cursor
     assert seq.begin()[1] == id_floor(t0 + 340)
+
+
+def test_shown_ids_from_a_previous_run_let_the_first_catch_up_look_back_too(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    # Given a previous run showed three notifications, the newest being `since`
+    fan_out = Notification.create(title="fan-out, id taken first")
+    shown = _notes(3, "shown")
+    for note in shown:
+        service.send(note, live=False)
+    # and the fan-out reached the inbox after that run stopped
+    service.send(fan_out, live=False)
+    # When a new Subscriber starts from there with the ids the previous run showed
+    make_subscriber(since=shown[-1].id, shown_ids=[n.id for n in shown]).start()
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    after = Notification.create(title="after")
+    service.send(after)
+    # Then it delivers the fan-out and nothing the previous run showed
+    collector.wait_for(lambda: after.id in collector.ids())
+    assert collector.ids() == [fan_out.id, after.id]
