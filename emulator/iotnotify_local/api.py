@@ -293,6 +293,13 @@ def build_app(api: LocalApi) -> web.Application:
     async def close_executor(_: web.Application) -> None:
         api.executor.shutdown(wait=False, cancel_futures=True)
 
+    async def no_preflight(request: web.Request) -> web.Response:
+        # After every real route: a preflight for a path the API does not have
+        # is the 404 any other method gets (the page's catch-all GET route
+        # would otherwise make it a 405).
+        raise web.HTTPNotFound(reason=f"no such route: {request.path}")
+
+    app.router.add_route("OPTIONS", "/{path:.*}", no_preflight)
     app.on_cleanup.append(close_executor)
     return app
 

@@ -307,8 +307,13 @@ def test_lone_surrogates_are_refused_in_every_text_field(local_stack: LocalProce
 
 def test_router_and_parser_errors_are_json_with_cors(local_stack: LocalProcess) -> None:
     state = local_stack.state
-    # unknown route
+    # unknown route, whatever the method (a CORS preflight too)
     assert_json_error(*raw_request(state, "GET", "/no/such/route"), 404)
+    assert_json_error(*raw_request(state, "OPTIONS", "/no/such/route"), 404)
+    # while a route's preflight is answered
+    status, headers, _ = raw_request(state, "OPTIONS", "/token")
+    assert status == 204
+    assert headers.get("Access-Control-Allow-Origin") == "*"
     # wrong method (and the Allow header survives)
     status, headers, body = raw_request(state, "DELETE", "/token")
     assert_json_error(status, headers, body, 405)
