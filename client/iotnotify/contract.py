@@ -59,6 +59,8 @@ __all__ = [
     "client_id_prefix",
     "dumps_strict",
     "id_floor",
+    "id_lower_bound",
+    "id_millis",
     "iot_arn",
     "loads_strict",
     "new_notification_id",
@@ -443,6 +445,21 @@ def validate_notification_id(value: object) -> str:
     return value
 
 
+# A ULID is 26 Crockford base32 characters: the first 10 spell the 48-bit
+# millisecond timestamp, the last 16 the 80 random bits (ulid/spec).
+_ULID_TIME_CHARS: Final = 10
+_ULID_RANDOM_CHARS: Final = 16
+
+
+def _millis_floor(millis: int) -> str:
+    """The smallest ULID of epoch millisecond ``millis`` (clamped to ULID's 0..2**48-1)."""
+    millis = min(max(millis, 0), _ULID_MAX_MS)
+    chars = [
+        _CROCKFORD[(millis >> (5 * shift)) & 31] for shift in range(_ULID_TIME_CHARS - 1, -1, -1)
+    ]
+    return "".join(chars) + "0" * _ULID_RANDOM_CHARS
+
+
 def id_floor(epoch_seconds: float) -> str:
     """The smallest notification id at ``epoch_seconds``: every id made later sorts after it.
 
@@ -451,10 +468,41 @@ def id_floor(epoch_seconds: float) -> str:
     random part zero. ``listen --since now`` uses it with the *server's*
     time, so a client whose clock is wrong neither skips nor replays.
     """
-    millis = min(max(int(epoch_seconds * 1000), 0), _ULID_MAX_MS)
-    value = millis << 80
-    chars = [_CROCKFORD[(value >> (5 * shift)) & 31] for shift in range(25, -1, -1)]
-    return "".join(chars)
+    return _millis_floor(int(epoch_seconds * 1000))
+
+
+def id_millis(note_id: str) -> int:
+    """The epoch millisecond a notification id was made at: its first 10 characters.
+
+    Raises :class:`InvalidEnvelope` for a value that is not a notification id
+    (:func:`validate_notification_id`). A 26-character value whose first
+    character is above ``7`` does not fit ULID's 128 bits; its time is read
+    as the largest ULID time, 2**48 - 1 ms.
+    """
+    validate_notification_id(note_id)
+    millis = 0
+    for char in note_id[:_ULID_TIME_CHARS]:
+        millis = millis * 32 + _CROCKFORD.index(char)
+    return min(millis, _ULID_MAX_MS)
+
+
+def id_lower_bound(note_id: str, *, lookback_seconds: float) -> str:
+    """The smallest id made ``lookback_seconds`` before ``note_id``: a ``since=`` bound.
+
+    ``GET /notifications?since=<bound>`` then returns every notification
+    whose id was made at most ``lookback_seconds`` before ``note_id`` (and
+    ``note_id`` itself and anything newer). Catch-up asks for this instead
+    of its cursor because an id's time is when the id was *made*, not when
+    the notification reached the inbox: ``notify_many`` makes one id and
+    spends seconds writing it to thousands of inboxes, and publisher hosts'
+    clocks differ, so an inbox can receive an id older than one its reader
+    already saw. ``lookback_seconds`` is rounded to the millisecond; the
+    bound never goes below the epoch. Raises :class:`InvalidEnvelope` for a
+    bad ``note_id`` and ``ValueError`` for a negative or non-finite look-back.
+    """
+    if not math.isfinite(lookback_seconds) or lookback_seconds < 0:
+        raise ValueError(f"lookback_seconds must be finite and >= 0, not {lookback_seconds!r}")
+    return _millis_floor(id_millis(note_id) - round(lookback_seconds * 1000))
 
 
 def new_notification_id() -> str:

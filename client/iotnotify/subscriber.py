@@ -16,9 +16,16 @@ so that it can
   with exponential backoff and full jitter, forever.
 
 After every (re)connect the subscriber subscribes first, then reads
-``GET /notifications?since=<last id>`` page by page while live messages are
+``GET /notifications?since=<bound>`` page by page while live messages are
 buffered, and merges both in id order (ids are ULIDs, so string order is
-time order) without duplicates. Only the user's own topic is in the inbox;
+time order) without duplicates. The bound is not the newest id delivered
+but the smallest id of a look-back window before it (60 s by default,
+``catch_up_lookback``): an id's time is when it was *made*, and an inbox
+can receive an id older than one already shown (``notify_many`` makes one
+id and spends seconds writing it to thousands of inboxes; publisher hosts'
+clocks differ), which ``since=<newest id>`` would never return. What the
+window returns again is dropped by id: the subscriber keeps the ids it
+delivered that a later catch-up could return. Only the user's own topic is in the inbox;
 broadcast messages are delivered as they come and tracked separately. If
 the inbox cannot be read (a page over Lambda's 6 MB response limit is a 502
 on AWS), the subscriber asks for smaller pages, then stays live, reports
@@ -44,7 +51,9 @@ from __future__ import annotations
 import contextlib
 import enum
 import hashlib
+import heapq
 import logging
+import math
 import os
 import queue
 import secrets
@@ -69,6 +78,7 @@ from iotnotify.contract import (
     TopicScheme,
     client_id_for,
     id_floor,
+    id_lower_bound,
 )
 from iotnotify.errors import (
     AuthError,
@@ -88,6 +98,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import asyncio
 
 __all__ = [
+    "DEFAULT_CATCH_UP_LOOKBACK",
     "DEFAULT_KEEPALIVE",
     "IOT_KEEPALIVE_MAX",
     "IOT_KEEPALIVE_MIN",
@@ -123,7 +134,18 @@ _INBOX_PAGE: Final = 100
 _PAGE_SHRINK: Final = 4
 _CATCH_UP_RETRY_INITIAL: Final = 5.0
 _CATCH_UP_RETRY_CAP: Final = 300.0
-_RECENT_IDS: Final = 4096
+_RECENT_IDS: Final = 4096  # broadcast ids remembered, to drop a duplicate
+# How far behind its cursor (the newest id delivered) a catch-up reads again.
+# Ids are made when a send starts, not when it reaches an inbox: notify_many
+# takes one id for all its users, and the README measures a 10,000-user
+# fan-out at 3.2 s (target <= 5 s), so its last inboxes get an id up to ~5 s
+# older than a notification another sender delivered meanwhile; publisher
+# hosts' clocks add their skew (NTP keeps them within milliseconds, a host
+# without it drifts seconds). 60 s covers a fan-out 12 times the target
+# (about 180,000 users at the measured rate) plus that skew, and costs
+# little: a reconnect re-reads one minute of the user's inbox (usually
+# nothing, or one page) and drops what it already delivered, by id.
+DEFAULT_CATCH_UP_LOOKBACK: Final = 60.0
 # Forbidden right after fetching a fresh token is rarely transient; give up
 # after this many in a row instead of retrying a misconfiguration forever.
 _MAX_FORBIDDEN_STREAK: Final = 3
@@ -238,20 +260,53 @@ class SubscriberStats:
 
 
 class _Sequencer:
-    """Merges live messages and catch-up pages into one ordered, duplicate-free stream."""
+    """Merges live messages and catch-up pages into one ordered, duplicate-free stream.
 
-    def __init__(self, *, since: str | None, emit: Callable[[Notification], None]) -> None:
+    A catch-up asks for the ids after :meth:`begin`'s bound: the look-back
+    window's start before the cursor (``last_user_id``), never below
+    ``since`` (the caller already has everything up to it). Every own-topic
+    id delivered is remembered until no later catch-up can return it again,
+    that is until it is at or below the next catch-up's bound; while a
+    catch-up runs or a failed one waits for its retry, nothing is forgotten.
+    """
+
+    def __init__(
+        self,
+        *,
+        since: str | None,
+        lookback: float,
+        emit: Callable[[Notification], None],
+    ) -> None:
         self._lock = threading.Lock()
         self._emit = emit
+        self._lookback = lookback
         self.last_user_id = since
+        # The caller has everything up to ``since``: no catch-up asks below it.
+        self._floor = since
         self.last_broadcast_id: str | None = None
         self._catching_up = False
         self._generation = 0
+        self._started_from: str | None = None  # the bound of the running catch-up
         self._buffer: dict[str, Notification] = {}
-        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._recent: OrderedDict[str, None] = OrderedDict()  # broadcast ids
+        # Own-topic ids delivered that a later catch-up may return again: a
+        # set to look them up, a heap (oldest first) to forget them in order.
+        self._delivered: set[str] = set()
+        self._delivered_heap: list[str] = []
         # Where an abandoned catch-up stopped: the next one starts there, not at
         # the newest live id, so nothing in between is skipped.
         self._resume_from: tuple[str | None] | None = None
+
+    def start_after(self, since: str) -> None:
+        """Nothing up to ``since`` is wanted (``since="now"``, by the server's clock)."""
+        with self._lock:
+            self.last_user_id = since
+            self._floor = since
+
+    @property
+    def delivered_remembered(self) -> int:
+        """How many own-topic ids are kept to drop a catch-up's repeats (for tests)."""
+        return len(self._delivered)
 
     def _seen(self, note_id: str) -> bool:
         if note_id in self._recent:
@@ -261,27 +316,48 @@ class _Sequencer:
             self._recent.popitem(last=False)
         return False
 
+    def _window_start(self) -> str | None:
+        """The ``since=`` of the next catch-up when none is pending: the look-back bound."""
+        cursor = self.last_user_id
+        if cursor is None:
+            return None
+        bound = id_lower_bound(cursor, lookback_seconds=self._lookback)
+        if self._floor is not None and self._floor > bound:
+            return self._floor
+        return bound
+
     def begin(self) -> tuple[int, str | None]:
         """A new connection is about to subscribe: buffer own-topic messages from now."""
         with self._lock:
             self._generation += 1
             self._catching_up = True
-            since = self.last_user_id if self._resume_from is None else self._resume_from[0]
+            resume = self._resume_from
+            since = resume[0] if resume is not None else self._window_start()
+            self._started_from = since
             return self._generation, since
 
-    def give_up(self, generation: int, cursor: str | None) -> bool:
-        """Catch-up failed at ``cursor``: deliver the buffer, go live, remember the gap.
+    def give_up(self, generation: int, stopped_after: str | None) -> bool:
+        """Catch-up failed: deliver the buffer, go live, remember where to resume.
 
-        False when a newer connection took over.
+        ``stopped_after`` is the ``next`` of the last page delivered (None if
+        none was): the retry starts a look-back window before it, or where
+        this catch-up started, whichever is later. False when a newer
+        connection took over.
         """
         with self._lock:
             if generation != self._generation:
                 return False
+            resume = self._started_from
+            if stopped_after is not None:
+                bound = id_lower_bound(stopped_after, lookback_seconds=self._lookback)
+                if resume is None or bound > resume:
+                    resume = bound
+            # Set before delivering: with a retry pending nothing is forgotten.
+            self._resume_from = (resume,)
             if self._catching_up:
                 self._catching_up = False
                 self._deliver_own(sorted(self._buffer.values(), key=lambda n: n.id))
                 self._buffer.clear()
-            self._resume_from = (cursor,)
             return True
 
     def skip_catch_up(self) -> None:
@@ -326,14 +402,28 @@ class _Sequencer:
 
     def _deliver_own(self, notes: list[Notification]) -> None:
         for note in notes:
-            if self._seen(note.id):
-                continue
-            # A message older than the cursor that we never saw (concurrent
-            # publishers can interleave) is still delivered: a gap is worse
-            # than a late message. The cursor never moves back.
+            if note.id in self._delivered:
+                continue  # the look-back window returned it again
+            self._delivered.add(note.id)
+            heapq.heappush(self._delivered_heap, note.id)
+            # A message older than the cursor that we never saw (a fan-out's
+            # id, concurrent publishers, clock skew) is still delivered: a gap
+            # is worse than a late message. The cursor never moves back.
             if self.last_user_id is None or note.id > self.last_user_id:
                 self.last_user_id = note.id
             self._emit(note)
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop the ids no later catch-up can return (at or below its bound)."""
+        if self._catching_up or self._resume_from is not None:
+            return  # the running or pending catch-up may start lower
+        bound = self._window_start()
+        if bound is None:
+            return
+        heap = self._delivered_heap
+        while heap and heap[0] <= bound:
+            self._delivered.discard(heapq.heappop(heap))
 
 
 @dataclass
@@ -379,7 +469,14 @@ class Subscriber:
     ``since`` is the id of the last notification the caller already has
     (None: everything still in the inbox; :data:`SINCE_NOW`: only what is
     sent from the first connect on, by the server's clock, so a wrong local
-    clock neither skips notifications nor replays old ones). ``keepalive`` overrides the
+    clock neither skips notifications nor replays old ones); no catch-up
+    asks for anything at or below it. ``catch_up_lookback`` (seconds, >= 0,
+    default :data:`DEFAULT_CATCH_UP_LOOKBACK`) is how far behind the newest
+    id it delivered a reconnect's catch-up reads again, so that a
+    notification with an older id that reached the inbox later (a
+    ``notify_many`` fan-out's id, publisher clock skew) is not skipped; what
+    it returns again is dropped by id, so nothing is delivered twice by one
+    Subscriber. ``keepalive`` overrides the
     token's recommendation and is clamped to IoT's 30..1200 s;
     ``keepalive_floor`` is for tests only (see :func:`clamp_keepalive`).
     """
@@ -393,6 +490,7 @@ class Subscriber:
         on_state: Callable[[StateChange], None] | None = None,
         since: str | None = None,
         catch_up: bool = True,
+        catch_up_lookback: float = DEFAULT_CATCH_UP_LOOKBACK,
         keepalive: int | None = None,
         keepalive_floor: int = IOT_KEEPALIVE_MIN,
         client_id: str | None = None,
@@ -403,6 +501,11 @@ class Subscriber:
         backoff: Backoff | None = None,
     ) -> None:
         clamp_keepalive(keepalive, floor=keepalive_floor)  # validate the floor now
+        if not math.isfinite(catch_up_lookback) or catch_up_lookback < 0:
+            raise ValueError(
+                f"catch_up_lookback must be a finite number of seconds >= 0, "
+                f"not {catch_up_lookback!r}"
+            )
         self._tokens = tokens
         if inbox is None and catch_up and isinstance(tokens, InboxReader):
             inbox = tokens
@@ -421,7 +524,11 @@ class Subscriber:
         self._nothing_granted = False
         self.stats = SubscriberStats()
         self._since_now = since == SINCE_NOW
-        self._sequencer = _Sequencer(since=None if self._since_now else since, emit=self._enqueue)
+        self._sequencer = _Sequencer(
+            since=None if self._since_now else since,
+            lookback=catch_up_lookback,
+            emit=self._enqueue,
+        )
         self._deliveries: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._stop_called = threading.Event()  # by the caller, not by a fatal error
@@ -681,7 +788,7 @@ class Subscriber:
         client = self._new_client(conn, path=path, tls=tls)
         if self._since_now:
             self._since_now = False
-            self._sequencer.last_user_id = id_floor(_server_now(token))
+            self._sequencer.start_after(id_floor(_server_now(token)))
         generation, since = self._sequencer.begin()
         with self._lock:
             if self._stopping.is_set():
@@ -782,6 +889,8 @@ class Subscriber:
 
         def run() -> None:
             cursor = since
+            # The ``next`` of the last page delivered: a retry resumes near it.
+            delivered_up_to: str | None = None
             limit = _INBOX_PAGE
             retry = Backoff(initial=_CATCH_UP_RETRY_INITIAL, cap=_CATCH_UP_RETRY_CAP)
             while not self._stopping.is_set() and not conn.gone.is_set():
@@ -799,7 +908,7 @@ class Subscriber:
                         if isinstance(exc, IotNotifyError)
                         else ConnectionLost(f"catch-up failed: {exc!r}")
                     )
-                    if not self._sequencer.give_up(generation, cursor):
+                    if not self._sequencer.give_up(generation, delivered_up_to):
                         return
                     delay = retry.next_delay()
                     self._set_state(
@@ -823,7 +932,7 @@ class Subscriber:
                         StateChange(ConnectionState.CAUGHT_UP, client_id=conn.client_id)
                     )
                     return
-                cursor = page.next
+                cursor = delivered_up_to = page.next
             if conn.error is not None and not conn.closed:
                 with contextlib.suppress(Exception):
                     client.disconnect()  # wakes the supervisor to act on the error

@@ -28,6 +28,9 @@ What is kept, and how:
 
 State is saved after start-up and on a clean stop, and every
 :data:`AUTOSAVE_SECONDS` in between, so a crash loses at most that much.
+DynamoDB requests wait while a snapshot is pickled
+(:func:`~iotnotify_local.moto_dynamodb.dynamodb_paused`), so a saved state
+holds all of a transaction or none of it.
 A directory saved by other provisioning code (``provision.py``, the
 naming or the IAM policies changed) or another moto version is refused
 with a hint to use ``--fresh``: restoring it would run today's handlers
@@ -58,6 +61,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from iotnotify.naming import ResourceNames
+from iotnotify_local.moto_dynamodb import dynamodb_paused
 from iotnotify_local.provision import DemoUser, LocalResources, PublisherKeys
 
 __all__ = [
@@ -181,8 +185,11 @@ def _snapshot() -> bytes:
             }
         buffer = io.BytesIO()
         try:
-            # One pickle for all services keeps objects shared between them shared.
-            _MotoPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(state)
+            # DynamoDB held still: never half of a transaction in the file
+            # (moto applies a transaction's actions one by one; moto_dynamodb).
+            with dynamodb_paused():
+                # One pickle for all services keeps objects shared between them shared.
+                _MotoPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(state)
         except RuntimeError:
             if attempt == _SNAPSHOT_TRIES - 1:
                 raise

@@ -235,9 +235,13 @@ class LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
         from iotnotify_emulator.moto_credentials import install_sts_recorder
+        from iotnotify_local.moto_dynamodb import serialise_dynamodb
 
         # Before the first AssumeRole: the emulator honours only recorded sessions.
         install_sts_recorder()
+        # Before the first DynamoDB request: moto's threaded server would
+        # otherwise let a cancelled transaction undo other requests' writes.
+        serialise_dynamodb()
         if moto_port == 0:
             moto_port = _free_port(MOTO_HOST)
         self._moto = ThreadedMotoServer(ip_address=MOTO_HOST, port=moto_port, verbose=False)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
+from iotnotify.contract import validate_notification_id
+from iotnotify.errors import InvalidEnvelope
 from iotnotify.inbox import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from iotnotify.presence import PresenceError
 from iotnotify_handlers import clients
@@ -19,8 +21,6 @@ from iotnotify_handlers.http import Request, api_handler, logger
 
 __all__ = ["handler"]
 
-# A ULID: 26 characters of Crockford base32.
-_ID_RE: Final = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 _DIGITS_RE: Final = re.compile(r"[0-9]{1,6}", re.ASCII)
 
 
@@ -39,8 +39,13 @@ def handler(request: Request) -> tuple[int, Any]:
     # The user comes from the verified token only: no parameter can name another.
     user_id = request.user_id()
     since = request.query.get("since") or None
-    if since is not None and not _ID_RE.fullmatch(since):
-        raise BadRequest("since must be a notification id (a 26-character ULID)")
+    if since is not None:
+        # The contract's id rule: a catch-up's look-back bound
+        # (iotnotify.contract.id_lower_bound, random part all "0") is one.
+        try:
+            validate_notification_id(since)
+        except InvalidEnvelope as exc:
+            raise BadRequest("since must be a notification id (a 26-character ULID)") from exc
     presence = clients.presence()
     if presence is not None:
         # Before the inbox read: a skip-offline send that races this

@@ -202,3 +202,40 @@ def test_id_floor_is_the_smallest_ulid_of_its_millisecond(moment: float) -> None
     assert floor[:10] == made[:10]  # same millisecond
     assert floor == made[:10] + "0" * 16
     assert floor <= made < id_floor(moment + 1)
+
+
+@pytest.mark.parametrize("moment", [61.0, 1_700_000_000.123, 1_764_000_000.999, 4_000_000_000.5])
+def test_id_lower_bound_is_the_smallest_ulid_of_the_millisecond_lookback_before(
+    moment: float,
+) -> None:
+    from ulid import ULID
+
+    from iotnotify.contract import id_lower_bound, id_millis, validate_notification_id
+
+    # Given an id made at `moment`
+    cursor = str(ULID.from_timestamp(moment))
+    millis = id_millis(cursor)
+    assert millis == int(ULID.from_str(cursor).timestamp * 1000)
+    # When the bound 60 s before it is taken
+    bound = id_lower_bound(cursor, lookback_seconds=60)
+    # Then it is the smallest ULID of the millisecond 60 000 ms earlier,
+    earlier = str(ULID.from_timestamp((millis - 60_000) / 1000))
+    assert bound == earlier[:10] + "0" * 16
+    assert id_millis(bound) == millis - 60_000
+    # it sorts before every id made in that window and after every id made before it,
+    inside = str(ULID.from_timestamp((millis - 59_999) / 1000))
+    before = str(ULID.from_timestamp((millis - 60_001) / 1000))
+    assert before < bound < earlier <= inside < cursor
+    # and the HTTP API's `since` rule accepts it.
+    assert validate_notification_id(bound) == bound
+
+
+def test_id_lower_bound_of_a_young_id_stops_at_the_epoch_and_refuses_bad_input() -> None:
+    from iotnotify.contract import id_floor, id_lower_bound
+
+    assert id_lower_bound(id_floor(10.0), lookback_seconds=60) == "0" * 26
+    assert id_lower_bound(id_floor(10.0), lookback_seconds=0) == id_floor(10.0)
+    with pytest.raises(InvalidEnvelope):
+        id_lower_bound("01jd5z3q8w9v4x2y6z7a8b9c0d", lookback_seconds=60)  # lower case
+    with pytest.raises(ValueError, match="lookback"):
+        id_lower_bound(id_floor(10.0), lookback_seconds=-1)

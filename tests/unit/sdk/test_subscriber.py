@@ -435,3 +435,137 @@ def test_stop_from_the_callback_delivers_nothing_more(
     subscribers[0].start()
     assert subscribers[0].wait_stopped(10)
     assert [n.title for n in collector.notes] == ["missed0"]
+
+
+def _reconnect_after(
+    service: FakeService, collector: Collector, count: int, offline: Callable[[], None]
+) -> None:
+    """Drop the connection, run ``offline`` while nobody is connected, let it reconnect."""
+    service.refuse_connections = True
+    service.drop_all()
+    _state_seen(collector, ConnectionState.DISCONNECTED, count)
+    offline()
+    service.refuse_connections = False
+    _state_seen(collector, ConnectionState.CAUGHT_UP, count + 1)
+
+
+def test_an_older_id_that_reached_the_inbox_while_offline_is_caught_up_exactly_once(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    # The reviewer's gap: notify_many takes one id, then spends seconds on its
+    # users; meanwhile another sender reaches this user live with a newer id.
+    make_subscriber(since=new_notification_id()).start()
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    fan_out = Notification.create(title="fan-out, id taken at its start")
+    newer = Notification.create(title="newer, from another sender")
+    assert fan_out.id < newer.id
+    service.send(newer)
+    assert collector.wait_notes(1)[0].id == newer.id
+    # When the fan-out reaches the user's inbox while the user is offline
+    _reconnect_after(service, collector, 1, lambda: service.send(fan_out, live=False))
+    after = Notification.create(title="after the reconnect")
+    service.send(after)
+    # Then the reconnect's catch-up delivers it, once, and shows nothing again
+    collector.wait_for(lambda: after.id in collector.ids())
+    assert collector.ids() == [newer.id, fan_out.id, after.id]
+
+
+def test_reconnects_within_the_look_back_window_show_nothing_twice(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    # Given notifications delivered live and from the inbox, over three connections
+    make_subscriber(since=id_floor(time.time() - 1)).start()
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    first = _notes(3, "live")
+    for note in first:
+        service.send(note)
+    collector.wait_notes(3)
+    away = _notes(2, "away")
+    _reconnect_after(service, collector, 1, lambda: [service.send(n, live=False) for n in away])
+    collector.wait_notes(5)
+    late = Notification(id=first[0].id[:10] + "0" * 15 + "1", title="late, oldest id of all")
+    _reconnect_after(service, collector, 2, lambda: service.send(late, live=False))
+    after = Notification.create(title="after")
+    service.send(after)
+    collector.wait_for(lambda: after.id in collector.ids())
+    # Then each was shown once: the look-back re-read the inbox twice and
+    # dropped what it had already delivered
+    ids = collector.ids()
+    assert len(ids) == len(set(ids)) == 7
+    assert ids == [*(n.id for n in [*first, *away]), late.id, after.id]
+    assert service.inbox_calls == 3
+
+
+def test_catch_up_never_asks_below_the_callers_since(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    # Given the caller already has everything up to `since` (a restarted app)
+    older = Notification.create(title="the caller has this one")
+    since = new_notification_id()
+    service.send(older, live=False)
+    # When it starts, and again after a reconnect before anything new arrived
+    make_subscriber(since=since).start()
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    missed = Notification.create(title="missed")
+    _reconnect_after(service, collector, 1, lambda: service.send(missed, live=False))
+    # Then only what is newer than `since` arrives, even within the look-back
+    assert [n.title for n in collector.wait_notes(1)] == ["missed"]
+    service.send(last := Notification.create(title="last"))
+    collector.wait_for(lambda: last.id in collector.ids())
+    assert collector.ids() == [missed.id, last.id]
+
+
+def test_a_negative_look_back_is_refused(make_subscriber: Make) -> None:
+    with pytest.raises(ValueError, match="catch_up_lookback"):
+        make_subscriber(catch_up_lookback=-1.0)
+    with pytest.raises(ValueError, match="catch_up_lookback"):
+        make_subscriber(catch_up_lookback=float("nan"))
+
+
+def _id_at(seconds: float, tail: str = "0123456789ABCDEF") -> str:
+    return id_floor(seconds)[:10] + tail
+
+
+def test_delivered_ids_are_forgotten_once_no_catch_up_can_return_them() -> None:
+    from iotnotify.subscriber import _Sequencer
+
+    t0 = 1_700_000_000.0
+    shown: list[str] = []
+    seq = _Sequencer(since=id_floor(t0), lookback=60.0, emit=lambda n: shown.append(n.id))
+    seq.skip_catch_up()
+    # Given live notifications spread over 200 s
+    for offset in (1, 30, 100, 200):
+        seq.live(Notification(id=_id_at(t0 + offset), title=str(offset)), own=True)
+    # Then only the ones a catch-up from 60 s before the newest could return are kept
+    assert seq.delivered_remembered == 1
+    generation, since = seq.begin()
+    assert since == id_floor(t0 + 140)
+    # and that catch-up, returning the newest again plus a late older one, adds only the latter
+    late = Notification(id=_id_at(t0 + 150), title="late")
+    again = Notification(id=_id_at(t0 + 200), title="200")
+    assert seq.page(generation, [late, again], last=True)
+    assert shown == [_id_at(t0 + o) for o in (1, 30, 100, 200)] + [late.id]
+
+
+def test_a_failed_catch_up_resumes_near_where_it_stopped_and_repeats_nothing() -> None:
+    from iotnotify.subscriber import _Sequencer
+
+    t0 = 1_700_000_000.0
+    shown: list[str] = []
+    seq = _Sequencer(since=id_floor(t0), lookback=60.0, emit=lambda n: shown.append(n.id))
+    inbox = [Notification(id=_id_at(t0 + o), title=str(o)) for o in (10, 100, 300)]
+    generation, since = seq.begin()
+    assert since == id_floor(t0)
+    # Given the first page arrives and the second fails, while live ones flow
+    assert seq.page(generation, inbox[:2], last=False)
+    assert seq.give_up(generation, inbox[1].id)
+    live = Notification(id=_id_at(t0 + 400), title="live")
+    seq.live(live, own=True)
+    # When the retry starts: a look-back before the page it stopped after
+    generation, since = seq.begin()
+    assert since == id_floor(t0 + 40)
+    # Then the retry, returning the end of that page again, delivers only what is new
+    assert seq.page(generation, [inbox[1], inbox[2], live], last=True)
+    assert shown == [inbox[0].id, inbox[1].id, live.id, inbox[2].id]
+    # and, caught up, the next catch-up starts a look-back before the cursor
+    assert seq.begin()[1] == id_floor(t0 + 340)
