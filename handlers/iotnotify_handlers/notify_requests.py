@@ -146,7 +146,11 @@ def send(request: NotifyRequest, publisher: Publisher) -> dict[str, Any]:
     return {
         "id": results[0].notification_id if results else None,
         "results": [
-            {"userId": r.user_id, "ok": r.ok, **({"error": r.error} if r.error else {})}
+            {
+                "userId": r.user_id,
+                "ok": r.ok,
+                **({"error": r.error, "stored": r.stored} if r.error else {}),
+            }
             for r in results
         ],
     }
