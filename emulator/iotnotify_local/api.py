@@ -284,7 +284,10 @@ def build_app(api: LocalApi) -> web.Application:
         async def placeholder(_: web.Request) -> web.Response:
             return web.Response(
                 text="<!doctype html><title>iotnotify</title><p>iotnotify local is running. "
-                "The web page is not built yet.</p>",
+                "The web page is not built yet: in a checkout of the repository, "
+                "<code>make setup</code> (or <code>npm ci --prefix web &amp;&amp; "
+                "npm run build --prefix web</code>) builds <code>web/dist</code>, "
+                "then start <code>iotnotify local</code> again.</p>",
                 content_type="text/html",
             )
 

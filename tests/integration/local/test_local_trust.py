@@ -454,9 +454,10 @@ def test_non_loopback_host_needs_allow_remote(tmp_path: Path) -> None:
 
 
 def test_exposure_check_and_warning() -> None:
-    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+    # 127.1 is inet_aton shorthand for 127.0.0.1: judged by what it resolves to
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost", "127.1"):
         assert check_exposure(host, allow_remote=False) is None
-    for host in ("0.0.0.0", "192.168.1.20", "::", "myhost.example"):
+    for host in ("0.0.0.0", "192.168.1.20", "::", "myhost.example", "0"):
         with pytest.raises(RemoteNotAllowed):
             check_exposure(host, allow_remote=False)
         warning = check_exposure(host, allow_remote=True)
@@ -538,3 +539,21 @@ def test_the_page_signs_in_through_the_api_and_admin_calls_are_refused(
         status, answer = cognito_call(state, action, {"UserPoolId": state["userPoolId"]})
         assert status == 403, (action, answer)
         assert answer["error"] == "forbidden"
+
+
+def test_a_wheel_install_finds_the_page_built_in_the_checkout_it_runs_in(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import iotnotify_local.stack as stack
+
+    # Given the package without a page beside it (a wheel install)
+    monkeypatch.setattr(stack, "_WEB_DIR", tmp_path / "site-packages" / "web" / "dist")
+    built = tmp_path / "checkout" / "web" / "dist"
+    built.mkdir(parents=True)
+    (built / "index.html").write_text("<!doctype html>")
+    (tmp_path / "checkout" / "emulator").mkdir()
+    # Then the page built in the checkout is served, from its root or a folder in it
+    assert stack.find_web_dir(cwd=tmp_path / "checkout") == built
+    assert stack.find_web_dir(cwd=tmp_path / "checkout" / "emulator") == built
+    # and outside a checkout the package's path stays (the API says how to build it)
+    assert stack.find_web_dir(cwd=tmp_path) == tmp_path / "site-packages" / "web" / "dist"
