@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -142,7 +143,13 @@ async def _invoke(api: LocalApi, route: Route, event: Mapping[str, Any]) -> Mapp
 
 def _error(status: int, code: str, message: str) -> web.Response:
     """The API's one error shape, ``{"error", "message"}`` with CORS headers, for every status."""
-    return web.json_response({"error": code, "message": message}, status=status, headers=_CORS)
+    # Compact, as the handlers write theirs: one shape whichever layer answers.
+    return web.json_response(
+        {"error": code, "message": message},
+        status=status,
+        headers=_CORS,
+        dumps=functools.partial(json.dumps, separators=(",", ":")),
+    )
 
 
 async def _event(

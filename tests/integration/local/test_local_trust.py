@@ -153,6 +153,8 @@ def assert_json_error(status: int, headers: dict[str, str], body: bytes, expecte
     assert headers.get("Content-Type", "").startswith("application/json"), headers
     assert headers.get("Access-Control-Allow-Origin") == "*", headers
     document = json.loads(body, parse_constant=lambda c: pytest.fail(f"{c} in a response"))
+    # One spacing whichever layer answered (router, parser or handler)
+    assert body == json.dumps(document, separators=(",", ":")).encode(), body
     assert set(document) == {"error", "message"}, document
     assert isinstance(document["error"], str), document
     assert document["error"], document
