@@ -324,10 +324,18 @@ class _Sequencer:
         cursor = self.last_user_id
         if cursor is None:
             return None
-        bound = id_lower_bound(cursor, lookback_seconds=self._lookback)
+        bound = self._lower_bound(cursor)
         if self._floor is not None and self._floor > bound:
             return self._floor
         return bound
+
+    def _lower_bound(self, note_id: str) -> str:
+        try:
+            return id_lower_bound(note_id, lookback_seconds=self._lookback)
+        except ContractError:
+            # Not a ULID (a sender outside this SDK): no time to look back
+            # from; resume strictly after it, as ``since=`` always did.
+            return note_id
 
     def begin(self) -> tuple[int, str | None]:
         """A new connection is about to subscribe: buffer own-topic messages from now."""
@@ -352,7 +360,7 @@ class _Sequencer:
                 return False
             resume = self._started_from
             if stopped_after is not None:
-                bound = id_lower_bound(stopped_after, lookback_seconds=self._lookback)
+                bound = self._lower_bound(stopped_after)
                 if resume is None or bound > resume:
                     resume = bound
             # Set before delivering: with a retry pending nothing is forgotten.

@@ -170,11 +170,14 @@ class TrayApp:
         # next run re-reads that window and skips only these.
         saved = self.settings.last_id
         last = max(saved, note.id) if _is_id(saved) else note.id
-        bound = id_lower_bound(last, lookback_seconds=self._lookback)
-        shown = {i for i in self.settings.shown_ids.split() if _is_id(i) and i > bound}
-        if note.id > bound:
-            shown.add(note.id)
-        self._save(last_id=last, shown_ids=" ".join(sorted(shown)))
+        if _is_id(last):
+            bound = id_lower_bound(last, lookback_seconds=self._lookback)
+            shown = {i for i in self.settings.shown_ids.split() if _is_id(i) and i > bound}
+            if note.id > bound:
+                shown.add(note.id)
+            self._save(last_id=last, shown_ids=" ".join(sorted(shown)))
+        else:  # not a ULID (a sender outside this SDK): no window to keep
+            self._save(last_id=last, shown_ids="")
         if alert is not None:
             game = alert.game
             if game is not None and alert.url is not None:

@@ -589,3 +589,18 @@ def test_shown_ids_from_a_previous_run_let_the_first_catch_up_look_back_too(
     # Then it delivers the fan-out and nothing the previous run showed
     collector.wait_for(lambda: after.id in collector.ids())
     assert collector.ids() == [fan_out.id, after.id]
+
+
+def test_an_id_that_is_not_a_ulid_is_delivered_and_resumed_after_without_a_window() -> None:
+    from iotnotify.subscriber import _Sequencer
+
+    shown: list[str] = []
+    seq = _Sequencer(since=None, lookback=60.0, emit=lambda n: shown.append(n.id))
+    seq.skip_catch_up()
+    # A sender outside the SDK used its own (sortable, but not ULID) ids
+    seq.live(Notification(id="zz-0001", title="foreign"), own=True)
+    assert shown == ["zz-0001"]
+    generation, since = seq.begin()
+    assert since == "zz-0001"
+    assert seq.give_up(generation, "zz-0001")
+    assert seq.begin()[1] == "zz-0001"
