@@ -25,13 +25,14 @@ can receive an id older than one already shown (``notify_many`` makes one
 id and spends seconds writing it to thousands of inboxes; publisher hosts'
 clocks differ), which ``since=<newest id>`` would never return. What the
 window returns again is dropped by id: the subscriber keeps the ids it
-delivered that a later catch-up could return. Only the user's own topic is in the inbox;
-broadcast messages are delivered as they come and tracked separately. If
+delivered that a later catch-up could return. Only the user's own topic is
+in the inbox; broadcast messages are delivered as they come and tracked separately. If
 the inbox cannot be read (a page over Lambda's 6 MB response limit is a 502
 on AWS), the subscriber asks for smaller pages, then stays live, reports
 ``CATCH_UP_FAILED`` and retries the read with backoff on the same
 connection: a failed catch-up never causes a reconnect loop, and the next
-catch-up starts where the failed one stopped, so nothing is skipped.
+catch-up starts a look-back window before where the failed one stopped,
+so nothing is skipped.
 
 Notifications reach the caller on one dispatcher thread (``on_message``) or
 through ``async for note in sub.notifications``; a slow consumer never
