@@ -275,8 +275,8 @@ class _Sequencer:
         self,
         *,
         since: str | None,
-        lookback: float,
         emit: Callable[[Notification], None],
+        lookback: float = DEFAULT_CATCH_UP_LOOKBACK,
         shown: Iterable[str] | None = None,
     ) -> None:
         self._lock = threading.Lock()
