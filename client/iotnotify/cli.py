@@ -274,7 +274,11 @@ def send(
             result = {
                 "id": results[0].notification_id,
                 "results": [
-                    {"userId": r.user_id, "ok": r.ok, **({"error": r.error} if r.error else {})}
+                    {
+                        "userId": r.user_id,
+                        "ok": r.ok,
+                        **({"error": r.error, "stored": r.stored} if r.error else {}),
+                    }
                     for r in results
                 ],
             }
@@ -284,7 +288,9 @@ def send(
     results = result.get("results", [])
     failed = [r for r in results if not r["ok"]]
     for entry in failed:
-        _error_line("failed", f"{entry['userId']}: {entry['error']}")
+        # Not shown live, but in the inbox: say so, or a retry sends it twice.
+        kept = " (stored in the inbox: shown at the next catch-up)" if entry.get("stored") else ""
+        _error_line("failed", f"{entry['userId']}: {entry['error']}{kept}")
     # "sent" only for what reached someone: a user whose publish failed after
     # the inbox write is counted as failed, not as sent.
     if not failed:

@@ -87,6 +87,9 @@ class DeliveryResult:
     error: str | None = None
     # False when ``skip_offline`` found no connection: stored, not published.
     live: bool = True
+    # True when the user's inbox holds it: a failed live publish is then
+    # still shown, at the client's next catch-up.
+    stored: bool = False
 
 
 def _translate(exc: Exception, what: str) -> IotNotifyError:
@@ -270,14 +273,21 @@ class Publisher:
         if not valid:
             return [results[user_id] for user_id in recipients]
 
+        # send() runs only for users whose inbox write succeeded (or none was due).
+        stored = not ephemeral and self._inbox is not None
+
         def send(user_id: str) -> DeliveryResult:
             if not self._reachable(user_id):
-                return DeliveryResult(user_id, ok=True, notification_id=note.id, live=False)
+                return DeliveryResult(
+                    user_id, ok=True, notification_id=note.id, live=False, stored=stored
+                )
             try:
                 self._publish_payload(self._scheme.user_notifications(user_id), payload)
             except IotNotifyError as exc:
-                return DeliveryResult(user_id, ok=False, notification_id=note.id, error=str(exc))
-            return DeliveryResult(user_id, ok=True, notification_id=note.id)
+                return DeliveryResult(
+                    user_id, ok=False, notification_id=note.id, error=str(exc), stored=stored
+                )
+            return DeliveryResult(user_id, ok=True, notification_id=note.id, stored=stored)
 
         inbox = None if ephemeral else self._inbox
         # 25 publishes follow each batch write, so a quarter of the workers

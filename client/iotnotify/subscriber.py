@@ -276,13 +276,16 @@ class _Sequencer:
         since: str | None,
         lookback: float,
         emit: Callable[[Notification], None],
+        shown: Iterable[str] | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self._emit = emit
         self._lookback = lookback
         self.last_user_id = since
-        # The caller has everything up to ``since``: no catch-up asks below it.
-        self._floor = since
+        # Without ``shown`` the caller has everything up to ``since`` and no
+        # catch-up asks below it; with it, the caller says which ids of the
+        # window before ``since`` it has, and the first catch-up looks back too.
+        self._floor = since if shown is None else None
         self.last_broadcast_id: str | None = None
         self._catching_up = False
         self._generation = 0
@@ -291,8 +294,8 @@ class _Sequencer:
         self._recent: OrderedDict[str, None] = OrderedDict()  # broadcast ids
         # Own-topic ids delivered that a later catch-up may return again: a
         # set to look them up, a heap (oldest first) to forget them in order.
-        self._delivered: set[str] = set()
-        self._delivered_heap: list[str] = []
+        self._delivered: set[str] = set(shown or ())
+        self._delivered_heap: list[str] = sorted(self._delivered)  # a sorted list is a heap
         # Where an abandoned catch-up stopped: the next one starts there, not at
         # the newest live id, so nothing in between is skipped.
         self._resume_from: tuple[str | None] | None = None
@@ -321,10 +324,18 @@ class _Sequencer:
         cursor = self.last_user_id
         if cursor is None:
             return None
-        bound = id_lower_bound(cursor, lookback_seconds=self._lookback)
+        bound = self._lower_bound(cursor)
         if self._floor is not None and self._floor > bound:
             return self._floor
         return bound
+
+    def _lower_bound(self, note_id: str) -> str:
+        try:
+            return id_lower_bound(note_id, lookback_seconds=self._lookback)
+        except ContractError:
+            # Not a ULID (a sender outside this SDK): no time to look back
+            # from; resume strictly after it, as ``since=`` always did.
+            return note_id
 
     def begin(self) -> tuple[int, str | None]:
         """A new connection is about to subscribe: buffer own-topic messages from now."""
@@ -349,7 +360,7 @@ class _Sequencer:
                 return False
             resume = self._started_from
             if stopped_after is not None:
-                bound = id_lower_bound(stopped_after, lookback_seconds=self._lookback)
+                bound = self._lower_bound(stopped_after)
                 if resume is None or bound > resume:
                     resume = bound
             # Set before delivering: with a retry pending nothing is forgotten.
@@ -476,7 +487,14 @@ class Subscriber:
     notification with an older id that reached the inbox later (a
     ``notify_many`` fan-out's id, publisher clock skew) is not skipped; what
     it returns again is dropped by id, so nothing is delivered twice by one
-    Subscriber. ``keepalive`` overrides the
+    Subscriber. ``shown_ids`` carries such a record across runs of an app:
+    the ids its ``on_message`` handled among those made up to
+    ``catch_up_lookback`` before ``since`` (``since`` itself included; the
+    tray keeps it in its settings). Given, the first catch-up looks back from
+    ``since`` as well and skips them, instead of treating ``since`` as a
+    hard limit. (The app keeps the record, not the Subscriber: after
+    :meth:`stop` notifications already queued are never handed over.)
+    ``keepalive`` overrides the
     token's recommendation and is clamped to IoT's 30..1200 s;
     ``keepalive_floor`` is for tests only (see :func:`clamp_keepalive`).
     """
@@ -491,6 +509,7 @@ class Subscriber:
         since: str | None = None,
         catch_up: bool = True,
         catch_up_lookback: float = DEFAULT_CATCH_UP_LOOKBACK,
+        shown_ids: Iterable[str] | None = None,
         keepalive: int | None = None,
         keepalive_floor: int = IOT_KEEPALIVE_MIN,
         client_id: str | None = None,
@@ -528,6 +547,7 @@ class Subscriber:
             since=None if self._since_now else since,
             lookback=catch_up_lookback,
             emit=self._enqueue,
+            shown=None if shown_ids is None else list(shown_ids),
         )
         self._deliveries: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._stopping = threading.Event()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -142,7 +143,13 @@ async def _invoke(api: LocalApi, route: Route, event: Mapping[str, Any]) -> Mapp
 
 def _error(status: int, code: str, message: str) -> web.Response:
     """The API's one error shape, ``{"error", "message"}`` with CORS headers, for every status."""
-    return web.json_response({"error": code, "message": message}, status=status, headers=_CORS)
+    # Compact, as the handlers write theirs: one shape whichever layer answers.
+    return web.json_response(
+        {"error": code, "message": message},
+        status=status,
+        headers=_CORS,
+        dumps=functools.partial(json.dumps, separators=(",", ":")),
+    )
 
 
 async def _event(
@@ -284,7 +291,10 @@ def build_app(api: LocalApi) -> web.Application:
         async def placeholder(_: web.Request) -> web.Response:
             return web.Response(
                 text="<!doctype html><title>iotnotify</title><p>iotnotify local is running. "
-                "The web page is not built yet.</p>",
+                "The web page is not built yet: in a checkout of the repository, "
+                "<code>make setup</code> (or <code>npm ci --prefix web &amp;&amp; "
+                "npm run build --prefix web</code>) builds <code>web/dist</code>, "
+                "then start <code>iotnotify local</code> again.</p>",
                 content_type="text/html",
             )
 
@@ -293,6 +303,13 @@ def build_app(api: LocalApi) -> web.Application:
     async def close_executor(_: web.Application) -> None:
         api.executor.shutdown(wait=False, cancel_futures=True)
 
+    async def no_preflight(request: web.Request) -> web.Response:
+        # After every real route: a preflight for a path the API does not have
+        # is the 404 any other method gets (the page's catch-all GET route
+        # would otherwise make it a 405).
+        raise web.HTTPNotFound(reason=f"no such route: {request.path}")
+
+    app.router.add_route("OPTIONS", "/{path:.*}", no_preflight)
     app.on_cleanup.append(close_executor)
     return app
 

@@ -24,7 +24,7 @@ import signal
 import socket
 import string
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -54,6 +54,7 @@ __all__ = [
     "RemoteNotAllowed",
     "StackConfig",
     "check_exposure",
+    "find_web_dir",
     "run_local",
 ]
 
@@ -74,6 +75,18 @@ _FUNCTION_SESSION_SECONDS: Final = 3600
 _WEB_DIR: Final = Path(__file__).resolve().parents[2] / "web" / "dist"
 
 
+def find_web_dir(cwd: Path | None = None) -> Path:
+    """The built page: ``web/dist`` of this checkout (an editable install), else
+    of ``cwd`` or its nearest parent that has one (a wheel install run inside a
+    checkout: the wheel carries no page). If none is built, the package's own
+    path, where the API then serves a page saying how to build it."""
+    here = (cwd or Path.cwd()).resolve()
+    for candidate in (_WEB_DIR, *(folder / "web" / "dist" for folder in (here, *here.parents))):
+        if (candidate / "index.html").is_file():
+            return candidate
+    return _WEB_DIR
+
+
 class RemoteNotAllowed(Exception):
     """A non-loopback ``--host`` without ``--allow-remote``."""
 
@@ -88,12 +101,23 @@ REMOTE_WARNING: Final = (
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+    """Whether binding ``host`` listens on loopback only.
+
+    An address is judged as is; anything else (``localhost``, ``127.1``,
+    another name) by every address it resolves to, which is what the bind
+    gets. A name that does not resolve is not loopback.
+    """
     try:
         return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name other than localhost: assume it is reachable
+    except ValueError:
+        pass
+    try:
+        resolved = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
+    except (socket.gaierror, UnicodeError):
         return False
+    return bool(resolved) and all(
+        ipaddress.ip_address(address.partition("%")[0]).is_loopback for address in resolved
+    )
 
 
 def _has_ipv4(host: str) -> bool:
@@ -134,7 +158,7 @@ class StackConfig:
     stage: str = "local"
     region: str = "us-east-1"
     url_scheme: str = "ws"  # what GET /token vends; wss needs the generated CA trusted
-    web_dir: Path = _WEB_DIR
+    web_dir: Path = field(default_factory=find_web_dir)
     # Where users, inbox, rooms, ids and the CA are kept across restarts
     # (iotnotify_local.persistence); None keeps nothing.
     data_dir: Path | None = None

@@ -15,7 +15,7 @@ from iotnotify.games import Game, GameStoreError, InvalidGame
 from iotnotify_handlers import clients
 from iotnotify_handlers.backend_auth import authorize_backend
 from iotnotify_handlers.errors import BadRequest, ServiceUnavailable
-from iotnotify_handlers.http import Request, api_handler
+from iotnotify_handlers.http import Request, api_handler, reject_unknown_fields
 from iotnotify_handlers.settings import settings
 
 __all__ = ["game_json", "handler"]
@@ -39,9 +39,7 @@ def handler(request: Request) -> tuple[int, Any]:
     raw = request.json()
     if not isinstance(raw, dict):
         raise BadRequest('body must be a JSON object {"gameId", "players"}')
-    unknown = sorted(set(raw) - _FIELDS)
-    if unknown:
-        raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
+    reject_unknown_fields(raw, _FIELDS)
     if not isinstance(raw.get("gameId"), str) or not isinstance(raw.get("players"), list):
         raise BadRequest('body must be {"gameId": string, "players": [user ids]}')
     try:

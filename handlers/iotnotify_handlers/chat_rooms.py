@@ -47,6 +47,7 @@ from iotnotify_handlers.errors import (
     QuotaExceeded,
     ServiceUnavailable,
 )
+from iotnotify_handlers.http import reject_unknown_fields
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -167,6 +168,7 @@ class ChatRooms:
         """``POST /chats {"room", "private"?}`` -> the room; 400, 409, or 403 at the quota."""
         if not isinstance(raw, dict) or not isinstance(raw.get("room"), str):
             raise BadRequest("body must be a JSON object with a string 'room'")
+        reject_unknown_fields(raw, {"room", "private"})
         private = raw.get("private", False)
         if not isinstance(private, bool):
             raise BadRequest("'private' must be true or false")
@@ -350,6 +352,7 @@ class ChatRooms:
         """
         if not isinstance(raw, dict) or not isinstance(raw.get("user"), str):
             raise BadRequest("body must be a JSON object with a string 'user'")
+        reject_unknown_fields(raw, {"user"})
         try:
             member = validate_user_id(raw["user"])
         except ContractError as exc:

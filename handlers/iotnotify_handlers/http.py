@@ -13,6 +13,7 @@ import base64
 import functools
 import json
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -24,7 +25,14 @@ from iotnotify.errors import PayloadTooLarge as ContractPayloadTooLarge
 from iotnotify_handlers.errors import BadRequest, HandlerError, PayloadTooLarge, Unauthorized
 from iotnotify_handlers.settings import settings
 
-__all__ = ["MAX_BODY_BYTES", "Request", "Response", "api_handler", "json_response"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "Request",
+    "Response",
+    "api_handler",
+    "json_response",
+    "reject_unknown_fields",
+]
 
 logger = Logger(service="iotnotify")
 
@@ -37,6 +45,19 @@ logger = Logger(service="iotnotify")
 MAX_BODY_BYTES: Final = 1024 * 1024
 
 Response = dict[str, Any]
+
+
+def reject_unknown_fields(raw: Mapping[str, Any], allowed: AbstractSet[str]) -> None:
+    """Raise :class:`BadRequest` (400) naming the fields of ``raw`` not in ``allowed``.
+
+    Every route with a JSON body refuses fields it does not know: a typo
+    such as ``"Private": true`` would otherwise make a public room, silently.
+    """
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
+
+
 _JSON_HEADERS: Final = {
     "Content-Type": "application/json",
     "Cache-Control": "no-store",

@@ -21,6 +21,7 @@ from iotnotify.contract import validate_name, validate_title, validate_user_id
 from iotnotify.errors import ContractError
 from iotnotify.publisher import DeliveryResult, Publisher
 from iotnotify_handlers.errors import BadRequest, ServiceUnavailable, Unauthorized
+from iotnotify_handlers.http import reject_unknown_fields
 
 __all__ = ["MAX_RECIPIENTS", "ApiKeyVerifier", "NotifyRequest", "send"]
 
@@ -45,9 +46,7 @@ class NotifyRequest:
     def parse(cls, raw: Any) -> NotifyRequest:
         if not isinstance(raw, dict):
             raise BadRequest("body must be a JSON object")
-        unknown = sorted(set(raw) - _ALLOWED_FIELDS)
-        if unknown:
-            raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
+        reject_unknown_fields(raw, _ALLOWED_FIELDS)
         title = raw.get("title")
         try:
             title = validate_title(title)  # the one rule, shared with the CLI and publisher
@@ -147,7 +146,11 @@ def send(request: NotifyRequest, publisher: Publisher) -> dict[str, Any]:
     return {
         "id": results[0].notification_id if results else None,
         "results": [
-            {"userId": r.user_id, "ok": r.ok, **({"error": r.error} if r.error else {})}
+            {
+                "userId": r.user_id,
+                "ok": r.ok,
+                **({"error": r.error, "stored": r.stored} if r.error else {}),
+            }
             for r in results
         ],
     }

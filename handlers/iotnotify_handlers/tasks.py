@@ -21,6 +21,7 @@ from iotnotify.contract import new_notification_id, validate_user_id
 from iotnotify.errors import ContractError
 from iotnotify.publisher import Publisher
 from iotnotify_handlers.errors import BadRequest, ServiceUnavailable
+from iotnotify_handlers.http import reject_unknown_fields
 
 __all__ = [
     "MAX_TASK_BYTES",
@@ -82,6 +83,7 @@ def submit_task(raw: Any, *, user_id: str, sqs: Any, queue_url: str) -> Task:
     """Validate a ``POST /task`` body and enqueue it for ``user_id``."""
     if not isinstance(raw, dict):
         raise BadRequest("body must be a JSON object")
+    reject_unknown_fields(raw, {"name", "payload"})
     name = raw.get("name", "task")
     payload = raw.get("payload", {})
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS:

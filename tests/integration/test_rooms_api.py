@@ -232,3 +232,24 @@ def test_members_get_tokens_for_private_rooms(account: FakeAccount) -> None:
     status, token = call("GET", "/token", "bob", query={"rooms": "secret"})
     assert status == 200
     assert set(token["channels"]) == {"secret"}
+
+
+@pytest.mark.parametrize(
+    ("resource", "body"),
+    [
+        ("/chats", {"room": "typo", "Private": True}),  # a typo must not make a public room
+        ("/chats", {"room": "extra", "private": True, "owner": "bob"}),
+        ("/chats/{room}/members", {"user": "bob", "role": "admin"}),
+    ],
+)
+def test_a_body_with_a_field_the_route_does_not_know_is_refused(
+    account: FakeAccount, resource: str, body: dict[str, Any]
+) -> None:
+    create("alice", "secret", private=True)
+    status, answer = call("POST", resource, room="secret", body=body)
+    assert (status, answer["error"]) == (400, "bad_request")
+    assert answer["message"].startswith("unknown field(s): ")
+    # And nothing was made or changed
+    assert call("GET", "/chats/{room}/messages", "bob", room="secret")[0] == 403
+    listed = [room["room"] for room in call("GET", "/chats", "alice")[1]["rooms"]]
+    assert listed == ["secret"]

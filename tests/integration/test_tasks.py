@@ -85,3 +85,9 @@ def test_a_poisoned_record_is_the_only_failure_and_the_others_notify_owners(
 def test_a_clean_batch_reports_no_failures(account: FakeAccount) -> None:
     submit("alice", {"name": "a"})
     assert task_worker.handler(receive_batch(account)) == {"batchItemFailures": []}
+
+
+def test_post_task_refuses_a_field_it_does_not_know(account: FakeAccount) -> None:
+    status, body = submit("alice", {"name": "export", "paylaod": {"rows": 3}})
+    assert (status, body["error"]) == (400, "bad_request")
+    assert body["message"] == "unknown field(s): paylaod"

@@ -444,3 +444,40 @@ def test_rooms_with_no_room_to_list_says_so_and_how_to_make_one(
     assert result.exit_code == 0
     assert result.stdout == ""
     assert "no rooms you can see yet; create one: iotnotify rooms create NAME" in result.stderr
+
+
+def test_send_says_a_user_it_failed_to_reach_live_still_has_it_in_the_inbox(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a fan-out whose live publish failed for one user after the inbox write
+    import iotnotify.sending as sending
+    from iotnotify.publisher import DeliveryResult
+
+    class OnePublishFails:
+        def __enter__(self) -> OnePublishFails:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def notify_many(self, users: list[str], **_: object) -> list[DeliveryResult]:
+            return [
+                DeliveryResult("a-1", ok=True, notification_id="01J", stored=True),
+                DeliveryResult(
+                    "b-2", ok=False, notification_id="01J", error="throttled", stored=True
+                ),
+                DeliveryResult("c-3", ok=False, notification_id="01J", error="inbox down"),
+            ]
+
+    monkeypatch.setattr(
+        sending, "publisher_for_local", lambda _state: (OnePublishFails(), lambda user: user)
+    )
+    # When sending
+    result = CliRunner().invoke(
+        cli, ["send", "--user", "a-1", "--user", "b-2", "--user", "c-3", "--title", "t"]
+    )
+    # Then the one stored is said to be, the one not stored is not
+    assert result.exit_code == 1
+    assert "b-2: throttled (stored in the inbox: shown at the next catch-up)" in result.stderr
+    assert "c-3: inbox down\n" in result.stderr
+    assert "sent 01J to 1 of 3 users" in result.stdout

@@ -2,11 +2,52 @@
 //
 // Live MQTT messages and catch-up pages overlap by design (catch-up runs after
 // every (re)connect), so everything is merged by envelope `id`. Ids are ULIDs:
-// plain string comparison is send order, which is what `since=` relies on.
+// plain string comparison is the order they were made in, which is what
+// `since=` relies on. Made, not delivered: an older id can reach the inbox
+// after a newer one was shown, so catch-up reads a look-back window behind the
+// newest id (`catchUpSince`) and `add` drops what it returns again.
 
 /** @typedef {{v: number, id: string, type: string, title: string, body: string, data: object, ts: string}} Envelope */
 
 const ULID_RE = /^[0-9A-HJKMNP-TV-Z]{26}$/;
+const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+// A ULID's first 10 characters are its 48-bit millisecond, the other 16 its
+// random bits (ulid/spec); the same rule as iotnotify.contract.id_lower_bound.
+const TIME_CHARS = 10;
+const RANDOM_CHARS = 16;
+
+/**
+ * How far behind the newest id it showed a reconnect's catch-up reads again.
+ * An id's time is when it was made, not when it reached the inbox:
+ * `notify_many` takes one id for all its users (10,000 in about 3.2 s, README
+ * "Fan-out at cloud latency") and publisher hosts' clocks differ, so an
+ * inbox can receive an id older than one the page already showed. 60 s, as
+ * the Python SDK (DEFAULT_CATCH_UP_LOOKBACK): twelve times the fan-out
+ * target plus clock skew, for re-reading one minute of the inbox.
+ */
+export const CATCH_UP_LOOKBACK_MS = 60_000;
+
+/**
+ * The smallest id made `lookbackMs` before `id` (its millisecond minus the
+ * look-back, random part all "0"), never before the epoch: the `since=` that
+ * returns `id`, anything newer and anything made up to `lookbackMs` earlier.
+ * @param {string} id  a ULID  @param {number} lookbackMs
+ * @returns {string}
+ */
+export function idLowerBound(id, lookbackMs) {
+  if (!ULID_RE.test(id)) throw new TypeError(`not a notification id: ${JSON.stringify(id)}`);
+  if (!Number.isFinite(lookbackMs) || lookbackMs < 0) throw new RangeError(`bad look-back: ${lookbackMs}`);
+  let millis = 0;
+  // 48 bits fit a double exactly (2 ** 53), so plain arithmetic is exact.
+  for (const char of id.slice(0, TIME_CHARS)) millis = millis * 32 + CROCKFORD.indexOf(char);
+  millis = Math.min(Math.max(millis - Math.round(lookbackMs), 0), 2 ** 48 - 1);
+  let time = "";
+  for (let i = 0; i < TIME_CHARS; i += 1) {
+    time = CROCKFORD[millis % 32] + time;
+    millis = Math.floor(millis / 32);
+  }
+  return time + "0".repeat(RANDOM_CHARS);
+}
 
 /**
  * The envelope inside an MQTT payload or an API item, or null when it is not one.
@@ -56,6 +97,17 @@ export class Feed {
     this.lastId = /** @type {string | null} */ (null);
     // Ids below this were trimmed away; they must not come back as "new".
     this.floor = "";
+  }
+
+  /**
+   * The `since=` of the next catch-up: a look-back window before the newest
+   * id ever added (null: everything in the inbox). What the window returns
+   * again is dropped by `add`, by id (entries trimmed away are below `floor`).
+   * @param {number} [lookbackMs]
+   * @returns {string | null}
+   */
+  catchUpSince(lookbackMs = CATCH_UP_LOOKBACK_MS) {
+    return this.lastId === null ? null : idLowerBound(this.lastId, lookbackMs);
   }
 
   /**

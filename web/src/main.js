@@ -276,7 +276,9 @@ function unreachableHint(url) {
 }
 
 async function catchUp() {
-  const missed = await fetchMissed(api, feed.lastId);
+  // Not from feed.lastId: an older id can reach the inbox later (a fan-out's
+  // id, clock skew); the feed drops what the look-back returns again.
+  const missed = await fetchMissed(api, feed.catchUpSince());
   receive(missed, caughtUpOnce ? "missed" : "history");
   caughtUpOnce = true;
 }

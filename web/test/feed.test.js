@@ -62,3 +62,59 @@ test("payloads parse from bytes and text; garbage is null", () => {
   assert.equal(parsePayload("{"), null);
   assert.equal(toEnvelope({ v: 1, id: ID(9), title: "x", data: null })?.data && true, true);
 });
+
+test("idLowerBound is the smallest id of the millisecond the look-back before, as in the Python SDK", async () => {
+  const { idLowerBound, CATCH_UP_LOOKBACK_MS } = await import("../src/feed.js");
+  // Vectors from iotnotify.contract.id_lower_bound.
+  assert.equal(idLowerBound("01M8MQ1N4KPXZMGCN0J7W6FEEC", 60_000), "01M8MPZTHK0000000000000000");
+  assert.equal(idLowerBound("01M8MQ1N4KPXZMGCN0J7W6FEEC", 0), "01M8MQ1N4K0000000000000000");
+  assert.equal(idLowerBound("000000000A0000000000000000", 60_000), "0".repeat(26));
+  assert.equal(CATCH_UP_LOOKBACK_MS, 60_000);
+  assert.throws(() => idLowerBound("nope", 1000), TypeError);
+  assert.throws(() => idLowerBound("01M8MQ1N4KPXZMGCN0J7W6FEEC", -1), RangeError);
+});
+
+test("a reconnect's catch-up shows an older id that reached the inbox late, once, and nothing twice", async () => {
+  const { fetchMissed } = await import("../src/api.js");
+  // An inbox as GET /notifications serves it: ids greater than `since`, oldest first, paged.
+  const inbox = [];
+  const asked = [];
+  const api = {
+    async notifications(since, limit = 100) {
+      asked.push(since);
+      const newer = inbox.filter((n) => since === null || n.id > since).sort((a, b) => (a.id < b.id ? -1 : 1));
+      const page = newer.slice(0, limit);
+      return { notifications: page, next: newer.length > limit ? page[page.length - 1].id : null };
+    },
+  };
+  const at = (ms, tail) => ({ v: 1, id: idAt(ms) + tail, type: "notification", title: tail, body: "", data: {}, ts: "" });
+  const t0 = 1_764_000_000_000;
+  const feed = new Feed();
+  // Given the page showed two notifications live (both also in the inbox)
+  const shown = [at(t0, "0000000000000001"), at(t0 + 5000, "0000000000000002")];
+  inbox.push(...shown);
+  assert.equal(feed.add(shown).length, 2);
+  // and a fan-out whose id was taken 3 s before the newest reached the inbox while offline
+  const fanOut = at(t0 + 2000, "00000000000000FF");
+  inbox.push(fanOut);
+  // When the page catches up after reconnecting, in pages of one
+  const fresh = feed.add(await fetchMissed(api, feed.catchUpSince(), { limit: 1 }));
+  // Then only the fan-out is new, and the catch-up asked from 60 s before the newest
+  assert.deepEqual(fresh.map((n) => n.id), [fanOut.id]);
+  assert.equal(asked[0], idAt(t0 + 5000 - 60_000) + "0".repeat(16));
+  assert.equal(feed.list().length, 3);
+  assert.equal(feed.unreadCount(), 3);
+  // and a second reconnect adds nothing
+  assert.deepEqual(feed.add(await fetchMissed(api, feed.catchUpSince())), []);
+});
+
+/** The 10 time characters of a ULID made at epoch millisecond `ms`. */
+function idAt(ms) {
+  const alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+  let out = "";
+  for (let i = 0; i < 10; i += 1) {
+    out = alphabet[ms % 32] + out;
+    ms = Math.floor(ms / 32);
+  }
+  return out;
+}

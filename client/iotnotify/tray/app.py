@@ -23,9 +23,15 @@ from typing import Any
 
 from iotnotify.api_client import ApiClient
 from iotnotify.auth import CognitoAuth, CognitoSession, Tokens
-from iotnotify.contract import Notification
+from iotnotify.contract import Notification, id_lower_bound, validate_notification_id
 from iotnotify.errors import AuthError, IotNotifyError
-from iotnotify.subscriber import ConnectionState, StateChange, Subscriber, device_suffix
+from iotnotify.subscriber import (
+    DEFAULT_CATCH_UP_LOOKBACK,
+    ConnectionState,
+    StateChange,
+    Subscriber,
+    device_suffix,
+)
 from iotnotify.tray.icon import Bell
 from iotnotify.tray.keyring_store import RefreshTokenStore, TokenStore
 from iotnotify.tray.notifier import Notifier, default_notifier
@@ -69,6 +75,9 @@ class TrayApp:
         self._token_store: TokenStore = token_store or RefreshTokenStore(api_url=settings.api_url)
         self.state = state or TrayState()
         self._subscriber_options = dict(subscriber_options or {})
+        self._lookback = float(
+            self._subscriber_options.get("catch_up_lookback", DEFAULT_CATCH_UP_LOOKBACK)
+        )
         self._open_url = open_url or _open_in_browser
         self.subscriber: Subscriber | None = None
         self._session: CognitoSession | None = None
@@ -137,6 +146,7 @@ class TrayApp:
             "on_message": self._on_notification,
             "on_state": self._on_state,
             "since": self.settings.last_id or None,
+            "shown_ids": self._saved_shown_ids(),
             "device_id": device_suffix("tray"),
             "ca_file": self.settings.ca_file or None,
             **self._subscriber_options,
@@ -144,11 +154,30 @@ class TrayApp:
         self.subscriber = Subscriber(**options).start()
         return self.subscriber
 
+    def _saved_shown_ids(self) -> list[str] | None:
+        """The ids the last run showed near ``last_id``; None: resume strictly after it."""
+        if not _is_id(self.settings.last_id):
+            return None
+        ids = [i for i in self.settings.shown_ids.split() if _is_id(i)]
+        return ids or None
+
     def _on_notification(self, note: Notification) -> None:
         alert = self.state.add(note)
-        # Remembered before the pop-up: a restart must not show it again.
-        if self.subscriber is not None and self.subscriber.last_id:
-            self._save(last_id=self.subscriber.last_id)
+        # Remembered before the pop-up: a restart must not show it again. The
+        # id handled here, not the subscriber's last_id, which may be ahead
+        # (queued notifications are never handed over after stop()). With
+        # the ids shown in the catch-up look-back before it, so that the
+        # next run re-reads that window and skips only these.
+        saved = self.settings.last_id
+        last = max(saved, note.id) if _is_id(saved) else note.id
+        if _is_id(last):
+            bound = id_lower_bound(last, lookback_seconds=self._lookback)
+            shown = {i for i in self.settings.shown_ids.split() if _is_id(i) and i > bound}
+            if note.id > bound:
+                shown.add(note.id)
+            self._save(last_id=last, shown_ids=" ".join(sorted(shown)))
+        else:  # not a ULID (a sender outside this SDK): no window to keep
+            self._save(last_id=last, shown_ids="")
         if alert is not None:
             game = alert.game
             if game is not None and alert.url is not None:
@@ -207,7 +236,7 @@ class TrayApp:
             self._token_store.delete(self.settings.username)
         except IotNotifyError:
             log.exception("could not remove the refresh token")
-        self._save(last_id="")
+        self._save(last_id="", shown_ids="")
         self.state.clear()
         self.quit()
 
@@ -445,3 +474,11 @@ class _DropDockingErrors(logging.Filter):
 def _quiet_pystray_docking() -> None:
     for name in ("pystray", "pystray._xorg", "pystray._base"):
         logging.getLogger(name).addFilter(_DropDockingErrors())
+
+
+def _is_id(value: str) -> bool:
+    try:
+        validate_notification_id(value)
+    except IotNotifyError:
+        return False
+    return True

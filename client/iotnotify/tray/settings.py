@@ -39,6 +39,11 @@ class TraySettings:
     username: str = ""
     ca_file: str = ""
     last_id: str = ""  # catch-up resumes from here after a restart of the app
+    # Space-separated ids the tray showed within the catch-up look-back before
+    # last_id (last_id included): after a restart the catch-up re-reads that
+    # window, for ids older than last_id that reached the inbox later (a
+    # fan-out's id), and skips these. Empty: last_id is a hard limit.
+    shown_ids: str = ""
 
     @property
     def configured(self) -> bool:

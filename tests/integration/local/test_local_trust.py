@@ -153,6 +153,8 @@ def assert_json_error(status: int, headers: dict[str, str], body: bytes, expecte
     assert headers.get("Content-Type", "").startswith("application/json"), headers
     assert headers.get("Access-Control-Allow-Origin") == "*", headers
     document = json.loads(body, parse_constant=lambda c: pytest.fail(f"{c} in a response"))
+    # One spacing whichever layer answered (router, parser or handler)
+    assert body == json.dumps(document, separators=(",", ":")).encode(), body
     assert set(document) == {"error", "message"}, document
     assert isinstance(document["error"], str), document
     assert document["error"], document
@@ -307,8 +309,13 @@ def test_lone_surrogates_are_refused_in_every_text_field(local_stack: LocalProce
 
 def test_router_and_parser_errors_are_json_with_cors(local_stack: LocalProcess) -> None:
     state = local_stack.state
-    # unknown route
+    # unknown route, whatever the method (a CORS preflight too)
     assert_json_error(*raw_request(state, "GET", "/no/such/route"), 404)
+    assert_json_error(*raw_request(state, "OPTIONS", "/no/such/route"), 404)
+    # while a route's preflight is answered
+    status, headers, _ = raw_request(state, "OPTIONS", "/token")
+    assert status == 204
+    assert headers.get("Access-Control-Allow-Origin") == "*"
     # wrong method (and the Allow header survives)
     status, headers, body = raw_request(state, "DELETE", "/token")
     assert_json_error(status, headers, body, 405)
@@ -449,9 +456,10 @@ def test_non_loopback_host_needs_allow_remote(tmp_path: Path) -> None:
 
 
 def test_exposure_check_and_warning() -> None:
-    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+    # 127.1 is inet_aton shorthand for 127.0.0.1: judged by what it resolves to
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost", "127.1"):
         assert check_exposure(host, allow_remote=False) is None
-    for host in ("0.0.0.0", "192.168.1.20", "::", "myhost.example"):
+    for host in ("0.0.0.0", "192.168.1.20", "::", "myhost.example", "0"):
         with pytest.raises(RemoteNotAllowed):
             check_exposure(host, allow_remote=False)
         warning = check_exposure(host, allow_remote=True)
@@ -533,3 +541,21 @@ def test_the_page_signs_in_through_the_api_and_admin_calls_are_refused(
         status, answer = cognito_call(state, action, {"UserPoolId": state["userPoolId"]})
         assert status == 403, (action, answer)
         assert answer["error"] == "forbidden"
+
+
+def test_a_wheel_install_finds_the_page_built_in_the_checkout_it_runs_in(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import iotnotify_local.stack as stack
+
+    # Given the package without a page beside it (a wheel install)
+    monkeypatch.setattr(stack, "_WEB_DIR", tmp_path / "site-packages" / "web" / "dist")
+    built = tmp_path / "checkout" / "web" / "dist"
+    built.mkdir(parents=True)
+    (built / "index.html").write_text("<!doctype html>")
+    (tmp_path / "checkout" / "emulator").mkdir()
+    # Then the page built in the checkout is served, from its root or a folder in it
+    assert stack.find_web_dir(cwd=tmp_path / "checkout") == built
+    assert stack.find_web_dir(cwd=tmp_path / "checkout" / "emulator") == built
+    # and outside a checkout the package's path stays (the API says how to build it)
+    assert stack.find_web_dir(cwd=tmp_path) == tmp_path / "site-packages" / "web" / "dist"

@@ -182,6 +182,19 @@ def test_a_failed_publish_fails_only_its_user(users: list[str], closing: list[Pu
     assert "throttled" in (results[users[7]].error or "")
     assert results[users[7]].notification_id is not None
     assert all(r.ok for user, r in results.items() if user != users[7])
+    # and it says the notification is in that user's inbox all the same
+    assert all(r.stored for r in results.values())
+
+
+def test_an_ephemeral_notification_is_never_said_to_be_stored(
+    users: list[str], closing: list[Publisher]
+) -> None:
+    iot = FakeIotData()
+    iot.failing.add(_topic(users[7]))
+    publisher = _publisher(closing, iot_data=iot, inbox=Inbox(FakeTable()))
+    results = {r.user_id: r for r in publisher.notify_many(users, title="t", ephemeral=True)}
+    assert not results[users[7]].ok
+    assert not any(r.stored for r in results.values())
 
 
 def test_a_failed_inbox_batch_fails_its_users_who_are_then_not_published(
@@ -199,6 +212,7 @@ def test_a_failed_inbox_batch_fails_its_users_who_are_then_not_published(
     failed = [r.user_id for r in results if not r.ok]
     assert failed == users[25:50]
     assert all("inbox batch write failed" in (r.error or "") for r in results if not r.ok)
+    assert not any(r.stored for r in results if not r.ok)
     # and nothing is live that catch-up could not find: they were not published
     assert sorted(iot.published) == sorted(_topic(u) for u in users[:25] + users[50:])
 

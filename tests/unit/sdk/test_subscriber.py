@@ -569,3 +569,38 @@ def test_a_failed_catch_up_resumes_near_where_it_stopped_and_repeats_nothing() -
     assert shown == [inbox[0].id, inbox[1].id, live.id, inbox[2].id]
     # and, caught up, the next catch-up starts a look-back before the cursor
     assert seq.begin()[1] == id_floor(t0 + 340)
+
+
+def test_shown_ids_from_a_previous_run_let_the_first_catch_up_look_back_too(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    # Given a previous run showed three notifications, the newest being `since`
+    fan_out = Notification.create(title="fan-out, id taken first")
+    shown = _notes(3, "shown")
+    for note in shown:
+        service.send(note, live=False)
+    # and the fan-out reached the inbox after that run stopped
+    service.send(fan_out, live=False)
+    # When a new Subscriber starts from there with the ids the previous run showed
+    make_subscriber(since=shown[-1].id, shown_ids=[n.id for n in shown]).start()
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    after = Notification.create(title="after")
+    service.send(after)
+    # Then it delivers the fan-out and nothing the previous run showed
+    collector.wait_for(lambda: after.id in collector.ids())
+    assert collector.ids() == [fan_out.id, after.id]
+
+
+def test_an_id_that_is_not_a_ulid_is_delivered_and_resumed_after_without_a_window() -> None:
+    from iotnotify.subscriber import _Sequencer
+
+    shown: list[str] = []
+    seq = _Sequencer(since=None, lookback=60.0, emit=lambda n: shown.append(n.id))
+    seq.skip_catch_up()
+    # A sender outside the SDK used its own (sortable, but not ULID) ids
+    seq.live(Notification(id="zz-0001", title="foreign"), own=True)
+    assert shown == ["zz-0001"]
+    generation, since = seq.begin()
+    assert since == "zz-0001"
+    assert seq.give_up(generation, "zz-0001")
+    assert seq.begin()[1] == "zz-0001"

@@ -1,0 +1,76 @@
+"""The page's catch-up after a reconnect reads a look-back window, in real Chromium.
+
+The reviewer's gap, in the browser: ``notify_many`` takes one id and spends
+seconds on its users; alice's page showed a newer notification from another
+sender meanwhile, then was offline when the fan-out reached her inbox. The
+reconnect's catch-up must show the fan-out, once, and repeat nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from playwright.sync_api import Route, expect
+
+from iotnotify.contract import Notification
+from iotnotify.sending import publisher_for_local
+from tests.e2e.conftest import LocalStack, OpenPage, expect_status, sign_in, toast, unread_item
+
+
+def unique(label: str) -> str:
+    return f"{label} {uuid.uuid4().hex[:6]}"
+
+
+def test_an_older_id_that_reached_the_inbox_while_offline_is_shown_once_after_reconnecting(
+    stack: LocalStack, open_page: OpenPage
+) -> None:
+    # Given alice live (failed WebSocket attempts while the emulator is down are expected)
+    alice = open_page("alice")
+    alice.allow_network_errors(r"^wss?://[^/]+/mqtt\?")
+    alice.allow_network_errors(r"^WebSocket connection to 'wss?://[^/]+/mqtt\?")
+    sign_in(alice, stack, "alice")
+    page = alice.page
+    publisher, resolve = publisher_for_local(stack.state_file)
+    with publisher:
+        alice_id = resolve("alice")
+        # and a fan-out that took its id before another sender reached her live
+        fan_out = Notification.create(
+            title=unique("Tournament starts"), body="one id, 10,000 users"
+        )
+        newer = unique("Your turn")
+        sent = stack.send("alice", newer)
+        assert fan_out.id < sent["id"]
+        expect(toast(page, newer)).to_be_visible()
+
+        # When she goes offline, and her reconnect waits (its GET /token held)
+        # until the fan-out's inbox write has landed; its live publish found nobody
+        held: list[Route] = []
+        released = False
+
+        def hold(route: Route) -> None:
+            if released:
+                route.continue_()
+            else:
+                held.append(route)
+
+        page.route(re.compile(r"/token(\?|$)"), hold)
+        stack.restart_emulator(down_seconds=1)
+        expect_status(page, "reconnecting", timeout=10_000)
+        assert publisher.inbox is not None
+        publisher.inbox.put(alice_id, fan_out)
+        released = True
+        for route in held:
+            route.continue_()
+
+    # Then the page comes back live and shows the fan-out once, and the newer one still once
+    expect_status(page, "live", timeout=45_000)
+    expect(unread_item(page, fan_out.title)).to_have_count(1)
+    expect(unread_item(page, fan_out.title)).to_have_attribute("data-id", fan_out.id)
+    expect(toast(page, fan_out.title)).to_be_visible()
+    after = unique("After the reconnect")
+    stack.send("alice", after)
+    expect(toast(page, after)).to_be_visible()
+    expect(unread_item(page, newer)).to_have_count(1)
+    expect(unread_item(page, fan_out.title)).to_have_count(1)
+    expect(page.locator("#unread-list > li")).to_have_count(3)
