@@ -18,6 +18,7 @@ import pytest
 from iotnotify.api_client import ApiClient, ConnectionToken
 from iotnotify.backoff import Backoff
 from iotnotify.contract import Notification, id_lower_bound, new_notification_id
+from iotnotify.errors import IotNotifyError
 from iotnotify.publisher import Publisher
 from iotnotify.sending import publisher_for_local
 from iotnotify.subscriber import ConnectionState, Subscriber
@@ -102,3 +103,22 @@ def test_a_fan_out_id_older_than_one_seen_live_is_caught_up_once_after_a_reconne
     finally:
         tokens.gate.set()
         sub.stop()
+
+
+def test_the_api_takes_a_look_back_bound_as_since_and_refuses_what_is_not_an_id(
+    local_stack: RunningStack, publisher: tuple[Publisher, str]
+) -> None:
+    pub, alice_id = publisher
+    api = local_stack.api("alice")
+    sent = pub.notify(alice_id, title="inside the window")
+    # The bound a minute before it: its random part is all "0", still a ULID for the API
+    bound = id_lower_bound(sent.id, lookback_seconds=60)
+    assert bound.endswith("0" * 16)
+    assert sent.id in {n.id for n in api.notifications(since=bound).notifications}
+    for bad in (
+        "01jd5z3q8w9v4x2y6z7a8b9c0d",
+        "01JD5Z3Q8W9V4X2Y6Z7A8B9C0",
+        "01JD5Z3Q8W9V4X2Y6Z7A8B9C0U",
+    ):
+        with pytest.raises(IotNotifyError, match="HTTP 400: since must be a notification id"):
+            api.notifications(since=bad)
