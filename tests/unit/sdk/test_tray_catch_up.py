@@ -86,18 +86,27 @@ def _caught_up(collector: Collector, count: int) -> None:
     )
 
 
-def test_a_look_back_catch_up_neither_misses_nor_double_counts_in_the_tray(
-    service: FakeService, make_tray: MakeTray, tmp_path: Path
-) -> None:
-    # Given a running tray that showed 12 notifications live (more than its recent list of 10)
-    path = tmp_path / "tray.json"
+def _started(
+    make_tray: MakeTray, path: Path, collector: Collector, *, shown: int
+) -> tuple[TrayApp, Shown, Notification, list[Notification]]:
+    """A tray resuming from a second ago, caught up; then a fan-out's id is taken
+    (before anything else is sent) and ``shown`` notifications are shown live.
+    Returns the tray, its pop-ups, the fan-out (not sent) and what was shown."""
     TraySettings(last_id=id_floor(time.time() - 1)).save(path)
-    collector = Collector()
     app, notifier = make_tray(path, collector)
     app.start()
     _caught_up(collector, 1)
     fan_out = Notification.create(title="fan-out")  # its id taken first
-    live = [Notification.create(title=f"live {i}") for i in range(12)]
+    live = [Notification.create(title=f"live {i}") for i in range(shown)]
+    return app, notifier, fan_out, live
+
+
+def test_a_look_back_catch_up_neither_misses_nor_double_counts_in_the_tray(
+    service: FakeService, make_tray: MakeTray, tmp_path: Path
+) -> None:
+    # Given a running tray that showed 12 notifications live (more than its recent list of 10)
+    collector = Collector()
+    app, notifier, fan_out, live = _started(make_tray, tmp_path / "tray.json", collector, shown=12)
     for note in live:
         service.send(note)
     collector.wait_notes(12)
@@ -125,13 +134,8 @@ def test_after_a_restart_the_tray_catches_up_an_older_id_and_repeats_nothing(
 ) -> None:
     # Given a first run of the tray that showed three notifications and quit
     path = tmp_path / "tray.json"
-    TraySettings(last_id=id_floor(time.time() - 1)).save(path)
     first_run = Collector()
-    app, _ = make_tray(path, first_run)
-    app.start()
-    _caught_up(first_run, 1)
-    fan_out = Notification.create(title="fan-out")  # its id taken first
-    shown = [Notification.create(title=f"shown {i}") for i in range(3)]
+    app, _, fan_out, shown = _started(make_tray, path, first_run, shown=3)
     for note in shown:
         service.send(note)
     first_run.wait_notes(3)
