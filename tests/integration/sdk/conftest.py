@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,16 @@ class RunningStack:
 
     def api(self, name: str) -> ApiClient:
         return ApiClient(api_url=self.state.apiUrl, id_tokens=self.session(name))
+
+    def restart_emulator(self, down_seconds: int) -> None:
+        """The stack's fault-injection hook: drop everyone, listen again later."""
+        url = f"{self.state.iotDataUrl}/_emulator/restart?downSeconds={down_seconds}"
+        secret = self.state.extra["emulatorAdminSecret"]
+        request = urllib.request.Request(
+            url, method="POST", data=b"", headers={"X-Emulator-Secret": secret}
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert int(answer.status) == 202
 
 
 @pytest.fixture(scope="session")

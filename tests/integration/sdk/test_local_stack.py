@@ -9,8 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,17 +98,6 @@ def test_subscriber_receives_from_the_publisher(
         sub.stop()
 
 
-def _restart_emulator(local_stack: RunningStack, down_seconds: int) -> None:
-    """The stack's fault-injection hook: drop everyone, listen again later."""
-    url = f"{local_stack.state.iotDataUrl}/_emulator/restart?downSeconds={down_seconds}"
-    secret = local_stack.state.extra["emulatorAdminSecret"]
-    request = urllib.request.Request(
-        url, method="POST", data=b"", headers={"X-Emulator-Secret": secret}
-    )
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        assert int(answer.status) == 202
-
-
 @pytest.mark.slow
 def test_emulator_restart_while_200_notifications_are_sent(
     local_stack: RunningStack, publisher: tuple[Publisher, str], collector: Collector
@@ -147,7 +134,7 @@ def test_emulator_restart_while_200_notifications_are_sent(
         _wait_state(collector, ConnectionState.CAUGHT_UP)
         thread.start()
         assert midway.wait(60)
-        _restart_emulator(local_stack, down_seconds=2)
+        local_stack.restart_emulator(down_seconds=2)
         # Keep sending while the emulator is down and after it is back.
         resume.set()
         thread.join(120)
