@@ -26,8 +26,9 @@ Policy (the moderator applies it before the length check and the filter):
     England, Scotland and Wales, Unicode Technical Standard #51, "Emoji Tag
     Sequences"), and the noncharacters (U+FDD0..U+FDEF, U+xxFFFE/U+xxFFFF).
 
-  - combining marks (Mn, Me) beyond :data:`MAX_MARKS_PER_LETTER` in a row
-    (stacked "zalgo" marks draw over other lines).
+  - combining marks (Mn, Me) beyond :data:`MAX_MARKS_PER_LETTER` on one
+    letter, joiners between them not counted (stacked "zalgo" marks draw
+    over other lines).
 
   Kept on purpose: U+200C ZERO WIDTH NON-JOINER and U+200D ZERO WIDTH JOINER
   (Persian and Indic spelling, emoji sequences such as family emoji),
@@ -52,10 +53,11 @@ Policy (the moderator applies it before the length check and the filter):
   Letters of other scripts that look like Latin ones are compared as the
   Latin letters they look like (Unicode Technical Standard #39, "Confusable
   Detection", its confusables.txt data through the confusable_homoglyphs
-  package): Cyrillic ``\\u0430``, Greek ``\\u03bf``, Cherokee ``\\u13aa``
-  and dotless ``\\u0131`` in a Latin word do not hide it. This goes one way:
-  ASCII is never read as something else (``h3ck`` and ``he11`` are spelling,
-  not look-alikes), and a word of another script is matched as written.
+  package): Cyrillic ``\\u0430``, Greek ``\\u03bf`` and Cherokee ``\\u13aa``
+  in a Latin word do not hide it, in either case. This goes one way: Latin
+  letters are never read as other ones (Turkish dotless ``\\u0131`` is not
+  ``i``; ``h3ck`` and ``he11`` are spelling, not look-alikes), and a word of
+  another script is matched as written.
   Nor are letters spread out (``d a r n``): words are whole words.
 """
 
@@ -94,13 +96,14 @@ _PLANE_NONCHARACTERS: Final = re.compile(
 # CANCEL TAG (UTS #51, "Emoji Tag Sequences"). Its tags are kept.
 _EMOJI_TAG_SEQUENCE: Final = re.compile("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f")
 _NEWLINES: Final = re.compile("\r\n?|[\u2028\u2029]")
-MAX_MARKS_PER_LETTER: Final = 8
-"""Combining marks kept in a row; the rest of a longer run is dropped.
+MAX_MARKS_PER_LETTER: Final = 10
+"""Combining marks kept on one letter; the rest of a longer run is dropped.
 
-Stacked marks ("zalgo" text) draw over the lines above and below. No
-orthography comes near 8 (Vietnamese puts 2 on a letter, Hebrew with
-cantillation or Tibetan stacks 4-5); Unicode's own bound for any text is 30
-(Unicode Standard Annex #15, "Stream-Safe Text Format")."""
+Stacked marks ("zalgo" text) draw over the lines above and below. Writing
+needs far fewer (Vietnamese puts 2 on a letter, Hebrew with cantillation and
+most Tibetan stacks 4-5); the deepest stack in use, Tibetan's Kalachakra
+monogram, has 10. Unicode's own bound for any text is 30 (Unicode Standard
+Annex #15, "Stream-Safe Text Format")."""
 
 
 def clean(text: str) -> str:
@@ -118,21 +121,34 @@ def clean(text: str) -> str:
 
 def is_blank(text: str) -> bool:
     """True when ``text`` would show as nothing: only whitespace (``str.isspace``:
-    spaces of every width, no-break and ideographic spaces) and U+2800 BRAILLE
-    PATTERN BLANK, which is a symbol, not a space, but renders empty."""
-    return all(char.isspace() or char == "\u2800" for char in text)
+    spaces of every width, no-break and ideographic spaces), U+2800 BRAILLE
+    PATTERN BLANK (a symbol, not a space, but it renders empty), and marks and
+    format characters (Mn, Me, Cf: joiners, variation selectors, U+034F
+    COMBINING GRAPHEME JOINER), which show nothing without a letter."""
+    return all(
+        char.isspace() or char == "\u2800" or unicodedata.category(char) in _NOTHING_ALONE
+        for char in text
+    )
+
+
+_NOTHING_ALONE: Final = ("Mn", "Me", "Cf")
 
 
 def _limit_marks(text: str) -> str:
-    """``text`` with runs of combining marks (Mn, Me) cut to MAX_MARKS_PER_LETTER."""
+    """``text`` with at most MAX_MARKS_PER_LETTER combining marks (Mn, Me) on a letter.
+
+    Format characters (Cf: joiners) between marks neither count nor end the
+    run: the marks after a ZWJ still stack on the same letter.
+    """
     out: list[str] = []
     run = 0
     for char in text:
-        if unicodedata.category(char) in ("Mn", "Me"):
+        category = unicodedata.category(char)
+        if category in ("Mn", "Me"):
             run += 1
             if run > MAX_MARKS_PER_LETTER:
                 continue
-        else:
+        elif category != "Cf":
             run = 0
         out.append(char)
     return "".join(out)
@@ -143,38 +159,46 @@ def _strip(text: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _latin_lookalike(char: str) -> str:
-    """The ASCII letters or digits ``char`` looks like (UTS #39's confusables), else ``char``.
+def _as_latin(char: str) -> str | None:
+    """The ASCII letters or digits ``char`` stands for as a look-alike, or None.
 
-    ASCII stays itself (``0`` is not ``O``, ``rn`` is not ``m``: the denylist
-    does not guess at spelling games), and so do marks and format characters,
-    which :func:`_fold_char` drops anyway.
+    Only letters of other scripts (UTS #39's confusables: Cyrillic, Greek,
+    Cherokee...) and Latin small capitals (no decomposition, not in
+    confusables.txt; their Unicode names say which letter) are read so.
+    Latin letters stay themselves: Turkish dotless ``\u0131`` is not ``i``
+    ("s\u0131k" is a word of its own), and ASCII is never reinterpreted
+    (``0`` is not ``O``, ``rn`` is not ``m``). The lower-case form is
+    looked up first: Cyrillic capital I's prototype is ``l``, its small
+    letter's ``i``, and ASCII ``I`` folds to ``i``.
     """
     if char.isascii() or unicodedata.category(char) in ("Mn", "Me", "Cf"):
-        return char
-    # Small capitals (U+1D00 block, IPA) have no decomposition and are not in
-    # confusables.txt, but read as their letter: their names say which.
+        return None
     name = unicodedata.name(char, "")
     if name.startswith("LATIN LETTER SMALL CAPITAL ") and len(name) == 28:
         return name[-1].lower()
     # Loads its 0.9 MB table on first use, not at the moderator's cold start.
-    from confusable_homoglyphs import confusables
+    from confusable_homoglyphs import categories, confusables
 
-    found = confusables.is_confusable(char, greedy=True)
-    for entry in found[0]["homoglyphs"] if found else ():
-        glyph = entry["c"]
-        if isinstance(glyph, str) and glyph.isascii() and glyph.isalnum():
-            return glyph
-    return char
+    for candidate in dict.fromkeys((char.casefold(), char)):
+        if len(candidate) != 1 or categories.alias(candidate) in ("LATIN", "COMMON"):
+            continue
+        found = confusables.is_confusable(candidate, greedy=True)
+        for entry in found[0]["homoglyphs"] if found else ():
+            glyph = entry["c"]
+            if isinstance(glyph, str) and glyph.isascii() and glyph.isalnum():
+                return glyph
+    return None
 
 
 @lru_cache(maxsize=4096)
 def _fold_char(char: str) -> str:
-    # Look-alikes before case folding (Cyrillic capital EN looks like H, its
-    # small letter like no Latin one) and after it (what folding produced).
-    latin = "".join(map(_latin_lookalike, unicodedata.normalize("NFKD", char)))
-    folded = "".join(map(_latin_lookalike, latin.casefold()))
-    decomposed = unicodedata.normalize("NFKD", folded)
+    # The character as typed first: compatibility decomposition can turn a
+    # look-alike into a letter that looks like no Latin one (Greek capital
+    # lunate sigma, like C, decomposes to capital sigma).
+    latin = _as_latin(char)
+    if latin is None:
+        latin = "".join(_as_latin(c) or c for c in unicodedata.normalize("NFKD", char))
+    decomposed = unicodedata.normalize("NFKD", latin.casefold())
     return "".join(c for c in decomposed if unicodedata.category(c) not in ("Mn", "Me", "Cf"))
 
 

@@ -95,14 +95,15 @@ def test_fold_is_nfkd_casefolded_without_marks_or_format_characters() -> None:
         ("h\u0435\u0441k", "****"),  # Cyrillic small ie and es
         ("\u0432\u0430d", "\u0432\u0430d"),  # Cyrillic ve looks like no Latin small letter
         ("b\u03b1d", "***"),  # Greek alpha
-        ("b\u0251d", "***"),  # Latin small alpha (IPA)
+        ("SH\u0406T", "****"),  # Cyrillic capital I: its small letter looks like i
+        ("\u0397\u0395\u03f9\u039a", "****"),  # Greek capitals with a lunate sigma: HECK
         ("\u13f4ad", "***"),  # Cherokee letter yv, a look-alike of B
         ("d\u0430\u0301rn", "****"),  # look-alike and accent: one star per folded letter
     ],
 )
 def test_mask_sees_through_look_alike_letters_of_other_scripts(text: str, masked: str) -> None:
     # UTS #39 confusables: a Latin word spelled with other scripts' look-alikes
-    assert mask(text, ["bad", "darn", "heck"]) == masked
+    assert mask(text, ["bad", "darn", "heck", "shit"]) == masked
 
 
 @pytest.mark.parametrize(
@@ -112,10 +113,12 @@ def test_mask_sees_through_look_alike_letters_of_other_scripts(text: str, masked
         "he11o m0de",  # ASCII digits stay digits
         "\u0434\u0430\u0440 \u0431\u0430\u0434",  # Russian words matched as written
         "\u03b2\u03b1\u03b4",  # Greek beta alpha delta: looks like no Latin "bad"
+        "s\u0131k s\u0131k",  # Turkish "often": a dotless i is a Latin letter of its own
+        "b\u0251d",  # Latin alpha (IPA) is Latin too
     ],
 )
 def test_mask_leaves_ascii_spelling_and_other_scripts_words_alone(text: str) -> None:
-    assert mask(text, ["bad", "darn", "heck", "hello", "made"]) == text
+    assert mask(text, ["bad", "darn", "heck", "hello", "made", "sik"]) == text
 
 
 def test_a_denylisted_word_in_another_script_is_matched_through_the_same_fold() -> None:
@@ -133,7 +136,27 @@ def test_stacked_combining_marks_are_cut_to_a_few_per_letter() -> None:
     # Given a letter under 900 acute accents ("zalgo": it draws over other lines)
     typed = "a" + "\u0301" * 900 + "b" + "\u0489" * 20
     # Then clean keeps the first MAX_MARKS_PER_LETTER of each run
-    assert clean(typed) == "a" + "\u0301" * MAX_MARKS_PER_LETTER + "b" + "\u0489" * 8
+    assert (
+        clean(typed)
+        == "a" + "\u0301" * MAX_MARKS_PER_LETTER + "b" + "\u0489" * MAX_MARKS_PER_LETTER
+    )
+
+
+def test_joiners_between_marks_do_not_restart_the_count() -> None:
+    # The reviewer's bypass: 100 runs of 8 accents, each ended by a ZWJ
+    typed = "e" + ("\u0301" * 8 + ZWJ) * 100
+    kept = clean(typed)
+    assert kept.count("\u0301") == MAX_MARKS_PER_LETTER
+    assert kept.startswith("e" + "\u0301" * 8 + ZWJ + "\u0301" * 2 + ZWJ)
+
+
+def test_a_stack_as_deep_as_tibetans_deepest_is_kept_whole() -> None:
+    # Ten subjoined letters under one: the Kalachakra monogram's depth
+    subjoined = [*range(0x0F90, 0x0F98), 0x0F99, 0x0F9A]  # U+0F98 is unassigned
+    stack = "\u0f67" + "".join(map(chr, subjoined))
+    assert MAX_MARKS_PER_LETTER == 10
+    assert clean(stack) == stack
+    assert clean(stack + "\u0fb1") == stack
 
 
 @pytest.mark.parametrize(
@@ -158,6 +181,13 @@ def test_what_scripts_and_emoji_stack_is_kept(text: str) -> None:
         ("\u00a0\u3000\u2003 \t\n", True),  # no-break, ideographic, em spaces
         ("\u2800a", False),
         ("\u2801", False),  # a braille dot shows
+        (ZWJ, True),  # format characters and marks alone show nothing
+        ("\ufe0f\ufe0f", True),
+        ("\u2800" + ZWJ, True),
+        ("\u034f", True),  # COMBINING GRAPHEME JOINER
+        ("\u180b", True),  # MONGOLIAN FREE VARIATION SELECTOR ONE
+        ("\U0001f468" + ZWJ + "\U0001f469", False),
+        ("a" + ZWJ, False),
         (".", False),
     ],
 )
