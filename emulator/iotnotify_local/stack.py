@@ -53,6 +53,7 @@ __all__ = [
     "PortInUse",
     "RemoteNotAllowed",
     "StackConfig",
+    "canonical_host",
     "check_exposure",
     "find_web_dir",
     "run_local",
@@ -118,6 +119,25 @@ def _is_loopback(host: str) -> bool:
     return bool(resolved) and all(
         ipaddress.ip_address(address.partition("%")[0]).is_loopback for address in resolved
     )
+
+
+def canonical_host(host: str) -> str:
+    """``host`` as a URL carries it: an IPv4 address in any form ``inet_aton``
+    takes (``127.1``, ``0x7f.0.0.1``) in dotted-quad form, anything else as given.
+
+    Browsers rewrite such hosts the same way (WHATWG URL Standard, "IPv4
+    parser"), so a URL presigned for ``127.1:port`` would not match the
+    ``Host`` a page sends (``127.0.0.1:port``): the stack uses one form.
+    """
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except (OSError, UnicodeError, ValueError):
+        return host
 
 
 def _has_ipv4(host: str) -> bool:
@@ -656,6 +676,7 @@ def run_local(
     Exit status 2: a port, the data directory or the state file is in use
     (by a running stack), or the data directory cannot be restored.
     """
+    host = canonical_host(host)
     config = StackConfig(
         host=host,
         port=port,

@@ -25,7 +25,7 @@ from botocore.credentials import Credentials
 
 from iotnotify_emulator.credentials import Credential
 from iotnotify_emulator.testing import presign_url
-from iotnotify_local.stack import MOTO_HOST, RemoteNotAllowed, check_exposure
+from iotnotify_local.stack import MOTO_HOST, RemoteNotAllowed, canonical_host, check_exposure
 from tests.integration.local.clients import api, sign_in
 from tests.integration.local.conftest import start_stack
 from tests.local_process import IOTNOTIFY, LocalProcess
@@ -484,6 +484,36 @@ def test_moto_listens_on_loopback_whatever_host_says(tmp_path: Path) -> None:
         # and sign-in through it still works end to end
         token = sign_in(state, stack.user("alice"))
         assert api(state, "GET", "/token", token=token)[0] == 200
+    finally:
+        stack.stop()
+
+
+@pytest.mark.parametrize(
+    ("given", "canonical"),
+    [
+        ("127.1", "127.0.0.1"),
+        ("0x7f.0.0.1", "127.0.0.1"),
+        ("2130706433", "127.0.0.1"),
+        ("127.0.0.2", "127.0.0.2"),
+        ("::1", "::1"),
+        ("localhost", "localhost"),
+    ],
+)
+def test_the_host_is_written_as_browsers_write_it(given: str, canonical: str) -> None:
+    assert canonical_host(given) == canonical
+
+
+def test_a_short_ipv4_host_gets_urls_a_browser_can_use(tmp_path: Path) -> None:
+    # Given --host 127.1, which Chromium rewrites to 127.0.0.1 before it connects
+    stack = start_stack(tmp_path / "state.json", "--port", "0", "--host", "127.1")
+    try:
+        state = stack.state
+        # Then every URL, the presigned one included, names 127.0.0.1
+        assert urllib.parse.urlsplit(state["apiUrl"]).hostname == "127.0.0.1"
+        token = sign_in(state, stack.user("alice"))
+        status, vended = api(state, "GET", "/token", token=token)
+        assert status == 200
+        assert urllib.parse.urlsplit(vended["url"]).hostname == "127.0.0.1"
     finally:
         stack.stop()
 
