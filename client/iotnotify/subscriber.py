@@ -307,6 +307,11 @@ class _Sequencer:
             self.last_user_id = since
             self._floor = since
 
+    def delivered_own(self, note_id: str) -> bool:
+        """Whether ``note_id`` was delivered from the own topic and is still remembered."""
+        with self._lock:
+            return note_id in self._delivered
+
     @property
     def delivered_remembered(self) -> int:
         """How many own-topic ids are kept to drop a catch-up's repeats (for tests)."""
@@ -575,6 +580,17 @@ class Subscriber:
     @property
     def last_broadcast_id(self) -> str | None:
         return self._sequencer.last_broadcast_id
+
+    def is_own(self, note: Notification) -> bool:
+        """Whether ``note`` came from the user's own topic, the one the inbox mirrors.
+
+        False for broadcast and channel (game, room) notes, which are not in
+        the inbox, so they must never move a saved catch-up cursor. Answered
+        from the ids kept for the catch-up look-back
+        (``catch_up_lookback``): for a note handed to ``on_message`` longer
+        ago than that window the answer is False, the safe side for a cursor.
+        """
+        return self._sequencer.delivered_own(note.id)
 
     @property
     def state(self) -> ConnectionState | None:

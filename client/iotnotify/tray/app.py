@@ -36,7 +36,7 @@ from iotnotify.tray.icon import Bell
 from iotnotify.tray.keyring_store import RefreshTokenStore, TokenStore
 from iotnotify.tray.notifier import Notifier, default_notifier
 from iotnotify.tray.settings import TraySettings
-from iotnotify.tray.state import TrayState
+from iotnotify.tray.state import Alert, TrayState
 from iotnotify.tray.toolkit import ToolkitCaller, caller_for, tray_host_present
 
 __all__ = ["TrayApp", "TrayUnavailable", "load_pystray"]
@@ -168,6 +168,12 @@ class TrayApp:
         # (queued notifications are never handed over after stop()). With
         # the ids shown in the catch-up look-back before it, so that the
         # next run re-reads that window and skips only these.
+        # Only the own topic's notes are in the inbox: a broadcast's or a
+        # game's id (another host's clock) must not move the resume point.
+        subscriber = self.subscriber
+        if subscriber is not None and not subscriber.is_own(note):
+            self._alert(alert)
+            return
         saved = self.settings.last_id
         last = max(saved, note.id) if _is_id(saved) else note.id
         if _is_id(last):
@@ -178,6 +184,9 @@ class TrayApp:
             self._save(last_id=last, shown_ids=" ".join(sorted(shown)))
         else:  # not a ULID (a sender outside this SDK): no window to keep
             self._save(last_id=last, shown_ids="")
+        self._alert(alert)
+
+    def _alert(self, alert: Alert | None) -> None:
         if alert is not None:
             game = alert.game
             if game is not None and alert.url is not None:

@@ -3,6 +3,7 @@ across a restart of the app, and an unread count that counts each notification o
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from iotnotify.subscriber import ConnectionState, StateChange
 from iotnotify.tray.app import TrayApp
 from iotnotify.tray.keyring_store import MemoryTokenStore
 from iotnotify.tray.settings import TraySettings
-from tests.unit.sdk.fakes import Collector, FakeService
+from tests.unit.sdk.fakes import BROADCAST_TOPIC, Collector, FakeService
 
 
 class Shown:
@@ -156,3 +157,27 @@ def test_after_a_restart_the_tray_catches_up_an_older_id_and_repeats_nothing(
     assert second_run.ids() == [fan_out.id, after.id]
     assert app.state.unread == 2
     assert notifier.popups == [("fan-out", ""), ("after", "")]
+
+
+def test_a_broadcast_never_moves_the_trays_resume_point(
+    service: FakeService, make_tray: MakeTray, tmp_path: Path
+) -> None:
+    # Given a tray that showed one note of its own
+    path = tmp_path / "tray.json"
+    collector = Collector()
+    app, notifier, _, (own,) = _started(make_tray, path, collector, shown=1)
+    service.send(own)
+    collector.wait_notes(1)
+    assert TraySettings.load(path).last_id == own.id
+    # When a broadcast comes, its id made five minutes later by another host's clock
+    later = id_floor(time.time() + 300)
+    broadcast = dataclasses.replace(Notification.create(title="to everyone"), id=later)
+    service.send(broadcast, topic=BROADCAST_TOPIC)
+    collector.wait_for(lambda: broadcast.id in collector.ids())
+    # Then it pops up, but the saved cursor is still the own note's (the inbox
+    # never holds a broadcast, so a restart must catch up from the own note)
+    assert ("to everyone", "") in notifier.popups
+    saved = TraySettings.load(path)
+    assert saved.last_id == own.id
+    assert broadcast.id not in saved.shown_ids.split()
+    app.quit()
