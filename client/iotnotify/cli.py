@@ -288,8 +288,15 @@ def send(
     results = result.get("results", [])
     failed = [r for r in results if not r["ok"]]
     for entry in failed:
-        # Not shown live, but in the inbox: say so, or a retry sends it twice.
-        kept = " (stored in the inbox: shown at the next catch-up)" if entry.get("stored") else ""
+        # Not delivered live, but in the inbox: not lost. A client catches up
+        # only when it (re)connects, and only a minute back, so one that stays
+        # connected does not show it: say both.
+        kept = (
+            " (stored in the inbox, not lost: catch-up from before it shows it; "
+            "clients connected now did not get it live)"
+            if entry.get("stored")
+            else ""
+        )
         _error_line("failed", f"{entry['userId']}: {entry['error']}{kept}")
     # "sent" only for what reached someone: a user whose publish failed after
     # the inbox write is counted as failed, not as sent.
