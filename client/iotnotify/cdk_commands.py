@@ -62,7 +62,8 @@ def find_infra_dir(cwd: Path | None = None) -> Path:
             *(folder / "infra" for folder in (here, *here.parents)),
         ]
     for infra in candidates:
-        if (infra / "app.py").is_file() and (infra / "cdk.json").is_file():
+        # iotnotify_infra/ marks ours: another project's CDK app has app.py too.
+        if all((infra / name).exists() for name in ("app.py", "cdk.json", "iotnotify_infra")):
             return infra
     raise click.ClickException(
         f"no CDK app at {candidates[0]}"

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import errno
 import ipaddress
+import json
 import logging
 import os
 import secrets
@@ -76,6 +77,15 @@ _FUNCTION_SESSION_SECONDS: Final = 3600
 _WEB_DIR: Final = Path(__file__).resolve().parents[2] / "web" / "dist"
 
 
+def _is_our_page(web: Path) -> bool:
+    """Whether ``web`` is this project's page (its package.json names it)."""
+    try:
+        manifest = json.loads((web / "package.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("name") == "iotnotify-web"
+
+
 def find_web_dir(cwd: Path | None = None) -> Path:
     """The built page: ``web/dist`` of this checkout (an editable install), else
     of ``cwd`` or its nearest parent that has one (a wheel install run inside a
@@ -83,7 +93,8 @@ def find_web_dir(cwd: Path | None = None) -> Path:
     path, where the API then serves a page saying how to build it."""
     here = (cwd or Path.cwd()).resolve()
     for candidate in (_WEB_DIR, *(folder / "web" / "dist" for folder in (here, *here.parents))):
-        if (candidate / "index.html").is_file():
+        # Ours only: another project's web/dist may be there too.
+        if (candidate / "index.html").is_file() and _is_our_page(candidate.parent):
             return candidate
     return _WEB_DIR
 

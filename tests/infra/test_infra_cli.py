@@ -137,6 +137,7 @@ def test_missing_node_modules_gives_a_clear_error(
 ) -> None:
     (tmp_path / "app.py").write_text("")
     (tmp_path / "cdk.json").write_text("{}")
+    (tmp_path / "iotnotify_infra").mkdir()
     monkeypatch.setenv("IOTNOTIFY_INFRA_DIR", str(tmp_path))
     monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/npx")
     result = CliRunner().invoke(cdk_commands.synth, ["--stage", "dev"])
@@ -174,7 +175,7 @@ def test_a_wheel_install_finds_the_cdk_app_of_the_checkout_it_runs_in(
     # Given a wheel install, run from a folder inside a checkout
     _wheel_install(monkeypatch, tmp_path)
     infra = tmp_path / "checkout" / "infra"
-    infra.mkdir(parents=True)
+    (infra / "iotnotify_infra").mkdir(parents=True)
     (infra / "app.py").write_text("")
     (infra / "cdk.json").write_text("{}")
     inside = tmp_path / "checkout" / "examples" / "game"
@@ -188,8 +189,14 @@ def test_a_wheel_install_outside_a_checkout_says_where_it_looked(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     _wheel_install(monkeypatch, tmp_path)
-    with pytest.raises(click.ClickException, match="or in an infra/ folder here or above"):
-        cdk_commands.find_infra_dir(cwd=tmp_path)
+    # Another project's CDK app (app.py and cdk.json, no iotnotify_infra) is not ours
+    other = tmp_path / "other-project" / "infra"
+    other.mkdir(parents=True)
+    (other / "app.py").write_text("")
+    (other / "cdk.json").write_text("{}")
+    for where in (tmp_path, tmp_path / "other-project"):
+        with pytest.raises(click.ClickException, match="or in an infra/ folder here or above"):
+            cdk_commands.find_infra_dir(cwd=where)
 
 
 def test_a_missing_infra_extra_is_named_before_the_cdk_app_is_looked_for(

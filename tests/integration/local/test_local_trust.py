@@ -583,9 +583,16 @@ def test_a_wheel_install_finds_the_page_built_in_the_checkout_it_runs_in(
     built = tmp_path / "checkout" / "web" / "dist"
     built.mkdir(parents=True)
     (built / "index.html").write_text("<!doctype html>")
+    (built.parent / "package.json").write_text('{"name": "iotnotify-web"}')
+    # (another project's built page, which must never be served)
+    other = tmp_path / "other" / "web" / "dist"
+    other.mkdir(parents=True)
+    (other / "index.html").write_text("<!doctype html>")
+    (other.parent / "package.json").write_text('{"name": "someone-else"}')
     (tmp_path / "checkout" / "emulator").mkdir()
     # Then the page built in the checkout is served, from its root or a folder in it
     assert stack.find_web_dir(cwd=tmp_path / "checkout") == built
     assert stack.find_web_dir(cwd=tmp_path / "checkout" / "emulator") == built
     # and outside a checkout the package's path stays (the API says how to build it)
     assert stack.find_web_dir(cwd=tmp_path) == tmp_path / "site-packages" / "web" / "dist"
+    assert stack.find_web_dir(cwd=tmp_path / "other") == tmp_path / "site-packages" / "web" / "dist"
