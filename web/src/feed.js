@@ -93,29 +93,38 @@ export class Feed {
     this.notes = new Map();
     /** @type {Set<string>} */
     this.read = new Set(readIds);
-    /** Highest id ever added: where the next catch-up starts. */
+    /** Highest id ever added (any topic). */
     this.lastId = /** @type {string | null} */ (null);
+    /**
+     * Highest id added from the user's own topic, the one the inbox mirrors:
+     * where the next catch-up looks back from. A broadcast's or a game's id
+     * (never in the inbox; another host's clock) must not move it.
+     */
+    this.lastOwnId = /** @type {string | null} */ (null);
     // Ids below this were trimmed away; they must not come back as "new".
     this.floor = "";
   }
 
   /**
    * The `since=` of the next catch-up: a look-back window before the newest
-   * id ever added (null: everything in the inbox). What the window returns
-   * again is dropped by `add`, by id (entries trimmed away are below `floor`).
+   * own-topic id added (null: everything in the inbox). What the window
+   * returns again is dropped by `add`, by id (entries trimmed away are below
+   * `floor`).
    * @param {number} [lookbackMs]
    * @returns {string | null}
    */
   catchUpSince(lookbackMs = CATCH_UP_LOOKBACK_MS) {
-    return this.lastId === null ? null : idLowerBound(this.lastId, lookbackMs);
+    return this.lastOwnId === null ? null : idLowerBound(this.lastOwnId, lookbackMs);
   }
 
   /**
    * Adds envelopes; returns the ones not seen before, oldest first.
    * @param {Iterable<unknown>} items
+   * @param {{own?: boolean}} [options]  own: from the user's own topic or the
+   *   inbox (the default), as opposed to a broadcast or a channel
    * @returns {Envelope[]}
    */
-  add(items) {
+  add(items, { own = true } = {}) {
     /** @type {Envelope[]} */
     const fresh = [];
     for (const item of items) {
@@ -124,6 +133,7 @@ export class Feed {
       this.notes.set(note.id, note);
       fresh.push(note);
       if (this.lastId === null || note.id > this.lastId) this.lastId = note.id;
+      if (own && (this.lastOwnId === null || note.id > this.lastOwnId)) this.lastOwnId = note.id;
     }
     this.#trim();
     fresh.sort(byId);

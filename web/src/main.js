@@ -212,7 +212,7 @@ function enterFeed() {
     fetchToken: () => api.token(),
     connect: (url, options) => mqtt.connect(url, options),
     catchUp,
-    onMessage: (note) => receive([note], "live"),
+    onMessage: (note, topic) => receive([note], "live", isOwnTopic(topic)),
     onStatus: (status, detail) => {
       setStatus(status, detail);
       if (status === Status.LIVE) showConnectionProblem("");
@@ -284,11 +284,25 @@ async function catchUp() {
 }
 
 /**
+ * Whether `topic` is the signed-in user's own notifications topic
+ * (`{app}/{stage}/user/{userId}/notifications`, DESIGN.md "Topics"), the one
+ * the inbox mirrors; broadcast and channel topics are not.
+ * @param {string} topic
+ */
+function isOwnTopic(topic) {
+  const levels = topic.split("/");
+  return (
+    levels.length === 5 && levels[2] === "user" && levels[3] === session.current?.sub && levels[4] === "notifications"
+  );
+}
+
+/**
  * @param {unknown[]} items
  * @param {"live" | "missed" | "history"} source
+ * @param {boolean} [own]  from the user's own topic or the inbox
  */
-function receive(items, source) {
-  const added = feed.add(items);
+function receive(items, source, own = true) {
+  const added = feed.add(items, { own });
   // Render even when everything added was read before (a reload after "Mark
   // all as read"): the read list is rebuilt from the inbox, not from storage.
   if (added.length) render();

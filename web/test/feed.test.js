@@ -108,6 +108,20 @@ test("a reconnect's catch-up shows an older id that reached the inbox late, once
   assert.deepEqual(feed.add(await fetchMissed(api, feed.catchUpSince())), []);
 });
 
+test("a broadcast's later id never moves where the catch-up looks back from", () => {
+  const t0 = 1_764_000_000_000;
+  const at = (ms, tail) => ({ v: 1, id: idAt(ms) + tail, type: "notification", title: tail, body: "", data: {}, ts: "" });
+  const feed = new Feed();
+  // Given an own notification, then a broadcast whose host's clock is 5 minutes ahead
+  feed.add([at(t0, "0000000000000001")]);
+  feed.add([at(t0 + 300_000, "0000000000000002")], { own: false });
+  // Then both are shown, but the catch-up still looks back from the own one:
+  // the broadcast is not in the inbox, and from it the window would skip the user's notes
+  assert.equal(feed.list().length, 2);
+  assert.equal(feed.lastId, idAt(t0 + 300_000) + "0000000000000002");
+  assert.equal(feed.catchUpSince(), idAt(t0 - 60_000) + "0".repeat(16));
+});
+
 /** The 10 time characters of a ULID made at epoch millisecond `ms`. */
 function idAt(ms) {
   const alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
