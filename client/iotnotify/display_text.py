@@ -77,9 +77,10 @@ def terminal_text(text: str) -> str:
     that they were sent and no sequence reaches the terminal. Everything else
     is printed as sent: joiners and variation selectors (emoji sequences such
     as a family, Persian spelling), an emoji flag's tag characters, tabs.
-    Lines after the first are indented by four spaces, so a sender's text
-    cannot pass for a line of its own (another message, another sender).
-    Never raises.
+    Lines after the first are indented by four spaces, so a newline in a
+    sender's text cannot start a line that passes for another message (a long
+    line padded to the terminal's width still wraps where the terminal
+    wraps it). Never raises.
     """
     return text.translate(_TERMINAL_ESCAPED).replace("\n", "\n    ")
 
