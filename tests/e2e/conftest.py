@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,6 +167,12 @@ class UserPage:
         """Failed requests whose URL matches ``pattern`` are expected (not page bugs)."""
         self.allowed.append(re.compile(pattern))
 
+    def allow_mqtt_outage(self) -> None:
+        """The page's failed MQTT WebSocket attempts (and the browser's line
+        logging each) are expected: the test takes the emulator down."""
+        self.allow_network_errors(r"^wss?://[^/]+/mqtt\?")
+        self.allow_network_errors(r"^WebSocket connection to 'wss?://[^/]+/mqtt\?")
+
     def on_console(self, message: ConsoleMessage) -> None:
         if message.type != "error":
             return
@@ -240,6 +247,11 @@ def sign_in(user_page: UserPage, stack: LocalStack, name: str) -> None:
 
 def expect_status(page: Page, state: str, timeout: float = 15_000) -> None:
     expect(page.locator("#status")).to_have_attribute("data-state", state, timeout=timeout)
+
+
+def unique(label: str) -> str:
+    """``label`` with a random suffix: the stack is shared by the module's tests."""
+    return f"{label} {uuid.uuid4().hex[:6]}"
 
 
 def toast(page: Page, title: str) -> Locator:

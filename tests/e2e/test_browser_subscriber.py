@@ -22,14 +22,11 @@ from tests.e2e.conftest import (
     expect_status,
     sign_in,
     toast,
+    unique,
     unread_item,
 )
 
 TOAST_WITHIN_MS = 2_000
-
-
-def unique(label: str) -> str:
-    return f"{label} {uuid.uuid4().hex[:6]}"
 
 
 def test_wrong_password_shows_an_error_not_a_blank_page(
@@ -105,8 +102,7 @@ def test_emulator_restart_shows_reconnecting_then_live_and_what_was_missed_once(
 ) -> None:
     # Given alice live (failed WebSocket attempts while the emulator is down are expected)
     alice = open_page("alice")
-    alice.allow_network_errors(r"^wss?://[^/]+/mqtt\?")
-    alice.allow_network_errors(r"^WebSocket connection to 'wss?://[^/]+/mqtt\?")
+    alice.allow_mqtt_outage()
     sign_in(alice, stack, "alice")
     page = alice.page
 

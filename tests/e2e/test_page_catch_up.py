@@ -9,17 +9,20 @@ reconnect's catch-up must show the fan-out, once, and repeat nothing.
 from __future__ import annotations
 
 import re
-import uuid
 
 from playwright.sync_api import Route, expect
 
 from iotnotify.contract import Notification
 from iotnotify.sending import publisher_for_local
-from tests.e2e.conftest import LocalStack, OpenPage, expect_status, sign_in, toast, unread_item
-
-
-def unique(label: str) -> str:
-    return f"{label} {uuid.uuid4().hex[:6]}"
+from tests.e2e.conftest import (
+    LocalStack,
+    OpenPage,
+    expect_status,
+    sign_in,
+    toast,
+    unique,
+    unread_item,
+)
 
 
 def test_an_older_id_that_reached_the_inbox_while_offline_is_shown_once_after_reconnecting(
@@ -27,8 +30,7 @@ def test_an_older_id_that_reached_the_inbox_while_offline_is_shown_once_after_re
 ) -> None:
     # Given alice live (failed WebSocket attempts while the emulator is down are expected)
     alice = open_page("alice")
-    alice.allow_network_errors(r"^wss?://[^/]+/mqtt\?")
-    alice.allow_network_errors(r"^WebSocket connection to 'wss?://[^/]+/mqtt\?")
+    alice.allow_mqtt_outage()
     sign_in(alice, stack, "alice")
     page = alice.page
     publisher, resolve = publisher_for_local(stack.state_file)

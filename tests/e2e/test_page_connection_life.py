@@ -25,6 +25,7 @@ from tests.e2e.conftest import (
     expect_status,
     sign_in,
     toast,
+    unique,
     unread_item,
 )
 from tests.local_process import start_local
@@ -44,10 +45,6 @@ VISIBILITY = """
   };
 })();
 """
-
-
-def unique(label: str) -> str:
-    return f"{label} {uuid.uuid4().hex[:6]}"
 
 
 class MqttSockets:

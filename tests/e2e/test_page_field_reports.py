@@ -17,12 +17,9 @@ from tests.e2e.conftest import (
     expect_status,
     sign_in,
     toast,
+    unique,
     unread_item,
 )
-
-
-def unique(label: str) -> str:
-    return f"{label} {uuid.uuid4().hex[:6]}"
 
 
 def test_signed_out_page_shows_no_sign_out_button_and_no_confirmation_code(
