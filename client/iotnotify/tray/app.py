@@ -163,17 +163,17 @@ class TrayApp:
 
     def _on_notification(self, note: Notification) -> None:
         alert = self.state.add(note)
-        # Remembered before the pop-up: a restart must not show it again. The
-        # id handled here, not the subscriber's last_id, which may be ahead
-        # (queued notifications are never handed over after stop()). With
-        # the ids shown in the catch-up look-back before it, so that the
-        # next run re-reads that window and skips only these.
         # Only the own topic's notes are in the inbox: a broadcast's or a
         # game's id (another host's clock) must not move the resume point.
         subscriber = self.subscriber
         if subscriber is not None and not subscriber.is_own(note):
             self._alert(alert)
             return
+        # Remembered before the pop-up: a restart must not show it again. The
+        # id handled here, not the subscriber's last_id, which may be ahead
+        # (queued notifications are never handed over after stop()). With
+        # the ids shown in the catch-up look-back before it, so that the
+        # next run re-reads that window and skips only these.
         saved = self.settings.last_id
         last = max(saved, note.id) if _is_id(saved) else note.id
         if _is_id(last):
