@@ -63,6 +63,7 @@ from benchlib import (
     cpu_seconds,
     machine_busy_seconds,
     raise_fd_limit,
+    run_delay_seconds,
     topic,
 )
 
@@ -447,6 +448,7 @@ class _CpuMeter:
         self._stack_pid = stack_pid  # iotnotify local's own process, beside its emulator's
         self._helper_pid = helper_pid  # the load generator's publishers' process (fixed load)
         self._broker = cpu_seconds(broker_pid) if broker_pid else 0.0
+        self._broker_waited = run_delay_seconds(broker_pid) if broker_pid else (0.0, 0, 0)
         self._stack = cpu_seconds(stack_pid) if stack_pid else 0.0
         self._own = self._own_seconds()
         self._machine = machine_busy_seconds()
@@ -457,12 +459,25 @@ class _CpuMeter:
         return time.process_time() + helper
 
     def shares(self, seconds: float) -> dict[str, float]:
-        """Each share in cores (1.0 = one core busy all along)."""
+        """Each share in cores (1.0 = one core busy all along), and how long
+        the broker waited for a CPU (``broker_waited_ms``, :func:`run_delay_seconds`)."""
         broker = cpu_seconds(self._pid) - self._broker if self._pid else 0.0
         stack = cpu_seconds(self._stack_pid) - self._stack if self._stack_pid else 0.0
         own = self._own_seconds() - self._own
         machine = machine_busy_seconds() - self._machine
+        waited, slices, preempted = (
+            (now - before)
+            for now, before in zip(
+                run_delay_seconds(self._pid) if self._pid else (0.0, 0, 0),
+                self._broker_waited,
+                strict=True,
+            )
+        )
         shares = {
+            # Not shares: how the broker's event loop waited for a CPU.
+            "broker_waited_ms": waited * 1000,
+            "broker_slices": slices,
+            "broker_preempted": preempted,
             "broker_cpu": broker / seconds,
             "loadgen_cpu": own / seconds,
             "other_cpu": max(0.0, machine - broker - stack - own) / seconds,

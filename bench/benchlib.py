@@ -49,6 +49,7 @@ __all__ = [
     "machine_busy_seconds",
     "raise_fd_limit",
     "rss_kb",
+    "run_delay_seconds",
     "topic",
     "user_id",
 ]
@@ -204,6 +205,31 @@ def cpu_seconds(pid: int) -> float:
     fields = raw[raw.rindex(")") + 2 :].split()
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def run_delay_seconds(pid: int) -> tuple[float, int, int]:
+    """How a process's main thread has waited for a CPU so far.
+
+    ``(seconds, slices, preemptions)``: the time spent runnable but waiting
+    on a runqueue and the number of times it got a CPU (the second and
+    third fields of ``/proc/<pid>/task/<pid>/schedstat``, proc(5)), and how
+    often it was taken off a CPU while it still had work
+    (``nonvoluntary_ctxt_switches`` in ``/proc/<pid>/task/<pid>/status``).
+    The wait counts each wake-up's short delay as well as the long ones,
+    when another task holds the CPU the thread is queued on. The main
+    thread is the one that matters here: a broker's event loop (mosquitto's,
+    the emulator's); messages that arrive while it waits wait too, whatever
+    its code does, so the bench prints these beside the latency. Zeros
+    where the kernel has no schedstat.
+    """
+    task = Path(f"/proc/{pid}/task/{pid}")
+    try:
+        fields = (task / "schedstat").read_text().split()
+        status = (task / "status").read_text()
+        preempted = status.split("nonvoluntary_ctxt_switches:", 1)[1].split()[0]
+        return int(fields[1]) / 1e9, int(fields[2]), int(preempted)
+    except (OSError, IndexError, ValueError):
+        return 0.0, 0, 0
 
 
 def machine_busy_seconds() -> float:

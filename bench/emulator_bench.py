@@ -626,6 +626,17 @@ def _fixed_table(args: argparse.Namespace, fixed: Runs, labels: dict[str, str]) 
                     f"send: p50 {row['socket_p50_ms']:.3f} ms, p90 {row['socket_p90_ms']:.3f} ms, "
                     f"p99 {row['socket_p99_ms']:.3f} ms, p99.9 {row['socket_p999_ms']:.3f} ms"
                 )
+            if "broker_waited_ms" in row:
+                # Runnable but without a CPU: messages that arrive meanwhile
+                # wait too, whatever the broker's code does (benchlib.run_delay_seconds).
+                slices = max(row.get("broker_slices", 0), 1)
+                print(
+                    f"  {labels[name] + ' ' + tag:<22}its event loop while measured: waited "
+                    f"for a CPU {row['broker_waited_ms']:.0f} ms in all over {slices:.0f} "
+                    f"turns on a CPU ({row['broker_waited_ms'] * 1000 / slices:.1f} us each), "
+                    f"taken off a CPU with work left {row.get('broker_preempted', 0):.0f} times "
+                    f"(/proc/PID/task/PID/schedstat and status)"
+                )
             if "stalls" in row and tag != "median":
                 print(
                     f"  {labels[name] + ' ' + tag:<22}event-loop stalls over 5 ms while measured: "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 from pathlib import Path
 from types import ModuleType
@@ -85,3 +86,43 @@ def test_one_run_prints_no_separate_median_lines(
     bench._fixed_table(args, {"emulator": [_run(2.0, 1.0)]}, {"emulator": "emulator"})
     out = capsys.readouterr().out
     assert len(re.findall(r"at the subscriber's socket", out)) == 1
+
+
+def test_each_run_says_how_the_brokers_event_loop_waited_for_a_cpu(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = _bench(monkeypatch)
+    # Given a run whose broker waited 30 ms over 1,000 turns and was preempted 7 times
+    run = _run(2.0, 1.0) | {"broker_waited_ms": 30.0, "broker_slices": 1000, "broker_preempted": 7}
+    args = argparse.Namespace(fixed_rate=100.0, fixed_duration=1.0, fixed_publishers=5)
+    args.subscribers, args.size = 5, 64
+
+    # When the table is printed
+    bench._fixed_table(args, {"mosquitto": [run]}, {"mosquitto": "mosquitto"})
+    out = capsys.readouterr().out
+
+    # Then the run's line gives the total, the average per turn and the preemptions
+    assert re.search(
+        r"^  mosquitto run 1 +its event loop while measured: waited for a CPU 30 ms in all "
+        r"over 1000 turns on a CPU \(30\.0 us each\), taken off a CPU with work left 7 times",
+        out,
+        re.M,
+    ), out
+
+
+def test_the_run_queue_wait_of_a_live_process_is_read_from_proc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    benchlib = importlib.import_module("benchlib")
+    # Given this process, which has run
+    # When its main thread's scheduler figures are read twice, with a yield between
+    before = benchlib.run_delay_seconds(os.getpid())
+    os.sched_yield()
+    after = benchlib.run_delay_seconds(os.getpid())
+
+    # Then they are counters that only grow, and this thread has had turns on a CPU
+    assert before[1] > 0
+    assert all(b >= a for a, b in zip(before, after, strict=True))
+    # And a process that is gone reads as zeros rather than failing the bench
+    assert benchlib.run_delay_seconds(2**22 + 1) == (0.0, 0, 0)
