@@ -166,15 +166,21 @@ async def _event(
         encoded = False
     except UnicodeDecodeError:
         text, encoded = base64.b64encode(body).decode("ascii"), True
+    spelling: dict[str, str] = {}  # lower-case name -> its first spelling
+    for name in request.headers:
+        spelling.setdefault(name.lower(), name)
+    names = spelling.values()
     return {
         "resource": route.path,
         "path": request.path,
         "httpMethod": request.method,
-        "headers": dict(request.headers),
-        "multiValueHeaders": {k: request.headers.getall(k) for k in request.headers},
-        # API Gateway passes a repeated key's last value here, every value in
-        # the multi-value map (developer guide, "Support for multi-value
-        # headers and query string parameters"); dict() would keep the first.
+        # API Gateway passes a repeated header's or query key's last value in
+        # the single-value maps, every value in the multi-value ones
+        # (developer guide, "Support for multi-value headers and query string
+        # parameters"); dict() would keep the first. One entry per header,
+        # under the first spelling of its name.
+        "headers": {k: request.headers.getall(k)[-1] for k in names},
+        "multiValueHeaders": {k: request.headers.getall(k) for k in names},
         "queryStringParameters": {k: request.query.getall(k)[-1] for k in request.query} or None,
         "multiValueQueryStringParameters": {k: request.query.getall(k) for k in request.query}
         or None,
