@@ -30,7 +30,7 @@ import base64
 import functools
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +45,7 @@ from iotnotify_emulator.http_guard import (
     read_body,
 )
 from iotnotify_local.authorizer import CognitoAuthorizer, TokenRejected
-from iotnotify_local.cognito_proxy import add_cognito_proxy
+from iotnotify_local.cognito_proxy import COGNITO_PATH, add_cognito_proxy
 from iotnotify_local.iam_auth import IamRejected
 
 __all__ = [
@@ -246,6 +246,25 @@ async def _preflight(_: web.Request) -> web.Response:
     return web.Response(status=204, headers=_CORS)
 
 
+def _wrong_method(path: str, methods: Sequence[str]) -> Callable[[web.Request], Awaitable[Any]]:
+    """A catch-all for ``path``: any method it does not serve is a 405 naming those it does.
+
+    Registered after the path's real routes, so the router tries it before
+    the page's catch-all ``GET /{path}`` (which would call ``GET /task`` a
+    missing page) and before the unknown-path 404.
+    """
+    allowed = sorted(set(methods))
+
+    async def refuse(request: web.Request) -> web.Response:
+        raise web.HTTPMethodNotAllowed(
+            request.method,
+            allowed,
+            reason=f"{path} takes {', '.join(allowed)}, not {request.method}",
+        )
+
+    return refuse
+
+
 def build_app(api: LocalApi) -> web.Application:
     # Every error, from a handler or from aiohttp's router (404, 405, 413),
     # leaves through _error; the runner renders parser errors (400, 431) alike.
@@ -256,9 +275,15 @@ def build_app(api: LocalApi) -> web.Application:
         app.router.add_route(route.method, route.path, _lambda_view(api, route))
     if api.cognito_url is not None:
         add_cognito_proxy(app, moto_url=api.cognito_url, error=_error)
-    paths = {route.path for route in api.routes}
-    for path in paths:
+        for path in (COGNITO_PATH, COGNITO_PATH.rstrip("/")):
+            app.router.add_route("*", path, _wrong_method(path, ["POST"]))
+    methods: dict[str, list[str]] = {}
+    for route in api.routes:
+        methods.setdefault(route.path, []).append(route.method)
+    for path, served in methods.items():
         app.router.add_route("OPTIONS", path, _preflight)
+        # Only the declared methods, as API Gateway has: HEAD of a GET route too is a 405.
+        app.router.add_route("*", path, _wrong_method(path, [*served, "OPTIONS"]))
 
     async def config_json(_: web.Request) -> web.Response:
         return web.Response(
@@ -268,6 +293,7 @@ def build_app(api: LocalApi) -> web.Application:
         )
 
     app.router.add_get("/config.json", config_json)
+    app.router.add_route("*", "/config.json", _wrong_method("/config.json", ["GET", "HEAD"]))
     if api.web_dir is not None and (api.web_dir / "index.html").is_file():
         web_dir = api.web_dir
 
@@ -303,13 +329,13 @@ def build_app(api: LocalApi) -> web.Application:
     async def close_executor(_: web.Application) -> None:
         api.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def no_preflight(request: web.Request) -> web.Response:
-        # After every real route: a preflight for a path the API does not have
-        # is the 404 any other method gets (the page's catch-all GET route
-        # would otherwise make it a 405).
-        raise web.HTTPNotFound(reason=f"no such route: {request.path}")
+    async def no_route(request: web.Request) -> web.Response:
+        # After every real route and the page: any method but GET/HEAD (the
+        # page's) on a path the API does not have, a CORS preflight included,
+        # is a 404, not a 405 whose Allow offers the page's GET.
+        raise web.HTTPNotFound(reason=f"no such route: {request.method} {request.path}")
 
-    app.router.add_route("OPTIONS", "/{path:.*}", no_preflight)
+    app.router.add_route("*", "/{path:.+}", no_route)
     app.on_cleanup.append(close_executor)
     return app
 
