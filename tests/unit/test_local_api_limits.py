@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from iotnotify_local.api import (
+    MAX_HEADER_BYTES,
     MAX_LAMBDA_RESPONSE_BYTES,
     MAX_REQUEST_BYTES,
     LocalApi,
@@ -144,3 +145,29 @@ async def test_a_repeated_header_passes_its_last_value_as_api_gateway_does(
         "headers": {"X-Api-Key": "second"},
         "multiValueHeaders": {"X-Api-Key": ["first", "second"]},
     }
+
+
+async def test_a_request_line_and_headers_over_10240_bytes_are_a_431_json_error(
+    client: TestClient[Any, Any],
+) -> None:
+    # API Gateway REST: "Total combined size of request line and header
+    # values", 10240 bytes. Each header here is under the parser's 8 KB per
+    # field, so only the total can refuse them (locally 160 KB went through).
+    def head_bytes(response: Any) -> int:
+        values = response.request_info.headers.values()
+        return len("GET /query?x=1 HTTP/1.1") + sum(len(v) for v in values)
+
+    probe = await client.get("/query?x=1", headers={"X-A": "a" * 4000, "X-B": "b" * 4000})
+    assert probe.status == 200
+    room = MAX_HEADER_BYTES - head_bytes(probe)
+    at_limit = await client.get(
+        "/query?x=1", headers={"X-A": "a" * 4000, "X-B": "b" * (4000 + room)}
+    )
+    assert head_bytes(at_limit) == MAX_HEADER_BYTES
+    assert at_limit.status == 200
+
+    over = await client.get("/query?x=1", headers={"X-A": "a" * 4000, "X-B": "b" * (4001 + room)})
+    body = await assert_json_error(over, 431, "request_header_fields_too_large")
+    assert str(MAX_HEADER_BYTES) in body["message"]
+    many = await client.get("/query?x=1", headers={f"X-{n}": "v" * 8000 for n in range(20)})
+    await assert_json_error(many, 431, "request_header_fields_too_large")
