@@ -9,6 +9,9 @@ pool and never block the event loop.
 The limits of the real path hold here too, so a test sees what AWS would do:
 
 * a request body over 10 MB (API Gateway REST "API payload size") -> 413;
+* a request line and header values over 10,240 bytes together (API
+  Gateway REST "Total combined size of request line and header values")
+  -> 431, although each header is within what the HTTP parser reads;
 * a function that runs past the 29 s integration timeout -> 504 (API
   Gateway gives up; the function itself runs on, as on Lambda);
 * a function response over 6 MB, measured as the JSON document the Lambda
@@ -50,6 +53,7 @@ from iotnotify_local.iam_auth import IamRejected
 
 __all__ = [
     "INTEGRATION_TIMEOUT_S",
+    "MAX_HEADER_BYTES",
     "MAX_LAMBDA_RESPONSE_BYTES",
     "MAX_REQUEST_BYTES",
     "IamVerifier",
@@ -60,6 +64,8 @@ __all__ = [
 ]
 
 MAX_REQUEST_BYTES: Final = 10 * 1024 * 1024  # API Gateway REST API payload size
+# API Gateway REST: total combined size of request line and header values.
+MAX_HEADER_BYTES: Final = 10240
 MAX_LAMBDA_RESPONSE_BYTES: Final = 6 * 1024 * 1024  # Lambda synchronous response payload
 INTEGRATION_TIMEOUT_S: Final = 29.0  # API Gateway REST integration timeout (default maximum)
 
@@ -100,6 +106,7 @@ class LocalApi:
     limits: ServerLimits = field(default_factory=ServerLimits)
     # AWS's limits (module docstring); tests may shrink them.
     max_request_bytes: int = MAX_REQUEST_BYTES
+    max_header_bytes: int = MAX_HEADER_BYTES
     max_response_bytes: int = MAX_LAMBDA_RESPONSE_BYTES
     integration_timeout: float = INTEGRATION_TIMEOUT_S
     # moto's URL: POST /cognito/ forwards the sign-in calls to it (cognito_proxy).
@@ -166,15 +173,21 @@ async def _event(
         encoded = False
     except UnicodeDecodeError:
         text, encoded = base64.b64encode(body).decode("ascii"), True
+    spelling: dict[str, str] = {}  # lower-case name -> its first spelling
+    for name in request.headers:
+        spelling.setdefault(name.lower(), name)
+    names = spelling.values()
     return {
         "resource": route.path,
         "path": request.path,
         "httpMethod": request.method,
-        "headers": dict(request.headers),
-        "multiValueHeaders": {k: request.headers.getall(k) for k in request.headers},
-        # API Gateway passes a repeated key's last value here, every value in
-        # the multi-value map (developer guide, "Support for multi-value
-        # headers and query string parameters"); dict() would keep the first.
+        # API Gateway passes a repeated header's or query key's last value in
+        # the single-value maps, every value in the multi-value ones
+        # (developer guide, "Support for multi-value headers and query string
+        # parameters"); dict() would keep the first. One entry per header,
+        # under the first spelling of its name.
+        "headers": {k: request.headers.getall(k)[-1] for k in names},
+        "multiValueHeaders": {k: request.headers.getall(k) for k in names},
         "queryStringParameters": {k: request.query.getall(k)[-1] for k in request.query} or None,
         "multiValueQueryStringParameters": {k: request.query.getall(k) for k in request.query}
         or None,
@@ -192,6 +205,18 @@ async def _event(
     }
 
 
+def _head_bytes(request: web.Request) -> int:
+    """Bytes of the request line (``METHOD target HTTP/x.y``) and of every header value.
+
+    Cookies are left out: browsers send every cookie of the host whatever
+    the port, so other local apps' cookies on 127.0.0.1 reach this API,
+    while on AWS the API's own domain gets none (the API uses no cookies).
+    """
+    line = len(request.method) + len(request.raw_path.encode("utf-8")) + len("  HTTP/1.1")
+    values = (v for name, v in request.raw_headers if name.lower() != b"cookie")
+    return line + sum(len(value) for value in values)
+
+
 def _lambda_view(api: LocalApi, route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def view(request: web.Request) -> web.Response:
         too_large = _error(
@@ -199,6 +224,14 @@ def _lambda_view(api: LocalApi, route: Route) -> Callable[[web.Request], Awaitab
             "payload_too_large",
             f"the request body is over API Gateway's limit of {api.max_request_bytes} bytes",
         )
+        head = _head_bytes(request)
+        if head > api.max_header_bytes:
+            return _error(
+                431,
+                "request_header_fields_too_large",
+                f"the request line and header values are {head} bytes, over API Gateway's "
+                f"limit of {api.max_header_bytes} bytes",
+            )
         if (request.content_length or 0) > api.max_request_bytes:
             return too_large
         try:
