@@ -1317,9 +1317,21 @@ class MqttSession:
         for index, (name, qos) in enumerate(packet.topics):
             try:
                 topic_filter = TopicFilter(name)
-                split_shared(name)  # a "$share/..." filter must be well formed
+                shared = split_shared(name)  # a "$share/..." filter must be well formed
             except InvalidTopic as exc:
                 broker.refuse(str(exc), client_id=self.client_id, filter=name)
+                codes.append(self._failure(ReasonCode.TOPIC_FILTER_INVALID))
+                continue
+            if unsupported_reserved_filter(shared[1] if shared is not None else name):
+                broker.refuse(
+                    "SUBSCRIBE to a reserved $ topic AWS IoT Core does not offer",
+                    client_id=self.client_id,
+                    filter=name,
+                )
+                if v5 is None:
+                    # 3.1.1 has no per-filter reason: the connection ends.
+                    self._close_soon(DisconnectReason.CLIENT_ERROR)
+                    return
                 codes.append(self._failure(ReasonCode.TOPIC_FILTER_INVALID))
                 continue
             decision = broker.authorize(
@@ -1768,6 +1780,27 @@ def basic_ingest(topic: str) -> tuple[str, str] | None:
         return None
     rule, _, rest = topic[len(_BASIC_INGEST_PREFIX) :].partition("/")
     return (rule, rest) if rule else None
+
+
+def unsupported_reserved_filter(topic_filter: str) -> bool:
+    """Whether SUBSCRIBE to ``topic_filter`` (of a shared subscription: its
+    filter after ``$share/{group}/``) is to a ``$`` topic AWS IoT Core does not offer.
+
+    AWS IoT developer guide, "Reserved topics": topics beginning with ``$`` are
+    reserved; clients "can subscribe and publish to these reserved topics as
+    they allow; however, you can't create new topics that begin with a dollar
+    sign. Unsupported publish or subscribe operations to reserved topics can
+    result in a terminated connection" (the older "Topics" page: "Any attempts
+    to publish or subscribe to topics beginning with $ result in a terminated
+    connection"). Every topic that page lists is under ``$aws/`` (events,
+    shadows, jobs, Device Defender, ...), and ``$aws/rules/...`` (Basic Ingest)
+    is publish-only. So ``$SYS/#``, ``$foo`` and ``$aws/rules/...`` are
+    refused; the rest of ``$aws/`` is left to IAM, as the emulator does not
+    list every AWS service's topics.
+    """
+    if not topic_filter.startswith("$"):
+        return False
+    return topic_filter.startswith(_BASIC_INGEST_PREFIX) or not topic_filter.startswith("$aws/")
 
 
 def request_context(

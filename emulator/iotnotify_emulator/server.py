@@ -68,6 +68,7 @@ from iotnotify_emulator.sigv4 import (
     verify_query_signature,
 )
 from iotnotify_emulator.tls import CertificateFiles, generate_certificates, server_ssl_context
+from iotnotify_emulator.ws_mask import MaskedOnlyWebSocketResponse
 
 __all__ = [
     "ADMIN_HEADER",
@@ -487,7 +488,8 @@ class Emulator:
         # This frame lives as long as the connection: drop the copy of the
         # presigned query (most of a KB) now that it is verified.
         del raw_path, raw_query, query, offered
-        ws = web.WebSocketResponse(
+        # A client frame without a mask fails the connection (RFC 6455 5.1).
+        ws = MaskedOnlyWebSocketResponse(
             protocols=SUBPROTOCOLS,
             autoping=True,
             heartbeat=None,
@@ -509,7 +511,13 @@ class Emulator:
         try:
             async for message in ws:
                 if message.type != WSMsgType.BINARY:
-                    session.protocol_error("MQTT over WebSocket must use binary frames")
+                    # ERROR: aiohttp already closed with 1002 (an unmasked
+                    # frame, reserved bits, a fragmented control frame...).
+                    session.protocol_error(
+                        f"WebSocket protocol error: {message.data}"
+                        if message.type == WSMsgType.ERROR
+                        else "MQTT over WebSocket must use binary frames"
+                    )
                     break
                 try:
                     # One at a time: what precedes a malformed packet in the

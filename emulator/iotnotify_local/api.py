@@ -9,6 +9,9 @@ pool and never block the event loop.
 The limits of the real path hold here too, so a test sees what AWS would do:
 
 * a request body over 10 MB (API Gateway REST "API payload size") -> 413;
+* a request line and header values over 10,240 bytes together (API
+  Gateway REST "Total combined size of request line and header values")
+  -> 431, although each header is within what the HTTP parser reads;
 * a function that runs past the 29 s integration timeout -> 504 (API
   Gateway gives up; the function itself runs on, as on Lambda);
 * a function response over 6 MB, measured as the JSON document the Lambda
@@ -30,7 +33,7 @@ import base64
 import functools
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,11 +48,12 @@ from iotnotify_emulator.http_guard import (
     read_body,
 )
 from iotnotify_local.authorizer import CognitoAuthorizer, TokenRejected
-from iotnotify_local.cognito_proxy import add_cognito_proxy
+from iotnotify_local.cognito_proxy import COGNITO_PATH, add_cognito_proxy
 from iotnotify_local.iam_auth import IamRejected
 
 __all__ = [
     "INTEGRATION_TIMEOUT_S",
+    "MAX_HEADER_BYTES",
     "MAX_LAMBDA_RESPONSE_BYTES",
     "MAX_REQUEST_BYTES",
     "IamVerifier",
@@ -60,6 +64,8 @@ __all__ = [
 ]
 
 MAX_REQUEST_BYTES: Final = 10 * 1024 * 1024  # API Gateway REST API payload size
+# API Gateway REST: total combined size of request line and header values.
+MAX_HEADER_BYTES: Final = 10240
 MAX_LAMBDA_RESPONSE_BYTES: Final = 6 * 1024 * 1024  # Lambda synchronous response payload
 INTEGRATION_TIMEOUT_S: Final = 29.0  # API Gateway REST integration timeout (default maximum)
 
@@ -100,6 +106,7 @@ class LocalApi:
     limits: ServerLimits = field(default_factory=ServerLimits)
     # AWS's limits (module docstring); tests may shrink them.
     max_request_bytes: int = MAX_REQUEST_BYTES
+    max_header_bytes: int = MAX_HEADER_BYTES
     max_response_bytes: int = MAX_LAMBDA_RESPONSE_BYTES
     integration_timeout: float = INTEGRATION_TIMEOUT_S
     # moto's URL: POST /cognito/ forwards the sign-in calls to it (cognito_proxy).
@@ -166,15 +173,21 @@ async def _event(
         encoded = False
     except UnicodeDecodeError:
         text, encoded = base64.b64encode(body).decode("ascii"), True
+    spelling: dict[str, str] = {}  # lower-case name -> its first spelling
+    for name in request.headers:
+        spelling.setdefault(name.lower(), name)
+    names = spelling.values()
     return {
         "resource": route.path,
         "path": request.path,
         "httpMethod": request.method,
-        "headers": dict(request.headers),
-        "multiValueHeaders": {k: request.headers.getall(k) for k in request.headers},
-        # API Gateway passes a repeated key's last value here, every value in
-        # the multi-value map (developer guide, "Support for multi-value
-        # headers and query string parameters"); dict() would keep the first.
+        # API Gateway passes a repeated header's or query key's last value in
+        # the single-value maps, every value in the multi-value ones
+        # (developer guide, "Support for multi-value headers and query string
+        # parameters"); dict() would keep the first. One entry per header,
+        # under the first spelling of its name.
+        "headers": {k: request.headers.getall(k)[-1] for k in names},
+        "multiValueHeaders": {k: request.headers.getall(k) for k in names},
         "queryStringParameters": {k: request.query.getall(k)[-1] for k in request.query} or None,
         "multiValueQueryStringParameters": {k: request.query.getall(k) for k in request.query}
         or None,
@@ -192,6 +205,18 @@ async def _event(
     }
 
 
+def _head_bytes(request: web.Request) -> int:
+    """Bytes of the request line (``METHOD target HTTP/x.y``) and of every header value.
+
+    Cookies are left out: browsers send every cookie of the host whatever
+    the port, so other local apps' cookies on 127.0.0.1 reach this API,
+    while on AWS the API's own domain gets none (the API uses no cookies).
+    """
+    line = len(request.method) + len(request.raw_path.encode("utf-8")) + len("  HTTP/1.1")
+    values = (v for name, v in request.raw_headers if name.lower() != b"cookie")
+    return line + sum(len(value) for value in values)
+
+
 def _lambda_view(api: LocalApi, route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def view(request: web.Request) -> web.Response:
         too_large = _error(
@@ -199,6 +224,14 @@ def _lambda_view(api: LocalApi, route: Route) -> Callable[[web.Request], Awaitab
             "payload_too_large",
             f"the request body is over API Gateway's limit of {api.max_request_bytes} bytes",
         )
+        head = _head_bytes(request)
+        if head > api.max_header_bytes:
+            return _error(
+                431,
+                "request_header_fields_too_large",
+                f"the request line and header values are {head} bytes, over API Gateway's "
+                f"limit of {api.max_header_bytes} bytes",
+            )
         if (request.content_length or 0) > api.max_request_bytes:
             return too_large
         try:
@@ -246,6 +279,25 @@ async def _preflight(_: web.Request) -> web.Response:
     return web.Response(status=204, headers=_CORS)
 
 
+def _wrong_method(path: str, methods: Sequence[str]) -> Callable[[web.Request], Awaitable[Any]]:
+    """A catch-all for ``path``: any method it does not serve is a 405 naming those it does.
+
+    Registered after the path's real routes, so the router tries it before
+    the page's catch-all ``GET /{path}`` (which would call ``GET /task`` a
+    missing page) and before the unknown-path 404.
+    """
+    allowed = sorted(set(methods))
+
+    async def refuse(request: web.Request) -> web.Response:
+        raise web.HTTPMethodNotAllowed(
+            request.method,
+            allowed,
+            reason=f"{path} takes {', '.join(allowed)}, not {request.method}",
+        )
+
+    return refuse
+
+
 def build_app(api: LocalApi) -> web.Application:
     # Every error, from a handler or from aiohttp's router (404, 405, 413),
     # leaves through _error; the runner renders parser errors (400, 431) alike.
@@ -256,9 +308,15 @@ def build_app(api: LocalApi) -> web.Application:
         app.router.add_route(route.method, route.path, _lambda_view(api, route))
     if api.cognito_url is not None:
         add_cognito_proxy(app, moto_url=api.cognito_url, error=_error)
-    paths = {route.path for route in api.routes}
-    for path in paths:
+        for path in (COGNITO_PATH, COGNITO_PATH.rstrip("/")):
+            app.router.add_route("*", path, _wrong_method(path, ["POST"]))
+    methods: dict[str, list[str]] = {}
+    for route in api.routes:
+        methods.setdefault(route.path, []).append(route.method)
+    for path, served in methods.items():
         app.router.add_route("OPTIONS", path, _preflight)
+        # Only the declared methods, as API Gateway has: HEAD of a GET route too is a 405.
+        app.router.add_route("*", path, _wrong_method(path, [*served, "OPTIONS"]))
 
     async def config_json(_: web.Request) -> web.Response:
         return web.Response(
@@ -268,6 +326,7 @@ def build_app(api: LocalApi) -> web.Application:
         )
 
     app.router.add_get("/config.json", config_json)
+    app.router.add_route("*", "/config.json", _wrong_method("/config.json", ["GET", "HEAD"]))
     if api.web_dir is not None and (api.web_dir / "index.html").is_file():
         web_dir = api.web_dir
 
@@ -303,13 +362,13 @@ def build_app(api: LocalApi) -> web.Application:
     async def close_executor(_: web.Application) -> None:
         api.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def no_preflight(request: web.Request) -> web.Response:
-        # After every real route: a preflight for a path the API does not have
-        # is the 404 any other method gets (the page's catch-all GET route
-        # would otherwise make it a 405).
-        raise web.HTTPNotFound(reason=f"no such route: {request.path}")
+    async def no_route(request: web.Request) -> web.Response:
+        # After every real route and the page: any method but GET/HEAD (the
+        # page's) on a path the API does not have, a CORS preflight included,
+        # is a 404, not a 405 whose Allow offers the page's GET.
+        raise web.HTTPNotFound(reason=f"no such route: {request.method} {request.path}")
 
-    app.router.add_route("OPTIONS", "/{path:.*}", no_preflight)
+    app.router.add_route("*", "/{path:.+}", no_route)
     app.on_cleanup.append(close_executor)
     return app
 

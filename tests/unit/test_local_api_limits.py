@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator, Mapping
@@ -11,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from iotnotify_local.api import (
+    MAX_HEADER_BYTES,
     MAX_LAMBDA_RESPONSE_BYTES,
     MAX_REQUEST_BYTES,
     LocalApi,
@@ -39,6 +41,12 @@ def echo_query(event: Mapping[str, Any], _context: Any) -> Mapping[str, Any]:
     return {"statusCode": 200, "body": json.dumps({k: event[k] for k in wanted})}
 
 
+def echo_headers(event: Mapping[str, Any], _context: Any) -> Mapping[str, Any]:
+    wanted = ("headers", "multiValueHeaders")
+    named = {k: {h: v for h, v in event[k].items() if h.lower() == "x-api-key"} for k in wanted}
+    return {"statusCode": 200, "body": json.dumps(named)}
+
+
 def slow(_event: Mapping[str, Any], _context: Any) -> Mapping[str, Any]:
     release.wait(30)
     return {"statusCode": 200, "body": "{}"}
@@ -52,6 +60,7 @@ async def client() -> AsyncIterator[TestClient[Any, Any]]:
             Route("POST", "/echo", echo_length, "none"),
             Route("GET", "/slow", slow, "none"),
             Route("GET", "/query", echo_query, "none"),
+            Route("GET", "/headers", echo_headers, "none"),
         ],
         authorizer=CognitoAuthorizer(
             jwks_url="http://127.0.0.1:9/jwks.json", issuer="https://issuer", audience="client"
@@ -112,3 +121,53 @@ async def test_a_repeated_query_parameter_passes_its_last_value_as_api_gateway_d
         "queryStringParameters": {"rooms": "secret", "limit": "5"},
         "multiValueQueryStringParameters": {"rooms": ["lobby", "secret"], "limit": ["5"]},
     }
+
+
+async def test_a_repeated_header_passes_its_last_value_as_api_gateway_does(
+    client: TestClient[Any, Any],
+) -> None:
+    # The same rule as for query strings: `headers` holds the last value of a
+    # repeated header, `multiValueHeaders` all of them, one entry per header
+    # whatever the case of its name. Locally the first value was passed (and
+    # one entry per spelling), so `x-api-key: wrong` followed by the right key
+    # was refused here and accepted on AWS, and the other way round.
+    # (aiohttp's client would merge the two, so the request is written by hand)
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    writer.write(
+        b"GET /headers HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Api-Key: first\r\n"
+        b"x-api-key: second\r\nConnection: close\r\n\r\n"
+    )
+    answer = await reader.read()
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert json.loads(body) == {
+        "headers": {"X-Api-Key": "second"},
+        "multiValueHeaders": {"X-Api-Key": ["first", "second"]},
+    }
+
+
+async def test_a_request_line_and_headers_over_10240_bytes_are_a_431_json_error(
+    client: TestClient[Any, Any],
+) -> None:
+    # API Gateway REST: "Total combined size of request line and header
+    # values", 10240 bytes. Each header here is under the parser's 8 KB per
+    # field, so only the total can refuse them (locally 160 KB went through).
+    def head_bytes(response: Any) -> int:
+        values = response.request_info.headers.values()
+        return len("GET /query?x=1 HTTP/1.1") + sum(len(v) for v in values)
+
+    probe = await client.get("/query?x=1", headers={"X-A": "a" * 4000, "X-B": "b" * 4000})
+    assert probe.status == 200
+    room = MAX_HEADER_BYTES - head_bytes(probe)
+    at_limit = await client.get(
+        "/query?x=1", headers={"X-A": "a" * 4000, "X-B": "b" * (4000 + room)}
+    )
+    assert head_bytes(at_limit) == MAX_HEADER_BYTES
+    assert at_limit.status == 200
+
+    over = await client.get("/query?x=1", headers={"X-A": "a" * 4000, "X-B": "b" * (4001 + room)})
+    body = await assert_json_error(over, 431, "request_header_fields_too_large")
+    assert str(MAX_HEADER_BYTES) in body["message"]
+    many = await client.get("/query?x=1", headers={f"X-{n}": "v" * 8000 for n in range(20)})
+    await assert_json_error(many, 431, "request_header_fields_too_large")

@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from iotnotify_emulator.mqtt import Unsubscribe
+from iotnotify_emulator.mqtt import Pingresp, Subscribe, Unsubscribe
+from iotnotify_emulator.mqtt5 import ReasonCode
 from iotnotify_emulator.testing import ALLOW_ALL, Harness
 
 
@@ -120,3 +121,51 @@ async def test_subscribe_and_unsubscribe_lifecycle_events(world: Harness) -> Non
     event = json.loads(unsubscribed.payload)
     assert (event["eventType"], event["topics"]) == ("unsubscribed", [world.topic_of("alice")])
     await asyncio.gather(alice.disconnect(), watcher.disconnect())
+
+
+# AWS IoT developer guide, "Reserved topics": "Topics that begin with a dollar
+# sign ($) are reserved for use by AWS IoT. You can subscribe and publish to
+# these reserved topics as they allow; however, you can't create new topics
+# that begin with a dollar sign. Unsupported publish or subscribe operations
+# to reserved topics can result in a terminated connection." Every topic the
+# page lists is under $aws/; $aws/rules/... is publish-only (Basic Ingest).
+UNSUPPORTED_RESERVED_FILTERS = ("$SYS/#", "$foo/bar", "$aws/rules/r/t", "$share/g/$SYS/#")
+
+
+async def test_subscribing_to_an_unsupported_reserved_topic_closes_an_mqtt311_connection(
+    world: Harness,
+) -> None:
+    credential = world.store.issue([ALLOW_ALL])
+    for index, name in enumerate(UNSUPPORTED_RESERVED_FILTERS):
+        # Given a client allowed everything by IAM
+        client = await world.connect(credential, f"c{index}")
+        # When it subscribes to a reserved topic AWS does not offer
+        await client.send(Subscribe(packet_id=1, topics=((name, 0),)))
+        # Then no SUBACK: the connection is closed
+        assert await client.wait_closed() == [], name
+    stats = world.emulator.stats()
+    assert stats["subscriptions_current"] == 0
+    assert stats["disconnects_by_reason"] == {"CLIENT_ERROR": len(UNSUPPORTED_RESERVED_FILTERS)}
+
+
+async def test_reserved_topics_aws_offers_can_be_subscribed(world: Harness) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c1")
+    codes = await client.subscribe(
+        "$aws/events/presence/connected/+", "$aws/things/t/shadow/update/accepted"
+    )
+    assert codes.return_codes == (0, 0)
+    await client.disconnect()
+
+
+async def test_an_mqtt5_subscribe_to_an_unsupported_reserved_topic_gets_0x8f(
+    world: Harness,
+) -> None:
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c1", protocol_level=5)
+    filters = (*UNSUPPORTED_RESERVED_FILTERS, "ok/topic")
+    codes = (await client.subscribe(*filters)).return_codes
+    assert codes == (ReasonCode.TOPIC_FILTER_INVALID,) * len(UNSUPPORTED_RESERVED_FILTERS) + (0,)
+    # The connection stays, as for the other SUBACK failures of MQTT 5
+    await client.ping()
+    assert isinstance(await client.receive(), Pingresp)
+    assert world.emulator.stats()["subscriptions_current"] == 1
+    await client.disconnect()

@@ -1,0 +1,110 @@
+"""The local API tells a wrong method (405) from an unknown route (404), beside the web page.
+
+The page's catch-all ``GET /{path}`` used to answer for every API path too:
+``GET /task`` (a POST route) was a 404 "no such page", ``HEAD /token`` a
+404 although the 405's ``Allow`` listed HEAD, and ``POST /no/such/route`` a
+405 with ``Allow: GET,HEAD``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from iotnotify_local.api import LocalApi, Route, build_app
+from iotnotify_local.authorizer import CognitoAuthorizer
+
+
+def ok(_event: Mapping[str, Any], _context: Any) -> Mapping[str, Any]:
+    return {"statusCode": 200, "body": "{}"}
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
+    (tmp_path / "index.html").write_text("<!doctype html><title>page</title>")
+    (tmp_path / "app.js").write_text("// the page")
+    api = LocalApi(
+        routes=[
+            Route("GET", "/token", ok, "none"),
+            Route("POST", "/task", ok, "none"),
+            Route("GET", "/chats", ok, "none"),
+            Route("POST", "/chats", ok, "none"),
+            Route("POST", "/chats/{room}/members", ok, "none"),
+        ],
+        authorizer=CognitoAuthorizer(
+            jwks_url="http://127.0.0.1:9/jwks.json", issuer="https://issuer", audience="client"
+        ),
+        web_dir=tmp_path,
+    )
+    async with TestClient(TestServer(build_app(api))) as test_client:
+        yield test_client
+
+
+async def assert_json_error(response: Any, status: int, code: str) -> None:
+    assert response.status == status
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    if response.method != "HEAD":
+        body = await response.json()
+        assert body["error"] == code
+        assert body["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", "/task", {"POST", "OPTIONS"}),
+        ("HEAD", "/task", {"POST", "OPTIONS"}),
+        ("HEAD", "/token", {"GET", "OPTIONS"}),
+        ("PUT", "/token", {"GET", "OPTIONS"}),
+        ("DELETE", "/chats", {"GET", "POST", "OPTIONS"}),
+        ("GET", "/chats/lobby/members", {"POST", "OPTIONS"}),
+    ],
+)
+async def test_a_method_an_api_route_does_not_take_is_a_405_naming_the_ones_it_does(
+    client: TestClient[Any, Any], method: str, path: str, allowed: set[str]
+) -> None:
+    response = await client.request(method, path)
+    await assert_json_error(response, 405, "method_not_allowed")
+    assert set(response.headers["Allow"].split(",")) == allowed
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "GET", "OPTIONS"])
+async def test_any_method_on_an_unknown_path_is_a_404(
+    client: TestClient[Any, Any], method: str
+) -> None:
+    response = await client.request(method, "/no/such/route")
+    await assert_json_error(response, 404, "not_found")
+
+
+async def test_the_page_and_the_routes_are_still_served(client: TestClient[Any, Any]) -> None:
+    assert (await client.get("/")).status == 200
+    assert (await client.get("/app.js")).status == 200
+    assert (await client.head("/app.js")).status == 200
+    assert (await client.get("/token")).status == 200
+    assert (await client.post("/task")).status == 200
+    assert (await client.post("/chats/lobby/members")).status == 200
+    assert (await client.options("/task")).status == 204
+    # a page is not posted to
+    await assert_json_error(await client.post("/"), 405, "method_not_allowed")
+    await assert_json_error(await client.post("/config.json"), 405, "method_not_allowed")
+
+
+async def test_the_sign_in_proxy_takes_post_only(tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("<!doctype html><title>page</title>")
+    api = LocalApi(
+        routes=[],
+        authorizer=CognitoAuthorizer(
+            jwks_url="http://127.0.0.1:9/jwks.json", issuer="https://issuer", audience="client"
+        ),
+        web_dir=tmp_path,
+        cognito_url="http://127.0.0.1:9/",
+    )
+    async with TestClient(TestServer(build_app(api))) as client:
+        for path in ("/cognito/", "/cognito"):
+            response = await client.get(path)
+            await assert_json_error(response, 405, "method_not_allowed")
+            assert response.headers["Allow"] == "POST"
