@@ -113,8 +113,10 @@ def ssl_context_for(ca_file: Path | str | None) -> ssl.SSLContext | None:
 
 
 class ConnectionRefused(Exception):
-    """The WebSocket upgrade failed (``status``) or CONNACK was not 0 (``return_code``,
-    the whole CONNACK in ``connack``)."""
+    """The WebSocket upgrade failed (``status``), CONNACK was not 0 (``return_code``,
+    the whole CONNACK in ``connack``), or the server closed the connection
+    without a CONNACK (``hung_up``: AWS IoT Core's answer to an unauthorised
+    MQTT 3.1.1 CONNECT)."""
 
     def __init__(
         self,
@@ -123,11 +125,13 @@ class ConnectionRefused(Exception):
         status: int | None = None,
         return_code: int | None = None,
         connack: Connack | None = None,
+        hung_up: bool = False,
     ):
         super().__init__(message)
         self.status = status
         self.return_code = return_code
         self.connack = connack
+        self.hung_up = hung_up
 
 
 @dataclass
@@ -201,7 +205,8 @@ class RawMqttClient:
         properties: Properties | None = None,
         clean_session: bool = True,
     ) -> RawMqttClient:
-        """Open and CONNECT; raises :class:`ConnectionRefused` unless CONNACK is 0."""
+        """Open and CONNECT; raises :class:`ConnectionRefused` unless CONNACK is 0
+        (also when the server closes the connection instead of answering)."""
         client = await cls.open(
             url,
             protocols=protocols,
@@ -221,7 +226,12 @@ class RawMqttClient:
                     clean_session=clean_session,
                 )
             )
-            reply = await client.receive(within=within)
+            try:
+                reply = await client.receive(within=within)
+            except EOFError as exc:
+                raise ConnectionRefused(
+                    "the server closed the connection without CONNACK", hung_up=True
+                ) from exc
             if not isinstance(reply, Connack):
                 raise ConnectionRefused(f"expected CONNACK, got {reply!r}")
             if reply.return_code != 0:

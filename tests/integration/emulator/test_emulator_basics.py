@@ -155,7 +155,7 @@ async def test_will_needs_publish_permission(world: Harness) -> None:
             "alice.1",
             will=Will(world.topic_of("alice"), b"gone"),
         )
-    assert refused.value.return_code == 5
+    assert refused.value.hung_up
 
 
 async def test_retained_mqtt_publish_needs_retain_publish(world: Harness) -> None:
