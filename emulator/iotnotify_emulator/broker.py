@@ -1756,6 +1756,21 @@ class MqttSession:
         if self._writer is None:
             self._writer = asyncio.ensure_future(self._write())
 
+    def closed_by_client(self) -> None:
+        """The client sent a WebSocket Close frame (no MQTT DISCONNECT before it).
+
+        AWS IoT developer guide, "Lifecycle events": CLIENT_INITIATED_DISCONNECT
+        is "either a MQTT DISCONNECT control packet or a Close frame if the
+        client is using a WebSocket connection", and for it "the broker will
+        send the LWT messages: No". So the will is dropped and the close that
+        follows (:meth:`connection_lost`) is announced as client-initiated,
+        unless the server had already decided to close for another reason.
+        """
+        if self.closed or self._close_reason is not None:
+            return
+        self.will = None
+        self._close_reason = DisconnectReason.CLIENT_INITIATED_DISCONNECT
+
     async def connection_lost(self) -> None:
         """The transport ended (read loop finished).
 

@@ -15,6 +15,8 @@ aiohttp WebSocket; tests use it where a packet-level view matters
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -338,6 +340,16 @@ class RawMqttClient:
                     seen.append(await self.receive(within=within))
                 except EOFError:
                     return seen
+
+    async def drop(self) -> None:
+        """End the TCP connection with neither a WebSocket Close frame nor an
+        MQTT DISCONNECT (a network failure, as the server sees it), then
+        release the client."""
+        sock = self.ws.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        await self.close()
 
     async def disconnect(self) -> None:
         if not self.ws.closed:
