@@ -252,10 +252,15 @@ def send(
     if not users and not broadcast:
         raise click.UsageError("give --user (one or more) or --broadcast")
     kind = kind or ("broadcast" if broadcast else "notification")
+    from iotnotify.contract import loads_strict
+    from iotnotify.errors import InvalidJson
+
     try:
-        payload = json.loads(data) if data else {}
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from exc
+        # The same strict JSON as POST /notify: no NaN, no lone surrogates,
+        # at most MAX_JSON_DEPTH levels (json.loads alone raised RecursionError).
+        payload = loads_strict(data, what="--data") if data else {}
+    except InvalidJson as exc:
+        raise click.BadParameter(str(exc), param_hint="--data") from exc
     if not isinstance(payload, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--data")
     if stage:

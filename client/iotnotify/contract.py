@@ -521,6 +521,44 @@ def _finite(text: str) -> float:
     return value
 
 
+# Digits of the largest integer an IEEE 754 double holds (about 1.8e308).
+_MAX_INT_DIGITS: Final = 309
+
+
+def _int_in_range(value: int) -> bool:
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
+def _finite_int(text: str) -> int:
+    # Before int(): a run of 4,301 digits would otherwise be Python's own
+    # "Exceeds the limit (4300 digits)" error, and a shorter one still
+    # reads as Infinity in JavaScript, as 1e999 does.
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS or not _int_in_range(value := int(text)):
+        raise InvalidJson(
+            f"number {text[:32]}... is out of range: beyond what a double holds "
+            "(JavaScript reads it as Infinity)"
+        )
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # RFC 8259 section 4: names SHOULD be unique, and parsers disagree on a
+    # repeated one (Python keeps the last, others the first or fail), so a
+    # document read by two of them could mean two things. Refused.
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise InvalidJson(f"object names the key {key[:64]!r} more than once")
+            seen.add(key)
+    return value
+
+
 def _non_json_constant(name: str) -> Any:
     raise InvalidJson(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
 
@@ -539,6 +577,12 @@ def _check_tree(value: Any, what: str) -> None:
                         f"{what} contains a lone surrogate (\\u{ord(item[exc.start]):04x}); "
                         "text must be valid Unicode"
                     ) from exc
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if not _int_in_range(item):
+                raise InvalidJson(
+                    f"{what} holds an integer out of range: beyond what a double holds "
+                    "(JavaScript reads it as Infinity)"
+                )
         elif isinstance(item, dict | list):
             if depth > MAX_JSON_DEPTH:
                 raise InvalidJson(f"{what} nests deeper than {MAX_JSON_DEPTH} levels")
@@ -557,10 +601,18 @@ def loads_strict(payload: bytes | str, *, what: str = "payload") -> Any:
     back: a browser's ``JSON.parse`` fails on the whole document. Refused
     as well: lone UTF-16 surrogates (``"\\ud800"``, which cannot be encoded
     as UTF-8 and so fail later, far from the sender), nesting deeper than
-    :data:`MAX_JSON_DEPTH`, and bytes that are not UTF-8.
+    :data:`MAX_JSON_DEPTH`, integers beyond what a double holds (about
+    1.8e308: ``JSON.parse`` reads them as Infinity), an object naming a key
+    twice, and bytes that are not UTF-8.
     """
     try:
-        value = json.loads(payload, parse_constant=_non_json_constant, parse_float=_finite)
+        value = json.loads(
+            payload,
+            parse_constant=_non_json_constant,
+            parse_float=_finite,
+            parse_int=_finite_int,
+            object_pairs_hook=_unique_keys,
+        )
     except InvalidJson:
         raise
     except RecursionError as exc:

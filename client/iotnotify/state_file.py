@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -59,6 +60,52 @@ def _accepts_connections(url: str) -> bool:
             return True
     except OSError:
         return False
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_object(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def _is_list_of_objects(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, dict) for item in value)
+
+
+# Every field of the file with the check its JSON value must pass, so a file
+# someone edited (or another tool's JSON at that path) is one clear
+# StateFileError here, not a TypeError or AttributeError later in a command.
+_FIELD_CHECKS: Final[dict[str, Callable[[Any], bool]]] = {
+    **dict.fromkeys(
+        (
+            "region",
+            "app",
+            "stage",
+            "apiUrl",
+            "webUrl",
+            "iotWsUrl",
+            "iotWssUrl",
+            "iotDataUrl",
+            "caFile",
+            "awsEndpointUrl",
+            "userPoolId",
+            "userPoolClientId",
+        ),
+        _is_str,
+    ),
+    "users": _is_list_of_objects,
+    "publisher": _is_object,
+    "pid": _is_int,
+    "extra": _is_object,
+}
+_OPTIONAL_FIELDS: Final = frozenset({"pid", "extra"})
+_REQUIRED_FIELDS: Final = frozenset(_FIELD_CHECKS) - _OPTIONAL_FIELDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +164,8 @@ class LocalState:
     def read(cls, path: Path = DEFAULT_STATE_FILE, *, check_running: bool = True) -> LocalState:
         """Parse ``path``; with ``check_running``, also :meth:`ensure_running`.
 
-        Raises :class:`StateFileError` (missing, unreadable, incomplete) or
+        Raises :class:`StateFileError` (missing, unreadable, not a JSON
+        object, incomplete, a field of the wrong type) or
         :class:`StackNotRunning` (stale).
         """
         try:
@@ -126,13 +174,30 @@ class LocalState:
             raise StateFileError(
                 f"no state file at {path}: start the local stack with `iotnotify local` first"
             ) from exc
-        except (OSError, json.JSONDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            raise StateFileError(f"cannot read state file {path}: not UTF-8 ({exc})") from exc
+        except (OSError, ValueError, RecursionError) as exc:
+            # ValueError: not JSON; RecursionError: nested deeper than json can parse.
             raise StateFileError(f"cannot read state file {path}: {exc}") from exc
-        known = set(cls.__dataclass_fields__)
-        try:
-            state = cls(**{k: v for k, v in raw.items() if k in known})
-        except TypeError as exc:
-            raise StateFileError(f"state file {path} is incomplete: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise StateFileError(
+                f"cannot read state file {path}: not a JSON object (it holds "
+                f"{type(raw).__name__}); start `iotnotify local` again to rewrite it"
+            )
+        missing = sorted(_REQUIRED_FIELDS - raw.keys())
+        if missing:
+            raise StateFileError(f"state file {path} is incomplete: missing {', '.join(missing)}")
+        wrong = [
+            f"{name} ({type(raw[name]).__name__})"
+            for name, check in _FIELD_CHECKS.items()
+            if name in raw and not check(raw[name])
+        ]
+        if wrong:
+            raise StateFileError(
+                f"state file {path} has fields of the wrong type: {', '.join(wrong)}; "
+                "start `iotnotify local` again to rewrite it"
+            )
+        state = cls(**{k: v for k, v in raw.items() if k in _FIELD_CHECKS})
         if check_running:
             state.ensure_running(path)
         return state

@@ -4,14 +4,20 @@ Both routes reach this one function. On ``/notify`` API Gateway has already
 verified a SigV4 signature and names the caller in ``identity.userArn``; on
 ``/notify/key`` API Gateway checks nothing, so the ``x-api-key`` header is
 compared here with the SSM SecureString.
+
+A ``game`` target must be a registered game (``POST /games`` or the
+publisher's ``register_game``): 404 otherwise, as ``GET /token?games=``
+answers, so a mistyped id is not a 200 that reaches nobody.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from iotnotify.games import GameStoreError
 from iotnotify_handlers import clients
 from iotnotify_handlers.backend_auth import authorize_backend
+from iotnotify_handlers.errors import NotFound, ServiceUnavailable
 from iotnotify_handlers.http import Request, api_handler
 from iotnotify_handlers.notify_requests import NotifyRequest, send
 
@@ -24,4 +30,11 @@ API_KEY_RESOURCE = "/notify/key"
 def handler(request: Request) -> tuple[int, Any]:
     authorize_backend(request)  # IAM on /notify, the API key on /notify/key
     notify = NotifyRequest.parse(request.json())
+    if notify.game is not None:
+        try:
+            game = clients.games().get(notify.game)
+        except GameStoreError as exc:
+            raise ServiceUnavailable("could not read the game, try again") from exc
+        if game is None:
+            raise NotFound(f"no game {notify.game!r}: register it first (POST /games)")
     return 200, send(notify, clients.publisher())

@@ -92,6 +92,18 @@ class Request:
         authorizer = context.get("authorizer") or {}
         identity = context.get("identity") or {}
         headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+        # API Gateway passes a repeated key's last value in
+        # queryStringParameters and every value in the multi-value map
+        # (developer guide, "Support for multi-value headers and query string
+        # parameters"). Reading the last alone half-answers `?rooms=a&rooms=b`
+        # (a token for b only), so a repeated key is refused instead.
+        multi = event.get("multiValueQueryStringParameters") or {}
+        repeated = sorted(str(k) for k, values in multi.items() if len(values or ()) > 1)
+        if repeated:
+            raise BadRequest(
+                f"query parameter(s) given more than once: {', '.join(repeated)}; "
+                "give each once (a list is comma-separated: rooms=a,b)"
+            )
         return cls(
             method=str(event.get("httpMethod", "")),
             path=str(event.get("path", "")),

@@ -30,7 +30,9 @@ would sit in the stack instead of in one rotatable parameter.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from typing import Final
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
@@ -55,6 +57,36 @@ CORS_ALLOW_HEADERS = (
     "X-Amz-Security-Token",
     "X-Api-Key",
 )
+
+
+# (gateway response type, status to answer or None for API Gateway's own, error code).
+# An unknown path or method is API Gateway's MISSING_AUTHENTICATION_TOKEN, a
+# 403 by default: answered as the 404 of DESIGN's contract (and of the local
+# API). The defaults keep API Gateway's response type as their code.
+_GATEWAY_ERRORS: Final = (
+    (apigw.ResponseType.UNAUTHORIZED, None, "unauthorized"),
+    (apigw.ResponseType.ACCESS_DENIED, None, "forbidden"),
+    (apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, "404", "not_found"),
+    (apigw.ResponseType.THROTTLED, None, "too_many_requests"),
+    (apigw.ResponseType.REQUEST_TOO_LARGE, None, "payload_too_large"),
+    (apigw.ResponseType.BAD_REQUEST_PARAMETERS, None, "bad_request"),
+    (apigw.ResponseType.BAD_REQUEST_BODY, None, "bad_request"),
+    (apigw.ResponseType.INTEGRATION_TIMEOUT, None, "gateway_timeout"),
+    (apigw.ResponseType.DEFAULT_4_XX, None, "$context.error.responseType"),
+    (apigw.ResponseType.DEFAULT_5_XX, None, "$context.error.responseType"),
+)
+_NOT_FOUND_MESSAGE: Final = (
+    "no such route: check the method and the path (a route authorised by IAM "
+    "answers this too to a request without a SigV4 signature)"
+)
+
+
+def _error_template(code: str) -> str:
+    """The body template of a gateway response: ``{"error": code, "message": ...}``."""
+    message = (
+        json.dumps(_NOT_FOUND_MESSAGE) if code == "not_found" else "$context.error.messageString"
+    )
+    return f'{{"error":"{code}","message":{message}}}'
 
 
 class Api(Construct):
@@ -119,16 +151,24 @@ class Api(Construct):
             ),
         )
         # Errors produced by API Gateway itself (401 from the authorizer,
-        # 429 from throttling) must carry CORS headers too, or the browser
-        # reports an opaque network error instead of the status.
-        for response_type in (apigw.ResponseType.DEFAULT_4_XX, apigw.ResponseType.DEFAULT_5_XX):
+        # 429 from throttling, an unknown route) must carry CORS headers too,
+        # or the browser reports an opaque network error instead of the
+        # status, and the API's one error shape {"error", "message"} with the
+        # codes the functions and the local API use, not API Gateway's
+        # default {"message": ...}. $context.error.messageString is the
+        # message as a quoted JSON string (API Gateway developer guide,
+        # "Gateway response types" and "$context variables for data models,
+        # authorizers, mapping templates").
+        for response_type, status, code in _GATEWAY_ERRORS:
             self.rest_api.add_gateway_response(
                 f"Cors{response_type.response_type}",
                 type=response_type,
+                status_code=status,
                 response_headers={
                     "Access-Control-Allow-Origin": f"'{web_origins[0]}'",
                     "Vary": "'Origin'",
                 },
+                templates={"application/json": _error_template(code)},
             )
         validator = self.rest_api.add_request_validator(
             "Validator", validate_request_parameters=True, validate_request_body=True

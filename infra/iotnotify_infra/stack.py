@@ -110,9 +110,11 @@ class IotNotifyStack(Stack):
         # --- grants: one block per function, mirroring what its handler does.
         # GET /token: assume the subscriber role with a per-user session policy.
         self.iot.subscriber_role.grant_assume_role(_role(fn.token))
-        # POST /notify: publish, keep a copy in the inbox, read the API key.
+        # POST /notify: publish, keep a copy in the inbox, read the API key;
+        # a game target must be a registered game (one read).
         self.iot.publisher_policy.attach_to_role(_role(fn.notify))
         self.storage.inbox.grant(fn.notify, "dynamodb:PutItem", "dynamodb:BatchWriteItem")
+        self.storage.games.grant(fn.notify, "dynamodb:GetItem")
         fn.notify.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["ssm:GetParameter"], resources=[notify_api_key.parameter_arn]

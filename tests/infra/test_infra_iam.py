@@ -111,12 +111,14 @@ def test_subscriber_role_policy_is_the_ceiling_and_publishes_only_room_inputs(
     assert [s["Sid"] for s in statements] == [s["Sid"] for s in expected["Statement"]]
 
 
-def test_notify_publishes_in_stage_writes_inbox_reads_api_key(dev: Synth) -> None:
+def test_notify_publishes_in_stage_writes_inbox_reads_api_key_and_games(dev: Synth) -> None:
     inbox = logical(dev, "StorageInbox", "AWS::DynamoDB::Table")
+    games = logical(dev, "StorageGames", "AWS::DynamoDB::Table")
     assert grants_of(dev, "notify") == {
         "iot:Publish": {STAGE_TOPICS},
         "dynamodb:PutItem": {"${" + inbox + ".Arn}"},
         "dynamodb:BatchWriteItem": {"${" + inbox + ".Arn}"},
+        "dynamodb:GetItem": {"${" + games + ".Arn}"},
         "ssm:GetParameter": {
             f"arn:{PARTITION}:ssm:{REGION}:{ACCOUNT}:parameter/iotnotify/dev/notify-api-key"
         },

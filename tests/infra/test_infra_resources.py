@@ -407,3 +407,35 @@ def test_placeholder_page_is_generated_when_web_dist_is_missing(tmp_path: Path) 
     assembly = app.synth()
     page = Path(assembly.directory) / "iotnotify-web-placeholder-nodist" / "index.html"
     assert "web/dist" in page.read_text()
+
+
+def test_api_gateways_own_errors_have_the_apis_error_shape(dev: Synth) -> None:
+    # DESIGN: every error of the HTTP API is {"error", "message"} with CORS
+    # headers. API Gateway answers some itself (the Cognito authorizer's 401,
+    # throttling's 429, an unknown route), by default as {"message": ...};
+    # its gateway responses must give them the API's shape and codes.
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in dev.resources("AWS::ApiGateway::GatewayResponse").values()
+    }
+    for kind in ("DEFAULT_4XX", "DEFAULT_5XX", "UNAUTHORIZED", "THROTTLED"):
+        assert kind in responses, kind
+    for kind, props in responses.items():
+        template = props["ResponseTemplates"]["application/json"]
+        # $context.error.messageString is the message as a quoted JSON string
+        body = json.loads(template.replace("$context.error.messageString", '"the message"'))
+        assert set(body) == {"error", "message"}, kind
+        assert body["error"], kind
+        assert "gatewayresponse.header.Access-Control-Allow-Origin" in props["ResponseParameters"]
+
+    def code(kind: str) -> str:
+        template = responses[kind]["ResponseTemplates"]["application/json"]
+        return str(json.loads(template.replace("$context.error.messageString", '""'))["error"])
+
+    assert code("UNAUTHORIZED") == "unauthorized"
+    assert code("THROTTLED") == "too_many_requests"
+    # an unknown route (API Gateway's "Missing Authentication Token") is the 404
+    # the local API answers
+    missing = responses["MISSING_AUTHENTICATION_TOKEN"]
+    assert missing["StatusCode"] == "404"
+    assert "not_found" in missing["ResponseTemplates"]["application/json"]

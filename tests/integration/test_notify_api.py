@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from iotnotify_handlers import api_notify
+from iotnotify_handlers import api_notify, clients
 from tests.conftest import API_KEY, FakeAccount, rest_event
 
 GAME_SERVER_ARN = "arn:aws:iam::123456789012:user/game-server"
@@ -111,6 +111,7 @@ def test_a_body_over_one_mebibyte_gets_413_before_it_is_parsed(account: FakeAcco
 
 
 def test_broadcast_and_game_targets(account: FakeAccount) -> None:
+    clients.games().register("g42", ["alice", "bob"])
     assert post({"broadcast": True, "title": "all"})[0] == 200
     assert post({"game": "g42", "title": "move"})[0] == 200
     assert [t for t, _ in account.published()] == [
@@ -142,3 +143,12 @@ def test_responses_carry_the_cors_origin(
     clients.reset()
     response = api_notify.handler(rest_event(method="POST", path="/notify", body={}))
     assert response["headers"]["Access-Control-Allow-Origin"] == "https://d111.cloudfront.net"
+
+
+def test_a_game_nobody_registered_is_a_404_and_nothing_is_sent(account: FakeAccount) -> None:
+    # As GET /token?games= answers for an unknown game: a typo in a game id
+    # was a 200 published to a topic no token can ever name.
+    status, body = post({"game": "g43", "title": "move"})
+    assert (status, body["error"]) == (404, "not_found")
+    assert "g43" in body["message"]
+    assert account.published() == []

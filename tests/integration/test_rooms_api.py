@@ -253,3 +253,24 @@ def test_a_body_with_a_field_the_route_does_not_know_is_refused(
     assert call("GET", "/chats/{room}/messages", "bob", room="secret")[0] == 403
     listed = [room["room"] for room in call("GET", "/chats", "alice")[1]["rooms"]]
     assert listed == ["secret"]
+
+
+def test_a_repeated_query_parameter_is_refused_not_half_read(account: FakeAccount) -> None:
+    # API Gateway passes the last value of `?rooms=lobby&rooms=other` in
+    # queryStringParameters and both in the multi-value map; reading the
+    # single value alone answered 200 with one of the two rooms asked for.
+    create("alice", "lobby")
+    create("alice", "other")
+    before = len(sts_backends[DEFAULT_ACCOUNT_ID]["aws"].assumed_roles)
+    event = rest_event(path="/token", claims={"sub": "alice", **ISSUER}, query={"rooms": "other"})
+    event["multiValueQueryStringParameters"] = {"rooms": ["lobby", "other"]}
+    response = api_token.handler(event, None)
+    body = json.loads(response["body"])
+    assert (response["statusCode"], body["error"]) == (400, "bad_request")
+    assert "rooms" in body["message"]
+    assert response["headers"]["Access-Control-Allow-Origin"]
+    assert len(sts_backends[DEFAULT_ACCOUNT_ID]["aws"].assumed_roles) == before  # no credentials
+    # while a key given once, and the comma-separated form, still work
+    event["multiValueQueryStringParameters"] = {"rooms": ["lobby,other"]}
+    event["queryStringParameters"] = {"rooms": "lobby,other"}
+    assert api_token.handler(event, None)["statusCode"] == 200

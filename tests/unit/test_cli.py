@@ -176,6 +176,51 @@ def test_send_refuses_data_that_is_not_a_json_object() -> None:
     assert "JSON object" in result.output
 
 
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        ("[" * 100_000, "nests deeper than 32"),
+        ('{"a":' * 40 + "1" + "}" * 40, "nests deeper than 32"),
+        ('{"a": NaN}', "NaN"),
+        ('{"a": "\\ud800"}', "lone surrogate"),
+        ("{nope", "not valid JSON"),
+    ],
+)
+def test_send_refuses_data_the_api_would_refuse_in_one_line(data: str, says: str) -> None:
+    # Given --data nested too deep (a RecursionError traceback before) or not
+    # strict JSON; When sent, Then one usage line names --data and the reason,
+    # before any state file or AWS client is looked at.
+    result = CliRunner().invoke(cli, ["send", "--user", "a", "--title", "t", "--data", data])
+    assert result.exit_code == 2, result.output
+    assert "--data" in result.output
+    assert says in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("command", ["send", "listen", "rooms", "chat", "tray"])
+@pytest.mark.parametrize("content", [b"[]", b"\xff\xfe", b"[" * 100_000, b'{"apiUrl": 5}'])
+def test_every_command_reads_a_broken_state_file_as_one_error_line(
+    tmp_path: Path, command: str, content: bytes
+) -> None:
+    # Given a state file that is not what `iotnotify local` writes
+    state_file = tmp_path / "local.json"
+    state_file.write_bytes(content)
+    args = {
+        "send": ["send", "--user", "alice", "--title", "t"],
+        "listen": ["listen", "--user", "alice"],
+        "rooms": ["rooms", "--user", "alice"],
+        "chat": ["chat", "lobby", "--user", "alice"],
+        "tray": ["tray", "--user", "alice", "--no-keyring", "--settings", str(tmp_path / "t.json")],
+    }[command]
+    # When a command reads it, Then it says so in one line with exit status 1
+    result = CliRunner().invoke(cli, [*args, "--state-file", str(state_file)])
+    assert result.exit_code == 1, result.output
+    assert str(state_file) in result.output
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+
+
 def test_cost_prints_a_monthly_table() -> None:
     result = CliRunner().invoke(cli, ["cost", "--users", "1000", "--per-day", "10"])
     assert result.exit_code == 0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from iotnotify.state_file import LocalState, StackNotRunning
+from iotnotify.state_file import LocalState, StackNotRunning, StateFileError
 
 
 def write_state(path: Path, *, pid: int, api_port: int) -> Path:
@@ -73,3 +73,63 @@ def test_a_state_file_whose_api_does_not_answer_is_stale(tmp_path: Path) -> None
         LocalState.read(path)
     # Tools that only want the file's contents can skip the check.
     assert LocalState.read(path, check_running=False).userPoolId == "pool"
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"[]", "not a JSON object"),
+        (b'"a string"', "not a JSON object"),
+        (b"\xff\xfe{}", "not UTF-8"),
+        (b"[" * 100_000, "cannot read"),
+        (b"{" + b'"a":{' * 5_000 + b"}" * 5_001, "cannot read"),
+    ],
+)
+def test_a_state_file_that_is_no_json_object_is_a_state_file_error(
+    tmp_path: Path, content: bytes, says: str
+) -> None:
+    # Given a state file someone overwrote with something else
+    path = tmp_path / "s.json"
+    path.write_bytes(content)
+    # When it is read, Then the error names the file and the problem (it was an
+    # AttributeError, UnicodeDecodeError or RecursionError traceback)
+    with pytest.raises(StateFileError, match=says) as raised:
+        LocalState.read(path, check_running=False)
+    assert str(path) in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("apiUrl", 5),
+        ("userPoolClientId", None),
+        ("users", "alice"),
+        ("users", ["alice"]),
+        ("publisher", []),
+        ("pid", "123"),
+        ("pid", True),
+        ("extra", [1]),
+    ],
+)
+def test_a_state_file_field_of_the_wrong_type_is_a_state_file_error(
+    tmp_path: Path, field: str, value: object
+) -> None:
+    path = write_state(tmp_path / "s.json", pid=os.getpid(), api_port=1)
+    raw = json.loads(path.read_text())
+    raw[field] = value
+    path.write_text(json.dumps(raw))
+    with pytest.raises(StateFileError, match=f"{field}"):
+        LocalState.read(path, check_running=False)
+
+
+def test_a_state_file_missing_fields_names_them(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text('{"region": "us-east-1"}')
+    with pytest.raises(StateFileError, match="incomplete: missing apiUrl, app, awsEndpointUrl"):
+        LocalState.read(path, check_running=False)
+
+
+def test_every_state_file_field_has_a_type_check() -> None:
+    from iotnotify import state_file
+
+    assert set(state_file._FIELD_CHECKS) == set(LocalState.__dataclass_fields__)

@@ -59,8 +59,12 @@ class TraySettings:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return cls()
-        except (OSError, json.JSONDecodeError):
-            return cls()  # a broken file means "not configured", not a crash at login
+        except (OSError, ValueError, RecursionError):
+            # Not JSON, not UTF-8 or nested past the parser's recursion limit:
+            # a broken file means "not configured", not a crash at login.
+            return cls()
+        if not isinstance(raw, dict):
+            return cls()
         known = {f.name for f in fields(cls)}
         return cls(**{k: str(v) for k, v in raw.items() if k in known and v is not None})
 

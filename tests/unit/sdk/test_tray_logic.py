@@ -227,6 +227,17 @@ def test_settings_round_trip_without_secrets(tmp_path: Path) -> None:
     assert TraySettings.load(path) == TraySettings()
 
 
+@pytest.mark.parametrize("content", [b"[]", b'"x"', b"\xff\xfe{}", b"[" * 100_000])
+def test_a_settings_file_that_is_no_json_object_means_not_configured(
+    tmp_path: Path, content: bytes
+) -> None:
+    # A broken file means "not configured", not a traceback at login (a list
+    # was an AttributeError, bytes that are not UTF-8 a UnicodeDecodeError).
+    path = tmp_path / "tray.json"
+    path.write_bytes(content)
+    assert TraySettings.load(path) == TraySettings()
+
+
 def test_refresh_token_lives_in_the_keyring(memory_keyring: MemoryKeyring) -> None:
     store = RefreshTokenStore(api_url="https://api.example/")
     assert store.get("a@example.com") is None
