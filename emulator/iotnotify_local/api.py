@@ -244,6 +244,13 @@ def _lambda_view(api: LocalApi, route: Route) -> Callable[[web.Request], Awaitab
     async def invoke(request: web.Request) -> web.Response:
         identity: dict[str, Any] = {"sourceIp": request.remote, "userArn": None}
         context: dict[str, Any] = {"stage": api.stage, "identity": identity}
+        if route.auth != "none" and len(request.headers.getall("Authorization", ())) > 1:
+            # One credential per request. The checks below read one header
+            # while the function's event carries the last (as API Gateway
+            # passes a repeated header), so which one counted would depend
+            # on the layer; RFC 9110 allows no list in Authorization.
+            status, code = (401, "unauthorized") if route.auth == "cognito" else (403, "forbidden")
+            return _error(status, code, "more than one Authorization header; send one")
         if route.auth == "cognito":
             try:
                 claims = api.authorizer.claims(request.headers.get("Authorization"))

@@ -8,6 +8,8 @@ The page's catch-all ``GET /{path}`` used to answer for every API path too:
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -108,3 +110,40 @@ async def test_the_sign_in_proxy_takes_post_only(tmp_path: Path) -> None:
             response = await client.get(path)
             await assert_json_error(response, 405, "method_not_allowed")
             assert response.headers["Allow"] == "POST"
+
+
+def who(event: Mapping[str, Any], _context: Any) -> Mapping[str, Any]:
+    return {"statusCode": 200, "body": json.dumps(event["requestContext"]["identity"]["userArn"])}
+
+
+async def test_two_authorization_headers_are_refused_whichever_comes_first() -> None:
+    # One credential per request: the authorizer read the first header while
+    # the function's event carried the last (as API Gateway passes it), so
+    # which one counted depended on the layer. An IAM route signed in the first
+    # header went through with anything in the second.
+    api = LocalApi(
+        routes=[
+            Route("GET", "/mine", ok, "cognito"),
+            Route("POST", "/backend", who, "iam"),
+        ],
+        authorizer=CognitoAuthorizer(
+            jwks_url="http://127.0.0.1:9/jwks.json", issuer="https://issuer", audience="client"
+        ),
+        iam_verifier=lambda *_args: "arn:aws:iam::123456789012:user/game-server",
+    )
+    signed = "AWS4-HMAC-SHA256 Credential=AKIA/20260101/us-east-1/execute-api/aws4_request"
+    async with TestClient(TestServer(build_app(api))) as client:
+        assert (await client.post("/backend", headers={"Authorization": signed})).status == 200
+        for path, method, status in (("/backend", "POST", 403), ("/mine", "GET", 401)):
+            reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+            request = (
+                f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {signed}\r\n"
+                "Authorization: something else\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            writer.write(request.encode())
+            answer = await reader.read()
+            writer.close()
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(f"HTTP/1.1 {status} ".encode()), head
+            assert b"Access-Control-Allow-Origin: *" in head
+            assert "more than one Authorization header" in json.loads(body)["message"]
