@@ -117,14 +117,19 @@ class InboxReader(Protocol):
 
 
 def error_message(body: bytes) -> str:
-    """The ``message`` (else ``error``) of an API error body, or its first 200 characters."""
+    """The ``message`` (else ``error``) of an API error body, else the body itself,
+    as one printable line of at most 200 characters (:func:`one_line`: an
+    HTML error page or a message with newlines or terminal escapes is a
+    server's text, not ours)."""
+    from iotnotify.display_text import one_line
+
     try:
         raw = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return body[:200].decode("utf-8", "replace")
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return one_line(body[:4096].decode("utf-8", "replace"))
     if isinstance(raw, dict):
-        return str(raw.get("message") or raw.get("error") or raw)
-    return str(raw)
+        return one_line(str(raw.get("message") or raw.get("error") or raw))
+    return one_line(str(raw))
 
 
 class ApiClient:

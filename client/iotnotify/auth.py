@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol, runtime_checkable
 
+from iotnotify.display_text import one_line
 from iotnotify.errors import AuthError, ConnectionLost, Forbidden, IotNotifyError, Throttled
 from iotnotify.tls import https_context
 
@@ -353,9 +354,16 @@ class CognitoAuth:
 def _json_object(payload: bytes) -> dict[str, Any]:
     try:
         raw = json.loads(payload) if payload else {}
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return {"message": payload[:200].decode("utf-8", "replace")}
-    return raw if isinstance(raw, dict) else {}
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raw = {"message": payload[:4096].decode("utf-8", "replace")}
+    if not isinstance(raw, dict):
+        return {}
+    message = raw.get("message")
+    if isinstance(message, str):
+        # Shown in one error line: the server's text, not ours (newlines,
+        # an HTML page, terminal escapes).
+        raw["message"] = one_line(message)
+    return raw
 
 
 class CognitoSession:

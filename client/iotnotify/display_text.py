@@ -29,9 +29,10 @@ moderator sees) and for servers it does not trust.
 from __future__ import annotations
 
 import json
+import re
 from typing import Final
 
-__all__ = ["BIDI_FORMATTING", "json_line", "plain_text", "terminal_text"]
+__all__ = ["BIDI_FORMATTING", "json_line", "one_line", "plain_text", "terminal_text"]
 
 # Written as escapes: the characters themselves are invisible in source.
 BIDI_FORMATTING: Final = (
@@ -95,3 +96,24 @@ def json_line(value: object) -> str:
     JSON.
     """
     return json.dumps(value, ensure_ascii=False).translate(_JSON_ESCAPED)
+
+
+_TAG: Final = re.compile(r"<[^>]*>")
+
+
+def one_line(text: str, *, limit: int = 200) -> str:
+    """``text`` from a server, fit for one line of an error message.
+
+    For what a server says when it refuses (an API error's ``message``, an
+    HTML error page from a proxy or a wrong port): an error is printed as
+    one line (``iotnotify listen``'s ``disconnected: ...``, the CLI's
+    ``Error: ...``), and the server is not trusted. Markup tags are dropped
+    when the text starts with ``<`` (an HTML page), every run of whitespace,
+    newlines included, becomes one space, the characters
+    :func:`terminal_text` escapes are escaped, and the result is cut to
+    ``limit`` characters (``...`` marks a cut). Never raises.
+    """
+    if text.lstrip().startswith("<"):
+        text = _TAG.sub(" ", text)
+    flat = " ".join(text.split()).translate(_TERMINAL_ESCAPED)
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -1110,11 +1110,23 @@ class MqttSession:
         self, code: ConnackCode, reason: str, *, v5_code: ReasonCode | None = None
     ) -> None:
         """CONNACK refusal, then close: ``code`` on 3.1.1; on MQTT 5 ``v5_code``
-        (default: the reason code matching ``code``) with a Reason String."""
+        (default: the reason code matching ``code``) with a Reason String.
+
+        An MQTT 3.1.1 CONNECT refused as not authorised (IAM: ``iot:Connect``,
+        its connect attributes, the will's ``iot:Publish``) gets no CONNACK 5:
+        AWS IoT Core closes the connection (developer guide, "AWS IoT
+        differences from MQTT version 3.1.1": "AWS IoT returns the error code
+        7 instead of the CONNACK error code 5 when a connection is refused
+        because the client isn't authorized to connect", 7 being paho's
+        MQTT_ERR_CONN_LOST; aws-iot-device-sdk-js-v2 issue 101: a missing
+        iot:Connect surfaces as AWS_ERROR_MQTT_UNEXPECTED_HANGUP). MQTT 5 gets
+        CONNACK 0x87 (developer guide, "MQTT reason codes").
+        """
         self.broker.stats.connects_refused += 1
         self.broker.refuse(reason, client_id=packet_id_safe(self.client_id), remote=self.remote)
         if self.v5 is None:
-            self._send(encode(Connack(return_code=code)))
+            if code != ConnackCode.NOT_AUTHORIZED:
+                self._send(encode(Connack(return_code=code)))
         else:
             v5_code = v5_code or _CONNACK_V5[code]
             self._send(mqtt5.encode(Connack(v5_code, properties=self.v5.reason(reason))))
@@ -1743,6 +1755,21 @@ class MqttSession:
         self._queued_bytes += len(frame)
         if self._writer is None:
             self._writer = asyncio.ensure_future(self._write())
+
+    def closed_by_client(self) -> None:
+        """The client sent a WebSocket Close frame (no MQTT DISCONNECT before it).
+
+        AWS IoT developer guide, "Lifecycle events": CLIENT_INITIATED_DISCONNECT
+        is "either a MQTT DISCONNECT control packet or a Close frame if the
+        client is using a WebSocket connection", and for it "the broker will
+        send the LWT messages: No". So the will is dropped and the close that
+        follows (:meth:`connection_lost`) is announced as client-initiated,
+        unless the server had already decided to close for another reason.
+        """
+        if self.closed or self._close_reason is not None:
+            return
+        self.will = None
+        self._close_reason = DisconnectReason.CLIENT_INITIATED_DISCONNECT
 
     async def connection_lost(self) -> None:
         """The transport ended (read loop finished).

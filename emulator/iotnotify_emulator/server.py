@@ -509,15 +509,21 @@ class Emulator:
             max_subscribe_filters=self.broker.settings.max_filters_per_subscribe,
         )
         try:
-            async for message in ws:
+            while True:
+                # receive(), not ``async for``: the loop must tell the client's
+                # Close frame (CLOSE) from a dropped connection (CLOSED).
+                message = await ws.receive()
                 if message.type != WSMsgType.BINARY:
-                    # ERROR: aiohttp already closed with 1002 (an unmasked
-                    # frame, reserved bits, a fragmented control frame...).
-                    session.protocol_error(
-                        f"WebSocket protocol error: {message.data}"
-                        if message.type == WSMsgType.ERROR
-                        else "MQTT over WebSocket must use binary frames"
-                    )
+                    if message.type == WSMsgType.CLOSE:
+                        session.closed_by_client()
+                    elif message.type not in (WSMsgType.CLOSING, WSMsgType.CLOSED):
+                        # ERROR: aiohttp already closed with 1002 (an unmasked
+                        # frame, reserved bits, a fragmented control frame...).
+                        session.protocol_error(
+                            f"WebSocket protocol error: {message.data}"
+                            if message.type == WSMsgType.ERROR
+                            else "MQTT over WebSocket must use binary frames"
+                        )
                     break
                 try:
                     # One at a time: what precedes a malformed packet in the

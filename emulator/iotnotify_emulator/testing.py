@@ -15,6 +15,8 @@ aiohttp WebSocket; tests use it where a packet-level view matters
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -113,8 +115,10 @@ def ssl_context_for(ca_file: Path | str | None) -> ssl.SSLContext | None:
 
 
 class ConnectionRefused(Exception):
-    """The WebSocket upgrade failed (``status``) or CONNACK was not 0 (``return_code``,
-    the whole CONNACK in ``connack``)."""
+    """The WebSocket upgrade failed (``status``), CONNACK was not 0 (``return_code``,
+    the whole CONNACK in ``connack``), or the server closed the connection
+    without a CONNACK (``hung_up``: AWS IoT Core's answer to an unauthorised
+    MQTT 3.1.1 CONNECT)."""
 
     def __init__(
         self,
@@ -123,11 +127,13 @@ class ConnectionRefused(Exception):
         status: int | None = None,
         return_code: int | None = None,
         connack: Connack | None = None,
+        hung_up: bool = False,
     ):
         super().__init__(message)
         self.status = status
         self.return_code = return_code
         self.connack = connack
+        self.hung_up = hung_up
 
 
 @dataclass
@@ -201,7 +207,8 @@ class RawMqttClient:
         properties: Properties | None = None,
         clean_session: bool = True,
     ) -> RawMqttClient:
-        """Open and CONNECT; raises :class:`ConnectionRefused` unless CONNACK is 0."""
+        """Open and CONNECT; raises :class:`ConnectionRefused` unless CONNACK is 0
+        (also when the server closes the connection instead of answering)."""
         client = await cls.open(
             url,
             protocols=protocols,
@@ -221,7 +228,12 @@ class RawMqttClient:
                     clean_session=clean_session,
                 )
             )
-            reply = await client.receive(within=within)
+            try:
+                reply = await client.receive(within=within)
+            except EOFError as exc:
+                raise ConnectionRefused(
+                    "the server closed the connection without CONNACK", hung_up=True
+                ) from exc
             if not isinstance(reply, Connack):
                 raise ConnectionRefused(f"expected CONNACK, got {reply!r}")
             if reply.return_code != 0:
@@ -328,6 +340,16 @@ class RawMqttClient:
                     seen.append(await self.receive(within=within))
                 except EOFError:
                     return seen
+
+    async def drop(self) -> None:
+        """End the TCP connection with neither a WebSocket Close frame nor an
+        MQTT DISCONNECT (a network failure, as the server sees it), then
+        release the client."""
+        sock = self.ws.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        await self.close()
 
     async def disconnect(self) -> None:
         if not self.ws.closed:

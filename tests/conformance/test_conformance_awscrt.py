@@ -9,7 +9,9 @@ from __future__ import annotations
 import queue
 from typing import Any
 
+import pytest
 from awscrt import auth, mqtt
+from awscrt.exceptions import AwsCrtError
 from awsiot import mqtt_connection_builder
 
 from iotnotify_emulator.testing import Harness
@@ -55,3 +57,34 @@ def test_awscrt_websocket_with_default_aws_signing(harness: Harness) -> None:
         assert messages.get(timeout=WAIT) == (harness.topic_of("alice"), b"from iot-data")
     finally:
         connection.disconnect().result(WAIT)
+
+
+def test_awscrt_connecting_under_another_users_client_id_sees_an_unexpected_hangup(
+    harness: Harness,
+) -> None:
+    """aws-iot-device-sdk-js-v2 issue 101: against AWS IoT Core, a CONNECT the
+    policy does not allow fails with AWS_ERROR_MQTT_UNEXPECTED_HANGUP ("The
+    connection was closed unexpectedly"), not with a CONNACK refusal."""
+    # Given alice's credentials and bob's client id
+    credential = harness.subscriber("alice")
+    assert harness.emulator.ca_file is not None
+    assert harness.emulator.wss_port is not None
+    provider = auth.AwsCredentialsProvider.new_static(
+        credential.access_key_id, credential.secret_access_key, credential.session_token
+    )
+    connection = mqtt_connection_builder.websockets_with_default_aws_signing(
+        endpoint=harness.emulator.config.host,
+        port=harness.emulator.wss_port,
+        region=harness.region,
+        credentials_provider=provider,
+        ca_filepath=str(harness.emulator.ca_file),
+        client_id="bob.crt",
+        clean_session=True,
+        keep_alive_secs=30,
+    )
+    # When the SDK connects, Then the server hangs up (a CONNACK 5 would be
+    # AWS_ERROR_MQTT_PROTOCOL_ERROR here)
+    with pytest.raises(AwsCrtError) as failed:
+        connection.connect().result(WAIT)
+    assert failed.value.name == "AWS_ERROR_MQTT_UNEXPECTED_HANGUP"
+    assert harness.emulator.stats()["connects_refused"] == 1

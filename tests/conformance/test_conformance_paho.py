@@ -130,3 +130,27 @@ def test_paho_mqtt5_gets_not_authorized_stays_and_receives_user_properties(
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def test_paho_connecting_under_another_users_client_id_sees_the_connection_lost(
+    harness: Harness,
+) -> None:
+    """AWS IoT developer guide, "AWS IoT differences from MQTT version 3.1.1":
+    "AWS IoT returns the error code 7 instead of the CONNACK error code 5 when
+    a connection is refused because the client isn't authorized to connect";
+    7 is paho's MQTT_ERR_CONN_LOST."""
+    # Given alice's URL and a client id her session policy does not allow
+    url = harness.url(harness.subscriber("alice"))
+    client, events = _paho(harness, url, "bob.paho", tls=False)
+    # When paho sends CONNECT, the server closes the connection: no CONNACK
+    result = mqtt.MQTT_ERR_SUCCESS
+    for _ in range(int(WAIT / 0.1)):
+        result = client.loop(timeout=0.1)
+        if result != mqtt.MQTT_ERR_SUCCESS:
+            break
+    assert result == mqtt.MQTT_ERR_CONN_LOST
+    got = []
+    while not events.empty():
+        got.append(events.get_nowait()[0])
+    assert got == ["disconnect"]  # never "connect" (which CONNACK 5 would give)
+    assert harness.emulator.stats()["connects_refused"] == 1

@@ -76,7 +76,7 @@ async def test_presence_follows_connects_disconnects_and_keepalive_timeouts(
 
     await phone.disconnect()  # a clean DISCONNECT
     await until(lambda: connections("alice") == 1, within=window)
-    await laptop.close()  # the socket just goes away (CONNECTION_LOST)
+    await laptop.drop()  # the socket just goes away (CONNECTION_LOST)
     await until(lambda: connections("alice") == 0, within=window)
 
     # A tablet connects and then goes silent (sends no PINGREQ): online at

@@ -139,11 +139,38 @@ async def test_will_is_published_when_the_connection_is_lost_not_on_disconnect(
     # A clean DISCONNECT discards the will
     polite = await world.connect(credential, "polite", will=Will("wills/polite", b"gone"))
     await polite.disconnect()
-    # A dropped connection publishes it
+    # A dropped connection (no DISCONNECT, no WebSocket Close frame) publishes it
     rude = await world.connect(credential, "rude", will=Will("wills/rude", b"gone"))
-    await rude.ws.close()  # WebSocket closed without an MQTT DISCONNECT
+    await rude.drop()
     message = await watcher.next_publish()
     assert (message.topic, message.payload) == ("wills/rude", b"gone")
+
+
+async def test_a_websocket_close_frame_is_a_client_initiated_disconnect_without_will(
+    world: Harness,
+) -> None:
+    """AWS IoT developer guide, "Lifecycle events": CLIENT_INITIATED_DISCONNECT
+    is "either a MQTT DISCONNECT control packet or a Close frame if the client
+    is using a WebSocket connection", and the broker sends no Last Will for it."""
+    from iotnotify_emulator.mqtt import Will
+
+    credential = world.store.issue([ALLOW_ALL])
+    watcher = await world.connect(credential, "watcher")
+    await watcher.subscribe("wills/#", "$aws/events/presence/disconnected/+")
+    # Given a client with a will
+    tab = await world.connect(credential, "tab", will=Will("wills/tab", b"gone"))
+    # When it closes its WebSocket (a browser tab going away) without DISCONNECT
+    await tab.ws.close()
+    # Then the disconnect is client-initiated and no will is published
+    event = await watcher.next_publish()
+    assert event.topic == "$aws/events/presence/disconnected/tab"
+    gone = json.loads(event.payload)
+    assert gone["disconnectReason"] == "CLIENT_INITIATED_DISCONNECT"
+    assert gone["clientInitiatedDisconnect"] is True
+    await watcher.ping()
+    assert type(await watcher.receive()).__name__ == "Pingresp"  # no will before it
+    assert world.emulator.stats()["disconnects_by_reason"] == {"CLIENT_INITIATED_DISCONNECT": 1}
+    await watcher.disconnect()
 
 
 async def test_will_needs_publish_permission(world: Harness) -> None:
@@ -155,7 +182,7 @@ async def test_will_needs_publish_permission(world: Harness) -> None:
             "alice.1",
             will=Will(world.topic_of("alice"), b"gone"),
         )
-    assert refused.value.return_code == 5
+    assert refused.value.hung_up
 
 
 async def test_retained_mqtt_publish_needs_retain_publish(world: Harness) -> None:

@@ -418,7 +418,7 @@ async def test_will_delay_interval(world: Harness, clean_start: bool) -> None:
         credential, "w1", will=will, properties=Properties(session_expiry_interval=60), **V5
     )
     # When its connection drops: the disconnect event comes, the will does not yet
-    await client.ws.close()
+    await client.drop()
     event = await watcher.next_publish()
     assert event.topic == "$aws/events/presence/disconnected/w1"
     # Then reconnecting within the delay resumes the session (no will) or,

@@ -234,6 +234,74 @@ def test_session_needs_a_password_or_a_refresh_token() -> None:
         CognitoSession(FakeAuth(), username="a@example.com")  # type: ignore[arg-type]
 
 
+class _RawAnswer(BaseHTTPRequestHandler):
+    """Answers every request with the class's (status, content type, raw body)."""
+
+    answer: ClassVar[tuple[int, str, bytes]] = (500, "text/plain", b"")
+
+    def _answer(self) -> None:
+        status, content_type, body = self.answer
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer  # noqa: N815 - http.server's method names
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def raw_server() -> Iterator[tuple[str, type[_RawAnswer]]]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RawAnswer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", _RawAnswer
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+_HOSTILE_ANSWERS = [
+    # A proxy's or a wrong port's HTML error page (werkzeug's 500, as moto sends).
+    (
+        502,
+        "text/html",
+        b"<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n"
+        b"<h1>Internal Server Error</h1>\n<p>The server encountered an internal error</p>\n",
+    ),
+    # A server that is not ours putting a terminal escape and a fake line in its message.
+    (400, "application/json", b'{"message": "bad\\u001b]0;pwned\\u0007\\nError: fake line"}'),
+    (403, "text/plain", b"no\r\nway\x1b[2J\xff"),
+]
+
+
+@pytest.mark.parametrize(("status", "content_type", "body"), _HOSTILE_ANSWERS)
+def test_an_error_answer_becomes_one_printable_line(
+    raw_server: tuple[str, type[_RawAnswer]], status: int, content_type: str, body: bytes
+) -> None:
+    # Given a server answering an error whose body has newlines, HTML or escapes
+    url, handler = raw_server
+    handler.answer = (status, content_type, body)
+    # When the API client and Cognito sign-in call it
+    with pytest.raises(IotNotifyError) as from_api:
+        ApiClient(api_url=url, id_tokens=StaticIdToken("t"), timeout=5).token()
+    auth = CognitoAuth(client_id="app", region="eu-west-1", endpoint_url=url + "/")
+    with pytest.raises(IotNotifyError) as from_cognito:
+        auth.sign_in("u@example.com", "pw")
+    # Then each error is one line a terminal only prints (it was the body as sent)
+    for raised in (from_api, from_cognito):
+        text = str(raised.value)
+        for raw in ("\n", "\r", "\x1b", "\x07", "<title>", "<h1>"):
+            assert raw not in text, text
+    if status == 502:
+        assert "Internal Server Error" in str(from_api.value)
+
+
 def test_api_client_maps_http_errors(service: FakeService) -> None:
     assert isinstance(
         ApiClient(api_url=service.api_url, id_tokens=StaticIdToken("good")).token(),

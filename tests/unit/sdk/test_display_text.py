@@ -113,3 +113,12 @@ def test_terminal_text_prints_what_scripts_and_emoji_need_as_sent(kept: str) -> 
 @pytest.mark.parametrize("char", ["\u2028", "\u2029", "\x85", "\r", "\x7f"])
 def test_terminal_text_escapes_line_breaks_a_terminal_or_renderer_may_act_on(char: str) -> None:
     assert terminal_text(f"a{char}b") == f"a{ascii(char)[1:-1]}b"
+
+
+def test_one_line_flattens_a_servers_text_and_cuts_it() -> None:
+    from iotnotify.display_text import one_line
+
+    assert one_line("<html>\n<title>502 Bad Gateway</title>\n</html>") == "502 Bad Gateway"
+    assert one_line("a\r\n\tb\u2028c\x1b[2Jd\u202e") == "a b c\\x1b[2Jd\\u202e"
+    assert one_line("x" * 300, limit=10) == "xxxxxxx..."
+    assert one_line("1 < 2 > 0") == "1 < 2 > 0"  # not a page: no tag is dropped
