@@ -181,6 +181,18 @@ def _since(value: str) -> str:
         raise click.BadParameter(f"'now', 'all' or a notification id; {exc}") from exc
 
 
+def _device(value: str | None) -> str | None:
+    if not value:
+        return None  # the default: a new suffix for every run
+    from iotnotify.contract import validate_client_suffix
+    from iotnotify.errors import ContractError
+
+    try:
+        return validate_client_suffix(value)
+    except ContractError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
 def _line(note: Notification) -> str:
     """One notification as ``listen`` prints it: every field as :func:`terminal_text`
     shows it, since the sender, not the reader, wrote them (an ESC sequence in a
@@ -215,6 +227,7 @@ def _line(note: Notification) -> str:
 @click.option(
     "--device",
     default=None,
+    callback=lambda _ctx, _param, value: _device(value),
     help="Client-id suffix [default: listen-<machine>-<random>, new for every run, so two "
     "listeners never take over each other; two programs given the same suffix will].",
 )

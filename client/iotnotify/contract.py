@@ -65,6 +65,7 @@ __all__ = [
     "loads_strict",
     "new_notification_id",
     "user_of_client_id",
+    "validate_client_suffix",
     "validate_name",
     "validate_notification_id",
     "validate_title",
@@ -139,13 +140,21 @@ def client_id_for(user_id: str, suffix: str | None = None) -> str:
     Each device of a user needs its own suffix: AWS IoT disconnects the older
     of two connections that share a client id.
     """
-    suffix = secrets.token_hex(6) if suffix is None else suffix
-    if not _CLIENT_SUFFIX_RE.fullmatch(suffix):
+    suffix = secrets.token_hex(6) if suffix is None else validate_client_suffix(suffix)
+    return f"{client_id_prefix(user_id)}{suffix}"
+
+
+def validate_client_suffix(value: object) -> str:
+    """Return ``value`` if it can follow ``{userId}.`` in a client id, else raise
+    :class:`InvalidClientId`: 1 to 63 characters from ``A-Z a-z 0-9 _ . -``
+    (with a 64-character user id and the dot, 128 bytes: AWS IoT's client id
+    limit, "AWS IoT Core message broker and protocol limits and quotas")."""
+    if not isinstance(value, str) or not _CLIENT_SUFFIX_RE.fullmatch(value):
         raise InvalidClientId(
-            f"invalid client id suffix {suffix!r}: expected 1 to 63 characters "
+            f"invalid client id suffix {value!r}: expected 1 to 63 characters "
             "from A-Z a-z 0-9 _ . -"
         )
-    return f"{client_id_prefix(user_id)}{suffix}"
+    return value
 
 
 def user_of_client_id(client_id: str) -> str:
@@ -605,6 +614,13 @@ def loads_strict(payload: bytes | str, *, what: str = "payload") -> Any:
     1.8e308: ``JSON.parse`` reads them as Infinity), an object naming a key
     twice, and bytes that are not UTF-8.
     """
+    if isinstance(payload, bytes | bytearray):
+        # json.loads would guess UTF-16 or UTF-32 from the bytes; RFC 8259
+        # section 8.1 has UTF-8 only (a leading BOM may be ignored).
+        try:
+            payload = payload.decode("utf-8").removeprefix("\ufeff")
+        except UnicodeDecodeError as exc:
+            raise InvalidJson(f"{what} is not UTF-8: {exc}") from exc
     try:
         value = json.loads(
             payload,

@@ -80,6 +80,8 @@ from iotnotify.contract import (
     client_id_for,
     id_floor,
     id_lower_bound,
+    validate_client_suffix,
+    validate_notification_id,
 )
 from iotnotify.errors import (
     AuthError,
@@ -503,6 +505,11 @@ class Subscriber:
     ``keepalive`` overrides the
     token's recommendation and is clamped to IoT's 30..1200 s;
     ``keepalive_floor`` is for tests only (see :func:`clamp_keepalive`).
+    ``device_id`` is the client id's suffix (:func:`device_suffix` when not
+    given). Raises :class:`~iotnotify.errors.InvalidClientId` for a
+    ``device_id`` and :class:`~iotnotify.errors.InvalidEnvelope` for a
+    ``since`` that no client id or notification id can be, here rather than
+    at the first connect.
     """
 
     def __init__(
@@ -526,6 +533,11 @@ class Subscriber:
         backoff: Backoff | None = None,
     ) -> None:
         clamp_keepalive(keepalive, floor=keepalive_floor)  # validate the floor now
+        # Checked now, not after sign-in and GET /token at the first connect.
+        if device_id is not None:
+            validate_client_suffix(device_id)
+        if since is not None and since != SINCE_NOW:
+            validate_notification_id(since)
         if not math.isfinite(catch_up_lookback) or catch_up_lookback < 0:
             raise ValueError(
                 f"catch_up_lookback must be a finite number of seconds >= 0, "

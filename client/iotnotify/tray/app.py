@@ -145,7 +145,9 @@ class TrayApp:
             "tokens": api,
             "on_message": self._on_notification,
             "on_state": self._on_state,
-            "since": self.settings.last_id or None,
+            # A resume point that is no id (an edited settings file) is no
+            # resume point: catch up on the whole inbox rather than not start.
+            "since": self.settings.last_id if _is_id(self.settings.last_id) else None,
             "shown_ids": self._saved_shown_ids(),
             "device_id": device_suffix("tray"),
             "ca_file": self.settings.ca_file or None,

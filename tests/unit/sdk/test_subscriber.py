@@ -11,7 +11,7 @@ from iotnotify.api_client import ApiClient
 from iotnotify.auth import StaticIdToken
 from iotnotify.backoff import Backoff
 from iotnotify.contract import Notification, id_floor, new_notification_id
-from iotnotify.errors import AuthError, Forbidden
+from iotnotify.errors import AuthError, Forbidden, InvalidClientId, InvalidEnvelope
 from iotnotify.subscriber import SINCE_NOW, ConnectionState, Subscriber
 from tests.unit.sdk.fakes import BROADCAST_TOPIC, OWN_TOPIC, Collector, FakeService
 
@@ -604,3 +604,23 @@ def test_an_id_that_is_not_a_ulid_is_delivered_and_resumed_after_without_a_windo
     assert since == "zz-0001"
     assert seq.give_up(generation, "zz-0001")
     assert seq.begin()[1] == "zz-0001"
+
+
+@pytest.mark.parametrize("device_id", ["a/b#", "x" * 64, "caf\u00e9", "a+b"])
+def test_a_device_id_no_client_id_can_hold_is_refused_when_the_subscriber_is_made(
+    device_id: str,
+) -> None:
+    # It was found only at the first connect, after sign-in and GET /token,
+    # and reported as a fatal state ("stopped: cannot build a client id").
+    api = ApiClient(api_url="http://127.0.0.1:9", id_tokens=StaticIdToken("t"))
+    with pytest.raises(InvalidClientId, match="client id suffix"):
+        Subscriber(tokens=api, on_message=lambda _n: None, device_id=device_id)
+
+
+@pytest.mark.parametrize("since", ["garbage", "01M8MZ57TN7WPMP79F83Z77M3HXX", ""])
+def test_a_since_that_is_no_notification_id_is_refused_when_the_subscriber_is_made(
+    since: str,
+) -> None:
+    api = ApiClient(api_url="http://127.0.0.1:9", id_tokens=StaticIdToken("t"))
+    with pytest.raises(InvalidEnvelope, match="notification id"):
+        Subscriber(tokens=api, on_message=lambda _n: None, since=since)

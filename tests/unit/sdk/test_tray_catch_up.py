@@ -181,3 +181,20 @@ def test_a_broadcast_never_moves_the_trays_resume_point(
     assert saved.last_id == own.id
     assert broadcast.id not in saved.shown_ids.split()
     app.quit()
+
+
+def test_a_resume_point_that_is_no_id_catches_up_everything_instead_of_failing(
+    service: FakeService, make_tray: MakeTray, tmp_path: Path
+) -> None:
+    # Given a settings file whose last_id someone edited into something else
+    path = tmp_path / "tray.json"
+    TraySettings(last_id="not-an-id").save(path)
+    kept = Notification.create(title="in the inbox")
+    service.send(kept, live=False)
+    # When the tray starts
+    collector = Collector()
+    app, _ = make_tray(path, collector)
+    app.start()
+    # Then it catches up from the start of the inbox, as with no resume point
+    collector.wait_for(lambda: kept.id in collector.ids())
+    _caught_up(collector, 1)
