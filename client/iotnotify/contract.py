@@ -614,6 +614,13 @@ def loads_strict(payload: bytes | str, *, what: str = "payload") -> Any:
     1.8e308: ``JSON.parse`` reads them as Infinity), an object naming a key
     twice, and bytes that are not UTF-8.
     """
+    if isinstance(payload, bytes | bytearray):
+        # json.loads would guess UTF-16 or UTF-32 from the bytes; RFC 8259
+        # section 8.1 has UTF-8 only (a leading BOM may be ignored).
+        try:
+            payload = payload.decode("utf-8").removeprefix("\ufeff")
+        except UnicodeDecodeError as exc:
+            raise InvalidJson(f"{what} is not UTF-8: {exc}") from exc
     try:
         value = json.loads(
             payload,

@@ -8,10 +8,11 @@ SUBSCRIBE or PUBLISH gets reason 0x87 and the connection stays.
 
 Hand-written for the same reason as :mod:`iotnotify_emulator.mqtt`: every
 packet has to pass through IAM (:mod:`iotnotify_emulator.iam`) the way AWS
-IoT Core evaluates it, and the refusals have to look like AWS's (CONNACK 5,
-SUBACK 0x80, a closed connection for an unauthorised PUBLISH, no ack at all
-for QoS 2). The transport (aiohttp WebSocket) lives in
-:mod:`iotnotify_emulator.server`; this module only sees bytes in and out.
+IoT Core evaluates it, and the refusals have to look like AWS's (a closed
+connection without CONNACK for an unauthorised 3.1.1 CONNECT, SUBACK 0x80, a
+closed connection for an unauthorised PUBLISH, no ack at all for QoS 2).
+The transport (aiohttp WebSocket) lives in :mod:`iotnotify_emulator.server`;
+this module only sees bytes in and out.
 
 Design points:
 

@@ -44,17 +44,27 @@ class CognitoAuthorizer:
             raise TokenRejected("invalid token: not ASCII")
         try:
             key = self._jwks.get_signing_key_from_jwt(token)
+            # The audience is checked below, after token_use: a Cognito access
+            # token has no aud (its client is client_id), and "missing aud"
+            # would not tell its sender to send the ID token instead.
             claims = jwt.decode(
                 token,
                 key.key,
                 algorithms=["RS256"],
-                audience=self._audience,
                 issuer=self._issuer,
                 leeway=_LEEWAY_SECONDS,
-                options={"require": ["exp", "iat", "iss", "aud", "sub", "token_use"]},
+                options={"require": ["exp", "iat", "iss", "sub", "token_use"], "verify_aud": False},
             )
         except jwt.PyJWTError as exc:
             raise TokenRejected(f"invalid token: {exc}") from exc
         if claims.get("token_use") != "id":
-            raise TokenRejected("an ID token is required (token_use must be 'id')")
+            what = "an access token" if claims.get("token_use") == "access" else "not an ID token"
+            raise TokenRejected(
+                f"an ID token is required (token_use 'id'); this is {what}: send the IdToken "
+                "of the sign-in, not its AccessToken"
+            )
+        audience = claims.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        if self._audience not in audiences:
+            raise TokenRejected("invalid token: it was issued to another app client (aud)")
         return dict(claims)

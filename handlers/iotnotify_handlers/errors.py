@@ -17,6 +17,7 @@ __all__ = [
     "QuotaExceeded",
     "ServiceUnavailable",
     "Unauthorized",
+    "UnsupportedMediaType",
 ]
 
 
@@ -66,6 +67,11 @@ class Conflict(HandlerError):
 class PayloadTooLarge(HandlerError):
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(HandlerError):
+    status = 415
+    code = "unsupported_media_type"
 
 
 class ServiceUnavailable(HandlerError):

@@ -22,7 +22,13 @@ from aws_lambda_powertools import Logger
 from iotnotify.contract import loads_strict, validate_user_id
 from iotnotify.errors import ContractError, InvalidUserId
 from iotnotify.errors import PayloadTooLarge as ContractPayloadTooLarge
-from iotnotify_handlers.errors import BadRequest, HandlerError, PayloadTooLarge, Unauthorized
+from iotnotify_handlers.errors import (
+    BadRequest,
+    HandlerError,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from iotnotify_handlers.settings import settings
 
 __all__ = [
@@ -128,6 +134,17 @@ class Request:
             raise BadRequest(str(exc)) from exc
 
     def json(self) -> Any:
+        """The body as strict JSON: 413 over ``MAX_BODY_BYTES``, 415 when the
+        ``Content-Type`` names another format, 400 when empty or not JSON."""
+        media_type = self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        # No Content-Type is read as JSON; a declared other format is not
+        # guessed at (RFC 9110 15.5.16). `curl -d` without -H sends
+        # form-urlencoded: the message says what to send.
+        if media_type and media_type != "application/json" and not media_type.endswith("+json"):
+            raise UnsupportedMediaType(
+                f"the body is declared as {media_type[:64]!r}; send it as JSON with "
+                "Content-Type: application/json"
+            )
         if len(self.raw_body) > MAX_BODY_BYTES:
             raise PayloadTooLarge(f"request body is over {MAX_BODY_BYTES} bytes")
         if not self.raw_body:

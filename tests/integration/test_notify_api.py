@@ -152,3 +152,26 @@ def test_a_game_nobody_registered_is_a_404_and_nothing_is_sent(account: FakeAcco
     assert (status, body["error"]) == (404, "not_found")
     assert "g43" in body["message"]
     assert account.published() == []
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x"],
+)
+def test_a_body_declared_as_something_else_than_json_gets_415(
+    account: FakeAccount, content_type: str
+) -> None:
+    # RFC 9110 15.5.16: the Content-Type names a format the route does not
+    # take. `curl -d` without -H sends form-urlencoded: the answer says what to send.
+    note = {"user": "alice", "title": "hi"}
+    status, body = post(
+        note, headers={"x-api-key": API_KEY, "Content-Type": content_type}, iam=False
+    )
+    assert (status, body["error"]) == (415, "unsupported_media_type")
+    assert "application/json" in body["message"]
+    assert account.published() == []
+    # JSON, JSON with a charset, a +json type, and no Content-Type at all are read
+    for sent in ("application/json", "Application/JSON; charset=utf-8", "application/merge+json"):
+        status, _ = post(note, headers={"x-api-key": API_KEY, "Content-Type": sent}, iam=False)
+        assert status == 200, sent
+    assert post(note, headers={"x-api-key": API_KEY}, iam=False)[0] == 200

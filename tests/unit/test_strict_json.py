@@ -79,3 +79,14 @@ def test_an_integer_beyond_what_a_double_holds_is_refused_like_1e999(digits: int
         Notification.create(title="t", data={"n": 10**digits})
     # the largest integers a double holds still pass
     assert loads_strict("1" + "0" * 308) == 10**308
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le"])
+def test_bytes_in_another_unicode_encoding_are_refused(encoding: str) -> None:
+    # RFC 8259 8.1: JSON exchanged between systems MUST be UTF-8. Python's
+    # json.loads guesses UTF-16 and UTF-32 from bytes, so they were accepted.
+    with pytest.raises(ContractError):
+        loads_strict('{"room": "lobby"}'.encode(encoding))
+    # UTF-8, with or without the byte order mark RFC 8259 lets a parser ignore
+    assert loads_strict(b'{"room": "lobby"}') == {"room": "lobby"}
+    assert loads_strict('\ufeff{"room": "lobby"}'.encode()) == {"room": "lobby"}

@@ -19,8 +19,10 @@ import boto3
 import jwt
 import moto
 import pytest
+from botocore import UNSIGNED
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.config import Config
 from botocore.credentials import Credentials
 
 from iotnotify_emulator.credentials import Credential
@@ -596,3 +598,30 @@ def test_a_wheel_install_finds_the_page_built_in_the_checkout_it_runs_in(
     # and outside a checkout the package's path stays (the API says how to build it)
     assert stack.find_web_dir(cwd=tmp_path) == tmp_path / "site-packages" / "web" / "dist"
     assert stack.find_web_dir(cwd=tmp_path / "other") == tmp_path / "site-packages" / "web" / "dist"
+
+
+def test_an_access_token_is_refused_with_a_message_that_names_the_id_token(
+    local_stack: LocalProcess,
+) -> None:
+    # Given the access token of a real sign-in (what many Cognito examples send)
+    state = local_stack.state
+    alice = local_stack.user("alice")
+    cognito = boto3.client(
+        "cognito-idp",
+        region_name=state["region"],
+        endpoint_url=state["awsEndpointUrl"],
+        config=Config(signature_version=UNSIGNED),
+    )
+    tokens = cognito.initiate_auth(
+        ClientId=state["userPoolClientId"],
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": alice["username"], "PASSWORD": alice["password"]},
+    )["AuthenticationResult"]
+    # When it is sent where the API takes the ID token, Then it is a 401 that
+    # says so (it was "Token is missing the "aud" claim")
+    for token in (tokens["AccessToken"], "Bearer " + tokens["AccessToken"]):
+        status, body = api(state, "GET", "/token", token=token)
+        assert (status, body["error"]) == (401, "unauthorized")
+        assert "ID token" in body["message"]
+        assert "access token" in body["message"]
+    assert api(state, "GET", "/token", token=tokens["IdToken"])[0] == 200
