@@ -716,6 +716,9 @@ class Notification:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Notification:
+        """Raises :class:`InvalidEnvelope` for anything but a version-1 envelope object."""
+        if not isinstance(raw, Mapping):  # an inbox page's item comes from a server
+            raise InvalidEnvelope(f"not a notification envelope: {type(raw).__name__}")
         try:
             note = cls(
                 v=int(raw.get("v", ENVELOPE_VERSION)),

@@ -262,6 +262,14 @@ class SubscriberStats:
     dead_server_detections: int = 0
 
 
+def _is_notification_id(value: str) -> bool:
+    try:
+        validate_notification_id(value)
+    except ContractError:
+        return False
+    return True
+
+
 class _Sequencer:
     """Merges live messages and catch-up pages into one ordered, duplicate-free stream.
 
@@ -428,7 +436,14 @@ class _Sequencer:
             # A message older than the cursor that we never saw (a fan-out's
             # id, concurrent publishers, clock skew) is still delivered: a gap
             # is worse than a late message. The cursor never moves back.
-            if self.last_user_id is None or note.id > self.last_user_id:
+            # An id that is not a ULID (a sender outside this SDK publishing
+            # to the topic directly) is delivered but never becomes the
+            # cursor: the inbox holds only ULIDs and GET /notifications
+            # refuses any other since= with a 400, so every later catch-up
+            # failed (and "zzz" sorts after every real id).
+            if _is_notification_id(note.id) and (
+                self.last_user_id is None or note.id > self.last_user_id
+            ):
                 self.last_user_id = note.id
             self._emit(note)
         self._forget()

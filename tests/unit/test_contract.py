@@ -190,6 +190,13 @@ def test_malformed_envelopes_are_refused(bad: bytes) -> None:
         Notification.from_json(bad)
 
 
+@pytest.mark.parametrize("item", [[1], "x", None, 7])
+def test_an_inbox_item_that_is_no_object_is_an_invalid_envelope(item: object) -> None:
+    # GET /notifications items come from a server: a list was an AttributeError.
+    with pytest.raises(InvalidEnvelope):
+        Notification.from_dict(item)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("moment", [0.0, 1_700_000_000.123, 1_764_000_000.999, 4_000_000_000.5])
 def test_id_floor_is_the_smallest_ulid_of_its_millisecond(moment: float) -> None:
     from ulid import ULID

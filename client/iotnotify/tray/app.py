@@ -176,16 +176,16 @@ class TrayApp:
         # (queued notifications are never handed over after stop()). With
         # the ids shown in the catch-up look-back before it, so that the
         # next run re-reads that window and skips only these.
-        saved = self.settings.last_id
-        last = max(saved, note.id) if _is_id(saved) else note.id
-        if _is_id(last):
+        # An id that is not a ULID (a sender outside this SDK) is never in
+        # the inbox and no since= the API takes: it is no resume point.
+        if _is_id(note.id):
+            saved = self.settings.last_id
+            last = max(saved, note.id) if _is_id(saved) else note.id
             bound = id_lower_bound(last, lookback_seconds=self._lookback)
             shown = {i for i in self.settings.shown_ids.split() if _is_id(i) and i > bound}
             if note.id > bound:
                 shown.add(note.id)
             self._save(last_id=last, shown_ids=" ".join(sorted(shown)))
-        else:  # not a ULID (a sender outside this SDK): no window to keep
-            self._save(last_id=last, shown_ids="")
         self._alert(alert)
 
     def _alert(self, alert: Alert | None) -> None:

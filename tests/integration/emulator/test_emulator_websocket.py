@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
+import pytest
+
+from iotnotify_emulator import ws_mask
 from iotnotify_emulator.mqtt import (
     Connack,
     Connect,
@@ -179,3 +183,20 @@ async def test_masked_frames_of_every_length_form_split_anywhere_are_served(
         assert await ws.next_packet() == mid
         assert await ws.next_packet() == big
         assert await ws.next_packet() == Pingresp()
+
+
+async def test_an_aiohttp_without_the_internals_serves_unchecked_instead_of_failing(
+    world: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given an aiohttp whose internals the mask check relies on have moved
+    monkeypatch.setattr(ws_mask, "_internals_present", lambda handler, response: False)
+    monkeypatch.setattr(ws_mask, "_warned", False)
+    caplog.set_level(logging.WARNING, logger="iotnotify_emulator")
+    async with raw_websocket(world) as ws:
+        # When a client connects with masked frames
+        await ws.send(frame(encode(Connect(client_id="c1"))))
+        # Then it is served as before, and the log says the check is off
+        assert await ws.next_packet() == Connack()
+        await ws.send(frame(encode(Pingreq())))
+        assert await ws.next_packet() == Pingresp()
+    assert "unmasked client frames are not refused" in caplog.text

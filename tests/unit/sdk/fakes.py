@@ -179,6 +179,11 @@ class FakeService:
         if live:
             self._call(self._publish(topic, note.to_json()))
 
+    def send_raw(self, payload: bytes, *, topic: str = OWN_TOPIC) -> None:
+        """Publish ``payload`` as it is, live only: what a sender that is not
+        the publisher (or a buggy one) could put on a topic."""
+        self._call(self._publish(topic, payload))
+
     def drop_all(self) -> None:
         self._call(self._drop_all())
 

@@ -10,7 +10,7 @@ import pytest
 from iotnotify.api_client import ApiClient
 from iotnotify.auth import StaticIdToken
 from iotnotify.backoff import Backoff
-from iotnotify.contract import Notification, id_floor, new_notification_id
+from iotnotify.contract import Notification, id_floor, id_lower_bound, new_notification_id
 from iotnotify.errors import AuthError, Forbidden, InvalidClientId, InvalidEnvelope
 from iotnotify.subscriber import SINCE_NOW, ConnectionState, Subscriber
 from tests.unit.sdk.fakes import BROADCAST_TOPIC, OWN_TOPIC, Collector, FakeService
@@ -591,7 +591,7 @@ def test_shown_ids_from_a_previous_run_let_the_first_catch_up_look_back_too(
     assert collector.ids() == [fan_out.id, after.id]
 
 
-def test_an_id_that_is_not_a_ulid_is_delivered_and_resumed_after_without_a_window() -> None:
+def test_an_id_that_is_not_a_ulid_is_delivered_but_never_becomes_the_cursor() -> None:
     from iotnotify.subscriber import _Sequencer
 
     shown: list[str] = []
@@ -600,10 +600,16 @@ def test_an_id_that_is_not_a_ulid_is_delivered_and_resumed_after_without_a_windo
     # A sender outside the SDK used its own (sortable, but not ULID) ids
     seq.live(Notification(id="zz-0001", title="foreign"), own=True)
     assert shown == ["zz-0001"]
+    # The API refuses since=zz-0001 (400): the next catch-up reads from the start
     generation, since = seq.begin()
-    assert since == "zz-0001"
-    assert seq.give_up(generation, "zz-0001")
-    assert seq.begin()[1] == "zz-0001"
+    assert since is None
+    assert seq.page(generation, [], last=True)
+    # and a real id after it is the cursor, with its look-back window
+    real = Notification.create(title="real")
+    seq.live(real, own=True)
+    assert shown == ["zz-0001", real.id]
+    assert seq.last_user_id == real.id
+    assert seq.begin()[1] == id_lower_bound(real.id, lookback_seconds=60.0)
 
 
 @pytest.mark.parametrize("device_id", ["a/b#", "x" * 64, "caf\u00e9", "a+b"])
@@ -624,3 +630,29 @@ def test_a_since_that_is_no_notification_id_is_refused_when_the_subscriber_is_ma
     api = ApiClient(api_url="http://127.0.0.1:9", id_tokens=StaticIdToken("t"))
     with pytest.raises(InvalidEnvelope, match="notification id"):
         Subscriber(tokens=api, on_message=lambda _n: None, since=since)
+
+
+def test_a_live_message_whose_id_is_no_notification_id_cannot_spoil_later_catch_ups(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    # Given a connected subscriber that got one envelope whose id is not a ULID
+    # ("zzz" sorts after every real id: it became the catch-up cursor, and every
+    # later GET /notifications was refused with a 400, forever)
+    make_subscriber(since=new_notification_id()).start()
+    service.wait_connections(1)
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    service.send_raw(b'{"v": 1, "id": "zzz", "title": "odd"}')
+    marker = Notification.create(title="marker")
+    service.send(marker)
+    collector.wait_for(lambda: marker.id in collector.ids())
+    # When it misses a notification while disconnected
+    service.refuse_connections = True
+    service.drop_all()
+    _state_seen(collector, ConnectionState.DISCONNECTED)
+    away = Notification.create(title="away")
+    service.send(away)
+    service.refuse_connections = False
+    # Then the reconnect's catch-up still finds it (the odd envelope was shown
+    # once, as it came: a sender outside the SDK may use its own ids)
+    collector.wait_for(lambda: away.id in collector.ids())
+    assert collector.ids() == ["zzz", marker.id, away.id]

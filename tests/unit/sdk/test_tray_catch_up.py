@@ -198,3 +198,20 @@ def test_a_resume_point_that_is_no_id_catches_up_everything_instead_of_failing(
     # Then it catches up from the start of the inbox, as with no resume point
     collector.wait_for(lambda: kept.id in collector.ids())
     _caught_up(collector, 1)
+
+
+def test_a_foreign_id_is_shown_but_is_no_resume_point(
+    service: FakeService, make_tray: MakeTray, tmp_path: Path
+) -> None:
+    # Given a running tray that showed a notification
+    path = tmp_path / "tray.json"
+    collector = Collector()
+    _app, notifier, _, live = _started(make_tray, path, collector, shown=1)
+    service.send(live[0])
+    collector.wait_notes(1)
+    # When a sender outside the SDK publishes an envelope whose id is no ULID
+    service.send_raw(b'{"v": 1, "id": "zzz", "title": "foreign"}')
+    collector.wait_for(lambda: "zzz" in collector.ids())
+    # Then it pops up, and the resume point stays the last id the inbox can answer after
+    assert ("foreign", "") in notifier.popups
+    assert TraySettings.load(path).last_id == live[0].id
