@@ -578,7 +578,9 @@ class LocalStack:
 def _summary(state: LocalState, state_file: Path) -> Table:
     table = Table(title="iotnotify local", show_header=True)
     table.add_column("what")
-    table.add_column("where")
+    # Wrapped, never cut with an ellipsis: the CA file and the state file are
+    # paths a newcomer copies from here, in an 80-column terminal too.
+    table.add_column("where", overflow="fold")
     table.add_row("web page", state.webUrl)
     table.add_row("HTTP API", state.apiUrl)
     table.add_row("IoT MQTT over WebSocket", state.iotWsUrl)
