@@ -438,7 +438,9 @@ def validate_title(value: object) -> str:
     return value
 
 
-_NOTIFICATION_ID_RE: Final = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+# 26 Crockford base32 characters hold 130 bits and a ULID 128, so the first
+# is 0..7 (ULID spec, "Overflow Errors when Parsing Base32 Strings").
+_NOTIFICATION_ID_RE: Final = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 
 
 def validate_notification_id(value: object) -> str:

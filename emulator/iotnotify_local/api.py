@@ -12,6 +12,9 @@ The limits of the real path hold here too, so a test sees what AWS would do:
 * a request line and header values over 10,240 bytes together (API
   Gateway REST "Total combined size of request line and header values")
   -> 431, although each header is within what the HTTP parser reads;
+* an event (the JSON Lambda is invoked with: body, headers and all) over
+  6 MB, Lambda's limit for a synchronous invocation's request -> 413, as
+  API Gateway answers ("Request Too Long"), although its own limit is 10 MB;
 * a function that runs past the 29 s integration timeout -> 504 (API
   Gateway gives up; the function itself runs on, as on Lambda);
 * a function response over 6 MB, measured as the JSON document the Lambda
@@ -54,6 +57,7 @@ from iotnotify_local.iam_auth import IamRejected
 __all__ = [
     "INTEGRATION_TIMEOUT_S",
     "MAX_HEADER_BYTES",
+    "MAX_LAMBDA_REQUEST_BYTES",
     "MAX_LAMBDA_RESPONSE_BYTES",
     "MAX_REQUEST_BYTES",
     "IamVerifier",
@@ -66,6 +70,7 @@ __all__ = [
 MAX_REQUEST_BYTES: Final = 10 * 1024 * 1024  # API Gateway REST API payload size
 # API Gateway REST: total combined size of request line and header values.
 MAX_HEADER_BYTES: Final = 10240
+MAX_LAMBDA_REQUEST_BYTES: Final = 6 * 1024 * 1024  # Lambda synchronous request payload
 MAX_LAMBDA_RESPONSE_BYTES: Final = 6 * 1024 * 1024  # Lambda synchronous response payload
 INTEGRATION_TIMEOUT_S: Final = 29.0  # API Gateway REST integration timeout (default maximum)
 
@@ -107,6 +112,7 @@ class LocalApi:
     # AWS's limits (module docstring); tests may shrink them.
     max_request_bytes: int = MAX_REQUEST_BYTES
     max_header_bytes: int = MAX_HEADER_BYTES
+    max_event_bytes: int = MAX_LAMBDA_REQUEST_BYTES
     max_response_bytes: int = MAX_LAMBDA_RESPONSE_BYTES
     integration_timeout: float = INTEGRATION_TIMEOUT_S
     # moto's URL: POST /cognito/ forwards the sign-in calls to it (cognito_proxy).
@@ -123,6 +129,15 @@ class _GatewayError(Exception):
 
 async def _invoke(api: LocalApi, route: Route, event: Mapping[str, Any]) -> Mapping[str, Any]:
     """Run the handler as Lambda behind API Gateway would: timeout and size limits."""
+    size = len(json.dumps(event, separators=(",", ":")).encode("utf-8"))
+    if size > api.max_event_bytes:
+        raise _GatewayError(
+            413,
+            "payload_too_large",
+            f"the request is {size} bytes as the function's event, over Lambda's limit of "
+            f"{api.max_event_bytes} bytes for a synchronous invocation; on AWS API Gateway "
+            "answers 413 (Request Too Long)",
+        )
     loop = asyncio.get_running_loop()
     call = loop.run_in_executor(api.executor, route.handler, event, None)
     try:

@@ -22,8 +22,8 @@ from iotnotify_handlers.errors import BadRequest, ServiceUnavailable
 
 __all__ = ["ChatHistory", "HistoryPage", "RateLimited"]
 
-# A ULID: 26 characters of Crockford base32.
-_ID_RE: Final = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+# A ULID: 26 characters of Crockford base32, the first 0..7 (128 bits).
+_ID_RE: Final = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 _RATE_PREFIX: Final = "#rate#"
 
 

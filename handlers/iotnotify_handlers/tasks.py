@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from iotnotify.contract import new_notification_id, validate_user_id
 from iotnotify.errors import ContractError
 from iotnotify.publisher import Publisher
-from iotnotify_handlers.errors import BadRequest, ServiceUnavailable
+from iotnotify_handlers.errors import BadRequest, PayloadTooLarge, ServiceUnavailable
 from iotnotify_handlers.http import reject_unknown_fields
 
 __all__ = [
@@ -80,7 +80,12 @@ TaskProcessor = Callable[[Task], str]
 
 
 def submit_task(raw: Any, *, user_id: str, sqs: Any, queue_url: str) -> Task:
-    """Validate a ``POST /task`` body and enqueue it for ``user_id``."""
+    """Validate a ``POST /task`` body and enqueue it for ``user_id``.
+
+    Raises :class:`BadRequest` (400) for a malformed body,
+    :class:`PayloadTooLarge` (413) over ``MAX_TASK_BYTES`` as the queue
+    message, :class:`ServiceUnavailable` (503) when SQS fails.
+    """
     if not isinstance(raw, dict):
         raise BadRequest("body must be a JSON object")
     reject_unknown_fields(raw, {"name", "payload"})
@@ -93,7 +98,7 @@ def submit_task(raw: Any, *, user_id: str, sqs: Any, queue_url: str) -> Task:
     task = Task(task_id=new_notification_id(), user_id=user_id, name=name, payload=payload)
     body = task.to_json()
     if len(body.encode("utf-8")) > MAX_TASK_BYTES:
-        raise BadRequest(f"task is larger than {MAX_TASK_BYTES} bytes")
+        raise PayloadTooLarge(f"the task is larger than {MAX_TASK_BYTES} bytes as a queue message")
     try:
         sqs.send_message(QueueUrl=queue_url, MessageBody=body)
     except (BotoCoreError, ClientError) as exc:

@@ -274,3 +274,14 @@ def test_a_repeated_query_parameter_is_refused_not_half_read(account: FakeAccoun
     event["multiValueQueryStringParameters"] = {"rooms": ["lobby,other"]}
     event["queryStringParameters"] = {"rooms": "lobby,other"}
     assert api_token.handler(event, None)["statusCode"] == 200
+
+
+def test_history_before_past_the_largest_ulid_is_a_400(account: FakeAccount) -> None:
+    create("alice", "lobby")
+    for before in ("Z" * 26, "8" + "0" * 25):
+        status, body = call("GET", "/chats/{room}/messages", room="lobby", query={"before": before})
+        assert (status, body["error"]) == (400, "bad_request")
+    assert (
+        call("GET", "/chats/{room}/messages", room="lobby", query={"before": "7" + "Z" * 25})[0]
+        == 200
+    )

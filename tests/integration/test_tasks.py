@@ -91,3 +91,14 @@ def test_post_task_refuses_a_field_it_does_not_know(account: FakeAccount) -> Non
     status, body = submit("alice", {"name": "export", "paylaod": {"rows": 3}})
     assert (status, body["error"]) == (400, "bad_request")
     assert body["message"] == "unknown field(s): paylaod"
+
+
+def test_a_task_larger_than_a_queue_message_takes_is_a_413_and_not_queued(
+    account: FakeAccount,
+) -> None:
+    # The payload limit is a size, as for a notify over IoT's 128 KB: 413, not
+    # a 400 that reads as a malformed body.
+    status, body = submit("alice", {"name": "big", "payload": {"blob": "x" * 250_000}})
+    assert (status, body["error"]) == (413, "payload_too_large")
+    assert "bytes" in body["message"]
+    assert receive_batch(account)["Records"] == []

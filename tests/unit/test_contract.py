@@ -246,3 +246,15 @@ def test_id_lower_bound_of_a_young_id_stops_at_the_epoch_and_refuses_bad_input()
         id_lower_bound("01jd5z3q8w9v4x2y6z7a8b9c0d", lookback_seconds=60)  # lower case
     with pytest.raises(ValueError, match="lookback"):
         id_lower_bound(id_floor(10.0), lookback_seconds=-1)
+
+
+@pytest.mark.parametrize("first", list("89ABCDEFGHJKMNPQRSTVWXYZ"))
+def test_a_26_character_id_past_the_largest_ulid_is_not_a_notification_id(first: str) -> None:
+    from iotnotify.contract import validate_notification_id
+
+    # A ULID is 128 bits: 26 base32 characters hold 130, so the largest is
+    # 7ZZZZZZZZZZZZZZZZZZZZZZZZZ (ULID spec, "Overflow Errors when Parsing
+    # Base32 Strings"); ZZZ... decodes nowhere and was accepted as since=.
+    with pytest.raises(InvalidEnvelope):
+        validate_notification_id(first + "0" * 25)
+    assert validate_notification_id("7" + "Z" * 25) == "7" + "Z" * 25
