@@ -38,6 +38,7 @@ from iotnotify.errors import (
     ConnectionLost,
     ContractError,
     InvalidEnvelope,
+    InvalidJson,
     IotNotifyError,
 )
 from iotnotify.tls import client_context, https_context
@@ -254,9 +255,19 @@ class RoomConnection:
 
     def send(self, text: str) -> None:
         """Publish ``{"text"}`` to the room's input topic (QoS 1); the moderator
-        decides what reaches the room. Raises ``ConnectionLost`` when closed."""
+        decides what reaches the room. Raises ``ConnectionLost`` when closed and
+        :class:`~iotnotify.errors.InvalidJson` for text that is not valid
+        Unicode (lone surrogates: what Python makes of bytes that are not
+        UTF-8), which no payload can carry."""
         if self.closed:
             raise ConnectionLost(f"not connected to room {self.token.room!r}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidJson(
+                "the line is not valid UTF-8 (it holds bytes or lone surrogates "
+                f"at {exc.start}..{exc.end}); nothing was sent"
+            ) from exc
         info = self._client.publish(
             self.token.input_topic, json.dumps({"text": text}, ensure_ascii=False), qos=1
         )

@@ -22,10 +22,10 @@ from typing import Any
 
 import click
 
-from iotnotify.cli_client import _Target, _target, _target_options
+from iotnotify.cli_client import _device, _Target, _target, _target_options
 from iotnotify.contract import ChatMessage
 from iotnotify.display_text import terminal_text
-from iotnotify.errors import IotNotifyError
+from iotnotify.errors import ContractError, IotNotifyError
 
 __all__ = ["chat", "rooms"]
 
@@ -158,7 +158,12 @@ def add_member(options: dict[str, Any], room: str, member: str) -> None:
 @_target_options
 @click.argument("room")
 @click.option("--history", "history_size", default=50, show_default=True, help="Lines of history.")
-@click.option("--device", default=None, help="Client-id suffix [default: random].")
+@click.option(
+    "--device",
+    default=None,
+    callback=lambda _ctx, _param, value: _device(value),
+    help="Client-id suffix [default: random].",
+)
 def chat(room: str, history_size: int, device: str | None, **options: Any) -> None:
     """Chat in ROOM: its history, then live messages; each line you type is sent."""
     from iotnotify.chat import RoomConnection
@@ -182,10 +187,18 @@ def chat(room: str, history_size: int, device: str | None, **options: Any) -> No
             token, on_message=show, device=device, ca_file=target.ca_file
         ) as connection:
             click.echo(f"iotnotify: joined {room}; type to send, Ctrl-D to leave", err=True)
-            for line in sys.stdin:
-                text = line.rstrip("\n")
-                if text.strip():
+            # Bytes, decoded a line at a time: a line that is not UTF-8 (a
+            # Latin-1 file, a binary paste) is reported and skipped, not a
+            # UnicodeDecodeError (UTF-8 locale) or a lone-surrogate
+            # UnicodeEncodeError (C locale's surrogateescape) traceback.
+            for raw in sys.stdin.buffer:
+                text = raw.decode("utf-8", "surrogateescape").rstrip("\r\n")
+                if not text.strip():
+                    continue
+                try:
                     connection.send(text)
+                except ContractError as exc:
+                    click.echo(f"iotnotify: not sent: {exc}", err=True)
             # stdin ended (Ctrl-D, or a pipe): give the last messages a moment to come back.
             connection.wait_closed(1.0)
     except KeyboardInterrupt:

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from iotnotify.errors import IotNotifyError
+
 __all__ = ["DEFAULT_STATE_FILE", "LocalState", "StackNotRunning", "StateFileError"]
 
 DEFAULT_STATE_FILE: Final = Path(".iotnotify") / "local.json"
@@ -32,8 +34,13 @@ DEFAULT_STATE_FILE: Final = Path(".iotnotify") / "local.json"
 _PROBE_TIMEOUT_S: Final = 2.0
 
 
-class StateFileError(Exception):
-    """The state file is missing or unreadable: is ``iotnotify local`` running?"""
+class StateFileError(IotNotifyError):
+    """The state file is missing or unreadable: is ``iotnotify local`` running?
+
+    An :class:`~iotnotify.errors.IotNotifyError`, like every error of the SDK,
+    so code that catches the one base (``Publisher.from_state_file()``,
+    ``CognitoAuth.from_state_file()`` with the stack stopped) catches it too.
+    """
 
 
 class StackNotRunning(StateFileError):

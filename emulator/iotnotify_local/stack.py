@@ -618,7 +618,11 @@ async def _serve(config: StackConfig, state_file: Path) -> int:
         shorten_switch_interval()
         stack.save()
         stack.start_autosave()
-        state.write(state_file)
+        try:
+            state.write(state_file)
+        except OSError as exc:  # checked before the start; this is a race
+            console.print(f"[red]error:[/red] cannot write the state file {state_file}: {exc}")
+            return 2
         table = _summary(state, state_file)
         table.add_row("data directory", _data_row(config))
         Console().print(table)
@@ -649,6 +653,21 @@ async def _serve(config: StackConfig, state_file: Path) -> int:
             # Nothing is listening any more: a stale file would mislead `send`.
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(state_file)
+
+
+def _unwritable_state_file(path: Path) -> str | None:
+    """Why ``path`` cannot be written, or None: checked before anything starts
+    (moto, the emulator and the API took seconds to start and then ended in
+    a traceback from :meth:`LocalState.write`)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if path.is_dir():
+        return "it is a directory"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return f"{path.parent} is not writable"
+    return None
 
 
 def _running_owner(path: Path) -> LocalState | None:
@@ -706,6 +725,13 @@ def run_local(
             f"[red]error:[/red] the state file {path} belongs to an `iotnotify local` that is "
             f"running (pid {owner.pid}, {owner.apiUrl}); stop it, or give this one its own "
             "--state-file (and --data-dir)"
+        )
+        return 2
+    unwritable = _unwritable_state_file(path)
+    if unwritable is not None:
+        console.print(
+            f"[red]error:[/red] cannot write the state file {path}: {unwritable}; "
+            "give --state-file a path in a folder you can write"
         )
         return 2
     if not _has_ipv4(host):

@@ -531,15 +531,16 @@ def test_send_says_a_user_it_failed_to_reach_live_still_has_it_in_the_inbox(
     assert "sent 01J to 1 of 3 users" in result.stdout
 
 
+@pytest.mark.parametrize("command", [["listen"], ["chat", "lobby"]])
 @pytest.mark.parametrize("device", ["a/b#", "x" * 64, "caf\u00e9"])
 def test_listen_refuses_a_device_suffix_no_client_id_can_hold_before_signing_in(
-    tmp_path: Path, device: str
+    tmp_path: Path, device: str, command: list[str]
 ) -> None:
     # It signed in, fetched a token, printed "connecting", then "stopped: ..."
-    # and the same error again, with exit status 1.
+    # and the same error again, with exit status 1 (chat: a traceback).
     result = CliRunner().invoke(
         cli,
-        ["listen", "--user", "alice", "--device", device, "--state-file", str(tmp_path / "none")],
+        [*command, "--user", "alice", "--device", device, "--state-file", str(tmp_path / "none")],
     )
     assert result.exit_code == 2, result.output
     assert "--device" in result.output

@@ -90,3 +90,35 @@ def test_a_host_without_an_ipv4_address_is_one_clear_error(
     assert "IPv4" in out
     assert "Traceback" not in out
     assert not (tmp_path / "data").exists()  # nothing was started
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "read-only-dir"])
+def test_a_state_file_that_cannot_be_written_is_refused_before_anything_starts(
+    tmp_path: Path, where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `iotnotify local --state-file /proc/nope/x.json` started moto, the
+    # emulator and the API, then ended in a FileNotFoundError traceback.
+    if where == "under-a-file":
+        (tmp_path / "a-file").write_text("")
+        path = tmp_path / "a-file" / "local.json"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        path = locked / "local.json"
+        if os.access(locked, os.W_OK):  # root ignores the mode bits
+            locked.chmod(0o700)
+            (locked / "local.json").mkdir()  # a directory where the file goes
+    status = run_local(
+        host="127.0.0.1",
+        port=0,
+        state_file=path,
+        app="iotnotify",
+        stage="local",
+        data_dir=tmp_path / "data",
+    )
+    assert status == 2
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert "state file" in out
+    assert "Traceback" not in out
+    assert not (tmp_path / "data").exists()  # nothing was started

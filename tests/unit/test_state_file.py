@@ -133,3 +133,13 @@ def test_every_state_file_field_has_a_type_check() -> None:
     from iotnotify import state_file
 
     assert set(state_file._FIELD_CHECKS) == set(LocalState.__dataclass_fields__)
+
+
+def test_state_file_errors_are_sdk_errors(tmp_path: Path) -> None:
+    # The SDK's one base: a game server that catches IotNotifyError around
+    # Publisher.from_state_file() caught nothing when the stack was stopped.
+    from iotnotify.errors import IotNotifyError
+
+    with pytest.raises(IotNotifyError, match="no state file"):
+        LocalState.read(tmp_path / "none.json")
+    assert issubclass(StackNotRunning, IotNotifyError)

@@ -130,3 +130,39 @@ def test_rooms_subcommands_take_the_sign_in_options_after_their_name_too(
     )
     assert listing.returncode == 0, listing.stderr
     assert f"{room}\tprivate\towner {local_stack.user('bob')['sub']}" in listing.stdout
+
+
+def test_chat_says_a_line_it_cannot_send_and_sends_the_next(local_stack: LocalProcess) -> None:
+    # Given alice in a room and bob's `iotnotify chat` reading bytes that are
+    # not UTF-8 (a file in Latin-1, a binary paste): it was a traceback
+    room = f"cli-{secrets.token_hex(3)}"
+    alice_api = rooms_api(local_stack, "alice")
+    alice_api.create(room)
+    received: queue.Queue[ChatMessage] = queue.Queue()
+    with RoomConnection(alice_api.token(room), on_message=received.put) as alice:
+        bob = subprocess.Popen(
+            [IOTNOTIFY, "chat", room, "--state-file", str(local_stack.state_file), "--user", "bob"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert bob.stdin is not None
+            assert bob.stderr is not None
+            # When it reads a bad line between two good ones and stdin ends
+            bob.stdin.write(b"first line\ncaf\xe9 \xff\xfe\nsecond line\n")
+            bob.stdin.close()
+            # Then the bad line is named on stderr, the next is sent, and it exits 0
+            # (the rules engine may hand two lines to the moderator in either order)
+            texts = {received.get(timeout=15).text, received.get(timeout=15).text}
+            assert texts == {"first line", "second line"}
+            assert bob.wait(timeout=30) == 0
+            err = bob.stderr.read().decode()
+            assert "not sent" in err
+            assert "UTF-8" in err
+            assert "Traceback" not in err
+            assert alice.closed is False
+        finally:
+            if bob.poll() is None:
+                bob.kill()
+                bob.wait()
