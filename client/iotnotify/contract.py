@@ -111,22 +111,39 @@ _NAME_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CLIENT_SUFFIX_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,63}")
 
 
+_JSON_TYPES: Final = (
+    (bool, "a boolean"),
+    (int | float, "a number"),
+    (list | tuple, "an array"),
+    (dict, "an object"),
+)
+_SHOWN_CHARS: Final = 80
+
+
+def _invalid(what: str, value: object) -> str:
+    """The message for an invalid id or name: a string is quoted, shortened (a
+    1 MiB id is not echoed back whole); anything else is named by its JSON type."""
+    rule = "expected 1 to 64 characters from A-Z a-z 0-9 _ -"
+    if not isinstance(value, str):
+        kind = "null" if value is None else "not text"
+        kind = next((name for t, name in _JSON_TYPES if isinstance(value, t)), kind)
+        return f"invalid {what}: {kind}, {rule}"
+    if len(value) > _SHOWN_CHARS:
+        return f"invalid {what} {value[:_SHOWN_CHARS]!r}... ({len(value)} characters): {rule}"
+    return f"invalid {what} {value!r}: {rule}"
+
+
 def validate_user_id(value: object) -> str:
     """Return ``value`` if it is a valid user id, else raise :class:`InvalidUserId`."""
     if not isinstance(value, str) or not _USER_ID_RE.fullmatch(value):
-        shown = value if isinstance(value, str) else type(value).__name__
-        raise InvalidUserId(
-            f"invalid user id {shown!r}: expected 1 to 64 characters from A-Z a-z 0-9 _ -"
-        )
+        raise InvalidUserId(_invalid("user id", value))
     return value
 
 
 def validate_name(value: object, *, what: str) -> str:
     """Validate an app, stage, game or room name (same alphabet as user ids)."""
     if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
-        raise InvalidTopic(
-            f"invalid {what} {value!r}: expected 1 to 64 characters from A-Z a-z 0-9 _ -"
-        )
+        raise InvalidTopic(_invalid(what, value))
     return value
 
 

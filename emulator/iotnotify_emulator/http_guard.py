@@ -46,7 +46,7 @@ from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 __all__ = [
     "ErrorRenderer",
@@ -191,6 +191,16 @@ class _GuardedHandler(RequestHandler):
             )
             self.force_close()
 
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        # After a 400 for a body that could not be read (error_middleware),
+        # aiohttp drains the rest of it, meets the same error and logs it
+        # with a traceback: one throttled line instead.
+        exc = kw.get("exc_info")
+        if isinstance(exc, RequestPayloadError):
+            self._guard.throttle.warn("payload", "dropped a request body: %s", exc)
+            return
+        super().log_exception(*args, **kw)
+
     def handle_error(
         self,
         request: Any,
@@ -291,7 +301,9 @@ class GuardedRunner(web.AppRunner):
 def error_middleware(render: ErrorRenderer) -> Any:
     """An aiohttp middleware: any ``HTTPException`` >= 400 or crash becomes ``render(...)``.
 
-    Headers the exception carries (``Allow`` on 405) are kept.
+    Headers the exception carries (``Allow`` on 405) are kept. A body that
+    cannot be read as its headers describe it (``RequestPayloadError``: a
+    ``Content-Encoding`` that does not decode) is a 400.
     """
 
     @web.middleware
@@ -308,6 +320,10 @@ def error_middleware(render: ErrorRenderer) -> Any:
                 if name in exc.headers:
                     response.headers[name] = exc.headers[name]
             return response
+        except RequestPayloadError as exc:
+            # The body could not be read as its headers describe it (a
+            # Content-Encoding that does not decode): the client's fault.
+            return render(400, error_code(400), f"the request body could not be read: {exc}")
         except (asyncio.CancelledError, ConnectionError):
             raise
         except Exception:

@@ -61,7 +61,10 @@ def reject_unknown_fields(raw: Mapping[str, Any], allowed: AbstractSet[str]) -> 
     """
     unknown = sorted(set(raw) - allowed)
     if unknown:
-        raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
+        # A few names, each shortened: the message must not echo a 1 MiB body.
+        names = ", ".join(n if len(n) <= 40 else f"{n[:40]}..." for n in unknown[:5])
+        more = f" and {len(unknown) - 5} more ({len(unknown)} in all)" if len(unknown) > 5 else ""
+        raise BadRequest(f"unknown field(s): {names}{more}")
 
 
 _JSON_HEADERS: Final = {

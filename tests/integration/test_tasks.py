@@ -102,3 +102,14 @@ def test_a_task_larger_than_a_queue_message_takes_is_a_413_and_not_queued(
     assert (status, body["error"]) == (413, "payload_too_large")
     assert "bytes" in body["message"]
     assert receive_batch(account)["Records"] == []
+
+
+def test_unknown_fields_are_named_briefly_however_many_and_long(account: FakeAccount) -> None:
+    # The 400 echoed every unknown name in full: a 1 MiB body of them came
+    # back as a 1 MiB message.
+    body = {f"k{n}" + "x" * 5000: 1 for n in range(150)}
+    status, answer = submit("alice", body)
+    assert (status, answer["error"]) == (400, "bad_request")
+    assert answer["message"].startswith("unknown field(s): ")
+    assert "150" in answer["message"]
+    assert len(answer["message"]) < 500

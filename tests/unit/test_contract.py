@@ -279,3 +279,28 @@ def test_a_26_character_id_past_the_largest_ulid_is_not_a_notification_id(first:
     with pytest.raises(InvalidEnvelope):
         validate_notification_id(first + "0" * 25)
     assert validate_notification_id("7" + "Z" * 25) == "7" + "Z" * 25
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(None, "null"), (7, "a number"), (True, "a boolean"), ([], "an array"), ({}, "an object")],
+)
+def test_an_invalid_id_or_name_is_named_by_its_json_type(value: object, shown: str) -> None:
+    from iotnotify.contract import validate_name, validate_user_id
+
+    # {"user": null} was "invalid user id 'NoneType'"
+    with pytest.raises(ContractError, match=f"invalid user id: {shown},"):
+        validate_user_id(value)
+    with pytest.raises(ContractError, match=f"invalid room name: {shown},"):
+        validate_name(value, what="room name")
+
+
+def test_an_invalid_id_is_shown_shortened_in_the_message() -> None:
+    from iotnotify.contract import validate_name, validate_user_id
+
+    # a 1 MiB body holding one long id was answered with a 1 MiB message
+    for check in (validate_user_id, lambda v: validate_name(v, what="room name")):
+        with pytest.raises(ContractError) as caught:
+            check("x" * 500_000 + "/")
+        assert len(str(caught.value)) < 300
+        assert "500001 characters" in str(caught.value)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import gzip
 import json
 import threading
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from iotnotify_local.api import (
@@ -19,6 +23,7 @@ from iotnotify_local.api import (
     LocalApi,
     Route,
     build_app,
+    build_runner,
 )
 from iotnotify_local.authorizer import CognitoAuthorizer
 
@@ -185,3 +190,45 @@ async def test_a_request_line_and_headers_over_10240_bytes_are_a_431_json_error(
     assert str(MAX_HEADER_BYTES) in body["message"]
     many = await client.get("/query?x=1", headers={f"X-{n}": "v" * 8000 for n in range(20)})
     await assert_json_error(many, 431, "request_header_fields_too_large")
+
+
+def echo_body(event: Mapping[str, Any], _context: Any) -> Mapping[str, Any]:
+    return {
+        "statusCode": 200,
+        "body": json.dumps({"body": event["body"], "isBase64Encoded": event["isBase64Encoded"]}),
+    }
+
+
+async def test_a_compressed_body_reaches_the_function_as_sent_as_api_gateway_passes_it() -> None:
+    # API Gateway REST without content encoding enabled passes a request
+    # payload through as sent (developer guide, "Content encoding for REST
+    # APIs"); aiohttp inflated it, so a gzip body was JSON to the function
+    # locally only, a 200 MB gzip bomb was inflated up to the 10 MB cap, and
+    # a body that was not gzip at all was a 500 with a traceback in the log.
+    api = LocalApi(
+        routes=[Route("POST", "/echo", echo_body, "none")],
+        authorizer=CognitoAuthorizer(
+            jwks_url="http://127.0.0.1:9/jwks.json", issuer="https://issuer", audience="client"
+        ),
+    )
+    runner = build_runner(api)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/echo"
+    packed = gzip.compress(b'{"user": "alice", "title": "t"}')
+    try:
+        async with aiohttp.ClientSession() as http:
+            for sent in (packed, b"not gzip at all"):
+                headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+                async with http.post(url, data=sent, headers=headers) as response:
+                    assert response.status == 200
+                    event = json.loads(await response.text())
+                received = (
+                    base64.b64decode(event["body"])
+                    if event["isBase64Encoded"]
+                    else event["body"].encode()
+                )
+                assert received == sent
+    finally:
+        await runner.cleanup()

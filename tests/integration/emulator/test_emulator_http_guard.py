@@ -161,3 +161,26 @@ async def test_tls_connections_that_never_finish_the_handshake_are_closed() -> N
         assert all(closed), closed.count(False)
         for _, writer in sockets:
             writer.close()
+
+
+async def test_a_body_its_content_encoding_cannot_decode_is_a_400_not_a_500(
+    guarded: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # aiohttp inflates a Content-Encoding: gzip body as it is read; one that is
+    # not gzip at all raised out of the handler: a 500 and a traceback per request.
+    headers = {
+        "Content-Encoding": "gzip",
+        "Authorization": "AWS4-HMAC-SHA256 Credential=AKIAX/20260101/us-east-1/iotdata/"
+        "aws4_request, SignedHeaders=host, Signature=00",
+        "X-Amz-Date": "20260101T000000Z",
+    }
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            guarded.emulator.data_url + "/topics/a?qos=0", data=b"not gzip", headers=headers
+        ) as response,
+    ):
+        assert response.status == 400
+        assert "message" in json.loads(await response.text())
+    assert "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
