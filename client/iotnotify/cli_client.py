@@ -10,7 +10,9 @@ Cognito's endpoint (moto), the region and the demo password.
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -249,7 +251,13 @@ def listen(
     _shutil_without_archive_codecs()
     from iotnotify.api_client import ApiClient
     from iotnotify.auth import CognitoAuth, CognitoSession
-    from iotnotify.subscriber import SINCE_NOW, StateChange, Subscriber, device_suffix
+    from iotnotify.subscriber import (
+        SINCE_NOW,
+        ConnectionState,
+        StateChange,
+        Subscriber,
+        device_suffix,
+    )
 
     target = _target(
         user=user,
@@ -272,11 +280,27 @@ def listen(
 
     from iotnotify.display_text import json_line
 
+    # `iotnotify listen | head -1`: once the reader has gone, stop (as a Unix
+    # filter does) instead of a BrokenPipeError traceback per notification.
+    reader_gone = threading.Event()
+    stopped_said = threading.Event()
+    running: list[Subscriber] = []
+
     def show(note: Notification) -> None:
-        click.echo(json_line(note.to_dict()) if as_json else _line(note))
+        if reader_gone.is_set():
+            return
+        try:
+            click.echo(json_line(note.to_dict()) if as_json else _line(note))
+        except BrokenPipeError:
+            reader_gone.set()
+            for subscriber in running:
+                subscriber.stop()
 
     def state(change: StateChange) -> None:
-        click.echo(f"iotnotify: {change.describe()}", err=True)
+        if change.state is ConnectionState.STOPPED:
+            stopped_said.set()
+        if not reader_gone.is_set():
+            click.echo(f"iotnotify: {change.describe()}", err=True)
 
     try:
         auth = CognitoAuth(
@@ -296,11 +320,20 @@ def listen(
             device_id=device or device_suffix("listen"),
             ca_file=target.ca_file,
         )
+        running.append(subscriber)
         subscriber.run_forever()
     except KeyboardInterrupt:
-        click.echo("iotnotify: stopped", err=True)
+        if not stopped_said.is_set():  # the subscriber's own "stopped" was not printed
+            click.echo("iotnotify: stopped", err=True)
     except IotNotifyError as exc:
         raise click.ClickException(str(exc)) from exc
+    if reader_gone.is_set():
+        # Python flushes stdout at exit, into the closed pipe: "Exception
+        # ignored ... BrokenPipeError". Point it at /dev/null first (the
+        # recipe of the signal module's docs, "Note on SIGPIPE").
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 @click.command()

@@ -332,3 +332,50 @@ def test_a_user_who_signed_up_is_addressable_by_e_mail(local_stack: RunningStack
     assert answer["results"] == [{"userId": signed_up.user_sub, "ok": True}]
     by_id = _send(local_stack, "--user", signed_up.user_sub, "--json")
     assert json.loads(by_id.stdout)["results"][0]["ok"] is True
+
+
+def test_listen_into_a_pipe_that_closes_exits_quietly(
+    local_stack: RunningStack, publisher: tuple[Publisher, str]
+) -> None:
+    # Given `iotnotify listen | head -1`: a reader that leaves after one line
+    # (it printed a BrokenPipeError traceback per notification and never exited)
+    pub, alice_id = publisher
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "iotnotify.cli_client",
+            "listen",
+            "--state-file",
+            str(local_stack.state_file),
+            "--user",
+            "alice",
+            "--device",
+            "it-pipe",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(write_end)
+    try:
+        assert proc.stderr is not None
+        while "caught-up" not in proc.stderr.readline():
+            pass
+        pub.notify(alice_id, title="first")
+        with os.fdopen(read_end, "rb") as reader:
+            assert b"first" in reader.readline()
+        # When the reader has gone and another notification arrives
+        pub.notify(alice_id, title="second")
+        # Then listen stops by itself, with status 0 and no traceback
+        assert proc.wait(timeout=30) == 0
+        err = proc.stderr.read()
+        assert "Traceback" not in err
+        assert "BrokenPipeError" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
