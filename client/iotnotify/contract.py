@@ -14,6 +14,7 @@ not starting with ``$``.
 
 from __future__ import annotations
 
+import builtins
 import json
 import math
 import re
@@ -692,9 +693,20 @@ class Notification:
         """A new notification with a fresh sortable id and a timestamp from it.
 
         Raises :class:`InvalidEnvelope` for a blank or over-long title
-        (:func:`validate_title`), :class:`PayloadTooLarge` over 128 KB.
+        (:func:`validate_title`), a ``body`` that is not a string, a ``type``
+        that is not a non-empty string or ``data`` that is not a mapping with
+        string keys (what ``POST /notify`` refuses with a 400), and
+        :class:`PayloadTooLarge` over 128 KB.
         """
         validate_title(title)
+        if not isinstance(body, str):
+            raise InvalidEnvelope(f"body must be a string, not {builtins.type(body).__name__}")
+        if not isinstance(type, str) or not type:
+            raise InvalidEnvelope("type must be a non-empty string")
+        if data is not None and (
+            not isinstance(data, Mapping) or not all(isinstance(key, str) for key in data)
+        ):
+            raise InvalidEnvelope("data must be a JSON object (a mapping with string keys)")
         ulid = _next_ulid()
         note = cls(
             id=str(ulid),

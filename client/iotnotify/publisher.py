@@ -29,6 +29,7 @@ late one.
 
 from __future__ import annotations
 
+import builtins
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -56,7 +57,13 @@ except ModuleNotFoundError as exc:
 from iotnotify.contract import Notification, Topic, TopicScheme, validate_user_id
 from iotnotify.dynamodb_batch import FastBatchWrite
 from iotnotify.endpoints import IotEndpoint
-from iotnotify.errors import ContractError, IotNotifyError, PublishError, Throttled
+from iotnotify.errors import (
+    ContractError,
+    InvalidUserId,
+    IotNotifyError,
+    PublishError,
+    Throttled,
+)
 from iotnotify.games import Game, GameRegistry
 from iotnotify.inbox import BATCH_WRITE_LIMIT, Inbox
 from iotnotify.iot_data import FastPublish
@@ -258,6 +265,12 @@ class Publisher:
         are in flight. Raises :class:`~iotnotify.errors.PayloadTooLarge`
         before any AWS call when the envelope is over 128 KB.
         """
+        if isinstance(user_ids, str | bytes):
+            # A str is an Iterable[str] too: each character would be a "user".
+            raise InvalidUserId(
+                f"user_ids must be a list of user ids, not one {builtins.type(user_ids).__name__} "
+                "(notify() sends to one user)"
+            )
         note = Notification.create(title=title, body=body, type=type, data=data)
         payload = note.to_json()  # PayloadTooLarge before any AWS call; encoded once
         recipients = list(dict.fromkeys(user_ids))

@@ -190,6 +190,27 @@ def test_malformed_envelopes_are_refused(bad: bytes) -> None:
         Notification.from_json(bad)
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"body": None},
+        {"body": 7},
+        {"type": None},
+        {"type": ""},
+        {"data": [1]},
+        {"data": "x"},
+        {"data": {1: "x"}},
+    ],
+)
+def test_an_envelope_field_of_the_wrong_type_is_refused_when_made(
+    fields: dict[str, object],
+) -> None:
+    # body=None went out as "body": null (shown as "None" by the SDK), data=[1]
+    # was a TypeError, a non-string key was quietly turned into a string.
+    with pytest.raises(InvalidEnvelope):
+        Notification.create(title="t", **fields)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("item", [[1], "x", None, 7])
 def test_an_inbox_item_that_is_no_object_is_an_invalid_envelope(item: object) -> None:
     # GET /notifications items come from a server: a list was an AttributeError.

@@ -325,3 +325,15 @@ def test_publishes_start_while_inbox_batches_are_still_being_written(
     assert len(opened_in_time) == 9
     assert all(opened_in_time)
     assert sorted(iot.published) == sorted(_topic(u) for u in users)
+
+
+def test_notify_many_refuses_one_string_instead_of_a_list(closing: list[Publisher]) -> None:
+    # notify_many("c228f363-...") iterated the characters: 36 one-letter
+    # "users" got an inbox item and a publish each.
+    iot, table = FakeIotData(), FakeTable()
+    publisher = _publisher(closing, iot_data=iot, inbox=Inbox(table, sleep=lambda _: None))
+    from iotnotify.errors import InvalidUserId
+
+    with pytest.raises(InvalidUserId, match="list of user ids"):
+        publisher.notify_many("player-001", title="t")
+    assert iot.published == []
