@@ -37,6 +37,9 @@ def authorize_backend(request: Request) -> None:
                 f"sign the request with SigV4 (IAM) or use POST {request.resource}{API_KEY_SUFFIX}"
             )
         return
+    if "x-api-key" in request.repeated_headers:
+        # One credential per request: `headers` holds the last of them only.
+        raise Unauthorized("more than one x-api-key header; send one")
     s = settings()
     ApiKeyVerifier(
         clients.ssm_provider(),

@@ -86,6 +86,8 @@ class Request:
     iam_user_arn: str | None
     resource: str = ""
     path_parameters: Mapping[str, str] = field(default_factory=dict)
+    # Lower-case names of headers sent more than once (``headers`` holds the last).
+    repeated_headers: frozenset[str] = frozenset()
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any]) -> Request:
@@ -125,6 +127,11 @@ class Request:
             path_parameters={
                 str(k): str(v) for k, v in (event.get("pathParameters") or {}).items()
             },
+            repeated_headers=frozenset(
+                str(k).lower()
+                for k, values in (event.get("multiValueHeaders") or {}).items()
+                if len(values or ()) > 1
+            ),
         )
 
     def user_id(self) -> str:

@@ -175,3 +175,21 @@ def test_a_body_declared_as_something_else_than_json_gets_415(
         status, _ = post(note, headers={"x-api-key": API_KEY, "Content-Type": sent}, iam=False)
         assert status == 200, sent
     assert post(note, headers={"x-api-key": API_KEY}, iam=False)[0] == 200
+
+
+def test_two_api_keys_are_refused_whichever_is_right(account: FakeAccount) -> None:
+    # One credential per request, as for two Authorization headers: API
+    # Gateway passes the last of a repeated header in `headers`, so the right
+    # key behind a wrong one went through.
+    event = rest_event(
+        method="POST",
+        path="/notify/key",
+        body={"user": "alice", "title": "hi"},
+        headers={"x-api-key": API_KEY},
+    )
+    event["multiValueHeaders"] = {"x-api-key": ["wrong", API_KEY]}
+    response = api_notify.handler(event)
+    body = json.loads(response["body"])
+    assert (response["statusCode"], body["error"]) == (401, "unauthorized")
+    assert "more than one" in body["message"]
+    assert account.published() == []
