@@ -108,8 +108,18 @@ def cli() -> None:
     default=None,
     help="Where to write the state file [default: .iotnotify/local.json].",
 )
-@click.option("--app", default="iotnotify", show_default=True)
-@click.option("--stage", default="local", show_default=True)
+@click.option(
+    "--app",
+    default="iotnotify",
+    show_default=True,
+    callback=lambda _ctx, param, value: _name(value, str(param.name)),
+)
+@click.option(
+    "--stage",
+    default="local",
+    show_default=True,
+    callback=lambda _ctx, param, value: _name(value, str(param.name)),
+)
 @click.option(
     "--tls",
     is_flag=True,
@@ -181,6 +191,17 @@ def _offline_stack() -> Any:
             f"the offline stack is not installed ({exc.name} is missing): "
             "pip install 'iotnotify[local]'"
         ) from exc
+
+
+def _name(value: str, what: str) -> str:
+    from iotnotify.contract import validate_name
+    from iotnotify.errors import ContractError
+
+    try:
+        # Checked before the stack makes its data directory or starts anything.
+        return validate_name(value, what=f"{what} name")
+    except ContractError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 def _title(value: str) -> str:

@@ -546,3 +546,22 @@ def test_listen_refuses_a_device_suffix_no_client_id_can_hold_before_signing_in(
     assert "--device" in result.output
     assert "client id suffix" in result.output
     assert "state file" not in result.output
+
+
+@pytest.mark.parametrize(
+    "option", [["--stage", "a/b"], ["--app", ""], ["--app", "a" * 65], ["--stage", "x y"]]
+)
+def test_local_refuses_an_app_or_stage_no_topic_can_hold_before_anything_starts(
+    tmp_path: Path, option: list[str]
+) -> None:
+    # It created the data directory (with a lock file) and then failed with
+    # status 1 from inside the stack's start.
+    data = tmp_path / "data"
+    state_file = str(tmp_path / "s.json")
+    result = CliRunner().invoke(
+        cli, ["local", "--port", "0", "--state-file", state_file, "--data-dir", str(data), *option]
+    )
+    assert result.exit_code == 2, result.output
+    assert option[0] in result.output
+    assert "expected 1 to 64 characters" in result.output
+    assert not data.exists()
