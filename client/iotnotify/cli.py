@@ -209,9 +209,21 @@ def _title(value: str) -> str:
     from iotnotify.errors import ContractError
 
     try:
-        return validate_title(value)  # the same rule as the publisher and POST /notify
+        return _utf8(validate_title(value))  # the same rule as the publisher and POST /notify
     except ContractError as exc:
         raise click.BadParameter(str(exc)) from exc
+
+
+def _utf8(value: str) -> str:
+    """``value`` if it is text; a ``click.BadParameter`` for an argument whose bytes
+    were not UTF-8 (Python hands those over as lone surrogates, which reached
+    the user as "notification is not valid JSON: ... lone surrogate")."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raw = value[exc.start : exc.end].encode("utf-8", "surrogateescape")
+        raise click.BadParameter(f"is not valid UTF-8 text (bytes {raw!r})") from exc
+    return value
 
 
 @cli.command()
@@ -241,7 +253,7 @@ def _title(value: str) -> str:
 @click.option("--app", default="iotnotify", show_default=True)
 @click.option("--region", default=None, help="AWS region (with --stage).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.argument("body", required=False, default="")
+@click.argument("body", required=False, default="", callback=lambda _c, _p, value: _utf8(value))
 def send(
     users: tuple[str, ...],
     broadcast: bool,

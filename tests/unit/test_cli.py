@@ -565,3 +565,19 @@ def test_local_refuses_an_app_or_stage_no_topic_can_hold_before_anything_starts(
     assert option[0] in result.output
     assert "expected 1 to 64 characters" in result.output
     assert not data.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--title", "caf\udce9"], "--title"),
+        (["--title", "t", "caf\udce9 \udcff"], "BODY"),
+    ],
+)
+def test_send_names_an_argument_that_is_not_utf8(args: list[str], names: str) -> None:
+    # Bytes that are not UTF-8 reach Python as lone surrogates; the error was
+    # "notification is not valid JSON: value contains a lone surrogate".
+    result = CliRunner().invoke(cli, ["send", "--user", "a", *args])
+    assert result.exit_code == 2, result.output
+    assert names in result.output
+    assert "not valid UTF-8" in result.output
