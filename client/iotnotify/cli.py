@@ -320,11 +320,14 @@ def send(
                     for r in results
                 ],
             }
-    if as_json:
-        click.echo(json.dumps(result))
-        return
     results = result.get("results", [])
     failed = [r for r in results if not r["ok"]]
+    if as_json:
+        click.echo(json.dumps(result))
+        # The same exit status as without --json: 1 when someone was not reached.
+        if failed:
+            sys.exit(1)
+        return
     for entry in failed:
         # Not delivered live, but in the inbox: not lost. A client catches up
         # only when it (re)connects, and only a minute back, so one that stays

@@ -170,6 +170,27 @@ def test_send_says_sent_only_for_what_reached_someone(
         assert f"{user}: publish refused" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("users", "failing", "exit_code"),
+    [(["a"], set(), 0), (["a", "b"], {"b"}, 1), (["a"], {"a"}, 1)],
+)
+def test_send_json_exits_non_zero_when_a_user_was_not_reached(
+    monkeypatch: pytest.MonkeyPatch, users: list[str], failing: set[str], exit_code: int
+) -> None:
+    # `send --json` printed ok:false and exited 0, so a script could not tell.
+    import iotnotify.sending
+
+    publisher = _PartlyFailingPublisher(failing)
+    monkeypatch.setattr(
+        iotnotify.sending, "publisher_for_local", lambda _path: (publisher, lambda u: u)
+    )
+    args = ["send", "--json", "--title", "t"] + [arg for u in users for arg in ("--user", u)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == exit_code
+    printed = json.loads(result.stdout)  # still one JSON document on stdout, nothing else
+    assert [r["ok"] for r in printed["results"]] == [u not in failing for u in users]
+
+
 def test_send_refuses_data_that_is_not_a_json_object() -> None:
     result = CliRunner().invoke(cli, ["send", "--user", "a", "--title", "t", "--data", "[1]"])
     assert result.exit_code == 2
