@@ -445,7 +445,16 @@ def tray(
                 token_store=store,
             )
         app.sign_in()  # in the terminal: a wrong password is reported here
-        settings.save(settings_path)
+        try:
+            settings.save(settings_path)
+        except OSError as exc:
+            from iotnotify.tray.settings import default_settings_path
+
+            where = settings_path or default_settings_path()
+            raise click.ClickException(
+                f"cannot save the tray settings to {where}: {exc.strerror or exc}; "
+                "give --settings a path in a folder you can write"
+            ) from exc
         app.run()
     except KeyboardInterrupt:
         pass

@@ -140,3 +140,50 @@ def test_listen_and_tray_load_their_http_stack_without_bz2_and_lzma() -> None:
         "formats": ["gztar", "tar", "zip"],
         "later": "lzma",
     }
+
+
+def test_tray_settings_that_cannot_be_saved_are_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `iotnotify tray --settings /proc/nope/tray.json ...` signed in, then
+    # ended in a FileNotFoundError traceback from TraySettings.save.
+    import iotnotify.tray.app
+
+    ran: list[bool] = []
+
+    class FakeTray:
+        def __init__(self, **_: object) -> None:
+            pass
+
+        def has_refresh_token(self) -> bool:
+            return True
+
+        def sign_in(self) -> None:
+            pass
+
+        def run(self) -> None:
+            ran.append(True)
+
+    monkeypatch.setattr(iotnotify.tray.app, "TrayApp", FakeTray)
+    (tmp_path / "a-file").write_text("")
+    settings = tmp_path / "a-file" / "tray.json"
+    result = CliRunner().invoke(
+        tray,
+        [
+            "--settings",
+            str(settings),
+            "--api-url",
+            "http://127.0.0.1:9",
+            "--client-id",
+            "c",
+            "--user",
+            "a@example.com",
+            "--password",
+            "p",
+            "--no-keyring",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    assert f"cannot save the tray settings to {settings}" in result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert ran == []
