@@ -49,6 +49,8 @@ import re
 import ssl
 import threading
 
+from iotnotify.errors import AuthError
+
 __all__ = ["client_context", "https_context", "system_trust_source"]
 
 # OpenSSL's hashed directory names a certificate ``<8 hex digits>.<n>``
@@ -103,8 +105,10 @@ def client_context(ca_file: str | None = None) -> ssl.SSLContext:
     """The shared client context that trusts ``ca_file`` (a PEM bundle path)
     alone, or the system trust store when it is ``None`` or empty. Built on
     the first call per setting and returned as is afterwards (callers must
-    not change it). Raises ``OSError``/``ssl.SSLError`` for an unreadable or
-    invalid ``ca_file`` (nothing is cached then)."""
+    not change it). Raises :class:`~iotnotify.errors.AuthError` naming the
+    file for a missing, unreadable or invalid ``ca_file`` (nothing is cached
+    then): every client that takes ``ca_file`` (API, Cognito, rooms, MQTT)
+    reports it as the SDK error it is, not as ``ssl``'s ``OSError``."""
     key = ca_file or None
     context = _contexts.get(key)
     if context is not None:
@@ -112,7 +116,11 @@ def client_context(ca_file: str | None = None) -> ssl.SSLContext:
     with _lock:
         context = _contexts.get(key)
         if context is None:
-            context = _contexts[key] = _build(key)
+            try:
+                context = _build(key)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise AuthError(f"cannot set up TLS with CA file {key!r}: {exc}") from exc
+            _contexts[key] = context
     return context
 
 

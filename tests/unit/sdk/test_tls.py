@@ -322,3 +322,36 @@ def test_an_explicit_ca_file_is_trusted_alone(
     _handshake(tls.client_context(str(pki.ca_pem)), tls_server)
     with pytest.raises(ssl.SSLCertVerificationError):
         _handshake(tls.client_context(str(other.ca_pem)), tls_server)
+
+
+@pytest.mark.parametrize("content", [None, b"garbage\n", b""])
+def test_a_ca_file_that_cannot_be_used_is_one_sdk_error_for_every_https_client(
+    tmp_path: Path, content: bytes | None
+) -> None:
+    # `listen --api-url https://... --ca-file /missing.pem` ended in a
+    # FileNotFoundError traceback from ssl.create_default_context.
+    from iotnotify.api_client import ApiClient
+    from iotnotify.auth import CognitoAuth, StaticIdToken
+    from iotnotify.chat import RoomsApi
+    from iotnotify.errors import IotNotifyError
+
+    ca_file = tmp_path / "ca.pem"
+    if content is not None:
+        ca_file.write_bytes(content)
+    makers = [
+        lambda: ApiClient(
+            api_url="https://api.example", id_tokens=StaticIdToken("t"), ca_file=str(ca_file)
+        ),
+        lambda: CognitoAuth(
+            client_id="c",
+            region="us-east-1",
+            endpoint_url="https://idp.example/",
+            ca_file=str(ca_file),
+        ),
+        lambda: RoomsApi(
+            api_url="https://api.example", id_tokens=StaticIdToken("t"), ca_file=str(ca_file)
+        ),
+    ]
+    for make in makers:
+        with pytest.raises(IotNotifyError, match="CA file"):
+            make()
