@@ -524,7 +524,8 @@ class Subscriber:
     given). Raises :class:`~iotnotify.errors.InvalidClientId` for a
     ``device_id`` and :class:`~iotnotify.errors.InvalidEnvelope` for a
     ``since`` that no client id or notification id can be, here rather than
-    at the first connect.
+    at the first connect, and ``ValueError`` for a ``connect_timeout`` or
+    ``max_connection_age`` (seconds) that is not above 0.
     """
 
     def __init__(
@@ -553,6 +554,16 @@ class Subscriber:
             validate_client_suffix(device_id)
         if since is not None and since != SINCE_NOW:
             validate_notification_id(since)
+        # 0 or less timed out every connect, or reconnected at once after each
+        # one (a connect storm, and every CONNECT is billed on AWS).
+        if not (math.isfinite(connect_timeout) and connect_timeout > 0):
+            raise ValueError(
+                f"connect_timeout must be a finite number of seconds > 0, not {connect_timeout!r}"
+            )
+        if not max_connection_age > 0:  # also NaN; inf: only the server's 24 h limit
+            raise ValueError(
+                f"max_connection_age must be a number of seconds > 0, not {max_connection_age!r}"
+            )
         if not math.isfinite(catch_up_lookback) or catch_up_lookback < 0:
             raise ValueError(
                 f"catch_up_lookback must be a finite number of seconds >= 0, "

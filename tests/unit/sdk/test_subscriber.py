@@ -656,3 +656,24 @@ def test_a_live_message_whose_id_is_no_notification_id_cannot_spoil_later_catch_
     # once, as it came: a sender outside the SDK may use its own ids)
     collector.wait_for(lambda: away.id in collector.ids())
     assert collector.ids() == ["zzz", marker.id, away.id]
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"connect_timeout": 0},
+        {"connect_timeout": -1.0},
+        {"connect_timeout": float("nan")},
+        {"max_connection_age": 0},
+        {"max_connection_age": -5.0},
+        {"max_connection_age": float("nan")},
+    ],
+)
+def test_a_timeout_or_connection_age_that_is_no_positive_duration_is_refused(
+    option: dict[str, float],
+) -> None:
+    # They were accepted: every connect timed out at once, or was closed for
+    # a planned reconnect as soon as it was made.
+    api = ApiClient(api_url="http://127.0.0.1:9", id_tokens=StaticIdToken("t"))
+    with pytest.raises(ValueError, match=next(iter(option))):
+        Subscriber(tokens=api, on_message=lambda _n: None, **option)  # type: ignore[arg-type]
