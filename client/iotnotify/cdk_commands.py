@@ -139,8 +139,22 @@ def run_cdk(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = N
     return subprocess.run(list(argv), cwd=cwd, env=merged, check=False).returncode  # noqa: S603
 
 
-def _run(action: str, *, stage: str, ssm_stage: str | None, extra: Sequence[str]) -> None:
+def _run(
+    action: str,
+    *,
+    stage: str,
+    ssm_stage: str | None,
+    extra: Sequence[str],
+    confirm_with: str | None = None,
+) -> None:
     _check_infra_extra()  # first: a missing extra is named wherever this runs
+    if confirm_with is not None and not sys.stdin.isatty():
+        # The CDK would synthesise for seconds, then refuse: "terminal (TTY) is
+        # not attached so we are unable to get a confirmation from the user".
+        raise click.UsageError(
+            f"no terminal to ask for confirmation on: give {confirm_with} to {action} "
+            f"stage {stage!r}"
+        )
     infra = find_infra_dir()
     npx = _check_tools(infra)
     argv = cdk_command(action, stage=stage, ssm_stage=ssm_stage, npx=npx, extra=extra)
@@ -192,7 +206,13 @@ def deploy(stage: str, ssm_stage: str | None, yes: bool, outputs_file: Path | No
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def destroy(stage: str, yes: bool) -> None:
     """Delete one stage's stack (data too, unless the stage retains it)."""
-    _run("destroy", stage=stage, ssm_stage=None, extra=["--force"] if yes else [])
+    _run(
+        "destroy",
+        stage=stage,
+        ssm_stage=None,
+        extra=["--force"] if yes else [],
+        confirm_with=None if yes else "--yes",
+    )
 
 
 @click.command()

@@ -602,3 +602,28 @@ def test_send_names_an_argument_that_is_not_utf8(args: list[str], names: str) ->
     assert result.exit_code == 2, result.output
     assert names in result.output
     assert "not valid UTF-8" in result.output
+
+
+def test_destroy_without_a_terminal_asks_for_yes_before_running_cdk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # In CI or a pipe, `iotnotify destroy --stage dev` ran the CDK (a dozen
+    # seconds of synthesis) for CDK's "terminal (TTY) is not attached" refusal,
+    # which does not say which option of ours confirms.
+    from iotnotify import cdk_commands
+
+    ran: list[list[str]] = []
+
+    def fake_run(argv: list[str], *, cwd: Path, env: object = None) -> int:
+        ran.append(list(argv))
+        return 0
+
+    monkeypatch.setattr(cdk_commands, "run_cdk", fake_run)
+    monkeypatch.setattr(cdk_commands, "_check_tools", lambda infra: "npx")
+    refused = CliRunner().invoke(cli, ["destroy", "--stage", "dev"], input="")
+    assert refused.exit_code == 2, refused.output
+    assert "--yes" in refused.output
+    assert ran == []
+    confirmed = CliRunner().invoke(cli, ["destroy", "--stage", "dev", "--yes"], input="")
+    assert confirmed.exit_code == 0, confirmed.output
+    assert "--force" in ran[0]
