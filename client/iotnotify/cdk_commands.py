@@ -148,6 +148,8 @@ def _run(
     confirm_with: str | None = None,
 ) -> None:
     _check_infra_extra()  # first: a missing extra is named wherever this runs
+    infra = find_infra_dir()
+    npx = _check_tools(infra)
     if confirm_with is not None and not sys.stdin.isatty():
         # The CDK would synthesise for seconds, then refuse: "terminal (TTY) is
         # not attached so we are unable to get a confirmation from the user".
@@ -155,8 +157,6 @@ def _run(
             f"no terminal to ask for confirmation on: give {confirm_with} to {action} "
             f"stage {stage!r}"
         )
-    infra = find_infra_dir()
-    npx = _check_tools(infra)
     argv = cdk_command(action, stage=stage, ssm_stage=ssm_stage, npx=npx, extra=extra)
     click.echo(f"$ (cd {infra} && {shlex.join(argv)})", err=True)
     code = run_cdk(argv, cwd=infra)
