@@ -15,7 +15,10 @@ local stack's state file with a demo user (``--user alice``).
 from __future__ import annotations
 
 import functools
+import queue
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,7 @@ import click
 from iotnotify.cli_client import _device, _Target, _target, _target_options
 from iotnotify.contract import ChatMessage
 from iotnotify.display_text import terminal_text
-from iotnotify.errors import ContractError, IotNotifyError
+from iotnotify.errors import ConnectionLost, ContractError, IotNotifyError, Throttled
 
 __all__ = ["chat", "rooms"]
 
@@ -165,42 +168,93 @@ def add_member(options: dict[str, Any], room: str, member: str) -> None:
     help="Client-id suffix [default: random].",
 )
 def chat(room: str, history_size: int, device: str | None, **options: Any) -> None:
-    """Chat in ROOM: its history, then live messages; each line you type is sent."""
+    """Chat in ROOM: its history, then live messages; each line you type is sent.
+
+    A dropped connection is rejoined with a new token (with backoff, for as
+    long as it takes); the history then shows what came meanwhile, and lines
+    typed while away are sent after the rejoin.
+    """
+    from iotnotify.backoff import Backoff
     from iotnotify.chat import RoomConnection
 
     target, api = _connect(options)
     names = _demo_names(options.get("state_file")) if not options.get("api_url") else {}
+    shown: set[str] = set()
+
+    def show(message: ChatMessage) -> None:
+        if message.id not in shown:
+            shown.add(message.id)
+            click.echo(_line(message, names))
+
+    # stdin is read on its own thread, so that a dropped connection is noticed
+    # (and said) while nothing is typed. Bytes, decoded a line at a time: a
+    # line that is not UTF-8 (a Latin-1 file, a binary paste) is reported and
+    # skipped, not a UnicodeDecodeError (UTF-8 locale) or a lone-surrogate
+    # UnicodeEncodeError (C locale's surrogateescape) traceback.
+    typed: queue.Queue[str | None] = queue.Queue()
+
+    def read_stdin() -> None:
+        for raw in sys.stdin.buffer:
+            text = raw.decode("utf-8", "surrogateescape").rstrip("\r\n")
+            if text.strip():
+                typed.put(text)
+        typed.put(None)
+
+    def catch_up(limit: int) -> None:
+        messages, _ = api.history(room, limit=min(limit, 100))
+        for message in messages:
+            show(message)
+
     try:
         if history_size > 0:
-            messages, _ = api.history(room, limit=min(history_size, 100))
-            for message in messages:
-                click.echo(_line(message, names))
-        token = api.token(room)
-        shown: set[str] = {m.id for m in messages} if history_size > 0 else set()
-
-        def show(message: ChatMessage) -> None:
-            if message.id not in shown:
-                shown.add(message.id)
-                click.echo(_line(message, names))
-
-        with RoomConnection(
-            token, on_message=show, device=device, ca_file=target.ca_file
-        ) as connection:
-            click.echo(f"iotnotify: joined {room}; type to send, Ctrl-D to leave", err=True)
-            # Bytes, decoded a line at a time: a line that is not UTF-8 (a
-            # Latin-1 file, a binary paste) is reported and skipped, not a
-            # UnicodeDecodeError (UTF-8 locale) or a lone-surrogate
-            # UnicodeEncodeError (C locale's surrogateescape) traceback.
-            for raw in sys.stdin.buffer:
-                text = raw.decode("utf-8", "surrogateescape").rstrip("\r\n")
-                if not text.strip():
-                    continue
-                try:
-                    connection.send(text)
-                except ContractError as exc:
-                    click.echo(f"iotnotify: not sent: {exc}", err=True)
-            # stdin ended (Ctrl-D, or a pipe): give the last messages a moment to come back.
-            connection.wait_closed(1.0)
+            catch_up(history_size)
+        threading.Thread(target=read_stdin, name="chat-stdin", daemon=True).start()
+        backoff = Backoff()
+        pending: str | None = None  # a line typed while the connection was down
+        joined_before = False
+        while True:
+            try:
+                connection = RoomConnection(
+                    api.token(room), on_message=show, device=device, ca_file=target.ca_file
+                )
+            except (ConnectionLost, Throttled) as exc:
+                delay = backoff.next_delay()
+                click.echo(
+                    f"iotnotify: cannot join {room}: {exc} (retrying in {delay:.1f} s)", err=True
+                )
+                time.sleep(delay)
+                continue
+            with connection:
+                if joined_before:
+                    catch_up(100)  # what was said while away (shown once, by id)
+                    click.echo(f"iotnotify: rejoined {room}", err=True)
+                else:
+                    click.echo(f"iotnotify: joined {room}; type to send, Ctrl-D to leave", err=True)
+                joined_before = True
+                backoff.reset()
+                ended = False
+                while not connection.closed:
+                    if pending is None:
+                        try:
+                            pending = typed.get(timeout=0.5)
+                        except queue.Empty:
+                            continue
+                        if pending is None:
+                            ended = True
+                            break
+                    try:
+                        connection.send(pending)
+                    except ContractError as exc:
+                        click.echo(f"iotnotify: not sent: {exc}", err=True)
+                    except ConnectionLost:
+                        break  # kept in pending: sent after the rejoin
+                    pending = None
+                if ended:
+                    # stdin ended (Ctrl-D, or a pipe): give the last messages a
+                    # moment to come back.
+                    connection.wait_closed(1.0)
+                    return
+            click.echo(f"iotnotify: disconnected from {room}; rejoining", err=True)
     except KeyboardInterrupt:
         click.echo("iotnotify: left", err=True)
     except IotNotifyError as exc:

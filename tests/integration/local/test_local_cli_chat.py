@@ -6,6 +6,7 @@ import queue
 import secrets
 import subprocess
 import threading
+import urllib.request
 from typing import IO
 
 from iotnotify.auth import CognitoAuth, CognitoSession
@@ -166,3 +167,55 @@ def test_chat_says_a_line_it_cannot_send_and_sends_the_next(local_stack: LocalPr
             if bob.poll() is None:
                 bob.kill()
                 bob.wait()
+
+
+def test_chat_rejoins_after_the_connection_drops_and_shows_what_it_missed(
+    local_stack: LocalProcess,
+) -> None:
+    # Given bob in `iotnotify chat` (it lost its connection at an outage without
+    # a word, received nothing more, and exited with "not connected" at the
+    # next line typed)
+    room = f"cli-{secrets.token_hex(3)}"
+    alice_api = rooms_api(local_stack, "alice")
+    alice_api.create(room)
+    bob = subprocess.Popen(
+        [IOTNOTIFY, "chat", room, "--state-file", str(local_stack.state_file), "--user", "bob"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert bob.stdin is not None
+        assert bob.stdout is not None
+        assert bob.stderr is not None
+        out, err = lines_of(bob.stdout), lines_of(bob.stderr)
+        wait_for(err, "joined")
+        # When the IoT endpoint goes away for a second, and alice writes meanwhile
+        state = local_stack.state
+        restart = urllib.request.Request(
+            f"{state['iotDataUrl']}/_emulator/restart?downSeconds=1",
+            method="POST",
+            headers={"X-Emulator-Secret": state["extra"]["emulatorAdminSecret"]},
+        )
+        with urllib.request.urlopen(restart, timeout=10) as answer:
+            assert answer.status == 202
+        wait_for(err, "disconnected", within=30)
+        wait_for(err, "rejoined", within=60)
+        with RoomConnection(alice_api.token(room), on_message=lambda _m: None) as alice:
+            alice.send("after the outage")
+            # Then bob sees it live, and what he types is sent again
+            assert wait_for(out, "after the outage").endswith("alice: after the outage")
+            received: queue.Queue[ChatMessage] = queue.Queue()
+            with RoomConnection(alice_api.token(room), on_message=received.put):
+                bob.stdin.write("bob is back\n")
+                bob.stdin.flush()
+                while (message := received.get(timeout=15)).text != "bob is back":
+                    pass
+            assert message.sender == local_stack.user("bob")["sub"]
+        bob.stdin.close()
+        assert bob.wait(timeout=30) == 0
+    finally:
+        if bob.poll() is None:
+            bob.kill()
+            bob.wait()
