@@ -80,6 +80,7 @@ from iotnotify.contract import (
     client_id_for,
     id_floor,
     id_lower_bound,
+    id_millis,
     validate_client_suffix,
     validate_notification_id,
 )
@@ -262,6 +263,11 @@ class SubscriberStats:
     dead_server_detections: int = 0
 
 
+# How far ahead of the server's clock an id may be made and still become the
+# catch-up cursor (seconds): publisher clocks that are minutes off, not more.
+_FUTURE_ID_ALLOWANCE: Final = 300.0
+
+
 def _is_notification_id(value: str) -> bool:
     try:
         validate_notification_id(value)
@@ -288,10 +294,12 @@ class _Sequencer:
         emit: Callable[[Notification], None],
         lookback: float = DEFAULT_CATCH_UP_LOOKBACK,
         shown: Iterable[str] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._lock = threading.Lock()
         self._emit = emit
         self._lookback = lookback
+        self._clock = clock  # seconds; the server's clock when known
         self.last_user_id = since
         # Without ``shown`` the caller has everything up to ``since`` and no
         # catch-up asks below it; with it, the caller says which ids of the
@@ -441,8 +449,15 @@ class _Sequencer:
             # cursor: the inbox holds only ULIDs and GET /notifications
             # refuses any other since= with a 400, so every later catch-up
             # failed (and "zzz" sorts after every real id).
-            if _is_notification_id(note.id) and (
-                self.last_user_id is None or note.id > self.last_user_id
+            # Nor does an id made further ahead of the server's clock than
+            # clock skew explains (_FUTURE_ID_ALLOWANCE): every real id sorts
+            # below it, so as the cursor it made every later catch-up ask for
+            # nothing and what came while away was never shown. A cursor that
+            # lags only re-reads more, and repeats are dropped by id.
+            if (
+                _is_notification_id(note.id)
+                and (self.last_user_id is None or note.id > self.last_user_id)
+                and id_millis(note.id) <= (self._clock() + _FUTURE_ID_ALLOWANCE) * 1000
             ):
                 self.last_user_id = note.id
             self._emit(note)
@@ -587,11 +602,14 @@ class Subscriber:
         self._nothing_granted = False
         self.stats = SubscriberStats()
         self._since_now = since == SINCE_NOW
+        # The server's clock minus ours, from each token answer's time.
+        self._clock_offset = 0.0
         self._sequencer = _Sequencer(
             since=None if self._since_now else since,
             lookback=catch_up_lookback,
             emit=self._enqueue,
             shown=None if shown_ids is None else list(shown_ids),
+            clock=lambda: time.time() + self._clock_offset,
         )
         self._deliveries: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._stopping = threading.Event()
@@ -838,6 +856,8 @@ class Subscriber:
         """
         self.stats.token_fetches += 1
         token = self._tokens.token()
+        if token.server_time is not None:
+            self._clock_offset = token.server_time - time.time()
         if self._stopping.is_set():
             return
         parts = urlsplit(token.url)

@@ -677,3 +677,46 @@ def test_a_timeout_or_connection_age_that_is_no_positive_duration_is_refused(
     api = ApiClient(api_url="http://127.0.0.1:9", id_tokens=StaticIdToken("t"))
     with pytest.raises(ValueError, match=next(iter(option))):
         Subscriber(tokens=api, on_message=lambda _n: None, **option)  # type: ignore[arg-type]
+
+
+def test_an_id_from_far_in_the_future_is_delivered_but_never_becomes_the_cursor() -> None:
+    from iotnotify.subscriber import _Sequencer
+
+    now = 1_796_000_000.0
+    shown: list[str] = []
+    seq = _Sequencer(
+        since=None, lookback=60.0, emit=lambda n: shown.append(n.id), clock=lambda: now
+    )
+    seq.skip_catch_up()
+    current = Notification(id=id_floor(now - 1), title="now")
+    seq.live(current, own=True)
+    # A publisher whose clock is a year ahead (or anyone with publish rights)
+    # sent an id that every real id sorts below: as the cursor, every later
+    # catch-up asked for nothing and what was missed while away was lost.
+    future = Notification(id=id_floor(now + 365 * 86400), title="from the future")
+    seq.live(future, own=True)
+    assert shown == [current.id, future.id]
+    assert seq.last_user_id == current.id
+    # A little skew (under the allowance) still moves it
+    near = Notification(id=id_floor(now + 30), title="a fast clock")
+    seq.live(near, own=True)
+    assert seq.last_user_id == near.id
+
+
+def test_a_future_id_cannot_spoil_the_catch_up_after_a_reconnect(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    make_subscriber(since=new_notification_id()).start()
+    service.wait_connections(1)
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    future = id_floor(time.time() + 365 * 86400)
+    service.send_raw(b'{"v": 1, "id": "%s", "title": "future"}' % future.encode())
+    collector.wait_for(lambda: future in collector.ids())
+    service.refuse_connections = True
+    service.drop_all()
+    _state_seen(collector, ConnectionState.DISCONNECTED)
+    away = Notification.create(title="away")
+    service.send(away)
+    service.refuse_connections = False
+    collector.wait_for(lambda: away.id in collector.ids())
+    assert collector.ids() == [future, away.id]
