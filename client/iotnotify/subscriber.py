@@ -319,6 +319,14 @@ class _Sequencer:
         # the newest live id, so nothing in between is skipped.
         self._resume_from: tuple[str | None] | None = None
 
+    def resumable(self, note_id: str) -> bool:
+        """Whether a catch-up may start after ``note_id``: a ULID made at most
+        :data:`_FUTURE_ID_ALLOWANCE` seconds ahead of the (server's) clock."""
+        return (
+            _is_notification_id(note_id)
+            and id_millis(note_id) <= (self._clock() + _FUTURE_ID_ALLOWANCE) * 1000
+        )
+
     def start_after(self, since: str) -> None:
         """Nothing up to ``since`` is wanted (``since="now"``, by the server's clock)."""
         with self._lock:
@@ -454,10 +462,8 @@ class _Sequencer:
             # below it, so as the cursor it made every later catch-up ask for
             # nothing and what came while away was never shown. A cursor that
             # lags only re-reads more, and repeats are dropped by id.
-            if (
-                _is_notification_id(note.id)
-                and (self.last_user_id is None or note.id > self.last_user_id)
-                and id_millis(note.id) <= (self._clock() + _FUTURE_ID_ALLOWANCE) * 1000
+            if (self.last_user_id is None or note.id > self.last_user_id) and self.resumable(
+                note.id
             ):
                 self.last_user_id = note.id
             self._emit(note)
@@ -636,6 +642,13 @@ class Subscriber:
     @property
     def last_broadcast_id(self) -> str | None:
         return self._sequencer.last_broadcast_id
+
+    def resumable(self, note_id: str) -> bool:
+        """Whether ``note_id`` can be a resume point (``since=``) for a later
+        catch-up: a ULID made at most 5 minutes ahead of the server's clock.
+        Anything else (a sender's own id, a publisher clock far ahead) is
+        never in the inbox's past: a catch-up after it finds nothing."""
+        return self._sequencer.resumable(note_id)
 
     def is_own(self, note: Notification) -> bool:
         """Whether ``note`` came from the user's own topic, the one the inbox mirrors.

@@ -177,8 +177,10 @@ class TrayApp:
         # the ids shown in the catch-up look-back before it, so that the
         # next run re-reads that window and skips only these.
         # An id that is not a ULID (a sender outside this SDK) is never in
-        # the inbox and no since= the API takes: it is no resume point.
-        if _is_id(note.id):
+        # the inbox and no since= the API takes, and one made far ahead of
+        # the server's clock would make the next run ask for nothing after
+        # it: neither is a resume point.
+        if subscriber.resumable(note.id) if subscriber is not None else _is_id(note.id):
             saved = self.settings.last_id
             last = max(saved, note.id) if _is_id(saved) else note.id
             bound = id_lower_bound(last, lookback_seconds=self._lookback)

@@ -215,3 +215,19 @@ def test_a_foreign_id_is_shown_but_is_no_resume_point(
     # Then it pops up, and the resume point stays the last id the inbox can answer after
     assert ("foreign", "") in notifier.popups
     assert TraySettings.load(path).last_id == live[0].id
+
+
+def test_an_id_from_far_in_the_future_is_shown_but_is_no_resume_point(
+    service: FakeService, make_tray: MakeTray, tmp_path: Path
+) -> None:
+    # Saved as last_id, it made the next run ask the inbox for nothing after it.
+    path = tmp_path / "tray.json"
+    collector = Collector()
+    _app, notifier, _, live = _started(make_tray, path, collector, shown=1)
+    service.send(live[0])
+    collector.wait_notes(1)
+    future = id_floor(time.time() + 365 * 86400)
+    service.send_raw(b'{"v": 1, "id": "%s", "title": "from the future"}' % future.encode())
+    collector.wait_for(lambda: future in collector.ids())
+    assert ("from the future", "") in notifier.popups
+    assert TraySettings.load(path).last_id == live[0].id
