@@ -139,6 +139,35 @@ def run_cdk(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = N
     return subprocess.run(list(argv), cwd=cwd, env=merged, check=False).returncode  # noqa: S603
 
 
+def _check_credentials(action: str) -> None:
+    """Refuse ``deploy``/``destroy`` at once when no AWS credentials are found.
+
+    The CDK resolves the account only after synthesising the app (a dozen
+    seconds), then says "Unable to resolve AWS account to use. It must be
+    either configured when you define your CDK Stack, or through the
+    environment". botocore looks where the CDK CLI does (environment
+    variables, the shared config and credentials files with ``AWS_PROFILE``,
+    SSO, container and instance roles: botocore/credentials.py,
+    ``create_credential_resolver``); without botocore (``[infra]`` alone)
+    the CDK is left to say it.
+    """
+    try:
+        import botocore.session
+        from botocore.exceptions import BotoCoreError
+    except ImportError:
+        return
+    try:
+        credentials = botocore.session.get_session().get_credentials()
+    except BotoCoreError as exc:  # a profile that does not exist, a broken config
+        raise click.ClickException(f"cannot read your AWS credentials: {exc}") from exc
+    if credentials is None:
+        raise click.ClickException(
+            f"no AWS credentials found: `iotnotify {action}` acts on the account of your "
+            "credentials (aws configure, AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY); `iotnotify synth` needs none"
+        )
+
+
 def _run(
     action: str,
     *,
@@ -157,6 +186,8 @@ def _run(
             f"no terminal to ask for confirmation on: give {confirm_with} to {action} "
             f"stage {stage!r}"
         )
+    if action in ("deploy", "destroy"):
+        _check_credentials(action)
     argv = cdk_command(action, stage=stage, ssm_stage=ssm_stage, npx=npx, extra=extra)
     click.echo(f"$ (cd {infra} && {shlex.join(argv)})", err=True)
     code = run_cdk(argv, cwd=infra)

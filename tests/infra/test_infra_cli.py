@@ -79,7 +79,7 @@ def test_cdk_command_ssm_stage_defaults_to_stage() -> None:
 
 
 @pytest.fixture
-def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], Path]]:
+def recorded(monkeypatch: pytest.MonkeyPatch, aws_env: None) -> list[tuple[list[str], Path]]:
     calls: list[tuple[list[str], Path]] = []
 
     def fake_run(argv: list[str], *, cwd: Path, env: object = None) -> int:
@@ -214,3 +214,31 @@ def test_a_missing_infra_extra_is_named_before_the_cdk_app_is_looked_for(
     result = CliRunner().invoke(cdk_commands.synth, ["--stage", "dev"])
     assert result.exit_code == 1
     assert "pip install 'iotnotify[infra]'" in result.output
+
+
+@pytest.mark.parametrize("command", ["deploy", "destroy"])
+def test_deploy_and_destroy_without_aws_credentials_say_so_before_the_cdk_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: str
+) -> None:
+    # Without credentials the CDK synthesised for a dozen seconds and then said
+    # "Unable to resolve AWS account to use. It must be either configured when
+    # you define your CDK Stack, or through the environment".
+    calls: list[list[str]] = []
+    monkeypatch.setattr(
+        cdk_commands, "run_cdk", lambda argv, *, cwd, env=None: calls.append(argv) or 0
+    )
+    monkeypatch.setattr(cdk_commands, "_check_tools", lambda infra: "npx")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+    result = CliRunner().invoke(getattr(cdk_commands, command), ["--stage", "dev", "--yes"])
+    assert result.exit_code == 1, result.output
+    assert "no AWS credentials" in result.output
+    assert calls == []
+    # synth needs none
+    synth = CliRunner().invoke(cdk_commands.synth, ["--stage", "dev"])
+    assert synth.exit_code == 0, synth.output

@@ -605,7 +605,7 @@ def test_send_names_an_argument_that_is_not_utf8(args: list[str], names: str) ->
 
 
 def test_destroy_without_a_terminal_asks_for_yes_before_running_cdk(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, aws_env: None
 ) -> None:
     # In CI or a pipe, `iotnotify destroy --stage dev` ran the CDK (a dozen
     # seconds of synthesis) for CDK's "terminal (TTY) is not attached" refusal,
