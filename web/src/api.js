@@ -21,7 +21,8 @@ export class ApiError extends Error {
 /**
  * @typedef {{idToken: (forceRefresh?: boolean) => Promise<string>}} TokenSource
  * @typedef {{endpoint: string, region: string, url: string, clientIdPrefix: string,
- *            topics: string[], credentials: object, keepalive: number}} TokenResponse
+ *            topics: string[], credentials: object, keepalive: number,
+ *            serverTime?: number}} TokenResponse  serverTime: the server's clock, epoch ms
  */
 
 export class Api {

@@ -28,6 +28,27 @@ const RANDOM_CHARS = 16;
 export const CATCH_UP_LOOKBACK_MS = 60_000;
 
 /**
+ * How far ahead of the server's clock an own-topic id may be made and still
+ * become the catch-up point: publisher clocks that are minutes off, not more
+ * (the Python SDK's _FUTURE_ID_ALLOWANCE). Every real id sorts below an id
+ * made further ahead, so as the catch-up point it made each later catch-up
+ * ask for nothing: what came while the page was offline was never shown.
+ */
+export const FUTURE_ID_ALLOWANCE_MS = 300_000;
+
+/**
+ * The epoch millisecond a ULID was made at (its first 10 characters).
+ * @param {string} id  a ULID
+ * @returns {number}
+ */
+export function idMillis(id) {
+  let millis = 0;
+  // 48 bits fit a double exactly (2 ** 53), so plain arithmetic is exact.
+  for (const char of id.slice(0, TIME_CHARS)) millis = millis * 32 + CROCKFORD.indexOf(char);
+  return millis;
+}
+
+/**
  * The smallest id made `lookbackMs` before `id` (its millisecond minus the
  * look-back, random part all "0"), never before the epoch: the `since=` that
  * returns `id`, anything newer and anything made up to `lookbackMs` earlier.
@@ -37,10 +58,7 @@ export const CATCH_UP_LOOKBACK_MS = 60_000;
 export function idLowerBound(id, lookbackMs) {
   if (!ULID_RE.test(id)) throw new TypeError(`not a notification id: ${JSON.stringify(id)}`);
   if (!Number.isFinite(lookbackMs) || lookbackMs < 0) throw new RangeError(`bad look-back: ${lookbackMs}`);
-  let millis = 0;
-  // 48 bits fit a double exactly (2 ** 53), so plain arithmetic is exact.
-  for (const char of id.slice(0, TIME_CHARS)) millis = millis * 32 + CROCKFORD.indexOf(char);
-  millis = Math.min(Math.max(millis - Math.round(lookbackMs), 0), 2 ** 48 - 1);
+  let millis = Math.min(Math.max(idMillis(id) - Math.round(lookbackMs), 0), 2 ** 48 - 1);
   let time = "";
   for (let i = 0; i < TIME_CHARS; i += 1) {
     time = CROCKFORD[millis % 32] + time;
@@ -85,10 +103,13 @@ export function parsePayload(payload) {
 
 export class Feed {
   /**
-   * @param {{maxItems?: number, readIds?: Iterable<string>}} [options]
+   * @param {{maxItems?: number, readIds?: Iterable<string>, now?: () => number}} [options]
+   *   now: the server's clock in epoch milliseconds (the token answer's
+   *   `serverTime` plus the time since), Date.now by default
    */
-  constructor({ maxItems = 200, readIds = [] } = {}) {
+  constructor({ maxItems = 200, readIds = [], now = Date.now } = {}) {
     this.maxItems = maxItems;
+    this.now = now;
     /** @type {Map<string, Envelope>} */
     this.notes = new Map();
     /** @type {Set<string>} */
@@ -98,7 +119,8 @@ export class Feed {
     /**
      * Highest id added from the user's own topic, the one the inbox mirrors:
      * where the next catch-up looks back from. A broadcast's or a game's id
-     * (never in the inbox; another host's clock) must not move it.
+     * (never in the inbox; another host's clock) must not move it, nor an
+     * id made more than FUTURE_ID_ALLOWANCE_MS ahead of the server's clock.
      */
     this.lastOwnId = /** @type {string | null} */ (null);
     // Ids below this were trimmed away; they must not come back as "new".
@@ -133,7 +155,13 @@ export class Feed {
       this.notes.set(note.id, note);
       fresh.push(note);
       if (this.lastId === null || note.id > this.lastId) this.lastId = note.id;
-      if (own && (this.lastOwnId === null || note.id > this.lastOwnId)) this.lastOwnId = note.id;
+      if (
+        own &&
+        (this.lastOwnId === null || note.id > this.lastOwnId) &&
+        idMillis(note.id) <= this.now() + FUTURE_ID_ALLOWANCE_MS
+      ) {
+        this.lastOwnId = note.id;
+      }
     }
     this.#trim();
     fresh.sort(byId);

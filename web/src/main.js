@@ -67,7 +67,10 @@ let connection = null;
 /** @type {RoomsView | null} */
 let rooms = null;
 const resumeWatch = new ResumeWatch({ onResume: (reason) => connection?.check(reason) });
-let feed = new Feed();
+/** The server's clock minus this browser's, in ms, from each token answer's `serverTime`. */
+let serverClockOffsetMs = 0;
+const serverNow = () => Date.now() + serverClockOffsetMs;
+let feed = new Feed({ now: serverNow });
 let caughtUpOnce = false;
 /** Ids whose long body the person expanded ("Show more"); survives re-renders. */
 const expanded = new Set();
@@ -186,7 +189,7 @@ function signOut(reason) {
   showRefused(new Map());
   session.signOut();
   clearToasts();
-  feed = new Feed();
+  feed = new Feed({ now: serverNow });
   caughtUpOnce = false;
   expanded.clear();
   ui.whoami.textContent = "";
@@ -205,11 +208,15 @@ function enterFeed() {
   ui.account.hidden = false;
   ui.whoami.textContent = current.email;
   updateOsButton();
-  feed = new Feed({ readIds: loadReadIds() });
+  feed = new Feed({ readIds: loadReadIds(), now: serverNow });
   caughtUpOnce = false;
   render();
   connection = new Connection({
-    fetchToken: () => api.token(),
+    fetchToken: async () => {
+      const token = await api.token();
+      if (typeof token.serverTime === "number") serverClockOffsetMs = token.serverTime - Date.now();
+      return token;
+    },
     connect: (url, options) => mqtt.connect(url, options),
     catchUp,
     onMessage: (note, topic) => receive([note], "live", isOwnTopic(topic)),

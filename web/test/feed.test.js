@@ -132,3 +132,19 @@ function idAt(ms) {
   }
   return out;
 }
+
+test("an own id made far ahead of the server's clock is shown but never becomes the catch-up point", () => {
+  const t0 = 1_764_000_000_000;
+  const at = (ms, tail) => ({ v: 1, id: idAt(ms) + tail, type: "notification", title: tail, body: "", data: {}, ts: "" });
+  const feed = new Feed({ now: () => t0 });
+  // Given an own notification, then one whose id was made a day ahead (a broken publisher clock)
+  feed.add([at(t0, "0000000000000001")]);
+  const future = at(t0 + 86_400_000, "0000000000000002");
+  assert.deepEqual(feed.add([future]).map((n) => n.id), [future.id]);
+  // Then it is shown, but the catch-up still looks back from the real newest id,
+  // so what is sent while offline (ids below the future one) is still asked for
+  assert.equal(feed.catchUpSince(), idAt(t0 - 60_000) + "0".repeat(16));
+  // while an id a few minutes ahead (ordinary clock skew) still moves it
+  feed.add([at(t0 + 240_000, "0000000000000003")]);
+  assert.equal(feed.catchUpSince(), idAt(t0 + 240_000 - 60_000) + "0".repeat(16));
+});
