@@ -32,7 +32,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from iotnotify.api_client import error_message, http_error
 from iotnotify.auth import IdTokenSource
-from iotnotify.contract import ChatMessage, client_id_for, validate_name
+from iotnotify.contract import (
+    CHAT_REJECTED_TYPE,
+    ChatMessage,
+    Notification,
+    client_id_for,
+    own_notifications_topic,
+    validate_name,
+)
 from iotnotify.errors import (
     AuthError,
     ConnectionLost,
@@ -57,17 +64,27 @@ class RoomToken:
     client_id_prefix: str
     topic: str
     input_topic: str
+    # The user's own notifications topic, where the moderator says why a
+    # line was not sent (``chat.rejected``); None when the token names none.
+    own_topic: str | None = None
 
     @classmethod
     def from_response(cls, room: str, raw: dict[str, Any]) -> RoomToken:
         try:
             channel = raw["channels"][room]
+            prefix = str(raw["clientIdPrefix"])
+            topics = raw.get("topics") or []
             return cls(
                 room=room,
                 url=str(raw["url"]),
-                client_id_prefix=str(raw["clientIdPrefix"]),
+                client_id_prefix=prefix,
                 topic=str(channel["topic"]),
                 input_topic=str(channel["inputTopic"]),
+                own_topic=own_notifications_topic(
+                    [str(topic) for topic in topics], prefix.removesuffix(".")
+                )
+                if isinstance(topics, list)
+                else None,
             )
         except (KeyError, TypeError) as exc:
             raise AuthError(f"the token response names no room {room!r}: {exc!r}") from exc
@@ -182,7 +199,11 @@ class RoomConnection:
     """One MQTT connection to one room: receive its messages, send to its input.
 
     ``on_message`` runs on paho's network thread for every envelope on the
-    room topic. Use as a context manager, or call :meth:`close`.
+    room topic. ``on_rejected``, when given, runs there for each
+    ``chat.rejected`` notification the moderator sends to the user's own
+    topic about this room (a line too long, sent too fast, empty): without
+    it such a line just never appears. Use as a context manager, or call
+    :meth:`close`.
     """
 
     def __init__(
@@ -190,12 +211,14 @@ class RoomConnection:
         token: RoomToken,
         *,
         on_message: Callable[[ChatMessage], None],
+        on_rejected: Callable[[Notification], None] | None = None,
         device: str | None = None,
         ca_file: str | None = None,
         connect_timeout: float = 10.0,
     ) -> None:
         self.token = token
         self._on_message = on_message
+        self._on_rejected = on_rejected
         self._subscribed = threading.Event()
         self._closed = threading.Event()
         self._error: str | None = None
@@ -237,9 +260,16 @@ class RoomConnection:
         if getattr(reason, "is_failure", False):
             self._error = f"connection refused: {reason}"
             return
-        client.subscribe(self.token.topic, qos=0)
+        own = self.token.own_topic
+        if self._on_rejected is not None and own is not None:
+            client.subscribe([(self.token.topic, 0), (own, 0)])
+        else:
+            client.subscribe(self.token.topic, qos=0)
 
     def _received(self, _c: Any, _u: Any, msg: Any) -> None:
+        if msg.topic == self.token.own_topic and self._on_rejected is not None:
+            self._rejection(msg.payload)
+            return
         if msg.topic != self.token.topic:
             return
         try:
@@ -249,6 +279,15 @@ class RoomConnection:
             message = None
         if message is not None:
             self._on_message(message)
+
+    def _rejection(self, payload: bytes) -> None:
+        try:
+            note = Notification.from_json(payload)
+        except ContractError:
+            return  # the user's other notifications are not this room's business
+        if note.type == CHAT_REJECTED_TYPE and note.data.get("room") == self.token.room:
+            assert self._on_rejected is not None
+            self._on_rejected(note)
 
     def _disconnected(self, *_args: Any) -> None:
         self._closed.set()

@@ -26,7 +26,7 @@ from typing import Any
 import click
 
 from iotnotify.cli_client import _device, _Target, _target, _target_options
-from iotnotify.contract import ChatMessage
+from iotnotify.contract import ChatMessage, Notification
 from iotnotify.display_text import terminal_text
 from iotnotify.errors import ConnectionLost, ContractError, IotNotifyError, Throttled
 
@@ -172,7 +172,8 @@ def chat(room: str, history_size: int, device: str | None, **options: Any) -> No
 
     A dropped connection is rejoined with a new token (with backoff, for as
     long as it takes); the history then shows what came meanwhile, and lines
-    typed while away are sent after the rejoin.
+    typed while away are sent after the rejoin. A line the moderator refuses
+    (too long, sent too fast) is said on stderr with the reason.
     """
     from iotnotify.backoff import Backoff
     from iotnotify.chat import RoomConnection
@@ -185,6 +186,11 @@ def chat(room: str, history_size: int, device: str | None, **options: Any) -> No
         if message.id not in shown:
             shown.add(message.id)
             click.echo(_line(message, names))
+
+    def rejected(note: Notification) -> None:
+        # The moderator's word on a line of ours it refused (too long, too
+        # fast, empty): without it the line would just never appear.
+        click.echo(f"iotnotify: not sent to {room}: {terminal_text(note.body)}", err=True)
 
     # stdin is read on its own thread, so that a dropped connection is noticed
     # (and said) while nothing is typed. Bytes, decoded a line at a time: a
@@ -215,7 +221,11 @@ def chat(room: str, history_size: int, device: str | None, **options: Any) -> No
         while True:
             try:
                 connection = RoomConnection(
-                    api.token(room), on_message=show, device=device, ca_file=target.ca_file
+                    api.token(room),
+                    on_message=show,
+                    on_rejected=rejected,
+                    device=device,
+                    ca_file=target.ca_file,
                 )
             except (ConnectionLost, Throttled) as exc:
                 delay = backoff.next_delay()

@@ -21,12 +21,13 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from iotnotify.errors import (
+    ContractError,
     InvalidClientId,
     InvalidEnvelope,
     InvalidJson,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "CHAT_MESSAGE_TYPE",
+    "CHAT_REJECTED_TYPE",
     "DEFAULT_KEEPALIVE_SECONDS",
     "ENVELOPE_VERSION",
     "MAX_CHAT_TEXT_CHARS",
@@ -65,6 +67,7 @@ __all__ = [
     "iot_arn",
     "loads_strict",
     "new_notification_id",
+    "own_notifications_topic",
     "user_of_client_id",
     "validate_client_suffix",
     "validate_name",
@@ -82,6 +85,8 @@ ENVELOPE_VERSION: Final = 1
 # a room's history page (50 lines) stays far below Lambda's 6 MB response.
 MAX_CHAT_TEXT_CHARS: Final = 1000
 CHAT_MESSAGE_TYPE: Final = "chat.message"
+# What the moderator sends to a sender's own topic about a line it refused.
+CHAT_REJECTED_TYPE: Final = "chat.rejected"
 # The MQTT keepalive clients use unless told otherwise (the token response's
 # ``keepalive``; the SDK's default). A connection must never sit idle longer
 # than the shortest idle timeout on its path, or a middlebox forgets it and
@@ -330,6 +335,23 @@ class TopicScheme:
     def user_topics(self, user_id: str) -> tuple[Topic, ...]:
         """The topics a plain subscriber listens to: their own and the broadcast."""
         return (self.user_notifications(user_id), self.broadcast())
+
+
+def own_notifications_topic(topics: Iterable[str], user_id: str) -> str | None:
+    """The user's own notifications topic among a token answer's ``topics``
+    (``{app}/{stage}/user/{user_id}/notifications``, its app and stage read
+    from the topic itself), or None when it is not there."""
+    for topic in topics:
+        levels = topic.split("/")
+        if len(levels) < 2:
+            continue
+        try:
+            own = TopicScheme(levels[0], levels[1]).user_notifications(user_id)
+        except ContractError:
+            continue
+        if own.value == topic:
+            return topic
+    return None
 
 
 ChannelKind = Literal["room", "game"]

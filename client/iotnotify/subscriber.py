@@ -76,11 +76,11 @@ from iotnotify.backoff import Backoff
 from iotnotify.contract import (
     DEFAULT_KEEPALIVE_SECONDS,
     Notification,
-    TopicScheme,
     client_id_for,
     id_floor,
     id_lower_bound,
     id_millis,
+    own_notifications_topic,
     validate_client_suffix,
     validate_notification_id,
 )
@@ -1251,14 +1251,4 @@ def _server_now(token: ConnectionToken) -> float:
 
 def _own_topic(token: ConnectionToken) -> str | None:
     """The user's own notifications topic among the token's topics."""
-    for topic in token.topics:
-        levels = topic.split("/")
-        if len(levels) < 2:
-            continue
-        try:
-            own = TopicScheme(levels[0], levels[1]).user_notifications(token.user_id)
-        except ContractError:
-            continue
-        if own.value == topic:
-            return topic
-    return None
+    return own_notifications_topic(token.topics, token.user_id)

@@ -54,6 +54,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from iotnotify.contract import (
+    CHAT_REJECTED_TYPE,
     MAX_CHAT_TEXT_CHARS,
     ChatMessage,
     Notification,
@@ -350,7 +351,7 @@ class Moderator:
                 "too_long": f"Messages are at most {self._max_chars} characters.",
                 "rate_limited": "You are sending too fast; wait a moment.",
             }[reason],
-            type="chat.rejected",
+            type=CHAT_REJECTED_TYPE,
             data={"room": room, "reason": reason},
         )
         self._publish(str(self._scheme.user_notifications(sender)), note.to_json())

@@ -11,7 +11,7 @@ from typing import IO
 
 from iotnotify.auth import CognitoAuth, CognitoSession
 from iotnotify.chat import RoomConnection, RoomsApi
-from iotnotify.contract import ChatMessage
+from iotnotify.contract import MAX_CHAT_TEXT_CHARS, ChatMessage
 from tests.local_process import IOTNOTIFY, LocalProcess
 
 
@@ -219,3 +219,39 @@ def test_chat_rejoins_after_the_connection_drops_and_shows_what_it_missed(
         if bob.poll() is None:
             bob.kill()
             bob.wait()
+
+
+def test_chat_says_why_the_moderator_refused_a_line(local_stack: LocalProcess) -> None:
+    # Given alice in a room and bob's `iotnotify chat` there
+    room = f"cli-{secrets.token_hex(3)}"
+    alice_api = rooms_api(local_stack, "alice")
+    alice_api.create(room)
+    received: queue.Queue[ChatMessage] = queue.Queue()
+    with RoomConnection(alice_api.token(room), on_message=received.put):
+        bob = subprocess.Popen(
+            [IOTNOTIFY, "chat", room, "--state-file", str(local_stack.state_file), "--user", "bob"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert bob.stdin is not None
+            assert bob.stderr is not None
+            err = lines_of(bob.stderr)
+            wait_for(err, "joined")
+            # When bob types a line over the moderator's length limit, then a short one
+            bob.stdin.write("x" * (MAX_CHAT_TEXT_CHARS + 1) + "\nshort\n")
+            bob.stdin.flush()
+            # Then the short one reaches the room, and bob is told why the long one did not
+            assert received.get(timeout=15).text == "short"
+            line = wait_for(err, "not sent")
+            assert room in line
+            assert f"at most {MAX_CHAT_TEXT_CHARS} characters" in line
+        finally:
+            bob.stdin.close()  # Ctrl-D: chat leaves
+            try:
+                bob.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                bob.kill()
+                bob.wait()
