@@ -65,6 +65,7 @@ __all__ = [
     "id_lower_bound",
     "id_millis",
     "iot_arn",
+    "is_notification_id",
     "loads_strict",
     "new_notification_id",
     "own_notifications_topic",
@@ -494,6 +495,11 @@ def validate_notification_id(value: object) -> str:
             "01JD5Z3Q8W9V4X2Y6Z7A8B9C0D)"
         )
     return value
+
+
+def is_notification_id(value: object) -> bool:
+    """Whether ``value`` is a notification id (:func:`validate_notification_id`)."""
+    return isinstance(value, str) and _NOTIFICATION_ID_RE.fullmatch(value) is not None
 
 
 # A ULID is 26 Crockford base32 characters: the first 10 spell the 48-bit

@@ -80,6 +80,7 @@ from iotnotify.contract import (
     id_floor,
     id_lower_bound,
     id_millis,
+    is_notification_id,
     own_notifications_topic,
     validate_client_suffix,
     validate_notification_id,
@@ -268,14 +269,6 @@ class SubscriberStats:
 _FUTURE_ID_ALLOWANCE: Final = 300.0
 
 
-def _is_notification_id(value: str) -> bool:
-    try:
-        validate_notification_id(value)
-    except ContractError:
-        return False
-    return True
-
-
 class _Sequencer:
     """Merges live messages and catch-up pages into one ordered, duplicate-free stream.
 
@@ -323,7 +316,7 @@ class _Sequencer:
         """Whether a catch-up may start after ``note_id``: a ULID made at most
         :data:`_FUTURE_ID_ALLOWANCE` seconds ahead of the (server's) clock."""
         return (
-            _is_notification_id(note_id)
+            is_notification_id(note_id)
             and id_millis(note_id) <= (self._clock() + _FUTURE_ID_ALLOWANCE) * 1000
         )
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from iotnotify.api_client import ApiClient
 from iotnotify.auth import CognitoAuth, CognitoSession, Tokens
-from iotnotify.contract import Notification, id_lower_bound, validate_notification_id
+from iotnotify.contract import Notification, id_lower_bound, is_notification_id
 from iotnotify.errors import AuthError, IotNotifyError
 from iotnotify.subscriber import (
     DEFAULT_CATCH_UP_LOOKBACK,
@@ -147,7 +147,7 @@ class TrayApp:
             "on_state": self._on_state,
             # A resume point that is no id (an edited settings file) is no
             # resume point: catch up on the whole inbox rather than not start.
-            "since": self.settings.last_id if _is_id(self.settings.last_id) else None,
+            "since": self.settings.last_id if is_notification_id(self.settings.last_id) else None,
             "shown_ids": self._saved_shown_ids(),
             "device_id": device_suffix("tray"),
             "ca_file": self.settings.ca_file or None,
@@ -158,9 +158,9 @@ class TrayApp:
 
     def _saved_shown_ids(self) -> list[str] | None:
         """The ids the last run showed near ``last_id``; None: resume strictly after it."""
-        if not _is_id(self.settings.last_id):
+        if not is_notification_id(self.settings.last_id):
             return None
-        ids = [i for i in self.settings.shown_ids.split() if _is_id(i)]
+        ids = [i for i in self.settings.shown_ids.split() if is_notification_id(i)]
         return ids or None
 
     def _on_notification(self, note: Notification) -> None:
@@ -180,11 +180,13 @@ class TrayApp:
         # the inbox and no since= the API takes, and one made far ahead of
         # the server's clock would make the next run ask for nothing after
         # it: neither is a resume point.
-        if subscriber.resumable(note.id) if subscriber is not None else _is_id(note.id):
+        if subscriber.resumable(note.id) if subscriber is not None else is_notification_id(note.id):
             saved = self.settings.last_id
-            last = max(saved, note.id) if _is_id(saved) else note.id
+            last = max(saved, note.id) if is_notification_id(saved) else note.id
             bound = id_lower_bound(last, lookback_seconds=self._lookback)
-            shown = {i for i in self.settings.shown_ids.split() if _is_id(i) and i > bound}
+            shown = {
+                i for i in self.settings.shown_ids.split() if is_notification_id(i) and i > bound
+            }
             if note.id > bound:
                 shown.add(note.id)
             self._save(last_id=last, shown_ids=" ".join(sorted(shown)))
@@ -487,11 +489,3 @@ class _DropDockingErrors(logging.Filter):
 def _quiet_pystray_docking() -> None:
     for name in ("pystray", "pystray._xorg", "pystray._base"):
         logging.getLogger(name).addFilter(_DropDockingErrors())
-
-
-def _is_id(value: str) -> bool:
-    try:
-        validate_notification_id(value)
-    except IotNotifyError:
-        return False
-    return True
