@@ -14,12 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from iotnotify.games import GameStoreError
 from iotnotify_handlers import clients
 from iotnotify_handlers.backend_auth import authorize_backend
-from iotnotify_handlers.errors import NotFound, ServiceUnavailable
 from iotnotify_handlers.http import Request, api_handler
 from iotnotify_handlers.notify_requests import NotifyRequest, send
+from iotnotify_handlers.registered_games import registered_game
 
 __all__ = ["API_KEY_RESOURCE", "handler"]
 
@@ -31,10 +30,5 @@ def handler(request: Request) -> tuple[int, Any]:
     authorize_backend(request)  # IAM on /notify, the API key on /notify/key
     notify = NotifyRequest.parse(request.json())
     if notify.game is not None:
-        try:
-            game = clients.games().get(notify.game)
-        except GameStoreError as exc:
-            raise ServiceUnavailable("could not read the game, try again") from exc
-        if game is None:
-            raise NotFound(f"no game {notify.game!r}: register it first (POST /games)")
+        registered_game(notify.game, hint=": register it first (POST /games)")
     return 200, send(notify, clients.publisher())

@@ -17,12 +17,12 @@ from typing import Any
 
 from iotnotify.contract import Channel, ChannelKind
 from iotnotify.errors import ContractError
-from iotnotify.games import GameStoreError
 from iotnotify.policies import MAX_CHANNELS_PER_TOKEN
 from iotnotify_handlers import clients
 from iotnotify_handlers.chat_rooms import Room
-from iotnotify_handlers.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable
+from iotnotify_handlers.errors import BadRequest, Forbidden
 from iotnotify_handlers.http import Request, api_handler
+from iotnotify_handlers.registered_games import registered_game
 from iotnotify_handlers.settings import settings
 from iotnotify_handlers.token_vending import TokenVendor
 
@@ -52,12 +52,7 @@ def requested_channels(rooms: str | None, games: str | None) -> list[Channel]:
 def _authorised(channel: Channel, user_id: str) -> Channel | Room:
     if channel.kind == "room":
         return clients.chat_rooms().usable(channel.name, user_id=user_id)
-    try:
-        game = clients.games().get(channel.name)
-    except GameStoreError as exc:
-        raise ServiceUnavailable("could not read the game, try again") from exc
-    if game is None:
-        raise NotFound(f"no game {channel.name!r}")
+    game = registered_game(channel.name)
     if not game.may_use(user_id):
         raise Forbidden(f"you are not a player of game {channel.name!r}")
     return game.channel
