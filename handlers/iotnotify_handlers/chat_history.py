@@ -9,7 +9,6 @@ outside the room-name alphabet, so they never mix with a room's messages.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from typing import Any, Final
@@ -17,13 +16,11 @@ from typing import Any, Final
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import BotoCoreError, ClientError
 
-from iotnotify.contract import ChatMessage
+from iotnotify.contract import ChatMessage, is_notification_id
 from iotnotify_handlers.errors import BadRequest, ServiceUnavailable
 
 __all__ = ["ChatHistory", "HistoryPage", "RateLimited"]
 
-# A ULID: 26 characters of Crockford base32, the first 0..7 (128 bits).
-_ID_RE: Final = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 _RATE_PREFIX: Final = "#rate#"
 
 
@@ -89,7 +86,8 @@ class ChatHistory:
 
     def page(self, room: str, *, limit: int, before: str | None) -> HistoryPage:
         """The ``limit`` messages before ``before`` (a message id), oldest first."""
-        if before is not None and not _ID_RE.fullmatch(before):
+        # Message ids are ULIDs, as notification ids are (the contract's rule).
+        if before is not None and not is_notification_id(before):
             raise BadRequest("before must be a message id (a 26-character ULID)")
         condition: Any = Key("room").eq(room)
         if before is not None:
