@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeGuard
 
 from iotnotify.errors import (
     ContractError,
@@ -489,7 +489,7 @@ def validate_notification_id(value: object) -> str:
 
     Raises :class:`InvalidEnvelope` otherwise.
     """
-    if not isinstance(value, str) or not _NOTIFICATION_ID_RE.fullmatch(value):
+    if not is_notification_id(value):
         raise InvalidEnvelope(
             f"not a notification id: {value!r} (expected a 26-character ULID such as "
             "01JD5Z3Q8W9V4X2Y6Z7A8B9C0D)"
@@ -497,7 +497,7 @@ def validate_notification_id(value: object) -> str:
     return value
 
 
-def is_notification_id(value: object) -> bool:
+def is_notification_id(value: object) -> TypeGuard[str]:
     """Whether ``value`` is a notification id (:func:`validate_notification_id`)."""
     return isinstance(value, str) and _NOTIFICATION_ID_RE.fullmatch(value) is not None
 

@@ -358,8 +358,9 @@ class _Sequencer:
         try:
             return id_lower_bound(note_id, lookback_seconds=self._lookback)
         except ContractError:
-            # Not a ULID (a sender outside this SDK): no time to look back
-            # from; resume strictly after it, as ``since=`` always did.
+            # Not a ULID: cursors always are (resumable()), but a page's
+            # ``next`` is the server's word. No time to look back from:
+            # resume strictly after it, as ``since=`` always did.
             return note_id
 
     def begin(self) -> tuple[int, str | None]:
