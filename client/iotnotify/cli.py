@@ -270,6 +270,7 @@ def send(
 ) -> None:
     """Send a notification to users (or everyone) through the local stack or AWS."""
     try:
+        from iotnotify.publisher import delivery_report
         from iotnotify.sending import publisher_for_aws, publisher_for_local
     except ModuleNotFoundError as exc:
         if exc.name not in ("boto3", "botocore"):
@@ -309,17 +310,7 @@ def send(
             results = publisher.notify_many(
                 ids, title=title, body=body, type=kind, data=payload, ephemeral=ephemeral
             )
-            result = {
-                "id": results[0].notification_id,
-                "results": [
-                    {
-                        "userId": r.user_id,
-                        "ok": r.ok,
-                        **({"error": r.error, "stored": r.stored} if r.error else {}),
-                    }
-                    for r in results
-                ],
-            }
+            result = delivery_report(results)
     results = result.get("results", [])
     failed = [r for r in results if not r["ok"]]
     if as_json:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import builtins
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +69,7 @@ from iotnotify.inbox import BATCH_WRITE_LIMIT, Inbox
 from iotnotify.iot_data import FastPublish
 from iotnotify.presence import PresenceError, PresenceTable, UserPresence
 
-__all__ = ["DEFAULT_FANOUT_WORKERS", "DeliveryResult", "Publisher"]
+__all__ = ["DEFAULT_FANOUT_WORKERS", "DeliveryResult", "Publisher", "delivery_report"]
 
 # AWS calls in flight during a fan-out. At a 15 ms round trip, 128 calls in
 # flight allow about 8,500 calls/s, beyond what one Python process can sign
@@ -97,6 +97,24 @@ class DeliveryResult:
     # True when the user's inbox holds it: a failed live publish is then
     # still shown, at the client's next catch-up.
     stored: bool = False
+
+
+def delivery_report(results: Sequence[DeliveryResult]) -> dict[str, Any]:
+    """A fan-out's results as ``POST /notify`` answers them (and ``iotnotify
+    send --json`` prints them): ``{"id", "results": [{"userId", "ok"}, ...]}``,
+    with ``"error"`` and ``"stored"`` (whether the inbox holds it) for a user
+    not reached; ``id`` is None for no results."""
+    return {
+        "id": results[0].notification_id if results else None,
+        "results": [
+            {
+                "userId": r.user_id,
+                "ok": r.ok,
+                **({"error": r.error, "stored": r.stored} if r.error else {}),
+            }
+            for r in results
+        ],
+    }
 
 
 def _translate(exc: Exception, what: str) -> IotNotifyError:

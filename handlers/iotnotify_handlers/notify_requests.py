@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from iotnotify.contract import validate_name, validate_title, validate_user_id
 from iotnotify.errors import ContractError
-from iotnotify.publisher import DeliveryResult, Publisher
+from iotnotify.publisher import DeliveryResult, Publisher, delivery_report
 from iotnotify_handlers.errors import BadRequest, ServiceUnavailable, Unauthorized
 from iotnotify_handlers.http import reject_unknown_fields
 
@@ -143,14 +143,4 @@ def send(request: NotifyRequest, publisher: Publisher) -> dict[str, Any]:
     results: Sequence[DeliveryResult] = publisher.notify_many(
         request.users, title=title, body=body, type=kind, data=data, ephemeral=request.ephemeral
     )
-    return {
-        "id": results[0].notification_id if results else None,
-        "results": [
-            {
-                "userId": r.user_id,
-                "ok": r.ok,
-                **({"error": r.error, "stored": r.stored} if r.error else {}),
-            }
-            for r in results
-        ],
-    }
+    return delivery_report(results)
