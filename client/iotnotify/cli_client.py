@@ -20,6 +20,7 @@ from typing import Any
 
 import click
 
+from iotnotify.cli_output import log_to_stderr, sdk_log_lines, warn
 from iotnotify.contract import Notification
 from iotnotify.errors import IotNotifyError
 
@@ -300,31 +301,34 @@ def listen(
         if change.state is ConnectionState.STOPPED:
             stopped_said.set()
         if not reader_gone.is_set():
-            click.echo(f"iotnotify: {change.describe()}", err=True)
+            warn(change.describe())
 
     try:
-        auth = CognitoAuth(
-            client_id=target.user_pool_client_id,
-            region=target.region,
-            endpoint_url=target.cognito_endpoint,
-        )
-        session = CognitoSession(auth, username=target.username, password=target.password)
-        session.sign_in()
-        api = ApiClient(api_url=target.api_url, id_tokens=session, ca_file=target.ca_file)
-        subscriber = Subscriber(
-            tokens=api,
-            on_message=show,
-            on_state=state,
-            since=start_after,
-            keepalive=keepalive,
-            device_id=device or device_suffix("listen"),
-            ca_file=target.ca_file,
-        )
-        running.append(subscriber)
-        subscriber.run_forever()
+        # The SDK's warnings ("ignoring a message on ...") become lines like
+        # every other of the CLI's: "iotnotify: ...".
+        with sdk_log_lines():
+            auth = CognitoAuth(
+                client_id=target.user_pool_client_id,
+                region=target.region,
+                endpoint_url=target.cognito_endpoint,
+            )
+            session = CognitoSession(auth, username=target.username, password=target.password)
+            session.sign_in()
+            api = ApiClient(api_url=target.api_url, id_tokens=session, ca_file=target.ca_file)
+            subscriber = Subscriber(
+                tokens=api,
+                on_message=show,
+                on_state=state,
+                since=start_after,
+                keepalive=keepalive,
+                device_id=device or device_suffix("listen"),
+                ca_file=target.ca_file,
+            )
+            running.append(subscriber)
+            subscriber.run_forever()
     except KeyboardInterrupt:
         if not stopped_said.is_set():  # the subscriber's own "stopped" was not printed
-            click.echo("iotnotify: stopped", err=True)
+            warn("stopped")
     except IotNotifyError as exc:
         raise click.ClickException(str(exc)) from exc
     if reader_gone.is_set():
@@ -378,11 +382,7 @@ def tray(
 
     # Connection changes and problems go to stderr (the terminal, or the
     # journal when started at login), one line each.
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("iotnotify: %(message)s"))
-    package_log = logging.getLogger("iotnotify")
-    package_log.addHandler(handler)
-    package_log.setLevel(logging.INFO)
+    log_to_stderr(logging.INFO)
     settings = TraySettings.load(settings_path)
     login_password: str | None = None
     if api_url or state_file or user:

@@ -69,15 +69,25 @@ def test_bench_quick_run_prints_every_row(tmp_path: Path) -> None:
     assert all(sent <= kernel <= read for sent, kernel, read in deliveries)
     assert re.search(r"emulator p50 <= 1 ms .* (PASS|MISS)$", out, re.MULTILINE), out
     assert "p99 <= 2 x mosquitto: NOT MEASURED" in out
+    # and the fixed load again with the broker's threads real-time, judged
+    # as information only (no PASS/MISS of its own)
+    assert "fixed load again, every thread of each broker's process SCHED_FIFO 1" in out
+    assert re.search(
+        r"^  informative, brokers real-time \(SCHED_FIFO 1\), the same comparisons:\n"
+        r"  fixed load: emulator p50 <= 1 ms .* \((within|over)\)$",
+        out,
+        re.MULTILINE,
+    ), out
+    assert len(re.findall(r"^  emulator run 1 +100/100 ", out, re.MULTILINE)) == 2, out
     # and every run, disturbed, was set aside once, measured again, and listed
-    for phase in ("fan-out", "idle", "fixed-load"):
+    for phase in ("fan-out", "idle", "fixed-load", "fixed-load-realtime"):
         assert f"{phase} against emulator, run 1/1 (measured again, attempt 2) ..." in out
         assert re.search(
             rf"^  {phase} against emulator, run 1: other work [0-9.]+ cores; [0-9]+/s, p50 ",
             out,
             re.MULTILINE,
         ), out
-    assert out.count("disturbed: other work used") == 3
+    assert out.count("disturbed: other work used") == 4
     # and the fixed load's subscribers, moto role sessions, connected at a printed rate
     assert re.search(r"its 5 subscribers connected and subscribed at [0-9]+/s", out), out
     assert "runs set aside (other work over --max-other cores" in out

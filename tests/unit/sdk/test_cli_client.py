@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
+from iotnotify.auth import StaticIdToken
 from iotnotify.cli_client import _line, listen, tray
 from iotnotify.contract import Notification
+from tests.unit.sdk.fakes import FakeService
 
 
 def test_readable_line() -> None:
@@ -187,3 +191,58 @@ def test_tray_settings_that_cannot_be_saved_are_one_error_line(
     assert f"cannot save the tray settings to {settings}" in result.output
     assert isinstance(result.exception, SystemExit), result.exception
     assert ran == []
+
+
+def test_listen_says_ignoring_a_message_as_an_iotnotify_line(
+    service: FakeService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The subscriber's "ignoring a message on <topic>: ..." warning reached
+    # stderr bare (logging's last resort), unlike every other line of listen.
+    import iotnotify.auth
+    import iotnotify.subscriber
+
+    class SignedIn(StaticIdToken):
+        def __init__(self, *_: object, **__: object) -> None:
+            super().__init__("good")
+
+        def sign_in(self) -> None:
+            pass
+
+    class StopsAfterTheValidOne(iotnotify.subscriber.Subscriber):
+        def __init__(self, **options: Any) -> None:
+            show = options["on_message"]
+
+            def on_message(note: Notification) -> None:
+                show(note)
+                if note.title == "valid":
+                    self.stop()
+
+            super().__init__(**{**options, "on_message": on_message})
+
+    monkeypatch.setattr(iotnotify.auth, "CognitoAuth", lambda **_: None)
+    monkeypatch.setattr(iotnotify.auth, "CognitoSession", SignedIn)
+    monkeypatch.setattr(iotnotify.subscriber, "Subscriber", StopsAfterTheValidOne)
+
+    def publish() -> None:
+        # Given a sender that puts something that is no notification on the topic
+        service.wait_subscribed()
+        service.send_raw(b"not a notification")
+        service.send(Notification.create(title="valid"))
+
+    sender = threading.Thread(target=publish, daemon=True)
+    sender.start()
+    # When listen receives it (and then a valid one, after which it stops)
+    result = CliRunner().invoke(
+        listen,
+        [
+            *("--api-url", service.api_url, "--client-id", "c", "--user", "u", "--password", "p"),
+            *("--since", "all", "--device", "cli-test"),
+        ],
+    )
+    sender.join(10)
+    # Then the warning is an "iotnotify: ..." line like the others on stderr
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "valid" in result.stdout
+    lines = result.stderr.splitlines()
+    assert any(line.startswith("iotnotify: ignoring a message on ") for line in lines), lines
+    assert all(line.startswith("iotnotify: ") for line in lines), lines
