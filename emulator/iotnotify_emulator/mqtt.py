@@ -49,6 +49,7 @@ __all__ = [
     "Unsuback",
     "Unsubscribe",
     "Will",
+    "check_publish_dup",
     "decode_packet",
     "encode",
 ]
@@ -349,6 +350,21 @@ def encode(packet: Packet) -> bytes:
 # --- decoding -----------------------------------------------------------------
 
 
+def check_publish_dup(flags: int) -> None:
+    """Refuse a QoS 0 PUBLISH whose fixed header sets DUP (bit 3).
+
+    MQTT 3.1.1 section 3.3.1.1 and MQTT 5 section 3.3.1.1: "The DUP flag MUST
+    be set to 0 for all QoS 0 messages [MQTT-3.3.1-2]". Like the other bad
+    fixed-header flags (MQTT 3.1.1 section 2.2.2 "If invalid flags are
+    received, the receiver MUST close the Network Connection"; MQTT 5 section
+    2.1.3 "If invalid flags are received it is a Malformed Packet"), it raises
+    :class:`MqttProtocolError` with reason 0x81 Malformed Packet: the broker
+    closes a 3.1.1 connection, and sends an MQTT 5 peer DISCONNECT 0x81 first.
+    """
+    if flags & 0x08 and not flags & 0x06:
+        raise MqttProtocolError("QoS 0 PUBLISH with the DUP flag set [MQTT-3.3.1-2]")
+
+
 @dataclass(slots=True)
 class _Reader:
     data: bytes
@@ -471,6 +487,7 @@ def decode_packet(first_byte: int, body: bytes, *, max_filters: int | None = Non
             qos = (flags >> 1) & 0x03
             if qos == 3:
                 raise MqttProtocolError("PUBLISH with QoS 3")
+            check_publish_dup(flags)
             topic = reader.string()
             packet_id = reader.packet_id() if qos else None
             return Publish(

@@ -54,6 +54,7 @@ from iotnotify_emulator.mqtt import (
     _Reader,
     _string,
     _varint,
+    check_publish_dup,
 )
 
 __all__ = [
@@ -613,6 +614,7 @@ def decode_packet(first_byte: int, body: bytes, *, max_filters: int | None = Non
             qos = (flags >> 1) & 0x03
             if qos == 3:
                 raise MqttProtocolError("PUBLISH with QoS 3")
+            check_publish_dup(flags)  # 0x81 (section 3.3.1.1, [MQTT-3.3.1-2])
             topic = reader.string()
             packet_id = reader.packet_id() if qos else None
             properties = decode_properties(reader, PacketType.PUBLISH)

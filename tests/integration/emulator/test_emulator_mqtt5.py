@@ -185,6 +185,25 @@ async def test_malformed_property_gets_disconnect_0x82_then_close(world: Harness
     assert await client.wait_closed() == [Disconnect(ReasonCode.PROTOCOL_ERROR)]
 
 
+async def test_qos0_publish_with_dup_gets_disconnect_0x81_and_is_not_delivered(
+    world: Harness,
+) -> None:
+    """MQTT 5 section 3.3.1.1: "The DUP flag MUST be set to 0 for all QoS 0
+    messages [MQTT-3.3.1-2]"; invalid fixed-header flags are a Malformed Packet
+    (section 2.1.3), answered with DISCONNECT 0x81 (section 4.13)."""
+    subscriber = await world.connect(world.store.issue([ALLOW_ALL]), "sub", **V5)
+    await subscriber.subscribe("a/1")
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c", **V5)
+    # When a QoS 0 PUBLISH arrives with the DUP bit set
+    await client.send(Publish(topic="a/1", payload=b"dup", qos=0, dup=True))
+    # Then DISCONNECT 0x81 Malformed Packet, then the close
+    assert await client.wait_closed() == [Disconnect(ReasonCode.MALFORMED_PACKET)]
+    # And nothing was delivered: the next message the subscriber sees is a later one
+    other = await world.connect(world.store.issue([ALLOW_ALL]), "other", **V5)
+    await other.publish("a/1", b"after")
+    assert (await subscriber.next_publish()).payload == b"after"
+
+
 async def test_duplicate_client_id_sends_session_taken_over(world: Harness) -> None:
     credential = world.subscriber("alice")
     first = await world.connect(credential, "alice.1", **V5)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from iotnotify_emulator.mqtt import Pingresp, Subscribe, Unsubscribe
+from iotnotify_emulator.mqtt import Pingresp, Publish, Subscribe, Unsubscribe
 from iotnotify_emulator.mqtt5 import ReasonCode
 from iotnotify_emulator.testing import ALLOW_ALL, Harness
 
@@ -169,3 +169,21 @@ async def test_an_mqtt5_subscribe_to_an_unsupported_reserved_topic_gets_0x8f(
     assert isinstance(await client.receive(), Pingresp)
     assert world.emulator.stats()["subscriptions_current"] == 1
     await client.disconnect()
+
+
+async def test_an_mqtt311_qos0_publish_with_dup_closes_the_connection(world: Harness) -> None:
+    """MQTT 3.1.1 section 3.3.1.1: "The DUP flag MUST be set to 0 for all QoS 0
+    messages [MQTT-3.3.1-2]"; section 4.8: a protocol violation closes the
+    Network Connection [MQTT-4.8.0-1]."""
+    watcher = await world.connect(world.store.issue([ALLOW_ALL]), "watcher")
+    await watcher.subscribe("a/1", "$aws/events/presence/disconnected/c")
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c")
+    # When a QoS 0 PUBLISH arrives with the DUP bit set
+    await client.send(Publish(topic="a/1", payload=b"dup", qos=0, dup=True))
+    # Then the connection is closed without anything sent back
+    assert await client.wait_closed() == []
+    # And the message was not routed: the watcher's next message is the disconnect
+    disconnected = await watcher.next_publish()
+    assert disconnected.topic == "$aws/events/presence/disconnected/c"
+    assert json.loads(disconnected.payload)["disconnectReason"] == "CLIENT_ERROR"
+    await watcher.disconnect()

@@ -309,6 +309,8 @@ _STRING_A = b"\x00\x01a"
         (bytes([0x40, 0x05, 0x00, 0x01, 0x00, 0x00, 0xAA]), 0x81),
         # DISCONNECT with flags
         (bytes([0xE1, 0x00]), 0x81),
+        # QoS 0 PUBLISH with DUP set (section 3.3.1.1, [MQTT-3.3.1-2])
+        (bytes([0x38, 0x04, 0x00, 0x01, 0x61, 0x00]), 0x81),
     ],
 )
 def test_malformed_v5_input_raises_with_its_reason_code(wire: bytes, reason: int) -> None:
