@@ -118,18 +118,22 @@ class LoopMonitor:
         self.stalled_seconds = 0.0
         self.max_lag = 0.0
         self.recent: deque[tuple[float, float]] = deque(maxlen=keep)  # (unix time, seconds)
-        self._handle: asyncio.TimerHandle | None = None
+        # A Handle, not always a TimerHandle: uvloop's call_at runs a timer
+        # due within half a millisecond through call_soon, whose Handle has
+        # no when(); so the monitor keeps the due time itself.
+        self._handle: asyncio.Handle | None = None
+        self._due = 0.0
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start measuring on ``loop`` (call on it)."""
         self._schedule(loop)
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._handle = loop.call_at(loop.time() + self.interval, self._tick, loop)
+        self._due = loop.time() + self.interval
+        self._handle = loop.call_at(self._due, self._tick, loop)
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
-        handle = self._handle
-        lag = loop.time() - handle.when() if handle is not None else 0.0
+        lag = loop.time() - self._due
         if lag > self.threshold:
             self.stalls += 1
             self.stalled_seconds += lag

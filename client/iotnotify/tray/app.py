@@ -24,7 +24,7 @@ from typing import Any
 from iotnotify.api_client import ApiClient
 from iotnotify.auth import CognitoAuth, CognitoSession, Tokens
 from iotnotify.contract import Notification, id_lower_bound, is_notification_id
-from iotnotify.errors import AuthError, IotNotifyError
+from iotnotify.errors import AuthError, ConnectionLost, IotNotifyError, Throttled
 from iotnotify.subscriber import (
     DEFAULT_CATCH_UP_LOOKBACK,
     ConnectionState,
@@ -102,7 +102,13 @@ class TrayApp:
         return self._token_store.get(self.settings.username) is not None
 
     def sign_in(self) -> CognitoSession:
-        """Sign in with the stored refresh token, or the password on first use."""
+        """Sign in with the stored refresh token, or the password on first use.
+
+        Raises :class:`AuthError` when Cognito refuses. When it cannot be
+        reached (no network yet, :class:`ConnectionLost`) or throttles, the
+        session is returned unsigned: the subscriber signs in with it when it
+        connects, retrying with backoff like any other outage.
+        """
         if self._session is not None:
             return self._session
         settings = self.settings
@@ -129,8 +135,16 @@ class TrayApp:
             refresh_token=refresh,
             on_tokens=keep,
         )
-        session.sign_in()  # fail now, in the terminal, rather than silently in the tray
-        self._password = None  # from here on only the keyring's refresh token is used
+        try:
+            session.sign_in()  # fail now, in the terminal, rather than silently in the tray
+        except (ConnectionLost, Throttled) as exc:
+            # Started at login before the network is up, or Cognito is busy: an
+            # outage, not a refused sign-in. The subscriber signs in on its first
+            # token fetch and retries that with backoff until the network is back
+            # (aws-iot-device-sdk-python-v2 issue 226; a refused password or a
+            # revoked refresh token still fails here, as AuthError).
+            log.warning("cannot sign in yet, will keep trying: %s", exc)
+        self._password = None  # the session keeps it until its first sign-in
         self._session = session
         return session
 
