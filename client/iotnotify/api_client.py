@@ -73,6 +73,9 @@ class ConnectionToken:
             server_ms = raw.get("serverTime")
             if isinstance(server_ms, int) and not isinstance(server_ms, bool) and server_ms > 0:
                 server_time = server_ms / 1000
+            if keepalive is not None and int(keepalive) < 0:
+                # MQTT's Keep Alive is unsigned: no server means a negative one.
+                raise ValueError(f"keepalive {keepalive!r} is negative")
             topics = raw["topics"]
             if isinstance(topics, str) or not isinstance(topics, Sequence):
                 raise TypeError("topics is not a list")

@@ -12,6 +12,7 @@ __all__ = [
     "ConnectionLost",
     "ContractError",
     "Forbidden",
+    "InvalidArgument",
     "InvalidClientId",
     "InvalidEnvelope",
     "InvalidJson",
@@ -33,6 +34,11 @@ class IotNotifyError(Exception):
 
 class ContractError(IotNotifyError, ValueError):
     """A value breaks the wire contract (user id, client id, topic, envelope)."""
+
+
+class InvalidArgument(IotNotifyError, ValueError):
+    """An option given to the SDK outside the values it documents (a caller's
+    mistake, e.g. a negative keepalive); raised when the object is made."""
 
 
 class InvalidUserId(ContractError):

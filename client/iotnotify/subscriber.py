@@ -90,6 +90,7 @@ from iotnotify.errors import (
     ConnectionLost,
     ContractError,
     Forbidden,
+    InvalidArgument,
     IotNotifyError,
     SessionTakenOver,
     SubscriptionRefused,
@@ -171,15 +172,28 @@ _clock: Callable[[], float] = _boot_clock if hasattr(time, "CLOCK_BOOTTIME") els
 
 
 def clamp_keepalive(seconds: int | None, *, floor: int = IOT_KEEPALIVE_MIN) -> int:
-    """Keepalive as AWS IoT applies it: 0 or over 1200 become 1200, below 30 become 30.
+    """Keepalive (seconds) as AWS IoT applies it: 0 or over 1200 become 1200,
+    1..29 become 30 (AWS general reference, "AWS IoT Core endpoints and
+    quotas", message broker limits:
+    https://docs.aws.amazon.com/general/latest/gr/iot-core.html#message-broker-limits);
+    None is :data:`DEFAULT_KEEPALIVE`.
 
-    ``floor`` exists only so tests can run a keepalive of a few seconds
-    against a fake server; real IoT Core would raise it to 30 anyway.
+    Raises :class:`~iotnotify.errors.InvalidArgument` (a ``ValueError``) for
+    a negative ``seconds``: MQTT's Keep Alive is an unsigned field (MQTT 3.1.1
+    section 3.1.2.10), so no server applies one; it is a caller's mistake,
+    not a request for 1200. ``floor`` exists only so tests can run a
+    keepalive of a few seconds against a fake server; real IoT Core would
+    raise it to 30 anyway.
     """
     if not 1 <= floor <= IOT_KEEPALIVE_MIN:
         raise ValueError(f"keepalive floor must be 1..{IOT_KEEPALIVE_MIN}")
     if seconds is None:
         return DEFAULT_KEEPALIVE
+    if seconds < 0:
+        raise InvalidArgument(
+            f"keepalive must be a number of seconds >= 0 (0 means AWS IoT's maximum, "
+            f"{IOT_KEEPALIVE_MAX}), not {seconds!r}"
+        )
     if seconds <= 0 or seconds > IOT_KEEPALIVE_MAX:
         return IOT_KEEPALIVE_MAX
     return max(int(seconds), floor)
@@ -532,8 +546,10 @@ class Subscriber:
     ``since`` as well and skips them, instead of treating ``since`` as a
     hard limit. (The app keeps the record, not the Subscriber: after
     :meth:`stop` notifications already queued are never handed over.)
-    ``keepalive`` overrides the
-    token's recommendation and is clamped to IoT's 30..1200 s;
+    ``keepalive`` (seconds) overrides the
+    token's recommendation and is clamped to IoT's 30..1200 s as
+    :func:`clamp_keepalive` says (0 means 1200); a negative one raises
+    :class:`~iotnotify.errors.InvalidArgument` here;
     ``keepalive_floor`` is for tests only (see :func:`clamp_keepalive`).
     ``device_id`` is the client id's suffix (:func:`device_suffix` when not
     given). Raises :class:`~iotnotify.errors.InvalidClientId` for a

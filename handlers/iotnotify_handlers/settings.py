@@ -100,6 +100,12 @@ class Settings:
             raise SettingsError("token duration must be 900..3600 s (STS role chaining limits)")
         if self.iot_ws_scheme not in ("ws", "wss"):
             raise SettingsError("IoT WebSocket scheme must be ws or wss")
+        # MQTT's Keep Alive is unsigned and the SDK refuses a token that
+        # recommends a negative one: say so at cold start, not in every client.
+        if self.keepalive_seconds < 0:
+            raise SettingsError(
+                f"keepalive ({ENV['keepalive']}) must be >= 0 seconds, not {self.keepalive_seconds}"
+            )
 
     @property
     def scheme(self) -> TopicScheme:

@@ -22,8 +22,8 @@ from iotnotify.auth import (
 )
 from iotnotify.backoff import Backoff
 from iotnotify.contract import Notification
-from iotnotify.errors import AuthError, ConnectionLost, Forbidden, IotNotifyError
-from iotnotify.subscriber import _Sequencer, clamp_keepalive, device_suffix
+from iotnotify.errors import AuthError, ConnectionLost, Forbidden, InvalidArgument, IotNotifyError
+from iotnotify.subscriber import Subscriber, _Sequencer, clamp_keepalive, device_suffix
 from tests.unit.sdk.fakes import FakeService
 
 PASSWORD = "Correct-horse-1"  # a moto-only demo password
@@ -390,7 +390,6 @@ def test_backoff_is_exponential_with_full_jitter_and_a_cap() -> None:
     [
         (None, 30, 50),
         (0, 30, 1200),
-        (-5, 30, 1200),
         (1201, 30, 1200),
         (29, 30, 30),
         (1, 30, 30),
@@ -401,6 +400,31 @@ def test_backoff_is_exponential_with_full_jitter_and_a_cap() -> None:
 )
 def test_clamp_keepalive(asked: int | None, floor: int, expected: int) -> None:
     assert clamp_keepalive(asked, floor=floor) == expected
+
+
+@pytest.mark.parametrize("asked", [-1, -5, -1200])
+def test_a_negative_keepalive_is_a_callers_mistake_not_1200(asked: int) -> None:
+    # Subscriber(keepalive=-1) silently became AWS IoT's maximum, 1200 s.
+    with pytest.raises(InvalidArgument, match=r"keepalive must be .* >= 0.*not -") as raised:
+        Subscriber(tokens=ApiClient(api_url="http://127.0.0.1:9", id_tokens=StaticIdToken("t")),
+                   keepalive=asked)  # fmt: skip
+    assert isinstance(raised.value, ValueError)
+    assert isinstance(raised.value, IotNotifyError)
+    with pytest.raises(InvalidArgument):
+        clamp_keepalive(asked)
+
+
+def test_a_token_with_a_negative_keepalive_is_not_usable() -> None:
+    raw = {"url": "ws://x/mqtt", "clientIdPrefix": "al.", "topics": ["a/b"], "keepalive": -1}
+    with pytest.raises(AuthError, match="keepalive"):
+        ConnectionToken.from_response(raw)
+
+
+def test_a_deployment_cannot_recommend_a_negative_keepalive() -> None:
+    from iotnotify_handlers.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="IOTNOTIFY_KEEPALIVE_SECONDS"):
+        load_settings({"AWS_REGION": "eu-west-1", "IOTNOTIFY_KEEPALIVE_SECONDS": "-1"})
 
 
 def test_keepalive_floor_cannot_be_raised_or_zeroed() -> None:
