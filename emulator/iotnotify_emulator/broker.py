@@ -1059,19 +1059,7 @@ class MqttSession:
             case Subscribe():
                 self._on_subscribe(packet)
             case Unsubscribe():
-                reasons: list[int] = []
-                for topic_filter in packet.topics:
-                    if self.v5 is not None:
-                        self.v5.options.pop(topic_filter, None)
-                    if self.subscriptions.pop(topic_filter, None) is not None:
-                        self.broker.remove_subscription(topic_filter, self)
-                        reasons.append(ReasonCode.SUCCESS)
-                    else:
-                        reasons.append(ReasonCode.NO_SUBSCRIPTION_EXISTED)
-                # MQTT 5 UNSUBACK has a reason code per filter (section 3.11.3).
-                codes = tuple(reasons) if self.v5 is not None else ()
-                self._send(self.encode(Unsuback(packet.packet_id, codes)))
-                self._announce_subscriptions("unsubscribed", list(packet.topics))
+                self._on_unsubscribe(packet)
             case Pingreq():
                 self._send(self.encode(Pingresp()))
             case Puback():
@@ -1387,6 +1375,62 @@ class MqttSession:
         self._send_retained(granted)
         names = [name for (name, _), code in zip(packet.topics, codes, strict=True) if code < 0x80]
         self._announce_subscriptions("subscribed", names)
+
+    def _on_unsubscribe(self, packet: Unsubscribe) -> None:
+        """UNSUBACK, after removing the subscriptions the filters name.
+
+        A filter that is no valid topic filter (MQTT 3.1.1 / 5 section 4.7:
+        empty [MQTT-4.7.3-1], ``#`` not alone in the last level, ``+`` not a
+        whole level; or over AWS IoT's topic limits) is checked as SUBSCRIBE
+        checks it (:class:`TopicFilter`, a well-formed ``$share/``):
+
+        * MQTT 5: reason 0x8F Topic Filter invalid for that filter, the other
+          filters are handled and the connection stays. Section 3.11.3: "The
+          Server sending an UNSUBACK packet MUST use one of the UNSUBACK Reason
+          Code values for each Topic Filter received [MQTT-3.11.3-2]"; 0x11 No
+          subscription existed would say the filter was valid and merely
+          unused. Section 4.13.1 ends the connection for an error "and a Reason
+          Code is given in the specification" [MQTT-4.13.1-1], and section 4.7
+          gives none for a bad filter, so it is not a Malformed Packet; and
+          SUBSCRIBE answers the same filter with SUBACK 0x8F.
+        * MQTT 3.1.1: UNSUBACK has no return codes (section 3.11.3: "The
+          UNSUBACK Packet has no payload"), so nothing can refuse one filter:
+          "Unless stated otherwise, if either the Server or Client encounters a
+          protocol violation, it MUST close the Network Connection"
+          [MQTT-4.8.0-1]. No UNSUBACK, nothing is unsubscribed.
+        """
+        invalid: dict[str, str] = {}
+        for name in packet.topics:
+            try:
+                TopicFilter(name)
+                split_shared(name)
+            except InvalidTopic as exc:
+                invalid[name] = str(exc)
+        if invalid:
+            # One refusal record per packet, however many filters it carries.
+            first = next(iter(invalid.values()))
+            reason = f"UNSUBSCRIBE of {len(invalid)} invalid topic filter(s): {first}"
+            if self.v5 is None:
+                self.protocol_error(reason)
+                return
+            self.broker.refuse(reason, client_id=self.client_id, filters=list(invalid)[:8])
+        reasons: list[int] = []
+        for topic_filter in packet.topics:
+            if topic_filter in invalid:
+                reasons.append(ReasonCode.TOPIC_FILTER_INVALID)
+                continue
+            if self.v5 is not None:
+                self.v5.options.pop(topic_filter, None)
+            if self.subscriptions.pop(topic_filter, None) is not None:
+                self.broker.remove_subscription(topic_filter, self)
+                reasons.append(ReasonCode.SUCCESS)
+            else:
+                reasons.append(ReasonCode.NO_SUBSCRIPTION_EXISTED)
+        # MQTT 5 UNSUBACK has a reason code per filter (section 3.11.3).
+        codes = tuple(reasons) if self.v5 is not None else ()
+        self._send(self.encode(Unsuback(packet.packet_id, codes)))
+        valid = [name for name in packet.topics if name not in invalid]
+        self._announce_subscriptions("unsubscribed", valid)
 
     def _announce_subscriptions(self, event_type: str, topics: list[str]) -> None:
         """``$aws/events/subscriptions/{subscribed|unsubscribed}/{clientId}``.

@@ -330,6 +330,29 @@ async def test_unsuback_has_a_reason_per_filter(world: Harness) -> None:
     )
 
 
+async def test_unsubscribe_of_an_invalid_filter_gets_0x8f_for_that_filter(world: Harness) -> None:
+    """MQTT 5 section 3.11.3: a reason code per filter [MQTT-3.11.3-2]; a filter
+    that breaks section 4.7 gets 0x8F Topic Filter invalid, not 0x11."""
+    watcher = await world.connect(world.store.issue([ALLOW_ALL]), "watcher", **V5)
+    await watcher.subscribe("$aws/events/subscriptions/unsubscribed/c")
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c", **V5)
+    await client.subscribe("a/1")
+    # When one UNSUBSCRIBE names '#' not last, '+' not a whole level, an empty
+    # filter, a shared filter without a share name, a subscribed and an unknown filter
+    await client.send(Unsubscribe(5, ("a/#/b", "a+", "", "$share//a", "a/1", "never")))
+    invalid = ReasonCode.TOPIC_FILTER_INVALID
+    assert await client.receive() == Unsuback(
+        5,
+        (invalid,) * 4 + (ReasonCode.SUCCESS, ReasonCode.NO_SUBSCRIPTION_EXISTED),
+        Properties(),
+    )
+    # And the connection stays; the lifecycle event names the valid filters only
+    await _still_connected(client)
+    event = json.loads((await watcher.next_publish()).payload)
+    assert event["topics"] == ["a/1", "never"]
+    assert world.emulator.stats()["subscriptions_current"] == 1  # the watcher's
+
+
 async def test_payload_marked_utf8_that_is_not_gets_puback_0x99(world: Harness) -> None:
     client = await world.connect(world.store.issue([ALLOW_ALL]), "c", **V5)
     puback = await client.publish(

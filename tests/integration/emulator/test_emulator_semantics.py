@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from iotnotify_emulator.mqtt import Pingresp, Publish, Subscribe, Unsubscribe
 from iotnotify_emulator.mqtt5 import ReasonCode
 from iotnotify_emulator.testing import ALLOW_ALL, Harness
@@ -187,3 +189,21 @@ async def test_an_mqtt311_qos0_publish_with_dup_closes_the_connection(world: Har
     assert disconnected.topic == "$aws/events/presence/disconnected/c"
     assert json.loads(disconnected.payload)["disconnectReason"] == "CLIENT_ERROR"
     await watcher.disconnect()
+
+
+@pytest.mark.parametrize("invalid", ["a/#/b", "a+", ""])
+async def test_an_mqtt311_unsubscribe_of_an_invalid_filter_closes_the_connection(
+    world: Harness, invalid: str
+) -> None:
+    """MQTT 3.1.1 UNSUBACK has no return codes (section 3.11.3), so a filter that
+    breaks section 4.7 is a protocol violation that closes the Network
+    Connection [MQTT-4.8.0-1]."""
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c")
+    await client.subscribe("a/1")
+    # When an UNSUBSCRIBE names a valid filter and an invalid one
+    await client.send(Unsubscribe(packet_id=7, topics=("a/1", invalid)))
+    # Then no UNSUBACK: the connection is closed as a client error
+    assert await client.wait_closed() == []
+    stats = world.emulator.stats()
+    assert stats["disconnects_by_reason"] == {"CLIENT_ERROR": 1}
+    assert stats["protocol_errors"] == 1
