@@ -30,6 +30,94 @@ _COST_SHORT = {
 }
 
 
+# The highest message a notification can be (AWS IoT Core's 128 KB payload
+# limit, iotnotify.contract.MAX_PAYLOAD_BYTES; not imported: this module is
+# loaded for `--help` too and the number is fixed by AWS).
+_MAX_MESSAGE_BYTES = 128 * 1024
+# POST /notify takes at most this many recipients per request
+# (iotnotify_handlers.notify_requests.MAX_RECIPIENTS; the SDK imports no handler).
+_MAX_RECIPIENTS_PER_REQUEST = 1000
+_SECONDS_PER_DAY = 86_400
+
+
+class _Finite(click.FloatRange):
+    """A :class:`click.FloatRange` that also refuses ``nan`` (NaN fails every
+    comparison, so the range alone let it through to the arithmetic)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if number != number:  # NaN, the one float unequal to itself
+            self.fail(f"{value!r} is not a number.", param, ctx)
+        return number
+
+
+def _share(what: str) -> tuple[click.ParamType[Any] | None, str]:
+    return _Finite(0, 1), f"Share of {what} (0..1)."
+
+
+# Every field of cost.Load: the range `iotnotify cost` accepts (sane bounds:
+# AWS's own limits where there is one; click's --help prints the range) and
+# the help text with its unit; None: the type is set in _cost_options.
+_COST_OPTIONS: dict[str, tuple[click.ParamType[Any] | None, str]] = {
+    "users": (click.IntRange(0, 1_000_000_000), "Users who subscribe (people)."),
+    "notifications_per_user_per_day": (
+        _Finite(0, _SECONDS_PER_DAY),
+        "Notifications each user receives per day (at most one a second).",
+    ),
+    "connected_hours_per_day": (
+        _Finite(0, 24),
+        "Hours per day each user's client is connected.",
+    ),
+    "message_bytes": (
+        click.IntRange(1, _MAX_MESSAGE_BYTES),
+        "Bytes per notification (AWS IoT's limit is 128 KB; metered in 5 KB units).",
+    ),
+    "connects_per_user_per_day": (
+        _Finite(0, _SECONDS_PER_DAY),
+        "(Re)connects per user per day (AWS IoT allows one a second per client id); each "
+        "is GET /token, GET /notifications, CONNECT and the SUBSCRIBEs.",
+    ),
+    "topics_per_connection": (
+        click.IntRange(1, 50),
+        "Topics each connection subscribes to (AWS IoT allows 50 per connection).",
+    ),
+    "monthly_active_fraction": _share("users who sign in or refresh a token in the month"),
+    "cognito_plan": (None, "Cognito feature plan (priced per monthly active user)."),
+    "inbox_fraction": _share("notifications kept in the inbox (not ephemeral)"),
+    "inbox_ttl_days": (
+        _Finite(0, 365),
+        "Days a notification stays in the inbox (DynamoDB TTL).",
+    ),
+    "api_notify_fraction": _share("notifications sent through POST /notify, not the publisher"),
+    "recipients_per_notify_request": (
+        click.IntRange(1, _MAX_RECIPIENTS_PER_REQUEST),
+        "Users per POST /notify request (the API takes at most 1000).",
+    ),
+    "lambda_memory_mb": (
+        click.IntRange(128, 10_240),
+        "Memory per Lambda function in MB (Lambda's range).",
+    ),
+    "lambda_ms_per_request": (
+        _Finite(1, 900_000),
+        "Milliseconds each Lambda invocation runs (Lambda stops one at 15 min).",
+    ),
+    "log_bytes_per_request": (
+        click.IntRange(0, 1_000_000),
+        "Bytes of CloudWatch Logs per request (Lambda's lines and an access-log line).",
+    ),
+    "log_retention_days": (
+        click.IntRange(1, 3653),
+        "Days CloudWatch Logs keeps them (3653: its longest fixed retention).",
+    ),
+    "xray_sampled_fraction": _share("requests traced by X-Ray beyond the first each second"),
+    "days": (click.IntRange(1, 31), "Days in the billed month."),
+    "skip_offline": (
+        click.BOOL,
+        "Price Publisher(skip_offline=True): no live publish to users who are away.",
+    ),
+}
+
+
 def _cost_options(func: Any) -> Any:
     from dataclasses import MISSING, fields
 
@@ -42,17 +130,20 @@ def _cost_options(func: Any) -> Any:
             default = 1000
         elif spec.name == "notifications_per_user_per_day":
             default = 10.0
+        # A KeyError here is a new Load field without a range and help text:
+        # add it to _COST_OPTIONS (tests/unit/test_cost.py checks every one).
+        kind: Any
+        kind, text = _COST_OPTIONS[spec.name]
         if isinstance(default, bool):
             flag = f"{name}/--no-{name[2:]}"
-            func = click.option(flag, spec.name, default=default, show_default=True)(func)
+            option = click.option(flag, spec.name, default=default, show_default=True, help=text)
+            func = option(func)
             continue
         if spec.name == "cognito_plan":
-            kind: Any = click.Choice(COGNITO_PLANS)
-        elif isinstance(default, int) and not isinstance(default, bool):
-            kind = click.IntRange(min=0)
-        else:
-            kind = click.FloatRange(min=0)
-        func = click.option(name, spec.name, type=kind, default=default, show_default=True)(func)
+            kind = click.Choice(COGNITO_PLANS)
+        func = click.option(
+            name, spec.name, type=kind, default=default, show_default=True, help=text
+        )(func)
     return func
 
 

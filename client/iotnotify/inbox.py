@@ -219,7 +219,8 @@ class Inbox:
         at most ``max_bytes`` bytes of envelopes (UTF-8 JSON), but always at
         least one notification when there is one (an envelope is at most
         128 KB). ``next_since`` is set whenever more may follow, whichever
-        cap ended the page. Raises ``PublishError`` if DynamoDB fails and
+        cap ended the page. The read is strongly consistent: it sees every
+        write that completed before it. Raises ``PublishError`` if DynamoDB fails and
         ``InvalidEnvelope`` for a corrupt item.
         """
         validate_user_id(user_id)
@@ -233,6 +234,13 @@ class Inbox:
             "FilterExpression": Attr("expiresAt").gt(int(self._clock())),
             "ScanIndexForward": True,
             "Limit": limit,
+            # Strongly consistent: a catch-up starts right after the client
+            # subscribed, and a notification written a moment before (whose
+            # live copy it missed) must be in it. An eventually consistent
+            # Query "may not reflect the results of a recently completed
+            # write" (DynamoDB developer guide, "Read consistency"); the
+            # price is twice the read units of one page per (re)connect.
+            "ConsistentRead": True,
         }
         found: list[Notification] = []
         used = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import fields, replace
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -179,7 +180,7 @@ def test_lambda_memory_outside_lambdas_range_is_refused(megabytes: int) -> None:
 def test_cli_refuses_a_non_finite_assumption_instead_of_printing_nan(text: str) -> None:
     result = CliRunner().invoke(cli, ["cost", "--json", "--per-day", text])
     assert result.exit_code == 2, result.output
-    assert "notifications_per_user_per_day" in result.output
+    assert "--per-day" in result.output
     assert "NaN" not in result.output
 
 
@@ -242,10 +243,11 @@ def test_a_load_whose_figures_overflow_is_refused_not_priced_nan() -> None:
 
 
 def test_cost_command_refuses_an_overflowing_load_instead_of_printing_nan() -> None:
+    # (--per-day's range stops it before the estimate would overflow.)
     for extra in ([], ["--json"]):
         result = CliRunner().invoke(cli, ["cost", "--per-day", "1e308", *extra])
         assert result.exit_code == 2, result.output
-        assert "too large to estimate" in result.output
+        assert "--per-day" in result.output
         assert "nan" not in result.output.lower()
         assert "Infinity" not in result.output
 
@@ -260,3 +262,56 @@ def test_cost_json_carries_the_price_table_and_sources_the_text_prints() -> None
     ]
     assert set(answer["prices"]["cognito_mau"]) == set(COGNITO_PLANS)
     assert set(answer["prices"]) == {spec.name for spec in fields(PRICES)}
+
+
+def test_cost_help_gives_every_number_a_bounded_range_and_a_unit() -> None:
+    # `iotnotify cost --help` showed bare "x>=0" ranges and no help text:
+    # fractions above 1, 25 connected hours or a 1 GB message were accepted.
+    from iotnotify.cli_cost import cost
+
+    options = [p for p in cost.params if isinstance(p, click.Option) and p.name != "help"]
+    assert {o.name for o in options} >= {f.name for f in fields(Load)}
+    for option in options:
+        assert option.help, f"{option.opts[0]} has no help text"
+        if isinstance(option.type, (click.IntRange, click.FloatRange)):
+            assert option.type.min is not None, option.opts
+            assert option.type.max is not None, option.opts
+    text = CliRunner().invoke(cli, ["cost", "--help"]).output
+    assert "0<=x<=24" in text
+    assert "Hours per day" in text
+    assert "1<=x<=131072" in text
+    assert "Bytes per notification" in text
+    assert "x>=0" not in text
+
+
+def test_cost_ranges_follow_the_limits_they_name() -> None:
+    from iotnotify.cli_cost import _COST_OPTIONS
+    from iotnotify.contract import MAX_PAYLOAD_BYTES
+    from iotnotify_handlers.notify_requests import MAX_RECIPIENTS
+
+    message_bytes = _COST_OPTIONS["message_bytes"][0]
+    recipients = _COST_OPTIONS["recipients_per_notify_request"][0]
+    assert isinstance(message_bytes, click.IntRange)
+    assert message_bytes.max == MAX_PAYLOAD_BYTES
+    assert isinstance(recipients, click.IntRange)
+    assert recipients.max == MAX_RECIPIENTS
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--connected-hours", "25"),
+        ("--monthly-active-fraction", "1.5"),
+        ("--inbox-fraction", "-0.1"),
+        ("--message-bytes", str(128 * 1024 + 1)),
+        ("--topics-per-connection", "51"),
+        ("--recipients-per-notify-request", "1001"),
+        ("--lambda-memory-mb", "64"),
+        ("--days", "32"),
+        ("--per-day", "nan"),
+    ],
+)
+def test_cost_refuses_an_out_of_range_option_naming_it(option: str, value: str) -> None:
+    result = CliRunner().invoke(cli, ["cost", "--json", option, value])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output
