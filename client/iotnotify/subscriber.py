@@ -57,6 +57,7 @@ import logging
 import math
 import os
 import queue
+import random
 import secrets
 import socket
 import ssl
@@ -127,6 +128,15 @@ DEFAULT_KEEPALIVE: Final = DEFAULT_KEEPALIVE_SECONDS
 # AWS closes WebSocket connections after 24 h; leave well before that so the
 # reconnect happens on our schedule (with catch-up) rather than as a drop.
 DEFAULT_MAX_CONNECTION_AGE: Final = 23.5 * 3600
+# Each connection is replaced at a random age in the last 5 % before the
+# maximum (22.3-23.5 h by default), not at the maximum itself: clients that
+# connected together (after an outage of the endpoint, a deploy, a laptop
+# fleet waking at 9:00) would otherwise all reconnect together again every
+# 23.5 h, forever, and each reconnect is a GET /token (Lambda, STS
+# AssumeRole) plus a CONNECT, all under per-second quotas. Jitter spreads
+# such a wave; it is the planned-reconnect form of the full-jitter backoff
+# (apache/pulsar-client-go issue 556, coder/coder pull request 24096).
+_PLANNED_AGE_JITTER: Final = 0.05
 # ``since=SINCE_NOW``: start after the newest notification sent before the
 # first connect, by the *server's* clock (the token response's Date header).
 SINCE_NOW: Final = "now"
@@ -276,6 +286,9 @@ class SubscriberStats:
     delivered: int = 0
     catch_up_fetched: int = 0
     dead_server_detections: int = 0
+    # Seconds after its connect at which the newest connection is replaced
+    # (``max_connection_age`` less a random part of its last 5 %).
+    planned_age: float = 0.0
 
 
 # How far ahead of the server's clock an id may be made and still become the
@@ -552,7 +565,11 @@ class Subscriber:
     :class:`~iotnotify.errors.InvalidArgument` here;
     ``keepalive_floor`` is for tests only (see :func:`clamp_keepalive`).
     ``device_id`` is the client id's suffix (:func:`device_suffix` when not
-    given). Raises :class:`~iotnotify.errors.InvalidClientId` for a
+    given). ``max_connection_age`` (seconds, default 23.5 h, below AWS
+    IoT's 24 h WebSocket limit) is when a connection is replaced by a fresh
+    one, at a random age within its last 5 %, so that clients which
+    connected together do not all reconnect together again.
+    Raises :class:`~iotnotify.errors.InvalidClientId` for a
     ``device_id`` and :class:`~iotnotify.errors.InvalidEnvelope` for a
     ``since`` that no client id or notification id can be, here rather than
     at the first connect, and ``ValueError`` for a ``connect_timeout`` or
@@ -613,6 +630,7 @@ class Subscriber:
         self._ca_file = ca_file
         self._connect_timeout = connect_timeout
         self._max_age = max_connection_age
+        self._rand = random.Random().random  # noqa: S311 - spreading load, not secrecy
         self._backoff = backoff or Backoff()
         self._refused: list[str] = []
         self._nothing_granted = False
@@ -942,7 +960,9 @@ class Subscriber:
         suback_by = 0.0
         subscribe_sent = False
         catch_up_started = False
-        planned_at = conn.started + self._max_age
+        planned_age = self._max_age * (1.0 - _PLANNED_AGE_JITTER * self._rand())
+        self.stats.planned_age = planned_age
+        planned_at = conn.started + planned_age
         while True:
             if self._stopping.is_set():
                 return

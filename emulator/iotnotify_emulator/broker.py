@@ -102,6 +102,8 @@ log = logging.getLogger("iotnotify_emulator")
 # Lifecycle topics (AWS IoT developer guide, "Lifecycle events").
 _CONNECTED_TOPIC: Final = "$aws/events/presence/connected/{}"
 _DISCONNECTED_TOPIC: Final = "$aws/events/presence/disconnected/{}"
+# Same page, "Connect attempt failure event".
+_CONNECT_FAILED_TOPIC: Final = "$aws/events/presence/connect_failed/{}"
 # Subscribe/Unsubscribe events (AWS IoT developer guide, "Lifecycle events").
 _SUBSCRIPTION_TOPIC: Final = "$aws/events/subscriptions/{}/{}"
 _RECEIVE_CACHE_SIZE: Final = 1024
@@ -1171,6 +1173,7 @@ class MqttSession:
             connect_attributes=self._connect_attributes(packet),
         )
         if not decision.allowed:
+            self._announce_connect_failed()
             await self._refuse_connect(ConnackCode.NOT_AUTHORIZED, decision.reason)
             return
         if packet.will is not None and not await self._will_allowed(packet):
@@ -1214,6 +1217,36 @@ class MqttSession:
                 "principalIdentifier": self.credential.principal_id,
                 "ipAddress": self.remote,
                 "versionNumber": self.version,
+            },
+        )
+
+    def _announce_connect_failed(self) -> None:
+        """``$aws/events/presence/connect_failed/{clientId}`` for a CONNECT IAM refused.
+
+        AWS IoT developer guide, "Lifecycle events" -> "Connect attempt failure
+        event" (life-cycle-events.html#connect-authfailure-event): published
+        "when a client is not authorized to connect or when a last will and
+        testament is configured and the client is not authorized to publish to
+        that last will topic", with clientId, timestamp, eventType
+        (``connect_failed``), connectFailureReason (the only documented value:
+        ``AUTHORIZATION_FAILED``), principalIdentifier, sessionIdentifier and
+        ipAddress (thingName only for the exclusive-thing feature, which the
+        emulator has not). Other refused CONNECTs (bad client id, protocol
+        level, the 1/s throttle) have no documented event and get none. It goes
+        out through :meth:`Broker.publish_event` like the other lifecycle
+        events: iot:Receive is checked per subscriber, rules see it, and a
+        client id that is no valid topic level has none.
+        """
+        self.broker.publish_event(
+            _CONNECT_FAILED_TOPIC.format(self.client_id),
+            {
+                "clientId": self.client_id,
+                "timestamp": int(time.time() * 1000),
+                "eventType": "connect_failed",
+                "connectFailureReason": "AUTHORIZATION_FAILED",
+                "principalIdentifier": self.credential.principal_id,
+                "sessionIdentifier": self.session_identifier,
+                "ipAddress": self.remote,
             },
         )
 
@@ -1274,6 +1307,7 @@ class MqttSession:
                 source_ip=self.remote,
             )
             if not decision.allowed:
+                self._announce_connect_failed()
                 await self._refuse_connect(ConnackCode.NOT_AUTHORIZED, decision.reason)
                 return False
         # Will Delay Interval is a will property, not a PUBLISH one.

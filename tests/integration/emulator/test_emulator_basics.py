@@ -8,7 +8,8 @@ import json
 import aiohttp
 import pytest
 
-from iotnotify_emulator.mqtt import Publish, encode
+from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
+from iotnotify_emulator.mqtt import Connect, Publish, Will, encode
 from iotnotify_emulator.testing import ALLOW_ALL, ConnectionRefused, Harness, RawMqttClient
 
 
@@ -98,6 +99,111 @@ async def test_lifecycle_events(world: Harness) -> None:
     assert gone["sessionIdentifier"] == event["sessionIdentifier"]
     assert gone["versionNumber"] == event["versionNumber"]
     await watcher.disconnect()
+
+
+# AWS IoT developer guide, "Lifecycle events" -> "Connect attempt failure event".
+CONNECT_FAILED_FIELDS = {
+    "clientId",
+    "timestamp",
+    "eventType",
+    "connectFailureReason",
+    "principalIdentifier",
+    "sessionIdentifier",
+    "ipAddress",
+}
+
+
+@pytest.mark.parametrize("protocol_level", [4, 5])
+async def test_an_unauthorised_connect_publishes_connect_failed(
+    world: Harness, protocol_level: int
+) -> None:
+    watcher = await world.connect(world.store.issue([ALLOW_ALL]), "watcher")
+    await watcher.subscribe("$aws/events/presence/connect_failed/+")
+    # When bob's credentials try to connect as one of alice's client ids
+    with pytest.raises(ConnectionRefused):
+        await world.connect(world.subscriber("bob"), "alice.1", protocol_level=protocol_level)
+    # Then the documented event is published, with exactly the documented fields
+    message = await watcher.next_publish()
+    assert message.topic == "$aws/events/presence/connect_failed/alice.1"
+    event = json.loads(message.payload)
+    assert event.keys() == CONNECT_FAILED_FIELDS
+    assert event["clientId"] == "alice.1"
+    assert event["eventType"] == "connect_failed"
+    assert event["connectFailureReason"] == "AUTHORIZATION_FAILED"
+    assert event["principalIdentifier"] == "AROATEST:bob"
+    assert event["ipAddress"] == "127.0.0.1"
+    assert isinstance(event["timestamp"], int)
+    await watcher.disconnect()
+
+
+async def test_a_will_the_client_may_not_publish_publishes_connect_failed(world: Harness) -> None:
+    watcher = await world.connect(world.store.issue([ALLOW_ALL]), "watcher")
+    await watcher.subscribe("$aws/events/presence/connect_failed/+")
+    # When bob connects with his own client id but a will on alice's topic
+    will = Will(topic=world.topic_of("alice"), payload=b"gone")
+    with pytest.raises(ConnectionRefused):
+        await world.connect(world.subscriber("bob"), "bob.1", will=will)
+    # Then the connect attempt failure event names bob.1
+    message = await watcher.next_publish()
+    assert message.topic == "$aws/events/presence/connect_failed/bob.1"
+    event = json.loads(message.payload)
+    assert (event["clientId"], event["connectFailureReason"]) == ("bob.1", "AUTHORIZATION_FAILED")
+    await watcher.disconnect()
+
+
+async def test_refusals_without_a_documented_event_publish_no_connect_failed() -> None:
+    store = InMemoryCredentialStore()
+    config = EmulatorConfig(wss_port=None, connect_rate_per_client_id=1.0)
+    async with start_emulator(config, credentials=store) as emulator:
+        world = Harness(emulator=emulator, store=store)
+        watcher = await world.connect(store.issue([ALLOW_ALL]), "watcher")
+        await watcher.subscribe("$aws/events/presence/connect_failed/+")
+        device = await world.connect(store.issue([ALLOW_ALL]), "device")
+        # When a CONNECT is throttled (second one for "device" within the second)
+        again = await RawMqttClient.open(world.url(store.issue([ALLOW_ALL])))
+        await again.send(Connect(client_id="device"))
+        assert await again.wait_closed() == []
+        # and one is refused for its client id
+        with pytest.raises(ConnectionRefused):
+            await world.connect(store.issue([ALLOW_ALL]), "$bad")
+        # and then one is refused by IAM
+        with pytest.raises(ConnectionRefused):
+            await world.connect(world.subscriber("bob"), "alice.1")
+        # Then the only connect_failed event is the IAM refusal's
+        message = await watcher.next_publish()
+        assert message.topic == "$aws/events/presence/connect_failed/alice.1"
+        assert emulator.stats()["connects_throttled"] == 1
+        await device.disconnect()
+        await watcher.disconnect()
+        await world.aclose()
+
+
+async def test_connect_failed_events_need_iot_receive(world: Harness) -> None:
+    # Given a watcher that may subscribe to every presence event but receive
+    # only the connected ones
+    arn = world.emulator.broker.arn
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["iot:Connect", "iot:Subscribe"], "Resource": "*"},
+            {
+                "Effect": "Allow",
+                "Action": "iot:Receive",
+                "Resource": arn("topic", "$aws/events/presence/connected/*"),
+            },
+        ],
+    }
+    watcher = await world.connect(world.store.issue([policy]), "watcher")
+    await watcher.subscribe("$aws/events/presence/+/+")
+    # When a CONNECT is refused, then alice connects
+    with pytest.raises(ConnectionRefused):
+        await world.connect(world.subscriber("bob"), "alice.1")
+    alice = await world.connect(world.subscriber("alice"), "alice.2")
+    # Then the watcher sees alice's connected event only
+    message = await watcher.next_publish()
+    assert message.topic == "$aws/events/presence/connected/alice.2"
+    assert world.emulator.stats()["denials_by_action"]["iot:Receive"] >= 1
+    await asyncio.gather(alice.disconnect(), watcher.disconnect())
 
 
 async def test_retained_message_is_delivered_on_subscribe(world: Harness) -> None:
