@@ -7,16 +7,22 @@ ones that need the emulator or ``iotnotify local`` are in
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import socket
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
+import pytest
 from botocore.stub import Stubber
 
+from iotnotify.api_client import ConnectionToken
+from iotnotify.backoff import Backoff
 from iotnotify.contract import Notification, new_notification_id
 from iotnotify.inbox import Inbox
 from iotnotify.subscriber import ConnectionState, Subscriber
-from tests.unit.sdk.fakes import Collector, FakeService
+from tests.unit.sdk.fakes import OWN_TOPIC, USER, Collector, FakeService
 
 
 def test_the_catch_up_read_sees_every_notification_already_written_to_the_inbox() -> None:
@@ -102,3 +108,97 @@ def test_clients_that_connected_together_do_not_plan_to_reconnect_together(
     ages = [sub.stats.planned_age for sub in subs]
     assert all(max_age * 0.95 <= age <= max_age for age in ages), ages
     assert len(set(ages)) == len(ages), ages
+
+
+class SilentServer:
+    """Accepts TCP connections on 127.0.0.1 and never answers: a proxy whose
+    backend is gone, a load balancer in front of a hung broker."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._cond:
+                self.accepted.append(conn)
+                self._cond.notify_all()
+
+    def wait_accepted(self, count: int, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.accepted) >= count, timeout)
+
+    def close(self) -> None:
+        self._listener.close()
+        with self._cond:
+            for conn in self.accepted:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+class TokensFor:
+    """A TokenProvider whose presigned URL points at ``port``; keepalive 1200 s."""
+
+    def __init__(self, port: int) -> None:
+        self.url = f"ws://127.0.0.1:{port}/mqtt?X-Amz-Signature=x"
+
+    def token(self) -> ConnectionToken:
+        return ConnectionToken(
+            url=self.url, client_id_prefix=f"{USER}.", topics=(OWN_TOPIC,), keepalive=1200
+        )
+
+
+def test_a_websocket_upgrade_nobody_answers_times_out_and_is_retried(
+    silent_server: SilentServer, collector: Collector
+) -> None:
+    """Replays eclipse-paho/paho.mqtt.python#890 (``connect_timeout`` ignored by
+    the WebSocket handshake: paho up to 2.1 waited ``keepalive`` seconds for
+    the upgrade's answer, fixed by its pull request 939) and
+    Cisien/meshcoretomqtt#42 (a reverse proxy that lost its backend accepts
+    the TCP connection but never answers the upgrade; ``connect()`` hangs).
+
+    With IoT's longest keepalive (1200 s) that was a subscriber stuck for 20
+    minutes per attempt, deaf to ``stop()``. The upgrade must give up after
+    ``connect_timeout`` and the next attempt follow with backoff.
+    """
+    # Given an endpoint that accepts connections and never answers, and a
+    # token asking for a 1200 s keepalive
+    sub = Subscriber(
+        tokens=TokensFor(silent_server.port),
+        catch_up=False,
+        on_state=collector.on_state,
+        connect_timeout=0.5,
+        backoff=Backoff(initial=0.01, cap=0.05),
+        device_id="silent",
+    ).start()
+    try:
+        # Then every attempt gives up and the next one follows
+        assert silent_server.wait_accepted(3, timeout=60)
+        collector.wait_for(
+            lambda: (
+                sum(1 for _, c in collector.states if c.state is ConnectionState.DISCONNECTED) >= 2
+            )
+        )
+        errors = [c.error for _, c in collector.states if c.error is not None]
+        assert all("cannot connect to 127.0.0.1" in str(e) for e in errors), errors
+        assert sub.state is not ConnectionState.STOPPED
+    finally:
+        sub.stop()
+    assert sub.wait_stopped(15)
