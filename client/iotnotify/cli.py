@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import click
 
+from iotnotify.cli_output import FilePath
 from iotnotify.errors import IotNotifyError
 
 __all__ = ["cli", "main"]
@@ -104,7 +105,7 @@ def cli() -> None:
 )
 @click.option(
     "--state-file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FilePath(),
     default=None,
     help="Where to write the state file [default: .iotnotify/local.json].",
 )
@@ -245,7 +246,7 @@ def _utf8(value: str) -> str:
 @click.option("--ephemeral", is_flag=True, help="Do not keep it in the inbox.")
 @click.option(
     "--state-file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FilePath(),
     default=None,
     help="Local stack to send through [default: .iotnotify/local.json].",
 )

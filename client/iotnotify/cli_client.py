@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from iotnotify.cli_output import log_to_stderr, sdk_log_lines, warn
+from iotnotify.cli_output import FilePath, log_to_stderr, sdk_log_lines, warn
 from iotnotify.contract import Notification
 from iotnotify.errors import IotNotifyError
 
@@ -112,7 +112,7 @@ def _target_options(func: Any) -> Any:
         ),
         click.option(
             "--state-file",
-            type=click.Path(dir_okay=False, path_type=Path),
+            type=FilePath(),
             default=None,
             help="Local stack state file [default: .iotnotify/local.json].",
         ),
@@ -345,7 +345,7 @@ def listen(
 @click.option(
     "--settings",
     "settings_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FilePath(),
     default=None,
     help="Settings file [default: the platform's config directory].",
 )

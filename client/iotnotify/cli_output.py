@@ -10,12 +10,15 @@ subscriber), which :func:`log_to_stderr` routes to stderr in the same form.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import click
 
-__all__ = ["PREFIX", "log_to_stderr", "sdk_log_lines", "warn"]
+__all__ = ["PREFIX", "FilePath", "log_to_stderr", "sdk_log_lines", "warn"]
 
 PREFIX = "iotnotify:"
 
@@ -67,3 +70,24 @@ def sdk_log_lines(level: int = logging.WARNING) -> Iterator[None]:
         yield
     finally:
         undo()
+
+
+class FilePath(click.Path):
+    """A ``--state-file``/``--settings`` path: a regular file, or none yet.
+
+    A FIFO or a device (``/dev/stdin``) is a usage error naming what it is,
+    found by a stat before anything opens it: reading one blocked the command
+    for ever. Values are :class:`pathlib.Path`; directories are refused too.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = super().convert(value, param, ctx)
+        from iotnotify.state_file import not_a_regular_file
+
+        kind = not_a_regular_file(Path(os.fsdecode(path)))
+        if kind is not None:
+            self.fail(f"{click.format_filename(path)} is {kind}, not a regular file.", param, ctx)
+        return path

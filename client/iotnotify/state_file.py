@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +27,14 @@ from urllib.parse import urlsplit
 
 from iotnotify.errors import IotNotifyError
 
-__all__ = ["DEFAULT_STATE_FILE", "LocalState", "StackNotRunning", "StateFileError"]
+__all__ = [
+    "DEFAULT_STATE_FILE",
+    "LocalState",
+    "StackNotRunning",
+    "StateFileError",
+    "not_a_regular_file",
+    "read_regular_file",
+]
 
 DEFAULT_STATE_FILE: Final = Path(".iotnotify") / "local.json"
 # A local API that is up accepts a TCP connection at once; this only bounds
@@ -67,6 +75,56 @@ def _accepts_connections(url: str) -> bool:
             return True
     except OSError:
         return False
+
+
+_FILE_KINDS: Final = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+def not_a_regular_file(path: Path) -> str | None:
+    """What ``path`` is when it exists and is no regular file (``"a FIFO (named
+    pipe)"``, ``"a character device"``, ...; symlinks followed, so
+    ``/dev/stdin`` is what it points at); None for a regular file or no file.
+
+    Reading a FIFO (or a terminal, e.g. ``/dev/stdin``) blocks until someone
+    writes to it, so a command given one as a file hung for ever; this is
+    the check to run before opening it (it only stats the path).
+    """
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return None if stat.S_ISREG(mode) else _kind(mode)
+
+
+def read_regular_file(path: Path, *, what: str = "file") -> str:
+    """The UTF-8 text of ``path``, which must be a regular file.
+
+    Raises :class:`StateFileError` (one line: ``{what} {path} is a FIFO ...,
+    not a regular file``) for a FIFO, device, socket or directory, without
+    blocking: the path is checked before it is opened, and opened with
+    ``O_NONBLOCK`` and checked again (``fstat``), in case it was swapped in
+    between. Raises ``FileNotFoundError``, other ``OSError`` and
+    ``UnicodeDecodeError`` as reading a file does.
+    """
+    kind = not_a_regular_file(path)
+    if kind is None:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as handle:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISREG(mode):
+                return handle.read().decode("utf-8")
+            kind = _kind(mode)
+    raise StateFileError(f"{what} {path} is {kind}, not a regular file")
 
 
 def _is_str(value: Any) -> bool:
@@ -171,12 +229,13 @@ class LocalState:
     def read(cls, path: Path = DEFAULT_STATE_FILE, *, check_running: bool = True) -> LocalState:
         """Parse ``path``; with ``check_running``, also :meth:`ensure_running`.
 
-        Raises :class:`StateFileError` (missing, unreadable, not a JSON
-        object, incomplete, a field of the wrong type) or
-        :class:`StackNotRunning` (stale).
+        Raises :class:`StateFileError` (missing, unreadable, no regular file
+        (a FIFO or ``/dev/stdin`` is refused before it is read, instead of
+        blocking), not a JSON object, incomplete, a field of the wrong type)
+        or :class:`StackNotRunning` (stale).
         """
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = json.loads(read_regular_file(path, what="state file"))
         except FileNotFoundError as exc:
             raise StateFileError(
                 f"no state file at {path}: start the local stack with `iotnotify local` first"

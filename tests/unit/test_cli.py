@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -627,3 +628,44 @@ def test_destroy_without_a_terminal_asks_for_yes_before_running_cdk(
     confirmed = CliRunner().invoke(cli, ["destroy", "--stage", "dev", "--yes"], input="")
     assert confirmed.exit_code == 0, confirmed.output
     assert "--force" in ran[0]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["listen", "--user", "alice", "--state-file"],
+        ["send", "--user", "alice", "--title", "t", "--state-file"],
+        ["rooms", "--user", "alice", "--state-file"],
+        ["local", "--port", "0", "--state-file"],
+        ["tray", "--no-keyring", "--settings"],
+    ],
+    ids=lambda command: command[0],
+)
+@pytest.mark.parametrize("kind", ["fifo", "stdin"])
+def test_a_fifo_or_dev_stdin_as_a_file_option_is_refused_at_once(
+    tmp_path: Path, command: list[str], kind: str
+) -> None:
+    # `--state-file some.fifo` (or /dev/stdin) blocked for ever reading it.
+    if kind == "fifo":
+        path = tmp_path / "local.json"
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/stdin")  # a pipe below: nobody writes to it
+    iotnotify = Path(sys.executable).with_name("iotnotify")
+    with subprocess.Popen(
+        [str(iotnotify), *command, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,  # `local`, if it started, would write under here
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=60)  # a hang guard, not a speed check
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            pytest.fail(f"iotnotify {command[0]} blocked on {path}")
+    assert proc.returncode == 2, (out, err)
+    assert f"{path} is a FIFO (named pipe), not a regular file" in err
+    assert "Traceback" not in err

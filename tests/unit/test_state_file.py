@@ -143,3 +143,42 @@ def test_state_file_errors_are_sdk_errors(tmp_path: Path) -> None:
     with pytest.raises(IotNotifyError, match="no state file"):
         LocalState.read(tmp_path / "none.json")
     assert issubclass(StackNotRunning, IotNotifyError)
+
+
+def _read_in_a_thread(path: Path) -> BaseException | None:
+    """LocalState.read(path) in a thread; what it raised. A read that blocks
+    (as it did on a FIFO) is released by opening the FIFO for writing, so the
+    test fails instead of hanging."""
+    import threading
+
+    raised: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            LocalState.read(path, check_running=False)
+        except BaseException as exc:  # handed to the test
+            raised.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(10)  # a hang guard, not a speed check
+    if reader.is_alive():
+        os.close(os.open(path, os.O_WRONLY))  # unblock the reader, then fail
+        reader.join(10)
+        pytest.fail(f"LocalState.read blocked on {path}")
+    return raised[0] if raised else None
+
+
+def test_a_fifo_as_state_file_is_refused_without_blocking(tmp_path: Path) -> None:
+    # Given a FIFO where the state file should be (nobody writes to it)
+    fifo = tmp_path / "local.json"
+    os.mkfifo(fifo)
+    # When it is read, Then one clear StateFileError says what it is
+    raised = _read_in_a_thread(fifo)
+    assert isinstance(raised, StateFileError), raised
+    assert str(raised) == f"state file {fifo} is a FIFO (named pipe), not a regular file"
+
+
+def test_a_directory_as_state_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(StateFileError, match="is a directory, not a regular file"):
+        LocalState.read(tmp_path, check_running=False)

@@ -55,13 +55,17 @@ class TraySettings:
     @classmethod
     def load(cls, path: Path | None = None) -> TraySettings:
         path = path or default_settings_path()
+        from iotnotify.state_file import StateFileError, read_regular_file
+
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            # Never blocks: a FIFO or device at the path is refused unread.
+            raw = json.loads(read_regular_file(path, what="settings file"))
         except FileNotFoundError:
             return cls()
-        except (OSError, ValueError, RecursionError):
-            # Not JSON, not UTF-8 or nested past the parser's recursion limit:
-            # a broken file means "not configured", not a crash at login.
+        except (OSError, ValueError, RecursionError, StateFileError):
+            # Not JSON, not UTF-8, nested past the parser's recursion limit or
+            # no regular file: a broken file means "not configured", not a
+            # crash (or a hang) at login.
             return cls()
         if not isinstance(raw, dict):
             return cls()
