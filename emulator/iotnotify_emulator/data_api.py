@@ -44,12 +44,35 @@ if TYPE_CHECKING:
     from iotnotify_emulator.broker import Broker
     from iotnotify_emulator.server import EmulatorConfig
 
-__all__ = ["DataApi"]
+__all__ = ["DataApi", "unquote_label"]
 
 _SERVICE: Final = "iotdata"
 _RETAINED_PREFIX: Final = "/retainedMessage/"
 _CONNECTIONS_PREFIX: Final = "/connections/"
 _MAX_RESULTS: Final = 200
+
+
+def unquote_label(raw: str) -> str | None:
+    """The percent-decoded URI label (a topic, a client id), or None when the
+    decoded bytes are not UTF-8 (``/topics/a%FFb``).
+
+    ``urllib.parse.unquote`` would put U+FFFD in their place, so such a request
+    would publish to (or authorise, or look up) a topic nobody named. The
+    callers answer None with 400 ``InvalidRequestException``, "The request is
+    not valid", the error botocore's ``iot-data`` model lists for these
+    operations and the one the emulator gives any other invalid topic; AWS
+    documents nothing more specific for undecodable labels.
+    """
+    try:
+        return unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        return None
+
+
+def _not_utf8(what: str, trace_id: str) -> web.Response:
+    return _error(
+        400, "InvalidRequestException", f"{what} is not UTF-8 after percent-decoding", trace_id
+    )
 
 
 def _error(status: int, code: str, message: str, trace_id: str) -> web.Response:
@@ -135,7 +158,9 @@ class DataApi:
         if isinstance(caller, web.Response):
             return caller
         credential, _ = caller
-        topic = unquote(request.raw_path.partition("?")[0][len(_RETAINED_PREFIX) :])
+        topic = unquote_label(request.raw_path.partition("?")[0][len(_RETAINED_PREFIX) :])
+        if topic is None:
+            return _not_utf8("topic", trace_id)
         denied = self._denied(
             request, credential, "iot:GetRetainedMessage", "topic", topic, trace_id
         )
@@ -205,7 +230,9 @@ class DataApi:
         if isinstance(caller, web.Response):
             return caller
         credential, params = caller
-        client_id = unquote(request.raw_path.partition("?")[0][len(_CONNECTIONS_PREFIX) :])
+        client_id = unquote_label(request.raw_path.partition("?")[0][len(_CONNECTIONS_PREFIX) :])
+        if client_id is None:
+            return _not_utf8("clientId", trace_id)
         denied = self._denied(
             request, credential, "iot:DeleteConnection", "client", client_id, trace_id
         )

@@ -54,7 +54,7 @@ from iotnotify.contract import MAX_PAYLOAD_BYTES, Topic
 from iotnotify.errors import InvalidTopic
 from iotnotify_emulator.broker import Broker, BrokerSettings, MqttSession
 from iotnotify_emulator.credentials import CredentialStore
-from iotnotify_emulator.data_api import DataApi
+from iotnotify_emulator.data_api import DataApi, unquote_label
 from iotnotify_emulator.http_guard import GuardedRunner, GuardedSite, ServerLimits, error_middleware
 from iotnotify_emulator.mqtt import MqttProtocolError, StreamDecoder
 from iotnotify_emulator.rules import RulesEngine
@@ -545,7 +545,7 @@ class Emulator:
     async def _handle_publish(self, request: web.Request) -> web.Response:
         trace_id = str(uuid.uuid4())
         raw_path, _, raw_query = request.raw_path.partition("?")
-        topic_name = unquote(raw_path[len(_TOPICS_PREFIX) :])
+        topic_name = unquote_label(raw_path[len(_TOPICS_PREFIX) :])
         body = await request.read()
         if len(body) > MAX_PAYLOAD_BYTES:
             return _error(
@@ -579,6 +579,14 @@ class Emulator:
         if retain_text not in ("true", "false"):
             return _error(
                 400, "InvalidRequestException", f"Invalid retain {retain_text!r}", trace_id
+            )
+        if topic_name is None:
+            # Not U+FFFD in its place: the bad-topic 400 below (unquote_label).
+            return _error(
+                400,
+                "InvalidRequestException",
+                "topic is not UTF-8 after percent-decoding",
+                trace_id,
             )
         try:
             topic = Topic(topic_name)

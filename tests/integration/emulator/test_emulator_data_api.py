@@ -133,3 +133,57 @@ async def test_a_publish_signed_more_than_five_minutes_off_the_clock_is_refused(
     # AWS's replay window for header-signed requests is five minutes (IAM user guide, SigV4)
     signed_at = datetime.now(UTC) + timedelta(minutes=minutes)
     assert await asyncio.to_thread(_publish_signed_at, world, signed_at) == status
+
+
+def _signed(world: Harness, method: str, path: str, data: bytes = b"") -> tuple[int, Any, str]:
+    """Status, JSON body and ``x-amzn-ErrorType`` of a request signed by botocore's SigV4Auth
+    with ``path`` sent exactly as given (boto3 would percent-encode a ``str`` topic)."""
+    credential = world.store.issue([ALLOW_ALL])
+    request = AWSRequest(method=method, url=f"{world.emulator.data_url}{path}", data=data)
+    SigV4Auth(
+        Credentials(
+            credential.access_key_id, credential.secret_access_key, credential.session_token
+        ),
+        "iotdata",
+        world.region,
+    ).add_auth(request)
+    prepared = request.prepare()
+    sent = urllib.request.Request(
+        prepared.url, data=data or None, headers=dict(prepared.headers.items()), method=method
+    )
+    try:
+        with urllib.request.urlopen(sent, timeout=10) as answer:
+            raw = answer.read()
+            return int(answer.status), json.loads(raw) if raw else None, ""
+    except urllib.error.HTTPError as exc:
+        error_type = exc.headers.get("x-amzn-ErrorType", "")
+        return exc.code, json.loads(exc.read()), error_type
+
+
+async def test_a_topic_that_is_not_utf8_after_percent_decoding_is_a_400(world: Harness) -> None:
+    watcher = await world.connect(world.store.issue([ALLOW_ALL]), "watcher")
+    await watcher.subscribe("+")
+    # When iot-data Publish names a topic whose bytes are not UTF-8 (0xFF)
+    status, body, error_type = await asyncio.to_thread(
+        _signed, world, "POST", "/topics/a%FFb?qos=0", b"x"
+    )
+    # Then 400 InvalidRequestException in the shape of the other bad-topic errors
+    assert (status, error_type) == (400, "InvalidRequestException")
+    assert body.keys() == {"message", "traceId"}
+    assert "UTF-8" in body["message"]
+    # And nothing was published (not to "a\ufffdb" either): the next message is a later one
+    assert (await asyncio.to_thread(_signed, world, "POST", "/topics/ok?qos=0", b"y"))[0] == 200
+    message = await watcher.next_publish()
+    assert (message.topic, message.payload) == ("ok", b"y")
+    await watcher.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/retainedMessage/a%FFb"), ("DELETE", "/connections/a%FFb")]
+)
+async def test_retained_and_connection_labels_that_are_not_utf8_are_a_400(
+    world: Harness, method: str, path: str
+) -> None:
+    status, body, error_type = await asyncio.to_thread(_signed, world, method, path)
+    assert (status, error_type) == (400, "InvalidRequestException")
+    assert "UTF-8" in body["message"]
