@@ -14,15 +14,26 @@ from urllib.parse import urlsplit
 import pytest
 
 from iotnotify.backoff import Backoff
-from iotnotify.contract import new_notification_id
+from iotnotify.contract import Notification, new_notification_id
 from iotnotify.publisher import Publisher
 from iotnotify.sending import publisher_for_local
+from iotnotify.subscriber import ConnectionState, Subscriber
 from iotnotify.tray.app import TrayApp
 from iotnotify.tray.keyring_store import MemoryTokenStore
 from iotnotify.tray.settings import TraySettings
 from iotnotify.tray.state import TrayState
+from iotnotify_emulator.credentials import InMemoryCredentialStore
+from iotnotify_emulator.server import EmulatorConfig, EmulatorThread
 from tests.integration.sdk.conftest import RunningStack
 from tests.integration.sdk.network_link import Link
+from tests.integration.sdk.test_emulator_sessions import (
+    ACCOUNT,
+    REGION,
+    EmulatorTokens,
+    MemoryInbox,
+    Sender,
+)
+from tests.unit.sdk.fakes import Collector
 
 
 @pytest.fixture
@@ -129,3 +140,62 @@ def test_a_tray_started_at_login_before_the_network_is_up_waits_for_it(
         app.quit()
         cognito.close()
         api.close()
+
+
+def test_the_websocket_lifetime_limit_closing_connections_loses_and_repeats_nothing(
+    collector: Collector,
+) -> None:
+    """Replays aws/aws-iot-device-sdk-python#124 and #39 (after AWS IoT closes a
+    WebSocket connection at its 24 h limit the client neither reconnects nor
+    says so) and aws/aws-iot-device-sdk-java-v2#607 (the connection closed at
+    24 h does not resume by itself), with the emulator's lifetime limit
+    shortened to a second and a half.
+
+    The SDK replaces connections before 23.5 h on its own; this stages a
+    server that closes them first, over and over, while notifications keep
+    coming: each close is followed by a reconnect with a fresh token and a
+    catch-up, and every notification arrives once, in order.
+    """
+    store = InMemoryCredentialStore()
+    config = EmulatorConfig(wss_port=None, account_id=ACCOUNT, region=REGION, websocket_ttl=1.5)
+    with EmulatorThread(config, credentials=store) as emulator:
+        tokens = EmulatorTokens(emulator, store)
+        inbox = MemoryInbox()
+        sender = Sender(emulator, store, inbox)
+        sub = Subscriber(
+            tokens=tokens,
+            inbox=inbox,
+            on_message=collector.on_message,
+            on_state=collector.on_state,
+            since=new_notification_id(),
+            device_id="ttl",
+            backoff=Backoff(initial=0.05, cap=0.3),
+        ).start()
+        sent: list[Notification] = []
+        done = threading.Event()
+
+        def caught_up() -> int:
+            return sum(1 for _, c in collector.states if c.state is ConnectionState.CAUGHT_UP)
+
+        def send_until_three_closes() -> None:
+            publish = sender._client()
+            # Paced so that some notifications fall into each close and reconnect.
+            while caught_up() < 4 and len(sent) < 400 and not done.wait(0.02):
+                note = Notification.create(title=f"n{len(sent)}")
+                sent.append(note)
+                sender.send(note, publish)
+
+        thread = threading.Thread(target=send_until_three_closes)
+        try:
+            collector.wait_for(lambda: caught_up() >= 1, timeout=20)
+            thread.start()
+            thread.join(60)
+            assert caught_up() >= 4  # three lifetime closes, each followed by a reconnect
+            got = collector.wait_notes(len(sent), timeout=30)
+            assert [n.id for n in got] == [n.id for n in sent]
+            assert len(tokens.issued) >= 4  # a fresh token for every reconnect
+            assert sub.state is not ConnectionState.STOPPED
+        finally:
+            done.set()
+            thread.join(10)
+            sub.stop()

@@ -137,6 +137,9 @@ class SilentServer:
             return self._cond.wait_for(lambda: len(self.accepted) >= count, timeout)
 
     def close(self) -> None:
+        # shutdown() wakes the thread blocked in accept(); close() alone does not.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         with self._cond:
             for conn in self.accepted:
