@@ -9,12 +9,14 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
 import click
 
-from iotnotify.cli_output import FilePath
+from iotnotify.cli_output import FilePath, silence_stdout, stdout_reader_gone
 from iotnotify.errors import IotNotifyError
 
 __all__ = ["cli", "main"]
@@ -77,14 +79,54 @@ class _Group(click.Group):
             hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise click.UsageError(f"No such command {name!r}.{hint}", ctx) from None
 
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        # `iotnotify --help | head -1`: the group's own --help and --version
+        # print while its arguments are parsed, before any command runs.
+        with _stdout_reader_may_leave():
+            return super().make_context(info_name, args, parent, **extra)
+
     def invoke(self, ctx: click.Context) -> Any:
         from iotnotify.state_file import StateFileError
 
         try:
-            return super().invoke(ctx)
+            with _stdout_reader_may_leave():
+                result = super().invoke(ctx)
+                # What a command left in stdout's buffer meets a gone reader
+                # here, not in Python's flush at exit (where it would print
+                # "Exception ignored ... BrokenPipeError").
+                sys.stdout.flush()
+                return result
         except (IotNotifyError, StateFileError) as exc:
             _error_line("error:", str(exc))
             ctx.exit(1)
+
+
+@contextmanager
+def _stdout_reader_may_leave() -> Iterator[None]:
+    """End the command quietly, with exit status 0, when stdout's reader has
+    gone (``iotnotify rooms | head -1``, ``send --json | head -0``): no
+    traceback, no "Exception ignored" line, for every command in one place.
+
+    Status 0 rather than 141 (the shell's code for a process SIGPIPE killed,
+    what ``yes | head`` leaves): the reader stopping reading is the reader's
+    choice, not this command's failure, so a script under ``set -o
+    pipefail`` that takes the first line goes on; ``listen`` has always
+    ended that way. (click's own handler exits 1, which such a script reads
+    as an error of ours.)
+    """
+    try:
+        yield
+    except OSError as exc:
+        if not stdout_reader_gone(exc):
+            raise
+        silence_stdout()
+        raise click.exceptions.Exit(0) from None
 
 
 @click.group(cls=_Group)

@@ -10,7 +10,6 @@ Cognito's endpoint (moto), the region and the demo password.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any
 
 import click
 
-from iotnotify.cli_output import FilePath, log_to_stderr, sdk_log_lines, warn
+from iotnotify.cli_output import FilePath, log_to_stderr, sdk_log_lines, silence_stdout, warn
 from iotnotify.contract import Notification
 from iotnotify.errors import IotNotifyError
 
@@ -333,11 +332,8 @@ def listen(
         raise click.ClickException(str(exc)) from exc
     if reader_gone.is_set():
         # Python flushes stdout at exit, into the closed pipe: "Exception
-        # ignored ... BrokenPipeError". Point it at /dev/null first (the
-        # recipe of the signal module's docs, "Note on SIGPIPE").
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        # ignored ... BrokenPipeError".
+        silence_stdout()
 
 
 @click.command()

@@ -1,5 +1,5 @@
 """How the ``iotnotify`` command line writes to the terminal: the one place
-that formats its warning lines.
+that formats its warning lines, and what it does when its reader goes away.
 
 Every warning or progress line a command prints on stderr reads
 ``iotnotify: <text>``, whether the command writes it itself (:func:`warn`) or
@@ -9,8 +9,10 @@ subscriber), which :func:`log_to_stderr` routes to stderr in the same form.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +20,15 @@ from typing import Any
 
 import click
 
-__all__ = ["PREFIX", "FilePath", "log_to_stderr", "sdk_log_lines", "warn"]
+__all__ = [
+    "PREFIX",
+    "FilePath",
+    "log_to_stderr",
+    "sdk_log_lines",
+    "silence_stdout",
+    "stdout_reader_gone",
+    "warn",
+]
 
 PREFIX = "iotnotify:"
 
@@ -91,3 +101,44 @@ class FilePath(click.Path):
         if kind is not None:
             self.fail(f"{click.format_filename(path)} is {kind}, not a regular file.", param, ctx)
         return path
+
+
+def stdout_reader_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` is stdout's reader having gone (``iotnotify rooms | head -1``):
+    an ``EPIPE`` while stdout is a pipe (or socket) that nobody reads any more.
+
+    A broken pipe from elsewhere (a socket to the API) is not: for a pipe
+    without readers poll(2) reports ``POLLERR`` on the write end, which this
+    asks without writing; where poll is missing, any ``EPIPE`` counts.
+    """
+    if not isinstance(exc, OSError) or exc.errno != errno.EPIPE:
+        return False
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # io.UnsupportedOperation is an OSError
+        return False
+    import select
+
+    if not hasattr(select, "poll"):
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def silence_stdout() -> None:
+    """Point stdout at ``os.devnull``, so that nothing more (Python's flush at
+    exit included) writes into a pipe whose reader has gone: otherwise Python
+    prints "Exception ignored ... BrokenPipeError" on the way out. The recipe
+    of the signal module's docs, "Note on SIGPIPE"
+    (https://docs.python.org/3/library/signal.html#note-on-sigpipe).
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):
+        return  # not a real file (click's test runner): nothing is flushed at exit
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)

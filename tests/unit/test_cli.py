@@ -669,3 +669,60 @@ def test_a_fifo_or_dev_stdin_as_a_file_option_is_refused_at_once(
     assert proc.returncode == 2, (out, err)
     assert f"{path} is a FIFO (named pipe), not a regular file" in err
     assert "Traceback" not in err
+
+
+def _into_a_closed_pipe(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``iotnotify ARGS | head -0``, deterministically: stdout is a pipe whose
+    read end is closed before the command starts, so its first write fails."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [str(Path(sys.executable).with_name("iotnotify")), *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=cwd,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["cost"],
+        ["cost", "--json"],
+        ["--help"],
+        ["--version"],
+        ["cost", "--help"],
+        ["rooms", "--help"],
+    ],
+    ids=" ".join,
+)
+def test_a_reader_that_leaves_ends_the_command_quietly(args: list[str]) -> None:
+    # `iotnotify cost | head -0` exited 1 (click's EPIPE handling), which a
+    # script under `set -o pipefail` takes for a failure of ours.
+    done = _into_a_closed_pipe(*args)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_still_an_error() -> None:
+    # Only stdout's reader leaving is quiet: an EPIPE from elsewhere (a socket)
+    # while stdout is fine keeps click's handling (status 1).
+    script = (
+        "import errno, sys\n"
+        "from iotnotify.cli import cli\n"
+        "@cli.command('boom')\n"
+        "def boom():\n"
+        "    raise BrokenPipeError(errno.EPIPE, 'a socket broke')\n"
+        "sys.argv = ['iotnotify', 'boom']\n"
+        "cli()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1, (done.stdout, done.stderr)

@@ -379,3 +379,47 @@ def test_listen_into_a_pipe_that_closes_exits_quietly(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _iotnotify_into_a_closed_pipe(*args: str) -> subprocess.CompletedProcess[str]:
+    """``iotnotify ARGS | head -0``, deterministically: stdout's read end is
+    closed before the command starts."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [str(Path(sys.executable).with_name("iotnotify")), *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+
+def test_rooms_and_send_json_into_a_pipe_that_closed_end_quietly(
+    local_stack: RunningStack,
+) -> None:
+    # Given a room to list, and readers that have gone (`... | head -0`)
+    target = ("--state-file", str(local_stack.state_file), "--user", "alice")
+    created = subprocess.run(
+        [str(Path(sys.executable).with_name("iotnotify")), "rooms", "create", "pipe-room", *target],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    for args in (
+        ("rooms", *target),
+        ("send", "--state-file", str(local_stack.state_file), "--user", "alice",
+         "--title", "piped", "--json"),
+    ):  # fmt: skip
+        # When the command writes its output
+        done = _iotnotify_into_a_closed_pipe(*args)
+        # Then it ends with status 0 and nothing on stderr: no traceback, no
+        # "Exception ignored ... BrokenPipeError"
+        assert done.returncode == 0, (args, done.stderr)
+        assert done.stderr == "", args
