@@ -107,7 +107,10 @@ class InboxPage:
 
 @runtime_checkable
 class TokenProvider(Protocol):
-    """Returns a fresh connection token; called once per (re)connect."""
+    """Returns a fresh connection token; called once per (re)connect, from one
+    of the subscriber's threads (never two calls at once). Raise
+    :class:`~iotnotify.errors.ConnectionLost` or ``Throttled`` for what is
+    worth retrying, ``AuthError``/``Forbidden`` for a refusal."""
 
     def token(self) -> ConnectionToken: ...
 

@@ -12,8 +12,9 @@ so that it can
 * fetch a fresh token (new credentials, new presigned URL) before every
   connect. Credentials may expire on an open connection (AWS does not close
   it); only a new connection needs new ones, so there is no refresh timer;
-* reconnect before AWS closes WebSockets at 24 h, and after any failure
-  with exponential backoff and full jitter, forever.
+* reconnect before AWS closes WebSockets at 24 h (at a random age, with
+  the new token fetched while the old connection still serves), and after
+  any failure with exponential backoff and full jitter, forever.
 
 After every (re)connect the subscriber subscribes first, then reads
 ``GET /notifications?since=<bound>`` page by page while live messages are
@@ -137,6 +138,14 @@ DEFAULT_MAX_CONNECTION_AGE: Final = 23.5 * 3600
 # such a wave; it is the planned-reconnect form of the full-jitter backoff
 # (apache/pulsar-client-go issue 556, coder/coder pull request 24096).
 _PLANNED_AGE_JITTER: Final = 0.05
+# A planned reconnect gets its token before it closes the connection it
+# replaces: with the token API down (or throttling a wave of reconnects),
+# the old connection keeps delivering and the fetch is retried, with the
+# reconnect backoff's delays, until this long before AWS IoT's 24 h
+# WebSocket limit (then the connection is given up as before).
+_WEBSOCKET_LIFETIME: Final = 24 * 3600.0
+_LIFETIME_MARGIN: Final = 300.0
+_PREFETCH_POLL: Final = 0.1  # how often the loop looks at a token fetch in flight
 # ``since=SINCE_NOW``: start after the newest notification sent before the
 # first connect, by the *server's* clock (the token response's Date header).
 SINCE_NOW: Final = "now"
@@ -528,6 +537,27 @@ class _Connection:
 _STOP: Final = object()
 
 
+class _TokenFetch:
+    """``GET /token`` for the planned reconnect, run beside the network loop,
+    so that the connection being replaced keeps being served meanwhile."""
+
+    def __init__(self, fetch: Callable[[], ConnectionToken]) -> None:
+        self.done = threading.Event()
+        self.token: ConnectionToken | None = None
+        self.error: BaseException | None = None
+        threading.Thread(
+            target=self._run, args=(fetch,), name="iotnotify-token", daemon=True
+        ).start()
+
+    def _run(self, fetch: Callable[[], ConnectionToken]) -> None:
+        try:
+            self.token = fetch()
+        except Exception as exc:
+            self.error = exc
+        finally:
+            self.done.set()
+
+
 class Subscriber:
     """Receives a user's notifications over MQTT, reconnecting forever.
 
@@ -631,6 +661,8 @@ class Subscriber:
         self._connect_timeout = connect_timeout
         self._max_age = max_connection_age
         self._rand = random.Random().random  # noqa: S311 - spreading load, not secrecy
+        # The token a planned reconnect fetched before closing the old connection.
+        self._next_token: ConnectionToken | None = None
         self._backoff = backoff or Backoff()
         self._refused: list[str] = []
         self._nothing_granted = False
@@ -895,8 +927,10 @@ class Subscriber:
         Returns normally for stop() and the planned reconnect; raises the
         translated error otherwise.
         """
-        self.stats.token_fetches += 1
-        token = self._tokens.token()
+        token, self._next_token = self._next_token, None
+        if token is None:
+            self.stats.token_fetches += 1
+            token = self._tokens.token()
         if token.server_time is not None:
             self._clock_offset = token.server_time - time.time()
         if self._stopping.is_set():
@@ -963,6 +997,10 @@ class Subscriber:
         planned_age = self._max_age * (1.0 - _PLANNED_AGE_JITTER * self._rand())
         self.stats.planned_age = planned_age
         planned_at = conn.started + planned_age
+        # Past this the old connection is given up even without a new token.
+        last_at = conn.started + max(planned_age, _WEBSOCKET_LIFETIME - _LIFETIME_MARGIN)
+        fetch: _TokenFetch | None = None
+        fetch_retry: Backoff | None = None
         while True:
             if self._stopping.is_set():
                 return
@@ -995,14 +1033,39 @@ class Subscriber:
                     f"server silent for {silent_for:.1f} s (keepalive {keepalive} s): "
                     "assuming the connection is dead"
                 )
-            if now >= planned_at:
-                log.info("planned reconnect before the 24 h WebSocket limit")
-                return
+            if now >= planned_at and fetch is None:
+                if now >= last_at:
+                    log.info("planned reconnect before the 24 h WebSocket limit, without a token")
+                    return
+                self.stats.token_fetches += 1
+                fetch = _TokenFetch(self._tokens.token)
+            if fetch is not None and fetch.done.is_set():
+                if fetch.token is not None:
+                    self._next_token = fetch.token
+                    log.info("planned reconnect before the 24 h WebSocket limit")
+                    return
+                error = fetch.error
+                if isinstance(error, IotNotifyError) and not isinstance(
+                    error, ConnectionLost | Throttled
+                ):
+                    raise error  # a refusal (signed out, forbidden): as at any reconnect
+                if fetch_retry is None:
+                    base = self._backoff
+                    fetch_retry = Backoff(initial=base.initial, cap=base.cap, rand=base.rand)
+                delay = fetch_retry.next_delay()
+                log.warning(
+                    "no token for the planned reconnect (%s); keeping this connection, "
+                    "retrying in %.1f s",
+                    error,
+                    delay,
+                )
+                planned_at = min(now + delay, last_at)
+                fetch = None
             due = [
                 conn.last_in + _WATCHDOG_FACTOR * keepalive,
                 # paho sends PINGREQ when either direction was quiet for keepalive.
                 min(conn.last_in, conn.last_out) + keepalive,
-                planned_at,
+                planned_at if fetch is None else now + _PREFETCH_POLL,
             ]
             if not conn.connected:
                 due.append(connack_by)

@@ -81,15 +81,20 @@ def chat_moderation_rule(scheme: TopicScheme) -> TopicRuleDefinition:
 def presence_rule(scheme: TopicScheme) -> TopicRuleDefinition:
     """Lifecycle events to the presence function (DESIGN.md "Presence").
 
-    ``$aws/events/presence/+/+`` matches both ``connected/{clientId}`` and
+    ``$aws/events/presence/+/+`` matches ``connected/{clientId}`` and
     ``disconnected/{clientId}`` (AWS IoT developer guide, "Lifecycle events":
-    rules may select from these reserved topics). Only the fields presence
-    applies are selected; a client id that is not ``{userId}.{suffix}`` is
-    ignored by the function (:class:`iotnotify.presence.PresenceEvent`).
+    rules may select from these reserved topics), and also
+    ``connect_failed/{clientId}``, the "connect attempt failure event" of a
+    refused CONNECT; the ``WHERE`` keeps those out, as presence has nothing
+    to apply from them and each would be a Lambda invocation. Only the
+    fields presence applies are selected; a client id that is not
+    ``{userId}.{suffix}`` is ignored by the function
+    (:class:`iotnotify.presence.PresenceEvent`).
     """
     sql = (
         "SELECT clientId, timestamp, eventType, sessionIdentifier "  # noqa: S608 - constant
-        f"FROM '{PRESENCE_EVENTS_FILTER}'"
+        f"FROM '{PRESENCE_EVENTS_FILTER}' "
+        "WHERE eventType = 'connected' OR eventType = 'disconnected'"
     )
     return TopicRuleDefinition(
         name=_rule_name(scheme, "presence"),

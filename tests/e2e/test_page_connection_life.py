@@ -225,6 +225,63 @@ def test_the_connection_is_renewed_before_the_24_hour_websocket_limit(
     expect(toast(page, after)).to_be_visible()
 
 
+def test_a_token_outage_at_the_renewal_keeps_the_connection_the_page_has(
+    stack: LocalStack, open_page: OpenPage
+) -> None:
+    """Replays mochipon/pysesame3#36 for the page, as
+    tests/unit/sdk/test_replayed_reports.py does for the SDK: the renewal
+    used to close the connection before asking GET /token for the next one,
+    so with the token API down a healthy connection was dropped and the page
+    stayed "reconnecting" until the API came back."""
+    alice = open_page("alice")
+    page = alice.page
+    page.clock.install()
+    sockets = MqttSockets(page)
+    sign_in(alice, stack, "alice")
+    assert sockets.opened == 1
+
+    # Given the token API fails from now on
+    api = {"down": True}
+
+    def outage(route: Route) -> None:
+        response = route.fetch()
+        if api["down"]:
+            body = {"error": "unavailable", "message": "token API down"}
+            route.fulfill(response=response, status=503, body=json.dumps(body))
+        else:
+            route.fulfill(response=response)
+
+    page.route(re.compile(r"/token(\?|$)"), outage)
+    alice.allow_network_errors(re.escape(stack.state["apiUrl"] + "/token"))
+    token_request = re.compile(r"/token(\?|$)")
+
+    # When the renewal falls due (23.5 h after connecting at the latest), and
+    # its token request fails, and so does the retry
+    with page.expect_request(token_request, timeout=RECOVERY_MS):
+        page.clock.run_for("23:31:00")
+    with page.expect_request(token_request, timeout=RECOVERY_MS):
+        pass
+
+    # Then the page is still live on the connection it had, which delivers
+    expect_status(page, "live")
+    during = unique("During the token outage")
+    stack.send("alice", during)
+    expect(toast(page, during)).to_be_visible()
+    assert sockets.opened == 1
+
+    # And once the API answers again, the connection is renewed
+    api["down"] = False
+    with page.expect_websocket(timeout=2 * RECOVERY_MS) as renewal:
+        pass
+    assert "/mqtt?" in renewal.value.url
+    expect_status(page, "live")
+    assert sockets.opened == 2
+    after = unique("After the renewal")
+    stack.send("alice", after)
+    expect(toast(page, after)).to_be_visible()
+    expect(unread_item(page, during)).to_have_count(1)
+
+
 # --- item 8: `iotnotify local --tls` with a CA the browser does not trust ------------
 
 

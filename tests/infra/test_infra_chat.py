@@ -160,6 +160,8 @@ def test_the_presence_rule_reads_lifecycle_events_into_its_function(dev: Synth) 
     payload = rule["TopicRulePayload"]
     assert payload["Sql"] == definition.sql
     assert "FROM '$aws/events/presence/+/+'" in payload["Sql"]
+    # connect_failed events share that filter: presence is not invoked for them
+    assert payload["Sql"].endswith("WHERE eventType = 'connected' OR eventType = 'disconnected'")
     function = dev.function_id("presence-events")
     assert payload["Actions"] == [{"Lambda": {"FunctionArn": {"Fn::GetAtt": [function, "Arn"]}}}]
     [dlq] = [

@@ -10,13 +10,15 @@ its keepalive (``MQTT_KEEP_ALIVE_TIMEOUT``), and presence follows.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
 from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
 from iotnotify_emulator.rules import RulesEngine
-from iotnotify_emulator.testing import Harness
+from iotnotify_emulator.testing import ConnectionRefused, Harness
 from iotnotify_handlers import clients, presence_events
 from iotnotify_local.topic_rules import emulator_rules
 from tests.conftest import APP, STAGE, FakeAccount
@@ -25,8 +27,17 @@ KEEPALIVE = 4  # seconds; the emulator's clamp is lowered to allow it
 FACTOR = 1.5  # AWS drops a client silent for 1.5 x keepalive
 
 
+SEEN: list[dict[str, Any]] = []  # every event the presence function was invoked with
+
+
+def _presence(event: dict[str, Any], context: Any) -> Any:
+    SEEN.append(json.loads(event) if isinstance(event, str | bytes) else event)
+    return presence_events.handler(event, context)
+
+
 @pytest.fixture
 async def world(account: FakeAccount) -> AsyncIterator[tuple[Harness, RulesEngine]]:
+    SEEN.clear()
     config = EmulatorConfig(keepalive_min=1, keepalive_factor=FACTOR)
     store = InMemoryCredentialStore()
     sqs = account.session.client("sqs")
@@ -34,7 +45,7 @@ async def world(account: FakeAccount) -> AsyncIterator[tuple[Harness, RulesEngin
     engine = RulesEngine(
         emulator_rules(
             account.scheme,
-            handlers={"moderator": lambda e, c: None, "presence": presence_events.handler},
+            handlers={"moderator": lambda e, c: None, "presence": _presence},
             sqs=sqs,
             dead_letter_queue_urls={"moderator": dlq, "presence": dlq},
         )
@@ -89,3 +100,23 @@ async def test_presence_follows_connects_disconnects_and_keepalive_timeouts(
     presence = clients.presence()
     assert presence is not None
     assert presence.of("alice").last_seen is not None
+
+
+async def test_a_refused_connect_does_not_invoke_the_presence_function(
+    world: tuple[Harness, RulesEngine],
+) -> None:
+    """A ``connect_failed`` event (AWS IoT developer guide, "Lifecycle events")
+    also arrives on ``$aws/events/presence/+/+``; presence has nothing to
+    apply from it, and on AWS each would be a Lambda invocation billed."""
+    harness, engine = world
+    # Given bob's credentials refused as one of alice's client ids
+    with pytest.raises(ConnectionRefused):
+        await harness.connect(harness.subscriber("bob"), "alice.1")
+    # When alice then connects for real (an event the rule does pass on)
+    alice = await harness.connect(harness.subscriber("alice"), "alice.phone", keepalive=600)
+    await until(lambda: connections("alice") == 1, within=5)
+
+    # Then the presence function saw the connect and nothing of the refusal
+    assert [event["eventType"] for event in SEEN] == ["connected"]
+    assert engine.stats.failures == 0
+    await alice.disconnect()

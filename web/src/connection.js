@@ -19,7 +19,8 @@
 // sends a PINGREQ and reconnects unless something answers within
 // `pingTimeoutMs`; the page calls it on resume, on `online` and when the tab
 // comes back after a long hidden spell. Connections are also renewed on a
-// plan before AWS's 24 h WebSocket limit.
+// plan before AWS's 24 h WebSocket limit, at a random age, with the new
+// token fetched while the old connection keeps delivering (as the SDK does).
 
 import { backoffDelay } from "./backoff.js";
 import { parsePayload } from "./feed.js";
@@ -66,14 +67,27 @@ export function keepaliveSeconds(vended) {
   return Math.max(30, Math.round(vended));
 }
 
+// The planned renewal. These numbers mirror client/iotnotify/subscriber.py
+// (DEFAULT_MAX_CONNECTION_AGE, _PLANNED_AGE_JITTER, _WEBSOCKET_LIFETIME,
+// _LIFETIME_MARGIN): change them together.
 /**
  * AWS IoT closes WebSocket connections after 24 h (AWS general reference,
- * "AWS IoT Core quotas"); renew well before, on our own schedule and with a
- * catch-up, like the SDK (client/iotnotify/subscriber.py, 23.5 h). Up to
- * `PLANNED_JITTER_MS` earlier, so tabs opened together do not renew together.
+ * "AWS IoT Core quotas"); renew before, on our own schedule and with a
+ * catch-up, at most this long after the connection opened.
  */
 export const MAX_CONNECTION_MS = 23.5 * 3600 * 1000;
-export const PLANNED_JITTER_MS = 30 * 60 * 1000;
+/**
+ * Each connection is renewed at an age drawn at random in the last 5 % of
+ * `MAX_CONNECTION_MS` (22.3-23.5 h): tabs that connected together (after an
+ * outage of the endpoint, a deploy, a morning when everyone opens the page)
+ * would otherwise renew together every day, a wave of GET /token (Lambda,
+ * STS) and CONNECTs under per-second quotas that never spreads out
+ * (apache/pulsar-client-go issue 556, coder/coder pull request 24096).
+ */
+export const PLANNED_AGE_JITTER = 0.05;
+/** AWS IoT's WebSocket lifetime, and how long before it a connection for which no new token came is given up. */
+export const WEBSOCKET_LIFETIME_MS = 24 * 3600 * 1000;
+export const LIFETIME_MARGIN_MS = 5 * 60 * 1000;
 /** Closes while the same topic's SUBSCRIBE is outstanding before it counts as refused. */
 const CLOSES_BEFORE_REFUSED = 2;
 /** Failed attempts that never reached the server before `onUnreachable` is told. */
@@ -147,6 +161,10 @@ export class Connection {
     this.pingTimer = null;
     /** @type {unknown} */
     this.plannedTimer = null;
+    /** When the current connection's socket was opened (`now`, ms). */
+    this.openedAt = 0;
+    /** The age (ms after `openedAt`) at which the current connection is renewed. */
+    this.plannedAgeMs = 0;
   }
 
   get timers() {
@@ -267,7 +285,8 @@ export class Connection {
     }
   }
 
-  async #attemptConnect() {
+  /** @param {TokenResponse | null} [prefetched]  a token the planned renewal already fetched */
+  async #attemptConnect(prefetched = null) {
     const generation = ++this.generation;
     this.#cancelRetry();
     this.#closeClient();
@@ -276,19 +295,23 @@ export class Connection {
     this.#setStatus(status, status === this.status ? this.detail : "");
     /** @type {TokenResponse} */
     let token;
-    try {
-      token = await this.options.fetchToken();
-    } catch (err) {
-      if (generation !== this.generation) return;
-      if (/** @type {any} */ (err)?.unauthorized) {
-        this.stop();
-        this.options.onFatal?.(err);
+    if (prefetched !== null) {
+      token = prefetched;
+    } else {
+      try {
+        token = await this.options.fetchToken();
+      } catch (err) {
+        if (generation !== this.generation) return;
+        if (/** @type {any} */ (err)?.unauthorized) {
+          this.stop();
+          this.options.onFatal?.(err);
+          return;
+        }
+        this.#failed(generation, `token: ${describe(err)}`);
         return;
       }
-      this.#failed(generation, `token: ${describe(err)}`);
-      return;
+      if (generation !== this.generation) return;
     }
-    if (generation !== this.generation) return;
 
     this.lastUrl = token.url;
     this.heard = false;
@@ -308,6 +331,7 @@ export class Connection {
       subscribeBatchSize: 8,
     });
     this.client = client;
+    this.openedAt = this.now;
     this.watchdog = this.timers.set(() => {
       this.watchdog = null;
       this.#failed(generation, "timed out connecting");
@@ -410,20 +434,68 @@ export class Connection {
     this.options.onRefused?.(new Map(this.refused));
   }
 
-  /** @param {number} generation */
+  /**
+   * Draws this connection's renewal age and sets its timer.
+   * @param {number} generation
+   */
   #planRenewal(generation) {
-    const jitter = Math.floor((this.options.random ?? Math.random)() * PLANNED_JITTER_MS);
     const maxMs = this.options.maxConnectionMs ?? MAX_CONNECTION_MS;
+    const age = Math.floor(maxMs * (1 - PLANNED_AGE_JITTER * (this.options.random ?? Math.random)()));
+    this.plannedAgeMs = age;
+    // Past this the connection is given up even without a new token.
+    const lastAt = this.openedAt + Math.max(age, WEBSOCKET_LIFETIME_MS - LIFETIME_MARGIN_MS);
+    this.#renewAt(generation, this.openedAt + age, lastAt, 0);
+  }
+
+  /** @param {number} generation  @param {number} at  @param {number} lastAt  @param {number} tries */
+  #renewAt(generation, at, lastAt, tries) {
     this.plannedTimer = this.timers.set(
       () => {
         this.plannedTimer = null;
-        if (generation !== this.generation || this.stopped) return;
-        this.options.log?.("renewing the connection before AWS's 24 h WebSocket limit");
-        this.attempt = 0;
-        void this.#attemptConnect();
+        void this.#renew(generation, lastAt, tries);
       },
-      Math.max(0, maxMs - jitter),
+      Math.max(0, at - this.now),
     );
+  }
+
+  /**
+   * The planned renewal: GET /token first, while the connection keeps
+   * delivering; only with the token in hand is the connection replaced
+   * (catch-up covers the moment between the two). If the token API fails (an
+   * outage, or 429s while many clients renew) the connection is kept and the
+   * fetch retried with the reconnect backoff, until `lastAt`; then it is given
+   * up and the ordinary reconnect takes over. A drop or `stop()` meanwhile
+   * bumps the generation: a late token is then not used.
+   * @param {number} generation  @param {number} lastAt  @param {number} tries
+   */
+  async #renew(generation, lastAt, tries) {
+    if (generation !== this.generation || this.stopped) return;
+    if (this.now >= lastAt) {
+      this.options.log?.("no token for the renewal before AWS's 24 h WebSocket limit: reconnecting");
+      this.attempt = 0;
+      void this.#attemptConnect();
+      return;
+    }
+    /** @type {TokenResponse} */
+    let token;
+    try {
+      token = await this.options.fetchToken();
+    } catch (err) {
+      if (generation !== this.generation || this.stopped) return;
+      if (/** @type {any} */ (err)?.unauthorized) {
+        this.stop();
+        this.options.onFatal?.(err);
+        return;
+      }
+      const delay = backoffDelay(tries, this.#backoffOptions());
+      this.options.log?.(`no token for the planned renewal (${describe(err)}); keeping this connection, retrying in ${delay} ms`);
+      this.#renewAt(generation, Math.min(this.now + delay, lastAt), lastAt, tries + 1);
+      return;
+    }
+    if (generation !== this.generation || this.stopped) return;
+    this.options.log?.("renewing the connection before AWS's 24 h WebSocket limit");
+    this.attempt = 0;
+    void this.#attemptConnect(token);
   }
 
   /** @param {number} generation  @param {number} tries */

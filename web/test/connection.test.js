@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import { test } from "node:test";
 
-import { Connection, DEFAULT_KEEPALIVE_S, MAX_CONNECTION_MS, PLANNED_JITTER_MS, Status, keepaliveSeconds } from "../src/connection.js";
+import * as connectionModule from "../src/connection.js";
+import { Connection, DEFAULT_KEEPALIVE_S, MAX_CONNECTION_MS, Status, keepaliveSeconds } from "../src/connection.js";
 import { Feed } from "../src/feed.js";
 
 const ID = (n) => `01JBZ${String(n).padStart(21, "0")}`;
@@ -95,6 +96,10 @@ class FakeTimers {
 const flush = () => new Promise((resolve) => setImmediate(resolve));
 
 function harness({ tokenFails = 0, inbox = [], token = {} } = {}) {
+  /** The token API: `down` fails every GET /token, `gate` holds answers until it resolves. */
+  const api = { down: false, unauthorized: false, gate: null };
+  /** For each GET /token: whether every connection opened so far had been closed when it was asked. */
+  const askedWithOldClosed = [];
   const clients = [];
   const statuses = [];
   const refusals = [];
@@ -107,8 +112,12 @@ function harness({ tokenFails = 0, inbox = [], token = {} } = {}) {
   const connection = new Connection({
     fetchToken: async () => {
       tokens += 1;
-      if (tokens <= tokenFails) throw new Error("API down");
-      return { url: `ws://emu/mqtt?sig=${tokens}`, clientIdPrefix: "u.", topics: ["app/local/user/u/notifications", "app/local/broadcast"], keepalive: 600, ...token };
+      const n = tokens;
+      askedWithOldClosed.push(clients.every((c) => c.ended));
+      if (api.gate) await api.gate;
+      if (api.unauthorized) throw Object.assign(new Error("expired"), { unauthorized: true });
+      if (n <= tokenFails || api.down) throw new Error("API down");
+      return { url: `ws://emu/mqtt?sig=${n}`, clientIdPrefix: "u.", topics: ["app/local/user/u/notifications", "app/local/broadcast"], keepalive: 600, ...token };
     },
     connect: (url, options) => {
       const client = new FakeClient(url, options);
@@ -128,7 +137,22 @@ function harness({ tokenFails = 0, inbox = [], token = {} } = {}) {
     timers,
     suffix: () => "web-1",
   });
-  return { connection, clients, statuses, refusals, unreachable, feed, timers, catchUps, tick: (ms) => (clock += ms), tokenCount: () => tokens };
+  return {
+    connection,
+    clients,
+    statuses,
+    refusals,
+    unreachable,
+    feed,
+    timers,
+    catchUps,
+    api,
+    askedWithOldClosed,
+    inbox,
+    tick: (ms) => (clock += ms),
+    clock: () => clock,
+    tokenCount: () => tokens,
+  };
 }
 
 test("connects with the token's URL as-is, its keepalive, protocol 4 and no built-in reconnect", async () => {
@@ -417,7 +441,7 @@ test("a live connection is renewed before AWS's 24 h WebSocket limit, with a fre
   await flush();
   const planned = h.timers.pending.filter((t) => t.ms >= 3600_000);
   assert.equal(planned.length, 1);
-  assert.ok(planned[0].ms <= MAX_CONNECTION_MS && planned[0].ms >= MAX_CONNECTION_MS - PLANNED_JITTER_MS, planned[0].ms);
+  assert.ok(planned[0].ms <= MAX_CONNECTION_MS && planned[0].ms >= MAX_CONNECTION_MS * 0.95, planned[0].ms);
   assert.ok(planned[0].ms < 24 * 3600 * 1000);
   h.timers.run(planned[0].ms);
   await flush();
@@ -427,6 +451,193 @@ test("a live connection is renewed before AWS's 24 h WebSocket limit, with a fre
   await flush();
   assert.equal(h.connection.status, Status.LIVE);
   assert.deepEqual(h.catchUps, [null, ID(1)]);
+});
+
+// --- the planned renewal, like the SDK (client/iotnotify/subscriber.py) ----------
+
+const HOUR_MS = 3600 * 1000;
+/** Connects `h` and makes it live (subscribed and caught up). */
+async function live(h) {
+  h.connection.start();
+  await flush();
+  h.clients.at(-1).connack();
+  await flush();
+  assert.equal(h.connection.status, Status.LIVE);
+}
+/** The planned renewal's timer (the only one hours away). */
+function plannedTimer(h) {
+  const planned = h.timers.pending.filter((t) => t.ms >= HOUR_MS);
+  assert.equal(planned.length, 1, `one planned renewal (have ${h.timers.pending.map((t) => t.ms)})`);
+  return planned[0];
+}
+/** Lets `timer`'s time pass on the clock, then runs it. */
+async function fire(h, timer) {
+  h.tick(timer.ms);
+  h.timers.run((ms) => ms === timer.ms);
+  await flush();
+}
+
+test("tabs that connected together plan their renewals at different ages, in subscriber.py's window (pulsar-client-go#556, coder/coder#24096)", async () => {
+  // Given six tabs whose connections went live at the same moment (after an
+  // outage of the endpoint, say), each drawing with the real Math.random
+  const fleet = Array.from({ length: 6 }, () => harness());
+  for (const h of fleet) h.connection.options.random = Math.random;
+  for (const h of fleet) await live(h);
+  // Then each plans its renewal at its own age, within the last 5 % of 23.5 h
+  // (the SDK's DEFAULT_MAX_CONNECTION_AGE and _PLANNED_AGE_JITTER)...
+  const ages = fleet.map((h) => h.connection.plannedAgeMs);
+  for (const age of ages) assert.ok(age >= 23.5 * HOUR_MS * 0.95 && age <= 23.5 * HOUR_MS, `${age / HOUR_MS} h`);
+  assert.equal(new Set(ages).size, ages.length, `distinct ages: ${ages}`);
+  // ...and its timer is set for that age
+  assert.deepEqual(fleet.map((h) => plannedTimer(h).ms), ages);
+});
+
+test("the renewal age is drawn again for every connection, down to 95 % of 23.5 h", async () => {
+  const h = harness();
+  const draws = [0.999, 0.1];
+  h.connection.options.random = () => draws.shift() ?? 0.5;
+  await live(h);
+  const first = h.connection.plannedAgeMs;
+  assert.ok(first < 22.4 * HOUR_MS && first >= 22.325 * HOUR_MS, `${first / HOUR_MS} h`);
+  await fire(h, plannedTimer(h));
+  h.clients[1].connack();
+  await flush();
+  const second = h.connection.plannedAgeMs;
+  assert.ok(second > 23.3 * HOUR_MS && second <= 23.5 * HOUR_MS, `${second / HOUR_MS} h`);
+  assert.equal(plannedTimer(h).ms, second);
+});
+
+test("the planned renewal fetches its token while the old connection keeps delivering, then replaces it: nothing lost or shown twice", async () => {
+  const h = harness({ inbox: [envelope(1)] });
+  await live(h);
+  // Given the token API answers slowly at the planned renewal
+  let answer;
+  h.api.gate = new Promise((resolve) => (answer = resolve));
+  await fire(h, plannedTimer(h));
+  // Then the token is asked for while the old connection is open, and it stays live
+  assert.equal(h.tokenCount(), 2);
+  assert.deepEqual(h.askedWithOldClosed, [true, false]);
+  assert.equal(h.clients.length, 1);
+  assert.equal(h.clients[0].ended, false);
+  assert.equal(h.connection.status, Status.LIVE);
+  // and keeps delivering
+  h.inbox.push(envelope(2));
+  h.clients[0].deliver(envelope(2));
+  assert.equal(h.feed.lastId, ID(2));
+  // When the token arrives, the old connection is replaced by one with that token
+  h.api.gate = null;
+  answer();
+  await flush();
+  assert.equal(h.clients[0].ended, true);
+  assert.equal(h.clients.length, 2);
+  assert.equal(h.clients[1].url, "ws://emu/mqtt?sig=2", "the token fetched ahead");
+  assert.equal(h.tokenCount(), 2, "no second GET /token");
+  // and what was sent while neither was subscribed is caught up, once
+  h.inbox.push(envelope(3));
+  h.clients[1].connack();
+  await flush();
+  h.clients[1].deliver(envelope(3)); // its live copy, late
+  h.clients[1].deliver(envelope(2)); // a redelivery of one the old connection gave
+  assert.deepEqual(h.catchUps, [null, ID(2)]);
+  assert.deepEqual(h.feed.list().map((n) => n.id), [ID(3), ID(2), ID(1)]);
+  assert.deepEqual(h.statuses, [Status.CONNECTING, Status.LIVE, Status.RECONNECTING, Status.LIVE]);
+});
+
+test("a token API outage at the planned renewal keeps the connection it has and retries with backoff (pysesame3#36)", async () => {
+  const h = harness({ inbox: [envelope(1)] });
+  await live(h);
+  // Given the token API is down when the renewal is due
+  h.api.down = true;
+  await fire(h, plannedTimer(h));
+  // Then the connection stays, live and delivering, and the fetch is retried with the reconnect backoff
+  assert.equal(h.clients.length, 1);
+  assert.equal(h.clients[0].ended, false);
+  assert.equal(h.connection.status, Status.LIVE);
+  h.clients[0].deliver(envelope(2));
+  assert.equal(h.feed.lastId, ID(2));
+  assert.deepEqual(h.timers.retries().map((t) => t.ms), [500]); // up to 1 s (random 0.5)
+  await fire(h, h.timers.retries()[0]);
+  assert.equal(h.tokenCount(), 3);
+  assert.equal(h.clients[0].ended, false);
+  assert.deepEqual(h.timers.retries().map((t) => t.ms), [1000]); // up to 2 s
+  // When the API answers again, the renewal happens with that token
+  h.api.down = false;
+  await fire(h, h.timers.retries()[0]);
+  assert.equal(h.tokenCount(), 4);
+  assert.equal(h.clients[0].ended, true);
+  assert.equal(h.clients[1].url, "ws://emu/mqtt?sig=4");
+  h.clients[1].connack();
+  await flush();
+  assert.equal(h.connection.status, Status.LIVE);
+  assert.deepEqual(h.catchUps, [null, ID(2)]);
+  assert.deepEqual(h.statuses, [Status.CONNECTING, Status.LIVE, Status.RECONNECTING, Status.LIVE], "never shown as down during the outage");
+});
+
+test("without a token the old connection is given up 5 min before AWS's 24 h limit, and the page reconnects the ordinary way", async () => {
+  const h = harness();
+  await live(h); // at clock 0
+  h.api.down = true;
+  await fire(h, plannedTimer(h));
+  const delays = [];
+  for (let i = 0; i < 10_000 && !h.clients[0].ended; i += 1) {
+    const [retry] = h.timers.retries();
+    assert.ok(retry, "a retry of the token fetch is pending");
+    assert.equal(h.connection.status, Status.LIVE);
+    delays.push(retry.ms);
+    await fire(h, retry);
+  }
+  // Then it held on until 23 h 55 min after it opened (subscriber.py's
+  // _WEBSOCKET_LIFETIME less _LIFETIME_MARGIN), retrying within the backoff's cap
+  assert.equal(h.clients[0].ended, true);
+  assert.equal(h.clock(), 24 * HOUR_MS - 5 * 60_000);
+  assert.ok(Math.max(...delays) <= 30_000, `${Math.max(...delays)}`);
+  // and gave it up for an ordinary reconnect, which asks for a token itself
+  assert.equal(h.connection.status, Status.RECONNECTING);
+  const fetched = h.tokenCount();
+  h.api.down = false;
+  await fire(h, h.timers.retries()[0]);
+  assert.equal(h.tokenCount(), fetched + 1);
+  h.clients[1].connack();
+  await flush();
+  assert.equal(h.connection.status, Status.LIVE);
+});
+
+test("a drop while the renewal's token is on its way: the ordinary reconnect takes over and the late token is not used", async () => {
+  const h = harness();
+  await live(h);
+  let answer;
+  h.api.gate = new Promise((resolve) => (answer = resolve));
+  await fire(h, plannedTimer(h));
+  assert.equal(h.clients[0].ended, false);
+  h.clients[0].serverClose();
+  assert.equal(h.connection.status, Status.RECONNECTING);
+  h.api.gate = null;
+  answer();
+  await flush();
+  assert.equal(h.clients.length, 1, "no connection from the late token");
+  await fire(h, h.timers.retries()[0]);
+  assert.equal(h.clients.length, 2);
+  assert.equal(h.clients[1].url, "ws://emu/mqtt?sig=3", "a fresh token");
+});
+
+test("a refused session at the renewal's token fetch ends it, as at any reconnect, after asking with the connection still open", async () => {
+  let fatal = null;
+  const h = harness();
+  h.connection.options.onFatal = (err) => (fatal = err);
+  await live(h);
+  h.api.unauthorized = true;
+  await fire(h, plannedTimer(h));
+  assert.deepEqual(h.askedWithOldClosed, [true, false]);
+  assert.equal(fatal?.message, "expired");
+  assert.equal(h.connection.status, Status.OFFLINE);
+  assert.equal(h.clients[0].ended, true);
+  assert.equal(h.timers.pending.length, 0);
+});
+
+test("the renewal's numbers are subscriber.py's", () => {
+  assert.equal(connectionModule.MAX_CONNECTION_MS, 23.5 * HOUR_MS);
+  assert.equal(connectionModule.PLANNED_AGE_JITTER, 0.05);
+  assert.equal(connectionModule.WEBSOCKET_LIFETIME_MS - connectionModule.LIFETIME_MARGIN_MS, 24 * HOUR_MS - 5 * 60_000);
 });
 
 // --- issue 12 item 8: an endpoint the browser cannot open (untrusted CA) ---------

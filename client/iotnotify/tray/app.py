@@ -144,7 +144,7 @@ class TrayApp:
             # (aws-iot-device-sdk-python-v2 issue 226; a refused password or a
             # revoked refresh token still fails here, as AuthError).
             log.warning("cannot sign in yet, will keep trying: %s", exc)
-        self._password = None  # the session keeps it until its first sign-in
+        self._password = None  # the session holds what it needs to sign in (again)
         self._session = session
         return session
 

@@ -99,6 +99,8 @@ class FakeService:
         self.token_calls = 0
         self.inbox_calls = 0
         self.fail_inbox = 0  # answer 500 to this many inbox requests
+        self.fail_tokens = False  # answer 503 to GET /token (the token API is down)
+        self.token_failures = 0
         # The service's clock minus ours (seconds): its HTTP Date header says so.
         self.clock_offset = 0.0
         self.id_tokens_seen: list[str] = []
@@ -194,6 +196,11 @@ class FakeService:
         assert ok, f"expected {count} connections, saw {len(self.connect_log)}"
         return self.connect_log[-1]
 
+    def wait_token_failures(self, count: int, timeout: float = 10.0) -> None:
+        with self.connected:
+            ok = self.connected.wait_for(lambda: self.token_failures >= count, timeout)
+        assert ok, f"expected {count} refused token requests, saw {self.token_failures}"
+
     def wait_subscribed(self, count: int = 1, timeout: float = 10.0) -> None:
         with self.connected:
             ok = self.connected.wait_for(
@@ -221,6 +228,11 @@ class FakeService:
             return web.json_response({"error": "unauthorized", "message": "expired"}, status=401)
         if auth == "nobody":
             return web.json_response({"error": "forbidden", "message": "no"}, status=403)
+        if self.fail_tokens:
+            with self.connected:
+                self.token_failures += 1
+                self.connected.notify_all()
+            return web.json_response({"error": "unavailable", "message": "down"}, status=503)
         date = email.utils.formatdate(time.time() + self.clock_offset, usegmt=True)
         return web.json_response(self.token_response(), headers={"Date": date})
 

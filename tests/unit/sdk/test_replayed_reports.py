@@ -205,3 +205,37 @@ def test_a_websocket_upgrade_nobody_answers_times_out_and_is_retried(
     finally:
         sub.stop()
     assert sub.wait_stopped(15)
+
+
+def test_a_token_api_outage_at_the_planned_reconnect_keeps_the_connection_it_has(
+    service: FakeService, collector: Collector, make_subscriber: Callable[..., Subscriber]
+) -> None:
+    """Replays mochipon/pysesame3#36 (at the 24 h WebSocket close the credentials
+    for a new connection cannot be had, and the client is offline until they
+    can) for the reconnect this SDK plans itself before that limit.
+
+    The planned reconnect used to close the connection first and then ask
+    ``GET /token`` for a new one: with the token API down (an outage, or 429s
+    while a wave of clients reconnects), a healthy connection was dropped and
+    the user stayed offline until the API was back. The token is fetched
+    first; while that fails the connection it has keeps delivering (it is
+    good until IoT's 24 h limit) and the fetch is retried.
+    """
+    # Given a subscriber whose connection is due for its planned replacement
+    sub = make_subscriber(max_connection_age=0.5, since=new_notification_id())
+    sub.start()
+    collector.wait_for(
+        lambda: any(c.state is ConnectionState.CAUGHT_UP for _, c in collector.states)
+    )
+    # When the token API is down at that moment
+    service.fail_tokens = True
+    service.wait_token_failures(2, timeout=30)
+    # Then the connection it has still delivers, and it was never dropped
+    live = Notification.create(title="during the token outage")
+    service.send(live)
+    assert [n.id for n in collector.wait_notes(1)] == [live.id]
+    assert len(service.connect_log) == 1
+    assert not any(c.state is ConnectionState.DISCONNECTED for _, c in collector.states)
+    # And once the API answers again, the planned reconnect happens
+    service.fail_tokens = False
+    service.wait_connections(2, timeout=60)
