@@ -193,10 +193,14 @@ def local(
     fresh: bool,
     allow_remote: bool,
 ) -> None:
-    """Run the whole stack offline: moto, the IoT emulator, the API and the web page."""
-    run_local = _offline_stack()
-    sys.exit(
-        run_local(
+    """Run the whole stack offline: moto, the IoT emulator, the API and the web page.
+
+    Ctrl-C stops it (status 0); during start-up, before "ready.", it stops
+    what had started and exits with status 130.
+    """
+    try:
+        run_local = _offline_stack()
+        status = run_local(
             host=host,
             port=port,
             state_file=state_file,
@@ -207,7 +211,13 @@ def local(
             fresh=fresh,
             allow_remote=allow_remote,
         )
-    )
+    except KeyboardInterrupt:
+        # Ctrl-C while the stack's modules load or its ports are checked,
+        # before anything runs (once it starts, run_local handles Ctrl-C):
+        # one line and 128 + SIGINT, not click's "Aborted!" and status 1.
+        click.echo("interrupted while starting; nothing had started yet.", err=True)
+        sys.exit(130)
+    sys.exit(status)
 
 
 # The offline stack (emulator/iotnotify_local) is a layer above the SDK and

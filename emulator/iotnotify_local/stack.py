@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # imported where the stack starts the emulator
     from iotnotify_local.emulator_process import EmulatorProcess
 
 __all__ = [
+    "INTERRUPTED_EXIT_STATUS",
     "MOTO_HOST",
     "LocalStack",
     "PortInUse",
@@ -601,15 +602,41 @@ def _data_row(config: StackConfig) -> str:
     return f"{config.data_dir}  (kept across restarts; --fresh starts clean)"
 
 
+# Exit status of a command Ctrl-C interrupted: 128 + SIGINT, what a shell
+# reports for a process the signal ended (bash manual, "Exit Status").
+INTERRUPTED_EXIT_STATUS: Final = 128 + signal.SIGINT
+
+
+class StartInterrupted(KeyboardInterrupt):
+    """Ctrl-C while the stack was starting (before "ready.").
+
+    A ``KeyboardInterrupt``, not an ``Exception``: code in between (botocore's
+    retries, moto) catches ``Exception`` and must not swallow it.
+    """
+
+
+def _interrupt_start(_signum: int, _frame: object) -> None:
+    # Further Ctrl-Cs are ignored: the clean-up that follows (the emulator's
+    # process, moto, the data directory's lock) must run to its end, or a
+    # child would be left behind.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise StartInterrupted
+
+
 async def _serve(config: StackConfig, state_file: Path) -> int:
     stack = LocalStack(config)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopped.set)
+    loop.add_signal_handler(signal.SIGTERM, stopped.set)
+    # Until the stack is up, Ctrl-C raises where start-up is (provisioning in
+    # moto, waiting for the emulator's process, importing the handlers): a
+    # handler on the event loop ran only when start() next awaited, so
+    # Ctrl-C waited until "ready.". The finally below stops what had started.
+    signal.signal(signal.SIGINT, _interrupt_start)
     try:
         with console.status("starting moto, the IoT emulator and the API..."):
             state = await stack.start()
+        loop.add_signal_handler(signal.SIGINT, stopped.set)
         from iotnotify_emulator.runtime import shorten_switch_interval, tune_gc_for_serving
 
         tune_gc_for_serving()
@@ -706,7 +733,10 @@ def run_local(
     ``data_dir`` (default ``.iotnotify/data``) keeps users, inbox, rooms,
     ids, the API key and the CA across restarts; ``fresh`` empties it first.
     Exit status 2: a port, the data directory or the state file is in use
-    (by a running stack), or the data directory cannot be restored.
+    (by a running stack), or the data directory cannot be restored. Ctrl-C
+    before "ready." stops what had started (the emulator's process, moto,
+    the API) and returns :data:`INTERRUPTED_EXIT_STATUS` (130); Ctrl-C once
+    ready is the usual way to stop it, status 0.
     """
     host = canonical_host(host)
     config = StackConfig(
@@ -752,3 +782,7 @@ def run_local(
     except (PortInUse, DataDirError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
+    except StartInterrupted:
+        # _serve's finally (or asyncio.run cancelling it) has stopped it all.
+        console.print("interrupted while starting; stopped everything it had started.")
+        return INTERRUPTED_EXIT_STATUS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -23,7 +24,7 @@ import pytest
 
 from tests.integration.local.clients import MqttUser, api, sign_in
 from tests.integration.local.conftest import four_free_ports, start_stack
-from tests.local_process import IOTNOTIFY, LocalProcess
+from tests.local_process import IOTNOTIFY, LocalProcess, start_local
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 
@@ -303,4 +304,62 @@ def test_a_dead_emulator_process_stops_the_stack_and_says_so(tmp_path: Path) -> 
         output = stack.stop()
     assert "emulator" in output
     assert "exited unexpectedly" in output
+    assert not state_file.exists()
+
+
+def _descendants(root: int) -> dict[int, bytes]:
+    """Every live process below ``root`` (children, theirs, ...): pid -> cmdline."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # exited meanwhile
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found = {root}
+    while True:
+        more = {pid for pid, parent in parents.items() if parent in found} - found
+        if not more:
+            break
+        found |= more
+    cmdlines: dict[int, bytes] = {}
+    for pid in found - {root}:
+        try:
+            cmdlines[pid] = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+    return cmdlines
+
+
+def test_ctrl_c_during_start_up_stops_it_there_and_leaves_nothing(tmp_path: Path) -> None:
+    # Ctrl-C while `iotnotify local` started went unheard until "ready.".
+    state_file = tmp_path / "interrupted.json"
+    stack = start_local(state_file, "--port", "0")
+    children: dict[int, bytes] = {}
+    try:
+        # Given a start-up under way: the emulator's process has been spawned
+        while stack.process.poll() is None and not any(
+            b"spawn_main" in cmdline for cmdline in children.values()
+        ):
+            children = _descendants(stack.process.pid)
+            time.sleep(0.02)  # another process's start: polling is the only signal
+        assert stack.process.poll() is None, stack.output()
+        # When the user presses Ctrl-C
+        stack.process.send_signal(signal.SIGINT)
+        # Then it stops there, before "ready.", with status 130 and one line
+        status = stack.process.wait(timeout=60)  # a hang guard, not a speed check
+    finally:
+        output = stack.stop()
+        leftovers = [pid for pid in children if not _gone(pid, within=10)]
+        for pid in leftovers:  # a failed run must not leave them running
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert status == 130, output
+    assert "ready." not in output
+    assert "interrupted while starting; stopped everything it had started." in output
+    assert "Traceback" not in output
+    # And every process it had started is gone (the emulator, multiprocessing's
+    # resource tracker), and no state file points clients at nothing
+    assert leftovers == [], {pid: children[pid] for pid in leftovers}
     assert not state_file.exists()
