@@ -276,7 +276,8 @@ def test_send_puts_a_fresh_cid_on_each_line_and_a_resend_with_it_shows_once(
         # Each line gets its own cid, which comes back on the room's envelope.
         first_cid = alice.send("one")
         second_cid = alice.send("two")
-        assert is_chat_cid(first_cid) and is_chat_cid(second_cid)
+        assert is_chat_cid(first_cid)
+        assert is_chat_cid(second_cid)
         assert first_cid != second_cid
         got = [received.get(timeout=10), received.get(timeout=10)]
         assert {(m.text, m.cid) for m in got} == {("one", first_cid), ("two", second_cid)}
