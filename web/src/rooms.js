@@ -5,9 +5,12 @@
 // not in, 404 for an unknown one) and a new MQTT connection on its URL,
 // subscribed to the room topic. The room has its own connection, beside the
 // notification one, so joining never interrupts notifications. The send box
-// publishes {"text"} to the room's *input* topic; the moderator (a topic rule
-// and a Lambda) decides what reaches the room topic, which clients may only
-// read. Who sent a message is the envelope's `sender` (taken by the moderator
+// publishes {"text", "cid"} to the room's *input* topic; the moderator (a topic
+// rule and a Lambda) decides what reaches the room topic, which clients may only
+// read. `cid` is the page's own id for the line: a fresh one per line, the same
+// one when the person sends a line again after "Not sent" (its first copy may
+// have reached the broker before the connection dropped), so the moderator
+// keeps one copy (README, "Chat rooms"). Who sent a message is the envelope's `sender` (taken by the moderator
 // from the publisher's client id), never anything the page or a payload claims.
 // Every text is shown with textContent, never as HTML.
 
@@ -18,9 +21,11 @@ export const HISTORY_LIMIT = 50;
 const MAX_SHOWN = 500;
 const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 const ROOM_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+// The contract's cid (iotnotify.contract.validate_chat_cid): 16 to 64 of A-Z a-z 0-9 _ -.
+const CID = /^[A-Za-z0-9_-]{16,64}$/;
 
 /**
- * @typedef {{v: 1, id: string, type: "chat.message", room: string, sender: string, text: string, ts: string}} ChatMessage
+ * @typedef {{v: 1, id: string, type: "chat.message", room: string, sender: string, text: string, ts: string, cid?: string}} ChatMessage
  * @typedef {{room: string, private: boolean, owner: string, topic: string, inputTopic: string, members?: string[]}} Room
  * @typedef {{url: string, clientIdPrefix: string, channels: Record<string, {topic: string, inputTopic: string}>}} RoomToken
  * @typedef {{
@@ -56,7 +61,51 @@ export function parseChatMessage(raw) {
   const m = /** @type {Record<string, unknown>} */ (value);
   if (m.v !== 1 || m.type !== "chat.message" || typeof m.id !== "string" || !ULID.test(m.id)) return null;
   if (typeof m.room !== "string" || typeof m.sender !== "string" || typeof m.text !== "string") return null;
-  return { v: 1, id: m.id, type: "chat.message", room: m.room, sender: m.sender, text: m.text, ts: typeof m.ts === "string" ? m.ts : "" };
+  /** @type {ChatMessage} */
+  const message = { v: 1, id: m.id, type: "chat.message", room: m.room, sender: m.sender, text: m.text, ts: typeof m.ts === "string" ? m.ts : "" };
+  if (typeof m.cid === "string" && CID.test(m.cid)) message.cid = m.cid;
+  return message;
+}
+
+/** A fresh cid for one line: 128 random bits, base64url, 22 characters (as iotnotify.contract.new_chat_cid). */
+export function newCid() {
+  const bytes = new Uint8Array(16);
+  globalThis.crypto.getRandomValues(bytes);
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** The payload of one line on the input topic. @param {string} text @param {string} cid */
+export function chatInput(text, cid) {
+  return JSON.stringify({ text, cid });
+}
+
+/**
+ * The line being sent and its cid: the same cid while the same text is sent
+ * again (after "Not sent"), a fresh one for any other text or once it went out.
+ */
+export class PendingLine {
+  /** @param {() => string} [makeCid] */
+  constructor(makeCid = newCid) {
+    this.makeCid = makeCid;
+    /** @type {string | null} */
+    this.text = null;
+    this.cid = "";
+  }
+
+  /** The cid to send `text` with. @param {string} text */
+  cidFor(text) {
+    if (this.text !== text) {
+      this.text = text;
+      this.cid = this.makeCid();
+    }
+    return this.cid;
+  }
+
+  /** The line was sent (the broker acknowledged it): the next one gets a new cid. */
+  sent() {
+    this.text = null;
+    this.cid = "";
+  }
 }
 
 /**
@@ -189,7 +238,7 @@ export class RoomsClient {
 }
 
 /** One joined room: its MQTT connection and what it shows. */
-class JoinedRoom {
+export class JoinedRoom {
   /**
    * @param {{room: string, token: RoomToken, connect: ConnectFn, onMessage: (m: ChatMessage) => void,
    *          onState: (state: "live" | "closed", detail?: string) => void}} options
@@ -226,10 +275,10 @@ class JoinedRoom {
     this.client.on("error", () => {}); // "close" follows and says what the person needs to know
   }
 
-  /** @param {string} text */
-  send(text) {
+  /** Publish one line (QoS 1); resolves on the broker's PUBACK. @param {string} text @param {string} cid */
+  send(text, cid) {
     return new Promise((resolve, reject) => {
-      this.client.publish(this.channel.inputTopic, JSON.stringify({ text }), { qos: 1 }, (err) => (err ? reject(err) : resolve(undefined)));
+      this.client.publish(this.channel.inputTopic, chatInput(text, cid), { qos: 1 }, (err) => (err ? reject(err) : resolve(undefined)));
     });
   }
 
@@ -281,6 +330,7 @@ export class RoomsView {
     /** @type {Room[]} */
     this.rooms = [];
     this.generation = 0;
+    this.pending = new PendingLine();
     this.ui.refresh.addEventListener("click", () => void this.refresh());
     this.ui.createForm.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -443,8 +493,10 @@ export class RoomsView {
   async sendTyped() {
     const text = this.ui.text.value.trim();
     if (!text || this.joined === null) return;
+    const cid = this.pending.cidFor(text);
     try {
-      await this.joined.send(text);
+      await this.joined.send(text, cid);
+      this.pending.sent();
       this.ui.text.value = "";
     } catch (err) {
       this.setError(`Not sent: ${describe(err)}`);

@@ -2,7 +2,18 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { ApiError } from "../src/api.js";
-import { membersLine, mergeMessages, parseChatMessage, RoomsClient, senderLabel, validRoomName } from "../src/rooms.js";
+import {
+  JoinedRoom,
+  membersLine,
+  mergeMessages,
+  newCid,
+  parseChatMessage,
+  PendingLine,
+  RoomsClient,
+  RoomsView,
+  senderLabel,
+  validRoomName,
+} from "../src/rooms.js";
 
 const ID = (n) => `01JBZ${String(n).padStart(21, "0")}`;
 const msg = (n, extra = {}) => ({ v: 1, id: ID(n), type: "chat.message", room: "lobby", sender: "alice", text: `m${n}`, ts: "", ...extra });
@@ -89,4 +100,66 @@ test("the members line says how many members are online, from GET /presence", as
   const presence = await new RoomsClient(api).presence(["a", "b"]);
   assert.equal(presence.a.online, true);
   assert.equal(calls[0].url, "https://api.test/presence?users=a%2Cb");
+});
+
+// A QoS 1 line whose PUBACK is lost is sent again and used to show twice
+// (zulip/zulip#31219, mattermost/mattermost#8471): each line carries a cid,
+// the same one when it is sent again, and the moderator keeps one copy.
+
+function fakeRoom(failures = 0) {
+  const published = [];
+  const connect = () => ({
+    on() {},
+    subscribe() {},
+    publish(topic, payload, options, callback) {
+      published.push({ topic, payload: JSON.parse(payload), options });
+      callback(failures-- > 0 ? new Error("connection closed") : undefined);
+    },
+    end() {},
+  });
+  const token = { url: "wss://x/mqtt", clientIdPrefix: "alice.", channels: { lobby: { topic: "a/s/chat/lobby", inputTopic: "a/s/chat/lobby/input" } } };
+  const joined = new JoinedRoom({ room: "lobby", token, connect, onMessage() {}, onState() {} });
+  return { joined, published };
+}
+
+test("each line is published with a fresh cid, QoS 1, on the room's input topic", async () => {
+  const { joined, published } = fakeRoom();
+  const view = { ui: { text: { value: "hello" } }, joined, pending: new PendingLine(), setError() {} };
+  await RoomsView.prototype.sendTyped.call(view);
+  view.ui.text.value = "hello"; // the same words again, on purpose: a new line
+  await RoomsView.prototype.sendTyped.call(view);
+  assert.equal(published.length, 2);
+  for (const p of published) {
+    assert.equal(p.topic, "a/s/chat/lobby/input");
+    assert.equal(p.options.qos, 1);
+    assert.equal(p.payload.text, "hello");
+    assert.match(p.payload.cid, /^[A-Za-z0-9_-]{16,64}$/);
+  }
+  assert.notEqual(published[0].payload.cid, published[1].payload.cid);
+});
+
+test("a line sent again after 'Not sent' keeps its cid; the next line gets a new one", async () => {
+  const { joined, published } = fakeRoom(1);
+  const errors = [];
+  const view = { ui: { text: { value: "did it arrive?" } }, joined, pending: new PendingLine(), setError: (e) => errors.push(e) };
+  await RoomsView.prototype.sendTyped.call(view); // the connection dropped before the PUBACK
+  assert.match(errors[0], /Not sent/);
+  assert.equal(view.ui.text.value, "did it arrive?");
+  await RoomsView.prototype.sendTyped.call(view); // Send again
+  view.ui.text.value = "next";
+  await RoomsView.prototype.sendTyped.call(view);
+  const cids = published.map((p) => p.payload.cid);
+  assert.equal(cids[0], cids[1]);
+  assert.notEqual(cids[2], cids[0]);
+  assert.equal(view.ui.text.value, "");
+});
+
+test("cids are 22 base64url characters, each fresh; the envelope's cid is kept when valid", () => {
+  const cids = new Set(Array.from({ length: 500 }, () => newCid()));
+  assert.equal(cids.size, 500);
+  for (const cid of cids) assert.match(cid, /^[A-Za-z0-9_-]{22}$/);
+  const cid = newCid();
+  assert.equal(parseChatMessage(msg(1, { cid })).cid, cid);
+  assert.equal("cid" in parseChatMessage(msg(1, { cid: "bad cid\n" })), false);
+  assert.equal("cid" in parseChatMessage(msg(1)), false);
 });
