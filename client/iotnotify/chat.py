@@ -5,8 +5,10 @@
 /token?rooms=``). :class:`RoomConnection` joins one room the way every
 client does: a token naming the room, an MQTT connection on its presigned
 URL, a subscription to the room topic; :meth:`RoomConnection.send`
-publishes ``{"text"}`` to the room's input topic, which the moderation rule
-reads (the room topic itself refuses client publishes). Received messages
+publishes ``{"text", "cid"}`` to the room's input topic, which the
+moderation rule reads (the room topic itself refuses client publishes);
+``cid`` is a fresh id per line, sent again with a resend of that line, so
+the moderator keeps one copy. Received messages
 are :class:`iotnotify.contract.ChatMessage` envelopes whose ``sender`` the
 moderator took from the publishing client's id.
 
@@ -37,7 +39,9 @@ from iotnotify.contract import (
     ChatMessage,
     Notification,
     client_id_for,
+    new_chat_cid,
     own_notifications_topic,
+    validate_chat_cid,
     validate_name,
 )
 from iotnotify.errors import (
@@ -292,12 +296,24 @@ class RoomConnection:
     def _disconnected(self, *_args: Any) -> None:
         self._closed.set()
 
-    def send(self, text: str) -> None:
-        """Publish ``{"text"}`` to the room's input topic (QoS 1); the moderator
-        decides what reaches the room. Raises ``ConnectionLost`` when closed and
+    def send(self, text: str, *, cid: str | None = None) -> str:
+        """Publish ``{"text", "cid"}`` to the room's input topic (QoS 1); the
+        moderator decides what reaches the room. Returns the line's ``cid``:
+        a fresh one (:func:`iotnotify.contract.new_chat_cid`) unless ``cid`` is
+        given. To send a line again because its first send may or may not
+        have arrived (``ConnectionLost``, a connection that dropped before the
+        broker's PUBACK), pass the ``cid`` the first send returned: the
+        moderator drops a second copy of a (room, sender, cid) seen in the
+        last 10 minutes, so the room shows the line once. The envelope that
+        reaches the room carries the same ``cid``.
+
+        Raises ``ConnectionLost`` when closed,
+        :class:`~iotnotify.errors.InvalidEnvelope` for a ``cid`` outside the
+        contract (:func:`iotnotify.contract.validate_chat_cid`) and
         :class:`~iotnotify.errors.InvalidJson` for text that is not valid
         Unicode (lone surrogates: what Python makes of bytes that are not
         UTF-8), which no payload can carry."""
+        cid = new_chat_cid() if cid is None else validate_chat_cid(cid)
         if self.closed:
             raise ConnectionLost(f"not connected to room {self.token.room!r}")
         try:
@@ -307,11 +323,11 @@ class RoomConnection:
                 "the line is not valid UTF-8 (it holds bytes or lone surrogates "
                 f"at {exc.start}..{exc.end}); nothing was sent"
             ) from exc
-        info = self._client.publish(
-            self.token.input_topic, json.dumps({"text": text}, ensure_ascii=False), qos=1
-        )
+        payload = json.dumps({"text": text, "cid": cid}, ensure_ascii=False)
+        info = self._client.publish(self.token.input_topic, payload, qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise ConnectionLost(f"could not send to room {self.token.room!r} (rc {info.rc})")
+        return cid
 
     def close(self) -> None:
         self._client.disconnect()

@@ -26,7 +26,7 @@ from typing import Any
 import click
 
 from iotnotify.cli_client import _device, _Target, _target, _target_options
-from iotnotify.contract import ChatMessage, Notification
+from iotnotify.contract import ChatMessage, Notification, new_chat_cid
 from iotnotify.display_text import terminal_text
 from iotnotify.errors import ConnectionLost, ContractError, IotNotifyError, Throttled
 
@@ -217,6 +217,9 @@ def chat(room: str, history_size: int, device: str | None, **options: Any) -> No
         threading.Thread(target=read_stdin, name="chat-stdin", daemon=True).start()
         backoff = Backoff()
         pending: str | None = None  # a line typed while the connection was down
+        # Its cid, made once: sent again after a rejoin, the line keeps it, so
+        # that if the first send did arrive the moderator drops the copy.
+        pending_cid = new_chat_cid()
         joined_before = False
         while True:
             try:
@@ -253,12 +256,13 @@ def chat(room: str, history_size: int, device: str | None, **options: Any) -> No
                             ended = True
                             break
                     try:
-                        connection.send(pending)
+                        connection.send(pending, cid=pending_cid)
                     except ContractError as exc:
                         click.echo(f"iotnotify: not sent: {exc}", err=True)
                     except ConnectionLost:
                         break  # kept in pending: sent after the rejoin
                     pending = None
+                    pending_cid = new_chat_cid()
                 if ended:
                     # stdin ended (Ctrl-D, or a pipe): give the last messages a
                     # moment to come back.

@@ -45,6 +45,7 @@ __all__ = [
     "CHAT_REJECTED_TYPE",
     "DEFAULT_KEEPALIVE_SECONDS",
     "ENVELOPE_VERSION",
+    "MAX_CHAT_CID_CHARS",
     "MAX_CHAT_TEXT_CHARS",
     "MAX_CLIENT_ID_BYTES",
     "MAX_JSON_DEPTH",
@@ -52,6 +53,7 @@ __all__ = [
     "MAX_TITLE_CHARS",
     "MAX_TOPIC_BYTES",
     "MAX_TOPIC_SLASHES",
+    "MIN_CHAT_CID_CHARS",
     "Channel",
     "ChannelKind",
     "ChatMessage",
@@ -66,11 +68,14 @@ __all__ = [
     "id_lower_bound",
     "id_millis",
     "iot_arn",
+    "is_chat_cid",
     "is_notification_id",
     "loads_strict",
+    "new_chat_cid",
     "new_notification_id",
     "own_notifications_topic",
     "user_of_client_id",
+    "validate_chat_cid",
     "validate_client_suffix",
     "validate_name",
     "validate_notification_id",
@@ -87,6 +92,15 @@ ENVELOPE_VERSION: Final = 1
 # a room's history page (50 lines) stays far below Lambda's 6 MB response.
 MAX_CHAT_TEXT_CHARS: Final = 1000
 CHAT_MESSAGE_TYPE: Final = "chat.message"
+# A chat input's optional client-made message id (``"cid"``): what lets the
+# moderator drop the second copy of a line that a client resent because the
+# PUBACK of the first was lost. At least 16 characters, so that it is a random
+# token (``new_chat_cid``: 22) or a ULID (26) or a UUID (32/36), not a counter
+# that starts again with every page load; at most 64, the names' limit, which
+# keeps the dedupe key small. The alphabet is the names' one (no ``#``, which
+# separates the key's parts, no ``/``, no control characters).
+MIN_CHAT_CID_CHARS: Final = 16
+MAX_CHAT_CID_CHARS: Final = 64
 # What the moderator sends to a sender's own topic about a line it refused.
 CHAT_REJECTED_TYPE: Final = "chat.rejected"
 # The MQTT keepalive clients use unless told otherwise (the token response's
@@ -116,6 +130,7 @@ _USER_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # App, stage, game and room names share the user-id alphabet for the same reasons.
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CLIENT_SUFFIX_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,63}")
+_CHAT_CID_RE: Final = re.compile(rf"[A-Za-z0-9_-]{{{MIN_CHAT_CID_CHARS},{MAX_CHAT_CID_CHARS}}}")
 
 
 _JSON_TYPES: Final = (
@@ -180,6 +195,38 @@ def validate_client_suffix(value: object) -> str:
             "from A-Z a-z 0-9 _ . -"
         )
     return value
+
+
+def is_chat_cid(value: object) -> TypeGuard[str]:
+    """Whether ``value`` is a valid chat input ``cid``: a string of
+    ``MIN_CHAT_CID_CHARS``..``MAX_CHAT_CID_CHARS`` characters from ``A-Z a-z 0-9 _ -``."""
+    return isinstance(value, str) and _CHAT_CID_RE.fullmatch(value) is not None
+
+
+def validate_chat_cid(value: object) -> str:
+    """Return ``value`` if it is a valid chat input ``cid`` (:func:`is_chat_cid`),
+    else raise :class:`InvalidEnvelope` (the message names the rule and shows
+    at most 80 characters of the value)."""
+    if not is_chat_cid(value):
+        rule = (
+            f"expected {MIN_CHAT_CID_CHARS} to {MAX_CHAT_CID_CHARS} characters from A-Z a-z 0-9 _ -"
+        )
+        if isinstance(value, str):
+            shown = value[:_SHOWN_CHARS]
+            raise InvalidEnvelope(f"invalid cid {shown!r} ({len(value)} characters): {rule}")
+        kind = "null" if value is None else "not text"
+        kind = next((name for t, name in _JSON_TYPES if isinstance(value, t)), kind)
+        raise InvalidEnvelope(f"invalid cid: {kind}, {rule}")
+    return value
+
+
+def new_chat_cid() -> str:
+    """A fresh ``cid`` for one chat line: 128 random bits, base64url, 22 characters.
+
+    Make one per line and send it again with every resend of that line, so
+    the moderator keeps one copy (README, "Chat rooms").
+    """
+    return secrets.token_urlsafe(16)
 
 
 def user_of_client_id(client_id: str) -> str:
@@ -809,12 +856,15 @@ class Notification:
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
-    """A moderated chat line: ``{"v":1,"id","type":"chat.message","room","sender","text","ts"}``.
+    """A moderated chat line: ``{"v":1,"id","type":"chat.message","room","sender","text","ts"}``
+    plus ``"cid"`` when the sender's input carried one.
 
     Published by the moderator to ``chat/{room}`` and kept in the room's
     history. ``sender`` is the user id taken from the publishing client's id,
     never from the payload; ``id`` is a sortable ULID, ``ts`` ISO 8601 UTC
-    with milliseconds.
+    with milliseconds; ``cid`` is the sender's own id for the line
+    (:func:`validate_chat_cid`), echoed so a sender can match its line. A
+    ``cid`` that is not valid is left out when reading.
     """
 
     id: str
@@ -824,6 +874,7 @@ class ChatMessage:
     ts: str
     type: str = CHAT_MESSAGE_TYPE
     v: int = ENVELOPE_VERSION
+    cid: str | None = None
 
     @classmethod
     def create(
@@ -834,6 +885,7 @@ class ChatMessage:
         text: str,
         received_at_ms: int | None = None,
         id_seed: bytes | None = None,
+        cid: str | None = None,
     ) -> ChatMessage:
         """A new message; ``received_at_ms`` (epoch ms: when the broker received
         it) sets ``id`` and ``ts``, so messages handled in parallel still sort
@@ -844,6 +896,7 @@ class ChatMessage:
         SHA-256, so handling the same input twice (a retried invocation) gives
         the same id, and a conditional write on it stores the message once.
         Ids of one millisecond then sort by their hash, not by request order.
+        ``cid`` (the sender's id for the line) must pass :func:`validate_chat_cid`.
         """
         if id_seed is not None and received_at_ms is not None:
             ulid = _seeded_chat_ulid(received_at_ms, id_seed)
@@ -855,10 +908,11 @@ class ChatMessage:
             sender=validate_user_id(sender),
             text=text,
             ts=_iso_millis(ulid.datetime),
+            cid=None if cid is None else validate_chat_cid(cid),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "v": self.v,
             "id": self.id,
             "type": self.type,
@@ -867,6 +921,9 @@ class ChatMessage:
             "text": self.text,
             "ts": self.ts,
         }
+        if self.cid is not None:
+            body["cid"] = self.cid
+        return body
 
     def to_json(self) -> bytes:
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
@@ -882,6 +939,7 @@ class ChatMessage:
                 sender=str(raw["sender"]),
                 text=str(raw["text"]),
                 ts=str(raw.get("ts", "")),
+                cid=raw["cid"] if is_chat_cid(raw.get("cid")) else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidEnvelope(f"not a chat message: {exc!r}") from exc

@@ -3,8 +3,11 @@
 Table (``{app}-{stage}-chat-history``): partition key ``room``, sort key
 ``id`` (the message's ULID, so ids sort by time), TTL attribute
 ``expiresAt`` (epoch seconds). The same table keeps the moderator's
-per-sender rate counters under partition keys ``#rate#{userId}``; ``#`` is
-outside the room-name alphabet, so they never mix with a room's messages.
+per-sender rate counters under partition keys ``#rate#{userId}`` and the
+``cid`` of each recent input (:meth:`ChatHistory.claim_cid`) under
+``#cid#{room}``, sort key ``{userId}#{cid}``, attribute ``messageId``; ``#``
+is outside the room-name, user-id and cid alphabets, so they never mix with
+a room's messages or with each other.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from iotnotify_handlers.errors import BadRequest, ServiceUnavailable
 __all__ = ["ChatHistory", "HistoryPage", "RateLimited"]
 
 _RATE_PREFIX: Final = "#rate#"
+_CID_PREFIX: Final = "#cid#"
 
 
 class RateLimited(Exception):
@@ -73,6 +77,73 @@ class ChatHistory:
         stored = self.get(message.room, message.id)
         # Gone between the two calls only if its TTL ran out: keep this one.
         return message if stored is None else stored
+
+    def claim_cid(self, message: ChatMessage, *, now: float, window_seconds: int) -> str | None:
+        """Record that ``message.sender`` sent ``message.cid`` in ``message.room``;
+        None if this is the first copy, else the id of the message the first
+        copy became (this one is a duplicate and must be dropped).
+
+        One conditional put, so two copies handled at once by two Lambda
+        instances cannot both win. The claim holds ``window_seconds`` from
+        ``now`` (epoch s). It is won when no claim exists, when the one there
+        has expired (TTL deletes expired items only eventually, typically
+        within two days, and reads see them until then: DynamoDB developer
+        guide, "Working with expired items"), or when it names this
+        message's id: a retried invocation of the same event makes the same
+        id (:meth:`ChatMessage.create` with ``id_seed``) and must go on, so
+        that a message whose first attempt failed is still delivered.
+        ``message.cid`` must be set. 503 (:class:`ServiceUnavailable`) if
+        DynamoDB fails.
+        """
+        if message.cid is None:
+            raise ValueError("claim_cid needs a message with a cid")
+        key = self._cid_key(message)
+        try:
+            self._table.put_item(
+                Item={
+                    **key,
+                    "messageId": message.id,
+                    "expiresAt": int(now) + window_seconds,
+                },
+                ConditionExpression=(
+                    "attribute_not_exists(id) OR expiresAt <= :now OR messageId = :mid"
+                ),
+                ExpressionAttributeValues={":now": int(now), ":mid": message.id},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise ServiceUnavailable("could not check the message id") from exc
+        except BotoCoreError as exc:
+            raise ServiceUnavailable("could not check the message id") from exc
+        else:
+            return None
+        try:
+            item = self._table.get_item(Key=key, ConsistentRead=True).get("Item") or {}
+        except (BotoCoreError, ClientError) as exc:
+            raise ServiceUnavailable("could not check the message id") from exc
+        return str(item.get("messageId", ""))
+
+    def release_cid(self, message: ChatMessage, *, now: float) -> None:
+        """Undo :meth:`claim_cid` for ``message`` (it was refused, so a later copy
+        is not a duplicate): the claim is marked expired at ``now`` (epoch s),
+        if it is still this message's. An update, not a delete, so the
+        moderator needs no permission it did not have; TTL removes the item."""
+        try:
+            self._table.update_item(
+                Key=self._cid_key(message),
+                UpdateExpression="SET expiresAt = :now",
+                ConditionExpression="messageId = :mid",
+                ExpressionAttributeValues={":now": int(now), ":mid": message.id},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise ServiceUnavailable("could not release the message id") from exc
+        except BotoCoreError as exc:
+            raise ServiceUnavailable("could not release the message id") from exc
+
+    @staticmethod
+    def _cid_key(message: ChatMessage) -> dict[str, str]:
+        return {"room": f"{_CID_PREFIX}{message.room}", "id": f"{message.sender}#{message.cid}"}
 
     def get(self, room: str, message_id: str) -> ChatMessage | None:
         """The stored message ``message_id`` of ``room`` (a consistent read), or None."""

@@ -35,6 +35,19 @@ asynchronous invocation"). The id's random part is therefore a hash of the
 event, the history write is conditional on that id, and a repeated event
 publishes the message stored the first time (same id: clients show an id
 once) instead of a second row.
+
+A *resent* line is another event, though: a client whose connection dropped
+before the PUBACK publishes the line again after reconnecting (MQTT 3.1.1
+4.4; a QoS 1 message is delivered at least once), or its user presses Send
+again; the broker receives it at another time and the rule invokes the
+moderator again. For that the input may carry ``"cid"``, the client's own id
+for the line (:func:`iotnotify.contract.validate_chat_cid`). The first input
+with a given (room, sender, cid) claims it for ``CHAT_CID_WINDOW_SECONDS``
+(:meth:`ChatHistory.claim_cid`, one conditional write); a later one within
+the window is dropped (``duplicate``) before the rate is counted, with no
+publish and no history item. The published envelope carries the ``cid``
+back. An input without ``cid`` is handled as before; one whose ``cid``
+breaks the contract is rejected (``invalid_cid``).
 """
 
 from __future__ import annotations
@@ -55,10 +68,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from iotnotify.contract import (
     CHAT_REJECTED_TYPE,
+    MAX_CHAT_CID_CHARS,
     MAX_CHAT_TEXT_CHARS,
+    MIN_CHAT_CID_CHARS,
     ChatMessage,
     Notification,
     TopicScheme,
+    is_chat_cid,
     user_of_client_id,
     validate_name,
 )
@@ -68,6 +84,7 @@ from iotnotify_handlers.chat_text import clean, is_blank, mask
 from iotnotify_handlers.errors import ServiceUnavailable
 
 __all__ = [
+    "CHAT_CID_WINDOW_SECONDS",
     "MAX_CHAT_INPUT_BYTES",
     "MAX_CLOCK_SKEW_MS",
     "MAX_RECEIVED_AGE_MS",
@@ -91,6 +108,18 @@ MAX_CHAT_INPUT_BYTES: Final = 16 * 1024
 _MAX_ENCODED_CHARS: Final = (MAX_CHAT_INPUT_BYTES + 2) // 3 * 4
 # How far ahead of the Lambda's clock the broker's may be.
 MAX_CLOCK_SKEW_MS: Final = 5 * 1000
+# How long a (room, sender, cid) is remembered, so that a second copy of the
+# line is dropped. A copy comes from a client that published, lost the
+# connection before the PUBACK and resent after reconnecting (MQTT 3.1.1
+# 4.4, "Message delivery retry"), or from a person pressing Send again after
+# "not sent". The first takes at most: noticing the dead connection (1.5 x
+# keepalive, 75 s at the default 50 s), the reconnect backoff (capped at 60 s
+# in the SDK, 30 s in the page), a new token and the resend: under 3 minutes.
+# Ten minutes covers that with margin, and a person's retry after an error
+# message, while a line typed again on purpose later gets a fresh cid anyway
+# from our clients. A longer window only costs a small item per line kept
+# longer (DynamoDB TTL, see ChatHistory.claim_cid).
+CHAT_CID_WINDOW_SECONDS: Final = 10 * 60
 
 
 def _event_key(event: Mapping[str, Any]) -> bytes:
@@ -114,13 +143,17 @@ class _BadInput(Exception):
         self.size = size
 
 
-def _input_text(encoded: Any) -> str:
-    """The ``text`` of one input payload (the rule's ``encode(*, 'base64')``).
+def _input_fields(encoded: Any) -> tuple[str, str | None]:
+    """The ``text`` and ``cid`` (None when absent) of one input payload (the
+    rule's ``encode(*, 'base64')``).
 
     Raises :class:`_BadInput` with reason ``too_long`` (more than
     ``MAX_CHAT_INPUT_BYTES``, refused before it is decoded), ``invalid`` (not
-    UTF-8) or ``malformed`` (not a JSON object with a string ``text``, or
-    nested too deeply to parse). The text itself is checked by the caller.
+    UTF-8), ``malformed`` (not a JSON object with a string ``text``, or
+    nested too deeply to parse) or ``invalid_cid`` (a ``cid`` key whose value
+    is not a :func:`iotnotify.contract.is_chat_cid`: wrong type, null, too
+    short or long, characters outside ``A-Z a-z 0-9 _ -``). The text itself
+    is checked by the caller.
     """
     if not isinstance(encoded, str):
         raise _BadInput("malformed", -1)
@@ -140,7 +173,15 @@ def _input_text(encoded: Any) -> str:
     if not isinstance(document, dict) or not isinstance(document.get("text"), str):
         raise _BadInput("malformed", len(raw))
     text: str = document["text"]
-    return text
+    if "cid" not in document:
+        return text, None
+    # A cid that breaks the contract refuses the line rather than being
+    # ignored: ignored, the client's resends would quietly double again, and
+    # a refusal tells its author at the first line (README, "Chat rooms").
+    cid = document["cid"]
+    if not is_chat_cid(cid):
+        raise _BadInput("invalid_cid", len(raw))
+    return text, cid
 
 
 class Rejections:
@@ -218,12 +259,15 @@ class Denylist:
 
 @dataclass(frozen=True, slots=True)
 class ModerationResult:
-    """``published`` (the envelope), ``republished`` (a repeated input: the message
-    stored the first time, published again) or ``rejected`` with a reason."""
+    """``published`` (the envelope), ``republished`` (a repeated event: the message
+    stored the first time, published again), ``duplicate`` (another copy of a
+    line whose ``cid`` was seen: nothing published or stored; ``duplicate_of``
+    is the first copy's message id) or ``rejected`` with a reason."""
 
     status: str
     reason: str = ""
     message: ChatMessage | None = None
+    duplicate_of: str = ""
 
 
 class Moderator:
@@ -241,8 +285,10 @@ class Moderator:
         max_chars: int = MAX_CHAT_TEXT_CHARS,
         clock: Callable[[], float] = time.time,
         rejections: Rejections | None = None,
+        cid_window_seconds: int = CHAT_CID_WINDOW_SECONDS,
     ) -> None:
         self._scheme = scheme
+        self._cid_window = cid_window_seconds
         self._rejections = rejections or Rejections()
         self._history = history
         self._iot_data = iot_data
@@ -273,7 +319,7 @@ class Moderator:
             )
             return ModerationResult("rejected", "invalid_source")
         try:
-            text = _input_text(event.get("payload"))
+            text, cid = _input_fields(event.get("payload"))
         except _BadInput as exc:
             return self._reject(sender, room, exc.reason, size=exc.size)
         if not _is_unicode(text):
@@ -294,7 +340,19 @@ class Moderator:
             text=mask(text, self._denylist()),
             received_at_ms=received_at,
             id_seed=_event_key(event),
+            cid=cid,
         )
+        if cid is not None:
+            # Before the rate: a resent copy must not use the sender's allowance.
+            first = self._history.claim_cid(
+                message, now=self._clock(), window_seconds=self._cid_window
+            )
+            if first is not None:
+                logger.info(
+                    "chat message dropped: a copy of a line already handled",
+                    extra={"room": room, "sender": sender, "id": first},
+                )
+                return ModerationResult("duplicate", duplicate_of=first)
         try:
             self._history.take_rate_token(
                 sender, per_window=self._rate_messages, window_seconds=self._rate_window
@@ -304,6 +362,10 @@ class Moderator:
             # failed to publish) counts again; it must not be refused now.
             stored = self._history.get(room, message.id)
             if stored is None:
+                if cid is not None:
+                    # Refused, so not handled: the same line sent again
+                    # once the rate allows must not count as a copy.
+                    self._history.release_cid(message, now=self._clock())
                 return self._reject(sender, room, "rate_limited")
             return self._deliver(stored, repeat=True)
         stored = self._history.append(message)
@@ -349,6 +411,10 @@ class Moderator:
                 "malformed": 'Send a JSON object with a string "text".',
                 "invalid": "The message is not valid Unicode text.",
                 "too_long": f"Messages are at most {self._max_chars} characters.",
+                "invalid_cid": (
+                    f'A "cid" must be {MIN_CHAT_CID_CHARS} to {MAX_CHAT_CID_CHARS} '
+                    "characters from A-Z a-z 0-9 _ - (or left out)."
+                ),
                 "rate_limited": "You are sending too fast; wait a moment.",
             }[reason],
             type=CHAT_REJECTED_TYPE,

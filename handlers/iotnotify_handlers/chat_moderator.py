@@ -2,11 +2,12 @@
 
 Event: the rule's output ``{"payload" (base64), "room", "clientId", "receivedAt"}``
 (:func:`iotnotify.topic_rules.chat_moderation_rule`). Returns
-``{"status": "published"|"republished"|"rejected", "reason"?, "id"?}``
+``{"status": "published"|"republished"|"duplicate"|"rejected", "reason"?, "id"?}``
 (``republished``: a retried or repeated event, whose message was stored once
-and is published again under the same id). AWS failures raise, so Lambda's
-asynchronous retry and on-failure destination (the rule's DLQ) keep the
-message.
+and is published again under the same id; ``duplicate``: another copy of a
+line whose ``cid`` the moderator saw, dropped, ``id`` being the first
+copy's). AWS failures raise, so Lambda's asynchronous retry and on-failure
+destination (the rule's DLQ) keep the message.
 """
 
 from __future__ import annotations
@@ -26,4 +27,6 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         body["reason"] = result.reason
     if result.message is not None:
         body["id"] = result.message.id
+    elif result.duplicate_of:
+        body["id"] = result.duplicate_of
     return body

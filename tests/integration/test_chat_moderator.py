@@ -404,3 +404,190 @@ def test_an_aws_failure_still_raises_so_lambda_retries_and_dead_letters(
     )
     with pytest.raises(ServiceUnavailable):
         moderator.handle(rule_output("DynamoDB is down"))
+
+
+# -- client message ids (cid): a resent line is one message ------------------
+
+CID = "01JD6Q0Z6Y8KQ3Z4T9R2W5X7VB"  # a ULID, as a client might make one
+
+
+def sent_again(
+    event: dict[str, Any], *, after_ms: int, client_id: str | None = None
+) -> dict[str, Any]:
+    """The rule's output for the same bytes published again ``after_ms`` later
+    (the broker stamps each copy with its own ``receivedAt``)."""
+    return {
+        **event,
+        "receivedAt": event["receivedAt"] + after_ms,
+        "clientId": client_id or event["clientId"],
+    }
+
+
+@pytest.mark.parametrize(
+    "resend",
+    [
+        # paho/mqtt.js after a reconnect: the same client id, the same PUBLISH, DUP=1
+        pytest.param({"after_ms": 1_500}, id="dup-resend-same-client"),
+        # the page rejoins with a new client id suffix and the person presses Send again
+        pytest.param({"after_ms": 90_000, "client_id": "alice.room-2"}, id="resend-after-rejoin"),
+    ],
+)
+def test_a_line_resent_with_its_cid_is_one_message_and_one_history_item(
+    account: FakeAccount, resend: dict[str, Any]
+) -> None:
+    """A QoS 1 line whose PUBACK was lost is published again after the reconnect
+    (MQTT 3.1.1 4.4), and the rules engine invokes the moderator for each copy:
+    without the cid the room showed the line twice, under two ids, in history
+    too: the duplicate-on-reconnect bug chat systems keep meeting (zulip/zulip
+    issue 31219, "Prevent the client from accidentally sending duplicate
+    messages"; mattermost/mattermost issue 8471, "Fix For Duplicated
+    messages"), fixed there as here with a client-made id the server
+    remembers."""
+    first = rule_output("hello, once", cid=CID)
+    first["receivedAt"] -= 120_000  # so that the copy is not in the future
+    result = chat_moderator.handler(first)
+    again = chat_moderator.handler(sent_again(first, **resend))
+    assert result["status"] == "published"
+    assert again == {"status": "duplicate", "id": result["id"]}
+    [envelope] = published(account, ROOM_TOPIC)
+    assert (envelope["id"], envelope["text"], envelope["cid"]) == (result["id"], "hello, once", CID)
+    [row] = clients.chat_history().page("lobby", limit=100, before=None).messages
+    assert (row.id, row.cid) == (result["id"], CID)
+    assert published(account, "iotnotify/test/user/alice/notifications") == []
+
+
+def test_copies_through_the_deployed_rule_make_one_message(account: FakeAccount) -> None:
+    # The rule's SQL, run by the emulator's engine, on the same bytes received twice.
+    statement = parse_sql(chat_moderation_rule(account.scheme).sql)
+    payload = json.dumps({"text": "via the rule", "cid": CID}).encode()
+    now_ms = int(time.time() * 1000)
+    statuses = []
+    for at_ms in (now_ms - 2_000, now_ms):
+        ctx = MessageContext(
+            topic=str(account.scheme.chat_input("lobby")), client_id="alice.web", timestamp_ms=at_ms
+        )
+        event = statement.evaluate(payload, ctx)
+        assert isinstance(event, dict)
+        statuses.append(chat_moderator.handler(event)["status"])
+    assert statuses == ["published", "duplicate"]
+    assert len(published(account, ROOM_TOPIC)) == 1
+
+
+def test_a_copy_does_not_count_against_the_senders_rate(account: FakeAccount) -> None:
+    moderator = moderator_with(clients.iot_data(), rate_messages=2)
+    first = rule_output("one", cid=CID)
+    assert moderator.handle(first).status == "published"
+    assert moderator.handle(sent_again(first, after_ms=500)).status == "duplicate"
+    assert moderator.handle(rule_output("two", cid="x" * 16)).status == "published"
+    assert [m["text"] for m in published(account, ROOM_TOPIC)] == ["one", "two"]
+
+
+def test_a_cid_is_scoped_to_its_sender_and_room(account: FakeAccount) -> None:
+    alice = rule_output("same cid", cid=CID)
+    bob = rule_output("same cid", client_id="bob.web", cid=CID)
+    elsewhere = {**rule_output("same cid", cid=CID), "room": "other"}
+    statuses = [chat_moderator.handler(e)["status"] for e in (alice, bob, elsewhere)]
+    assert statuses == ["published", "published", "published"]
+    assert len(published(account, ROOM_TOPIC)) == 2
+    assert len(published(account, "iotnotify/test/chat/other")) == 1
+
+
+def test_the_same_cid_after_the_window_is_a_new_message(account: FakeAccount) -> None:
+    now = [time.time()]
+    moderator = Moderator(
+        scheme=settings().scheme,
+        history=clients.chat_history(),
+        iot_data=clients.iot_data(),
+        denylist=lambda: (),
+        rate_messages=5,
+        rate_window_seconds=3600,
+        clock=lambda: now[0],
+        cid_window_seconds=600,
+    )
+    first = rule_output("hi", cid=CID)
+    assert moderator.handle(first).status == "published"
+    now[0] += 599
+    assert moderator.handle(sent_again(first, after_ms=599_000)).status == "duplicate"
+    now[0] += 2
+    assert moderator.handle(sent_again(first, after_ms=601_000)).status == "published"
+    assert len(clients.chat_history().page("lobby", limit=100, before=None).messages) == 2
+
+
+def test_a_line_refused_for_the_rate_can_be_sent_again_with_its_cid(account: FakeAccount) -> None:
+    assert moderator_with(clients.iot_data(), rate_messages=1).handle(rule_output("a")).status == (
+        "published"
+    )
+    line = rule_output("b", cid=CID)
+    line["receivedAt"] -= 10_000
+    refused = moderator_with(clients.iot_data(), rate_messages=1).handle(line)
+    assert refused.reason == "rate_limited"
+    # Refused is not handled: once the rate allows, the same line goes through.
+    later = moderator_with(clients.iot_data(), rate_messages=5).handle(
+        sent_again(line, after_ms=10_000)
+    )
+    assert later.status == "published"
+    assert [m["text"] for m in published(account, ROOM_TOPIC)] == ["a", "b"]
+
+
+def test_a_retried_invocation_of_a_line_with_a_cid_is_still_delivered(
+    account: FakeAccount,
+) -> None:
+    # The first copy's claim names its message id, so Lambda's retry of that
+    # event (its publish failed) is not taken for a copy; a real copy still is.
+    moderator = moderator_with(FlakyIotData(clients.iot_data(), failures=1))
+    event = rule_output("stored, then the publish failed", cid=CID)
+    with pytest.raises(ServiceUnavailable):
+        moderator.handle(event)
+    retried = moderator.handle(event)
+    assert retried.status == "republished"
+    assert moderator.handle(sent_again(event, after_ms=3_000)).status == "duplicate"
+    assert len(published(account, ROOM_TOPIC)) == 1
+    assert len(clients.chat_history().page("lobby", limit=100, before=None).messages) == 1
+
+
+def test_inputs_without_a_cid_are_handled_as_before(account: FakeAccount) -> None:
+    event = rule_output("no cid")
+    first = chat_moderator.handler(event)
+    second = chat_moderator.handler(sent_again(event, after_ms=1_500))
+    assert (first["status"], second["status"]) == ("published", "published")
+    envelopes = published(account, ROOM_TOPIC)
+    assert [e["text"] for e in envelopes] == ["no cid", "no cid"]
+    assert all("cid" not in e for e in envelopes)
+    rows = clients.chat_history().page("lobby", limit=100, before=None).messages
+    assert [r.cid for r in rows] == [None, None]
+
+
+@pytest.mark.parametrize(
+    "cid",
+    [
+        "x" * 65,  # over MAX_CHAT_CID_CHARS
+        "x" * 10_000,
+        "short",  # under MIN_CHAT_CID_CHARS: a counter, not a random id
+        "",
+        12345678901234567890,
+        None,
+        ["01JD6Q0Z6Y8KQ3Z4T9R2W5X7VB"],
+        {"id": CID},
+        True,
+        "01JD6Q0Z6Y8KQ3Z4\x00T9R2W5X7VB",  # control characters
+        "01JD6Q0Z6Y8KQ3Z4\nT9R2W5X7VB",
+        "01JD6Q0Z6Y8KQ3Z4#T9R2W5X7VB",  # the key separator
+        "01JD6Q0Z6Y8KQ3Z4/T9R2W5X7VB",
+        "01JD6Q0Z6Y8KQ3Z4\u202eT9R2W5X7VB",  # a bidi override
+        "\uff10\uff11JD6Q0Z6Y8KQ3Z4T9R2W5X7VB",  # full-width look-alike digits
+    ],
+)
+def test_a_cid_that_breaks_the_contract_refuses_the_line_and_tells_the_sender(
+    account: FakeAccount, cid: Any
+) -> None:
+    rejections = Rejections()
+    moderator = moderator_with(clients.iot_data(), rejections=rejections)
+    body = json.dumps({"text": "hi", "cid": cid}).encode()
+    result = moderator.handle(raw_rule_output(body))
+    assert (result.status, result.reason) == ("rejected", "invalid_cid")
+    assert rejections.counts == {"invalid_cid": 1}
+    assert published(account, ROOM_TOPIC) == []
+    [note] = published(account, "iotnotify/test/user/alice/notifications")
+    assert note["data"] == {"room": "lobby", "reason": "invalid_cid"}
+    assert "16 to 64" in note["body"]
+    assert clients.chat_history().page("lobby", limit=10, before=None).messages == ()

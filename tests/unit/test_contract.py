@@ -11,15 +11,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from iotnotify.contract import (
+    MAX_CHAT_CID_CHARS,
     MAX_PAYLOAD_BYTES,
+    MIN_CHAT_CID_CHARS,
+    ChatMessage,
     Notification,
     Topic,
     TopicFilter,
     TopicScheme,
     client_id_for,
     client_id_prefix,
+    is_chat_cid,
+    new_chat_cid,
     new_notification_id,
     user_of_client_id,
+    validate_chat_cid,
     validate_user_id,
 )
 from iotnotify.errors import (
@@ -304,3 +310,40 @@ def test_an_invalid_id_is_shown_shortened_in_the_message() -> None:
             check("x" * 500_000 + "/")
         assert len(str(caught.value)) < 300
         assert "500001 characters" in str(caught.value)
+
+
+def test_a_new_chat_cid_is_valid_and_fresh_every_time() -> None:
+    cids = {new_chat_cid() for _ in range(1000)}
+    assert len(cids) == 1000
+    assert all(is_chat_cid(c) and validate_chat_cid(c) == c for c in cids)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "x" * (MIN_CHAT_CID_CHARS - 1),
+        "x" * (MAX_CHAT_CID_CHARS + 1),
+        "a" * 20 + "\x00",
+        "a#" * 9,
+        None,
+        7,
+        ["x" * 20],
+    ],
+)
+def test_a_chat_cid_outside_the_contract_is_refused(bad: object) -> None:
+    assert not is_chat_cid(bad)
+    with pytest.raises(InvalidEnvelope, match="cid"):
+        validate_chat_cid(bad)
+
+
+def test_a_chat_message_carries_its_cid_only_when_it_has_one() -> None:
+    cid = new_chat_cid()
+    with_cid = ChatMessage.create(room="lobby", sender="alice", text="hi", cid=cid)
+    assert with_cid.to_dict()["cid"] == cid
+    assert ChatMessage.from_dict(with_cid.to_dict()) == with_cid
+    plain = ChatMessage.create(room="lobby", sender="alice", text="hi")
+    assert "cid" not in plain.to_dict()
+    # A reader drops a cid that breaks the contract rather than the message.
+    assert ChatMessage.from_dict({**plain.to_dict(), "cid": "x\ny"}).cid is None
+    with pytest.raises(InvalidEnvelope):
+        ChatMessage.create(room="lobby", sender="alice", text="hi", cid="short")

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import secrets
 import subprocess
 import threading
+import time
 import urllib.request
 from typing import IO
 
 from iotnotify.auth import CognitoAuth, CognitoSession
 from iotnotify.chat import RoomConnection, RoomsApi
-from iotnotify.contract import MAX_CHAT_TEXT_CHARS, ChatMessage
+from iotnotify.contract import MAX_CHAT_TEXT_CHARS, ChatMessage, is_chat_cid
 from tests.local_process import IOTNOTIFY, LocalProcess
 
 
@@ -255,3 +257,39 @@ def test_chat_says_why_the_moderator_refused_a_line(local_stack: LocalProcess) -
             except subprocess.TimeoutExpired:
                 bob.kill()
                 bob.wait()
+
+
+def rule_actions_done(stack: LocalProcess) -> int:
+    """How many rule actions (moderator invocations among them) have finished."""
+    with urllib.request.urlopen(stack.state["extra"]["emulatorStatsUrl"], timeout=10) as answer:
+        return int(json.loads(answer.read())["rules"]["actions_succeeded"])
+
+
+def test_send_puts_a_fresh_cid_on_each_line_and_a_resend_with_it_shows_once(
+    local_stack: LocalProcess,
+) -> None:
+    room = f"cid-{secrets.token_hex(3)}"
+    alice_api = rooms_api(local_stack, "alice")
+    alice_api.create(room)
+    received: queue.Queue[ChatMessage] = queue.Queue()
+    with RoomConnection(alice_api.token(room), on_message=received.put) as alice:
+        # Each line gets its own cid, which comes back on the room's envelope.
+        first_cid = alice.send("one")
+        second_cid = alice.send("two")
+        assert is_chat_cid(first_cid)
+        assert is_chat_cid(second_cid)
+        assert first_cid != second_cid
+        got = [received.get(timeout=10), received.get(timeout=10)]
+        assert {(m.text, m.cid) for m in got} == {("one", first_cid), ("two", second_cid)}
+        before = rule_actions_done(local_stack)
+        # The line sent again (its PUBACK lost, say) with its cid, then a new line.
+        assert alice.send("one", cid=first_cid) == first_cid
+        alice.send("three")
+        while (message := received.get(timeout=10)).text != "three":
+            assert message.text != "one", "the resent line reached the room again"
+        deadline = time.monotonic() + 10
+        while rule_actions_done(local_stack) < before + 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # both invocations (the copy's and the new line's) done
+    texts = [m.text for m in alice_api.history(room, limit=10)[0]]
+    assert sorted(texts) == ["one", "three", "two"]
+    assert received.empty()
