@@ -12,6 +12,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from iotnotify.errors import InvalidArgument
+
 __all__ = ["Backoff"]
 
 
@@ -27,7 +29,9 @@ class Backoff:
 
     def __post_init__(self) -> None:
         if self.initial <= 0 or self.cap < self.initial:
-            raise ValueError("backoff needs 0 < initial <= cap")
+            raise InvalidArgument(
+                f"backoff needs 0 < initial <= cap, not initial={self.initial!r} cap={self.cap!r}"
+            )
 
     def bound(self, attempt: int) -> float:
         """The upper bound of the draw for the ``attempt``-th retry (1-based)."""

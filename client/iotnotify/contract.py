@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeGuard
 
 from iotnotify.errors import (
     ContractError,
+    InvalidArgument,
     InvalidClientId,
     InvalidEnvelope,
     InvalidJson,
@@ -602,10 +603,11 @@ def id_lower_bound(note_id: str, *, lookback_seconds: float) -> str:
     clocks differ, so an inbox can receive an id older than one its reader
     already saw. ``lookback_seconds`` is rounded to the millisecond; the
     bound never goes below the epoch. Raises :class:`InvalidEnvelope` for a
-    bad ``note_id`` and ``ValueError`` for a negative or non-finite look-back.
+    bad ``note_id`` and :class:`InvalidArgument` (a ``ValueError``) for a
+    negative or non-finite look-back.
     """
     if not math.isfinite(lookback_seconds) or lookback_seconds < 0:
-        raise ValueError(f"lookback_seconds must be finite and >= 0, not {lookback_seconds!r}")
+        raise InvalidArgument(f"lookback_seconds must be finite and >= 0, not {lookback_seconds!r}")
     return _millis_floor(id_millis(note_id) - round(lookback_seconds * 1000))
 
 

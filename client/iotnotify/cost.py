@@ -47,6 +47,8 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Final
 
+from iotnotify.errors import InvalidArgument
+
 __all__ = [
     "COGNITO_PLANS",
     "PRICES",
@@ -89,7 +91,7 @@ class Tier:
 def tiered(quantity: float, tiers: tuple[Tier, ...]) -> float:
     """Dollars for ``quantity`` units under volume ``tiers`` (each band at its own price)."""
     if quantity < 0:
-        raise ValueError("a quantity cannot be negative")
+        raise InvalidArgument("a quantity cannot be negative")
     total, floor = 0.0, 0.0
     for tier in tiers:
         ceiling = math.inf if tier.up_to is None else tier.up_to
@@ -181,7 +183,8 @@ class Load:
     skip_offline: bool = False
 
     def check(self) -> None:
-        """Raises ValueError for a load that cannot happen.
+        """Raises :class:`~iotnotify.errors.InvalidArgument` (a ``ValueError``) for a
+        load that cannot happen.
 
         Every number must be finite and not negative (NaN fails every comparison and
         infinity passes ``>= 0``, so both would reach the arithmetic and make the total
@@ -193,13 +196,13 @@ class Load:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{spec.name} must be a finite number >= 0, not {value!r}")
+                raise InvalidArgument(f"{spec.name} must be a finite number >= 0, not {value!r}")
         if not 128 <= self.lambda_memory_mb <= 10_240:
-            raise ValueError("lambda_memory_mb must be within 128..10240 (Lambda's range)")
+            raise InvalidArgument("lambda_memory_mb must be within 128..10240 (Lambda's range)")
         if self.users < 0 or self.notifications_per_user_per_day < 0:
-            raise ValueError("users and notifications must not be negative")
+            raise InvalidArgument("users and notifications must not be negative")
         if not 0 <= self.connected_hours_per_day <= 24:
-            raise ValueError("connected hours per day must be within 0..24")
+            raise InvalidArgument("connected hours per day must be within 0..24")
         for name in (
             "monthly_active_fraction",
             "inbox_fraction",
@@ -207,13 +210,13 @@ class Load:
             "xray_sampled_fraction",
         ):
             if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be within 0..1")
+                raise InvalidArgument(f"{name} must be within 0..1")
         if self.cognito_plan not in COGNITO_PLANS:
-            raise ValueError(f"cognito_plan must be one of {', '.join(COGNITO_PLANS)}")
+            raise InvalidArgument(f"cognito_plan must be one of {', '.join(COGNITO_PLANS)}")
         if min(self.message_bytes, self.recipients_per_notify_request, self.days) < 1:
-            raise ValueError("message bytes, recipients per request and days must be >= 1")
+            raise InvalidArgument("message bytes, recipients per request and days must be >= 1")
         if min(self.connects_per_user_per_day, self.topics_per_connection) < 0:
-            raise ValueError("connects and topics must not be negative")
+            raise InvalidArgument("connects and topics must not be negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +275,8 @@ def _xray_traces(requests: float, days: int, sampled: float) -> float:
 def estimate(load: Load, prices: Prices = PRICES) -> CostEstimate:
     """Monthly cost (``load.days``) of ``load`` on AWS, plus the same on API Gateway WebSockets.
 
-    Raises ValueError for a load :meth:`Load.check` refuses, or one so large
+    Raises :class:`~iotnotify.errors.InvalidArgument` (a ``ValueError``) for a
+    load :meth:`Load.check` refuses, or one so large
     that a figure overflows to infinity or NaN.
     """
     load.check()
@@ -359,7 +363,7 @@ def estimate(load: Load, prices: Prices = PRICES) -> CostEstimate:
         ("API Gateway WebSockets comparison", websocket),
     ):
         if not math.isfinite(value):
-            raise ValueError(f"the load is too large to estimate: {what} overflows")
+            raise InvalidArgument(f"the load is too large to estimate: {what} overflows")
     return CostEstimate(load=load, items=items, apigw_websocket_equivalent_usd=websocket)
 
 

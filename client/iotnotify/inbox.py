@@ -21,7 +21,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import BotoCoreError, ClientError
 
 from iotnotify.contract import Notification, loads_strict, validate_user_id
-from iotnotify.errors import ContractError, InvalidEnvelope, PublishError
+from iotnotify.errors import ContractError, InvalidArgument, InvalidEnvelope, PublishError
 
 __all__ = [
     "BATCH_WRITE_LIMIT",
@@ -133,10 +133,11 @@ class Inbox:
         transient errors per its retry configuration; a call that still
         fails fails the whole batch. Raises
         :class:`~iotnotify.errors.InvalidUserId` for a bad user id (before
-        any AWS call) and ``ValueError`` for more than 25 entries.
+        any AWS call) and :class:`~iotnotify.errors.InvalidArgument` (a
+        ``ValueError``) for more than 25 entries.
         """
         if len(entries) > BATCH_WRITE_LIMIT:
-            raise ValueError(f"a batch holds at most {BATCH_WRITE_LIMIT} items")
+            raise InvalidArgument(f"a batch holds at most {BATCH_WRITE_LIMIT} items")
         # A fan-out's batch is one notification for 25 users: encode it once.
         envelopes: dict[int, str] = {}
         for _, note in entries:

@@ -59,6 +59,7 @@ from iotnotify.dynamodb_batch import FastBatchWrite
 from iotnotify.endpoints import IotEndpoint
 from iotnotify.errors import (
     ContractError,
+    InvalidArgument,
     InvalidUserId,
     IotNotifyError,
     PublishError,
@@ -148,9 +149,9 @@ class Publisher:
         skip_offline: bool = False,
     ) -> None:
         if max_workers < 1:
-            raise ValueError("max_workers must be at least 1")
+            raise InvalidArgument(f"max_workers must be at least 1, not {max_workers!r}")
         if skip_offline and presence is None:
-            raise ValueError("skip_offline needs the presence table (presence=...)")
+            raise InvalidArgument("skip_offline needs the presence table (presence=...)")
         self._scheme = scheme
         self._iot_data = iot_data
         self._inbox = inbox
@@ -212,11 +213,12 @@ class Publisher:
     def presence(self, user_ids: Iterable[str]) -> dict[str, UserPresence]:
         """Who of ``user_ids`` has a live connection now (a game's lobby, its player list).
 
-        Raises ``ValueError`` when this publisher has no presence table and
+        Raises :class:`~iotnotify.errors.InvalidArgument` (a ``ValueError``)
+        when this publisher has no presence table and
         :class:`~iotnotify.presence.PresenceError` if DynamoDB fails.
         """
         if self._presence_table is None:
-            raise ValueError("this publisher has no presence table (presence_table=...)")
+            raise InvalidArgument("this publisher has no presence table (presence_table=...)")
         table = self._presence_table
         return {user_id: table.of(user_id) for user_id in dict.fromkeys(user_ids)}
 
@@ -227,10 +229,11 @@ class Publisher:
         subscribe + receive on the game topic; :meth:`notify_game` reaches
         them there. Raises :class:`~iotnotify.games.InvalidGame` for a bad id
         or player list, :class:`~iotnotify.games.GameStoreError` if DynamoDB
-        fails, ``ValueError`` when this publisher has no games table.
+        fails, :class:`~iotnotify.errors.InvalidArgument` when this publisher has
+        no games table.
         """
         if self._games is None:
-            raise ValueError("this publisher has no games table (games_table=...)")
+            raise InvalidArgument("this publisher has no games table (games_table=...)")
         return self._games.register(game_id, players)
 
     def publish(self, topic: Topic, note: Notification) -> None:

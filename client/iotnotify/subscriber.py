@@ -205,7 +205,7 @@ def clamp_keepalive(seconds: int | None, *, floor: int = IOT_KEEPALIVE_MIN) -> i
     raise it to 30 anyway.
     """
     if not 1 <= floor <= IOT_KEEPALIVE_MIN:
-        raise ValueError(f"keepalive floor must be 1..{IOT_KEEPALIVE_MIN}")
+        raise InvalidArgument(f"keepalive floor must be 1..{IOT_KEEPALIVE_MIN}")
     if seconds is None:
         return DEFAULT_KEEPALIVE
     if seconds < 0:
@@ -602,7 +602,8 @@ class Subscriber:
     Raises :class:`~iotnotify.errors.InvalidClientId` for a
     ``device_id`` and :class:`~iotnotify.errors.InvalidEnvelope` for a
     ``since`` that no client id or notification id can be, here rather than
-    at the first connect, and ``ValueError`` for a ``connect_timeout`` or
+    at the first connect, and :class:`~iotnotify.errors.InvalidArgument` (a
+    ``ValueError``) for a ``connect_timeout`` or
     ``max_connection_age`` (seconds) that is not above 0.
     """
 
@@ -635,15 +636,15 @@ class Subscriber:
         # 0 or less timed out every connect, or reconnected at once after each
         # one (a connect storm, and every CONNECT is billed on AWS).
         if not (math.isfinite(connect_timeout) and connect_timeout > 0):
-            raise ValueError(
+            raise InvalidArgument(
                 f"connect_timeout must be a finite number of seconds > 0, not {connect_timeout!r}"
             )
         if not max_connection_age > 0:  # also NaN; inf: only the server's 24 h limit
-            raise ValueError(
+            raise InvalidArgument(
                 f"max_connection_age must be a number of seconds > 0, not {max_connection_age!r}"
             )
         if not math.isfinite(catch_up_lookback) or catch_up_lookback < 0:
-            raise ValueError(
+            raise InvalidArgument(
                 f"catch_up_lookback must be a finite number of seconds >= 0, "
                 f"not {catch_up_lookback!r}"
             )
