@@ -34,17 +34,9 @@ __all__ = ["chat", "rooms"]
 
 
 def _api(target: _Target) -> Any:
-    from iotnotify.auth import CognitoAuth, CognitoSession
     from iotnotify.chat import RoomsApi
 
-    auth = CognitoAuth(
-        client_id=target.user_pool_client_id,
-        region=target.region,
-        endpoint_url=target.cognito_endpoint,
-    )
-    session = CognitoSession(auth, username=target.username, password=target.password)
-    session.sign_in()
-    return RoomsApi(api_url=target.api_url, id_tokens=session, ca_file=target.ca_file)
+    return RoomsApi(api_url=target.api_url, id_tokens=target.signed_in(), ca_file=target.ca_file)
 
 
 def _connect(options: dict[str, Any]) -> tuple[_Target, Any]:

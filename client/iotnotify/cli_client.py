@@ -36,6 +36,20 @@ class _Target:
     password: str | None
     ca_file: str | None
 
+    def signed_in(self) -> Any:
+        """A Cognito session signed in as this target's user (USER_PASSWORD_AUTH),
+        an ``IdTokenSource`` for the API clients; raises the SDK's errors."""
+        from iotnotify.auth import CognitoAuth, CognitoSession
+
+        auth = CognitoAuth(
+            client_id=self.user_pool_client_id,
+            region=self.region,
+            endpoint_url=self.cognito_endpoint,
+        )
+        session = CognitoSession(auth, username=self.username, password=self.password)
+        session.sign_in()
+        return session
+
 
 def _target(
     *,
@@ -250,7 +264,6 @@ def listen(
     """Print notifications as they arrive; connection changes go to stderr. Ctrl-C stops."""
     _shutil_without_archive_codecs()
     from iotnotify.api_client import ApiClient
-    from iotnotify.auth import CognitoAuth, CognitoSession
     from iotnotify.subscriber import (
         SINCE_NOW,
         ConnectionState,
@@ -306,14 +319,9 @@ def listen(
         # The SDK's warnings ("ignoring a message on ...") become lines like
         # every other of the CLI's: "iotnotify: ...".
         with sdk_log_lines():
-            auth = CognitoAuth(
-                client_id=target.user_pool_client_id,
-                region=target.region,
-                endpoint_url=target.cognito_endpoint,
+            api = ApiClient(
+                api_url=target.api_url, id_tokens=target.signed_in(), ca_file=target.ca_file
             )
-            session = CognitoSession(auth, username=target.username, password=target.password)
-            session.sign_in()
-            api = ApiClient(api_url=target.api_url, id_tokens=session, ca_file=target.ca_file)
             subscriber = Subscriber(
                 tokens=api,
                 on_message=show,

@@ -608,35 +608,46 @@ INTERRUPTED_EXIT_STATUS: Final = 128 + signal.SIGINT
 
 
 class StartInterrupted(KeyboardInterrupt):
-    """Ctrl-C while the stack was starting (before "ready.").
+    """Ctrl-C (SIGINT) or SIGTERM while the stack was starting (before "ready.").
 
-    A ``KeyboardInterrupt``, not an ``Exception``: code in between (botocore's
-    retries, moto) catches ``Exception`` and must not swallow it.
+    ``signum`` is the signal. A ``KeyboardInterrupt``, not an ``Exception``:
+    code in between (botocore's retries, moto) catches ``Exception`` and must
+    not swallow it.
     """
 
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
-def _interrupt_start(_signum: int, _frame: object) -> None:
-    # Further Ctrl-Cs are ignored: the clean-up that follows (the emulator's
-    # process, moto, the data directory's lock) must run to its end, or a
-    # child would be left behind.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise StartInterrupted
+
+_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+
+def _interrupt_start(signum: int, _frame: object) -> None:
+    # Further stop signals are ignored: the clean-up that follows (the
+    # emulator's process, moto, the data directory's lock) must run to its
+    # end, or a child would be left behind.
+    for stop_signal in _STOP_SIGNALS:
+        signal.signal(stop_signal, signal.SIG_IGN)
+    raise StartInterrupted(signum)
 
 
 async def _serve(config: StackConfig, state_file: Path) -> int:
     stack = LocalStack(config)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stopped.set)
-    # Until the stack is up, Ctrl-C raises where start-up is (provisioning in
-    # moto, waiting for the emulator's process, importing the handlers): a
-    # handler on the event loop ran only when start() next awaited, so
-    # Ctrl-C waited until "ready.". The finally below stops what had started.
-    signal.signal(signal.SIGINT, _interrupt_start)
+    # Until the stack is up, Ctrl-C or SIGTERM raises where start-up is
+    # (provisioning in moto, waiting for the emulator's process, importing the
+    # handlers): a handler on the event loop ran only when start() next
+    # awaited, so both waited until "ready.". The finally below stops what
+    # had started.
+    for stop_signal in _STOP_SIGNALS:
+        signal.signal(stop_signal, _interrupt_start)
     try:
         with console.status("starting moto, the IoT emulator and the API..."):
             state = await stack.start()
-        loop.add_signal_handler(signal.SIGINT, stopped.set)
+        for stop_signal in _STOP_SIGNALS:
+            loop.add_signal_handler(stop_signal, stopped.set)
         from iotnotify_emulator.runtime import shorten_switch_interval, tune_gc_for_serving
 
         tune_gc_for_serving()
@@ -735,7 +746,8 @@ def run_local(
     Exit status 2: a port, the data directory or the state file is in use
     (by a running stack), or the data directory cannot be restored. Ctrl-C
     before "ready." stops what had started (the emulator's process, moto,
-    the API) and returns :data:`INTERRUPTED_EXIT_STATUS` (130); Ctrl-C once
+    the API) and returns :data:`INTERRUPTED_EXIT_STATUS` (130; 143 for a
+    SIGTERM); Ctrl-C once
     ready is the usual way to stop it, status 0.
     """
     host = canonical_host(host)
@@ -782,7 +794,9 @@ def run_local(
     except (PortInUse, DataDirError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
-    except StartInterrupted:
+    except StartInterrupted as exc:
         # _serve's finally (or asyncio.run cancelling it) has stopped it all.
-        console.print("interrupted while starting; stopped everything it had started.")
-        return INTERRUPTED_EXIT_STATUS
+        said = "terminated" if exc.signum == signal.SIGTERM else "interrupted"
+        console.print(f"{said} while starting; stopped everything it had started.")
+        # 128 + the signal, as a shell reports a process the signal ended.
+        return 128 + exc.signum

@@ -179,9 +179,10 @@ class IotNotifyStack(Stack):
             what="the presence rule",
         )
         self.storage.presence.grant(fn.presence_events, "dynamodb:UpdateItem")
-        # Chat moderator (invoked by the topic rule): count the sender's rate
-        # and append to history (conditionally, reading back what a retried
-        # input stored first), read the denylist, publish to the room.
+        # Chat moderator (invoked by the topic rule): claim a line's cid (a
+        # conditional put, read back on a copy; released by an update), count
+        # the sender's rate and append to history (conditionally, reading back
+        # what a retried input stored first), read the denylist, publish.
         self.chat = ChatModeration(self, "Chat", config=config, moderator=fn.moderator)
         self.storage.chat_history.grant(
             fn.moderator, "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"

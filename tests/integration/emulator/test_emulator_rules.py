@@ -18,8 +18,10 @@ import pytest
 
 from iotnotify.contract import Channel
 from iotnotify.policies import subscriber_ceiling_policy, subscriber_session_policy
+from iotnotify.topic_rules import chat_moderation_rule
 from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
 from iotnotify_emulator.credentials import Credential
+from iotnotify_emulator.mqtt import Puback, Publish
 from iotnotify_emulator.rules import (
     CallableAction,
     LambdaAction,
@@ -29,6 +31,8 @@ from iotnotify_emulator.rules import (
 )
 from iotnotify_emulator.rules_sql import MessageContext
 from iotnotify_emulator.testing import ALLOW_ALL, Harness
+from iotnotify_handlers import chat_moderator, clients
+from tests.conftest import FakeAccount
 
 INPUTS = "app/test/chat/+/input"
 LOBBY = "app/test/chat/lobby"
@@ -303,3 +307,39 @@ async def test_basic_ingest_needs_iot_publish_on_the_prefixed_topic(world: Harne
     await alice.publish("$aws/rules/Moderate/" + LOBBY_INPUT, b"{}")
     await alice.wait_closed()
     assert seen.items == []
+
+
+async def test_a_qos1_chat_line_resent_with_dup_after_a_drop_is_one_message(
+    world: Harness, account: FakeAccount
+) -> None:
+    """The reviewer's case, end to end through the broker and the real rule:
+    alice publishes a line at QoS 1, the connection drops before she reads
+    the PUBACK, and after reconnecting she resends the same PUBLISH with DUP=1
+    (MQTT 3.1.1 4.4: the broker treats it as a new publication, so the rule
+    runs again). With the line's cid the moderator stores and publishes it
+    once (zulip/zulip issue 31219: a retried send used to make a second copy)."""
+    definition = chat_moderation_rule(world.scheme)
+    engine = install(
+        world,
+        Rule.create(
+            definition.name, definition.sql, [LambdaAction("moderator", chat_moderator.handler)]
+        ),
+    )
+    payload = json.dumps({"text": "did this arrive?", "cid": "Jm2mQ0yq2kFZ1s8dX3v7Rg"}).encode()
+    line = Publish(topic=LOBBY_INPUT, payload=payload, qos=1, packet_id=7)
+    # Given alice's line reached the broker, but the connection died before the PUBACK
+    alice = await world.connect(member(world, "alice"), "alice.tab")
+    await alice.send(line)
+    await alice.drop()
+    # When she reconnects and resends it, marked DUP, as paho and mqtt.js do
+    alice = await world.connect(member(world, "alice"), "alice.tab")
+    await alice.send(Publish(topic=LOBBY_INPUT, payload=payload, qos=1, packet_id=7, dup=True))
+    assert isinstance(await alice.receive(), Puback)
+    await alice.disconnect()
+    # Then the rule ran twice, and the room got the line once, with one history item
+    assert engine.drain()
+    assert engine.stats.matched == 2
+    room = [json.loads(p) for t, p in account.published() if t == "iotnotify/test/chat/lobby"]
+    assert [(m["text"], m["sender"]) for m in room] == [("did this arrive?", "alice")]
+    history = clients.chat_history().page("lobby", limit=10, before=None).messages
+    assert [m.id for m in history] == [room[0]["id"]]

@@ -332,8 +332,16 @@ def _descendants(root: int) -> dict[int, bytes]:
     return cmdlines
 
 
-def test_ctrl_c_during_start_up_stops_it_there_and_leaves_nothing(tmp_path: Path) -> None:
-    # Ctrl-C while `iotnotify local` started went unheard until "ready.".
+@pytest.mark.parametrize(
+    ("signum", "said"),
+    [(signal.SIGINT, "interrupted"), (signal.SIGTERM, "terminated")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_ctrl_c_during_start_up_stops_it_there_and_leaves_nothing(
+    tmp_path: Path, signum: int, said: str
+) -> None:
+    # Ctrl-C (or a service manager's SIGTERM) while `iotnotify local` started
+    # went unheard until "ready.".
     state_file = tmp_path / "interrupted.json"
     stack = start_local(state_file, "--port", "0")
     children: dict[int, bytes] = {}
@@ -345,9 +353,9 @@ def test_ctrl_c_during_start_up_stops_it_there_and_leaves_nothing(tmp_path: Path
             children = _descendants(stack.process.pid)
             time.sleep(0.02)  # another process's start: polling is the only signal
         assert stack.process.poll() is None, stack.output()
-        # When the user presses Ctrl-C
-        stack.process.send_signal(signal.SIGINT)
-        # Then it stops there, before "ready.", with status 130 and one line
+        # When the user presses Ctrl-C (or the process is sent SIGTERM)
+        stack.process.send_signal(signum)
+        # Then it stops there, before "ready.", with status 128 + the signal and one line
         status = stack.process.wait(timeout=60)  # a hang guard, not a speed check
     finally:
         output = stack.stop()
@@ -355,9 +363,9 @@ def test_ctrl_c_during_start_up_stops_it_there_and_leaves_nothing(tmp_path: Path
         for pid in leftovers:  # a failed run must not leave them running
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    assert status == 130, output
+    assert status == 128 + signum, output
     assert "ready." not in output
-    assert "interrupted while starting; stopped everything it had started." in output
+    assert f"{said} while starting; stopped everything it had started." in output
     assert "Traceback" not in output
     # And every process it had started is gone (the emulator, multiprocessing's
     # resource tracker), and no state file points clients at nothing
