@@ -298,6 +298,8 @@ def _price_rows() -> list[tuple[str, str]]:
     from iotnotify.cost import PRICES, Tier
 
     def show(tiers: tuple[Tier, ...]) -> str:
+        if len(tiers) == 1:  # a flat price: "above" alone named no band
+            return f"{tiers[0].price:.10g} at any volume"
         return "; ".join(
             f"{t.price:.10g}" + (f" up to {t.up_to:,.0f}" if t.up_to is not None else " above")
             for t in tiers

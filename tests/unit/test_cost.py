@@ -315,3 +315,20 @@ def test_cost_refuses_an_out_of_range_option_naming_it(option: str, value: str) 
     result = CliRunner().invoke(cli, ["cost", "--json", option, value])
     assert result.exit_code == 2, result.output
     assert f"Invalid value for '{option}'" in result.output
+
+
+def _price_line(text: str, name: str) -> str:
+    """The price column of the row named ``name`` in ``cost``'s price table."""
+    (line,) = [row for row in text.splitlines() if row.startswith(f"{name}  ")]
+    return line[len(name) :].strip()
+
+
+def test_cost_price_table_says_a_flat_price_holds_at_any_volume() -> None:
+    # A one-tier price read "2e-07 above" (above what?); a tiered one still
+    # ends with "above" after the last band's limit.
+    text = CliRunner().invoke(cli, ["cost", "--users", "10"]).output
+    assert _price_line(text, "lambda_request") == "2e-07 at any volume"
+    assert _price_line(text, "cognito_mau (plus)") == "0.02 at any volume"
+    assert _price_line(text, "iot_message") == (
+        "1e-06 up to 1,000,000,000; 8e-07 up to 5,000,000,000; 7e-07 above"
+    )
