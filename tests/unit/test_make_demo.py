@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+_MAKE_VARIABLES = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
 
 # `iotnotify local` in the background: stops on SIGTERM, which the recipe's
 # trap sends (a background job of a non-interactive shell ignores SIGINT).
@@ -47,6 +48,8 @@ def test_ctrl_c_ends_make_demo_with_status_0_and_no_make_error(tmp_path: Path) -
         make = subprocess.Popen(
             ["make", "--no-print-directory", "-o", "setup", "demo", f"BIN={bin_dir}"],
             cwd=REPO,
+            # Not the flags of a `make test` that runs this test (-n, -j, ...).
+            env={k: v for k, v in os.environ.items() if k not in _MAKE_VARIABLES},
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, as a terminal's job
