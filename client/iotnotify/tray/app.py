@@ -406,7 +406,8 @@ class TrayApp:
         """Show the icon and block until Quit or Sign out.
 
         Raises :class:`TrayUnavailable` when pystray has no backend to show an
-        icon with (on Linux: no X11 display to connect to).
+        icon with (on Linux: no X11 display to connect to), or when the X
+        server closed the connection while the icon was shown.
         """
         try:
             pystray = load_pystray()
@@ -461,6 +462,14 @@ class TrayApp:
             self.ready.set()  # never leave a waiter hanging when the toolkit failed
             self._stop_subscriber()
             self.notifier.close()
+        lost = getattr(self.icon, "display_lost", None)  # iotnotify.tray.xorg_icon
+        if lost is not None:
+            display = os.environ.get("DISPLAY") or "(DISPLAY not set)"
+            raise TrayUnavailable(
+                f"the X server closed the connection to display {display} "
+                f"({lost}): the desktop session ended or its X server stopped; "
+                "the tray stopped. Start `iotnotify tray` again in a running session."
+            )
 
 
 def _open_in_browser(url: str) -> None:
