@@ -670,3 +670,32 @@ def test_the_display_going_away_stops_the_tray_with_one_error_line_and_status_1(
     said = [line for line in log if f"display :{number}" in line]
     assert len(said) == 1, text
     assert "closed" in said[0]
+
+
+def test_a_display_that_drops_the_icons_connection_at_start_is_one_clear_error(
+    xvfb_display: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pystray connects twice: on import (its probe, which load_pystray's
+    # error covers) and in Icon(). An X server that accepts the first and
+    # then goes away or refuses (a session ending while the tray starts)
+    # raised ConnectionClosedError out of `iotnotify tray` as a traceback.
+    import Xlib.error
+
+    from iotnotify.errors import IotNotifyError
+    from iotnotify.tray.app import TrayApp, TrayUnavailable
+    from iotnotify.tray.keyring_store import MemoryTokenStore
+    from iotnotify.tray.xorg_icon import XorgIcon
+
+    def closed(self: object, *args: object, **kwargs: object) -> None:
+        raise Xlib.error.ConnectionClosedError("server")
+
+    monkeypatch.setattr(XorgIcon, "__init__", closed)
+    settings = TraySettings(
+        api_url="https://api.example", user_pool_client_id="abc", username="a@example.com"
+    )
+    app = TrayApp(settings=settings, token_store=MemoryTokenStore())
+    with pytest.raises(TrayUnavailable) as raised:
+        app.run()
+    assert isinstance(raised.value, IotNotifyError)  # the CLI's one `Error:` line
+    assert xvfb_display in str(raised.value)
+    assert "ConnectionClosedError" in str(raised.value)
