@@ -406,7 +406,8 @@ class TrayApp:
         """Show the icon and block until Quit or Sign out.
 
         Raises :class:`TrayUnavailable` when pystray has no backend to show an
-        icon with (on Linux: no X11 display to connect to).
+        icon with (on Linux: no X11 display to connect to), or when the X
+        server closed the connection while the icon was shown.
         """
         try:
             pystray = load_pystray()
@@ -428,7 +429,20 @@ class TrayApp:
             from iotnotify.tray.xorg_icon import XorgIcon
 
             icon_class, self._paints_bells = XorgIcon, True
-        self.icon = icon_class("iotnotify", self._image(), self.state.title(), self._menu())
+        image, title, menu = self._image(), self.state.title(), self._menu()
+        try:
+            self.icon = icon_class("iotnotify", image, title, menu)
+        except Exception as exc:
+            # pystray's Icon() opens a connection of its own (on X11): a
+            # server that accepted the import's probe can still refuse or go
+            # away here, and that reached the user as a traceback.
+            display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+            where = f"DISPLAY={display!r}" if display else "DISPLAY is not set"
+            raise TrayUnavailable(
+                f"cannot show a tray icon: the desktop session's display did not let the "
+                f"icon connect ({where}: {type(exc).__name__}: {exc}). Start `iotnotify "
+                "tray` again in a running desktop session."
+            ) from exc
         self._ui = caller_for(self.icon)
         if tray_host_present(self.icon) is False:
             # pystray would log a traceback on every update; say it once.
@@ -461,6 +475,14 @@ class TrayApp:
             self.ready.set()  # never leave a waiter hanging when the toolkit failed
             self._stop_subscriber()
             self.notifier.close()
+        lost = getattr(self.icon, "display_lost", None)  # iotnotify.tray.xorg_icon
+        if lost is not None:
+            display = os.environ.get("DISPLAY") or "(DISPLAY not set)"
+            raise TrayUnavailable(
+                f"the X server closed the connection to display {display} "
+                f"({lost}): the desktop session ended or its X server stopped; "
+                "the tray stopped. Start `iotnotify tray` again in a running session."
+            )
 
 
 def _open_in_browser(url: str) -> None:

@@ -16,6 +16,8 @@ is unchanged.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, Final
 
 import Xlib.error
@@ -35,6 +37,26 @@ class XorgIcon(_xorg.Icon):  # type: ignore[misc]  # pystray ships no type hints
 
     # Set by pystray's __init__; here: ((bell, width, height), pixels) or None.
     _icon_data: Any
+    #: Why the X server closed the connection under the running loop (the
+    #: session ended, Xvfb or a VNC server stopped), or None.
+    display_lost: Xlib.error.ConnectionClosedError | None = None
+
+    def _events(self) -> Iterator[Any]:
+        # pystray's loop logs any exception from here as "An error occurred
+        # in the main loop" with its traceback and returns as if Quit had
+        # been chosen. A closed display ends the loop the same way, but
+        # quietly, and says so in ``display_lost`` for TrayApp to report.
+        try:
+            yield from super()._events()
+        except Xlib.error.ConnectionClosedError as exc:
+            self.display_lost = exc
+
+    def __del__(self) -> None:
+        # pystray's __del__ destroys the window and closes the display: on a
+        # connection the server closed that raised "Exception ignored in
+        # Icon.__del__" at exit; so did a constructor that never connected.
+        with contextlib.suppress(Xlib.error.ConnectionClosedError, AttributeError):
+            super().__del__()
 
     def _draw(self) -> None:
         # Runs on pystray's loop thread (expose, configure, icon updates),

@@ -606,3 +606,96 @@ def test_the_wake_up_connection_holds_no_keymap_and_no_screen_list(
         "print(json.dumps(answer))\n"
     )
     assert _run_on_display(code, xvfb_display) == {"keymap": False, "setup": False, "ran": [True]}
+
+
+def test_the_display_going_away_stops_the_tray_with_one_error_line_and_status_1(
+    local_stack: RunningStack, tmp_path: Path
+) -> None:
+    # Given `iotnotify tray` running and caught up on an X display of its own
+    read_end, write_end = os.pipe()
+    xvfb = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "640x480x24", "-nolisten", "tcp"],
+        pass_fds=(write_end,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        number = reader.readline().strip().decode()
+    env = {
+        **os.environ,
+        "DISPLAY": f":{number}",
+        "PYSTRAY_BACKEND": "xorg",
+        "XDG_CONFIG_HOME": str(tmp_path),  # tray.json here, not in the real config folder
+    }
+    tray = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("iotnotify")),
+            *("tray", "--user", "alice", "--no-keyring"),
+            *("--state-file", str(local_stack.state_file)),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    log: list[str] = []
+    assert tray.stderr is not None
+    reader_thread = threading.Thread(
+        target=lambda: [lines.put(line) for line in tray.stderr or ()], daemon=True
+    )
+    reader_thread.start()
+    try:
+        assert number.isdigit(), "Xvfb did not report a display"
+        assert _wait_for_line(lines, "caught-up", log, timeout=60), log
+        # When the X server goes away (the session ends, Xvfb or a VNC server stops)
+        xvfb.terminate()
+        xvfb.wait(10)
+        status = tray.wait(30)
+    finally:
+        for process in (tray, xvfb):
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+    reader_thread.join(10)
+    while not lines.empty():
+        log.append(lines.get())
+    text = "".join(log)
+    # Then it stops with status 1 and says why in one line, with no traceback
+    assert status == 1, text
+    assert "Traceback" not in text
+    assert "Exception ignored" not in text
+    said = [line for line in log if f"display :{number}" in line]
+    assert len(said) == 1, text
+    assert "closed" in said[0]
+
+
+def test_a_display_that_drops_the_icons_connection_at_start_is_one_clear_error(
+    xvfb_display: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pystray connects twice: on import (its probe, which load_pystray's
+    # error covers) and in Icon(). An X server that accepts the first and
+    # then goes away or refuses (a session ending while the tray starts)
+    # raised ConnectionClosedError out of `iotnotify tray` as a traceback.
+    import Xlib.error
+
+    from iotnotify.errors import IotNotifyError
+    from iotnotify.tray.app import TrayApp, TrayUnavailable
+    from iotnotify.tray.keyring_store import MemoryTokenStore
+    from iotnotify.tray.xorg_icon import XorgIcon
+
+    def closed(self: object, *args: object, **kwargs: object) -> None:
+        raise Xlib.error.ConnectionClosedError("server")
+
+    monkeypatch.setattr(XorgIcon, "__init__", closed)
+    settings = TraySettings(
+        api_url="https://api.example", user_pool_client_id="abc", username="a@example.com"
+    )
+    app = TrayApp(settings=settings, token_store=MemoryTokenStore())
+    with pytest.raises(TrayUnavailable) as raised:
+        app.run()
+    assert isinstance(raised.value, IotNotifyError)  # the CLI's one `Error:` line
+    assert xvfb_display in str(raised.value)
+    assert "ConnectionClosedError" in str(raised.value)
