@@ -42,6 +42,22 @@ async def test_stats_endpoint_counts(world: Harness) -> None:
     assert "deliveries" in stats
 
 
+async def test_the_loop_monitor_runs_only_once_someone_asks_for_the_stats(
+    world: Harness,
+) -> None:
+    # Given an emulator nobody measured: its loop is not woken every 5 ms
+    assert not world.emulator.loop_monitor.running
+    # When the stats are asked for
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(world.emulator.data_url + "/_emulator/stats") as response,
+    ):
+        stats = await response.json()
+    # Then the loop monitor runs, and the answer says so
+    assert stats["loop"]["running"] is True
+    assert world.emulator.loop_monitor.running
+
+
 async def test_bad_signature_is_refused_before_upgrade(world: Harness) -> None:
     credential = world.subscriber("alice")
     url = world.url(credential).replace("X-Amz-Signature=", "X-Amz-Signature=0")

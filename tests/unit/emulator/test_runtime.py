@@ -104,3 +104,44 @@ def test_the_loop_monitor_keeps_ticking_when_uvloop_runs_a_due_timer_at_once() -
     assert errors == []
     assert after["stalls"] >= 1
     assert after["max_lag_ms"] >= 45
+
+
+def test_a_watched_loop_monitor_stops_waking_the_loop_when_nobody_asks() -> None:
+    async def main() -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        monitor = LoopMonitor(interval=0.001, threshold=0.005, watch_seconds=0.05)
+        # Given a monitor nobody started: it schedules nothing
+        idle = monitor.running
+        # When someone asks for its figures
+        monitor.watch(loop)
+        watched = monitor.running
+        time.sleep(0.02)  # noqa: ASYNC251 - a stall while watched
+        await asyncio.sleep(0.01)
+        counted = monitor.snapshot()["stalls"]
+        # Then, once nobody has asked for longer than its watch, it stops
+        await asyncio.sleep(0.1)
+        after_watch = monitor.running
+        # and a started one is not stopped by a watch running out
+        monitor.start(loop)
+        monitor.watch(loop)
+        await asyncio.sleep(0.1)
+        started = monitor.running
+        monitor.stop()
+        return {
+            "idle": idle,
+            "watched": watched,
+            "counted": counted,
+            "after_watch": after_watch,
+            "started": started,
+            "stopped": monitor.snapshot()["running"],
+        }
+
+    result = run(main())
+    assert result.pop("counted") >= 1
+    assert result == {
+        "idle": False,
+        "watched": True,
+        "after_watch": False,
+        "started": True,
+        "stopped": False,
+    }
