@@ -175,7 +175,12 @@ def cli() -> None:
     help="Keep users, passwords, ids, inbox, rooms, the API key and the CA here across "
     "restarts [default: .iotnotify/data].",
 )
-@click.option("--fresh", is_flag=True, help="Empty the data directory first: start clean.")
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Discard the saved state and CA in the data directory first (nothing else "
+    "there): start clean.",
+)
 @click.option(
     "--allow-remote",
     is_flag=True,

@@ -22,7 +22,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["CertificateFiles", "generate_certificates", "server_ssl_context"]
+__all__ = [
+    "CERTIFICATE_FILE_NAMES",
+    "CertificateFiles",
+    "generate_certificates",
+    "server_ssl_context",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,8 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
+#: Every file :func:`generate_certificates` writes in its directory, and no other.
+CERTIFICATE_FILE_NAMES: Final = ("ca.pem", "ca.key", "server.pem", "server.key")
 _CA_DAYS: Final = 365
 _SERVER_DAYS: Final = 30
 # A kept CA closer to expiry than this is replaced (clients must trust the new one).

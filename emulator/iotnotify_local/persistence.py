@@ -34,7 +34,8 @@ holds all of a transaction or none of it.
 A directory saved by other provisioning code (``provision.py``, the
 naming or the IAM policies changed) or another moto version is refused
 with a hint to use ``--fresh``: restoring it would run today's handlers
-against yesterday's resources. ``--fresh`` empties the directory first.
+against yesterday's resources. ``--fresh`` first removes what a stack saved
+there, and nothing else: the folder may hold the user's own files too.
 One stack at a time may use a directory (an ``flock`` on ``DIR/lock``).
 Files are created owner-only, and a pickle is loaded only if this user owns
 it and nobody else can write it: loading a pickle runs code, so it must
@@ -49,7 +50,6 @@ import io
 import json
 import os
 import pickle
-import shutil
 import stat
 import sys
 import threading
@@ -81,6 +81,8 @@ _FORMAT: Final = 1
 _MOTO_FILE: Final = "moto.pickle"
 _RESOURCES_FILE: Final = "resources.json"
 _LOCK_FILE: Final = "lock"
+# The saved state (--fresh removes these, the CA's files and nothing else).
+_SAVED_FILES: Final = (_MOTO_FILE, _RESOURCES_FILE)
 # A snapshot taken while a request mutates a dict can fail with RuntimeError
 # ("dictionary changed size during iteration"); the next try usually passes.
 _SNAPSHOT_TRIES: Final = 5
@@ -335,14 +337,28 @@ class DataDir:
         handle.flush()
         data._lock_handle = handle
         if fresh:
-            for child in path.iterdir():
-                if child.name == _LOCK_FILE:
-                    continue
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
+            data._remove_saved_state()
         return data
+
+    def _remove_saved_state(self) -> None:
+        """What ``--fresh`` discards: the files a stack writes here, and only those.
+
+        ``--data-dir`` may name a folder that also holds the user's own files
+        (``--data-dir .``, ``~``): emptying the whole folder deleted them.
+        """
+        from iotnotify_emulator.tls import CERTIFICATE_FILE_NAMES
+
+        files = [self.path / f"{name}{tail}" for name in _SAVED_FILES for tail in ("", ".tmp")]
+        ca_dir = self.ca_dir
+        kept_ca_dir = ca_dir.is_symlink() or not ca_dir.is_dir()
+        if not kept_ca_dir:
+            files += [ca_dir / name for name in CERTIFICATE_FILE_NAMES]
+        for file in files:
+            with contextlib.suppress(FileNotFoundError):
+                file.unlink()
+        if not kept_ca_dir:
+            with contextlib.suppress(OSError):  # not empty: the rest is not ours
+                ca_dir.rmdir()
 
     def close(self) -> None:
         """Stop autosaving and release the lock (does not save)."""

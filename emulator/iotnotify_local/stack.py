@@ -742,7 +742,8 @@ def run_local(
     and prints a warning; moto is bound to loopback in every case.
 
     ``data_dir`` (default ``.iotnotify/data``) keeps users, inbox, rooms,
-    ids, the API key and the CA across restarts; ``fresh`` empties it first.
+    ids, the API key and the CA across restarts; ``fresh`` first discards what
+    a stack saved there (not other files).
     Exit status 2: a port, the data directory or the state file is in use
     (by a running stack), or the data directory cannot be restored. Ctrl-C
     before "ready." stops what had started (the emulator's process, moto,

@@ -142,3 +142,29 @@ def test_every_service_provisioning_uses_is_kept(session: boto3.session.Session)
     # Then the data directory keeps every one of them
     assert used
     assert used <= set(PERSISTED_SERVICES)
+
+
+def test_fresh_removes_only_what_iotnotify_wrote_and_keeps_the_users_own_files(
+    session: boto3.session.Session, tmp_path: Path
+) -> None:
+    # `iotnotify local --fresh --data-dir .` (or ~) emptied the whole folder:
+    # a user's own files and folders went with the stack's state.
+    saved_stack(session, tmp_path)
+    for name in ("ca.pem", "ca.key", "server.pem", "server.key"):  # what the CA writes
+        (tmp_path / "ca" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "ca" / name).write_text("stack's")
+    (tmp_path / "moto.pickle.tmp").write_text("a save a crash interrupted")
+    (tmp_path / "thesis.txt").write_text("mine")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("mine")
+    (tmp_path / "ca" / "my-own.pem").write_text("mine")
+
+    data = DataDir.open(tmp_path, fresh=True)
+    try:
+        assert data.load(**WHERE) is None  # the stack's state is gone
+    finally:
+        data.close()
+
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert left == ["ca", "ca/my-own.pem", "lock", "notes", "notes/a.txt", "thesis.txt"]
+    assert (tmp_path / "thesis.txt").read_text() == "mine"
