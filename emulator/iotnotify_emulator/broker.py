@@ -1287,6 +1287,19 @@ class MqttSession:
     async def _will_allowed(self, packet: Connect) -> bool:
         will = packet.will
         assert will is not None
+        if self.v5 is not None and will.qos > 1:
+            # The CONNACK says Maximum QoS 1 (AWS IoT Core supports QoS 0 and
+            # 1 only: developer guide, "MQTT 5 properties"), and a server
+            # "MUST reject the connection" whose Will QoS exceeds what it
+            # supports, with 0x9B QoS not supported (MQTT 5 section 3.2.2.3.4,
+            # [MQTT-3.2.2-12]). MQTT 3.1.1 has no such rule: its will is sent
+            # at QoS 1 below.
+            await self._refuse_connect(
+                ConnackCode.NOT_AUTHORIZED,
+                f"will QoS {will.qos} (this server's Maximum QoS is 1)",
+                v5_code=ReasonCode.QOS_NOT_SUPPORTED,
+            )
+            return False
         try:
             topic = Topic(will.topic)
         except InvalidTopic as exc:
