@@ -551,7 +551,12 @@ class StreamDecoder:
     """Splits a byte stream into packets; WebSocket frames need not align with them.
 
     ``max_packet_size`` bounds memory: a peer announcing a larger packet is
-    cut off before its bytes are buffered (reason code 0x95 for MQTT 5).
+    cut off before its bytes are buffered (reason code 0x95 for MQTT 5). It
+    counts the whole packet, fixed header included, as MQTT 5's Maximum
+    Packet Size does (section 3.1.2.11.4: "the total number of bytes in an
+    MQTT Control Packet"), so a server advertising N in its CONNACK refuses
+    a packet of N + 1 bytes [MQTT-3.2.2-15] even when its Remaining Length
+    is below N.
     ``max_subscribe_filters`` bounds the work spent on one SUBSCRIBE (see
     :func:`decode_packet`).
 
@@ -560,7 +565,8 @@ class StreamDecoder:
     later packet (a client-side decoder is built with 5).
     """
 
-    max_packet_size: int = MAX_REMAINING_LENGTH
+    # The largest packet the encoding allows: 1 + 4 header bytes + body.
+    max_packet_size: int = MAX_REMAINING_LENGTH + 5
     max_subscribe_filters: int | None = None
     protocol_level: int = 4
     _buffer: bytearray = field(default_factory=bytearray)
@@ -606,9 +612,10 @@ class StreamDecoder:
             byte = buffer[index]
             length += (byte & 0x7F) * multiplier
             if not byte & 0x80:
-                if length > self.max_packet_size:
+                size = index + 1 + length  # fixed header + Remaining Length
+                if size > self.max_packet_size:
                     raise MqttProtocolError(
-                        f"packet of {length} bytes exceeds the limit of {self.max_packet_size}",
+                        f"packet of {size} bytes exceeds the limit of {self.max_packet_size}",
                         reason_code=0x95,
                     )
                 return buffer[0], length, index + 1

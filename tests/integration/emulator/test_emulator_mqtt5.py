@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
+from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, mqtt5, start_emulator
 from iotnotify_emulator.mqtt import (
     Auth,
     Connack,
@@ -632,3 +632,35 @@ async def test_invalid_publish_gets_disconnect_with_its_reason(
     client = await world.connect(world.store.issue([ALLOW_ALL]), "c", **V5)
     await client.publish(topic, payload)
     assert await client.wait_closed() == [Disconnect(reason)]
+
+
+def _publish_of_size(total: int) -> Publish:
+    """A QoS 1 PUBLISH whose encoded size, fixed header included, is ``total``
+    bytes, with its payload under AWS's 128 KB: the rest is Correlation Data."""
+    properties = Properties(correlation_data=b"c" * 20_000)
+    payload = b""
+    for _ in range(2):  # the second pass absorbs a change in the length's size
+        packet = Publish("big/t", payload, qos=1, packet_id=1, properties=properties)
+        payload += b"p" * (total - len(mqtt5.encode(packet)))
+    packet = Publish("big/t", payload, qos=1, packet_id=1, properties=properties)
+    assert len(mqtt5.encode(packet)) == total
+    assert len(payload) < 128 * 1024
+    return packet
+
+
+async def test_maximum_packet_size_counts_the_whole_packet(world: Harness) -> None:
+    # Given the Maximum Packet Size of the CONNACK (AWS's 146 KB)
+    client = await world.connect(world.store.issue([ALLOW_ALL]), "c", **V5)
+    assert client.connack is not None
+    assert client.connack.properties is not None
+    maximum = client.connack.properties.maximum_packet_size
+    assert maximum == MAX_PACKET_SIZE
+    # When the client sends a packet of exactly that many bytes, it is accepted
+    await client.send(_publish_of_size(maximum))
+    assert await client.receive() == Puback(1, ReasonCode.SUCCESS)
+    # Then one byte more is Packet too large, though its Remaining Length
+    # (the size less the 4-byte fixed header) is under the maximum: the size
+    # is "the total number of bytes in an MQTT Control Packet" (MQTT5
+    # 3.1.2.11.4) and a larger one is answered with DISCONNECT 0x95 (3.2.2.3.6)
+    await client.send(_publish_of_size(maximum + 1))
+    assert await client.wait_closed() == [Disconnect(ReasonCode.PACKET_TOO_LARGE)]
