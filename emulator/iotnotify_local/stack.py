@@ -708,6 +708,30 @@ def _unwritable_state_file(path: Path) -> str | None:
     return None
 
 
+def _foreign_state_file(path: Path) -> str | None:
+    """Why ``path`` is a file that no stack wrote, or None (absent, or a state file).
+
+    The stack overwrites its state file and deletes it when it stops: a
+    ``--state-file`` naming someone's ``notes.txt`` or ``package.json`` lost
+    it. A state file (stale, or of an older version with other fields) is a
+    JSON object with ``apiUrl``; it is written atomically, so a damaged one
+    was not left by a crash.
+    """
+    if not path.is_file():  # absent, or what _unwritable_state_file explains
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"it cannot be read as one ({exc})"
+    try:
+        raw = json.loads(text)
+    except (ValueError, RecursionError):
+        return "it is not JSON"
+    if not isinstance(raw, dict) or "apiUrl" not in raw:
+        return "it holds other JSON"
+    return None
+
+
 def _running_owner(path: Path) -> LocalState | None:
     """The running stack that wrote ``path``, or None (no file, unreadable, or stale).
 
@@ -768,6 +792,14 @@ def run_local(
             f"[red]error:[/red] the state file {path} belongs to an `iotnotify local` that is "
             f"running (pid {owner.pid}, {owner.apiUrl}); stop it, or give this one its own "
             "--state-file (and --data-dir)"
+        )
+        return 2
+    foreign = _foreign_state_file(path)
+    if foreign is not None:
+        console.print(
+            f"[red]error:[/red] --state-file {path} exists and is not a state file "
+            f"({foreign}); it would be overwritten, then deleted when the stack stops: "
+            "give a path of its own (or delete the file if it is a damaged state file)"
         )
         return 2
     unwritable = _unwritable_state_file(path)

@@ -122,3 +122,45 @@ def test_a_state_file_that_cannot_be_written_is_refused_before_anything_starts(
     assert "state file" in out
     assert "Traceback" not in out
     assert not (tmp_path / "data").exists()  # nothing was started
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["my notes\n", '{"name": "my-app", "version": "1.0.0"}\n', "[1, 2]\n"],
+    ids=["text", "another-json-object", "json-array"],
+)
+def test_a_file_that_is_no_state_file_is_refused_not_overwritten_and_deleted(
+    tmp_path: Path, content: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `iotnotify local --state-file notes.txt` (or package.json) overwrote the
+    # file with the stack's JSON and deleted it on Ctrl-C.
+    path = tmp_path / "notes.txt"
+    path.write_text(content)
+    status = run_local(
+        host="127.0.0.1",
+        port=0,
+        state_file=path,
+        app="iotnotify",
+        stage="local",
+        data_dir=tmp_path / "data",
+    )
+    assert status == 2
+    assert path.read_text() == content
+    captured = capsys.readouterr()
+    out = " ".join((captured.out + captured.err).split())
+    assert f"{path} exists and is not a state file" in out
+    assert "Traceback" not in out
+    assert not (tmp_path / "data").exists()  # nothing was started
+
+
+def test_a_stale_or_older_state_file_is_still_replaced(tmp_path: Path) -> None:
+    # A state file left by a crashed stack, or by a version with other fields,
+    # is ours: the check must not refuse it (nothing listens at port 1).
+    from iotnotify_local.stack import _foreign_state_file
+
+    path = tmp_path / "local.json"
+    _state(1).write(path)
+    assert _foreign_state_file(path) is None
+    path.write_text('{"apiUrl": "http://127.0.0.1:1", "pid": 1}')  # fields missing
+    assert _foreign_state_file(path) is None
+    assert _foreign_state_file(tmp_path / "absent.json") is None
