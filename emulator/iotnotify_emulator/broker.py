@@ -1014,7 +1014,22 @@ class MqttSession:
         """An MQTT 5 PUBACK with a failure reason (QoS 1 only; QoS 0 has no ack)."""
         assert self.v5 is not None
         if packet.qos == 1 and packet.packet_id is not None:
-            self._send(self.encode(Puback(packet.packet_id, reason, self.v5.reason(text))))
+            ack = Puback(packet.packet_id, reason, self.v5.reason(text))
+            self._send(self._v5_fitted(ack, Puback(packet.packet_id, reason)))
+
+    def _v5_fitted(self, packet: Puback | Connack, bare: Puback | Connack) -> bytes:
+        """``packet`` encoded, or ``bare`` (the same without its Reason String)
+        when ``packet`` would exceed the client's Maximum Packet Size: "The
+        Server MUST NOT send a Reason String or User Property if their addition
+        would exceed it" (MQTT 5 section 3.1.2.11.4, [MQTT-3.1.2-24] and
+        [MQTT-3.1.2-25]). AWS IoT Core honours the client's Maximum Packet Size
+        (developer guide, "MQTT 5 properties": CONNECT carries it)."""
+        assert self.v5 is not None
+        frame = mqtt5.encode(packet)
+        limit = self.v5.max_packet_size
+        if limit is not None and len(frame) > limit:
+            return mqtt5.encode(bare)
+        return frame
 
     # --- authorisation helpers -------------------------------------------------
 
@@ -1120,7 +1135,8 @@ class MqttSession:
                 self._send(encode(Connack(return_code=code)))
         else:
             v5_code = v5_code or _CONNACK_V5[code]
-            self._send(mqtt5.encode(Connack(v5_code, properties=self.v5.reason(reason))))
+            refusal = Connack(v5_code, properties=self.v5.reason(reason))
+            self._send(self._v5_fitted(refusal, Connack(v5_code)))
         await self.close(None)
 
     async def _on_connect(self, packet: Connect) -> None:
@@ -1287,6 +1303,19 @@ class MqttSession:
     async def _will_allowed(self, packet: Connect) -> bool:
         will = packet.will
         assert will is not None
+        if self.v5 is not None and will.qos > 1:
+            # The CONNACK says Maximum QoS 1 (AWS IoT Core supports QoS 0 and
+            # 1 only: developer guide, "MQTT 5 properties"), and a server
+            # "MUST reject the connection" whose Will QoS exceeds what it
+            # supports, with 0x9B QoS not supported (MQTT 5 section 3.2.2.3.4,
+            # [MQTT-3.2.2-12]). MQTT 3.1.1 has no such rule: its will is sent
+            # at QoS 1 below.
+            await self._refuse_connect(
+                ConnackCode.NOT_AUTHORIZED,
+                f"will QoS {will.qos} (this server's Maximum QoS is 1)",
+                v5_code=ReasonCode.QOS_NOT_SUPPORTED,
+            )
+            return False
         try:
             topic = Topic(will.topic)
         except InvalidTopic as exc:

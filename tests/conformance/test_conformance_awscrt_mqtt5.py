@@ -17,7 +17,7 @@ from typing import Any
 from awscrt import auth, mqtt5
 from awsiot import mqtt5_client_builder
 
-from iotnotify_emulator.testing import Harness
+from iotnotify_emulator.testing import ALLOW_ALL, Harness
 
 WAIT = 15.0
 
@@ -98,3 +98,50 @@ def test_awscrt_mqtt5_client_with_default_aws_signing(harness: Harness) -> None:
     finally:
         client.stop()
         stopped.wait(WAIT)
+
+
+def test_awscrt_mqtt5_will_with_qos2_is_refused_with_qos_not_supported(harness: Harness) -> None:
+    # Given a CONNACK that says Maximum QoS 1 (AWS IoT Core: QoS 0 and 1 only,
+    # DG "MQTT 5 properties"), a server "MUST reject the connection" whose
+    # Will QoS exceeds it, with CONNACK 0x9B QoS not supported (MQTT5
+    # 3.2.2.3.4, [MQTT-3.2.2-12]); awscrt sends such a will as it is
+    credential = harness.store.issue([ALLOW_ALL])
+    assert harness.emulator.ca_file is not None
+    assert harness.emulator.wss_port is not None
+    provider = auth.AwsCredentialsProvider.new_static(
+        credential.access_key_id, credential.secret_access_key, credential.session_token
+    )
+    outcome: Future[mqtt5.ConnackPacket | None] = Future()
+    stopped = threading.Event()
+
+    def on_success(data: mqtt5.LifecycleConnectSuccessData) -> None:
+        if not outcome.done():
+            outcome.set_result(data.connack_packet)
+
+    def on_failure(data: mqtt5.LifecycleConnectFailureData) -> None:
+        if not outcome.done():
+            outcome.set_result(data.connack_packet)
+
+    client = mqtt5_client_builder.websockets_with_default_aws_signing(
+        endpoint=harness.emulator.config.host,
+        port=harness.emulator.wss_port,
+        region=harness.region,
+        credentials_provider=provider,
+        ca_filepath=str(harness.emulator.ca_file),
+        client_id="will.qos2",
+        will=mqtt5.PublishPacket(topic="wills/w", payload=b"bye", qos=mqtt5.QoS.EXACTLY_ONCE),
+        on_lifecycle_connection_success=on_success,
+        on_lifecycle_connection_failure=on_failure,
+        on_lifecycle_stopped=lambda data: stopped.set(),
+    )
+    # When it connects with a QoS 2 will
+    client.start()
+    try:
+        connack = outcome.result(WAIT)
+    finally:
+        client.stop()
+        stopped.wait(WAIT)
+    # Then the SDK reports the refusal and its reason code
+    assert connack is not None
+    assert connack.reason_code == mqtt5.ConnectReasonCode.QOS_NOT_SUPPORTED
+    assert harness.emulator.stats()["connects_refused"] == 1

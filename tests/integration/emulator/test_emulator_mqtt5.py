@@ -664,3 +664,52 @@ async def test_maximum_packet_size_counts_the_whole_packet(world: Harness) -> No
     # 3.1.2.11.4) and a larger one is answered with DISCONNECT 0x95 (3.2.2.3.6)
     await client.send(_publish_of_size(maximum + 1))
     assert await client.wait_closed() == [Disconnect(ReasonCode.PACKET_TOO_LARGE)]
+
+
+async def test_reason_strings_are_left_out_of_acks_over_the_clients_maximum_packet_size(
+    world: Harness,
+) -> None:
+    # Given a client whose Maximum Packet Size (32 bytes: room for the 23-byte
+    # CONNACK) leaves no room for a Reason String naming a long topic
+    topic = "sensors/" + "t" * 40
+    small = await world.connect(
+        world.store.issue([ALLOW_ALL]),
+        "small",
+        properties=Properties(maximum_packet_size=32),
+        **V5,
+    )
+    # When a publish it makes is refused (a payload marked UTF-8 that is not)
+    bad = Properties(payload_format_indicator=1)
+    await small.send(Publish(topic, b"\xff", qos=1, packet_id=7, properties=bad))
+    # Then the PUBACK still gives the reason code, without the Reason String
+    # ("The Server MUST NOT send packets exceeding Maximum Packet Size to the
+    # Client" and "MUST NOT send a Reason String or User Property if their
+    # addition would exceed it", MQTT5 3.1.2.11.4, [MQTT-3.1.2-24], [MQTT-3.1.2-25])
+    refused = await small.receive()
+    assert isinstance(refused, Puback)
+    assert (refused.packet_id, refused.reason_code) == (7, ReasonCode.PAYLOAD_FORMAT_INVALID)
+    assert refused.properties in (None, Properties())
+    assert len(mqtt5.encode(refused)) <= 32
+    await _still_connected(small)
+    # And a client with room for it still gets it
+    roomy = await world.connect(world.store.issue([ALLOW_ALL]), "roomy", **V5)
+    await roomy.send(Publish(topic, b"\xff", qos=1, packet_id=8, properties=bad))
+    puback = await roomy.receive()
+    assert isinstance(puback, Puback)
+    assert puback.properties is not None
+    assert topic in (puback.properties.reason_string or "")
+
+
+async def test_a_refusing_connack_leaves_out_a_reason_string_over_the_maximum_packet_size(
+    world: Harness,
+) -> None:
+    with pytest.raises(ConnectionRefused) as refused:
+        await world.connect(
+            world.subscriber("bob"),
+            "alice.1",
+            properties=Properties(maximum_packet_size=32),
+            **V5,
+        )
+    assert refused.value.return_code == ReasonCode.NOT_AUTHORIZED
+    assert refused.value.connack is not None
+    assert refused.value.connack.properties in (None, Properties())
