@@ -291,7 +291,11 @@ def _utf8(value: str) -> str:
     multiple=True,
     help="Recipient: a demo name (local), a sign-in e-mail or a user id; repeat.",
 )
-@click.option("--broadcast", is_flag=True, help="Send to everyone instead.")
+@click.option(
+    "--broadcast",
+    is_flag=True,
+    help="Send to everyone connected now instead (kept in no inbox: no catch-up shows it).",
+)
 @click.option("--title", required=True, callback=lambda _c, _p, value: _title(value))
 @click.option(
     "--type",
