@@ -40,8 +40,9 @@ freshly started broker; the summary rows and the verdicts are column medians:
    hold a broker's event loop off its CPU. Informative, no target: it
    tells the broker's own latency from the machine's. On 2 vCPUs a nice -10
    thread of the sandbox runs about 11 ms a second and sets the p99 of
-   whichever broker's CPU it lands on (README, "Who takes the emulator's
-   CPU"). Needs ``CAP_SYS_NICE``; without it this part reports NOT MEASURED.
+   whichever broker's CPU it lands on (docs/emulator-benchmarks.md, "Who
+   takes the emulator's CPU"). Needs ``CAP_SYS_NICE``; without it this part
+   reports NOT MEASURED.
 
 About mosquitto's WebSocket listener: Debian's mosquitto 2.0.11 has one
 (libwebsockets 4.1), but a configuration whose only listeners are WebSocket
