@@ -4,8 +4,11 @@ against a stand-in broker on loopback: plain MQTT over TCP, no emulator needed."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -20,9 +23,42 @@ def _loadgen(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return importlib.import_module("bench_loadgen")
 
 
+@contextlib.contextmanager
+def _kernel_stamping_on() -> Iterator[None]:
+    """Holds a TCP socket with receive timestamps on until a packet came stamped.
+
+    Linux turns receive timestamping on for the whole machine lazily: the
+    first socket that asks (SO_TIMESTAMPNS) only schedules the switch on a
+    workqueue (``net_enable_timestamp``), and a segment that arrives before
+    that work ran carries no timestamp. On a loaded machine the test's two
+    deliveries could come first (seen once in a CI run). The bench counts
+    such deliveries as unstamped; this test is about the stamps, so it waits
+    for the switch, bounded, and keeps it on while the test runs.
+    """
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        sender = socket.create_connection(server.getsockname())
+        receiver, _ = server.accept()
+        with sender, receiver:
+            receiver.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_TIMESTAMPNS", 35), 1)
+            deadline = time.monotonic() + 10
+            while True:
+                sender.sendall(b"x")
+                _, ancillary, _, _ = receiver.recvmsg(16, socket.CMSG_SPACE(16))
+                if ancillary:
+                    break
+                assert time.monotonic() < deadline, "the kernel never stamped a packet"
+                time.sleep(0.01)  # the kernel's own workqueue: no event to wait on
+            yield
+
+
 async def test_a_subscriber_closed_before_the_stamps_start_counts_as_lost_not_a_crash(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    with _kernel_stamping_on():
+        await _a_subscriber_closed_before_the_stamps_start(monkeypatch)
+
+
+async def _a_subscriber_closed_before_the_stamps_start(monkeypatch: pytest.MonkeyPatch) -> None:
     lg = _loadgen(monkeypatch)
     # Given three subscribers of a stand-in broker, the second of which the
     # broker closed after it subscribed (while the connect storm went on)
