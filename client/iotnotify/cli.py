@@ -22,6 +22,10 @@ from iotnotify.errors import IotNotifyError
 __all__ = ["cli", "main"]
 
 
+# Exit status after Ctrl-C: 128 + SIGINT (bash manual, "Exit Status").
+_INTERRUPTED: Final = 130
+
+
 def _error_line(label: str, text: str) -> None:
     # click's own styling, not rich: rich costs ~7 MiB in every always-on
     # `iotnotify listen`, and only `cost` draws a table.
@@ -105,6 +109,13 @@ class _Group(click.Group):
         except (IotNotifyError, StateFileError) as exc:
             _error_line("error:", str(exc))
             ctx.exit(1)
+        except KeyboardInterrupt:
+            # Ctrl-C that a command did not handle itself (listen, chat and
+            # tray stop on it as their way out; `local` cleans up first):
+            # one line and 128 + SIGINT, what a shell reports for a command
+            # the signal ended, instead of click's "Aborted!" and status 1.
+            click.echo("iotnotify: interrupted", err=True)
+            ctx.exit(_INTERRUPTED)
 
 
 @contextmanager

@@ -726,3 +726,23 @@ def test_a_broken_pipe_that_is_not_stdout_is_still_an_error() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 1, (done.stdout, done.stderr)
+
+
+def test_ctrl_c_that_a_command_does_not_handle_is_one_line_and_status_130() -> None:
+    # `iotnotify send` interrupted early printed click's "Aborted!" and
+    # exited 1, which a script cannot tell from a failure of ours.
+    script = (
+        "import sys\n"
+        "from iotnotify.cli import cli\n"
+        "@cli.command('slow')\n"
+        "def slow():\n"
+        "    raise KeyboardInterrupt\n"
+        "sys.argv = ['iotnotify', 'slow']\n"
+        "cli()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 130, (done.stdout, done.stderr)
+    assert done.stderr == "iotnotify: interrupted\n"
+    assert done.stdout == ""
