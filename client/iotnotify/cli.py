@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import click
 
-from iotnotify.cli_output import FilePath, silence_stdout, stdout_reader_gone
+from iotnotify.cli_output import FilePath, silence_stdout, stdout_reader_gone, warn
 from iotnotify.errors import IotNotifyError
 
 __all__ = ["cli", "main"]
@@ -114,7 +114,7 @@ class _Group(click.Group):
             # tray stop on it as their way out; `local` cleans up first):
             # one line and 128 + SIGINT, what a shell reports for a command
             # the signal ended, instead of click's "Aborted!" and status 1.
-            click.echo("iotnotify: interrupted", err=True)
+            warn("interrupted")
             ctx.exit(_INTERRUPTED)
 
 
@@ -232,7 +232,7 @@ def local(
         # before anything runs (once it starts, run_local handles Ctrl-C):
         # one line and 128 + SIGINT, not click's "Aborted!" and status 1.
         click.echo("interrupted while starting; nothing had started yet.", err=True)
-        sys.exit(130)
+        sys.exit(_INTERRUPTED)
     sys.exit(status)
 
 

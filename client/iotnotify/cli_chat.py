@@ -26,6 +26,7 @@ from typing import Any
 import click
 
 from iotnotify.cli_client import _device, _Target, _target, _target_options
+from iotnotify.cli_output import warn
 from iotnotify.contract import ChatMessage, Notification, new_chat_cid
 from iotnotify.display_text import terminal_text
 from iotnotify.errors import ConnectionLost, ContractError, IotNotifyError, Throttled
@@ -112,10 +113,7 @@ def list_rooms(options: dict[str, Any]) -> None:
             click.echo(f"{name}\t{kind}\towner {owner}")
             shown += 1
         if not shown:
-            click.echo(
-                "iotnotify: no rooms you can see yet; create one: iotnotify rooms create NAME",
-                err=True,
-            )
+            warn("no rooms you can see yet; create one: iotnotify rooms create NAME")
     except IotNotifyError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -182,7 +180,7 @@ def chat(room: str, history_size: int, device: str | None, **options: Any) -> No
     def rejected(note: Notification) -> None:
         # The moderator's word on a line of ours it refused (too long, too
         # fast, empty): without it the line would just never appear.
-        click.echo(f"iotnotify: not sent to {room}: {terminal_text(note.body)}", err=True)
+        warn(f"not sent to {room}: {terminal_text(note.body)}")
 
     # stdin is read on its own thread, so that a dropped connection is noticed
     # (and said) while nothing is typed. Bytes, decoded a line at a time: a
@@ -224,17 +222,15 @@ def chat(room: str, history_size: int, device: str | None, **options: Any) -> No
                 )
             except (ConnectionLost, Throttled) as exc:
                 delay = backoff.next_delay()
-                click.echo(
-                    f"iotnotify: cannot join {room}: {exc} (retrying in {delay:.1f} s)", err=True
-                )
+                warn(f"cannot join {room}: {exc} (retrying in {delay:.1f} s)")
                 time.sleep(delay)
                 continue
             with connection:
                 if joined_before:
                     catch_up(100)  # what was said while away (shown once, by id)
-                    click.echo(f"iotnotify: rejoined {room}", err=True)
+                    warn(f"rejoined {room}")
                 else:
-                    click.echo(f"iotnotify: joined {room}; type to send, Ctrl-D to leave", err=True)
+                    warn(f"joined {room}; type to send, Ctrl-D to leave")
                 joined_before = True
                 backoff.reset()
                 ended = False
@@ -250,7 +246,7 @@ def chat(room: str, history_size: int, device: str | None, **options: Any) -> No
                     try:
                         connection.send(pending, cid=pending_cid)
                     except ContractError as exc:
-                        click.echo(f"iotnotify: not sent: {exc}", err=True)
+                        warn(f"not sent: {exc}")
                     except ConnectionLost:
                         break  # kept in pending: sent after the rejoin
                     pending = None
@@ -260,8 +256,8 @@ def chat(room: str, history_size: int, device: str | None, **options: Any) -> No
                     # moment to come back.
                     connection.wait_closed(1.0)
                     return
-            click.echo(f"iotnotify: disconnected from {room}; rejoining", err=True)
+            warn(f"disconnected from {room}; rejoining")
     except KeyboardInterrupt:
-        click.echo("iotnotify: left", err=True)
+        warn("left")
     except IotNotifyError as exc:
         raise click.ClickException(str(exc)) from exc
