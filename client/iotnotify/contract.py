@@ -142,14 +142,18 @@ _JSON_TYPES: Final = (
 _SHOWN_CHARS: Final = 80
 
 
+def _json_kind(value: object) -> str:
+    """What a value that is not a string is, in JSON's words ("null", "a number", ...)."""
+    kind = "null" if value is None else "not text"
+    return next((name for t, name in _JSON_TYPES if isinstance(value, t)), kind)
+
+
 def _invalid(what: str, value: object) -> str:
     """The message for an invalid id or name: a string is quoted, shortened (a
     1 MiB id is not echoed back whole); anything else is named by its JSON type."""
     rule = "expected 1 to 64 characters from A-Z a-z 0-9 _ -"
     if not isinstance(value, str):
-        kind = "null" if value is None else "not text"
-        kind = next((name for t, name in _JSON_TYPES if isinstance(value, t)), kind)
-        return f"invalid {what}: {kind}, {rule}"
+        return f"invalid {what}: {_json_kind(value)}, {rule}"
     if len(value) > _SHOWN_CHARS:
         return f"invalid {what} {value[:_SHOWN_CHARS]!r}... ({len(value)} characters): {rule}"
     return f"invalid {what} {value!r}: {rule}"
@@ -214,9 +218,7 @@ def validate_chat_cid(value: object) -> str:
         if isinstance(value, str):
             shown = value[:_SHOWN_CHARS]
             raise InvalidEnvelope(f"invalid cid {shown!r} ({len(value)} characters): {rule}")
-        kind = "null" if value is None else "not text"
-        kind = next((name for t, name in _JSON_TYPES if isinstance(value, t)), kind)
-        raise InvalidEnvelope(f"invalid cid: {kind}, {rule}")
+        raise InvalidEnvelope(f"invalid cid: {_json_kind(value)}, {rule}")
     return value
 
 
