@@ -46,8 +46,12 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
+_CA_CERT: Final = "ca.pem"
+_CA_KEY: Final = "ca.key"
+_SERVER_CERT: Final = "server.pem"
+_SERVER_KEY: Final = "server.key"
 #: Every file :func:`generate_certificates` writes in its directory, and no other.
-CERTIFICATE_FILE_NAMES: Final = ("ca.pem", "ca.key", "server.pem", "server.key")
+CERTIFICATE_FILE_NAMES: Final = (_CA_CERT, _CA_KEY, _SERVER_CERT, _SERVER_KEY)
 _CA_DAYS: Final = 365
 _SERVER_DAYS: Final = 30
 # A kept CA closer to expiry than this is replaced (clients must trust the new one).
@@ -117,7 +121,7 @@ def generate_certificates(directory: Path, *, hosts: tuple[str, ...] = ()) -> Ce
     """
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC) - timedelta(minutes=5)  # tolerate small clock skew
-    ca_file, ca_key_file = directory / "ca.pem", directory / "ca.key"
+    ca_file, ca_key_file = directory / _CA_CERT, directory / _CA_KEY
     kept = _kept_ca(ca_file, ca_key_file, now)
     if kept is None:
         ca_key, ca_cert = _new_ca(now)
@@ -157,9 +161,9 @@ def generate_certificates(directory: Path, *, hosts: tuple[str, ...] = ()) -> Ce
         .sign(ca_key, hashes.SHA256())
     )
     files = CertificateFiles(
-        ca_file=directory / "ca.pem",
-        cert_file=directory / "server.pem",
-        key_file=directory / "server.key",
+        ca_file=ca_file,
+        cert_file=directory / _SERVER_CERT,
+        key_file=directory / _SERVER_KEY,
     )
     files.cert_file.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
     _write_key(files.key_file, server_key)
