@@ -13,6 +13,7 @@ a room's messages or with each other.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -26,6 +27,21 @@ __all__ = ["ChatHistory", "HistoryPage", "RateLimited"]
 
 _RATE_PREFIX: Final = "#rate#"
 _CID_PREFIX: Final = "#cid#"
+
+
+def _conditional_write(write: Callable[[], object], *, failure: str) -> bool:
+    """Run one conditional DynamoDB write: True when it was applied, False when
+    its condition did not hold (``ConditionalCheckFailedException``); any other
+    failure is a 503 (:class:`ServiceUnavailable`) saying ``could not {failure}``."""
+    try:
+        write()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise ServiceUnavailable(f"could not {failure}") from exc
+        return False
+    except BotoCoreError as exc:
+        raise ServiceUnavailable(f"could not {failure}") from exc
+    return True
 
 
 class RateLimited(Exception):
@@ -65,14 +81,10 @@ class ChatHistory:
             **message.to_dict(),
             "expiresAt": int(time.time()) + self._ttl_seconds,
         }
-        try:
-            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(id)")
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise ServiceUnavailable("could not store the message") from exc
-        except BotoCoreError as exc:
-            raise ServiceUnavailable("could not store the message") from exc
-        else:
+        if _conditional_write(
+            lambda: self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(id)"),
+            failure="store the message",
+        ):
             return message
         stored = self.get(message.room, message.id)
         # Gone between the two calls only if its TTL ran out: keep this one.
@@ -98,8 +110,8 @@ class ChatHistory:
         if message.cid is None:
             raise ValueError("claim_cid needs a message with a cid")
         key = self._cid_key(message)
-        try:
-            self._table.put_item(
+        if _conditional_write(
+            lambda: self._table.put_item(
                 Item={
                     **key,
                     "messageId": message.id,
@@ -109,13 +121,9 @@ class ChatHistory:
                     "attribute_not_exists(id) OR expiresAt <= :now OR messageId = :mid"
                 ),
                 ExpressionAttributeValues={":now": int(now), ":mid": message.id},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise ServiceUnavailable("could not check the message id") from exc
-        except BotoCoreError as exc:
-            raise ServiceUnavailable("could not check the message id") from exc
-        else:
+            ),
+            failure="check the message id",
+        ):
             return None
         try:
             item = self._table.get_item(Key=key, ConsistentRead=True).get("Item") or {}
@@ -128,18 +136,16 @@ class ChatHistory:
         is not a duplicate): the claim is marked expired at ``now`` (epoch s),
         if it is still this message's. An update, not a delete, so the
         moderator needs no permission it did not have; TTL removes the item."""
-        try:
-            self._table.update_item(
+        # A claim no longer this message's (expired, taken by a later copy) is left.
+        _conditional_write(
+            lambda: self._table.update_item(
                 Key=self._cid_key(message),
                 UpdateExpression="SET expiresAt = :now",
                 ConditionExpression="messageId = :mid",
                 ExpressionAttributeValues={":now": int(now), ":mid": message.id},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise ServiceUnavailable("could not release the message id") from exc
-        except BotoCoreError as exc:
-            raise ServiceUnavailable("could not release the message id") from exc
+            ),
+            failure="release the message id",
+        )
 
     @staticmethod
     def _cid_key(message: ChatMessage) -> dict[str, str]:
@@ -183,8 +189,8 @@ class ChatHistory:
         concurrent Lambda instance, not per process.
         """
         window = int(time.time()) // window_seconds
-        try:
-            self._table.update_item(
+        counted = _conditional_write(
+            lambda: self._table.update_item(
                 Key={"room": f"{_RATE_PREFIX}{sender}", "id": str(window)},
                 UpdateExpression="ADD #n :one SET expiresAt = :expires",
                 ConditionExpression="attribute_not_exists(#n) OR #n < :max",
@@ -194,12 +200,10 @@ class ChatHistory:
                     ":max": per_window,
                     ":expires": (window + 2) * window_seconds,
                 },
+            ),
+            failure="count the message",
+        )
+        if not counted:
+            raise RateLimited(
+                f"{sender} sent more than {per_window} messages in {window_seconds} s"
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                raise RateLimited(
-                    f"{sender} sent more than {per_window} messages in {window_seconds} s"
-                ) from exc
-            raise ServiceUnavailable("could not count the message") from exc
-        except BotoCoreError as exc:
-            raise ServiceUnavailable("could not count the message") from exc
