@@ -49,7 +49,6 @@ if TYPE_CHECKING:  # imported where the stack starts the emulator
     from iotnotify_local.emulator_process import EmulatorProcess
 
 __all__ = [
-    "INTERRUPTED_EXIT_STATUS",
     "MOTO_HOST",
     "LocalStack",
     "PortInUse",
@@ -602,11 +601,6 @@ def _data_row(config: StackConfig) -> str:
     return f"{config.data_dir}  (kept across restarts; --fresh starts clean)"
 
 
-# Exit status of a command Ctrl-C interrupted: 128 + SIGINT, what a shell
-# reports for a process the signal ended (bash manual, "Exit Status").
-INTERRUPTED_EXIT_STATUS: Final = 128 + signal.SIGINT
-
-
 class StartInterrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT) or SIGTERM while the stack was starting (before "ready.").
 
@@ -771,8 +765,9 @@ def run_local(
     Exit status 2: a port, the data directory or the state file is in use
     (by a running stack), or the data directory cannot be restored. Ctrl-C
     before "ready." stops what had started (the emulator's process, moto,
-    the API) and returns :data:`INTERRUPTED_EXIT_STATUS` (130; 143 for a
-    SIGTERM); Ctrl-C once
+    the API) and returns 128 + the signal, as a shell reports a process the
+    signal ended (bash manual, "Exit Status"): 130, or 143 for a SIGTERM.
+    Ctrl-C once
     ready is the usual way to stop it, status 0.
     """
     host = canonical_host(host)
