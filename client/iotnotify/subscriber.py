@@ -213,7 +213,7 @@ def clamp_keepalive(seconds: int | None, *, floor: int = IOT_KEEPALIVE_MIN) -> i
             f"keepalive must be a number of seconds >= 0 (0 means AWS IoT's maximum, "
             f"{IOT_KEEPALIVE_MAX}), not {seconds!r}"
         )
-    if seconds <= 0 or seconds > IOT_KEEPALIVE_MAX:
+    if seconds == 0 or seconds > IOT_KEEPALIVE_MAX:
         return IOT_KEEPALIVE_MAX
     return max(int(seconds), floor)
 
