@@ -302,11 +302,7 @@ export class Connection {
         token = await this.options.fetchToken();
       } catch (err) {
         if (generation !== this.generation) return;
-        if (/** @type {any} */ (err)?.unauthorized) {
-          this.stop();
-          this.options.onFatal?.(err);
-          return;
-        }
+        if (this.#endedBy(err)) return;
         this.#failed(generation, `token: ${describe(err)}`);
         return;
       }
@@ -482,11 +478,7 @@ export class Connection {
       token = await this.options.fetchToken();
     } catch (err) {
       if (generation !== this.generation || this.stopped) return;
-      if (/** @type {any} */ (err)?.unauthorized) {
-        this.stop();
-        this.options.onFatal?.(err);
-        return;
-      }
+      if (this.#endedBy(err)) return;
       const delay = backoffDelay(tries, this.#backoffOptions());
       this.options.log?.(`no token for the planned renewal (${describe(err)}); keeping this connection, retrying in ${delay} ms`);
       this.#renewAt(generation, Math.min(this.now + delay, lastAt), lastAt, tries + 1);
@@ -498,17 +490,25 @@ export class Connection {
     void this.#attemptConnect(token);
   }
 
+  /**
+   * A refused session (the API's 401: signed out, revoked) ends the
+   * connection for good, wherever a call met it; true when `err` is one.
+   * @param {unknown} err
+   */
+  #endedBy(err) {
+    if (!(/** @type {any} */ (err)?.unauthorized)) return false;
+    this.stop();
+    this.options.onFatal?.(err);
+    return true;
+  }
+
   /** @param {number} generation  @param {number} tries */
   async #catchUp(generation, tries) {
     try {
       await this.options.catchUp();
     } catch (err) {
       if (generation !== this.generation) return;
-      if (/** @type {any} */ (err)?.unauthorized) {
-        this.stop();
-        this.options.onFatal?.(err);
-        return;
-      }
+      if (this.#endedBy(err)) return;
       this.options.log?.(`catch-up failed (${describe(err)}); retrying`);
       if (tries < 5) {
         this.timers.set(() => {
