@@ -50,7 +50,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final, cast
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from iotnotify.contract import MAX_PAYLOAD_BYTES, Topic
 from iotnotify.errors import InvalidTopic
@@ -66,7 +66,7 @@ from iotnotify_emulator.data_api import (
     unquote_label,
 )
 from iotnotify_emulator.http_guard import GuardedRunner, GuardedSite, ServerLimits, error_middleware
-from iotnotify_emulator.mqtt import MqttProtocolError, StreamDecoder
+from iotnotify_emulator.mqtt import MqttProtocolError, Packet, StreamDecoder
 from iotnotify_emulator.rules import RulesEngine
 from iotnotify_emulator.runtime import LoopMonitor, new_event_loop
 from iotnotify_emulator.session5 import MAX_PACKET_SIZE, HttpPropertiesError, properties_from_http
@@ -506,6 +506,10 @@ class Emulator:
             max_packet_size=_MAX_PACKET,
             max_subscribe_filters=self.broker.settings.max_filters_per_subscribe,
         )
+        # Cleared after each frame: an idle connection waits in receive() for
+        # hours, and would hold its last frame and packet meanwhile.
+        message: WSMessage | None = None
+        packet: Packet | None = None
         try:
             while True:
                 # receive(), not ``async for``: the loop must tell the client's
@@ -535,6 +539,7 @@ class Emulator:
                     break
                 if session.closed:
                     break
+                message = packet = None
         finally:
             self._live.discard(session)
             await session.connection_lost()
