@@ -38,6 +38,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final, Protocol
 
@@ -622,7 +623,6 @@ class MqttSession:
         "_held",
         "_held_bytes",
         "_inflight",
-        "_keepalive_timer",
         "_last_activity",
         "_outbound",
         "_packet_id",
@@ -631,9 +631,10 @@ class MqttSession:
         "_queued_bytes",
         "_receive_cache",
         "_release_timer",
-        "_timers",
+        "_timer",
         "_tokens",
         "_tokens_at",
+        "_ttl_at",
         "_v5_disconnect",
         "_will_delay",
         "_writer",
@@ -706,15 +707,14 @@ class MqttSession:
         self._last_activity = time.monotonic()
         self._tokens = broker.settings.publish_rate_limit or 0.0
         self._tokens_at = self._last_activity
-        loop = asyncio.get_running_loop()
         settings = broker.settings
-        self._timers: list[asyncio.TimerHandle] = [
-            loop.call_later(settings.websocket_ttl, self._expire_ttl),
-            loop.call_later(settings.connect_timeout, self._connect_timeout),
-        ]
-        # One handle, replaced on every check: a list would grow by one entry
-        # per keepalive period for the life of the connection.
-        self._keepalive_timer: asyncio.TimerHandle | None = None
+        # One timer per connection, for whichever comes first: the CONNECT
+        # deadline (then the keepalive check) or the WebSocket TTL. A timer
+        # costs ~0.6 KB (handle, libuv timer, bound method, context), and an
+        # idle connection is mostly its fixed costs.
+        self._ttl_at = asyncio.get_running_loop().time() + settings.websocket_ttl
+        self._timer: asyncio.TimerHandle | None = None
+        self._arm(settings.connect_timeout, self._connect_timeout)
         self._closing: asyncio.Task[None] | None = None
 
     def __hash__(self) -> int:
@@ -747,7 +747,20 @@ class MqttSession:
             self._schedule_keepalive(limit - idle)
 
     def _schedule_keepalive(self, delay: float) -> None:
-        self._keepalive_timer = asyncio.get_running_loop().call_later(delay, self._check_keepalive)
+        self._arm(delay, self._check_keepalive)
+
+    def _arm(self, delay: float | None, callback: Callable[[], None]) -> None:
+        """(Re)set the connection's timer: ``callback`` in ``delay`` seconds,
+        or the WebSocket TTL's expiry if that comes first (or ``delay`` is None)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.closed:
+            return  # close() cancelled the timer: a new one would hold the session for the TTL
+        loop = asyncio.get_running_loop()
+        when = self._ttl_at if delay is None else loop.time() + delay
+        if when >= self._ttl_at:
+            when, callback = self._ttl_at, self._expire_ttl
+        self._timer = loop.call_at(when, callback)
 
     # --- outbound --------------------------------------------------------------
 
@@ -1200,10 +1213,9 @@ class MqttSession:
         self.keepalive = effective_keepalive(packet.keepalive, broker.settings)
         self.session_expiry = self._persistence(packet)
         self.connected = True
-        if len(self._timers) > 1:
-            # The CONNECT deadline is met: free its timer now (~240 B per
-            # connection) instead of at close; it would do nothing anyway.
-            self._timers.pop().cancel()
+        # The CONNECT deadline is met: until the keepalive is armed below,
+        # the timer waits for the TTL alone.
+        self._arm(None, self._expire_ttl)
         await broker.register(self)
         if self.closed:
             return  # a newer CONNECT with this client id took over meanwhile
@@ -1781,10 +1793,9 @@ class MqttSession:
         if self.closed:
             return
         self.closed = True
-        for timer in self._timers:
-            timer.cancel()
-        if self._keepalive_timer is not None:
-            self._keepalive_timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._release_timer is not None:
             self._release_timer.cancel()
             self._release_timer = None
