@@ -342,6 +342,13 @@ def _create_lock_file(path: Path) -> None:
         os.unlink(tmp)
 
 
+def _read_start(handle: Any) -> bytes:
+    """The first 4 KB of an open lock file (more than any lock record)."""
+    handle.seek(0)
+    data: bytes = handle.read(4096)
+    return data
+
+
 def _open_lock_file(path: Path) -> Any:
     """Open the stack's lock file at ``path`` (created if absent) for reading and writing.
 
@@ -368,7 +375,7 @@ def _open_lock_file(path: Path) -> Any:
     except OSError as exc:
         raise DataDirError(f"cannot use {path.parent} as the data directory: {exc}") from exc
     handle = os.fdopen(fd, "r+b", buffering=0)
-    if _lock_holder(os.pread(fd, 4096, 0)) is None:
+    if _lock_holder(_read_start(handle)) is None:
         handle.close()
         raise DataDirError(refuse.format(why="it holds something else"))
     return handle
@@ -416,7 +423,7 @@ class DataDir:
             raise DataDirError(f"cannot use {path} as the data directory: {exc}") from exc
         handle = _open_lock_file(path / _LOCK_FILE)
         if not _lock(handle):
-            holder = _lock_holder(os.pread(handle.fileno(), 4096, 0)) or "another process"
+            holder = _lock_holder(_read_start(handle)) or "another process"
             handle.close()
             raise DataDirError(
                 f"the data directory {path} is in use by another `iotnotify local` "
@@ -427,7 +434,8 @@ class DataDir:
             # In place and at one width: the file never lacks the mark. An
             # older stack's shorter record (a bare pid) is cut after it.
             record = _lock_record(os.getpid())
-            os.pwrite(handle.fileno(), record, 0)
+            handle.seek(0)
+            handle.write(record)
             handle.truncate(len(record))
             data._claim_ca_dir()
             if fresh:

@@ -498,3 +498,22 @@ def test_default_keepalive_is_below_common_idle_timeouts() -> None:
     assert 30 <= DEFAULT_KEEPALIVE_SECONDS < 60
     # The token vending Lambda recommends the same unless the deployment says otherwise.
     assert load_settings({"AWS_REGION": "eu-west-1"}).keepalive_seconds == 50
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        {"credentials": "AKIA..."},
+        {"credentials": ["AKIA"]},
+        {"keepalive": float("inf")},
+        {"keepalive": [50]},
+    ],
+)
+def test_a_token_response_of_the_wrong_shape_is_an_auth_error(junk: dict[str, Any]) -> None:
+    # Given a token answer whose credentials are not an object or whose
+    # keepalive is not a number (JSON's Infinity parses as float("inf"))
+    raw = {"url": "ws://x/mqtt", "clientIdPrefix": "al.", "topics": ["a/b"], **junk}
+    # Then it is refused as unusable, like any other malformed answer, rather
+    # than leaking AttributeError or OverflowError out of the SDK
+    with pytest.raises(AuthError, match="not usable"):
+        ConnectionToken.from_response(raw)
