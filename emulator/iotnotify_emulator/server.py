@@ -65,7 +65,7 @@ from iotnotify_emulator.data_api import (
     query_params,
     unquote_label,
 )
-from iotnotify_emulator.http_guard import GuardedRunner, GuardedSite, ServerLimits, error_middleware
+from iotnotify_emulator.http_guard import GuardedRunner, GuardedSite, ServerLimits
 from iotnotify_emulator.mqtt import MqttProtocolError, Packet, StreamDecoder
 from iotnotify_emulator.rules import RulesEngine
 from iotnotify_emulator.runtime import LoopMonitor, new_event_loop
@@ -319,9 +319,10 @@ class Emulator:
 
     async def start(self) -> None:
         config = self.config
-        app = web.Application(
-            client_max_size=4 * MAX_PAYLOAD_BYTES, middlewares=[error_middleware(_render_error)]
-        )
+        # No middleware: the runner renders errors (handle_errors), and
+        # GET /mqtt, whose handler lives as long as its connection, runs
+        # with no frame above it that aiohttp does not need itself.
+        app = web.Application(client_max_size=4 * MAX_PAYLOAD_BYTES)
         app.router.add_get("/mqtt", self._handle_mqtt)
         app.router.add_post(_TOPICS_PREFIX + "{topic:.+}", self._handle_publish)
         app.router.add_get("/_emulator/stats", self._handle_stats)
@@ -332,6 +333,8 @@ class Emulator:
             app,
             limits=config.http_limits,
             render_error=_render_error,
+            handle_errors=True,
+            bare=[("GET", "/mqtt")],
             access_log=None,
             handle_signals=False,
             shutdown_timeout=2.0,
