@@ -201,7 +201,8 @@ class ApiClient:
                 raise ConnectionLost(f"GET {path.split('?')[0]} failed: {exc}") from exc
             try:
                 raw = json.loads(body)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+                # RecursionError: JSON nested deeper than the parser recurses.
                 raise ConnectionLost(f"GET {path.split('?')[0]} answered non-JSON") from exc
             if not isinstance(raw, dict):
                 raise ConnectionLost(f"GET {path.split('?')[0]} answered non-object JSON")

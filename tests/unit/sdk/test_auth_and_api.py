@@ -517,3 +517,23 @@ def test_a_token_response_of_the_wrong_shape_is_an_auth_error(junk: dict[str, An
     # than leaking AttributeError or OverflowError out of the SDK
     with pytest.raises(AuthError, match="not usable"):
         ConnectionToken.from_response(raw)
+
+
+def test_a_json_answer_nested_too_deep_to_parse_is_connection_lost(
+    raw_server: tuple[str, type[_RawAnswer]],
+) -> None:
+    from iotnotify.chat import RoomsApi
+
+    # Given an API (or something on its port) answering 200 with JSON nested
+    # deeper than Python's parser recurses
+    url, handler = raw_server
+    handler.answer = (200, "application/json", b"[" * 100_000)
+    tokens = StaticIdToken("t")
+    # Then the token, inbox and rooms calls fail as for any unusable answer
+    # (ConnectionLost: retried, printed as one line), not with a RecursionError
+    with pytest.raises(ConnectionLost, match="non-JSON"):
+        ApiClient(api_url=url, id_tokens=tokens, timeout=5).token()
+    with pytest.raises(ConnectionLost, match="non-JSON"):
+        ApiClient(api_url=url, id_tokens=tokens, timeout=5).notifications(since=None)
+    with pytest.raises(ConnectionLost, match="non-JSON"):
+        RoomsApi(api_url=url, id_tokens=tokens, timeout=5).list_page()
