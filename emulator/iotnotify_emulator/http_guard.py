@@ -39,7 +39,7 @@ import contextlib
 import logging
 import resource
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Final
@@ -49,6 +49,7 @@ from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 __all__ = [
+    "DirectHandler",
     "ErrorRenderer",
     "GuardedRunner",
     "GuardedSite",
@@ -62,6 +63,8 @@ log = logging.getLogger("iotnotify_emulator.http")
 
 # (status, code, message) -> the response to send; it must not raise.
 ErrorRenderer = Callable[[int, str, str], web.StreamResponse]
+# A request handler GuardedRunner calls without the app (its ``direct`` routes).
+DirectHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Descriptors kept free for the process's own files, pipes and outgoing
 # sockets (moto, the emulator, boto3 pools) when the cap follows the limit.
@@ -275,10 +278,13 @@ class GuardedRunner(web.AppRunner):
     aiohttp, which matters for a long-lived request: a WebSocket handler's
     every caller frame lives as long as its connection (the two of
     :func:`error_middleware` and aiohttp's own were 0.5 KB of RSS per idle
-    connection, bench/emulator_bench.py ``--only idle``). Requests whose
-    ``(method, path)`` is in ``bare`` (only with ``handle_errors``) are
-    passed to the app with no frame added at all; an exception they raise
-    reaches the protocol's error handler, which renders a 500 the same way.
+    connection, bench/emulator_bench.py ``--only idle``). A request whose
+    ``(method, path)`` is a key of ``direct`` (only with ``handle_errors``)
+    goes straight to that handler, as in aiohttp's low-level ``web.Server``:
+    no router (keep the route in the app too, for the other methods' 405),
+    no middleware, no frame of this module; ``request.match_info`` is None
+    there. An exception it raises reaches the protocol's error handler,
+    which renders a 500 the same way.
     """
 
     def __init__(
@@ -288,16 +294,16 @@ class GuardedRunner(web.AppRunner):
         limits: ServerLimits | None = None,
         render_error: ErrorRenderer,
         handle_errors: bool = False,
-        bare: Collection[tuple[str, str]] = (),
+        direct: Mapping[tuple[str, str], DirectHandler] | None = None,
         **kwargs: Any,
     ) -> None:
-        if bare and not handle_errors:
-            raise ValueError("bare routes need handle_errors=True")
+        if direct and not handle_errors:
+            raise ValueError("direct routes need handle_errors=True")
         super().__init__(app, **kwargs)
         self.limits = limits or ServerLimits()
         self._render = render_error
         self._handle_errors = handle_errors
-        self._bare = frozenset(bare)
+        self._direct = dict(direct or {})
         self._throttle = _Throttle(self.limits.log_interval)
 
     async def _make_server(self) -> web.Server:
@@ -305,7 +311,7 @@ class GuardedRunner(web.AppRunner):
         install_accept_error_throttle(asyncio.get_running_loop(), self.limits.log_interval)
         handler: _Handler = base.request_handler
         if self._handle_errors:
-            handler = _rendering_errors(handler, self._render, self._bare)
+            handler = _rendering_errors(handler, self._render, self._direct)
         return _GuardedServer(
             base,
             limits=self.limits,
@@ -373,12 +379,13 @@ _Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
 def _rendering_errors(
-    handler: _Handler, render: ErrorRenderer, bare: frozenset[tuple[str, str]]
+    handler: _Handler, render: ErrorRenderer, direct: dict[tuple[str, str], DirectHandler]
 ) -> _Handler:
     """``handler`` (the app) with :func:`error_middleware`'s answers, from outside the app.
 
-    The returned callable is a plain function: a request in ``bare`` gets the
-    app's coroutine itself, with no frame of this module above it.
+    The returned callable is a plain function: a request in ``direct`` gets
+    its handler's coroutine itself, with no frame of this module or the app
+    above it.
     """
 
     async def guarded(request: web.BaseRequest) -> web.StreamResponse:
@@ -391,8 +398,9 @@ def _rendering_errors(
             return response
 
     def dispatch(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
-        if (request.method, request.path) in bare:
-            return handler(request)
+        target = direct.get((request.method, request.path))
+        if target is not None and isinstance(request, web.Request):
+            return target(request)
         return guarded(request)
 
     return dispatch

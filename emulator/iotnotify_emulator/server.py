@@ -320,8 +320,8 @@ class Emulator:
     async def start(self) -> None:
         config = self.config
         # No middleware: the runner renders errors (handle_errors), and
-        # GET /mqtt, whose handler lives as long as its connection, runs
-        # with no frame above it that aiohttp does not need itself.
+        # GET /mqtt, whose handler lives as long as its connection, is
+        # called directly (no router, middleware or app frame above it).
         app = web.Application(client_max_size=4 * MAX_PAYLOAD_BYTES)
         app.router.add_get("/mqtt", self._handle_mqtt)
         app.router.add_post(_TOPICS_PREFIX + "{topic:.+}", self._handle_publish)
@@ -334,7 +334,7 @@ class Emulator:
             limits=config.http_limits,
             render_error=_render_error,
             handle_errors=True,
-            bare=[("GET", "/mqtt")],
+            direct={("GET", "/mqtt"): self._handle_mqtt},
             access_log=None,
             handle_signals=False,
             shutdown_timeout=2.0,
