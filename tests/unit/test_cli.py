@@ -773,8 +773,7 @@ def test_a_closed_stdout_is_no_traceback() -> None:
         [
             sys.executable,
             "-c",
-            "import os, sys; os.close(1); "
-            "os.execv(sys.argv[1], [sys.argv[1], 'cost'])",
+            "import os, sys; os.close(1); os.execv(sys.argv[1], [sys.argv[1], 'cost'])",
             str(Path(sys.executable).with_name("iotnotify")),
         ],
         stderr=subprocess.PIPE,
