@@ -96,7 +96,7 @@ lint: setup
 
 typecheck: setup
 	$(BIN)/mypy
-	$(BIN)/mypy examples/turns/turns.py bench/turn_latency.py
+	$(BIN)/mypy examples/turns/turns.py bench/turn_latency.py tests/local_process.py
 
 test: setup lint typecheck
 	$(BIN)/python -m pytest

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import IO, Any, Final, TypeVar
+from typing import IO, Any, Final, TypeVar, overload
 
 IOTNOTIFY: Final = str(Path(sys.executable).with_name("iotnotify"))
 START_TIMEOUT_S: Final = 120.0
@@ -83,9 +83,23 @@ class LocalProcess:
 P = TypeVar("P", bound=LocalProcess)
 
 
+# Two signatures rather than a default of LocalProcess for ``type[P]``, which
+# mypy refuses (P may be a subclass the default is not): without ``kind`` the
+# answer is a LocalProcess, with it an instance of ``kind``.
+@overload
+def start_local(state_file: Path, *args: str, cwd: Path | None = None) -> LocalProcess: ...
+
+
+@overload
+def start_local(state_file: Path, *args: str, cwd: Path | None = None, kind: type[P]) -> P: ...
+
+
 def start_local(
-    state_file: Path, *args: str, cwd: Path | None = None, kind: type[P] = LocalProcess
-) -> P:
+    state_file: Path,
+    *args: str,
+    cwd: Path | None = None,
+    kind: type[LocalProcess] = LocalProcess,
+) -> LocalProcess:
     """``iotnotify local --state-file F ARGS`` with stdout and stderr in ``F.log``.
 
     Unless ARGS name one, the data directory is ``F.data`` beside the state

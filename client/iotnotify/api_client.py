@@ -69,6 +69,8 @@ class ConnectionToken:
     ) -> ConnectionToken:
         try:
             credentials = raw.get("credentials") or {}
+            if not isinstance(credentials, Mapping):
+                raise TypeError("credentials is not an object")
             keepalive = raw.get("keepalive")
             server_ms = raw.get("serverTime")
             if isinstance(server_ms, int) and not isinstance(server_ms, bool) and server_ms > 0:
@@ -90,7 +92,8 @@ class ConnectionToken:
                 access_key_id=str(credentials.get("accessKeyId", "")),
                 server_time=server_time,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            # OverflowError: JSON's Infinity (json.loads accepts it) as a keepalive.
             raise AuthError(f"the token response is not usable: {exc!r}") from exc
 
     @property
@@ -198,7 +201,8 @@ class ApiClient:
                 raise ConnectionLost(f"GET {path.split('?')[0]} failed: {exc}") from exc
             try:
                 raw = json.loads(body)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+                # RecursionError: JSON nested deeper than the parser recurses.
                 raise ConnectionLost(f"GET {path.split('?')[0]} answered non-JSON") from exc
             if not isinstance(raw, dict):
                 raise ConnectionLost(f"GET {path.split('?')[0]} answered non-object JSON")

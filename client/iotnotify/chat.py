@@ -184,7 +184,8 @@ class RoomsApi:
                 raise http_error(exc.code, route, message) from exc
             except (urllib.error.URLError, TimeoutError, OSError) as exc:
                 raise ConnectionLost(f"{route} failed: {exc}") from exc
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+                # RecursionError: JSON nested deeper than the parser recurses.
                 raise ConnectionLost(f"{route} answered non-JSON") from exc
             if not isinstance(raw, dict):
                 raise ConnectionLost(f"{route} answered non-object JSON")

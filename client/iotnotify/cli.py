@@ -103,11 +103,21 @@ class _Group(click.Group):
                 result = super().invoke(ctx)
                 # What a command left in stdout's buffer meets a gone reader
                 # here, not in Python's flush at exit (where it would print
-                # "Exception ignored ... BrokenPipeError").
-                sys.stdout.flush()
+                # "Exception ignored ... BrokenPipeError"). None: started
+                # with stdout closed (`>&-`), where output goes nowhere.
+                if sys.stdout is not None:
+                    sys.stdout.flush()
                 return result
         except (IotNotifyError, StateFileError) as exc:
             _error_line("error:", str(exc))
+            ctx.exit(1)
+        except OSError as exc:
+            # Output that cannot be written (a full disk: ENOSPC, a terminal
+            # that went away: EIO), or any other OS failure no command
+            # handled: one line and status 1, as every other error, not a
+            # traceback. What stdout still buffers would fail again at exit.
+            _error_line("error:", str(exc))
+            silence_stdout()
             ctx.exit(1)
         except KeyboardInterrupt:
             # Ctrl-C that a command did not handle itself (listen, chat and

@@ -355,14 +355,21 @@ def listen(
     stopped_said = threading.Event()
     running: list[Subscriber] = []
     status = _StatusLines(warn)
+    # Any other failure to print (ENOSPC on a full disk, EIO): stop with it
+    # as an error, rather than run on past notifications nobody saw.
+    write_failed: list[OSError] = []
 
     def show(note: Notification) -> None:
-        if reader_gone.is_set():
+        if reader_gone.is_set() or write_failed:
             return
         try:
             click.echo(json_line(note.to_dict()) if as_json else _line(note))
         except BrokenPipeError:
             reader_gone.set()
+            for subscriber in running:
+                subscriber.stop()
+        except OSError as exc:
+            write_failed.append(exc)
             for subscriber in running:
                 subscriber.stop()
 
@@ -405,10 +412,12 @@ def listen(
             warn("stopped")
     except IotNotifyError as exc:
         raise click.ClickException(str(exc)) from exc
-    if reader_gone.is_set():
+    if reader_gone.is_set() or write_failed:
         # Python flushes stdout at exit, into the closed pipe: "Exception
-        # ignored ... BrokenPipeError".
+        # ignored ... BrokenPipeError" (or the same write error again).
         silence_stdout()
+    if write_failed:
+        raise click.ClickException(f"cannot print notifications: {write_failed[0]}")
 
 
 @click.command()

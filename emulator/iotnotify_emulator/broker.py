@@ -38,6 +38,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final, Protocol
 
@@ -107,6 +108,7 @@ _CONNECT_FAILED_TOPIC: Final = "$aws/events/presence/connect_failed/{}"
 # Subscribe/Unsubscribe events (AWS IoT developer guide, "Lifecycle events").
 _SUBSCRIPTION_TOPIC: Final = "$aws/events/subscriptions/{}/{}"
 _RECEIVE_CACHE_SIZE: Final = 1024
+_NO_DECISIONS: Final[dict[str, bool]] = {}  # MqttSession._receive_cache before its first entry
 # One WebSocket frame may carry many MQTT packets; batching keeps fan-out
 # from paying one frame (and one syscall) per small message.
 _WRITE_BATCH_BYTES: Final = 64 * 1024
@@ -622,7 +624,6 @@ class MqttSession:
         "_held",
         "_held_bytes",
         "_inflight",
-        "_keepalive_timer",
         "_last_activity",
         "_outbound",
         "_packet_id",
@@ -631,9 +632,10 @@ class MqttSession:
         "_queued_bytes",
         "_receive_cache",
         "_release_timer",
-        "_timers",
+        "_timer",
         "_tokens",
         "_tokens_at",
+        "_ttl_at",
         "_v5_disconnect",
         "_will_delay",
         "_writer",
@@ -698,7 +700,9 @@ class MqttSession:
         # on a protocol error) does not announce CONNECTION_LOST instead.
         self._close_reason: str | None = None
         self._packet_id = 0
-        self._receive_cache: dict[str, bool] = {}
+        # Shared (empty, never written) until the first delivery's decision:
+        # an idle connection's own empty dict would be 64 B of nothing.
+        self._receive_cache: dict[str, bool] = _NO_DECISIONS
         # (action, topic) pairs this connection may publish to, made on its
         # first publish (most connections never publish). Only grants are
         # kept: a denial closes the connection.
@@ -706,15 +710,14 @@ class MqttSession:
         self._last_activity = time.monotonic()
         self._tokens = broker.settings.publish_rate_limit or 0.0
         self._tokens_at = self._last_activity
-        loop = asyncio.get_running_loop()
         settings = broker.settings
-        self._timers: list[asyncio.TimerHandle] = [
-            loop.call_later(settings.websocket_ttl, self._expire_ttl),
-            loop.call_later(settings.connect_timeout, self._connect_timeout),
-        ]
-        # One handle, replaced on every check: a list would grow by one entry
-        # per keepalive period for the life of the connection.
-        self._keepalive_timer: asyncio.TimerHandle | None = None
+        # One timer per connection, for whichever comes first: the CONNECT
+        # deadline (then the keepalive check) or the WebSocket TTL. A timer
+        # costs ~0.6 KB (handle, libuv timer, bound method, context), and an
+        # idle connection is mostly its fixed costs.
+        self._ttl_at = asyncio.get_running_loop().time() + settings.websocket_ttl
+        self._timer: asyncio.TimerHandle | None = None
+        self._arm(settings.connect_timeout, self._connect_timeout)
         self._closing: asyncio.Task[None] | None = None
 
     def __hash__(self) -> int:
@@ -747,7 +750,20 @@ class MqttSession:
             self._schedule_keepalive(limit - idle)
 
     def _schedule_keepalive(self, delay: float) -> None:
-        self._keepalive_timer = asyncio.get_running_loop().call_later(delay, self._check_keepalive)
+        self._arm(delay, self._check_keepalive)
+
+    def _arm(self, delay: float | None, callback: Callable[[], None]) -> None:
+        """(Re)set the connection's timer: ``callback`` in ``delay`` seconds,
+        or the WebSocket TTL's expiry if that comes first (or ``delay`` is None)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.closed:
+            return  # close() cancelled the timer: a new one would hold the session for the TTL
+        loop = asyncio.get_running_loop()
+        when = self._ttl_at if delay is None else loop.time() + delay
+        if when >= self._ttl_at:
+            when, callback = self._ttl_at, self._expire_ttl
+        self._timer = loop.call_at(when, callback)
 
     # --- outbound --------------------------------------------------------------
 
@@ -1044,9 +1060,12 @@ class MqttSession:
                 client_id=self.client_id,
                 source_ip=self.remote,
             ).allowed
-            if len(self._receive_cache) >= _RECEIVE_CACHE_SIZE:
-                self._receive_cache.clear()
-            self._receive_cache[topic] = cached
+            cache = self._receive_cache
+            if cache is _NO_DECISIONS:
+                cache = self._receive_cache = {}
+            elif len(cache) >= _RECEIVE_CACHE_SIZE:
+                cache.clear()
+            cache[topic] = cached
         elif not cached:
             self.broker.refuse(
                 "iot:Receive denied (cached decision)",
@@ -1200,10 +1219,9 @@ class MqttSession:
         self.keepalive = effective_keepalive(packet.keepalive, broker.settings)
         self.session_expiry = self._persistence(packet)
         self.connected = True
-        if len(self._timers) > 1:
-            # The CONNECT deadline is met: free its timer now (~240 B per
-            # connection) instead of at close; it would do nothing anyway.
-            self._timers.pop().cancel()
+        # The CONNECT deadline is met: until the keepalive is armed below,
+        # the timer waits for the TTL alone.
+        self._arm(None, self._expire_ttl)
         await broker.register(self)
         if self.closed:
             return  # a newer CONNECT with this client id took over meanwhile
@@ -1781,10 +1799,9 @@ class MqttSession:
         if self.closed:
             return
         self.closed = True
-        for timer in self._timers:
-            timer.cancel()
-        if self._keepalive_timer is not None:
-            self._keepalive_timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._release_timer is not None:
             self._release_timer.cancel()
             self._release_timer = None

@@ -25,6 +25,13 @@ Actions and resources: AWS IoT developer guide, "AWS IoT Core policy
 actions" and "AWS IoT Core action resources". Requests are SigV4-signed
 for service ``iotdata`` like ``Publish``; errors are AWS's
 ``{"message", "traceId"}`` with ``x-amzn-ErrorType``.
+
+Percent-decoding, here for every iot-data route (``Publish`` included, in
+``server.py``): a URI label (topic, client id) or a query value the
+operation defines whose bytes are not UTF-8 is a 400
+``InvalidRequestException`` ("... is not UTF-8 after percent-decoding"),
+never text with U+FFFD in place of the bytes (:func:`unquote_label`,
+:func:`query_params`).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote
 
@@ -44,12 +52,42 @@ if TYPE_CHECKING:
     from iotnotify_emulator.broker import Broker
     from iotnotify_emulator.server import EmulatorConfig
 
-__all__ = ["DataApi", "unquote_label"]
+__all__ = [
+    "PUBLISH_QUERY",
+    "DataApi",
+    "NotUtf8",
+    "not_utf8_message",
+    "parse_query",
+    "query_params",
+    "unquote_label",
+]
 
 _SERVICE: Final = "iotdata"
 _RETAINED_PREFIX: Final = "/retainedMessage/"
 _CONNECTIONS_PREFIX: Final = "/connections/"
 _MAX_RESULTS: Final = 200
+#: The query parameters of iot-data ``Publish`` (botocore's iot-data model,
+#: ``Publish`` input members with ``"location": "querystring"``; the API
+#: reference's request syntax, docs.aws.amazon.com/iot/latest/apireference/
+#: API_iotdata_Publish.html). Its other fields are headers
+#: (``x-amz-mqtt5-user-properties``, ``x-amz-mqtt5-payload-format-indicator``,
+#: ``x-amz-mqtt5-correlation-data``: ``session5.properties_from_http``).
+PUBLISH_QUERY: Final = ("qos", "retain", "contentType", "responseTopic", "messageExpiry")
+_LIST_RETAINED_QUERY: Final = ("maxResults", "nextToken")
+_DELETE_CONNECTION_QUERY: Final = ("cleanSession", "preventWillMessage")
+
+
+class NotUtf8(ValueError):
+    """A label or query value whose percent-decoded bytes are not UTF-8; ``what`` names it."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(not_utf8_message(what))
+        self.what = what
+
+
+def not_utf8_message(what: str) -> str:
+    """The message of the 400 for ``what`` (``topic``, ``contentType``, ...) not being UTF-8."""
+    return f"{what} is not UTF-8 after percent-decoding"
 
 
 def unquote_label(raw: str) -> str | None:
@@ -69,10 +107,64 @@ def unquote_label(raw: str) -> str | None:
         return None
 
 
+def parse_query(raw_query: str) -> list[tuple[str, str]]:
+    """The query as received, in order: names and values percent-decoded,
+    without '+'-to-space (SigV4 encodes a space as %20 and a plus as %2B, so a
+    bare '+' is a plus). For the SigV4 canonical query and :func:`query_params`.
+
+    Bytes that are not UTF-8 are kept as lone surrogates (``surrogateescape``),
+    not replaced by U+FFFD: the canonical query (``sigv4._quote_part``) then
+    encodes them back to the bytes the client signed (with U+FFFD a correctly
+    signed ``contentType=%FF`` failed as "signature does not match"), and
+    :func:`query_params` tells them from text.
+    """
+    pairs: list[tuple[str, str]] = []
+    for part in raw_query.split("&"):
+        if part:
+            key, _, value = part.partition("=")
+            pairs.append(
+                (unquote(key, errors="surrogateescape"), unquote(value, errors="surrogateescape"))
+            )
+    return pairs
+
+
+def query_params(query: Sequence[tuple[str, str]], names: Collection[str]) -> dict[str, str]:
+    """The values of the query parameters ``names`` that an operation defines.
+
+    * A parameter given twice counts with its first value: Smithy's HTTP
+      binding rules (``httpQuery`` trait, which botocore's rest-json models
+      follow) say servers SHOULD use the first encountered value for a member
+      that is not a list (smithy.io/2.0/spec/http-bindings.html#httpquery-trait).
+    * Parameters the operation does not define are ignored: nothing in the
+      model binds them and AWS documents no error for them (they are still
+      part of what SigV4 signs).
+    * A value of one of ``names`` whose bytes are not UTF-8 raises
+      :class:`NotUtf8`: the model's values are strings, and the API reference
+      calls ``contentType`` and ``responseTopic`` "A UTF-8 encoded string".
+      Callers answer 400 ``InvalidRequestException``, as for a label
+      (:func:`unquote_label`).
+    """
+    found: dict[str, str] = {}
+    for key, value in query:
+        if key in names and key not in found:
+            if not _is_utf8(value):
+                raise NotUtf8(key)
+            found[key] = value
+    return found
+
+
+def _is_utf8(text: str) -> bool:
+    # parse_query's surrogateescape leaves a lone surrogate for each byte that
+    # was not UTF-8; nothing else puts one there.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _not_utf8(what: str, trace_id: str) -> web.Response:
-    return _error(
-        400, "InvalidRequestException", f"{what} is not UTF-8 after percent-decoding", trace_id
-    )
+    return _error(400, "InvalidRequestException", not_utf8_message(what), trace_id)
 
 
 def _error(status: int, code: str, message: str, trace_id: str) -> web.Response:
@@ -81,15 +173,6 @@ def _error(status: int, code: str, message: str, trace_id: str) -> web.Response:
         status=status,
         headers={"x-amzn-ErrorType": code, "x-amzn-RequestId": trace_id},
     )
-
-
-def _query(raw_query: str) -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
-    for part in raw_query.split("&"):
-        if part:
-            key, _, value = part.partition("=")
-            pairs.append((unquote(key), unquote(value)))
-    return pairs
 
 
 def _flag(params: dict[str, str], name: str) -> bool | None:
@@ -113,9 +196,9 @@ class DataApi:
 
     async def _caller(
         self, request: web.Request, trace_id: str
-    ) -> tuple[Credential, dict[str, str]] | web.Response:
+    ) -> tuple[Credential, list[tuple[str, str]]] | web.Response:
         raw_path, _, raw_query = request.raw_path.partition("?")
-        query = _query(raw_query)
+        query = parse_query(raw_query)
         await prefetch_signer(self.credentials, headers=request.headers)
         try:
             credential = verify_header_signature(
@@ -132,7 +215,7 @@ class DataApi:
         except SignatureError as exc:
             self.broker.refuse(f"iot-data request refused: {exc.reason}", remote=request.remote)
             return _error(401, "UnauthorizedException", exc.reason, trace_id)
-        return credential, dict(query)
+        return credential, query
 
     def _denied(
         self,
@@ -190,10 +273,14 @@ class DataApi:
         caller = await self._caller(request, trace_id)
         if isinstance(caller, web.Response):
             return caller
-        credential, params = caller
+        credential, query = caller
         denied = self._denied(request, credential, "iot:ListRetainedMessages", "*", "*", trace_id)
         if denied is not None:
             return denied
+        try:
+            params = query_params(query, _LIST_RETAINED_QUERY)
+        except NotUtf8 as exc:
+            return _not_utf8(exc.what, trace_id)
         text = params.get("maxResults", str(_MAX_RESULTS))
         if not (text.isascii() and text.isdigit() and 1 <= int(text) <= _MAX_RESULTS):
             return _error(
@@ -229,7 +316,7 @@ class DataApi:
         caller = await self._caller(request, trace_id)
         if isinstance(caller, web.Response):
             return caller
-        credential, params = caller
+        credential, query = caller
         client_id = unquote_label(request.raw_path.partition("?")[0][len(_CONNECTIONS_PREFIX) :])
         if client_id is None:
             return _not_utf8("clientId", trace_id)
@@ -238,6 +325,10 @@ class DataApi:
         )
         if denied is not None:
             return denied
+        try:
+            params = query_params(query, _DELETE_CONNECTION_QUERY)
+        except NotUtf8 as exc:
+            return _not_utf8(exc.what, trace_id)
         clean, no_will = _flag(params, "cleanSession"), _flag(params, "preventWillMessage")
         if clean is None or no_will is None:
             return _error(

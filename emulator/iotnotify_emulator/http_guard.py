@@ -39,7 +39,7 @@ import contextlib
 import logging
 import resource
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Final
@@ -49,6 +49,7 @@ from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 __all__ = [
+    "DirectHandler",
     "ErrorRenderer",
     "GuardedRunner",
     "GuardedSite",
@@ -62,6 +63,8 @@ log = logging.getLogger("iotnotify_emulator.http")
 
 # (status, code, message) -> the response to send; it must not raise.
 ErrorRenderer = Callable[[int, str, str], web.StreamResponse]
+# A request handler GuardedRunner calls without the app (its ``direct`` routes).
+DirectHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Descriptors kept free for the process's own files, pipes and outgoing
 # sockets (moto, the emulator, boto3 pools) when the cap follows the limit.
@@ -228,13 +231,14 @@ class _GuardedServer(web.Server):
         limits: ServerLimits,
         render: ErrorRenderer,
         throttle: _Throttle,
+        request_handler: _Handler,
     ) -> None:
         kwargs: dict[str, Any] = dict(base._kwargs)  # what AppRunner passed to RequestHandler
         kwargs["keepalive_timeout"] = limits.idle_timeout
         kwargs["max_field_size"] = limits.max_field_size
         kwargs["max_line_size"] = limits.max_line_size
         super().__init__(
-            base.request_handler,
+            request_handler,
             request_factory=base.request_factory,
             handler_cancellation=base.handler_cancellation,
             loop=base._loop,
@@ -268,7 +272,19 @@ class GuardedRunner(web.AppRunner):
     """``web.AppRunner`` with :class:`ServerLimits` and one error renderer.
 
     Use it exactly like ``AppRunner``; add :func:`error_middleware` with the
-    same renderer to the app so handler errors take the same path.
+    same renderer to the app so handler errors take the same path, or pass
+    ``handle_errors=True`` and the runner answers them alike from outside
+    the app. An app without middleware gets no middleware chain from
+    aiohttp, which matters for a long-lived request: a WebSocket handler's
+    every caller frame lives as long as its connection (the two of
+    :func:`error_middleware` and aiohttp's own were 0.5 KB of RSS per idle
+    connection, bench/emulator_bench.py ``--only idle``). A request whose
+    ``(method, path)`` is a key of ``direct`` (only with ``handle_errors``)
+    goes straight to that handler, as in aiohttp's low-level ``web.Server``:
+    no router (keep the route in the app too, for the other methods' 405),
+    no middleware, no frame of this module; ``request.match_info`` is None
+    there. An exception it raises reaches the protocol's error handler,
+    which renders a 500 the same way.
     """
 
     def __init__(
@@ -277,18 +293,31 @@ class GuardedRunner(web.AppRunner):
         *,
         limits: ServerLimits | None = None,
         render_error: ErrorRenderer,
+        handle_errors: bool = False,
+        direct: Mapping[tuple[str, str], DirectHandler] | None = None,
         **kwargs: Any,
     ) -> None:
+        if direct and not handle_errors:
+            raise ValueError("direct routes need handle_errors=True")
         super().__init__(app, **kwargs)
         self.limits = limits or ServerLimits()
         self._render = render_error
+        self._handle_errors = handle_errors
+        self._direct = dict(direct or {})
         self._throttle = _Throttle(self.limits.log_interval)
 
     async def _make_server(self) -> web.Server:
         base = await super()._make_server()
         install_accept_error_throttle(asyncio.get_running_loop(), self.limits.log_interval)
+        handler: _Handler = base.request_handler
+        if self._handle_errors:
+            handler = _rendering_errors(handler, self._render, self._direct)
         return _GuardedServer(
-            base, limits=self.limits, render=self._render, throttle=self._throttle
+            base,
+            limits=self.limits,
+            render=self._render,
+            throttle=self._throttle,
+            request_handler=handler,
         )
 
     @property
@@ -312,25 +341,69 @@ def error_middleware(render: ErrorRenderer) -> Any:
     ) -> web.StreamResponse:
         try:
             return await handler(request)
-        except web.HTTPException as exc:
-            if exc.status < 400:
+        except Exception as exc:
+            response = _error_response(render, request, exc)
+            if response is None:
                 raise
-            response = render(exc.status, error_code(exc.status), exc.reason)
-            for name in ("Allow",):
-                if name in exc.headers:
-                    response.headers[name] = exc.headers[name]
             return response
-        except RequestPayloadError as exc:
-            # The body could not be read as its headers describe it (a
-            # Content-Encoding that does not decode): the client's fault.
-            return render(400, error_code(400), f"the request body could not be read: {exc}")
-        except (asyncio.CancelledError, ConnectionError):
-            raise
-        except Exception:
-            log.exception("unhandled error in %s %s", request.method, request.path)
-            return render(500, error_code(500), "internal error")
 
     return middleware
+
+
+def _error_response(
+    render: ErrorRenderer, request: web.BaseRequest, exc: Exception
+) -> web.StreamResponse | None:
+    """What :func:`error_middleware` answers for ``exc``; None: let it propagate.
+
+    Call it from the ``except`` block (it logs the exception being handled).
+    """
+    if isinstance(exc, web.HTTPException):
+        if exc.status < 400:
+            return None
+        response = render(exc.status, error_code(exc.status), exc.reason)
+        for name in ("Allow",):
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response
+    if isinstance(exc, RequestPayloadError):
+        # The body could not be read as its headers describe it (a
+        # Content-Encoding that does not decode): the client's fault.
+        return render(400, error_code(400), f"the request body could not be read: {exc}")
+    if isinstance(exc, ConnectionError):
+        return None
+    log.exception("unhandled error in %s %s", request.method, request.path)
+    return render(500, error_code(500), "internal error")
+
+
+_Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
+def _rendering_errors(
+    handler: _Handler, render: ErrorRenderer, direct: dict[tuple[str, str], DirectHandler]
+) -> _Handler:
+    """``handler`` (the app) with :func:`error_middleware`'s answers, from outside the app.
+
+    The returned callable is a plain function: a request in ``direct`` gets
+    its handler's coroutine itself, with no frame of this module or the app
+    above it.
+    """
+
+    async def guarded(request: web.BaseRequest) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            response = _error_response(render, request, exc)
+            if response is None:
+                raise
+            return response
+
+    def dispatch(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+        target = direct.get((request.method, request.path))
+        if target is not None and isinstance(request, web.Request):
+            return target(request)
+        return guarded(request)
+
+    return dispatch
 
 
 async def read_body(request: web.Request, limit_seconds: float, max_bytes: int) -> bytes:

@@ -9,7 +9,10 @@ Endpoints (the same app on both ports, so ``https://`` publish works too):
   (SigV4 header auth, service ``iotdata``), so boto3's ``iot-data`` client
   works with ``endpoint_url=emu.data_url``; its MQTT 5 fields (content
   type, user properties, response topic, correlation data, message expiry,
-  payload format indicator) reach MQTT 5 subscribers.
+  payload format indicator) reach MQTT 5 subscribers. Its query is read as
+  the other iot-data routes read theirs (``data_api.query_params``: first
+  value of a repeated parameter, unknown ones ignored, a value that is not
+  UTF-8 a 400).
 * ``GET /retainedMessage[/{topic}]``, ``DELETE /connections/{clientId}``:
   iot-data ``ListRetainedMessages``, ``GetRetainedMessage`` and
   ``DeleteConnection`` (:mod:`iotnotify_emulator.data_api`).
@@ -46,17 +49,24 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final, cast
-from urllib.parse import unquote
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from iotnotify.contract import MAX_PAYLOAD_BYTES, Topic
 from iotnotify.errors import InvalidTopic
 from iotnotify_emulator.broker import Broker, BrokerSettings, MqttSession
 from iotnotify_emulator.credentials import CredentialStore
-from iotnotify_emulator.data_api import DataApi, unquote_label
-from iotnotify_emulator.http_guard import GuardedRunner, GuardedSite, ServerLimits, error_middleware
-from iotnotify_emulator.mqtt import MqttProtocolError, StreamDecoder
+from iotnotify_emulator.data_api import (
+    PUBLISH_QUERY,
+    DataApi,
+    NotUtf8,
+    not_utf8_message,
+    parse_query,
+    query_params,
+    unquote_label,
+)
+from iotnotify_emulator.http_guard import GuardedRunner, GuardedSite, ServerLimits
+from iotnotify_emulator.mqtt import MqttProtocolError, Packet, StreamDecoder
 from iotnotify_emulator.rules import RulesEngine
 from iotnotify_emulator.runtime import LoopMonitor, new_event_loop
 from iotnotify_emulator.session5 import MAX_PACKET_SIZE, HttpPropertiesError, properties_from_http
@@ -216,20 +226,6 @@ class _WebSocketTransport:
         await self._ws.close(drain=False)
 
 
-def _parse_query(raw_query: str) -> list[tuple[str, str]]:
-    """The query as received, in order, percent-decoded without '+'-to-space.
-
-    SigV4 encodes a space as %20 and a plus as %2B, so a bare '+' is a plus.
-    """
-    pairs: list[tuple[str, str]] = []
-    for part in raw_query.split("&"):
-        if not part:
-            continue
-        key, _, value = part.partition("=")
-        pairs.append((unquote(key), unquote(value)))
-    return pairs
-
-
 def _error(status: int, code: str, message: str, trace_id: str) -> web.Response:
     return web.json_response(
         {"message": message, "traceId": trace_id},
@@ -323,9 +319,10 @@ class Emulator:
 
     async def start(self) -> None:
         config = self.config
-        app = web.Application(
-            client_max_size=4 * MAX_PAYLOAD_BYTES, middlewares=[error_middleware(_render_error)]
-        )
+        # No middleware: the runner renders errors (handle_errors), and
+        # GET /mqtt, whose handler lives as long as its connection, is
+        # called directly (no router, middleware or app frame above it).
+        app = web.Application(client_max_size=4 * MAX_PAYLOAD_BYTES)
         app.router.add_get("/mqtt", self._handle_mqtt)
         app.router.add_post(_TOPICS_PREFIX + "{topic:.+}", self._handle_publish)
         app.router.add_get("/_emulator/stats", self._handle_stats)
@@ -336,6 +333,8 @@ class Emulator:
             app,
             limits=config.http_limits,
             render_error=_render_error,
+            handle_errors=True,
+            direct={("GET", "/mqtt"): self._handle_mqtt},
             access_log=None,
             handle_signals=False,
             shutdown_timeout=2.0,
@@ -455,7 +454,7 @@ class Emulator:
 
     async def _handle_mqtt(self, request: web.Request) -> web.StreamResponse:
         raw_path, _, raw_query = request.raw_path.partition("?")
-        query = _parse_query(raw_query)
+        query = parse_query(raw_query)
         await prefetch_signer(self.credentials, query=query)
         try:
             credential = verify_query_signature(
@@ -510,6 +509,10 @@ class Emulator:
             max_packet_size=_MAX_PACKET,
             max_subscribe_filters=self.broker.settings.max_filters_per_subscribe,
         )
+        # Cleared after each frame: an idle connection waits in receive() for
+        # hours, and would hold its last frame and packet meanwhile.
+        message: WSMessage | None = None
+        packet: Packet | None = None
         try:
             while True:
                 # receive(), not ``async for``: the loop must tell the client's
@@ -539,6 +542,7 @@ class Emulator:
                     break
                 if session.closed:
                     break
+                message = packet = None
         finally:
             self._live.discard(session)
             await session.connection_lost()
@@ -556,7 +560,7 @@ class Emulator:
                 f"Payload of {len(body)} bytes exceeds {MAX_PAYLOAD_BYTES}",
                 trace_id,
             )
-        query = _parse_query(raw_query)
+        query = parse_query(raw_query)
         await prefetch_signer(self.credentials, headers=request.headers)
         try:
             credential = verify_header_signature(
@@ -573,7 +577,10 @@ class Emulator:
         except SignatureError as exc:
             self.broker.refuse(f"HTTP publish refused: {exc.reason}", remote=request.remote)
             return _error(401, "UnauthorizedException", exc.reason, trace_id)
-        params = dict(query)
+        try:
+            params = query_params(query, PUBLISH_QUERY)
+        except NotUtf8 as exc:
+            return _error(400, "InvalidRequestException", str(exc), trace_id)
         qos_text = params.get("qos", "0")
         retain_text = params.get("retain", "false").lower()
         if qos_text not in ("0", "1"):
@@ -584,12 +591,7 @@ class Emulator:
             )
         if topic_name is None:
             # Not U+FFFD in its place: the bad-topic 400 below (unquote_label).
-            return _error(
-                400,
-                "InvalidRequestException",
-                "topic is not UTF-8 after percent-decoding",
-                trace_id,
-            )
+            return _error(400, "InvalidRequestException", not_utf8_message("topic"), trace_id)
         try:
             topic = Topic(topic_name)
         except InvalidTopic as exc:

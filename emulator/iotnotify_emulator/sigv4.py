@@ -244,7 +244,11 @@ _UNRESERVED: Final = re.compile(r"[A-Za-z0-9_.~-]*")
 
 
 def _quote_part(text: str) -> str:
-    return text if _UNRESERVED.fullmatch(text) else quote(text, safe="-_.~")
+    # surrogateescape: bytes a query held that were not UTF-8 come back as
+    # they were signed (data_api.parse_query keeps them as lone surrogates).
+    if _UNRESERVED.fullmatch(text):
+        return text
+    return quote(text, safe="-_.~", errors="surrogateescape")
 
 
 @functools.lru_cache(maxsize=4096)

@@ -23,9 +23,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = [
+    "CA_FILE_NAME",
     "CERTIFICATE_FILE_NAMES",
     "CertificateFiles",
     "generate_certificates",
+    "is_emulator_ca",
     "server_ssl_context",
 ]
 
@@ -52,15 +54,30 @@ _SERVER_CERT: Final = "server.pem"
 _SERVER_KEY: Final = "server.key"
 #: Every file :func:`generate_certificates` writes in its directory, and no other.
 CERTIFICATE_FILE_NAMES: Final = (_CA_CERT, _CA_KEY, _SERVER_CERT, _SERVER_KEY)
+#: The CA certificate clients trust (``ca.pem``), one of those.
+CA_FILE_NAME: Final = _CA_CERT
 _CA_DAYS: Final = 365
 _SERVER_DAYS: Final = 30
 # A kept CA closer to expiry than this is replaced (clients must trust the new one).
 _CA_RENEW_BEFORE: Final = timedelta(days=7)
 
 
+_CA_COMMON_NAME: Final = "iotnotify emulator local CA"
+
+
+def is_emulator_ca(pem: bytes) -> bool:
+    """Whether ``pem`` is a CA certificate :func:`generate_certificates` made
+    (its subject names this emulator); False for anything else, unreadable included."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        return False
+    return cert.subject == _name(_CA_COMMON_NAME) and cert.issuer == cert.subject
+
+
 def _new_ca(now: datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("iotnotify emulator local CA")
+    ca_name = _name(_CA_COMMON_NAME)
     ca_cert = (
         x509.CertificateBuilder()
         .subject_name(ca_name)

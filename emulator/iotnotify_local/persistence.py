@@ -37,6 +37,11 @@ with a hint to use ``--fresh``: restoring it would run today's handlers
 against yesterday's resources. ``--fresh`` first removes what a stack saved
 there, and nothing else: the folder may hold the user's own files too.
 One stack at a time may use a directory (an ``flock`` on ``DIR/lock``).
+The names a stack uses there (``lock``, ``ca/``) may be taken by the
+user's own files too: a stack recognises its own by what it wrote (the
+lock file starts with :data:`LOCK_MARK`, the CA folder holds
+:data:`CA_MARK_FILE`) and refuses to start rather than overwrite, reuse
+or, with ``--fresh``, delete anything else of those names.
 Files are created owner-only, and a pickle is loaded only if this user owns
 it and nobody else can write it: loading a pickle runs code, so it must
 come from this user's own stack.
@@ -66,7 +71,9 @@ from iotnotify_local.provision import DemoUser, LocalResources, PublisherKeys
 
 __all__ = [
     "AUTOSAVE_SECONDS",
+    "CA_MARK_FILE",
     "DEFAULT_DATA_DIR",
+    "LOCK_MARK",
     "PERSISTED_SERVICES",
     "DataDir",
     "DataDirError",
@@ -81,6 +88,18 @@ _FORMAT: Final = 1
 _MOTO_FILE: Final = "moto.pickle"
 _RESOURCES_FILE: Final = "resources.json"
 _LOCK_FILE: Final = "lock"
+#: How every lock file a stack writes begins; the pid that holds it follows,
+#: padded to one width, so rewriting the pid in place never truncates the file
+#: (the mark is there from the file's creation on, whatever crashes).
+LOCK_MARK: Final = "iotnotify local data-directory lock; pid "
+_PID_WIDTH: Final = 10
+_CA_DIR: Final = "ca"
+#: The file a stack writes into the CA folder it made (``DIR/ca``).
+CA_MARK_FILE: Final = "iotnotify-ca.txt"
+_CA_MARK: Final = (
+    "`iotnotify local` keeps the CA of its emulator's wss:// endpoint in this folder; "
+    "`iotnotify local --fresh` removes it.\n"
+)
 # The saved state (--fresh removes these, the CA's files and nothing else).
 _SAVED_FILES: Final = (_MOTO_FILE, _RESOURCES_FILE)
 # A snapshot taken while a request mutates a dict can fail with RuntimeError
@@ -284,6 +303,84 @@ def _unlock(handle: Any) -> None:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def _lock_record(pid: int) -> bytes:
+    return f"{LOCK_MARK}{pid:>{_PID_WIDTH}}\n".encode("ascii")
+
+
+def _lock_holder(content: bytes) -> str | None:
+    """The pid a stack's lock file names ("" if none yet), or None if a stack did not write it.
+
+    Besides today's record, a lock of the versions before it (only a pid)
+    counts as a stack's: their data directories still open.
+    """
+    try:
+        text = content.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if text.startswith(LOCK_MARK):
+        pid = text[len(LOCK_MARK) :].strip()
+        return pid if pid.isdigit() else None
+    legacy = text.strip()
+    return legacy if legacy.isdigit() and len(legacy) <= _PID_WIDTH else None
+
+
+def _create_lock_file(path: Path) -> None:
+    """Create ``path`` holding a stack's lock record, in one step (never empty).
+
+    Written under a unique name and hard-linked into place: a link never
+    replaces an existing file (a concurrent stack's, or the user's).
+    """
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=".lock-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(_lock_record(os.getpid()))
+        with contextlib.suppress(FileExistsError):  # another stack was first
+            os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
+
+
+def _read_start(handle: Any) -> bytes:
+    """The first 4 KB of an open lock file (more than any lock record)."""
+    handle.seek(0)
+    data: bytes = handle.read(4096)
+    return data
+
+
+def _open_lock_file(path: Path) -> Any:
+    """Open the stack's lock file at ``path`` (created if absent) for reading and writing.
+
+    Raises :class:`DataDirError` if something else of that name is there: a
+    user's own file named ``lock`` was overwritten with a pid.
+    """
+    refuse = (
+        f"{path} is not the lock file of an `iotnotify local` data directory ({{why}}); "
+        "it is left as it is: give --data-dir a folder without a file of your own named "
+        "'lock' (or delete it if a crashed older stack left it)"
+    )
+    try:
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            _create_lock_file(path)
+            info = path.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            raise DataDirError(refuse.format(why="a symbolic link"))
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise DataDirError(refuse.format(why=kind))
+        fd = os.open(path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise DataDirError(f"cannot use {path.parent} as the data directory: {exc}") from exc
+    handle = os.fdopen(fd, "r+b", buffering=0)
+    if _lock_holder(_read_start(handle)) is None:
+        handle.close()
+        raise DataDirError(refuse.format(why="it holds something else"))
+    return handle
+
+
 def _check_owned(path: Path) -> None:
     info = path.stat()
     owner_ok = sys.platform == "win32" or info.st_uid == os.getuid()
@@ -307,7 +404,7 @@ class DataDir:
     @property
     def ca_dir(self) -> Path:
         """Where the emulator keeps its CA (``ca.pem``, ``ca.key``) and server certificate."""
-        return self.path / "ca"
+        return self.path / _CA_DIR
 
     # --- open / close ---------------------------------------------------------------
 
@@ -315,50 +412,100 @@ class DataDir:
     def open(cls, path: Path, *, fresh: bool = False) -> DataDir:
         """Create (0700) and lock ``path``; with ``fresh``, empty it first.
 
-        Raises :class:`DataDirError` if another stack holds the directory.
+        Raises :class:`DataDirError` if another stack holds the directory, or
+        if ``path/lock`` or ``path/ca`` exist and a stack did not write them
+        (nothing of them is changed then).
         """
         data = cls(path)
         try:
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
-            handle = (path / _LOCK_FILE).open("a+")
         except OSError as exc:
             raise DataDirError(f"cannot use {path} as the data directory: {exc}") from exc
+        handle = _open_lock_file(path / _LOCK_FILE)
         if not _lock(handle):
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            holder = _lock_holder(_read_start(handle)) or "another process"
             handle.close()
             raise DataDirError(
                 f"the data directory {path} is in use by another `iotnotify local` "
                 f"(pid {holder}); stop it, or give this one its own --data-dir"
             )
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
         data._lock_handle = handle
-        if fresh:
-            data._remove_saved_state()
+        try:
+            # In place and at one width: the file never lacks the mark. An
+            # older stack's shorter record (a bare pid) is cut after it.
+            record = _lock_record(os.getpid())
+            handle.seek(0)
+            handle.write(record)
+            handle.truncate(len(record))
+            data._claim_ca_dir()
+            if fresh:
+                data._remove_saved_state()
+        except BaseException:
+            data.close()
+            raise
         return data
+
+    def _claim_ca_dir(self) -> None:
+        """Make ``ca/`` (0700, with :data:`CA_MARK_FILE`), or check that a stack made it.
+
+        A ``ca/`` of the user's own (no mark) was used as the emulator's: a
+        ``ca.pem`` and ``ca.key`` found there signed the server certificate.
+        One made by a stack before the mark existed (only the CA's files,
+        ``ca.pem`` the emulator's CA) gets the mark. Raises :class:`DataDirError`
+        for anything else.
+        """
+        from iotnotify_emulator.tls import CA_FILE_NAME, CERTIFICATE_FILE_NAMES, is_emulator_ca
+
+        ca_dir, mark = self.ca_dir, self.ca_dir / CA_MARK_FILE
+        refuse = (
+            f"{ca_dir} was not made by `iotnotify local` ({{why}}); it is left as it is "
+            "and not used as the emulator's CA: give --data-dir a folder without a "
+            "'ca' of your own"
+        )
+        try:
+            try:
+                info = ca_dir.lstat()
+            except FileNotFoundError:
+                ca_dir.mkdir(mode=0o700)
+                _write_private(mark, _CA_MARK.encode("utf-8"))
+                return
+            if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+                raise DataDirError(
+                    refuse.format(why="a symbolic link" if stat.S_ISLNK(info.st_mode) else "a file")
+                )
+            if mark.is_file() and not mark.is_symlink():
+                if mark.read_bytes() == _CA_MARK.encode("utf-8"):
+                    return
+                raise DataDirError(refuse.format(why=f"{CA_MARK_FILE} holds something else"))
+            names = {entry.name for entry in ca_dir.iterdir()}
+            ca_file = ca_dir / CA_FILE_NAME
+            made_before_the_mark = (
+                names <= set(CERTIFICATE_FILE_NAMES)
+                and ca_file.is_file()
+                and not ca_file.is_symlink()
+                and is_emulator_ca(ca_file.read_bytes())
+            )
+            if not made_before_the_mark:
+                raise DataDirError(refuse.format(why=f"it has no {CA_MARK_FILE}"))
+            _write_private(mark, _CA_MARK.encode("utf-8"))
+        except OSError as exc:
+            raise DataDirError(f"cannot use {ca_dir} for the emulator's CA: {exc}") from exc
 
     def _remove_saved_state(self) -> None:
         """What ``--fresh`` discards: the files a stack writes here, and only those.
 
         ``--data-dir`` may name a folder that also holds the user's own files
-        (``--data-dir .``, ``~``): emptying the whole folder deleted them.
+        (``--data-dir .``, ``~``): emptying the whole folder deleted them. The
+        CA folder is the stack's (:meth:`_claim_ca_dir` ran first); its
+        mark stays, so it stays the stack's.
         """
         from iotnotify_emulator.tls import CERTIFICATE_FILE_NAMES
 
         files = [self.path / f"{name}{tail}" for name in _SAVED_FILES for tail in ("", ".tmp")]
-        ca_dir = self.ca_dir
-        kept_ca_dir = ca_dir.is_symlink() or not ca_dir.is_dir()
-        if not kept_ca_dir:
-            files += [ca_dir / name for name in CERTIFICATE_FILE_NAMES]
+        files += [self.ca_dir / name for name in CERTIFICATE_FILE_NAMES]
         for file in files:
             with contextlib.suppress(FileNotFoundError):
                 file.unlink()
-        if not kept_ca_dir:
-            with contextlib.suppress(OSError):  # not empty: the rest is not ours
-                ca_dir.rmdir()
 
     def close(self) -> None:
         """Stop autosaving and release the lock (does not save)."""

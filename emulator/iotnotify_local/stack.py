@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import boto3
+import click
 from aiohttp import web
 from rich.console import Console
 from rich.table import Table
 
+from iotnotify.cli_output import PREFIX
 from iotnotify.state_file import DEFAULT_STATE_FILE, LocalState
 from iotnotify_local.api import LocalApi, Route, build_runner
 from iotnotify_local.authorizer import CognitoAuthorizer
@@ -61,6 +63,14 @@ __all__ = [
 ]
 
 console = Console(stderr=True)
+
+
+def _error(text: str) -> None:
+    """Say why the stack refuses to start (or stops) on stderr: one
+    ``iotnotify: error: ...`` line, like the CLI's other lines, never wrapped
+    (rich wrapped a long path over several lines)."""
+    click.echo(f"{PREFIX} error: {text}", err=True)
+
 
 # moto accepts any key, so it only has to look like one; but the emulator
 # honours role sessions only when their AssumeRole was signed by a caller the
@@ -569,7 +579,7 @@ class LocalStack:
                 # Everything above has stopped: nothing changes moto's state any more.
                 self.save()
             except DataDirError as exc:
-                console.print(f"[red]error:[/red] the data directory was not saved: {exc}")
+                _error(f"the data directory was not saved: {exc}")
             finally:
                 self._data.close()
         self._env_stack.close()
@@ -653,7 +663,7 @@ async def _serve(config: StackConfig, state_file: Path) -> int:
         try:
             state.write(state_file)
         except OSError as exc:  # checked before the start; this is a race
-            console.print(f"[red]error:[/red] cannot write the state file {state_file}: {exc}")
+            _error(f"cannot write the state file {state_file}: {exc}")
             return 2
         table = _summary(state, state_file)
         table.add_row("data directory", _data_row(config))
@@ -671,8 +681,8 @@ async def _serve(config: StackConfig, state_file: Path) -> int:
         console.print("ready. Ctrl-C stops everything.")
         await stopped.wait()
         if emulator_exits:
-            console.print(
-                f"[red]error:[/red] the IoT emulator's process (pid "
+            _error(
+                f"the IoT emulator's process (pid "
                 f"{state.extra.get('emulatorPid')}) exited unexpectedly (exit code "
                 f"{emulator_exits[0]}); stopping everything."
             )
@@ -783,44 +793,44 @@ def run_local(
     path = (state_file or DEFAULT_STATE_FILE).resolve()
     owner = _running_owner(path)
     if owner is not None:
-        console.print(
-            f"[red]error:[/red] the state file {path} belongs to an `iotnotify local` that is "
+        _error(
+            f"the state file {path} belongs to an `iotnotify local` that is "
             f"running (pid {owner.pid}, {owner.apiUrl}); stop it, or give this one its own "
             "--state-file (and --data-dir)"
         )
         return 2
     foreign = _foreign_state_file(path)
     if foreign is not None:
-        console.print(
-            f"[red]error:[/red] --state-file {path} exists and is not a state file "
+        _error(
+            f"--state-file {path} exists and is not a state file "
             f"({foreign}); it would be overwritten, then deleted when the stack stops: "
             "give a path of its own (or delete the file if it is a damaged state file)"
         )
         return 2
     unwritable = _unwritable_state_file(path)
     if unwritable is not None:
-        console.print(
-            f"[red]error:[/red] cannot write the state file {path}: {unwritable}; "
+        _error(
+            f"cannot write the state file {path}: {unwritable}; "
             "give --state-file a path in a folder you can write"
         )
         return 2
     if not _has_ipv4(host):
-        console.print(
-            f"[red]error:[/red] --host {host} has no IPv4 address; every listener of the "
+        _error(
+            f"--host {host} has no IPv4 address; every listener of the "
             "local stack is IPv4 (127.0.0.1, localhost, or 0.0.0.0 with --allow-remote)"
         )
         return 2
     try:
         warning = check_exposure(host, allow_remote=allow_remote)
     except RemoteNotAllowed as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _error(f"{exc}")
         return 2
     if warning is not None:
         console.print(f"[yellow]warning:[/yellow] {warning}")
     try:
         return asyncio.run(_serve(config, path))
     except (PortInUse, DataDirError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _error(f"{exc}")
         return 2
     except StartInterrupted as exc:
         # _serve's finally (or asyncio.run cancelling it) has stopped it all.

@@ -5,7 +5,9 @@ Table (``{app}-{stage}-chat-history``): partition key ``room``, sort key
 ``expiresAt`` (epoch seconds). The same table keeps the moderator's
 per-sender rate counters under partition keys ``#rate#{userId}`` and the
 ``cid`` of each recent input (:meth:`ChatHistory.claim_cid`) under
-``#cid#{room}``, sort key ``{userId}#{cid}``, attribute ``messageId``; ``#``
+``#cid#{room}``, sort key ``{userId}#{cid}``, attributes ``messageId``,
+``claimedAt`` (epoch s) and, while that message is stored but not yet
+published, ``undelivered``; ``#``
 is outside the room-name, user-id and cid alphabets, so they never mix with
 a room's messages or with each other.
 """
@@ -23,7 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from iotnotify.contract import ChatMessage, is_notification_id
 from iotnotify_handlers.errors import BadRequest, ServiceUnavailable
 
-__all__ = ["ChatHistory", "HistoryPage", "RateLimited"]
+__all__ = ["ChatHistory", "CidClaim", "HistoryPage", "RateLimited"]
 
 _RATE_PREFIX: Final = "#rate#"
 _CID_PREFIX: Final = "#cid#"
@@ -46,6 +48,18 @@ def _conditional_write(write: Callable[[], object], *, failure: str) -> bool:
 
 class RateLimited(Exception):
     """A sender went over the per-sender message rate (the message is dropped)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CidClaim:
+    """The claim an earlier copy of a line holds on its ``cid``: ``message_id``
+    is the id of the message that copy became; ``undelivered`` is True while
+    that message is stored but every attempt to publish it has failed
+    (:meth:`ChatHistory.mark_cid_undelivered`)."""
+
+    message_id: str
+    undelivered: bool = False
+    claimed_at: int | None = None  # epoch s; None for a claim written before it was kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +104,12 @@ class ChatHistory:
         # Gone between the two calls only if its TTL ran out: keep this one.
         return message if stored is None else stored
 
-    def claim_cid(self, message: ChatMessage, *, now: float, window_seconds: int) -> str | None:
+    def claim_cid(
+        self, message: ChatMessage, *, now: float, window_seconds: int
+    ) -> CidClaim | None:
         """Record that ``message.sender`` sent ``message.cid`` in ``message.room``;
-        None if this is the first copy, else the id of the message the first
-        copy became (this one is a duplicate and must be dropped).
+        None if this is the first copy, else the claim of the copy that was
+        first (this one is a copy of it: :class:`CidClaim`).
 
         One conditional put, so two copies handled at once by two Lambda
         instances cannot both win. The claim holds ``window_seconds`` from
@@ -115,6 +131,7 @@ class ChatHistory:
                 Item={
                     **key,
                     "messageId": message.id,
+                    "claimedAt": int(now),
                     "expiresAt": int(now) + window_seconds,
                 },
                 ConditionExpression=(
@@ -129,7 +146,36 @@ class ChatHistory:
             item = self._table.get_item(Key=key, ConsistentRead=True).get("Item") or {}
         except (BotoCoreError, ClientError) as exc:
             raise ServiceUnavailable("could not check the message id") from exc
-        return str(item.get("messageId", ""))
+        claimed_at = item.get("claimedAt")
+        return CidClaim(
+            str(item.get("messageId", "")),
+            undelivered=bool(item.get("undelivered")),
+            claimed_at=None if claimed_at is None else int(claimed_at),
+        )
+
+    def take_over_cid(
+        self, message: ChatMessage, first: CidClaim, *, now: float, window_seconds: int
+    ) -> bool:
+        """Claim ``message.cid`` for ``message`` in place of ``first``, the claim
+        read from the table; False if that claim changed meanwhile (another copy
+        took it). For a claim whose attempt died before it could store or
+        release anything (a Lambda timeout, a crash). 503
+        (:class:`ServiceUnavailable`) if DynamoDB fails."""
+        if first.claimed_at is None:
+            return False
+        return _conditional_write(
+            lambda: self._table.put_item(
+                Item={
+                    **self._cid_key(message),
+                    "messageId": message.id,
+                    "claimedAt": int(now),
+                    "expiresAt": int(now) + window_seconds,
+                },
+                ConditionExpression="messageId = :first AND claimedAt = :at",
+                ExpressionAttributeValues={":first": first.message_id, ":at": first.claimed_at},
+            ),
+            failure="check the message id",
+        )
 
     def release_cid(self, message: ChatMessage, *, now: float) -> None:
         """Undo :meth:`claim_cid` for ``message`` (it was refused, so a later copy
@@ -145,6 +191,31 @@ class ChatHistory:
                 ExpressionAttributeValues={":now": int(now), ":mid": message.id},
             ),
             failure="release the message id",
+        )
+
+    def mark_cid_undelivered(self, message: ChatMessage) -> None:
+        """Note on ``message``'s claim that it is stored but could not be published,
+        so that a later copy of the line publishes it instead of being dropped
+        (its claim stays: the line is stored once). Left alone if the claim is
+        no longer this message's. 503 (:class:`ServiceUnavailable`) if DynamoDB fails."""
+        self._set_undelivered(message, undelivered=True)
+
+    def mark_cid_delivered(self, message: ChatMessage) -> None:
+        """Undo :meth:`mark_cid_undelivered` once ``message`` has been published."""
+        self._set_undelivered(message, undelivered=False)
+
+    def _set_undelivered(self, message: ChatMessage, *, undelivered: bool) -> None:
+        values: dict[str, Any] = {":mid": message.id}
+        if undelivered:
+            values[":yes"] = True
+        _conditional_write(
+            lambda: self._table.update_item(
+                Key=self._cid_key(message),
+                UpdateExpression="SET undelivered = :yes" if undelivered else "REMOVE undelivered",
+                ConditionExpression="messageId = :mid",
+                ExpressionAttributeValues=values,
+            ),
+            failure="record the message's delivery",
         )
 
     @staticmethod

@@ -48,6 +48,17 @@ the window is dropped (``duplicate``) before the rate is counted, with no
 publish and no history item. The published envelope carries the ``cid``
 back. An input without ``cid`` is handled as before; one whose ``cid``
 breaks the contract is rejected (``invalid_cid``).
+
+A claim must not outlive a line that never got out, or the user's resend is
+dropped as a copy of a message nobody saw. So an attempt that fails after
+the claim and before the message is stored (the rate counter's or the
+history's write fails) releases it; one that stored the message but could
+not publish it marks the claim ``undelivered``, and the next copy publishes
+that stored message (same id, one history item) instead of being dropped;
+and a claim older than ``STALE_CID_CLAIM_SECONDS`` whose message is not
+stored (its attempt timed out or crashed, running no code to release it) is
+taken over by the next copy. A copy of a line that was published is still
+dropped.
 """
 
 from __future__ import annotations
@@ -79,7 +90,7 @@ from iotnotify.contract import (
     validate_name,
 )
 from iotnotify.errors import ContractError
-from iotnotify_handlers.chat_history import ChatHistory, RateLimited
+from iotnotify_handlers.chat_history import ChatHistory, CidClaim, RateLimited
 from iotnotify_handlers.chat_text import clean, is_blank, mask
 from iotnotify_handlers.errors import ServiceUnavailable
 
@@ -88,6 +99,7 @@ __all__ = [
     "MAX_CHAT_INPUT_BYTES",
     "MAX_CLOCK_SKEW_MS",
     "MAX_RECEIVED_AGE_MS",
+    "STALE_CID_CLAIM_SECONDS",
     "Denylist",
     "ModerationResult",
     "Moderator",
@@ -120,6 +132,11 @@ MAX_CLOCK_SKEW_MS: Final = 5 * 1000
 # from our clients. A longer window only costs a small item per line kept
 # longer (DynamoDB TTL, see ChatHistory.claim_cid).
 CHAT_CID_WINDOW_SECONDS: Final = 10 * 60
+# How long after its claim an attempt has surely ended: the moderator's Lambda
+# timeout is 10 s (infra functions.py, FunctionSpec's default). A claim this
+# old whose message is not stored belongs to an attempt that died without
+# releasing it (timed out, crashed), and a copy of the line takes it over.
+STALE_CID_CLAIM_SECONDS: Final = 60
 
 
 def _event_key(event: Mapping[str, Any]) -> bytes:
@@ -348,28 +365,99 @@ class Moderator:
                 message, now=self._clock(), window_seconds=self._cid_window
             )
             if first is not None:
-                logger.info(
-                    "chat message dropped: a copy of a line already handled",
-                    extra={"room": room, "sender": sender, "id": first},
-                )
-                return ModerationResult("duplicate", duplicate_of=first)
+                copy = self._copy(message, first)
+                if copy is not None:
+                    return copy
+        try:
+            stored = self._store(message)
+        except BaseException:
+            # Not stored: a copy sent after this failed attempt is the line's
+            # only chance (Lambda's retries may fail too), so it must not be
+            # dropped as a duplicate of a message that does not exist.
+            self._unclaim(message)
+            raise
+        if isinstance(stored, ModerationResult):
+            return stored
+        try:
+            result = self._deliver(stored, repeat=stored is not message)
+        except BaseException:
+            # Stored but not published: the claim stays (one history row), and
+            # a later copy publishes the stored message instead of being dropped.
+            self._quietly(self._history.mark_cid_undelivered, stored)
+            raise
+        if cid is not None and result.status == "republished":
+            # A retry published what an earlier attempt stored: copies are
+            # dropped again from now on.
+            self._quietly(self._history.mark_cid_delivered, stored)
+        return result
+
+    def _copy(self, message: ChatMessage, first: CidClaim) -> ModerationResult | None:
+        """Another copy of a line whose ``cid`` an earlier copy claimed: dropped,
+        unless the earlier copy never got its message out. If that message is
+        stored but was never published (every attempt failed after the history
+        write), it is published now, once, under its own id. If the claim is
+        older than ``STALE_CID_CLAIM_SECONDS`` and its message is not stored,
+        its attempt died without releasing it: this copy takes the claim over
+        and None says "handle it as the line"."""
+        if first.undelivered:
+            stored = self._history.get(message.room, first.message_id)
+            if stored is not None:
+                result = self._deliver(stored, repeat=True)
+                self._quietly(self._history.mark_cid_delivered, stored)
+                return result
+        now = self._clock()
+        if (
+            first.claimed_at is not None
+            and now - first.claimed_at >= STALE_CID_CLAIM_SECONDS
+            and self._history.get(message.room, first.message_id) is None
+            and self._history.take_over_cid(
+                message, first, now=now, window_seconds=self._cid_window
+            )
+        ):
+            return None
+        logger.info(
+            "chat message dropped: a copy of a line already handled",
+            extra={"room": message.room, "sender": message.sender, "id": first.message_id},
+        )
+        return ModerationResult("duplicate", duplicate_of=first.message_id)
+
+    def _store(self, message: ChatMessage) -> ChatMessage | ModerationResult:
+        """Count ``message`` against its sender's rate and append it to the history:
+        what is stored under its id (``message``, or what an earlier attempt of
+        the same event stored), or the rejection for the rate."""
         try:
             self._history.take_rate_token(
-                sender, per_window=self._rate_messages, window_seconds=self._rate_window
+                message.sender, per_window=self._rate_messages, window_seconds=self._rate_window
             )
         except RateLimited:
             # A retry of a message that was stored (its first attempt then
             # failed to publish) counts again; it must not be refused now.
-            stored = self._history.get(room, message.id)
-            if stored is None:
-                if cid is not None:
-                    # Refused, so not handled: the same line sent again
-                    # once the rate allows must not count as a copy.
-                    self._history.release_cid(message, now=self._clock())
-                return self._reject(sender, room, "rate_limited")
-            return self._deliver(stored, repeat=True)
-        stored = self._history.append(message)
-        return self._deliver(stored, repeat=stored is not message)
+            stored = self._history.get(message.room, message.id)
+            if stored is not None:
+                return stored
+            # Refused, so not handled: the same line sent again once the
+            # rate allows must not count as a copy.
+            self._unclaim(message)
+            return self._reject(message.sender, message.room, "rate_limited")
+        return self._history.append(message)
+
+    def _unclaim(self, message: ChatMessage) -> None:
+        if message.cid is not None:
+            self._quietly(
+                lambda claimed: self._history.release_cid(claimed, now=self._clock()), message
+            )
+
+    @staticmethod
+    def _quietly(update: Callable[[ChatMessage], None], message: ChatMessage) -> None:
+        """Run a bookkeeping write on ``message``'s claim whose own failure must not
+        hide the failure being handled (that one raises, for Lambda's retry)."""
+        try:
+            update(message)
+        except ServiceUnavailable:
+            logger.warning(
+                "could not update a chat line's cid claim",
+                extra={"room": message.room, "id": message.id},
+            )
 
     def _deliver(self, message: ChatMessage, *, repeat: bool) -> ModerationResult:
         """Publish the stored ``message`` to its room (again, for a repeated input:

@@ -11,12 +11,17 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from iotnotify.contract import MAX_CHAT_TEXT_CHARS
+from iotnotify.contract import MAX_CHAT_TEXT_CHARS, ChatMessage
 from iotnotify.topic_rules import chat_moderation_rule
 from iotnotify_emulator.rules_sql import MessageContext, parse_sql
 from iotnotify_handlers import chat_moderator, clients
 from iotnotify_handlers.chat_history import ChatHistory
-from iotnotify_handlers.chat_moderation import Denylist, Moderator, Rejections
+from iotnotify_handlers.chat_moderation import (
+    STALE_CID_CLAIM_SECONDS,
+    Denylist,
+    Moderator,
+    Rejections,
+)
 from iotnotify_handlers.chat_text import mask
 from iotnotify_handlers.errors import ServiceUnavailable
 from iotnotify_handlers.settings import settings
@@ -591,3 +596,114 @@ def test_a_cid_that_breaks_the_contract_refuses_the_line_and_tells_the_sender(
     assert note["data"] == {"room": "lobby", "reason": "invalid_cid"}
     assert "16 to 64" in note["body"]
     assert clients.chat_history().page("lobby", limit=10, before=None).messages == ()
+
+
+class FailingTable:
+    """The chat history table, whose calls ``fails(name, kwargs)`` picks fail as
+    DynamoDB's do when it throttles (after botocore's own retries)."""
+
+    def __init__(self, real: Any, fails: Any) -> None:
+        self.real = real
+        self.fails = fails
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.real, name)
+
+        def call(**kwargs: Any) -> Any:
+            if self.fails(name, kwargs):
+                raise ClientError(
+                    {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}},
+                    name,
+                )
+            return method(**kwargs)
+
+        return call
+
+
+def _failing_at(step: str) -> Moderator:
+    """A moderator whose every attempt fails at ``step``, after the cid is claimed."""
+    table: Any = clients.session().resource("dynamodb").Table(settings().history_table)
+    iot_data: Any = clients.iot_data()
+    if step == "rate":
+        table = FailingTable(
+            table,
+            lambda name, kw: name == "update_item" and kw["Key"]["room"].startswith("#rate#"),
+        )
+    elif step == "append":
+        table = FailingTable(
+            table, lambda name, kw: name == "put_item" and not kw["Item"]["room"].startswith("#")
+        )
+    else:
+        iot_data = FlakyIotData(iot_data, failures=1_000)
+    return Moderator(
+        scheme=settings().scheme,
+        history=ChatHistory(table),
+        iot_data=iot_data,
+        denylist=lambda: (),
+        rate_messages=5,
+        rate_window_seconds=3600,
+    )
+
+
+@pytest.mark.parametrize("step", ["rate", "append", "publish"])
+def test_a_line_whose_every_attempt_failed_goes_through_when_resent(
+    account: FakeAccount, step: str
+) -> None:
+    # Every attempt at the line failed after its cid was claimed: the claim
+    # stayed for ten minutes and the user's resend was dropped as a "duplicate"
+    # of a line nobody ever saw.
+    event = rule_output("lost three times", cid=CID)
+    event["receivedAt"] -= 30_000  # so that the resend is not in the future
+    broken = _failing_at(step)
+    for _ in range(3):  # the invocation and Lambda's two retries of it
+        with pytest.raises(ServiceUnavailable):
+            broken.handle(event)
+    assert published(account, ROOM_TOPIC) == []
+    healthy = moderator_with(clients.iot_data())
+    resent = healthy.handle(sent_again(event, after_ms=30_000))
+    # The line reaches the room once, and is in the history once
+    assert resent.status == ("republished" if step == "publish" else "published")
+    [envelope] = published(account, ROOM_TOPIC)
+    assert (envelope["text"], envelope["cid"]) == ("lost three times", CID)
+    [row] = clients.chat_history().page("lobby", limit=100, before=None).messages
+    assert row.id == envelope["id"]
+    # And once it went through, a copy is dropped again
+    assert healthy.handle(sent_again(event, after_ms=31_000)).status == "duplicate"
+    assert len(published(account, ROOM_TOPIC)) == 1
+    assert published(account, "iotnotify/test/user/alice/notifications") == []
+
+
+def test_a_claim_whose_attempt_died_is_taken_over_once_that_attempt_must_have_ended(
+    account: FakeAccount,
+) -> None:
+    # An attempt that timed out or crashed runs no code after the claim: its
+    # claim names a message that is never stored.
+    now = [time.time()]
+    moderator = Moderator(
+        scheme=settings().scheme,
+        history=clients.chat_history(),
+        iot_data=clients.iot_data(),
+        denylist=lambda: (),
+        rate_messages=5,
+        rate_window_seconds=3600,
+        clock=lambda: now[0],
+    )
+    event = rule_output("the attempt died", cid=CID)
+    event["receivedAt"] -= 120_000
+    dead = ChatMessage.create(
+        room="lobby",
+        sender="alice",
+        text="the attempt died",
+        received_at_ms=event["receivedAt"],
+        id_seed=b"a dead attempt",
+        cid=CID,
+    )
+    assert clients.chat_history().claim_cid(dead, now=now[0], window_seconds=600) is None
+    # While that attempt may still be running, a copy is dropped
+    now[0] += STALE_CID_CLAIM_SECONDS - 1
+    assert moderator.handle(sent_again(event, after_ms=59_000)).status == "duplicate"
+    # Once it must have ended (and stored nothing), a copy is the line
+    now[0] += 2
+    assert moderator.handle(sent_again(event, after_ms=61_000)).status == "published"
+    assert moderator.handle(sent_again(event, after_ms=62_000)).status == "duplicate"
+    assert [m["text"] for m in published(account, ROOM_TOPIC)] == ["the attempt died"]

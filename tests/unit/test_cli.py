@@ -746,3 +746,42 @@ def test_ctrl_c_that_a_command_does_not_handle_is_one_line_and_status_130() -> N
     assert done.returncode == 130, (done.stdout, done.stderr)
     assert done.stderr == "iotnotify: interrupted\n"
     assert done.stdout == ""
+
+
+def test_output_that_cannot_be_written_is_one_error_line_and_status_1() -> None:
+    # Given stdout on a full disk (/dev/full: every write fails with ENOSPC)
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("iotnotify")), "cost"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    # Then the command fails as any other error does: one line, status 1
+    # (it was a click/OSError traceback)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1
+    assert "No space left on device" in done.stderr
+
+
+def test_a_closed_stdout_is_no_traceback() -> None:
+    # Given `iotnotify cost >&-`: Python starts with sys.stdout None
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; os.close(1); os.execv(sys.argv[1], [sys.argv[1], 'cost'])",
+            str(Path(sys.executable).with_name("iotnotify")),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    # Then the output goes nowhere, as into /dev/null, without an
+    # AttributeError traceback from flushing a stdout that does not exist
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 0, done.stderr

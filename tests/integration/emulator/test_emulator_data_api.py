@@ -17,6 +17,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from iotnotify_emulator.mqtt import Will
+from iotnotify_emulator.mqtt5 import Properties
 from iotnotify_emulator.testing import ALLOW_ALL, Harness
 
 
@@ -187,3 +188,72 @@ async def test_retained_and_connection_labels_that_are_not_utf8_are_a_400(
     status, body, error_type = await asyncio.to_thread(_signed, world, method, path)
     assert (status, error_type) == (400, "InvalidRequestException")
     assert "UTF-8" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ("qos=0&contentType=%FF", "contentType"),  # 0xFF is never UTF-8
+        ("contentType=a%ED%A0%80b", "contentType"),  # nor is an encoded surrogate
+        ("responseTopic=r%FF", "responseTopic"),
+        ("messageExpiry=%FF", "messageExpiry"),
+        ("qos=%FF", "qos"),
+        ("retain=%FF", "retain"),
+        ("contentType=%FF&contentType=ok", "contentType"),  # the first value counts
+    ],
+)
+async def test_publish_query_values_that_are_not_utf8_are_a_400(
+    world: Harness, query: str, name: str
+) -> None:
+    watcher = await world.connect(world.store.issue([ALLOW_ALL]), "watcher", protocol_level=5)
+    await watcher.subscribe("a/+")
+    # When iot-data Publish gets a query value whose bytes are not UTF-8
+    status, body, error_type = await asyncio.to_thread(
+        _signed, world, "POST", f"/topics/a/b?{query}", b"x"
+    )
+    # Then 400 InvalidRequestException in the shape of the bad-topic error, naming the value
+    assert (status, error_type) == (400, "InvalidRequestException"), body
+    assert body.keys() == {"message", "traceId"}
+    assert f"{name} is not UTF-8 after percent-decoding" in body["message"]
+    # And nothing was published (with U+FFFD in its place): the next message is a later one
+    assert (await asyncio.to_thread(_signed, world, "POST", "/topics/a/ok?qos=0", b"y"))[0] == 200
+    message = await watcher.next_publish()
+    assert (message.topic, message.payload, message.properties) == ("a/ok", b"y", Properties())
+    await watcher.disconnect()
+
+
+async def test_publish_takes_the_first_of_repeated_query_parameters_and_ignores_unknown_ones(
+    world: Harness,
+) -> None:
+    watcher = await world.connect(world.store.issue([ALLOW_ALL]), "watcher", protocol_level=5)
+    await watcher.subscribe("a/+")
+    # When a parameter comes twice, and one the model does not define comes too
+    status, body, _ = await asyncio.to_thread(
+        _signed,
+        world,
+        "POST",
+        "/topics/a/b?retain=false&contentType=first&retain=true&contentType=second&colour=%FF",
+        b"x",
+    )
+    # Then the first value of each counts (Smithy httpQuery) and the unknown one is ignored
+    assert status == 200, body
+    message = await watcher.next_publish()
+    assert message.properties == Properties(content_type="first")
+    admin = world.iot_data(world.store.issue([ALLOW_ALL]))
+    assert await asyncio.to_thread(_code, admin.get_retained_message, topic="a/b") == (
+        "ResourceNotFoundException"
+    )
+    await watcher.disconnect()
+
+
+@pytest.mark.parametrize(
+    "query", ["maxResults=%FF", "nextToken=%FF", "maxResults=%FF&maxResults=5"]
+)
+async def test_list_retained_query_values_that_are_not_utf8_are_a_400(
+    world: Harness, query: str
+) -> None:
+    status, body, error_type = await asyncio.to_thread(
+        _signed, world, "GET", f"/retainedMessage?{query}"
+    )
+    assert (status, error_type) == (400, "InvalidRequestException"), body
+    assert f"{query.split('=')[0]} is not UTF-8 after percent-decoding" in body["message"]

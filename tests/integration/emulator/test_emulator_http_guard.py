@@ -17,7 +17,7 @@ import pytest
 from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
 from iotnotify_emulator.http_guard import ServerLimits
 from iotnotify_emulator.server import ADMIN_HEADER
-from iotnotify_emulator.testing import Harness
+from iotnotify_emulator.testing import ALLOW_ALL, Harness
 
 HALF_OPEN = 40
 HALF_REQUEST = b"GET /_emulator/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
@@ -184,3 +184,46 @@ async def test_a_body_its_content_encoding_cannot_decode_is_a_400_not_a_500(
         assert "message" in json.loads(await response.text())
     assert "Traceback" not in caplog.text
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+class _BrokenStore(InMemoryCredentialStore):
+    """A store whose look-up fails, as a credential back end that is down would."""
+
+    def lookup(self, access_key_id: str) -> None:
+        raise RuntimeError("credential back end unavailable")
+
+
+async def test_an_upgrade_that_fails_unexpectedly_is_a_json_500() -> None:
+    # Given an emulator whose credential look-up raises (GET /mqtt is served
+    # without the error wrapper other routes get: the protocol's error path)
+    store = _BrokenStore()
+    async with start_emulator(EmulatorConfig(wss_port=None), credentials=store) as emulator:
+        url = Harness(emulator=emulator, store=store).url(store.issue([ALLOW_ALL]))
+        # When a client asks for the WebSocket upgrade
+        headers = {
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Protocol": "mqtt",
+        }
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(url.replace("ws://", "http://"), headers=headers) as response,
+        ):
+            # Then the answer is the same JSON error every other route gives
+            assert response.status == 500
+            assert response.content_type == "application/json"
+            assert "message" in await response.json()
+
+
+async def test_a_post_to_the_websocket_path_is_a_json_405(guarded: Harness) -> None:
+    # POST /mqtt is routed through the error wrapper (only GET /mqtt is not)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(guarded.emulator.data_url + "/mqtt") as response,
+    ):
+        assert response.status == 405
+        assert response.content_type == "application/json"
+        assert response.headers["Allow"] == "GET,HEAD"
+        assert "message" in await response.json()

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
 from iotnotify_emulator.mqtt import Pingreq, Pingresp, Subscribe
-from iotnotify_emulator.testing import ALLOW_ALL, ConnectionRefused, Harness
+from iotnotify_emulator.testing import ALLOW_ALL, ConnectionRefused, Harness, RawMqttClient
 
 
 async def test_bob_cannot_subscribe_to_alices_topic_and_is_disconnected(world: Harness) -> None:
@@ -56,6 +56,42 @@ async def test_bob_cannot_use_a_wildcard_filter_to_read_alices_topic(world: Harn
     message = await bob.next_publish()
     assert message.payload == b"mine"
     assert world.emulator.stats()["denials_by_action"]["iot:Receive"] >= 1
+    await bob.disconnect()
+
+
+async def test_receive_decisions_are_per_connection(world: Harness) -> None:
+    # Given alice on her own topic, and bob subscribed to it too through a
+    # sloppy policy whose Receive is limited to his own topic
+    arn = world.emulator.broker.arn
+    sloppy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["iot:Connect", "iot:Subscribe"], "Resource": "*"},
+            {
+                "Effect": "Allow",
+                "Action": "iot:Receive",
+                "Resource": arn("topic", world.topic_of("bob")),
+            },
+        ],
+    }
+    alice = await world.connect(world.subscriber("alice"), "alice.1")
+    assert (await alice.subscribe(world.topic_of("alice"))).return_codes == (0,)
+    bob = await world.connect(world.store.issue([sloppy]), "bob.1")
+    assert (await bob.subscribe(world.topic_of("alice"), world.topic_of("bob"))).return_codes == (
+        0,
+        0,
+    )
+    # When the backend publishes to alice twice (the second time, each
+    # connection's decision for the topic is remembered), then to bob
+    iot = world.iot_data(world.publisher())
+    for payload in (b"one", b"two"):
+        await asyncio.to_thread(iot.publish, topic=world.topic_of("alice"), payload=payload)
+    await asyncio.to_thread(iot.publish, topic=world.topic_of("bob"), payload=b"mine")
+    # Then alice gets both of hers and bob only his own: one connection's
+    # decision is never another's
+    assert [(await alice.next_publish()).payload for _ in range(2)] == [b"one", b"two"]
+    assert (await bob.next_publish()).payload == b"mine"
+    await alice.disconnect()
     await bob.disconnect()
 
 
@@ -164,6 +200,40 @@ async def test_websocket_ttl_expiry() -> None:
         await client.wait_closed(within=5)
         reasons = emulator.stats()["disconnects_by_reason"]
         assert reasons == {"WEBSOCKET_TTL_EXPIRATION": 1}
+
+
+async def test_a_websocket_without_connect_is_closed_at_the_connect_deadline() -> None:
+    # Given an emulator that waits 0.3 s for CONNECT (and a TTL far away)
+    store = InMemoryCredentialStore()
+    config = EmulatorConfig(wss_port=None, connect_timeout=0.3)
+    async with start_emulator(config, credentials=store) as emulator:
+        world = Harness(emulator=emulator, store=store)
+        # When a client opens the WebSocket and never sends CONNECT
+        client = await RawMqttClient.open(world.url(world.subscriber("alice")))
+        try:
+            # Then the server closes it, records why, and announces no disconnect
+            assert await client.wait_closed(within=5) == []
+        finally:
+            await client.close()
+        stats = emulator.stats()
+        assert stats["recent_refusals"][-1]["reason"] == "no CONNECT before the timeout"
+        assert stats["disconnects_by_reason"] == {}
+
+
+async def test_a_connected_client_outlives_the_connect_deadline() -> None:
+    # Given an emulator that waits 0.3 s for CONNECT
+    store = InMemoryCredentialStore()
+    config = EmulatorConfig(wss_port=None, connect_timeout=0.3)
+    async with start_emulator(config, credentials=store) as emulator:
+        world = Harness(emulator=emulator, store=store)
+        client = await world.connect(world.subscriber("alice"), "alice.1")
+        # When it stays quiet past the deadline (its keepalive is 60 s)
+        await asyncio.sleep(0.6)
+        # Then it is still served
+        await client.ping()
+        assert isinstance(await client.receive(), Pingresp)
+        await world.aclose()
+        assert emulator.stats()["recent_refusals"] == []
 
 
 async def test_qos2_requests_get_no_ack(world: Harness) -> None:

@@ -381,6 +381,48 @@ def test_listen_into_a_pipe_that_closes_exits_quietly(
             proc.wait()
 
 
+def test_listen_whose_output_cannot_be_written_stops_with_an_error(
+    local_stack: RunningStack, publisher: tuple[Publisher, str]
+) -> None:
+    # Given `iotnotify listen > file` on a full disk (/dev/full: ENOSPC)
+    pub, alice_id = publisher
+    with open("/dev/full", "w") as full:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "iotnotify.cli_client",
+                "listen",
+                "--state-file",
+                str(local_stack.state_file),
+                "--user",
+                "alice",
+                "--device",
+                "it-full",
+            ],
+            cwd=REPO,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    try:
+        assert proc.stderr is not None
+        while "caught-up" not in proc.stderr.readline():
+            pass
+        # When a notification arrives that it cannot print
+        pub.notify(alice_id, title="lost?")
+        # Then it stops with status 1 and says why, instead of logging a
+        # traceback per notification and running on as if they were shown
+        assert proc.wait(timeout=30) == 1
+        err = proc.stderr.read()
+        assert "Traceback" not in err
+        assert "No space left on device" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def _iotnotify_into_a_closed_pipe(*args: str) -> subprocess.CompletedProcess[str]:
     """``iotnotify ARGS | head -0``, deterministically: stdout's read end is
     closed before the command starts."""

@@ -498,3 +498,42 @@ def test_default_keepalive_is_below_common_idle_timeouts() -> None:
     assert 30 <= DEFAULT_KEEPALIVE_SECONDS < 60
     # The token vending Lambda recommends the same unless the deployment says otherwise.
     assert load_settings({"AWS_REGION": "eu-west-1"}).keepalive_seconds == 50
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        {"credentials": "AKIA..."},
+        {"credentials": ["AKIA"]},
+        {"keepalive": float("inf")},
+        {"keepalive": [50]},
+    ],
+)
+def test_a_token_response_of_the_wrong_shape_is_an_auth_error(junk: dict[str, Any]) -> None:
+    # Given a token answer whose credentials are not an object or whose
+    # keepalive is not a number (JSON's Infinity parses as float("inf"))
+    raw = {"url": "ws://x/mqtt", "clientIdPrefix": "al.", "topics": ["a/b"], **junk}
+    # Then it is refused as unusable, like any other malformed answer, rather
+    # than leaking AttributeError or OverflowError out of the SDK
+    with pytest.raises(AuthError, match="not usable"):
+        ConnectionToken.from_response(raw)
+
+
+def test_a_json_answer_nested_too_deep_to_parse_is_connection_lost(
+    raw_server: tuple[str, type[_RawAnswer]],
+) -> None:
+    from iotnotify.chat import RoomsApi
+
+    # Given an API (or something on its port) answering 200 with JSON nested
+    # deeper than Python's parser recurses
+    url, handler = raw_server
+    handler.answer = (200, "application/json", b"[" * 100_000)
+    tokens = StaticIdToken("t")
+    # Then the token, inbox and rooms calls fail as for any unusable answer
+    # (ConnectionLost: retried, printed as one line), not with a RecursionError
+    with pytest.raises(ConnectionLost, match="non-JSON"):
+        ApiClient(api_url=url, id_tokens=tokens, timeout=5).token()
+    with pytest.raises(ConnectionLost, match="non-JSON"):
+        ApiClient(api_url=url, id_tokens=tokens, timeout=5).notifications(since=None)
+    with pytest.raises(ConnectionLost, match="non-JSON"):
+        RoomsApi(api_url=url, id_tokens=tokens, timeout=5).list_page()
