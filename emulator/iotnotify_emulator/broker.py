@@ -108,6 +108,7 @@ _CONNECT_FAILED_TOPIC: Final = "$aws/events/presence/connect_failed/{}"
 # Subscribe/Unsubscribe events (AWS IoT developer guide, "Lifecycle events").
 _SUBSCRIPTION_TOPIC: Final = "$aws/events/subscriptions/{}/{}"
 _RECEIVE_CACHE_SIZE: Final = 1024
+_NO_DECISIONS: Final[dict[str, bool]] = {}  # MqttSession._receive_cache before its first entry
 # One WebSocket frame may carry many MQTT packets; batching keeps fan-out
 # from paying one frame (and one syscall) per small message.
 _WRITE_BATCH_BYTES: Final = 64 * 1024
@@ -699,7 +700,9 @@ class MqttSession:
         # on a protocol error) does not announce CONNECTION_LOST instead.
         self._close_reason: str | None = None
         self._packet_id = 0
-        self._receive_cache: dict[str, bool] = {}
+        # Shared (empty, never written) until the first delivery's decision:
+        # an idle connection's own empty dict would be 64 B of nothing.
+        self._receive_cache: dict[str, bool] = _NO_DECISIONS
         # (action, topic) pairs this connection may publish to, made on its
         # first publish (most connections never publish). Only grants are
         # kept: a denial closes the connection.
@@ -1057,9 +1060,12 @@ class MqttSession:
                 client_id=self.client_id,
                 source_ip=self.remote,
             ).allowed
-            if len(self._receive_cache) >= _RECEIVE_CACHE_SIZE:
-                self._receive_cache.clear()
-            self._receive_cache[topic] = cached
+            cache = self._receive_cache
+            if cache is _NO_DECISIONS:
+                cache = self._receive_cache = {}
+            elif len(cache) >= _RECEIVE_CACHE_SIZE:
+                cache.clear()
+            cache[topic] = cached
         elif not cached:
             self.broker.refuse(
                 "iot:Receive denied (cached decision)",

@@ -59,6 +59,42 @@ async def test_bob_cannot_use_a_wildcard_filter_to_read_alices_topic(world: Harn
     await bob.disconnect()
 
 
+async def test_receive_decisions_are_per_connection(world: Harness) -> None:
+    # Given alice on her own topic, and bob subscribed to it too through a
+    # sloppy policy whose Receive is limited to his own topic
+    arn = world.emulator.broker.arn
+    sloppy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["iot:Connect", "iot:Subscribe"], "Resource": "*"},
+            {
+                "Effect": "Allow",
+                "Action": "iot:Receive",
+                "Resource": arn("topic", world.topic_of("bob")),
+            },
+        ],
+    }
+    alice = await world.connect(world.subscriber("alice"), "alice.1")
+    assert (await alice.subscribe(world.topic_of("alice"))).return_codes == (0,)
+    bob = await world.connect(world.store.issue([sloppy]), "bob.1")
+    assert (await bob.subscribe(world.topic_of("alice"), world.topic_of("bob"))).return_codes == (
+        0,
+        0,
+    )
+    # When the backend publishes to alice twice (the second time, each
+    # connection's decision for the topic is remembered), then to bob
+    iot = world.iot_data(world.publisher())
+    for payload in (b"one", b"two"):
+        await asyncio.to_thread(iot.publish, topic=world.topic_of("alice"), payload=payload)
+    await asyncio.to_thread(iot.publish, topic=world.topic_of("bob"), payload=b"mine")
+    # Then alice gets both of hers and bob only his own: one connection's
+    # decision is never another's
+    assert [(await alice.next_publish()).payload for _ in range(2)] == [b"one", b"two"]
+    assert (await bob.next_publish()).payload == b"mine"
+    await alice.disconnect()
+    await bob.disconnect()
+
+
 async def test_bob_cannot_connect_as_alice(world: Harness) -> None:
     """An unauthorised MQTT 3.1.1 CONNECT gets no CONNACK 5: the connection is
     closed (AWS IoT developer guide, "AWS IoT differences from MQTT version
