@@ -403,6 +403,28 @@ class CognitoSession:
         with self._lock:
             return self._renew()
 
+    def sign_in_unless_offline(self) -> ConnectionLost | Throttled | None:
+        """Sign in now, unless the user pool cannot be reached: the start of an
+        always-on client (``iotnotify listen``, the tray), which must not end
+        because it started before the network (aws-iot-device-sdk-python-v2
+        issue 226: devices that boot without a network).
+
+        Raises what cannot be retried away (:class:`AuthError`: a refused
+        password, a revoked refresh token), so it is reported at once. Returns
+        the outage instead of raising it (:class:`ConnectionLost`: no route,
+        DNS failure, connection refused, a 5xx; :class:`Throttled`), after
+        :class:`CognitoAuth`'s own few tries; the session then signs in on its
+        next :meth:`id_token` call, which a
+        :class:`~iotnotify.subscriber.Subscriber` makes at every token fetch
+        and retries with its backoff until the network is back. None when
+        signed in.
+        """
+        try:
+            self.sign_in()
+        except (ConnectionLost, Throttled) as exc:
+            return exc
+        return None
+
     def id_token(self, *, force_refresh: bool = False) -> str:
         with self._lock:
             tokens = self._tokens

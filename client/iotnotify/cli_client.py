@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
@@ -23,7 +24,13 @@ from iotnotify.cli_output import FilePath, log_to_stderr, sdk_log_lines, silence
 from iotnotify.contract import Notification
 from iotnotify.errors import IotNotifyError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from iotnotify.subscriber import StateChange
+
 __all__ = ["listen", "tray"]
+
+# Exit status after Ctrl-C: 128 + SIGINT (bash manual, "Exit Status").
+_INTERRUPTED: Final = 130
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +43,9 @@ class _Target:
     password: str | None
     ca_file: str | None
 
-    def signed_in(self) -> Any:
-        """A Cognito session signed in as this target's user (USER_PASSWORD_AUTH),
-        an ``IdTokenSource`` for the API clients; raises the SDK's errors."""
+    def session(self) -> Any:
+        """A Cognito session for this target's user (USER_PASSWORD_AUTH), not
+        signed in yet: an ``IdTokenSource`` for the API clients."""
         from iotnotify.auth import CognitoAuth, CognitoSession
 
         auth = CognitoAuth(
@@ -46,7 +53,11 @@ class _Target:
             region=self.region,
             endpoint_url=self.cognito_endpoint,
         )
-        session = CognitoSession(auth, username=self.username, password=self.password)
+        return CognitoSession(auth, username=self.username, password=self.password)
+
+    def signed_in(self) -> Any:
+        """:meth:`session`, signed in; raises the SDK's errors."""
+        session = self.session()
         session.sign_in()
         return session
 
@@ -221,6 +232,46 @@ def _line(note: Notification) -> str:
     return terminal_text(f"{when}{kind} {text}")
 
 
+class _StatusLines:
+    """Which connection changes ``listen`` prints on stderr: every one, except
+    the retries of an outage. Reconnecting goes on for as long as the network
+    or the service is away (with backoff, up to a minute apart), and two
+    lines per retry ("connecting", "disconnected ... retrying in") buried the
+    one that matters. An outage is said once, when it starts (and again only
+    if its cause changes kind, e.g. the network is back but the token is
+    refused); the next line is "connected"."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self._say = say
+        self._outage: type[BaseException] | None = None  # the kind of error said
+        self.connected = False  # connected at least once
+
+    def waiting(self, error: BaseException) -> None:
+        """The service cannot be reached (yet): say so once."""
+        if type(error) is self._outage:
+            return
+        self._outage = type(error)
+        first = "cannot connect yet" if not self.connected else "disconnected"
+        self._say(
+            f"{first}: {error}; waiting for the network and the service, retrying with "
+            "backoff (Ctrl-C stops)"
+        )
+
+    def change(self, change: StateChange) -> None:
+        from iotnotify.subscriber import ConnectionState
+
+        state = change.state
+        if state is ConnectionState.DISCONNECTED and change.error is not None:
+            self.waiting(change.error)
+            return
+        if state is ConnectionState.CONNECTING and self._outage is not None:
+            return  # one more retry of the outage already said
+        if state is ConnectionState.CONNECTED:
+            self._outage = None
+            self.connected = True
+        self._say(change.describe())
+
+
 @click.command()
 @_target_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines (the envelopes).")
@@ -261,13 +312,18 @@ def listen(
     keepalive: int | None,
     device: str | None,
 ) -> None:
-    """Print notifications as they arrive; connection changes go to stderr. Ctrl-C stops."""
+    """Print notifications as they arrive; connection changes go to stderr. Ctrl-C stops.
+
+    Started while the network or the service is away (DNS failure, connection
+    refused, a 5xx), it says so once and waits, retrying with backoff; a
+    refused password still ends it at once. Ctrl-C before it ever connected
+    exits with status 130, after that with 0.
+    """
     _shutil_without_archive_codecs()
     from iotnotify.api_client import ApiClient
     from iotnotify.subscriber import (
         SINCE_NOW,
         ConnectionState,
-        StateChange,
         Subscriber,
         device_suffix,
     )
@@ -298,6 +354,7 @@ def listen(
     reader_gone = threading.Event()
     stopped_said = threading.Event()
     running: list[Subscriber] = []
+    status = _StatusLines(warn)
     # Any other failure to print (ENOSPC on a full disk, EIO): stop with it
     # as an error, rather than run on past notifications nobody saw.
     write_failed: list[OSError] = []
@@ -320,15 +377,20 @@ def listen(
         if change.state is ConnectionState.STOPPED:
             stopped_said.set()
         if not reader_gone.is_set():
-            warn(change.describe())
+            status.change(change)
 
     try:
         # The SDK's warnings ("ignoring a message on ...") become lines like
         # every other of the CLI's: "iotnotify: ...".
         with sdk_log_lines():
-            api = ApiClient(
-                api_url=target.api_url, id_tokens=target.signed_in(), ca_file=target.ca_file
-            )
+            session = target.session()
+            # A refused password ends listen here; no network yet does not:
+            # the subscriber signs in at its first token fetch and retries
+            # (the tray's start does the same).
+            outage = session.sign_in_unless_offline()
+            if outage is not None:
+                status.waiting(outage)
+            api = ApiClient(api_url=target.api_url, id_tokens=session, ca_file=target.ca_file)
             subscriber = Subscriber(
                 tokens=api,
                 on_message=show,
@@ -341,6 +403,11 @@ def listen(
             running.append(subscriber)
             subscriber.run_forever()
     except KeyboardInterrupt:
+        if not status.connected:
+            # Stopped before it ever listened (waiting for the network, or
+            # signing in): 128 + SIGINT, as `iotnotify local` before "ready.".
+            warn("interrupted")
+            raise click.exceptions.Exit(_INTERRUPTED) from None
         if not stopped_said.is_set():  # the subscriber's own "stopped" was not printed
             warn("stopped")
     except IotNotifyError as exc:
@@ -395,7 +462,9 @@ def tray(
 
     # Connection changes and problems go to stderr (the terminal, or the
     # journal when started at login), one line each.
-    log_to_stderr(logging.INFO)
+    # Undone when the command ends, so a caller that runs it in-process
+    # (click's test runner, an embedding app) keeps no handler.
+    click.get_current_context().call_on_close(log_to_stderr(logging.INFO))
     settings = TraySettings.load(settings_path)
     login_password: str | None = None
     if api_url or state_file or user:

@@ -24,7 +24,7 @@ from typing import Any
 from iotnotify.api_client import ApiClient
 from iotnotify.auth import CognitoAuth, CognitoSession, Tokens
 from iotnotify.contract import Notification, id_lower_bound, is_notification_id
-from iotnotify.errors import AuthError, ConnectionLost, IotNotifyError, Throttled
+from iotnotify.errors import AuthError, IotNotifyError
 from iotnotify.subscriber import (
     DEFAULT_CATCH_UP_LOOKBACK,
     ConnectionState,
@@ -135,15 +135,13 @@ class TrayApp:
             refresh_token=refresh,
             on_tokens=keep,
         )
-        try:
-            session.sign_in()  # fail now, in the terminal, rather than silently in the tray
-        except (ConnectionLost, Throttled) as exc:
-            # Started at login before the network is up, or Cognito is busy: an
-            # outage, not a refused sign-in. The subscriber signs in on its first
-            # token fetch and retries that with backoff until the network is back
-            # (aws-iot-device-sdk-python-v2 issue 226; a refused password or a
-            # revoked refresh token still fails here, as AuthError).
-            log.warning("cannot sign in yet, will keep trying: %s", exc)
+        # A refused password fails now, in the terminal, rather than silently
+        # in the tray. Started at login before the network is up, or with
+        # Cognito busy, is an outage: the subscriber signs in on its first
+        # token fetch and retries with backoff (shared with `iotnotify listen`).
+        outage = session.sign_in_unless_offline()
+        if outage is not None:
+            log.warning("cannot sign in yet, will keep trying: %s", outage)
         self._password = None  # the session holds what it needs to sign in (again)
         self._session = session
         return session

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import email.utils
 import itertools
+import json
 import struct
 import threading
 import time
@@ -98,6 +99,7 @@ class FakeService:
         self.inbox: list[Notification] = []
         self.token_calls = 0
         self.inbox_calls = 0
+        self.sign_ins = 0  # InitiateAuth calls answered
         self.fail_inbox = 0  # answer 500 to this many inbox requests
         self.fail_tokens = False  # answer 503 to GET /token (the token API is down)
         self.token_failures = 0
@@ -134,6 +136,7 @@ class FakeService:
         app.router.add_get("/mqtt", self._mqtt)
         app.router.add_get("/token", self._token)
         app.router.add_get("/notifications", self._notifications)
+        app.router.add_post("/cognito/", self._cognito)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -151,6 +154,11 @@ class FakeService:
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def cognito_url(self) -> str:
+        """A user pool's JSON API (InitiateAuth only): the password "wrong" is refused."""
+        return f"http://127.0.0.1:{self.port}/cognito/"
 
     # --- test controls -----------------------------------------------------------
 
@@ -235,6 +243,17 @@ class FakeService:
             return web.json_response({"error": "unavailable", "message": "down"}, status=503)
         date = email.utils.formatdate(time.time() + self.clock_offset, usegmt=True)
         return web.json_response(self.token_response(), headers={"Date": date})
+
+    async def _cognito(self, request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        self.sign_ins += 1
+        if body.get("AuthParameters", {}).get("PASSWORD") == "wrong":
+            return web.json_response(
+                {"__type": "NotAuthorizedException", "message": "Incorrect username or password."},
+                status=400,
+            )
+        tokens = {"IdToken": "good", "AccessToken": "a", "RefreshToken": "r", "ExpiresIn": 3600}
+        return web.json_response({"AuthenticationResult": tokens})
 
     def server_id(self) -> str:
         """A new notification id made by the service's clock (a publisher beside it)."""

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from iotnotify.auth import StaticIdToken
 from iotnotify.cli_client import _line, listen, tray
 from iotnotify.contract import Notification
+from iotnotify.errors import ConnectionLost
 from tests.unit.sdk.fakes import FakeService
 
 
@@ -198,15 +198,7 @@ def test_listen_says_ignoring_a_message_as_an_iotnotify_line(
 ) -> None:
     # The subscriber's "ignoring a message on <topic>: ..." warning reached
     # stderr bare (logging's last resort), unlike every other line of listen.
-    import iotnotify.auth
     import iotnotify.subscriber
-
-    class SignedIn(StaticIdToken):
-        def __init__(self, *_: object, **__: object) -> None:
-            super().__init__("good")
-
-        def sign_in(self) -> None:
-            pass
 
     class StopsAfterTheValidOne(iotnotify.subscriber.Subscriber):
         def __init__(self, **options: Any) -> None:
@@ -219,8 +211,6 @@ def test_listen_says_ignoring_a_message_as_an_iotnotify_line(
 
             super().__init__(**{**options, "on_message": on_message})
 
-    monkeypatch.setattr(iotnotify.auth, "CognitoAuth", lambda **_: None)
-    monkeypatch.setattr(iotnotify.auth, "CognitoSession", SignedIn)
     monkeypatch.setattr(iotnotify.subscriber, "Subscriber", StopsAfterTheValidOne)
 
     def publish() -> None:
@@ -236,6 +226,7 @@ def test_listen_says_ignoring_a_message_as_an_iotnotify_line(
         listen,
         [
             *("--api-url", service.api_url, "--client-id", "c", "--user", "u", "--password", "p"),
+            *("--cognito-endpoint", service.cognito_url),
             *("--since", "all", "--device", "cli-test"),
         ],
     )
@@ -246,3 +237,138 @@ def test_listen_says_ignoring_a_message_as_an_iotnotify_line(
     lines = result.stderr.splitlines()
     assert any(line.startswith("iotnotify: ignoring a message on ") for line in lines), lines
     assert all(line.startswith("iotnotify: ") for line in lines), lines
+
+
+def _listen_args(api_url: str, cognito_url: str, *more: str) -> list[str]:
+    return [
+        *("--api-url", api_url, "--client-id", "c", "--cognito-endpoint", cognito_url),
+        *("--user", "alice@example.com", "--since", "all", "--device", "cli-test", *more),
+    ]
+
+
+def test_listen_started_before_the_network_waits_says_so_once_and_connects(
+    service: FakeService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `iotnotify tray` started before the network waited for it
+    # (aws-iot-device-sdk-python-v2#226); `iotnotify listen` exited with
+    # "error: sign-in failed: cannot reach ...".
+    import iotnotify.subscriber
+    from iotnotify.backoff import Backoff
+    from iotnotify.subscriber import ConnectionState, StateChange
+    from tests.integration.sdk.network_link import Link
+
+    link = Link(service.port)  # the network is down: connections are refused
+    retried = threading.Event()
+    failures: list[StateChange] = []
+
+    class StopsAfterOne(iotnotify.subscriber.Subscriber):
+        def __init__(self, **options: Any) -> None:
+            show, state = options["on_message"], options["on_state"]
+
+            def on_message(note: Notification) -> None:
+                show(note)
+                self.stop()
+
+            def on_state(change: StateChange) -> None:
+                state(change)
+                if change.state is ConnectionState.DISCONNECTED:
+                    failures.append(change)
+                    if len(failures) >= 3:
+                        retried.set()
+
+            super().__init__(
+                **{
+                    **options,
+                    "on_message": on_message,
+                    "on_state": on_state,
+                    "backoff": Backoff(initial=0.05, cap=0.2),
+                }
+            )
+
+    monkeypatch.setattr(iotnotify.subscriber, "Subscriber", StopsAfterOne)
+
+    def network_comes_back() -> None:
+        assert retried.wait(30)
+        link.up()
+        service.wait_subscribed(timeout=30)
+        service.send(Notification.create(title="your turn"))
+
+    helper = threading.Thread(target=network_comes_back, daemon=True)
+    helper.start()
+    try:
+        # Given listen started while neither Cognito nor the API can be reached
+        result = CliRunner().invoke(
+            listen, _listen_args(link.url(), link.url() + "/cognito/", "--password", "pw")
+        )
+    finally:
+        helper.join(30)
+        link.close()
+    # Then it waited, retrying, and printed the notification once the network came
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "your turn" in result.stdout
+    assert len(failures) >= 3
+    assert all(isinstance(f.error, ConnectionLost) for f in failures)
+    # saying so in one line, not one per retry, and then that it connected
+    lines = result.stderr.splitlines()
+    assert len(lines) == 4, lines
+    assert lines[0].startswith("iotnotify: cannot connect yet: sign-in failed: cannot reach ")
+    assert lines[0].endswith("retrying with backoff (Ctrl-C stops)")
+    assert lines[1:] == [
+        "iotnotify: connected as alice.cli-test",
+        "iotnotify: caught-up",
+        "iotnotify: stopped",
+    ]
+    assert service.sign_ins == 1
+
+
+def test_listen_with_a_refused_password_ends_at_once_without_retrying(
+    service: FakeService,
+) -> None:
+    result = CliRunner().invoke(
+        listen, _listen_args(service.api_url, service.cognito_url, "--password", "wrong")
+    )
+    assert result.exit_code == 1, result.output
+    assert "Incorrect username or password." in result.stderr
+    assert "waiting" not in result.stderr
+    assert service.sign_ins == 1
+    assert service.token_calls == 0
+
+
+def test_listen_interrupted_while_waiting_for_the_network_is_one_line_and_130() -> None:
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    # Given an address that refuses connections (bound, not listening)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys; sys.argv[0] = 'iotnotify'; from iotnotify.cli import main; main()",
+                "listen",
+                *_listen_args(url, url, "--password", "pw"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stderr is not None
+            # When listen is waiting for the network
+            first = proc.stderr.readline()
+            assert first.startswith("iotnotify: cannot connect yet: "), first
+            # and Ctrl-C comes
+            proc.send_signal(signal.SIGINT)
+            out, rest = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    # Then it says so in one line, with 128 + SIGINT
+    assert rest == "iotnotify: interrupted\n", rest
+    assert out == ""
+    assert proc.returncode == 130
