@@ -14,6 +14,7 @@ local stack's state file with a demo user (``--user alice``).
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import queue
@@ -27,7 +28,7 @@ from typing import Any
 import click
 
 from iotnotify.cli_client import _device, _Target, _target, _target_options
-from iotnotify.cli_output import warn
+from iotnotify.cli_output import on_stdout_reader_gone, warn
 from iotnotify.contract import ChatMessage, Notification, new_chat_cid
 from iotnotify.display_text import terminal_text
 from iotnotify.errors import ConnectionLost, ContractError, IotNotifyError, Throttled
@@ -188,6 +189,12 @@ def chat(room: str, history_size: int, device: str | None, **options: Any) -> No
     def check_output() -> None:
         if write_failed:
             raise write_failed[0]
+
+    # `chat ROOM | head -1`: end when the reader does, even in a quiet room
+    # (check_output then exits quietly, as for a write into the closed pipe).
+    on_stdout_reader_gone(
+        lambda: write_failed.append(BrokenPipeError(errno.EPIPE, "stdout's reader has gone"))
+    )
 
     def rejected(note: Notification) -> None:
         # The moderator's word on a line of ours it refused (too long, too

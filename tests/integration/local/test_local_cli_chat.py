@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import secrets
 import subprocess
@@ -338,3 +339,32 @@ def test_chat_whose_output_cannot_be_written_stops_with_an_error(
             if bob.poll() is None:
                 bob.kill()
                 bob.wait()
+
+
+def test_chat_ends_quietly_when_its_pipe_reader_leaves_while_nothing_arrives(
+    local_stack: LocalProcess,
+) -> None:
+    # Given bob's `iotnotify chat ROOM | head -1` in a quiet room
+    room = f"cli-{secrets.token_hex(3)}"
+    rooms_api(local_stack, "alice").create(room)
+    read_end, write_end = os.pipe()
+    bob = subprocess.Popen(
+        [IOTNOTIFY, "chat", room, "--state-file", str(local_stack.state_file), "--user", "bob"],
+        stdin=subprocess.PIPE,
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(write_end)
+    try:
+        assert bob.stderr is not None
+        err = lines_of(bob.stderr)
+        wait_for(err, "joined")
+        # When the reader leaves and nobody says anything
+        os.close(read_end)
+        # Then chat ends by itself with status 0 (it ran on until the next line)
+        assert bob.wait(timeout=30) == 0
+    finally:
+        if bob.poll() is None:
+            bob.kill()
+            bob.wait()
