@@ -14,7 +14,9 @@ local stack's state file with a demo user (``--user alice``).
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import queue
 import sys
 import threading
@@ -26,7 +28,7 @@ from typing import Any
 import click
 
 from iotnotify.cli_client import _device, _Target, _target, _target_options
-from iotnotify.cli_output import warn
+from iotnotify.cli_output import on_stdout_reader_gone, warn
 from iotnotify.contract import ChatMessage, Notification, new_chat_cid
 from iotnotify.display_text import terminal_text
 from iotnotify.errors import ConnectionLost, ContractError, IotNotifyError, Throttled
@@ -171,11 +173,28 @@ def chat(room: str, history_size: int, device: str | None, **options: Any) -> No
     target, api = _connect(options)
     names = _demo_names(options.get("state_file")) if not options.get("api_url") else {}
     shown: set[str] = set()
+    # A line that cannot be printed (its reader gone, a full disk): kept here
+    # and raised on the main thread (check_output). Raised in show() itself,
+    # on the MQTT client's thread, it ended that thread while chat ran on.
+    write_failed: list[OSError] = []
 
     def show(message: ChatMessage) -> None:
-        if message.id not in shown:
+        if message.id not in shown and not write_failed:
             shown.add(message.id)
-            click.echo(_line(message, names))
+            try:
+                click.echo(_line(message, names))
+            except OSError as exc:
+                write_failed.append(exc)
+
+    def check_output() -> None:
+        if write_failed:
+            raise write_failed[0]
+
+    # `chat ROOM | head -1`: end when the reader does, even in a quiet room
+    # (check_output then exits quietly, as for a write into the closed pipe).
+    on_stdout_reader_gone(
+        lambda: write_failed.append(BrokenPipeError(errno.EPIPE, "stdout's reader has gone"))
+    )
 
     def rejected(note: Notification) -> None:
         # The moderator's word on a line of ours it refused (too long, too
@@ -190,16 +209,37 @@ def chat(room: str, history_size: int, device: str | None, **options: Any) -> No
     typed: queue.Queue[str | None] = queue.Queue()
 
     def read_stdin() -> None:
-        for raw in sys.stdin.buffer:
-            text = raw.decode("utf-8", "surrogateescape").rstrip("\r\n")
-            if text.strip():
-                typed.put(text)
+        # os.read on the descriptor, not sys.stdin.buffer: a daemon thread
+        # blocked in BufferedReader's read holds its lock, and an exit while
+        # stdin is still open (an error, a full disk) then aborted the
+        # interpreter at shutdown ("Fatal Python error: _enter_buffered_busy",
+        # status 134) when it closed sys.stdin.
+        try:
+            fd = sys.stdin.fileno()
+        except (AttributeError, ValueError, OSError):  # started with stdin closed
+            typed.put(None)
+            return
+        rest = b""
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: the terminal went away
+                chunk = b""
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop() if chunk else b""
+            for raw in lines:
+                text = raw.decode("utf-8", "surrogateescape").rstrip("\r\n")
+                if text.strip():
+                    typed.put(text)
+            if not chunk:
+                break
         typed.put(None)
 
     def catch_up(limit: int) -> None:
         messages, _ = api.history(room, limit=min(limit, 100))
         for message in messages:
             show(message)
+        check_output()
 
     try:
         if history_size > 0:
@@ -234,7 +274,7 @@ def chat(room: str, history_size: int, device: str | None, **options: Any) -> No
                 joined_before = True
                 backoff.reset()
                 ended = False
-                while not connection.closed:
+                while not connection.closed and not write_failed:
                     if pending is None:
                         try:
                             pending = typed.get(timeout=0.5)
@@ -255,7 +295,9 @@ def chat(room: str, history_size: int, device: str | None, **options: Any) -> No
                     # stdin ended (Ctrl-D, or a pipe): give the last messages a
                     # moment to come back.
                     connection.wait_closed(1.0)
+                    check_output()
                     return
+            check_output()
             warn(f"disconnected from {room}; rejoining")
     except KeyboardInterrupt:
         warn("left")

@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 import click
 
-from iotnotify.cli_output import FilePath, log_to_stderr, sdk_log_lines, silence_stdout, warn
+from iotnotify.cli_output import (
+    FilePath,
+    log_to_stderr,
+    on_stdout_reader_gone,
+    sdk_log_lines,
+    silence_stdout,
+    warn,
+)
 from iotnotify.contract import Notification
 from iotnotify.errors import IotNotifyError
 
@@ -403,6 +410,14 @@ def listen(
                 ca_file=target.ca_file,
             )
             running.append(subscriber)
+
+            def reader_left() -> None:
+                reader_gone.set()
+                subscriber.stop()
+
+            # `listen | grep -m1 turn`: end when the reader does, not at the
+            # next notification (which may be hours away).
+            on_stdout_reader_gone(reader_left)
             subscriber.run_forever()
     except KeyboardInterrupt:
         if not status.connected:

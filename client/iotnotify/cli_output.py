@@ -24,6 +24,7 @@ __all__ = [
     "PREFIX",
     "FilePath",
     "log_to_stderr",
+    "on_stdout_reader_gone",
     "sdk_log_lines",
     "silence_stdout",
     "stdout_reader_gone",
@@ -124,6 +125,42 @@ def stdout_reader_gone(exc: BaseException) -> bool:
     poller = select.poll()
     poller.register(fd, select.POLLOUT)
     return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def on_stdout_reader_gone(callback: Callable[[], None]) -> None:
+    """Call ``callback`` once, on a daemon thread, when stdout is a pipe (or
+    socket) whose reader has gone, whether or not anything is written:
+    ``iotnotify listen | grep -m1 turn`` ends when grep does, not at the next
+    notification (as GNU ``tail -f`` does since coreutils 8.28).
+
+    poll(2) reports ``POLLERR`` (``POLLHUP`` for a socket) on the write end
+    even when no event is asked for, so the thread sleeps in the kernel until
+    then: no wake-ups, no CPU while idle. Does nothing for a terminal or a
+    file (they have no reader to lose) or where poll is missing.
+    """
+    import stat
+
+    try:
+        fd = sys.stdout.fileno()
+        mode = os.fstat(fd).st_mode
+    except (AttributeError, ValueError, OSError):  # no stdout, or not a real file
+        return
+    import select
+
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)) or not hasattr(select, "poll"):
+        return
+    import threading
+
+    gone = select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(fd, 0)
+        while not any(events & gone for _, events in poller.poll()):
+            pass
+        callback()
+
+    threading.Thread(target=watch, name="stdout-reader", daemon=True).start()
 
 
 def silence_stdout() -> None:

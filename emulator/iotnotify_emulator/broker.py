@@ -52,6 +52,7 @@ from iotnotify.contract import (
 from iotnotify.errors import InvalidTopic
 from iotnotify_emulator import mqtt5
 from iotnotify_emulator.credentials import Credential
+from iotnotify_emulator.deadlines import Deadlines
 from iotnotify_emulator.iam import Decision, evaluate
 from iotnotify_emulator.mqtt import (
     SUBACK_FAILURE,
@@ -241,6 +242,8 @@ class Broker:
         self._logs_suppressed = 0
         # Sessions with frames queued during this loop iteration (write_soon).
         self._to_flush: list[MqttSession] = []
+        # Every connection's one timer (MqttSession._arm), on one loop timer.
+        self.deadlines = Deadlines()
 
     # --- authorisation ---------------------------------------------------------
 
@@ -711,13 +714,12 @@ class MqttSession:
         self._tokens = broker.settings.publish_rate_limit or 0.0
         self._tokens_at = self._last_activity
         settings = broker.settings
-        # One timer per connection, for whichever comes first: the CONNECT
-        # deadline (then the keepalive check) or the WebSocket TTL. A timer
-        # costs ~0.6 KB (handle, libuv timer, bound method, context), and an
-        # idle connection is mostly its fixed costs.
+        # One deadline per connection, whichever comes first: the CONNECT
+        # deadline (then the keepalive check) or the WebSocket TTL; kept in
+        # broker.deadlines, one loop timer for all (deadlines.py says why).
         self._ttl_at = asyncio.get_running_loop().time() + settings.websocket_ttl
-        self._timer: asyncio.TimerHandle | None = None
-        self._arm(settings.connect_timeout, self._connect_timeout)
+        self._timer: int | None = None  # a token of broker.deadlines
+        self._arm(settings.connect_timeout, self._on_deadline)
         self._closing: asyncio.Task[None] | None = None
 
     def __hash__(self) -> int:
@@ -736,10 +738,26 @@ class MqttSession:
     def _expire_ttl(self) -> None:
         self._close_soon(DisconnectReason.WEBSOCKET_TTL_EXPIRATION)
 
-    def _connect_timeout(self) -> None:
+    def _on_deadline(self) -> None:
+        """The CONNECT deadline; for a connection that made it, a keepalive check."""
         if not self.connected:
             self.broker.refuse("no CONNECT before the timeout", remote=self.remote)
             self._close_soon(DisconnectReason.CLIENT_ERROR)
+        else:
+            self._check_keepalive()
+
+    def _start_keepalive(self) -> None:
+        """After CONNECT: keep the pending deadline (CONNECT's, or the TTL) if it
+        comes before the first keepalive check would, as it checks the keepalive
+        then (moving it would leave a cancelled entry in broker.deadlines until
+        its time); otherwise move it up. Either way a silent client is dropped
+        ``keepalive_factor`` x keepalive after its last packet."""
+        settings = self.broker.settings
+        limit = self.keepalive * settings.keepalive_factor
+        opened = self._ttl_at - settings.websocket_ttl
+        pending = min(opened + settings.connect_timeout, self._ttl_at)
+        if pending > asyncio.get_running_loop().time() + limit:
+            self._schedule_keepalive(limit)
 
     def _check_keepalive(self) -> None:
         limit = self.keepalive * self.broker.settings.keepalive_factor
@@ -752,18 +770,19 @@ class MqttSession:
     def _schedule_keepalive(self, delay: float) -> None:
         self._arm(delay, self._check_keepalive)
 
-    def _arm(self, delay: float | None, callback: Callable[[], None]) -> None:
-        """(Re)set the connection's timer: ``callback`` in ``delay`` seconds,
-        or the WebSocket TTL's expiry if that comes first (or ``delay`` is None)."""
+    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
+        """(Re)set the connection's deadline: ``callback`` in ``delay`` seconds,
+        or the WebSocket TTL's expiry if that comes first."""
+        deadlines = self.broker.deadlines
         if self._timer is not None:
-            self._timer.cancel()
+            deadlines.cancel(self._timer)
+            self._timer = None
         if self.closed:
             return  # close() cancelled the timer: a new one would hold the session for the TTL
-        loop = asyncio.get_running_loop()
-        when = self._ttl_at if delay is None else loop.time() + delay
+        when = asyncio.get_running_loop().time() + delay
         if when >= self._ttl_at:
             when, callback = self._ttl_at, self._expire_ttl
-        self._timer = loop.call_at(when, callback)
+        self._timer = deadlines.call_at(when, callback)
 
     # --- outbound --------------------------------------------------------------
 
@@ -1219,9 +1238,6 @@ class MqttSession:
         self.keepalive = effective_keepalive(packet.keepalive, broker.settings)
         self.session_expiry = self._persistence(packet)
         self.connected = True
-        # The CONNECT deadline is met: until the keepalive is armed below,
-        # the timer waits for the TTL alone.
-        self._arm(None, self._expire_ttl)
         await broker.register(self)
         if self.closed:
             return  # a newer CONNECT with this client id took over meanwhile
@@ -1240,7 +1256,7 @@ class MqttSession:
             )
             self._send(mqtt5.encode(Connack(session_present=present, properties=properties)))
         self.release_held()  # a resumed session's stored messages follow CONNACK
-        self._schedule_keepalive(self.keepalive * broker.settings.keepalive_factor)
+        self._start_keepalive()
         broker.publish_event(
             _CONNECTED_TOPIC.format(self.client_id),
             {
@@ -1800,7 +1816,7 @@ class MqttSession:
             return
         self.closed = True
         if self._timer is not None:
-            self._timer.cancel()
+            self.broker.deadlines.cancel(self._timer)
             self._timer = None
         if self._release_timer is not None:
             self._release_timer.cancel()

@@ -405,6 +405,7 @@ class Emulator:
         if self._outage is not None:
             self._outage.cancel()
         await self._close_sessions()
+        self.broker.deadlines.clear()  # cancelled entries may still wait for their time
         if self._runner is not None:
             await self._runner.cleanup()
         if self._temp_dir is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import secrets
 import subprocess
@@ -293,3 +294,77 @@ def test_send_puts_a_fresh_cid_on_each_line_and_a_resend_with_it_shows_once(
     texts = [m.text for m in alice_api.history(room, limit=10)[0]]
     assert sorted(texts) == ["one", "three", "two"]
     assert received.empty()
+
+
+def test_chat_whose_output_cannot_be_written_stops_with_an_error(
+    local_stack: LocalProcess,
+) -> None:
+    # Given bob's `iotnotify chat` writing to a full disk (/dev/full: ENOSPC),
+    # in a room with no history yet, so that the first line it prints is a
+    # live one (printed on the MQTT client's thread)
+    room = f"cli-{secrets.token_hex(3)}"
+    alice_api = rooms_api(local_stack, "alice")
+    alice_api.create(room)
+    with (
+        RoomConnection(alice_api.token(room), on_message=lambda _m: None) as alice,
+        open("/dev/full", "w") as full,
+    ):
+        bob = subprocess.Popen(
+            [IOTNOTIFY, "chat", room, "--state-file", str(local_stack.state_file), "--user", "bob"],
+            stdin=subprocess.PIPE,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert bob.stderr is not None
+            err = lines_of(bob.stderr)
+            wait_for(err, "joined")
+            # When a live message arrives that it cannot print
+            alice.send("can you read me")
+            # Then it stops with status 1 and one line saying why, instead of
+            # a traceback that ends the connection's thread while the command
+            # runs on, deaf to the room
+            assert bob.wait(timeout=30) == 1
+            rest = []
+            while True:
+                try:
+                    rest.append(err.get(timeout=2))
+                except queue.Empty:
+                    break
+            text = "\n".join(rest)
+            assert "Traceback" not in text
+            assert "No space left on device" in text
+        finally:
+            if bob.poll() is None:
+                bob.kill()
+                bob.wait()
+
+
+def test_chat_ends_quietly_when_its_pipe_reader_leaves_while_nothing_arrives(
+    local_stack: LocalProcess,
+) -> None:
+    # Given bob's `iotnotify chat ROOM | head -1` in a quiet room
+    room = f"cli-{secrets.token_hex(3)}"
+    rooms_api(local_stack, "alice").create(room)
+    read_end, write_end = os.pipe()
+    bob = subprocess.Popen(
+        [IOTNOTIFY, "chat", room, "--state-file", str(local_stack.state_file), "--user", "bob"],
+        stdin=subprocess.PIPE,
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(write_end)
+    try:
+        assert bob.stderr is not None
+        err = lines_of(bob.stderr)
+        wait_for(err, "joined")
+        # When the reader leaves and nobody says anything
+        os.close(read_end)
+        # Then chat ends by itself with status 0 (it ran on until the next line)
+        assert bob.wait(timeout=30) == 0
+    finally:
+        if bob.poll() is None:
+            bob.kill()
+            bob.wait()

@@ -381,6 +381,47 @@ def test_listen_into_a_pipe_that_closes_exits_quietly(
             proc.wait()
 
 
+def test_listen_ends_when_its_pipe_reader_leaves_even_while_nothing_arrives(
+    local_stack: RunningStack,
+) -> None:
+    # Given `iotnotify listen | grep -m1 turn`: the reader leaves after its
+    # line, and no other notification comes (listen noticed only when it next
+    # wrote, so it ran on, connected, until the next notification)
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "iotnotify.cli_client",
+            "listen",
+            "--state-file",
+            str(local_stack.state_file),
+            "--user",
+            "alice",
+            "--device",
+            "it-idle-pipe",
+        ],
+        cwd=REPO,
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(write_end)
+    try:
+        assert proc.stderr is not None
+        while "caught-up" not in proc.stderr.readline():
+            pass
+        # When the reader closes its end with nothing sent
+        os.close(read_end)
+        # Then listen stops by itself, quietly, with status 0
+        assert proc.wait(timeout=30) == 0
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_listen_whose_output_cannot_be_written_stops_with_an_error(
     local_stack: RunningStack, publisher: tuple[Publisher, str]
 ) -> None:
