@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -41,6 +42,7 @@ __all__ = [
     "TokenProvider",
     "error_message",
     "http_error",
+    "open_without_redirects",
 ]
 
 _DEFAULT_TIMEOUT: Final = 15.0
@@ -186,7 +188,7 @@ class ApiClient:
                 headers={"Authorization": token, "Accept": "application/json"},
             )
             try:
-                with urllib.request.urlopen(  # noqa: S310
+                with open_without_redirects(
                     request, timeout=self._timeout, context=self._ssl
                 ) as answer:
                     body = answer.read()
@@ -208,6 +210,29 @@ class ApiClient:
                 raise ConnectionLost(f"GET {path.split('?')[0]} answered non-object JSON")
             return raw
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows no redirect: the 3xx reaches the caller as an ``HTTPError``."""
+
+    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
+def open_without_redirects(
+    request: urllib.request.Request, *, timeout: float, context: ssl.SSLContext | None
+) -> Any:
+    """``urllib.request.urlopen`` that follows no redirect (a 3xx raises ``HTTPError``).
+
+    The API never redirects, and urllib's redirect handler copies every header
+    but the body's, ``Authorization`` (the user's ID token) included, to
+    whatever host a ``Location`` names, over plain ``http://`` too: a captive
+    portal or a misconfigured proxy in front of the API URL would receive it.
+    """
+    handlers: list[urllib.request.BaseHandler] = [_NoRedirects()]
+    if context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    return urllib.request.build_opener(*handlers).open(request, timeout=timeout)
 
 
 def _http_date(value: str | None) -> float | None:

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from iotnotify.api_client import error_message, http_error
+from iotnotify.api_client import error_message, http_error, open_without_redirects
 from iotnotify.auth import IdTokenSource
 from iotnotify.contract import (
     CHAT_REJECTED_TYPE,
@@ -173,7 +173,7 @@ class RoomsApi:
                 },
             )
             try:
-                with urllib.request.urlopen(  # noqa: S310
+                with open_without_redirects(
                     request, timeout=self._timeout, context=self._ssl
                 ) as answer:
                     raw = json.loads(answer.read() or b"{}")

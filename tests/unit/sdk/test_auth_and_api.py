@@ -537,3 +537,63 @@ def test_a_json_answer_nested_too_deep_to_parse_is_connection_lost(
         ApiClient(api_url=url, id_tokens=tokens, timeout=5).notifications(since=None)
     with pytest.raises(ConnectionLost, match="non-JSON"):
         RoomsApi(api_url=url, id_tokens=tokens, timeout=5).list_page()
+
+
+class _Redirect(BaseHTTPRequestHandler):
+    """Answers every request with a 302 to the class's ``location``."""
+
+    location: ClassVar[str] = ""
+
+    def _answer(self) -> None:
+        self.send_response(302)
+        self.send_header("Location", self.location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = _answer  # noqa: N815 - http.server's method names
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+def test_a_redirect_never_carries_the_id_token_to_another_host(
+    raw_server: tuple[str, type[_RawAnswer]],
+) -> None:
+    from iotnotify.chat import RoomsApi
+
+    # Given an API URL answered by a redirect to another host (a captive
+    # portal on plain http, a misconfigured proxy); the other host records
+    # the Authorization header it gets
+    other_url, other = raw_server
+    other.answer = (200, "application/json", b'{"notifications": [], "rooms": []}')
+    seen: list[str | None] = []
+    original = other._answer
+
+    def recording(self: _RawAnswer) -> None:
+        seen.append(self.headers.get("Authorization"))
+        original(self)
+
+    other.do_GET = other.do_POST = recording  # type: ignore[method-assign]
+    _Redirect.location = other_url.replace("127.0.0.1", "localhost") + "/elsewhere"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Redirect)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        tokens = StaticIdToken("the-id-token")
+        # When the subscriber's and the rooms' calls meet it
+        for call in (
+            lambda: ApiClient(api_url=url, id_tokens=tokens, timeout=5).token(),
+            lambda: ApiClient(api_url=url, id_tokens=tokens, timeout=5).notifications(since=None),
+            lambda: RoomsApi(api_url=url, id_tokens=tokens, timeout=5).list_page(),
+            lambda: RoomsApi(api_url=url, id_tokens=tokens, timeout=5).create("lobby"),
+        ):
+            # Then each fails as an HTTP error (the API never redirects)
+            with pytest.raises(IotNotifyError, match="302"):
+                call()
+        # And the ID token never reached the other host
+        assert seen == []
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -192,7 +192,18 @@ def test_sdk_objects_share_one_context_per_ca_setting(
         seen.append(context)
         raise urllib.error.URLError("recorded")
 
-    monkeypatch.setattr("urllib.request.urlopen", urlopen)
+    api_calls: list[ssl.SSLContext | None] = []
+
+    def open_without_redirects(
+        request: Any, *, timeout: float, context: ssl.SSLContext | None
+    ) -> Any:
+        api_calls.append(context)
+        return urlopen(request, timeout=timeout, context=context)
+
+    monkeypatch.setattr("urllib.request.urlopen", urlopen)  # CognitoAuth
+    # The API clients open through the redirect-refusing opener
+    monkeypatch.setattr("iotnotify.api_client.open_without_redirects", open_without_redirects)
+    monkeypatch.setattr("iotnotify.chat.open_without_redirects", open_without_redirects)
     other_ca = _make_pki(tmp_path / "other", "other").ca_pem
     url = "https://api.example.test/prod"
     tokens = StaticIdToken("t")
@@ -216,6 +227,7 @@ def test_sdk_objects_share_one_context_per_ca_setting(
                     calls[type(obj)](obj)
 
     # Then every request with one CA setting used one context, and the two settings two
+    assert len(api_calls) == 2 * 2 * 2  # ApiClient and RoomsApi, per CA setting, twice
     assert all(ctx is not None for ctx in seen)
     per_setting = len(seen) // 2
     assert len({id(ctx) for ctx in seen[:per_setting]}) == 1
