@@ -273,6 +273,8 @@ class _StatusLines:
             return
         if state is ConnectionState.CONNECTING and self._outage is not None:
             return  # one more retry of the outage already said
+        if state is ConnectionState.STOPPED and change.error is None and not self.connected:
+            return  # stopped before it ever listened: Ctrl-C, which listen says itself
         if state is ConnectionState.CONNECTED:
             self._outage = None
             self.connected = True

@@ -31,7 +31,9 @@ in the inbox; broadcast messages are delivered as they come and tracked separate
 the inbox cannot be read (a page over Lambda's 6 MB response limit is a 502
 on AWS), the subscriber asks for smaller pages, then stays live, reports
 ``CATCH_UP_FAILED`` and retries the read with backoff on the same
-connection: a failed catch-up never causes a reconnect loop, and the next
+connection (a 403 from the inbox too; a 401 that a renewed ID token does
+not cure means signed out, and ends the subscriber): a failed catch-up never
+causes a reconnect loop, and the next
 catch-up starts a look-back window before where the failed one stopped,
 so nothing is skipped.
 
@@ -1118,10 +1120,18 @@ class Subscriber:
             while not self._stopping.is_set() and not conn.gone.is_set():
                 try:
                     page = inbox.notifications(since=cursor, limit=limit)
-                except (AuthError, Forbidden) as exc:
-                    conn.error = exc  # a fresh token is the cure: reconnect
+                except AuthError as exc:
+                    # The API refused the ID token even after a renewal
+                    # (ApiClient retries a 401 once): signed out, which ends
+                    # the subscriber as it would at the next token fetch.
+                    conn.error = exc
                     break
                 except Exception as exc:
+                    # A 403 (Forbidden) lands here too: the inbox refusing a
+                    # read is no reason to drop a connection that delivers,
+                    # and a reconnect (GET /token, CONNECT, SUBSCRIBE: billed)
+                    # would only meet the same 403 again, in a loop paced by
+                    # the reconnect backoff; the retry waits 5 s to 5 min.
                     if isinstance(exc, ConnectionLost) and limit > 1:
                         limit = max(1, limit // _PAGE_SHRINK)
                         continue

@@ -100,7 +100,12 @@ class FakeService:
         self.token_calls = 0
         self.inbox_calls = 0
         self.sign_ins = 0  # InitiateAuth calls answered
-        self.fail_inbox = 0  # answer 500 to this many inbox requests
+        self.fail_inbox = 0  # answer fail_inbox_status to this many inbox requests
+        self.fail_inbox_status = 500
+        # Answer the WebSocket upgrade with this HTTP status instead of 101 (403:
+        # what AWS IoT answers a signature or credentials it does not accept).
+        self.refuse_upgrade: int | None = None
+        self.upgrade_refusals = 0
         self.fail_tokens = False  # answer 503 to GET /token (the token API is down)
         self.token_failures = 0
         # The service's clock minus ours (seconds): its HTTP Date header says so.
@@ -265,7 +270,8 @@ class FakeService:
         self.inbox_calls += 1
         if self.fail_inbox > 0:
             self.fail_inbox -= 1
-            return web.json_response({"error": "internal", "message": "boom"}, status=500)
+            status = self.fail_inbox_status
+            return web.json_response({"error": "refused", "message": "boom"}, status=status)
         since = request.query.get("since") or ""
         limit = int(request.query.get("limit", "50"))
         newer = sorted((n for n in self.inbox if n.id > since), key=lambda n: n.id)
@@ -283,6 +289,11 @@ class FakeService:
     async def _mqtt(self, request: web.Request) -> web.StreamResponse:
         if self.refuse_connections:
             return web.Response(status=503, text="down")
+        if self.refuse_upgrade is not None:
+            with self.connected:
+                self.upgrade_refusals += 1
+                self.connected.notify_all()
+            return web.Response(status=self.refuse_upgrade, text="Forbidden")
         ws = web.WebSocketResponse(protocols=("mqtt",), autoping=True)
         await ws.prepare(request)
         session = Session(ws=ws, credential=request.query.get("X-Amz-Credential", ""))

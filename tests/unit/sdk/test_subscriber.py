@@ -727,6 +727,78 @@ def test_a_future_id_cannot_spoil_the_catch_up_after_a_reconnect(
     assert collector.ids() == [future, away.id]
 
 
+def test_an_inbox_that_answers_403_is_retried_on_the_same_connection_not_by_reconnecting(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    # A 403 from GET /notifications made the subscriber drop its connection
+    # and reconnect (GET /token, CONNECT, SUBSCRIBE, all billed), only to be
+    # refused again: a reconnect loop paced by the reconnect backoff alone.
+    # Given an inbox that refuses the first read with 403, and one missed note
+    service.fail_inbox, service.fail_inbox_status = 1, 403
+    missed = _notes(1, "m")[0]
+    service.send(missed, live=False)
+    make_subscriber().start()
+    # Then the refusal is reported with its retry, and the connection stays:
+    _state_seen(collector, ConnectionState.CATCH_UP_FAILED)
+    failed = next(c for _, c in collector.states if c.state is ConnectionState.CATCH_UP_FAILED)
+    assert isinstance(failed.error, Forbidden)
+    assert failed.retry_in is not None
+    # live messages flow meanwhile
+    live = _notes(1, "l")[0]
+    service.send(live)
+    assert [n.id for n in collector.wait_notes(1)] == [live.id]
+    # and the retry on that connection delivers what was missed
+    _state_seen(collector, ConnectionState.CAUGHT_UP)
+    assert sorted(n.id for n in collector.wait_notes(2)) == sorted([live.id, missed.id])
+    assert [c.state for _, c in collector.states if c.state is ConnectionState.DISCONNECTED] == []
+    assert len(service.connect_log) == 1
+    assert service.token_calls == 1
+    assert service.inbox_calls == 2
+
+
+class _RecordingBackoff(Backoff):
+    """The reconnect backoff, recording the bound and the delay of every draw."""
+
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)  # type: ignore[arg-type]
+        self.draws: list[tuple[float, float]] = []
+
+    def next_delay(self) -> float:
+        delay = super().next_delay()
+        self.draws.append((self.bound(self.attempts), delay))
+        return delay
+
+
+def test_a_websocket_upgrade_refused_with_403_again_and_again_costs_one_token_per_backoff(
+    service: FakeService, collector: Collector, make_subscriber: Make
+) -> None:
+    # Given an endpoint that refuses every WebSocket upgrade with 403 (AWS IoT's
+    # answer to credentials it does not accept), and a pinned jitter draw
+    service.refuse_upgrade = 403
+    draws = iter([0.9, 0.2, 0.7, 0.5, 1.0, 0.1, 0.8, 0.3])
+    backoff = _RecordingBackoff(initial=0.01, cap=0.04, rand=lambda: next(draws, 0.5))
+    sub = make_subscriber(backoff=backoff).start()
+    # When it has been refused eight times
+    with service.connected:
+        assert service.connected.wait_for(lambda: service.upgrade_refusals >= 8, 30)
+    sub.stop()
+    # Then each retry fetched one token, after one delay of the backoff:
+    refusals = [c for _, c in collector.states if c.state is ConnectionState.DISCONNECTED]
+    # (a fetch in flight when stop() came may not have reached the endpoint)
+    assert service.upgrade_refusals <= service.token_calls <= service.upgrade_refusals + 1
+    assert len(backoff.draws) == len(refusals) >= service.token_calls - 1
+    assert [c.retry_in for c in refusals] == [delay for _, delay in backoff.draws]
+    # growing bounds up to the cap, never reset by a refused attempt,
+    bounds = [bound for bound, _ in backoff.draws]
+    assert bounds[:4] == [0.01, 0.02, 0.04, 0.04]
+    assert set(bounds[4:]) == {0.04}
+    # each delay a jittered draw below its bound (full jitter)
+    assert [delay for _, delay in backoff.draws[:4]] == pytest.approx([0.009, 0.004, 0.028, 0.02])
+    # and the error says the connection, not the sign-in, was refused
+    assert all("cannot connect to 127.0.0.1" in str(c.error) for c in refusals)
+    assert sub.error is None  # still retrying until stopped, as promised
+
+
 @pytest.mark.parametrize(
     "url", ["ws://127.0.0.1:99999/mqtt", "ws://127.0.0.1:port/mqtt", "wss://[::1/mqtt"]
 )
