@@ -92,8 +92,13 @@ class _Group(click.Group):
     ) -> click.Context:
         # `iotnotify --help | head -1`: the group's own --help and --version
         # print while its arguments are parsed, before any command runs.
-        with _stdout_reader_may_leave():
-            return super().make_context(info_name, args, parent, **extra)
+        try:
+            with _stdout_reader_may_leave():
+                return super().make_context(info_name, args, parent, **extra)
+        except KeyboardInterrupt:
+            # As in invoke(), not click's "Aborted!" and status 1.
+            warn("interrupted")
+            raise click.exceptions.Exit(_INTERRUPTED) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         from iotnotify.state_file import StateFileError

@@ -785,3 +785,69 @@ def test_a_closed_stdout_is_no_traceback() -> None:
     # AttributeError traceback from flushing a stdout that does not exist
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode == 0, done.stderr
+
+
+_BLOCK_AN_IMPORT = """\
+import os, sys, time
+
+class _BlockOnce:
+    # Stands in for a slow import: says where it is, then waits for Ctrl-C.
+    def find_spec(self, name, path=None, target=None):
+        if name == os.environ["IOTNOTIFY_TEST_BLOCKED_IMPORT"]:
+            sys.meta_path.remove(self)
+            sys.stderr.write("importing " + name + "\\n")
+            sys.stderr.flush()
+            time.sleep(60)
+        return None
+
+sys.meta_path.insert(0, _BlockOnce())
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "module"),
+    [
+        (["tray"], "click"),
+        (["listen", "--user", "alice"], "iotnotify.cli_output"),
+        (["send", "--user", "alice", "--title", "t"], "iotnotify.errors"),
+        (["tray", "--help"], "iotnotify.cli_client"),
+    ],
+    ids=["tray-click", "listen-cli_output", "send-errors", "tray-help-lazy-command"],
+)
+def test_ctrl_c_while_the_console_script_still_imports_is_one_line_and_130(
+    tmp_path: Path, command: list[str], module: str
+) -> None:
+    # `iotnotify tray` interrupted within ~0.05 s of its start printed a
+    # KeyboardInterrupt traceback: the console script imported iotnotify.cli
+    # (click and the CLI's modules) before any of our code could handle it.
+    import signal
+
+    (tmp_path / "sitecustomize.py").write_text(_BLOCK_AN_IMPORT)
+    script = Path(sys.executable).parent / "iotnotify"
+    # Given the installed console script, held inside one of its first imports
+    proc = subprocess.Popen(
+        [str(script), *command],
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(tmp_path),
+            "IOTNOTIFY_TEST_BLOCKED_IMPORT": module,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.readline() == f"importing {module}\n"
+        # When Ctrl-C comes (SIGINT, as the terminal sends it)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # Then it is one line and 128 + SIGINT, no traceback
+    assert err == "iotnotify: interrupted\n", err
+    assert out == ""
+    assert proc.returncode == 130
