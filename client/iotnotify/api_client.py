@@ -35,6 +35,7 @@ from iotnotify.errors import (
 from iotnotify.tls import https_context
 
 __all__ = [
+    "MAX_ANSWER_BYTES",
     "ApiClient",
     "ConnectionToken",
     "InboxPage",
@@ -43,9 +44,14 @@ __all__ = [
     "error_message",
     "http_error",
     "open_without_redirects",
+    "read_answer",
 ]
 
 _DEFAULT_TIMEOUT: Final = 15.0
+# API Gateway's REST API payload limit (10 MB, "Amazon API Gateway quotas");
+# Lambda's synchronous response limit (6 MB) is below it. An answer larger
+# than any the API can send is not read into the always-on client's memory.
+MAX_ANSWER_BYTES: Final = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +197,7 @@ class ApiClient:
                 with open_without_redirects(
                     request, timeout=self._timeout, context=self._ssl
                 ) as answer:
-                    body = answer.read()
+                    body = read_answer(answer, f"GET {path.split('?')[0]}")
                     if headers is not None:
                         headers.update({k.lower(): v for k, v in answer.headers.items()})
             except urllib.error.HTTPError as exc:
@@ -210,6 +216,19 @@ class ApiClient:
                 raise ConnectionLost(f"GET {path.split('?')[0]} answered non-object JSON")
             return raw
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def read_answer(answer: Any, route: str) -> bytes:
+    """The body of ``answer``, at most :data:`MAX_ANSWER_BYTES`; a larger one
+    raises :class:`ConnectionLost` (retried like a 5xx) after reading one byte
+    more than the limit, not all of it."""
+    body: bytes = answer.read(MAX_ANSWER_BYTES + 1)
+    if len(body) > MAX_ANSWER_BYTES:
+        raise ConnectionLost(
+            f"{route} answered more than {MAX_ANSWER_BYTES // (1024 * 1024)} MiB, "
+            "more than API Gateway can send"
+        )
+    return body
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):

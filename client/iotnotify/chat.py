@@ -32,7 +32,12 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from iotnotify.api_client import error_message, http_error, open_without_redirects
+from iotnotify.api_client import (
+    error_message,
+    http_error,
+    open_without_redirects,
+    read_answer,
+)
 from iotnotify.auth import IdTokenSource
 from iotnotify.contract import (
     CHAT_REJECTED_TYPE,
@@ -176,7 +181,7 @@ class RoomsApi:
                 with open_without_redirects(
                     request, timeout=self._timeout, context=self._ssl
                 ) as answer:
-                    raw = json.loads(answer.read() or b"{}")
+                    raw = json.loads(read_answer(answer, route) or b"{}")
             except urllib.error.HTTPError as exc:
                 message = error_message(exc.read())
                 if exc.code == 401 and attempt == 1:

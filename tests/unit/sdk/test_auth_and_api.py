@@ -597,3 +597,23 @@ def test_a_redirect_never_carries_the_id_token_to_another_host(
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def test_an_answer_larger_than_api_gateway_can_send_is_refused_unread(
+    raw_server: tuple[str, type[_RawAnswer]],
+) -> None:
+    from iotnotify.api_client import MAX_ANSWER_BYTES
+    from iotnotify.chat import RoomsApi
+
+    # Given something on the API's port answering far more than API Gateway's
+    # 10 MB payload limit (a misconfigured proxy, a hostile server)
+    url, handler = raw_server
+    handler.answer = (200, "application/json", b'{"topics": ["' + b"x" * MAX_ANSWER_BYTES + b'"]}')
+    tokens = StaticIdToken("t")
+    # Then the always-on client refuses it rather than holding it all in memory
+    for call in (
+        lambda: ApiClient(api_url=url, id_tokens=tokens, timeout=5).token(),
+        lambda: RoomsApi(api_url=url, id_tokens=tokens, timeout=5).list_page(),
+    ):
+        with pytest.raises(ConnectionLost, match="more than"):
+            call()
