@@ -952,11 +952,17 @@ class Subscriber:
             self._clock_offset = token.server_time - time.time()
         if self._stopping.is_set():
             return
-        parts = urlsplit(token.url)
+        try:
+            parts = urlsplit(token.url)
+            port_given = parts.port  # ValueError: out of 0..65535, or not a number
+        except ValueError as exc:
+            # Permanent for this token source, like a wrong scheme: not a
+            # network failure to retry for ever.
+            raise AuthError(f"the token's URL is not usable: {exc}") from exc
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             raise AuthError(f"the token's URL is not a ws:// or wss:// URL: {parts.scheme!r}")
         tls = parts.scheme == "wss"
-        port = parts.port or (443 if tls else 80)
+        port = port_given or (443 if tls else 80)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         client_id = self._client_id_of(token)
         keepalive = clamp_keepalive(

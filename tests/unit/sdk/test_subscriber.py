@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from iotnotify.api_client import ApiClient
+from iotnotify.api_client import ApiClient, ConnectionToken
 from iotnotify.auth import StaticIdToken
 from iotnotify.backoff import Backoff
 from iotnotify.contract import Notification, id_floor, id_lower_bound, new_notification_id
@@ -797,3 +797,22 @@ def test_a_websocket_upgrade_refused_with_403_again_and_again_costs_one_token_pe
     # and the error says the connection, not the sign-in, was refused
     assert all("cannot connect to 127.0.0.1" in str(c.error) for c in refusals)
     assert sub.error is None  # still retrying until stopped, as promised
+
+
+@pytest.mark.parametrize(
+    "url", ["ws://127.0.0.1:99999/mqtt", "ws://127.0.0.1:port/mqtt", "wss://[::1/mqtt"]
+)
+def test_a_token_url_with_a_port_or_host_no_socket_can_use_is_an_auth_error(
+    collector: Collector, make_subscriber: Make, url: str
+) -> None:
+    # Given a token provider whose URL cannot be connected to as written
+    # (urlsplit's .port raises ValueError for these)
+    class BadUrl:
+        def token(self) -> ConnectionToken:
+            return ConnectionToken(url=url, client_id_prefix="alice.", topics=("a/b",))
+
+    sub = make_subscriber(tokens=BadUrl())
+    # Then the subscriber stops with the token named as unusable, as for a
+    # URL that is not ws:// or wss://, instead of retrying it forever
+    with pytest.raises(AuthError, match="URL"):
+        sub.run_forever()
