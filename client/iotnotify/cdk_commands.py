@@ -23,6 +23,8 @@ from typing import Final
 
 import click
 
+from iotnotify.cli_output import CommandError
+
 __all__ = [
     "APP_NAME",
     "cdk_command",
@@ -45,7 +47,7 @@ _INFRA_MODULES: Final = ("aws_cdk", "constructs", "cdk_nag")
 
 
 def find_infra_dir(cwd: Path | None = None) -> Path:
-    """The CDK app's folder (``app.py`` and ``cdk.json``); raises :class:`click.ClickException`.
+    """The CDK app's folder (``app.py`` and ``cdk.json``); raises :class:`CommandError`.
 
     ``$IOTNOTIFY_INFRA_DIR`` when set; else ``infra/`` of the checkout this
     package runs from (an editable install); else ``infra/`` in ``cwd`` (the
@@ -65,7 +67,7 @@ def find_infra_dir(cwd: Path | None = None) -> Path:
         # iotnotify_infra/ marks ours: another project's CDK app has app.py too.
         if all((infra / name).exists() for name in ("app.py", "cdk.json", "iotnotify_infra")):
             return infra
-    raise click.ClickException(
+    raise CommandError(
         f"no CDK app at {candidates[0]}"
         + ("" if configured else " or in an infra/ folder here or above")
         + f": run iotnotify inside a checkout of the repository or set {INFRA_DIR_ENV} "
@@ -74,10 +76,10 @@ def find_infra_dir(cwd: Path | None = None) -> Path:
 
 
 def _check_infra_extra() -> None:
-    """Raise :class:`click.ClickException` naming ``[infra]`` when its packages are missing."""
+    """Raise :class:`CommandError` naming ``[infra]`` when its packages are missing."""
     missing = [name for name in _INFRA_MODULES if importlib.util.find_spec(name) is None]
     if missing:
-        raise click.ClickException(
+        raise CommandError(
             f"deploy, destroy and synth need the [infra] extra ({', '.join(missing)} not "
             "installed): pip install 'iotnotify[infra]'"
         )
@@ -86,12 +88,12 @@ def _check_infra_extra() -> None:
 def _check_tools(infra: Path) -> str:
     npx = shutil.which("npx")
     if npx is None:
-        raise click.ClickException(
+        raise CommandError(
             "npx was not found: install Node.js 18 or newer (it brings npm and npx), "
             "then run `make setup`"
         )
     if not (infra / "node_modules" / ".bin" / "cdk").exists():
-        raise click.ClickException(
+        raise CommandError(
             f"the AWS CDK CLI is not installed in {infra / 'node_modules'}: "
             "run `make setup` (or `npm ci --prefix infra`)"
         )
@@ -159,9 +161,9 @@ def _check_credentials(action: str) -> None:
     try:
         credentials = botocore.session.get_session().get_credentials()
     except BotoCoreError as exc:  # a profile that does not exist, a broken config
-        raise click.ClickException(f"cannot read your AWS credentials: {exc}") from exc
+        raise CommandError(f"cannot read your AWS credentials: {exc}") from exc
     if credentials is None:
-        raise click.ClickException(
+        raise CommandError(
             f"no AWS credentials found: `iotnotify {action}` acts on the account of your "
             "credentials (aws configure, AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY); `iotnotify synth` needs none"

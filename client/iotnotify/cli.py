@@ -16,7 +16,14 @@ from typing import Any, Final
 
 import click
 
-from iotnotify.cli_output import FilePath, silence_stdout, stdout_reader_gone, warn
+from iotnotify.cli_output import (
+    CommandError,
+    FilePath,
+    error,
+    silence_stdout,
+    stdout_reader_gone,
+    warn,
+)
 from iotnotify.errors import IotNotifyError
 
 __all__ = ["cli", "main"]
@@ -24,12 +31,6 @@ __all__ = ["cli", "main"]
 
 # Exit status after Ctrl-C: 128 + SIGINT (bash manual, "Exit Status").
 _INTERRUPTED: Final = 130
-
-
-def _error_line(label: str, text: str) -> None:
-    # click's own styling, not rich: rich costs ~7 MiB in every always-on
-    # `iotnotify listen`, and only `cost` draws a table.
-    click.echo(f"{click.style(label, fg='red')} {text}", err=True)
 
 
 # Commands that live in their own modules, imported only when that command
@@ -114,14 +115,14 @@ class _Group(click.Group):
                     sys.stdout.flush()
                 return result
         except (IotNotifyError, StateFileError) as exc:
-            _error_line("error:", str(exc))
+            error(str(exc))
             ctx.exit(1)
         except OSError as exc:
             # Output that cannot be written (a full disk: ENOSPC, a terminal
             # that went away: EIO), or any other OS failure no command
             # handled: one line and status 1, as every other error, not a
             # traceback. What stdout still buffers would fail again at exit.
-            _error_line("error:", str(exc))
+            error(str(exc))
             silence_stdout()
             ctx.exit(1)
         except KeyboardInterrupt:
@@ -246,7 +247,7 @@ def local(
         # Ctrl-C while the stack's modules load or its ports are checked,
         # before anything runs (once it starts, run_local handles Ctrl-C):
         # one line and 128 + SIGINT, not click's "Aborted!" and status 1.
-        click.echo("interrupted while starting; nothing had started yet.", err=True)
+        warn("interrupted while starting; nothing had started yet")
         sys.exit(_INTERRUPTED)
     sys.exit(status)
 
@@ -263,7 +264,7 @@ def _offline_stack() -> Any:
 
     found = entry_points(group=OFFLINE_STACK_ENTRY_POINT, name="run_local")
     if not found:
-        raise click.ClickException(
+        raise CommandError(
             f"no offline stack is registered (entry point group {OFFLINE_STACK_ENTRY_POINT!r}): "
             "reinstall iotnotify with the [local] extra: pip install -e '.[local]' "
             "(or `make setup` in a checkout)"
@@ -271,7 +272,7 @@ def _offline_stack() -> Any:
     try:
         return next(iter(found)).load()
     except ImportError as exc:
-        raise click.ClickException(
+        raise CommandError(
             f"the offline stack is not installed ({exc.name} is missing): "
             "pip install 'iotnotify[local]'"
         ) from exc
@@ -364,7 +365,7 @@ def send(
         if exc.name not in ("boto3", "botocore"):
             raise
         # The core install is what a subscriber needs; publishing is the [aws] extra.
-        raise click.ClickException(
+        raise CommandError(
             f"sending needs the [aws] extra ({exc.name} is not installed): "
             "pip install 'iotnotify[aws]'"
         ) from exc
@@ -417,7 +418,7 @@ def send(
             if entry.get("stored")
             else ""
         )
-        _error_line("failed", f"{entry['userId']}: {entry['error']}{kept}")
+        error(f"not sent to {entry['userId']}: {entry['error']}{kept}")
     # "sent" only for what reached someone: a user whose publish failed after
     # the inbox write is counted as failed, not as sent.
     if not failed:

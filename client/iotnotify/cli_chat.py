@@ -28,7 +28,7 @@ from typing import Any
 import click
 
 from iotnotify.cli_client import _device, _Target, _target, _target_options
-from iotnotify.cli_output import on_stdout_reader_gone, warn
+from iotnotify.cli_output import CommandError, on_stdout_reader_gone, warn
 from iotnotify.contract import ChatMessage, Notification, new_chat_cid
 from iotnotify.display_text import terminal_text
 from iotnotify.errors import ConnectionLost, ContractError, IotNotifyError, Throttled
@@ -47,7 +47,7 @@ def _connect(options: dict[str, Any]) -> tuple[_Target, Any]:
     try:
         return target, _api(target)
     except IotNotifyError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
 
 
 def _line(message: ChatMessage, names: dict[str, str]) -> str:
@@ -117,7 +117,7 @@ def list_rooms(options: dict[str, Any]) -> None:
         if not shown:
             warn("no rooms you can see yet; create one: iotnotify rooms create NAME")
     except IotNotifyError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
 
 
 @rooms.command("create")
@@ -130,7 +130,7 @@ def create_room(options: dict[str, Any], room: str, private: bool) -> None:
     try:
         created = api.create(room, private=private)
     except IotNotifyError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     click.echo(f"created {created['room']} ({'private' if private else 'public'})")
 
 
@@ -145,7 +145,7 @@ def add_member(options: dict[str, Any], room: str, member: str) -> None:
     try:
         api.add_member(room, by_name.get(member, member))
     except IotNotifyError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     click.echo(f"added {terminal_text(member)} to {room}")
 
 
@@ -302,4 +302,4 @@ def chat(room: str, history_size: int, device: str | None, **options: Any) -> No
     except KeyboardInterrupt:
         warn("left")
     except IotNotifyError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CommandError(str(exc)) from exc

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 import click
 
 from iotnotify.cli_output import (
+    CommandError,
     FilePath,
     log_to_stderr,
     on_stdout_reader_gone,
@@ -102,14 +103,14 @@ def _target(
     try:
         state = LocalState.read(state_file or DEFAULT_STATE_FILE)
     except StateFileError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     try:
         demo: dict[str, Any] | None = state.user(user)
     except StateFileError as exc:
         # An e-mail that is no demo user is someone who signed up on the
         # local page: sign them in to the same pool with their own password.
         if "@" not in user:
-            raise click.ClickException(str(exc)) from exc
+            raise CommandError(str(exc)) from exc
         demo = None
     if demo is None and need_password and not password:
         password = click.prompt(f"password for {user}", hide_input=True, err=True)
@@ -197,7 +198,7 @@ def _require_tray_extra(*, keyring: bool) -> None:
     needed.append("jeepney" if sys.platform == "linux" else "desktop_notifier")
     missing = [name for name in needed if find_spec(name) is None]
     if missing:
-        raise click.ClickException(
+        raise CommandError(
             f"the tray needs the [tray] extra ({', '.join(missing)} not installed): "
             "pip install 'iotnotify[tray]'"
         )
@@ -428,13 +429,13 @@ def listen(
         if not stopped_said.is_set():  # the subscriber's own "stopped" was not printed
             warn("stopped")
     except IotNotifyError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     if reader_gone.is_set() or write_failed:
         # Python flushes stdout at exit, into the closed pipe: "Exception
         # ignored ... BrokenPipeError" (or the same write error again).
         silence_stdout()
     if write_failed:
-        raise click.ClickException(f"cannot print notifications: {write_failed[0]}")
+        raise CommandError(f"cannot print notifications: {write_failed[0]}")
 
 
 @click.command()
@@ -550,7 +551,7 @@ def tray(
             from iotnotify.tray.settings import default_settings_path
 
             where = settings_path or default_settings_path()
-            raise click.ClickException(
+            raise CommandError(
                 f"cannot save the tray settings to {where}: {exc.strerror or exc}; "
                 "give --settings a path in a folder you can write"
             ) from exc
@@ -558,7 +559,7 @@ def tray(
     except KeyboardInterrupt:
         pass
     except IotNotifyError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
 
 
 if __name__ == "__main__":

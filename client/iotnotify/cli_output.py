@@ -5,6 +5,10 @@ Every warning or progress line a command prints on stderr reads
 ``iotnotify: <text>``, whether the command writes it itself (:func:`warn`) or
 the SDK logs it (``log.warning("ignoring a message on %s: %s", ...)`` in the
 subscriber), which :func:`log_to_stderr` routes to stderr in the same form.
+An error that ends a command reads ``iotnotify: error: <text>`` (:func:`error`,
+:class:`CommandError`; ``iotnotify local`` prints its own the same way).
+Only click's usage errors keep click's form (``Usage: ...``, ``Error: ...``),
+since they come with the usage line they refer to.
 """
 
 from __future__ import annotations
@@ -16,13 +20,15 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 
 __all__ = [
     "PREFIX",
+    "CommandError",
     "FilePath",
+    "error",
     "log_to_stderr",
     "on_stdout_reader_gone",
     "sdk_log_lines",
@@ -37,6 +43,22 @@ PREFIX = "iotnotify:"
 def warn(text: str) -> None:
     """Print ``iotnotify: text`` on stderr: one warning or progress line."""
     click.echo(f"{PREFIX} {text}", err=True)
+
+
+def error(text: str) -> None:
+    """Print ``iotnotify: error: text`` on stderr: why a command failed."""
+    click.echo(f"{PREFIX} {click.style('error:', fg='red')} {text}", err=True)
+
+
+class CommandError(click.ClickException):
+    """A command's own failure: shown as one :func:`error` line, exit status 1
+    (click's ``ClickException`` prints ``Error: ...``, unlike every other line)."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        if file is None:
+            error(self.format_message())
+        else:
+            click.echo(f"{PREFIX} error: {self.format_message()}", file=file)
 
 
 class _WarningLines(logging.Handler):

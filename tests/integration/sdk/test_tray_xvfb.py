@@ -696,6 +696,6 @@ def test_a_display_that_drops_the_icons_connection_at_start_is_one_clear_error(
     app = TrayApp(settings=settings, token_store=MemoryTokenStore())
     with pytest.raises(TrayUnavailable) as raised:
         app.run()
-    assert isinstance(raised.value, IotNotifyError)  # the CLI's one `Error:` line
+    assert isinstance(raised.value, IotNotifyError)  # the CLI's one `iotnotify: error:` line
     assert xvfb_display in str(raised.value)
     assert "ConnectionClosedError" in str(raised.value)
