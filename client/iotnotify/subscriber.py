@@ -751,7 +751,8 @@ class Subscriber:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Disconnect and wait for the threads to end. Safe to call twice, from any thread.
+        """Disconnect and wait for the threads to end, at most ``timeout`` seconds in
+        all. Safe to call twice, from any thread.
 
         No ``on_message`` call starts after this, even for notifications already queued.
         """
