@@ -39,7 +39,7 @@ wake-ups). "Idle" means no work beyond the keepalive: at most
 per keepalive interval, plus one for a round that straddles its edge); a
 single 10 ms tick is not the test.
 
-    .venv/bin/python bench/client_idle.py [--seconds 60] [--keepalive 600]
+    .venv/bin/python bench/client_idle.py [--seconds 60] [--keepalive SECONDS]
         [--only listen|tray|tls]
 """
 

@@ -207,17 +207,19 @@ def _require_tray_extra(*, keyring: bool) -> None:
 def _since(value: str) -> str:
     if value in ("now", "all"):
         return value
-    from iotnotify.contract import validate_notification_id
-    from iotnotify.errors import ContractError
+    from iotnotify.contract import is_notification_id, quoted_excerpt
 
-    try:
-        return validate_notification_id(value.upper())
-    except ContractError as exc:
-        raise click.BadParameter(f"'now', 'all' or a notification id; {exc}") from exc
+    # A ULID is case-insensitive (ulid/spec); the inbox's ids are upper case.
+    if is_notification_id(value.upper()):
+        return value.upper()
+    raise click.BadParameter(
+        f"expected 'now', 'all' or a notification id (a 26-character ULID such as "
+        f"01JD5Z3Q8W9V4X2Y6Z7A8B9C0D), not {quoted_excerpt(value)}"
+    )
 
 
 def _device(value: str | None) -> str | None:
-    if not value:
+    if value is None:
         return None  # the default: a new suffix for every run
     from iotnotify.contract import validate_client_suffix
     from iotnotify.errors import ContractError

@@ -74,6 +74,7 @@ __all__ = [
     "new_chat_cid",
     "new_notification_id",
     "own_notifications_topic",
+    "quoted_excerpt",
     "user_of_client_id",
     "validate_chat_cid",
     "validate_client_suffix",
@@ -148,15 +149,27 @@ def _json_kind(value: object) -> str:
     return next((name for t, name in _JSON_TYPES if isinstance(value, t)), kind)
 
 
+def quoted_excerpt(value: str) -> str:
+    """``value`` quoted (``repr``) for an error message: its first 80
+    characters and its length when it is longer, so that a 1 MiB id sent by
+    a client is not echoed back whole, and control characters are escaped."""
+    if len(value) > _SHOWN_CHARS:
+        return f"{value[:_SHOWN_CHARS]!r}... ({len(value)} characters)"
+    return repr(value)
+
+
+def _quoted(value: object) -> str:
+    """:func:`quoted_excerpt` for a string, else ``repr`` (a value of another type)."""
+    return quoted_excerpt(value) if isinstance(value, str) else repr(value)
+
+
 def _invalid(what: str, value: object) -> str:
-    """The message for an invalid id or name: a string is quoted, shortened (a
-    1 MiB id is not echoed back whole); anything else is named by its JSON type."""
+    """The message for an invalid id or name: a string is quoted, shortened
+    (:func:`quoted_excerpt`); anything else is named by its JSON type."""
     rule = "expected 1 to 64 characters from A-Z a-z 0-9 _ -"
     if not isinstance(value, str):
         return f"invalid {what}: {_json_kind(value)}, {rule}"
-    if len(value) > _SHOWN_CHARS:
-        return f"invalid {what} {value[:_SHOWN_CHARS]!r}... ({len(value)} characters): {rule}"
-    return f"invalid {what} {value!r}: {rule}"
+    return f"invalid {what} {quoted_excerpt(value)}: {rule}"
 
 
 def validate_user_id(value: object) -> str:
@@ -195,7 +208,7 @@ def validate_client_suffix(value: object) -> str:
     limit, "AWS IoT Core message broker and protocol limits and quotas")."""
     if not isinstance(value, str) or not _CLIENT_SUFFIX_RE.fullmatch(value):
         raise InvalidClientId(
-            f"invalid client id suffix {value!r}: expected 1 to 63 characters "
+            f"invalid client id suffix {_quoted(value)}: expected 1 to 63 characters "
             "from A-Z a-z 0-9 _ . -"
         )
     return value
@@ -216,8 +229,7 @@ def validate_chat_cid(value: object) -> str:
             f"expected {MIN_CHAT_CID_CHARS} to {MAX_CHAT_CID_CHARS} characters from A-Z a-z 0-9 _ -"
         )
         if isinstance(value, str):
-            shown = value[:_SHOWN_CHARS]
-            raise InvalidEnvelope(f"invalid cid {shown!r} ({len(value)} characters): {rule}")
+            raise InvalidEnvelope(f"invalid cid {quoted_excerpt(value)}: {rule}")
         raise InvalidEnvelope(f"invalid cid: {_json_kind(value)}, {rule}")
     return value
 
@@ -235,18 +247,20 @@ def user_of_client_id(client_id: str) -> str:
     """The user id a client id belongs to, or :class:`InvalidClientId`."""
     user_id, dot, suffix = client_id.partition(".")
     if not dot or not suffix:
-        raise InvalidClientId(f"client id {client_id!r} is not '{{userId}}.{{suffix}}'")
+        raise InvalidClientId(
+            f"client id {quoted_excerpt(client_id)} is not '{{userId}}.{{suffix}}'"
+        )
     try:
         return validate_user_id(user_id)
     except InvalidUserId as exc:
-        raise InvalidClientId(f"client id {client_id!r}: {exc}") from exc
+        raise InvalidClientId(f"client id {quoted_excerpt(client_id)}: {exc}") from exc
 
 
 def _check_topic_limits(text: str, *, what: str) -> None:
     if not text:
         raise InvalidTopic(f"{what} must not be empty")
     if "\x00" in text:
-        raise InvalidTopic(f"{what} {text!r} contains a NUL character")
+        raise InvalidTopic(f"{what} {quoted_excerpt(text)} contains a NUL character")
     size = len(text.encode("utf-8"))
     if size > MAX_TOPIC_BYTES:
         raise InvalidTopic(f"{what} is {size} bytes; AWS IoT allows at most {MAX_TOPIC_BYTES}")
@@ -541,7 +555,7 @@ def validate_notification_id(value: object) -> str:
     """
     if not is_notification_id(value):
         raise InvalidEnvelope(
-            f"not a notification id: {value!r} (expected a 26-character ULID such as "
+            f"not a notification id: {_quoted(value)} (expected a 26-character ULID such as "
             "01JD5Z3Q8W9V4X2Y6Z7A8B9C0D)"
         )
     return value

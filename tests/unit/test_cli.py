@@ -558,7 +558,7 @@ def test_send_says_a_user_it_failed_to_reach_live_still_has_it_in_the_inbox(
 
 
 @pytest.mark.parametrize("command", [["listen"], ["chat", "lobby"]])
-@pytest.mark.parametrize("device", ["a/b#", "x" * 64, "caf\u00e9"])
+@pytest.mark.parametrize("device", ["a/b#", "x" * 64, "caf\u00e9", ""])
 def test_listen_refuses_a_device_suffix_no_client_id_can_hold_before_signing_in(
     tmp_path: Path, device: str, command: list[str]
 ) -> None:

@@ -302,14 +302,32 @@ def test_an_invalid_id_or_name_is_named_by_its_json_type(value: object, shown: s
 
 
 def test_an_invalid_id_is_shown_shortened_in_the_message() -> None:
-    from iotnotify.contract import validate_name, validate_user_id
+    from iotnotify.contract import (
+        Topic,
+        user_of_client_id,
+        validate_client_suffix,
+        validate_name,
+        validate_notification_id,
+        validate_user_id,
+    )
 
-    # a 1 MiB body holding one long id was answered with a 1 MiB message
-    for check in (validate_user_id, lambda v: validate_name(v, what="room name")):
+    # a 1 MiB body holding one long id was answered with a 1 MiB message;
+    # the client suffix, notification id, client id and topic messages
+    # still echoed the whole value
+    checks = (
+        validate_user_id,
+        lambda v: validate_name(v, what="room name"),
+        validate_client_suffix,
+        validate_notification_id,
+        user_of_client_id,
+        lambda v: user_of_client_id(v + ".a"),
+        lambda v: Topic("a/" + v + "\x00"),
+    )
+    for check in checks:
         with pytest.raises(ContractError) as caught:
             check("x" * 500_000 + "/")
-        assert len(str(caught.value)) < 300
-        assert "500001 characters" in str(caught.value)
+        assert len(str(caught.value)) < 300, str(caught.value)[:400]
+        assert "characters)" in str(caught.value)
 
 
 def test_a_new_chat_cid_is_valid_and_fresh_every_time() -> None:

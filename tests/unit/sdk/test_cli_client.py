@@ -59,6 +59,19 @@ def test_since_garbage_is_a_usage_error(tmp_path: Path) -> None:
     assert "notification id" in result.output
 
 
+@pytest.mark.parametrize("since", ["zzz", "x" * 5000])
+def test_since_garbage_is_echoed_as_typed_and_shortened(tmp_path: Path, since: str) -> None:
+    # It showed the value upper-cased ('ZZZ') and repeated 5,000 characters whole.
+    result = CliRunner().invoke(
+        listen,
+        ["--state-file", str(tmp_path / "none.json"), "--user", "alice", "--since", since],
+    )
+    assert result.exit_code == 2
+    assert repr(since[:80]) in result.output
+    assert since.upper() not in result.output
+    assert len(result.output) < 1000
+
+
 def test_tray_user_alice_again_signs_in_as_the_demo_user_not_as_alice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
