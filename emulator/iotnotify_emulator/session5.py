@@ -38,6 +38,7 @@ __all__ = [
     "MAX_PACKET_SIZE",
     "MAX_USER_PROPERTIES_BYTES",
     "NO_LOCAL",
+    "RECEIVE_MAXIMUM",
     "RETAIN_AS_PUBLISHED",
     "TOPIC_ALIAS_MAXIMUM",
     "HttpPropertiesError",
@@ -54,6 +55,10 @@ __all__ = [
 # AWS IoT Core's values (module docstring). 146 KB = 149,504 bytes.
 MAX_PACKET_SIZE: Final = 146 * 1024
 TOPIC_ALIAS_MAXIMUM: Final = 8
+# AWS quota "Maximum inbound unacknowledged QoS 1 publish requests" (100 per
+# client), which AWS IoT Core's CONNACK carries as Receive Maximum (a real
+# CONNACK, awscrt's log: ``receive_maximum=100``).
+RECEIVE_MAXIMUM: Final = 100
 # AWS quota "size of user properties" for MQTT 5 messages (8 KB).
 MAX_USER_PROPERTIES_BYTES: Final = 8 * 1024
 # AWS's persistent-session expiry default and cap (1 hour, adjustable on AWS).
@@ -156,7 +161,15 @@ def connack_properties(
 
     Server Keep Alive only when the effective keepalive differs from the
     request (section 3.2.2.3.14); Session Expiry Interval only when the
-    server's differs from the request (section 3.2.2.3.2).
+    server's differs from the request (section 3.2.2.3.2). Receive Maximum
+    :data:`RECEIVE_MAXIMUM` (section 3.2.2.3.3): without it a client assumes
+    65,535 and may keep more unacknowledged QoS 1 publishes in flight than
+    AWS accepts (AWS general reference, "AWS IoT Core endpoints and quotas",
+    message broker: "Maximum inbound unacknowledged QoS 1 publish requests",
+    100, "no new publish requests are accepted from this client until a
+    PUBACK message is returned"). A CONNACK from AWS IoT Core, printed by
+    awscrt's MQTT 5 client, carries ``receive_maximum=100``,
+    ``maximum_packet_size=149504`` and ``topic_alias_maximum=8``.
     """
     requested = packet.properties or Properties()
     expiry = requested.session_expiry_interval or 0
@@ -164,6 +177,7 @@ def connack_properties(
         session_expiry_interval=MAX_SESSION_EXPIRY if expiry > MAX_SESSION_EXPIRY else None,
         assigned_client_identifier=assigned_client_id,
         server_keep_alive=keepalive if keepalive != packet.keepalive else None,
+        receive_maximum=RECEIVE_MAXIMUM,
         topic_alias_maximum=TOPIC_ALIAS_MAXIMUM,
         maximum_qos=1,
         retain_available=1,

@@ -62,6 +62,10 @@ def test_awscrt_mqtt5_client_with_default_aws_signing(harness: Harness) -> None:
         assert connack.reason_code == mqtt5.ConnectReasonCode.SUCCESS
         assert connack.topic_alias_maximum == 8
         assert connack.maximum_qos == mqtt5.QoS.AT_LEAST_ONCE
+        # AWS IoT Core's CONNACK carries Receive Maximum 100 (its quota of
+        # unacknowledged inbound QoS 1 publishes); the SDK caps its in-flight
+        # publishes with it
+        assert connack.receive_maximum == 100
         # When she subscribes to bob's topic
         refused = client.subscribe(
             mqtt5.SubscribePacket(

@@ -63,6 +63,9 @@ async def test_connack_carries_aws_iot_cores_mqtt5_properties(world: Harness) ->
     assert props.subscription_identifier_available == 0
     assert props.wildcard_subscription_available == 1
     assert props.shared_subscription_available == 1
+    # Receive Maximum 100: AWS's quota of unacknowledged inbound QoS 1 publishes
+    # per client, sent in a real IoT Core CONNACK (receive_maximum=100)
+    assert props.receive_maximum == 100
     await client.disconnect()
 
 
