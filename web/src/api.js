@@ -93,14 +93,17 @@ export class Api {
 
 /**
  * Everything after `since`, following `next` until the inbox is exhausted.
+ * `stillCurrent` is asked before each further page: once it says false (the
+ * person signed out) no page is asked for with whoever's token comes next.
  * @param {Pick<Api, "notifications">} api  @param {string | null} since
- * @param {{maxPages?: number, limit?: number}} [options]
+ * @param {{maxPages?: number, limit?: number, stillCurrent?: () => boolean}} [options]
  * @returns {Promise<unknown[]>}
  */
-export async function fetchMissed(api, since, { maxPages = 50, limit = 100 } = {}) {
+export async function fetchMissed(api, since, { maxPages = 50, limit = 100, stillCurrent = () => true } = {}) {
   const found = [];
   let cursor = since;
   for (let page = 0; page < maxPages; page += 1) {
+    if (page > 0 && !stillCurrent()) break;
     const answer = await api.notifications(cursor, limit);
     found.push(...answer.notifications);
     if (answer.next === null || answer.next === cursor) break;

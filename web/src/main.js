@@ -283,9 +283,14 @@ function unreachableHint(url) {
 }
 
 async function catchUp() {
+  // The feed is the signed-in person's: sign-out (and the next sign-in in
+  // this tab) replaces it. A read answered after that belongs to a session
+  // that is over and must never land in the next person's list.
+  const mine = feed;
   // Not from feed.lastId: an older id can reach the inbox later (a fan-out's
   // id, clock skew); the feed drops what the look-back returns again.
-  const missed = await fetchMissed(api, feed.catchUpSince());
+  const missed = await fetchMissed(api, mine.catchUpSince(), { stillCurrent: () => feed === mine });
+  if (feed !== mine) return;
   receive(missed, caughtUpOnce ? "missed" : "history");
   caughtUpOnce = true;
 }

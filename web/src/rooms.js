@@ -330,6 +330,11 @@ export class RoomsView {
     /** @type {Room[]} */
     this.rooms = [];
     this.generation = 0;
+    /**
+     * Bumped by hide() (sign-out): an answer to a request of the session
+     * before is dropped, never shown to whoever signs in next in this tab.
+     */
+    this.epoch = 0;
     this.pending = new PendingLine();
     this.ui.refresh.addEventListener("click", () => void this.refresh());
     this.ui.createForm.addEventListener("submit", (event) => {
@@ -362,10 +367,16 @@ export class RoomsView {
   }
 
   hide() {
+    this.epoch += 1;
     this.leave();
     this.ui.view.hidden = true;
     this.ui.list.replaceChildren();
     this.rooms = [];
+    this.setError("");
+    this.pending = new PendingLine();
+    for (const input of [this.ui.name, this.ui.joinName, this.ui.text, this.ui.member]) input.value = "";
+    this.ui.membersInfo.textContent = "";
+    this.ui.you.textContent = "";
   }
 
   /** @param {string} text */
@@ -375,11 +386,14 @@ export class RoomsView {
   }
 
   async refresh() {
+    const epoch = this.epoch;
     try {
-      this.rooms = await this.client.list();
+      const rooms = await this.client.list();
+      if (epoch !== this.epoch) return;
+      this.rooms = rooms;
       this.renderList();
     } catch (err) {
-      this.setError(`Could not list rooms: ${describe(err)}`);
+      if (epoch === this.epoch) this.setError(`Could not list rooms: ${describe(err)}`);
     }
   }
 
@@ -415,13 +429,17 @@ export class RoomsView {
       this.setError("Room names are 1 to 64 characters: letters, digits, _ and -.");
       return;
     }
+    const epoch = this.epoch;
     try {
       await this.client.create(name, this.ui.isPrivate.checked);
+      if (epoch !== this.epoch) return;
       this.ui.name.value = "";
       this.setError("");
       await this.refresh();
+      if (epoch !== this.epoch) return;
       await this.join(name);
     } catch (err) {
+      if (epoch !== this.epoch) return;
       this.setError(err instanceof ApiError && err.status === 409 ? `There is already a room called ${name}.` : `Could not create ${name}: ${describe(err)}`);
     }
   }
@@ -526,14 +544,16 @@ export class RoomsView {
     const room = this.joined?.room;
     const user = this.ui.member.value.trim();
     if (!room || !user) return;
+    const epoch = this.epoch;
     try {
       const updated = await this.client.addMember(room, user);
+      if (epoch !== this.epoch) return;
       this.ui.member.value = "";
       this.rooms = this.rooms.map((r) => (r.room === room ? updated : r));
       this.renderMembers(room);
       this.setError("");
     } catch (err) {
-      this.setError(`Could not add ${user}: ${describe(err)}`);
+      if (epoch === this.epoch) this.setError(`Could not add ${user}: ${describe(err)}`);
     }
   }
 

@@ -163,3 +163,64 @@ test("cids are 22 base64url characters, each fresh; the envelope's cid is kept w
   assert.equal("cid" in parseChatMessage(msg(1, { cid: "bad cid\n" })), false);
   assert.equal("cid" in parseChatMessage(msg(1)), false);
 });
+
+// A shared computer: alice signs out while her room list is on its way, then
+// bob signs in in the same tab. Her answer must not fill his Rooms section.
+
+function fakeDoc() {
+  const made = new Map();
+  const element = () => ({
+    hidden: false,
+    textContent: "",
+    value: "",
+    checked: false,
+    disabled: false,
+    dataset: {},
+    children: [],
+    addEventListener() {},
+    setAttribute() {},
+    append(...items) {
+      this.children.push(...items);
+    },
+    replaceChildren(...items) {
+      this.children = items;
+    },
+  });
+  return {
+    getElementById: (id) => {
+      if (!made.has(id)) made.set(id, element());
+      return made.get(id);
+    },
+    createElement: () => element(),
+  };
+}
+
+test("a room list answered after sign-out is not shown to whoever signs in next", async () => {
+  const answers = [];
+  const api = {
+    baseUrl: "https://api.test",
+    auth: { idToken: async () => "id-token" },
+    fetch: () => new Promise((resolve) => answers.push(resolve)),
+  };
+  const doc = fakeDoc();
+  let self = "alice";
+  const view = new RoomsView({ api, connect: () => assert.fail("no connection"), self: () => self, doc });
+  const reply = (which, rooms) => answers[which]({ status: 200, ok: true, text: async () => JSON.stringify({ rooms, next: null }) });
+  const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+  view.show(); // alice's list is on its way
+  await settle();
+  view.hide(); // she signs out
+  self = "bob";
+  view.show(); // bob signs in: his list is on its way too
+  await settle();
+  reply(1, [{ room: "bobs-room", private: false, owner: "bob" }]);
+  await settle();
+  reply(0, [{ room: "alices-secret", private: true, owner: "alice" }]); // hers answers last
+  await settle();
+
+  const list = doc.getElementById("rooms-list").children;
+  assert.deepEqual(view.rooms.map((r) => r.room), ["bobs-room"]);
+  assert.equal(list.length, 1);
+  assert.equal(list[0].children[0].textContent, "bobs-room");
+});
