@@ -21,7 +21,7 @@ from iotnotify.contract import new_notification_id, validate_user_id
 from iotnotify.errors import ContractError
 from iotnotify.publisher import Publisher
 from iotnotify_handlers.errors import BadRequest, PayloadTooLarge, ServiceUnavailable
-from iotnotify_handlers.http import reject_unknown_fields
+from iotnotify_handlers.http import logger, reject_unknown_fields
 
 __all__ = [
     "MAX_TASK_BYTES",
@@ -122,13 +122,28 @@ def demo_processor(task: Task) -> str:
 
 
 def complete_task(task: Task, *, publisher: Publisher, processor: TaskProcessor) -> str:
-    """Run ``task`` and notify its owner; raises if either step fails."""
+    """Run ``task`` and notify its owner; returns the notification's title.
+
+    Raises whatever ``processor`` raises, and :class:`TaskFailed` when the
+    owner's inbox item could not be written (SQS then redelivers the task).
+    A live publish that fails after the inbox write does not fail the task:
+    the owner's next catch-up shows the stored notification, while a
+    redelivery would run the work again and store a second "Finished task"
+    under a new id, which clients cannot recognise as a repeat.
+    """
     summary = processor(task)
-    publisher.notify(
-        task.user_id,
+    [result] = publisher.notify_many(
+        [task.user_id],
         title=summary,
         body=f"Task {task.task_id} is done.",
         type="task.finished",
         data={"taskId": task.task_id, "name": task.name},
     )
+    if not result.ok and not result.stored:
+        raise TaskFailed(f"could not notify the owner of task {task.task_id}: {result.error}")
+    if not result.ok:
+        logger.warning(
+            "task notification stored, live publish failed",
+            extra={"taskId": task.task_id, "reason": result.error},
+        )
     return summary

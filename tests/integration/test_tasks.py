@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
+import pytest
+from botocore.exceptions import ClientError
+
 from iotnotify.contract import Notification
-from iotnotify_handlers import api_task, task_worker
+from iotnotify.publisher import Publisher
+from iotnotify_handlers import api_task, clients, task_worker
 from tests.conftest import FakeAccount, rest_event
 
 
@@ -113,3 +118,48 @@ def test_unknown_fields_are_named_briefly_however_many_and_long(account: FakeAcc
     assert answer["message"].startswith("unknown field(s): ")
     assert "150" in answer["message"]
     assert len(answer["message"]) < 500
+
+
+class _PublishFailsOnce:
+    """iot-data whose first publish fails (after botocore's own retries), then works."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self.failures = 0
+
+    def publish(self, **kwargs: Any) -> Any:
+        if self.failures == 0:
+            self.failures += 1
+            raise ClientError(
+                {"Error": {"Code": "InternalFailure", "Message": "try again"}}, "Publish"
+            )
+        return self._real.publish(**kwargs)
+
+
+def test_a_task_whose_live_publish_fails_after_the_inbox_write_notifies_its_owner_once(
+    account: FakeAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the owner's "Finished task" is in the inbox but its live publish failed
+    submit("alice", {"name": "render"})
+    real = clients.publisher()
+    flaky = Publisher(
+        scheme=account.scheme,
+        iot_data=_PublishFailsOnce(real.iot_data),
+        inbox=real.inbox,
+    )
+    # Cached like the real factory, so clients.reset() can clear it.
+    monkeypatch.setattr(clients, "publisher", functools.cache(lambda: flaky))
+    event = receive_batch(account)
+
+    # When the worker handles the record (and SQS would redeliver what it reports failed)
+    result = task_worker.handler(event)
+    failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
+    redelivered = {**event, "Records": [r for r in event["Records"] if r["messageId"] in failed]}
+    if redelivered["Records"]:
+        task_worker.handler(redelivered)
+
+    # Then the owner's inbox holds one "Finished task", not one per attempt:
+    # the stored notification is delivered at the next catch-up.
+    page = clients.inbox().since("alice")
+    assert [n.title for n in page.notifications] == ["Finished task: render"]
+    assert result == {"batchItemFailures": []}
