@@ -200,6 +200,8 @@ class Stats:
     protocol_errors: int = 0
     throttled: int = 0
     throttled_outbound: int = 0
+    # QoS 0 deliveries held back by the 512 KiB/s throughput quota, then sent.
+    delayed_outbound: int = 0
     connects_throttled: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -629,6 +631,9 @@ class MqttSession:
         "_inflight",
         "_last_activity",
         "_outbound",
+        "_pace_timer",
+        "_paced",
+        "_paced_bytes",
         "_packet_id",
         "_publish_grants",
         "_queue",
@@ -696,6 +701,11 @@ class MqttSession:
         self._held: deque[Publish] | None = None
         self._held_bytes = 0
         self._outbound: OutboundLimiter | None = None
+        # QoS 0 frames held back by the throughput quota, with the
+        # time.monotonic() at which each may go (made on first use).
+        self._paced: deque[tuple[float, bytes]] | None = None
+        self._paced_bytes = 0
+        self._pace_timer: asyncio.TimerHandle | None = None
         self._release_timer: asyncio.TimerHandle | None = None
         self._writer: asyncio.Task[None] | None = None
         # Set by _close_soon: the reason the close that is under way will
@@ -922,17 +932,72 @@ class MqttSession:
         return self._outbound
 
     def deliver(self, frame: bytes) -> bool:
-        """Queue a PUBLISH; False when over the outbound rate limits (counted in
-        ``Stats.throttled_outbound``, see :mod:`iotnotify_emulator.ratelimit`)
+        """Queue a PUBLISH; False when over the outbound message rate (counted
+        in ``Stats.throttled_outbound``, see :mod:`iotnotify_emulator.ratelimit`)
         or when it would take the queue over ``outbound_queue_bytes``
-        (``Stats.drops``)."""
+        (``Stats.drops``). Over the throughput quota it is delayed, not lost
+        (:meth:`_pace`), and True is returned."""
         if self.closed:
             return False
         limiter = self._outbound_limiter()
-        if limiter is not None and not limiter.take(len(frame)):
-            self.broker.stats.throttled_outbound += 1
-            return False
+        if limiter is not None:
+            wait = limiter.admit(len(frame))
+            if wait:
+                return self._pace(limiter, frame, wait)
         return self._enqueue_publish(frame)
+
+    def _pace(self, limiter: OutboundLimiter, frame: bytes, wait: float) -> bool:
+        """A QoS 0 delivery over an outbound limit: discarded over 100
+        publishes/s (``wait`` < 0), else sent in ``wait`` seconds.
+
+        AWS general reference, "AWS IoT Core endpoints and quotas", message
+        broker: publish requests over "Publish requests per second per
+        connection" "are discarded", while data over "Throughput per second
+        per connection" (512 KiB) "is delayed in processing". The delayed
+        frames keep their order (the limiter delays every later frame behind
+        them) and are bounded by ``outbound_queue_bytes`` like the send queue.
+        """
+        stats = self.broker.stats
+        if wait < 0:
+            stats.throttled_outbound += 1
+            return False
+        paced = self._paced
+        if paced is None:
+            paced = self._paced = deque()
+        size = len(frame)
+        bound = self.broker.settings.outbound_queue_bytes
+        if self._paced_bytes + self._queued_bytes + size > bound:
+            limiter.refund(size)
+            if not paced:
+                limiter.unpace()
+            self.dropped += 1
+            stats.drops += 1
+            return False
+        paced.append((time.monotonic() + wait, frame))
+        self._paced_bytes += size
+        stats.delayed_outbound += 1
+        if self._pace_timer is None:
+            self._pace_timer = asyncio.get_running_loop().call_later(wait, self._release_paced)
+        return True
+
+    def _release_paced(self) -> None:
+        """Send the delayed QoS 0 frames whose time has come; wait for the rest."""
+        self._pace_timer = None
+        paced = self._paced
+        if not paced or self.closed:
+            return
+        now = time.monotonic() + 0.001  # a timer may fire a little early
+        while paced and paced[0][0] <= now:
+            frame = paced.popleft()[1]
+            self._paced_bytes -= len(frame)
+            self._enqueue_publish(frame)
+        if paced:
+            delay = max(paced[0][0] - now, 0.0)
+            self._pace_timer = asyncio.get_running_loop().call_later(delay, self._release_paced)
+        else:
+            self._paced = None
+            if self._outbound is not None:
+                self._outbound.unpace()
 
     def _enqueue_publish(self, frame: bytes) -> bool:
         v5 = self.v5
@@ -1821,6 +1886,11 @@ class MqttSession:
         if self._release_timer is not None:
             self._release_timer.cancel()
             self._release_timer = None
+        if self._pace_timer is not None:
+            self._pace_timer.cancel()
+            self._pace_timer = None
+        self._paced = None
+        self._paced_bytes = 0
         broker = self.broker
         was_connected = self.connected
         if was_connected and self.v5 is not None and reason is not None:
