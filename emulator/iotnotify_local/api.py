@@ -79,6 +79,19 @@ LambdaHandler = Callable[[Mapping[str, Any], Any], Mapping[str, Any]]
 # request allowed to invoke the route; raises IamRejected otherwise.
 IamVerifier = Callable[[str, str, Mapping[str, str], bytes, str], str]
 
+# What the page and config.json are served with. A meta CSP (index.html)
+# cannot forbid framing: frame-ancestors is ignored in a <meta> (CSP Level 3,
+# "frame-ancestors"; MDN), so without these any site the person visits could
+# frame the signed-in page and trick clicks onto it (clickjacking).
+# X-Frame-Options for browsers without CSP 2; nosniff so nothing served here
+# is ever run as a type it is not; no Referer leaves the page.
+_PAGE_HEADERS: Final = {
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
 _CORS: Final = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Headers": (
@@ -344,7 +357,7 @@ def build_app(api: LocalApi) -> web.Application:
         return web.Response(
             text=json.dumps(api.config, indent=2),
             content_type="application/json",
-            headers={"Cache-Control": "no-store"},
+            headers={"Cache-Control": "no-store", **_PAGE_HEADERS},
         )
 
     app.router.add_get("/config.json", config_json)
@@ -353,7 +366,7 @@ def build_app(api: LocalApi) -> web.Application:
         web_dir = api.web_dir
 
         async def index(_: web.Request) -> web.FileResponse:
-            return web.FileResponse(web_dir / "index.html")
+            return web.FileResponse(web_dir / "index.html", headers=_PAGE_HEADERS)
 
         root = web_dir.resolve()
 
@@ -363,7 +376,7 @@ def build_app(api: LocalApi) -> web.Application:
             target = (root / request.match_info["path"]).resolve()
             if not target.is_relative_to(root) or not target.is_file():
                 raise web.HTTPNotFound(reason=f"no such page or route: {request.path}")
-            return web.FileResponse(target)
+            return web.FileResponse(target, headers=_PAGE_HEADERS)
 
         app.router.add_get("/", index)
         app.router.add_get("/{path:.+}", static)
@@ -377,6 +390,7 @@ def build_app(api: LocalApi) -> web.Application:
                 "npm run build --prefix web</code>) builds <code>web/dist</code>, "
                 "then start <code>iotnotify local</code> again.</p>",
                 content_type="text/html",
+                headers=_PAGE_HEADERS,
             )
 
         app.router.add_get("/", placeholder)

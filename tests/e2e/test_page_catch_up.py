@@ -76,3 +76,39 @@ def test_an_older_id_that_reached_the_inbox_while_offline_is_shown_once_after_re
     expect(unread_item(page, newer)).to_have_count(1)
     expect(unread_item(page, fan_out.title)).to_have_count(1)
     expect(unread_item(page, after)).to_have_count(1)
+
+
+def test_a_failed_catch_up_is_said_and_retried_until_it_shows_what_was_missed(
+    stack: LocalStack, open_page: OpenPage
+) -> None:
+    # Given a notification alice has not seen, and an inbox read that fails once (a 502)
+    alice = open_page("alice")
+    alice.allow_network_errors(r"/notifications\?")
+    page = alice.page
+    missed = unique("Sent while you were away")
+    stack.send("alice", missed)
+    failed: list[str] = []
+
+    def fail_once(route: Route) -> None:
+        if failed:
+            route.continue_()
+            return
+        failed.append(route.request.url)
+        route.fulfill(
+            status=502,
+            content_type="application/json",
+            body='{"error": "bad_gateway", "message": "the inbox is unavailable"}',
+        )
+
+    page.route(re.compile(r"/notifications(\?|$)"), fail_once)
+
+    # When she signs in
+    sign_in(alice, stack, "alice")
+
+    # Then the page says the catch-up failed while live, retries, and shows it
+    notice = page.locator("#conn-notice")
+    expect(notice).to_contain_text("could not be loaded yet")
+    expect(notice).to_contain_text("the inbox is unavailable")
+    expect(unread_item(page, missed)).to_have_count(1, timeout=15_000)
+    expect(notice).to_be_hidden()
+    expect_status(page, "live")

@@ -147,3 +147,19 @@ async def test_two_authorization_headers_are_refused_whichever_comes_first() -> 
             assert head.startswith(f"HTTP/1.1 {status} ".encode()), head
             assert b"Access-Control-Allow-Origin: *" in head
             assert "more than one Authorization header" in json.loads(body)["message"]
+
+
+@pytest.mark.parametrize("path", ["/", "/index.html", "/app.js", "/config.json"])
+async def test_the_page_cannot_be_framed_or_sniffed(
+    client: TestClient[Any, Any], path: str
+) -> None:
+    # Any site the person visits could otherwise frame the signed-in page
+    # and trick clicks onto it (clickjacking); a meta CSP cannot forbid
+    # framing (frame-ancestors is ignored there: CSP Level 3, "frame-ancestors").
+    response = await client.get(path)
+    assert response.status == 200
+    assert response.headers["X-Frame-Options"] == "DENY"
+    policy = response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in [part.strip() for part in policy.split(";")]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"

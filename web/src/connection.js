@@ -88,6 +88,16 @@ export const PLANNED_AGE_JITTER = 0.05;
 /** AWS IoT's WebSocket lifetime, and how long before it a connection for which no new token came is given up. */
 export const WEBSOCKET_LIFETIME_MS = 24 * 3600 * 1000;
 export const LIFETIME_MARGIN_MS = 5 * 60 * 1000;
+/**
+ * A catch-up the API cannot serve (an outage, a 502) is retried on the same
+ * connection, for as long as it lasts, 5 s doubling to 5 min with full
+ * jitter: as client/iotnotify/subscriber.py (_CATCH_UP_RETRY_INITIAL,
+ * _CATCH_UP_RETRY_CAP). Never a reconnect: the live messages keep coming.
+ */
+export const CATCH_UP_RETRY_MS = 5000;
+export const CATCH_UP_RETRY_CAP_MS = 300_000;
+/** The status detail while a catch-up waits to be retried starts with this. */
+export const CATCH_UP_FAILED = "catch-up failed";
 /** Closes while the same topic's SUBSCRIBE is outstanding before it counts as refused. */
 const CLOSES_BEFORE_REFUSED = 2;
 /** Failed attempts that never reached the server before `onUnreachable` is told. */
@@ -161,6 +171,9 @@ export class Connection {
     this.pingTimer = null;
     /** @type {unknown} */
     this.plannedTimer = null;
+    /** The next try of a catch-up that failed. */
+    /** @type {unknown} */
+    this.catchUpTimer = null;
     /** When the current connection's socket was opened (`now`, ms). */
     this.openedAt = 0;
     /** The age (ms after `openedAt`) at which the current connection is renewed. */
@@ -268,7 +281,7 @@ export class Connection {
   }
 
   #closeClient() {
-    for (const key of /** @type {const} */ (["watchdog", "pingTimer", "plannedTimer"])) {
+    for (const key of /** @type {const} */ (["watchdog", "pingTimer", "plannedTimer", "catchUpTimer"])) {
       if (this[key] !== null) {
         this.timers.clear(this[key]);
         this[key] = null;
@@ -387,7 +400,7 @@ export class Connection {
       this.everLive = true;
       this.liveSince = this.now;
       this.#planRenewal(generation);
-      this.#setStatus(Status.LIVE, this.refused.size ? `not receiving ${[...this.refused.keys()].join(", ")} (refused)` : "");
+      this.#setStatus(Status.LIVE, this.#liveDetail());
       void this.#catchUp(generation, 0);
     };
     if (pending.length === 0) {
@@ -502,20 +515,38 @@ export class Connection {
     return true;
   }
 
-  /** @param {number} generation  @param {number} tries */
+  /** What a live connection's status says: the topics refused, if any. */
+  #liveDetail() {
+    return this.refused.size ? `not receiving ${[...this.refused.keys()].join(", ")} (refused)` : "";
+  }
+
+  /**
+   * Reads what was sent while the page was away; a failure is retried on
+   * this connection until it works (a 401 that no new ID token cures ends
+   * the session instead), and the status says so meanwhile.
+   * @param {number} generation  @param {number} tries
+   */
   async #catchUp(generation, tries) {
     try {
       await this.options.catchUp();
     } catch (err) {
-      if (generation !== this.generation) return;
+      if (generation !== this.generation || this.stopped) return;
       if (this.#endedBy(err)) return;
-      this.options.log?.(`catch-up failed (${describe(err)}); retrying`);
-      if (tries < 5) {
-        this.timers.set(() => {
-          if (generation === this.generation) void this.#catchUp(generation, tries + 1);
-        }, backoffDelay(tries, this.#backoffOptions()));
-      }
+      const delay = backoffDelay(tries, {
+        baseMs: CATCH_UP_RETRY_MS,
+        capMs: CATCH_UP_RETRY_CAP_MS,
+        random: this.options.random ?? Math.random,
+      });
+      this.options.log?.(`catch-up failed (${describe(err)}); retrying in ${delay} ms`);
+      if (this.status === Status.LIVE) this.#setStatus(Status.LIVE, `${CATCH_UP_FAILED} (${describe(err)}); retrying`);
+      if (this.catchUpTimer !== null) this.timers.clear(this.catchUpTimer);
+      this.catchUpTimer = this.timers.set(() => {
+        this.catchUpTimer = null;
+        if (generation === this.generation && !this.stopped) void this.#catchUp(generation, tries + 1);
+      }, delay);
+      return;
     }
+    if (generation === this.generation && this.status === Status.LIVE) this.#setStatus(Status.LIVE, this.#liveDetail());
   }
 
   #backoffOptions() {

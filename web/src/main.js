@@ -6,7 +6,7 @@ import mqtt from "mqtt";
 
 import { Api, fetchMissed } from "./api.js";
 import { AuthError, CognitoClient, cognitoEndpoint, normalizeEmail, passwordRules } from "./cognito.js";
-import { Connection, Status } from "./connection.js";
+import { CATCH_UP_FAILED, Connection, Status } from "./connection.js";
 import { Feed } from "./feed.js";
 import { ResumeWatch } from "./resume.js";
 import { RoomsView } from "./rooms.js";
@@ -222,7 +222,14 @@ function enterFeed() {
     onMessage: (note, topic) => receive([note], "live", isOwnTopic(topic)),
     onStatus: (status, detail) => {
       setStatus(status, detail);
-      if (status === Status.LIVE) showConnectionProblem("");
+      if (status === Status.LIVE) {
+        // Live, but what came while the page was away is not loaded yet: say so.
+        showConnectionProblem(
+          detail.startsWith(CATCH_UP_FAILED)
+            ? `Live, but what arrived while this page was away could not be loaded yet (${detail.slice(CATCH_UP_FAILED.length).replace(/^ \(|\); retrying$/g, "")}). Retrying.`
+            : "",
+        );
+      }
       else if (status === Status.OFFLINE && connection?.stopped && connection.refused.size) showConnectionProblem(detail);
     },
     onFatal: () => signOut("Your session has expired. Sign in again."),

@@ -660,3 +660,54 @@ test("attempts whose socket never hears from the server are reported as unreacha
   await flush();
   assert.equal(h.connection.unreachable, 0);
 });
+
+test("a catch-up the API cannot serve is retried on the same connection until it works, and the status says so meanwhile", async () => {
+  // The API answers GET /token, then fails the inbox read for a while (an
+  // outage, a 502): what was sent while the page was away must still be
+  // shown once the API is back, not only after the next reconnect (up to 23.5 h).
+  const timers = new FakeTimers();
+  const statuses = [];
+  let failures = 12;
+  let caughtUp = 0;
+  const clients = [];
+  const connection = new Connection({
+    fetchToken: async () => ({ url: "ws://emu/mqtt", clientIdPrefix: "u.", topics: ["app/local/user/u/notifications"], keepalive: 50 }),
+    connect: (url, options) => {
+      const client = new FakeClient(url, options);
+      clients.push(client);
+      return client;
+    },
+    catchUp: async () => {
+      if (failures > 0) {
+        failures -= 1;
+        throw new Error("GET /notifications answered 502");
+      }
+      caughtUp += 1;
+    },
+    onMessage() {},
+    onStatus: (status, detail) => statuses.push([status, detail]),
+    random: () => 1,
+    now: () => 0,
+    timers,
+    suffix: () => "web-1",
+  });
+  connection.start();
+  await flush();
+  clients[0].connack();
+  await flush();
+  const delays = [];
+  while (caughtUp === 0) {
+    assert.ok(delays.length <= 12, "retried after every failure, no more");
+    assert.equal(connection.status, Status.LIVE);
+    assert.match(connection.detail, /catch-up failed/);
+    delays.push(timers.run((ms) => ms < 3600_000));
+    await flush();
+  }
+  assert.equal(caughtUp, 1);
+  assert.equal(clients.length, 1, "no reconnect for a catch-up");
+  // Backoff as the SDK's (subscriber.py _CATCH_UP_RETRY_*): 5 s doubling, at most 5 min.
+  assert.equal(delays[0], 5000);
+  assert.ok(delays.every((ms, i) => i === 0 || ms >= delays[i - 1]));
+  assert.equal(Math.max(...delays), 300_000);
+  assert.deepEqual(statuses.at(-1), [Status.LIVE, ""]);
+});
