@@ -10,6 +10,7 @@ from aws_cdk.assertions import Match
 from infra_helpers import Synth, render, synth
 
 from iotnotify_handlers.settings import ENV
+from iotnotify_handlers.tasks import MAX_DEMO_WORK_SECONDS
 from iotnotify_infra.functions import FUNCTION_SPECS
 from iotnotify_infra.stack import ROOMS_TABLE_ENV
 
@@ -439,3 +440,17 @@ def test_api_gateways_own_errors_have_the_apis_error_shape(dev: Synth) -> None:
     missing = responses["MISSING_AUTHENTICATION_TOKEN"]
     assert missing["StatusCode"] == "404"
     assert "not_found" in missing["ResponseTemplates"]["application/json"]
+
+
+def test_a_full_batch_of_the_slowest_demo_tasks_finishes_within_the_worker_timeout(
+    dev: Synth,
+) -> None:
+    # The deployed worker runs demo_processor, whose workSeconds any signed-in
+    # user chooses. A batch that outlives the function's timeout fails whole:
+    # every task in it (other users' too) is received again and, after
+    # maxReceiveCount such batches, dead-lettered without having failed.
+    [mapping] = dev.resources("AWS::Lambda::EventSourceMapping").values()
+    batch = mapping["Properties"]["BatchSize"]
+    timeout = dev.function("task-worker")["Timeout"]
+    # Half the timeout is left for the owners' inbox writes and publishes.
+    assert batch * MAX_DEMO_WORK_SECONDS <= timeout / 2
