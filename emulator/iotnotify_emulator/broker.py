@@ -1680,6 +1680,14 @@ class MqttSession:
         wildcard character can't receive retained messages. To receive a
         retained message, the subscribe request must contain a topic filter
         that matches the retained message topic exactly."
+
+        At QoS 1 it is a QoS 1 delivery like any other (:meth:`deliver_publish`):
+        counted against the in-flight window (AWS's 100, the client's MQTT 5
+        Receive Maximum, section 3.1.2.11.3) and, unacknowledged, sent again
+        when a persistent session resumes ("Persistent sessions store a
+        client's subscriptions and messages, with a quality of service (QoS)
+        of 1, that have not been acknowledged by the client", developer guide,
+        "Using MQTT persistent sessions"). It used to go out untracked.
         """
         broker = self.broker
         for topic_filter in filters:
@@ -1689,20 +1697,21 @@ class MqttSession:
             if message is None or not self.may_receive(message.topic):
                 continue
             properties = message.properties
-            qos = min(message.qos, self.subscriptions[topic_filter.value])
-            packet_id = self.next_packet_id() if qos else None
-            self.deliver(
-                self.encode(
-                    Publish(
-                        topic=message.topic,
-                        payload=message.payload,
-                        qos=qos,
-                        retain=True,
-                        packet_id=packet_id,
-                        properties=properties,
-                    )
-                )
+            delivery = Publish(
+                topic=message.topic,
+                payload=message.payload,
+                qos=min(message.qos, self.subscriptions[topic_filter.value]),
+                retain=True,
+                properties=properties,
+                # Its expiry keeps counting down should it wait (QoS 1).
+                received_at=time.monotonic()
+                if properties is not None and properties.message_expiry_interval is not None
+                else None,
             )
+            if delivery.qos:
+                self.deliver_publish(delivery)
+            else:
+                self.deliver(self.encode(delivery))
 
     async def _on_publish(self, packet: Publish) -> None:
         broker = self.broker

@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from iotnotify_emulator import EmulatorConfig, InMemoryCredentialStore, start_emulator
-from iotnotify_emulator.mqtt import Puback, Publish
+from iotnotify_emulator.mqtt import Pingresp, Puback, Publish
+from iotnotify_emulator.mqtt5 import Properties
 from iotnotify_emulator.testing import ALLOW_ALL, Harness, RawMqttClient
 
 
@@ -127,6 +128,62 @@ async def test_unacknowledged_qos1_is_redelivered_with_dup_on_resume(
     last = await world.connect(credential, "device", clean_session=False)
     await _quiet(last)
     await asyncio.gather(last.disconnect(), publisher.disconnect())
+
+
+async def test_a_retained_qos1_message_unacknowledged_is_redelivered_on_resume(
+    sessions_world: Harness,
+) -> None:
+    world = sessions_world
+    credential = world.store.issue([ALLOW_ALL])
+    publisher = await world.connect(credential, "publisher")
+    await publisher.publish("config/t", b"settings", qos=1, retain=True)
+    # Given a persistent session gets the retained message at QoS 1 on subscribing
+    client = await world.connect(credential, "device", clean_session=False)
+    await client.subscribe(("config/t", 1))
+    first = await client.receive()
+    assert isinstance(first, Publish)
+    assert (first.payload, first.qos, first.retain) == (b"settings", 1, True)
+    # And drops before its PUBACK
+    await client.close()
+    # When it resumes its session
+    back = await world.connect(credential, "device", clean_session=False)
+    # Then the retained message comes again, marked DUP, like any other
+    # unacknowledged QoS 1 message of the session
+    again = await back.next_publish()
+    assert (again.payload, again.qos, again.dup) == (b"settings", 1, True)
+    await back.disconnect()
+    last = await world.connect(credential, "device", clean_session=False)
+    await _quiet(last)
+    await asyncio.gather(last.disconnect(), publisher.disconnect())
+
+
+async def test_a_retained_qos1_message_waits_for_the_clients_receive_maximum(
+    sessions_world: Harness,
+) -> None:
+    world = sessions_world
+    credential = world.store.issue([ALLOW_ALL])
+    publisher = await world.connect(credential, "publisher")
+    await publisher.publish("config/t", b"settings", qos=1, retain=True)
+    # Given an MQTT 5 client with Receive Maximum 1 and one QoS 1 message unacknowledged
+    client = await world.connect(
+        credential, "device", protocol_level=5, properties=Properties(receive_maximum=1)
+    )
+    await client.subscribe(("live/t", 1))
+    await publisher.publish("live/t", b"live", qos=1)
+    live = await client.receive()
+    assert isinstance(live, Publish)
+    assert live.payload == b"live"
+    # When it subscribes to a topic with a retained QoS 1 message
+    await client.subscribe(("config/t", 1))
+    # Then the retained message is not sent while the window is full (MQTT5 3.1.2.11.3)
+    await client.ping()
+    assert isinstance(await client.receive(), Pingresp)
+    # And it comes once the live one is acknowledged
+    assert live.packet_id is not None
+    await client.send(Puback(live.packet_id))
+    retained = await client.next_publish()
+    assert (retained.payload, retained.retain) == (b"settings", True)
+    await asyncio.gather(client.disconnect(), publisher.disconnect())
 
 
 async def test_at_most_100_unacknowledged_qos1_messages_are_in_flight(
