@@ -92,22 +92,41 @@ export class Api {
 }
 
 /**
- * Everything after `since`, following `next` until the inbox is exhausted.
- * `stillCurrent` is asked before each further page: once it says false (the
- * person signed out) no page is asked for with whoever's token comes next.
+ * Everything after `since`, page by page (oldest first), following `next`
+ * until the inbox is exhausted: `onPage` gets each page as it arrives, so a
+ * large inbox (7 days of a busy user: thousands) is never held whole in
+ * memory, and its newest notifications, the last pages, are always reached.
+ * Stops when `next` does not move forward (a server bug would loop) and
+ * after `maxPages`. `stillCurrent` is asked before each further page: once
+ * it says false (the person signed out) no page is asked for with whoever's
+ * token comes next.
+ * @param {Pick<Api, "notifications">} api  @param {string | null} since
+ * @param {(items: unknown[]) => void} onPage
+ * @param {{maxPages?: number, limit?: number, stillCurrent?: () => boolean}} [options]
+ * @returns {Promise<void>}
+ */
+export async function forEachMissed(api, since, onPage, { maxPages = 10_000, limit = 100, stillCurrent = () => true } = {}) {
+  let cursor = since;
+  for (let page = 0; page < maxPages; page += 1) {
+    if (page > 0 && !stillCurrent()) return;
+    const answer = await api.notifications(cursor, limit);
+    onPage(answer.notifications);
+    // ULIDs sort as strings: a next at or below the cursor would read the same pages again.
+    if (answer.next === null || (cursor !== null && answer.next <= cursor)) return;
+    cursor = answer.next;
+  }
+}
+
+/**
+ * Everything after `since`, following `next` until the inbox is exhausted,
+ * in one array (see `forEachMissed` for a large inbox).
  * @param {Pick<Api, "notifications">} api  @param {string | null} since
  * @param {{maxPages?: number, limit?: number, stillCurrent?: () => boolean}} [options]
  * @returns {Promise<unknown[]>}
  */
-export async function fetchMissed(api, since, { maxPages = 50, limit = 100, stillCurrent = () => true } = {}) {
+export async function fetchMissed(api, since, options = {}) {
+  /** @type {unknown[]} */
   const found = [];
-  let cursor = since;
-  for (let page = 0; page < maxPages; page += 1) {
-    if (page > 0 && !stillCurrent()) break;
-    const answer = await api.notifications(cursor, limit);
-    found.push(...answer.notifications);
-    if (answer.next === null || answer.next === cursor) break;
-    cursor = answer.next;
-  }
+  await forEachMissed(api, since, (items) => found.push(...items), options);
   return found;
 }

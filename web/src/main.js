@@ -4,7 +4,7 @@
 
 import mqtt from "mqtt";
 
-import { Api, fetchMissed } from "./api.js";
+import { Api, forEachMissed } from "./api.js";
 import { AuthError, CognitoClient, cognitoEndpoint, normalizeEmail, passwordRules } from "./cognito.js";
 import { CATCH_UP_FAILED, Connection, Status } from "./connection.js";
 import { Feed } from "./feed.js";
@@ -294,11 +294,25 @@ async function catchUp() {
   // this tab) replaces it. A read answered after that belongs to a session
   // that is over and must never land in the next person's list.
   const mine = feed;
+  /** @type {import("./feed.js").Envelope[]} */
+  const added = [];
   // Not from feed.lastId: an older id can reach the inbox later (a fan-out's
-  // id, clock skew); the feed drops what the look-back returns again.
-  const missed = await fetchMissed(api, mine.catchUpSince(), { stillCurrent: () => feed === mine });
+  // id, clock skew); the feed drops what the look-back returns again. Page by
+  // page into the feed (it keeps the newest maxItems), so a large inbox is
+  // never held whole; announced once, at the end.
+  await forEachMissed(
+    api,
+    mine.catchUpSince(),
+    (items) => {
+      if (feed === mine) added.push(...mine.add(items));
+    },
+    { stillCurrent: () => feed === mine },
+  );
   if (feed !== mine) return;
-  receive(missed, caughtUpOnce ? "missed" : "history");
+  announce(
+    added.filter((note) => mine.notes.has(note.id)),
+    caughtUpOnce ? "missed" : "history",
+  );
   caughtUpOnce = true;
 }
 
@@ -321,7 +335,15 @@ function isOwnTopic(topic) {
  * @param {boolean} [own]  from the user's own topic or the inbox
  */
 function receive(items, source, own = true) {
-  const added = feed.add(items, { own });
+  announce(feed.add(items, { own }), source);
+}
+
+/**
+ * Shows what was just added to the feed: the list, toasts, OS notifications.
+ * @param {import("./feed.js").Envelope[]} added  new to the feed, oldest first
+ * @param {"live" | "missed" | "history"} source
+ */
+function announce(added, source) {
   // Render even when everything added was read before (a reload after "Mark
   // all as read"): the read list is rebuilt from the inbox, not from storage.
   if (added.length) render();

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { Api, ApiError, fetchMissed } from "../src/api.js";
+import { Api, ApiError, fetchMissed, forEachMissed } from "../src/api.js";
 
 function auth() {
   const calls = [];
@@ -49,4 +49,32 @@ test("fetchMissed stops at maxPages even if the server keeps saying next", async
   let n = 0;
   const api = { notifications: async () => ({ notifications: [n], next: String(++n) }) };
   assert.equal((await fetchMissed(api, "0", { maxPages: 3 })).length, 3);
+});
+
+test("a large inbox is read to its end, page by page, so a new tab shows the newest notifications", async () => {
+  // 7 days of a busy user's inbox (its TTL): 6,000 notifications, 60 pages.
+  // A cap of 50 pages left the newest 1,000, what matters most, unread.
+  const total = 6000;
+  const id = (n) => String(n).padStart(8, "0");
+  const api = {
+    notifications: async (since, limit) => {
+      const start = since === null ? 0 : Number(since);
+      const items = Array.from({ length: Math.min(limit, total - start) }, (_, i) => ({ id: id(start + i + 1) }));
+      const last = start + items.length;
+      return { notifications: items, next: last < total ? id(last) : null };
+    },
+  };
+  const pages = [];
+  await forEachMissed(api, null, (items) => pages.push(items.length));
+  assert.equal(pages.length, 60);
+  assert.equal(pages.reduce((a, b) => a + b, 0), total);
+  const found = await fetchMissed(api, id(5900));
+  assert.equal(found.at(-1).id, id(total));
+});
+
+test("paging stops when the server's next does not move forward", async () => {
+  const api = { notifications: async (since) => ({ notifications: [{ id: "x" }], next: since === null ? "5" : "3" }) };
+  const pages = [];
+  await forEachMissed(api, null, (items) => pages.push(items));
+  assert.equal(pages.length, 2);
 });
