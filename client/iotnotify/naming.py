@@ -100,6 +100,12 @@ class ResourceNames:
         return self._name("publisher")
 
     @property
+    def game_server_policy(self) -> str:
+        """The managed policy granting what the Python publisher does besides
+        publishing: inbox writes, game registration, presence reads (AWS)."""
+        return self._name("game-server")
+
+    @property
     def user_pool(self) -> str:
         return self._name("users")
 

@@ -36,6 +36,7 @@ __all__ = [
     "PolicyDocument",
     "TooManyChannels",
     "compact_json",
+    "game_server_policy",
     "notify_caller_policy",
     "publisher_policy",
     "subscriber_ceiling_policy",
@@ -214,6 +215,56 @@ def publisher_policy(scheme: TopicScheme, *, region: str, account: str) -> Polic
                 "Action": "iot:Publish",
                 "Resource": iot_arn(region, account, "topic", f"{scheme.prefix}/*"),
             }
+        ],
+    }
+
+
+def game_server_policy(
+    *, region: str, account: str, inbox_table: str, games_table: str, presence_table: str
+) -> PolicyDocument:
+    """What :meth:`iotnotify.publisher.Publisher.create` calls besides ``iot:Publish``
+    (which :func:`publisher_policy` grants): a game server's role needs both.
+
+    Before every publish the publisher writes the user's inbox item
+    (``dynamodb:PutItem``; ``dynamodb:BatchWriteItem`` in ``notify_many``),
+    ``register_game`` is one ``dynamodb:UpdateItem`` on the games table,
+    ``presence()`` and ``skip_offline`` read the presence table
+    (``dynamodb:Query``), and without ``endpoint=`` the data endpoint is
+    found with ``iot:DescribeEndpoint``, which supports no resource-level
+    permissions ("Actions, resources, and condition keys for AWS IoT":
+    DescribeEndpoint has no resource type, so ``"*"``).
+    """
+
+    def table(name: str) -> str:
+        return f"arn:aws:dynamodb:{region}:{account}:table/{name}"
+
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "WriteInbox",
+                "Effect": "Allow",
+                "Action": ["dynamodb:PutItem", "dynamodb:BatchWriteItem"],
+                "Resource": table(inbox_table),
+            },
+            {
+                "Sid": "RegisterGames",
+                "Effect": "Allow",
+                "Action": "dynamodb:UpdateItem",
+                "Resource": table(games_table),
+            },
+            {
+                "Sid": "ReadPresence",
+                "Effect": "Allow",
+                "Action": "dynamodb:Query",
+                "Resource": table(presence_table),
+            },
+            {
+                "Sid": "FindDataEndpoint",
+                "Effect": "Allow",
+                "Action": "iot:DescribeEndpoint",
+                "Resource": "*",
+            },
         ],
     }
 

@@ -21,6 +21,7 @@ from iotnotify.contract import TopicScheme
 from iotnotify.naming import ResourceNames
 from iotnotify.policies import (
     compact_json,
+    game_server_policy,
     notify_caller_policy,
     publisher_policy,
     subscriber_ceiling_policy,
@@ -158,6 +159,22 @@ def provision(
         UserName=names.publisher_user,
         PolicyName="publish",
         PolicyDocument=compact_json(publisher_policy(scheme, region=region, account=account)),
+    )
+    # What the Python publisher needs beyond iot:Publish, as the CDK stack's
+    # game-server policy grants it (moto enforces neither; the parity test
+    # compares the documents).
+    iam.put_user_policy(
+        UserName=names.publisher_user,
+        PolicyName="game-server",
+        PolicyDocument=compact_json(
+            game_server_policy(
+                region=region,
+                account=account,
+                inbox_table=names.inbox_table,
+                games_table=names.games_table,
+                presence_table=names.presence_table,
+            )
+        ),
     )
     key = iam.create_access_key(UserName=names.publisher_user)["AccessKey"]
     # API Gateway ids are 10 lower-case letters and digits.

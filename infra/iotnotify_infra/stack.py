@@ -15,6 +15,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from iotnotify.contract import DEFAULT_KEEPALIVE_SECONDS, TopicScheme
+from iotnotify.policies import game_server_policy
 from iotnotify.topic_rules import presence_rule
 from iotnotify_handlers.settings import ENV
 from iotnotify_infra.api import Api
@@ -61,6 +62,7 @@ class IotNotifyStack(Stack):
     presence: LambdaTopicRule
     web: WebHosting
     environment_variables: dict[str, str]
+    game_server_policy: iam.ManagedPolicy
 
     def __init__(
         self,
@@ -106,6 +108,38 @@ class IotNotifyStack(Stack):
         self.environment_variables[ENV["subscriber_role_arn"]] = self.iot.subscriber_role.role_arn
         for function in fn.all:
             function.add_environment(ENV["subscriber_role_arn"], self.iot.subscriber_role.role_arn)
+
+        # A game server's role: the publisher policy (iot:Publish) plus this,
+        # what the Python publisher calls besides publishing (inbox writes,
+        # game registration, presence reads, endpoint discovery).
+        self.game_server_policy = iam.ManagedPolicy(
+            self,
+            "GameServerPolicy",
+            managed_policy_name=config.names.game_server_policy,
+            description=(
+                f"{config.stack_name}: what the Python publisher needs besides iot:Publish "
+                "(attach with the publisher policy)"
+            ),
+            document=iam.PolicyDocument.from_json(
+                game_server_policy(
+                    region=Aws.REGION,
+                    account=Aws.ACCOUNT_ID,
+                    inbox_table=config.names.inbox_table,
+                    games_table=config.names.games_table,
+                    presence_table=config.names.presence_table,
+                )
+            ),
+        )
+        suppress(
+            self.game_server_policy,
+            {
+                "AwsSolutions-IAM5": (
+                    "iot:DescribeEndpoint supports no resource-level permissions: '*' is "
+                    "the only valid resource."
+                )
+            },
+            applies_to={"AwsSolutions-IAM5": ["Resource::*"]},
+        )
 
         # --- grants: one block per function, mirroring what its handler does.
         # GET /token: assume the subscriber role with a per-user session policy.
@@ -266,6 +300,7 @@ class IotNotifyStack(Stack):
             "WebUrl": self.site.origin,
             "SubscriberRoleArn": self.iot.subscriber_role.role_arn,
             "PublisherPolicyArn": self.iot.publisher_policy.managed_policy_arn,
+            "GameServerPolicyArn": self.game_server_policy.managed_policy_arn,
             "NotifyCallerPolicyArn": self.api.notify_caller_policy.managed_policy_arn,
             "TaskQueueUrl": self.tasks.queue.queue_url,
             "TaskDeadLetterQueueUrl": self.tasks.dead_letter_queue.queue_url,

@@ -36,7 +36,7 @@ def test_resource_counts(dev: Synth) -> None:
     t.resource_count_is("AWS::CloudFront::OriginAccessControl", 1)
     t.resource_count_is("Custom::CDKBucketDeployment", 1)
     t.resource_count_is("Custom::AWS", 1)  # the IoT endpoint lookup
-    t.resource_count_is("AWS::IAM::ManagedPolicy", 2)  # publisher, notify caller
+    t.resource_count_is("AWS::IAM::ManagedPolicy", 3)  # publisher, game server, notify caller
     # No SSM parameter is created: the API key is referenced, set by hand.
     t.resource_count_is("AWS::SSM::Parameter", 0)
     functions = dev.resources("AWS::Lambda::Function").values()
@@ -93,7 +93,15 @@ def test_public_client_allows_srp_password_and_refresh(dev: Synth) -> None:
 
 def test_outputs_name_what_clients_need(dev: Synth) -> None:
     outputs = dev.raw["Outputs"]
-    for key in ("UserPoolId", "UserPoolClientId", "ApiUrl", "IotEndpoint", "Region", "WebUrl"):
+    for key in (
+        "UserPoolId",
+        "UserPoolClientId",
+        "ApiUrl",
+        "IotEndpoint",
+        "Region",
+        "WebUrl",
+        "GameServerPolicyArn",
+    ):
         assert key in outputs, key
     assert render(outputs["IotEndpoint"]["Value"]).endswith(".endpointAddress}")
     assert outputs["NotifyApiKeyParameter"]["Value"] == "/iotnotify/dev/notify-api-key"

@@ -193,3 +193,35 @@ def test_offline_topic_rules_equal_the_synthesised_ones(template: Synth, local: 
         queue_id = payload["ErrorAction"]["Sqs"]["QueueUrl"]["Ref"]
         assert rule.error_action.queue_url == dlq_url
         assert rule.error_action.queue_url.endswith(f"/{queues[queue_id]}")
+
+
+def test_a_game_server_may_make_every_call_the_python_publisher_makes(
+    template: Synth, local: tuple
+) -> None:
+    # Publisher.create(app, stage, inbox_table=..., games_table=...,
+    # presence_table=...) writes the inbox before every publish
+    # (PutItem; BatchWriteItem in a fan-out), registers games (UpdateItem),
+    # reads presence for skip_offline (Query) and, without endpoint=, finds
+    # the data endpoint (iot:DescribeEndpoint). The publisher policy alone
+    # grants iot:Publish: on AWS every notify failed on the inbox write,
+    # while moto, which enforces no IAM, let the same code work offline.
+    resources, session = local
+    names = resources.names
+    policy_id = logical(template, "GameServerPolicy", "AWS::IAM::ManagedPolicy")
+    props = template.props(policy_id)
+    assert props["ManagedPolicyName"] == names.game_server_policy
+    synthesised = resolved(
+        allowed([normalise(s) for s in props["PolicyDocument"]["Statement"]]), resources.account
+    )
+    table = f"arn:aws:dynamodb:{REGION}:{resources.account}:table"
+    assert synthesised == {
+        "dynamodb:PutItem": {f"{table}/{names.inbox_table}"},
+        "dynamodb:BatchWriteItem": {f"{table}/{names.inbox_table}"},
+        "dynamodb:UpdateItem": {f"{table}/{names.games_table}"},
+        "dynamodb:Query": {f"{table}/{names.presence_table}"},
+        "iot:DescribeEndpoint": {"*"},
+    }
+    # The local game server identity holds the same grant.
+    iam = session.client("iam")
+    user_policy = iam.get_user_policy(UserName=names.publisher_user, PolicyName="game-server")
+    assert moto_grants(user_policy["PolicyDocument"]) == synthesised
