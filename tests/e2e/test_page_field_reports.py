@@ -11,6 +11,7 @@ import uuid
 
 from playwright.sync_api import expect
 
+from iotnotify.sending import publisher_for_local
 from tests.e2e.conftest import (
     LocalStack,
     OpenPage,
@@ -177,3 +178,35 @@ def test_e_mail_sign_in_ignores_case(stack: LocalStack, open_page: OpenPage) -> 
     # Then she is signed in as herself
     expect(page.locator("#whoami")).to_have_text(user["username"])
     expect_status(page, "live")
+
+
+def test_a_senders_bidi_override_and_controls_cannot_disguise_a_notification(
+    stack: LocalStack, open_page: OpenPage
+) -> None:
+    alice = open_page("alice")
+    page = alice.page
+    sign_in(alice, stack, "alice")
+
+    # When a notification's title, body and type carry a RIGHT-TO-LEFT
+    # OVERRIDE (shown, "evil.exe" reads "exe.live"), controls, and a type of 5,000 characters
+    tag = uuid.uuid4().hex[:6]
+    publisher, resolve = publisher_for_local(stack.state_file)
+    with publisher:
+        publisher.notify(
+            resolve("alice"),
+            title=f"Invoice {tag} \u202eevil.exe\u202c\x07",
+            body="open \u202egnp.exe\u202c now\x1b[2J",
+            type="\u202e" + "Z" * 5000,
+        )
+    shown_title = f"Invoice {tag} evil.exe"
+
+    # Then the list, the toast and the labels show the text as sent, in order, without them
+    note = unread_item(page, shown_title)
+    expect(note).to_have_count(1)
+    expect(note.locator(".note-body")).to_have_text("open gnp.exe now[2J")
+    expect(toast(page, shown_title).locator(".toast-title")).to_have_text(shown_title)
+    expect(note.get_by_role("button", name=f"Mark “{shown_title}” as read")).to_be_visible()
+    # and a long type is cut to one short line of the item's meta, not 5,000 characters
+    meta = note.locator(".note-meta")
+    expect(meta).to_contain_text("ZZZ")
+    assert len(meta.inner_text()) < 100, meta.inner_text()

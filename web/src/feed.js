@@ -9,6 +9,8 @@
 
 /** @typedef {{v: number, id: string, type: string, title: string, body: string, data: object, ts: string}} Envelope */
 
+import { plainText } from "./text.js";
+
 const ULID_RE = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 // A ULID's first 10 characters are its 48-bit millisecond, the other 16 its
@@ -77,12 +79,14 @@ export function toEnvelope(value) {
   const raw = /** @type {Record<string, unknown>} */ (value);
   if (raw.v !== 1 || typeof raw.id !== "string" || !ULID_RE.test(raw.id)) return null;
   if (typeof raw.title !== "string") return null;
+  // What the page shows of it, cleaned once here for every display (list,
+  // toast, OS notification, labels): a sender's bidi overrides and controls go.
   return {
     v: 1,
     id: raw.id,
-    type: typeof raw.type === "string" ? raw.type : "notification",
-    title: raw.title,
-    body: typeof raw.body === "string" ? raw.body : "",
+    type: typeof raw.type === "string" ? plainText(raw.type) : "notification",
+    title: plainText(raw.title),
+    body: typeof raw.body === "string" ? plainText(raw.body) : "",
     data: raw.data !== null && typeof raw.data === "object" ? raw.data : {},
     ts: typeof raw.ts === "string" ? raw.ts : "",
   };

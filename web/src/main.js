@@ -19,6 +19,7 @@ const READ_KEY_PREFIX = "iotnotify.read.";
 // Bodies longer than this are clamped in the list ("Show more") and in toasts.
 const LIST_CLAMP = { maxChars: 320, maxLines: 6 };
 const TOAST_CLAMP = { maxChars: 200, maxLines: 3 };
+const TYPE_CLAMP = { maxChars: 40, maxLines: 1 };
 
 /** @template {HTMLElement} T @param {string} id @returns {T} */
 const $ = (id) => /** @type {any} */ (document.getElementById(id));
@@ -430,7 +431,8 @@ function noteItem(note, unread) {
   if (note.ts) time.dateTime = note.ts;
   time.textContent = formatTime(note.ts);
   meta.append(time);
-  if (note.type !== "notification") meta.append(` · ${note.type}`);
+  // A type is a short label ("game.turn") but the envelope does not bound it: one line of it.
+  if (note.type !== "notification") meta.append(` · ${clampText(note.type, TYPE_CLAMP).text}`);
   li.append(meta);
   if (unread) {
     const button = document.createElement("button");

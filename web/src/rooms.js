@@ -15,12 +15,15 @@
 // Every text is shown with textContent, never as HTML.
 
 import { ApiError } from "./api.js";
+import { plainText } from "./text.js";
 
 /** Messages shown per room (history page size and the live list's cap). */
 export const HISTORY_LIMIT = 50;
 const MAX_SHOWN = 500;
 const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 const ROOM_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+// DESIGN.md "User id"; a chat envelope's sender is one.
+const USER_ID = /^[A-Za-z0-9_-]{1,64}$/;
 // The contract's cid (iotnotify.contract.validate_chat_cid): 16 to 64 of A-Z a-z 0-9 _ -.
 const CID = /^[A-Za-z0-9_-]{16,64}$/;
 
@@ -61,8 +64,11 @@ export function parseChatMessage(raw) {
   const m = /** @type {Record<string, unknown>} */ (value);
   if (m.v !== 1 || m.type !== "chat.message" || typeof m.id !== "string" || !ULID.test(m.id)) return null;
   if (typeof m.room !== "string" || typeof m.sender !== "string" || typeof m.text !== "string") return null;
+  // The moderator takes the sender from the client id, a user id: anything
+  // else did not come from it (and cleaned it could pass for someone else).
+  if (!USER_ID.test(m.sender)) return null;
   /** @type {ChatMessage} */
-  const message = { v: 1, id: m.id, type: "chat.message", room: m.room, sender: m.sender, text: m.text, ts: typeof m.ts === "string" ? m.ts : "" };
+  const message = { v: 1, id: m.id, type: "chat.message", room: m.room, sender: m.sender, text: plainText(m.text), ts: typeof m.ts === "string" ? m.ts : "" };
   if (typeof m.cid === "string" && CID.test(m.cid)) message.cid = m.cid;
   return message;
 }

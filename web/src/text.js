@@ -25,3 +25,29 @@ export function clampText(text, { maxChars = 600, maxLines = 8 } = {}) {
   if (code >= 0xd800 && code <= 0xdbff) end -= 1;
   return { text: `${text.slice(0, end).trimEnd()}…`, clamped: true };
 }
+
+// Written as escapes: the characters themselves are invisible in source.
+// The bidirectional formatting characters (Unicode Standard Annex #9,
+// "Explicit Directional Formatting Characters" and "Implicit Directional
+// Marks"): ALM, LRM, RLM, LRE, RLE, PDF, LRO, RLO, LRI, RLI, FSI, PDI.
+const BIDI_FORMATTING = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069";
+// Control characters (Unicode Cc: C0, DEL, C1) but tab and newline.
+const CONTROLS = "\u0000-\u0008\u000b-\u001f\u007f-\u009f";
+const NOT_SHOWN = new RegExp(`[${CONTROLS}${BIDI_FORMATTING}]`, "g");
+
+/**
+ * `text` someone else wrote, fit to show: without control characters (but
+ * tab and newline) and bidirectional formatting characters. The same policy
+ * as the Python SDK's displays (client/iotnotify/display_text.py
+ * plain_text): a U+202E RIGHT-TO-LEFT OVERRIDE shows "exe.live" for
+ * "evil.exe", and dir="auto" isolates a piece of text from the page, not the
+ * text from its own override. Right-to-left text keeps its direction (the
+ * bidi algorithm needs no marks for that); joiners, variation selectors and
+ * emoji tag characters stay. Removed, not replaced: a replacement character
+ * would be noise where nothing was visible.
+ * @param {string} text
+ * @returns {string}
+ */
+export function plainText(text) {
+  return text.replace(NOT_SHOWN, "");
+}

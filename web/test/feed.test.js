@@ -148,3 +148,10 @@ test("an own id made far ahead of the server's clock is shown but never becomes 
   feed.add([at(t0 + 240_000, "0000000000000003")]);
   assert.equal(feed.catchUpSince(), idAt(t0 + 240_000 - 60_000) + "0".repeat(16));
 });
+
+test("an envelope's title, body and type are what the page may show: no bidi overrides or control characters", () => {
+  const note = toEnvelope({ v: 1, id: ID(9), title: "pay \u202eevil.exe\u202c done\x1b", body: "line\u2067 one\nline\ttwo\x00", type: "game\u202e.turn" });
+  assert.equal(note?.title, "pay evil.exe done");
+  assert.equal(note?.body, "line one\nline\ttwo");
+  assert.equal(note?.type, "game.turn");
+});

@@ -224,3 +224,11 @@ test("a room list answered after sign-out is not shown to whoever signs in next"
   assert.equal(list.length, 1);
   assert.equal(list[0].children[0].textContent, "bobs-room");
 });
+
+test("a chat line's text is shown without bidi overrides or control characters; a sender that is no user id is dropped", () => {
+  const m = parseChatMessage(msg(1, { text: "look \u202egnp.exe\u202c\x07" }));
+  assert.equal(m?.text, "look gnp.exe");
+  // The moderator takes the sender from the client id (the user-id alphabet):
+  // anything else did not come from it, and stripped it could pass for "bob".
+  for (const sender of ["bob\u202e", "bob ", "", "x".repeat(65), "you/2"]) assert.equal(parseChatMessage(msg(2, { sender })), null);
+});
