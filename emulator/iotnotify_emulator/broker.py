@@ -174,6 +174,10 @@ class BrokerSettings:
     connect_rate_per_client_id: float | None = None
     # AWS IoT Core quota "publish requests per second per connection"; None disables.
     publish_rate_limit: float | None = 100.0
+    # A resumed persistent session's stored messages go out at this many per
+    # second, beside live traffic (developer guide, "Using MQTT persistent
+    # sessions": "at a maximum rate of 10 messages per second"); None: at once.
+    stored_message_rate: float | None = 10.0
     # Speak MQTT 5 (as AWS IoT Core does since 2022). Off: a v5 CONNECT gets
     # CONNACK 0x84 Unsupported Protocol Version in the v5 form.
     mqtt5: bool = True
@@ -640,6 +644,8 @@ class MqttSession:
         "_queued_bytes",
         "_receive_cache",
         "_release_timer",
+        "_stored",
+        "_stored_timer",
         "_timer",
         "_tokens",
         "_tokens_at",
@@ -700,6 +706,10 @@ class MqttSession:
         self._inflight: dict[int, Publish] | None = None
         self._held: deque[Publish] | None = None
         self._held_bytes = 0
+        # A resumed persistent session's stored messages, sent at
+        # ``stored_message_rate`` (their bytes count in _held_bytes).
+        self._stored: deque[Publish] | None = None
+        self._stored_timer: asyncio.TimerHandle | None = None
         self._outbound: OutboundLimiter | None = None
         # QoS 0 frames held back by the throughput quota, with the
         # time.monotonic() at which each may go (made on first use).
@@ -912,16 +922,61 @@ class MqttSession:
     def take_messages(self, old: MqttSession) -> None:
         """On resuming ``old``'s persistent session: its unacknowledged messages
         (resent with DUP set, new packet ids: AWS IoT developer guide,
-        "differences from MQTT 3.1.1") then its stored ones wait here."""
+        "differences from MQTT 3.1.1") then its stored ones wait here, to go
+        out at ``stored_message_rate`` (:meth:`release_stored`)."""
         resend = [replace(m, dup=True, packet_id=None) for m in (old._inflight or {}).values()]
-        for message in [*resend, *(old._held or ())]:
-            self._hold(message)
+        messages = [*resend, *(old._stored or ()), *(old._held or ())]
         old.forget_messages()
+        if self.broker.settings.stored_message_rate is None:
+            for message in messages:
+                self._hold(message)
+            return
+        stored: deque[Publish] = deque()
+        bound = self.broker.settings.outbound_queue_bytes
+        for message in messages:
+            size = len(message.payload) + len(message.topic)
+            if self._held_bytes + size > bound:
+                self.dropped += 1
+                self.broker.stats.drops += 1
+                continue
+            stored.append(message)
+            self._held_bytes += size
+        self._stored = stored or None
+
+    def release_stored(self) -> None:
+        """Send the next stored message of a resumed persistent session, and
+        the one after it 1/``stored_message_rate`` s later.
+
+        AWS IoT developer guide, "Using MQTT persistent sessions": "When the
+        client reconnects to its persistent session, all subscriptions are
+        reinstated and all stored messages are sent to the client at a
+        maximum rate of 10 messages per second", "along with any current
+        message traffic": live messages do not wait behind them. Each still
+        passes the in-flight window and the outbound limits
+        (:meth:`deliver_publish`).
+        """
+        self._stored_timer = None
+        stored = self._stored
+        rate = self.broker.settings.stored_message_rate
+        if not stored or self.closed or rate is None:
+            return
+        message = stored.popleft()
+        self._held_bytes -= len(message.payload) + len(message.topic)
+        if not stored:
+            self._stored = None
+        self.deliver_publish(message, releasing=True)
+        if self._stored:
+            loop = asyncio.get_running_loop()
+            self._stored_timer = loop.call_later(1.0 / rate, self.release_stored)
 
     def forget_messages(self) -> None:
         self._inflight = None
         self._held = None
+        self._stored = None
         self._held_bytes = 0
+        if self._stored_timer is not None:
+            self._stored_timer.cancel()
+            self._stored_timer = None
 
     def _outbound_limiter(self) -> OutboundLimiter | None:
         settings = self.broker.settings
@@ -1321,6 +1376,7 @@ class MqttSession:
             )
             self._send(mqtt5.encode(Connack(session_present=present, properties=properties)))
         self.release_held()  # a resumed session's stored messages follow CONNACK
+        self.release_stored()  # ... 10 per second (BrokerSettings.stored_message_rate)
         self._start_keepalive()
         broker.publish_event(
             _CONNECTED_TOPIC.format(self.client_id),
@@ -1898,6 +1954,9 @@ class MqttSession:
         if self._pace_timer is not None:
             self._pace_timer.cancel()
             self._pace_timer = None
+        if self._stored_timer is not None:
+            self._stored_timer.cancel()
+            self._stored_timer = None
         self._paced = None
         self._paced_bytes = 0
         broker = self.broker

@@ -130,6 +130,9 @@ class EmulatorConfig:
     # both off (load tests and benchmarks).
     publish_rate_limit: float | None = 100.0
     throughput_limit: float | None = 512 * 1024
+    # A resumed persistent session's stored messages per second (AWS: 10);
+    # off with the rate limits or when None.
+    stored_message_rate: float | None = 10.0
     # AWS allows one CONNECT per second per client id; off unless set (1.0 is
     # AWS's value), because tests reconnect one client id faster than that.
     connect_rate_per_client_id: float | None = None
@@ -166,6 +169,9 @@ class EmulatorConfig:
             persistent_session_expiry=self.persistent_session_expiry,
             publish_rate_limit=self.publish_rate_limit,
             throughput_limit=None if self.publish_rate_limit is None else self.throughput_limit,
+            stored_message_rate=(
+                None if self.publish_rate_limit is None else self.stored_message_rate
+            ),
             connect_rate_per_client_id=self.connect_rate_per_client_id,
             mqtt5=self.mqtt5,
         )

@@ -13,8 +13,8 @@ live in one place. Sources:
   Identifiers (re:Post "mqtt5 subscription identifiers": the CONNACK says
   Subscription Identifier Available = 0), supports retained messages,
   wildcard and shared subscriptions, at most 8 topic aliases from a client,
-  packets up to 146 KB, and sends Server Keep Alive when it changes the
-  client's keepalive (30..1200 s).
+  packets up to 146 KB, and always sends Server Keep Alive: the client's
+  keepalive clamped to 30..1200 s, changed or not.
 * botocore's ``iot-data`` model (``Publish``): how the HTTP API carries the
   MQTT 5 fields (:func:`properties_from_http`).
 """
@@ -159,9 +159,10 @@ def connack_properties(
 ) -> Properties:
     """The CONNACK properties AWS IoT Core sends (module docstring).
 
-    Server Keep Alive only when the effective keepalive differs from the
-    request (section 3.2.2.3.14); Session Expiry Interval only when the
-    server's differs from the request (section 3.2.2.3.2). Receive Maximum
+    Server Keep Alive always, also when it is the keepalive the client asked
+    for (section 3.2.2.3.14 lets a server send it either way). Session Expiry
+    Interval only when the server's differs from the request (section
+    3.2.2.3.2). Receive Maximum
     :data:`RECEIVE_MAXIMUM` (section 3.2.2.3.3): without it a client assumes
     65,535 and may keep more unacknowledged QoS 1 publishes in flight than
     AWS accepts (AWS general reference, "AWS IoT Core endpoints and quotas",
@@ -169,14 +170,19 @@ def connack_properties(
     100, "no new publish requests are accepted from this client until a
     PUBACK message is returned"). A CONNACK from AWS IoT Core, printed by
     awscrt's MQTT 5 client, carries ``receive_maximum=100``,
-    ``maximum_packet_size=149504`` and ``topic_alias_maximum=8``.
+    ``maximum_packet_size=149504``, ``topic_alias_maximum=8``,
+    ``server_keep_alive_sec=1200`` for the 1200 s the client asked for, and
+    ``session_expiry_interval_sec=None`` for a requested 0 (a client built
+    with ``awsiot.mqtt5_client_builder.mtls_from_path`` without a keepalive
+    option, whose default is 1200: m-ochi-4/otameshi-aws-iot-provisioning,
+    its JITP/JITR READMEs and ``resource/client_jit.py``).
     """
     requested = packet.properties or Properties()
     expiry = requested.session_expiry_interval or 0
     return Properties(
         session_expiry_interval=MAX_SESSION_EXPIRY if expiry > MAX_SESSION_EXPIRY else None,
         assigned_client_identifier=assigned_client_id,
-        server_keep_alive=keepalive if keepalive != packet.keepalive else None,
+        server_keep_alive=keepalive,
         receive_maximum=RECEIVE_MAXIMUM,
         topic_alias_maximum=TOPIC_ALIAS_MAXIMUM,
         maximum_qos=1,

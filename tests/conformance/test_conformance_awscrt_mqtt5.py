@@ -66,6 +66,8 @@ def test_awscrt_mqtt5_client_with_default_aws_signing(harness: Harness) -> None:
         # unacknowledged inbound QoS 1 publishes); the SDK caps its in-flight
         # publishes with it
         assert connack.receive_maximum == 100
+        # and always Server Keep Alive, here the builder's default 1200 s as it is
+        assert connack.server_keep_alive_sec == 1200
         # When she subscribes to bob's topic
         refused = client.subscribe(
             mqtt5.SubscribePacket(

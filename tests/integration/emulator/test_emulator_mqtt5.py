@@ -69,6 +69,17 @@ async def test_connack_carries_aws_iot_cores_mqtt5_properties(world: Harness) ->
     await client.disconnect()
 
 
+async def test_connack_carries_server_keep_alive_even_when_unchanged(world: Harness) -> None:
+    # Given a v5 client asking for a keepalive AWS accepts as it is
+    client = await world.connect(world.subscriber("alice"), "alice.v5", keepalive=60, **V5)
+    # Then CONNACK still says it: a real IoT Core CONNACK to awscrt's default
+    # keepalive of 1200 s carries server_keep_alive_sec=1200
+    assert client.connack is not None
+    assert client.connack.properties is not None
+    assert client.connack.properties.server_keep_alive == 60
+    await client.disconnect()
+
+
 async def test_unauthorised_subscribe_gets_0x87_and_the_connection_stays(world: Harness) -> None:
     # Given bob on MQTT 5
     bob = await world.connect(world.subscriber("bob"), "bob.v5", **V5)

@@ -64,6 +64,43 @@ async def test_a_persistent_session_keeps_subscriptions_and_stores_qos1(
     await asyncio.gather(back.disconnect(), publisher.disconnect())
 
 
+async def test_stored_messages_trickle_out_beside_live_traffic_on_resume() -> None:
+    store = InMemoryCredentialStore()
+    # AWS's limits on (the other tests here turn the rate limits off)
+    config = EmulatorConfig(wss_port=None, persistent_session_expiry=30)
+    async with start_emulator(config, credentials=store) as emulator:
+        world = Harness(emulator=emulator, store=store)
+        credential = store.issue([ALLOW_ALL])
+        client = await world.connect(credential, "device", clean_session=False)
+        await client.subscribe(("p/t", 1))
+        await client.disconnect()
+        # Given 25 QoS 1 messages stored while the client was away
+        publisher = await world.connect(credential, "publisher")
+        for index in range(25):
+            await publisher.publish("p/t", b"stored %d" % index, qos=1)
+        # When it resumes its session, at once pings, and a live message comes
+        back = await world.connect(credential, "device", clean_session=False)
+        await back.ping()
+        await publisher.publish("p/t", b"live", qos=1)
+        seen: list[object] = []
+        while len(seen) < 27:  # 25 stored, the live one, the PINGRESP
+            packet = await back.receive(within=10)
+            if isinstance(packet, Publish) and packet.packet_id is not None:
+                await back.send(Puback(packet.packet_id))
+            seen.append(packet if isinstance(packet, Pingresp) else packet.payload)  # type: ignore[union-attr]
+        # Then the stored messages all come, in order
+        stored = [p for p in seen if isinstance(p, bytes) and p.startswith(b"stored")]
+        assert stored == [b"stored %d" % index for index in range(25)]
+        # But not in one burst after CONNACK: AWS sends them "at a maximum rate
+        # of 10 messages per second" "along with any current message traffic",
+        # so the PINGRESP and the live message overtake most of them
+        last_stored = seen.index(b"stored 24")
+        assert next(i for i, p in enumerate(seen) if isinstance(p, Pingresp)) < last_stored
+        assert seen.index(b"live") < last_stored
+        await asyncio.gather(back.disconnect(), publisher.disconnect())
+        await world.aclose()
+
+
 async def test_clean_session_ends_a_persistent_session(sessions_world: Harness) -> None:
     world = sessions_world
     credential = world.store.issue([ALLOW_ALL])
