@@ -56,6 +56,7 @@ __all__ = [
     "PortInUse",
     "RemoteNotAllowed",
     "StackConfig",
+    "api_routes",
     "canonical_host",
     "check_exposure",
     "find_web_dir",
@@ -63,6 +64,35 @@ __all__ = [
 ]
 
 console = Console(stderr=True)
+
+
+def api_routes() -> list[Route]:
+    """The HTTP API's routes as the CDK app declares them (``infra/iotnotify_infra/api.py``):
+    method, path, authorisation and required request parameters."""
+    from iotnotify_handlers import (
+        api_chats,
+        api_games,
+        api_notifications,
+        api_notify,
+        api_presence,
+        api_task,
+        api_token,
+    )
+
+    return [
+        Route("GET", "/token", api_token.handler, "cognito"),
+        Route("GET", "/notifications", api_notifications.handler, "cognito"),
+        Route("POST", "/task", api_task.handler, "cognito"),
+        Route("GET", "/chats", api_chats.handler, "cognito"),
+        Route("POST", "/chats", api_chats.handler, "cognito"),
+        Route("POST", "/chats/{room}/members", api_chats.handler, "cognito"),
+        Route("GET", "/chats/{room}/messages", api_chats.handler, "cognito"),
+        Route("POST", "/notify", api_notify.handler, "iam"),
+        Route("POST", "/notify/key", api_notify.handler, "none", required_headers=("x-api-key",)),
+        Route("POST", "/games", api_games.handler, "iam"),
+        Route("POST", "/games/key", api_games.handler, "none", required_headers=("x-api-key",)),
+        Route("GET", "/presence", api_presence.handler, "cognito", required_query=("users",)),
+    ]
 
 
 def _error(text: str) -> None:
@@ -382,13 +412,6 @@ class LocalStack:
         self._use_functions_role()
 
         from iotnotify_handlers import (
-            api_chats,
-            api_games,
-            api_notifications,
-            api_notify,
-            api_presence,
-            api_task,
-            api_token,
             chat_moderator,
             presence_events,
             task_worker,
@@ -423,20 +446,7 @@ class LocalStack:
         }
         api = LocalApi(
             cognito_url=moto_url,
-            routes=[
-                Route("GET", "/token", api_token.handler, "cognito"),
-                Route("GET", "/notifications", api_notifications.handler, "cognito"),
-                Route("POST", "/task", api_task.handler, "cognito"),
-                Route("GET", "/chats", api_chats.handler, "cognito"),
-                Route("POST", "/chats", api_chats.handler, "cognito"),
-                Route("POST", "/chats/{room}/members", api_chats.handler, "cognito"),
-                Route("GET", "/chats/{room}/messages", api_chats.handler, "cognito"),
-                Route("POST", "/notify", api_notify.handler, "iam"),
-                Route("POST", "/notify/key", api_notify.handler, "none"),
-                Route("POST", "/games", api_games.handler, "iam"),
-                Route("POST", "/games/key", api_games.handler, "none"),
-                Route("GET", "/presence", api_presence.handler, "cognito"),
-            ],
+            routes=api_routes(),
             authorizer=authorizer,
             iam_verifier=verify_iam,
             stage=cfg.stage,

@@ -3,7 +3,8 @@
 Body ``{"gameId", "players": [userId, ...]}`` -> 201 ``{"gameId", "players",
 "topic", "createdAt", "updatedAt"}``. Registering an existing game replaces
 its players. 400 for an invalid id or player list (1..1000 valid user ids),
-401 without IAM auth or the API key (the same rule as ``POST /notify``).
+401 without IAM auth or with a wrong API key (the same rule as ``POST /notify``;
+a missing or blank ``x-api-key`` is API Gateway's 400 before this function runs).
 Players then get the game's channel with ``GET /token?games={gameId}``.
 """
 

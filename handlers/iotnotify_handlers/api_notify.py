@@ -2,7 +2,7 @@
 
 Both routes reach this one function. On ``/notify`` API Gateway has already
 verified a SigV4 signature and names the caller in ``identity.userArn``; on
-``/notify/key`` API Gateway checks nothing, so the ``x-api-key`` header is
+``/notify/key`` API Gateway only requires the header, so the ``x-api-key`` header is
 compared here with the SSM SecureString.
 
 A ``game`` target must be a registered game (``POST /games`` or the

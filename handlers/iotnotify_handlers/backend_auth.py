@@ -4,7 +4,7 @@ Each backend route comes in two forms. The plain route (``/notify``,
 ``/games``) uses API Gateway's IAM auth: API Gateway has verified a SigV4
 signature and names the caller in ``identity.userArn``. The ``/key`` form
 (``/notify/key``, ``/games/key``) is for servers that cannot sign: API
-Gateway checks nothing there, so the ``x-api-key`` header is compared here
+Gateway only requires the header there, so the ``x-api-key`` header is compared here
 with the SSM SecureString ``/{app}/{ssmStage}/notify-api-key`` (constant
 time, TTL cache, never in the environment or a log line).
 """

@@ -337,3 +337,42 @@ def test_an_untrusted_ca_is_named_instead_of_connecting_forever(
     expect(notice).to_contain_text("caFile")
     assert page.locator("#status").get_attribute("data-state") != "live"
     alice.screenshot("untrusted-ca")
+
+
+def test_a_token_api_that_refuses_is_said_on_the_page_and_retried_until_it_answers(
+    stack: LocalStack, open_page: OpenPage
+) -> None:
+    # Given GET /token refused (a 403) when alice signs in
+    alice = open_page("alice")
+    alice.allow_network_errors(r"/token(\?|$)")
+    page = alice.page
+    refusing = True
+
+    def refuse(route: Route) -> None:
+        if not refusing:
+            route.continue_()
+            return
+        route.fulfill(
+            status=403,
+            content_type="application/json",
+            body='{"error": "forbidden", "message": "this deployment refuses you"}',
+        )
+
+    page.route(re.compile(r"/token(\?|$)"), refuse)
+    user = stack.user("alice")
+    page.goto(stack.web_url)
+    page.get_by_label("E-mail").fill(user["username"])
+    page.get_by_label("Password").fill(user["password"])
+    page.get_by_role("button", name="Sign in", exact=True).click()
+
+    # Then the page says so where she looks, not only in the status tooltip
+    notice = page.locator("#conn-notice")
+    expect(notice).to_contain_text("403: this deployment refuses you", timeout=15_000)
+    expect(notice).to_contain_text("Retrying")
+    expect(page.locator("#status")).to_have_attribute("data-state", "connecting")
+
+    # And once the API answers, the page goes live and the notice goes
+    refusing = False
+    page.locator("#status").evaluate("() => window.dispatchEvent(new Event('online'))")
+    expect_status(page, "live", timeout=45_000)
+    expect(notice).to_be_hidden()

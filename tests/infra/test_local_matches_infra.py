@@ -225,3 +225,40 @@ def test_a_game_server_may_make_every_call_the_python_publisher_makes(
     iam = session.client("iam")
     user_policy = iam.get_user_policy(UserName=names.publisher_user, PolicyName="game-server")
     assert moto_grants(user_policy["PolicyDocument"]) == synthesised
+
+
+def test_the_local_api_has_the_synthesised_methods_auth_and_required_parameters(
+    template: Synth,
+) -> None:
+    from iotnotify_local.stack import api_routes
+
+    auth = {"COGNITO_USER_POOLS": "cognito", "AWS_IAM": "iam", "NONE": "none"}
+    resources = template.resources("AWS::ApiGateway::Resource")
+
+    def path_of(logical_id: str) -> str:
+        props = resources[logical_id]["Properties"]
+        parent = props["ParentId"]
+        prefix = "" if "Fn::GetAtt" in parent else path_of(parent["Ref"])
+        return f"{prefix}/{props['PathPart']}"
+
+    synthesised = {}
+    for method in template.resources("AWS::ApiGateway::Method").values():
+        props = method["Properties"]
+        if props["HttpMethod"] == "OPTIONS":
+            continue
+        required = sorted(k for k, v in (props.get("RequestParameters") or {}).items() if v)
+        synthesised[(props["HttpMethod"], path_of(props["ResourceId"]["Ref"]))] = (
+            auth[props["AuthorizationType"]],
+            required,
+        )
+    local = {
+        (route.method, route.path): (
+            route.auth,
+            sorted(
+                [f"method.request.header.{h}" for h in route.required_headers]
+                + [f"method.request.querystring.{q}" for q in route.required_query]
+            ),
+        )
+        for route in api_routes()
+    }
+    assert local == synthesised

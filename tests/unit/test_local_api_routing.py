@@ -163,3 +163,40 @@ async def test_the_page_cannot_be_framed_or_sniffed(
     assert "frame-ancestors 'none'" in [part.strip() for part in policy.split(";")]
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+async def test_a_required_header_or_query_parameter_missing_or_blank_is_api_gateways_400() -> None:
+    # API Gateway's request validator refuses a method's required parameters
+    # when missing or blank, before the function runs ("Request validation in
+    # API Gateway"); the local API answered such calls from the function
+    # (POST /notify/key without x-api-key: a 401 locally, a 400 on AWS).
+    called: list[str] = []
+
+    def handler(event: Mapping[str, Any], _context: Any) -> Mapping[str, Any]:
+        called.append(event["path"])
+        return {"statusCode": 200, "body": "{}"}
+
+    api = LocalApi(
+        routes=[
+            Route("POST", "/notify/key", handler, "none", required_headers=("x-api-key",)),
+            Route("GET", "/presence", handler, "none", required_query=("users",)),
+        ],
+        authorizer=CognitoAuthorizer(
+            jwks_url="http://127.0.0.1:9/jwks.json", issuer="https://issuer", audience="client"
+        ),
+    )
+    async with TestClient(TestServer(build_app(api))) as client:
+        for headers in ({}, {"x-api-key": ""}, {"x-api-key": "  "}):
+            response = await client.post("/notify/key", headers=headers)
+            await assert_json_error(response, 400, "bad_request")
+            assert (await response.json())["message"] == (
+                "Missing required request parameters: [x-api-key]"
+            )
+        for query in ("", "?users=", "?other=1"):
+            response = await client.get(f"/presence{query}")
+            await assert_json_error(response, 400, "bad_request")
+            assert "[users]" in (await response.json())["message"]
+        assert called == []
+        assert (await client.post("/notify/key", headers={"X-Api-Key": "k"})).status == 200
+        assert (await client.get("/presence?users=a")).status == 200
+        assert called == ["/notify/key", "/presence"]

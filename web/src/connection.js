@@ -102,6 +102,8 @@ export const CATCH_UP_FAILED = "catch-up failed";
 const CLOSES_BEFORE_REFUSED = 2;
 /** Failed attempts that never reached the server before `onUnreachable` is told. */
 const UNREACHABLE_AFTER = 2;
+/** Token fetches failed in a row before `onTokenFailing` is told (one may be a blip). */
+const TOKEN_FAILING_AFTER = 2;
 
 /** A random client-id suffix: the token's prefix names the user, this the tab. */
 export function randomSuffix() {
@@ -121,6 +123,7 @@ export class Connection {
    *   onFatal?: (err: unknown) => void,
    *   onRefused?: (refused: Map<string, string>) => void,
    *   onUnreachable?: (url: string, failures: number) => void,
+   *   onTokenFailing?: (err: unknown, failures: number) => void,
    *   pingTimeoutMs?: number,
    *   maxConnectionMs?: number,
    *   log?: (message: string) => void,
@@ -166,6 +169,8 @@ export class Connection {
     this.subscribing = /** @type {string | null} */ (null);
     /** Attempts in a row that failed before the server answered CONNECT. */
     this.unreachable = 0;
+    /** Token fetches in a row that failed (API down, 403, 5xx). */
+    this.tokenFailures = 0;
     /** The pending connection check's deadline timer. */
     /** @type {unknown} */
     this.pingTimer = null;
@@ -316,10 +321,15 @@ export class Connection {
       } catch (err) {
         if (generation !== this.generation) return;
         if (this.#endedBy(err)) return;
+        // Said where the person looks, not only in the status tooltip: the
+        // page would otherwise read "Connecting…" above "Nothing yet" forever.
+        this.tokenFailures += 1;
+        if (this.tokenFailures >= TOKEN_FAILING_AFTER && this.online) this.options.onTokenFailing?.(err, this.tokenFailures);
         this.#failed(generation, `token: ${describe(err)}`);
         return;
       }
       if (generation !== this.generation) return;
+      this.tokenFailures = 0;
     }
 
     this.lastUrl = token.url;

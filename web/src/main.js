@@ -4,7 +4,7 @@
 
 import mqtt from "mqtt";
 
-import { Api, forEachMissed } from "./api.js";
+import { Api, ApiError, forEachMissed } from "./api.js";
 import { AuthError, CognitoClient, cognitoEndpoint, normalizeEmail, passwordRules } from "./cognito.js";
 import { CATCH_UP_FAILED, Connection, Status } from "./connection.js";
 import { Feed } from "./feed.js";
@@ -236,6 +236,7 @@ function enterFeed() {
     onFatal: () => signOut("Your session has expired. Sign in again."),
     onRefused: showRefused,
     onUnreachable: (url) => showConnectionProblem(unreachableHint(url)),
+    onTokenFailing: (err) => showConnectionProblem(tokenHint(err)),
     log: (text) => console.info(`iotnotify: ${text}`),
   });
   connection.start();
@@ -264,6 +265,19 @@ function showRefused(refused) {
 function showConnectionProblem(text) {
   ui.connNotice.textContent = text;
   ui.connNotice.hidden = !text;
+}
+
+/**
+ * Why the page has no connection token, in words: the API is unreachable,
+ * or it answers with an error (its JSON message).
+ * @param {unknown} err
+ */
+function tokenHint(err) {
+  if (err instanceof ApiError && err.status === 0) {
+    return `Cannot reach the notification service (${err.message}): is the server running and the address right? Retrying meanwhile.`;
+  }
+  const status = err instanceof ApiError ? `${err.status}: ` : "";
+  return `The notification service did not give this page a connection (${status}${message(err)}). Retrying meanwhile.`;
 }
 
 /**

@@ -711,3 +711,51 @@ test("a catch-up the API cannot serve is retried on the same connection until it
   assert.equal(Math.max(...delays), 300_000);
   assert.deepEqual(statuses.at(-1), [Status.LIVE, ""]);
 });
+
+test("a token API that keeps failing is reported after two attempts, with the error, until a token comes", async () => {
+  // The page said "Connecting…" forever, the reason only in a tooltip, above
+  // "Nothing yet. New notifications appear here": the API down at load, or a 403.
+  const timers = new FakeTimers();
+  const failing = [];
+  let down = true;
+  const clients = [];
+  const connection = new Connection({
+    fetchToken: async () => {
+      if (down) throw Object.assign(new Error("nope"), { status: 403 });
+      return { url: "ws://emu/mqtt", clientIdPrefix: "u.", topics: ["app/local/user/u/notifications"], keepalive: 50 };
+    },
+    connect: (url, options) => {
+      const client = new FakeClient(url, options);
+      clients.push(client);
+      return client;
+    },
+    catchUp: async () => {},
+    onMessage() {},
+    onTokenFailing: (err, failures) => failing.push([err.message, failures]),
+    random: () => 0.5,
+    now: () => 0,
+    timers,
+    suffix: () => "web-1",
+  });
+  connection.start();
+  await flush();
+  assert.deepEqual(failing, []); // one failure may be a blip
+  timers.runNext();
+  await flush();
+  timers.runNext();
+  await flush();
+  assert.deepEqual(failing, [["nope", 2], ["nope", 3]]);
+  assert.equal(connection.status, Status.CONNECTING);
+  down = false;
+  timers.runNext();
+  await flush();
+  clients[0].connack();
+  await flush();
+  assert.equal(connection.status, Status.LIVE);
+  // the count starts again after a token came
+  down = true;
+  clients[0].serverClose();
+  timers.runNext();
+  await flush();
+  assert.equal(failing.length, 2);
+});
