@@ -120,3 +120,33 @@ def test_two_members_chat_in_a_private_room_and_an_outsider_is_kept_out(
     rooms_view(page_c).get_by_role("button", name="Join", exact=True).click()
     expect(page_c.locator("#rooms-error")).to_have_text(f"You are not a member of {room}.")
     expect(page_c.locator("#room-current")).to_be_hidden()
+
+
+def test_a_room_comes_back_by_itself_after_the_emulator_restarts(
+    stack: LocalStack, open_page: OpenPage
+) -> None:
+    # Given alice in a room she created, with one line in it
+    room = f"blip-{secrets.token_hex(3)}"
+    alice = open_page("alice")
+    alice.allow_mqtt_outage()
+    sign_in(alice, stack, "alice")
+    page = alice.page
+    page.get_by_label("New room").fill(room)
+    page.get_by_role("button", name="Create").click()
+    expect(page.locator("#room-state")).to_have_attribute("data-state", "live", timeout=15_000)
+    before = f"before the blip {secrets.token_hex(3)}"
+    send(page, before)
+    expect(chat_line(page, before)).to_have_count(1)
+
+    # When the emulator drops every connection for a moment
+    stack.restart_emulator(down_seconds=1)
+
+    # Then the room says it is reconnecting, comes back live without a click,
+    # keeps what it showed, and a line sent afterwards arrives
+    expect(page.locator("#room-state")).to_have_attribute("data-state", "reconnecting")
+    expect(page.locator("#room-state")).to_have_attribute("data-state", "live", timeout=45_000)
+    expect(chat_line(page, before)).to_have_count(1)
+    after = f"after the blip {secrets.token_hex(3)}"
+    send(page, after)
+    expect(chat_line(page, after)).to_have_count(1)
+    expect_status(page, "live", timeout=45_000)

@@ -15,6 +15,7 @@
 // Every text is shown with textContent, never as HTML.
 
 import { ApiError } from "./api.js";
+import { backoffDelay } from "./backoff.js";
 import { plainText } from "./text.js";
 
 /** Messages shown per room (history page size and the live list's cap). */
@@ -247,7 +248,9 @@ export class RoomsClient {
 export class JoinedRoom {
   /**
    * @param {{room: string, token: RoomToken, connect: ConnectFn, onMessage: (m: ChatMessage) => void,
-   *          onState: (state: "live" | "closed", detail?: string) => void}} options
+   *          onState: (state: "live" | "closed" | "failed", detail?: string) => void}} options
+   *   onState: "closed" when the connection went (the view rejoins), "failed"
+   *   when the room refused the subscription (rejoining would not help)
    */
   constructor({ room, token, connect, onMessage, onState }) {
     this.room = room;
@@ -266,7 +269,7 @@ export class JoinedRoom {
     });
     this.client.on("connect", () => {
       this.client.subscribe(this.channel.topic, { qos: 0 }, (err) => {
-        if (err) onState("closed", `could not subscribe: ${err.message}`);
+        if (err) onState("failed", `could not subscribe: ${err.message}`);
         else onState("live");
       });
     });
@@ -297,9 +300,18 @@ export class JoinedRoom {
 /** The Rooms section of the page (ids in index.html under #rooms-view). */
 export class RoomsView {
   /**
-   * @param {{api: ApiLike, connect: ConnectFn, self: () => string, doc?: Document}} options
+   * @param {{api: ApiLike, connect: ConnectFn, self: () => string, doc?: Document,
+   *          timers?: {set: (fn: () => void, ms: number) => unknown, clear: (handle: unknown) => void},
+   *          random?: () => number}} options
    */
-  constructor({ api, connect, self, doc = document }) {
+  constructor({ api, connect, self, doc = document, timers, random = Math.random }) {
+    this.timers = timers ?? { set: (fn, ms) => setTimeout(fn, ms), clear: (h) => clearTimeout(/** @type {any} */ (h)) };
+    this.random = random;
+    /** The pending rejoin of a room whose connection dropped. */
+    /** @type {unknown} */
+    this.rejoinTimer = null;
+    /** Rejoins in a row that did not get live (the backoff's exponent). */
+    this.rejoinAttempt = 0;
     this.client = new RoomsClient(api);
     this.connect = connect;
     this.self = self;
@@ -450,23 +462,38 @@ export class RoomsView {
     }
   }
 
-  /** Join `room`: new token, new connection, history, then live messages. @param {string} room */
-  async join(room) {
-    this.leave();
-    const generation = ++this.generation;
+  /**
+   * Join `room`: new token, new connection, history, then live messages.
+   * A connection that drops is joined again by itself (`rejoin`: what is
+   * shown stays, the history is merged again), with the notification
+   * connection's backoff (1 s doubling to 30 s, full jitter), for as long as
+   * the token API does not refuse the room (403, 404) or the session.
+   * @param {string} room  @param {{rejoin?: boolean}} [options]
+   */
+  async join(room, { rejoin = false } = {}) {
+    this.#drop();
+    const generation = this.generation;
     this.setError("");
     this.ui.current.hidden = false;
     this.ui.title.textContent = room;
-    this.ui.state.textContent = "Joining…";
-    this.ui.state.dataset.state = "joining";
     this.ui.send.disabled = true;
-    this.shown = [];
-    this.renderMessages();
+    if (!rejoin) {
+      this.rejoinAttempt = 0;
+      this.ui.state.textContent = "Joining…";
+      this.ui.state.dataset.state = "joining";
+      this.shown = [];
+      this.renderMessages();
+    }
     let token;
     try {
       token = await this.client.token(room);
     } catch (err) {
       if (generation !== this.generation) return;
+      const refused = err instanceof ApiError && (err.status === 403 || err.status === 404 || err.unauthorized);
+      if (rejoin && !refused) {
+        this.#scheduleRejoin(room, generation, describe(err));
+        return;
+      }
       this.ui.current.hidden = true;
       if (err instanceof ApiError && err.status === 403) this.setError(`You are not a member of ${room}.`);
       else if (err instanceof ApiError && err.status === 404) this.setError(`There is no room called ${room}.`);
@@ -485,10 +512,17 @@ export class RoomsView {
       },
       onState: (state, detail = "") => {
         if (generation !== this.generation) return;
-        this.ui.state.dataset.state = state;
+        if (state === "closed") {
+          this.#scheduleRejoin(room, generation, detail);
+          return;
+        }
+        this.ui.state.dataset.state = state === "live" ? "live" : "closed";
         this.ui.state.textContent = state === "live" ? "Live" : `Disconnected: ${detail}. Join again to reconnect.`;
         this.ui.send.disabled = state !== "live";
-        if (state === "live") void this.loadHistory(room, generation);
+        if (state === "live") {
+          this.rejoinAttempt = 0;
+          void this.loadHistory(room, generation);
+        }
       },
     });
     this.renderList();
@@ -508,10 +542,35 @@ export class RoomsView {
   }
 
   leave() {
+    this.#drop();
+    this.ui.current.hidden = true;
+  }
+
+  /** Ends the room's connection and any pending rejoin; later callbacks are stale. */
+  #drop() {
     this.generation += 1;
+    if (this.rejoinTimer !== null) {
+      this.timers.clear(this.rejoinTimer);
+      this.rejoinTimer = null;
+    }
     this.joined?.leave();
     this.joined = null;
-    this.ui.current.hidden = true;
+  }
+
+  /**
+   * The room's connection is gone: join it again after the backoff.
+   * @param {string} room  @param {number} generation  @param {string} detail  why
+   */
+  #scheduleRejoin(room, generation, detail) {
+    const delay = backoffDelay(this.rejoinAttempt, { random: this.random });
+    this.rejoinAttempt += 1;
+    this.ui.state.dataset.state = "reconnecting";
+    this.ui.state.textContent = `Reconnecting… (${detail})`;
+    this.ui.send.disabled = true;
+    this.rejoinTimer = this.timers.set(() => {
+      this.rejoinTimer = null;
+      if (generation === this.generation) void this.join(room, { rejoin: true });
+    }, delay);
   }
 
   async sendTyped() {

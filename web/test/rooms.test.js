@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
 import { test } from "node:test";
 
 import { ApiError } from "../src/api.js";
@@ -231,4 +232,123 @@ test("a chat line's text is shown without bidi overrides or control characters; 
   // The moderator takes the sender from the client id (the user-id alphabet):
   // anything else did not come from it, and stripped it could pass for "bob".
   for (const sender of ["bob\u202e", "bob ", "", "x".repeat(65), "you/2"]) assert.equal(parseChatMessage(msg(2, { sender })), null);
+});
+
+// The room's connection used to stay down after any drop (an emulator or
+// network blip): "Disconnected ... Join again to reconnect", while the
+// notification connection beside it came back by itself.
+
+test("a room whose connection drops rejoins by itself with backoff: fresh token, history merged, messages kept", async () => {
+  const doc = fakeDoc();
+  const tokens = [];
+  let tokenAnswer = () => [200, { url: `ws://emu/mqtt?n=${tokens.length}`, clientIdPrefix: "alice.", channels: { lobby: { topic: "a/s/chat/lobby", inputTopic: "a/s/chat/lobby/input" } } }];
+  const api = {
+    baseUrl: "https://api.test",
+    auth: { idToken: async () => "id-token" },
+    fetch: async (url) => {
+      let answer;
+      if (url.includes("/token")) {
+        tokens.push(url);
+        answer = tokenAnswer();
+      } else if (url.includes("/messages")) answer = [200, { messages: [msg(1)], next: null }];
+      else answer = [200, { rooms: [], next: null }];
+      return { status: answer[0], ok: answer[0] < 400, text: async () => JSON.stringify(answer[1]) };
+    },
+  };
+  const clients = [];
+  const connect = (url) => {
+    const client = new EventEmitter();
+    client.url = url;
+    client.subscribe = (topic, options, callback) => queueMicrotask(() => callback(null));
+    client.publish = () => {};
+    client.end = () => {
+      client.ended = true;
+    };
+    clients.push(client);
+    return client;
+  };
+  const timers = [];
+  const view = new RoomsView({
+    api,
+    connect,
+    self: () => "alice",
+    doc,
+    timers: { set: (fn, ms) => timers.push({ fn, ms }), clear: () => {} },
+    random: () => 1,
+  });
+  const settle = () => new Promise((resolve) => setImmediate(resolve));
+  const state = doc.getElementById("room-state");
+
+  await view.join("lobby");
+  clients[0].emit("connect");
+  await settle();
+  assert.equal(state.dataset.state, "live");
+  clients[0].emit("message", "a/s/chat/lobby", JSON.stringify(msg(2)));
+  assert.deepEqual(view.shown.map((m) => m.id), [ID(1), ID(2)]);
+
+  // When the connection drops, and the token API fails once meanwhile
+  clients[0].emit("close");
+  assert.equal(state.dataset.state, "reconnecting");
+  assert.equal(doc.getElementById("room-send").disabled, true);
+  assert.equal(timers.length, 1);
+  tokenAnswer = () => [503, { error: "unavailable", message: "try later" }];
+  timers.shift().fn();
+  await settle();
+  assert.equal(state.dataset.state, "reconnecting");
+  assert.equal(timers.length, 1, "a failed rejoin is tried again");
+  assert.ok(timers[0].ms > 1000, "with a longer delay");
+  tokenAnswer = () => [200, { url: "ws://emu/mqtt?again", clientIdPrefix: "alice.", channels: { lobby: { topic: "a/s/chat/lobby", inputTopic: "a/s/chat/lobby/input" } } }];
+  timers.shift().fn();
+  await settle();
+
+  // Then it is live again on a new connection, with what it showed kept
+  assert.equal(clients.length, 2);
+  assert.equal(clients[1].url, "ws://emu/mqtt?again");
+  clients[1].emit("connect");
+  await settle();
+  assert.equal(state.dataset.state, "live");
+  assert.equal(doc.getElementById("room-send").disabled, false);
+  assert.deepEqual(view.shown.map((m) => m.id), [ID(1), ID(2)]);
+
+  // And leaving (or signing out) stops it for good
+  view.leave();
+  clients[1].emit("close");
+  assert.equal(timers.length, 0);
+});
+
+test("a room that refuses the rejoin (no longer a member) stops and says so", async () => {
+  const doc = fakeDoc();
+  let refuse = false;
+  const api = {
+    baseUrl: "https://api.test",
+    auth: { idToken: async () => "id-token" },
+    fetch: async (url) => {
+      const answer = url.includes("/token")
+        ? refuse
+          ? [403, { error: "forbidden", message: "not a member" }]
+          : [200, { url: "ws://emu/mqtt", clientIdPrefix: "alice.", channels: { lobby: { topic: "a/s/chat/lobby", inputTopic: "a/s/chat/lobby/input" } } }]
+        : [200, { messages: [], rooms: [], next: null }];
+      return { status: answer[0], ok: answer[0] < 400, text: async () => JSON.stringify(answer[1]) };
+    },
+  };
+  const clients = [];
+  const connect = () => {
+    const client = new EventEmitter();
+    client.subscribe = (topic, options, callback) => queueMicrotask(() => callback(null));
+    client.end = () => {};
+    clients.push(client);
+    return client;
+  };
+  const timers = [];
+  const view = new RoomsView({ api, connect, self: () => "alice", doc, timers: { set: (fn, ms) => timers.push({ fn, ms }), clear: () => {} } });
+  const settle = () => new Promise((resolve) => setImmediate(resolve));
+  await view.join("lobby");
+  clients[0].emit("connect");
+  await settle();
+  refuse = true;
+  clients[0].emit("close");
+  timers.shift().fn();
+  await settle();
+  assert.equal(timers.length, 0);
+  assert.match(doc.getElementById("rooms-error").textContent, /not a member of lobby/);
 });
