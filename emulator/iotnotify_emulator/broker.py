@@ -651,6 +651,7 @@ class MqttSession:
         "_tokens_at",
         "_ttl_at",
         "_v5_disconnect",
+        "_v5_disconnect_text",
         "_will_delay",
         "_writer",
         "broker",
@@ -683,6 +684,8 @@ class MqttSession:
         self.v5: State5 | None = None
         # The reason code of the DISCONNECT a v5 client gets when the server closes.
         self._v5_disconnect: int | None = None
+        # ... and its Reason String, where AWS's own is known.
+        self._v5_disconnect_text: str | None = None
         self._will_delay = 0  # MQTT 5 Will Delay Interval, seconds
         self.closed = False
         self.version = 0
@@ -872,8 +875,9 @@ class MqttSession:
 
     @property
     def held_messages(self) -> int:
-        """QoS 1 messages waiting: over the in-flight limit, or for an offline session."""
-        return 0 if self._held is None else len(self._held)
+        """QoS 1 messages waiting: over the in-flight limit, for an offline
+        session, or stored ones of a resumed session not yet sent."""
+        return len(self._held or ()) + len(self._stored or ())
 
     def _hold(self, message: Publish) -> None:
         size = len(message.payload) + len(message.topic)
@@ -1510,7 +1514,10 @@ class MqttSession:
         broker = self.broker
         v5 = self.v5
         if v5 is not None and packet.properties and packet.properties.subscription_identifiers:
-            # CONNACK said Subscription Identifier Available = 0 (section 3.8.2.1.2).
+            # CONNACK said Subscription Identifier Available = 0 (section
+            # 3.8.2.1.2). AWS IoT Core's DISCONNECT 161 carries this Reason
+            # String (node-red/node-red issues 4115 and 4133 log it).
+            self._v5_disconnect_text = "Subscription Id is not supported now"
             self.protocol_error(
                 "Subscription Identifiers are not supported by AWS IoT Core",
                 ReasonCode.SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
@@ -2027,6 +2034,13 @@ class MqttSession:
             return  # the client left, or its socket is gone
         # Bypasses the queue bound: the connection is closing anyway.
         frame = mqtt5.encode(Disconnect(code))
+        text = self._v5_disconnect_text
+        if text is not None and self.v5 is not None:
+            described = mqtt5.encode(Disconnect(code, Properties(reason_string=text)))
+            limit = self.v5.max_packet_size
+            # Not past the client's Maximum Packet Size (MQTT 5 [MQTT-3.1.2-25]).
+            if limit is None or len(described) <= limit:
+                frame = described
         queue = self._queue
         if queue is None:
             queue = self._queue = deque()
