@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from aws_cdk import RemovalPolicy, Stage
+from aws_cdk import Duration, RemovalPolicy, Stage
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_s3 as s3
@@ -49,10 +49,23 @@ def placeholder_site(outdir: Path, *, stage: str) -> Path:
 
 
 class WebSite(Construct):
-    """A private S3 bucket and a CloudFront distribution reading it through OAC."""
+    """A private S3 bucket and a CloudFront distribution reading it through OAC.
+
+    Every answer carries ``headers`` (a response headers policy): the page's
+    meta Content-Security-Policy cannot forbid framing, since browsers ignore
+    ``frame-ancestors`` in a ``<meta>`` (CSP Level 3, "frame-ancestors"), so
+    without ``frame-ancestors 'none'`` / ``X-Frame-Options: DENY`` any site
+    could frame the signed-in page and trick clicks onto it; ``nosniff``,
+    ``no-referrer`` and HSTS as CloudFront's managed SecurityHeadersPolicy
+    has them (CloudFront developer guide, "Use managed response headers
+    policies"). ``/config.json`` (the stage's API and pool ids) is not
+    cached at the edge (managed CachingDisabled policy), so a redeploy's
+    values are read at once, as ``iotnotify local`` serves it (no-store).
+    """
 
     bucket: s3.Bucket
     distribution: cloudfront.Distribution
+    headers: cloudfront.ResponseHeadersPolicy
     origin: str
 
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig) -> None:
@@ -69,16 +82,48 @@ class WebSite(Construct):
             # make `iotnotify destroy` fail.
             auto_delete_objects=not config.retain_data,
         )
+        self.headers = cloudfront.ResponseHeadersPolicy(
+            self,
+            "Headers",
+            comment=f"{config.stack_name} web page: no framing, no sniffing, no referrer",
+            security_headers_behavior=cloudfront.ResponseSecurityHeadersBehavior(
+                content_security_policy=cloudfront.ResponseHeadersContentSecurityPolicy(
+                    content_security_policy="frame-ancestors 'none'", override=True
+                ),
+                frame_options=cloudfront.ResponseHeadersFrameOptions(
+                    frame_option=cloudfront.HeadersFrameOption.DENY, override=True
+                ),
+                content_type_options=cloudfront.ResponseHeadersContentTypeOptions(override=True),
+                referrer_policy=cloudfront.ResponseHeadersReferrerPolicy(
+                    referrer_policy=cloudfront.HeadersReferrerPolicy.NO_REFERRER, override=True
+                ),
+                strict_transport_security=cloudfront.ResponseHeadersStrictTransportSecurity(
+                    access_control_max_age=Duration.days(365),
+                    include_subdomains=False,
+                    override=True,
+                ),
+            ),
+        )
+        origin = origins.S3BucketOrigin.with_origin_access_control(self.bucket)
         self.distribution = cloudfront.Distribution(
             self,
             "Distribution",
             comment=f"{config.stack_name} web page",
             default_root_object="index.html",
             default_behavior=cloudfront.BehaviorOptions(
-                origin=origins.S3BucketOrigin.with_origin_access_control(self.bucket),
+                origin=origin,
                 viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
                 cache_policy=cloudfront.CachePolicy.CACHING_OPTIMIZED,
+                response_headers_policy=self.headers,
             ),
+            additional_behaviors={
+                "/config.json": cloudfront.BehaviorOptions(
+                    origin=origin,
+                    viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
+                    cache_policy=cloudfront.CachePolicy.CACHING_DISABLED,
+                    response_headers_policy=self.headers,
+                )
+            },
             price_class=cloudfront.PriceClass.PRICE_CLASS_100,
             http_version=cloudfront.HttpVersion.HTTP2_AND_3,
         )

@@ -462,3 +462,23 @@ def test_a_full_batch_of_the_slowest_demo_tasks_finishes_within_the_worker_timeo
     timeout = dev.function("task-worker")["Timeout"]
     # Half the timeout is left for the owners' inbox writes and publishes.
     assert batch * MAX_DEMO_WORK_SECONDS <= timeout / 2
+
+
+def test_the_page_is_served_with_security_headers_and_config_json_uncached(dev: Synth) -> None:
+    # A meta CSP cannot forbid framing (frame-ancestors is ignored in <meta>):
+    # without the header any site could frame the signed-in page (clickjacking).
+    (dist,) = dev.resources("AWS::CloudFront::Distribution").values()
+    config = dist["Properties"]["DistributionConfig"]
+    (policy_id,) = dev.resources("AWS::CloudFront::ResponseHeadersPolicy")
+    policy = dev.props(policy_id)["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]
+    assert policy["ContentSecurityPolicy"]["ContentSecurityPolicy"] == "frame-ancestors 'none'"
+    assert policy["FrameOptions"] == {"FrameOption": "DENY", "Override": True}
+    assert policy["ContentTypeOptions"] == {"Override": True}
+    assert policy["ReferrerPolicy"] == {"ReferrerPolicy": "no-referrer", "Override": True}
+    assert policy["StrictTransportSecurity"]["AccessControlMaxAgeSec"] >= 31_536_000
+    behaviours = [config["DefaultCacheBehavior"], *config["CacheBehaviors"]]
+    assert all(b["ResponseHeadersPolicyId"] == {"Ref": policy_id} for b in behaviours)
+    # config.json names the stage's API and pool: a redeploy's must be read at once.
+    (config_json,) = [b for b in config["CacheBehaviors"] if b["PathPattern"] == "/config.json"]
+    # CloudFront's managed CachingDisabled policy (developer guide, "Use managed cache policies").
+    assert config_json["CachePolicyId"] == "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
