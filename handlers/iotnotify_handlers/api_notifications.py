@@ -3,7 +3,9 @@
 A page holds at most ``limit`` notifications and at most
 ``iotnotify.inbox.MAX_PAGE_BYTES`` of envelopes, so its response stays under
 Lambda's 6 MB limit whatever the notifications' sizes; ``next`` is set
-whenever more may follow, whichever cap ended the page.
+whenever more may follow, whichever cap ended the page. 400 for a bad
+``since`` or ``limit``; 503 when the inbox cannot be read (a DynamoDB outage
+or throttling: try again).
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ import re
 from typing import Any, Final
 
 from iotnotify.contract import validate_notification_id
-from iotnotify.errors import InvalidEnvelope
+from iotnotify.errors import InvalidEnvelope, PublishError
 from iotnotify.inbox import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from iotnotify.presence import PresenceError
 from iotnotify_handlers import clients
-from iotnotify_handlers.errors import BadRequest
+from iotnotify_handlers.errors import BadRequest, ServiceUnavailable
 from iotnotify_handlers.http import Request, api_handler, logger
 
 __all__ = ["handler"]
@@ -54,7 +56,11 @@ def handler(request: Request) -> tuple[int, Any]:
             presence.note_catch_up(user_id)
         except PresenceError:
             logger.warning("catch-up hint not recorded; a racing send may wait for the next one")
-    page = clients.inbox().since(user_id, since, limit=_limit(request.query.get("limit")))
+    limit = _limit(request.query.get("limit"))
+    try:
+        page = clients.inbox().since(user_id, since, limit=limit)
+    except PublishError as exc:  # the inbox's DynamoDB failures (an outage, throttling)
+        raise ServiceUnavailable("could not read the inbox, try again") from exc
     return 200, {
         "notifications": [note.to_dict() for note in page.notifications],
         "next": page.next_since,

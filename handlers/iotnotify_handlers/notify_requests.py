@@ -18,7 +18,7 @@ from typing import Any, Final
 from botocore.exceptions import BotoCoreError, ClientError
 
 from iotnotify.contract import validate_name, validate_title, validate_user_id
-from iotnotify.errors import ContractError
+from iotnotify.errors import ContractError, PublishError, Throttled
 from iotnotify.publisher import DeliveryResult, Publisher, delivery_report
 from iotnotify_handlers.errors import BadRequest, ServiceUnavailable, Unauthorized
 from iotnotify_handlers.http import reject_unknown_fields
@@ -132,14 +132,25 @@ class ApiKeyVerifier:
 
 
 def send(request: NotifyRequest, publisher: Publisher) -> dict[str, Any]:
-    """Send what ``request`` asks for; the response lists one result per user."""
+    """Send what ``request`` asks for; the response lists one result per user.
+
+    Raises :class:`ServiceUnavailable` (503) when the one publish of a
+    broadcast or game message fails; a user's failure is in their result.
+    """
     title, body, kind, data = request.title, request.body, request.type, request.data
-    if request.broadcast:
-        note = publisher.broadcast(title=title, body=body, type=kind, data=data)
-        return {"id": note.id, "target": "broadcast"}
-    if request.game is not None:
-        note = publisher.notify_game(request.game, title=title, body=body, type=kind, data=data)
-        return {"id": note.id, "target": f"game:{request.game}"}
+    # A broadcast or game message is one publish and no inbox item: when
+    # iot-data refuses it (an outage, throttling) nothing was sent, so the
+    # caller is told to try again (503) as for the API's other AWS failures.
+    try:
+        if request.broadcast:
+            note = publisher.broadcast(title=title, body=body, type=kind, data=data)
+            return {"id": note.id, "target": "broadcast"}
+        if request.game is not None:
+            note = publisher.notify_game(request.game, title=title, body=body, type=kind, data=data)
+            return {"id": note.id, "target": f"game:{request.game}"}
+    except (PublishError, Throttled) as exc:
+        target = "everyone" if request.broadcast else f"game {request.game!r}"
+        raise ServiceUnavailable(f"could not publish to {target}, try again") from exc
     results: Sequence[DeliveryResult] = publisher.notify_many(
         request.users, title=title, body=body, type=kind, data=data, ephemeral=request.ephemeral
     )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
+from iotnotify.publisher import Publisher
 from iotnotify_handlers import api_notify, clients
 from tests.conftest import API_KEY, FakeAccount, rest_event
 
@@ -193,3 +196,31 @@ def test_two_api_keys_are_refused_whichever_is_right(account: FakeAccount) -> No
     assert (response["statusCode"], body["error"]) == (401, "unauthorized")
     assert "more than one" in body["message"]
     assert account.published() == []
+
+
+class _IotDataDown:
+    """iot-data answering every publish with an error (after botocore's retries)."""
+
+    def __init__(self, code: str) -> None:
+        self._code = code
+
+    def publish(self, **_kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": self._code, "Message": "down"}}, "Publish")
+
+
+@pytest.mark.parametrize("code", ["InternalFailure", "ThrottlingException"])
+def test_a_game_or_broadcast_publish_that_iot_refuses_is_a_503_to_retry_not_a_500(
+    account: FakeAccount, monkeypatch: pytest.MonkeyPatch, code: str
+) -> None:
+    # Given a registered game and iot-data failing
+    clients.games().register("g42", ["alice", "bob"])
+    down = Publisher(scheme=account.scheme, iot_data=_IotDataDown(code))
+    # Cached like the real factory, so clients.reset() can clear it.
+    monkeypatch.setattr(clients, "publisher", functools.cache(lambda: down))
+    for target in ({"game": "g42"}, {"broadcast": True}):
+        # When a game server sends to the game (or everyone)
+        status, answer = post({**target, "title": "move"})
+        # Then the answer says to try again, as for the other AWS failures
+        # of the API, rather than "internal error" (nothing was sent)
+        assert (status, answer["error"]) == (503, "service_unavailable"), answer
+        assert "try again" in answer["message"]
