@@ -2,7 +2,7 @@
 
 moto listens on loopback only (it answers any credentials, including
 admin calls that create users or read every table). A browser on another
-machine (``iotnotify local --host 0.0.0.0 --allow-remote``) still has to
+machine (``iotnotify local --host <LAN address> --allow-remote``) still has to
 sign in, so the API forwards exactly the Cognito user-pool operations a
 sign-in page makes, the ones Cognito serves without AWS credentials (they
 carry a client id, a password or the user's own token; Amazon Cognito

@@ -200,13 +200,54 @@ def _has_ipv4(host: str) -> bool:
         return False
 
 
+def _is_unspecified(host: str) -> bool:
+    """Whether ``host`` is, or resolves to, an unspecified address (``0.0.0.0``, ``::``)."""
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        pass
+    try:
+        resolved = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
+    except (socket.gaierror, UnicodeError):
+        return False
+    return any(ipaddress.ip_address(address.split("%")[0]).is_unspecified for address in resolved)
+
+
+def _lan_address() -> str | None:
+    """The IPv4 address this machine reaches other networks from, if any.
+
+    A UDP socket's ``connect`` only picks the route and source address; no
+    packet is sent.
+    """
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("10.255.255.255", 9))
+            address = str(probe.getsockname()[0])
+    except OSError:
+        return None
+    return None if ipaddress.ip_address(address).is_loopback else address
+
+
 def check_exposure(host: str, *, allow_remote: bool) -> str | None:
     """None for a loopback ``host``; the warning to show for an allowed remote one.
 
-    Raises :class:`RemoteNotAllowed` for a non-loopback ``host`` (``0.0.0.0``,
-    a LAN address, a name) unless ``allow_remote`` is set: the local stack
-    has no real authentication boundary beyond what this machine grants.
+    Raises :class:`RemoteNotAllowed` for a non-loopback ``host`` (a LAN
+    address, a name) unless ``allow_remote`` is set: the local stack has no
+    real authentication boundary beyond what this machine grants. An
+    unspecified address (``0.0.0.0``, ``::``) is refused either way: every
+    URL the stack hands out names ``host`` (the page's ``config.json``, the
+    presigned URLs of ``GET /token``, the state file), and no other machine
+    can open ``0.0.0.0``; the message names this machine's address instead.
     """
+    if _is_unspecified(host):
+        lan = _lan_address()
+        example = f"--host {lan}" if lan else "--host <this machine's address on the network>"
+        raise RemoteNotAllowed(
+            f"--host {host} would listen everywhere, but every URL the stack gives out (the "
+            f"page's API address, the tokens' WebSocket URLs, the state file) names {host}, "
+            "which a phone or another computer cannot open: give this machine's own address, "
+            f"{example} --allow-remote (local mode trusts everyone who can reach it)."
+        )
     if _is_loopback(host):
         return None
     if not allow_remote:
@@ -824,10 +865,17 @@ def run_local(
             "give --state-file a path in a folder you can write"
         )
         return 2
+    if _is_unspecified(host):
+        try:
+            check_exposure(host, allow_remote=allow_remote)
+        except RemoteNotAllowed as exc:
+            _error(f"{exc}")
+            return 2
     if not _has_ipv4(host):
         _error(
             f"--host {host} has no IPv4 address; every listener of the "
-            "local stack is IPv4 (127.0.0.1, localhost, or 0.0.0.0 with --allow-remote)"
+            "local stack is IPv4 (127.0.0.1, localhost, or this machine's network "
+            "address with --allow-remote)"
         )
         return 2
     try:

@@ -461,13 +461,29 @@ def test_exposure_check_and_warning() -> None:
     # 127.1 is inet_aton shorthand for 127.0.0.1: judged by what it resolves to
     for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost", "127.1"):
         assert check_exposure(host, allow_remote=False) is None
-    for host in ("0.0.0.0", "192.168.1.20", "::", "myhost.example", "0"):
+    for host in ("192.168.1.20", "myhost.example"):
         with pytest.raises(RemoteNotAllowed):
             check_exposure(host, allow_remote=False)
         warning = check_exposure(host, allow_remote=True)
         assert warning is not None
         assert "trusts everyone" in warning
         assert "127.0.0.1" in warning
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "0", "::"])
+def test_an_unspecified_address_is_refused_with_the_address_to_give_instead(host: str) -> None:
+    # Every URL the stack hands out names --host: the page's config.json
+    # (apiUrl), the presigned URLs of GET /token, the state file. With
+    # 0.0.0.0 a phone that opened http://<LAN address>:port/ was told to call
+    # http://0.0.0.0:port, which it cannot open: the README's "0.0.0.0 to try
+    # the page from a phone" never worked.
+    for allow_remote in (False, True):
+        with pytest.raises(RemoteNotAllowed) as refused:
+            check_exposure(host, allow_remote=allow_remote)
+        message = str(refused.value)
+        assert "cannot open" in message
+        assert "--host " in message
+        assert "--allow-remote" in message
 
 
 def test_moto_listens_on_loopback_whatever_host_says(tmp_path: Path) -> None:
