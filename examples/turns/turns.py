@@ -175,7 +175,12 @@ class Lobby:
         return game, {game.labels[u]: self.seat_url(game, u) for u in players}
 
     def move(self, game_id: str, seat: object, add: object) -> Game:
-        """Apply a move and tell everyone. Blocking (AWS calls)."""
+        """Apply a move and tell everyone. Blocking (AWS calls).
+
+        Raises :class:`GameError` for a refused move (nothing is sent). A
+        message that cannot be sent once the move is applied is logged to
+        stderr; the move stands and the other message still goes out.
+        """
         game = self.get(game_id)
         if not isinstance(seat, str):
             raise GameError(400, "bad_request", "seat must be a string")
@@ -184,20 +189,38 @@ class Lobby:
         update = f"{label} added {add}: {game.total}"
         if game.winner is not None:
             update = f"{label} reached {GOAL} and wins {game.name}"
-        self.publisher.notify_game(
-            game.game_id,
-            title=update,
-            type="game.update",
-            data={
-                "game": game.game_id,
-                "gameName": game.name,
-                "total": game.total,
-                "winner": game.winner,
-            },
+        # The move stands from here on (a retry would be refused as out of
+        # turn), so each message is sent on its own: a failed game update must
+        # not keep the next player from hearing it is their turn, nor turn the
+        # applied move into an error. A failure is logged; players see the
+        # state when their page loads the game.
+        self._send(
+            lambda: self.publisher.notify_game(
+                game.game_id,
+                title=update,
+                type="game.update",
+                data={
+                    "game": game.game_id,
+                    "gameName": game.name,
+                    "total": game.total,
+                    "winner": game.winner,
+                },
+            ),
+            f"game update of {game.game_id}",
         )
         if game.winner is None:
-            self._your_turn(game, f"{label} added {add}; the total is {game.total}.")
+            self._send(
+                lambda: self._your_turn(game, f"{label} added {add}; the total is {game.total}."),
+                f"turn notice of {game.game_id}",
+            )
         return game
+
+    @staticmethod
+    def _send(send: Callable[[], object], what: str) -> None:
+        try:
+            send()
+        except IotNotifyError as exc:
+            print(f"turns: {what} not sent: {exc}", file=sys.stderr, flush=True)
 
     def _your_turn(self, game: Game, body: str) -> None:
         player = game.next_player

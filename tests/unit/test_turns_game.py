@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from examples.turns.turns import GOAL, GameError, Lobby
+from iotnotify.errors import PublishError
 
 
 class RecordingPublisher:
@@ -110,3 +111,47 @@ def test_the_player_list_says_who_is_online_from_presence() -> None:
 
     publisher.presence = presence  # type: ignore[attr-defined]
     assert games.online(game) == ["bob"]
+
+
+class FlakyPublisher(RecordingPublisher):
+    """Refuses every send to one kind of target, as iot-data does in an outage."""
+
+    def __init__(self, failing: str) -> None:
+        super().__init__()
+        self.failing = failing
+
+    def notify(self, user_id: str, *, title: str, data: dict[str, Any], **_: Any) -> None:
+        if self.failing == "user":
+            raise PublishError("publish to the user topic: throttled")
+        super().notify(user_id, title=title, data=data)
+
+    def notify_game(self, game_id: str, *, title: str, data: dict[str, Any], **_: Any) -> None:
+        if self.failing == "game":
+            raise PublishError("publish to the game topic: throttled")
+        super().notify_game(game_id, title=title, data=data)
+
+
+@pytest.mark.parametrize("failing", ["game", "user"])
+def test_a_move_whose_game_update_or_turn_notice_fails_is_applied_and_still_sends_the_other(
+    failing: str,
+) -> None:
+    # Given iot-data refusing the game channel (or the next player's topic)
+    publisher = FlakyPublisher(failing)
+    ids = {"alice": "id-alice", "bob": "id-bob"}
+    games = Lobby(publisher, ids.__getitem__, "http://game.test")  # type: ignore[arg-type]
+    failing_before = publisher.failing
+    publisher.failing = ""
+    game, seats = games.create(["alice", "bob"])
+    publisher.failing = failing_before
+    sent_before = len(publisher.sent)
+
+    # When alice moves
+    moved = games.move(game.game_id, seat(seats["alice"]), 2)
+
+    # Then the move stands (a retry would be a 409 "it is bob's turn"), and
+    # the other message still goes out: a failed game update used to abort
+    # the move's handling before bob was ever told it is his turn.
+    assert (moved.total, moved.next_player) == (2, "id-bob")
+    targets = [target for target, _title, _data in publisher.sent[sent_before:]]
+    expected = "user:id-bob" if failing == "game" else f"game:{game.game_id}"
+    assert targets == [expected]
