@@ -75,6 +75,9 @@ let feed = new Feed({ now: serverNow });
 let caughtUpOnce = false;
 /** Ids whose long body the person expanded ("Show more"); survives re-renders. */
 const expanded = new Set();
+/** OS notifications this page showed and that may still be on the screen. */
+/** @type {Set<Notification>} */
+const osShown = new Set();
 
 boot().catch((err) => showBootError(`The page could not start: ${message(err)}`));
 
@@ -190,6 +193,7 @@ function signOut(reason) {
   showRefused(new Map());
   session.signOut();
   clearToasts();
+  closeOsNotifications();
   feed = new Feed({ now: serverNow });
   caughtUpOnce = false;
   expanded.clear();
@@ -585,6 +589,8 @@ function notifyOs(notes) {
   for (const note of notes.slice(-MAX_TOASTS)) {
     try {
       const shown = new Notification(note.title, { body: clampText(note.body, TOAST_CLAMP).text, tag: note.id });
+      osShown.add(shown);
+      shown.addEventListener("close", () => osShown.delete(shown));
       shown.addEventListener("click", () => {
         window.focus();
         markRead(note.id);
@@ -594,6 +600,21 @@ function notifyOs(notes) {
       console.warn(`iotnotify: could not show an OS notification: ${message(err)}`);
     }
   }
+}
+
+/**
+ * Takes this page's OS notifications off the screen (sign-out: on a shared
+ * computer the next person must not read the last one's pop-ups).
+ */
+function closeOsNotifications() {
+  for (const shown of osShown) {
+    try {
+      shown.close();
+    } catch {
+      // already gone
+    }
+  }
+  osShown.clear();
 }
 
 // --- status and helpers ------------------------------------------------------------
