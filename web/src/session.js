@@ -52,6 +52,7 @@ export class Session {
   /** @param {string} email  @param {string} password */
   async signIn(email, password) {
     const tokens = await this.cognito.signIn(email, password);
+    this.refreshing = null; // a refresh still on its way is the session before's
     this.#store(tokens, email);
   }
 
@@ -59,6 +60,8 @@ export class Session {
   signOut() {
     const access = this.current?.accessToken;
     this.current = null;
+    // A refresh still on its way belongs to this session: #refresh drops its answer.
+    this.refreshing = null;
     this.storage.removeItem(KEY);
     if (access) this.cognito.signOut(access).catch(() => {});
   }
@@ -72,19 +75,32 @@ export class Session {
     const current = this.current;
     if (current === null) throw new AuthError("NotSignedIn", "Not signed in.");
     if (!force && current.expiresAt - this.now() > REFRESH_MARGIN_MS) return current.idToken;
-    this.refreshing ??= this.#refresh(current).finally(() => {
-      this.refreshing = null;
-    });
+    if (this.refreshing === null) {
+      const refreshing = this.#refresh(current).finally(() => {
+        // Only its own: a sign-in meanwhile may have started another.
+        if (this.refreshing === refreshing) this.refreshing = null;
+      });
+      this.refreshing = refreshing;
+    }
     return this.refreshing;
   }
 
-  /** @param {StoredSession} current */
+  /**
+   * Refreshes `current`'s tokens. If the session changed meanwhile (signed
+   * out, or someone else signed in in this tab), the answer is dropped: it
+   * must neither bring the person who left back into storage nor replace
+   * the session of the person signed in now.
+   * @param {StoredSession} current
+   */
   async #refresh(current) {
+    const stale = () => new AuthError("NotSignedIn", "Signed out while the session was being renewed.");
     try {
       const tokens = await this.cognito.refresh(current.refreshToken);
+      if (this.current !== current) throw stale();
       this.#store(tokens, current.email);
       return tokens.idToken;
     } catch (err) {
+      if (this.current !== current) throw err instanceof AuthError && err.code === "NotSignedIn" ? err : stale();
       if (err instanceof AuthError && err.code !== "NetworkError") {
         // The refresh token is dead: the API would say 401 anyway.
         this.current = null;

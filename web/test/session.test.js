@@ -95,3 +95,57 @@ test("sign-out forgets the tokens at once and tells Cognito", async () => {
   assert.ok(cognito.calls.includes("signOut"));
   await assert.rejects(session.idToken(), { code: "NotSignedIn" });
 });
+
+// A shared computer: alice's ID token is being refreshed (2 min before it
+// expires, or after a 401) when she signs out, and bob signs in in the tab.
+// The refresh's answer used to be stored as the session: alice back in
+// sessionStorage after she signed out (a reload signed her in again), or in
+// place of bob's session, so bob's page read alice's notifications.
+
+function pendingRefreshCognito() {
+  const refreshes = [];
+  return {
+    refreshes,
+    async signIn(email) {
+      const sub = email.split("@")[0];
+      return { idToken: jwt({ sub, email, exp: 1000 }), accessToken: `access-${sub}`, refreshToken: `refresh-${sub}`, expiresAt: 1_000_000 };
+    },
+    refresh(refreshToken) {
+      return new Promise((resolve) => {
+        refreshes.push(() => resolve({ idToken: jwt({ sub: "alice", email: "alice@example.com", exp: 5000 }), accessToken: "access-alice-2", refreshToken, expiresAt: 5_000_000 }));
+      });
+    },
+    async signOut() {},
+  };
+}
+
+test("a refresh answered after sign-out does not sign the person in again", async () => {
+  const storage = new MemoryStorage();
+  const cognito = pendingRefreshCognito();
+  const session = new Session({ cognito, storage, now: () => 0 });
+  await session.signIn("alice@example.com", "pw");
+  const pending = session.idToken(true);
+  session.signOut();
+  cognito.refreshes[0]();
+  await assert.rejects(pending, (err) => err instanceof AuthError && err.code === "NotSignedIn");
+  assert.equal(session.current, null);
+  assert.equal(storage.getItem("iotnotify.session"), null);
+  assert.equal(new Session({ cognito, storage, now: () => 0 }).signedIn, false);
+});
+
+test("a refresh of the person before never replaces the session of the person signed in now", async () => {
+  const storage = new MemoryStorage();
+  const cognito = pendingRefreshCognito();
+  const session = new Session({ cognito, storage, now: () => 0 });
+  await session.signIn("alice@example.com", "pw");
+  const pending = session.idToken(true);
+  session.signOut();
+  await session.signIn("bob@example.com", "pw");
+  cognito.refreshes[0]();
+  await assert.rejects(pending);
+  assert.equal(session.current.sub, "bob");
+  assert.equal(JSON.parse(storage.getItem("iotnotify.session")).sub, "bob");
+  // and bob's own token is not alice's refreshed one
+  assert.equal(session.current.accessToken, "access-bob");
+  assert.equal(await session.idToken(), session.current.idToken);
+});
