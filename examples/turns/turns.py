@@ -171,7 +171,13 @@ class Lobby:
         # Players may now ask for the game channel in their token.
         self.publisher.register_game(game_id, players)
         self.games[game_id] = game
-        self._your_turn(game, "The game starts: add 1, 2 or 3; whoever reaches 21 wins.")
+        # The game exists from here on: a failed notice must not hide its seat links.
+        self._send(
+            lambda: self._your_turn(
+                game, "The game starts: add 1, 2 or 3; whoever reaches 21 wins."
+            ),
+            f"first turn notice of {game_id}",
+        )
         return game, {game.labels[u]: self.seat_url(game, u) for u in players}
 
     def move(self, game_id: str, seat: object, add: object) -> Game:

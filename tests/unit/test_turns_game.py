@@ -155,3 +155,17 @@ def test_a_move_whose_game_update_or_turn_notice_fails_is_applied_and_still_send
     targets = [target for target, _title, _data in publisher.sent[sent_before:]]
     expected = "user:id-bob" if failing == "game" else f"game:{game.game_id}"
     assert targets == [expected]
+
+
+def test_a_game_whose_first_turn_notice_fails_is_still_created_with_its_seats() -> None:
+    # Given iot-data refusing the first player's topic
+    publisher = FlakyPublisher("user")
+    ids = {"alice": "id-alice", "bob": "id-bob"}
+    games = Lobby(publisher, ids.__getitem__, "http://game.test")  # type: ignore[arg-type]
+    # When a game is created, Then it exists, registered, with its seat links
+    # (an error here left a registered game nobody had the links to, and a
+    # retry made a second one)
+    game, seats = games.create(["alice", "bob"])
+    assert set(seats) == {"alice", "bob"}
+    assert games.get(game.game_id) is game
+    assert publisher.games == {game.game_id: ["id-alice", "id-bob"]}
