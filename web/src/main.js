@@ -5,6 +5,7 @@
 import mqtt from "mqtt";
 
 import { Api, ApiError, forEachMissed } from "./api.js";
+import { backoffDelay } from "./backoff.js";
 import { AuthError, CognitoClient, cognitoEndpoint, normalizeEmail, passwordRules } from "./cognito.js";
 import { CATCH_UP_FAILED, Connection, Status } from "./connection.js";
 import { Feed } from "./feed.js";
@@ -82,7 +83,7 @@ const osShown = new Set();
 boot().catch((err) => showBootError(`The page could not start: ${message(err)}`));
 
 async function boot() {
-  const config = await loadConfig();
+  const config = await loadConfigUntilItAnswers();
   const cognito = new CognitoClient({ endpoint: cognitoEndpoint(config), clientId: config.userPoolClientId });
   session = new Session({ cognito });
   api = new Api({ baseUrl: config.apiUrl, auth: session });
@@ -96,6 +97,25 @@ async function boot() {
   window.addEventListener("offline", () => connection?.setOnline(false));
   if (session.signedIn) enterFeed();
   else showAuth("signin");
+}
+
+/**
+ * config.json, asked again with backoff (1 s doubling to 30 s, full jitter)
+ * until it answers: a tab opened or restored while the server is away (the
+ * local stack restarting, a network that is not up yet) starts by itself
+ * once it is back, instead of staying on an error until reloaded.
+ */
+async function loadConfigUntilItAnswers() {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      const config = await loadConfig();
+      ui.bootError.hidden = true;
+      return config;
+    } catch (err) {
+      showBootError(`The page could not start: ${message(err)}. Retrying…`);
+      await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt)));
+    }
+  }
 }
 
 /** @returns {Promise<{apiUrl: string, region: string, userPoolClientId: string, cognitoEndpoint?: string}>} */
