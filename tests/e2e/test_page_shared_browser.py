@@ -37,7 +37,7 @@ def test_a_catch_up_answered_after_sign_out_never_reaches_the_next_user(
     stack: LocalStack, open_page: OpenPage
 ) -> None:
     # Given a notification in alice's inbox
-    secret = unique("Alice's private note")
+    secret = unique("Alice's own note")
     stack.send("alice", secret, "for alice only")
     tab = open_page("shared")
     page = tab.page
@@ -116,7 +116,7 @@ def test_sign_out_takes_the_os_notifications_it_showed_off_the_screen(
     page = tab.page
     sign_in(tab, stack, "alice")
     page.evaluate("window.__os.setHidden(true)")
-    private = unique("Alice's private pop-up")
+    private = unique("Alice's own pop-up")
     stack.send("alice", private, "for alice only")
     page.wait_for_function(f"window.__os.open().includes({private!r})")
 
