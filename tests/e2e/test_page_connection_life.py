@@ -376,3 +376,33 @@ def test_a_token_api_that_refuses_is_said_on_the_page_and_retried_until_it_answe
     page.locator("#status").evaluate("() => window.dispatchEvent(new Event('online'))")
     expect_status(page, "live", timeout=45_000)
     expect(notice).to_be_hidden()
+
+
+def test_a_page_opened_while_the_server_is_away_starts_by_itself_once_it_answers(
+    stack: LocalStack, open_page: OpenPage
+) -> None:
+    # Given the page's config.json unreachable when the tab opens (the stack
+    # restarting, a tab restored before it is up)
+    alice = open_page("alice")
+    alice.allow_network_errors(r"/config\.json$")
+    page = alice.page
+    away = True
+
+    def config(route: Route) -> None:
+        if away:
+            route.abort("connectionrefused")
+        else:
+            route.continue_()
+
+    page.route(re.compile(r"/config\.json$"), config)
+    page.goto(stack.web_url)
+
+    # Then it says so and that it keeps trying
+    boot = page.locator("#boot-error")
+    expect(boot).to_contain_text("config.json")
+    expect(boot).to_contain_text("Retrying")
+
+    # And once the server answers, the sign-in form comes without a reload
+    away = False
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=30_000)
+    expect(boot).to_be_hidden()

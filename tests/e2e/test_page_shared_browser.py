@@ -79,3 +79,51 @@ def test_a_catch_up_answered_after_sign_out_never_reaches_the_next_user(
     for note_id in alices:
         expect(page.locator(f'[data-id="{note_id}"]')).to_have_count(0)
     expect(page.get_by_text(secret)).to_have_count(0)
+
+
+# A stand-in for the Notification API (headless Chromium shows none) that
+# records which pop-ups the page closed.
+OS_NOTIFICATIONS = """
+(() => {
+  const open = [];
+  let hidden = false;
+  class FakeNotification extends EventTarget {
+    constructor(title, options = {}) {
+      super();
+      this.title = title;
+      open.push(this);
+    }
+    static get permission() { return "granted"; }
+    static requestPermission() { return Promise.resolve("granted"); }
+    close() { open.splice(open.indexOf(this), 1); }
+  }
+  Object.defineProperty(window, "Notification", { value: FakeNotification, configurable: true });
+  Object.defineProperty(document, "visibilityState", {
+    get: () => (hidden ? "hidden" : "visible"), configurable: true });
+  window.__os = {
+    open: () => open.map((n) => n.title),
+    setHidden(value) { hidden = value; document.dispatchEvent(new Event("visibilitychange")); },
+  };
+})();
+"""
+
+
+def test_sign_out_takes_the_os_notifications_it_showed_off_the_screen(
+    stack: LocalStack, open_page: OpenPage
+) -> None:
+    # Given alice's tab hidden, and an OS notification it showed her
+    tab = open_page("shared", init_script=OS_NOTIFICATIONS)
+    page = tab.page
+    sign_in(tab, stack, "alice")
+    page.evaluate("window.__os.setHidden(true)")
+    private = unique("Alice's private pop-up")
+    stack.send("alice", private, "for alice only")
+    page.wait_for_function(f"window.__os.open().includes({private!r})")
+
+    # When she signs out on the shared computer
+    page.evaluate("window.__os.setHidden(false)")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+    # Then no pop-up of hers is left on the screen for the next person
+    assert page.evaluate("window.__os.open()") == []

@@ -5,6 +5,7 @@
 import mqtt from "mqtt";
 
 import { Api, ApiError, forEachMissed } from "./api.js";
+import { backoffDelay } from "./backoff.js";
 import { AuthError, CognitoClient, cognitoEndpoint, normalizeEmail, passwordRules } from "./cognito.js";
 import { CATCH_UP_FAILED, Connection, Status } from "./connection.js";
 import { Feed } from "./feed.js";
@@ -75,11 +76,14 @@ let feed = new Feed({ now: serverNow });
 let caughtUpOnce = false;
 /** Ids whose long body the person expanded ("Show more"); survives re-renders. */
 const expanded = new Set();
+/** OS notifications this page showed and that may still be on the screen. */
+/** @type {Set<Notification>} */
+const osShown = new Set();
 
 boot().catch((err) => showBootError(`The page could not start: ${message(err)}`));
 
 async function boot() {
-  const config = await loadConfig();
+  const config = await loadConfigUntilItAnswers();
   const cognito = new CognitoClient({ endpoint: cognitoEndpoint(config), clientId: config.userPoolClientId });
   session = new Session({ cognito });
   api = new Api({ baseUrl: config.apiUrl, auth: session });
@@ -93,6 +97,25 @@ async function boot() {
   window.addEventListener("offline", () => connection?.setOnline(false));
   if (session.signedIn) enterFeed();
   else showAuth("signin");
+}
+
+/**
+ * config.json, asked again with backoff (1 s doubling to 30 s, full jitter)
+ * until it answers: a tab opened or restored while the server is away (the
+ * local stack restarting, a network that is not up yet) starts by itself
+ * once it is back, instead of staying on an error until reloaded.
+ */
+async function loadConfigUntilItAnswers() {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      const config = await loadConfig();
+      ui.bootError.hidden = true;
+      return config;
+    } catch (err) {
+      showBootError(`The page could not start: ${message(err)}. Retrying…`);
+      await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt)));
+    }
+  }
 }
 
 /** @returns {Promise<{apiUrl: string, region: string, userPoolClientId: string, cognitoEndpoint?: string}>} */
@@ -190,6 +213,7 @@ function signOut(reason) {
   showRefused(new Map());
   session.signOut();
   clearToasts();
+  closeOsNotifications();
   feed = new Feed({ now: serverNow });
   caughtUpOnce = false;
   expanded.clear();
@@ -585,6 +609,8 @@ function notifyOs(notes) {
   for (const note of notes.slice(-MAX_TOASTS)) {
     try {
       const shown = new Notification(note.title, { body: clampText(note.body, TOAST_CLAMP).text, tag: note.id });
+      osShown.add(shown);
+      shown.addEventListener("close", () => osShown.delete(shown));
       shown.addEventListener("click", () => {
         window.focus();
         markRead(note.id);
@@ -594,6 +620,21 @@ function notifyOs(notes) {
       console.warn(`iotnotify: could not show an OS notification: ${message(err)}`);
     }
   }
+}
+
+/**
+ * Takes this page's OS notifications off the screen (sign-out: on a shared
+ * computer the next person must not read the last one's pop-ups).
+ */
+function closeOsNotifications() {
+  for (const shown of osShown) {
+    try {
+      shown.close();
+    } catch {
+      // already gone
+    }
+  }
+  osShown.clear();
 }
 
 // --- status and helpers ------------------------------------------------------------
