@@ -189,6 +189,54 @@ class PresenceTable:
             raise PresenceError(f"could not record presence of {event.user_id}: {exc}") from exc
         return True
 
+    def end_open_sessions(self) -> int:
+        """Record every session still marked connected as disconnected at its last event.
+
+        For a broker that restarted with no connection at all (``iotnotify
+        local`` restoring its saved tables): those sessions ended without a
+        disconnect event reaching this table, and would otherwise count as
+        live connections for :data:`MAX_CONNECTION_SECONDS`. Each update is
+        conditional on the session's ``seq`` being unchanged, so an event
+        applied meanwhile is kept. Returns how many sessions it ended;
+        raises :class:`PresenceError` when DynamoDB fails.
+        """
+        from boto3.dynamodb.conditions import Attr
+
+        kwargs: dict[str, Any] = {"FilterExpression": Attr("state").eq("connected")}
+        ended = 0
+        while True:
+            try:
+                page = self._table.scan(**kwargs)
+            except (BotoCoreError, ClientError) as exc:
+                raise PresenceError(f"could not list open sessions: {exc}") from exc
+            for item in page.get("Items", []):
+                seq = int(item.get("seq", 0))
+                try:
+                    self._table.update_item(
+                        Key={"userId": item["userId"], "sessionId": item["sessionId"]},
+                        UpdateExpression="SET #state = :state, seq = :seq",
+                        ConditionExpression="seq = :old",
+                        ExpressionAttributeNames={"#state": "state"},
+                        ExpressionAttributeValues={
+                            ":state": "disconnected",
+                            # A disconnect at the connect's own timestamp (see seq).
+                            ":seq": int(item.get("ts", 0)) * 2 + 1,
+                            ":old": seq,
+                        },
+                    )
+                except ClientError as exc:
+                    code = exc.response.get("Error", {}).get("Code")
+                    if code == "ConditionalCheckFailedException":
+                        continue
+                    raise PresenceError(f"could not end session: {exc}") from exc
+                except BotoCoreError as exc:
+                    raise PresenceError(f"could not end session: {exc}") from exc
+                ended += 1
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return ended
+            kwargs["ExclusiveStartKey"] = last
+
     def note_catch_up(self, user_id: str) -> None:
         """Record that ``user_id`` is catching up now (see the module docstring)."""
         now = self._clock()

@@ -395,6 +395,13 @@ class LocalStack:
             )
         else:
             resources = saved
+            # The emulator starts with no connection: sessions saved as open
+            # ended with the last run, without a disconnect event.
+            from iotnotify.presence import PresenceTable
+
+            PresenceTable(
+                admin.resource("dynamodb").Table(resources.names.presence_table)
+            ).end_open_sessions()
             # The pool kept the key an earlier run made; publish it again.
             publish_signing_key(
                 account=resources.account, region=cfg.region, pool_id=resources.user_pool_id

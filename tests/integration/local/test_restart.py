@@ -8,6 +8,7 @@ import os
 import socket
 import ssl
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 import jwt
 
-from tests.integration.local.clients import api, sign_in, sign_up
+from tests.integration.local.clients import MqttUser, api, sign_in, sign_up
 from tests.integration.local.conftest import four_free_ports, start_stack
 from tests.local_process import IOTNOTIFY, LocalProcess
 
@@ -230,3 +231,45 @@ def test_an_unusable_data_directory_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "data directory" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def presence_of(state: dict[str, Any], token: str, user: str) -> dict[str, Any]:
+    status, answer = api(state, "GET", f"/presence?users={user}", token=token)
+    assert status == 200, answer
+    return dict(answer["presence"][user])
+
+
+def test_nobody_is_online_after_a_restart(tmp_path: Path) -> None:
+    # Given alice connected to a stack that keeps its data
+    data_dir = tmp_path / "data"
+    first = start_stack(tmp_path / "first.json", "--port", "0", "--data-dir", str(data_dir))
+    alice = first.user("alice")
+    user: MqttUser | None = None
+    try:
+        token = sign_in(first.state, alice)
+        status, vended = api(first.state, "GET", "/token", token=token)
+        assert status == 200
+        user = MqttUser(vended)
+        assert user.connected.wait(10)
+        # The presence rule applies the connect event on its own time.
+        deadline = time.monotonic() + 30
+        while not presence_of(first.state, token, alice["sub"])["online"]:
+            assert time.monotonic() < deadline, "the connect never reached presence"
+            time.sleep(0.2)
+    finally:
+        # When the stack stops with her connection open (and she does not come back)
+        first.stop()
+        if user is not None:
+            user.close()
+    assert first.process.returncode == 0
+
+    second = start_stack(tmp_path / "second.json", "--port", "0", "--data-dir", str(data_dir))
+    try:
+        # Then the restarted stack, whose broker has no connection at all,
+        # does not report her online (the saved record said so for 24 h)
+        token = sign_in(second.state, second.user("alice"))
+        seen = presence_of(second.state, token, alice["sub"])
+        assert (seen["online"], seen["connections"]) == (False, 0)
+        assert seen["lastSeen"] is not None  # when she was last seen is kept
+    finally:
+        second.stop()
