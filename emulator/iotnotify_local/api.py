@@ -393,7 +393,9 @@ def build_app(api: LocalApi) -> web.Application:
         async def static(request: web.Request) -> web.FileResponse:
             # Not add_static: its misses are an empty octet-stream 404 that
             # bypasses the error middleware; here a miss raises like any route.
-            target = (root / request.match_info["path"]).resolve()
+            path = request.match_info["path"]
+            # A NUL is no file name (and makes the resolve below raise).
+            target = root if "\0" in path else (root / path).resolve()
             if not target.is_relative_to(root) or not target.is_file():
                 raise web.HTTPNotFound(reason=f"no such page or route: {request.path}")
             return web.FileResponse(target, headers=_PAGE_HEADERS)

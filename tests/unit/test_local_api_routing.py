@@ -200,3 +200,12 @@ async def test_a_required_header_or_query_parameter_missing_or_blank_is_api_gate
         assert (await client.post("/notify/key", headers={"X-Api-Key": "k"})).status == 200
         assert (await client.get("/presence?users=a")).status == 200
         assert called == ["/notify/key", "/presence"]
+
+
+@pytest.mark.parametrize("path", ["/app.js%00", "/%00", "/a%00b/app.js"])
+async def test_a_page_path_with_a_nul_is_a_404_not_a_500(
+    client: TestClient[Any, Any], path: str
+) -> None:
+    # The path is resolved on disk, where a NUL raised ValueError: a 500 and a traceback.
+    response = await client.get(path)
+    await assert_json_error(response, 404, "not_found")
