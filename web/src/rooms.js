@@ -395,6 +395,11 @@ export class RoomsView {
     for (const input of [this.ui.name, this.ui.joinName, this.ui.text, this.ui.member]) input.value = "";
     this.ui.membersInfo.textContent = "";
     this.ui.you.textContent = "";
+    // Hidden is not gone: the lines stay in the DOM for whoever signs in next.
+    this.shown = [];
+    this.renderMessages();
+    this.ui.title.textContent = "";
+    this.ui.state.textContent = "";
   }
 
   /** @param {string} text */

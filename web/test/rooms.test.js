@@ -352,3 +352,34 @@ test("a room that refuses the rejoin (no longer a member) stops and says so", as
   assert.equal(timers.length, 0);
   assert.match(doc.getElementById("rooms-error").textContent, /not a member of lobby/);
 });
+
+test("sign-out leaves none of the room's lines in the page, not even hidden", async () => {
+  const doc = fakeDoc();
+  const api = {
+    baseUrl: "https://api.test",
+    auth: { idToken: async () => "id-token" },
+    fetch: async (url) => {
+      const body = url.includes("/token")
+        ? { url: "ws://emu/mqtt", clientIdPrefix: "alice.", channels: { lobby: { topic: "a/s/chat/lobby", inputTopic: "a/s/chat/lobby/input" } } }
+        : { messages: [], rooms: [], next: null };
+      return { status: 200, ok: true, text: async () => JSON.stringify(body) };
+    },
+  };
+  const clients = [];
+  const connect = () => {
+    const client = new EventEmitter();
+    client.subscribe = (topic, options, callback) => queueMicrotask(() => callback(null));
+    client.end = () => {};
+    clients.push(client);
+    return client;
+  };
+  const view = new RoomsView({ api, connect, self: () => "alice", doc });
+  await view.join("lobby");
+  clients[0].emit("connect");
+  clients[0].emit("message", "a/s/chat/lobby", JSON.stringify(msg(1, { text: "alice's secret plan" })));
+  assert.equal(doc.getElementById("room-messages").children.length, 1);
+  view.hide();
+  assert.equal(doc.getElementById("room-messages").children.length, 0);
+  assert.equal(doc.getElementById("room-title").textContent, "");
+  assert.deepEqual(view.shown, []);
+});
