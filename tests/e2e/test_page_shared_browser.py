@@ -86,12 +86,14 @@ def test_a_catch_up_answered_after_sign_out_never_reaches_the_next_user(
 OS_NOTIFICATIONS = """
 (() => {
   const open = [];
+  let shownCount = 0;
   let hidden = false;
   class FakeNotification extends EventTarget {
     constructor(title, options = {}) {
       super();
       this.title = title;
       open.push(this);
+      document.documentElement.dataset.osShown = String(++shownCount);
     }
     static get permission() { return "granted"; }
     static requestPermission() { return Promise.resolve("granted"); }

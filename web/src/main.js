@@ -389,11 +389,14 @@ function announce(added, source) {
   const fresh = added.filter((note) => !feed.isRead(note.id));
   if (fresh.length === 0) return;
   if (source === "history") {
-    // A new tab: no toast per old item, one line saying there is something.
-    toast({ title: `${fresh.length} unread notification${fresh.length === 1 ? "" : "s"}`, body: "" }, null);
-  } else {
-    for (const note of fresh.slice(-MAX_TOASTS)) toast(note, note.id);
+    // A new tab: no toast (or pop-up) per old item, one line saying there is
+    // something; a background tab a browser restores must not pop up old news.
+    const summary = { title: `${fresh.length} unread notification${fresh.length === 1 ? "" : "s"}`, body: "" };
+    toast(summary, null);
+    if (document.visibilityState === "hidden") notifyOs([{ ...summary, id: "" }]);
+    return;
   }
+  for (const note of fresh.slice(-MAX_TOASTS)) toast(note, note.id);
   if (document.visibilityState === "hidden") notifyOs(fresh);
 }
 
@@ -603,12 +606,15 @@ async function enableOsNotifications() {
   if (ui.enableOs.hidden) ui.signOut.focus();
 }
 
-/** @param {import("./feed.js").Envelope[]} notes */
+/**
+ * @param {{id: string, title: string, body: string}[]} notes  id "" for a
+ *   summary: clicking it only focuses the tab
+ */
 function notifyOs(notes) {
   if (!osSupported() || Notification.permission !== "granted") return;
   for (const note of notes.slice(-MAX_TOASTS)) {
     try {
-      const shown = new Notification(note.title, { body: clampText(note.body, TOAST_CLAMP).text, tag: note.id });
+      const shown = new Notification(note.title, { body: clampText(note.body, TOAST_CLAMP).text, tag: note.id || "iotnotify-unread" });
       osShown.add(shown);
       shown.addEventListener("close", () => osShown.delete(shown));
       shown.addEventListener("click", () => {
