@@ -248,6 +248,7 @@ function enterFeed() {
     onStatus: (status, detail) => {
       setStatus(status, detail);
       if (status === Status.LIVE) {
+        rooms?.live();
         // Live, but what came while the page was away is not loaded yet: say so.
         showConnectionProblem(
           detail.startsWith(CATCH_UP_FAILED)

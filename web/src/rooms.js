@@ -353,6 +353,8 @@ export class RoomsView {
      * before is dropped, never shown to whoever signs in next in this tab.
      */
     this.epoch = 0;
+    /** The last room list could not be read (its error is shown). */
+    this.listFailed = false;
     this.pending = new PendingLine();
     this.ui.refresh.addEventListener("click", () => void this.refresh());
     this.ui.createForm.addEventListener("submit", (event) => {
@@ -386,6 +388,7 @@ export class RoomsView {
 
   hide() {
     this.epoch += 1;
+    this.listFailed = false;
     this.leave();
     this.ui.view.hidden = true;
     this.ui.list.replaceChildren();
@@ -415,9 +418,21 @@ export class RoomsView {
       if (epoch !== this.epoch) return;
       this.rooms = rooms;
       this.renderList();
+      if (this.listFailed) this.setError("");
+      this.listFailed = false;
     } catch (err) {
-      if (epoch === this.epoch) this.setError(`Could not list rooms: ${describe(err)}`);
+      if (epoch !== this.epoch) return;
+      this.listFailed = true;
+      this.setError(`Could not list rooms: ${describe(err)}`);
     }
+  }
+
+  /**
+   * The page's notification connection is live, so the API answers: a room
+   * list that failed (the API down when the page opened) is read again.
+   */
+  live() {
+    if (this.listFailed && !this.ui.view.hidden) void this.refresh();
   }
 
   renderList() {

@@ -383,3 +383,28 @@ test("sign-out leaves none of the room's lines in the page, not even hidden", as
   assert.equal(doc.getElementById("room-title").textContent, "");
   assert.deepEqual(view.shown, []);
 });
+
+test("a room list that failed (API down at load) is read again once the page is live, and the error goes", async () => {
+  const doc = fakeDoc();
+  let down = true;
+  const api = {
+    baseUrl: "https://api.test",
+    auth: { idToken: async () => "id-token" },
+    fetch: async () => {
+      if (down) throw new TypeError("Failed to fetch");
+      return { status: 200, ok: true, text: async () => JSON.stringify({ rooms: [{ room: "lobby", private: false, owner: "bob" }], next: null }) };
+    },
+  };
+  const view = new RoomsView({ api, connect: () => assert.fail("no connection"), self: () => "alice", doc });
+  const settle = () => new Promise((resolve) => setImmediate(resolve));
+  view.show();
+  await settle();
+  const error = doc.getElementById("rooms-error");
+  assert.match(error.textContent, /Could not list rooms/);
+  down = false;
+  view.live(); // the notification connection is live: the API answers again
+  await settle();
+  assert.deepEqual(view.rooms.map((r) => r.room), ["lobby"]);
+  assert.equal(error.textContent, "");
+  assert.equal(error.hidden, true);
+});
