@@ -152,24 +152,26 @@ REMOTE_WARNING: Final = (
 )
 
 
-def _is_loopback(host: str) -> bool:
-    """Whether binding ``host`` listens on loopback only.
-
-    An address is judged as is; anything else (``localhost``, ``127.1``,
-    another name) by every address it resolves to, which is what the bind
-    gets. A name that does not resolve is not loopback.
-    """
+def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """What binding ``host`` gets: an address as is; anything else
+    (``localhost``, ``127.1``, another name) every address it resolves to,
+    without an IPv6 zone; none for a name that does not resolve."""
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return [ipaddress.ip_address(host)]
     except ValueError:
         pass
     try:
         resolved = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
     except (socket.gaierror, UnicodeError):
-        return False
-    return bool(resolved) and all(
-        ipaddress.ip_address(address.partition("%")[0]).is_loopback for address in resolved
-    )
+        return []
+    return [ipaddress.ip_address(address.partition("%")[0]) for address in resolved]
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether binding ``host`` listens on loopback only (every address it
+    names is loopback); a name that does not resolve is not loopback."""
+    addresses = _addresses(host)
+    return bool(addresses) and all(address.is_loopback for address in addresses)
 
 
 def canonical_host(host: str) -> str:
@@ -202,15 +204,7 @@ def _has_ipv4(host: str) -> bool:
 
 def _is_unspecified(host: str) -> bool:
     """Whether ``host`` is, or resolves to, an unspecified address (``0.0.0.0``, ``::``)."""
-    try:
-        return ipaddress.ip_address(host).is_unspecified
-    except ValueError:
-        pass
-    try:
-        resolved = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
-    except (socket.gaierror, UnicodeError):
-        return False
-    return any(ipaddress.ip_address(address.split("%")[0]).is_unspecified for address in resolved)
+    return any(address.is_unspecified for address in _addresses(host))
 
 
 def _lan_address() -> str | None:
