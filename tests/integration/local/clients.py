@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import queue
+import secrets
 import threading
 import urllib.error
 import urllib.request
@@ -55,6 +56,24 @@ def sign_up(state: dict[str, Any], email: str, password: str) -> str:
     )
     admin.admin_confirm_sign_up(UserPoolId=state["userPoolId"], Username=email)
     return str(answer["UserSub"])
+
+
+def public_room(state: dict[str, Any], prefix: str) -> str:
+    """A new public room ``{prefix}-{hex}``, owned by a user signed up for it alone.
+
+    For tests that need a room, not its owner: the demo users' quota of
+    rooms created (10 each) is shared by every test of a session's stack,
+    and a suite that has alice create one room per test runs out of it.
+    """
+    email = f"owner-{secrets.token_hex(4)}@example.com"
+    password = "Aa1!" + secrets.token_hex(8)
+    sign_up(state, email, password)
+    token = sign_in(state, {"username": email, "password": password})
+    room = f"{prefix}-{secrets.token_hex(3)}"
+    status, answer = api(state, "POST", "/chats", token=token, body={"room": room})
+    if status != 201:
+        raise RuntimeError(f"POST /chats {room}: {status} {answer}")
+    return room
 
 
 def api(

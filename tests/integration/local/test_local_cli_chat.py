@@ -15,6 +15,7 @@ from typing import IO
 from iotnotify.auth import CognitoAuth, CognitoSession
 from iotnotify.chat import RoomConnection, RoomsApi
 from iotnotify.contract import MAX_CHAT_TEXT_CHARS, ChatMessage, is_chat_cid
+from tests.integration.local.clients import public_room
 from tests.local_process import IOTNOTIFY, LocalProcess
 
 
@@ -76,9 +77,8 @@ def test_rooms_create_list_and_add_member(local_stack: LocalProcess) -> None:
 def test_chat_prints_history_then_live_messages_and_sends_typed_lines(
     local_stack: LocalProcess,
 ) -> None:
-    room = f"cli-{secrets.token_hex(3)}"
+    room = public_room(local_stack.state, "cli")
     alice_api = rooms_api(local_stack, "alice")
-    alice_api.create(room)
     received: queue.Queue[ChatMessage] = queue.Queue()
     with RoomConnection(alice_api.token(room), on_message=received.put) as alice:
         alice.send("before bob came")
@@ -139,9 +139,8 @@ def test_rooms_subcommands_take_the_sign_in_options_after_their_name_too(
 def test_chat_says_a_line_it_cannot_send_and_sends_the_next(local_stack: LocalProcess) -> None:
     # Given alice in a room and bob's `iotnotify chat` reading bytes that are
     # not UTF-8 (a file in Latin-1, a binary paste): it was a traceback
-    room = f"cli-{secrets.token_hex(3)}"
+    room = public_room(local_stack.state, "cli")
     alice_api = rooms_api(local_stack, "alice")
-    alice_api.create(room)
     received: queue.Queue[ChatMessage] = queue.Queue()
     with RoomConnection(alice_api.token(room), on_message=received.put) as alice:
         bob = subprocess.Popen(
@@ -178,9 +177,8 @@ def test_chat_rejoins_after_the_connection_drops_and_shows_what_it_missed(
     # Given bob in `iotnotify chat` (it lost its connection at an outage without
     # a word, received nothing more, and exited with "not connected" at the
     # next line typed)
-    room = f"cli-{secrets.token_hex(3)}"
+    room = public_room(local_stack.state, "cli")
     alice_api = rooms_api(local_stack, "alice")
-    alice_api.create(room)
     bob = subprocess.Popen(
         [IOTNOTIFY, "chat", room, "--state-file", str(local_stack.state_file), "--user", "bob"],
         stdin=subprocess.PIPE,
@@ -226,9 +224,8 @@ def test_chat_rejoins_after_the_connection_drops_and_shows_what_it_missed(
 
 def test_chat_says_why_the_moderator_refused_a_line(local_stack: LocalProcess) -> None:
     # Given alice in a room and bob's `iotnotify chat` there
-    room = f"cli-{secrets.token_hex(3)}"
+    room = public_room(local_stack.state, "cli")
     alice_api = rooms_api(local_stack, "alice")
-    alice_api.create(room)
     received: queue.Queue[ChatMessage] = queue.Queue()
     with RoomConnection(alice_api.token(room), on_message=received.put):
         bob = subprocess.Popen(
@@ -269,9 +266,8 @@ def rule_actions_done(stack: LocalProcess) -> int:
 def test_send_puts_a_fresh_cid_on_each_line_and_a_resend_with_it_shows_once(
     local_stack: LocalProcess,
 ) -> None:
-    room = f"cid-{secrets.token_hex(3)}"
+    room = public_room(local_stack.state, "cid")
     alice_api = rooms_api(local_stack, "alice")
-    alice_api.create(room)
     received: queue.Queue[ChatMessage] = queue.Queue()
     with RoomConnection(alice_api.token(room), on_message=received.put) as alice:
         # Each line gets its own cid, which comes back on the room's envelope.
@@ -302,9 +298,8 @@ def test_chat_whose_output_cannot_be_written_stops_with_an_error(
     # Given bob's `iotnotify chat` writing to a full disk (/dev/full: ENOSPC),
     # in a room with no history yet, so that the first line it prints is a
     # live one (printed on the MQTT client's thread)
-    room = f"cli-{secrets.token_hex(3)}"
+    room = public_room(local_stack.state, "cli")
     alice_api = rooms_api(local_stack, "alice")
-    alice_api.create(room)
     with (
         RoomConnection(alice_api.token(room), on_message=lambda _m: None) as alice,
         open("/dev/full", "w") as full,
@@ -345,8 +340,7 @@ def test_chat_ends_quietly_when_its_pipe_reader_leaves_while_nothing_arrives(
     local_stack: LocalProcess,
 ) -> None:
     # Given bob's `iotnotify chat ROOM | head -1` in a quiet room
-    room = f"cli-{secrets.token_hex(3)}"
-    rooms_api(local_stack, "alice").create(room)
+    room = public_room(local_stack.state, "cli")
     read_end, write_end = os.pipe()
     bob = subprocess.Popen(
         [IOTNOTIFY, "chat", room, "--state-file", str(local_stack.state_file), "--user", "bob"],
