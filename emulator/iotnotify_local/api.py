@@ -291,6 +291,20 @@ def _lambda_view(api: LocalApi, route: Route) -> Callable[[web.Request], Awaitab
             # on the layer; RFC 9110 allows no list in Authorization.
             status, code = (401, "unauthorized") if route.auth == "cognito" else (403, "forbidden")
             return _error(status, code, "more than one Authorization header; send one")
+        if (
+            route.auth == "iam"
+            and "Authorization" not in request.headers
+            and "X-Amz-Signature" not in request.query
+        ):
+            # No signature at all: API Gateway's MISSING_AUTHENTICATION_TOKEN,
+            # which the stack's gateway response answers as the 404 of an
+            # unknown route (infra/iotnotify_infra/api.py, _GATEWAY_ERRORS).
+            return _error(
+                404,
+                "not_found",
+                f"no such route: {request.method} {request.path} (a route authorised by "
+                "IAM answers this too to a request without a SigV4 signature)",
+            )
         if route.auth == "cognito":
             try:
                 claims = api.authorizer.claims(request.headers.get("Authorization"))

@@ -209,3 +209,31 @@ async def test_a_page_path_with_a_nul_is_a_404_not_a_500(
     # The path is resolved on disk, where a NUL raised ValueError: a 500 and a traceback.
     response = await client.get(path)
     await assert_json_error(response, 404, "not_found")
+
+
+async def test_an_iam_route_called_without_a_signature_is_api_gateways_404() -> None:
+    # API Gateway answers a request that carries no signature (no
+    # Authorization header, no X-Amz-Signature) on an IAM-authorised method
+    # with MISSING_AUTHENTICATION_TOKEN, which the stack's gateway response
+    # makes the 404 of an unknown route (infra/iotnotify_infra/api.py); the
+    # local API passed it to the function, which said 401.
+    called: list[str] = []
+
+    def handler(event: Mapping[str, Any], _context: Any) -> Mapping[str, Any]:
+        called.append(event["path"])
+        return {"statusCode": 401, "body": "{}"}
+
+    api = LocalApi(
+        routes=[Route("POST", "/notify", handler, "iam")],
+        authorizer=CognitoAuthorizer(
+            jwks_url="http://127.0.0.1:9/jwks.json", issuer="https://issuer", audience="client"
+        ),
+    )
+    async with TestClient(TestServer(build_app(api))) as client:
+        response = await client.post("/notify", json={"users": ["u"], "title": "t"})
+        await assert_json_error(response, 404, "not_found")
+        assert "without a SigV4 signature" in (await response.json())["message"]
+        assert called == []
+        # A request that does carry credentials is judged by them, not hidden as a 404.
+        response = await client.post("/notify", headers={"Authorization": "Bearer x"})
+        assert response.status != 404
