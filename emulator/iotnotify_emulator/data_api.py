@@ -56,7 +56,8 @@ __all__ = [
     "PUBLISH_QUERY",
     "DataApi",
     "NotUtf8",
-    "not_utf8_message",
+    "iot_data_error",
+    "not_utf8_error",
     "parse_query",
     "query_params",
     "unquote_label",
@@ -81,11 +82,11 @@ class NotUtf8(ValueError):
     """A label or query value whose percent-decoded bytes are not UTF-8; ``what`` names it."""
 
     def __init__(self, what: str) -> None:
-        super().__init__(not_utf8_message(what))
+        super().__init__(_not_utf8_message(what))
         self.what = what
 
 
-def not_utf8_message(what: str) -> str:
+def _not_utf8_message(what: str) -> str:
     """The message of the 400 for ``what`` (``topic``, ``contentType``, ...) not being UTF-8."""
     return f"{what} is not UTF-8 after percent-decoding"
 
@@ -163,11 +164,15 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-def _not_utf8(what: str, trace_id: str) -> web.Response:
-    return _error(400, "InvalidRequestException", not_utf8_message(what), trace_id)
+def not_utf8_error(what: str, trace_id: str) -> web.Response:
+    """The 400 ``InvalidRequestException`` for ``what`` (``topic``, ``clientId``,
+    a query parameter) not being UTF-8 after percent-decoding."""
+    return iot_data_error(400, "InvalidRequestException", _not_utf8_message(what), trace_id)
 
 
-def _error(status: int, code: str, message: str, trace_id: str) -> web.Response:
+def iot_data_error(status: int, code: str, message: str, trace_id: str) -> web.Response:
+    """An iot-data error as AWS answers it: ``{"message", "traceId"}`` with
+    ``x-amzn-ErrorType: code`` (every iot-data route, ``Publish`` included)."""
     return web.json_response(
         {"message": message, "traceId": trace_id},
         status=status,
@@ -214,7 +219,7 @@ class DataApi:
             )
         except SignatureError as exc:
             self.broker.refuse(f"iot-data request refused: {exc.reason}", remote=request.remote)
-            return _error(401, "UnauthorizedException", exc.reason, trace_id)
+            return iot_data_error(401, "UnauthorizedException", exc.reason, trace_id)
         return credential, query
 
     def _denied(
@@ -233,7 +238,7 @@ class DataApi:
             decision = self.broker.authorize(credential, action, kind, name, source_ip=source_ip)
         if decision.allowed:
             return None
-        return _error(403, "ForbiddenException", f"{action}: {decision.reason}", trace_id)
+        return iot_data_error(403, "ForbiddenException", f"{action}: {decision.reason}", trace_id)
 
     async def get_retained(self, request: web.Request) -> web.Response:
         trace_id = str(uuid.uuid4())
@@ -243,7 +248,7 @@ class DataApi:
         credential, _ = caller
         topic = unquote_label(request.raw_path.partition("?")[0][len(_RETAINED_PREFIX) :])
         if topic is None:
-            return _not_utf8("topic", trace_id)
+            return not_utf8_error("topic", trace_id)
         denied = self._denied(
             request, credential, "iot:GetRetainedMessage", "topic", topic, trace_id
         )
@@ -251,7 +256,7 @@ class DataApi:
             return denied
         message = self.broker.retained_message(topic)
         if message is None:
-            return _error(
+            return iot_data_error(
                 404, "ResourceNotFoundException", f"No retained message on {topic}", trace_id
             )
         body: dict[str, object] = {
@@ -280,10 +285,10 @@ class DataApi:
         try:
             params = query_params(query, _LIST_RETAINED_QUERY)
         except NotUtf8 as exc:
-            return _not_utf8(exc.what, trace_id)
+            return not_utf8_error(exc.what, trace_id)
         text = params.get("maxResults", str(_MAX_RESULTS))
         if not (text.isascii() and text.isdigit() and 1 <= int(text) <= _MAX_RESULTS):
-            return _error(
+            return iot_data_error(
                 400, "InvalidRequestException", f"maxResults must be 1..{_MAX_RESULTS}", trace_id
             )
         after = ""
@@ -291,7 +296,7 @@ class DataApi:
             try:
                 after = base64.urlsafe_b64decode(params["nextToken"].encode()).decode()
             except (ValueError, UnicodeDecodeError):
-                return _error(400, "InvalidRequestException", "Invalid nextToken", trace_id)
+                return iot_data_error(400, "InvalidRequestException", "Invalid nextToken", trace_id)
         # retained_message() drops what expired (MQTT 5 Message Expiry Interval).
         live = [t for t in list(self.broker.retained) if self.broker.retained_message(t)]
         topics = sorted(t for t in live if t > after)
@@ -319,7 +324,7 @@ class DataApi:
         credential, query = caller
         client_id = unquote_label(request.raw_path.partition("?")[0][len(_CONNECTIONS_PREFIX) :])
         if client_id is None:
-            return _not_utf8("clientId", trace_id)
+            return not_utf8_error("clientId", trace_id)
         denied = self._denied(
             request, credential, "iot:DeleteConnection", "client", client_id, trace_id
         )
@@ -328,10 +333,10 @@ class DataApi:
         try:
             params = query_params(query, _DELETE_CONNECTION_QUERY)
         except NotUtf8 as exc:
-            return _not_utf8(exc.what, trace_id)
+            return not_utf8_error(exc.what, trace_id)
         clean, no_will = _flag(params, "cleanSession"), _flag(params, "preventWillMessage")
         if clean is None or no_will is None:
-            return _error(
+            return iot_data_error(
                 400,
                 "InvalidRequestException",
                 "cleanSession and preventWillMessage must be true or false",
@@ -341,7 +346,7 @@ class DataApi:
             client_id, clean_session=clean, prevent_will=no_will
         )
         if not found:
-            return _error(
+            return iot_data_error(
                 404, "ResourceNotFoundException", f"No connection for {client_id}", trace_id
             )
         return web.Response(status=200, headers={"x-amzn-RequestId": trace_id})

@@ -60,7 +60,8 @@ from iotnotify_emulator.data_api import (
     PUBLISH_QUERY,
     DataApi,
     NotUtf8,
-    not_utf8_message,
+    iot_data_error,
+    not_utf8_error,
     parse_query,
     query_params,
     unquote_label,
@@ -232,17 +233,9 @@ class _WebSocketTransport:
         await self._ws.close(drain=False)
 
 
-def _error(status: int, code: str, message: str, trace_id: str) -> web.Response:
-    return web.json_response(
-        {"message": message, "traceId": trace_id},
-        status=status,
-        headers={"x-amzn-ErrorType": code, "x-amzn-RequestId": trace_id},
-    )
-
-
 def _render_error(status: int, code: str, message: str) -> web.Response:
     """Router and parser errors (404, 405, 413, 431...) in the same JSON shape."""
-    return _error(status, code, message, str(uuid.uuid4()))
+    return iot_data_error(status, code, message, str(uuid.uuid4()))
 
 
 ADMIN_HEADER: Final = "X-Emulator-Secret"
@@ -561,7 +554,7 @@ class Emulator:
         topic_name = unquote_label(raw_path[len(_TOPICS_PREFIX) :])
         body = await request.read()
         if len(body) > MAX_PAYLOAD_BYTES:
-            return _error(
+            return iot_data_error(
                 413,
                 "RequestEntityTooLargeException",
                 f"Payload of {len(body)} bytes exceeds {MAX_PAYLOAD_BYTES}",
@@ -583,32 +576,34 @@ class Emulator:
             )
         except SignatureError as exc:
             self.broker.refuse(f"HTTP publish refused: {exc.reason}", remote=request.remote)
-            return _error(401, "UnauthorizedException", exc.reason, trace_id)
+            return iot_data_error(401, "UnauthorizedException", exc.reason, trace_id)
         try:
             params = query_params(query, PUBLISH_QUERY)
         except NotUtf8 as exc:
-            return _error(400, "InvalidRequestException", str(exc), trace_id)
+            return not_utf8_error(exc.what, trace_id)
         qos_text = params.get("qos", "0")
         retain_text = params.get("retain", "false").lower()
         if qos_text not in ("0", "1"):
-            return _error(400, "InvalidRequestException", f"Invalid qos {qos_text!r}", trace_id)
+            return iot_data_error(
+                400, "InvalidRequestException", f"Invalid qos {qos_text!r}", trace_id
+            )
         if retain_text not in ("true", "false"):
-            return _error(
+            return iot_data_error(
                 400, "InvalidRequestException", f"Invalid retain {retain_text!r}", trace_id
             )
         if topic_name is None:
             # Not U+FFFD in its place: the bad-topic 400 below (unquote_label).
-            return _error(400, "InvalidRequestException", not_utf8_message("topic"), trace_id)
+            return not_utf8_error("topic", trace_id)
         try:
             topic = Topic(topic_name)
         except InvalidTopic as exc:
-            return _error(400, "InvalidRequestException", str(exc), trace_id)
+            return iot_data_error(400, "InvalidRequestException", str(exc), trace_id)
         retain = retain_text == "true"
         try:
             # The MQTT 5 fields of iot-data Publish, for v5 subscribers.
             properties = properties_from_http(request.headers, params)
         except HttpPropertiesError as exc:
-            return _error(400, "InvalidRequestException", str(exc), trace_id)
+            return iot_data_error(400, "InvalidRequestException", str(exc), trace_id)
         if topic.is_reserved:
             self.broker.refuse(
                 "HTTP publish to a reserved $ topic",
@@ -616,14 +611,16 @@ class Emulator:
                 resource=self.broker.arn("topic", topic_name),
                 principal=credential.principal_id,
             )
-            return _error(403, "ForbiddenException", "Reserved topic", trace_id)
+            return iot_data_error(403, "ForbiddenException", "Reserved topic", trace_id)
         actions = ("iot:Publish", "iot:RetainPublish") if retain else ("iot:Publish",)
         for action in actions:
             decision = self.broker.authorize(
                 credential, action, "topic", topic_name, source_ip=request.remote
             )
             if not decision.allowed:
-                return _error(403, "ForbiddenException", f"{action}: {decision.reason}", trace_id)
+                return iot_data_error(
+                    403, "ForbiddenException", f"{action}: {decision.reason}", trace_id
+                )
         self.broker.stats.publishes_http += 1
         self.broker.route(topic_name, body, int(qos_text), retain, properties=properties)
         if self.broker.rules is not None:
