@@ -17,6 +17,7 @@ from typing import Any, Final
 import click
 
 from iotnotify.cli_output import (
+    INTERRUPTED_EXIT_STATUS,
     CommandError,
     FilePath,
     error,
@@ -27,10 +28,6 @@ from iotnotify.cli_output import (
 from iotnotify.errors import IotNotifyError
 
 __all__ = ["cli", "main"]
-
-
-# Exit status after Ctrl-C: 128 + SIGINT (bash manual, "Exit Status").
-_INTERRUPTED: Final = 130
 
 
 # Commands that live in their own modules, imported only when that command
@@ -99,7 +96,7 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             # As in invoke(), not click's "Aborted!" and status 1.
             warn("interrupted")
-            raise click.exceptions.Exit(_INTERRUPTED) from None
+            raise click.exceptions.Exit(INTERRUPTED_EXIT_STATUS) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         from iotnotify.state_file import StateFileError
@@ -131,7 +128,7 @@ class _Group(click.Group):
             # one line and 128 + SIGINT, what a shell reports for a command
             # the signal ended, instead of click's "Aborted!" and status 1.
             warn("interrupted")
-            ctx.exit(_INTERRUPTED)
+            ctx.exit(INTERRUPTED_EXIT_STATUS)
 
 
 @contextmanager
@@ -248,7 +245,7 @@ def local(
         # before anything runs (once it starts, run_local handles Ctrl-C):
         # one line and 128 + SIGINT, not click's "Aborted!" and status 1.
         warn("interrupted while starting; nothing had started yet")
-        sys.exit(_INTERRUPTED)
+        sys.exit(INTERRUPTED_EXIT_STATUS)
     sys.exit(status)
 
 

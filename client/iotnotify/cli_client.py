@@ -16,11 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from iotnotify.cli_output import (
+    INTERRUPTED_EXIT_STATUS,
     CommandError,
     FilePath,
     log_to_stderr,
@@ -36,9 +37,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from iotnotify.subscriber import StateChange
 
 __all__ = ["listen", "tray"]
-
-# Exit status after Ctrl-C: 128 + SIGINT (bash manual, "Exit Status").
-_INTERRUPTED: Final = 130
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,7 +425,7 @@ def listen(
             # Stopped before it ever listened (waiting for the network, or
             # signing in): 128 + SIGINT, as `iotnotify local` before "ready.".
             warn("interrupted")
-            raise click.exceptions.Exit(_INTERRUPTED) from None
+            raise click.exceptions.Exit(INTERRUPTED_EXIT_STATUS) from None
         if not stopped_said.is_set():  # the subscriber's own "stopped" was not printed
             warn("stopped")
     except IotNotifyError as exc:

@@ -20,11 +20,12 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final
 
 import click
 
 __all__ = [
+    "INTERRUPTED_EXIT_STATUS",
     "PREFIX",
     "CommandError",
     "FilePath",
@@ -38,6 +39,9 @@ __all__ = [
 ]
 
 PREFIX = "iotnotify:"
+# Exit status of a command Ctrl-C ended: 128 + SIGINT, what a shell reports
+# for a process the signal ended (bash manual, "Exit Status").
+INTERRUPTED_EXIT_STATUS: Final = 130
 
 
 def warn(text: str) -> None:

@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import boto3
-import click
 from aiohttp import web
 from rich.console import Console
 from rich.table import Table
 
-from iotnotify.cli_output import PREFIX
+# Why the stack refuses to start (or stops): the CLI's one-line "iotnotify: error:
+# ..." form, never wrapped as rich wraps a long path.
+from iotnotify.cli_output import error as _error
 from iotnotify.state_file import DEFAULT_STATE_FILE, LocalState
 from iotnotify_local.api import LocalApi, Route, build_runner
 from iotnotify_local.authorizer import CognitoAuthorizer
@@ -93,13 +94,6 @@ def api_routes() -> list[Route]:
         Route("POST", "/games/key", api_games.handler, "none", required_headers=("x-api-key",)),
         Route("GET", "/presence", api_presence.handler, "cognito", required_query=("users",)),
     ]
-
-
-def _error(text: str) -> None:
-    """Say why the stack refuses to start (or stops) on stderr: one
-    ``iotnotify: error: ...`` line, like the CLI's other lines, never wrapped
-    (rich wrapped a long path over several lines)."""
-    click.echo(f"{PREFIX} error: {text}", err=True)
 
 
 # moto accepts any key, so it only has to look like one; but the emulator
