@@ -44,6 +44,12 @@ __all__ = ["TrayApp", "TrayUnavailable", "load_pystray"]
 log = logging.getLogger("iotnotify.tray")
 
 
+def _display() -> str:
+    """The display the tray was told to use, for an error message."""
+    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    return f"DISPLAY={display!r}" if display else "DISPLAY is not set"
+
+
 class TrayUnavailable(IotNotifyError):
     """No way to show a tray icon here (no display, or no pystray backend)."""
 
@@ -413,10 +419,8 @@ class TrayApp:
             # pystray picks and starts its backend on import; without a display
             # python-xlib raises DisplayNameError, which reached the user as a
             # traceback. Xlib's and GTK's errors share no base class.
-            display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-            where = f"DISPLAY={display!r}" if display else "DISPLAY is not set"
             raise TrayUnavailable(
-                f"cannot show a tray icon: no desktop session to draw it in ({where}: "
+                f"cannot show a tray icon: no desktop session to draw it in ({_display()}: "
                 f"{type(exc).__name__}: {exc}). Run `iotnotify tray` inside your desktop "
                 "session, or use `iotnotify listen` on a machine without one."
             ) from exc
@@ -434,11 +438,9 @@ class TrayApp:
             # pystray's Icon() opens a connection of its own (on X11): a
             # server that accepted the import's probe can still refuse or go
             # away here, and that reached the user as a traceback.
-            display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-            where = f"DISPLAY={display!r}" if display else "DISPLAY is not set"
             raise TrayUnavailable(
                 f"cannot show a tray icon: the desktop session's display did not let the "
-                f"icon connect ({where}: {type(exc).__name__}: {exc}). Start `iotnotify "
+                f"icon connect ({_display()}: {type(exc).__name__}: {exc}). Start `iotnotify "
                 "tray` again in a running desktop session."
             ) from exc
         self._ui = caller_for(self.icon)
