@@ -128,12 +128,7 @@ class ChatHistory:
         key = self._cid_key(message)
         if _conditional_write(
             lambda: self._table.put_item(
-                Item={
-                    **key,
-                    "messageId": message.id,
-                    "claimedAt": int(now),
-                    "expiresAt": int(now) + window_seconds,
-                },
+                Item=self._claim_item(message, now=now, window_seconds=window_seconds),
                 ConditionExpression=(
                     "attribute_not_exists(id) OR expiresAt <= :now OR messageId = :mid"
                 ),
@@ -165,17 +160,23 @@ class ChatHistory:
             return False
         return _conditional_write(
             lambda: self._table.put_item(
-                Item={
-                    **self._cid_key(message),
-                    "messageId": message.id,
-                    "claimedAt": int(now),
-                    "expiresAt": int(now) + window_seconds,
-                },
+                Item=self._claim_item(message, now=now, window_seconds=window_seconds),
                 ConditionExpression="messageId = :first AND claimedAt = :at",
                 ExpressionAttributeValues={":first": first.message_id, ":at": first.claimed_at},
             ),
             failure="check the message id",
         )
+
+    def _claim_item(
+        self, message: ChatMessage, *, now: float, window_seconds: int
+    ) -> dict[str, Any]:
+        """The item of ``message``'s claim of its cid, made at ``now`` (epoch s)."""
+        return {
+            **self._cid_key(message),
+            "messageId": message.id,
+            "claimedAt": int(now),
+            "expiresAt": int(now) + window_seconds,
+        }
 
     def release_cid(self, message: ChatMessage, *, now: float) -> None:
         """Undo :meth:`claim_cid` for ``message`` (it was refused, so a later copy
