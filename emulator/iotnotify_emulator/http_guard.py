@@ -339,15 +339,25 @@ def error_middleware(render: ErrorRenderer) -> Any:
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except Exception as exc:
-            response = _error_response(render, request, exc)
-            if response is None:
-                raise
-            return response
+        return await _answering_errors(render, request, handler)
 
     return middleware
+
+
+async def _answering_errors(
+    render: ErrorRenderer,
+    request: Any,
+    handler: Callable[[Any], Awaitable[web.StreamResponse]],
+) -> web.StreamResponse:
+    """``await handler(request)``, with what :func:`_error_response` answers for
+    its exception (an exception it leaves alone propagates)."""
+    try:
+        return await handler(request)
+    except Exception as exc:
+        response = _error_response(render, request, exc)
+        if response is None:
+            raise
+        return response
 
 
 def _error_response(
@@ -388,20 +398,11 @@ def _rendering_errors(
     above it.
     """
 
-    async def guarded(request: web.BaseRequest) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except Exception as exc:
-            response = _error_response(render, request, exc)
-            if response is None:
-                raise
-            return response
-
     def dispatch(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
         target = direct.get((request.method, request.path))
         if target is not None and isinstance(request, web.Request):
             return target(request)
-        return guarded(request)
+        return _answering_errors(render, request, handler)
 
     return dispatch
 
