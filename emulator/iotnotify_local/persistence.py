@@ -97,8 +97,8 @@ _CA_DIR: Final = "ca"
 #: The file a stack writes into the CA folder it made (``DIR/ca``).
 CA_MARK_FILE: Final = "iotnotify-ca.txt"
 _CA_MARK: Final = (
-    "`iotnotify local` keeps the CA of its emulator's wss:// endpoint in this folder; "
-    "`iotnotify local --fresh` removes it.\n"
+    b"`iotnotify local` keeps the CA of its emulator's wss:// endpoint in this folder; "
+    b"`iotnotify local --fresh` removes it.\n"
 )
 # The saved state (--fresh removes these, the CA's files and nothing else).
 _SAVED_FILES: Final = (_MOTO_FILE, _RESOURCES_FILE)
@@ -467,14 +467,14 @@ class DataDir:
                 info = ca_dir.lstat()
             except FileNotFoundError:
                 ca_dir.mkdir(mode=0o700)
-                _write_private(mark, _CA_MARK.encode("utf-8"))
+                _write_private(mark, _CA_MARK)
                 return
             if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
                 raise DataDirError(
                     refuse.format(why="a symbolic link" if stat.S_ISLNK(info.st_mode) else "a file")
                 )
             if mark.is_file() and not mark.is_symlink():
-                if mark.read_bytes() == _CA_MARK.encode("utf-8"):
+                if mark.read_bytes() == _CA_MARK:
                     return
                 raise DataDirError(refuse.format(why=f"{CA_MARK_FILE} holds something else"))
             names = {entry.name for entry in ca_dir.iterdir()}
@@ -487,7 +487,7 @@ class DataDir:
             )
             if not made_before_the_mark:
                 raise DataDirError(refuse.format(why=f"it has no {CA_MARK_FILE}"))
-            _write_private(mark, _CA_MARK.encode("utf-8"))
+            _write_private(mark, _CA_MARK)
         except OSError as exc:
             raise DataDirError(f"cannot use {ca_dir} for the emulator's CA: {exc}") from exc
 
