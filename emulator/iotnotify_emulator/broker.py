@@ -1176,7 +1176,9 @@ class MqttSession:
             ack = Puback(packet.packet_id, reason, self.v5.reason(text))
             self._send(self._v5_fitted(ack, Puback(packet.packet_id, reason)))
 
-    def _v5_fitted(self, packet: Puback | Connack, bare: Puback | Connack) -> bytes:
+    def _v5_fitted(
+        self, packet: Puback | Connack | Disconnect, bare: Puback | Connack | Disconnect
+    ) -> bytes:
         """``packet`` encoded, or ``bare`` (the same without its Reason String)
         when ``packet`` would exceed the client's Maximum Packet Size: "The
         Server MUST NOT send a Reason String or User Property if their addition
@@ -2033,14 +2035,12 @@ class MqttSession:
         if code is None:
             return  # the client left, or its socket is gone
         # Bypasses the queue bound: the connection is closing anyway.
-        frame = mqtt5.encode(Disconnect(code))
-        text = self._v5_disconnect_text
-        if text is not None and self.v5 is not None:
-            described = mqtt5.encode(Disconnect(code, Properties(reason_string=text)))
-            limit = self.v5.max_packet_size
-            # Not past the client's Maximum Packet Size (MQTT 5 [MQTT-3.1.2-25]).
-            if limit is None or len(described) <= limit:
-                frame = described
+        bare, text = Disconnect(code), self._v5_disconnect_text
+        frame = (
+            self._v5_fitted(Disconnect(code, Properties(reason_string=text)), bare)
+            if text is not None and self.v5 is not None
+            else mqtt5.encode(bare)
+        )
         queue = self._queue
         if queue is None:
             queue = self._queue = deque()
