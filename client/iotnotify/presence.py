@@ -120,9 +120,14 @@ class PresenceEvent:
 
     @property
     def seq(self) -> int:
-        """Order within a session: later timestamps win; at an equal
-        timestamp the disconnect wins (a session ends after it starts)."""
-        return self.timestamp * 2 + (1 if self.event_type == "disconnected" else 0)
+        """Order within a session (:func:`_seq`)."""
+        return _seq(self.timestamp, self.event_type)
+
+
+def _seq(timestamp: int, event_type: EventType) -> int:
+    """Order within a session: later timestamps win; at an equal timestamp
+    the disconnect wins (a session ends after it starts)."""
+    return timestamp * 2 + (1 if event_type == "disconnected" else 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,8 +224,8 @@ class PresenceTable:
                         ExpressionAttributeNames={"#state": "state"},
                         ExpressionAttributeValues={
                             ":state": "disconnected",
-                            # A disconnect at the connect's own timestamp (see seq).
-                            ":seq": int(item.get("ts", 0)) * 2 + 1,
+                            # A disconnect at the connect's own timestamp.
+                            ":seq": _seq(int(item.get("ts", 0)), "disconnected"),
                             ":old": seq,
                         },
                     )
