@@ -124,6 +124,21 @@ class PresenceEvent:
         return _seq(self.timestamp, self.event_type)
 
 
+def _updated(table: Any, failure: str, **update: Any) -> bool:
+    """``table.update_item(**update)``: True when it was applied, False when its
+    condition did not hold; :class:`PresenceError` ("{failure}: ...") when
+    DynamoDB fails."""
+    try:
+        table.update_item(**update)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise PresenceError(f"{failure}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise PresenceError(f"{failure}: {exc}") from exc
+    return True
+
+
 def _seq(timestamp: int, event_type: EventType) -> int:
     """Order within a session: later timestamps win; at an equal timestamp
     the disconnect wins (a session ends after it starts)."""
@@ -169,30 +184,25 @@ class PresenceTable:
         Returns whether it was applied. Raises :class:`PresenceError` when
         DynamoDB fails (the Lambda invocation then fails and is retried).
         """
-        try:
-            self._table.update_item(
-                Key={"userId": event.user_id, "sessionId": event.session_id},
-                UpdateExpression=(
-                    "SET #state = :state, seq = :seq, ts = :ts, clientId = :client, "
-                    "expiresAt = :expires"
-                ),
-                ConditionExpression="attribute_not_exists(seq) OR seq < :seq",
-                ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues={
-                    ":state": event.event_type,
-                    ":seq": event.seq,
-                    ":ts": event.timestamp,
-                    ":client": event.client_id,
-                    ":expires": event.timestamp // 1000 + _RECORD_TTL_SECONDS,
-                },
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False  # a duplicate, or older than what the session holds
-            raise PresenceError(f"could not record presence of {event.user_id}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise PresenceError(f"could not record presence of {event.user_id}: {exc}") from exc
-        return True
+        # Not applied: a duplicate, or older than what the session holds.
+        return _updated(
+            self._table,
+            f"could not record presence of {event.user_id}",
+            Key={"userId": event.user_id, "sessionId": event.session_id},
+            UpdateExpression=(
+                "SET #state = :state, seq = :seq, ts = :ts, clientId = :client, "
+                "expiresAt = :expires"
+            ),
+            ConditionExpression="attribute_not_exists(seq) OR seq < :seq",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={
+                ":state": event.event_type,
+                ":seq": event.seq,
+                ":ts": event.timestamp,
+                ":client": event.client_id,
+                ":expires": event.timestamp // 1000 + _RECORD_TTL_SECONDS,
+            },
+        )
 
     def end_open_sessions(self) -> int:
         """Record every session still marked connected as disconnected at its last event.
@@ -215,28 +225,22 @@ class PresenceTable:
             except (BotoCoreError, ClientError) as exc:
                 raise PresenceError(f"could not list open sessions: {exc}") from exc
             for item in page.get("Items", []):
-                seq = int(item.get("seq", 0))
-                try:
-                    self._table.update_item(
-                        Key={"userId": item["userId"], "sessionId": item["sessionId"]},
-                        UpdateExpression="SET #state = :state, seq = :seq",
-                        ConditionExpression="seq = :old",
-                        ExpressionAttributeNames={"#state": "state"},
-                        ExpressionAttributeValues={
-                            ":state": "disconnected",
-                            # A disconnect at the connect's own timestamp.
-                            ":seq": _seq(int(item.get("ts", 0)), "disconnected"),
-                            ":old": seq,
-                        },
-                    )
-                except ClientError as exc:
-                    code = exc.response.get("Error", {}).get("Code")
-                    if code == "ConditionalCheckFailedException":
-                        continue
-                    raise PresenceError(f"could not end session: {exc}") from exc
-                except BotoCoreError as exc:
-                    raise PresenceError(f"could not end session: {exc}") from exc
-                ended += 1
+                applied = _updated(
+                    self._table,
+                    "could not end session",
+                    Key={"userId": item["userId"], "sessionId": item["sessionId"]},
+                    UpdateExpression="SET #state = :state, seq = :seq",
+                    ConditionExpression="seq = :old",
+                    ExpressionAttributeNames={"#state": "state"},
+                    ExpressionAttributeValues={
+                        ":state": "disconnected",
+                        # A disconnect at the connect's own timestamp.
+                        ":seq": _seq(int(item.get("ts", 0)), "disconnected"),
+                        ":old": int(item.get("seq", 0)),
+                    },
+                )
+                if applied:  # else an event reached the session meanwhile: it stands
+                    ended += 1
             last = page.get("LastEvaluatedKey")
             if not last:
                 return ended
